@@ -1,0 +1,85 @@
+"""The ASGI application: the one place that knows both Starlette and the schema."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from api.http import rest
+from api.http.limits import BodyLimit
+from api.runtime import Runtime
+from schema.context import Context
+from schema.schema import build_schema
+
+GRAPHQL_BODY_LIMIT = 256 * 1024
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    def __init__(self, rt: Runtime) -> None:
+        s = rt.settings
+        super().__init__(
+            build_schema(s),
+            graphql_ide="graphiql" if s.graphql_ide else None,
+            # Queries only by POST: nothing with a side effect can ride on a link.
+            allow_queries_via_get=False,
+            # Only graphql-transport-ws: the legacy graphql-ws protocol is off.
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            multipart_uploads_enabled=False,
+            max_subscriptions_per_connection=20,
+            allowed_origins=s.ws_allowed_origins,
+        )
+        self.rt = rt
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        client = request.client.host if request.client else "unknown"
+        return Context(
+            rt=self.rt,
+            request=request,
+            response=response if isinstance(response, Response) else None,
+            client=client,
+        )
+
+
+def create_app(rt: Runtime) -> Any:
+    graphql = GraphQLApp(rt)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await rt.db.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/health", rest.health, methods=["GET"]),
+            Route("/api/uploads", rest.upload_audio, methods=["POST"]),
+            Route("/api/audio/{audio_id}", rest.download_audio, methods=["GET"]),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Mount("/", app=_frontend()),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    return BodyLimit(
+        app,
+        limits={"/graphql": GRAPHQL_BODY_LIMIT, "/api/uploads": rt.settings.upload_max_bytes},
+        default=64 * 1024,
+    )
+
+
+def _frontend() -> Any:
+    from pathlib import Path
+
+    from starlette.staticfiles import StaticFiles
+
+    folder = Path(__file__).resolve().parent.parent / "frontend_stub"
+    return StaticFiles(directory=folder, html=True, check_dir=False)

@@ -1,0 +1,21 @@
+"""Wires the central service together; the only place that builds a Runtime."""
+
+from __future__ import annotations
+
+import logging
+
+from api.db import Database, create_engine
+from api.runtime import Runtime
+from api.security import SecretBox
+from api.settings import Settings
+
+
+def bootstrap(settings: Settings) -> Runtime:
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return Runtime(
+        settings=settings,
+        db=Database(create_engine(settings)),
+        box=SecretBox(settings.fernet_key),
+    )

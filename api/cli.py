@@ -1,0 +1,153 @@
+"""The ``rundruf`` command: serve, db upgrade, admin create-platform-admin, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Callable, Sequence
+
+from api.errors import ConfigurationError, RundrufError
+from api.settings import Settings, load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from api.app import create_app
+    from api.bootstrap import bootstrap
+    from api.migrate import require_head
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = load_settings(**overrides)
+    require_head(settings)
+    run_server(settings, create_app(bootstrap(settings)))
+    return 0
+
+
+def run_server(settings: Settings, app: object) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        # The sans-I/O implementation: one protocol object per connection, no extra task.
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        proxy_headers=True,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from api.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings, args.revision)
+    print(f"database at {args.revision}")
+    return 0
+
+
+def _create_platform_admin(args: argparse.Namespace) -> int:
+    from api.bootstrap import bootstrap
+    from api.models import Role
+    from api.services import platform
+
+    settings = load_settings()
+    password = args.password or getpass.getpass("password: ")
+    rt = bootstrap(settings)
+
+    async def create() -> None:
+        try:
+            user = await platform.create_user(
+                rt,
+                None,
+                email=args.email,
+                name=args.name,
+                role=Role.PLATFORM_ADMIN,
+                password=password,
+                tenant_id=None,
+            )
+            print(f"platform admin {user.email} created")
+        finally:
+            await rt.db.dispose()
+
+    asyncio.run(create())
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from schema.schema import sdl
+
+    sys.stdout.write(sdl())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from api.demo import run_demo
+
+    return run_demo(once=args.once, port=args.port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rundruf", description="Rundruf central service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the GraphQL API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_serve)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
+    up = db.add_parser("upgrade", help="migrate the database to the newest schema")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=_db_upgrade)
+
+    admin = sub.add_parser("admin", help="administration").add_subparsers(
+        dest="admin", required=True
+    )
+    cpa = admin.add_parser("create-platform-admin", help="create a platform administrator")
+    cpa.add_argument("--email", required=True)
+    cpa.add_argument("--name", default="Platform admin")
+    cpa.add_argument("--password", help="prompted for when not given")
+    cpa.set_defaults(func=_create_platform_admin)
+
+    demo = sub.add_parser("demo", help="run the embedded demo (SQLite, no Redis)")
+    demo.add_argument("--once", action="store_true", help="check the demo works, then exit")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.set_defaults(func=_demo)
+
+    sub.add_parser("keygen", help="print a new key for RUNDRUF_SECRET_KEY").set_defaults(
+        func=_keygen
+    )
+    sub.add_parser("schema", help="print the GraphQL SDL").set_defaults(func=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigurationError as err:
+        print(f"rundruf: {err.message}", file=sys.stderr)
+        return 2
+    except RundrufError as err:
+        print(f"rundruf: {err.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

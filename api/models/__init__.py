@@ -1,0 +1,69 @@
+"""Database models (SQLAlchemy 2, typed). Importing this registers every table."""
+
+from api.models.base import Base, utcnow
+from api.models.commands import Command
+from api.models.enums import (
+    AnnouncementKind,
+    AnnouncementSource,
+    AnnouncementStatus,
+    BroadcastMode,
+    BroadcastStatus,
+    CallOutcome,
+    CommandStatus,
+    EmailStatus,
+    IncidentKind,
+    Language,
+    PbxUserState,
+    Role,
+    VerificationState,
+)
+from api.models.history import Broadcast, CallAttempt
+from api.models.media import Announcement, AudioBlob
+from api.models.ops import Email, WatchdogIncident
+from api.models.pbx import BroadcastGroup, PbxGroup, PbxGroupMember, PbxSettings, PbxUser
+from api.models.tenancy import (
+    AuditLog,
+    Installation,
+    License,
+    LoginAttempt,
+    Session,
+    Tenant,
+    User,
+)
+
+__all__ = [
+    "Announcement",
+    "AnnouncementKind",
+    "AnnouncementSource",
+    "AnnouncementStatus",
+    "AudioBlob",
+    "AuditLog",
+    "Base",
+    "Broadcast",
+    "BroadcastGroup",
+    "BroadcastMode",
+    "BroadcastStatus",
+    "CallAttempt",
+    "CallOutcome",
+    "Command",
+    "CommandStatus",
+    "Email",
+    "EmailStatus",
+    "IncidentKind",
+    "Installation",
+    "Language",
+    "License",
+    "LoginAttempt",
+    "PbxGroup",
+    "PbxGroupMember",
+    "PbxSettings",
+    "PbxUser",
+    "PbxUserState",
+    "Role",
+    "Session",
+    "Tenant",
+    "User",
+    "VerificationState",
+    "WatchdogIncident",
+    "utcnow",
+]

@@ -1,0 +1,100 @@
+"""Closed sets of values stored in the database (plain Python, shared with the domain)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Role(enum.StrEnum):
+    PLATFORM_ADMIN = "platform_admin"
+    TENANT_ADMIN = "tenant_admin"
+    TENANT_VIEWER = "tenant_viewer"
+
+
+class Language(enum.StrEnum):
+    DE = "de"
+    EN = "en"
+
+
+class VerificationState(enum.StrEnum):
+    UNVERIFIED = "unverified"
+    PENDING = "pending"
+    VERIFIED = "verified"
+    FAILED = "failed"
+
+
+class AnnouncementKind(enum.StrEnum):
+    TEST = "test"
+    ALARM = "alarm"
+
+
+class AnnouncementSource(enum.StrEnum):
+    UPLOAD = "upload"
+    TTS = "tts"
+
+
+class AnnouncementStatus(enum.StrEnum):
+    PENDING = "pending"  # TTS queued, no audio yet
+    READY = "ready"
+    FAILED = "failed"
+
+
+class CommandStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class BroadcastMode(enum.IntEnum):
+    TEST = 1
+    ALARM = 2
+    ALARM_RECORDED = 3
+
+
+class BroadcastStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class CallOutcome(enum.StrEnum):
+    CONFIRMED = "confirmed"
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    SKIPPED_BUSY = "skipped_busy"
+
+
+class PbxUserState(enum.IntEnum):
+    """SwyxWare's user states, as its PBXConfig object reports them."""
+
+    UNAVAILABLE = 0
+    LOGGED_OFF = 1
+    LOGGED_ON = 2
+    SPEAKING_EXTERNAL = 3
+    ALERTING = 4
+    SPEAKING_INTERNAL = 5
+    AWAY = 6
+    DO_NOT_DISTURB = 7
+    BUSY = 8
+
+
+class EmailStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class IncidentKind(enum.StrEnum):
+    HEARTBEAT_MISSED = "heartbeat_missed"
+    PBX_UNREACHABLE = "pbx_unreachable"
+    JOBSERVICE_UNREACHABLE = "jobservice_unreachable"
+    ALARM_SERVICE_FAILED = "alarm_service_failed"
+    LICENSE_EXPIRING = "license_expiring"
+    LICENSE_EXPIRED = "license_expired"

@@ -1,0 +1,152 @@
+"""Signing in and out, sessions, password changes, and login throttling."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.domain import validation
+from api.errors import BadInput, TooManyAttempts, Unauthenticated
+from api.models import LoginAttempt, Session, Tenant, User
+from api.runtime import Runtime
+from api.security import (
+    MIN_PASSWORD_LENGTH,
+    hash_password,
+    hash_token,
+    new_token,
+    password_needs_rehash,
+    verify_password,
+)
+from api.services import audit
+from api.services.actor import Actor
+
+
+@dataclass(frozen=True)
+class SignIn:
+    token: str
+    expires_at: datetime
+    user: User
+
+
+async def login(rt: Runtime, email: str, password: str, client: str) -> SignIn:
+    now = rt.clock()
+    email = email.strip().lower()
+    async with rt.db.transaction() as session:
+        await _refuse_if_throttled(rt, session, email, client, now)
+        row = (
+            await session.execute(
+                select(User, Tenant.active)
+                .outerjoin(Tenant, Tenant.id == User.tenant_id)
+                .where(User.email == email)
+            )
+        ).first()
+        user: User | None = row[0] if row else None
+        ok = verify_password(user.password_hash if user else None, password)
+        if user is None or not ok or not user.active or row[1] is False:
+            # The failure is kept (this transaction commits), then refused in the
+            # same words for every reason, so the answer tells no account apart.
+            session.add(LoginAttempt(email=email, client=client, at=now))
+            user = None
+        else:
+            await session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
+            token = new_token("rds")
+            expires = now + timedelta(seconds=rt.settings.session_ttl_seconds)
+            session.add(Session(user_id=user.id, token_hash=hash_token(token), expires_at=expires))
+            user.last_login_at = now
+            if password_needs_rehash(user.password_hash):
+                user.password_hash = hash_password(password)
+    if user is None:
+        raise Unauthenticated("wrong e-mail address or password")
+    return SignIn(token=token, expires_at=expires, user=user)
+
+
+async def _refuse_if_throttled(
+    rt: Runtime, session: AsyncSession, email: str, client: str, now: datetime
+) -> None:
+    since = now - timedelta(seconds=rt.settings.login_window_seconds)
+    limit = rt.settings.login_max_failures
+    for column, value in ((LoginAttempt.email, email), (LoginAttempt.client, client)):
+        count, oldest = (
+            await session.execute(
+                select(func.count(), func.min(LoginAttempt.at)).where(
+                    column == value, LoginAttempt.at > since
+                )
+            )
+        ).one()
+        if count >= limit:
+            retry = oldest + timedelta(seconds=rt.settings.login_window_seconds) - now
+            raise TooManyAttempts(
+                "too many failed sign-ins; try again later",
+                retryAfterSeconds=max(1, int(retry.total_seconds()) + 1),
+            )
+
+
+async def actor_for_token(rt: Runtime, token: str) -> Actor:
+    """The signed-in user behind a session token, or UNAUTHENTICATED."""
+    now = rt.clock()
+    async with rt.db.reading() as session:
+        row = (
+            await session.execute(
+                select(Session.id, User.id, User.tenant_id, User.role)
+                .join(User, User.id == Session.user_id)
+                .outerjoin(Tenant, Tenant.id == User.tenant_id)
+                .where(
+                    Session.token_hash == hash_token(token),
+                    Session.revoked_at.is_(None),
+                    Session.expires_at > now,
+                    User.active.is_(True),
+                    or_(User.tenant_id.is_(None), Tenant.active.is_(True)),
+                )
+            )
+        ).first()
+    if row is None:
+        raise Unauthenticated("the session has expired or was signed out; please sign in")
+    session_id, user_id, tenant_id, role = row
+    return Actor(user_id=user_id, tenant_id=tenant_id, role=role, session_id=session_id)
+
+
+async def logout(rt: Runtime, actor: Actor) -> None:
+    async with rt.db.transaction() as session:
+        await session.execute(
+            update(Session).where(Session.id == actor.session_id).values(revoked_at=rt.clock())
+        )
+
+
+async def me(rt: Runtime, actor: Actor) -> User:
+    async with rt.db.reading() as session:
+        user = await session.get(User, actor.user_id)
+    assert user is not None
+    return user
+
+
+async def change_password(rt: Runtime, actor: Actor, current: str, new: str) -> None:
+    validation.password(new, MIN_PASSWORD_LENGTH, field="newPassword")
+    if new == current:
+        raise BadInput("the new password must differ from the current one", field="newPassword")
+    async with rt.db.transaction() as session:
+        user = await session.get(User, actor.user_id, with_for_update=True)
+        assert user is not None
+        if not verify_password(user.password_hash, current):
+            raise BadInput("the current password is wrong", field="currentPassword")
+        user.password_hash = hash_password(new)
+        user.password_changed_at = rt.clock()
+        # Other sessions end: whoever knew the old password is signed out.
+        await session.execute(
+            update(Session)
+            .where(Session.user_id == user.id, Session.id != actor.session_id)
+            .where(Session.revoked_at.is_(None))
+            .values(revoked_at=rt.clock())
+        )
+        audit.record(session, actor, "password.change", tenant_id=user.tenant_id, target=user.id)
+
+
+async def revoke_sessions_of(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(Session)
+        .where(Session.user_id == user_id, Session.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )

@@ -1,0 +1,61 @@
+"""Commands to a tenant's agent: written in the transaction of the change they carry."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.models import Command, CommandStatus
+from api.runtime import Runtime
+from api.services.actor import Actor
+
+
+def enqueue(
+    session: AsyncSession,
+    rt: Runtime,
+    actor: Actor,
+    type_: str,
+    payload: dict[str, Any],
+    secrets: dict[str, str] | None = None,
+) -> Command:
+    """Adds a pending command to the caller's transaction (it commits with the change)."""
+    now = rt.clock()
+    command = Command(
+        id=uuid.uuid4(),
+        tenant_id=actor.own_tenant_id,
+        created_by=actor.user_id,
+        type=type_,
+        payload=payload,
+        sealed_payload=rt.box.seal(json.dumps(secrets)) if secrets else None,
+        status=CommandStatus.PENDING,
+        created_at=now,
+        expires_at=now + timedelta(seconds=rt.settings.command_expiry_seconds),
+    )
+    session.add(command)
+    return command
+
+
+async def list_commands(
+    rt: Runtime,
+    actor: Actor,
+    tenant_id: uuid.UUID | None,
+    status: CommandStatus | None,
+    limit: int,
+) -> list[Command]:
+    scope = actor.read_scope(tenant_id)
+    query = select(Command).where(scope.where(Command))
+    if status is not None:
+        query = query.where(Command.status == status)
+    query = query.order_by(Command.created_at.desc()).limit(max(1, min(limit, 200)))
+    async with rt.db.reading() as session:
+        return list((await session.scalars(query)).all())
+
+
+async def get_command(rt: Runtime, actor: Actor, command_id: uuid.UUID) -> Command:
+    async with rt.db.reading() as session:
+        return await actor.read_scope().get(session, Command, command_id)

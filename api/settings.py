@@ -1,0 +1,144 @@
+"""Settings of the central service, read once at start (prefix ``RUNDRUF_``).
+
+Nothing else in the central service reads ``os.environ``. A bad value stops the
+start with a message that names the setting, never with a stack trace.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RUNDRUF_", env_file=None, extra="ignore")
+
+    database_url: str = "sqlite:///./rundruf.db"
+    # Unset means the embedded default: in-process broker and pub/sub.
+    redis_url: str | None = None
+
+    # Fernet key (urlsafe base64, 32 bytes) that encrypts secrets at rest; or a
+    # file holding it. One of the two is required.
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+
+    session_cookie_name: str = "rundruf_session"
+    session_ttl_seconds: int = Field(default=12 * 3600, ge=300, le=30 * 24 * 3600)
+    # Secure cookies need HTTPS; the demo on http://127.0.0.1 turns it off.
+    cookie_secure: bool = True
+
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_window_seconds: int = Field(default=15 * 60, ge=10)
+
+    graphql_max_depth: int = Field(default=10, ge=2, le=50)
+    graphql_max_aliases: int = Field(default=15, ge=1, le=500)
+    graphql_max_tokens: int = Field(default=2000, ge=100, le=100_000)
+    graphql_ide: bool = False
+    ws_allowed_origins: list[str] = Field(default_factory=list)
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024)
+    announcement_max_seconds: int = Field(default=300, ge=1, le=3600)
+    tts_max_chars: int = Field(default=2000, ge=10, le=20_000)
+
+    command_expiry_seconds: int = Field(default=15 * 60, ge=10)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "sqlite+aiosqlite:///", "postgresql")):
+            raise ValueError("must be sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+        if value.startswith("postgresql") and not value.startswith(
+            ("postgresql+psycopg://", "postgresql://")
+        ):
+            raise ValueError("PostgreSQL is reached through psycopg 3: postgresql+psycopg://…")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Settings:
+        if self.secret_key is None and self.secret_key_file is None:
+            raise ValueError(
+                "set RUNDRUF_SECRET_KEY or RUNDRUF_SECRET_KEY_FILE "
+                "(a Fernet key; `rundruf keygen` prints one)"
+            )
+        return self
+
+    @cached_property
+    def fernet_key(self) -> bytes:
+        if self.secret_key is not None:
+            raw = self.secret_key.get_secret_value().strip().encode()
+        else:
+            assert self.secret_key_file is not None
+            try:
+                raw = self.secret_key_file.read_bytes().strip()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"RUNDRUF_SECRET_KEY_FILE: cannot read {self.secret_key_file}: {exc.strerror}"
+                ) from None
+        try:
+            Fernet(raw)
+        except ValueError:
+            raise ConfigurationError(
+                "the secret key is not a Fernet key (32 url-safe base64-encoded bytes)"
+            ) from None
+        return raw
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def async_database_url(self) -> str:
+        """The same database through its asyncio driver."""
+        url = self.database_url
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+        if url.startswith("postgresql://"):
+            return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+
+    @property
+    def sync_database_url(self) -> str:
+        """The same database through a blocking driver (migrations, CLI)."""
+        url = self.database_url
+        if url.startswith("sqlite+aiosqlite:///"):
+            return "sqlite:///" + url.removeprefix("sqlite+aiosqlite:///")
+        if url.startswith("postgresql://"):
+            return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and check the settings; a bad value raises ConfigurationError."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "RUNDRUF_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else ""
+            message = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name}: {message}" if name else message)
+        raise ConfigurationError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    settings.fernet_key  # noqa: B018 - fail at start, not on first use
+    return settings

@@ -1,0 +1,101 @@
+"""The typed context every resolver gets: runtime, the caller, per-request loaders."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from strawberry.dataloader import DataLoader
+
+from api.errors import NotFound, Unauthenticated
+from api.models import Announcement, BroadcastGroup, CallAttempt, PbxUser
+from api.runtime import Runtime
+from api.services import announcements, auth, directory, history
+from api.services.actor import Actor
+
+
+def bearer_from(header: str | None) -> str | None:
+    if header and header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return None
+
+
+@dataclass
+class Loaders:
+    """DataLoaders live for one request, so no cache outlives what the caller may see."""
+
+    rt: Runtime
+
+    @cached_property
+    def members(self) -> DataLoader[uuid.UUID, list[PbxUser]]:
+        return DataLoader(lambda ids: directory.members_of(self.rt, ids))
+
+    @cached_property
+    def broadcast_group_of(self) -> DataLoader[uuid.UUID, BroadcastGroup | None]:
+        return DataLoader(lambda ids: directory.broadcast_groups_of(self.rt, ids))
+
+    @cached_property
+    def announcements(self) -> DataLoader[uuid.UUID, list[Announcement]]:
+        return DataLoader(lambda ids: announcements.of_broadcast_groups(self.rt, ids))
+
+    @cached_property
+    def attempts(self) -> DataLoader[uuid.UUID, list[CallAttempt]]:
+        return DataLoader(lambda ids: history.attempts_of(self.rt, ids))
+
+    @cached_property
+    def pbx_user(self) -> DataLoader[uuid.UUID, PbxUser | None]:
+        return DataLoader(lambda ids: history.pbx_users_by_id(self.rt, ids))
+
+    @cached_property
+    def broadcast_group(self) -> DataLoader[uuid.UUID, BroadcastGroup | None]:
+        return DataLoader(lambda ids: history.broadcast_groups_by_id(self.rt, ids))
+
+
+@dataclass
+class Context:
+    rt: Runtime
+    request: HTTPConnection
+    response: Response | None
+    client: str
+    # Filled by Strawberry from graphql-transport-ws `connection_init`.
+    connection_params: dict[str, Any] | None = None
+    _actor: Actor | None = field(default=None, init=False)
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        return Loaders(self.rt)
+
+    def token(self) -> str | None:
+        params = self.connection_params or {}
+        from_ws = params.get("authorization") if isinstance(params, dict) else None
+        token = bearer_from(from_ws if isinstance(from_ws, str) else None)
+        token = token or bearer_from(self.request.headers.get("authorization"))
+        return token or self.request.cookies.get(self.rt.settings.session_cookie_name)
+
+    async def actor(self) -> Actor:
+        """The signed-in caller; UNAUTHENTICATED without a valid session."""
+        if self._actor is None:
+            token = self.token()
+            if token is None:
+                raise Unauthenticated("sign in first")
+            self._actor = await auth.actor_for_token(self.rt, token)
+        return self._actor
+
+    def forget_actor(self) -> None:
+        self._actor = None
+
+
+def parse_id(value: str, what: str = "object") -> uuid.UUID:
+    """An ID argument as UUID; a malformed one names nothing, so it is NOT_FOUND."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"{what} not found") from None
+
+
+def parse_ids(values: list[Any], what: str) -> list[uuid.UUID]:
+    return [parse_id(v, what) for v in values]

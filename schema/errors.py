@@ -1,0 +1,63 @@
+"""How errors reach clients: expected ones with their code, unexpected ones masked.
+
+An unexpected exception is logged here with its stack trace and replaced by
+"Unexpected error." with the code INTERNAL_SERVER_ERROR; nothing of it reaches
+the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql.error import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from api.errors import RundrufError
+
+log = logging.getLogger(__name__)
+
+
+def is_expected(error: GraphQLError) -> bool:
+    original = error.original_error
+    # No original error: a syntax, validation or variable error made by graphql-core.
+    return original is None or isinstance(original, RundrufError | GraphQLError)
+
+
+def _code_of(error: GraphQLError) -> str:
+    if isinstance(error.original_error, RundrufError):
+        return error.original_error.code
+    return "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_USER_INPUT"
+
+
+def shape(error: GraphQLError) -> GraphQLError:
+    if not is_expected(error):
+        log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+        return GraphQLError(
+            "Unexpected error.",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": "INTERNAL_SERVER_ERROR"},
+        )
+    if error.extensions and "code" in error.extensions:
+        return error
+    return GraphQLError(
+        error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={**(error.extensions or {}), "code": _code_of(error)},
+    )
+
+
+class ErrorPolicy(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and getattr(result, "errors", None):
+            result.errors = [shape(e) for e in result.errors]
+        if self.execution_context.pre_execution_errors:
+            self.execution_context.pre_execution_errors = [
+                shape(e) for e in self.execution_context.pre_execution_errors
+            ]

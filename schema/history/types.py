@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from api import models
+from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome
+from schema.info import Info
+from schema.pbx.types import PbxUser
+from schema.platform.types import gid
+
+
+@strawberry.type
+class CallAttempt:
+    id: strawberry.ID
+    member_name: str
+    member_extension: str | None
+    attempt_no: int
+    started_at: datetime | None
+    ringing_at: datetime | None
+    answered_at: datetime | None
+    confirmed_at: datetime | None
+    ended_at: datetime | None
+    outcome: CallOutcome | None
+    detail: str | None
+    _member_id: strawberry.Private[object]
+
+    @classmethod
+    def of(cls, a: models.CallAttempt) -> CallAttempt:
+        return cls(
+            id=gid(a.id),
+            member_name=a.member_name,
+            member_extension=a.member_extension,
+            attempt_no=a.attempt_no,
+            started_at=a.started_at,
+            ringing_at=a.ringing_at,
+            answered_at=a.answered_at,
+            confirmed_at=a.confirmed_at,
+            ended_at=a.ended_at,
+            outcome=a.outcome,
+            detail=a.detail,
+            _member_id=a.member_user_id,
+        )
+
+    @strawberry.field(description="The PBX user called, while they still exist.")
+    async def member(self, info: Info) -> PbxUser | None:
+        if self._member_id is None:
+            return None
+        user = await info.context.loaders.pbx_user.load(self._member_id)  # type: ignore[arg-type]
+        return PbxUser.of(user) if user else None
+
+
+@strawberry.type
+class BroadcastGroupRef:
+    id: strawberry.ID = strawberry.field(description="The PBX group's id.")
+    agent_extension: str
+
+
+@strawberry.type
+class Broadcast:
+    id: strawberry.ID
+    group_name: str
+    mode: BroadcastMode
+    status: BroadcastStatus
+    trigger_caller_number: str | None
+    trigger_caller_name: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    member_count: int
+    quorum: int | None
+    quorum_reached_at: datetime | None
+    note: str | None
+    _id: strawberry.Private[object]
+    _bg_id: strawberry.Private[object]
+
+    @classmethod
+    def of(cls, b: models.Broadcast) -> Broadcast:
+        return cls(
+            id=gid(b.id),
+            group_name=b.group_name,
+            mode=models.BroadcastMode(b.mode),
+            status=b.status,
+            trigger_caller_number=b.trigger_caller_number,
+            trigger_caller_name=b.trigger_caller_name,
+            started_at=b.started_at,
+            finished_at=b.finished_at,
+            member_count=b.member_count,
+            quorum=b.quorum,
+            quorum_reached_at=b.quorum_reached_at,
+            note=b.note,
+            _id=b.id,
+            _bg_id=b.broadcast_group_id,
+        )
+
+    @strawberry.field(description="The broadcast group, while it still is one.")
+    async def group(self, info: Info) -> BroadcastGroupRef | None:
+        if self._bg_id is None:
+            return None
+        bg = await info.context.loaders.broadcast_group.load(self._bg_id)  # type: ignore[arg-type]
+        if bg is None:
+            return None
+        return BroadcastGroupRef(id=gid(bg.group_id), agent_extension=bg.agent_extension)
+
+    @strawberry.field(description="Every call attempt, by member and attempt number.")
+    async def attempts(self, info: Info) -> list[CallAttempt]:
+        rows = await info.context.loaders.attempts.load(self._id)  # type: ignore[arg-type]
+        return [CallAttempt.of(a) for a in rows]
+
+
+@strawberry.type
+class PageInfo:
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@strawberry.type
+class BroadcastConnection:
+    nodes: list[Broadcast]
+    page_info: PageInfo
+
+
+@strawberry.input
+class BroadcastFilter:
+    group_id: strawberry.ID | None = None
+    mode: BroadcastMode | None = None
+    started_from: datetime | None = None
+    started_to: datetime | None = None

@@ -1,0 +1,59 @@
+"""The root schema, composed from the feature folders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+
+from api.settings import Settings
+from schema.auth.mutations import AuthMutation
+from schema.auth.queries import AuthQuery
+from schema.errors import ErrorPolicy
+from schema.history.queries import HistoryQuery
+from schema.pbx.mutations import PbxMutation
+from schema.pbx.queries import PbxQuery
+from schema.platform.mutations import PlatformMutation
+from schema.platform.queries import PlatformQuery
+
+Query = merge_types("Query", (AuthQuery, PlatformQuery, PbxQuery, HistoryQuery))
+Mutation = merge_types("Mutation", (AuthMutation, PlatformMutation, PbxMutation))
+
+
+class RundrufSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # ErrorPolicy logs what is unexpected; expected errors are not log noise.
+        return None
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    """The schema with its protections; limits come from the settings."""
+    depth = settings.graphql_max_depth if settings else 10
+    aliases = settings.graphql_max_aliases if settings else 15
+    tokens = settings.graphql_max_tokens if settings else 2000
+    extensions: list[Any] = [
+        # Errors are shaped last-in-first-out: the policy must see the final result.
+        ErrorPolicy(),
+        ParserCache(maxsize=256),
+        ValidationCache(maxsize=256),
+        QueryDepthLimiter(max_depth=depth),
+        MaxAliasesLimiter(max_alias_count=aliases),
+        MaxTokensLimiter(max_token_count=tokens),
+    ]
+    return RundrufSchema(query=Query, mutation=Mutation, extensions=extensions)
+
+
+def sdl() -> str:
+    return build_schema().as_str() + "\n"

@@ -97,7 +97,8 @@ def _check_login(url: str, login: Login) -> str:
     """Signs in over real HTTP, the way any client would, and asks who we are."""
     body = json.dumps(
         {
-            "query": "mutation($e:String!,$p:String!){login(email:$e,password:$p){user{email role}}}",
+            "query": "mutation($e: String!, $p: String!) "
+            "{ login(email: $e, password: $p) { user { email role } } }",
             "variables": {"e": login.email, "p": login.password},
         }
     ).encode()

@@ -43,14 +43,15 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     depth = settings.graphql_max_depth if settings else 10
     aliases = settings.graphql_max_aliases if settings else 15
     tokens = settings.graphql_max_tokens if settings else 2000
+    # Factories, not instances: each request gets fresh extension objects (the
+    # parser and validation caches themselves are shared at module level).
     extensions: list[Any] = [
-        # Errors are shaped last-in-first-out: the policy must see the final result.
-        ErrorPolicy(),
-        ParserCache(maxsize=256),
-        ValidationCache(maxsize=256),
-        QueryDepthLimiter(max_depth=depth),
-        MaxAliasesLimiter(max_alias_count=aliases),
-        MaxTokensLimiter(max_token_count=tokens),
+        ErrorPolicy,
+        lambda: MaxTokensLimiter(max_token_count=tokens),
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+        lambda: QueryDepthLimiter(max_depth=depth),
+        lambda: MaxAliasesLimiter(max_alias_count=aliases),
     ]
     return RundrufSchema(query=Query, mutation=Mutation, extensions=extensions)
 

@@ -70,8 +70,8 @@ class TenantData:
     command_id: uuid.UUID
     license_id: uuid.UUID
     installation_id: uuid.UUID
-    admin_user_id: uuid.UUID = uuid.UUID(int=0)
-    viewer_user_id: uuid.UUID = uuid.UUID(int=0)
+    admin_user_id: uuid.UUID
+    viewer_user_id: uuid.UUID
 
 
 @dataclass

@@ -35,15 +35,15 @@ def _plain_pg_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
+def _server_and_name(url: str) -> tuple[str, str]:
+    server, _, dbname = _plain_pg_url(url).rpartition("/")
+    return server, dbname
+
+
 def postgres_available() -> bool:
-    """Whether the server answers; creates the test database when it is missing."""
-    url = _plain_pg_url(PG_URL)
-    server, _, dbname = url.rpartition("/")
+    server, _ = _server_and_name(PG_URL)
     try:
-        with psycopg.connect(f"{server}/postgres", connect_timeout=3, autocommit=True) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
-                return True
-            conn.execute(f'CREATE DATABASE "{dbname}"')
+        with psycopg.connect(f"{server}/postgres", connect_timeout=3):
             return True
     except psycopg.OperationalError:
         return False
@@ -56,10 +56,20 @@ def need_postgres() -> None:
         pytest.skip("PostgreSQL is not running")
 
 
-def reset_schema(url: str) -> None:
-    with psycopg.connect(_plain_pg_url(url), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.execute("CREATE SCHEMA public")
+def fresh_database(suffix: str) -> str:
+    """A new empty database beside the configured one, so parallel runs never collide."""
+    server, base = _server_and_name(PG_URL)
+    name = f"{base}_{suffix}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_URL.rpartition("/")[0] + "/" + name
+
+
+def drop_database(url: str) -> None:
+    server, name = _server_and_name(url)
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Clock:
@@ -75,18 +85,26 @@ class Clock:
         self.now += timedelta(**delta)
 
 
+_SESSION_DB: list[str] = []
+
+
 def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"database_url": PG_URL, "secret_key": SECRET_KEY}
+    """Settings on this test session's own database (after `migrated_db` made it)."""
+    url = _SESSION_DB[0] if _SESSION_DB else PG_URL
+    values: dict[str, Any] = {"database_url": url, "secret_key": SECRET_KEY}
     values.update(overrides)
     return load_settings(**values)
 
 
 @pytest.fixture(scope="session")
-def migrated_db() -> str:
+def migrated_db() -> Iterator[str]:
     need_postgres()
-    reset_schema(PG_URL)
+    url = fresh_database(f"s{os.getpid()}")
+    _SESSION_DB.append(url)
     upgrade(make_settings())
-    return PG_URL
+    yield url
+    _SESSION_DB.clear()
+    drop_database(url)
 
 
 @pytest.fixture

@@ -1,0 +1,138 @@
+from sqlalchemy import select
+
+from api.models import Session, User
+from api.security import verify_password
+from tests.conftest import error_codes
+from tests.world import PASSWORD
+
+LOGIN = """mutation($e: String!, $p: String!) {
+  login(email: $e, password: $p) { token expiresAt user { email role } }
+}"""
+
+
+async def test_login_sets_a_strict_httponly_cookie_and_returns_a_token(gql, client, world):
+    response = await client.post(
+        "/graphql",
+        json={"query": LOGIN, "variables": {"e": world.a.admin_email, "p": PASSWORD}},
+    )
+    body = response.json()
+    assert body["data"]["login"]["user"] == {"email": world.a.admin_email, "role": "TENANT_ADMIN"}
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("rundruf_session=")
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert "Secure" in cookie
+    # The cookie alone signs the browser in.
+    me = await gql.ok("{ me { email } }")
+    assert me["me"]["email"] == world.a.admin_email
+    # And the token alone signs an API client in.
+    client.cookies.clear()
+    token = body["data"]["login"]["token"]
+    assert (await gql.as_(token).ok("{ me { email } }"))["me"]["email"] == world.a.admin_email
+
+
+async def test_the_token_is_stored_only_as_a_hash(gql, rt, world):
+    data = await gql.ok(LOGIN, e=world.a.admin_email, p=PASSWORD)
+    token = data["login"]["token"]
+    async with rt.db.reading() as s:
+        hashes = list(await s.scalars(select(Session.token_hash)))
+    assert token not in hashes
+    assert all(len(h) == 64 for h in hashes)
+
+
+async def test_it_rejects_a_wrong_password_without_saying_which_part_was_wrong(gql, world):
+    wrong_password = await gql(LOGIN, e=world.a.admin_email, p="nope-nope-nope")
+    unknown_user = await gql(LOGIN, e="nobody@owner.example", p=PASSWORD)
+    assert error_codes(wrong_password) == error_codes(unknown_user) == ["UNAUTHENTICATED"]
+    assert wrong_password["errors"][0]["message"] == unknown_user["errors"][0]["message"]
+
+
+async def test_it_throttles_an_account_after_five_failures_until_the_window_passes(
+    gql, world, clock
+):
+    for _ in range(5):
+        assert error_codes(await gql(LOGIN, e=world.a.admin_email, p="bad")) == ["UNAUTHENTICATED"]
+    blocked = await gql(LOGIN, e=world.a.admin_email, p=PASSWORD)
+    assert error_codes(blocked) == ["TOO_MANY_ATTEMPTS"]
+    assert blocked["errors"][0]["extensions"]["retryAfterSeconds"] > 0
+    # Another account from the same address is blocked too (the address hit its limit).
+    assert error_codes(await gql(LOGIN, e=world.a.viewer_email, p=PASSWORD)) == [
+        "TOO_MANY_ATTEMPTS"
+    ]
+    clock.advance(minutes=15, seconds=1)
+    assert (await gql.ok(LOGIN, e=world.a.admin_email, p=PASSWORD))["login"]["user"]
+
+
+async def test_it_throttles_an_account_attacked_from_many_addresses(rt, world):
+    import pytest
+
+    from api.errors import TooManyAttempts, Unauthenticated
+    from api.services import auth
+
+    for i in range(5):
+        with pytest.raises(Unauthenticated):
+            await auth.login(rt, world.a.admin_email, "bad", f"203.0.113.{i}")
+    with pytest.raises(TooManyAttempts):
+        await auth.login(rt, world.a.admin_email, PASSWORD, "203.0.113.99")
+    # Other accounts from fresh addresses are not affected.
+    assert await auth.login(rt, world.a.viewer_email, PASSWORD, "203.0.113.100")
+
+
+async def test_four_failures_do_not_throttle(gql, world):
+    for _ in range(4):
+        await gql(LOGIN, e=world.a.admin_email, p="bad")
+    assert (await gql.ok(LOGIN, e=world.a.admin_email, p=PASSWORD))["login"]["user"]
+
+
+async def test_logout_ends_the_session(gql, world):
+    token = world.tokens["owner"]
+    assert await gql.as_(token).ok("mutation { logout }") == {"logout": True}
+    assert error_codes(await gql.as_(token)("{ me { email } }")) == ["UNAUTHENTICATED"]
+
+
+async def test_an_expired_session_is_refused(gql, world, clock):
+    clock.advance(hours=12, seconds=1)
+    assert error_codes(await gql.as_(world.tokens["owner"])("{ me { email } }")) == [
+        "UNAUTHENTICATED"
+    ]
+
+
+async def test_change_password_checks_the_current_one_and_ends_other_sessions(gql, rt, world):
+    other = world.tokens["owner"]
+    data = await gql.ok(LOGIN, e=world.a.admin_email, p=PASSWORD)
+    mine = gql.as_(data["login"]["token"])
+    change = "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }"
+    wrong = await mine(change, c="not it", n="a brand new password")
+    assert error_codes(wrong) == ["BAD_USER_INPUT"]
+    short = await mine(change, c=PASSWORD, n="short")
+    assert error_codes(short) == ["BAD_USER_INPUT"]
+    assert short["errors"][0]["extensions"]["field"] == "newPassword"
+    assert await mine.ok(change, c=PASSWORD, n="a brand new password")
+    assert (await mine.ok("{ me { email } }"))["me"]["email"] == world.a.admin_email
+    assert error_codes(await gql.as_(other)("{ me { email } }")) == ["UNAUTHENTICATED"]
+    async with rt.db.reading() as s:
+        user = await s.scalar(select(User).where(User.email == world.a.admin_email))
+    assert verify_password(user.password_hash, "a brand new password")
+    assert user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+async def test_a_deactivated_user_is_signed_out_and_cannot_sign_in(gql, world):
+    admin = gql.as_(world.tokens["platform"])
+    await admin.ok(
+        "mutation($id: ID!) { deactivateUser(id: $id) { active } }", id=str(world.a.admin_user_id)
+    )
+    assert error_codes(await gql.as_(world.tokens["owner"])("{ me { email } }")) == [
+        "UNAUTHENTICATED"
+    ]
+    assert error_codes(await gql(LOGIN, e=world.a.admin_email, p=PASSWORD)) == ["UNAUTHENTICATED"]
+
+
+async def test_a_deactivated_tenant_signs_out_all_its_users(gql, world):
+    admin = gql.as_(world.tokens["platform"])
+    await admin.ok(
+        "mutation($id: ID!) { deactivateTenant(id: $id) { active } }", id=str(world.a.tenant_id)
+    )
+    assert error_codes(await gql.as_(world.tokens["viewer"])("{ me { email } }")) == [
+        "UNAUTHENTICATED"
+    ]
+    assert (await gql.as_(world.tokens["outsider"]).ok("{ me { email } }"))["me"]

@@ -1,0 +1,68 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from api.errors import ConfigurationError
+from api.settings import load_settings
+
+KEY = Fernet.generate_key().decode()
+
+
+def test_it_reads_the_embedded_defaults():
+    s = load_settings(secret_key=KEY)
+    assert s.database_url == "sqlite:///./rundruf.db"
+    assert s.async_database_url == "sqlite+aiosqlite:///./rundruf.db"
+    assert s.redis_url is None
+
+
+def test_it_maps_a_plain_postgresql_url_to_psycopg():
+    s = load_settings(secret_key=KEY, database_url="postgresql://u@db/rundruf")
+    assert s.async_database_url == "postgresql+psycopg://u@db/rundruf"
+    assert s.sync_database_url == "postgresql+psycopg://u@db/rundruf"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({}, "RUNDRUF_SECRET_KEY"),
+        ({"secret_key": "not-a-key"}, "not a Fernet key"),
+        ({"secret_key_file": "/nonexistent/key"}, "cannot read /nonexistent/key"),
+        ({"secret_key": KEY, "database_url": "mysql://x/y"}, "RUNDRUF_DATABASE_URL"),
+        ({"secret_key": KEY, "database_url": "postgresql+asyncpg://x/y"}, "psycopg"),
+        ({"secret_key": KEY, "redis_url": "http://x"}, "RUNDRUF_REDIS_URL"),
+        ({"secret_key": KEY, "session_ttl_seconds": 5}, "RUNDRUF_SESSION_TTL_SECONDS"),
+        ({"secret_key": KEY, "port": 70000}, "RUNDRUF_PORT"),
+        ({"secret_key": KEY, "graphql_max_depth": 0}, "RUNDRUF_GRAPHQL_MAX_DEPTH"),
+    ],
+)
+def test_it_refuses_bad_settings_with_a_clear_message(overrides, message):
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(**overrides)
+    assert message in caught.value.message
+
+
+def test_it_reads_the_key_from_a_file(tmp_path: Path):
+    path = tmp_path / "key"
+    path.write_text(KEY + "\n")
+    assert load_settings(secret_key_file=path).fernet_key == KEY.encode()
+
+
+def test_serve_stops_with_a_message_not_a_stack_trace():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNDRUF_")}
+    env["RUNDRUF_DATABASE_URL"] = "mysql://nope"
+    env["RUNDRUF_SECRET_KEY"] = KEY
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "RUNDRUF_DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -101,7 +101,10 @@ async def test_change_password_checks_the_current_one_and_ends_other_sessions(gq
     other = world.tokens["owner"]
     data = await gql.ok(LOGIN, e=world.a.admin_email, p=PASSWORD)
     mine = gql.as_(data["login"]["token"])
-    change = "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }"
+    change = (
+        "mutation($c: String!, $n: String!) "
+        "{ changePassword(currentPassword: $c, newPassword: $n) }"
+    )
     wrong = await mine(change, c="not it", n="a brand new password")
     assert error_codes(wrong) == ["BAD_USER_INPUT"]
     short = await mine(change, c=PASSWORD, n="short")

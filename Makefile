@@ -1,0 +1,75 @@
+# Rundruf developer and CI entry points.
+#
+#   make demo         run the demo (ONCE=1 for a single pass)
+#   make test         start PostgreSQL + Redis if needed, then run pytest
+#                     (PYTEST_ARGS='-k auth -x' to pass arguments)
+#   make lint         ruff check + ruff format --check
+#   make services     only make sure PostgreSQL and Redis are up
+#   make clean        remove the venv and local state
+#
+# Everything runs from .venv, which is created and (re)installed on demand.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV := .venv
+VENV_STAMP := $(VENV)/.installed
+
+PYTEST_ARGS ?=
+ONCE ?=
+
+# Test services; override from the environment if yours live elsewhere.
+RUNDRUF_TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/rundruf_test
+RUNDRUF_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# 1: tests fail (instead of skipping) when PostgreSQL or Redis is down.
+RUNDRUF_REQUIRE_SERVICES ?= 1
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help venv demo services test lint clean
+
+help:
+	@sed -n '3,10s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+
+# Internal: the virtualenv with the project (editable) and its dev extra.
+# Reinstalls only when pyproject.toml changes (or .venv is gone).
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	@if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+		echo "python3-venv is missing; installing it with apt-get"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv; \
+	fi
+	@# A venv made without ensurepip has no pip: start over in that case.
+	@if [ ! -x $(VENV)/bin/pip ]; then \
+		rm -rf $(VENV); \
+		echo "$(PYTHON) -m venv $(VENV)"; \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# The demo needs no external services (and no espeak-ng yet).
+demo: venv
+	$(VENV)/bin/rundruf demo $(if $(ONCE),--once,)
+
+services:
+	bash ops/ensure-services.sh
+
+test: venv services
+	RUNDRUF_TEST_DATABASE_URL='$(RUNDRUF_TEST_DATABASE_URL)' \
+	RUNDRUF_TEST_REDIS_URL='$(RUNDRUF_TEST_REDIS_URL)' \
+	RUNDRUF_REQUIRE_SERVICES='$(RUNDRUF_REQUIRE_SERVICES)' \
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) rundruf.db* .rundruf/

@@ -97,5 +97,9 @@ def parse_id(value: str, what: str = "object") -> uuid.UUID:
         raise NotFound(f"{what} not found") from None
 
 
+def optional_id(value: str | None, what: str) -> uuid.UUID | None:
+    return parse_id(value, what) if value is not None else None
+
+
 def parse_ids(values: list[Any], what: str) -> list[uuid.UUID]:
     return [parse_id(v, what) for v in values]

@@ -55,8 +55,9 @@ class ErrorPolicy(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
-        if result is not None and getattr(result, "errors", None):
-            result.errors = [shape(e) for e in result.errors]
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = [shape(e) for e in errors]
         if self.execution_context.pre_execution_errors:
             self.execution_context.pre_execution_errors = [
                 shape(e) for e in self.execution_context.pre_execution_errors

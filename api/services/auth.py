@@ -45,8 +45,9 @@ async def login(rt: Runtime, email: str, password: str, client: str) -> SignIn:
             )
         ).first()
         user: User | None = row[0] if row else None
+        tenant_active = row[1] if row else None
         ok = verify_password(user.password_hash if user else None, password)
-        if user is None or not ok or not user.active or row[1] is False:
+        if user is None or not ok or not user.active or tenant_active is False:
             # The failure is kept (this transaction commits), then refused in the
             # same words for every reason, so the answer tells no account apart.
             session.add(LoginAttempt(email=email, client=client, at=now))

@@ -4,7 +4,7 @@ import strawberry
 
 from api import models
 from api.services import history
-from schema.context import parse_id
+from schema.context import optional_id, parse_id
 from schema.history.types import Broadcast, BroadcastConnection, BroadcastFilter, PageInfo
 from schema.info import Info
 
@@ -26,8 +26,8 @@ class HistoryQuery:
             info.context.rt,
             actor,
             history.BroadcastFilter(
-                tenant_id=parse_id(tenant_id, "tenant") if tenant_id else None,
-                group_id=parse_id(f.group_id, "group") if f.group_id else None,
+                tenant_id=optional_id(tenant_id, "tenant"),
+                group_id=optional_id(f.group_id, "group"),
                 mode=models.BroadcastMode(f.mode) if f.mode else None,
                 started_from=f.started_from,
                 started_to=f.started_to,

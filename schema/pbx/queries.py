@@ -4,14 +4,10 @@ import strawberry
 
 from api import models
 from api.services import commands, directory, pbx
-from schema.context import parse_id
+from schema.context import optional_id, parse_id
 from schema.enums import CommandStatus
 from schema.info import Info
 from schema.pbx.types import Command, Group, PbxSettings, PbxUser
-
-
-def _tenant(value: strawberry.ID | None) -> object:
-    return parse_id(value, "tenant") if value is not None else None
 
 
 @strawberry.type
@@ -19,7 +15,7 @@ class PbxQuery:
     @strawberry.field(description="The tenant's PBX settings (platform admins name the tenant).")
     async def pbx_settings(self, info: Info, tenant_id: strawberry.ID | None = None) -> PbxSettings:
         actor = await info.context.actor()
-        row = await pbx.get_settings(info.context.rt, actor, _tenant(tenant_id))  # type: ignore[arg-type]
+        row = await pbx.get_settings(info.context.rt, actor, optional_id(tenant_id, "tenant"))
         return PbxSettings.of(row)
 
     @strawberry.field(description="Users on the PBX, as the agent last reported them.")
@@ -27,13 +23,15 @@ class PbxQuery:
         self, info: Info, tenant_id: strawberry.ID | None = None, search: str | None = None
     ) -> list[PbxUser]:
         actor = await info.context.actor()
-        rows = await directory.list_users(info.context.rt, actor, _tenant(tenant_id), search)  # type: ignore[arg-type]
+        rows = await directory.list_users(
+            info.context.rt, actor, optional_id(tenant_id, "tenant"), search
+        )
         return [PbxUser.of(u) for u in rows]
 
     @strawberry.field(description="Groups on the PBX with their members.")
     async def groups(self, info: Info, tenant_id: strawberry.ID | None = None) -> list[Group]:
         actor = await info.context.actor()
-        rows = await directory.list_groups(info.context.rt, actor, _tenant(tenant_id))  # type: ignore[arg-type]
+        rows = await directory.list_groups(info.context.rt, actor, optional_id(tenant_id, "tenant"))
         return [Group.of(g) for g in rows]
 
     @strawberry.field
@@ -53,7 +51,7 @@ class PbxQuery:
         rows = await commands.list_commands(
             info.context.rt,
             actor,
-            _tenant(tenant_id),  # type: ignore[arg-type]
+            optional_id(tenant_id, "tenant"),
             models.CommandStatus(status) if status else None,
             limit,
         )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -63,8 +64,8 @@ class Command:
             id=gid(c.id),
             type=c.type,
             status=c.status,
-            payload=c.payload,
-            result=c.result,
+            payload=cast(JSON, c.payload),
+            result=cast(JSON, c.result),
             error=c.error,
             created_at=c.created_at,
             delivered_at=c.delivered_at,

@@ -4,13 +4,9 @@ import strawberry
 
 from api.services import platform
 from schema.auth.types import User
-from schema.context import parse_id
+from schema.context import optional_id, parse_id
 from schema.info import Info
 from schema.platform.types import Installation, License, Tenant
-
-
-def _tenant_arg(value: strawberry.ID | None) -> object:
-    return parse_id(value, "tenant") if value is not None else None
 
 
 @strawberry.type
@@ -28,13 +24,15 @@ class PlatformQuery:
     @strawberry.field(description="Licenses; tenant users see their own tenant's.")
     async def licenses(self, info: Info, tenant_id: strawberry.ID | None = None) -> list[License]:
         actor = await info.context.actor()
-        rows = await platform.list_licenses(info.context.rt, actor, _tenant_arg(tenant_id))  # type: ignore[arg-type]
+        rows = await platform.list_licenses(
+            info.context.rt, actor, optional_id(tenant_id, "tenant")
+        )
         return [License.of(lic) for lic in rows]
 
     @strawberry.field(description="Users of one or all tenants (platform admins).")
     async def users(self, info: Info, tenant_id: strawberry.ID | None = None) -> list[User]:
         actor = await info.context.actor()
-        rows = await platform.list_users(info.context.rt, actor, _tenant_arg(tenant_id))  # type: ignore[arg-type]
+        rows = await platform.list_users(info.context.rt, actor, optional_id(tenant_id, "tenant"))
         return [User.of(u) for u in rows]
 
     @strawberry.field(description="Customer installations with what their agents last reported.")
@@ -42,5 +40,7 @@ class PlatformQuery:
         self, info: Info, tenant_id: strawberry.ID | None = None
     ) -> list[Installation]:
         actor = await info.context.actor()
-        rows = await platform.list_installations(info.context.rt, actor, _tenant_arg(tenant_id))  # type: ignore[arg-type]
+        rows = await platform.list_installations(
+            info.context.rt, actor, optional_id(tenant_id, "tenant")
+        )
         return [Installation.of(i) for i in rows]

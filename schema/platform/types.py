@@ -102,7 +102,7 @@ class Installation:
 @strawberry.input
 class TenantInput:
     name: str
-    language: Language = Language.DE  # type: ignore[assignment]
+    language: Language = Language.DE
     contact_email: str | None = None
 
 
@@ -123,7 +123,7 @@ class UserInput:
     role: Role
     password: str
     tenant_id: strawberry.ID | None = None
-    language: Language = Language.DE  # type: ignore[assignment]
+    language: Language = Language.DE
 
 
 @strawberry.input

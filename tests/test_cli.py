@@ -50,17 +50,21 @@ def _post(url: str, query: str, variables: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def test_the_demo_runs_on_sqlite_and_prints_working_logins(tmp_path: Path):
-    port = _free_port()
-    result = subprocess.run(
+def _demo_once(cwd: Path, port: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [*RUNDRUF, "demo", "--once", "--port", str(port)],
-        cwd=tmp_path,
+        cwd=cwd,
         env=_env(),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_the_demo_runs_on_sqlite_and_prints_working_logins(tmp_path: Path):
+    port = _free_port()
+    result = _demo_once(tmp_path, port)
     assert result.returncode == 0, result.stderr
     assert "tenant_admin" in result.stdout
     assert "it@demo-gmbh.example signed in as TENANT_ADMIN" in result.stdout
@@ -68,15 +72,7 @@ def test_the_demo_runs_on_sqlite_and_prints_working_logins(tmp_path: Path):
     key = tmp_path / ".rundruf" / "secret.key"
     assert key.stat().st_mode & 0o777 == 0o600
     # A second run reuses the database and key and still works.
-    again = subprocess.run(
-        [*RUNDRUF, "demo", "--once", "--port", str(port)],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    again = _demo_once(tmp_path, port)
     assert again.returncode == 0, again.stderr
 
 

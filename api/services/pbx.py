@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain import validation
-from api.errors import BadInput
-from api.models import Command, PbxSettings, VerificationState
+from api.errors import BadInput, NotFound
+from api.models import Command, PbxSettings, Tenant, VerificationState
 from api.runtime import Runtime
 from api.services import audit, commands
 from api.services.actor import Actor
@@ -35,6 +35,8 @@ async def get_settings(rt: Runtime, actor: Actor, tenant_id: uuid.UUID | None) -
         raise BadInput("name the tenant", field="tenantId")
     async with rt.db.reading() as session:
         row = await session.get(PbxSettings, scope.tenant_id)
+        if row is None and await session.get(Tenant, scope.tenant_id) is None:
+            raise NotFound("tenant not found")
     return row or PbxSettings(
         tenant_id=scope.tenant_id,
         poll_interval_seconds=60,

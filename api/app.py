@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,15 +14,21 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from api.errors import RundrufError
 from api.http import rest
 from api.http.limits import BodyLimit
 from api.runtime import Runtime
+from api.services import agents
 from schema.context import Context
 from schema.schema import build_schema
 
+# Agents send the whole PBX directory with a command's result: about 2,000 users fit.
 GRAPHQL_BODY_LIMIT = 256 * 1024
+EXPIRY_SWEEP_SECONDS = 15.0
+log = logging.getLogger(__name__)
 
 
 class GraphQLApp(GraphQL[Context, None]):
@@ -39,6 +47,19 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         self.rt = rt
 
+    async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
+        """Checks a token given in ``connection_init`` before any operation runs."""
+        token = context.token()
+        if token is not None:
+            try:
+                if token.startswith(agents.AGENT_TOKEN_PREFIX):
+                    await context.agent()
+                else:
+                    await context.actor()
+            except RundrufError as err:
+                raise ConnectionRejectionError({"code": err.code, "message": err.message}) from None
+        return None
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         client = request.client.host if request.client else "unknown"
         return Context(
@@ -54,7 +75,13 @@ def create_app(rt: Runtime) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await rt.hub.start()
+        sweeper = asyncio.create_task(_expire_commands(rt), name="command-expiry")
         yield
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await rt.hub.stop()
         await rt.db.dispose()
 
     app = Starlette(
@@ -74,6 +101,16 @@ def create_app(rt: Runtime) -> Any:
         limits={"/graphql": GRAPHQL_BODY_LIMIT, "/api/uploads": rt.settings.upload_max_bytes},
         default=64 * 1024,
     )
+
+
+async def _expire_commands(rt: Runtime) -> None:
+    """Every API process sweeps; the conditional UPDATE makes doubles harmless."""
+    while True:
+        await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+        try:
+            await agents.expire_overdue(rt)
+        except Exception:  # the next sweep tries again; a failed sweep loses nothing
+            log.exception("expiring overdue commands failed")
 
 
 def _frontend() -> Any:

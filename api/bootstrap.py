@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from api.db import Database, create_engine
+from api.pubsub import make_hub
 from api.runtime import Runtime
 from api.security import SecretBox
 from api.settings import Settings
@@ -18,4 +19,5 @@ def bootstrap(settings: Settings) -> Runtime:
         settings=settings,
         db=Database(create_engine(settings)),
         box=SecretBox(settings.fernet_key),
+        hub=make_hub(settings.redis_url),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,6 +15,12 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from api.settings import Settings
+
+AFTER_COMMIT = "after_commit"
+
+
+def after_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> None:
+    session.info.setdefault(AFTER_COMMIT, []).append(hook)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -45,9 +51,16 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work: commits when the block ends, rolls back on any error."""
-        async with self._sessions() as session, session.begin():
-            yield session
+        """A unit of work: commits when the block ends, rolls back on any error.
+
+        Coroutines queued with ``after_commit`` run once the commit succeeded
+        (wake-ups must never announce what a rollback took back).
+        """
+        async with self._sessions() as session:
+            async with session.begin():
+                yield session
+            for hook in session.info.pop(AFTER_COMMIT, []):
+                await hook()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

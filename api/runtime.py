@@ -8,6 +8,7 @@ from datetime import datetime
 
 from api.db import Database
 from api.models.base import utcnow
+from api.pubsub import Hub
 from api.security import SecretBox
 from api.settings import Settings
 
@@ -19,3 +20,4 @@ class Runtime:
     box: SecretBox
     # Tests hand in a controllable clock; everything else asks this one.
     clock: Callable[[], datetime] = field(default=utcnow)
+    hub: Hub = field(default_factory=Hub)

@@ -11,11 +11,12 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
-from api.errors import NotFound, Unauthenticated
+from api.errors import Forbidden, NotFound, Unauthenticated
 from api.models import Announcement, BroadcastGroup, CallAttempt, PbxUser
 from api.runtime import Runtime
-from api.services import announcements, auth, directory, history
+from api.services import agents, announcements, auth, directory, history
 from api.services.actor import Actor
+from api.services.agents import Agent
 
 
 def bearer_from(header: str | None) -> str | None:
@@ -64,6 +65,7 @@ class Context:
     # Filled by Strawberry from graphql-transport-ws `connection_init`.
     connection_params: dict[str, Any] | None = None
     _actor: Actor | None = field(default=None, init=False)
+    _agent: Agent | None = field(default=None, init=False)
 
     @cached_property
     def loaders(self) -> Loaders:
@@ -77,16 +79,38 @@ class Context:
         return token or self.request.cookies.get(self.rt.settings.session_cookie_name)
 
     async def actor(self) -> Actor:
-        """The signed-in caller; UNAUTHENTICATED without a valid session."""
+        """The signed-in user; UNAUTHENTICATED without a valid session."""
         if self._actor is None:
             token = self.token()
             if token is None:
                 raise Unauthenticated("sign in first")
+            if token.startswith(agents.AGENT_TOKEN_PREFIX):
+                raise Forbidden("agents cannot use the website's operations")
             self._actor = await auth.actor_for_token(self.rt, token)
         return self._actor
 
+    async def agent(self) -> Agent:
+        """The calling agent (installation token); users are FORBIDDEN here."""
+        if self._agent is None:
+            token = self.token()
+            if token is None:
+                raise Unauthenticated("send the installation token")
+            if not token.startswith(agents.AGENT_TOKEN_PREFIX):
+                await self.actor()  # a signed-in user is known, but is no agent
+                raise Forbidden("only an enrolled agent may do this")
+            self._agent = await agents.agent_for_token(self.rt, token)
+        return self._agent
+
     def forget_actor(self) -> None:
         self._actor = None
+
+    async def close(self, code: int, reason: str) -> None:
+        """Closes the WebSocket this operation runs on (no-op over HTTP)."""
+        from starlette.websockets import WebSocket, WebSocketState
+
+        ws = self.request
+        if isinstance(ws, WebSocket) and ws.application_state is WebSocketState.CONNECTED:
+            await ws.close(code, reason)
 
 
 def parse_id(value: str, what: str = "object") -> uuid.UUID:

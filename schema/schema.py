@@ -17,17 +17,21 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from api.settings import Settings
+from schema.agent.mutations import AgentMutation
+from schema.agent.subscriptions import AgentSubscription
 from schema.auth.mutations import AuthMutation
 from schema.auth.queries import AuthQuery
 from schema.errors import ErrorPolicy
 from schema.history.queries import HistoryQuery
 from schema.pbx.mutations import PbxMutation
 from schema.pbx.queries import PbxQuery
+from schema.pbx.subscriptions import PbxSubscription
 from schema.platform.mutations import PlatformMutation
 from schema.platform.queries import PlatformQuery
 
 Query = merge_types("Query", (AuthQuery, PlatformQuery, PbxQuery, HistoryQuery))
-Mutation = merge_types("Mutation", (AuthMutation, PlatformMutation, PbxMutation))
+Mutation = merge_types("Mutation", (AuthMutation, PlatformMutation, PbxMutation, AgentMutation))
+Subscription = merge_types("Subscription", (AgentSubscription, PbxSubscription))
 
 
 class RundrufSchema(strawberry.Schema):
@@ -53,7 +57,9 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: QueryDepthLimiter(max_depth=depth),
         lambda: MaxAliasesLimiter(max_alias_count=aliases),
     ]
-    return RundrufSchema(query=Query, mutation=Mutation, extensions=extensions)
+    return RundrufSchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+    )
 
 
 def sdl() -> str:

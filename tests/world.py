@@ -45,6 +45,10 @@ PIN = "4711"
 _HASH = hash_password(PASSWORD)
 
 
+def agent_token(tenant_name: str) -> str:
+    return "rda_" + tenant_name.lower().replace(" ", "-")
+
+
 def wav_bytes(seconds: float = 0.5, rate: int = 8000) -> bytes:
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as w:
@@ -117,7 +121,7 @@ async def _tenant(rt: Runtime, name: str, domain: str) -> TenantData:
             tenant_id=t,
             license_id=lic.id,
             hostname=f"swyx.{domain}",
-            token_hash=hash_token(f"agent-{name}"),
+            token_hash=hash_token(agent_token(name)),
             agent_version="0.1.0",
             last_heartbeat_at=now,
             participant_count=3,
@@ -260,6 +264,11 @@ async def build_world(rt: Runtime) -> World:
         ("outsider", b.admin_email),
     ):
         tokens[role] = (await auth.login(rt, email, PASSWORD, f"10.0.0.{len(tokens)}")).token
+    # The installations' agent tokens ("rda_…" like real ones).
+    tokens["agent_a"] = agent_token("Owner AG")
+    tokens["agent_b"] = agent_token("Outsider GmbH")
+    tokens["license_a"] = "key-Owner AG"
+    tokens["license_b"] = "key-Outsider GmbH"
     return World(
         platform_email="ops@rundruf.example", platform_user_id=pa_id, a=a, b=b, tokens=tokens
     )

@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.db import after_commit
 from api.models import Command, CommandStatus
 from api.runtime import Runtime
+from api.services import notify
 from api.services.actor import Actor
 
 
@@ -37,6 +39,8 @@ def enqueue(
         expires_at=now + timedelta(seconds=rt.settings.command_expiry_seconds),
     )
     session.add(command)
+    tenant_id = command.tenant_id
+    after_commit(session, lambda: notify.command_created(rt, tenant_id, command.id))
     return command
 
 

@@ -9,12 +9,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from api.db import after_commit
 from api.domain import validation
 from api.errors import BadInput, Conflict, NotFound
 from api.models import Installation, Language, License, Role, Tenant, User
 from api.runtime import Runtime
 from api.security import MIN_PASSWORD_LENGTH, hash_password, hash_token, new_token
-from api.services import audit
+from api.services import audit, notify
 from api.services.actor import Actor
 from api.services.auth import revoke_sessions_of
 
@@ -151,6 +152,12 @@ async def revoke_license(rt: Runtime, actor: Actor, license_id: uuid.UUID) -> Li
         if lic.revoked_at is None:
             lic.revoked_at = rt.clock()
             audit.record(session, actor, "license.revoke", tenant_id=lic.tenant_id, target=lic.id)
+            ids = list(
+                await session.scalars(
+                    select(Installation.id).where(Installation.license_id == lic.id)
+                )
+            )
+            after_commit(session, lambda: notify.revoked(rt, ids))
     return lic
 
 
@@ -281,4 +288,5 @@ async def revoke_installation(
             audit.record(
                 session, actor, "installation.revoke", tenant_id=inst.tenant_id, target=inst.id
             )
+            after_commit(session, lambda: notify.revoked(rt, [inst.id]))
     return inst

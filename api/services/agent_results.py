@@ -1,0 +1,101 @@
+"""What a completed command changes centrally: the mirror follows the PBX.
+
+Every command that touches the directory comes back with the agent's fresh
+`directory` snapshot, succeeded or failed, so the website never shows a state
+the PBX does not have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.models import BroadcastGroup, Command, PbxGroup, PbxSettings, VerificationState
+from api.runtime import Runtime
+from api.services import mirror
+
+
+@dataclass(frozen=True)
+class Applied:
+    directory_changed: bool
+
+
+async def apply(
+    rt: Runtime,
+    session: AsyncSession,
+    command: Command,
+    ok: bool,
+    result: Any,
+    secrets: dict[str, Any],
+) -> Applied:
+    result = result if isinstance(result, dict) else {}
+    tenant_id = command.tenant_id
+    changed = False
+    if "directory" in result:
+        await mirror.replace(rt, session, tenant_id, result["directory"])
+        changed = True
+    if command.type == "verifyPbxCredentials":
+        settings = await session.get(PbxSettings, tenant_id, with_for_update=True)
+        if settings is not None:
+            settings.verification_state = (
+                VerificationState.VERIFIED if ok else VerificationState.FAILED
+            )
+            settings.verified_at = rt.clock() if ok else settings.verified_at
+            settings.verification_error = None if ok else str(result.get("reason") or "refused")
+    elif ok and command.type == "enableBroadcast":
+        changed = await _enabled(rt, session, command, result, secrets) or changed
+    elif ok and command.type == "disableBroadcast":
+        group_id = await _group_id(session, command)
+        if group_id is not None:
+            await session.execute(delete(BroadcastGroup).where(BroadcastGroup.group_id == group_id))
+            changed = True
+    elif ok and command.type == "updateBroadcastAgent":
+        bg = await _broadcast_group(session, command)
+        if bg is not None:
+            if isinstance(result.get("extension"), str):
+                bg.agent_extension = result["extension"][:32]
+            if "pin" in secrets:
+                bg.pin_sealed = rt.box.seal(str(secrets["pin"]))
+            changed = True
+    return Applied(directory_changed=changed)
+
+
+async def _group_id(session: AsyncSession, command: Command) -> Any:
+    return await session.scalar(
+        select(PbxGroup.id).where(
+            PbxGroup.tenant_id == command.tenant_id,
+            PbxGroup.pbx_id == str(command.payload.get("groupPbxId")),
+        )
+    )
+
+
+async def _broadcast_group(session: AsyncSession, command: Command) -> BroadcastGroup | None:
+    group_id = await _group_id(session, command)
+    if group_id is None:
+        return None
+    return await session.scalar(
+        select(BroadcastGroup).where(BroadcastGroup.group_id == group_id).with_for_update()
+    )
+
+
+async def _enabled(
+    rt: Runtime,
+    session: AsyncSession, command: Command, result: dict[str, Any], secrets: dict[str, Any]
+) -> bool:
+    group_id = await _group_id(session, command)
+    agent_pbx_id, extension = result.get("agentUserId"), result.get("extension")
+    if group_id is None or not isinstance(extension, str) or "pin" not in secrets:
+        return False
+    agent_id = await mirror.pbx_user_id(session, command.tenant_id, str(agent_pbx_id))
+    bg = await _broadcast_group(session, command)
+    if bg is None:
+        bg = BroadcastGroup(tenant_id=command.tenant_id, group_id=group_id)
+        session.add(bg)
+    bg.agent_user_id = agent_id
+    bg.agent_name = str(command.payload.get("agentName", "Rundruf"))[:200]
+    bg.agent_extension = extension[:32]
+    bg.pin_sealed = rt.box.seal(str(secrets["pin"]))
+    return True

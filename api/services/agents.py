@@ -1,0 +1,239 @@
+"""The customer agents: enrolment, who they are, their commands and health."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from api.domain import validation
+from api.errors import BadInput, NotFound, Unauthenticated
+from api.models import Command, CommandStatus, Installation, License, PbxSettings, Tenant
+from api.pubsub import tenant_events
+from api.runtime import Runtime
+from api.security import hash_token, new_token
+from api.services import agent_results, audit, notify
+
+OPEN = (CommandStatus.PENDING, CommandStatus.DELIVERED)
+AGENT_TOKEN_PREFIX = "rda_"  # noqa: S105 - a prefix, not a secret
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An enrolled installation acting with its token."""
+
+    installation_id: uuid.UUID
+    tenant_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Delivery:
+    command: Command
+    secrets: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    installation: Installation
+    token: str
+    tenant_name: str
+
+
+async def register(rt: Runtime, license_key: str, hostname: str, agent_version: str) -> Enrolled:
+    """Enrols an agent with a license key; the token is returned here once."""
+    hostname = validation.name(hostname, "hostname", max_length=255)
+    agent_version = validation.name(agent_version, "agentVersion", max_length=64)
+    now = rt.clock()
+    async with rt.db.transaction() as session:
+        lic = await session.scalar(
+            select(License).where(License.key_hash == hash_token(license_key.strip()))
+        )
+        tenant = await session.get(Tenant, lic.tenant_id) if lic else None
+        if lic is None or tenant is None or not tenant.active:
+            raise NotFound("unknown license key", field="licenseKey")
+        if lic.revoked_at is not None or lic.valid_until <= now:
+            raise BadInput("this license is revoked or expired", field="licenseKey")
+        token = new_token(AGENT_TOKEN_PREFIX.rstrip("_"))
+        inst = Installation(
+            tenant_id=lic.tenant_id,
+            license_id=lic.id,
+            hostname=hostname,
+            agent_version=agent_version,
+            token_hash=hash_token(token),
+        )
+        session.add(inst)
+        await session.flush()
+        audit.record(
+            session, None, "installation.register", tenant_id=lic.tenant_id, target=inst.id,
+            hostname=hostname,
+        )
+    return Enrolled(installation=inst, token=token, tenant_name=tenant.name)
+
+
+async def agent_for_token(rt: Runtime, token: str) -> Agent:
+    """The installation behind an agent token; revoked ones are refused.
+
+    An expired license does not lock the agent out: alarms are life safety, so
+    it keeps running them; configuration changes are refused elsewhere.
+    """
+    async with rt.db.reading() as session:
+        row = (
+            await session.execute(
+                select(Installation.id, Installation.tenant_id)
+                .join(License, License.id == Installation.license_id)
+                .join(Tenant, Tenant.id == Installation.tenant_id)
+                .where(
+                    Installation.token_hash == hash_token(token),
+                    Installation.revoked_at.is_(None),
+                    License.revoked_at.is_(None),
+                    Tenant.active.is_(True),
+                )
+            )
+        ).first()
+    if row is None:
+        raise Unauthenticated("unknown or revoked agent token")
+    return Agent(installation_id=row[0], tenant_id=row[1])
+
+
+async def still_allowed(rt: Runtime, agent: Agent, token: str) -> bool:
+    try:
+        return await agent_for_token(rt, token) == agent
+    except Unauthenticated:
+        return False
+
+
+async def take_open_commands(rt: Runtime, agent: Agent, skip: set[uuid.UUID]) -> list[Delivery]:
+    """Open commands of the tenant, oldest first, marked delivered to this agent."""
+    now = rt.clock()
+    async with rt.db.transaction() as session:
+        commands = list(
+            (
+                await session.scalars(
+                    select(Command)
+                    .where(
+                        Command.tenant_id == agent.tenant_id,
+                        Command.status.in_(OPEN),
+                        Command.expires_at > now,
+                        Command.id.not_in(skip) if skip else Command.id.is_not(None),
+                    )
+                    .order_by(Command.created_at, Command.id)
+                    .limit(100)
+                )
+            ).all()
+        )
+        for command in commands:
+            if command.status is CommandStatus.PENDING:
+                command.status = CommandStatus.DELIVERED
+                command.delivered_at = now
+            command.installation_id = agent.installation_id
+    for command in commands:
+        await rt.hub.publish(tenant_events(agent.tenant_id), notify.event("command", command.id))
+    return [Delivery(c, _secrets(rt, c)) for c in commands]
+
+
+def _secrets(rt: Runtime, command: Command) -> dict[str, Any]:
+    sealed = command.sealed_payload
+    return dict(json.loads(rt.box.open(sealed))) if sealed else {}
+
+
+async def complete(
+    rt: Runtime,
+    agent: Agent,
+    command_id: uuid.UUID,
+    ok: bool,
+    result: Any,
+    error: str | None,
+) -> Command:
+    """Records the outcome once; a repeat returns the stored command unchanged."""
+    if error is not None and len(error) > 4000:
+        error = error[:4000]
+    async with rt.db.transaction() as session:
+        command = await session.get(Command, command_id, with_for_update=True)
+        if command is None or command.tenant_id != agent.tenant_id:
+            raise NotFound("command not found")
+        if command.status not in OPEN:
+            return command  # completed before (or expired): nothing to apply twice
+        applied = await agent_results.apply(rt, session, command, ok, result, _secrets(rt, command))
+        command.status = CommandStatus.SUCCEEDED if ok else CommandStatus.FAILED
+        command.result = result if isinstance(result, dict) else {"value": result}
+        command.result.pop("directory", None)  # kept in the mirror, not twice
+        command.error = None if ok else (error or "the agent reported a failure without reason")
+        command.completed_at = rt.clock()
+        command.installation_id = agent.installation_id
+    await rt.hub.publish(tenant_events(agent.tenant_id), notify.event("command", command.id))
+    if applied.directory_changed:
+        await rt.hub.publish(tenant_events(agent.tenant_id), notify.event("directory"))
+    return command
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    agent_version: str
+    pbx_reachable: bool
+    jobservice_reachable: bool | None
+    alarm_service_ok: bool
+    participant_count: int
+    reported_at: datetime
+
+
+async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
+    """Stores the report unless it is older than the last one; returns the poll interval."""
+    if report.reported_at.tzinfo is None:
+        raise BadInput("give the time with its zone", field="reportedAt")
+    now = rt.clock()
+    async with rt.db.transaction() as session:
+        settings = await session.get(PbxSettings, agent.tenant_id)
+        poll = settings.poll_interval_seconds if settings else 60
+        # A report delayed beyond two intervals (or from a clock far ahead) proves
+        # nothing about now: it never moves the heartbeat.
+        fresh = timedelta(seconds=-30) <= now - report.reported_at <= timedelta(seconds=2 * poll)
+        await session.execute(
+            update(Installation)
+            .where(
+                Installation.id == agent.installation_id,
+                (Installation.last_report_at.is_(None))
+                | (Installation.last_report_at < report.reported_at),
+            )
+            .values(
+                agent_version=report.agent_version[:64],
+                pbx_reachable=report.pbx_reachable,
+                jobservice_reachable=report.jobservice_reachable,
+                alarm_service_ok=report.alarm_service_ok,
+                participant_count=max(0, report.participant_count),
+                last_report_at=report.reported_at,
+                **({"last_heartbeat_at": now} if fresh else {}),
+            )
+        )
+    await rt.hub.publish(
+        tenant_events(agent.tenant_id), notify.event("health", agent.installation_id)
+    )
+    return poll
+
+
+async def expire_overdue(rt: Runtime) -> int:
+    """Open commands past their time become expired, with the reason; returns how many."""
+    now = rt.clock()
+    async with rt.db.transaction() as session:
+        rows = list(
+            (
+                await session.execute(
+                    update(Command)
+                    .where(Command.status.in_(OPEN), Command.expires_at <= now)
+                    .values(
+                        status=CommandStatus.EXPIRED,
+                        completed_at=now,
+                        error="no agent completed this command in time: is the "
+                        "Rundruf Manager Service running and connected?",
+                    )
+                    .returning(Command.id, Command.tenant_id)
+                )
+            ).all()
+        )
+    for command_id, tenant_id in rows:
+        await rt.hub.publish(tenant_events(tenant_id), notify.event("command", command_id))
+    return len(rows)
+

@@ -1,0 +1,28 @@
+"""Wake-ups after a commit: to agents, browsers and revoked connections.
+
+Sent only after the transaction committed, so a listener that rereads the
+database always finds what it was woken for.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+
+from api.pubsub import installation_control, tenant_commands, tenant_events
+from api.runtime import Runtime
+
+
+def event(kind: str, ident: object = None) -> str:
+    return json.dumps({"kind": kind, "id": str(ident) if ident else None})
+
+
+async def command_created(rt: Runtime, tenant_id: uuid.UUID, command_id: uuid.UUID) -> None:
+    await rt.hub.publish(tenant_commands(tenant_id), str(command_id))
+    await rt.hub.publish(tenant_events(tenant_id), event("command", command_id))
+
+
+async def revoked(rt: Runtime, installation_ids: Iterable[uuid.UUID]) -> None:
+    for installation_id in installation_ids:
+        await rt.hub.publish(installation_control(installation_id), "revoked")

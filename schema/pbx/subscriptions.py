@@ -1,0 +1,56 @@
+"""Live updates for browsers: command status and directory changes of the own tenant."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from api.errors import BadInput
+from api.pubsub import tenant_events
+from api.services import commands
+from schema.agent.types import DirectoryChange
+from schema.context import optional_id, parse_id
+from schema.info import Info
+from schema.pbx.types import Command
+
+KEEPALIVE = 30.0
+
+
+async def _events(
+    info: Info, tenant_id: strawberry.ID | None, kinds: set[str]
+) -> AsyncGenerator[dict[str, str], None]:
+    actor = await info.context.actor()
+    scope = actor.read_scope(optional_id(tenant_id, "tenant"))
+    if scope.tenant_id is None:
+        raise BadInput("name the tenant", field="tenantId")
+    async with info.context.rt.hub.subscribe([tenant_events(scope.tenant_id)]) as inbox:
+        while True:
+            message = await inbox.get(KEEPALIVE)
+            if message is None:
+                continue
+            event = json.loads(message[1])
+            if event.get("kind") in kinds:
+                yield event
+
+
+@strawberry.type
+class PbxSubscription:
+    @strawberry.subscription(description="Each command of the tenant whose status changed.")
+    async def command_updated(
+        self, info: Info, tenant_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[Command, None]:
+        actor = await info.context.actor()
+        async for event in _events(info, tenant_id, {"command"}):
+            command = await commands.get_command(
+                info.context.rt, actor, parse_id(event["id"], "command")
+            )
+            yield Command.of(command)
+
+    @strawberry.subscription(description="The PBX directory mirror changed; refetch groups.")
+    async def directory_changed(
+        self, info: Info, tenant_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[DirectoryChange, None]:
+        async for _ in _events(info, tenant_id, {"directory"}):
+            yield DirectoryChange(at=info.context.rt.clock())

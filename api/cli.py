@@ -131,6 +131,11 @@ def _parser() -> argparse.ArgumentParser:
         func=_keygen
     )
     sub.add_parser("schema", help="print the GraphQL SDL").set_defaults(func=_schema)
+
+    # The agent ships alone: its commands live in edge_agent and import nothing central.
+    from edge_agent.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

@@ -1,0 +1,92 @@
+"""What the agent keeps locally so that alarms run while the server is away.
+
+One JSON file (mode 0600), rewritten atomically on each change: tenant
+settings, broadcast groups (agent user, number, PIN), announcement files, the
+last directory, and the PBX login that `verifyPbxCredentials` proved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge_agent.files import read_json, write_json
+from edge_agent.pbx.port import Directory, UserState
+
+
+class LocalCache:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / "cache.json"
+        self.audio_dir = state_dir / "audio"
+        self.data: dict[str, Any] = read_json(self.path, {})
+        self.data.setdefault(
+            "settings", {"pollIntervalSeconds": 60, "broadcastTimeoutSeconds": 300}
+        )
+        self.data.setdefault("broadcastGroups", {})
+        self.data.setdefault("directory", {"users": [], "groups": []})
+
+    def save(self) -> None:
+        write_json(self.path, self.data)
+
+    @property
+    def pbx_login(self) -> dict[str, str] | None:
+        login = self.data.get("pbxLogin")
+        return dict(login) if isinstance(login, dict) else None
+
+    def set_pbx_login(self, host: str, admin_user: str, password: str) -> None:
+        self.data["pbxLogin"] = {"host": host, "adminUser": admin_user, "password": password}
+
+    @property
+    def poll_interval(self) -> float:
+        return float(self.data["settings"].get("pollIntervalSeconds", 60))
+
+    def update_settings(self, values: dict[str, Any]) -> None:
+        for key in ("pollIntervalSeconds", "broadcastTimeoutSeconds"):
+            if isinstance(values.get(key), int):
+                self.data["settings"][key] = values[key]
+
+    @property
+    def broadcast_groups(self) -> dict[str, dict[str, Any]]:
+        groups: dict[str, dict[str, Any]] = self.data["broadcastGroups"]
+        return groups
+
+    def set_directory(self, directory: Directory) -> None:
+        self.data["directory"] = directory_json(directory)
+
+    def participant_count(self) -> int:
+        """Distinct members of broadcast groups (what the license counts)."""
+        broadcast = set(self.broadcast_groups)
+        members = {
+            member
+            for group in self.data["directory"]["groups"]
+            if group["id"] in broadcast
+            for member in group["memberIds"]
+        }
+        return len(members)
+
+
+def directory_json(directory: Directory) -> dict[str, Any]:
+    """The wire shape the server's mirror expects."""
+    return {
+        "users": [
+            {
+                "id": u.id,
+                "name": u.name,
+                "extension": u.extension,
+                "description": u.description,
+                "state": int(UserState(u.state)),
+                "callroutingOnly": u.callrouting_only,
+            }
+            for u in directory.users
+        ],
+        "groups": [
+            {
+                "id": g.id,
+                "name": g.name,
+                "description": g.description,
+                "memberIds": list(g.member_ids),
+            }
+            for g in directory.groups
+        ],
+    }

@@ -1,0 +1,173 @@
+"""The one outbound WebSocket: graphql-transport-ws, the `agentCommands` stream.
+
+Reconnects forever with exponential backoff and full jitter (AWS architecture
+blog, "Exponential Backoff And Jitter"), so that a thousand agents cut off by a
+server restart do not all come back in the same second. The agent pings at the
+protocol level and treats a missing pong as a dead connection; the WebSocket
+library pings at the frame level too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.typing import Subprotocol
+
+from edge_agent.config import Enrolment
+from edge_agent.errors import ServerRefused
+from edge_agent.settings import AgentSettings
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = Subprotocol("graphql-transport-ws")
+AGENT_COMMANDS = "subscription { agentCommands { id type payload secrets createdAt } }"
+# Close codes that mean "do not come back with this token".
+REFUSED_CODES = {4403, 4401}
+BACKOFF_BASE = 1.0
+# A connection that lived this long resets the backoff to its start.
+STABLE_AFTER = 60.0
+
+CommandSink = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def full_jitter(attempt: int, cap: float, base: float = BACKOFF_BASE) -> float:
+    return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311 - not cryptographic
+
+
+class CommandChannel:
+    def __init__(self, enrolment: Enrolment, settings: AgentSettings, sink: CommandSink) -> None:
+        self.enrolment = enrolment
+        self.settings = settings
+        self.sink = sink
+        self.connected = asyncio.Event()
+
+    async def run_forever(self) -> None:
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except ServerRefused:
+                raise
+            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
+                log.warning("connection to %s lost: %r", self.enrolment.graphql_ws, exc)
+            finally:
+                self.connected.clear()
+            if time.monotonic() - started > STABLE_AFTER:
+                attempt = 0
+            delay = full_jitter(attempt, self.settings.backoff_cap_seconds)
+            attempt += 1
+            log.info("reconnecting in %.1f s", delay)
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        ssl_context: Any = None
+        if self.enrolment.graphql_ws.startswith("wss://") and not self.settings.verify_tls:
+            import ssl
+
+            ssl_context = ssl.create_default_context()
+            ssl_context.check_hostname = False
+            ssl_context.verify_mode = ssl.CERT_NONE
+        async with connect(
+            self.enrolment.graphql_ws,
+            subprotocols=[PROTOCOL],
+            ping_interval=self.settings.ping_interval_seconds,
+            ping_timeout=self.settings.ping_timeout_seconds,
+            open_timeout=15,
+            max_size=1024 * 1024,
+            ssl=ssl_context,
+        ) as ws:
+            await self._init(ws)
+            await ws.send(
+                json.dumps(
+                    {"id": "commands", "type": "subscribe", "payload": {"query": AGENT_COMMANDS}}
+                )
+            )
+            self.connected.set()
+            log.info("connected to %s", self.enrolment.graphql_ws)
+            await self._receive(ws)
+
+    async def _init(self, ws: ClientConnection) -> None:
+        payload = {"authorization": f"Bearer {self.enrolment.token}"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        try:
+            async with asyncio.timeout(15):
+                message = json.loads(await ws.recv())
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code in REFUSED_CODES:
+                raise ServerRefused(f"the server refused this agent: {exc.rcvd.reason}") from None
+            raise
+        if message.get("type") != "connection_ack":
+            raise ConnectionClosed(None, None)
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        pong = asyncio.Event()
+        # Commands run one by one, in order, while this loop keeps reading.
+        worker = asyncio.create_task(self._work(queue))
+        pinger = asyncio.create_task(self._ping(ws, pong))
+        try:
+            async for raw in ws:
+                message = json.loads(raw)
+                kind = message.get("type")
+                if kind == "next":
+                    data = (message.get("payload") or {}).get("data") or {}
+                    if data.get("agentCommands"):
+                        queue.put_nowait(data["agentCommands"])
+                elif kind == "ping":
+                    await ws.send(json.dumps({"type": "pong"}))
+                elif kind == "pong":
+                    pong.set()
+                elif kind == "error":
+                    raise ServerRefused(f"the server refused the subscription: {message}")
+                elif kind == "complete":
+                    return
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code in REFUSED_CODES:
+                raise ServerRefused(
+                    f"the server closed the connection: {exc.rcvd.reason}"
+                ) from None
+            raise
+        finally:
+            pinger.cancel()
+            # Let the command in progress finish: cutting it off mid-way helps nobody.
+            await queue.join()
+            worker.cancel()
+            for task in (pinger, worker):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _work(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            command = await queue.get()
+            try:
+                await self.sink(command)
+            except Exception:  # one bad command must not stop the stream
+                log.exception("command %s failed", command.get("id"))
+            finally:
+                queue.task_done()
+
+    async def _ping(self, ws: ClientConnection, pong: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ping_interval_seconds)
+            pong.clear()
+            await ws.send(json.dumps({"type": "ping"}))
+            try:
+                async with asyncio.timeout(self.settings.ping_timeout_seconds):
+                    await pong.wait()
+            except TimeoutError:
+                log.warning(
+                    "no pong within %.0f s: the connection is dead",
+                    self.settings.ping_timeout_seconds,
+                )
+                await ws.close(1011, "no pong")
+                return

@@ -1,0 +1,19 @@
+"""Errors of the agent outside the PBX adapters (those are in pbx/errors.py)."""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Raised for an agent failure that is reported in plain words."""
+
+
+class NotEnrolled(AgentError):
+    """Raised when the agent has no configuration file with a server and token."""
+
+
+class ServerRefused(AgentError):
+    """Raised when the central service refuses the agent (revoked token, bad request)."""
+
+
+class ServerUnreachable(AgentError):
+    """Raised when the central service cannot be reached; the agent retries."""

@@ -1,0 +1,16 @@
+"""PBX adapters behind the `Pbx` port (port.py); `make_pbx` picks the configured one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edge_agent.pbx.port import Pbx
+
+if TYPE_CHECKING:
+    from edge_agent.settings import AgentSettings
+
+
+def make_pbx(settings: AgentSettings) -> Pbx:
+    from edge_agent.pbx.sim import SimPbx
+
+    return SimPbx(settings.sim_state)

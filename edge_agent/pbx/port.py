@@ -1,0 +1,102 @@
+"""The `Pbx` port: directory and configuration of the customer's phone system.
+
+Adapters (one module each, named after the system): `sim` (the SwyxWare
+simulator, embedded default and test double) and later `swyx`. All methods are
+coroutines; every failure is a `PbxError` subclass from `errors.py`.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+class UserState(enum.IntEnum):
+    """SwyxWare's user states as its PBXConfig object reports them."""
+
+    UNAVAILABLE = 0
+    LOGGED_OFF = 1
+    LOGGED_ON = 2
+    SPEAKING_EXTERNAL = 3
+    ALERTING = 4
+    SPEAKING_INTERNAL = 5
+    AWAY = 6
+    DO_NOT_DISTURB = 7
+    BUSY = 8
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    name: str
+    extension: str | None
+    description: str = ""
+    state: UserState = UserState.LOGGED_OFF
+    # Call-routing-only users (the broadcast agents) use no license on SwyxWare.
+    callrouting_only: bool = False
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    name: str
+    description: str = ""
+    member_ids: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Directory:
+    users: tuple[User, ...]
+    groups: tuple[Group, ...]
+
+
+class Pbx(ABC):
+    @abstractmethod
+    async def login(self, host: str, admin_user: str, password: str) -> None:
+        """Signs in as administrator; later calls use this login."""
+
+    @abstractmethod
+    async def reachable(self) -> bool:
+        """Whether the PBX answers at all (for the health report); never raises."""
+
+    @abstractmethod
+    async def directory(self) -> Directory:
+        """All users (with their states) and groups (with their members)."""
+
+    @abstractmethod
+    async def create_user(
+        self,
+        name: str,
+        description: str,
+        extension: str | None = None,
+        callrouting_only: bool = False,
+    ) -> User:
+        """Creates a user; ``extension=None`` takes the next free internal number."""
+
+    @abstractmethod
+    async def update_user(
+        self, user_id: str, *, extension: str | None = None, description: str | None = None
+    ) -> User: ...
+
+    @abstractmethod
+    async def delete_user(self, user_id: str) -> None: ...
+
+    @abstractmethod
+    async def create_group(self, name: str, description: str) -> Group: ...
+
+    @abstractmethod
+    async def add_group_members(self, group_id: str, user_ids: Sequence[str]) -> Group:
+        """Adds members; adding one who is a member already is no error."""
+
+    @abstractmethod
+    async def remove_group_members(self, group_id: str, user_ids: Sequence[str]) -> Group:
+        """Removes members; removing one who is no member is no error."""
+
+    @abstractmethod
+    async def next_free_extension(self) -> str: ...
+
+    @abstractmethod
+    async def set_agent_pin(self, user_id: str, pin: str) -> None:
+        """Stores the PIN the agent user's call routing asks for."""

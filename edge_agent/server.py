@@ -1,0 +1,88 @@
+"""Requests from the agent to the central service over HTTPS (all outbound, port 443).
+
+The WebSocket carries only the command stream; results, health and audio go
+as ordinary requests, which also carry larger bodies than WebSocket frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import httpx
+
+from edge_agent.config import Enrolment
+from edge_agent.errors import ServerRefused, ServerUnreachable
+
+COMPLETE = """mutation($id: ID!, $ok: Boolean!, $result: JSON, $error: String) {
+  completeCommand(id: $id, ok: $ok, result: $result, error: $error) { id status }
+}"""
+HEALTH = (
+    """mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }"""
+)
+REGISTER = """mutation($key: String!, $host: String!, $version: String!) {
+  registerInstallation(licenseKey: $key, hostname: $host, agentVersion: $version) {
+    installationId tenantName token
+  }
+}"""
+
+
+async def graphql(
+    client: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any], token: str | None
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = await client.post(
+            url, json={"query": query, "variables": variables}, headers=headers
+        )
+    except httpx.HTTPError as exc:
+        raise ServerUnreachable(f"{url}: {exc!r}") from None
+    if response.status_code >= 500:
+        raise ServerUnreachable(f"{url}: HTTP {response.status_code}")
+    if response.status_code != 200:
+        raise ServerRefused(f"{url}: HTTP {response.status_code} {response.text[:200]}")
+    body: dict[str, Any] = response.json()
+    if body.get("errors"):
+        error = body["errors"][0]
+        code = error.get("extensions", {}).get("code", "")
+        raise ServerRefused(f"{code}: {error.get('message')}")
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+class Server:
+    def __init__(self, enrolment: Enrolment, verify_tls: bool) -> None:
+        self.enrolment = enrolment
+        self._client = httpx.AsyncClient(timeout=30, verify=verify_tls)
+
+    async def _call(self, query: str, **variables: Any) -> dict[str, Any]:
+        return await graphql(
+            self._client, self.enrolment.graphql_http, query, variables, self.enrolment.token
+        )
+
+    async def complete(
+        self, command_id: str, ok: bool, result: dict[str, Any], error: str | None
+    ) -> None:
+        await self._call(COMPLETE, id=command_id, ok=ok, result=result, error=error)
+
+    async def report_health(self, report: dict[str, Any]) -> int:
+        data = await self._call(HEALTH, input=report)
+        return int(data["reportHealth"]["pollIntervalSeconds"])
+
+    async def download_audio(self, audio_id: str, sha256: str) -> bytes:
+        url = self.enrolment.server.rstrip("/") + f"/api/audio/{audio_id}"
+        try:
+            response = await self._client.get(
+                url, headers={"Authorization": f"Bearer {self.enrolment.token}"}
+            )
+        except httpx.HTTPError as exc:
+            raise ServerUnreachable(f"{url}: {exc!r}") from None
+        if response.status_code != 200:
+            raise ServerRefused(f"audio {audio_id}: HTTP {response.status_code}")
+        data = response.content
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ServerRefused(f"audio {audio_id}: checksum differs from the announcement's")
+        return data
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

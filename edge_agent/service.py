@@ -1,0 +1,98 @@
+"""The Rundruf Manager Service: wires the channel, the PBX, the ledger and the heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from edge_agent.cache import LocalCache
+from edge_agent.channel import CommandChannel, full_jitter
+from edge_agent.commands import Commands
+from edge_agent.config import Enrolment
+from edge_agent.errors import ServerRefused, ServerUnreachable
+from edge_agent.ledger import Ledger, Outcome
+from edge_agent.pbx.errors import PbxError
+from edge_agent.pbx.port import Pbx
+from edge_agent.server import Server
+from edge_agent.settings import VERSION, AgentSettings
+
+log = logging.getLogger(__name__)
+
+
+class AgentService:
+    def __init__(self, settings: AgentSettings, enrolment: Enrolment, pbx: Pbx) -> None:
+        self.settings = settings
+        self.pbx = pbx
+        self.cache = LocalCache(settings.state_dir)
+        self.ledger = Ledger(settings.state_dir / "ledger.db")
+        self.server = Server(enrolment, settings.verify_tls)
+        self.commands = Commands(pbx, self.cache, self.server)
+        self.channel = CommandChannel(enrolment, settings, self.handle)
+
+    async def handle(self, command: dict[str, Any]) -> None:
+        """Executes a command at most once; a repeat gets the stored outcome."""
+        command_id = str(command["id"])
+        outcome = self.ledger.get(command_id)
+        if outcome is None:
+            log.info("executing %s %s", command["type"], command_id)
+            outcome = await self.commands.run(
+                str(command["type"]), command.get("payload") or {}, command.get("secrets") or {}
+            )
+            self.ledger.record(command_id, outcome)
+        else:
+            log.info("command %s seen before: answering with the stored outcome", command_id)
+        await self._report(command_id, outcome)
+
+    async def _report(self, command_id: str, outcome: Outcome) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.server.complete(command_id, outcome.ok, outcome.result, outcome.error)
+                return
+            except ServerUnreachable as exc:
+                # The ledger holds the outcome; a replay after reconnect also resends it.
+                delay = full_jitter(attempt, self.settings.backoff_cap_seconds)
+                log.warning("reporting %s failed (%s); retrying in %.1f s", command_id, exc, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+            except ServerRefused as exc:
+                log.error("the server refused the outcome of %s: %s", command_id, exc)
+                return
+
+    async def heartbeat(self) -> None:
+        while True:
+            try:
+                poll = await self.server.report_health(await self.health())
+                if poll != int(self.cache.poll_interval):
+                    self.cache.update_settings({"pollIntervalSeconds": poll})
+                    self.cache.save()
+            except (ServerUnreachable, ServerRefused) as exc:
+                log.warning("health report failed: %s", exc)
+            await asyncio.sleep(self.cache.poll_interval)
+
+    async def health(self) -> dict[str, Any]:
+        return {
+            "agentVersion": VERSION,
+            "pbxReachable": await self.pbx.reachable(),
+            # The job service arrives with the alarm path; until then it is unknown.
+            "jobserviceReachable": None,
+            "alarmServiceOk": True,
+            "participantCount": self.cache.participant_count(),
+            "reportedAt": datetime.now(UTC).isoformat(),
+        }
+
+    async def run(self) -> None:
+        if self.cache.pbx_login is not None:
+            try:
+                await self.commands.ensure_login()
+            except PbxError as exc:
+                log.warning("signing in to the PBX failed: %s", exc.message)
+        heartbeat = asyncio.create_task(self.heartbeat(), name="heartbeat")
+        try:
+            await self.channel.run_forever()
+        finally:
+            heartbeat.cancel()
+            await self.server.aclose()
+            self.ledger.close()

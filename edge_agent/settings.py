@@ -1,0 +1,30 @@
+"""Settings of the agent, read once at start (prefix ``RUNDRUF_AGENT_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VERSION = "0.1.0"
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RUNDRUF_AGENT_", extra="ignore")
+
+    # Written by `rundruf agent enroll`: server URL, installation id and token.
+    config_path: Path = Path(".rundruf/agent.json")
+    # The ledger of completed commands, the local cache, the PBX login.
+    state_dir: Path = Path(".rundruf/agent")
+    pbx: Literal["sim"] = "sim"
+    sim_state: Path = Path(".rundruf/swyx-sim.json")
+    # Verify the server's TLS certificate (off only against a local test server).
+    verify_tls: bool = True
+    # Reconnect backoff: full jitter up to this cap (seconds).
+    backoff_cap_seconds: float = Field(default=30.0, gt=0, le=300)
+    # graphql-transport-ws ping from the agent; no pong within the timeout = dead.
+    ping_interval_seconds: float = Field(default=20.0, gt=0)
+    ping_timeout_seconds: float = Field(default=20.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

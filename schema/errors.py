@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
@@ -53,11 +54,29 @@ def shape(error: GraphQLError) -> GraphQLError:
 
 class ErrorPolicy(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
-        yield
+        try:
+            yield
+        except GraphQLError as error:
+            # Raised past the result (a syntax error from the parser cache): the
+            # error object itself is what reaches the client, so it gets the code.
+            if not (error.extensions and "code" in error.extensions):
+                error.extensions = {**(error.extensions or {}), "code": _code_of(error)}
+            raise
         result = self.execution_context.result
         errors = getattr(result, "errors", None)
         if result is not None and errors:
             result.errors = [shape(e) for e in errors]
+        self._shape_pre_execution()
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        """WebSocket results go out one by one, before ``on_operation`` ends."""
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [shape(e) for e in errors]
+        self._shape_pre_execution()
+        yield None
+
+    def _shape_pre_execution(self) -> None:
         if self.execution_context.pre_execution_errors:
             self.execution_context.pre_execution_errors = [
                 shape(e) for e in self.execution_context.pre_execution_errors

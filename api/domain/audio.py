@@ -33,6 +33,10 @@ def probe(data: bytes, max_seconds: int) -> AudioInfo:
             frames = wav.getnframes()
             if wav.getcomptype() != "NONE":
                 raise BadInput("only uncompressed PCM WAV is accepted", field="file")
+            # The header may promise more than the file holds: count what is there.
+            sound = wav.readframes(frames)
+            if len(sound) < frames * channels * width:
+                raise BadInput("the file ends before its sound does (truncated WAV)", field="file")
     except (wave.Error, EOFError) as exc:
         raise BadInput(f"not a PCM WAV file ({exc})", field="file") from None
     if not 8000 <= rate <= 48000:

@@ -1,4 +1,5 @@
-"""Request body limits, enforced while the body streams in (Content-Length may lie)."""
+"""Request body limits, enforced while the body streams in (Content-Length may lie
+or be missing, as with chunked transfer encoding)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    """Raised inside the app when a request body passes its limit."""
-
-
 class BodyLimit:
-    """Answers 413 for bodies over the limit of their path prefix."""
+    """Answers 413 for bodies over the limit of their path prefix.
+
+    The body is read whole before the app sees it: past the limit nothing of the
+    app runs, so a refusal is always a clean 413 and never half a response.
+    """
 
     def __init__(self, app: ASGIApp, limits: dict[str, int], default: int) -> None:
         self.app = app
@@ -31,29 +32,31 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(send, limit)
             return
-        seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge
-            return message
-
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
                 await _too_large(send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 async def _too_large(send: Send, limit: int) -> None:

@@ -7,6 +7,7 @@ server's mirror always matches the PBX.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,6 +38,8 @@ class Commands:
         self.pbx = pbx
         self.cache = cache
         self.server = server
+        # Set when something the health report shows changed: report now, not later.
+        self.health_changed = asyncio.Event()
         self.handlers: dict[str, Handler] = {
             "verifyPbxCredentials": self.verify_credentials,
             "syncDirectory": self.sync_directory,
@@ -86,6 +89,7 @@ class Commands:
         directory = await self.pbx.directory()
         self.cache.set_directory(directory)
         self.cache.save()
+        self.health_changed.set()
         return directory_json(directory)
 
     async def ensure_login(self) -> None:
@@ -202,6 +206,7 @@ class Commands:
     async def update_settings(self, payload: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
         self.cache.update_settings(payload)
         self.cache.save()
+        self.health_changed.set()
         return {"settings": self.cache.data["settings"]}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -70,7 +71,11 @@ class AgentService:
                     self.cache.save()
             except (ServerUnreachable, ServerRefused) as exc:
                 log.warning("health report failed: %s", exc)
-            await asyncio.sleep(self.cache.poll_interval)
+            changed = self.commands.health_changed
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.cache.poll_interval):
+                    await changed.wait()
+            changed.clear()
 
     async def health(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ from api.models import (
     Language,
 )
 from api.runtime import Runtime
-from api.services import audit, commands
+from api.services import audit, commands, licensing
 from api.services.actor import Actor
 from api.services.directory import require_broadcast_group
 
@@ -97,7 +97,7 @@ async def set_from_upload(
         ann.tts_text = ann.tts_language = ann.error = None
         ann.updated_at = rt.clock()
         await session.flush()
-        command = commands.enqueue(
+        command = await commands.enqueue(
             session,
             rt,
             actor,
@@ -139,6 +139,7 @@ async def request_synthesis(
     text = validation.name(text, "text", max_length=rt.settings.tts_max_chars)
     async with rt.db.transaction() as session:
         group, bg = await require_broadcast_group(session, scope, group_id)
+        await licensing.valid_license(session, scope.tenant_id, rt.clock())
         ann = await _upsert(session, scope.tenant_id, bg.id, kind)
         ann.source, ann.status = AnnouncementSource.TTS, AnnouncementStatus.PENDING
         ann.tts_text, ann.tts_language, ann.error = text, language.value, None

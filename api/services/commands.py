@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.db import after_commit
 from api.models import Command, CommandStatus
 from api.runtime import Runtime
-from api.services import notify
+from api.services import licensing, notify
 from api.services.actor import Actor
 
 
-def enqueue(
+async def enqueue(
     session: AsyncSession,
     rt: Runtime,
     actor: Actor,
@@ -25,8 +25,12 @@ def enqueue(
     payload: dict[str, Any],
     secrets: dict[str, str] | None = None,
 ) -> Command:
-    """Adds a pending command to the caller's transaction (it commits with the change)."""
+    """Adds a pending command to the caller's transaction (it commits with the change).
+
+    Every configuration change passes here, so here it needs a valid license.
+    """
     now = rt.clock()
+    await licensing.valid_license(session, actor.own_tenant_id, now)
     command = Command(
         id=uuid.uuid4(),
         tenant_id=actor.own_tenant_id,

@@ -17,7 +17,7 @@ from api.domain import validation
 from api.errors import BadInput, Conflict, NotFound
 from api.models import BroadcastGroup, Command, PbxGroup, PbxGroupMember, PbxUser, Role
 from api.runtime import Runtime
-from api.services import audit, commands
+from api.services import audit, commands, licensing
 from api.services.actor import Actor, Scope
 
 MAX_MEMBERS_PER_CHANGE = 1000
@@ -96,7 +96,7 @@ async def create_group(rt: Runtime, actor: Actor, name: str, description: str | 
         )
         if clash is not None:
             raise Conflict("a group with this name exists on the PBX", field="name")
-        command = commands.enqueue(
+        command = await commands.enqueue(
             session, rt, actor, "createGroup", {"name": name, "description": description}
         )
         audit.record(session, actor, "group.create", tenant_id=scope.tenant_id, name=name)
@@ -130,8 +130,12 @@ async def change_members(
     scope = actor.write_scope()
     async with rt.db.transaction() as session:
         group, users = await _group_and_users(session, scope, group_id, user_ids)
+        if add and await _broadcast_group(session, group.id) is not None:
+            await licensing.require_seats(
+                session, group.tenant_id, rt.clock(), (u.id for u in users), "userIds"
+            )
         kind = "addGroupMembers" if add else "removeGroupMembers"
-        command = commands.enqueue(
+        command = await commands.enqueue(
             session,
             rt,
             actor,
@@ -156,9 +160,13 @@ async def enable_broadcast(rt: Runtime, actor: Actor, group_id: uuid.UUID) -> Co
         group = await scope.get(session, PbxGroup, group_id)
         if await _broadcast_group(session, group.id) is not None:
             raise Conflict("this group is a broadcast group already", field="groupId")
+        members = await session.scalars(
+            select(PbxGroupMember.user_id).where(PbxGroupMember.group_id == group.id)
+        )
+        await licensing.require_seats(session, group.tenant_id, rt.clock(), members, "groupId")
         # A PIN from the OS's CSPRNG; the admin can change it once the agent exists.
         pin = "".join(secrets.choice("0123456789") for _ in range(6))
-        command = commands.enqueue(
+        command = await commands.enqueue(
             session,
             rt,
             actor,
@@ -196,7 +204,7 @@ async def disable_broadcast(rt: Runtime, actor: Actor, group_id: uuid.UUID) -> C
         if bg.agent_user_id is not None:
             agent = await session.get(PbxUser, bg.agent_user_id)
             agent_pbx_id = agent.pbx_id if agent else None
-        command = commands.enqueue(
+        command = await commands.enqueue(
             session,
             rt,
             actor,
@@ -227,7 +235,7 @@ async def update_agent(
             )
             if taken is not None:
                 raise Conflict("this internal number is taken on the PBX", field="extension")
-        command = commands.enqueue(
+        command = await commands.enqueue(
             session,
             rt,
             actor,

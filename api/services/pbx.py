@@ -96,7 +96,7 @@ async def update_settings(
             row.broadcast_timeout_seconds = agent_changes["broadcastTimeoutSeconds"] = timeout
         row.updated_at = rt.clock()
         if agent_changes:
-            command = commands.enqueue(session, rt, actor, "updateSettings", agent_changes)
+            command = await commands.enqueue(session, rt, actor, "updateSettings", agent_changes)
         audit.record(
             session,
             actor,
@@ -118,7 +118,7 @@ async def verify_credentials(rt: Runtime, actor: Actor) -> tuple[PbxSettings, Co
             raise BadInput("enter the PBX host, admin user and password first", field="host")
         row.verification_state = VerificationState.PENDING
         row.verification_error = None
-        command = commands.enqueue(
+        command = await commands.enqueue(
             session,
             rt,
             actor,

@@ -15,6 +15,10 @@ def bootstrap(settings: Settings) -> Runtime:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per outgoing request is noise, not news.
+    logging.getLogger("httpx").setLevel(
+        max(logging.WARNING, logging.getLevelName(settings.log_level))
+    )
     return Runtime(
         settings=settings,
         db=Database(create_engine(settings)),

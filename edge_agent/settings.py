@@ -20,6 +20,8 @@ class AgentSettings(BaseSettings):
     state_dir: Path = Path(".rundruf/agent")
     pbx: Literal["sim"] = "sim"
     sim_state: Path = Path(".rundruf/swyx-sim.json")
+    # A missing simulator state starts as a small company with this many alarm members.
+    sim_seed_members: int = Field(default=20, ge=0, le=5000)
     # Verify the server's TLS certificate (off only against a local test server).
     verify_tls: bool = True
     # Reconnect backoff: full jitter up to this cap (seconds).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import socket
 import subprocess
@@ -67,7 +68,11 @@ def test_the_demo_runs_on_sqlite_and_prints_working_logins(tmp_path: Path):
     result = _demo_once(tmp_path, port)
     assert result.returncode == 0, result.stderr
     assert "tenant_admin" in result.stdout
-    assert "it@demo-gmbh.example signed in as TENANT_ADMIN" in result.stdout
+    # The story ran through the API, the real agent and the simulator.
+    assert "agent connected" in result.stdout
+    assert "Brandschutzhelfer       20 Teilnehmer" in result.stdout
+    assert "Agent 'Rundruf Brandschutzhelfer'  Rufnummer" in result.stdout
+    assert re.search(r"PIN \d{6}", result.stdout)
     assert (tmp_path / "rundruf.db").exists()
     key = tmp_path / ".rundruf" / "secret.key"
     assert key.stat().st_mode & 0o777 == 0o600

@@ -83,7 +83,10 @@ async def _broadcast_group(session: AsyncSession, command: Command) -> Broadcast
 
 async def _enabled(
     rt: Runtime,
-    session: AsyncSession, command: Command, result: dict[str, Any], secrets: dict[str, Any]
+    session: AsyncSession,
+    command: Command,
+    result: dict[str, Any],
+    secrets: dict[str, Any],
 ) -> bool:
     group_id = await _group_id(session, command)
     agent_pbx_id, extension = result.get("agentUserId"), result.get("extension")

@@ -68,7 +68,11 @@ async def register(rt: Runtime, license_key: str, hostname: str, agent_version: 
         session.add(inst)
         await session.flush()
         audit.record(
-            session, None, "installation.register", tenant_id=lic.tenant_id, target=inst.id,
+            session,
+            None,
+            "installation.register",
+            tenant_id=lic.tenant_id,
+            target=inst.id,
             hostname=hostname,
         )
     return Enrolled(installation=inst, token=token, tenant_name=tenant.name)
@@ -236,4 +240,3 @@ async def expire_overdue(rt: Runtime) -> int:
     for command_id, tenant_id in rows:
         await rt.hub.publish(tenant_events(tenant_id), notify.event("command", command_id))
     return len(rows)
-

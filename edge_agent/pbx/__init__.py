@@ -11,6 +11,10 @@ if TYPE_CHECKING:
 
 
 def make_pbx(settings: AgentSettings) -> Pbx:
-    from edge_agent.pbx.sim import SimPbx
+    from edge_agent.pbx.sim import SimControl, SimPbx
 
+    control = SimControl(settings.sim_state)
+    if control.create(exist_ok=True):
+        # The embedded default: a simulated SwyxWare with a small demo company.
+        control.seed_demo(n_members=settings.sim_seed_members)
     return SimPbx(settings.sim_state)

@@ -83,6 +83,8 @@ class CommandChannel:
             ping_interval=self.settings.ping_interval_seconds,
             ping_timeout=self.settings.ping_timeout_seconds,
             open_timeout=15,
+            # A connection found dead gets no long close handshake.
+            close_timeout=2,
             max_size=1024 * 1024,
             ssl=ssl_context,
         ) as ws:

@@ -6,6 +6,7 @@ Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -157,10 +158,12 @@ def agent_env(state: Path, **extra: str) -> dict[str, str]:
 
 
 class Balancer:
-    """A TCP balancer on loopback: each connection goes to the first backend that answers."""
+    """A TCP balancer on loopback: round robin, skipping backends that refuse."""
 
     def __init__(self, backends: list[int]) -> None:
         self.backends = backends
+        self._next = itertools.count()
+        self._websockets: list[tuple[int, socket.socket]] = []
         self.port = free_port()
         self._sock = socket.create_server(("127.0.0.1", self.port))
         self._stop = threading.Event()
@@ -182,8 +185,15 @@ class Balancer:
                 return
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
+    def websocket_backends(self) -> list[int]:
+        """Backends that hold an open WebSocket passed through this balancer."""
+        return [port for port, sock in self._websockets if sock.fileno() != -1]
+
     def _serve(self, client: socket.socket) -> None:
-        for port in self.backends:
+        first = client.recv(65536)
+        start = next(self._next)
+        order = [self.backends[(start + i) % len(self.backends)] for i in range(len(self.backends))]
+        for port in order:
             try:
                 upstream = socket.create_connection(("127.0.0.1", port), timeout=2)
                 break
@@ -193,6 +203,9 @@ class Balancer:
             client.close()
             return
         upstream.settimeout(None)
+        upstream.sendall(first)
+        if b"upgrade: websocket" in first.lower():
+            self._websockets.append((port, upstream))
         threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
         _pipe(client, upstream)
 

@@ -3,9 +3,13 @@ the SwyxWare simulator, PostgreSQL and Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from edge_agent.pbx.port import UserState
 from edge_agent.pbx.sim import SimControl
@@ -338,20 +344,92 @@ def test_user_states_from_the_pbx_reach_the_mirror(stack, tmp_path):
         site.agent.stop()
 
 
+def _agent_server(balancer: Balancer, servers: list[Server]) -> Server:
+    """The server the agent's WebSocket sits on, as the balancer routed it."""
+
+    def connected_to() -> Server | None:
+        ports = balancer.websocket_backends()
+        return next((s for s in servers if ports and s.port == ports[-1]), None)
+
+    return wait_until(connected_to, 20, "the agent's connection")
+
+
+async def _watch(url: str, token: str, ready: asyncio.Event, seen: list[dict]) -> None:
+    """A browser's subscription to command updates, until one succeeded."""
+    ws_url = url.replace("http://", "ws://") + "/graphql"
+    async with connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        query = "subscription { commandUpdated { id type status } }"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+        ready.set()
+        async for raw in ws:
+            message = json.loads(raw)
+            if message["type"] == "next":
+                seen.append(message["payload"]["data"]["commandUpdated"])
+                if seen[-1]["status"] == "SUCCEEDED":
+                    return
+
+
 def test_two_servers_share_commands_and_an_agent_survives_losing_one(stack, tmp_path):
     second = Server(stack.env).start(stack.logs)
     balancer = Balancer([second.port, stack.server.port])
     site = new_site(stack, tmp_path, server_url=balancer.url)
     try:
-        verify(site)  # the mutation goes to the first server, the agent sits on the second
-        on_b = Client(second.url, site.admin.token)
-        command = site.admin('mutation { createGroup(name: "Über A") { id } }')["createGroup"]
-        assert wait_command(on_b, command["id"])["status"] == "SUCCEEDED"
-        second.kill()  # the agent's server dies; the balancer sends it to the other one
-        command = site.admin('mutation { createGroup(name: "Nach dem Ausfall") { id } }')
-        assert wait_command(site.admin, command["createGroup"]["id"], 30)["status"] == "SUCCEEDED"
+        verify(site)
+        on_agent = _agent_server(balancer, [stack.server, second])
+        other = second if on_agent is stack.server else stack.server
+        # A mutation on the other process reaches the agent on this one, and a
+        # browser subscribed on the agent's process sees the outcome.
+        seen: list[dict] = []
+
+        async def scenario() -> None:
+            ready = asyncio.Event()
+            watcher = asyncio.create_task(_watch(on_agent.url, site.admin.token, ready, seen))
+            await asyncio.wait_for(ready.wait(), 10)
+            on_other = Client(other.url, site.admin.token)
+            await asyncio.to_thread(on_other, 'mutation { createGroup(name: "Über A") { id } }')
+            await asyncio.wait_for(watcher, 20)
+
+        asyncio.run(scenario())
+        assert seen[-1]["status"] == "SUCCEEDED"
+        assert seen[-1]["type"] == "createGroup"
+        assert any(g.name == "Über A" for g in site.sim.snapshot().groups)
+        on_agent.kill()  # the agent's server dies; the balancer sends it to the other one
+        on_other = Client(other.url, site.admin.token)
+        command = on_other('mutation { createGroup(name: "Nach dem Ausfall") { id } }')
+        assert wait_command(on_other, command["createGroup"]["id"], 30)["status"] == "SUCCEEDED"
         assert any(g.name == "Nach dem Ausfall" for g in site.sim.snapshot().groups)
     finally:
+        site.agent.stop()
+        balancer.close()
+        second.stop()
+        if stack.server.process is None or stack.server.process.poll() is not None:
+            stack.server.start(stack.logs)  # the module's server was the one killed
+
+
+def test_a_frozen_server_is_noticed_and_the_agent_moves_on(stack, tmp_path):
+    second = Server(stack.env).start(stack.logs)
+    balancer = Balancer([second.port, stack.server.port])
+    site = new_site(stack, tmp_path, server_url=balancer.url)
+    frozen: Server | None = None
+    try:
+        verify(site)
+        frozen = _agent_server(balancer, [stack.server, second])
+        other = second if frozen is stack.server else stack.server
+        # SIGSTOP: the TCP connection stays open but nothing answers, as with a
+        # dead network path. Pings go unanswered and the agent must notice.
+        frozen.process.send_signal(signal.SIGSTOP)
+        on_other = Client(other.url, site.admin.token)
+        started = time.monotonic()
+        command = on_other('mutation { createGroup(name: "Trotz Ausfall") { id } }')
+        assert wait_command(on_other, command["createGroup"]["id"], 60)["status"] == "SUCCEEDED"
+        took = time.monotonic() - started
+        print(f"\nfrozen server noticed, command completed after {took:.1f} s")
+    finally:
+        if frozen is not None:
+            frozen.process.send_signal(signal.SIGCONT)
         site.agent.stop()
         balancer.close()
         second.stop()

@@ -14,16 +14,29 @@ request changed nothing:
 * tenant administrators cannot use platform operations;
 * platform administrators may read tenant data but not change a tenant's
   configuration;
-* without a session everything but `login` is UNAUTHENTICATED;
+* without a session everything but `login` and the enrolment is UNAUTHENTICATED;
 * the rightful caller succeeds, so none of the refusals pass vacuously.
+
+The agent's operations take the installation token instead of a session: an
+agent of tenant B reaching for tenant A's command gets NOT_FOUND, a user's
+session (even the owner's) is FORBIDDEN there, and an agent token is FORBIDDEN
+on the website's operations. The enrolment needs no session, only a valid
+license key, which alone decides the tenant.
+
+Subscriptions run through the schema itself, without a WebSocket: a refused one
+answers with its error at once; an accepted one gets one event (made by the
+case's `trigger`, or already waiting) and is closed again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
+import functools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,9 +44,14 @@ from typing import Any
 import pytest
 from graphql import OperationDefinitionNode, parse, validate
 from sqlalchemy import func, select, text
+from starlette.requests import HTTPConnection
+from strawberry.types import ExecutionResult
 
 from api.models import AuditLog, Command
+from api.pubsub import tenant_events
 from api.runtime import Runtime
+from api.services import notify
+from schema.context import Context
 from schema.schema import build_schema
 from tests.conftest import GraphQL, error_codes
 from tests.world import PASSWORD, TenantData, World, wav_bytes
@@ -46,13 +64,22 @@ class Kind(enum.Enum):
     PLATFORM = "platform_only"  # platform administrators only
     TENANT_READ = "tenant_read"  # a tenant's data; its users and platform admins read it
     TENANT_WRITE = "tenant_write"  # a tenant's configuration; its administrators only
+    AGENT = "agent"  # a tenant's installation, with its agent token; users are FORBIDDEN
+    PUBLIC = "public"  # no session; a secret argument (the license key) decides
 
 
 # The self-service operations are exempt from the viewer and outsider refusals;
 # the exemption is listed here so that a new operation cannot slip into it.
 SELF_SERVICE = {"Query.me", "Mutation.login", "Mutation.logout", "Mutation.changePassword"}
+# Likewise for the operations that need no session at all.
+PUBLIC_OPERATIONS = {"Mutation.registerInstallation"}
 
 Variables = Callable[[World, TenantData], dict[str, Any]]
+# Makes something in tenant `t` of a real world (e.g. an open command); returns variables
+# that override the case's own.
+Prepare = Callable[[GraphQL, Runtime, World, TenantData], Awaitable[dict[str, Any]]]
+# Makes one event for a listening subscription on tenant `t`.
+Trigger = Callable[[GraphQL, Runtime, World, TenantData], Awaitable[object]]
 
 
 def _none(world: World, t: TenantData) -> dict[str, Any]:
@@ -61,6 +88,23 @@ def _none(world: World, t: TenantData) -> dict[str, Any]:
 
 def _domain(t: TenantData) -> str:
     return t.admin_email.split("@", 1)[1]
+
+
+def _is_owners(t: TenantData) -> bool:
+    return _domain(t) == "owner.example"
+
+
+def _tenant_name(t: TenantData) -> str:
+    return "Owner AG" if _is_owners(t) else "Outsider GmbH"
+
+
+def _license_key(world: World, t: TenantData) -> str:
+    # Ghost worlds have no keys: a made-up one names no license.
+    return world.tokens.get("license_a" if _is_owners(t) else "license_b", "key-Nobody KG")
+
+
+def _admin_token(world: World, t: TenantData) -> str:
+    return world.tokens["owner" if _is_owners(t) else "outsider"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +121,10 @@ class Case:
     own_tenant_only: bool = False
     # A string the rightful caller's answer contains (the answer is not vacuously empty).
     shows: Callable[[World, TenantData], str] | None = None
+    # Run before the request on a real world (not on a ghost world, which has nothing).
+    prepare: Prepare | None = None
+    # Subscriptions: makes the event the listening subscription answers with.
+    trigger: Trigger | None = None
 
 
 def _id(value: uuid.UUID) -> str:
@@ -85,6 +133,32 @@ def _id(value: uuid.UUID) -> str:
 
 def _future() -> str:
     return (datetime.now(UTC) + timedelta(days=365)).isoformat()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+async def _open_command(gql: GraphQL, rt: Runtime, world: World, t: TenantData) -> dict[str, Any]:
+    """A pending command of tenant `t`, made the way the website makes one."""
+    data = await gql.as_(_admin_token(world, t)).ok(
+        "mutation($name: String!) { createGroup(name: $name) { id status } }",
+        name=f"Gruppe {_domain(t)} {uuid.uuid4().hex[:8]}",
+    )
+    assert data["createGroup"]["status"] == "PENDING"
+    return {"id": data["createGroup"]["id"]}
+
+
+async def _an_open_command(
+    gql: GraphQL, rt: Runtime, world: World, t: TenantData
+) -> dict[str, Any]:
+    await _open_command(gql, rt, world, t)
+    return {}
+
+
+async def _directory_reported(gql: GraphQL, rt: Runtime, world: World, t: TenantData) -> None:
+    # The wake-up an agent's directory report sends (end to end in test_agent_service).
+    await rt.hub.publish(tenant_events(t.tenant_id), notify.event("directory"))
 
 
 CASES: dict[str, Case] = {
@@ -320,6 +394,63 @@ CASES: dict[str, Case] = {
             "language": "DE",
         },
     ),
+    # --- the agent ----------------------------------------------------------------------
+    "Mutation.registerInstallation": Case(
+        Kind.PUBLIC,
+        "mutation($licenseKey: String!, $hostname: String!, $agentVersion: String!) "
+        "{ registerInstallation(licenseKey: $licenseKey, hostname: $hostname, "
+        "agentVersion: $agentVersion) { installationId tenantName token } }",
+        lambda w, t: {
+            "licenseKey": _license_key(w, t),
+            "hostname": f"agent.{_domain(t)}",
+            "agentVersion": "1.0.0",
+        },
+        shows=lambda w, t: _tenant_name(t),
+    ),
+    "Mutation.completeCommand": Case(
+        Kind.AGENT,
+        "mutation($id: ID!, $ok: Boolean!, $result: JSON) { completeCommand("
+        "id: $id, ok: $ok, result: $result) { id type status payload result } }",
+        lambda w, t: {"id": _id(t.command_id), "ok": True, "result": {"created": True}},
+        prepare=_open_command,
+        shows=lambda w, t: _domain(t),
+    ),
+    "Mutation.reportHealth": Case(
+        Kind.AGENT,
+        "mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }",
+        lambda w, t: {
+            "input": {
+                "agentVersion": "1.0.1",
+                "pbxReachable": True,
+                "alarmServiceOk": True,
+                "participantCount": 4,
+                "reportedAt": _now(),
+            }
+        },
+        own_tenant_only=True,
+    ),
+    "Subscription.agentCommands": Case(
+        Kind.AGENT,
+        "subscription { agentCommands { id type payload secrets } }",
+        own_tenant_only=True,
+        prepare=_an_open_command,
+        shows=lambda w, t: _domain(t),
+    ),
+    # --- live updates for the website ------------------------------------------------------
+    "Subscription.commandUpdated": Case(
+        Kind.TENANT_READ,
+        "subscription($tenantId: ID) { commandUpdated(tenantId: $tenantId) "
+        "{ id type status payload } }",
+        tenant_arg=True,
+        trigger=_open_command,
+        shows=lambda w, t: _domain(t),
+    ),
+    "Subscription.directoryChanged": Case(
+        Kind.TENANT_READ,
+        "subscription($tenantId: ID) { directoryChanged(tenantId: $tenantId) { at } }",
+        tenant_arg=True,
+        trigger=_directory_reported,
+    ),
 }
 
 
@@ -348,19 +479,127 @@ def _schema_root_fields() -> set[str]:
 
 
 def _rightful_token(world: World, key: str) -> str | None:
-    if key == "Mutation.login":
+    kind = CASES[key].kind
+    if key == "Mutation.login" or kind is Kind.PUBLIC:
         return None
-    return world.tokens["platform" if CASES[key].kind is Kind.PLATFORM else "owner"]
+    if kind is Kind.AGENT:
+        return world.tokens["agent_a"]
+    return world.tokens["platform" if kind is Kind.PLATFORM else "owner"]
+
+
+def _outsider_token(world: World, key: str) -> str:
+    return world.tokens["agent_b" if CASES[key].kind is Kind.AGENT else "outsider"]
 
 
 def _vars(key: str, world: World, t: TenantData, **extra: Any) -> dict[str, Any]:
     return {**CASES[key].variables(world, t), **extra}
 
 
+async def _variables(
+    gql: GraphQL, rt: Runtime, key: str, world: World, t: TenantData, **extra: Any
+) -> dict[str, Any]:
+    """The case's variables for tenant `t` of a real world, after making what they name."""
+    prepare = CASES[key].prepare
+    made = await prepare(gql, rt, world, t) if prepare is not None else {}
+    return {**CASES[key].variables(world, t), **made, **extra}
+
+
 async def _call(
     gql: GraphQL, token: str | None, key: str, world: World, t: TenantData, **extra: Any
 ) -> dict[str, Any]:
     return await gql.as_(token)(CASES[key].document, **_vars(key, world, t, **extra))
+
+
+async def _run(
+    gql: GraphQL,
+    rt: Runtime,
+    token: str | None,
+    key: str,
+    world: World,
+    t: TenantData,
+    variables: dict[str, Any],
+) -> dict[str, Any]:
+    """Any case with the given variables: over HTTP, or as a subscription on tenant `t`."""
+    case = CASES[key]
+    if not key.startswith("Subscription."):
+        return await gql.as_(token)(case.document, **variables)
+    trigger = case.trigger
+
+    async def make_event() -> None:
+        if trigger is not None:
+            await trigger(gql, rt, world, t)
+
+    return await subscribe_once(rt, token, case.document, variables, make_event)
+
+
+@functools.cache
+def _schema() -> Any:
+    return build_schema()
+
+
+def _body(result: ExecutionResult) -> dict[str, Any]:
+    """A subscription's result shaped like an HTTP response body."""
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = [error.formatted for error in result.errors]
+    return body
+
+
+async def subscribe_once(
+    rt: Runtime,
+    token: str | None,
+    document: str,
+    variables: dict[str, Any],
+    make_event: Callable[[], Awaitable[None]],
+) -> dict[str, Any]:
+    """Runs a subscription without a WebSocket and returns its first result.
+
+    A refused subscription answers at once. An accepted one starts listening on
+    the hub, answers with what waits for it or with the event `make_event`
+    makes, and is closed again before this returns. A stream that ended without
+    an answer comes back as `{"data": None}`.
+    """
+    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    request = HTTPConnection(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/graphql",
+            "headers": headers,
+            "query_string": b"",
+        }
+    )
+    context = Context(rt=rt, request=request, response=None, client="test")
+    listening = rt.hub.subscriber_count
+    stream = await _schema().subscribe(document, variable_values=variables, context_value=context)
+    if isinstance(stream, ExecutionResult):
+        return _body(stream)
+    first = asyncio.ensure_future(anext(stream))
+    try:
+        async with asyncio.timeout(5):
+            while not first.done() and rt.hub.subscriber_count == listening:
+                await asyncio.wait([first], timeout=0.01)
+        if not first.done():
+            await make_event()
+        try:
+            result: ExecutionResult | None = await asyncio.wait_for(first, 5)
+        except TimeoutError:
+            pytest.fail(f"the subscription answered nothing within 5 s: {document}")
+        except StopAsyncIteration:
+            result = None
+    finally:
+        if not first.done():
+            first.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await first
+        await stream.aclose()
+    # A resolver's inner generator is closed by the event loop's finalizer a turn later.
+    for _ in range(10):
+        if rt.hub.subscriber_count == listening:
+            break
+        await asyncio.sleep(0)
+    assert rt.hub.subscriber_count == listening, "the closed subscription still listens"
+    return _body(result) if result is not None else {"data": None}
 
 
 async def snapshot(rt: Runtime, tenant_id: uuid.UUID | None = None) -> dict[str, str]:
@@ -514,13 +753,19 @@ def test_every_case_document_is_valid_and_calls_its_operation():
 
 def test_the_kinds_are_consistent():
     assert {k for k, c in CASES.items() if c.kind is Kind.SELF} == SELF_SERVICE
+    assert {k for k, c in CASES.items() if c.kind is Kind.PUBLIC} == PUBLIC_OPERATIONS
     for key, case in CASES.items():
         if key.startswith("Mutation."):
             assert case.kind is not Kind.TENANT_READ, key
         else:
-            assert case.kind is not Kind.TENANT_WRITE, key
-        assert not (case.own_tenant_only and case.kind is not Kind.TENANT_WRITE), key
+            assert case.kind not in (Kind.TENANT_WRITE, Kind.PUBLIC), key
+        assert not (case.own_tenant_only and case.kind not in (Kind.TENANT_WRITE, Kind.AGENT)), key
         assert not (case.tenant_arg and case.kind is not Kind.TENANT_READ), key
+        if key.startswith("Subscription."):
+            # The rightful caller must get an event, or its success would be vacuous.
+            assert case.trigger is not None or case.prepare is not None, key
+        else:
+            assert case.trigger is None, key
 
 
 # --- the rightful caller gets through (so the refusals below are not vacuous) ---------
@@ -529,8 +774,9 @@ def test_the_kinds_are_consistent():
 @pytest.mark.parametrize("key", list(CASES))
 async def test_the_rightful_caller_gets_through(key, gql, rt, world):
     case = CASES[key]
+    variables = await _variables(gql, rt, key, world, world.a)
     before = await snapshot(rt)
-    body = await _call(gql, _rightful_token(world, key), key, world, world.a)
+    body = await _run(gql, rt, _rightful_token(world, key), key, world, world.a, variables)
     assert not body.get("errors"), body
     assert body["data"] and all(v is not None for v in body["data"].values()), body
     if case.shows is not None:
@@ -542,34 +788,42 @@ async def test_the_rightful_caller_gets_through(key, gql, rt, world):
 # --- an outsider ------------------------------------------------------------------
 
 
-OUTSIDER_KEYS = [k for k in CASES if k != "Mutation.login"]  # login needs no session
+# `login` and the enrolment need no session: the enrolment's refusals are tested below.
+OUTSIDER_KEYS = [k for k in CASES if k != "Mutation.login" and CASES[k].kind is not Kind.PUBLIC]
 
 
 @pytest.mark.parametrize("key", OUTSIDER_KEYS)
 async def test_an_outsider_cannot_reach_the_owners_tenant(key, gql, rt, world):
     case = CASES[key]
-    outsider = world.tokens["outsider"]
+    outsider = _outsider_token(world, key)
+    # Tenant A has what the case names (e.g. an open command) before anything is compared.
+    variables_a = await _variables(gql, rt, key, world, world.a)
     markers = await tenant_markers(rt, world.a)
     before_all = await snapshot(rt)
     before_a = await snapshot(rt, world.a.tenant_id)
 
     if case.kind is Kind.SELF or case.own_tenant_only:
         # Names no object of tenant A: acts on the outsider or their own tenant only.
-        body = await _call(gql, outsider, key, world, world.a)
+        variables_b = await _variables(gql, rt, key, world, world.b)
+        body = await _run(gql, rt, outsider, key, world, world.b, variables_b)
         assert not body.get("errors"), body
         assert not leaked(body, markers), body
+        if case.shows is not None:
+            assert case.shows(world, world.b) in json.dumps(body), body
         assert await snapshot(rt, world.a.tenant_id) == before_a
         return
 
     extra = {"tenantId": _id(world.a.tenant_id)} if case.tenant_arg else {}
-    body = await _call(gql, outsider, key, world, world.a, **extra)
+    body = await _run(gql, rt, outsider, key, world, world.a, {**variables_a, **extra})
     assert_denied(body, DENIED, markers)
     assert await snapshot(rt) == before_all, "a refused request changed the database"
     # Tenant A's objects are refused in the very words used for objects that do not
     # exist, so the answer does not even tell that they exist.
     ghost = ghost_world()
     extra_ghost = {"tenantId": _id(ghost.a.tenant_id)} if case.tenant_arg else {}
-    nowhere = await _call(gql, outsider, key, ghost, ghost.a, **extra_ghost)
+    nowhere = await _run(
+        gql, rt, outsider, key, ghost, ghost.a, _vars(key, ghost, ghost.a, **extra_ghost)
+    )
     assert nowhere == body
 
     if case.kind is Kind.PLATFORM:
@@ -577,13 +831,15 @@ async def test_an_outsider_cannot_reach_the_owners_tenant(key, gql, rt, world):
     # Control: the same document on the outsider's own tenant works, and a list
     # without a tenant named shows the outsider's tenant only.
     if case.tenant_arg:
-        body = await _call(gql, outsider, key, world, world.b)
+        variables_b = await _variables(gql, rt, key, world, world.b)
+        body = await _run(gql, rt, outsider, key, world, world.b, variables_b)
         assert not body.get("errors"), body
         assert not leaked(body, markers), body
-        assert case.shows is not None
-        assert case.shows(world, world.b) in json.dumps(body), body
+        if case.shows is not None:
+            assert case.shows(world, world.b) in json.dumps(body), body
         extra = {"tenantId": _id(world.b.tenant_id)}
-    body = await _call(gql, outsider, key, world, world.b, **extra)
+    variables_b = await _variables(gql, rt, key, world, world.b, **extra)
+    body = await _run(gql, rt, outsider, key, world, world.b, variables_b)
     assert not body.get("errors"), body
     assert not leaked(body, markers), body
     assert await snapshot(rt, world.a.tenant_id) == before_a
@@ -604,15 +860,17 @@ async def test_a_viewer_cannot_mutate(key, gql, rt, world):
     assert await snapshot(rt) == before, "a refused request changed the database"
 
 
-async def test_a_viewer_reads_its_own_tenant_but_not_the_pin(gql, world):
-    viewer = gql.as_(world.tokens["viewer"])
+async def test_a_viewer_reads_its_own_tenant_but_not_the_pin(gql, rt, world):
+    viewer = world.tokens["viewer"]
     for key in _keys(Kind.TENANT_READ):
         case = CASES[key]
-        body = await viewer(case.document, **case.variables(world, world.a))
+        variables = await _variables(gql, rt, key, world, world.a)
+        body = await _run(gql, rt, viewer, key, world, world.a, variables)
         assert not body.get("errors"), (key, body)
-        assert case.shows is not None
-        assert case.shows(world, world.a) in json.dumps(body), (key, body)
-    data = await viewer.ok(CASES["Query.group"].document, id=_id(world.a.group_id))
+        assert body["data"] and all(v is not None for v in body["data"].values()), (key, body)
+        if case.shows is not None:
+            assert case.shows(world, world.a) in json.dumps(body), (key, body)
+    data = await gql.as_(viewer).ok(CASES["Query.group"].document, id=_id(world.a.group_id))
     assert data["group"]["broadcast"]["pin"] is None
 
 
@@ -643,13 +901,25 @@ async def test_a_tenant_admin_cannot_use_platform_operations(key, gql, rt, world
 async def test_a_platform_admin_reads_tenant_data(key, gql, rt, world):
     case = CASES[key]
     extra = {"tenantId": _id(world.a.tenant_id)} if case.tenant_arg else {}
-    body = await _call(gql, world.tokens["platform"], key, world, world.a, **extra)
+    variables = await _variables(gql, rt, key, world, world.a, **extra)
+    body = await _run(gql, rt, world.tokens["platform"], key, world, world.a, variables)
     assert not body.get("errors"), body
-    assert case.shows is not None
-    assert case.shows(world, world.a) in json.dumps(body), body
+    assert body["data"] and all(v is not None for v in body["data"].values()), body
+    if case.shows is not None:
+        assert case.shows(world, world.a) in json.dumps(body), body
     # Naming tenant A shows tenant A only.
     if case.tenant_arg:
         assert not leaked(body, await tenant_markers(rt, world.b)), body
+
+
+@pytest.mark.parametrize("key", _keys(Kind.TENANT_READ, operation="Subscription"))
+async def test_a_platform_admin_names_the_tenant_to_subscribe_to(key, gql, rt, world):
+    body = await _run(
+        gql, rt, world.tokens["platform"], key, world, world.a, _vars(key, world, world.a)
+    )
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["field"] == "tenantId"
+    assert body.get("data") is None, body
 
 
 @pytest.mark.parametrize("key", _keys(Kind.TENANT_WRITE))
@@ -668,13 +938,80 @@ async def test_a_platform_admin_does_not_see_pins(gql, world):
     assert data["group"]["broadcast"]["pin"] is None
 
 
+# --- agents and users keep to their own operations -------------------------------------
+
+
+@pytest.mark.parametrize("role", ["owner", "viewer", "platform"])
+@pytest.mark.parametrize("key", _keys(Kind.AGENT))
+async def test_a_users_session_is_no_agent(key, role, gql, rt, world):
+    variables = await _variables(gql, rt, key, world, world.a)
+    before = await snapshot(rt)
+    body = await _run(gql, rt, world.tokens[role], key, world, world.a, variables)
+    assert error_codes(body) == ["FORBIDDEN"], body
+    assert body.get("data") is None, body
+    assert await snapshot(rt) == before, "a refused request changed the database"
+
+
+USER_KEYS = [
+    k for k, c in CASES.items() if c.kind not in (Kind.AGENT, Kind.PUBLIC) and k != "Mutation.login"
+]
+
+
+@pytest.mark.parametrize("key", USER_KEYS)
+async def test_an_agent_token_is_no_session(key, gql, rt, world):
+    variables = await _variables(gql, rt, key, world, world.a)
+    before = await snapshot(rt)
+    body = await _run(gql, rt, world.tokens["agent_a"], key, world, world.a, variables)
+    assert error_codes(body) == ["FORBIDDEN"], body
+    assert body.get("data") is None, body
+    assert await snapshot(rt) == before, "a refused request changed the database"
+
+
+# --- the enrolment: no session, the license key decides ----------------------------------
+
+
+ENROL = "Mutation.registerInstallation"
+
+
+async def test_enrolment_with_a_wrong_key_is_not_found_and_writes_nothing(gql, rt, world):
+    markers = await tenant_markers(rt, world.a) | await tenant_markers(rt, world.b)
+    before = await snapshot(rt)
+    bodies = []
+    for token in (None, world.tokens["owner"], world.tokens["agent_a"]):
+        for wrong in (
+            "key-Nobody KG",
+            world.tokens["license_a"] + "x",
+            world.tokens["license_a"].upper(),
+            world.tokens["agent_a"],
+            world.tokens["owner"],
+        ):
+            body = await _call(gql, token, ENROL, world, world.a, licenseKey=wrong)
+            assert_denied(body, {"NOT_FOUND"}, markers)
+            bodies.append(body)
+    assert await snapshot(rt) == before, "a refused enrolment changed the database"
+    # No wrong key is told apart from another (nothing to learn by trying).
+    assert all(body == bodies[0] for body in bodies)
+
+
+async def test_the_license_key_alone_decides_the_tenant(gql, rt, world):
+    before_a = await snapshot(rt, world.a.tenant_id)
+    # Even with the owner's session, tenant B's key enrols into tenant B.
+    body = await _call(gql, world.tokens["owner"], ENROL, world, world.b)
+    assert not body.get("errors"), body
+    assert body["data"]["registerInstallation"]["tenantName"] == "Outsider GmbH"
+    assert not leaked(body, await tenant_markers(rt, world.a)), body
+    assert await snapshot(rt, world.a.tenant_id) == before_a
+
+
 # --- without a session -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", [k for k in CASES if k != "Mutation.login"])
-async def test_without_a_session_it_is_unauthenticated(key, gql):
+@pytest.mark.parametrize(
+    "key", [k for k in CASES if k != "Mutation.login" and CASES[k].kind is not Kind.PUBLIC]
+)
+async def test_without_a_session_it_is_unauthenticated(key, gql, rt):
     world = ghost_world()
-    body = await _call(gql, None, key, world, world.a)
+    body = await _run(gql, rt, None, key, world, world.a, _vars(key, world, world.a))
     assert error_codes(body) == ["UNAUTHENTICATED"], body
     assert body.get("data") is None, body
 
@@ -684,7 +1021,76 @@ async def test_an_unknown_token_is_unauthenticated(gql, world):
     assert error_codes(body) == ["UNAUTHENTICATED"]
 
 
+@pytest.mark.parametrize("key", _keys(Kind.AGENT))
+async def test_an_unknown_agent_token_is_unauthenticated(key, gql, rt):
+    world = ghost_world()
+    variables = _vars(key, world, world.a)
+    body = await _run(gql, rt, "rda_not-an-agent", key, world, world.a, variables)
+    assert error_codes(body) == ["UNAUTHENTICATED"], body
+    assert body.get("data") is None, body
+
+
 # --- named cases, including references that mix two tenants -----------------------------
+
+
+async def test_an_agent_cannot_complete_another_tenants_command(gql, rt, world):
+    key = "Mutation.completeCommand"
+    variables = await _variables(gql, rt, key, world, world.a)  # tenant A's open command
+    markers = await tenant_markers(rt, world.a)
+    before = await snapshot(rt)
+    body = await _run(gql, rt, world.tokens["agent_b"], key, world, world.a, variables)
+    assert error_codes(body) == ["NOT_FOUND"], body
+    assert not leaked(body, markers), body
+    assert await snapshot(rt) == before
+    # Still open for tenant A's own agent.
+    done = await _run(gql, rt, world.tokens["agent_a"], key, world, world.a, variables)
+    assert done["data"]["completeCommand"]["status"] == "SUCCEEDED", done
+
+
+@pytest.mark.parametrize("key", _keys(Kind.TENANT_READ, operation="Subscription"))
+async def test_it_rejects_subscribing_to_another_tenants_updates(key, gql, rt, world):
+    variables = _vars(key, world, world.a, tenantId=_id(world.a.tenant_id))
+    body = await _run(gql, rt, world.tokens["outsider"], key, world, world.a, variables)
+    assert error_codes(body) == ["NOT_FOUND"], body
+    assert not leaked(body, await tenant_markers(rt, world.a)), body
+
+
+async def test_an_outsiders_subscription_hears_its_own_tenant_only(gql, rt, world):
+    async def changes_in_both_tenants() -> None:
+        await _open_command(gql, rt, world, world.a)
+        await _open_command(gql, rt, world, world.b)
+
+    body = await subscribe_once(
+        rt,
+        world.tokens["outsider"],
+        CASES["Subscription.commandUpdated"].document,
+        {},
+        changes_in_both_tenants,
+    )
+    assert not body.get("errors"), body
+    assert _domain(world.b) in json.dumps(body), body
+    assert not leaked(body, await tenant_markers(rt, world.a)), body
+
+
+async def test_a_deactivated_users_open_subscription_gets_nothing_more(gql, rt, world):
+    async def deactivate_then_change() -> None:
+        await gql.as_(world.tokens["platform"]).ok(
+            CASES["Mutation.deactivateUser"].document, id=_id(world.a.viewer_user_id)
+        )
+        assert error_codes(await gql.as_(world.tokens["viewer"])("{ me { id } }")) == [
+            "UNAUTHENTICATED"
+        ]
+        await _open_command(gql, rt, world, world.a)
+
+    body = await subscribe_once(
+        rt,
+        world.tokens["viewer"],
+        CASES["Subscription.commandUpdated"].document,
+        {},
+        deactivate_then_change,
+    )
+    assert body.get("data") is None, "the deactivated user still got tenant data"
+    assert set(error_codes(body)) <= {"UNAUTHENTICATED"}, body
 
 
 async def test_it_rejects_enable_broadcast_from_another_tenant(gql, rt, world):

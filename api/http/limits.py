@@ -3,9 +3,14 @@ or be missing, as with chunked transfer encoding)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DRAIN_BYTES = 1024 * 1024
+DRAIN_SECONDS = 5.0
 
 
 class BodyLimit:
@@ -41,6 +46,10 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
+                # Drained first: once the response is complete, the server
+                # stops reading and the client would meet a reset, not the 413.
+                if message.get("more_body", False):
+                    await _drain(receive)
                 await _too_large(send, limit)
                 return
             chunks.append(chunk)
@@ -57,6 +66,22 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+async def _drain(receive: Receive) -> None:
+    """Reads (and drops) a little more of the refused body, so that the client,
+    still sending, reads our 413 instead of a connection reset; bounded in
+    bytes and time, since a hostile client could send forever."""
+    drained = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while drained < DRAIN_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
 
 
 async def _too_large(send: Send, limit: int) -> None:

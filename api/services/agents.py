@@ -195,12 +195,13 @@ async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
         # A report delayed beyond two intervals (or from a clock far ahead) proves
         # nothing about now: it never moves the heartbeat.
         fresh = timedelta(seconds=-30) <= now - report.reported_at <= timedelta(seconds=2 * poll)
+        # A clock running ahead must not make later, correct reports look old.
+        stamp = min(report.reported_at, now)
         await session.execute(
             update(Installation)
             .where(
                 Installation.id == agent.installation_id,
-                (Installation.last_report_at.is_(None))
-                | (Installation.last_report_at < report.reported_at),
+                (Installation.last_report_at.is_(None)) | (Installation.last_report_at < stamp),
             )
             .values(
                 agent_version=report.agent_version[:64],
@@ -208,7 +209,7 @@ async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
                 jobservice_reachable=report.jobservice_reachable,
                 alarm_service_ok=report.alarm_service_ok,
                 participant_count=max(0, report.participant_count),
-                last_report_at=report.reported_at,
+                last_report_at=stamp,
                 **({"last_heartbeat_at": now} if fresh else {}),
             )
         )

@@ -7,32 +7,50 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from api.errors import BadInput
+from api.errors import BadInput, Unauthenticated
 from api.pubsub import tenant_events
-from api.services import commands
+from api.runtime import Runtime
+from api.services import auth, commands, platform
 from schema.agent.types import DirectoryChange
 from schema.context import optional_id, parse_id
 from schema.info import Info
 from schema.pbx.types import Command
 
 KEEPALIVE = 30.0
+CLOSE_SIGNED_OUT = 4401
 
 
 async def _events(
     info: Info, tenant_id: strawberry.ID | None, kinds: set[str]
 ) -> AsyncGenerator[dict[str, str], None]:
-    actor = await info.context.actor()
+    ctx = info.context
+    actor = await ctx.actor()
     scope = actor.read_scope(optional_id(tenant_id, "tenant"))
     if scope.tenant_id is None:
         raise BadInput("name the tenant", field="tenantId")
-    async with info.context.rt.hub.subscribe([tenant_events(scope.tenant_id)]) as inbox:
+    await platform.get_tenant(ctx.rt, actor, scope.tenant_id)  # NOT_FOUND for no such tenant
+    async with ctx.rt.hub.subscribe([tenant_events(scope.tenant_id)]) as inbox:
         while True:
             message = await inbox.get(KEEPALIVE)
+            # Signed out, deactivated or expired meanwhile: nothing more for this socket.
+            if not await _still_signed_in(ctx.rt, ctx.token()):
+                await ctx.close(CLOSE_SIGNED_OUT, "signed out")
+                return
             if message is None:
                 continue
             event = json.loads(message[1])
             if event.get("kind") in kinds:
                 yield event
+
+
+async def _still_signed_in(rt: Runtime, token: str | None) -> bool:
+    if token is None:
+        return False
+    try:
+        await auth.actor_for_token(rt, token)
+    except Unauthenticated:
+        return False
+    return True
 
 
 @strawberry.type

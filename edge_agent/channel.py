@@ -29,7 +29,9 @@ from edge_agent.settings import AgentSettings
 log = logging.getLogger(__name__)
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
-AGENT_COMMANDS = "subscription { agentCommands { id type payload secrets createdAt } }"
+AGENT_COMMANDS = (
+    "subscription { agentCommands { id type payload secrets createdAt expiresAt } }"
+)
 # Close codes that mean "do not come back with this token".
 REFUSED_CODES = {4403, 4401}
 BACKOFF_BASE = 1.0
@@ -119,7 +121,11 @@ class CommandChannel:
         pinger = asyncio.create_task(self._ping(ws, pong))
         try:
             async for raw in ws:
-                message = json.loads(raw)
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    log.warning("dropped a frame that is not JSON: %r", raw[:200])
+                    continue
                 kind = message.get("type")
                 if kind == "next":
                     data = (message.get("payload") or {}).get("data") or {}
@@ -141,12 +147,18 @@ class CommandChannel:
             raise
         finally:
             pinger.cancel()
-            # Let the command in progress finish: cutting it off mid-way helps nobody.
-            await queue.join()
-            worker.cancel()
-            for task in (pinger, worker):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Commands not yet started wait for the next connection's replay...
+            while not queue.empty():
+                queue.get_nowait()
+                queue.task_done()
+            # ...but the one in progress finishes: cutting it off helps nobody.
+            try:
+                await queue.join()
+            finally:
+                worker.cancel()
+                for task in (pinger, worker):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _work(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:

@@ -79,6 +79,10 @@ class Commands:
         except (KeyError, TypeError, ValueError) as exc:
             return Outcome(ok=False, result={}, error=f"malformed {kind} command: {exc!r}")
 
+    async def fresh_directory(self) -> dict[str, Any]:
+        """``{"directory": …}`` as the PBX has it now, or ``{}`` if it cannot say."""
+        return await self._directory_if_possible()
+
     async def _directory_if_possible(self) -> dict[str, Any]:
         try:
             return {"directory": await self._directory()}

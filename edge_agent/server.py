@@ -14,6 +14,9 @@ import httpx
 from edge_agent.config import Enrolment
 from edge_agent.errors import ServerRefused, ServerUnreachable
 
+# Answers that say "not now" rather than "no".
+TRY_AGAIN = {408, 425, 429}
+
 COMPLETE = """mutation($id: ID!, $ok: Boolean!, $result: JSON, $error: String) {
   completeCommand(id: $id, ok: $ok, result: $result, error: $error) { id status }
 }"""
@@ -37,16 +40,26 @@ async def graphql(
         )
     except httpx.HTTPError as exc:
         raise ServerUnreachable(f"{url}: {exc!r}") from None
-    if response.status_code >= 500:
+    if response.status_code >= 500 or response.status_code in TRY_AGAIN:
         raise ServerUnreachable(f"{url}: HTTP {response.status_code}")
     if response.status_code != 200:
         raise ServerRefused(f"{url}: HTTP {response.status_code} {response.text[:200]}")
-    body: dict[str, Any] = response.json()
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:
+        # A proxy's maintenance page, say: not the service's answer.
+        raise ServerUnreachable(f"{url}: the answer is not JSON") from None
     if body.get("errors"):
         error = body["errors"][0]
         code = error.get("extensions", {}).get("code", "")
-        raise ServerRefused(f"{code}: {error.get('message')}")
-    data: dict[str, Any] = body["data"]
+        message = f"{code}: {error.get('message')}"
+        # The server's own trouble (a database hiccup) passes; try again later.
+        if code == "INTERNAL_SERVER_ERROR":
+            raise ServerUnreachable(message)
+        raise ServerRefused(message)
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise ServerUnreachable(f"{url}: an answer without data")
     return data
 
 

@@ -22,6 +22,16 @@ from edge_agent.settings import VERSION, AgentSettings
 log = logging.getLogger(__name__)
 
 
+def _expired(command: dict[str, Any]) -> bool:
+    expires = command.get("expiresAt")
+    if not isinstance(expires, str):
+        return False
+    try:
+        return datetime.fromisoformat(expires) <= datetime.now(UTC)
+    except ValueError:
+        return False
+
+
 class AgentService:
     def __init__(self, settings: AgentSettings, enrolment: Enrolment, pbx: Pbx) -> None:
         self.settings = settings
@@ -36,7 +46,11 @@ class AgentService:
         """Executes a command at most once; a repeat gets the stored outcome."""
         command_id = str(command["id"])
         outcome = self.ledger.get(command_id)
-        if outcome is None:
+        if outcome is None and _expired(command):
+            # The server gave up on it already: doing it now would surprise everyone.
+            outcome = Outcome(ok=False, result={}, error="expired before the agent could run it")
+            self.ledger.record(command_id, outcome)
+        elif outcome is None:
             log.info("executing %s %s", command["type"], command_id)
             outcome = await self.commands.run(
                 str(command["type"]), command.get("payload") or {}, command.get("secrets") or {}
@@ -44,6 +58,10 @@ class AgentService:
             self.ledger.record(command_id, outcome)
         else:
             log.info("command %s seen before: answering with the stored outcome", command_id)
+            if "directory" in outcome.result:
+                # The stored snapshot is old: the mirror gets today's directory.
+                fresh = await self.commands.fresh_directory()
+                outcome = Outcome(outcome.ok, {**outcome.result, **fresh}, outcome.error)
         await self._report(command_id, outcome)
 
     async def _report(self, command_id: str, outcome: Outcome) -> None:
@@ -71,6 +89,8 @@ class AgentService:
                     self.cache.save()
             except (ServerUnreachable, ServerRefused) as exc:
                 log.warning("health report failed: %s", exc)
+            except Exception:  # the heartbeat must outlive any one bad report
+                log.exception("health report failed unexpectedly")
             changed = self.commands.health_changed
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.cache.poll_interval):

@@ -66,10 +66,21 @@ class Context:
     connection_params: dict[str, Any] | None = None
     _actor: Actor | None = field(default=None, init=False)
     _agent: Agent | None = field(default=None, init=False)
+    _loaders: Loaders | None = field(default=None, init=False)
 
-    @cached_property
+    @property
+    def on_websocket(self) -> bool:
+        return self.request.scope.get("type") == "websocket"
+
+    @property
     def loaders(self) -> Loaders:
-        return Loaders(self.rt)
+        """Per HTTP request; a WebSocket context lives as long as its connection,
+        so there each use gets fresh loaders (no cache outlives an operation)."""
+        if self.on_websocket:
+            return Loaders(self.rt)
+        if self._loaders is None:
+            self._loaders = Loaders(self.rt)
+        return self._loaders
 
     def token(self) -> str | None:
         params = self.connection_params or {}
@@ -79,8 +90,13 @@ class Context:
         return token or self.request.cookies.get(self.rt.settings.session_cookie_name)
 
     async def actor(self) -> Actor:
-        """The signed-in user; UNAUTHENTICATED without a valid session."""
-        if self._actor is None:
+        """The signed-in user; UNAUTHENTICATED without a valid session.
+
+        Over HTTP the answer is kept for the request. A WebSocket lives for
+        hours, so there every operation asks again: a deactivated or signed-out
+        user must lose access at once, not when the socket closes.
+        """
+        if self._actor is None or self.on_websocket:
             token = self.token()
             if token is None:
                 raise Unauthenticated("sign in first")
@@ -91,7 +107,7 @@ class Context:
 
     async def agent(self) -> Agent:
         """The calling agent (installation token); users are FORBIDDEN here."""
-        if self._agent is None:
+        if self._agent is None or self.on_websocket:
             token = self.token()
             if token is None:
                 raise Unauthenticated("send the installation token")

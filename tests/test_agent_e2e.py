@@ -151,6 +151,12 @@ def group_named(site: Site, name: str) -> dict:
     return next(g for g in site.admin(GROUPS)["groups"] if g["name"] == name)
 
 
+def convert(site: Site, group: dict) -> dict:
+    """Turns a group into a broadcast group through the agent; returns its agent data."""
+    site.admin("mutation($g: ID!) { enableBroadcast(groupId: $g) { id } }", g=group["id"])
+    return wait_until(lambda: group_named(site, group["name"])["broadcast"], 20, "broadcast")
+
+
 def test_verifying_credentials_brings_the_pbx_directory_through_the_agent(stack, tmp_path):
     site = new_site(stack, tmp_path)
     try:
@@ -226,8 +232,7 @@ def test_a_pbx_refusal_reaches_the_user_and_the_mirror_stays_true(stack, tmp_pat
     try:
         verify(site)
         group = group_named(site, "Brandschutzhelfer")
-        site.admin("mutation($g: ID!) { enableBroadcast(groupId: $g) { id } }", g=group["id"])
-        wait_until(lambda: group_named(site, "Brandschutzhelfer")["broadcast"], 20, "broadcast")
+        convert(site, group)
         # Someone took number 555 on the PBX directly, behind the website's back.
         site.sim.add_user("Hausmeister", "555")
         command = site.admin(
@@ -248,8 +253,7 @@ def test_heartbeat_and_health_reach_the_monitoring(stack, tmp_path):
     try:
         verify(site)
         group = group_named(site, "Brandschutzhelfer")
-        site.admin("mutation($g: ID!) { enableBroadcast(groupId: $g) { id } }", g=group["id"])
-        wait_until(lambda: group_named(site, "Brandschutzhelfer")["broadcast"], 20, "broadcast")
+        convert(site, group)
         query = (
             "query($t: ID!) { installations(tenantId: $t) { lastHeartbeatAt participantCount "
             "pbxReachable alarmServiceOk agentVersion } }"
@@ -433,3 +437,36 @@ def test_a_frozen_server_is_noticed_and_the_agent_moves_on(stack, tmp_path):
         site.agent.stop()
         balancer.close()
         second.stop()
+
+
+def test_an_announcement_reaches_the_agents_cache_verified_by_checksum(stack, tmp_path):
+    import hashlib
+
+    import httpx
+
+    from tests.world import wav_bytes
+
+    site = new_site(stack, tmp_path)
+    try:
+        verify(site)
+        group = group_named(site, "Brandschutzhelfer")
+        convert(site, group)
+        audio = wav_bytes(seconds=1.0)
+        upload = httpx.post(
+            stack.server.url + "/api/uploads",
+            content=audio,
+            headers={"Authorization": f"Bearer {site.admin.token}", "Content-Type": "audio/wav"},
+        )
+        assert upload.status_code == 201, upload.text
+        change = site.admin(
+            "mutation($g: ID!, $u: ID!) { setAnnouncement(groupId: $g, kind: ALARM, "
+            "uploadId: $u) { command { id } } }",
+            g=group["id"],
+            u=upload.json()["id"],
+        )["setAnnouncement"]
+        assert wait_command(site.admin, change["command"]["id"])["status"] == "SUCCEEDED"
+        digest = hashlib.sha256(audio).hexdigest()
+        cached = site.agent.state / "data" / "audio" / f"{digest}.wav"
+        assert cached.read_bytes() == audio
+    finally:
+        site.agent.stop()

@@ -540,7 +540,8 @@ async def test_refused_credentials_fail_with_the_reason(gql, rt, world):
     settings = await owner.ok("{ pbxSettings { verificationState verificationError verifiedAt } }")
     assert settings["pbxSettings"] == {
         "verificationState": "FAILED",
-        "verificationError": "Anmeldung abgelehnt: falsches Kennwort",
+        # The agent's error is the reason the user reads (agents send it there).
+        "verificationError": "ConfigDataStore: login failed (401)",
         "verifiedAt": None,
     }
     shown = await command(gql, world, command_id)

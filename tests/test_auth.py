@@ -1,3 +1,4 @@
+import pytest
 from sqlalchemy import select
 
 from api.models import Session, User
@@ -139,3 +140,25 @@ async def test_a_deactivated_tenant_signs_out_all_its_users(gql, world):
         "UNAUTHENTICATED"
     ]
     assert (await gql.as_(world.tokens["outsider"]).ok("{ me { email } }"))["me"]
+
+
+async def test_parallel_guesses_do_not_slip_past_the_throttle(rt, world):
+    import asyncio
+
+    from api.errors import TooManyAttempts, Unauthenticated
+    from api.services import auth
+
+    async def guess(i: int) -> str:
+        try:
+            await auth.login(rt, world.a.admin_email, f"guess {i}", f"192.0.2.{i}")
+        except Unauthenticated:
+            return "checked"
+        except TooManyAttempts:
+            return "throttled"
+        return "signed in"
+
+    outcomes = await asyncio.gather(*(guess(i) for i in range(30)))
+    assert outcomes.count("signed in") == 0
+    assert outcomes.count("checked") <= 5
+    with pytest.raises(TooManyAttempts):
+        await auth.login(rt, world.a.admin_email, PASSWORD, "192.0.2.200")

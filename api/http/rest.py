@@ -13,10 +13,10 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.errors import BadInput, NotFound, RundrufError, Unauthenticated
+from api.errors import BadInput, Forbidden, NotFound, RundrufError, Unauthenticated
 from api.runtime import Runtime
-from api.services import announcements, auth
-from api.services.actor import Actor
+from api.services import agents, announcements, auth
+from api.services.actor import Actor, Scope
 
 UPLOAD_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"}
 _STATUS = {
@@ -35,13 +35,29 @@ def error_response(err: RundrufError) -> JSONResponse:
     )
 
 
-async def _actor(rt: Runtime, request: Request) -> Actor:
+def _token(rt: Runtime, request: Request) -> str:
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
     token = token or request.cookies.get(rt.settings.session_cookie_name)
     if not token:
         raise Unauthenticated("sign in first")
+    return token
+
+
+async def _actor(rt: Runtime, request: Request) -> Actor:
+    token = _token(rt, request)
+    if token.startswith(agents.AGENT_TOKEN_PREFIX):
+        raise Forbidden("agents cannot upload")
     return await auth.actor_for_token(rt, token)
+
+
+async def _reader(rt: Runtime, request: Request) -> Scope:
+    """Who may play audio: signed-in users, and the tenant's agent (for its cache)."""
+    token = _token(rt, request)
+    if token.startswith(agents.AGENT_TOKEN_PREFIX):
+        agent = await agents.agent_for_token(rt, token)
+        return Scope(agent.tenant_id)
+    return (await auth.actor_for_token(rt, token)).read_scope()
 
 
 def _runtime(request: Request) -> Runtime:
@@ -81,12 +97,12 @@ async def upload_audio(request: Request) -> Response:
 async def download_audio(request: Request) -> Response:
     rt = _runtime(request)
     try:
-        actor = await _actor(rt, request)
+        scope = await _reader(rt, request)
         try:
             blob_id = uuid.UUID(request.path_params["audio_id"])
         except ValueError:
             raise NotFound("audio not found") from None
-        blob = await announcements.audio_bytes(rt, actor, blob_id)
+        blob = await announcements.audio_bytes(rt, scope, blob_id)
     except RundrufError as err:
         return error_response(err)
     return Response(

@@ -29,6 +29,7 @@ async def apply(
     command: Command,
     ok: bool,
     result: Any,
+    error: str | None,
     secrets: dict[str, Any],
 ) -> Applied:
     result = result if isinstance(result, dict) else {}
@@ -39,12 +40,20 @@ async def apply(
         changed = True
     if command.type == "verifyPbxCredentials":
         settings = await session.get(PbxSettings, tenant_id, with_for_update=True)
-        if settings is not None:
+        # Only the check of what is stored now counts: settings changed while it
+        # ran (another host, say) leave the state where the change put it.
+        current = (
+            settings is not None
+            and settings.verification_state is VerificationState.PENDING
+            and settings.host == command.payload.get("host")
+            and settings.admin_user == command.payload.get("adminUser")
+        )
+        if settings is not None and current:
             settings.verification_state = (
                 VerificationState.VERIFIED if ok else VerificationState.FAILED
             )
             settings.verified_at = rt.clock() if ok else settings.verified_at
-            settings.verification_error = None if ok else str(result.get("reason") or "refused")
+            settings.verification_error = None if ok else (error or "the PBX refused the login")
     elif ok and command.type == "enableBroadcast":
         changed = await _enabled(rt, session, command, result, secrets) or changed
     elif ok and command.type == "disableBroadcast":

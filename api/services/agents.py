@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
+from api.db import after_commit
 from api.domain import validation
 from api.errors import BadInput, NotFound, Unauthenticated
 from api.models import Command, CommandStatus, Installation, License, PbxSettings, Tenant
 from api.pubsub import tenant_events
 from api.runtime import Runtime
 from api.security import hash_token, new_token
-from api.services import agent_results, audit, notify
+from api.services import agent_results, audit, mirror, notify
 
 OPEN = (CommandStatus.PENDING, CommandStatus.DELIVERED)
 AGENT_TOKEN_PREFIX = "rda_"  # noqa: S105 - a prefix, not a secret
@@ -57,6 +58,17 @@ async def register(rt: Runtime, license_key: str, hostname: str, agent_version: 
             raise NotFound("unknown license key", field="licenseKey")
         if lic.revoked_at is not None or lic.valid_until <= now:
             raise BadInput("this license is revoked or expired", field="licenseKey")
+        # One agent per customer PBX: a new enrolment (a new server, say) retires
+        # the old one, which would otherwise run every command a second time.
+        retired = list(
+            await session.scalars(
+                update(Installation)
+                .where(Installation.tenant_id == lic.tenant_id, Installation.revoked_at.is_(None))
+                .values(revoked_at=now)
+                .returning(Installation.id)
+            )
+        )
+        after_commit(session, lambda: notify.revoked(rt, retired))
         token = new_token(AGENT_TOKEN_PREFIX.rstrip("_"))
         inst = Installation(
             tenant_id=lic.tenant_id,
@@ -120,7 +132,15 @@ async def take_open_commands(rt: Runtime, agent: Agent, skip: set[uuid.UUID]) ->
                     select(Command)
                     .where(
                         Command.tenant_id == agent.tenant_id,
-                        Command.status.in_(OPEN),
+                        # Delivered to another installation: that one answers for it.
+                        (Command.status == CommandStatus.PENDING)
+                        | (
+                            (Command.status == CommandStatus.DELIVERED)
+                            & (
+                                Command.installation_id.is_(None)
+                                | (Command.installation_id == agent.installation_id)
+                            )
+                        ),
                         Command.expires_at > now,
                         Command.id.not_in(skip) if skip else Command.id.is_not(None),
                     )
@@ -155,21 +175,38 @@ async def complete(
     """Records the outcome once; a repeat returns the stored command unchanged."""
     if error is not None and len(error) > 4000:
         error = error[:4000]
+    result = result if isinstance(result, dict) else {"value": result}
     async with rt.db.transaction() as session:
-        command = await session.get(Command, command_id, with_for_update=True)
+        command = await session.get(Command, command_id)
         if command is None or command.tenant_id != agent.tenant_id:
             raise NotFound("command not found")
-        if command.status not in OPEN:
-            return command  # completed before (or expired): nothing to apply twice
-        applied = await agent_results.apply(rt, session, command, ok, result, _secrets(rt, command))
-        command.status = CommandStatus.SUCCEEDED if ok else CommandStatus.FAILED
-        command.result = result if isinstance(result, dict) else {"value": result}
-        command.result.pop("directory", None)  # kept in the mirror, not twice
-        command.error = None if ok else (error or "the agent reported a failure without reason")
-        command.completed_at = rt.clock()
-        command.installation_id = agent.installation_id
+        # The claim: a conditional UPDATE with a row count, so two completions
+        # racing (a retry after a timeout) apply once, on PostgreSQL and SQLite.
+        claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
+            update(Command)
+            .where(Command.id == command_id, Command.status.in_(OPEN))
+            .values(
+                status=CommandStatus.SUCCEEDED if ok else CommandStatus.FAILED,
+                completed_at=rt.clock(),
+                installation_id=agent.installation_id,
+            )
+        )
+        await session.refresh(command)
+        if claimed.rowcount == 0:
+            # Completed before (nothing twice) or expired: the PBX may still have
+            # changed, so a directory that came along is still the truth.
+            changed = command.status is CommandStatus.EXPIRED and "directory" in result
+            if changed:
+                await mirror.replace(rt, session, agent.tenant_id, result["directory"])
+        else:
+            applied = await agent_results.apply(
+                rt, session, command, ok, result, error, _secrets(rt, command)
+            )
+            changed = applied.directory_changed
+            command.result = {k: v for k, v in result.items() if k != "directory"}
+            command.error = None if ok else (error or "the agent reported a failure without reason")
     await rt.hub.publish(tenant_events(agent.tenant_id), notify.event("command", command.id))
-    if applied.directory_changed:
+    if changed:
         await rt.hub.publish(tenant_events(agent.tenant_id), notify.event("directory"))
     return command
 

@@ -21,7 +21,7 @@ from api.models import (
 )
 from api.runtime import Runtime
 from api.services import audit, commands, licensing
-from api.services.actor import Actor
+from api.services.actor import Actor, Scope
 from api.services.directory import require_broadcast_group
 
 
@@ -55,9 +55,10 @@ async def store_upload(rt: Runtime, actor: Actor, data: bytes, declared_type: st
     return blob
 
 
-async def audio_bytes(rt: Runtime, actor: Actor, blob_id: uuid.UUID) -> AudioBlob:
+async def audio_bytes(rt: Runtime, scope: Scope, blob_id: uuid.UUID) -> AudioBlob:
+    """The audio with its bytes, if in scope (a user's, or an agent's own tenant)."""
     async with rt.db.reading() as session:
-        blob = await actor.read_scope().get(session, AudioBlob, blob_id)
+        blob = await scope.get(session, AudioBlob, blob_id)
         await session.refresh(blob, ["data"])
     return blob
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,7 +11,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain import validation
-from api.errors import BadInput, TooManyAttempts, Unauthenticated
+from api.errors import BadInput, Conflict, TooManyAttempts, Unauthenticated
 from api.models import LoginAttempt, Session, Tenant, User
 from api.runtime import Runtime
 from api.security import (
@@ -35,7 +36,12 @@ class SignIn:
 async def login(rt: Runtime, email: str, password: str, client: str) -> SignIn:
     now = rt.clock()
     email = email.strip().lower()
+    # The attempt is written (and committed) before it is counted, so that
+    # parallel guesses all see each other: none slips past the throttle.
+    attempt = LoginAttempt(email=email, client=client, at=now)
     async with rt.db.transaction() as session:
+        session.add(attempt)
+    async with rt.db.reading() as session:
         await _refuse_if_throttled(rt, session, email, client, now)
         row = (
             await session.execute(
@@ -44,30 +50,33 @@ async def login(rt: Runtime, email: str, password: str, client: str) -> SignIn:
                 .where(User.email == email)
             )
         ).first()
-        user: User | None = row[0] if row else None
-        tenant_active = row[1] if row else None
-        ok = verify_password(user.password_hash if user else None, password)
-        if user is None or not ok or not user.active or tenant_active is False:
-            # The failure is kept (this transaction commits), then refused in the
-            # same words for every reason, so the answer tells no account apart.
-            session.add(LoginAttempt(email=email, client=client, at=now))
-            user = None
-        else:
-            await session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
-            token = new_token("rds")
-            expires = now + timedelta(seconds=rt.settings.session_ttl_seconds)
-            session.add(Session(user_id=user.id, token_hash=hash_token(token), expires_at=expires))
-            user.last_login_at = now
-            if password_needs_rehash(user.password_hash):
-                user.password_hash = hash_password(password)
-    if user is None:
+    user: User | None = row[0] if row else None
+    tenant_active = row[1] if row else None
+    # argon2id takes tens of milliseconds: off the event loop.
+    ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
+    if user is None or not ok or not user.active or tenant_active is False:
+        # The attempt stays as a failure; the same words for every reason, so
+        # the answer tells no account apart.
         raise Unauthenticated("wrong e-mail address or password")
+    token = new_token("rds")
+    expires = now + timedelta(seconds=rt.settings.session_ttl_seconds)
+    rehash = password_needs_rehash(user.password_hash)
+    new_hash = await asyncio.to_thread(hash_password, password) if rehash else None
+    async with rt.db.transaction() as session:
+        await session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
+        session.add(Session(user_id=user.id, token_hash=hash_token(token), expires_at=expires))
+        values: dict[str, object] = {"last_login_at": now}
+        if new_hash is not None:
+            values["password_hash"] = new_hash
+        await session.execute(update(User).where(User.id == user.id).values(**values))
     return SignIn(token=token, expires_at=expires, user=user)
 
 
 async def _refuse_if_throttled(
     rt: Runtime, session: AsyncSession, email: str, client: str, now: datetime
 ) -> None:
+    """Refuses once an account or an address has more attempts than allowed
+    (this one included) within the window."""
     since = now - timedelta(seconds=rt.settings.login_window_seconds)
     limit = rt.settings.login_max_failures
     for column, value in ((LoginAttempt.email, email), (LoginAttempt.client, client)):
@@ -78,7 +87,7 @@ async def _refuse_if_throttled(
                 )
             )
         ).one()
-        if count >= limit:
+        if count > limit:
             retry = oldest + timedelta(seconds=rt.settings.login_window_seconds) - now
             raise TooManyAttempts(
                 "too many failed sign-ins; try again later",
@@ -128,12 +137,17 @@ async def change_password(rt: Runtime, actor: Actor, current: str, new: str) -> 
     validation.password(new, MIN_PASSWORD_LENGTH, field="newPassword")
     if new == current:
         raise BadInput("the new password must differ from the current one", field="newPassword")
+    async with rt.db.reading() as session:
+        known = await session.scalar(select(User.password_hash).where(User.id == actor.user_id))
+    if not await asyncio.to_thread(verify_password, known, current):
+        raise BadInput("the current password is wrong", field="currentPassword")
+    new_hash = await asyncio.to_thread(hash_password, new)
     async with rt.db.transaction() as session:
         user = await session.get(User, actor.user_id, with_for_update=True)
         assert user is not None
-        if not verify_password(user.password_hash, current):
-            raise BadInput("the current password is wrong", field="currentPassword")
-        user.password_hash = hash_password(new)
+        if user.password_hash != known:
+            raise Conflict("the password was changed meanwhile; sign in again")
+        user.password_hash = new_hash
         user.password_changed_at = rt.clock()
         # Other sessions end: whoever knew the old password is signed out.
         await session.execute(

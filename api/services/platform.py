@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -195,11 +196,12 @@ async def create_user(
     if actor is not None:
         actor.require_platform_admin()
     _check_role_and_tenant(role, tenant_id)
+    validation.password(password, MIN_PASSWORD_LENGTH)
     user = User(
         email=validation.email(email),
         name=validation.name(name, "name"),
         role=role,
-        password_hash=hash_password(validation.password(password, MIN_PASSWORD_LENGTH)),
+        password_hash=await asyncio.to_thread(hash_password, password),
         tenant_id=tenant_id,
         language=language,
     )
@@ -228,6 +230,10 @@ class UserChanges:
 
 async def update_user(rt: Runtime, actor: Actor, user_id: uuid.UUID, changes: UserChanges) -> User:
     actor.require_platform_admin()
+    new_hash = None
+    if changes.password is not None:
+        validation.password(changes.password, MIN_PASSWORD_LENGTH)
+        new_hash = await asyncio.to_thread(hash_password, changes.password)
     async with rt.db.transaction() as session:
         user = await session.get(User, user_id, with_for_update=True)
         if user is None:
@@ -241,10 +247,8 @@ async def update_user(rt: Runtime, actor: Actor, user_id: uuid.UUID, changes: Us
             user.role = changes.role
         if changes.language is not None:
             user.language = changes.language
-        if changes.password is not None:
-            user.password_hash = hash_password(
-                validation.password(changes.password, MIN_PASSWORD_LENGTH)
-            )
+        if new_hash is not None:
+            user.password_hash = new_hash
             user.password_changed_at = rt.clock()
         if changes.active is not None:
             user.active = changes.active

@@ -17,6 +17,7 @@ class AgentCommand:
     payload: JSON
     secrets: JSON
     created_at: datetime
+    expires_at: datetime = strawberry.field(description="After this the server gives up on it.")
 
     @classmethod
     def of(cls, d: Delivery) -> AgentCommand:
@@ -26,6 +27,7 @@ class AgentCommand:
             payload=cast(JSON, d.command.payload),
             secrets=cast(JSON, d.secrets),
             created_at=d.command.created_at,
+            expires_at=d.command.expires_at,
         )
 
 

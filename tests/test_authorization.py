@@ -346,6 +346,12 @@ CASES: dict[str, Case] = {
         lambda w, t: {"name": "Neue Gruppe"},
         own_tenant_only=True,
     ),
+    "Mutation.syncDirectory": Case(
+        Kind.TENANT_WRITE,
+        "mutation { syncDirectory { id type payload } }",
+        lambda w, t: {},
+        own_tenant_only=True,
+    ),
     "Mutation.addGroupMembers": Case(
         Kind.TENANT_WRITE,
         "mutation($groupId: ID!, $userIds: [ID!]!) "

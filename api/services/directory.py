@@ -86,6 +86,15 @@ def reveal_pin(rt: Runtime, actor: Actor, bg: BroadcastGroup) -> str | None:
     return rt.box.open(bg.pin_sealed)
 
 
+async def sync(rt: Runtime, actor: Actor) -> Command:
+    """Asks the agent for the PBX's users, groups, members and states now."""
+    scope = actor.write_scope()
+    async with rt.db.transaction() as session:
+        command = await commands.enqueue(session, rt, actor, "syncDirectory", {})
+        audit.record(session, actor, "directory.sync", tenant_id=scope.tenant_id)
+    return command
+
+
 async def create_group(rt: Runtime, actor: Actor, name: str, description: str | None) -> Command:
     scope = actor.write_scope()
     name = validation.name(name, "name", max_length=64)

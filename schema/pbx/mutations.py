@@ -47,6 +47,11 @@ class PbxMutation:
         row, command = await pbx.verify_credentials(info.context.rt, actor)
         return PbxSettingsChange(settings=PbxSettings.of(row), command=Command.of(command))
 
+    @strawberry.mutation(description="Reloads the PBX directory through the agent.")
+    async def sync_directory(self, info: Info) -> Command:
+        actor = await info.context.actor()
+        return Command.of(await directory.sync(info.context.rt, actor))
+
     @strawberry.mutation
     async def create_group(self, info: Info, name: str, description: str | None = None) -> Command:
         actor = await info.context.actor()

@@ -2,7 +2,8 @@
 # Make sure the services the test suite needs are up on this machine:
 #   - PostgreSQL on 127.0.0.1:5432, trust auth for user postgres, database rundruf_test
 #   - Redis on 127.0.0.1:6379
-# Fast when both already answer; otherwise starts them, and installs them with
+#   - the Lua interpreter (lua5.4) that runs the SwyxWare call-routing script's tests
+# Fast when all are already there; otherwise starts them, and installs them with
 # apt-get (Debian) when they are missing. Idempotent. Meant for dev boxes and CI,
 # not for production hosts (it sets PostgreSQL to trust local connections).
 #
@@ -19,6 +20,9 @@ PG_WAIT=30
 REDIS_HOST=127.0.0.1
 REDIS_PORT=6379
 REDIS_WAIT=15
+
+LUA_BIN=lua5.4
+LUA_PKG=lua5.4
 
 PROG=ensure-services
 APT_UPDATED=
@@ -281,5 +285,23 @@ ensure_redis() {
     echo "redis: $action ($REDIS_HOST:$REDIS_PORT)"
 }
 
+# ----------------------------------------------------------------------- Lua
+
+# A command the tests run, from its Debian package when it is missing.
+ensure_command() {
+    local label=$1 bin=$2 pkg=$3 action
+    if command -v "$bin" >/dev/null 2>&1; then
+        action="already installed"
+    else
+        apt_install "$pkg"
+        command -v "$bin" >/dev/null 2>&1 || die "$pkg installed but $bin is not on PATH"
+        action="installed $pkg"
+    fi
+    echo "$label: $action ($(command -v "$bin"))"
+}
+
 ensure_postgres
 ensure_redis
+ensure_command lua "$LUA_BIN" "$LUA_PKG"
+# Speech for prompts and announcements (text-to-speech default engine).
+ensure_command espeak-ng espeak-ng espeak-ng

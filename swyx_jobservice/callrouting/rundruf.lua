@@ -1,0 +1,640 @@
+--[[
+Rundruf: call routing for the agent number of a broadcast group on SwyxWare (Lua call routing).
+
+A caller dials the agent number, enters the PIN (digits, then #), picks 1 test / 2 alarm with the
+stored message / 3 alarm with a message recorded now, confirms, and the script POSTs the job to the
+Rundruf job service on this host (see README.md next to this file).
+
+Layout of this file:
+  1. CONFIG        - the values the Rundruf agent writes when it creates the agent user
+  2. M.run         - the flow as plain Lua over a `pbx` object and a `store`; no SwyxWare calls
+  3. throttle, JSON, stores
+  4. M.swyx_pbx    - the thin adapter from `pbx` to SwyxWare's functions (names partly ASSUMED,
+                     see README.md "What is documented, what is assumed")
+  5. entry point   - runs only when SwyxWare's PBXCall/PBXScript objects exist; a test harness
+                     loads this file with dofile() and gets the module table instead.
+
+Written for Lua 5.1 to 5.4 (no integer division, goto, bit operators or attributes).
+Never put the PIN or the routing token into a trace line.
+]]
+
+-- BEGIN RUNDRUF CONFIG (written by the Rundruf agent; do not edit by hand)
+local CONFIG = {
+    agent_number = "__AGENT_NUMBER__",
+    pin = "__PIN__",
+    routing_token = "__ROUTING_TOKEN__",
+    jobservice_url = "http://127.0.0.1:8080",
+    prompt_dir = "C:\\ProgramData\\Rundruf\\prompts",
+    recording_dir = "C:\\ProgramData\\Rundruf\\recordings",
+    state_dir = "C:\\ProgramData\\Rundruf\\state",
+}
+-- END RUNDRUF CONFIG
+
+local M = {}
+
+-- Tunables; any of them can be overridden by a field of the same name in CONFIG.
+M.DEFAULTS = {
+    pin_tries = 3,              -- PIN attempts per call
+    pin_max_digits = 16,
+    digit_timeout = 10,         -- seconds without a key press before input ends
+    -- Seconds that must pass after a caller's n-th wrong PIN before the next try is accepted
+    -- (entry n + 1; the last entry repeats). Per caller number, kept across calls.
+    throttle_delays = { 0, 2, 5, 10, 20, 30, 60 },
+    throttle_forget = 3600,     -- a caller's count starts over after this long without a wrong PIN
+    notice_threshold = 10,      -- wrong PINs for this group, from anyone, within notice_window ...
+    notice_window = 600,        -- ... make one POST /notices (at most one per window)
+    menu_rounds = 5,            -- menu prompts per call before giving up
+    record_max_seconds = 60,
+    record_takes = 3,
+    post_attempts = 3,          -- attempts in total for POST /jobs, all with one idempotency key
+    post_backoff = { 1, 2 },    -- seconds to wait after attempt 1, 2, ...
+}
+
+-- Prompt files, German, 8 kHz 16-bit mono PCM; made by make_prompts.py (texts there).
+M.PROMPTS = {
+    pin = "rundruf_pin.wav",
+    pin_wrong = "rundruf_pin_falsch.wav",
+    wait = "rundruf_bitte_warten.wav",
+    menu = "rundruf_menue.wav",
+    invalid = "rundruf_ungueltig.wav",
+    confirm_test = "rundruf_bestaetigen_test.wav",
+    confirm_alarm = "rundruf_bestaetigen_alarm.wav",
+    record = "rundruf_aufnahme.wav",
+    record_check = "rundruf_aufnahme_pruefen.wav",
+    record_failed = "rundruf_aufnahme_fehler.wav",
+    triggered = "rundruf_ausgeloest.wav",
+    failed = "rundruf_fehler.wav",
+    cancelled = "rundruf_abgebrochen.wav",
+    goodbye = "rundruf_auf_wiederhoeren.wav",
+}
+local P = M.PROMPTS
+
+local function setting(ctx, name)
+    local v = ctx.cfg[name]
+    if v == nil then v = M.DEFAULTS[name] end
+    return v
+end
+
+local function trace(ctx, msg)
+    if ctx.pbx.trace then
+        pcall(ctx.pbx.trace, "Rundruf " .. tostring(ctx.cfg.agent_number) .. ": " .. msg)
+    end
+end
+
+local function placeholder(v)
+    return type(v) ~= "string" or v == "" or v:match("^__.*__$") ~= nil
+end
+
+local function absolute(path)
+    if type(path) ~= "string" then return false end
+    -- /unix, C:\windows, \\server\share
+    return (path:match("^/") or path:match("^%a:[\\/]") or path:match("^\\\\")) ~= nil
+end
+
+-- Why the configuration cannot be used, or nil. An empty or unreplaced PIN must never match
+-- whatever a caller types, so the script refuses to run instead.
+function M.check_config(cfg)
+    if placeholder(cfg.agent_number) then return "agent_number is not set" end
+    if placeholder(cfg.pin) or not cfg.pin:match("^%d+$") or #cfg.pin < 4 then
+        return "pin must be at least 4 digits"
+    end
+    -- Printable ASCII only: anything else could never match, and CR/LF would forge headers.
+    if placeholder(cfg.routing_token) or not cfg.routing_token:match("^[!-~]+$") then
+        return "routing_token is not set or not printable ASCII"
+    end
+    if type(cfg.jobservice_url) ~= "string" or not cfg.jobservice_url:match("^https?://") then
+        return "jobservice_url must start with http:// or https://"
+    end
+    if not absolute(cfg.recording_dir) then return "recording_dir must be an absolute path" end
+    return nil
+end
+
+-------------------------------------------------------------------------------- throttle
+
+local function key(ctx, name)
+    return "rundruf/" .. ctx.cfg.agent_number .. "/" .. name
+end
+
+local function caller_key(ctx)
+    return key(ctx, "caller/" .. (ctx.caller ~= "" and ctx.caller or "anonymous"))
+end
+
+-- The caller's wrong-PIN count and the time of the last one ("<count> <time>" in the store).
+local function caller_state(ctx, now)
+    local raw = ctx.store.get(caller_key(ctx))
+    local count, last = tostring(raw or ""):match("^(%d+) (%d+)$")
+    count, last = tonumber(count), tonumber(last)
+    if not count or now - last > setting(ctx, "throttle_forget") then return 0, nil end
+    return count, last
+end
+
+-- Seconds this caller still has to wait before the next PIN try is accepted.
+function M.throttle_wait(delays, count, last, now)
+    if count == 0 or last == nil then return 0 end
+    local delay = delays[math.min(count + 1, #delays)]
+    return math.max(0, last + delay - now)
+end
+
+local function wait_for_turn(ctx)
+    local pbx = ctx.pbx
+    local count, last = caller_state(ctx, pbx.now())
+    local delays = setting(ctx, "throttle_delays")
+    if M.throttle_wait(delays, count, last, pbx.now()) > 0 then
+        pbx.play(P.wait)
+        local rest = M.throttle_wait(delays, count, last, pbx.now())
+        if rest > 0 then pbx.sleep(rest) end
+    end
+end
+
+-- Wrong-PIN times for the whole group within the notice window ("t1 t2 ..." in the store).
+local function recent_wrong(ctx, now)
+    local times = {}
+    for t in tostring(ctx.store.get(key(ctx, "wrong_pins")) or ""):gmatch("%d+") do
+        t = tonumber(t)
+        if now - t < setting(ctx, "notice_window") then times[#times + 1] = t end
+    end
+    return times
+end
+
+local function send_notice(ctx, count)
+    local body = M.json_encode({
+        kind = "wrongPins",
+        agentNumber = ctx.cfg.agent_number,
+        callerNumber = ctx.caller,
+        count = count,
+    })
+    local url = ctx.cfg.jobservice_url .. "/notices"
+    local ok, status = pcall(ctx.pbx.http_post, url, ctx.headers, body)
+    return ok and type(status) == "number" and status >= 200 and status < 300
+end
+
+-- Counts a wrong PIN for the caller (throttle) and for the group (notice). Never blocks anyone.
+local function record_wrong(ctx)
+    local now = math.floor(ctx.pbx.now())
+    local count = caller_state(ctx, now)
+    ctx.store.set(caller_key(ctx), string.format("%d %d", count + 1, now))
+
+    local times = recent_wrong(ctx, now)
+    times[#times + 1] = now
+    local keep = {}
+    for i = math.max(1, #times - 99), #times do keep[#keep + 1] = string.format("%d", times[i]) end
+    ctx.store.set(key(ctx, "wrong_pins"), table.concat(keep, " "))
+
+    if #times < setting(ctx, "notice_threshold") then return end
+    local noticed = tonumber(ctx.store.get(key(ctx, "notice_at")) or "")
+    if noticed and now - noticed < setting(ctx, "notice_window") then return end
+    if send_notice(ctx, #times) then
+        ctx.store.set(key(ctx, "notice_at"), string.format("%d", now))
+    else
+        trace(ctx, "could not send the wrong-PIN notice; will try again on the next wrong PIN")
+    end
+end
+
+-- The throttle is best effort: if the store fails, the call goes on without it.
+local function guarded(ctx, what, fn)
+    local ok, err = pcall(fn, ctx)
+    if not ok then trace(ctx, what .. " failed: " .. tostring(err)) end
+end
+
+-------------------------------------------------------------------------------- flow
+
+local function ask_pin(ctx)
+    local pbx = ctx.pbx
+    for _ = 1, setting(ctx, "pin_tries") do
+        guarded(ctx, "throttle", wait_for_turn)
+        pbx.play(P.pin)
+        local digits = pbx.read_digits(
+            setting(ctx, "pin_max_digits"), setting(ctx, "digit_timeout"), "#")
+        if digits == nil then return false, "hangup" end
+        if digits == ctx.cfg.pin then
+            guarded(ctx, "throttle reset", function(c) c.store.set(caller_key(c), "") end)
+            return true
+        end
+        if digits == "" then
+            pbx.play(P.invalid)
+        else
+            guarded(ctx, "wrong-PIN count", record_wrong)
+            pbx.play(P.pin_wrong)
+        end
+    end
+    return false, "failed"
+end
+
+local function read_key(ctx)
+    return ctx.pbx.read_digits(1, setting(ctx, "digit_timeout"), nil)
+end
+
+local function safe_name(s)
+    return (tostring(s):gsub("[^%w%-]", "_"))
+end
+
+local function recording_path(ctx, take)
+    local dir = ctx.cfg.recording_dir
+    local sep = dir:find("\\", 1, true) and "\\" or "/"
+    if dir:sub(-1) == sep then dir = dir:sub(1, -2) end
+    return string.format("%s%srundruf_%s_%s_%d_%d.wav", dir, sep, safe_name(ctx.cfg.agent_number),
+        safe_name(ctx.call_id), math.floor(ctx.pbx.now()), take)
+end
+
+-- Mode 3: record until # or the time limit; "1 to send, 2 to record again" is the confirmation.
+-- Returns the path, or nil and "hangup" / "back" (to the menu).
+local function record_message(ctx)
+    local pbx = ctx.pbx
+    for take = 1, setting(ctx, "record_takes") do
+        local path = recording_path(ctx, take)
+        pbx.play(P.record)
+        local ok = pbx.record(path, setting(ctx, "record_max_seconds"), "#")
+        if ok == nil then return nil, "hangup" end
+        if ok then
+            pbx.play(P.record_check)
+            local k = read_key(ctx)
+            if k == nil then return nil, "hangup" end
+            if k == "1" then return path end
+            if k ~= "2" then return nil, "back" end
+        else
+            pbx.play(P.record_failed)
+        end
+    end
+    return nil, "back"
+end
+
+-- Modes 1 and 2: "press 1 to start"; any other key goes back to the menu.
+local function confirm(ctx, mode)
+    ctx.pbx.play(mode == 1 and P.confirm_test or P.confirm_alarm)
+    local k = read_key(ctx)
+    if k == nil then return nil end
+    return k == "1"
+end
+
+-- Returns mode and recording path (mode 3), or nil and why.
+local function choose_mode(ctx)
+    local pbx = ctx.pbx
+    for _ = 1, setting(ctx, "menu_rounds") do
+        pbx.play(P.menu)
+        local k = read_key(ctx)
+        if k == nil then return nil, "hangup" end
+        if k == "*" then
+            pbx.play(P.cancelled)
+            return nil, "cancelled"
+        elseif k == "3" then
+            local path, why = record_message(ctx)
+            if path then return 3, path end
+            if why == "hangup" then return nil, why end
+        elseif k == "1" or k == "2" then
+            local yes = confirm(ctx, tonumber(k))
+            if yes == nil then return nil, "hangup" end
+            if yes then return tonumber(k), nil end
+        else
+            pbx.play(P.invalid)
+        end
+    end
+    pbx.play(P.goodbye)
+    return nil, "menu_exhausted"
+end
+
+-- 4xx answers will not change on a retry (bad token, bad body); 408/425/429 might.
+local function permanent(status)
+    return type(status) == "number" and status >= 400 and status < 500
+        and status ~= 408 and status ~= 425 and status ~= 429
+end
+
+function M.job_body(ctx, mode, recording, idempotency_key)
+    return M.json_encode({
+        agentNumber = ctx.cfg.agent_number,
+        groupId = M.null,
+        mode = mode,
+        callerNumber = ctx.caller,
+        callerName = (ctx.caller_name ~= "" and ctx.caller_name) or M.null,
+        idempotencyKey = idempotency_key,
+        recording = M.null,
+        recordingPath = recording or M.null,
+        memberStates = M.null,
+    })
+end
+
+-- "<agent>-<call id>-<unix time>" in the job service's alphabet (1-128 of A-Z a-z 0-9 . _ : -),
+-- whatever characters SwyxWare's call id has.
+function M.idempotency_key(agent_number, call_id, now)
+    local function clean(s) return (tostring(s):gsub("[^%w%.:_%-]", "_")) end
+    local agent, stamp = clean(agent_number):sub(1, 32), string.format("%d", math.floor(now))
+    local room = 128 - #agent - #stamp - 2
+    return agent .. "-" .. clean(call_id):sub(1, room) .. "-" .. stamp
+end
+
+-- POST /jobs, retried with the same idempotency key so the job service stores it once.
+local function post_job(ctx, mode, recording)
+    local pbx = ctx.pbx
+    local idem = M.idempotency_key(ctx.cfg.agent_number, ctx.call_id, pbx.now())
+    local body = M.job_body(ctx, mode, recording, idem)
+    local attempts = setting(ctx, "post_attempts")
+    local url = ctx.cfg.jobservice_url .. "/jobs"
+    for attempt = 1, attempts do
+        local ok, status = pcall(pbx.http_post, url, ctx.headers, body)
+        if ok and (status == 200 or status == 201) then return true end
+        local what = ok and tostring(status) or ("error " .. tostring(status))
+        trace(ctx, string.format("POST /jobs attempt %d: %s", attempt, what))
+        if ok and permanent(status) then return false end
+        if attempt < attempts then pbx.sleep(setting(ctx, "post_backoff")[attempt] or 1) end
+    end
+    return false
+end
+
+-- The whole call. `pbx` and `store` are described in README.md; returns how the call ended.
+function M.run(pbx, store, cfg)
+    local ctx = { pbx = pbx, store = store, cfg = cfg }
+    ctx.caller = tostring(pbx.caller_number() or "")
+    ctx.caller_name = tostring(pbx.caller_name() or "")
+    ctx.call_id = tostring((pbx.call_id and pbx.call_id()) or "")
+    if ctx.call_id == "" then ctx.call_id = "r" .. math.random(100000000, 999999999) end
+    ctx.headers = {
+        ["Authorization"] = "Bearer " .. tostring(cfg.routing_token),
+        ["Content-Type"] = "application/json",
+    }
+    pbx.answer()
+    local problem = M.check_config(cfg)
+    if problem then
+        trace(ctx, "not configured: " .. problem)
+        pbx.play(P.failed)
+        pbx.hangup()
+        return "misconfigured"
+    end
+
+    local ok, why = ask_pin(ctx)
+    if not ok then
+        if why == "failed" then pbx.play(P.goodbye) end
+        pbx.hangup()
+        return "pin_" .. why
+    end
+    local mode, recording = choose_mode(ctx)
+    if not mode then
+        pbx.hangup()
+        return recording
+    end
+    local posted = post_job(ctx, mode, recording)
+    pbx.play(posted and P.triggered or P.failed)
+    pbx.hangup()
+    return posted and "triggered" or "post_failed"
+end
+
+-------------------------------------------------------------------------------- JSON
+
+M.null = setmetatable({}, { __tostring = function() return "null" end })
+
+local ESCAPES = {
+    ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
+    ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
+}
+
+-- Length of the well-formed UTF-8 sequence starting at byte i (RFC 3629), or nil.
+local function utf8_length(s, i)
+    local c = s:byte(i)
+    local n, lo, hi
+    if c < 0x80 then return 1
+    elseif c >= 0xC2 and c <= 0xDF then n, lo, hi = 2, 0x80, 0xBF
+    elseif c == 0xE0 then n, lo, hi = 3, 0xA0, 0xBF
+    elseif c == 0xED then n, lo, hi = 3, 0x80, 0x9F
+    elseif c >= 0xE1 and c <= 0xEF then n, lo, hi = 3, 0x80, 0xBF
+    elseif c == 0xF0 then n, lo, hi = 4, 0x90, 0xBF
+    elseif c == 0xF4 then n, lo, hi = 4, 0x80, 0x8F
+    elseif c >= 0xF1 and c <= 0xF3 then n, lo, hi = 4, 0x80, 0xBF
+    else return nil end
+    local second = s:byte(i + 1)
+    if not second or second < lo or second > hi then return nil end
+    for j = i + 2, i + n - 1 do
+        local b = s:byte(j)
+        if not b or b < 0x80 or b > 0xBF then return nil end
+    end
+    return n
+end
+
+-- A JSON string (RFC 8259 section 7). Bytes that are not UTF-8 are read as Latin-1, which is
+-- what a Windows code page most likely meant, so the result is always valid JSON.
+local function encode_string(s)
+    local out, i, n = { '"' }, 1, #s
+    while i <= n do
+        local len = utf8_length(s, i)
+        local c = s:byte(i)
+        if len == nil then
+            out[#out + 1] = string.format("\\u%04x", c)
+            i = i + 1
+        elseif len == 1 then
+            local ch = s:sub(i, i)
+            if ESCAPES[ch] then
+                out[#out + 1] = ESCAPES[ch]
+            elseif c < 0x20 or c == 0x7F then
+                out[#out + 1] = string.format("\\u%04x", c)
+            else
+                out[#out + 1] = ch
+            end
+            i = i + 1
+        else
+            out[#out + 1] = s:sub(i, i + len - 1)
+            i = i + len
+        end
+    end
+    out[#out + 1] = '"'
+    return table.concat(out)
+end
+
+local encode
+
+local function encode_table(t)
+    if t == M.null then return "null" end
+    local n = #t
+    if n > 0 then
+        local parts = {}
+        for i = 1, n do parts[i] = encode(t[i]) end
+        return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(t) do
+        if type(k) ~= "string" then error("JSON object keys must be strings", 0) end
+        keys[#keys + 1] = k
+    end
+    table.sort(keys)
+    local parts = {}
+    for i, k in ipairs(keys) do parts[i] = encode_string(k) .. ":" .. encode(t[k]) end
+    return "{" .. table.concat(parts, ",") .. "}"
+end
+
+encode = function(v)
+    local kind = type(v)
+    if v == nil then return "null"
+    elseif kind == "boolean" then return v and "true" or "false"
+    elseif kind == "string" then return encode_string(v)
+    elseif kind == "number" then
+        if v ~= v or v == math.huge or v == -math.huge then
+            error("JSON has no NaN or infinity", 0)
+        end
+        if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", v) end
+        return string.format("%.17g", v)
+    elseif kind == "table" then return encode_table(v)
+    end
+    error("cannot encode a " .. kind .. " as JSON", 0)
+end
+
+-- Objects get their keys sorted; use M.null for JSON null (a nil field would vanish).
+M.json_encode = encode
+
+-------------------------------------------------------------------------------- stores
+
+function M.memory_store()
+    local data = {}
+    return {
+        get = function(k) return data[k] end,
+        set = function(k, v) data[k] = v end,
+        dump = function() return data end,
+    }
+end
+
+-- One small text file per key in `dir` (hex-encoded key as the name, so any caller number is a
+-- safe file name). Written to a temporary file and renamed, so a reader never sees half a value.
+-- Two calls at the same moment may lose one increment: acceptable for a throttle.
+function M.file_store(dir)
+    if type(io) ~= "table" or type(io.open) ~= "function" or type(dir) ~= "string" or dir == "" then
+        return nil
+    end
+    local sep = dir:find("\\", 1, true) and "\\" or "/"
+    local function path(k)
+        local hex = k:gsub(".", function(c) return string.format("%02x", c:byte()) end)
+        return dir .. sep .. "rundruf_" .. hex .. ".txt"
+    end
+    local store = {}
+    function store.get(k)
+        local f = io.open(path(k), "rb")
+        if not f then return nil end
+        local v = f:read("*a")
+        f:close()
+        return v
+    end
+    function store.set(k, v)
+        local target = path(k)
+        local tmp = target .. ".tmp"
+        local f = assert(io.open(tmp, "wb"))
+        f:write(v)
+        f:close()
+        if not os.rename(tmp, target) then
+            -- Windows will not rename onto an existing file.
+            os.remove(target)
+            assert(os.rename(tmp, target))
+        end
+    end
+    return store
+end
+
+-------------------------------------------------------------------------------- SwyxWare adapter
+
+-- Maps `pbx` to SwyxWare's Lua server script API. Documented names (see README.md):
+-- PBXScript.OutputTraceEx, PBXScript.TraceInfo, require "PBXWebRequest" + webreq.new();
+-- from the VBScript API: PBXCall.PlayMessage, PBXCall.Disconnect,
+-- PBXCall.IsOriginatorDisconnected, PBXScript.Sleep. Everything marked ASSUMED was not found
+-- in any public documentation and must be checked on a real SwyxWare before the first use.
+function M.swyx_pbx(cfg)
+    local function fn(obj, name)
+        local o = _G[obj]
+        local f = o and o[name]
+        if type(f) ~= "function" then
+            error("SwyxWare function " .. obj .. "." .. name .. " is missing", 0)
+        end
+        return f
+    end
+    local function has(obj, name)
+        return _G[obj] ~= nil and type(_G[obj][name]) == "function"
+    end
+    local function prompt_path(file)
+        local dir = cfg.prompt_dir or ""
+        if dir == "" then return file end -- found in the SwyxWare database (user / global files)
+        local sep = dir:find("\\", 1, true) and "\\" or "/"
+        return dir .. sep .. file
+    end
+    local function gone()
+        return has("PBXCall", "IsOriginatorDisconnected")
+            and PBXCall.IsOriginatorDisconnected() == true
+    end
+    local pbx = {}
+    -- ASSUMED: no explicit answer; SwyxWare picks the call up when the script plays the first
+    -- message (the CDR's ScriptConnectTime is "the time the call was picked up via script").
+    function pbx.answer() end
+    function pbx.play(file) fn("PBXCall", "PlayMessage")(prompt_path(file)) end -- Lua form ASSUMED
+    function pbx.hangup() if has("PBXCall", "Disconnect") then PBXCall.Disconnect() end end
+    -- Who is calling only feeds the throttle and the job's caller fields: if one of these
+    -- (ASSUMED) names is wrong, trace it and go on rather than make alarms impossible.
+    local function soft(name)
+        return function()
+            local ok, v = pcall(function() return fn("PBXCall", name)() end)
+            if ok then return v end
+            pbx.trace("Rundruf: " .. tostring(v))
+            return nil
+        end
+    end
+    pbx.caller_number = soft("CallingPartyNumber") -- ASSUMED
+    pbx.caller_name = soft("CallingPartyName") -- ASSUMED
+    pbx.call_id = soft("CallId") -- ASSUMED
+    function pbx.now() return os.time() end
+    function pbx.sleep(seconds) -- milliseconds ASSUMED
+        fn("PBXScript", "Sleep")(math.floor(seconds * 1000))
+    end
+    function pbx.trace(msg)
+        if has("PBXScript", "OutputTraceEx") then
+            PBXScript.OutputTraceEx(PBXScript.TraceInfo or 4, msg)
+        end
+    end
+    -- Polls the DTMF buffer (PBXCall.GetDTMFChar ASSUMED, "" when empty);
+    -- nil when the caller hung up.
+    function pbx.read_digits(max, timeout, terminator)
+        local digits, idle = "", 0
+        while true do
+            if gone() then return nil end
+            local c = fn("PBXCall", "GetDTMFChar")()
+            if c ~= nil and c ~= "" then
+                if terminator and c == terminator then return digits end
+                digits, idle = digits .. c, 0
+                if #digits >= max then return digits end
+            elseif idle >= timeout * 1000 then
+                return digits
+            else
+                fn("PBXScript", "Sleep")(100)
+                idle = idle + 100
+            end
+        end
+    end
+    -- ASSUMED: PBXCall.RecordMessage(path, seconds) ends on # or the limit, returns a PBXResult.
+    function pbx.record(path, max_seconds)
+        local result = fn("PBXCall", "RecordMessage")(path, max_seconds)
+        local hung_up = PBXCallTermOriginatorDisconnected
+        if gone() or (hung_up ~= nil and result == hung_up) then return nil end
+        return result == (PBXSuccess or 0)
+    end
+    -- require "PBXWebRequest" and webreq.new() are documented; the session methods are ASSUMED.
+    function pbx.http_post(url, headers, body)
+        local ok, webreq = pcall(require, "PBXWebRequest")
+        if not ok or webreq == nil then error("PBXWebRequest is not available", 0) end
+        local session = webreq.new()
+        session:SetVerb("POST")
+        session:SetUrl(url)
+        for name, value in pairs(headers) do session:AddHeader(name .. ": " .. value) end
+        session:SetBody(body)
+        session:Execute()
+        return session:GetResponseCode(), session:GetResponseBody()
+    end
+    return pbx
+end
+
+-- For SwyxWare: run one call with CONFIG; never let an error end it without a word.
+function M.main()
+    local pbx = M.swyx_pbx(CONFIG)
+    local store = M.file_store(CONFIG.state_dir) or M.memory_store()
+    local ok, result = pcall(M.run, pbx, store, CONFIG)
+    if not ok then
+        pcall(pbx.trace, "Rundruf: script error: " .. tostring(result))
+        pcall(pbx.play, P.failed)
+        pcall(pbx.hangup)
+    end
+    return result
+end
+
+if PBXCall ~= nil and PBXScript ~= nil then
+    M.main()
+end
+
+return M

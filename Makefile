@@ -4,7 +4,7 @@
 #   make test         start PostgreSQL + Redis if needed, then run pytest
 #                     (PYTEST_ARGS='-k auth -x' to pass arguments)
 #   make lint         ruff check + ruff format --check
-#   make services     only make sure PostgreSQL and Redis are up
+#   make services     only make sure PostgreSQL, Redis, lua5.4 and espeak-ng are there
 #   make clean        remove the venv and local state
 #
 # Everything runs from .venv, which is created and (re)installed on demand.

@@ -136,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     from edge_agent.cli import add_commands
 
     add_commands(sub)
+    # The job service ships alone too: swyx_jobservice imports nothing central.
+    from swyx_jobservice.cli import add_commands as add_jobservice_commands
+
+    add_jobservice_commands(sub)
     return parser
 
 

@@ -1,0 +1,5 @@
+"""`python -m swyx_jobservice [--host H] [--port P]`: the job service on its own."""
+
+from swyx_jobservice.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,262 @@
+"""The job service's HTTP API (Starlette); the wire contract is in README.md."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import math
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Literal
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from swyx_jobservice.audio import inspect_wav
+from swyx_jobservice.errors import (
+    BadRequest,
+    Forbidden,
+    JobServiceError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from swyx_jobservice.jobs import Audio, JobRequest, Limits, is_job_id
+from swyx_jobservice.recordings import read_recording
+from swyx_jobservice.settings import JobServiceSettings
+from swyx_jobservice.store import JobStore
+
+log = logging.getLogger(__name__)
+
+Party = Literal["agent", "routing"]
+MAX_WAIT_SECONDS = 60.0
+CLEAN_EVERY_SECONDS = 3600.0
+# A refused body is read on (and dropped) up to these bounds, so a client still
+# sending meets our answer rather than a reset; a hostile one cannot hold us.
+DRAIN_BYTES = 32 * 1024 * 1024
+DRAIN_SECONDS = 10.0
+
+
+class Tokens:
+    """Tells which party a request comes from by its bearer token."""
+
+    def __init__(self, settings: JobServiceSettings) -> None:
+        self._tokens: list[tuple[Party, bytes]] = [
+            ("agent", settings.agent_token.get_secret_value().encode()),
+            ("routing", settings.routing_token.get_secret_value().encode()),
+        ]
+
+    def require(self, request: Request, party: Party) -> None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # Bytes: compare_digest refuses non-ASCII str, and headers may hold any.
+        presented = given.strip().encode("latin-1", errors="replace")
+        # Both compared every time, so the timing does not tell which one is near.
+        matches = [p for p, token in self._tokens if hmac.compare_digest(presented, token)]
+        if scheme.lower() != "bearer" or not matches:
+            raise Unauthenticated("a valid bearer token is required")
+        if matches[0] != party:
+            raise Forbidden(f"this endpoint is for the {party} token")
+
+
+class Body:
+    """A request body read while it streams, under a limit that holds whether
+    or not Content-Length is sent (or true)."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._stream: AsyncGenerator[bytes, None] = request.stream()
+        self._done = False
+
+    async def read(self, limit: int) -> bytes:
+        declared = self._request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"request body larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in self._stream:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body larger than {limit} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            self._done = True
+            raise BadRequest("the client went away before the body was complete") from None
+        self._done = True
+        return b"".join(chunks)
+
+    async def drain(self) -> None:
+        """Reads the rest of a refused body, within bounds."""
+        if self._done:
+            return
+        self._done = True
+        drained = 0
+        with contextlib.suppress(TimeoutError, ClientDisconnect):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for chunk in self._stream:
+                    drained += len(chunk)
+                    if drained > DRAIN_BYTES:
+                        break
+        await self._stream.aclose()
+
+
+def error_response(err: JobServiceError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(err, Unauthenticated) else None
+    return JSONResponse({"error": err.message, "field": err.field}, err.status, headers)
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        # ValueError covers bad UTF-8 too; RecursionError a deeply nested body.
+        raise BadRequest("the body is not valid JSON") from None
+
+
+def _wait_seconds(request: Request) -> float:
+    raw = request.query_params.get("wait", "0")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:  # also false for NaN
+        raise BadRequest(f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}", "wait")
+    return seconds
+
+
+def _job_id(request: Request) -> str:
+    job_id = str(request.path_params["id"])
+    if not is_job_id(job_id):
+        raise NotFound("no such job")
+    return job_id
+
+
+class Endpoints:
+    """The routes' handlers over one store, with the settings they enforce."""
+
+    def __init__(self, settings: JobServiceSettings, store: JobStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.tokens = Tokens(settings)
+        self.limits = Limits(settings.max_audio_bytes, settings.max_recording_seconds)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/jobs", self.post_job, methods=["POST"]),
+            Route("/jobs", self.list_jobs, methods=["GET"]),
+            Route("/jobs/{id}/recording", self.get_recording, methods=["GET"]),
+            Route("/jobs/{id}", self.delete_job, methods=["DELETE"]),
+            Route("/health", self.health, methods=["GET"]),
+        ]
+
+    async def post_job(self, request: Request) -> Response:
+        body = Body(request)
+        try:
+            self.tokens.require(request, "routing")
+            media_type = request.headers.get("content-type", "").partition(";")[0]
+            if media_type.strip().lower() != "application/json":
+                raise UnsupportedMediaType("jobs are posted as application/json")
+            raw = await body.read(self.settings.max_body_bytes)
+            job_request = JobRequest.parse(_parse_json(raw), self.limits)
+            # Before the file is read: on a retry, the PBX may have deleted it.
+            previous = self.store.previous(job_request)
+            if previous is not None:
+                return JSONResponse({"id": previous, "created": False}, 200)
+            audio = job_request.audio
+            if job_request.recording_path is not None:
+                audio = await asyncio.to_thread(self._audio_from_path, job_request.recording_path)
+            job_id, created = await self.store.accept(job_request, audio)
+        except JobServiceError as err:
+            await body.drain()
+            return error_response(err)
+        return JSONResponse({"id": job_id, "created": created}, 201 if created else 200)
+
+    def _audio_from_path(self, path: str) -> Audio:
+        limit = self.settings.max_audio_bytes
+        data = read_recording(self.settings.recordings_dir, path, limit)
+        recording = inspect_wav(
+            data,
+            max_bytes=limit,
+            max_seconds=self.settings.max_recording_seconds,
+            field="recordingPath",
+        )
+        return Audio(data, recording)
+
+    async def list_jobs(self, request: Request) -> Response:
+        self.tokens.require(request, "agent")
+        jobs = await self.store.wait(_wait_seconds(request))
+        return JSONResponse({"jobs": [job.to_json() for job in jobs]})
+
+    async def get_recording(self, request: Request) -> Response:
+        self.tokens.require(request, "agent")
+        data = await self.store.read_recording(_job_id(request))
+        return Response(data, media_type="audio/wav")
+
+    async def delete_job(self, request: Request) -> Response:
+        self.tokens.require(request, "agent")
+        await self.store.finish(_job_id(request))
+        return Response(status_code=204)
+
+    async def health(self, request: Request) -> Response:
+        self.tokens.require(request, "agent")
+        writable = await asyncio.to_thread(self.store.writable)
+        pending = len(self.store.pending())
+        return JSONResponse({"status": "ok", "pendingJobs": pending, "dataDir": writable})
+
+
+def create_app(settings: JobServiceSettings) -> Starlette:
+    """The app over the store in ``settings.data_dir``, loaded (synchronously) here,
+    so that an unusable folder stops the start instead of the first alarm."""
+    store = JobStore(settings.data_dir, tombstone_seconds=settings.tombstone_hours * 3600)
+    store.load()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        cleaner = asyncio.create_task(_clean_hourly(store))
+        try:
+            yield
+        finally:
+            cleaner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cleaner
+
+    app = Starlette(
+        routes=Endpoints(settings, store).routes(),
+        exception_handlers={
+            JobServiceError: _on_error,
+            HTTPException: _on_error,
+            Exception: _on_crash,
+        },
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    return app
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, JobServiceError):
+        return error_response(exc)
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        return error_response(MethodNotAllowed("method not allowed here"))
+    return error_response(NotFound("no such endpoint"))
+
+
+async def _on_crash(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the log (Starlette re-raises to the server), never to the client.
+    return JSONResponse({"error": "internal error", "field": None}, 500)
+
+
+async def _clean_hourly(store: JobStore) -> None:
+    while True:
+        await asyncio.sleep(CLEAN_EVERY_SECONDS)
+        try:
+            await store.clean_tombstones()
+        except OSError:
+            log.exception("cannot clean tombstones")

@@ -1,0 +1,291 @@
+"""The durable job store: files on disk, an index in memory, a wake-up for long polls.
+
+Layout under ``data_dir``::
+
+    jobs/<id>.wav    the recording (mode 3), written and fsynced before the json
+    jobs/<id>.json   the job; its presence is what makes a job exist
+    done/<sha256 of the idempotency key>   a finished job's id (a tombstone)
+
+All changes go through one asyncio lock, so a key is checked and claimed in one
+step; the disk work runs in a thread so that polls keep being answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from swyx_jobservice.errors import BadRequest, KeyConflict, NotFound, StoreError
+from swyx_jobservice.files import TEMP_PREFIX, fsync_dir, write_atomic
+from swyx_jobservice.jobs import Audio, Job, JobRequest, differences, is_job_id
+
+log = logging.getLogger(__name__)
+
+
+def tombstone_name(key: str) -> str:
+    # Hashed: keys may hold ':' (not allowed in Windows file names) and are
+    # chosen by the caller, so they never become a path of their own.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class JobStore:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        tombstone_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.jobs_dir = data_dir / "jobs"
+        self.done_dir = data_dir / "done"
+        self.tombstone_seconds = tombstone_seconds
+        # Wall clock, since tombstones age by their file's mtime across restarts.
+        self.clock = clock
+        self._jobs: dict[str, Job] = {}  # insertion order is oldest first
+        self._by_key: dict[str, str] = {}
+        self._tombstones: dict[str, tuple[str, float]] = {}  # name -> (job id, written at)
+        self._lock = asyncio.Lock()
+        self._arrived = asyncio.Condition()
+
+    # -- start -----------------------------------------------------------------
+
+    def load(self) -> None:
+        """Reads every job and tombstone; finishes what a crash interrupted."""
+        try:
+            for folder in (self.jobs_dir, self.done_dir):
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self._remove_temp_files(folder)
+            self._load_tombstones()
+            self._load_jobs()
+            self._remove_orphan_audio()
+            self._clean_tombstones_sync()
+        except OSError as exc:
+            raise StoreError(f"data folder {self.jobs_dir.parent} is not usable: {exc}") from None
+        log.info("%d pending jobs, %d tombstones", len(self._jobs), len(self._tombstones))
+
+    def _remove_temp_files(self, folder: Path) -> None:
+        # Half-written files of a crash: never renamed, so never part of a job.
+        stale = [p for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX)]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            fsync_dir(folder)
+
+    def _load_tombstones(self) -> None:
+        for path in self.done_dir.iterdir():
+            try:
+                job_id = path.read_text(encoding="ascii", errors="replace").strip()
+                written_at = path.stat().st_mtime
+            except OSError as exc:
+                log.error("ignoring unreadable tombstone %s: %s", path, exc)
+                continue
+            if len(path.name) != 64 or not is_job_id(job_id):
+                log.error("ignoring unreadable tombstone %s", path)
+                continue
+            self._tombstones[path.name] = (job_id, written_at)
+
+    def _load_jobs(self) -> None:
+        loaded: list[Job] = []
+        for path in self.jobs_dir.glob("*.json"):
+            try:
+                job = Job.parse(json.loads(path.read_bytes()))
+                if path.stem != job.id:
+                    raise BadRequest(f"file name does not match id {job.id}")
+                self._check_audio(job)
+            except (OSError, ValueError, BadRequest) as exc:
+                # Kept, not deleted: an operator may still save the alarm by hand;
+                # and one bad file must not keep the other alarms from running.
+                log.error("ignoring unreadable job file %s: %s", path, exc)
+                continue
+            tomb = self._tombstones.get(tombstone_name(job.idempotency_key))
+            if tomb is not None and tomb[0] == job.id:
+                # The tombstone is written first: the agent had finished this
+                # job when the service stopped in the middle of deleting it.
+                self._unlink_job(job.id)
+                continue
+            loaded.append(job)
+        for job in sorted(loaded, key=lambda j: (j.received_at, j.id)):
+            self._add(job)
+
+    def _check_audio(self, job: Job) -> None:
+        if job.recording is None:
+            return
+        try:
+            size = self._wav(job.id).stat().st_size
+        except FileNotFoundError:
+            raise BadRequest("its recording file is missing") from None
+        if size != job.recording.bytes:
+            raise BadRequest(f"its recording has {size} bytes, not {job.recording.bytes}")
+
+    def _remove_orphan_audio(self) -> None:
+        # A wav without json: a crash between the two writes, or mid-delete.
+        orphans = [p for p in self.jobs_dir.glob("*.wav") if not p.with_suffix(".json").exists()]
+        for path in orphans:
+            path.unlink(missing_ok=True)
+        if orphans:
+            fsync_dir(self.jobs_dir)
+
+    # -- reading ---------------------------------------------------------------
+
+    def pending(self) -> list[Job]:
+        return list(self._jobs.values())
+
+    def get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound("no such job")
+        return job
+
+    def previous(self, request: JobRequest) -> str | None:
+        """The id of the job this request's key already made, if any; a
+        KeyConflict when the key made a different job."""
+        key = request.idempotency_key
+        job_id = self._by_key.get(key)
+        if job_id is not None:
+            different = differences(self._jobs[job_id], request)
+            if different:
+                named = ", ".join(different)
+                raise KeyConflict(
+                    f"idempotencyKey was used for a different job (differs in {named})",
+                    "idempotencyKey",
+                )
+            return job_id
+        tomb = self._tombstones.get(tombstone_name(key))
+        if tomb is not None and not self._expired(tomb[1]):
+            # The job is finished and its content gone; a late retry of the
+            # routing script must not start the alarm a second time.
+            return tomb[0]
+        return None
+
+    async def wait(self, seconds: float) -> list[Job]:
+        """The pending jobs, waiting up to ``seconds`` for one when there are none."""
+        if not self._jobs and seconds > 0:
+            try:
+                async with asyncio.timeout(seconds), self._arrived:
+                    await self._arrived.wait_for(lambda: bool(self._jobs))
+            except TimeoutError:
+                pass
+        return self.pending()
+
+    async def read_recording(self, job_id: str) -> bytes:
+        job = self.get(job_id)
+        if job.recording is None:
+            raise NotFound("this job has no recording")
+        try:
+            return await asyncio.to_thread(self._wav(job_id).read_bytes)
+        except FileNotFoundError:
+            raise NotFound("no such job") from None  # deleted meanwhile
+
+    def writable(self) -> bool:
+        """Whether a file can be created in the jobs folder right now."""
+        try:
+            with tempfile.TemporaryFile(dir=self.jobs_dir, prefix=TEMP_PREFIX) as f:
+                f.write(b"probe")
+            return True
+        except OSError:
+            return False
+
+    # -- changes ---------------------------------------------------------------
+    # Shielded: a caller that goes away (client gone, shutdown) must not leave a
+    # job on disk but not in memory, which a retry would then duplicate.
+
+    async def accept(self, request: JobRequest, audio: Audio | None) -> tuple[str, bool]:
+        """Stores the job durably; (id, True) when new, (id, False) for a repeat.
+
+        ``audio`` is the checked recording for mode 3, from the body or copied
+        from the PBX's folder.
+        """
+        return await asyncio.shield(self._accept(request, audio))
+
+    async def _accept(self, request: JobRequest, audio: Audio | None) -> tuple[str, bool]:
+        async with self._lock:
+            previous = self.previous(request)
+            if previous is not None:
+                return previous, False
+            job = Job.accept(
+                request,
+                id=str(uuid.uuid4()),
+                received_at=datetime.now(UTC),
+                recording=audio.recording if audio else None,
+            )
+            await asyncio.to_thread(self._write, job, audio.data if audio else None)
+            self._add(job)
+        log.info("accepted job %s (mode %d, key %s)", job.id, job.mode, job.idempotency_key)
+        async with self._arrived:
+            self._arrived.notify_all()
+        return job.id, True
+
+    def _write(self, job: Job, audio: bytes | None) -> None:
+        try:
+            if audio is not None:
+                write_atomic(self._wav(job.id), audio)
+            write_atomic(self._json(job.id), json.dumps(job.to_json(), indent=2).encode())
+        except OSError as exc:
+            self._wav(job.id).unlink(missing_ok=True)
+            log.error("cannot store job %s: %s", job.id, exc)
+            raise StoreError("the job could not be stored") from None
+
+    async def finish(self, job_id: str) -> None:
+        """Deletes a finished job, leaving a tombstone for late retries."""
+        await asyncio.shield(self._finish(job_id))
+
+    async def _finish(self, job_id: str) -> None:
+        async with self._lock:
+            job = self.get(job_id)
+            name = tombstone_name(job.idempotency_key)
+            try:
+                await asyncio.to_thread(self._remove, job, name)
+            except OSError as exc:
+                log.error("cannot delete job %s: %s", job_id, exc)
+                raise StoreError("the job could not be deleted") from None
+            self._tombstones[name] = (job.id, self.clock())
+            del self._jobs[job.id], self._by_key[job.idempotency_key]
+        log.info("finished job %s", job_id)
+
+    def _remove(self, job: Job, name: str) -> None:
+        # Tombstone first: once it is on disk, a restart finishes the delete.
+        write_atomic(self.done_dir / name, job.id.encode())
+        self._unlink_job(job.id)
+
+    def _unlink_job(self, job_id: str) -> None:
+        # json first: a json on disk always has its audio.
+        self._json(job_id).unlink(missing_ok=True)
+        self._wav(job_id).unlink(missing_ok=True)
+        fsync_dir(self.jobs_dir)
+
+    async def clean_tombstones(self) -> int:
+        async with self._lock:
+            return await asyncio.to_thread(self._clean_tombstones_sync)
+
+    def _clean_tombstones_sync(self) -> int:
+        expired = [n for n, (_, at) in self._tombstones.items() if self._expired(at)]
+        for name in expired:
+            (self.done_dir / name).unlink(missing_ok=True)
+            del self._tombstones[name]
+        if expired:
+            fsync_dir(self.done_dir)
+            log.info("removed %d expired tombstones", len(expired))
+        return len(expired)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _expired(self, written_at: float) -> bool:
+        return written_at + self.tombstone_seconds <= self.clock()
+
+    def _add(self, job: Job) -> None:
+        self._jobs[job.id] = job
+        self._by_key[job.idempotency_key] = job.id
+
+    def _json(self, job_id: str) -> Path:
+        return self.jobs_dir / f"{job_id}.json"
+
+    def _wav(self, job_id: str) -> Path:
+        return self.jobs_dir / f"{job_id}.wav"

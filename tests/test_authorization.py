@@ -161,6 +161,11 @@ async def _directory_reported(gql: GraphQL, rt: Runtime, world: World, t: Tenant
     await rt.hub.publish(tenant_events(t.tenant_id), notify.event("directory"))
 
 
+async def _broadcast_reported(gql: GraphQL, rt: Runtime, world: World, t: TenantData) -> None:
+    # The wake-up an agent's broadcast report sends, for the world's own broadcast.
+    await rt.hub.publish(tenant_events(t.tenant_id), notify.event("broadcast", t.broadcast_id))
+
+
 CASES: dict[str, Case] = {
     # --- queries ------------------------------------------------------------------
     "Query.me": Case(
@@ -435,6 +440,31 @@ CASES: dict[str, Case] = {
         },
         own_tenant_only=True,
     ),
+    "Mutation.reportBroadcast": Case(
+        Kind.AGENT,
+        "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }",
+        lambda w, t: {
+            "input": {
+                "broadcastId": f"agent-{uuid.uuid4().hex}",
+                "groupPbxId": "g1",
+                "mode": "ALARM",
+                "startedAt": _now(),
+                "memberCount": 3,
+                "status": "RUNNING",
+                "events": [
+                    {
+                        "seq": 1,
+                        "memberPbxId": "u0",
+                        "memberName": "Member 0",
+                        "attemptNo": 1,
+                        "kind": "started",
+                        "at": _now(),
+                    }
+                ],
+            }
+        },
+        own_tenant_only=True,
+    ),
     "Subscription.agentCommands": Case(
         Kind.AGENT,
         "subscription { agentCommands { id type payload secrets } }",
@@ -450,6 +480,12 @@ CASES: dict[str, Case] = {
         tenant_arg=True,
         trigger=_open_command,
         shows=lambda w, t: _domain(t),
+    ),
+    "Subscription.broadcastUpdated": Case(
+        Kind.TENANT_READ,
+        "subscription($tenantId: ID) { broadcastUpdated(tenantId: $tenantId) { id groupName } }",
+        tenant_arg=True,
+        trigger=_broadcast_reported,
     ),
     "Subscription.directoryChanged": Case(
         Kind.TENANT_READ,

@@ -3,8 +3,14 @@ from __future__ import annotations
 import strawberry
 from strawberry.scalars import JSON
 
-from api.services import agents
-from schema.agent.types import Enrolment, HealthAck, HealthInput
+from api.services import agents, broadcast_reports
+from schema.agent.types import (
+    BroadcastAck,
+    BroadcastReportInput,
+    Enrolment,
+    HealthAck,
+    HealthInput,
+)
 from schema.context import parse_id
 from schema.info import Info
 from schema.pbx.types import Command
@@ -37,6 +43,43 @@ class AgentMutation:
             info.context.rt, agent, parse_id(id, "command"), ok, result, error
         )
         return Command.of(command)
+
+    @strawberry.mutation(description="The agent reports a broadcast's calls (idempotent).")
+    async def report_broadcast(self, info: Info, input: BroadcastReportInput) -> BroadcastAck:
+        agent = await info.context.agent()
+        last = await broadcast_reports.report(
+            info.context.rt,
+            agent,
+            broadcast_reports.ReportIn(
+                broadcast_id=input.broadcast_id,
+                group_pbx_id=input.group_pbx_id,
+                mode=input.mode,
+                started_at=input.started_at,
+                member_count=input.member_count,
+                status=input.status,
+                trigger_caller_number=input.trigger_caller_number,
+                trigger_caller_name=input.trigger_caller_name,
+                quorum=input.quorum,
+                quorum_reached_at=input.quorum_reached_at,
+                finished_at=input.finished_at,
+                note=input.note,
+                events=[
+                    broadcast_reports.CallEventIn(
+                        seq=e.seq,
+                        member_pbx_id=e.member_pbx_id,
+                        member_name=e.member_name,
+                        member_extension=e.member_extension,
+                        attempt_no=e.attempt_no,
+                        kind=e.kind,
+                        at=e.at,
+                        outcome=e.outcome,
+                        detail=e.detail,
+                    )
+                    for e in input.events
+                ],
+            ),
+        )
+        return BroadcastAck(last_seq=last)
 
     @strawberry.mutation(description="The agent's heartbeat with its health flags.")
     async def report_health(self, info: Info, input: HealthInput) -> HealthAck:

@@ -7,6 +7,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.services.agents import Delivery
+from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome
 from schema.platform.types import gid
 
 
@@ -56,3 +57,38 @@ class HealthAck:
 @strawberry.type(description="The PBX directory mirror changed; refetch what you show.")
 class DirectoryChange:
     at: datetime
+
+
+@strawberry.input
+class CallEventInput:
+    seq: int = strawberry.field(description="From 1 upwards per broadcast; repeats are ignored.")
+    member_pbx_id: str
+    member_name: str
+    member_extension: str | None = None
+    attempt_no: int
+    kind: str = strawberry.field(description="started, ringing, answered, confirmed or ended.")
+    at: datetime
+    outcome: CallOutcome | None = strawberry.field(default=None, description="With ended only.")
+    detail: str | None = None
+
+
+@strawberry.input
+class BroadcastReportInput:
+    broadcast_id: str = strawberry.field(description="The agent's own id for the broadcast.")
+    group_pbx_id: str
+    mode: BroadcastMode
+    started_at: datetime
+    member_count: int
+    status: BroadcastStatus
+    trigger_caller_number: str | None = None
+    trigger_caller_name: str | None = None
+    quorum: int | None = None
+    quorum_reached_at: datetime | None = None
+    finished_at: datetime | None = None
+    note: str | None = None
+    events: list[CallEventInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class BroadcastAck:
+    last_seq: int = strawberry.field(description="Events up to this number are stored.")

@@ -10,9 +10,10 @@ import strawberry
 from api.errors import BadInput, Unauthenticated
 from api.pubsub import tenant_events
 from api.runtime import Runtime
-from api.services import auth, commands, platform
+from api.services import auth, commands, history, platform
 from schema.agent.types import DirectoryChange
 from schema.context import optional_id, parse_id
+from schema.history.types import Broadcast
 from schema.info import Info
 from schema.pbx.types import Command
 
@@ -65,6 +66,23 @@ class PbxSubscription:
                 info.context.rt, actor, parse_id(event["id"], "command")
             )
             yield Command.of(command)
+
+    @strawberry.subscription(description="A broadcast of the tenant changed: a call moved on.")
+    async def broadcast_updated(
+        self,
+        info: Info,
+        tenant_id: strawberry.ID | None = None,
+        broadcast_id: strawberry.ID | None = None,
+    ) -> AsyncGenerator[Broadcast, None]:
+        actor = await info.context.actor()
+        only = optional_id(broadcast_id, "broadcast")
+        async for event in _events(info, tenant_id, {"broadcast"}):
+            if only is not None and event["id"] != str(only):
+                continue
+            found = await history.get_broadcast(
+                info.context.rt, actor, parse_id(event["id"], "broadcast")
+            )
+            yield Broadcast.of(found)
 
     @strawberry.subscription(description="The PBX directory mirror changed; refetch groups.")
     async def directory_changed(

@@ -1,0 +1,180 @@
+"""Broadcast reports from the agent: the history, idempotent by broadcast and event number.
+
+The agent sends each call event once it happened, numbered from 1 per
+broadcast; reports can repeat or overlap after a reconnect, so only events with a
+number above the last stored one are applied, in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.db import after_commit
+from api.errors import BadInput
+from api.models import (
+    Broadcast,
+    BroadcastGroup,
+    BroadcastMode,
+    BroadcastStatus,
+    CallAttempt,
+    CallOutcome,
+    PbxGroup,
+)
+from api.pubsub import tenant_events
+from api.runtime import Runtime
+from api.services import mirror, notify
+from api.services.agents import Agent
+
+MAX_EVENTS = 2000
+EVENT_KINDS = {"started", "ringing", "answered", "confirmed", "ended"}
+
+
+@dataclass(frozen=True)
+class CallEventIn:
+    seq: int
+    member_pbx_id: str
+    member_name: str
+    member_extension: str | None
+    attempt_no: int
+    kind: str
+    at: datetime
+    outcome: CallOutcome | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportIn:
+    broadcast_id: str
+    group_pbx_id: str
+    mode: BroadcastMode
+    started_at: datetime
+    member_count: int
+    status: BroadcastStatus
+    trigger_caller_number: str | None = None
+    trigger_caller_name: str | None = None
+    quorum: int | None = None
+    quorum_reached_at: datetime | None = None
+    finished_at: datetime | None = None
+    note: str | None = None
+    events: list[CallEventIn] = field(default_factory=list)
+
+
+def _check(report: ReportIn) -> None:
+    if not 1 <= len(report.broadcast_id) <= 64:
+        raise BadInput("1 to 64 characters", field="broadcastId")
+    if len(report.events) > MAX_EVENTS:
+        raise BadInput(f"at most {MAX_EVENTS} events per report", field="events")
+    seqs = [e.seq for e in report.events]
+    if seqs != sorted(set(seqs)) or (seqs and seqs[0] < 1):
+        raise BadInput("events must be numbered from 1 upwards, each once", field="events")
+    for event in report.events:
+        if event.kind not in EVENT_KINDS:
+            raise BadInput(f"unknown event kind {event.kind!r}", field="events")
+        if (event.kind == "ended") != (event.outcome is not None):
+            raise BadInput("an outcome comes with the ended event only", field="events")
+        if event.at.tzinfo is None or not 1 <= event.attempt_no <= 100:
+            raise BadInput("event times need a zone; attempts run 1 to 100", field="events")
+
+
+async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
+    """Stores what is new in the report; returns the last event number now stored."""
+    _check(report)
+    async with rt.db.transaction() as session:
+        broadcast = await session.scalar(
+            select(Broadcast)
+            .where(
+                Broadcast.tenant_id == agent.tenant_id,
+                Broadcast.agent_broadcast_id == report.broadcast_id,
+            )
+            .with_for_update()
+        )
+        if broadcast is None:
+            group = await session.scalar(
+                select(PbxGroup).where(
+                    PbxGroup.tenant_id == agent.tenant_id, PbxGroup.pbx_id == report.group_pbx_id
+                )
+            )
+            bg = (
+                await session.scalar(
+                    select(BroadcastGroup).where(BroadcastGroup.group_id == group.id)
+                )
+                if group
+                else None
+            )
+            broadcast = Broadcast(
+                id=uuid.uuid4(),
+                tenant_id=agent.tenant_id,
+                installation_id=agent.installation_id,
+                broadcast_group_id=bg.id if bg else None,
+                agent_broadcast_id=report.broadcast_id,
+                group_name=group.name if group else report.group_pbx_id,
+                mode=int(report.mode),
+                started_at=report.started_at,
+                status=report.status,
+                last_event_seq=0,
+            )
+            session.add(broadcast)
+            await session.flush()
+        # A finished broadcast stays finished, whatever a late report says.
+        if broadcast.finished_at is None:
+            broadcast.status = report.status
+            broadcast.finished_at = report.finished_at
+        broadcast.member_count = report.member_count
+        broadcast.quorum = report.quorum
+        broadcast.quorum_reached_at = broadcast.quorum_reached_at or report.quorum_reached_at
+        broadcast.trigger_caller_number = report.trigger_caller_number
+        broadcast.trigger_caller_name = report.trigger_caller_name
+        broadcast.note = report.note
+        new = [e for e in report.events if e.seq > broadcast.last_event_seq]
+        for event in new:
+            await _apply(session, agent, broadcast, event)
+        if new:
+            broadcast.last_event_seq = new[-1].seq
+        last_seq, broadcast_id = broadcast.last_event_seq, broadcast.id
+        after_commit(
+            session,
+            lambda: rt.hub.publish(
+                tenant_events(agent.tenant_id), notify.event("broadcast", broadcast_id)
+            ),
+        )
+    return last_seq
+
+
+async def _apply(
+    session: AsyncSession, agent: Agent, broadcast: Broadcast, event: CallEventIn
+) -> None:
+    attempt = await session.scalar(
+        select(CallAttempt).where(
+            CallAttempt.broadcast_id == broadcast.id,
+            CallAttempt.member_pbx_id == event.member_pbx_id,
+            CallAttempt.attempt_no == event.attempt_no,
+        )
+    )
+    if attempt is None:
+        attempt = CallAttempt(
+            tenant_id=agent.tenant_id,
+            broadcast_id=broadcast.id,
+            member_user_id=await mirror.pbx_user_id(session, agent.tenant_id, event.member_pbx_id),
+            member_pbx_id=event.member_pbx_id[:64],
+            member_name=event.member_name[:200],
+            member_extension=(event.member_extension or "")[:32] or None,
+            attempt_no=event.attempt_no,
+        )
+        session.add(attempt)
+    column = {
+        "started": "started_at",
+        "ringing": "ringing_at",
+        "answered": "answered_at",
+        "confirmed": "confirmed_at",
+        "ended": "ended_at",
+    }[event.kind]
+    setattr(attempt, column, event.at)
+    if event.kind == "ended":
+        attempt.outcome = event.outcome
+        attempt.detail = (event.detail or "")[:2000] or None
+    await session.flush()

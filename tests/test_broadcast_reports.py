@@ -1,0 +1,133 @@
+"""The agent's broadcast reports become the history, each event exactly once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from api.models import Broadcast, CallAttempt
+from tests.conftest import error_codes
+from tests.test_agent_service import Stream
+
+REPORT = "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }"
+HISTORY = """query($first: Int!) { broadcasts(first: $first) { nodes { id groupName mode status
+  memberCount triggerCallerNumber finishedAt attempts { memberName attemptNo ringingAt
+  answeredAt confirmedAt endedAt outcome detail member { name } } } } }"""
+
+
+def _at(rt, seconds: float) -> str:
+    return (rt.clock() + timedelta(seconds=seconds)).isoformat()
+
+
+def _events(rt, member: int, start_seq: int, outcome: str = "CONFIRMED") -> list[dict]:
+    steps = ["started", "ringing", "answered", "confirmed", "ended"]
+    return [
+        {
+            "seq": start_seq + i,
+            "memberPbxId": f"u{member}",
+            "memberName": f"Member {member}",
+            "memberExtension": f"20{member}",
+            "attemptNo": 1,
+            "kind": kind,
+            "at": _at(rt, i),
+            **({"outcome": outcome} if kind == "ended" else {}),
+        }
+        for i, kind in enumerate(steps)
+    ]
+
+
+def _report(rt, events: list[dict], status: str = "RUNNING", **extra) -> dict:
+    return {
+        "input": {
+            "broadcastId": "b-1",
+            "groupPbxId": "g1",
+            "mode": "ALARM",
+            "startedAt": _at(rt, 0),
+            "memberCount": 3,
+            "status": status,
+            "triggerCallerNumber": "100",
+            "events": events,
+            **extra,
+        }
+    }
+
+
+async def _rows(rt) -> tuple[int, int]:
+    async with rt.db.reading() as s:
+        b = await s.scalar(select(func.count()).select_from(Broadcast))
+        a = await s.scalar(select(func.count()).select_from(CallAttempt))
+    return b, a
+
+
+async def test_reports_build_the_history_once_whatever_is_sent_twice(gql, rt, world):
+    agent = gql.as_(world.tokens["agent_a"])
+    first = _events(rt, 0, 1)
+    ack = await agent.ok(REPORT, **_report(rt, first))
+    assert ack["reportBroadcast"]["lastSeq"] == 5
+    before = await _rows(rt)
+    # After a reconnect the agent resends what it is not sure of, plus new events.
+    again = await agent.ok(REPORT, **_report(rt, first + _events(rt, 1, 6, "BUSY")))
+    assert again["reportBroadcast"]["lastSeq"] == 10
+    assert (await _rows(rt))[1] == before[1] + 1
+    final = await agent.ok(REPORT, **_report(rt, [], status="COMPLETED", finishedAt=_at(rt, 30)))
+    assert final["reportBroadcast"]["lastSeq"] == 10
+    history = await gql.as_(world.tokens["owner"]).ok(HISTORY, first=5)
+    newest = history["broadcasts"]["nodes"][0]
+    assert newest["groupName"] == "Brandschutz"
+    assert newest["status"] == "COMPLETED" and newest["finishedAt"]
+    outcomes = {a["memberName"]: a["outcome"] for a in newest["attempts"]}
+    assert outcomes == {"Member 0": "CONFIRMED", "Member 1": "BUSY"}
+    assert all(a["member"]["name"] == a["memberName"] for a in newest["attempts"])
+
+
+async def test_a_finished_broadcast_stays_finished(gql, rt, world):
+    agent = gql.as_(world.tokens["agent_a"])
+    await agent.ok(REPORT, **_report(rt, [], status="COMPLETED", finishedAt=_at(rt, 5)))
+    await agent.ok(REPORT, **_report(rt, [], status="RUNNING"))
+    history = await gql.as_(world.tokens["owner"]).ok(HISTORY, first=1)
+    assert history["broadcasts"]["nodes"][0]["status"] == "COMPLETED"
+
+
+async def test_a_browser_watches_the_broadcast_move_on(gql, rt, world):
+    agent = gql.as_(world.tokens["agent_a"])
+    query = "subscription { broadcastUpdated { groupName attempts { outcome } } }"
+    async with Stream(rt, world.tokens["viewer"], query) as updates:
+        await updates.listening()
+        await agent.ok(REPORT, **_report(rt, _events(rt, 0, 1)))
+        seen = await updates.next()
+    assert seen == {"groupName": "Brandschutz", "attempts": [{"outcome": "CONFIRMED"}]}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"seq": 0},
+        {"kind": "exploded"},
+        {"outcome": "BUSY"},  # on a "started" event
+        {"attemptNo": 0},
+        {"at": "2030-01-01T00:00:00"},  # no zone
+    ],
+)
+async def test_bad_reports_are_refused_and_write_nothing(gql, rt, world, bad):
+    event = {**_events(rt, 0, 1)[0], **bad}
+    before = await _rows(rt)
+    body = await gql.as_(world.tokens["agent_a"])(REPORT, **_report(rt, [event]))
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert await _rows(rt) == before
+
+
+async def test_events_out_of_order_are_refused(gql, rt, world):
+    events = _events(rt, 0, 1)
+    body = await gql.as_(world.tokens["agent_a"])(REPORT, **_report(rt, events[::-1]))
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+
+
+async def test_one_tenants_agent_cannot_write_into_anothers_history(gql, rt, world):
+    await gql.as_(world.tokens["agent_b"]).ok(REPORT, **_report(rt, _events(rt, 0, 1)))
+    names = [
+        b["groupName"]
+        for b in (await gql.as_(world.tokens["owner"]).ok(HISTORY, first=10))["broadcasts"]["nodes"]
+    ]
+    assert names.count("Brandschutz") == 1  # only the world's own broadcast

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
+from graphql import ASTValidationRule
 from graphql.error import GraphQLError
 from strawberry.extensions import (
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -48,14 +50,16 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     aliases = settings.graphql_max_aliases if settings else 15
     tokens = settings.graphql_max_tokens if settings else 2000
     # Factories, not instances: each request gets fresh extension objects (the
-    # parser and validation caches themselves are shared at module level).
+    # parser and validation caches themselves are shared at module level). The
+    # limit rules are built once: rule classes made per request would never hit
+    # the validation cache, whose key includes them.
+    rules: list[type[ASTValidationRule]] = [depth_rule(depth, None), alias_rule(aliases)]
     extensions: list[Any] = [
         ErrorPolicy,
         lambda: MaxTokensLimiter(max_token_count=tokens),
         lambda: ParserCache(maxsize=256),
+        lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=256),
-        lambda: QueryDepthLimiter(max_depth=depth),
-        lambda: MaxAliasesLimiter(max_alias_count=aliases),
     ]
     return RundrufSchema(
         query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions

@@ -364,7 +364,7 @@ async def test_a_listening_stream_gets_a_new_command_at_once(gql, rt, world):
 
 
 async def test_a_lost_wake_up_delays_a_command_but_never_loses_it(gql, rt, world, monkeypatch):
-    monkeypatch.setattr(agent_stream, "SAFETY_POLL", 0.2)
+    monkeypatch.setattr(agent_stream, "SAFETY_POLL", (0.2, 0.2))
     async with Stream(rt, world.tokens["agent_a"], AGENT_COMMANDS) as stream:
         await stream.listening()
         async with rt.db.transaction() as s:  # committed, but no wake-up is sent
@@ -807,8 +807,8 @@ async def test_revoking_the_license_refuses_its_agents(gql, rt, world):
 
 
 async def test_a_lost_revocation_is_caught_by_the_recheck(gql, rt, world, monkeypatch):
-    monkeypatch.setattr(agent_stream, "SAFETY_POLL", 0.05)
-    monkeypatch.setattr(agent_stream, "RECHECK", 0.1)
+    monkeypatch.setattr(agent_stream, "SAFETY_POLL", (0.05, 0.05))
+    monkeypatch.setattr(agent_stream, "RECHECK", (0.1, 0.1))
     async with Stream(rt, world.tokens["agent_a"], AGENT_COMMANDS) as stream:
         await stream.listening()
         async with rt.db.transaction() as s:  # revoked without the control message

@@ -29,9 +29,7 @@ from edge_agent.settings import AgentSettings
 log = logging.getLogger(__name__)
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
-AGENT_COMMANDS = (
-    "subscription { agentCommands { id type payload secrets createdAt expiresAt } }"
-)
+AGENT_COMMANDS = "subscription { agentCommands { id type payload secrets createdAt expiresAt } }"
 # Close codes that mean "do not come back with this token".
 REFUSED_CODES = {4403, 4401}
 BACKOFF_BASE = 1.0

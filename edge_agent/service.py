@@ -13,6 +13,7 @@ from edge_agent.channel import CommandChannel, full_jitter
 from edge_agent.commands import Commands
 from edge_agent.config import Enrolment
 from edge_agent.errors import ServerRefused, ServerUnreachable
+from edge_agent.jobservice import JobServiceClient
 from edge_agent.ledger import Ledger, Outcome
 from edge_agent.pbx.errors import PbxError
 from edge_agent.pbx.port import Pbx
@@ -41,6 +42,11 @@ class AgentService:
         self.server = Server(enrolment, settings.verify_tls)
         self.commands = Commands(pbx, self.cache, self.server)
         self.channel = CommandChannel(enrolment, settings, self.handle)
+        self.jobservice = (
+            JobServiceClient(settings.jobservice_url, settings.jobservice_token.get_secret_value())
+            if settings.jobservice_url and settings.jobservice_token
+            else None
+        )
 
     async def handle(self, command: dict[str, Any]) -> None:
         """Executes a command at most once; a repeat gets the stored outcome."""
@@ -101,8 +107,9 @@ class AgentService:
         return {
             "agentVersion": VERSION,
             "pbxReachable": await self.pbx.reachable(),
-            # The job service arrives with the alarm path; until then it is unknown.
-            "jobserviceReachable": None,
+            "jobserviceReachable": (
+                await self.jobservice.healthy() if self.jobservice is not None else None
+            ),
             "alarmServiceOk": True,
             "participantCount": self.cache.participant_count(),
             "reportedAt": datetime.now(UTC).isoformat(),
@@ -120,4 +127,6 @@ class AgentService:
         finally:
             heartbeat.cancel()
             await self.server.aclose()
+            if self.jobservice is not None:
+                await self.jobservice.aclose()
             self.ledger.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VERSION = "0.1.0"
@@ -22,6 +22,9 @@ class AgentSettings(BaseSettings):
     sim_state: Path = Path(".rundruf/swyx-sim.json")
     # A missing simulator state starts as a small company with this many alarm members.
     sim_seed_members: int = Field(default=20, ge=0, le=5000)
+    # The job service on the PBX host; unset = not installed (health reports "unknown").
+    jobservice_url: str | None = None
+    jobservice_token: SecretStr | None = None
     # Verify the server's TLS certificate (off only against a local test server).
     verify_tls: bool = True
     # Reconnect backoff: full jitter up to this cap (seconds).

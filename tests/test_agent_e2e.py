@@ -93,7 +93,13 @@ class Site:
     license_id: str
 
 
-def new_site(stack: Stack, tmp_path: Path, server_url: str | None = None, seats: int = 50) -> Site:
+def new_site(
+    stack: Stack,
+    tmp_path: Path,
+    server_url: str | None = None,
+    seats: int = 50,
+    **agent_settings: str,
+) -> Site:
     n = next(_names)
     tenant = stack.platform(
         "mutation($n: String!) { createTenant(input: {name: $n}) { id } }", n=f"Kunde {n}"
@@ -117,7 +123,7 @@ def new_site(stack: Stack, tmp_path: Path, server_url: str | None = None, seats:
     state.mkdir(parents=True)
     sim.create(host="swyx.kunde.local", admin_user="admin", admin_password="swyx-pass")
     sim.seed_demo(n_members=5)
-    agent = Agent(agent_env(state), state)
+    agent = Agent(agent_env(state, **agent_settings), state)
     agent.enroll(server_url or stack.server.url, issued["key"])
     admin = Client(stack.server.url).login(f"it{n}@kunde.example", PASSWORD)
     return Site(tenant, admin, sim, agent.start(), issued["license"]["id"])
@@ -470,3 +476,33 @@ def test_an_announcement_reaches_the_agents_cache_verified_by_checksum(stack, tm
         assert cached.read_bytes() == audio
     finally:
         site.agent.stop()
+
+
+def test_the_job_service_on_the_pbx_host_shows_in_the_monitoring(stack, tmp_path):
+    from tests.jobservice.support import AGENT
+    from tests.jobservice.test_process import JobService
+
+    (tmp_path / "jobs").mkdir()
+    jobs = JobService(tmp_path / "jobs").start()
+    site = new_site(
+        stack,
+        tmp_path,
+        RUNDRUF_AGENT_JOBSERVICE_URL=jobs.url,
+        RUNDRUF_AGENT_JOBSERVICE_TOKEN=AGENT,
+    )
+    query = "query($t: ID!) { installations(tenantId: $t) { jobserviceReachable } }"
+
+    def reachable() -> bool | None:
+        rows = stack.platform(query, t=site.tenant_id)["installations"]
+        return rows[0]["jobserviceReachable"] if rows else None
+
+    try:
+        site.admin(
+            "mutation { updatePbxSettings(input: {pollIntervalSeconds: 5}) { command { id } } }"
+        )
+        wait_until(lambda: reachable() is True, 30, "job service reported reachable")
+        jobs.kill()
+        wait_until(lambda: reachable() is False, 30, "job service reported unreachable")
+    finally:
+        site.agent.stop()
+        jobs.kill()

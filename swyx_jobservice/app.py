@@ -29,9 +29,10 @@ from swyx_jobservice.errors import (
     UnsupportedMediaType,
 )
 from swyx_jobservice.jobs import Audio, JobRequest, Limits, is_job_id
+from swyx_jobservice.notices import NoticeRequest, is_notice_id
 from swyx_jobservice.recordings import read_recording
 from swyx_jobservice.settings import JobServiceSettings
-from swyx_jobservice.store import JobStore
+from swyx_jobservice.store import JobStore, NoticeStore
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ CLEAN_EVERY_SECONDS = 3600.0
 # sending meets our answer rather than a reset; a hostile one cannot hold us.
 DRAIN_BYTES = 32 * 1024 * 1024
 DRAIN_SECONDS = 10.0
+# A notice is four short fields; no setting needed.
+NOTICE_MAX_BODY_BYTES = 64 * 1024
 
 
 class Tokens:
@@ -131,6 +134,12 @@ def _wait_seconds(request: Request) -> float:
     return seconds
 
 
+def _require_json(request: Request, what: str) -> None:
+    media_type = request.headers.get("content-type", "").partition(";")[0]
+    if media_type.strip().lower() != "application/json":
+        raise UnsupportedMediaType(f"{what} are posted as application/json")
+
+
 def _job_id(request: Request) -> str:
     job_id = str(request.path_params["id"])
     if not is_job_id(job_id):
@@ -138,12 +147,20 @@ def _job_id(request: Request) -> str:
     return job_id
 
 
+def _notice_id(request: Request) -> str:
+    notice_id = str(request.path_params["id"])
+    if not is_notice_id(notice_id):
+        raise NotFound("no such notice")
+    return notice_id
+
+
 class Endpoints:
     """The routes' handlers over one store, with the settings they enforce."""
 
-    def __init__(self, settings: JobServiceSettings, store: JobStore) -> None:
+    def __init__(self, settings: JobServiceSettings, store: JobStore, notices: NoticeStore) -> None:
         self.settings = settings
         self.store = store
+        self.notices = notices
         self.tokens = Tokens(settings)
         self.limits = Limits(settings.max_audio_bytes, settings.max_recording_seconds)
 
@@ -153,6 +170,9 @@ class Endpoints:
             Route("/jobs", self.list_jobs, methods=["GET"]),
             Route("/jobs/{id}/recording", self.get_recording, methods=["GET"]),
             Route("/jobs/{id}", self.delete_job, methods=["DELETE"]),
+            Route("/notices", self.post_notice, methods=["POST"]),
+            Route("/notices", self.list_notices, methods=["GET"]),
+            Route("/notices/{id}", self.delete_notice, methods=["DELETE"]),
             Route("/health", self.health, methods=["GET"]),
         ]
 
@@ -160,9 +180,7 @@ class Endpoints:
         body = Body(request)
         try:
             self.tokens.require(request, "routing")
-            media_type = request.headers.get("content-type", "").partition(";")[0]
-            if media_type.strip().lower() != "application/json":
-                raise UnsupportedMediaType("jobs are posted as application/json")
+            _require_json(request, "jobs")
             raw = await body.read(self.settings.max_body_bytes)
             job_request = JobRequest.parse(_parse_json(raw), self.limits)
             # Before the file is read: on a retry, the PBX may have deleted it.
@@ -204,6 +222,27 @@ class Endpoints:
         await self.store.finish(_job_id(request))
         return Response(status_code=204)
 
+    async def post_notice(self, request: Request) -> Response:
+        body = Body(request)
+        try:
+            self.tokens.require(request, "routing")
+            _require_json(request, "notices")
+            raw = await body.read(NOTICE_MAX_BODY_BYTES)
+            notice = await self.notices.add(NoticeRequest.parse(_parse_json(raw)))
+        except JobServiceError as err:
+            await body.drain()
+            return error_response(err)
+        return JSONResponse({"id": notice.id}, 201)
+
+    async def list_notices(self, request: Request) -> Response:
+        self.tokens.require(request, "agent")
+        return JSONResponse({"notices": [n.to_json() for n in self.notices.pending()]})
+
+    async def delete_notice(self, request: Request) -> Response:
+        self.tokens.require(request, "agent")
+        await self.notices.delete(_notice_id(request))
+        return Response(status_code=204)
+
     async def health(self, request: Request) -> Response:
         self.tokens.require(request, "agent")
         writable = await asyncio.to_thread(self.store.writable)
@@ -216,6 +255,8 @@ def create_app(settings: JobServiceSettings) -> Starlette:
     so that an unusable folder stops the start instead of the first alarm."""
     store = JobStore(settings.data_dir, tombstone_seconds=settings.tombstone_hours * 3600)
     store.load()
+    notices = NoticeStore(settings.data_dir)
+    notices.load()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -228,7 +269,7 @@ def create_app(settings: JobServiceSettings) -> Starlette:
                 await cleaner
 
     app = Starlette(
-        routes=Endpoints(settings, store).routes(),
+        routes=Endpoints(settings, store, notices).routes(),
         exception_handlers={
             JobServiceError: _on_error,
             HTTPException: _on_error,
@@ -237,6 +278,7 @@ def create_app(settings: JobServiceSettings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.store = store
+    app.state.notices = notices
     return app
 
 

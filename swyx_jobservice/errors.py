@@ -75,3 +75,10 @@ class UnsupportedMediaType(JobServiceError):
     """Raised when a job is not posted as application/json."""
 
     status = 415
+
+
+class QueueFull(JobServiceError):
+    """Raised when so many notices are pending that no more are taken."""
+
+    # Unavailable until the agent has fetched and deleted some; the sender may retry.
+    status = 503

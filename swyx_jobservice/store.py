@@ -1,13 +1,16 @@
-"""The durable job store: files on disk, an index in memory, a wake-up for long polls.
+"""The durable stores: jobs (files on disk, an index in memory, a wake-up for
+long polls) and the much simpler notices.
 
 Layout under ``data_dir``::
 
     jobs/<id>.wav    the recording (mode 3), written and fsynced before the json
     jobs/<id>.json   the job; its presence is what makes a job exist
     done/<sha256 of the idempotency key>   a finished job's id (a tombstone)
+    notices/<id>.json   a pending notice
 
-All changes go through one asyncio lock, so a key is checked and claimed in one
-step; the disk work runs in a thread so that polls keep being answered.
+All changes go through one asyncio lock per store, so a key is checked and
+claimed in one step; the disk work runs in a thread so that polls keep being
+answered.
 """
 
 from __future__ import annotations
@@ -23,11 +26,24 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from swyx_jobservice.errors import BadRequest, KeyConflict, NotFound, StoreError
+from swyx_jobservice.errors import BadRequest, KeyConflict, NotFound, QueueFull, StoreError
 from swyx_jobservice.files import TEMP_PREFIX, fsync_dir, write_atomic
 from swyx_jobservice.jobs import Audio, Job, JobRequest, differences, is_job_id
+from swyx_jobservice.notices import Notice, NoticeRequest
 
 log = logging.getLogger(__name__)
+
+
+MAX_PENDING_NOTICES = 1000
+
+
+def remove_temp_files(folder: Path) -> None:
+    # Half-written files of a crash: never renamed, so never part of a job or notice.
+    stale = [p for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        fsync_dir(folder)
 
 
 def tombstone_name(key: str) -> str:
@@ -62,7 +78,7 @@ class JobStore:
         try:
             for folder in (self.jobs_dir, self.done_dir):
                 folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-                self._remove_temp_files(folder)
+                remove_temp_files(folder)
             self._load_tombstones()
             self._load_jobs()
             self._remove_orphan_audio()
@@ -70,14 +86,6 @@ class JobStore:
         except OSError as exc:
             raise StoreError(f"data folder {self.jobs_dir.parent} is not usable: {exc}") from None
         log.info("%d pending jobs, %d tombstones", len(self._jobs), len(self._tombstones))
-
-    def _remove_temp_files(self, folder: Path) -> None:
-        # Half-written files of a crash: never renamed, so never part of a job.
-        stale = [p for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX)]
-        for path in stale:
-            path.unlink(missing_ok=True)
-        if stale:
-            fsync_dir(folder)
 
     def _load_tombstones(self) -> None:
         for path in self.done_dir.iterdir():
@@ -289,3 +297,86 @@ class JobStore:
 
     def _wav(self, job_id: str) -> Path:
         return self.jobs_dir / f"{job_id}.wav"
+
+
+class NoticeStore:
+    """Pending notices, one file each, until the agent has mailed and deleted them.
+
+    No keys, no tombstones: the routing script sends a notice at most once per
+    window, and a rare duplicate costs one extra mail. Bounded, so a flood of
+    notices cannot fill the disk the jobs need.
+    """
+
+    def __init__(self, data_dir: Path, *, max_pending: int = MAX_PENDING_NOTICES) -> None:
+        self.dir = data_dir / "notices"
+        self.max_pending = max_pending
+        self._notices: dict[str, Notice] = {}  # insertion order is oldest first
+        self._lock = asyncio.Lock()
+
+    def load(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            remove_temp_files(self.dir)
+            loaded: list[Notice] = []
+            for path in self.dir.glob("*.json"):
+                try:
+                    notice = Notice.parse(json.loads(path.read_bytes()))
+                    if path.stem != notice.id:
+                        raise BadRequest(f"file name does not match id {notice.id}")
+                except (OSError, ValueError, BadRequest) as exc:
+                    # Left for an operator, as an unreadable job is.
+                    log.error("ignoring unreadable notice file %s: %s", path, exc)
+                    continue
+                loaded.append(notice)
+        except OSError as exc:
+            raise StoreError(f"notice folder {self.dir} is not usable: {exc}") from None
+        for notice in sorted(loaded, key=lambda n: (n.received_at, n.id)):
+            self._notices[notice.id] = notice
+        log.info("%d pending notices", len(self._notices))
+
+    def pending(self) -> list[Notice]:
+        return list(self._notices.values())
+
+    async def add(self, request: NoticeRequest) -> Notice:
+        """Stores the notice durably (fsynced before this returns)."""
+        return await asyncio.shield(self._add(request))
+
+    async def _add(self, request: NoticeRequest) -> Notice:
+        async with self._lock:
+            if len(self._notices) >= self.max_pending:
+                raise QueueFull(
+                    f"{self.max_pending} notices are pending already; "
+                    "the agent has to fetch and delete some first"
+                )
+            notice = Notice.accept(request, id=str(uuid.uuid4()), received_at=datetime.now(UTC))
+            data = json.dumps(notice.to_json(), indent=2).encode()
+            try:
+                await asyncio.to_thread(write_atomic, self._path(notice.id), data)
+            except OSError as exc:
+                log.error("cannot store notice %s: %s", notice.id, exc)
+                raise StoreError("the notice could not be stored") from None
+            self._notices[notice.id] = notice
+        log.info("accepted notice %s (%s, agent %s)", notice.id, notice.kind, notice.agent_number)
+        return notice
+
+    async def delete(self, notice_id: str) -> None:
+        await asyncio.shield(self._delete(notice_id))
+
+    async def _delete(self, notice_id: str) -> None:
+        async with self._lock:
+            if notice_id not in self._notices:
+                raise NotFound("no such notice")
+            try:
+                await asyncio.to_thread(self._unlink, notice_id)
+            except OSError as exc:
+                log.error("cannot delete notice %s: %s", notice_id, exc)
+                raise StoreError("the notice could not be deleted") from None
+            del self._notices[notice_id]
+        log.info("deleted notice %s", notice_id)
+
+    def _unlink(self, notice_id: str) -> None:
+        self._path(notice_id).unlink(missing_ok=True)
+        fsync_dir(self.dir)
+
+    def _path(self, notice_id: str) -> Path:
+        return self.dir / f"{notice_id}.json"

@@ -51,6 +51,7 @@ class Commands:
             "updateBroadcastAgent": self.update_agent,
             "setAnnouncement": self.set_announcement,
             "updateSettings": self.update_settings,
+            "updateBroadcastOptions": self.update_options,
         }
 
     async def run(self, kind: str, payload: dict[str, Any], secrets: dict[str, Any]) -> Outcome:
@@ -154,11 +155,13 @@ class Commands:
             agent = await self.pbx.create_user(agent_name, AGENT_DESCRIPTION, callrouting_only=True)
         await self.pbx.set_agent_pin(agent.id, str(secrets["pin"]))
         await self.pbx.add_group_members((await self._admin_group(directory)).id, [agent.id])
+        before = self.cache.broadcast_groups.get(group_id, {})
         self.cache.broadcast_groups[group_id] = {
+            **before,
             "agentUserId": agent.id,
             "extension": agent.extension,
             "pin": str(secrets["pin"]),
-            "announcements": self.cache.broadcast_groups.get(group_id, {}).get("announcements", {}),
+            "announcements": before.get("announcements", {}),
         }
         self.cache.save()
         return {
@@ -206,6 +209,20 @@ class Commands:
         group.setdefault("announcements", {})[kind] = {"sha256": sha256, "file": path.name}
         self.cache.save()
         return {"cached": True, "bytes": len(data)}
+
+    async def update_options(self, payload: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
+        group_id = str(payload["groupPbxId"])
+        quorum, repetitions = payload.get("quorum"), int(payload["repetitions"])
+        if quorum is not None and (not isinstance(quorum, int) or quorum < 1):
+            raise ValueError(f"quorum {quorum!r} is no positive number")
+        if not 1 <= repetitions <= 5:
+            raise ValueError(f"repetitions {repetitions} is not 1 to 5")
+        group = self.cache.broadcast_groups.get(group_id)
+        if group is None:
+            raise KeyError(f"group {group_id} is not a broadcast group on this agent")
+        group["quorum"], group["repetitions"] = quorum, repetitions
+        self.cache.save()
+        return {"quorum": quorum, "repetitions": repetitions}
 
     async def update_settings(self, payload: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
         self.cache.update_settings(payload)

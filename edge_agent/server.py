@@ -23,6 +23,10 @@ COMPLETE = """mutation($id: ID!, $ok: Boolean!, $result: JSON, $error: String) {
 HEALTH = (
     """mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }"""
 )
+REPORT = (
+    """mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }"""
+)
+NOTICE = """mutation($input: NoticeInput!) { reportNotice(input: $input) { stored } }"""
 REGISTER = """mutation($key: String!, $host: String!, $version: String!) {
   registerInstallation(licenseKey: $key, hostname: $host, agentVersion: $version) {
     installationId tenantName token
@@ -82,6 +86,15 @@ class Server:
     async def report_health(self, report: dict[str, Any]) -> int:
         data = await self._call(HEALTH, input=report)
         return int(data["reportHealth"]["pollIntervalSeconds"])
+
+    async def report_broadcast(self, report: dict[str, Any]) -> int:
+        """Sends a broadcast report; returns the last event number the server stored."""
+        data = await self._call(REPORT, input=report)
+        return int(data["reportBroadcast"]["lastSeq"])
+
+    async def report_notice(self, notice: dict[str, Any]) -> bool:
+        data = await self._call(NOTICE, input=notice)
+        return bool(data["reportNotice"]["stored"])
 
     async def download_audio(self, audio_id: str, sha256: str) -> bytes:
         url = self.enrolment.server.rstrip("/") + f"/api/audio/{audio_id}"

@@ -8,10 +8,16 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from edge_agent.broadcast.intake import JobIntake
+from edge_agent.broadcast.manager import Broadcasts, Trigger
+from edge_agent.broadcast.model import Mode
+from edge_agent.broadcast.reporter import Reporter
+from edge_agent.broadcast.runner import CallSettings
 from edge_agent.cache import LocalCache
 from edge_agent.channel import CommandChannel, full_jitter
 from edge_agent.commands import Commands
 from edge_agent.config import Enrolment
+from edge_agent.dialer import Dialer, make_dialer
 from edge_agent.errors import ServerRefused, ServerUnreachable
 from edge_agent.jobservice import JobServiceClient
 from edge_agent.ledger import Ledger, Outcome
@@ -34,7 +40,13 @@ def _expired(command: dict[str, Any]) -> bool:
 
 
 class AgentService:
-    def __init__(self, settings: AgentSettings, enrolment: Enrolment, pbx: Pbx) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        enrolment: Enrolment,
+        pbx: Pbx,
+        dialer: Dialer | None = None,
+    ) -> None:
         self.settings = settings
         self.pbx = pbx
         self.cache = LocalCache(settings.state_dir)
@@ -47,6 +59,44 @@ class AgentService:
             if settings.jobservice_url and settings.jobservice_token
             else None
         )
+        self.dialer = dialer or make_dialer(settings)
+        calls = CallSettings(
+            ring_timeout_s=settings.ring_timeout_seconds,
+            retry_pause_s=settings.retry_pause_seconds,
+            max_attempts=settings.max_attempts,
+        )
+        self.broadcasts = Broadcasts(
+            settings.state_dir,
+            self.cache,
+            pbx,
+            self.dialer,
+            settings.channels,
+            calls,
+        )
+        self.reporter = Reporter(
+            self.broadcasts.journal, self.server, self.jobservice, settings.backoff_cap_seconds
+        )
+        self.commands.handlers["triggerBroadcast"] = self.trigger_from_command
+        self.intake = (
+            JobIntake(self.jobservice, self.broadcasts, self.server)
+            if self.jobservice is not None
+            else None
+        )
+
+    async def trigger_from_command(
+        self, payload: dict[str, Any], _: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`triggerBroadcast` from the website: the same executor and history as a call."""
+        trigger = Trigger(
+            source="command",
+            source_id=str(payload["commandId"]),
+            mode=Mode(int(payload["mode"])),
+            group_id=str(payload["groupPbxId"]),
+            caller_name=str(payload.get("requestedBy") or "") or None,
+        )
+        if trigger.mode is Mode.ALARM_RECORDED:
+            raise ValueError("mode 3 needs a recorded message; only a trigger call has one")
+        return {"broadcastId": await self.broadcasts.accept(trigger)}
 
     async def handle(self, command: dict[str, Any]) -> None:
         """Executes a command at most once; a repeat gets the stored outcome."""
@@ -58,8 +108,10 @@ class AgentService:
             self.ledger.record(command_id, outcome)
         elif outcome is None:
             log.info("executing %s %s", command["type"], command_id)
+            # The id makes a trigger idempotent in the broadcast journal, too.
+            payload = {**(command.get("payload") or {}), "commandId": command_id}
             outcome = await self.commands.run(
-                str(command["type"]), command.get("payload") or {}, command.get("secrets") or {}
+                str(command["type"]), payload, command.get("secrets") or {}
             )
             self.ledger.record(command_id, outcome)
         else:
@@ -121,11 +173,21 @@ class AgentService:
                 await self.commands.ensure_login()
             except PbxError as exc:
                 log.warning("signing in to the PBX failed: %s", exc.message)
-        heartbeat = asyncio.create_task(self.heartbeat(), name="heartbeat")
+        await self.broadcasts.resume()
+        background = [
+            asyncio.create_task(self.heartbeat(), name="heartbeat"),
+            asyncio.create_task(self.reporter.run_forever(), name="reporter"),
+        ]
+        if self.intake is not None:
+            background.append(asyncio.create_task(self.intake.run_forever(), name="intake"))
         try:
             await self.channel.run_forever()
         finally:
-            heartbeat.cancel()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self.broadcasts.close()
+            await self.dialer.close()
             await self.server.aclose()
             if self.jobservice is not None:
                 await self.jobservice.aclose()

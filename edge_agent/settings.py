@@ -32,4 +32,13 @@ class AgentSettings(BaseSettings):
     # graphql-transport-ws ping from the agent; no pong within the timeout = dead.
     ping_interval_seconds: float = Field(default=20.0, gt=0)
     ping_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Broadcasts: calls at once over all broadcasts (the trunk's channels).
+    channels: int = Field(default=30, ge=1, le=2000)
+    ring_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    # Between two attempts on a member who was not reached.
+    retry_pause_seconds: float = Field(default=15.0, ge=0, le=3600)
+    max_attempts: int = Field(default=20, ge=1, le=100)
+    dialer: Literal["sim"] = "sim"
+    # The simulated dialer's delays are multiplied by this (tests and the demo run faster).
+    sim_time_scale: float = Field(default=1.0, gt=0, le=10)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

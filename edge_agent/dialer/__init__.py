@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from edge_agent.dialer.port import (
     CallEvent,
     CallEventKind,
@@ -14,6 +16,18 @@ from edge_agent.dialer.port import (
     EventSink,
 )
 
+if TYPE_CHECKING:
+    from edge_agent.settings import AgentSettings
+
+
+def make_dialer(settings: AgentSettings) -> Dialer:
+    from edge_agent.dialer.sim import SimDialer
+
+    return SimDialer(
+        settings.sim_state, time_scale=settings.sim_time_scale, max_parallel=settings.channels
+    )
+
+
 __all__ = [
     "CallEvent",
     "CallEventKind",
@@ -24,4 +38,5 @@ __all__ = [
     "DialerError",
     "DuplicateCall",
     "EventSink",
+    "make_dialer",
 ]

@@ -1,0 +1,1 @@
+"""The broadcast executor: jobs and commands in, calls out, every event reported."""

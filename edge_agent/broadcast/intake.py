@@ -1,0 +1,90 @@
+"""The long poll of the job service: a posted job starts its broadcast at once.
+
+The job service answers a `GET /jobs?wait=S` as soon as a job it has not
+been told about arrives (`known` lists the jobs already running), so the
+first call goes out within milliseconds of the routing script's post, not at
+the next interval. Notices (wrong PINs) ride along to the central service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from edge_agent.broadcast.manager import Broadcasts, trigger_from_job
+from edge_agent.channel import full_jitter
+from edge_agent.errors import AgentError, ServerRefused, ServerUnreachable
+from edge_agent.jobservice import JobServiceClient, JobServiceRefused, JobServiceUnavailable
+from edge_agent.server import Server
+
+log = logging.getLogger(__name__)
+
+# Below the job service's 60 s maximum and most proxies' idle timeouts.
+WAIT_S = 25.0
+# A job service that is down is asked again soon: alarms queue there meanwhile.
+BACKOFF_CAP_S = 5.0
+
+
+class JobIntake:
+    def __init__(
+        self, jobservice: JobServiceClient, broadcasts: Broadcasts, server: Server
+    ) -> None:
+        self.jobservice = jobservice
+        self.broadcasts = broadcasts
+        self.server = server
+        self.seen: set[str] = set()  # job ids accepted by this process
+
+    async def run_forever(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                jobs = await self.jobservice.pending_jobs(WAIT_S, known=self.seen)
+                attempt = 0
+            except (JobServiceUnavailable, JobServiceRefused) as exc:
+                delay = full_jitter(attempt, BACKOFF_CAP_S)
+                attempt += 1
+                log.warning("job service: %s; asking again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            pending = set()
+            for job in jobs:
+                pending.add(job["id"])
+                if job["id"] not in self.seen:
+                    await self._accept(job)
+            # Deleted jobs leave the list the job service must be told about.
+            self.seen &= pending
+            await self.forward_notices()
+
+    async def _accept(self, job: dict[str, object]) -> None:
+        try:
+            trigger = trigger_from_job(dict(job), self.jobservice.recording)
+            await self.broadcasts.accept(trigger)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("job %s is malformed and cannot run: %r", job.get("id"), exc)
+        except AgentError as exc:
+            log.error("job %s cannot run: %s", job.get("id"), exc)
+            return  # not marked seen: the next poll tries again
+        self.seen.add(str(job["id"]))
+
+    async def forward_notices(self) -> None:
+        """Hands wrong-PIN notices to the central service, which mails the tenant."""
+        try:
+            notices = await self.jobservice.pending_notices()
+            for notice in notices:
+                await self.server.report_notice(
+                    {
+                        "noticeId": notice["id"],
+                        "kind": notice.get("kind"),
+                        "agentNumber": notice.get("agentNumber"),
+                        "callerNumber": notice.get("callerNumber"),
+                        "count": notice.get("count"),
+                        "at": notice.get("receivedAt"),
+                    }
+                )
+                await self.jobservice.delete_notice(notice["id"])
+        except (AgentError, KeyError) as exc:
+            # They stay at the job service and go out on a later round.
+            if not isinstance(exc, ServerUnreachable | ServerRefused | JobServiceUnavailable):
+                log.warning("notices not forwarded: %r", exc)
+            else:
+                log.info("notices not forwarded yet: %s", exc)

@@ -1,0 +1,318 @@
+"""The broadcast journal on the agent's disk: what each broadcast is, and every call event.
+
+SQLite with `synchronous=FULL`, one connection used from one thread. Writes
+are group-committed: every write waits until its transaction is on disk, and
+writes that arrive while a commit runs share the next one, so a thousand calls
+starting at once cost a few fsyncs, not a thousand.
+
+The events double as the report queue: the reporter sends those above
+`acked_seq` and moves it up when the server has stored them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edge_agent.broadcast.model import Broadcast, Event, Member
+
+T = TypeVar("T")
+Statement = tuple[str, Sequence[Any]]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS broadcast (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    source_id TEXT NOT NULL UNIQUE,
+    group_pbx_id TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    caller_number TEXT,
+    caller_name TEXT,
+    announcement TEXT,
+    quorum INTEGER,
+    started_at TEXT NOT NULL,
+    deadline_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    quorum_reached_at TEXT,
+    finished_at TEXT,
+    note TEXT,
+    acked_seq INTEGER NOT NULL DEFAULT 0,
+    final_acked INTEGER NOT NULL DEFAULT 0,
+    source_done INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS member (
+    broadcast_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    pbx_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    extension TEXT,
+    skip TEXT,
+    PRIMARY KEY (broadcast_id, pbx_id)
+);
+CREATE TABLE IF NOT EXISTS event (
+    broadcast_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    pbx_id TEXT NOT NULL,
+    attempt_no INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL,
+    outcome TEXT,
+    detail TEXT,
+    PRIMARY KEY (broadcast_id, seq)
+);
+"""
+
+BROADCAST_COLUMNS = (
+    "id, source, source_id, group_pbx_id, mode, caller_number, caller_name, announcement, "
+    "quorum, started_at, deadline_at, status, quorum_reached_at, finished_at, note, "
+    "acked_seq, final_acked, source_done"
+)
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _broadcast(row: Sequence[Any]) -> Broadcast:
+    return Broadcast(
+        id=row[0],
+        source=row[1],
+        source_id=row[2],
+        group_pbx_id=row[3],
+        mode=row[4],
+        caller_number=row[5],
+        caller_name=row[6],
+        announcement=row[7],
+        quorum=row[8],
+        started_at=datetime.fromisoformat(row[9]),
+        deadline_at=datetime.fromisoformat(row[10]),
+        status=row[11],
+        quorum_reached_at=_time(row[12]),
+        finished_at=_time(row[13]),
+        note=row[14],
+        acked_seq=row[15],
+        final_acked=bool(row[16]),
+        source_done=bool(row[17]),
+    )
+
+
+@dataclass
+class _Write:
+    statements: list[Statement]
+    done: asyncio.Future[None]
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: an event the journal confirmed survives a power cut, not only a crash.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        # One thread owns the connection: reads and commits never interleave.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._queue: list[_Write] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._next_seq: dict[str, int] = {}
+        self.changed = asyncio.Event()  # set after each commit: the reporter wakes up
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
+    async def _write(self, statements: list[Statement]) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Write(statements, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="journal-flush")
+        await done
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self._in_thread(functools.partial(self._commit, batch))
+            except Exception as exc:  # every waiter learns of the failed commit
+                for write in batch:
+                    if not write.done.done():
+                        write.done.set_exception(exc)
+            else:
+                for write in batch:
+                    if not write.done.done():
+                        write.done.set_result(None)
+                self.changed.set()
+
+    def _commit(self, batch: list[_Write]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for write in batch:
+                for sql, params in write.statements:
+                    self._db.execute(sql, params)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._in_thread(lambda: self._db.execute(sql, params).fetchall())
+
+    # ------------------------------------------------------------------ broadcasts
+
+    async def create(self, broadcast: Broadcast, members: Sequence[Member]) -> None:
+        """Stores a new broadcast with its members; raises sqlite3.IntegrityError on a repeat."""
+        b = broadcast
+        statements: list[Statement] = [
+            (
+                f"INSERT INTO broadcast ({BROADCAST_COLUMNS}) "  # noqa: S608 - constant columns
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0)",
+                (
+                    b.id,
+                    b.source,
+                    b.source_id,
+                    b.group_pbx_id,
+                    b.mode,
+                    b.caller_number,
+                    b.caller_name,
+                    b.announcement,
+                    b.quorum,
+                    b.started_at.isoformat(),
+                    b.deadline_at.isoformat(),
+                    b.status,
+                    None,
+                    None,
+                    b.note,
+                ),
+            )
+        ]
+        statements += [
+            (
+                "INSERT INTO member (broadcast_id, position, pbx_id, name, extension, skip) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (b.id, m.position, m.pbx_id, m.name, m.extension, m.skip),
+            )
+            for m in members
+        ]
+        self._next_seq[b.id] = 1
+        await self._write(statements)
+
+    async def by_source(self, source_id: str) -> Broadcast | None:
+        rows = await self._rows(
+            f"SELECT {BROADCAST_COLUMNS} FROM broadcast WHERE source_id = ?",  # noqa: S608
+            (source_id,),
+        )
+        return _broadcast(rows[0]) if rows else None
+
+    async def get(self, broadcast_id: str) -> Broadcast:
+        rows = await self._rows(
+            f"SELECT {BROADCAST_COLUMNS} FROM broadcast WHERE id = ?",  # noqa: S608
+            (broadcast_id,),
+        )
+        return _broadcast(rows[0])
+
+    async def unsettled(self) -> list[Broadcast]:
+        """Broadcasts still running, not fully reported, or whose job is not yet deleted."""
+        rows = await self._rows(
+            f"SELECT {BROADCAST_COLUMNS} FROM broadcast "  # noqa: S608 - constant columns
+            "WHERE status = 'running' OR final_acked = 0 OR source_done = 0 ORDER BY started_at"
+        )
+        return [_broadcast(r) for r in rows]
+
+    async def members(self, broadcast_id: str) -> list[Member]:
+        rows = await self._rows(
+            "SELECT position, pbx_id, name, extension, skip FROM member "
+            "WHERE broadcast_id = ? ORDER BY position",
+            (broadcast_id,),
+        )
+        return [Member(*row) for row in rows]
+
+    async def events(self, broadcast_id: str, after_seq: int = 0, limit: int = -1) -> list[Event]:
+        rows = await self._rows(
+            "SELECT seq, pbx_id, attempt_no, kind, at, outcome, detail FROM event "
+            "WHERE broadcast_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (broadcast_id, after_seq, limit),
+        )
+        return [
+            Event(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]), r[5], r[6]) for r in rows
+        ]
+
+    async def last_seq(self, broadcast_id: str) -> int:
+        rows = await self._rows(
+            "SELECT COALESCE(MAX(seq), 0) FROM event WHERE broadcast_id = ?", (broadcast_id,)
+        )
+        return int(rows[0][0])
+
+    async def record(
+        self,
+        broadcast_id: str,
+        pbx_id: str,
+        attempt_no: int,
+        kind: str,
+        at: datetime,
+        outcome: str | None = None,
+        detail: str | None = None,
+    ) -> int:
+        """Appends a call event; returns its number once it is on disk."""
+        if broadcast_id not in self._next_seq:
+            self._next_seq[broadcast_id] = await self.last_seq(broadcast_id) + 1
+        seq = self._next_seq[broadcast_id]
+        self._next_seq[broadcast_id] = seq + 1
+        await self._write(
+            [
+                (
+                    "INSERT INTO event (broadcast_id, seq, pbx_id, attempt_no, kind, at, outcome, "
+                    "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (broadcast_id, seq, pbx_id, attempt_no, kind, at.isoformat(), outcome, detail),
+                )
+            ]
+        )
+        return seq
+
+    async def quorum_reached(self, broadcast_id: str, at: datetime) -> None:
+        await self._write(
+            [
+                (
+                    "UPDATE broadcast SET quorum_reached_at = ? WHERE id = ? "
+                    "AND quorum_reached_at IS NULL",
+                    (at.isoformat(), broadcast_id),
+                )
+            ]
+        )
+
+    async def finish(self, broadcast_id: str, status: str, at: datetime, note: str) -> None:
+        await self._write(
+            [
+                (
+                    "UPDATE broadcast SET status = ?, finished_at = ?, note = ? WHERE id = ?",
+                    (status, at.isoformat(), note, broadcast_id),
+                )
+            ]
+        )
+
+    async def acked(self, broadcast_id: str, seq: int, final: bool) -> None:
+        await self._write(
+            [
+                (
+                    "UPDATE broadcast SET acked_seq = MAX(acked_seq, ?), "
+                    "final_acked = MAX(final_acked, ?) WHERE id = ?",
+                    (seq, int(final), broadcast_id),
+                )
+            ]
+        )
+
+    async def source_done(self, broadcast_id: str) -> None:
+        await self._write([("UPDATE broadcast SET source_done = 1 WHERE id = ?", (broadcast_id,))])
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._in_thread(self._db.close)
+        self._thread.shutdown(wait=True)

@@ -1,0 +1,214 @@
+"""Takes triggers (jobs from the job service, `triggerBroadcast` commands) and runs them.
+
+Everything a broadcast needs comes from the agent's local cache (groups,
+members, announcements) and the PBX, never from the central service, so an
+alarm goes out while the server is unreachable. A trigger is accepted once:
+the journal knows each job and command id, also after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from edge_agent.broadcast import audio
+from edge_agent.broadcast.channels import Channels
+from edge_agent.broadcast.journal import Journal
+from edge_agent.broadcast.model import (
+    FAILED,
+    RUNNING,
+    Broadcast,
+    GroupPlan,
+    Mode,
+    find_group,
+    plan_group,
+    states_from_job,
+)
+from edge_agent.broadcast.runner import BroadcastRun, CallSettings
+from edge_agent.cache import LocalCache
+from edge_agent.dialer.port import Dialer
+from edge_agent.errors import AgentError
+from edge_agent.files import write_atomic
+from edge_agent.pbx.errors import PbxError
+from edge_agent.pbx.port import Pbx
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    source: str  # "job" or "command"
+    source_id: str
+    mode: Mode
+    agent_number: str | None = None
+    group_id: str | None = None
+    caller_number: str | None = None
+    caller_name: str | None = None
+    states: dict[str, int] = field(default_factory=dict)
+    recording: Fetch | None = None  # mode 3: fetches the caller's message
+
+
+class Broadcasts:
+    def __init__(
+        self,
+        state_dir: Path,
+        cache: LocalCache,
+        pbx: Pbx,
+        dialer: Dialer,
+        channels: int,
+        calls: CallSettings,
+    ) -> None:
+        self.cache = cache
+        self.pbx = pbx
+        self.dialer = dialer
+        self.calls = calls
+        self.audio_dir = state_dir / "audio"
+        self.journal = Journal(state_dir / "broadcasts.db")
+        self.channels = Channels(channels)
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._accepting = asyncio.Lock()  # the same trigger twice at once starts once
+
+    async def resume(self) -> None:
+        """Goes on with every broadcast a stop interrupted."""
+        for b in await self.journal.unsettled():
+            if b.status == RUNNING and b.id not in self.running:
+                log.warning("resuming broadcast %s after a restart", b.id)
+                self._start(b)
+
+    async def accept(self, trigger: Trigger) -> str:
+        """Journals a broadcast for the trigger and starts it; returns its id.
+
+        A trigger seen before returns the broadcast it made, running or not.
+        """
+        async with self._accepting:
+            known = await self.journal.by_source(trigger.source_id)
+            if known is not None:
+                return known.id
+            broadcast, plan = await self._prepare(trigger)
+            try:
+                await self.journal.create(broadcast, plan.members if plan else ())
+            except sqlite3.IntegrityError:  # a second agent process on the same folder
+                raise AgentError(f"trigger {trigger.source_id} is journaled already") from None
+        if plan is None:
+            await self.journal.finish(broadcast.id, FAILED, _now(), broadcast.note or "")
+        else:
+            self._start(broadcast)
+        log.info("broadcast %s accepted (%s %s)", broadcast.id, trigger.source, trigger.source_id)
+        return broadcast.id
+
+    async def _prepare(self, trigger: Trigger) -> tuple[Broadcast, GroupPlan | None]:
+        now = _now()
+        timeout = int(self.cache.data["settings"].get("broadcastTimeoutSeconds", 300))
+        groups = self.cache.broadcast_groups
+        gid = find_group(groups, trigger.agent_number, trigger.group_id)
+        b = Broadcast(
+            id=str(uuid.uuid4()),
+            source=trigger.source,
+            source_id=trigger.source_id,
+            group_pbx_id=gid or trigger.group_id or trigger.agent_number or "?",
+            mode=int(trigger.mode),
+            started_at=now,
+            deadline_at=now + timedelta(seconds=timeout),
+            caller_number=trigger.caller_number,
+            caller_name=trigger.caller_name,
+        )
+        if gid is None:
+            target = trigger.agent_number or trigger.group_id
+            return replace(b, note=f"no broadcast group for {target!r} on this agent"), None
+        states = trigger.states
+        if trigger.mode is Mode.TEST and not states:
+            states = await self._states()
+        plan = plan_group(gid, groups[gid], self.cache.data["directory"], trigger.mode, states)
+        source, note = await self._announcement(trigger, plan)
+        try:
+            play = await asyncio.to_thread(audio.compose, source, plan.repetitions, self.audio_dir)
+        except (audio.AudioError, OSError) as exc:
+            fallback = audio.DEFAULTS["test" if trigger.mode is Mode.TEST else "alarm"]
+            note = f"the announcement cannot be played ({exc}); the standard message was played"
+            play = await asyncio.to_thread(
+                audio.compose, fallback, plan.repetitions, self.audio_dir
+            )
+        return replace(b, announcement=str(play), quorum=plan.quorum, note=note), plan
+
+    async def _states(self) -> dict[str, int]:
+        try:
+            directory = await self.pbx.directory()
+        except PbxError as exc:
+            # Unknown states: everyone is called, without interrupting anyone.
+            log.warning("user states unavailable for a test broadcast: %s", exc.message)
+            return {}
+        return {u.id: int(u.state) for u in directory.users}
+
+    async def _announcement(self, trigger: Trigger, plan: GroupPlan) -> tuple[Path, str | None]:
+        kind = "test" if trigger.mode is Mode.TEST else "alarm"
+        note = None
+        if trigger.mode is Mode.ALARM_RECORDED and trigger.recording is not None:
+            try:
+                data = audio.telephony_master(await trigger.recording())
+                path = self.audio_dir / "recordings" / f"{trigger.source_id}.wav"
+                await asyncio.to_thread(write_atomic, path, data)
+                return path, None
+            except (AgentError, audio.AudioError, OSError) as exc:
+                note = (
+                    f"the recorded message is unusable ({exc}); the stored alarm message was played"
+                )
+                log.error("broadcast %s: %s", trigger.source_id, note)
+        stored = plan.announcements.get(kind)
+        if stored and (self.cache.audio_dir / stored).is_file():
+            return self.cache.audio_dir / stored, note
+        return audio.DEFAULTS[kind], note
+
+    def _start(self, b: Broadcast) -> None:
+        task = asyncio.create_task(self._run(b), name=f"broadcast-{b.id}")
+        self.running[b.id] = task
+        task.add_done_callback(lambda _: self.running.pop(b.id, None))
+
+    async def _run(self, b: Broadcast) -> None:
+        members = await self.journal.members(b.id)
+        run = BroadcastRun(b, members, self.journal, self.dialer, self.channels, self.calls)
+        try:
+            await run.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the journal keeps it running: the next start resumes it
+            log.exception("broadcast %s stopped unexpectedly", b.id)
+
+    async def close(self) -> None:
+        for task in list(self.running.values()):
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        await self.journal.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def trigger_from_job(job: dict[str, Any], fetch: Callable[[str], Awaitable[bytes]]) -> Trigger:
+    """A job as the job service serves it (swyx_jobservice/README.md) as a trigger."""
+    job_id = str(job["id"])
+    mode = Mode(int(job["mode"]))
+
+    async def recording() -> bytes:
+        return await fetch(job_id)
+
+    return Trigger(
+        source="job",
+        source_id=job_id,
+        mode=mode,
+        agent_number=job.get("agentNumber"),
+        group_id=job.get("groupId"),
+        caller_number=job.get("callerNumber") or None,
+        caller_name=job.get("callerName"),
+        states=states_from_job(job.get("memberStates")),
+        recording=recording if mode is Mode.ALARM_RECORDED and job.get("recording") else None,
+    )

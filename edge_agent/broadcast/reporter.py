@@ -1,0 +1,152 @@
+"""Sends the journal's call events to the central service, and finishes jobs after the last one.
+
+The journal is the queue: events above a broadcast's `acked_seq` are unsent.
+While the server is unreachable they wait on disk and go out on reconnect;
+`reportBroadcast` is idempotent by broadcast id and event number, so a repeat
+after a lost answer stores nothing twice. A job leaves the job service only
+after the server acknowledged the finished broadcast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+from typing import Any
+
+from edge_agent.broadcast.journal import Journal
+from edge_agent.broadcast.model import RUNNING, Broadcast, Event, Member, Mode
+from edge_agent.channel import full_jitter
+from edge_agent.errors import ServerRefused, ServerUnreachable
+from edge_agent.jobservice import JobServiceClient, JobServiceRefused, JobServiceUnavailable
+from edge_agent.server import Server
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # events per report (the server takes up to 2,000)
+RETRY_IDLE_S = 30.0  # a job deletion that failed is tried again at least this often
+
+
+def report_json(
+    b: Broadcast, members: dict[str, Member], events: list[Event], final: bool
+) -> dict[str, Any]:
+    def event_json(e: Event) -> dict[str, Any]:
+        m = members.get(e.pbx_id)
+        return {
+            "seq": e.seq,
+            "memberPbxId": e.pbx_id,
+            "memberName": m.name if m else e.pbx_id,
+            "memberExtension": m.extension if m else None,
+            "attemptNo": e.attempt_no,
+            "kind": e.kind,
+            "at": e.at.isoformat(),
+            "outcome": e.outcome.upper() if e.outcome else None,
+            "detail": e.detail,
+        }
+
+    return {
+        "broadcastId": b.id,
+        "groupPbxId": b.group_pbx_id,
+        "mode": Mode(b.mode).wire,
+        "startedAt": b.started_at.isoformat(),
+        "memberCount": len(members),
+        "status": (b.status if final else RUNNING).upper(),
+        "triggerCallerNumber": b.caller_number,
+        "triggerCallerName": b.caller_name,
+        "quorum": b.quorum,
+        "quorumReachedAt": b.quorum_reached_at.isoformat() if b.quorum_reached_at else None,
+        "finishedAt": b.finished_at.isoformat() if final and b.finished_at else None,
+        "note": b.note,
+        "events": [event_json(e) for e in events],
+    }
+
+
+class Reporter:
+    def __init__(
+        self,
+        journal: Journal,
+        server: Server,
+        jobservice: JobServiceClient | None,
+        backoff_cap_s: float,
+    ) -> None:
+        self.journal = journal
+        self.server = server
+        self.jobservice = jobservice
+        self.backoff_cap_s = backoff_cap_s
+        self._members: dict[str, dict[str, Member]] = {}
+        self.settled = asyncio.Event()  # set whenever nothing is left to send (tests wait on it)
+
+    async def run_forever(self) -> None:
+        attempt = 0
+        while True:
+            self.journal.changed.clear()
+            try:
+                left = await self.settle()
+                attempt = 0
+            except (ServerUnreachable, ServerRefused) as exc:
+                # Refusals are retried too: the events must reach the history in the end.
+                delay = full_jitter(attempt, self.backoff_cap_s)
+                attempt += 1
+                log.warning("broadcast report not delivered (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if left:
+                self.settled.clear()
+            else:
+                self.settled.set()
+            with suppress(TimeoutError):
+                async with asyncio.timeout(RETRY_IDLE_S if left else None):
+                    await self.journal.changed.wait()
+
+    async def settle(self) -> bool:
+        """Sends everything unsent; True when something must wait (a running broadcast)."""
+        left = False
+        for b in await self.journal.unsettled():
+            if not await self._report(b):
+                left = True
+                continue
+            if b.status != RUNNING and not b.source_done and not await self._finish_source(b):
+                left = True
+            if b.status == RUNNING:
+                left = True
+        return left
+
+    async def _report(self, b: Broadcast) -> bool:
+        """Sends the broadcast's unsent events; True once the server has all it can have now."""
+        members = self._members.get(b.id)
+        if members is None:
+            members = {m.pbx_id: m for m in await self.journal.members(b.id)}
+            self._members[b.id] = members
+        acked = b.acked_seq
+        while True:
+            events = await self.journal.events(b.id, acked, BATCH)
+            last = events[-1].seq if events else acked
+            # Final only when this report carries the last event of a finished broadcast.
+            final = b.status != RUNNING and last == await self.journal.last_seq(b.id)
+            if not events and (not final or b.final_acked):
+                return True
+            stored = await self.server.report_broadcast(report_json(b, members, events, final))
+            await self.journal.acked(b.id, stored, final and stored >= last)
+            if stored < last:
+                log.error("the server stored broadcast %s up to %d of %d", b.id, stored, last)
+                return False
+            acked = last
+            if final:
+                self._members.pop(b.id, None)
+                return True
+
+    async def _finish_source(self, b: Broadcast) -> bool:
+        if b.source == "job":
+            if self.jobservice is None:
+                return False
+            try:
+                await self.jobservice.delete_job(b.source_id)
+            except JobServiceUnavailable as exc:
+                # Only the deletion waits; reports of other broadcasts go on meanwhile.
+                log.warning("job %s not deleted yet: %s", b.source_id, exc)
+                return False
+            except JobServiceRefused as exc:
+                log.error("the job service refused to delete job %s: %s", b.source_id, exc)
+                return False
+        await self.journal.source_done(b.id)
+        return True

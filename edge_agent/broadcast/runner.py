@@ -1,0 +1,202 @@
+"""Runs one broadcast: every member called, retried until confirmed, the deadline or the quorum.
+
+Each call is journaled as `started` before it is dialled, so a restart knows
+which attempts were under way: those end `failed` ("interrupted") and the
+member's next attempt gets the next number. Nobody is called twice for the
+same attempt, and nobody is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge_agent.broadcast.channels import Channels
+from edge_agent.broadcast.journal import Journal
+from edge_agent.broadcast.model import (
+    COMPLETED,
+    REPORTED_KINDS,
+    Broadcast,
+    Member,
+    Mode,
+    summary,
+)
+from edge_agent.dialer.port import (
+    CallEvent,
+    CallEventKind,
+    CallOutcome,
+    CallRequest,
+    Dialer,
+    DialerError,
+)
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted: the agent stopped during this call"
+SKIPPED_BUSY = "skipped_busy"
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    ring_timeout_s: float = 30.0
+    retry_pause_s: float = 15.0  # between two attempts on the same member
+    max_attempts: int = 20  # per member (the central service keeps at most 100)
+    display_name: str = "Rundruf"  # what the member's phone shows
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BroadcastRun:
+    def __init__(
+        self,
+        broadcast: Broadcast,
+        members: list[Member],
+        journal: Journal,
+        dialer: Dialer,
+        channels: Channels,
+        settings: CallSettings,
+    ) -> None:
+        self.broadcast = broadcast
+        self.members = members
+        self.journal = journal
+        self.dialer = dialer
+        self.channels = channels
+        self.settings = settings
+        self.urgent = broadcast.mode != Mode.TEST
+        self.outcomes: dict[str, str] = {}  # the latest outcome per member
+        self.confirmed = 0
+        self._stop = asyncio.Event()  # the quorum is reached: no new calls
+        self._quorum_note = ""
+
+    async def run(self) -> None:
+        b = self.broadcast
+        attempts = await self._resume()
+        self.confirmed = sum(1 for o in self.outcomes.values() if o == CallOutcome.CONFIRMED)
+        self._check_quorum_from_resume()
+        todo = [
+            m
+            for m in self.members
+            if m.skip is None and self.outcomes.get(m.pbx_id) != CallOutcome.CONFIRMED
+        ]
+        await asyncio.gather(*(self._member(m, attempts.get(m.pbx_id, 0)) for m in todo))
+        called = [m for m in self.members if m.skip is None]
+        never = sum(1 for m in called if m.pbx_id not in self.outcomes)
+        if self._quorum_note and never:
+            self._quorum_note += f", {never} members not called"
+        # A note from the start (a fallback message, say) stays in front.
+        note = "; ".join(
+            filter(None, [b.note, summary(self.members, self.outcomes, self._quorum_note)])
+        )
+        await self.journal.finish(b.id, COMPLETED, _now(), note)
+        log.info("broadcast %s finished: %s", b.id, note)
+
+    async def _resume(self) -> dict[str, int]:
+        """Reads what the journal holds of this broadcast; ends attempts cut short by a crash."""
+        b = self.broadcast
+        attempts: dict[str, int] = {}
+        open_attempts: dict[tuple[str, int], bool] = {}
+        for event in await self.journal.events(b.id):
+            attempts[event.pbx_id] = max(attempts.get(event.pbx_id, 0), event.attempt_no)
+            key = (event.pbx_id, event.attempt_no)
+            if event.kind == "started":
+                open_attempts[key] = True
+            elif event.kind == "ended":
+                open_attempts.pop(key, None)
+                if event.outcome is not None:
+                    self.outcomes[event.pbx_id] = event.outcome
+        for pbx_id, attempt_no in open_attempts:
+            await self.journal.record(
+                b.id, pbx_id, attempt_no, "ended", _now(), "failed", INTERRUPTED
+            )
+            self.outcomes[pbx_id] = CallOutcome.FAILED
+        for m in self.members:
+            if m.skip is not None and m.pbx_id not in attempts:
+                await self.journal.record(b.id, m.pbx_id, 1, "ended", _now(), SKIPPED_BUSY, m.skip)
+                self.outcomes[m.pbx_id] = SKIPPED_BUSY
+        return attempts
+
+    def _check_quorum_from_resume(self) -> None:
+        quorum = self.broadcast.quorum
+        if quorum is not None and self.confirmed >= quorum:
+            self._stop.set()
+            self._quorum_note = f"quorum of {quorum} reached"
+
+    def _over(self) -> bool:
+        return self._stop.is_set() or _now() >= self.broadcast.deadline_at
+
+    async def _member(self, member: Member, attempt: int) -> None:
+        b = self.broadcast
+        if member.extension is None:
+            if attempt == 0:
+                await self.journal.record(
+                    b.id, member.pbx_id, 1, "ended", _now(), "failed", "no internal number"
+                )
+                self.outcomes[member.pbx_id] = CallOutcome.FAILED
+            return
+        while attempt < self.settings.max_attempts and not self._over():
+            attempt += 1
+            async with self.channels.slot(self.urgent):
+                if self._over():
+                    return
+                outcome = await self._call(member, member.extension, attempt)
+            if outcome == CallOutcome.CONFIRMED:
+                self.confirmed += 1
+                await self._confirmed()
+                return
+            remaining = (b.deadline_at - _now()).total_seconds()
+            if remaining <= 0:
+                return
+            try:
+                async with asyncio.timeout(min(self.settings.retry_pause_s, remaining)):
+                    await self._stop.wait()
+            except TimeoutError:
+                pass
+
+    async def _confirmed(self) -> None:
+        quorum = self.broadcast.quorum
+        if quorum is not None and self.confirmed >= quorum and not self._stop.is_set():
+            self._stop.set()
+            self._quorum_note = f"quorum of {quorum} reached"
+            await self.journal.quorum_reached(self.broadcast.id, _now())
+            log.info("broadcast %s: quorum of %d reached", self.broadcast.id, quorum)
+
+    async def _call(self, member: Member, extension: str, attempt: int) -> str:
+        b = self.broadcast
+        # On disk before dialling: after a crash this attempt is known to have begun.
+        await self.journal.record(b.id, member.pbx_id, attempt, "started", _now(), detail=extension)
+        ended = False
+
+        async def on_event(event: CallEvent) -> None:
+            nonlocal ended
+            kind = event.kind.value
+            if event.kind is CallEventKind.STARTED or kind not in REPORTED_KINDS:
+                return  # STARTED is journaled above; PLAYING and DTMF stay local
+            ended = ended or event.kind is CallEventKind.ENDED
+            outcome = event.outcome.value if event.outcome is not None else None
+            await self.journal.record(
+                b.id, member.pbx_id, attempt, kind, event.at, outcome, event.detail
+            )
+
+        request = CallRequest(
+            call_id=f"{b.id}:{member.pbx_id}:{attempt}",
+            target=extension,
+            display_name=self.settings.display_name,
+            announcement=Path(b.announcement or ""),
+            priority=self.urgent,
+            ring_timeout_s=self.settings.ring_timeout_s,
+        )
+        try:
+            outcome: str = await self.dialer.call(request, on_event)
+        except DialerError as exc:
+            outcome = CallOutcome.FAILED
+            if not ended:
+                await self.journal.record(
+                    b.id, member.pbx_id, attempt, "ended", _now(), outcome, str(exc)
+                )
+        self.outcomes[member.pbx_id] = outcome
+        return outcome

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 Party = Literal["agent", "routing"]
 MAX_WAIT_SECONDS = 60.0
+# Jobs an agent runs at once and names in `known`; more would be a runaway.
+MAX_KNOWN_JOBS = 100
 CLEAN_EVERY_SECONDS = 3600.0
 # A refused body is read on (and dropped) up to these bounds, so a client still
 # sending meets our answer rather than a reset; a hostile one cannot hold us.
@@ -134,6 +136,16 @@ def _wait_seconds(request: Request) -> float:
     return seconds
 
 
+def _known_jobs(request: Request) -> frozenset[str]:
+    raw = request.query_params.get("known", "")
+    ids = frozenset(filter(None, raw.split(",")))
+    if len(ids) > MAX_KNOWN_JOBS or not all(is_job_id(job_id) for job_id in ids):
+        raise BadRequest(
+            f"known must list at most {MAX_KNOWN_JOBS} job ids, separated by commas", "known"
+        )
+    return ids
+
+
 def _require_json(request: Request, what: str) -> None:
     media_type = request.headers.get("content-type", "").partition(";")[0]
     if media_type.strip().lower() != "application/json":
@@ -209,7 +221,7 @@ class Endpoints:
 
     async def list_jobs(self, request: Request) -> Response:
         self.tokens.require(request, "agent")
-        jobs = await self.store.wait(_wait_seconds(request))
+        jobs = await self.store.wait(_wait_seconds(request), _known_jobs(request))
         return JSONResponse({"jobs": [job.to_json() for job in jobs]})
 
     async def get_recording(self, request: Request) -> Response:

@@ -173,12 +173,20 @@ class JobStore:
             return tomb[0]
         return None
 
-    async def wait(self, seconds: float) -> list[Job]:
-        """The pending jobs, waiting up to ``seconds`` for one when there are none."""
-        if not self._jobs and seconds > 0:
+    async def wait(self, seconds: float, known: frozenset[str] = frozenset()) -> list[Job]:
+        """The pending jobs, waiting up to ``seconds`` for one not in ``known``.
+
+        The agent names the jobs it runs already in ``known``: a long broadcast
+        must not turn its long poll into a busy loop.
+        """
+
+        def news() -> bool:
+            return any(job_id not in known for job_id in self._jobs)
+
+        if not news() and seconds > 0:
             try:
                 async with asyncio.timeout(seconds), self._arrived:
-                    await self._arrived.wait_for(lambda: bool(self._jobs))
+                    await self._arrived.wait_for(news)
             except TimeoutError:
                 pass
         return self.pending()

@@ -253,6 +253,24 @@ async def test_a_poll_without_jobs_ends_after_its_wait(service: Service) -> None
     assert await service.poll() == []  # wait=0 answers at once
 
 
+async def test_a_poll_waits_past_the_jobs_the_agent_runs_already(service: Service) -> None:
+    running = await service.accepted(job_body("k-running"))
+    url = f"/jobs?wait=10&known={running}"
+    poll = asyncio.create_task(service.client.get(url, headers=bearer(AGENT)))
+    await asyncio.sleep(0.3)
+    assert not poll.done(), "a known job alone does not end the wait"
+    fresh = await service.accepted(job_body("k-fresh"))
+    response = await asyncio.wait_for(poll, 5)
+    assert [j["id"] for j in response.json()["jobs"]] == [running, fresh]
+
+
+@pytest.mark.parametrize("known", ["not-an-id", ",".join(["0" * 32] * 2) + ",x"])
+async def test_it_rejects_bad_known_lists(service: Service, known: str) -> None:
+    response = await service.client.get(f"/jobs?wait=0&known={known}", headers=bearer(AGENT))
+    assert response.status_code == 400
+    assert response.json()["field"] == "known"
+
+
 @pytest.mark.parametrize("wait", ["-1", "61", "abc", "nan", "inf", ""])
 async def test_it_rejects_bad_waits(service: Service, wait: str) -> None:
     response = await service.client.get(f"/jobs?wait={wait}", headers=bearer(AGENT))

@@ -1,0 +1,194 @@
+"""The alarm path end to end: a job posted as the routing script posts it, the real job
+service, the real agent with the simulated SwyxWare and dialer, the real central service
+on PostgreSQL and Redis; each process killed or stopped where the issue asks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edge_agent.dialer.sim import Behaviour, SimDialerControl
+from edge_agent.pbx.port import UserState
+from tests import test_agent_e2e as channel_e2e
+from tests.jobservice.support import AGENT, ROUTING, bearer, job_body
+from tests.jobservice.test_process import JobService
+from tests.processes import wait_until
+from tests.test_agent_e2e import Site, Stack, convert, group_named, new_site, verify
+
+# The channel tests' fixture: this module gets a server of its own.
+stack = channel_e2e.stack
+
+GROUP = "Brandschutzhelfer"
+HISTORY = """{ broadcasts(first: 5) { nodes { id mode status note memberCount
+  triggerCallerNumber triggerCallerName finishedAt
+  attempts { memberName memberExtension attemptNo startedAt ringingAt answeredAt confirmedAt
+             endedAt outcome detail } } } }"""
+
+
+@dataclass
+class AlarmSite:
+    site: Site
+    jobs: JobService
+    extension: str  # the group's agent number
+    members: list[str]  # member names
+    script: SimDialerControl
+
+    def post(self, key: str, **fields: Any) -> str:
+        body = job_body(key, agentNumber=self.extension, memberStates=None, **fields)
+        response = httpx.post(self.jobs.url + "/jobs", json=body, headers=bearer(ROUTING))
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def history(self) -> list[dict[str, Any]]:
+        nodes: list[dict[str, Any]] = self.site.admin(HISTORY)["broadcasts"]["nodes"]
+        return nodes
+
+    def finished(self, timeout: float = 60) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            nodes = [b for b in self.history() if b["finishedAt"] is not None]
+            return nodes[0] if nodes else None
+
+        return wait_until(done, timeout, "the broadcast to finish in the history")
+
+    def pending_jobs(self) -> list[dict[str, Any]]:
+        response = httpx.get(self.jobs.url + "/jobs?wait=0", headers=bearer(AGENT))
+        jobs: list[dict[str, Any]] = response.json()["jobs"]
+        return jobs
+
+
+@pytest.fixture
+def alarm_site(stack: Stack, tmp_path: Path) -> Iterator[AlarmSite]:
+    (tmp_path / "jobs").mkdir()
+    jobs = JobService(tmp_path / "jobs").start()
+    site = new_site(
+        stack,
+        tmp_path,
+        RUNDRUF_AGENT_JOBSERVICE_URL=jobs.url,
+        RUNDRUF_AGENT_JOBSERVICE_TOKEN=AGENT,
+        RUNDRUF_AGENT_SIM_TIME_SCALE="0.05",
+        RUNDRUF_AGENT_RETRY_PAUSE_SECONDS="0.5",
+        # Long enough for the slow answers scripted below (simulated seconds).
+        RUNDRUF_AGENT_RING_TIMEOUT_SECONDS="300",
+    )
+    try:
+        verify(site)
+        group = group_named(site, GROUP)
+        agent = convert(site, group)
+        members = [m["name"] for m in group["members"]]
+        for name in members:  # everyone reachable: the broadcast ends when all confirmed
+            site.sim.set_state(name, UserState.LOGGED_ON)
+        yield AlarmSite(
+            site, jobs, agent["extension"], members, SimDialerControl(site.sim.state_path)
+        )
+    finally:
+        site.agent.stop()
+        jobs.kill()
+
+
+def extensions(alarm: AlarmSite) -> list[str]:
+    users = {u.name: u.extension for u in alarm.site.sim.snapshot().users}
+    return [str(users[name]) for name in alarm.members]
+
+
+def by_member(broadcast: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    attempts: dict[str, list[dict[str, Any]]] = {}
+    for a in sorted(broadcast["attempts"], key=lambda a: (a["memberName"], a["attemptNo"])):
+        attempts.setdefault(a["memberName"], []).append(a)
+    return attempts
+
+
+def test_a_triggered_alarm_calls_every_member_and_the_history_shows_each_call(
+    alarm_site: AlarmSite,
+) -> None:
+    alarm_site.post("call-1")
+    broadcast = alarm_site.finished()
+    assert (broadcast["mode"], broadcast["status"]) == ("ALARM", "COMPLETED")
+    assert (broadcast["triggerCallerNumber"], broadcast["triggerCallerName"]) == (
+        "0711 4711",
+        "Pförtner",
+    )
+    assert broadcast["memberCount"] == len(alarm_site.members) == 5
+    attempts = by_member(broadcast)
+    assert sorted(attempts) == sorted(alarm_site.members)
+    for name, calls in attempts.items():
+        assert [(c["attemptNo"], c["outcome"]) for c in calls] == [(1, "CONFIRMED")], name
+        call = calls[0]
+        assert call["startedAt"] <= call["ringingAt"] <= call["answeredAt"] <= call["endedAt"]
+        assert call["confirmedAt"] is not None
+    assert "5 of 5 called members confirmed" in broadcast["note"]
+    # The job leaves the job service once the server has the final report.
+    wait_until(lambda: alarm_site.pending_jobs() == [], 20, "the job to be deleted")
+
+
+def test_the_history_is_complete_after_the_server_was_down_during_the_broadcast(
+    alarm_site: AlarmSite, stack: Stack
+) -> None:
+    for extension in extensions(alarm_site):  # 3 s of ringing each at this time scale
+        alarm_site.script.script(extension, Behaviour.CONFIRM, after_s=60)
+    alarm_site.post("call-2")
+    wait_until(lambda: alarm_site.history(), 20, "the broadcast to appear")
+    stack.server.stop()
+    try:
+        # The calls go on without the server: the agent works from its cache.
+        wait_until(
+            lambda: alarm_site.site.agent.log.read_text().count("ended confirmed") == 5,
+            30,
+            "every call confirmed",
+        )
+    finally:
+        stack.server.start(stack.logs)
+    broadcast = alarm_site.finished()
+    assert broadcast["status"] == "COMPLETED"
+    attempts = by_member(broadcast)
+    assert sorted(attempts) == sorted(alarm_site.members)
+    for name, calls in attempts.items():
+        assert [(c["attemptNo"], c["outcome"]) for c in calls] == [(1, "CONFIRMED")], name
+        assert calls[0]["ringingAt"] is not None and calls[0]["answeredAt"] is not None
+
+
+def test_an_agent_killed_mid_broadcast_goes_on_and_calls_nobody_twice_per_attempt(
+    alarm_site: AlarmSite,
+) -> None:
+    for extension in extensions(alarm_site):
+        alarm_site.script.script(extension, Behaviour.CONFIRM, after_s=200)  # 10 s ringing
+
+    def all_ringing() -> bool:
+        nodes = alarm_site.history()
+        return bool(nodes) and sum(1 for a in nodes[0]["attempts"] if a["ringingAt"]) == 5
+
+    alarm_site.post("call-3")
+    wait_until(all_ringing, 30, "every member's phone to ring")
+    alarm_site.site.agent.kill()
+    alarm_site.script.clear()  # they answer the next call at once
+    alarm_site.site.agent.start()
+    broadcast = alarm_site.finished()
+    attempts = by_member(broadcast)
+    assert sorted(attempts) == sorted(alarm_site.members)
+    for name, calls in attempts.items():
+        assert [(c["attemptNo"], c["outcome"]) for c in calls] == [
+            (1, "FAILED"),
+            (2, "CONFIRMED"),
+        ], name
+        assert "interrupted" in calls[0]["detail"]
+    wait_until(lambda: alarm_site.pending_jobs() == [], 20, "the job to be deleted")
+
+
+def test_a_job_survives_the_job_service_being_killed_right_after_accepting_it(
+    alarm_site: AlarmSite,
+) -> None:
+    alarm_site.site.agent.stop()  # nobody takes the job before the kill
+    job_id = alarm_site.post("call-4")
+    alarm_site.jobs.kill()
+    alarm_site.jobs.start()
+    assert [j["id"] for j in alarm_site.pending_jobs()] == [job_id]
+    alarm_site.site.agent.start()
+    broadcast = alarm_site.finished()
+    outcomes = Counter(a["outcome"] for a in broadcast["attempts"])
+    assert outcomes == {"CONFIRMED": 5}
+    wait_until(lambda: alarm_site.pending_jobs() == [], 20, "the job to be deleted")

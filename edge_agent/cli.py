@@ -1,4 +1,4 @@
-"""`rundruf agent enroll` and `rundruf agent run`."""
+"""`rundruf agent enroll`, `rundruf agent run` and `rundruf agent sim-call`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import asyncio
 import logging
 import socket
 import sys
+from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_agent import config
 from edge_agent.errors import AgentError, ServerRefused
@@ -26,6 +29,39 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     enroll.set_defaults(func=_enroll)
     run = commands.add_parser("run", help="run the agent until stopped")
     run.set_defaults(func=_run)
+    _add_sim_call(commands)
+
+
+class SimCallSettings(BaseSettings):
+    """The job service's routing token for `sim-call`, under the job service's own name."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNDRUF_JOBSERVICE_", extra="ignore")
+
+    routing_token: SecretStr | None = None
+
+
+def _add_sim_call(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    call = commands.add_parser(
+        "sim-call", help="call an agent number on the SwyxWare simulator, as a caller would"
+    )
+    call.add_argument("--to", required=True, help="the agent number (the agent user's extension)")
+    call.add_argument("--from", dest="caller_number", default="", help="the caller's number")
+    call.add_argument("--name", dest="caller_name", help="the caller's name")
+    call.add_argument(
+        "--digits",
+        required=True,
+        help='keys per question, comma-separated: PIN, menu, confirmation, e.g. "123456,2,1" '
+        "(an empty entry is silence; when they run out the caller hangs up)",
+    )
+    call.add_argument("--recording", type=Path, help="the WAV the caller records for mode 3")
+    call.add_argument("--state", type=Path, help="overrides RUNDRUF_AGENT_SIM_STATE")
+    call.add_argument("--jobservice-url", help="overrides RUNDRUF_AGENT_JOBSERVICE_URL")
+    call.add_argument(
+        "--routing-token",
+        help="overrides RUNDRUF_JOBSERVICE_ROUTING_TOKEN (better the variable: ps shows arguments)",
+    )
+    call.add_argument("--time-scale", type=float, default=1.0, help="waits times this factor")
+    call.set_defaults(func=_sim_call)
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -76,3 +112,45 @@ def _run(args: argparse.Namespace) -> int:
         print(f"rundruf agent: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _sim_call(args: argparse.Namespace) -> int:
+    from edge_agent.pbx.sim_trigger import Outcome, place_trigger_call
+
+    settings = AgentSettings()
+    url = args.jobservice_url or settings.jobservice_url
+    secret = SimCallSettings().routing_token
+    token = args.routing_token or (secret.get_secret_value() if secret else "")
+    if not url or not token:
+        print(
+            "rundruf agent sim-call: the job service URL and routing token are needed",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        recording = args.recording.read_bytes() if args.recording else None
+        result = asyncio.run(
+            place_trigger_call(
+                args.state or settings.sim_state,
+                url,
+                token,
+                args.to,
+                args.digits.split(","),
+                caller_number=args.caller_number,
+                caller_name=args.caller_name,
+                recording=recording,
+                time_scale=args.time_scale,
+            )
+        )
+    except (OSError, ValueError) as exc:
+        print(f"rundruf agent sim-call: {exc}", file=sys.stderr)
+        return 2
+    print(f"outcome: {result.outcome.value}")
+    if result.job_id:
+        print(f"job: {result.job_id} (key {result.idempotency_key})")
+    print("heard: " + (", ".join(result.prompts) or "nothing"))
+    if result.delays:
+        print("waited: " + ", ".join(f"{d:.1f} s" for d in result.delays))
+    if result.notices:
+        print(f"wrong-PIN notices sent: {result.notices}")
+    return 0 if result.outcome is Outcome.POSTED else 1

@@ -1,0 +1,179 @@
+"""The wrong-PIN throttle of the simulated trigger call, as rundruf.lua keeps it.
+
+Per caller number: after the n-th wrong PIN the next try waits until
+``delays[n]`` seconds have passed since it (capped at the last entry); an hour
+without a wrong PIN, or a correct PIN, clears the count. Per agent number: 10
+wrong PINs from anyone within 10 minutes make one notice, at most one per
+window. Nobody is ever locked out. `AgentThrottle` holds the rules (pure);
+`ThrottleFile` keeps it next to the simulator's state file, so the count lasts
+across calls and processes, as the script's state folder does on the PBX.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+KEEP_TIMES = 100  # the script keeps the last 100 wrong-PIN times per group
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ThrottleRules:
+    """The script's defaults; times in seconds of whatever clock is used with them."""
+
+    delays: tuple[float, ...] = (0, 2, 5, 10, 20, 30, 60)
+    forget_s: float = 3600
+    notice_threshold: int = 10
+    notice_window_s: float = 600
+
+    def scaled(self, factor: float) -> ThrottleRules:
+        """The same rules with every duration times `factor` (the simulator's time scale)."""
+        return replace(
+            self,
+            delays=tuple(d * factor for d in self.delays),
+            forget_s=self.forget_s * factor,
+            notice_window_s=self.notice_window_s * factor,
+        )
+
+
+@dataclass(frozen=True)
+class NoticeClaim:
+    """A notice that is due: sent by the claimer, released again if sending fails."""
+
+    count: int
+    claimed_at: float
+    previous: float | None
+
+
+def caller_key(caller_number: str) -> str:
+    # Callers without a number share one counter, as in the script.
+    return caller_number or "anonymous"
+
+
+@dataclass
+class AgentThrottle:
+    """The throttle state of one agent number; times are the clock's seconds."""
+
+    callers: dict[str, tuple[int, float]] = field(default_factory=dict)  # count, last wrong
+    wrong_pins: list[float] = field(default_factory=list)
+    notice_at: float | None = None
+
+    def wait(self, caller: str, now: float, rules: ThrottleRules) -> float:
+        """How long `caller` still has to wait before the next PIN try is taken."""
+        count, last = self._count(caller, now, rules)
+        if count == 0:
+            return 0.0
+        delay = rules.delays[min(count, len(rules.delays) - 1)]
+        return max(0.0, last + delay - now)
+
+    def record_wrong(self, caller: str, now: float, rules: ThrottleRules) -> NoticeClaim | None:
+        """Counts a wrong PIN; a claim when it makes a notice due (claimed here,
+        so that two calls at once do not both send it)."""
+        count, _ = self._count(caller, now, rules)
+        self.callers[caller_key(caller)] = (count + 1, now)
+        recent = [t for t in self.wrong_pins if now - t < rules.notice_window_s]
+        self.wrong_pins = [*recent, now][-KEEP_TIMES:]
+        if len(recent) + 1 < rules.notice_threshold:
+            return None
+        if self.notice_at is not None and now - self.notice_at < rules.notice_window_s:
+            return None
+        claim = NoticeClaim(len(recent) + 1, now, self.notice_at)
+        self.notice_at = now
+        return claim
+
+    def release(self, claim: NoticeClaim) -> None:
+        """Undoes a claim whose notice could not be sent: the next wrong PIN tries again."""
+        if self.notice_at == claim.claimed_at:
+            self.notice_at = claim.previous
+
+    def clear(self, caller: str) -> None:
+        self.callers.pop(caller_key(caller), None)
+
+    def _count(self, caller: str, now: float, rules: ThrottleRules) -> tuple[int, float]:
+        count, last = self.callers.get(caller_key(caller), (0, 0.0))
+        if count and now - last > rules.forget_s:
+            return 0, 0.0
+        return count, last
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "callers": {k: [count, last] for k, (count, last) in self.callers.items()},
+            "wrongPins": self.wrong_pins,
+            "noticeAt": self.notice_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AgentThrottle:
+        """Raises KeyError, TypeError or ValueError when `data` is no throttle state."""
+        notice_at = data["noticeAt"]
+        return cls(
+            callers={str(k): (int(v[0]), float(v[1])) for k, v in data["callers"].items()},
+            wrong_pins=[float(t) for t in data["wrongPins"]],
+            notice_at=None if notice_at is None else float(notice_at),
+        )
+
+
+def throttle_path(state_path: Path) -> Path:
+    """Where the trigger calls' throttle for the simulator state at `state_path` lives."""
+    return state_path.with_name(state_path.name + ".trigger.json")
+
+
+class ThrottleFile:
+    """The throttle of every agent number in one JSON file; safe across processes.
+
+    Each change is a locked read-modify-write that replaces the file whole, as
+    `SimDialerControl` does. A damaged file is logged and started afresh: the
+    throttle is best effort in the script too, and must never stop an alarm.
+    """
+
+    def __init__(self, state_path: Path) -> None:
+        self.path = throttle_path(state_path)
+
+    def update(self, agent_number: str, change: Callable[[AgentThrottle], T]) -> T:
+        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            agents = self._read()
+            throttle = agents.setdefault(agent_number, AgentThrottle())
+            result = change(throttle)
+            self._write(agents)
+            return result
+        finally:
+            os.close(lock)  # closing releases the lock
+
+    def _read(self) -> dict[str, AgentThrottle]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if data["format"] != FORMAT:
+                raise ValueError(f"unknown format {data['format']!r}")
+            return {str(k): AgentThrottle.from_json(v) for k, v in data["agents"].items()}
+        except FileNotFoundError:
+            return {}
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            log.warning("the throttle file %s is damaged, starting afresh: %r", self.path, exc)
+            return {}
+
+    def _write(self, agents: dict[str, AgentThrottle]) -> None:
+        data = {"format": FORMAT, "agents": {k: v.to_json() for k, v in agents.items()}}
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out, indent=2, ensure_ascii=False)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise

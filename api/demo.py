@@ -1,17 +1,20 @@
 """``rundruf demo``: the embedded default on one machine (SQLite, no Redis).
 
 It seeds a platform admin, a tenant with an admin, a viewer and a license,
-serves the API, enrols and starts the real agent process against the SwyxWare
-simulator, and then plays the customer's first steps through the API: sign in
-to the PBX, see its groups, convert the alarm group. Passwords are new on
-every run.
+serves the API, starts the job service and enrols and starts the real agent
+process against the SwyxWare simulator, and then plays the customer's story
+through the API: sign in to the PBX, see its groups, convert the alarm group of
+20 members, set its announcements, place a trigger call with the PIN and mode
+2, print the history live and then a table. Passwords are new on every run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -20,11 +23,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import uvicorn
 from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 
-from api.demo_story import DemoError, run_story
+from api.demo_alarm import run_alarm
+from api.demo_story import Api, DemoError, run_story
 from api.migrate import upgrade
 from api.models import Installation, Language, License, Role, Tenant, User
 from api.runtime import Runtime
@@ -33,6 +38,8 @@ from api.settings import Settings, load_settings
 
 STATE_DIR = Path(".rundruf")
 TENANT = "Demo GmbH"
+# Simulated calls run 5 times faster than real ones: the demo takes a minute, not five.
+TIME_SCALE = 0.2
 
 
 @dataclass(frozen=True)
@@ -111,20 +118,68 @@ async def seed(rt: Runtime) -> Seeded:
     return Seeded(logins=logins, license_key=key)
 
 
-def _agent_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNDRUF_")}
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("RUNDRUF_")}
+
+
+@dataclass(frozen=True)
+class JobService:
+    url: str
+    agent_token: str
+    routing_token: str
+    process: subprocess.Popen[bytes]
+
+
+def _start_jobservice() -> JobService | None:
+    """The job service of the PBX host, on a free loopback port, with new tokens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    agent_token, routing_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    env = _clean_env()
+    env.update(
+        RUNDRUF_JOBSERVICE_PORT=str(port),
+        RUNDRUF_JOBSERVICE_DATA_DIR=str((STATE_DIR / "jobservice").resolve()),
+        RUNDRUF_JOBSERVICE_AGENT_TOKEN=agent_token,
+        RUNDRUF_JOBSERVICE_ROUTING_TOKEN=routing_token,
+        RUNDRUF_JOBSERVICE_LOG_LEVEL="WARNING",
+    )
+    log = (STATE_DIR / "jobservice.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "jobservice"], env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            headers = {"Authorization": f"Bearer {agent_token}"}
+            if httpx.get(url + "/health", headers=headers, timeout=1).status_code == 200:
+                return JobService(url, agent_token, routing_token, process)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    return None
+
+
+def _agent_env(jobservice: JobService) -> dict[str, str]:
+    env = _clean_env()
     state = STATE_DIR.resolve()
     env.update(
         RUNDRUF_AGENT_CONFIG_PATH=str(state / "agent.json"),
         RUNDRUF_AGENT_STATE_DIR=str(state / "agent"),
         RUNDRUF_AGENT_SIM_STATE=str(state / "swyx-sim.json"),
+        RUNDRUF_AGENT_JOBSERVICE_URL=jobservice.url,
+        RUNDRUF_AGENT_JOBSERVICE_TOKEN=jobservice.agent_token,
+        RUNDRUF_AGENT_SIM_TIME_SCALE=str(TIME_SCALE),
+        RUNDRUF_AGENT_RETRY_PAUSE_SECONDS="3",
     )
     return env
 
 
-def _start_agent(url: str, license_key: str) -> subprocess.Popen[bytes]:
+def _start_agent(url: str, license_key: str, jobservice: JobService) -> subprocess.Popen[bytes]:
     """Enrols and starts the real agent process, as a customer would on the Swyx server."""
-    env = _agent_env()
+    env = _agent_env(jobservice)
     command = [sys.executable, "-m", "api.cli", "agent"]
     subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
         [*command, "enroll", "--server", url, "--license", license_key, "--hostname", "demo-swyx"],
@@ -179,39 +234,57 @@ def run_demo(once: bool, port: int) -> int:
     platform, admin = seeded.logins[0], seeded.logins[1]
     print(f"\nRundruf demo on the embedded default ({settings.database_url}, no Redis)")
     print(f"  central service: {url}/graphql (HTTP and WebSocket)")
-    agent = _start_agent(url, seeded.license_key)
+    logging.getLogger("edge_agent").setLevel(logging.WARNING)  # the story says what happens
+    jobservice = _start_jobservice()
+    if jobservice is None:
+        print(f"rundruf demo: the job service did not start (log: {STATE_DIR / 'jobservice.log'})")
+        return _stop(server, thread, [], 1)
+    print(f"  job service (PBX host): {jobservice.url}")
+    agent = _start_agent(url, seeded.license_key, jobservice)
+    children = [agent, jobservice.process]
     try:
-        run_story(
+        group = run_story(
             url,
             (admin.email, admin.password),
             (platform.email, platform.password),
             print,
         )
+        customer = Api(url).login(admin.email, admin.password)
+        sim_state = STATE_DIR / "swyx-sim.json"
+        routing = (jobservice.url, jobservice.routing_token)
+        reached = run_alarm(url, customer, group, sim_state, routing, TIME_SCALE, print)
     except DemoError as exc:
         print(f"rundruf demo: {exc} (agent log: {STATE_DIR / 'agent.log'})")
-        return _stop(server, thread, agent, 1)
+        return _stop(server, thread, children, 1)
+    print(f"\n  GraphQL API: {url}/graphql (the website comes with issue 7)")
     print("  Logins (new passwords on every run):")
     for login in seeded.logins:
         print(f"    {login.role:<15} {login.email:<28} {login.password}")
+    code = 0 if reached else 2
     if once:
-        return _stop(server, thread, agent, 0)
-    print("\nPress Ctrl-C to stop.")
+        return _stop(server, thread, children, code)
+    print("\nEverything keeps running; press Ctrl-C to stop.")
     try:
-        while thread.is_alive() and agent.poll() is None:
+        while thread.is_alive() and all(child.poll() is None for child in children):
             thread.join(timeout=0.5)
     except KeyboardInterrupt:
         pass
-    return _stop(server, thread, agent, 0)
+    return _stop(server, thread, children, 0)
 
 
 def _stop(
-    server: uvicorn.Server, thread: threading.Thread, agent: subprocess.Popen[bytes], code: int
+    server: uvicorn.Server,
+    thread: threading.Thread,
+    children: list[subprocess.Popen[bytes]],
+    code: int,
 ) -> int:
-    agent.terminate()
-    try:
-        agent.wait(10)
-    except subprocess.TimeoutExpired:
-        agent.kill()
+    for child in children:
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
     server.should_exit = True
     thread.join(timeout=10)
     return code

@@ -77,7 +77,8 @@ GROUPS = "{ groups { id name members { name } broadcast { name extension pin } }
 
 def run_story(
     url: str, admin: tuple[str, str], platform: tuple[str, str], say: Callable[[str], None]
-) -> None:
+) -> dict[str, Any]:
+    """Connect, sign in to the PBX, convert the alarm group; returns that group."""
     customer = Api(url).login(*admin)
     ops = Api(url).login(*platform)
     wait(
@@ -89,9 +90,11 @@ def run_story(
         "the agent's first heartbeat",
     )
     say("  agent connected (one outbound WebSocket), heartbeat received")
+    # The shortest broadcast timeout: members who cannot answer are retried for 30 s.
     customer(
         "mutation($h: String!, $u: String!, $p: String!) { updatePbxSettings(input: "
-        "{host: $h, adminUser: $u, adminPassword: $p}) { settings { host } } }",
+        "{host: $h, adminUser: $u, adminPassword: $p, broadcastTimeoutSeconds: 30}) "
+        "{ settings { host } } }",
         h=SIM_HOST,
         u=SIM_ADMIN,
         p=SIM_PASSWORD,
@@ -115,3 +118,4 @@ def run_story(
     agent = converted["broadcast"]
     say(f"  in Rundrufgruppe umwandeln: {ALARM_GROUP}")
     say(f"    Agent {agent['name']!r}  Rufnummer {agent['extension']}  PIN {agent['pin']}")
+    return dict(converted)

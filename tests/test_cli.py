@@ -58,7 +58,7 @@ def _demo_once(cwd: Path, port: int) -> subprocess.CompletedProcess[str]:
         env=_env(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         check=False,
     )
 
@@ -73,6 +73,13 @@ def test_the_demo_runs_on_sqlite_and_prints_working_logins(tmp_path: Path):
     assert "Brandschutzhelfer       20 Teilnehmer" in result.stdout
     assert "Agent 'Rundruf Brandschutzhelfer'  Rufnummer" in result.stdout
     assert re.search(r"PIN \d{6}", result.stdout)
+    # The alarm: a trigger call, each call live, the table, every reachable member reached.
+    assert re.search(r"Trigger call: 100 \(Pforte\) → \d+, PIN \d{6}", result.stdout)
+    assert re.search(r"Anna Müller \(\d+\) +Versuch 1: bestätigt", result.stdout)
+    assert re.search(r"Anna Müller \(\d+\) +CONFIRMED +1 ", result.stdout)
+    assert "15 of 20 members reachable (the others are logged off or away); 15 confirmed" in (
+        result.stdout
+    )
     assert (tmp_path / "rundruf.db").exists()
     key = tmp_path / ".rundruf" / "secret.key"
     assert key.stat().st_mode & 0o777 == 0o600

@@ -77,6 +77,7 @@ class AgentService:
             self.broadcasts.journal, self.server, self.jobservice, settings.backoff_cap_seconds
         )
         self.commands.handlers["triggerBroadcast"] = self.trigger_from_command
+        self._background: list[asyncio.Task[None]] = []
         self.intake = (
             JobIntake(self.jobservice, self.broadcasts, self.server)
             if self.jobservice is not None
@@ -155,6 +156,13 @@ class AgentService:
                     await changed.wait()
             changed.clear()
 
+    async def alarm_service_ok(self) -> bool:
+        """The journal answers and the loops that take and report alarms are alive."""
+        dead = [t.get_name() for t in self._background if t.done()]
+        if dead:
+            log.error("alarm service loops stopped: %s", ", ".join(dead))
+        return not dead and await self.broadcasts.journal.usable()
+
     async def health(self) -> dict[str, Any]:
         return {
             "agentVersion": VERSION,
@@ -162,7 +170,7 @@ class AgentService:
             "jobserviceReachable": (
                 await self.jobservice.healthy() if self.jobservice is not None else None
             ),
-            "alarmServiceOk": True,
+            "alarmServiceOk": await self.alarm_service_ok(),
             "participantCount": self.cache.participant_count(),
             "reportedAt": datetime.now(UTC).isoformat(),
         }
@@ -174,7 +182,7 @@ class AgentService:
             except PbxError as exc:
                 log.warning("signing in to the PBX failed: %s", exc.message)
         await self.broadcasts.resume()
-        background = [
+        self._background = background = [
             asyncio.create_task(self.heartbeat(), name="heartbeat"),
             asyncio.create_task(self.reporter.run_forever(), name="reporter"),
         ]

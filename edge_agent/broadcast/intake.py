@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from edge_agent.broadcast.manager import Broadcasts, trigger_from_job
 from edge_agent.channel import full_jitter
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 WAIT_S = 25.0
 # A job service that is down is asked again soon: alarms queue there meanwhile.
 BACKOFF_CAP_S = 5.0
+MAX_KNOWN = 100
 
 
 class JobIntake:
@@ -37,8 +39,11 @@ class JobIntake:
     async def run_forever(self) -> None:
         attempt = 0
         while True:
+            asked = time.monotonic()
             try:
-                jobs = await self.jobservice.pending_jobs(WAIT_S, known=self.seen)
+                # The job service takes at most 100 known ids; more is a runaway anyway.
+                known = sorted(self.seen)[:MAX_KNOWN]
+                jobs = await self.jobservice.pending_jobs(WAIT_S, known=known)
                 attempt = 0
             except (JobServiceUnavailable, JobServiceRefused) as exc:
                 delay = full_jitter(attempt, BACKOFF_CAP_S)
@@ -46,14 +51,23 @@ class JobIntake:
                 log.warning("job service: %s; asking again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            pending = set()
+            except Exception:  # the intake must outlive any one bad answer
+                log.exception("asking the job service failed unexpectedly")
+                await asyncio.sleep(BACKOFF_CAP_S)
+                continue
+            pending, new = set(), 0
             for job in jobs:
                 pending.add(job["id"])
                 if job["id"] not in self.seen:
+                    new += 1
                     await self._accept(job)
             # Deleted jobs leave the list the job service must be told about.
             self.seen &= pending
             await self.forward_notices()
+            if not new and time.monotonic() - asked < WAIT_S / 2:
+                # An early answer with nothing new (a job that cannot be accepted, say)
+                # must not become a busy loop.
+                await asyncio.sleep(1.0)
 
     async def _accept(self, job: dict[str, object]) -> None:
         try:
@@ -64,6 +78,9 @@ class JobIntake:
         except AgentError as exc:
             log.error("job %s cannot run: %s", job.get("id"), exc)
             return  # not marked seen: the next poll tries again
+        except Exception:  # a disk error, say: the job stays pending and is tried again
+            log.exception("job %s could not be accepted", job.get("id"))
+            return
         self.seen.add(str(job["id"]))
 
     async def forward_notices(self) -> None:

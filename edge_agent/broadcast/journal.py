@@ -311,6 +311,14 @@ class Journal:
     async def source_done(self, broadcast_id: str) -> None:
         await self._write([("UPDATE broadcast SET source_done = 1 WHERE id = ?", (broadcast_id,))])
 
+    async def usable(self) -> bool:
+        """Whether the journal answers (for the health report); never raises."""
+        try:
+            await self._rows("SELECT COUNT(*) FROM broadcast WHERE status = 'running'")
+        except (sqlite3.Error, RuntimeError):
+            return False
+        return True
+
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)

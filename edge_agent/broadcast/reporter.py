@@ -90,6 +90,10 @@ class Reporter:
                 log.warning("broadcast report not delivered (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
+            except Exception:  # a bug or a disk error must not end reporting for good
+                log.exception("broadcast reporting failed unexpectedly")
+                await asyncio.sleep(self.backoff_cap_s)
+                continue
             if left:
                 self.settled.clear()
             else:

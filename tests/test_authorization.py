@@ -385,6 +385,18 @@ CASES: dict[str, Case] = {
         "groupId: $groupId, extension: $extension, pin: $pin) { id type payload } }",
         lambda w, t: {"groupId": _id(t.group_id), "extension": "298", "pin": "135790"},
     ),
+    "Mutation.triggerBroadcast": Case(
+        Kind.TENANT_WRITE,
+        "mutation($groupId: ID!, $mode: BroadcastMode!) "
+        "{ triggerBroadcast(groupId: $groupId, mode: $mode) { id type payload } }",
+        lambda w, t: {"groupId": _id(t.group_id), "mode": "TEST"},
+    ),
+    "Mutation.updateBroadcastOptions": Case(
+        Kind.TENANT_WRITE,
+        "mutation($groupId: ID!, $quorum: Int, $repetitions: Int!) { updateBroadcastOptions("
+        "groupId: $groupId, quorum: $quorum, repetitions: $repetitions) { id type payload } }",
+        lambda w, t: {"groupId": _id(t.group_id), "quorum": 2, "repetitions": 3},
+    ),
     "Mutation.setAnnouncement": Case(
         Kind.TENANT_WRITE,
         "mutation($groupId: ID!, $kind: AnnouncementKind!, $uploadId: ID!) { setAnnouncement("
@@ -461,6 +473,21 @@ CASES: dict[str, Case] = {
                         "at": _now(),
                     }
                 ],
+            }
+        },
+        own_tenant_only=True,
+    ),
+    "Mutation.reportNotice": Case(
+        Kind.AGENT,
+        "mutation($input: NoticeInput!) { reportNotice(input: $input) { stored } }",
+        lambda w, t: {
+            "input": {
+                "noticeId": f"notice-{uuid.uuid4().hex}",
+                "kind": "wrongPins",
+                "agentNumber": "299",
+                "callerNumber": "0301234567",
+                "count": 10,
+                "at": _now(),
             }
         },
         own_tenant_only=True,

@@ -3,13 +3,16 @@ from __future__ import annotations
 import strawberry
 from strawberry.scalars import JSON
 
-from api.services import agents, broadcast_reports
+from api.domain.notices import Notice
+from api.services import agents, broadcast_reports, notices
 from schema.agent.types import (
     BroadcastAck,
     BroadcastReportInput,
     Enrolment,
     HealthAck,
     HealthInput,
+    NoticeAck,
+    NoticeInput,
 )
 from schema.context import parse_id
 from schema.info import Info
@@ -80,6 +83,25 @@ class AgentMutation:
             ),
         )
         return BroadcastAck(last_seq=last)
+
+    @strawberry.mutation(
+        description="The agent forwards a notice; the tenant gets mails (idempotent)."
+    )
+    async def report_notice(self, info: Info, input: NoticeInput) -> NoticeAck:
+        agent = await info.context.agent()
+        stored = await notices.report(
+            info.context.rt,
+            agent,
+            Notice(
+                notice_id=input.notice_id,
+                kind=input.kind,
+                agent_number=input.agent_number,
+                caller_number=input.caller_number,
+                count=input.count,
+                at=input.at,
+            ),
+        )
+        return NoticeAck(stored=stored)
 
     @strawberry.mutation(description="The agent's heartbeat with its health flags.")
     async def report_health(self, info: Info, input: HealthInput) -> HealthAck:

@@ -92,3 +92,24 @@ class BroadcastReportInput:
 @strawberry.type
 class BroadcastAck:
     last_seq: int = strawberry.field(description="Events up to this number are stored.")
+
+
+@strawberry.input(description="A notice from the PBX's call routing, forwarded by the agent.")
+class NoticeInput:
+    notice_id: str = strawberry.field(
+        description="The job service's id for the notice (1 to 64 characters); repeats are ignored."
+    )
+    kind: str = strawberry.field(description="wrongPins (10 wrong PINs for one group).")
+    agent_number: str | None = strawberry.field(
+        default=None, description="The broadcast group's number that was called."
+    )
+    caller_number: str | None = strawberry.field(
+        default=None, description="The number of the last wrong PIN; none when withheld."
+    )
+    count: int
+    at: datetime
+
+
+@strawberry.type
+class NoticeAck:
+    stored: bool = strawberry.field(description="False when this notice had been stored before.")

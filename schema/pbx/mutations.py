@@ -3,9 +3,9 @@ from __future__ import annotations
 import strawberry
 
 from api import models
-from api.services import announcements, directory, pbx
+from api.services import announcements, broadcast_control, directory, pbx
 from schema.context import parse_id, parse_ids
-from schema.enums import AnnouncementKind, Language
+from schema.enums import AnnouncementKind, BroadcastMode, Language
 from schema.info import Info
 from schema.pbx.types import (
     Announcement,
@@ -110,6 +110,37 @@ class PbxMutation:
         actor = await info.context.actor()
         command = await directory.update_agent(
             info.context.rt, actor, parse_id(group_id, "group"), extension, pin
+        )
+        return Command.of(command)
+
+    @strawberry.mutation(
+        description="Starts a TEST or ALARM broadcast through the agent; its command succeeds "
+        "once the agent has accepted the broadcast, with the result { broadcastId }."
+    )
+    async def trigger_broadcast(
+        self, info: Info, group_id: strawberry.ID, mode: BroadcastMode
+    ) -> Command:
+        actor = await info.context.actor()
+        command = await broadcast_control.trigger(
+            info.context.rt, actor, parse_id(group_id, "group"), models.BroadcastMode(mode)
+        )
+        return Command.of(command)
+
+    @strawberry.mutation(
+        description="Quorum (1 to 1000 confirmations, null calls everyone) and repetitions "
+        "(1 to 5 plays of the announcement per round) of a broadcast group."
+    )
+    async def update_broadcast_options(
+        self,
+        info: Info,
+        group_id: strawberry.ID,
+        *,
+        quorum: int | None = None,
+        repetitions: int,
+    ) -> Command:
+        actor = await info.context.actor()
+        command = await broadcast_control.update_options(
+            info.context.rt, actor, parse_id(group_id, "group"), quorum, repetitions
         )
         return Command.of(command)
 

@@ -1,0 +1,253 @@
+"""A broadcast started from the website, and a group's quorum and repetitions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from api.models import AuditLog, BroadcastGroup, Command, License
+from api.services import agents
+from api.services.agents import Agent
+from tests.conftest import error_codes
+from tests.test_authorization import snapshot
+
+TRIGGER = """mutation($g: ID!, $mode: BroadcastMode!) {
+  triggerBroadcast(groupId: $g, mode: $mode) { id type status payload result }
+}"""
+OPTIONS = """mutation($g: ID!, $quorum: Int, $repetitions: Int!) {
+  updateBroadcastOptions(groupId: $g, quorum: $quorum, repetitions: $repetitions) {
+    id type status payload
+  }
+}"""
+COMPLETE = """mutation($id: ID!, $result: JSON) {
+  completeCommand(id: $id, ok: true, result: $result) { id type status result }
+}"""
+BROADCAST = "query($id: ID!) { group(id: $id) { broadcast { quorum repetitions } } }"
+
+
+async def _options(rt, world) -> tuple[int | None, int]:
+    async with rt.db.reading() as s:
+        bg = await s.get(BroadcastGroup, world.a.broadcast_group_id)
+        return bg.quorum, bg.repetitions
+
+
+async def _invalidate_license(rt, tenant_id, how: str) -> None:
+    values = (
+        {"valid_until": rt.clock() - timedelta(days=1)}
+        if how == "expired"
+        else {"revoked_at": rt.clock()}
+    )
+    async with rt.db.transaction() as s:
+        await s.execute(update(License).where(License.tenant_id == tenant_id).values(**values))
+
+
+# --- triggerBroadcast ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "number"), [("TEST", 1), ("ALARM", 2)])
+async def test_it_sends_the_trigger_to_the_tenants_agent(gql, rt, world, mode, number):
+    data = await gql.as_(world.tokens["owner"]).ok(TRIGGER, g=str(world.a.group_id), mode=mode)
+    command = data["triggerBroadcast"]
+    assert command["type"] == "triggerBroadcast"
+    assert command["status"] == "PENDING"
+    assert command["payload"] == {
+        "groupPbxId": "g1",
+        "mode": number,
+        "requestedBy": "Admin <admin@owner.example>",
+    }
+    owners = await agents.take_open_commands(
+        rt, Agent(world.a.installation_id, world.a.tenant_id), set()
+    )
+    outsiders = await agents.take_open_commands(
+        rt, Agent(world.b.installation_id, world.b.tenant_id), set()
+    )
+    assert [(d.command.id, d.secrets) for d in owners] == [(uuid.UUID(command["id"]), {})]
+    assert outsiders == []
+    async with rt.db.reading() as s:
+        entry = await s.scalar(select(AuditLog).where(AuditLog.action == "broadcast.trigger"))
+    assert entry is not None
+    assert entry.tenant_id == world.a.tenant_id
+    assert entry.target == str(world.a.group_id)
+    assert entry.details == {"mode": number}
+
+
+async def test_the_agent_answers_with_its_broadcast_id(gql, world):
+    data = await gql.as_(world.tokens["owner"]).ok(TRIGGER, g=str(world.a.group_id), mode="ALARM")
+    command_id = data["triggerBroadcast"]["id"]
+    done = await gql.as_(world.tokens["agent_a"]).ok(
+        COMPLETE, id=command_id, result={"broadcastId": "b-42"}
+    )
+    assert done["completeCommand"]["status"] == "SUCCEEDED"
+    assert done["completeCommand"]["result"] == {"broadcastId": "b-42"}
+    shown = await gql.as_(world.tokens["viewer"]).ok(
+        "query($id: ID!) { command(id: $id) { status result } }", id=command_id
+    )
+    assert shown["command"] == {"status": "SUCCEEDED", "result": {"broadcastId": "b-42"}}
+
+
+async def test_a_viewer_cannot_trigger(gql, rt, world):
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["viewer"])(TRIGGER, g=str(world.a.group_id), mode="ALARM")
+    assert error_codes(body) == ["FORBIDDEN"]
+    assert await snapshot(rt) == before
+
+
+async def test_it_rejects_triggering_another_tenants_group(gql, rt, world):
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["outsider"])(TRIGGER, g=str(world.a.group_id), mode="ALARM")
+    assert error_codes(body) == ["NOT_FOUND"]
+    assert "Brandschutz" not in str(body)
+    assert await snapshot(rt) == before
+
+
+async def test_a_group_that_is_no_broadcast_group_cannot_be_triggered(gql, rt, world):
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["owner"])(
+        TRIGGER, g=str(world.a.plain_group_id), mode="ALARM"
+    )
+    assert error_codes(body) == ["CONFLICT"]
+    assert body["errors"][0]["message"] == "this group is not a broadcast group"
+    assert body["errors"][0]["extensions"]["field"] == "groupId"
+    assert await snapshot(rt) == before
+
+
+async def test_the_website_cannot_start_a_recorded_alarm(gql, rt, world):
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["owner"])(
+        TRIGGER, g=str(world.a.group_id), mode="ALARM_RECORDED"
+    )
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["field"] == "mode"
+    assert await snapshot(rt) == before
+
+
+@pytest.mark.parametrize("how", ["expired", "revoked"])
+async def test_without_a_valid_license_it_is_refused_like_any_command(gql, rt, world, how):
+    await _invalidate_license(rt, world.a.tenant_id, how)
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["owner"])(TRIGGER, g=str(world.a.group_id), mode="ALARM")
+    assert error_codes(body) == ["CONFLICT"]
+    assert body["errors"][0]["extensions"]["reason"] == "LICENSE"
+    assert await snapshot(rt) == before
+
+
+# --- updateBroadcastOptions ---------------------------------------------------------
+
+
+async def test_options_are_stored_and_sent_to_the_agent(gql, rt, world):
+    owner = gql.as_(world.tokens["owner"])
+    data = await owner.ok(OPTIONS, g=str(world.a.group_id), quorum=2, repetitions=3)
+    command = data["updateBroadcastOptions"]
+    assert command["type"] == "updateBroadcastOptions"
+    assert command["status"] == "PENDING"
+    assert command["payload"] == {"groupPbxId": "g1", "quorum": 2, "repetitions": 3}
+    assert await _options(rt, world) == (2, 3)
+    shown = await gql.as_(world.tokens["viewer"]).ok(BROADCAST, id=str(world.a.group_id))
+    assert shown["group"]["broadcast"] == {"quorum": 2, "repetitions": 3}
+    async with rt.db.reading() as s:
+        entry = await s.scalar(
+            select(AuditLog).where(AuditLog.action == "broadcast.update_options")
+        )
+    assert entry is not None and entry.details == {"quorum": 2, "repetitions": 3}
+
+
+async def test_no_quorum_calls_everyone(gql, rt, world):
+    owner = gql.as_(world.tokens["owner"])
+    await owner.ok(OPTIONS, g=str(world.a.group_id), quorum=5, repetitions=1)
+    # An omitted quorum is null, too: more calls, never fewer, than the admin may expect.
+    data = await owner.ok(OPTIONS, g=str(world.a.group_id), repetitions=5)
+    assert data["updateBroadcastOptions"]["payload"] == {
+        "groupPbxId": "g1",
+        "quorum": None,
+        "repetitions": 5,
+    }
+    assert await _options(rt, world) == (None, 5)
+    await owner.ok(OPTIONS, g=str(world.a.group_id), quorum=5, repetitions=1)
+    await owner.ok(OPTIONS, g=str(world.a.group_id), quorum=None, repetitions=2)
+    assert await _options(rt, world) == (None, 2)
+
+
+async def test_the_bounds_are_accepted(gql, rt, world):
+    owner = gql.as_(world.tokens["owner"])
+    await owner.ok(OPTIONS, g=str(world.a.group_id), quorum=1000, repetitions=1)
+    assert await _options(rt, world) == (1000, 1)
+    await owner.ok(OPTIONS, g=str(world.a.group_id), quorum=1, repetitions=5)
+    assert await _options(rt, world) == (1, 5)
+
+
+@pytest.mark.parametrize(
+    ("quorum", "repetitions", "field"),
+    [
+        (0, 2, "quorum"),
+        (-1, 2, "quorum"),
+        (1001, 2, "quorum"),
+        (2, 0, "repetitions"),
+        (2, 6, "repetitions"),
+        (None, -3, "repetitions"),
+    ],
+)
+async def test_out_of_range_options_change_nothing(gql, rt, world, quorum, repetitions, field):
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["owner"])(
+        OPTIONS, g=str(world.a.group_id), quorum=quorum, repetitions=repetitions
+    )
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["field"] == field
+    assert await snapshot(rt) == before
+    assert await _options(rt, world) == (None, 2)
+
+
+async def test_a_viewer_cannot_change_the_options(gql, rt, world):
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["viewer"])(
+        OPTIONS, g=str(world.a.group_id), quorum=1, repetitions=1
+    )
+    assert error_codes(body) == ["FORBIDDEN"]
+    assert await snapshot(rt) == before
+
+
+async def test_it_rejects_changing_another_tenants_options(gql, rt, world):
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["outsider"])(
+        OPTIONS, g=str(world.a.group_id), quorum=1, repetitions=1
+    )
+    assert error_codes(body) == ["NOT_FOUND"]
+    assert await snapshot(rt) == before
+
+
+async def test_a_plain_group_has_no_options(gql, rt, world):
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["owner"])(
+        OPTIONS, g=str(world.a.plain_group_id), quorum=1, repetitions=1
+    )
+    assert error_codes(body) == ["CONFLICT"]
+    assert await snapshot(rt) == before
+
+
+@pytest.mark.parametrize("how", ["expired", "revoked"])
+async def test_without_a_valid_license_the_options_stay(gql, rt, world, how):
+    await _invalidate_license(rt, world.a.tenant_id, how)
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["owner"])(
+        OPTIONS, g=str(world.a.group_id), quorum=1, repetitions=1
+    )
+    assert error_codes(body) == ["CONFLICT"]
+    assert body["errors"][0]["extensions"]["reason"] == "LICENSE"
+    assert await snapshot(rt) == before
+    assert await _options(rt, world) == (None, 2)
+
+
+async def test_options_commands_complete_without_changing_the_stored_values(gql, rt, world):
+    owner = gql.as_(world.tokens["owner"])
+    data = await owner.ok(OPTIONS, g=str(world.a.group_id), quorum=3, repetitions=4)
+    done = await gql.as_(world.tokens["agent_a"]).ok(
+        COMPLETE, id=data["updateBroadcastOptions"]["id"], result={}
+    )
+    assert done["completeCommand"]["status"] == "SUCCEEDED"
+    assert await _options(rt, world) == (3, 4)
+    async with rt.db.reading() as s:
+        types = set(await s.scalars(select(Command.type)))
+    assert "updateBroadcastOptions" in types

@@ -4,6 +4,9 @@ on PostgreSQL and Redis; each process killed or stopped where the issue asks."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import wave
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +18,7 @@ import pytest
 
 from edge_agent.dialer.sim import Behaviour, SimDialerControl
 from edge_agent.pbx.port import UserState
+from edge_agent.pbx.sim_trigger import Outcome, TriggerResult, place_trigger_call
 from tests import test_agent_e2e as channel_e2e
 from tests.jobservice.support import AGENT, ROUTING, bearer, job_body
 from tests.jobservice.test_process import JobService
@@ -36,8 +40,25 @@ class AlarmSite:
     site: Site
     jobs: JobService
     extension: str  # the group's agent number
+    pin: str
     members: list[str]  # member names
     script: SimDialerControl
+
+    def call(self, digits: list[str], caller: str = "100", **fields: Any) -> TriggerResult:
+        """A trigger call on the simulated PBX, whose call routing posts to the job service."""
+        return asyncio.run(
+            place_trigger_call(
+                self.site.sim.state_path,
+                self.jobs.url,
+                ROUTING,
+                self.extension,
+                digits,
+                caller_number=caller,
+                caller_name="Pforte",
+                time_scale=0.01,
+                **fields,
+            )
+        )
 
     def post(self, key: str, **fields: Any) -> str:
         body = job_body(key, agentNumber=self.extension, memberStates=None, **fields)
@@ -83,9 +104,8 @@ def alarm_site(stack: Stack, tmp_path: Path) -> Iterator[AlarmSite]:
         members = [m["name"] for m in group["members"]]
         for name in members:  # everyone reachable: the broadcast ends when all confirmed
             site.sim.set_state(name, UserState.LOGGED_ON)
-        yield AlarmSite(
-            site, jobs, agent["extension"], members, SimDialerControl(site.sim.state_path)
-        )
+        script = SimDialerControl(site.sim.state_path)
+        yield AlarmSite(site, jobs, agent["extension"], agent["pin"], members, script)
     finally:
         site.agent.stop()
         jobs.kill()
@@ -192,3 +212,50 @@ def test_a_job_survives_the_job_service_being_killed_right_after_accepting_it(
     outcomes = Counter(a["outcome"] for a in broadcast["attempts"])
     assert outcomes == {"CONFIRMED": 5}
     wait_until(lambda: alarm_site.pending_jobs() == [], 20, "the job to be deleted")
+
+
+def test_a_test_call_with_the_pin_calls_only_members_who_are_free(alarm_site: AlarmSite) -> None:
+    on_the_phone = alarm_site.members[:2]
+    for name in on_the_phone:
+        alarm_site.site.sim.set_state(name, UserState.SPEAKING_EXTERNAL)
+    result = alarm_site.call([alarm_site.pin, "1", "1"])
+    assert result.outcome is Outcome.POSTED
+    broadcast = alarm_site.finished()
+    assert broadcast["mode"] == "TEST"
+    outcomes = {name: [a["outcome"] for a in calls] for name, calls in by_member(broadcast).items()}
+    for name in alarm_site.members:
+        expected = ["SKIPPED_BUSY"] if name in on_the_phone else ["CONFIRMED"]
+        assert outcomes[name] == expected, name
+    skipped = [a for a in broadcast["attempts"] if a["outcome"] == "SKIPPED_BUSY"]
+    assert all(a["startedAt"] is None for a in skipped), "a skipped member is never dialled"
+
+
+def test_an_alarm_with_a_message_recorded_in_the_call_plays_that_message(
+    alarm_site: AlarmSite,
+) -> None:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:  # what a phone line records: 8 kHz would do, 16 kHz too
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((1234).to_bytes(2, "little", signed=True) * 32000)
+    result = alarm_site.call([alarm_site.pin, "3", "1"], recording=buffer.getvalue())
+    assert result.outcome is Outcome.POSTED, result
+    broadcast = alarm_site.finished()
+    assert broadcast["mode"] == "ALARM_RECORDED"
+    assert Counter(a["outcome"] for a in broadcast["attempts"]) == {"CONFIRMED": 5}
+    played = alarm_site.site.agent.state / "data" / "audio" / "recordings" / f"{result.job_id}.wav"
+    with wave.open(str(played), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getnframes()) == (8000, 1, 16000)
+        assert w.readframes(1) == (1234).to_bytes(2, "little", signed=True)
+
+
+def test_a_wrong_pin_raises_nothing_and_blocks_no_other_caller(alarm_site: AlarmSite) -> None:
+    wrong = "0" if alarm_site.pin[0] != "0" else "1"
+    refused = alarm_site.call([wrong * 6, wrong * 6, wrong * 6], caller="666")
+    assert (refused.outcome, refused.job_id) == (Outcome.WRONG_PIN_HANGUP, None)
+    assert alarm_site.pending_jobs() == [] and alarm_site.history() == []
+    # Another caller with the right PIN is not slowed down by the guesser's throttle.
+    result = alarm_site.call([alarm_site.pin, "2", "1"], caller="100")
+    assert result.outcome is Outcome.POSTED and result.delays in ((), (0.0,))
+    assert alarm_site.finished()["status"] == "COMPLETED"

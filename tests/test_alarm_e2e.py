@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from edge_agent.dialer.sim import Behaviour, SimDialerControl
@@ -29,7 +30,7 @@ from tests.test_agent_e2e import Site, Stack, convert, group_named, new_site, ve
 stack = channel_e2e.stack
 
 GROUP = "Brandschutzhelfer"
-HISTORY = """{ broadcasts(first: 5) { nodes { id mode status note memberCount
+HISTORY = """{ broadcasts(first: 5) { nodes { id mode status note memberCount quorum quorumReachedAt
   triggerCallerNumber triggerCallerName finishedAt
   attempts { memberName memberExtension attemptNo startedAt ringingAt answeredAt confirmedAt
              endedAt outcome detail } } } }"""
@@ -259,3 +260,90 @@ def test_a_wrong_pin_raises_nothing_and_blocks_no_other_caller(alarm_site: Alarm
     result = alarm_site.call([alarm_site.pin, "2", "1"], caller="100")
     assert result.outcome is Outcome.POSTED and result.delays in ((), (0.0,))
     assert alarm_site.finished()["status"] == "COMPLETED"
+
+
+COMMAND = "query($id: ID!) { command(id: $id) { status error result } }"
+
+
+def test_an_admin_triggers_a_test_from_the_website_and_sees_it_in_the_history(
+    alarm_site: AlarmSite,
+) -> None:
+    admin = alarm_site.site.admin
+    group = group_named(alarm_site.site, GROUP)
+    command = admin(
+        "mutation($g: ID!) { triggerBroadcast(groupId: $g, mode: TEST) { id } }", g=group["id"]
+    )["triggerBroadcast"]
+    done = wait_until(
+        lambda: (
+            (c := admin(COMMAND, id=command["id"])["command"])["status"] != "PENDING"
+            and c["status"] != "DELIVERED"
+            and c
+        ),
+        20,
+        "the trigger command",
+    )
+    assert done["status"] == "SUCCEEDED", done
+    assert done["result"]["broadcastId"]
+    broadcast = alarm_site.finished()
+    assert (broadcast["mode"], broadcast["status"]) == ("TEST", "COMPLETED")
+    assert broadcast["triggerCallerName"].endswith(">")  # "name <email>" of the admin
+    assert Counter(a["outcome"] for a in broadcast["attempts"]) == {"CONFIRMED": 5}
+
+
+def test_a_quorum_set_on_the_website_stops_the_alarm_early(alarm_site: AlarmSite) -> None:
+    admin = alarm_site.site.admin
+    group = group_named(alarm_site.site, GROUP)
+    command = admin(
+        "mutation($g: ID!) { updateBroadcastOptions(groupId: $g, quorum: 2, repetitions: 1) "
+        "{ id } }",
+        g=group["id"],
+    )["updateBroadcastOptions"]
+    wait_until(
+        lambda: admin(COMMAND, id=command["id"])["command"]["status"] == "SUCCEEDED",
+        20,
+        "the options to reach the agent",
+    )
+    extensions_ = extensions(alarm_site)
+    # Two answer at once, the others only after a long while: the quorum stops them.
+    for extension in extensions_[2:]:
+        alarm_site.script.script(extension, Behaviour.CONFIRM, after_s=250)
+    for extension in extensions_[:2]:
+        alarm_site.script.script(extension, Behaviour.CONFIRM, after_s=1)
+    alarm_site.post("call-quorum")
+    broadcast = alarm_site.finished()
+    assert broadcast["quorum"] == 2 and broadcast["quorumReachedAt"] is not None
+    assert "quorum of 2 reached" in broadcast["note"]
+    outcomes = Counter(a["outcome"] for a in broadcast["attempts"])
+    assert outcomes == {"CONFIRMED": 2, "FAILED": 3}
+    stopped = [a for a in broadcast["attempts"] if a["outcome"] == "FAILED"]
+    assert all("quorum" in a["detail"] and a["answeredAt"] is None for a in stopped)
+
+
+def test_ten_wrong_pins_mail_the_tenant_once(alarm_site: AlarmSite, stack: Stack) -> None:
+    wrong = "0" if alarm_site.pin[0] != "0" else "1"
+    for caller in ("601", "602", "603", "604"):  # 3 tries each: 12 wrong PINs
+        alarm_site.call([wrong * 6] * 3, caller=caller)
+    url = stack.env["RUNDRUF_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+
+    def mails() -> list[tuple[str, str]]:
+        with psycopg.connect(url) as db:
+            rows = db.execute(
+                "SELECT to_address, subject FROM email WHERE tenant_id = %s",
+                (alarm_site.site.tenant_id,),
+            ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    found = wait_until(mails, 40, "the wrong-PIN mail in the outbox")
+    assert all(f"falsche PINs für die Rundrufnummer {alarm_site.extension}" in s for _, s in found)
+    assert len({to for to, _ in found}) == len(found), "one mail per address"
+    # Forwarded once: the notice is gone from the job service.
+    response = httpx.get(alarm_site.jobs.url + "/notices", headers=bearer(AGENT))
+    wait_until(
+        lambda: (
+            httpx.get(alarm_site.jobs.url + "/notices", headers=bearer(AGENT)).json()["notices"]
+            == []
+        ),
+        20,
+        "the notice to be deleted",
+    )
+    assert response.status_code == 200

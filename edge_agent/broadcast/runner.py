@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the agent stopped during this call"
 SKIPPED_BUSY = "skipped_busy"
+QUORUM_HANGUP = "hung up before an answer: the quorum was reached"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class BroadcastRun:
         self.outcomes: dict[str, str] = {}  # the latest outcome per member
         self.confirmed = 0
         self._stop = asyncio.Event()  # the quorum is reached: no new calls
+        self._unanswered: dict[str, asyncio.Task[CallOutcome]] = {}  # calls not yet answered
+        self._hung_up: set[str] = set()  # calls cancelled for the quorum
         self._quorum_note = ""
 
     async def run(self) -> None:
@@ -161,6 +164,10 @@ class BroadcastRun:
         quorum = self.broadcast.quorum
         if quorum is not None and self.confirmed >= quorum and not self._stop.is_set():
             self._stop.set()
+            # Phones still ringing stop; calls someone answered play to their end.
+            for call_id, call in list(self._unanswered.items()):
+                self._hung_up.add(call_id)
+                call.cancel()
             self._quorum_note = f"quorum of {quorum} reached"
             await self.journal.quorum_reached(self.broadcast.id, _now())
             log.info("broadcast %s: quorum of %d reached", self.broadcast.id, quorum)
@@ -170,33 +177,46 @@ class BroadcastRun:
         # On disk before dialling: after a crash this attempt is known to have begun.
         await self.journal.record(b.id, member.pbx_id, attempt, "started", _now(), detail=extension)
         ended = False
+        call_id = f"{b.id}:{member.pbx_id}:{attempt}"
 
         async def on_event(event: CallEvent) -> None:
             nonlocal ended
             kind = event.kind.value
+            if event.kind is CallEventKind.ANSWERED:
+                self._unanswered.pop(call_id, None)  # someone listens: let them hear it out
             if event.kind is CallEventKind.STARTED or kind not in REPORTED_KINDS:
                 return  # STARTED is journaled above; PLAYING and DTMF stay local
             ended = ended or event.kind is CallEventKind.ENDED
             outcome = event.outcome.value if event.outcome is not None else None
-            await self.journal.record(
-                b.id, member.pbx_id, attempt, kind, event.at, outcome, event.detail
-            )
+            detail = event.detail
+            if ended and self._stop.is_set() and call_id in self._hung_up:
+                detail = QUORUM_HANGUP
+            await self.journal.record(b.id, member.pbx_id, attempt, kind, event.at, outcome, detail)
 
         request = CallRequest(
-            call_id=f"{b.id}:{member.pbx_id}:{attempt}",
+            call_id=call_id,
             target=extension,
             display_name=self.settings.display_name,
             announcement=Path(b.announcement or ""),
             priority=self.urgent,
             ring_timeout_s=self.settings.ring_timeout_s,
         )
+        call = asyncio.create_task(self.dialer.call(request, on_event), name=call_id)
+        self._unanswered[call_id] = call
         try:
-            outcome: str = await self.dialer.call(request, on_event)
+            outcome: str = await call
         except DialerError as exc:
             outcome = CallOutcome.FAILED
             if not ended:
                 await self.journal.record(
                     b.id, member.pbx_id, attempt, "ended", _now(), outcome, str(exc)
                 )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if call_id not in self._hung_up or (task is not None and task.cancelling()):
+                raise  # the agent stops: the journal's open attempt says so on restart
+            outcome = CallOutcome.FAILED
+        finally:
+            self._unanswered.pop(call_id, None)
         self.outcomes[member.pbx_id] = outcome
         return outcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edge_agent.broadcast.intake import JobIntake
@@ -27,6 +27,8 @@ from edge_agent.server import Server
 from edge_agent.settings import VERSION, AgentSettings
 
 log = logging.getLogger(__name__)
+# A broadcast run that broke shows as "alarm service not ok" for this long.
+FAILURE_MEMORY = timedelta(minutes=10)
 
 
 def _expired(command: dict[str, Any]) -> bool:
@@ -161,7 +163,9 @@ class AgentService:
         dead = [t.get_name() for t in self._background if t.done()]
         if dead:
             log.error("alarm service loops stopped: %s", ", ".join(dead))
-        return not dead and await self.broadcasts.journal.usable()
+        failed = self.broadcasts.last_failure
+        recent = failed is not None and datetime.now(UTC) - failed < FAILURE_MEMORY
+        return not dead and not recent and await self.broadcasts.journal.usable()
 
     async def health(self) -> dict[str, Any]:
         return {

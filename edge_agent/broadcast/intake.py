@@ -25,6 +25,8 @@ WAIT_S = 25.0
 # A job service that is down is asked again soon: alarms queue there meanwhile.
 BACKOFF_CAP_S = 5.0
 MAX_KNOWN = 100
+# Wrong-PIN notices are mails to people: a few seconds late is fine.
+NOTICE_INTERVAL_S = 5.0
 
 
 class JobIntake:
@@ -37,6 +39,14 @@ class JobIntake:
         self.seen: set[str] = set()  # job ids accepted by this process
 
     async def run_forever(self) -> None:
+        notices = asyncio.create_task(self.notices_forever(), name="notices")
+        try:
+            await self._poll_forever()
+        finally:
+            notices.cancel()
+            await asyncio.gather(notices, return_exceptions=True)
+
+    async def _poll_forever(self) -> None:
         attempt = 0
         while True:
             asked = time.monotonic()
@@ -55,33 +65,43 @@ class JobIntake:
                 log.exception("asking the job service failed unexpectedly")
                 await asyncio.sleep(BACKOFF_CAP_S)
                 continue
-            pending, new = set(), 0
+            pending, accepted = set(), 0
             for job in jobs:
                 pending.add(job["id"])
-                if job["id"] not in self.seen:
-                    new += 1
-                    await self._accept(job)
+                if job["id"] not in self.seen and await self._accept(job):
+                    accepted += 1
             # Deleted jobs leave the list the job service must be told about.
             self.seen &= pending
-            await self.forward_notices()
-            if not new and time.monotonic() - asked < WAIT_S / 2:
-                # An early answer with nothing new (a job that cannot be accepted, say)
-                # must not become a busy loop.
+            if not accepted and time.monotonic() - asked < WAIT_S / 2:
+                # An early answer with nothing accepted (a job that cannot be accepted
+                # now, say) must not become a busy loop.
                 await asyncio.sleep(1.0)
 
-    async def _accept(self, job: dict[str, object]) -> None:
+    async def _accept(self, job: dict[str, object]) -> bool:
+        """Starts the job's broadcast; False when it must be tried again on the next poll."""
         try:
             trigger = trigger_from_job(dict(job), self.jobservice.recording)
             await self.broadcasts.accept(trigger)
         except (KeyError, TypeError, ValueError) as exc:
+            # Never runnable; known from now on, so the poll does not return for it.
             log.error("job %s is malformed and cannot run: %r", job.get("id"), exc)
         except AgentError as exc:
-            log.error("job %s cannot run: %s", job.get("id"), exc)
-            return  # not marked seen: the next poll tries again
+            log.error("job %s cannot run now: %s", job.get("id"), exc)
+            return False
         except Exception:  # a disk error, say: the job stays pending and is tried again
             log.exception("job %s could not be accepted", job.get("id"))
-            return
+            return False
         self.seen.add(str(job["id"]))
+        return True
+
+    async def notices_forever(self) -> None:
+        """Forwards notices on their own loop: a slow server must not delay the job poll."""
+        while True:
+            try:
+                await self.forward_notices()
+            except Exception:  # the loop must outlive any one bad notice
+                log.exception("forwarding notices failed unexpectedly")
+            await asyncio.sleep(NOTICE_INTERVAL_S)
 
     async def forward_notices(self) -> None:
         """Hands wrong-PIN notices to the central service, which mails the tenant."""

@@ -122,6 +122,7 @@ class Journal:
         self._queue: list[_Write] = []
         self._flusher: asyncio.Task[None] | None = None
         self._next_seq: dict[str, int] = {}
+        self._seq_lookup = asyncio.Lock()
         self.changed = asyncio.Event()  # set after each commit: the reporter wakes up
 
     # ------------------------------------------------------------------ plumbing
@@ -140,23 +141,44 @@ class Journal:
         while self._queue:
             batch, self._queue = self._queue, []
             try:
-                await self._in_thread(functools.partial(self._commit, batch))
-            except Exception as exc:  # every waiter learns of the failed commit
-                for write in batch:
-                    if not write.done.done():
-                        write.done.set_exception(exc)
-            else:
-                for write in batch:
-                    if not write.done.done():
-                        write.done.set_result(None)
-                self.changed.set()
+                errors = await self._in_thread(functools.partial(self._commit, batch))
+            except Exception as exc:  # the thread itself failed: every waiter learns of it
+                errors = [exc] * len(batch)
+            for write, error in zip(batch, errors, strict=True):
+                if write.done.done():
+                    continue
+                if error is None:
+                    write.done.set_result(None)
+                else:
+                    write.done.set_exception(error)
+            self.changed.set()
 
-    def _commit(self, batch: list[_Write]) -> None:
+    def _commit(self, batch: list[_Write]) -> list[Exception | None]:
+        """Commits the batch as one transaction; if that fails, each write on its own.
+
+        One faulty write (a duplicate, say) must not take the other writers'
+        events down with it.
+        """
+        try:
+            self._transaction([s for write in batch for s in write.statements])
+            return [None] * len(batch)
+        except sqlite3.Error:
+            if len(batch) == 1:
+                raise
+        errors: list[Exception | None] = []
+        for write in batch:
+            try:
+                self._transaction(write.statements)
+                errors.append(None)
+            except sqlite3.Error as exc:
+                errors.append(exc)
+        return errors
+
+    def _transaction(self, statements: list[Statement]) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for write in batch:
-                for sql, params in write.statements:
-                    self._db.execute(sql, params)
+            for sql, params in statements:
+                self._db.execute(sql, params)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -261,20 +283,42 @@ class Journal:
         detail: str | None = None,
     ) -> int:
         """Appends a call event; returns its number once it is on disk."""
+        return (
+            await self.record_many(broadcast_id, [(pbx_id, attempt_no, kind, at, outcome, detail)])
+        )[0]
+
+    async def record_many(
+        self,
+        broadcast_id: str,
+        events: Sequence[tuple[str, int, str, datetime, str | None, str | None]],
+    ) -> list[int]:
+        """Appends several events in one write; returns their numbers once on disk."""
         if broadcast_id not in self._next_seq:
-            self._next_seq[broadcast_id] = await self.last_seq(broadcast_id) + 1
-        seq = self._next_seq[broadcast_id]
-        self._next_seq[broadcast_id] = seq + 1
-        await self._write(
-            [
+            # Many calls may ask at once after a restart: one lookup, one numbering.
+            async with self._seq_lookup:
+                if broadcast_id not in self._next_seq:
+                    self._next_seq[broadcast_id] = await self.last_seq(broadcast_id) + 1
+        first = self._next_seq[broadcast_id]
+        self._next_seq[broadcast_id] = first + len(events)
+        statements: list[Statement] = [
+            (
+                "INSERT INTO event (broadcast_id, seq, pbx_id, attempt_no, kind, at, outcome, "
+                "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    "INSERT INTO event (broadcast_id, seq, pbx_id, attempt_no, kind, at, outcome, "
-                    "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (broadcast_id, seq, pbx_id, attempt_no, kind, at.isoformat(), outcome, detail),
-                )
-            ]
-        )
-        return seq
+                    broadcast_id,
+                    first + i,
+                    pbx_id,
+                    attempt_no,
+                    kind,
+                    at.isoformat(),
+                    outcome,
+                    detail,
+                ),
+            )
+            for i, (pbx_id, attempt_no, kind, at, outcome, detail) in enumerate(events)
+        ]
+        await self._write(statements)
+        return list(range(first, first + len(events)))
 
     async def quorum_reached(self, broadcast_id: str, at: datetime) -> None:
         await self._write(

@@ -42,6 +42,7 @@ from edge_agent.pbx.port import Pbx
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[], Awaitable[bytes]]
+RESTART_PAUSE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Broadcasts:
         self.channels = Channels(channels)
         self.running: dict[str, asyncio.Task[None]] = {}
         self._accepting = asyncio.Lock()  # the same trigger twice at once starts once
+        self.last_failure: datetime | None = None  # a run that broke (health report)
 
     async def resume(self) -> None:
         """Goes on with every broadcast a stop interrupted."""
@@ -89,11 +91,16 @@ class Broadcasts:
 
         A trigger seen before returns the broadcast it made, running or not.
         """
+        known = await self.journal.by_source(trigger.source_id)
+        if known is not None:
+            return known.id
+        # Prepared outside the lock: a slow recording download or PBX must not hold
+        # up another alarm that arrives meanwhile.
+        broadcast, plan = await self._prepare(trigger)
         async with self._accepting:
             known = await self.journal.by_source(trigger.source_id)
             if known is not None:
                 return known.id
-            broadcast, plan = await self._prepare(trigger)
             try:
                 await self.journal.create(broadcast, plan.members if plan else ())
             except sqlite3.IntegrityError:  # a second agent process on the same folder
@@ -153,7 +160,9 @@ class Broadcasts:
         note = None
         if trigger.mode is Mode.ALARM_RECORDED and trigger.recording is not None:
             try:
-                data = audio.telephony_master(await trigger.recording())
+                recorded = await trigger.recording()
+                # Pure Python over up to a minute of audio: off the loop, calls go on.
+                data = await asyncio.to_thread(audio.telephony_master, recorded)
                 path = self.audio_dir / "recordings" / f"{trigger.source_id}.wav"
                 await asyncio.to_thread(write_atomic, path, data)
                 return path, None
@@ -173,14 +182,22 @@ class Broadcasts:
         task.add_done_callback(lambda _: self.running.pop(b.id, None))
 
     async def _run(self, b: Broadcast) -> None:
-        members = await self.journal.members(b.id)
-        run = BroadcastRun(b, members, self.journal, self.dialer, self.channels, self.calls)
-        try:
-            await run.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the journal keeps it running: the next start resumes it
-            log.exception("broadcast %s stopped unexpectedly", b.id)
+        """Runs the broadcast to its end; after an unexpected error, again from the journal."""
+        while True:
+            members = await self.journal.members(b.id)
+            run = BroadcastRun(b, members, self.journal, self.dialer, self.channels, self.calls)
+            try:
+                await run.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a disk hiccup, say: the journal knows where it stood
+                self.last_failure = _now()
+                log.exception("broadcast %s stopped unexpectedly; resuming", b.id)
+            await asyncio.sleep(RESTART_PAUSE_S)
+            b = await self.journal.get(b.id)
+            if b.status != RUNNING:
+                return
 
     async def close(self) -> None:
         for task in list(self.running.values()):

@@ -10,6 +10,7 @@ after the server acknowledged the finished broadcast.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from contextlib import suppress
 from typing import Any
@@ -24,26 +25,40 @@ from edge_agent.server import Server
 log = logging.getLogger(__name__)
 
 BATCH = 500  # events per report (the server takes up to 2,000)
+# Bytes of events per report: well below the server's 256 KiB body limit.
+MAX_REPORT_BYTES = 128 * 1024
+MAX_DETAIL = 500
 RETRY_IDLE_S = 30.0  # a job deletion that failed is tried again at least this often
+
+
+def event_json(e: Event, members: dict[str, Member]) -> dict[str, Any]:
+    m = members.get(e.pbx_id)
+    return {
+        "seq": e.seq,
+        "memberPbxId": e.pbx_id,
+        "memberName": m.name if m else e.pbx_id,
+        "memberExtension": m.extension if m else None,
+        "attemptNo": e.attempt_no,
+        "kind": e.kind,
+        "at": e.at.isoformat(),
+        "outcome": e.outcome.upper() if e.outcome else None,
+        "detail": e.detail[:MAX_DETAIL] if e.detail else None,
+    }
+
+
+def fitting(events: list[Event], members: dict[str, Member]) -> list[Event]:
+    """The longest prefix of `events` whose report stays under MAX_REPORT_BYTES (at least one)."""
+    size = 0
+    for index, event in enumerate(events):
+        size += len(json.dumps(event_json(event, members))) + 2
+        if size > MAX_REPORT_BYTES and index > 0:
+            return events[:index]
+    return events
 
 
 def report_json(
     b: Broadcast, members: dict[str, Member], events: list[Event], final: bool
 ) -> dict[str, Any]:
-    def event_json(e: Event) -> dict[str, Any]:
-        m = members.get(e.pbx_id)
-        return {
-            "seq": e.seq,
-            "memberPbxId": e.pbx_id,
-            "memberName": m.name if m else e.pbx_id,
-            "memberExtension": m.extension if m else None,
-            "attemptNo": e.attempt_no,
-            "kind": e.kind,
-            "at": e.at.isoformat(),
-            "outcome": e.outcome.upper() if e.outcome else None,
-            "detail": e.detail,
-        }
-
     return {
         "broadcastId": b.id,
         "groupPbxId": b.group_pbx_id,
@@ -57,7 +72,7 @@ def report_json(
         "quorumReachedAt": b.quorum_reached_at.isoformat() if b.quorum_reached_at else None,
         "finishedAt": b.finished_at.isoformat() if final and b.finished_at else None,
         "note": b.note,
-        "events": [event_json(e) for e in events],
+        "events": [event_json(e, members) for e in events],
     }
 
 
@@ -103,10 +118,19 @@ class Reporter:
                     await self.journal.changed.wait()
 
     async def settle(self) -> bool:
-        """Sends everything unsent; True when something must wait (a running broadcast)."""
+        """Sends everything unsent; True when something must wait (a running broadcast).
+
+        Raises ServerUnreachable when the server is away: nothing else can go now.
+        A report the server refuses holds up only its own broadcast.
+        """
         left = False
         for b in await self.journal.unsettled():
-            if not await self._report(b):
+            try:
+                reported = await self._report(b)
+            except ServerRefused as exc:
+                log.error("the server refused the report of broadcast %s: %s", b.id, exc)
+                reported = False
+            if not reported:
                 left = True
                 continue
             if b.status != RUNNING and not b.source_done and not await self._finish_source(b):
@@ -123,7 +147,7 @@ class Reporter:
             self._members[b.id] = members
         acked = b.acked_seq
         while True:
-            events = await self.journal.events(b.id, acked, BATCH)
+            events = fitting(await self.journal.events(b.id, acked, BATCH), members)
             last = events[-1].seq if events else acked
             # Final only when this report carries the last event of a finished broadcast.
             final = b.status != RUNNING and last == await self.journal.last_seq(b.id)

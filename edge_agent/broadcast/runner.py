@@ -36,6 +36,7 @@ from edge_agent.dialer.port import (
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the agent stopped during this call"
+CONFIRMED_BEFORE_STOP = "confirmed; the agent stopped before the call ended"
 SKIPPED_BUSY = "skipped_busy"
 QUORUM_HANGUP = "hung up before an answer: the quorum was reached"
 
@@ -86,7 +87,11 @@ class BroadcastRun:
             for m in self.members
             if m.skip is None and self.outcomes.get(m.pbx_id) != CallOutcome.CONFIRMED
         ]
-        await asyncio.gather(*(self._member(m, attempts.get(m.pbx_id, 0)) for m in todo))
+        # A task group: if one member's loop fails unexpectedly, the others stop too
+        # (their calls end "cancelled") and the manager runs the broadcast again.
+        async with asyncio.TaskGroup() as group:
+            for m in todo:
+                group.create_task(self._member(m, attempts.get(m.pbx_id, 0)))
         called = [m for m in self.members if m.skip is None]
         never = sum(1 for m in called if m.pbx_id not in self.outcomes)
         if self._quorum_note and never:
@@ -102,25 +107,31 @@ class BroadcastRun:
         """Reads what the journal holds of this broadcast; ends attempts cut short by a crash."""
         b = self.broadcast
         attempts: dict[str, int] = {}
-        open_attempts: dict[tuple[str, int], bool] = {}
+        open_attempts: dict[tuple[str, int], bool] = {}  # True: confirmed before the stop
         for event in await self.journal.events(b.id):
             attempts[event.pbx_id] = max(attempts.get(event.pbx_id, 0), event.attempt_no)
             key = (event.pbx_id, event.attempt_no)
             if event.kind == "started":
+                open_attempts[key] = False
+            elif event.kind == "confirmed" and key in open_attempts:
                 open_attempts[key] = True
             elif event.kind == "ended":
                 open_attempts.pop(key, None)
                 if event.outcome is not None:
                     self.outcomes[event.pbx_id] = event.outcome
-        for pbx_id, attempt_no in open_attempts:
-            await self.journal.record(
-                b.id, pbx_id, attempt_no, "ended", _now(), "failed", INTERRUPTED
-            )
-            self.outcomes[pbx_id] = CallOutcome.FAILED
+        closing: list[tuple[str, int, str, datetime, str | None, str | None]] = []
+        for (pbx_id, attempt_no), confirmed in open_attempts.items():
+            # A member who pressed 1 before the stop is reached: never call them again.
+            outcome = CallOutcome.CONFIRMED if confirmed else CallOutcome.FAILED
+            detail = CONFIRMED_BEFORE_STOP if confirmed else INTERRUPTED
+            closing.append((pbx_id, attempt_no, "ended", _now(), outcome.value, detail))
+            self.outcomes[pbx_id] = outcome
         for m in self.members:
             if m.skip is not None and m.pbx_id not in attempts:
-                await self.journal.record(b.id, m.pbx_id, 1, "ended", _now(), SKIPPED_BUSY, m.skip)
+                closing.append((m.pbx_id, 1, "ended", _now(), SKIPPED_BUSY, m.skip))
                 self.outcomes[m.pbx_id] = SKIPPED_BUSY
+        if closing:  # one write for all, not one fsync per member
+            await self.journal.record_many(b.id, closing)
         return attempts
 
     def _check_quorum_from_resume(self) -> None:
@@ -178,6 +189,12 @@ class BroadcastRun:
         await self.journal.record(b.id, member.pbx_id, attempt, "started", _now(), detail=extension)
         ended = False
         call_id = f"{b.id}:{member.pbx_id}:{attempt}"
+        if self._stop.is_set():  # the quorum came while the start was being written
+            await self.journal.record(
+                b.id, member.pbx_id, attempt, "ended", _now(), "failed", QUORUM_HANGUP
+            )
+            self.outcomes[member.pbx_id] = CallOutcome.FAILED
+            return CallOutcome.FAILED
 
         async def on_event(event: CallEvent) -> None:
             nonlocal ended
@@ -216,6 +233,10 @@ class BroadcastRun:
             if call_id not in self._hung_up or (task is not None and task.cancelling()):
                 raise  # the agent stops: the journal's open attempt says so on restart
             outcome = CallOutcome.FAILED
+            if not ended:  # cancelled before the dialer began: it reported nothing
+                await self.journal.record(
+                    b.id, member.pbx_id, attempt, "ended", _now(), outcome, QUORUM_HANGUP
+                )
         finally:
             self._unanswered.pop(call_id, None)
         self.outcomes[member.pbx_id] = outcome

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 import wave
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -365,3 +366,102 @@ def test_a_recording_in_any_pcm_shape_becomes_a_telephony_master() -> None:
 def test_audio_that_is_no_wav_is_refused_with_a_reason() -> None:
     with pytest.raises(audio.AudioError, match="not a PCM WAV"):
         audio.telephony_master(b"hello")
+
+
+async def _journaled_then_stopped(bed: Bed, source_id: str) -> str:
+    """Accepts a trigger and drops its task before it runs, as a kill would."""
+    broadcast_id = await bed.broadcasts.accept(alarm(source_id))
+    bed.broadcasts.running.pop(broadcast_id).cancel()
+    assert await bed.broadcasts.journal.events(broadcast_id) == []
+    return broadcast_id
+
+
+async def _restart(bed: Bed, tmp_path: Path) -> Broadcasts:
+    await bed.broadcasts.journal.close()
+    again = Broadcasts(
+        tmp_path / "agent",
+        bed.cache,
+        SimPbx(bed.control.state_path),
+        bed.dialer,
+        60,
+        CallSettings(),
+    )
+    bed.broadcasts = again
+    await again.resume()
+    return again
+
+
+async def test_a_restart_between_attempts_numbers_every_new_event_once(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    names = {f"M{i:02d}": UserState.LOGGED_ON for i in range(30)}
+    bed = await make_bed(tmp_path, names, channels=60)
+    beds.append(bed)
+    broadcast_id = await _journaled_then_stopped(bed, "job-pause")
+    users = [u["id"] for u in bed.cache.data["directory"]["users"][:30]]
+    now = datetime.now(UTC)
+    # Everyone was in the pause between attempts: no call open, all due at once.
+    await bed.broadcasts.journal.record_many(
+        broadcast_id,
+        [(u, 1, k, now, o, None) for u in users for k, o in (("started", None), ("ended", "busy"))],
+    )
+    again = await _restart(bed, tmp_path)
+    await asyncio.wait_for(again.running[broadcast_id], 30)
+    events = await again.journal.events(broadcast_id)
+    assert_each_attempt_ends_once(events)
+    assert set(final_outcomes(events).values()) == {"confirmed"}
+    assert (await again.journal.get(broadcast_id)).status == "completed"
+
+
+async def test_a_member_who_confirmed_just_before_a_crash_is_not_called_again(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    bed = await make_bed(tmp_path, {"Anna": UserState.LOGGED_ON})
+    beds.append(bed)
+    broadcast_id = await _journaled_then_stopped(bed, "job-confirmed")
+    anna = bed.cache.data["directory"]["users"][0]["id"]
+    now = datetime.now(UTC)
+    await bed.broadcasts.journal.record_many(
+        broadcast_id,
+        [(anna, 1, k, now, None, None) for k in ("started", "ringing", "answered", "confirmed")],
+    )
+    again = await _restart(bed, tmp_path)
+    await asyncio.wait_for(again.running[broadcast_id], 30)
+    events = await again.journal.events(broadcast_id)
+    assert [(e.attempt_no, e.kind, e.outcome) for e in events][-1] == (1, "ended", "confirmed")
+    assert not any(e.attempt_no > 1 for e in events)
+
+
+async def test_one_faulty_write_does_not_take_other_writers_events_down(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    bed = await make_bed(tmp_path, {"Anna": UserState.LOGGED_ON})
+    beds.append(bed)
+    journal = bed.broadcasts.journal
+    broadcast_id = await _journaled_then_stopped(bed, "job-a")
+    duplicate = await journal.get(broadcast_id)
+    now = datetime.now(UTC)
+    results = await asyncio.gather(
+        journal.create(duplicate, []),  # the same id again: refused
+        journal.record(broadcast_id, "x", 1, "started", now),
+        journal.record(broadcast_id, "x", 1, "ended", now, "busy"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], sqlite3.IntegrityError)
+    assert results[1:] == [1, 2]
+    assert [e.kind for e in await journal.events(broadcast_id)] == ["started", "ended"]
+
+
+@pytest.mark.parametrize("round_", range(3))
+async def test_the_quorum_leaves_no_call_without_an_end(
+    tmp_path: Path, beds: list[Bed], round_: int
+) -> None:
+    names = {f"M{i:02d}": UserState.LOGGED_ON for i in range(60)}
+    bed = await make_bed(tmp_path, names, channels=60, quorum=1)
+    beds.append(bed)
+    broadcast_id, events = await run_to_end(bed, alarm(f"job-q{round_}"))
+    assert_each_attempt_ends_once(events)
+    quorum_at = (await bed.broadcasts.journal.get(broadcast_id)).quorum_reached_at
+    assert quorum_at is not None
+    late = [e for e in events if e.kind == "ringing" and e.at > quorum_at]
+    assert late == [], "no phone starts ringing after the quorum"

@@ -1,0 +1,51 @@
+"""What the agent sends as a broadcast report: the wire shape and the size of a batch."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from edge_agent.broadcast.model import Broadcast, Event, Member
+from edge_agent.broadcast.reporter import MAX_REPORT_BYTES, fitting, report_json
+
+NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+MEMBERS = {"u1": Member(0, "u1", "Jürgen Müller", "201")}
+BROADCAST = Broadcast("b1", "job", "j1", "g1", 2, NOW, NOW, status="completed", finished_at=NOW)
+
+
+def test_a_report_names_members_and_sends_outcomes_in_the_servers_spelling() -> None:
+    events = [
+        Event(1, "u1", 1, "started", NOW),
+        Event(2, "u1", 1, "ended", NOW, "skipped_busy", "busy (busy)"),
+    ]
+    report = report_json(BROADCAST, MEMBERS, events, final=True)
+    assert (report["mode"], report["status"], report["finishedAt"]) == (
+        "ALARM",
+        "COMPLETED",
+        NOW.isoformat(),
+    )
+    assert report["events"][1] == {
+        "seq": 2,
+        "memberPbxId": "u1",
+        "memberName": "Jürgen Müller",
+        "memberExtension": "201",
+        "attemptNo": 1,
+        "kind": "ended",
+        "at": NOW.isoformat(),
+        "outcome": "SKIPPED_BUSY",
+        "detail": "busy (busy)",
+    }
+
+
+def test_a_report_that_is_not_final_says_running_and_has_no_end() -> None:
+    report = report_json(BROADCAST, MEMBERS, [], final=False)
+    assert (report["status"], report["finishedAt"]) == ("RUNNING", None)
+
+
+def test_a_batch_of_long_events_is_cut_below_the_size_limit() -> None:
+    events = [Event(i, "u1", 1, "ended", NOW, "failed", "ä" * 2000) for i in range(1, 501)]
+    batch = fitting(events, MEMBERS)
+    assert 0 < len(batch) < 500 and batch == events[: len(batch)]
+    body = json.dumps(report_json(BROADCAST, MEMBERS, batch, final=False))
+    assert len(body) <= MAX_REPORT_BYTES + 2000
+    assert fitting(events[:1], MEMBERS) == events[:1]  # one event always goes

@@ -131,3 +131,33 @@ async def test_one_tenants_agent_cannot_write_into_anothers_history(gql, rt, wor
         for b in (await gql.as_(world.tokens["owner"]).ok(HISTORY, first=10))["broadcasts"]["nodes"]
     ]
     assert names.count("Brandschutz") == 1  # only the world's own broadcast
+
+
+async def test_one_large_report_stores_every_attempt_of_every_member(gql, rt, world):
+    agent = gql.as_(world.tokens["agent_a"])
+    events: list[dict] = []
+    for member in range(300):
+        for attempt, outcome in ((1, "NO_ANSWER"), (2, "CONFIRMED")):
+            for kind in ("started", "ended"):
+                events.append(
+                    {
+                        "seq": len(events) + 1,
+                        "memberPbxId": f"big{member}",
+                        "memberName": f"Member {member}",
+                        "attemptNo": attempt,
+                        "kind": kind,
+                        "at": _at(rt, attempt),
+                        **({"outcome": outcome} if kind == "ended" else {}),
+                    }
+                )
+    ack = await agent.ok(REPORT, **_report(rt, events[:1000]))
+    assert ack["reportBroadcast"]["lastSeq"] == 1000
+    ack = await agent.ok(REPORT, **_report(rt, events[900:]))  # overlapping resend
+    assert ack["reportBroadcast"]["lastSeq"] == 1200
+    async with rt.db.reading() as s:
+        rows = (
+            await s.scalars(select(CallAttempt).where(CallAttempt.member_pbx_id.like("big%")))
+        ).all()
+    assert len(rows) == 600
+    assert {(r.attempt_no, r.outcome) for r in rows} == {(1, "no_answer"), (2, "confirmed")}
+    assert all(r.started_at is not None and r.ended_at is not None for r in rows)

@@ -131,8 +131,8 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
         broadcast.trigger_caller_name = report.trigger_caller_name
         broadcast.note = report.note
         new = [e for e in report.events if e.seq > broadcast.last_event_seq]
-        for event in new:
-            await _apply(session, agent, broadcast, event)
+        if new:
+            await _apply_all(session, agent, broadcast, new)
         if new:
             broadcast.last_event_seq = new[-1].seq
         last_seq, broadcast_id = broadcast.last_event_seq, broadcast.id
@@ -145,36 +145,53 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
     return last_seq
 
 
-async def _apply(
-    session: AsyncSession, agent: Agent, broadcast: Broadcast, event: CallEventIn
+COLUMNS = {
+    "started": "started_at",
+    "ringing": "ringing_at",
+    "answered": "answered_at",
+    "confirmed": "confirmed_at",
+    "ended": "ended_at",
+}
+
+
+async def _apply_all(
+    session: AsyncSession, agent: Agent, broadcast: Broadcast, events: list[CallEventIn]
 ) -> None:
-    attempt = await session.scalar(
-        select(CallAttempt).where(
-            CallAttempt.broadcast_id == broadcast.id,
-            CallAttempt.member_pbx_id == event.member_pbx_id,
-            CallAttempt.attempt_no == event.attempt_no,
+    """Applies events in order with two reads, however many there are.
+
+    A report of a large alarm carries hundreds of events: one lookup per event
+    would leave the live history seconds behind the calls.
+    """
+    attempts = {
+        (a.member_pbx_id, a.attempt_no): a
+        for a in await session.scalars(
+            select(CallAttempt).where(
+                CallAttempt.broadcast_id == broadcast.id,
+                CallAttempt.member_pbx_id.in_({e.member_pbx_id[:64] for e in events}),
+            )
         )
-    )
-    if attempt is None:
-        attempt = CallAttempt(
-            tenant_id=agent.tenant_id,
-            broadcast_id=broadcast.id,
-            member_user_id=await mirror.pbx_user_id(session, agent.tenant_id, event.member_pbx_id),
-            member_pbx_id=event.member_pbx_id[:64],
-            member_name=event.member_name[:200],
-            member_extension=(event.member_extension or "")[:32] or None,
-            attempt_no=event.attempt_no,
-        )
-        session.add(attempt)
-    column = {
-        "started": "started_at",
-        "ringing": "ringing_at",
-        "answered": "answered_at",
-        "confirmed": "confirmed_at",
-        "ended": "ended_at",
-    }[event.kind]
-    setattr(attempt, column, event.at)
-    if event.kind == "ended":
-        attempt.outcome = event.outcome
-        attempt.detail = (event.detail or "")[:2000] or None
+    }
+    missing = {
+        e.member_pbx_id for e in events if (e.member_pbx_id[:64], e.attempt_no) not in attempts
+    }
+    users = await mirror.pbx_user_ids(session, agent.tenant_id, missing)
+    for event in events:
+        key = (event.member_pbx_id[:64], event.attempt_no)
+        attempt = attempts.get(key)
+        if attempt is None:
+            attempt = CallAttempt(
+                tenant_id=agent.tenant_id,
+                broadcast_id=broadcast.id,
+                member_user_id=users.get(event.member_pbx_id),
+                member_pbx_id=event.member_pbx_id[:64],
+                member_name=event.member_name[:200],
+                member_extension=(event.member_extension or "")[:32] or None,
+                attempt_no=event.attempt_no,
+            )
+            session.add(attempt)
+            attempts[key] = attempt
+        setattr(attempt, COLUMNS[event.kind], event.at)
+        if event.kind == "ended":
+            attempt.outcome = event.outcome
+            attempt.detail = (event.detail or "")[:2000] or None
     await session.flush()

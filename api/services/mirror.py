@@ -8,6 +8,7 @@ The wire shape (JSON from the agent):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -101,6 +102,21 @@ async def _sync(
     ids = {pbx_id: row_id for pbx_id, row_id in existing.items() if pbx_id in wanted}
     ids.update({row["pbx_id"]: row["id"] for row in new})
     return ids
+
+
+async def pbx_user_ids(
+    session: AsyncSession, tenant_id: uuid.UUID, pbx_ids: Iterable[str]
+) -> dict[str, uuid.UUID]:
+    """The mirror's user ids for PBX user ids, in one query; unknown ones are left out."""
+    wanted = list(set(pbx_ids))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(PbxUser.pbx_id, PbxUser.id).where(
+            PbxUser.tenant_id == tenant_id, PbxUser.pbx_id.in_(wanted)
+        )
+    )
+    return {pbx_id: user_id for pbx_id, user_id in rows.all()}
 
 
 async def pbx_user_id(

@@ -124,7 +124,20 @@ def _master_frames(path: Path) -> bytes:
         return wav.readframes(wav.getnframes())
 
 
+_composed: dict[tuple[Path, int, int, int, Path], Path] = {}
+
+
 def compose(announcement: Path, repetitions: int, out_dir: Path) -> Path:
+    """`_compose`, remembered per announcement file version: an alarm does not wait for it."""
+    stat = announcement.stat()
+    key = (announcement, stat.st_mtime_ns, stat.st_size, repetitions, out_dir)
+    path = _composed.get(key)
+    if path is None or not path.exists():
+        path = _composed[key] = _compose(announcement, repetitions, out_dir)
+    return path
+
+
+def _compose(announcement: Path, repetitions: int, out_dir: Path) -> Path:
     """The file a call plays: the announcement `repetitions` times, then the confirm prompt.
 
     Named by its content, so the same inputs give the same file and a restart

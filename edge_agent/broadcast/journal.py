@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 from edge_agent.broadcast.model import Broadcast, Event, Member
 
 T = TypeVar("T")
-Statement = tuple[str, Sequence[Any]]
+# SQL with one row of parameters, or with many (run as executemany).
+Statement = tuple[str, Sequence[Any]] | tuple[str, Sequence[Sequence[Any]], bool]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS broadcast (
@@ -177,8 +178,11 @@ class Journal:
     def _transaction(self, statements: list[Statement]) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in statements:
-                self._db.execute(sql, params)
+            for statement in statements:
+                if len(statement) == 3:
+                    self._db.executemany(statement[0], statement[1])
+                else:
+                    self._db.execute(statement[0], statement[1])
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -215,14 +219,15 @@ class Journal:
                 ),
             )
         ]
-        statements += [
-            (
-                "INSERT INTO member (broadcast_id, position, pbx_id, name, extension, skip) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (b.id, m.position, m.pbx_id, m.name, m.extension, m.skip),
+        if members:  # one executemany: a thousand members cost one statement, not a thousand
+            statements.append(
+                (
+                    "INSERT INTO member (broadcast_id, position, pbx_id, name, extension, skip) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(b.id, m.position, m.pbx_id, m.name, m.extension, m.skip) for m in members],
+                    True,
+                )
             )
-            for m in members
-        ]
         self._next_seq[b.id] = 1
         await self._write(statements)
 

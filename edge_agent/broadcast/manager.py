@@ -26,6 +26,7 @@ from edge_agent.broadcast.model import (
     RUNNING,
     Broadcast,
     GroupPlan,
+    Member,
     Mode,
     find_group,
     plan_group,
@@ -108,7 +109,7 @@ class Broadcasts:
         if plan is None:
             await self.journal.finish(broadcast.id, FAILED, _now(), broadcast.note or "")
         else:
-            self._start(broadcast)
+            self._start(broadcast, list(plan.members))
         log.info("broadcast %s accepted (%s %s)", broadcast.id, trigger.source, trigger.source_id)
         return broadcast.id
 
@@ -176,15 +177,16 @@ class Broadcasts:
             return self.cache.audio_dir / stored, note
         return audio.DEFAULTS[kind], note
 
-    def _start(self, b: Broadcast) -> None:
-        task = asyncio.create_task(self._run(b), name=f"broadcast-{b.id}")
+    def _start(self, b: Broadcast, members: list[Member] | None = None) -> None:
+        task = asyncio.create_task(self._run(b, members), name=f"broadcast-{b.id}")
         self.running[b.id] = task
         task.add_done_callback(lambda _: self.running.pop(b.id, None))
 
-    async def _run(self, b: Broadcast) -> None:
+    async def _run(self, b: Broadcast, members: list[Member] | None) -> None:
         """Runs the broadcast to its end; after an unexpected error, again from the journal."""
         while True:
-            members = await self.journal.members(b.id)
+            if members is None:  # a new broadcast brings them; a resumed one reads them
+                members = await self.journal.members(b.id)
             run = BroadcastRun(b, members, self.journal, self.dialer, self.channels, self.calls)
             try:
                 await run.run()
@@ -195,7 +197,7 @@ class Broadcasts:
                 self.last_failure = _now()
                 log.exception("broadcast %s stopped unexpectedly; resuming", b.id)
             await asyncio.sleep(RESTART_PAUSE_S)
-            b = await self.journal.get(b.id)
+            b, members = await self.journal.get(b.id), None
             if b.status != RUNNING:
                 return
 

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted: the agent stopped during this call"
 CONFIRMED_BEFORE_STOP = "confirmed; the agent stopped before the call ended"
 SKIPPED_BUSY = "skipped_busy"
+START_CHUNK = 50
 QUORUM_HANGUP = "hung up before an answer: the quorum was reached"
 
 
@@ -90,8 +91,10 @@ class BroadcastRun:
         # A task group: if one member's loop fails unexpectedly, the others stop too
         # (their calls end "cancelled") and the manager runs the broadcast again.
         async with asyncio.TaskGroup() as group:
-            for m in todo:
+            for index, m in enumerate(todo, 1):
                 group.create_task(self._member(m, attempts.get(m.pbx_id, 0)))
+                if index % START_CHUNK == 0:
+                    await asyncio.sleep(0)  # the first calls go out while the rest are set up
         called = [m for m in self.members if m.skip is None]
         never = sum(1 for m in called if m.pbx_id not in self.outcomes)
         if self._quorum_note and never:

@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import tempfile
+import threading
 import wave
 from collections.abc import Callable
 from contextlib import suppress
@@ -37,7 +38,7 @@ from edge_agent.dialer.port import (
 )
 from edge_agent.pbx.errors import PbxError
 from edge_agent.pbx.port import UserState
-from edge_agent.pbx.sim_state import StateFile
+from edge_agent.pbx.sim_state import SimState, StateFile
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +263,8 @@ class SimDialer(Dialer):
         self.time_scale = time_scale
         self._max_parallel = max_parallel
         self._running: set[str] = set()
+        self._cached: tuple[tuple[int, int, int], SimState] | None = None
+        self._cache_lock = threading.Lock()  # _prepare runs in worker threads
         self.peak_active = 0
         self._closed = asyncio.Event()
         self._idle = asyncio.Event()
@@ -314,7 +317,7 @@ class SimDialer(Dialer):
         # The media is loaded before dialing, as a real dialer must offer it in the SDP.
         round_s = self._seconds_of(request.announcement) * request.repetitions
         try:
-            state = self._pbx.read()
+            state = self._state()
         except PbxError as exc:
             raise _CallFails(exc.message) from exc
         except OSError as exc:  # a missing state file is a PBX that is not there
@@ -329,6 +332,19 @@ class SimDialer(Dialer):
         except SimScriptDamaged as exc:
             raise _CallFails(str(exc)) from exc
         return plan_call(request, user.state, override), round_s
+
+    def _state(self) -> SimState:
+        """The simulator state, parsed again only when the file was replaced.
+
+        Every write replaces the file (a new inode), so a cached parse is never
+        stale; a thousand parallel calls must not parse the company a thousand times.
+        """
+        stat = os.stat(self._pbx.path)
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with self._cache_lock:
+            if self._cached is None or self._cached[0] != key:
+                self._cached = (key, self._pbx.read())
+            return self._cached[1]
 
     @staticmethod
     def _seconds_of(announcement: Path) -> float:

@@ -136,6 +136,12 @@ def _wait_seconds(request: Request) -> float:
     return seconds
 
 
+async def _disconnected(request: Request) -> None:
+    """Returns when the client closes the connection."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _known_jobs(request: Request) -> frozenset[str]:
     raw = request.query_params.get("known", "")
     ids = frozenset(filter(None, raw.split(",")))
@@ -221,8 +227,17 @@ class Endpoints:
 
     async def list_jobs(self, request: Request) -> Response:
         self.tokens.require(request, "agent")
-        jobs = await self.store.wait(_wait_seconds(request), _known_jobs(request))
-        return JSONResponse({"jobs": [job.to_json() for job in jobs]})
+        waiting = asyncio.create_task(self.store.wait(_wait_seconds(request), _known_jobs(request)))
+        gone = asyncio.create_task(_disconnected(request))
+        try:
+            # A long poll whose agent went away ends now, not at the end of its wait.
+            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not waiting.done():
+            waiting.cancel()
+            return Response(status_code=499)  # nobody reads it; nginx's "client closed"
+        return JSONResponse({"jobs": [job.to_json() for job in waiting.result()]})
 
     async def get_recording(self, request: Request) -> Response:
         self.tokens.require(request, "agent")

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from swyx_jobservice.errors import ConfigurationError, StoreError
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from swyx_jobservice.settings import JobServiceSettings
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,8 +29,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from swyx_jobservice.app import create_app
     from swyx_jobservice.settings import load_settings
 
@@ -35,16 +42,41 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigurationError, StoreError) as exc:
         print(f"rundruf jobservice: {exc.message}", file=sys.stderr)
         return 2
-    uvicorn.run(
+    _serve(app, settings)
+    return 0
+
+
+def _serve(app: Starlette, settings: JobServiceSettings) -> None:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """Tells the store first when asked to stop.
+
+        Long polls last up to a minute; otherwise a stop waits for each of them
+        until uvicorn's grace period ends and it cancels them with an error.
+        """
+
+        loop: asyncio.AbstractEventLoop | None = None
+
+        async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            loop = self.loop
+            if loop is not None:  # a signal handler: hand over to the loop's thread
+                loop.call_soon_threadsafe(lambda: loop.create_task(app.state.store.stop_waiting()))
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        # Long polls last up to a minute; a stop should not wait for all of them.
         timeout_graceful_shutdown=5,
     )
-    return 0
+    Server(config).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

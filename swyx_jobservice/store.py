@@ -70,6 +70,7 @@ class JobStore:
         self._tombstones: dict[str, tuple[str, float]] = {}  # name -> (job id, written at)
         self._lock = asyncio.Lock()
         self._arrived = asyncio.Condition()
+        self._stopping = False  # the service stops: long polls answer now
 
     # -- start -----------------------------------------------------------------
 
@@ -181,7 +182,7 @@ class JobStore:
         """
 
         def news() -> bool:
-            return any(job_id not in known for job_id in self._jobs)
+            return self._stopping or any(job_id not in known for job_id in self._jobs)
 
         if not news() and seconds > 0:
             try:
@@ -190,6 +191,12 @@ class JobStore:
             except TimeoutError:
                 pass
         return self.pending()
+
+    async def stop_waiting(self) -> None:
+        """Ends every long poll at once (with the pending jobs): the service is stopping."""
+        self._stopping = True
+        async with self._arrived:
+            self._arrived.notify_all()
 
     async def read_recording(self, job_id: str) -> bytes:
         job = self.get(job_id)

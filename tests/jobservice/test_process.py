@@ -110,3 +110,28 @@ def test_a_client_still_sending_a_too_large_body_reads_the_413(jobservice: JobSe
     # The service is still there for the next job.
     ok = httpx.post(jobservice.url + "/jobs", json=job_body(), headers=bearer(ROUTING))
     assert ok.status_code == 201
+
+
+def test_a_stop_ends_waiting_long_polls_at_once_and_cleanly(jobservice: JobService) -> None:
+    import threading
+    import time
+
+    jobservice.start()
+    answers: list[httpx.Response] = []
+
+    def poll() -> None:
+        answers.append(
+            httpx.get(jobservice.url + "/jobs?wait=60", headers=bearer(AGENT), timeout=90)
+        )
+
+    waiting = threading.Thread(target=poll)
+    waiting.start()
+    time.sleep(0.5)
+    assert jobservice.process is not None
+    started = time.monotonic()
+    jobservice.process.terminate()
+    jobservice.process.wait(10)
+    waiting.join(10)
+    assert time.monotonic() - started < 3, "the stop waited for the long poll"
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"jobs": []})]
+    assert "ERROR" not in jobservice.log.read_text()

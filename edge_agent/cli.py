@@ -10,13 +10,11 @@ import sys
 from pathlib import Path
 
 import httpx
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_agent import config
 from edge_agent.errors import AgentError, ServerRefused
 from edge_agent.server import REGISTER, graphql
-from edge_agent.settings import VERSION, AgentSettings
+from edge_agent.settings import VERSION, AgentSettings, SimCallSettings
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,14 +28,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     run = commands.add_parser("run", help="run the agent until stopped")
     run.set_defaults(func=_run)
     _add_sim_call(commands)
-
-
-class SimCallSettings(BaseSettings):
-    """The job service's routing token for `sim-call`, under the job service's own name."""
-
-    model_config = SettingsConfigDict(env_prefix="RUNDRUF_JOBSERVICE_", extra="ignore")
-
-    routing_token: SecretStr | None = None
 
 
 def _add_sim_call(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -42,3 +42,12 @@ class AgentSettings(BaseSettings):
     # The simulated dialer's delays are multiplied by this (tests and the demo run faster).
     sim_time_scale: float = Field(default=1.0, gt=0, le=10)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class SimCallSettings(BaseSettings):
+    """The job service's routing token for `rundruf agent sim-call`, under the job
+    service's own name: the simulated PBX posts as the routing script would."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNDRUF_JOBSERVICE_", extra="ignore")
+
+    routing_token: SecretStr | None = None

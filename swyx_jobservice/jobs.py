@@ -45,6 +45,18 @@ class Audio:
     recording: Recording
 
 
+def received_time(data: dict[str, Any]) -> datetime:
+    """`receivedAt` of a stored job or notice; BadRequest unless an aware ISO time."""
+    received = data.get("receivedAt")
+    try:
+        received_at = datetime.fromisoformat(received) if isinstance(received, str) else None
+    except ValueError:
+        received_at = None
+    if received_at is None or received_at.tzinfo is None:
+        raise BadRequest("receivedAt must be an ISO date-time with time zone", "receivedAt")
+    return received_at
+
+
 def _text(body: dict[str, Any], name: str, *, max_len: int, required: bool) -> str | None:
     value = body.get(name)
     if value is None:
@@ -255,13 +267,7 @@ class Job:
         job_id = data.get("id")
         if not isinstance(job_id, str) or not is_job_id(job_id):
             raise BadRequest("id must be a UUID4 string", "id")
-        received = data.get("receivedAt")
-        try:
-            received_at = datetime.fromisoformat(received) if isinstance(received, str) else None
-        except ValueError:
-            received_at = None
-        if received_at is None or received_at.tzinfo is None:
-            raise BadRequest("receivedAt must be an ISO date-time with time zone", "receivedAt")
+        received_at = received_time(data)
         mode = _mode(data)
         agent, group = _addressing(data)
         caller_number = _text(data, "callerNumber", max_len=64, required=True)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from swyx_jobservice.errors import BadRequest
-from swyx_jobservice.jobs import is_job_id
+from swyx_jobservice.jobs import is_job_id, received_time
 
 KINDS = ("wrongPins",)
 MAX_COUNT = 1_000_000
@@ -114,14 +114,7 @@ class Notice:
         notice_id = data.get("id")
         if not isinstance(notice_id, str) or not is_notice_id(notice_id):
             raise BadRequest("id must be a UUID4 string", "id")
-        received = data.get("receivedAt")
-        try:
-            received_at = datetime.fromisoformat(received) if isinstance(received, str) else None
-        except ValueError:
-            received_at = None
-        if received_at is None or received_at.tzinfo is None:
-            raise BadRequest("receivedAt must be an ISO date-time with time zone", "receivedAt")
-        return cls.accept(request, id=notice_id, received_at=received_at)
+        return cls.accept(request, id=notice_id, received_at=received_time(data))
 
 
 def is_notice_id(value: str) -> bool:

@@ -4,7 +4,8 @@
 #   make test         start PostgreSQL + Redis if needed, then run pytest
 #                     (PYTEST_ARGS='-k auth -x' to pass arguments)
 #   make lint         ruff check + ruff format --check
-#   make services     only make sure PostgreSQL, Redis, lua5.4 and espeak-ng are there
+#   make services     only make sure PostgreSQL, Redis, lua5.4, espeak-ng, SIPp and
+#                     baresip are there
 #   make clean        remove the venv and local state
 #
 # Everything runs from .venv, which is created and (re)installed on demand.
@@ -33,7 +34,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: help venv demo services test lint clean
 
 help:
-	@sed -n '3,10s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '3,11s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # Internal: the virtualenv with the project (editable) and its dev extra.
 # Reinstalls only when pyproject.toml changes (or .venv is gone).

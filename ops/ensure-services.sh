@@ -3,6 +3,7 @@
 #   - PostgreSQL on 127.0.0.1:5432, trust auth for user postgres, database rundruf_test
 #   - Redis on 127.0.0.1:6379
 #   - the Lua interpreter (lua5.4) that runs the SwyxWare call-routing script's tests
+#   - SIPp (Debian package sip-tester) and baresip, the SIP peers of tests/sip
 # Fast when all are already there; otherwise starts them, and installs them with
 # apt-get (Debian) when they are missing. Idempotent. Meant for dev boxes and CI,
 # not for production hosts (it sets PostgreSQL to trust local connections).
@@ -285,7 +286,7 @@ ensure_redis() {
     echo "redis: $action ($REDIS_HOST:$REDIS_PORT)"
 }
 
-# ----------------------------------------------------------------------- Lua
+# --------------------------------------------------- Lua, speech, SIP peers
 
 # A command the tests run, from its Debian package when it is missing.
 ensure_command() {
@@ -305,3 +306,6 @@ ensure_redis
 ensure_command lua "$LUA_BIN" "$LUA_PKG"
 # Speech for prompts and announcements (text-to-speech default engine).
 ensure_command espeak-ng espeak-ng espeak-ng
+# SIP test peers (tests/sip/bed.py): SIPp as UAS/UAC, baresip as a real softphone.
+ensure_command sipp sipp sip-tester
+ensure_command baresip baresip baresip

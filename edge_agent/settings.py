@@ -38,7 +38,20 @@ class AgentSettings(BaseSettings):
     # Between two attempts on a member who was not reached.
     retry_pause_seconds: float = Field(default=15.0, ge=0, le=3600)
     max_attempts: int = Field(default=20, ge=1, le=100)
-    dialer: Literal["sim"] = "sim"
+    dialer: Literal["sim", "sip"] = "sim"
+    # The SIP dialer registers as this PBX user (SwyxWare: the user "Rundruf" with a
+    # SIP user id and password on its SIP tab) at the PBX, which routes the calls.
+    sip_user: str = "Rundruf"
+    sip_password: SecretStr = SecretStr("")
+    sip_domain: str = "127.0.0.1"
+    sip_server_host: str = "127.0.0.1"
+    sip_server_port: int = Field(default=5060, ge=1, le=65535)
+    sip_register: bool = True
+    sip_transport: Literal["UDP", "TCP"] = "UDP"
+    sip_local_host: str = "127.0.0.1"
+    sip_local_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port
+    # Auto-answer / intrusion headers for alarms (edge_agent/dialer/sip_profiles.py).
+    sip_profile: Literal["generic", "swyx", "asterisk", "rfc5373", "none"] = "generic"
     # The simulated dialer's delays are multiplied by this (tests and the demo run faster).
     sim_time_scale: float = Field(default=1.0, gt=0, le=10)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -21,6 +21,24 @@ if TYPE_CHECKING:
 
 
 def make_dialer(settings: AgentSettings) -> Dialer:
+    if settings.dialer == "sip":
+        from edge_agent.dialer.sip import SipDialer
+        from edge_agent.sip.ua import Account
+
+        account = Account(
+            user=settings.sip_user,
+            password=settings.sip_password.get_secret_value(),
+            domain=settings.sip_domain,
+            server=(settings.sip_server_host, settings.sip_server_port),
+            register=settings.sip_register,
+        )
+        return SipDialer(
+            account,
+            local=(settings.sip_local_host, settings.sip_local_port),
+            transport=settings.sip_transport,
+            profile=settings.sip_profile,
+            max_parallel=settings.channels,
+        )
     from edge_agent.dialer.sim import SimDialer
 
     return SimDialer(

@@ -1,0 +1,302 @@
+"""The SIP dialer: calls members through the PBX as its user "Rundruf" (or any SIP peer).
+
+One user agent, one transport and one RTP pacer serve every call; a call is a
+coroutine. Alarm calls carry the auto-answer / intrusion headers of the PBX
+profile (`sip_profiles.py`). The announcement is the telephony master,
+encoded to the negotiated G.711 law once per file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import wave
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edge_agent.dialer.port import (
+    CallEvent,
+    CallEventKind,
+    CallOutcome,
+    CallRequest,
+    Dialer,
+    DialerClosed,
+    DuplicateCall,
+    EventSink,
+)
+from edge_agent.dialer.sip_profiles import alarm_headers
+from edge_agent.sip import g711
+from edge_agent.sip.call import Call, Ended
+from edge_agent.sip.message import Request, Response
+from edge_agent.sip.pacer import Pacer, RtpStream
+from edge_agent.sip.transport import Address, TcpTransport, Transport, UdpTransport
+from edge_agent.sip.ua import Account, UserAgent
+
+log = logging.getLogger(__name__)
+
+# Final SIP answers and what they mean for a broadcast.
+OUTCOMES: dict[int, tuple[CallOutcome, str]] = {
+    486: (CallOutcome.BUSY, "busy"),
+    600: (CallOutcome.BUSY, "busy everywhere"),
+    603: (CallOutcome.REJECTED, "declined"),
+    480: (CallOutcome.NO_ANSWER, "not available"),
+    408: (CallOutcome.NO_ANSWER, "no answer"),
+    487: (CallOutcome.NO_ANSWER, "no answer within the ring timeout"),
+    404: (CallOutcome.FAILED, "no such extension"),
+    484: (CallOutcome.FAILED, "incomplete number"),
+    410: (CallOutcome.FAILED, "the number is gone"),
+}
+
+
+class _AudioError(Exception):
+    """Raised when the announcement cannot be played (the reason is the call's detail)."""
+
+
+def load_master(path: Path) -> bytes:
+    """The PCM frames of a telephony master; _AudioError for anything else."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            shape = (wav.getcomptype(), wav.getnchannels(), wav.getsampwidth(), wav.getframerate())
+            frames = wav.readframes(wav.getnframes())
+    except (OSError, EOFError, wave.Error) as exc:
+        raise _AudioError(f"the announcement {path} cannot be read: {exc}") from exc
+    if shape != ("NONE", 1, 2, 8000) or not frames:
+        raise _AudioError(f"the announcement {path} is not PCM 16-bit mono 8 kHz with sound")
+    return frames
+
+
+class SipDialer(Dialer):
+    def __init__(
+        self,
+        account: Account,
+        *,
+        local: Address = ("127.0.0.1", 0),
+        transport: str = "UDP",
+        proxy: bool = True,
+        profile: str = "generic",
+        max_parallel: int = 100,
+    ) -> None:
+        self.account = account
+        self.local = local
+        self.transport_name = transport.upper()
+        self.use_proxy = proxy
+        self.profile = profile
+        self._max_parallel = max_parallel
+        self.ua: UserAgent | None = None
+        self.pacer = Pacer()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._encoded: dict[tuple[Path, int, int, str], bytes] = {}
+        self._closed = False
+        self._started = asyncio.Lock()
+
+    @property
+    def max_parallel(self) -> int:
+        return self._max_parallel
+
+    async def start(self) -> None:
+        """Binds the transport, starts the pacer and (if configured) the registration."""
+        async with self._started:
+            if self.ua is not None:
+                return
+            holder: list[UserAgent] = []
+
+            def receive(message: Request | Response, source: Address, via: Transport) -> None:
+                holder[0].receive(message, source, via)
+
+            host, port = self.local
+            kind = TcpTransport if self.transport_name == "TCP" else UdpTransport
+            transport: Transport = await kind.listen(host, port, receive)
+            self.ua = UserAgent(self.account, transport)
+            holder.append(self.ua)
+            self._tasks.append(asyncio.create_task(self.pacer.run(), name="rtp-pacer"))
+            if self.account.register:
+                self._tasks.append(
+                    asyncio.create_task(self.ua.keep_registered(), name="sip-register")
+                )
+
+    async def call(self, request: CallRequest, on_event: EventSink) -> CallOutcome:
+        if self._closed:
+            raise DialerClosed("The dialer is closed")
+        if request.call_id in self._running:
+            raise DuplicateCall(f"The call {request.call_id} is still running")
+        await self.start()
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[request.call_id] = task
+        emitter = _Emitter(request.call_id, on_event)
+        try:
+            return await self._call(request, emitter)
+        except asyncio.CancelledError:
+            if not emitter.ended:
+                await emitter.end(
+                    CallOutcome.FAILED, "dialer closed" if self._closed else "cancelled"
+                )
+            raise
+        finally:
+            self._running.pop(request.call_id, None)
+
+    def _uri(self, target: str) -> str:
+        if target.startswith(("sip:", "sips:")):
+            return target
+        if "@" in target:
+            return f"sip:{target}"
+        return f"sip:{target}@{self.account.domain}"
+
+    async def _call(self, request: CallRequest, emit: _Emitter) -> CallOutcome:
+        await emit(CallEventKind.STARTED, f"{request.target} ({request.display_name})")
+        try:
+            frames = await asyncio.to_thread(load_master, request.announcement)
+        except _AudioError as exc:
+            return await emit.end(CallOutcome.FAILED, str(exc))
+        assert self.ua is not None
+        headers = alarm_headers(self.profile) if request.priority else {}
+        proxy = self.account.server if self.use_proxy else None
+        call = Call(self.ua, self._uri(request.target), headers, proxy)
+        try:
+            return await self._converse(call, request, frames, emit)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(call.hang_up())
+
+    async def _converse(
+        self, call: Call, request: CallRequest, frames: bytes, emit: _Emitter
+    ) -> CallOutcome:
+        rang = asyncio.Event()
+        starting = asyncio.create_task(call.start(request.ring_timeout_s, rang.set))
+        ringing = asyncio.create_task(rang.wait())
+        try:
+            done, _ = await asyncio.wait({starting, ringing}, return_when=asyncio.FIRST_COMPLETED)
+            if ringing in done:
+                await emit(CallEventKind.RINGING)
+            result = await starting
+        finally:
+            ringing.cancel()
+            if not starting.done():
+                starting.cancel()
+        if isinstance(result, Ended):
+            outcome, text = OUTCOMES.get(result.status, (CallOutcome.FAILED, ""))
+            return await emit.end(outcome, text or f"{result.status} {result.reason}")
+        await emit(CallEventKind.ANSWERED)
+        negotiated = call.negotiated
+        assert negotiated is not None
+        payload = self._encode(request.announcement, frames, negotiated.codec)
+        return await self._play(call, request, payload, negotiated.codec_pt, emit)
+
+    def _encode(self, path: Path, frames: bytes, codec: str) -> bytes:
+        stat = path.stat()
+        key = (path, stat.st_mtime_ns, stat.st_size, codec)
+        encoded = self._encoded.get(key)
+        if encoded is None:
+            encode = g711.alaw_encode if codec == "PCMA" else g711.ulaw_encode
+            encoded = self._encoded[key] = encode(frames)
+        return encoded
+
+    async def _play(
+        self, call: Call, request: CallRequest, payload: bytes, pt: int, emit: _Emitter
+    ) -> CallOutcome:
+        finished = asyncio.Event()
+        stream = RtpStream(
+            payload * request.repetitions, pt, call.ssrc, call.send_rtp, finished.set
+        )
+        rounds = 0
+        try:
+            while True:
+                rounds += 1
+                finished.clear()
+                if rounds == 1:
+                    self.pacer.add(stream)
+                else:
+                    stream.restart()
+                await emit(CallEventKind.PLAYING, f"round {rounds}, {request.repetitions}x")
+                # A digit may come while the message plays; the member need not wait.
+                digit = await self._next_digit(call, finished, None)
+                if digit is None and not call.remote_bye.is_set():
+                    digit = await self._next_digit(call, None, request.dtmf_timeout_s)
+                if call.remote_bye.is_set() and digit is None:
+                    return await emit.end(CallOutcome.ANSWERED, "hung up without confirming")
+                if digit is None:
+                    timeout = request.dtmf_timeout_s
+                    return await emit.end(
+                        CallOutcome.ANSWERED, f"no confirmation within {timeout:g} s"
+                    )
+                await emit(CallEventKind.DTMF, digit=digit)
+                if digit == request.confirm_digit:
+                    await emit(CallEventKind.CONFIRMED)
+                    return await emit.end(CallOutcome.CONFIRMED, None)
+                if digit != request.repeat_digit or rounds > request.max_repeats:
+                    # Another key, or repeats used up: wait for the confirm digit once more.
+                    digit = await self._next_digit(call, None, request.dtmf_timeout_s)
+                    if digit == request.confirm_digit:
+                        await emit(CallEventKind.DTMF, digit=digit)
+                        await emit(CallEventKind.CONFIRMED)
+                        return await emit.end(CallOutcome.CONFIRMED, None)
+                    return await emit.end(CallOutcome.ANSWERED, "did not confirm")
+        finally:
+            self.pacer.remove(stream)
+
+    @staticmethod
+    async def _next_digit(
+        call: Call, until: asyncio.Event | None, limit_s: float | None
+    ) -> str | None:
+        """The next digit, or None when `until` is set, the member hangs up, or time is up."""
+        waits: list[asyncio.Task[object]] = [
+            asyncio.create_task(call.digits.get()),
+            asyncio.create_task(call.remote_bye.wait()),
+        ]
+        if until is not None:
+            waits.append(asyncio.create_task(until.wait()))
+        try:
+            done, _ = await asyncio.wait(
+                waits, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in waits:
+                task.cancel()
+        if waits[0] in done:
+            return str(waits[0].result())
+        return None
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        if self.ua is not None and self.account.register:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self.ua.register_once(expires=0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.ua is not None:
+            self.ua.transport.close()
+
+
+class _Emitter:
+    """Emits a call's events in order; ENDED exactly once."""
+
+    def __init__(self, call_id: str, sink: Callable[[CallEvent], Awaitable[None]]) -> None:
+        self.call_id = call_id
+        self.sink = sink
+        self.ended = False
+
+    async def __call__(
+        self,
+        kind: CallEventKind,
+        detail: str | None = None,
+        *,
+        digit: str | None = None,
+        outcome: CallOutcome | None = None,
+    ) -> None:
+        self.ended = self.ended or kind is CallEventKind.ENDED
+        event = CallEvent(self.call_id, kind, datetime.now(UTC), outcome, detail, digit)
+        await self.sink(event)
+
+    async def end(self, outcome: CallOutcome, detail: str | None) -> CallOutcome:
+        await self(CallEventKind.ENDED, detail, outcome=outcome)
+        log.info("SIP call %s ended %s (%s)", self.call_id, outcome, detail)
+        return outcome

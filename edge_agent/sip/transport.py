@@ -1,0 +1,217 @@
+"""SIP over UDP and TCP: bytes in and out, messages up. Nothing received crashes it.
+
+A datagram or stream that does not parse is logged; if it was a request with
+enough of its headers to answer, it gets 400 Bad Request (RFC 3261 21.4.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from edge_agent.sip.errors import SipParseError
+from edge_agent.sip.message import Headers, Request, Response, parse, parse_stream
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+# What a transport hands up: the message, where it came from, and how to answer there.
+Receiver = Callable[["Request | Response", "Address", "Transport"], None]
+# Enough of a request's head to answer 400 even when the whole does not parse.
+_HEAD = re.compile(rb"^([A-Z]+) \S+ SIP/2\.0\r?\n")
+_ECHOED = ("Via", "From", "To", "Call-ID", "CSeq")
+MAX_TCP_BUFFER = 256 * 1024
+
+
+def bad_request(data: bytes, reason: str) -> bytes | None:
+    """A 400 for bytes that start like a request; None when nothing can be answered."""
+    if not _HEAD.match(data) or data.startswith(b"ACK "):
+        return None  # responses and ACKs are never answered
+    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    headers = Headers()
+    for line in head.splitlines()[1:]:
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() in {h.lower() for h in _ECHOED}:
+            headers.add(name.strip(), value.strip())
+    if not all(headers.get(h) for h in _ECHOED):
+        return None
+    phrase = "Bad Request (" + re.sub(r"[^\x20-\x7e]", "?", reason)[:80] + ")"
+    return bytes(Response(400, phrase, headers))
+
+
+class Transport:
+    """One way to send: `send(message, address)`. Subclasses say the protocol name."""
+
+    name = "UDP"
+
+    def send(self, message: Request | Response, address: Address) -> None:
+        raise NotImplementedError
+
+    @property
+    def local(self) -> Address:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class UdpTransport(Transport, asyncio.DatagramProtocol):
+    name = "UDP"
+
+    def __init__(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+        self._transport: asyncio.DatagramTransport | None = None
+
+    @classmethod
+    async def listen(cls, host: str, port: int, receiver: Receiver) -> UdpTransport:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_datagram_endpoint(
+            lambda: cls(receiver), local_addr=(host, port)
+        )
+        return protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's selector transport does not subclass DatagramTransport (3.11).
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    @property
+    def local(self) -> Address:
+        assert self._transport is not None
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return str(host), int(port)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        address = (str(addr[0]), int(addr[1]))
+        if not data.strip(b"\r\n"):
+            return  # a keep-alive
+        try:
+            message = parse(data)
+        except SipParseError as exc:
+            log.warning("dropped a malformed SIP datagram from %s:%d: %s", *address, exc)
+            answer = bad_request(data, str(exc))
+            if answer is not None and self._transport is not None:
+                self._transport.sendto(answer, address)
+            return
+        _deliver(self._receiver, message, address, self)
+
+    def send(self, message: Request | Response, address: Address) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(bytes(message), address)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %r", exc)  # an ICMP unreachable for an old datagram, say
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+@dataclass
+class _Stream(asyncio.Protocol):
+    owner: TcpTransport
+    writer: asyncio.Transport | None = None
+    peer: Address = ("", 0)
+    buffer: bytes = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.writer = transport
+        host, port = transport.get_extra_info("peername")[:2]
+        self.peer = (str(host), int(port))
+        self.owner.streams[self.peer] = self
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self.buffer:
+            try:
+                message, self.buffer = parse_stream(self.buffer)
+            except SipParseError as exc:
+                # A stream out of step cannot be resynchronised: answer if we can, then close.
+                log.warning("malformed SIP on TCP from %s:%d: %s", *self.peer, exc)
+                answer = bad_request(self.buffer, str(exc))
+                if answer is not None and self.writer is not None:
+                    self.writer.write(answer)
+                self.close()
+                return
+            if message is None:
+                if len(self.buffer) > MAX_TCP_BUFFER:
+                    log.warning("TCP peer %s:%d sent an endless header; closing", *self.peer)
+                    self.close()
+                return
+            _deliver(self.owner.receiver, message, self.peer, self.owner)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.streams.pop(self.peer, None)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class TcpTransport(Transport):
+    """Listens for TCP and connects out on demand; one connection per peer, reused."""
+
+    name = "TCP"
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.streams: dict[Address, _Stream] = {}
+        self._server: asyncio.Server | None = None
+        self._connecting: dict[Address, asyncio.Task[None]] = {}
+
+    @classmethod
+    async def listen(cls, host: str, port: int, receiver: Receiver) -> TcpTransport:
+        transport = cls(receiver)
+        loop = asyncio.get_running_loop()
+        transport._server = await loop.create_server(lambda: _Stream(transport), host, port)
+        return transport
+
+    @property
+    def local(self) -> Address:
+        assert self._server is not None
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    def send(self, message: Request | Response, address: Address) -> None:
+        stream = self.streams.get(address)
+        if stream is not None and stream.writer is not None and not stream.writer.is_closing():
+            stream.writer.write(bytes(message))
+            return
+        pending = self._connecting.get(address)
+        self._connecting[address] = asyncio.create_task(self._connect(address, message, pending))
+
+    async def _connect(
+        self, address: Address, message: Request | Response, before: asyncio.Task[None] | None
+    ) -> None:
+        if before is not None:
+            await asyncio.gather(before, return_exceptions=True)  # keep the order of sends
+        stream = self.streams.get(address)
+        if stream is None or stream.writer is None or stream.writer.is_closing():
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.create_connection(lambda: _Stream(self), *address)
+            except OSError as exc:
+                log.warning("TCP connection to %s:%d failed: %r", *address, exc)
+                return
+            stream = self.streams.get(address)
+        if stream is not None and stream.writer is not None:
+            stream.writer.write(bytes(message))
+
+    def close(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.close()
+        if self._server is not None:
+            self._server.close()
+
+
+def _deliver(
+    receiver: Receiver, message: Request | Response, address: Address, via: Transport
+) -> None:
+    try:
+        receiver(message, address, via)
+    except Exception:  # a bug in handling one message must not stop the transport
+        log.exception("handling a SIP message from %s:%d failed", *address)

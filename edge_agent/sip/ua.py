@@ -1,0 +1,317 @@
+"""The user agent: client transactions, answers to incoming requests, registration.
+
+Calls (`call.py`) build on it. Timers follow RFC 3261 17.1: on UDP a request is
+retransmitted from T1 = 0.5 s, doubling (non-INVITE: capped at T2 = 4 s), until
+a response comes or 64 x T1 passes. Requests that arrive twice get the same answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from edge_agent.sip import digest
+from edge_agent.sip.errors import DigestError, SipError
+from edge_agent.sip.message import (
+    Headers,
+    Request,
+    Response,
+    new_branch,
+    new_call_id,
+    new_tag,
+    response_to,
+)
+from edge_agent.sip.transport import Address, Transport
+
+log = logging.getLogger(__name__)
+
+T1, T2 = 0.5, 4.0
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY"
+USER_AGENT = "Rundruf-Agent"
+ANSWER_MEMORY_S = 32.0  # how long an answer is kept for a retransmitted request
+
+
+class SipTimeout(SipError):
+    """Raised when a request got no final response within 64 x T1."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """Where and as whom the agent speaks SIP (the PBX user "Rundruf")."""
+
+    user: str
+    password: str
+    domain: str  # the PBX's SIP domain (host)
+    server: Address  # where requests go: the PBX (outbound proxy)
+    display_name: str = "Rundruf"
+    register: bool = True
+    expires: int = 300
+
+
+class Dialog(Protocol):
+    """What the user agent needs of a call to route in-dialog requests to it."""
+
+    def handle(self, request: Request, source: Address) -> Response | None: ...
+
+
+@dataclass
+class _Pending:
+    request: Request
+    destination: Address
+    final: asyncio.Future[Response]
+    on_provisional: Callable[[Response], None] | None
+    provisional: bool = False
+
+
+@dataclass
+class UserAgent:
+    account: Account
+    transport: Transport
+    dialogs: dict[str, Dialog] = field(default_factory=dict)  # by Call-ID
+    # By branch and method: a CANCEL shares its INVITE's branch (RFC 3261 9.1).
+    _pending: dict[tuple[str, str], _Pending] = field(default_factory=dict)
+    _answers: dict[tuple[str, str], tuple[float, Response]] = field(default_factory=dict)
+    _acks: dict[str, tuple[float, Request, Address]] = field(default_factory=dict)
+    registered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # ---------------------------------------------------------------- addresses
+
+    @property
+    def contact(self) -> str:
+        host, port = self.transport.local
+        return f"<sip:{self.account.user}@{host}:{port};transport={self.transport.name.lower()}>"
+
+    def via(self, branch: str) -> str:
+        host, port = self.transport.local
+        return f"SIP/2.0/{self.transport.name} {host}:{port};branch={branch};rport"
+
+    def from_header(self, tag: str) -> str:
+        a = self.account
+        return f'"{a.display_name}" <sip:{a.user}@{a.domain}>;tag={tag}'
+
+    def new_request(
+        self,
+        method: str,
+        uri: str,
+        to: str,
+        *,
+        call_id: str | None = None,
+        from_tag: str | None = None,
+        cseq: int = 1,
+    ) -> Request:
+        headers = Headers()
+        headers.add("Via", self.via(new_branch()))
+        headers.add("Max-Forwards", "70")
+        headers.add("From", self.from_header(from_tag or new_tag()))
+        headers.add("To", to)
+        headers.add("Call-ID", call_id or new_call_id(self.transport.local[0]))
+        headers.add("CSeq", f"{cseq} {method}")
+        headers.add("Contact", self.contact)
+        headers.add("User-Agent", USER_AGENT)
+        return Request(method, uri, headers)
+
+    # ---------------------------------------------------------------- client transactions
+
+    async def send_request(
+        self,
+        request: Request,
+        destination: Address | None = None,
+        on_provisional: Callable[[Response], None] | None = None,
+    ) -> Response:
+        """Sends and retransmits until the final response; raises SipTimeout after 64 x T1."""
+        destination = destination or self.account.server
+        key = (request.branch, request.method)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(request, destination, loop.create_future(), on_provisional)
+        self._pending[key] = pending
+        invite = request.method == "INVITE"
+        try:
+            self.transport.send(request, destination)
+            interval, deadline = T1, time.monotonic() + 64 * T1
+            while True:
+                wait = min(interval, deadline - time.monotonic())
+                if wait <= 0:
+                    raise SipTimeout(f"no final answer to {request.method} within {64 * T1:g} s")
+                done, _ = await asyncio.wait({pending.final}, timeout=wait)
+                if done:
+                    return pending.final.result()
+                reliable = self.transport.name != "UDP"
+                if not reliable and not (invite and pending.provisional):
+                    self.transport.send(request, destination)
+                interval = interval * 2 if invite else min(interval * 2, T2)
+                if invite and pending.provisional:
+                    # After a provisional the INVITE waits for the callee (ring timeout is
+                    # the caller's business: it cancels).
+                    deadline = float("inf")
+        finally:
+            self._pending.pop(key, None)
+
+    def _on_response(self, response: Response, source: Address) -> None:
+        pending = self._pending.get((response.branch, response.cseq[1]))
+        if pending is None:
+            self._on_stray_response(response)
+            return
+        if response.status < 200:
+            pending.provisional = True
+            if pending.on_provisional is not None:
+                pending.on_provisional(response)
+            return
+        if pending.request.method == "INVITE" and response.status >= 300:
+            # Non-2xx to INVITE: the transaction acknowledges it (RFC 3261 17.1.1.3).
+            self.transport.send(
+                self._ack_for_failure(pending.request, response), pending.destination
+            )
+        if not pending.final.done():
+            pending.final.set_result(response)
+
+    def _on_stray_response(self, response: Response) -> None:
+        # A retransmitted 2xx to an INVITE: the ACK we sent was lost; send it again.
+        if response.status // 100 == 2 and response.cseq[1] == "INVITE":
+            remembered = self._acks.get(response.call_id)
+            if remembered is not None:
+                self.transport.send(remembered[1], remembered[2])
+        elif response.status >= 300 and response.cseq[1] == "INVITE":
+            log.debug("late %d for a finished INVITE", response.status)
+
+    def remember_ack(self, call_id: str, ack: Request, destination: Address) -> None:
+        self._acks[call_id] = (time.monotonic(), ack, destination)
+
+    @staticmethod
+    def _ack_for_failure(invite: Request, response: Response) -> Request:
+        headers = Headers()
+        headers.add("Via", invite.headers.get_all("Via")[0])
+        headers.add("Max-Forwards", "70")
+        for name in ("From", "Call-ID"):
+            headers.add(name, invite.headers.get(name) or "")
+        headers.add("To", response.headers.get("To") or "")
+        headers.add("CSeq", f"{invite.cseq[0]} ACK")
+        for route in invite.headers.get_all("Route"):
+            headers.add("Route", route)
+        return Request("ACK", invite.uri, headers)
+
+    # ---------------------------------------------------------------- server side
+
+    def receive(self, message: Request | Response, source: Address, _: Transport) -> None:
+        """The transport's receiver."""
+        if isinstance(message, Response):
+            self._on_response(message, source)
+            return
+        self._forget_old()
+        key = (message.branch, message.method)
+        remembered = self._answers.get(key)
+        if remembered is not None:  # a retransmission: the same answer again
+            self.transport.send(remembered[1], source)
+            return
+        answer = self._answer(message, source)
+        if answer is not None:
+            self._answers[key] = (time.monotonic(), answer)
+            self.transport.send(answer, source)
+
+    def _answer(self, request: Request, source: Address) -> Response | None:
+        if request.method == "ACK":
+            dialog = self.dialogs.get(request.call_id)
+            if dialog is not None:
+                dialog.handle(request, source)
+            return None
+        dialog = self.dialogs.get(request.call_id)
+        if dialog is not None:
+            return dialog.handle(request, source)
+        if request.method == "OPTIONS":
+            response = response_to(request, 200, "OK", new_tag())
+            response.headers.add("Allow", ALLOW)
+            response.headers.add("Accept", "application/sdp")
+            return response
+        if request.method == "INVITE":
+            # We only call out; an incoming call is refused plainly.
+            return response_to(request, 603, "Decline", new_tag())
+        if request.method in {"BYE", "CANCEL", "INFO", "NOTIFY"}:
+            return response_to(request, 481, "Call/Transaction Does Not Exist")
+        response = response_to(request, 405, "Method Not Allowed")
+        response.headers.add("Allow", ALLOW)
+        return response
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        if len(self._answers) > 64:
+            self._answers = {k: v for k, v in self._answers.items() if now - v[0] < ANSWER_MEMORY_S}
+        if len(self._acks) > 64:
+            self._acks = {k: v for k, v in self._acks.items() if now - v[0] < ANSWER_MEMORY_S}
+
+    # ---------------------------------------------------------------- authentication
+
+    def authorize(self, request: Request, challenge_response: Response) -> Request:
+        """The request again with credentials for the challenge, a new branch and CSeq + 1.
+
+        Raises DigestError when the challenge cannot be answered.
+        """
+        header = "WWW-Authenticate" if challenge_response.status == 401 else "Proxy-Authenticate"
+        answer = "Authorization" if challenge_response.status == 401 else "Proxy-Authorization"
+        values = challenge_response.headers.get_all(header)
+        if not values:
+            raise DigestError(f"{challenge_response.status} without {header}")
+        challenges = [digest.parse_challenge(v) for v in values]
+        # RFC 8760: the first algorithm we support, preferring the strongest.
+        order = {"SHA-256": 0, "SHA-256-sess": 1, "MD5": 2, "MD5-sess": 3}
+        challenges.sort(key=lambda c: order.get(c.algorithm, 9))
+        headers = request.headers.copy()
+        headers.remove("Via")
+        headers.add("Via", self.via(new_branch()))
+        cseq, method = request.cseq
+        headers.set("CSeq", f"{cseq + 1} {method}")
+        headers.set(
+            answer,
+            digest.authorization(
+                challenges[0],
+                method=method,
+                uri=request.uri,
+                username=self.account.user,
+                password=self.account.password,
+                body=request.body,
+            ),
+        )
+        return Request(request.method, request.uri, headers, request.body)
+
+    # ---------------------------------------------------------------- registration
+
+    async def register_once(self, expires: int | None = None) -> int:
+        """Registers (or with expires=0 unregisters); returns the granted expiry in seconds.
+
+        Raises SipError when the registrar refuses or does not answer.
+        """
+        a = self.account
+        expires = a.expires if expires is None else expires
+        uri = f"sip:{a.domain}"
+        request = self.new_request("REGISTER", uri, f"<sip:{a.user}@{a.domain}>")
+        request.headers.add("Expires", str(expires))
+        response = await self.send_request(request)
+        if response.status in (401, 407):
+            request = self.authorize(request, response)
+            response = await self.send_request(request)
+        if response.status // 100 != 2:
+            raise SipError(f"REGISTER refused: {response.status} {response.reason}")
+        granted = response.headers.get("Expires")
+        return int(granted) if granted and granted.isdigit() else expires
+
+    async def keep_registered(self) -> None:
+        """Registers and refreshes before expiry, retrying with backoff; runs until cancelled."""
+        delay = 1.0
+        while True:
+            try:
+                granted = await self.register_once()
+                self.registered.set()
+                delay = 1.0
+                await asyncio.sleep(max(granted * 0.8, 5))
+            except SipError as exc:
+                self.registered.clear()
+                log.warning(
+                    "registration at %s failed: %s; again in %.0f s",
+                    self.account.server,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60)

@@ -1,0 +1,217 @@
+"""The SIP dialer against real SIP peers on loopback: SIPp scenarios as members and as
+the PBX's registrar, baresip as a phone that answers and records what it hears."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import wave
+from array import array
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.dialer.port import CallEventKind, CallOutcome, CallRequest
+from edge_agent.dialer.sip import SipDialer
+from edge_agent.sip.ua import Account
+from tests.agent.dialer_contract import Recorder, assert_well_formed
+from tests.sip.bed import Baresip, SippUas, free_sip_port, need_baresip, need_pcap_play, need_sipp
+
+K = CallEventKind
+
+
+def tone_wav(path: Path, seconds: float = 1.0, frequency: float = 440.0) -> Path:
+    samples = array(
+        "h",
+        (
+            int(12000 * math.sin(2 * math.pi * frequency * n / 8000))
+            for n in range(int(seconds * 8000))
+        ),
+    )
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(samples.tobytes())
+    return path
+
+
+@pytest.fixture
+def announcement(tmp_path: Path) -> Path:
+    return tone_wav(tmp_path / "announcement.wav")
+
+
+@pytest.fixture
+async def dialer() -> AsyncIterator[SipDialer]:
+    need_sipp()
+    account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", 9), register=False)
+    dialer = SipDialer(account, proxy=False)
+    yield dialer
+    await dialer.close()
+
+
+async def dial(dialer: SipDialer, target: str, announcement: Path, **fields: Any) -> Recorder:
+    fields.setdefault("ring_timeout_s", 10.0)
+    fields.setdefault("dtmf_timeout_s", 3.0)
+    request = CallRequest(
+        call_id=fields.pop("call_id", "c1"),
+        target=target.removeprefix("sip:"),
+        display_name="Rundruf",
+        announcement=announcement,
+        **fields,
+    )
+    recorder = Recorder()
+    outcome = await asyncio.wait_for(dialer.call(request, recorder), 60)
+    assert_well_formed(recorder.events, outcome, request)
+    return recorder
+
+
+def ended(recorder: Recorder) -> tuple[CallOutcome | None, str | None]:
+    return recorder.events[-1].outcome, recorder.events[-1].detail
+
+
+async def test_a_member_who_presses_1_by_sip_info_confirms(
+    dialer: SipDialer, announcement: Path, tmp_path: Path
+) -> None:
+    with SippUas("uas_dtmf_info.xml", tmp_path) as member:
+        recorder = await dial(dialer, member.uri, announcement)
+        assert member.wait(10) == 0, member.log()
+    assert recorder.kinds == [
+        K.STARTED,
+        K.RINGING,
+        K.ANSWERED,
+        K.PLAYING,
+        K.DTMF,
+        K.CONFIRMED,
+        K.ENDED,
+    ]
+    assert recorder.first(K.DTMF).digit == "1"
+    assert ended(recorder)[0] is CallOutcome.CONFIRMED
+
+
+async def test_a_member_who_presses_1_as_rfc4733_event_confirms(
+    dialer: SipDialer, announcement: Path, tmp_path: Path
+) -> None:
+    need_pcap_play()
+    with SippUas("uas_dtmf_rfc4733.xml", tmp_path) as member:
+        recorder = await dial(dialer, member.uri, announcement)
+        assert member.wait(10) == 0, member.log()
+    assert ended(recorder)[0] is CallOutcome.CONFIRMED
+    assert recorder.first(K.DTMF).digit == "1"
+
+
+async def test_a_busy_member_is_busy(dialer: SipDialer, announcement: Path, tmp_path: Path) -> None:
+    with SippUas("uas_busy.xml", tmp_path) as member:
+        recorder = await dial(dialer, member.uri, announcement)
+        assert member.wait(10) == 0, member.log()
+    assert ended(recorder) == (CallOutcome.BUSY, "busy")
+    assert K.ANSWERED not in recorder.kinds
+
+
+async def test_nobody_answering_is_cancelled_at_the_ring_timeout(
+    dialer: SipDialer, announcement: Path, tmp_path: Path
+) -> None:
+    with SippUas("uas_no_answer.xml", tmp_path) as member:
+        recorder = await dial(dialer, member.uri, announcement, ring_timeout_s=1.5)
+        assert member.wait(10) == 0, member.log()
+        assert "> 487" in member.flow() and "< CANCEL" in member.flow()
+    assert ended(recorder)[0] is CallOutcome.NO_ANSWER
+    assert K.RINGING in recorder.kinds
+
+
+async def test_a_challenged_invite_is_sent_again_with_credentials(
+    dialer: SipDialer, announcement: Path, tmp_path: Path
+) -> None:
+    with SippUas("uas_auth.xml", tmp_path) as member:
+        recorder = await dial(dialer, member.uri, announcement, dtmf_timeout_s=0.5)
+        assert member.wait(10) == 0, member.log()
+        invites = member.find("INVITE ")
+    assert len(invites) == 2 and "Authorization: Digest" in invites[1]
+    assert ended(recorder)[0] is CallOutcome.ANSWERED
+
+
+async def test_a_member_hanging_up_early_is_answered_not_confirmed(
+    dialer: SipDialer, tmp_path: Path
+) -> None:
+    long = tone_wav(tmp_path / "long.wav", seconds=4)
+    with SippUas("uas_early_bye.xml", tmp_path) as member:
+        recorder = await dial(dialer, member.uri, long)
+        assert member.wait(10) == 0, member.log()
+    assert ended(recorder) == (CallOutcome.ANSWERED, "hung up without confirming")
+
+
+async def test_an_alarm_asks_the_phone_to_answer_by_itself(
+    dialer: SipDialer, announcement: Path, tmp_path: Path
+) -> None:
+    with SippUas("uas_busy.xml", tmp_path) as member:
+        await dial(dialer, member.uri, announcement, priority=True)
+        member.wait(10)
+        invite = member.find("INVITE ")[0]
+    for header in ("Alert-Info:", "Call-Info:", "Answer-Mode: Auto", "Priority: emergency"):
+        assert header in invite
+
+
+@pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
+async def test_the_dialer_registers_at_the_pbx_with_a_digest(
+    tmp_path: Path, algorithm: str
+) -> None:
+    need_sipp()
+    with SippUas("uas_register.xml", tmp_path, keys={"algorithm": algorithm}) as pbx:
+        account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", pbx.port))
+        dialer = SipDialer(account)
+        try:
+            await dialer.start()
+            assert dialer.ua is not None
+            await asyncio.wait_for(dialer.ua.registered.wait(), 10)
+        finally:
+            await dialer.close()
+        registers = pbx.find("REGISTER ")
+    assert len(registers) >= 2
+    assert f"algorithm={algorithm}" in registers[1] or f'algorithm="{algorithm}"' in registers[1]
+
+
+async def test_a_phone_hears_exactly_the_announcement(
+    dialer: SipDialer, announcement: Path, tmp_path: Path
+) -> None:
+    need_baresip()
+    with Baresip(tmp_path) as phone:
+        recorder = await dial(dialer, phone.uri, announcement, dtmf_timeout_s=1.0)
+        await asyncio.sleep(0.5)
+        recordings = phone.recordings()
+    assert ended(recorder)[0] is CallOutcome.ANSWERED
+    assert recordings, "baresip recorded nothing"
+    heard = _samples(recordings[0])
+    sent = _samples(announcement)
+    assert _best_correlation(sent, heard) > 0.99
+
+
+def _samples(path: Path) -> list[int]:
+    with wave.open(str(path), "rb") as w:
+        data = array("h")
+        data.frombytes(w.readframes(w.getnframes()))
+        if w.getnchannels() == 2:
+            data = data[::2]
+    return list(data)
+
+
+def _best_correlation(sent: list[int], heard: list[int]) -> float:
+    """The highest normalised correlation of `sent` with `heard` over the first second's lags,
+    on the overlap (the phone may stop recording a few packets before the end)."""
+    best = 0.0
+    for lag in range(0, min(8000, len(heard))):
+        n = min(len(sent), len(heard) - lag)
+        if n < 0.9 * len(sent):
+            break
+        a, b = sent[:n], heard[lag : lag + n]
+        dot = sum(x * y for x, y in zip(a, b, strict=True))
+        norm = math.sqrt(sum(x * x for x in a) * sum(y * y for y in b)) or 1.0
+        best = max(best, dot / norm)
+        if best > 0.999:
+            break
+    return best
+
+
+def test_the_sip_port_helper_gives_a_free_port() -> None:
+    assert 1024 < free_sip_port() < 65536

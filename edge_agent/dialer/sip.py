@@ -124,18 +124,22 @@ class SipDialer(Dialer):
         if request.call_id in self._running:
             raise DuplicateCall(f"The call {request.call_id} is still running")
         await self.start()
-        task = asyncio.current_task()
-        assert task is not None
-        self._running[request.call_id] = task
         emitter = _Emitter(request.call_id, on_event)
+        # The call runs as a task of its own: `close` cancels it, and the caller gets
+        # FAILED "dialer closed" back instead of a cancellation of its own task.
+        work = asyncio.create_task(self._call(request, emitter), name=request.call_id)
+        self._running[request.call_id] = work
         try:
-            return await self._call(request, emitter)
+            return await work
         except asyncio.CancelledError:
+            mine = asyncio.current_task()
+            if mine is not None and mine.cancelling():
+                if not emitter.ended:
+                    await emitter.end(CallOutcome.FAILED, "cancelled")
+                raise
             if not emitter.ended:
-                await emitter.end(
-                    CallOutcome.FAILED, "dialer closed" if self._closed else "cancelled"
-                )
-            raise
+                await emitter.end(CallOutcome.FAILED, "dialer closed")
+            return CallOutcome.FAILED
         finally:
             self._running.pop(request.call_id, None)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import wave
 from array import array
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ import pytest
 
 from edge_agent.dialer.port import CallEventKind, CallOutcome, CallRequest
 from edge_agent.dialer.sip import SipDialer
+from edge_agent.sip.transport import bad_request
 from edge_agent.sip.ua import Account
-from tests.agent.dialer_contract import Recorder, assert_well_formed
+from tests.agent.dialer_contract import DialerContract, Recorder, assert_well_formed
 from tests.sip.bed import Baresip, SippUas, free_sip_port, need_baresip, need_pcap_play, need_sipp
 
 K = CallEventKind
@@ -215,3 +217,71 @@ def _best_correlation(sent: list[int], heard: list[int]) -> float:
 
 def test_the_sip_port_helper_gives_a_free_port() -> None:
     assert 1024 < free_sip_port() < 65536
+
+
+class TestSipDialerContract(DialerContract):
+    """The same contract as the simulated dialer, against SIPp members."""
+
+    RING_TIMEOUT_S = 2.0
+    PARALLEL_CALLS = 50
+
+    @pytest.fixture
+    async def dialer(self) -> AsyncIterator[SipDialer]:
+        need_sipp()
+        account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", 9), register=False)
+        dialer = SipDialer(account, proxy=False)
+        yield dialer
+        await dialer.close()
+
+    @pytest.fixture
+    def confirming_target(self, tmp_path: Path) -> Iterator[str]:
+        with SippUas("uas_dtmf_info.xml", tmp_path, calls=1000) as member:
+            yield member.uri.removeprefix("sip:")
+
+    @pytest.fixture
+    def unanswered_target(self, tmp_path: Path) -> Iterator[str]:
+        with SippUas("uas_no_answer.xml", tmp_path, calls=100) as member:
+            yield member.uri.removeprefix("sip:")
+
+
+async def test_a_call_over_tcp_reaches_the_member(announcement: Path, tmp_path: Path) -> None:
+    need_sipp()
+    account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", 9), register=False)
+    dialer = SipDialer(account, proxy=False, transport="TCP")
+    try:
+        with SippUas("uas_busy.xml", tmp_path, transport="tcp") as member:
+            recorder = await dial(dialer, member.uri.split(";")[0], announcement)
+            assert member.wait(10) == 0, member.log()
+    finally:
+        await dialer.close()
+    assert ended(recorder) == (CallOutcome.BUSY, "busy")
+
+
+async def test_malformed_messages_are_answered_400_or_dropped_and_calls_go_on(
+    dialer: SipDialer, announcement: Path, tmp_path: Path
+) -> None:
+    await dialer.start()
+    assert dialer.ua is not None
+    port = dialer.ua.transport.local[1]
+    corpus = sorted((Path(__file__).parent.parent / "sip_unit" / "corpus" / "malformed").iterdir())
+    assert len(corpus) >= 25
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.setblocking(False)
+        probe.bind(("127.0.0.1", 0))
+        answered = 0
+        for path in corpus:
+            probe.sendto(path.read_bytes()[:65000], ("127.0.0.1", port))
+            try:
+                reply = await asyncio.wait_for(loop.sock_recv(probe, 65536), 0.3)
+            except TimeoutError:
+                continue  # dropped: responses, ACKs and junk are never answered
+            assert reply.startswith(b"SIP/2.0 400 "), (path.name, reply[:80])
+            answered += 1
+    # Each malformed request that names Via, From, To, Call-ID and CSeq gets its 400.
+    assert answered == sum(1 for p in corpus if bad_request(p.read_bytes()[:65000], "x"))
+    assert answered >= 20
+    # The dialer is unharmed: the next call works.
+    with SippUas("uas_busy.xml", tmp_path) as member:
+        recorder = await dial(dialer, member.uri, announcement)
+    assert ended(recorder) == (CallOutcome.BUSY, "busy")

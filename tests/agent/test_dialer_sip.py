@@ -285,3 +285,42 @@ async def test_malformed_messages_are_answered_400_or_dropped_and_calls_go_on(
     with SippUas("uas_busy.xml", tmp_path) as member:
         recorder = await dial(dialer, member.uri, announcement)
     assert ended(recorder) == (CallOutcome.BUSY, "busy")
+
+
+async def test_a_member_who_answers_and_listens_is_answered_not_confirmed(
+    dialer: SipDialer, announcement: Path, tmp_path: Path
+) -> None:
+    with SippUas("uas_answer.xml", tmp_path, rtp_echo=True) as member:
+        recorder = await dial(dialer, member.uri, announcement, dtmf_timeout_s=0.5)
+        assert member.wait(10) == 0, member.log()
+        assert member.flow()[-2:] == ["< BYE", "> 200"]
+    assert ended(recorder) == (CallOutcome.ANSWERED, "no confirmation within 0.5 s")
+    assert recorder.kinds == [K.STARTED, K.RINGING, K.ANSWERED, K.PLAYING, K.ENDED]
+
+
+async def test_options_and_stray_requests_get_plain_answers(dialer: SipDialer) -> None:
+    await dialer.start()
+    assert dialer.ua is not None
+    port = dialer.ua.transport.local[1]
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.setblocking(False)
+        probe.bind(("127.0.0.1", 0))
+        local = probe.getsockname()[1]
+        for method, expected in (
+            ("OPTIONS", b"SIP/2.0 200 "),
+            ("BYE", b"SIP/2.0 481 "),
+            ("INVITE", b"SIP/2.0 603 "),
+            ("PUBLISH", b"SIP/2.0 405 "),
+        ):
+            request = (
+                f"{method} sip:Rundruf@127.0.0.1:{port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{method}\r\n"
+                "From: <sip:pbx@127.0.0.1>;tag=1\r\nTo: <sip:Rundruf@127.0.0.1>\r\n"
+                f"Call-ID: {method}@test\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+            )
+            probe.sendto(request.encode(), ("127.0.0.1", port))
+            reply = await asyncio.wait_for(loop.sock_recv(probe, 65536), 2)
+            assert reply.startswith(expected), (method, reply[:60])
+            if method == "OPTIONS":
+                assert b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO" in reply

@@ -55,9 +55,10 @@ $(VENV_STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# The demo needs no external services (and no espeak-ng yet).
+# The demo needs no external services; PBX=sip needs SIPp (installed here if missing).
 demo: venv
-	$(VENV)/bin/rundruf demo $(if $(ONCE),--once,)
+	$(if $(filter sip,$(PBX)),bash ops/ensure-services.sh,)
+	$(VENV)/bin/rundruf demo $(if $(ONCE),--once,) $(if $(PBX),--pbx $(PBX),)
 
 services:
 	bash ops/ensure-services.sh

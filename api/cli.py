@@ -96,7 +96,7 @@ def _schema(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from api.demo import run_demo
 
-    return run_demo(once=args.once, port=args.port)
+    return run_demo(once=args.once, port=args.port, pbx=args.pbx)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the embedded demo (SQLite, no Redis)")
     demo.add_argument("--once", action="store_true", help="check the demo works, then exit")
     demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument(
+        "--pbx",
+        choices=("sim", "sip"),
+        default="sim",
+        help="sim: simulated calls; sip: real SIP calls to local SIPp members",
+    )
     demo.set_defaults(func=_demo)
 
     sub.add_parser("keygen", help="print a new key for RUNDRUF_SECRET_KEY").set_defaults(

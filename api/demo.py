@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -162,7 +163,29 @@ def _start_jobservice() -> JobService | None:
     return None
 
 
-def _agent_env(jobservice: JobService) -> dict[str, str]:
+SIP_MEMBERS = Path(__file__).resolve().parent.parent / "ops" / "sip" / "demo_members.xml"
+
+
+def _start_sip_members() -> tuple[subprocess.Popen[bytes], int] | None:
+    """SIPp as the PBX and its members (`--pbx sip`): every call answered, 1 pressed."""
+    if shutil.which("sipp") is None:
+        print("rundruf demo: --pbx sip needs SIPp (Debian: apt-get install sip-tester)")
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    log = (STATE_DIR / "sipp.log").open("ab")
+    command = ["sipp", "-sf", str(SIP_MEMBERS), "-i", "127.0.0.1", "-p", str(port)]
+    command += ["-mi", "127.0.0.1", "-ci", "127.0.0.1", "-nostdin", "-m", "100000"]
+    process = subprocess.Popen(command, stdout=log, stderr=log)  # noqa: S603 - fixed arguments
+    time.sleep(0.5)
+    if process.poll() is not None:
+        print(f"rundruf demo: SIPp did not start (log: {STATE_DIR / 'sipp.log'})")
+        return None
+    return process, port
+
+
+def _agent_env(jobservice: JobService, sip_port: int | None = None) -> dict[str, str]:
     env = _clean_env()
     state = STATE_DIR.resolve()
     env.update(
@@ -174,12 +197,20 @@ def _agent_env(jobservice: JobService) -> dict[str, str]:
         RUNDRUF_AGENT_SIM_TIME_SCALE=str(TIME_SCALE),
         RUNDRUF_AGENT_RETRY_PAUSE_SECONDS="3",
     )
+    if sip_port is not None:  # real SIP calls through SIPp as the PBX
+        env.update(
+            RUNDRUF_AGENT_DIALER="sip",
+            RUNDRUF_AGENT_SIP_SERVER_PORT=str(sip_port),
+            RUNDRUF_AGENT_SIP_REGISTER="false",
+        )
     return env
 
 
-def _start_agent(url: str, license_key: str, jobservice: JobService) -> subprocess.Popen[bytes]:
+def _start_agent(
+    url: str, license_key: str, jobservice: JobService, sip_port: int | None
+) -> subprocess.Popen[bytes]:
     """Enrols and starts the real agent process, as a customer would on the Swyx server."""
-    env = _agent_env(jobservice)
+    env = _agent_env(jobservice, sip_port)
     command = [sys.executable, "-m", "api.cli", "agent"]
     subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
         [*command, "enroll", "--server", url, "--license", license_key, "--hostname", "demo-swyx"],
@@ -217,7 +248,7 @@ def _serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread] | None
     return server, thread
 
 
-def run_demo(once: bool, port: int) -> int:
+def run_demo(once: bool, port: int, pbx: str = "sim") -> int:
     from api.bootstrap import bootstrap
 
     settings: Settings = load_settings(
@@ -240,8 +271,17 @@ def run_demo(once: bool, port: int) -> int:
         print(f"rundruf demo: the job service did not start (log: {STATE_DIR / 'jobservice.log'})")
         return _stop(server, thread, [], 1)
     print(f"  job service (PBX host): {jobservice.url}")
-    agent = _start_agent(url, seeded.license_key, jobservice)
-    children = [agent, jobservice.process]
+    children = [jobservice.process]
+    sip_port = None
+    if pbx == "sip":
+        members = _start_sip_members()
+        if members is None:
+            return _stop(server, thread, children, 1)
+        children.append(members[0])
+        sip_port = members[1]
+        print(f"  SIP: the agent calls through SIPp as the PBX at 127.0.0.1:{sip_port}")
+    agent = _start_agent(url, seeded.license_key, jobservice, sip_port)
+    children.insert(0, agent)
     try:
         group = run_story(
             url,
@@ -252,7 +292,9 @@ def run_demo(once: bool, port: int) -> int:
         customer = Api(url).login(admin.email, admin.password)
         sim_state = STATE_DIR / "swyx-sim.json"
         routing = (jobservice.url, jobservice.routing_token)
-        reached = run_alarm(url, customer, group, sim_state, routing, TIME_SCALE, print)
+        reached = run_alarm(
+            url, customer, group, sim_state, routing, TIME_SCALE, print, sip=sip_port is not None
+        )
     except DemoError as exc:
         print(f"rundruf demo: {exc} (agent log: {STATE_DIR / 'agent.log'})")
         return _stop(server, thread, children, 1)

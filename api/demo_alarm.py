@@ -176,11 +176,13 @@ def run_alarm(
     jobservice: tuple[str, str],
     time_scale: float,
     say: Callable[[str], None],
+    sip: bool = False,
 ) -> bool:
     """The alarm story; True when every reachable member confirmed."""
     set_announcements(url, customer, group["id"], say)
     members = [m["name"] for m in group["members"]]
-    reachable = reachable_names(sim_state, members)
+    # Over SIP, SIPp answers for everyone: the simulator's user states do not apply.
+    reachable = set(members) if sip else reachable_names(sim_state, members)
     agent = group["broadcast"]
     say(
         f"\n  Trigger call: 100 (Pforte) → {agent['extension']}, PIN {agent['pin']}, "
@@ -193,8 +195,9 @@ def run_alarm(
     outcomes = table(broadcast, say)
     missed = sorted(n for n in reachable if outcomes.get(n) != "CONFIRMED")
     say(
-        f"\n  {len(reachable)} of {len(members)} members reachable "
-        f"(the others are logged off or away); {len(reachable) - len(missed)} confirmed"
+        f"\n  {len(reachable)} of {len(members)} members reachable"
+        f"{'' if sip else ' (the others are logged off or away)'}; "
+        f"{len(reachable) - len(missed)} confirmed"
     )
     if missed:
         say(f"  NOT reached: {', '.join(missed)}")

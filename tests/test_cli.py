@@ -51,9 +51,9 @@ def _post(url: str, query: str, variables: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def _demo_once(cwd: Path, port: int) -> subprocess.CompletedProcess[str]:
+def _demo_once(cwd: Path, port: int, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*RUNDRUF, "demo", "--once", "--port", str(port)],
+        [*RUNDRUF, "demo", "--once", "--port", str(port), *extra],
         cwd=cwd,
         env=_env(),
         capture_output=True,
@@ -86,6 +86,16 @@ def test_the_demo_runs_on_sqlite_and_prints_working_logins(tmp_path: Path):
     # A second run reuses the database and key and still works.
     again = _demo_once(tmp_path, port)
     assert again.returncode == 0, again.stderr
+
+
+def test_the_demo_places_real_sip_calls_through_sipp(tmp_path: Path):
+    from tests.sip.bed import need_sipp
+
+    need_sipp()
+    result = _demo_once(tmp_path, _free_port(), "--pbx", "sip")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SIP: the agent calls through SIPp as the PBX" in result.stdout
+    assert "20 of 20 called members confirmed" in result.stdout
 
 
 def test_serve_on_postgresql_serves_the_committed_schema(tmp_path: Path):

@@ -150,15 +150,15 @@ def parse_uri(text: str) -> SipUri:
         return SipUri("tel", number, "", None, parse_params(semicolon + tel_params))
     if scheme not in ("sip", "sips"):
         raise SipParseError(f"bad URI {text!r}: unsupported scheme {scheme!r}")
-    rest, question, header_text = rest.partition("?")
     user: str | None = None
     password: str | None = None
-    if "@" in rest:
+    if "@" in rest:  # the last one: neither parameters nor headers may hold an "@"
         userinfo, _, rest = rest.rpartition("@")
         user, colon, pw = userinfo.partition(":")
         if not _USER.fullmatch(user) or not _PASSWORD.fullmatch(pw):
             raise SipParseError(f"bad URI {text!r}: bad user part")
         password = pw if colon else None
+    rest, question, header_text = rest.partition("?")
     hostport, semicolon, param_text = rest.partition(";")
     if not hostport:
         raise SipParseError(f"bad URI {text!r}: no host")
@@ -263,7 +263,7 @@ def parse_via(text: str) -> Via:
         raise SipParseError(f"bad Via {text.strip()!r}")
     sent_by, semicolon, params = match.group(2).partition(";")
     try:
-        host, port = _parse_hostport(sent_by.strip(), text.strip())
+        host, port = _parse_hostport(sent_by.strip(), sent_by.strip())
         parsed = parse_params(semicolon + params)
     except SipParseError as exc:
         raise SipParseError(f"bad Via {text.strip()!r}: {exc}") from None

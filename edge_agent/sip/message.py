@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from edge_agent.sip.addresses import (
@@ -20,11 +19,13 @@ from edge_agent.sip.addresses import (
     parse_name_addr,
     parse_uri,
     parse_via,
-    split_quoted,
 )
 from edge_agent.sip.errors import SipError, SipParseError
+from edge_agent.sip.headers import COMPACT, LIST_HEADERS, Headers, canonical_name
 
 __all__ = [
+    "COMPACT",
+    "LIST_HEADERS",
     "Headers",
     "NameAddr",
     "Request",
@@ -46,41 +47,6 @@ __all__ = [
 MAX_MESSAGE = 64 * 1024  # the largest UDP datagram, and what we buffer on TCP for one message
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 8.1.1.7
 
-COMPACT = {
-    "i": "Call-ID",
-    "m": "Contact",
-    "f": "From",
-    "t": "To",
-    "v": "Via",
-    "l": "Content-Length",
-    "c": "Content-Type",
-    "k": "Supported",
-    "e": "Content-Encoding",
-    "s": "Subject",
-    "o": "Event",
-    "u": "Allow-Events",
-    "r": "Refer-To",  # RFC 3515
-    "b": "Referred-By",  # RFC 3892
-    "x": "Session-Expires",  # RFC 4028
-}
-_KNOWN = (  # noqa: SIM905 - one name a word reads better than a column of 59 strings
-    "Accept Accept-Encoding Accept-Language Alert-Info Allow Allow-Events Authentication-Info "
-    "Authorization Call-ID Call-Info Contact Content-Disposition Content-Encoding "
-    "Content-Language Content-Length Content-Type CSeq Date Error-Info Event Expires From "
-    "In-Reply-To Max-Forwards Min-Expires Min-SE MIME-Version Organization P-Asserted-Identity "
-    "P-Preferred-Identity Path Priority Privacy Proxy-Authenticate Proxy-Authorization "
-    "Proxy-Require RAck Reason Record-Route Refer-To Referred-By Reply-To Require "
-    "Retry-After Route RSeq Server Service-Route Session-Expires Subject "
-    "Subscription-State Supported Timestamp To Unsupported User-Agent Via Warning "
-    "WWW-Authenticate"
-).split()
-_CANONICAL = {name.lower(): name for name in _KNOWN} | COMPACT
-# Headers whose values are comma-separated lists (RFC 3261 7.3.1); `get_all` cuts them.
-LIST_HEADERS = frozenset(
-    "Via Contact Route Record-Route Allow Supported Require Proxy-Require Unsupported "  # noqa: SIM905
-    "Allow-Events Accept Accept-Encoding Accept-Language Content-Encoding Path "
-    "Service-Route".split()
-)
 _SINGLE = ("From", "To", "Call-ID", "CSeq", "Content-Length", "Max-Forwards")
 _REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
 
@@ -91,83 +57,6 @@ _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:\S+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # everything below SP but HT, and DEL
 _CSEQ = re.compile(r"([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
 _DIGITS = re.compile(r"[0-9]+")
-
-
-def canonical_name(name: str) -> str:
-    """The full, conventionally spelled name: "i" and "call-id" give "Call-ID"."""
-    name = name.strip()
-    return _CANONICAL.get(name.lower(), name)
-
-
-class Headers:
-    """Ordered, case-insensitive multi-map of header fields; compact names made full."""
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = []
-        for name, value in items:
-            self.add(name, value)
-
-    def add(self, name: str, value: str) -> None:
-        self._items.append((canonical_name(name), value))
-
-    def get(self, name: str) -> str | None:
-        """The first value (of a list header: its first element), or None."""
-        values = self.get_all(name)
-        return values[0] if values else None
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value, in order; list headers (Via, Contact, ...) cut at their commas."""
-        key = canonical_name(name).lower()
-        values = [v for n, v in self._items if n.lower() == key]
-        if canonical_name(name) not in LIST_HEADERS:
-            return values
-        parts: list[str] = []
-        for value in values:
-            parts += [p.strip() for p in split_quoted(value, ",", angles=True) if p.strip()]
-        return parts
-
-    def set(self, name: str, value: str) -> None:
-        """Replaces every field of that name by one, where the first one was."""
-        name = canonical_name(name)
-        key = name.lower()
-        index = next((i for i, (n, _) in enumerate(self._items) if n.lower() == key), None)
-        self.remove(name)
-        self._items.insert(len(self._items) if index is None else index, (name, value))
-
-    def remove(self, name: str) -> None:
-        key = canonical_name(name).lower()
-        self._items = [(n, v) for n, v in self._items if n.lower() != key]
-
-    def count(self, name: str) -> int:
-        """How many header lines (not list elements) have that name."""
-        key = canonical_name(name).lower()
-        return sum(1 for n, _ in self._items if n.lower() == key)
-
-    def items(self) -> list[tuple[str, str]]:
-        """The header lines as (name, value), in order."""
-        return list(self._items)
-
-    def copy(self) -> Headers:
-        return Headers(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.count(name) > 0
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(list(self._items))
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Headers):
-            return NotImplemented
-        return [(n.lower(), v) for n, v in self._items] == [(n.lower(), v) for n, v in other._items]
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
-    def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
 
 
 class _Message:

@@ -1,0 +1,305 @@
+"""Session descriptions (RFC 4566) for G.711 audio calls, offer and answer (RFC 3264).
+
+Only what a telephone call needs: the first audio stream, its address and port,
+payload types with their encodings, telephone-events (RFC 4733), direction and
+ptime. `parse` is liberal (LF line ends, unknown lines ignored); `negotiate`
+says what to send, or raises SdpError when nothing fits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from edge_agent.sip.errors import SdpError
+
+# Static audio payload types (RFC 3551 table 4): known without an rtpmap line.
+STATIC = {
+    0: "PCMU/8000",
+    3: "GSM/8000",
+    4: "G723/8000",
+    5: "DVI4/8000",
+    6: "DVI4/16000",
+    7: "LPC/8000",
+    8: "PCMA/8000",
+    9: "G722/8000",
+    10: "L16/44100/2",
+    11: "L16/44100",
+    12: "QCELP/8000",
+    13: "CN/8000",
+    14: "MPA/90000",
+    15: "G728/8000",
+    16: "DVI4/11025",
+    17: "DVI4/22050",
+    18: "G729/8000",
+}
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+_MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly"}
+_PROTOCOLS = ("RTP/AVP", "RTP/AVPF")  # plain RTP; SRTP profiles we cannot speak
+TELEPHONE_EVENT = "telephone-event/8000"
+_MEDIA = re.compile(r"(\w+) ([0-9]{1,5})(?:/[0-9]+)? (\S+)((?: +\S+)*) *")
+_CONNECTION = re.compile(r"IN (IP4|IP6) ([^/\s]+)(?:/[0-9]+){0,2} *")
+
+
+@dataclass
+class SessionDescription:
+    """The first audio stream of a session description (what `parse` keeps)."""
+
+    address: str
+    port: int
+    payloads: dict[int, str]  # in the m= line's order: pt -> "PCMA/8000" ("" when unknown)
+    direction: str = "sendrecv"
+    ptime: int | None = None
+    fmtp: dict[int, str] = field(default_factory=dict)
+    proto: str = "RTP/AVP"
+    session_id: int = 0
+    session_version: int = 0
+
+    def __bytes__(self) -> bytes:
+        if not self.payloads:
+            raise SdpError("no payload types for the m= line")
+        family = "IP6" if ":" in self.address else "IP4"
+        formats = " ".join(str(pt) for pt in self.payloads)
+        lines = [
+            "v=0",
+            f"o=- {self.session_id} {self.session_version} IN {family} {self.address}",
+            "s=-",
+            f"c=IN {family} {self.address}",
+            "t=0 0",
+            f"m=audio {self.port} {self.proto} {formats}",
+        ]
+        lines += [f"a=rtpmap:{pt} {name}" for pt, name in self.payloads.items() if name]
+        lines += [f"a=fmtp:{pt} {value}" for pt, value in self.fmtp.items()]
+        if self.ptime is not None:
+            lines.append(f"a=ptime:{self.ptime}")
+        lines.append(f"a={self.direction}")
+        return ("\r\n".join(lines) + "\r\n").encode()
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    """What to send where: the codec chosen from the answer and the DTMF event type."""
+
+    address: str
+    port: int
+    codec_pt: int
+    codec: str  # "PCMA" or "PCMU"
+    event_pt: int | None
+
+
+def _connection(value: str) -> str:
+    match = _CONNECTION.fullmatch(value)
+    if match is None:
+        raise SdpError(f"bad c= line {value[:60]!r}")
+    return match.group(2)
+
+
+def _media(value: str) -> tuple[str, int, str, list[int]]:
+    match = _MEDIA.fullmatch(value)
+    if match is None or not match.group(4).split():
+        raise SdpError(f"bad m= line {value[:60]!r}")
+    kind, port, proto, formats = match.groups()
+    if int(port) > 65535:
+        raise SdpError(f"bad port in m= line {value[:60]!r}")
+    if not proto.startswith("RTP/"):
+        return kind, int(port), proto, []
+    payload_types = []
+    for text in formats.split():
+        if not text.isascii() or not text.isdigit() or int(text) > 127:
+            raise SdpError(f"bad payload type {text[:10]!r}")
+        payload_types.append(int(text))
+    return kind, int(port), proto, payload_types
+
+
+def _ptime(value: str) -> int:
+    try:
+        ptime = round(float(value))
+    except ValueError:
+        raise SdpError(f"bad ptime {value[:20]!r}") from None
+    if not 0 < ptime <= 1000:
+        raise SdpError(f"bad ptime {value[:20]!r}")
+    return ptime
+
+
+def _split(body: bytes) -> list[tuple[str, str]]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SdpError("SDP is not UTF-8") from None
+    lines: list[tuple[str, str]] = []
+    for line in re.split(r"\r?\n", text):
+        if not line.strip():
+            continue
+        kind, equals, value = line.partition("=")
+        if not equals or len(kind) != 1 or not kind.isalpha():
+            raise SdpError(f"bad SDP line {line[:60]!r}")
+        lines.append((kind, value.strip()))
+    if not lines or lines[0] != ("v", "0"):
+        raise SdpError("SDP does not start with v=0")
+    return lines
+
+
+def _attribute(
+    kind: str, value: str, target: dict[str, str], rtpmap: dict[int, str], fmtp: dict[int, str]
+) -> None:
+    """One c= or a= line of the session or the audio stream (`target`)."""
+    if kind == "c":
+        target["c"] = _connection(value)
+    elif kind == "a":
+        name, _, rest = value.partition(":")
+        if name in DIRECTIONS:
+            target["direction"] = name
+        elif name == "ptime":
+            target["ptime"] = rest
+        elif name in ("rtpmap", "fmtp"):
+            pt_text, _, attribute = rest.partition(" ")
+            if pt_text.isascii() and pt_text.isdigit():
+                (rtpmap if name == "rtpmap" else fmtp)[int(pt_text)] = attribute.strip()
+
+
+def parse(body: bytes) -> SessionDescription:
+    """The first audio stream of an SDP body; raises SdpError when there is none."""
+    lines = _split(body)
+    session: dict[str, str] = {}  # session-level c=, direction, ptime
+    media: dict[str, str] = {}  # the same of the audio stream
+    m_line: tuple[str, int, str, list[int]] | None = None
+    rtpmap: dict[int, str] = {}
+    fmtp: dict[int, str] = {}
+    session_id = session_version = 0
+    section = "session"  # then "audio", or "other" inside another stream
+    for kind, value in lines:
+        if kind == "m":
+            if m_line is not None:
+                break  # only the first audio stream is ours
+            parsed = _media(value)
+            section = "audio" if parsed[0] == "audio" else "other"
+            if section == "audio":
+                m_line = parsed
+        elif kind == "o" and section == "session":
+            origin = value.split()
+            if len(origin) == 6 and origin[1].isdigit() and origin[2].isdigit():
+                session_id, session_version = int(origin[1]), int(origin[2])
+        elif section != "other":
+            _attribute(kind, value, session if section == "session" else media, rtpmap, fmtp)
+    if m_line is None:
+        raise SdpError("no audio stream")
+    _, port, proto, payload_types = m_line
+    address = media.get("c") or session.get("c")
+    if address is None:
+        raise SdpError("no connection address for the audio stream")
+    ptime = media.get("ptime") or session.get("ptime")
+    return SessionDescription(
+        address=address,
+        port=port,
+        payloads={pt: rtpmap.get(pt) or STATIC.get(pt, "") for pt in payload_types},
+        direction=media.get("direction") or session.get("direction") or "sendrecv",
+        ptime=_ptime(ptime) if ptime is not None else None,
+        fmtp={pt: v for pt, v in fmtp.items() if pt in payload_types},
+        proto=proto,
+        session_id=session_id,
+        session_version=session_version,
+    )
+
+
+def _encoding(name: str) -> tuple[str, str]:
+    """("PCMA", "8000") from "pcma/8000"."""
+    encoding, _, rest = name.partition("/")
+    return encoding.upper(), rest.partition("/")[0]
+
+
+def _choose(description: SessionDescription) -> tuple[tuple[int, str] | None, int | None]:
+    """The first G.711 payload type listed (with its name) and the telephone-event type."""
+    codec = next(
+        (
+            (pt, _encoding(name)[0])
+            for pt, name in description.payloads.items()
+            if _encoding(name) in (("PCMA", "8000"), ("PCMU", "8000"))
+        ),
+        None,
+    )
+    event = next(
+        (
+            pt
+            for pt, name in description.payloads.items()
+            if _encoding(name) == ("TELEPHONE-EVENT", "8000")
+        ),
+        None,
+    )
+    return codec, event
+
+
+def negotiate(answer: SessionDescription) -> Negotiated:
+    """The codec (the first PCMA or PCMU the answer lists) and event type to use."""
+    if answer.proto not in _PROTOCOLS:
+        raise SdpError(f"unsupported media protocol {answer.proto}")
+    if answer.port == 0:
+        raise SdpError("audio stream rejected (port 0)")
+    codec, event = _choose(answer)
+    if codec is None:
+        raise SdpError("no common codec")
+    return Negotiated(answer.address, answer.port, codec[0], codec[1], event)
+
+
+def offer(
+    address: str, port: int, session_id: int, *, payloads: tuple[int, ...] = (8, 0, 101)
+) -> bytes:
+    """An offer of G.711 audio (PCMA, PCMU) and telephone-events 0-16 (a dynamic type)."""
+    names: dict[int, str] = {}
+    fmtp: dict[int, str] = {}
+    for pt in payloads:
+        if pt in (0, 8):
+            names[pt] = STATIC[pt]
+        elif 96 <= pt <= 127:
+            names[pt] = TELEPHONE_EVENT
+            fmtp[pt] = "0-16"
+        else:
+            raise SdpError(f"cannot offer payload type {pt}")
+    description = SessionDescription(
+        address,
+        port,
+        names,
+        "sendrecv",
+        20,
+        fmtp,
+        session_id=session_id,
+        session_version=session_id,
+    )
+    return bytes(description)
+
+
+def answer(offer: SessionDescription, address: str, port: int, session_id: int) -> bytes:
+    """The answer to `offer`: its first G.711 codec and its telephone-event type.
+
+    A stream we cannot take (no G.711, SRTP, or port 0 in the offer) is answered
+    with port 0, which rejects it (RFC 3264 6).
+    """
+    codec, event = _choose(offer)
+    if codec is None or offer.port == 0 or offer.proto not in _PROTOCOLS:
+        first = next(iter(offer.payloads), 0)
+        rejected = SessionDescription(
+            address,
+            0,
+            {first: offer.payloads.get(first, "")},
+            "inactive",
+            proto=offer.proto,
+            session_id=session_id,
+            session_version=session_id,
+        )
+        return bytes(rejected)
+    names = {codec[0]: offer.payloads[codec[0]]}
+    fmtp: dict[int, str] = {}
+    if event is not None:
+        names[event] = offer.payloads[event]
+        fmtp[event] = offer.fmtp.get(event, "0-16")
+    description = SessionDescription(
+        address,
+        port,
+        names,
+        _MIRROR.get(offer.direction, "inactive"),
+        offer.ptime or 20,
+        fmtp,
+        proto=offer.proto,
+        session_id=session_id,
+        session_version=session_id,
+    )
+    return bytes(description)

@@ -1,0 +1,260 @@
+"""RTP pacing on loopback: arrival jitter and sender CPU, one pacer against a naive loop.
+
+    .venv/bin/python bench/rtp_pacing.py [--streams 100 500] [--seconds 10]
+
+For each number of streams N, this process sends N announcements of --seconds
+of PCMU (one connected UDP socket per stream, as one RTP port per call) to a
+receiver process on 127.0.0.1, four ways:
+
+- floor: only the sendto calls of each tick, timed with the process clock, the
+  packets built beforehand (what the kernel and asyncio's transport cost);
+- naive: one task ticks every stream, then ``await asyncio.sleep(0.02)``;
+- pacer, early=0: `edge_agent.sip.pacer.Pacer` on asyncio's timer alone;
+- pacer: the default, woken 2 ms early and finishing the wait precisely.
+
+The receiver timestamps every datagram in the kernel (SO_TIMESTAMPNS on Linux,
+drained every 2 ms; elsewhere on return from a blocking recv) and, per stream,
+takes each arrival interval minus 20 ms after the first half second; the table
+gives p50 / p99 / max of its absolute value over all streams, the mean interval
+(above 20 ms is drift), the pacer's own tick lateness against the ideal
+start + k * 20 ms, and this process's CPU time (user + system) over the run as
+a share of one core. Sender and receiver are pinned to different cores when
+there are two. On loopback each sendto also runs the receiving side of the
+kernel's UDP path, so the floor is higher than with a network card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import resource
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edge_agent.sip.g711 import ulaw_encode  # noqa: E402
+from edge_agent.sip.pacer import FRAME, Pacer, RtpStream  # noqa: E402
+
+INTERVAL = 0.020
+WARM_UP = 25  # intervals per stream left out (the first half second)
+SO_TIMESTAMPNS = 35  # Linux; not exported by the socket module
+END = b"END"
+HOST = "127.0.0.1"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
+
+
+def pin(index: int) -> str:
+    """Keep sender and receiver on different cores, as the phones are other machines."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return "sender and receiver share 1 core"
+    os.sched_setaffinity(0, {cores[index]})
+    return f"sender on core {cores[0]}, receiver on core {cores[-1]}"
+
+
+def receive() -> None:
+    """The receiver process: print the port, collect until END, print the figures as JSON."""
+    pin(-1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024 * 1024)
+    kernel = sys.platform == "linux"
+    if kernel:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.bind(("127.0.0.1", 0))
+    print(sock.getsockname()[1], flush=True)
+    arrivals: dict[int, list[int]] = {}
+    space = socket.CMSG_SPACE(16)
+    # With kernel stamps, drain every 2 ms instead of blocking in recv: a receiver asleep
+    # on the socket would be woken by every datagram, and on loopback the sender pays for
+    # that wake-up in its own CPU time, which it would not with a network card.
+    flags = socket.MSG_DONTWAIT if kernel else 0
+    while True:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(2048, space, flags)
+        except BlockingIOError:
+            time.sleep(0.002)
+            continue
+        if data == END:
+            break
+        stamp = time.perf_counter_ns()
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = struct.unpack("qq", value[:16])
+                stamp = seconds * 1_000_000_000 + nanoseconds
+        arrivals.setdefault(int.from_bytes(data[8:12], "big"), []).append(stamp)
+    deviations, intervals = [], []
+    for stamps in arrivals.values():
+        for before, after in zip(stamps[WARM_UP:], stamps[WARM_UP + 1 :], strict=False):
+            interval = (after - before) / 1e9
+            intervals.append(interval)
+            deviations.append(abs(interval - INTERVAL))
+    print(
+        json.dumps(
+            {
+                "packets": sum(len(s) for s in arrivals.values()),
+                "deviation": [percentile(deviations, p) for p in (0.5, 0.99, 1.0)],
+                "mean_interval": statistics.fmean(intervals),
+                "kernel_stamps": kernel,
+            }
+        ),
+        flush=True,
+    )
+
+
+def tone(seconds: float) -> bytes:
+    count = int(seconds * 8000)
+    samples = (round(6000 * math.sin(2 * math.pi * 425 * n / 8000)) for n in range(count))
+    return ulaw_encode(struct.pack(f"<{count}h", *samples))
+
+
+async def send(streams: int, seconds: float, sender: str, port: int) -> dict[str, object]:
+    loop = asyncio.get_running_loop()
+    transports = [
+        (await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=(HOST, port)))[0]
+        for _ in range(streams)
+    ]
+    audio = tone(seconds)
+    remaining = streams
+    finished = asyncio.Event()
+
+    def on_done() -> None:
+        nonlocal remaining
+        remaining -= 1
+        if not remaining:
+            finished.set()
+
+    if sender == "floor":
+        return await floor(transports, audio)
+    rtp = [RtpStream(audio, 0, n + 1, t.sendto, on_done) for n, t in enumerate(transports)]
+    pacer = None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    if sender == "naive":
+        while not finished.is_set():
+            for stream in rtp:
+                stream.tick()
+            await asyncio.sleep(INTERVAL)
+    else:
+        pacer = Pacer(early=0.0) if sender == "pacer-timer" else Pacer()
+        for stream in rtp:
+            pacer.add(stream)
+        task = pacer.start()
+        await finished.wait()
+        pacer.close()
+        await asyncio.gather(task, return_exceptions=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    for transport in transports:
+        transport.close()
+    lateness = list(pacer.lateness)[WARM_UP:] if pacer else []
+    return {
+        "sent": sum(s.packets for s in rtp),
+        "cpu": cpu / wall,
+        "lateness": [percentile(lateness, p) for p in (0.5, 0.99, 1.0)] if lateness else None,
+    }
+
+
+async def floor(transports: list[asyncio.DatagramTransport], audio: bytes) -> dict[str, object]:
+    """CPU of the sends alone: each tick's packets built beforehand, only the sendto timed."""
+    batch: list[bytes] = []
+    rtp = [RtpStream(audio, 0, n + 1, batch.append) for n in range(len(transports))]
+    cpu = 0.0
+    ticks = round(len(audio) / FRAME)
+    for _ in range(ticks):
+        batch.clear()
+        for stream in rtp:
+            stream.tick()
+        started = time.process_time()
+        for transport, packet in zip(transports, batch, strict=True):
+            transport.sendto(packet)
+        cpu += time.process_time() - started
+        await asyncio.sleep(INTERVAL)
+    for transport in transports:
+        transport.close()
+    return {"sent": ticks * len(rtp), "cpu": cpu / (ticks * INTERVAL), "lateness": None}
+
+
+def run(streams: int, seconds: float, sender: str) -> dict[str, object]:
+    command = [sys.executable, __file__, "--receive"]
+    receiver = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own argv
+    assert receiver.stdout is not None
+    try:
+        port = int(receiver.stdout.readline())
+        result = asyncio.run(send(streams, seconds, sender, port))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            time.sleep(0.2)  # the last packets arrive first
+            sock.sendto(END, ("127.0.0.1", port))
+        result.update(json.loads(receiver.stdout.readline()))
+        return result
+    except BaseException:
+        receiver.kill()
+        raise
+    finally:
+        receiver.wait(30)
+
+
+SENDERS = {
+    "floor": "floor: the sendto calls only",
+    "naive": "naive asyncio.sleep(0.02)",
+    "pacer-timer": "pacer, early=0 (timer only)",
+    "pacer": "pacer (default)",
+}
+
+
+def ms(values: object) -> str:
+    if not isinstance(values, list):
+        return f"{'-':>7}{'-':>7}{'-':>7}"
+    return "".join(f"{1000 * v:7.2f}" for v in values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--receive", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.receive:
+        receive()
+        return 0
+    pinned = pin(0)
+    print(
+        f"{args.seconds:g} s of PCMU per stream, one packet per 20 ms, "
+        f"python {sys.version.split()[0]}, {pinned}\n"
+    )
+    print(
+        f"{'streams':>7}  {'sender':<28}{'|interval - 20 ms| ms':>21}"
+        f"{'tick lateness ms':>21}{'mean':>8}{'CPU':>6}  received"
+    )
+    print(f"{'':>7}  {'':<28}{'p50    p99    max':>21}{'p50    p99    max':>21}{'ms':>8}{'%':>6}")
+    for streams in args.streams:
+        for sender, label in SENDERS.items():
+            r = run(streams, args.seconds, sender)
+            stamps = "" if r["kernel_stamps"] else " (user-space stamps)"
+            paced = sender != "floor"  # the floor's timing says nothing: not shown
+            mean = f"{1000 * float(r['mean_interval']):8.3f}" if paced else f"{'-':>8}"
+            print(
+                f"{streams:>7}  {label:<28}{ms(r['deviation'] if paced else None)}"
+                f"{ms(r['lateness'])}{mean}{100 * float(r['cpu']):6.1f}"
+                f"  {r['packets']}/{r['sent']}{stamps}",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -177,12 +177,12 @@ def _parse_start(line: str) -> Request | Response:
             raise SipParseError(f"bad status line {_cut(line)}")
         return Response(int(match.group(1)), match.group(2), Headers())
     match = _REQUEST_LINE.fullmatch(line)
-    if match is None:
+    if match is None or _CONTROL.search(line):
         raise SipParseError(f"bad request line {_cut(line)}")
     method, uri = match.groups()
-    if not _ABSOLUTE_URI.fullmatch(uri):
+    if not uri.isascii() or not _ABSOLUTE_URI.fullmatch(uri):
         raise SipParseError(f"bad Request-URI {_cut(uri)}")
-    if uri[:4].lower() in ("sip:", "sips"):
+    if uri.partition(":")[0].lower() in ("sip", "sips", "tel"):
         try:
             parse_uri(uri)
         except SipParseError as exc:

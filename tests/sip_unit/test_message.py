@@ -99,7 +99,11 @@ def load(name: str) -> bytes:
 
 
 def request(name: str) -> Request:
-    message = parse(load(name))
+    return request_of(load(name))
+
+
+def request_of(raw: bytes) -> Request:
+    message = parse(raw)
     assert isinstance(message, Request)
     return message
 
@@ -287,6 +291,28 @@ def test_it_rejects_bad_address_headers(header: str, error: str) -> None:
     with pytest.raises(SipParseError) as caught:
         parse(raw)
     assert str(caught.value) == error
+
+
+@pytest.mark.parametrize(
+    ("start", "error"),
+    [
+        ("BYE sip:jürgen@example.org SIP/2.0", "bad Request-URI 'sip:jürgen@example.org'"),
+        ("BYE tel:;x SIP/2.0", "bad Request-URI: bad URI 'tel:;x': no number"),
+        ("BYE sip:a@b\x01 SIP/2.0", "bad request line 'BYE sip:a@b\\x01 SIP/2.0'"),
+        ("bye sip:a@b sip/2.0", "bad request line 'bye sip:a@b sip/2.0'"),
+        ("SIP/2.0 200 OK\x7f", "bad status line 'SIP/2.0 200 OK\\x7f'"),
+    ],
+)
+def test_it_is_strict_on_the_start_line(start: str, error: str) -> None:
+    raw = load("sipp_bye.sip").replace(b"BYE sip:service@127.0.0.1:5080 SIP/2.0", start.encode())
+    with pytest.raises(SipParseError) as caught:
+        parse(raw)
+    assert str(caught.value) == error
+
+
+def test_it_accepts_any_absolute_request_uri() -> None:
+    raw = load("sipp_bye.sip").replace(b"BYE sip:service@127.0.0.1:5080", b"BYE urn:service:sos")
+    assert request_of(raw).uri == "urn:service:sos"
 
 
 def test_it_accepts_a_contact_star() -> None:

@@ -258,8 +258,7 @@ class UserAgent:
         order = {"SHA-256": 0, "SHA-256-sess": 1, "MD5": 2, "MD5-sess": 3}
         challenges.sort(key=lambda c: order.get(c.algorithm, 9))
         headers = request.headers.copy()
-        headers.remove("Via")
-        headers.add("Via", self.via(new_branch()))
+        headers.set("Via", self.via(new_branch()))  # in place: Via stays the first line
         cseq, method = request.cseq
         headers.set("CSeq", f"{cseq + 1} {method}")
         headers.set(

@@ -18,8 +18,8 @@ takes each arrival interval minus 20 ms after the first half second; the table
 gives p50 / p99 / max of its absolute value over all streams, the mean interval
 (above 20 ms is drift), the pacer's own tick lateness against the ideal
 start + k * 20 ms, and this process's CPU time (user + system) over the run as
-a share of one core. Sender and receiver are pinned to different cores when
-there are two. On loopback each sendto also runs the receiving side of the
+a share of one core. The receiver is pinned to the last core when there are
+two or more. On loopback each sendto also runs the receiving side of the
 kernel's UDP path, so the floor is higher than with a network card.
 """
 
@@ -57,18 +57,17 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
 
 
-def pin(index: int) -> str:
-    """Keep sender and receiver on different cores, as the phones are other machines."""
+def pin_receiver() -> None:
+    """The receiver on the last core (the phones are other machines); the sender stays free,
+    as the agent would be, so that a busy neighbour on one core does not stall it."""
     cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        return "sender and receiver share 1 core"
-    os.sched_setaffinity(0, {cores[index]})
-    return f"sender on core {cores[0]}, receiver on core {cores[-1]}"
+    if len(cores) > 1:
+        os.sched_setaffinity(0, {cores[-1]})
 
 
 def receive() -> None:
     """The receiver process: print the port, collect until END, print the figures as JSON."""
-    pin(-1)
+    pin_receiver()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024 * 1024)
     kernel = sys.platform == "linux"
@@ -231,10 +230,10 @@ def main() -> int:
     if args.receive:
         receive()
         return 0
-    pinned = pin(0)
+    cores = len(os.sched_getaffinity(0))
     print(
         f"{args.seconds:g} s of PCMU per stream, one packet per 20 ms, "
-        f"python {sys.version.split()[0]}, {pinned}\n"
+        f"python {sys.version.split()[0]}, {cores} cores, receiver pinned to the last\n"
     )
     print(
         f"{'streams':>7}  {'sender':<28}{'|interval - 20 ms| ms':>21}"

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +38,7 @@ from edge_agent.dialer.port import Dialer
 from edge_agent.errors import AgentError
 from edge_agent.files import write_atomic
 from edge_agent.pbx.errors import PbxError
-from edge_agent.pbx.port import Pbx
+from edge_agent.pbx.port import Pbx, UserState
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +132,13 @@ class Broadcasts:
         if gid is None:
             target = trigger.agent_number or trigger.group_id
             return replace(b, note=f"no broadcast group for {target!r} on this agent"), None
+        directory = self.cache.data["directory"]
         states = trigger.states
         if trigger.mode is Mode.TEST and not states:
-            states = await self._states()
-        plan = plan_group(gid, groups[gid], self.cache.data["directory"], trigger.mode, states)
+            # Planned without states first: the members whose states are asked for.
+            members = plan_group(gid, groups[gid], directory, trigger.mode, {}).members
+            states = await self._states(members)
+        plan = plan_group(gid, groups[gid], directory, trigger.mode, states)
         source, note = await self._announcement(trigger, plan)
         try:
             play = await asyncio.to_thread(audio.compose, source, plan.repetitions, self.audio_dir)
@@ -147,14 +150,32 @@ class Broadcasts:
             )
         return replace(b, announcement=str(play), quorum=plan.quorum, note=note), plan
 
-    async def _states(self) -> dict[str, int]:
+    async def _states(self, members: Sequence[Member]) -> dict[str, int]:
+        """User states for a test broadcast: the PBX port's, and for members it does not
+        know, what the dialer's look at their dialogs says (RFC 4235), if it can look.
+
+        A member whose state stays unknown is called, without interrupting anyone (a busy
+        answer is recorded as busy).
+        """
+        states: dict[str, int] = {}
         try:
             directory = await self.pbx.directory()
+            states = {u.id: int(u.state) for u in directory.users}
         except PbxError as exc:
-            # Unknown states: everyone is called, without interrupting anyone.
             log.warning("user states unavailable for a test broadcast: %s", exc.message)
-            return {}
-        return {u.id: int(u.state) for u in directory.users}
+        unknown = {m.pbx_id: m.extension for m in members if m.pbx_id not in states and m.extension}
+        busy_members = getattr(self.dialer, "busy_members", None)  # the SIP dialer's
+        if not unknown or busy_members is None:
+            return states
+        try:
+            found: Mapping[str, bool | None] = await busy_members(unknown)
+        except Exception as exc:  # only a help: without it the members are called
+            log.warning("dialog states unavailable for a test broadcast: %s", exc)
+            return states
+        for pbx_id, on_the_phone in found.items():
+            if pbx_id in unknown and on_the_phone is not None:
+                states[pbx_id] = int(UserState.BUSY if on_the_phone else UserState.LOGGED_ON)
+        return states
 
     async def _announcement(self, trigger: Trigger, plan: GroupPlan) -> tuple[Path, str | None]:
         kind = "test" if trigger.mode is Mode.TEST else "alarm"

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import wave
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from edge_agent.sip import g711
 from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.message import Request, Response
 from edge_agent.sip.pacer import Pacer, RtpStream
+from edge_agent.sip.subscription import dialog_states
 from edge_agent.sip.transport import Address, TcpTransport, Transport, UdpTransport
 from edge_agent.sip.ua import Account, UserAgent
 
@@ -278,6 +279,16 @@ class SipDialer(Dialer):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.ua is not None:
             self.ua.transport.close()
+
+    async def busy_members(self, extensions: Mapping[str, str]) -> dict[str, bool | None]:
+        """Whether each member (key -> extension) is on the phone, by the PBX's dialog event
+        package (RFC 4235): True busy, False idle, None where the PBX cannot say."""
+        if self._closed:
+            return {key: None for key in extensions}
+        await self.start()
+        assert self.ua is not None
+        uris = {key: self._uri(extension) for key, extension in extensions.items()}
+        return await dialog_states(self.ua, uris, self.account.server if self.use_proxy else None)
 
 
 class _Emitter:

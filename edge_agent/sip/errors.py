@@ -21,3 +21,7 @@ class RtpParseError(SipError, ValueError):
 
 class DigestError(SipError, ValueError):
     """Raised when a digest challenge cannot be parsed or answered (unknown algorithm)."""
+
+
+class DialogInfoError(SipError, ValueError):
+    """Raised when a dialog-info document (RFC 4235) is malformed, hostile or too large."""

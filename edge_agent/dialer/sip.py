@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import wave
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from edge_agent.dialer.port import (
     CallRequest,
     Dialer,
     DialerClosed,
+    DialerError,
     DuplicateCall,
     EventSink,
 )
@@ -91,6 +94,7 @@ class SipDialer(Dialer):
         self._tasks: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._encoded: dict[tuple[Path, int, int, str], bytes] = {}
+        self._frames: dict[tuple[Path, int, int], bytes] = {}
         self._closed = False
         self._started = asyncio.Lock()
 
@@ -109,6 +113,15 @@ class SipDialer(Dialer):
                 holder[0].receive(message, source, via)
 
             host, port = self.local
+            if host in ("", "0.0.0.0", "::"):  # noqa: S104 - refused, not bound
+                # The address goes into Via, Contact and the SDP: it must be reachable.
+                raise DialerError("the SIP dialer needs a concrete local address, not a wildcard")
+            # Resolved once: no DNS lookup on the loop for every message.
+            server_host, server_port = self.account.server
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                server_host, server_port, type=socket.SOCK_DGRAM
+            )
+            self.account = replace(self.account, server=(str(infos[0][4][0]), server_port))
             kind = TcpTransport if self.transport_name == "TCP" else UdpTransport
             transport: Transport = await kind.listen(host, port, receive)
             self.ua = UserAgent(self.account, transport)
@@ -132,6 +145,13 @@ class SipDialer(Dialer):
         self._running[request.call_id] = work
         try:
             return await work
+        except (DialerClosed, DuplicateCall):
+            raise
+        except Exception as exc:  # a bug must end this call, not the whole broadcast
+            log.exception("SIP call %s failed unexpectedly", request.call_id)
+            if not emitter.ended:
+                await emitter.end(CallOutcome.FAILED, f"internal error: {exc!r}"[:200])
+            return CallOutcome.FAILED
         except asyncio.CancelledError:
             mine = asyncio.current_task()
             if mine is not None and mine.cancelling():
@@ -154,7 +174,7 @@ class SipDialer(Dialer):
     async def _call(self, request: CallRequest, emit: _Emitter) -> CallOutcome:
         await emit(CallEventKind.STARTED, f"{request.target} ({request.display_name})")
         try:
-            frames = await asyncio.to_thread(load_master, request.announcement)
+            frames = await self._frames_of(request.announcement)
         except _AudioError as exc:
             return await emit.end(CallOutcome.FAILED, str(exc))
         assert self.ua is not None
@@ -190,6 +210,18 @@ class SipDialer(Dialer):
         assert negotiated is not None
         payload = self._encode(request.announcement, frames, negotiated.codec)
         return await self._play(call, request, payload, negotiated.codec_pt, emit)
+
+    async def _frames_of(self, path: Path) -> bytes:
+        """The announcement's PCM, read once per file version: 500 calls share one copy."""
+        try:
+            stat = path.stat()  # noqa: ASYNC240 - one stat, cheaper than a thread hop
+        except OSError as exc:
+            raise _AudioError(f"the announcement {path} cannot be read: {exc}") from exc
+        key = (path, stat.st_mtime_ns, stat.st_size)
+        frames = self._frames.get(key)
+        if frames is None:
+            frames = self._frames[key] = await asyncio.to_thread(load_master, path)
+        return frames
 
     def _encode(self, path: Path, frames: bytes, codec: str) -> bytes:
         stat = path.stat()
@@ -278,7 +310,7 @@ class SipDialer(Dialer):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.ua is not None:
-            self.ua.transport.close()
+            await self.ua.close()
 
     async def busy_members(self, extensions: Mapping[str, str]) -> dict[str, bool | None]:
         """Whether each member (key -> extension) is on the phone, by the PBX's dialog event

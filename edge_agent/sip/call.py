@@ -8,6 +8,7 @@ what SwyxWare sends) or as RFC 4733 events on RTP; both land in `digits`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -56,19 +57,27 @@ class _Media(asyncio.DatagramProtocol):
         log.debug("RTP error: %r", exc)
 
 
+_INFO_DIGITS = {str(n): str(n) for n in range(10)} | {"10": "*", "11": "#", "*": "*", "#": "#"}
+_INFO_DIGITS |= {letter: letter for letter in "ABCD"} | {"12": "A", "13": "B", "14": "C", "15": "D"}
+
+
 def dtmf_from_info(request: Request) -> str | None:
-    """The digit of a SIP INFO: application/dtmf-relay ("Signal=1") or application/dtmf ("1")."""
+    """The key of a SIP INFO: application/dtmf-relay ("Signal=1") or application/dtmf ("1").
+
+    The whole value counts: "10" and "11" are * and # (RFC 4733 event numbers), never "1".
+    """
     kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     text = request.body.decode("utf-8", "replace").strip()
+    value = None
     if kind == "application/dtmf-relay":
         for line in text.splitlines():
-            name, _, value = line.partition("=")
-            if name.strip().lower() == "signal" and value.strip():
-                return value.strip()[0].upper()
-        return None
-    if kind == "application/dtmf" and text:
-        return text[0].upper()
-    return None
+            name, _, found = line.partition("=")
+            if name.strip().lower() == "signal":
+                value = found.strip()
+                break
+    elif kind == "application/dtmf":
+        value = text
+    return None if value is None else _INFO_DIGITS.get(value.upper())
 
 
 class Call:
@@ -95,6 +104,8 @@ class Call:
         self.remote_bye = asyncio.Event()
         self.ssrc = random.getrandbits(32)
         self._detector = DtmfDetector()
+        self.route: list[str] = []
+        self._bye_sent = False
         self._on_ringing: Callable[[], None] | None = None
 
     def destination(self, uri: str) -> Address:
@@ -142,9 +153,18 @@ class Call:
         except TimeoutError:
             return await self._cancel(transaction)
         except asyncio.CancelledError:
-            transaction.cancel()
+            # Stopped while ringing (the quorum, say): the phone must stop ringing too.
+            self.ua.background(self._cancel(transaction))
             raise
-        return await self._settle(response)
+        except SipError as exc:  # no final answer at all (Timer B), or a bad one
+            self.close()
+            return Ended(408, f"no answer from the PBX: {exc}")
+        try:
+            return await self._settle(response)
+        except SipError as exc:  # an answer we cannot follow (a bad Contact, say)
+            log.warning("the answer of %s cannot be used: %s", self.target, exc)
+            self.close()
+            return Ended(500, f"unusable answer: {exc}")
 
     async def _invite(self, request: Request) -> Response:
         where = self.destination(self.target)
@@ -174,20 +194,25 @@ class Call:
             cancel.headers.remove(name)
         cancel.headers.set("CSeq", f"{invite.cseq[0]} CANCEL")
         try:
-            await self.ua.send_request(cancel, self.destination(self.target))
-        except SipError as exc:
-            log.info("CANCEL to %s: %s", self.target, exc)
-        try:
-            final = await asyncio.wait_for(transaction, 64 * 0.5)
-        except (TimeoutError, SipError):
+            # RFC 3261 9.1: a CANCEL only once the INVITE drew a provisional answer;
+            # before that the INVITE transaction runs out by itself (Timer B).
+            if self.ua.provisional_seen(invite):
+                try:
+                    await self.ua.send_request(cancel, self.destination(self.target))
+                except SipError as exc:
+                    log.info("CANCEL to %s: %s", self.target, exc)
+            try:
+                final = await asyncio.wait_for(transaction, 64 * 0.5)
+            except (TimeoutError, SipError):
+                return Ended(408, "no answer")
+            if final.status // 100 == 2:  # answered as we cancelled: take it and hang up
+                with contextlib.suppress(SipError):
+                    await self._settle(final)
+                await self.hang_up()
+            return Ended(487, "no answer within the ring timeout")
+        finally:
+            transaction.cancel()
             self.close()
-            return Ended(408, "no answer")
-        if final.status // 100 == 2:  # answered as we cancelled: take it and hang up
-            await self._settle(final)
-            await self.hang_up()
-        else:
-            self.close()
-        return Ended(487, "no answer within the ring timeout")
 
     async def _settle(self, response: Response) -> Response | Ended:
         if response.status // 100 != 2:
@@ -195,7 +220,11 @@ class Call:
             return Ended(response.status, response.reason)
         self.remote = parse_name_addr(response.headers.get("To") or "")
         contact = response.headers.get_all("Contact")
+        if contact and contact[0].strip() == "*":
+            raise SipError("a 2xx with Contact: *")
         self.remote_target = str(parse_name_addr(contact[0]).uri) if contact else self.target
+        # The route set (RFC 3261 12.1.2): the 2xx's Record-Route, reversed.
+        self.route = list(reversed(response.headers.get_all("Record-Route")))
         self._ack(response)
         try:
             self.negotiated = sdp.negotiate(sdp.parse(response.body))
@@ -216,14 +245,24 @@ class Call:
             cseq=self.invite.cseq[0],
         )
         ack.headers.remove("Contact")
+        for route in self.route:
+            ack.headers.add("Route", route)
         where = self.destination(self.remote_target)
         self.ua.transport.send(ack, where)
         self.ua.remember_ack(self.invite.call_id, ack, where)
 
     async def hang_up(self) -> None:
-        """BYE, unless the member hung up first; then the media socket closes."""
-        if self.remote is not None and not self.remote_bye.is_set():
-            assert self.invite is not None and self.remote_target is not None
+        """BYE once, unless the member hung up first; then the media socket closes."""
+        try:
+            await self._bye()
+        finally:
+            self.close()
+
+    async def _bye(self) -> None:
+        if self._bye_sent or self.remote is None or self.remote_bye.is_set():
+            return
+        if self.invite is not None and self.remote_target is not None:
+            self._bye_sent = True
             self.cseq += 1
             bye = self.ua.new_request(
                 "BYE",
@@ -234,11 +273,12 @@ class Call:
                 cseq=self.cseq,
             )
             bye.headers.remove("Contact")
+            for route in self.route:
+                bye.headers.add("Route", route)
             try:
                 await self.ua.send_request(bye, self.destination(self.remote_target))
             except SipError as exc:
                 log.info("BYE to %s: %s", self.target, exc)
-        self.close()
 
     def close(self) -> None:
         if self.media is not None and self.media.transport is not None:
@@ -257,6 +297,9 @@ class Call:
     def on_rtp(self, data: bytes) -> None:
         negotiated = self.negotiated
         if negotiated is None or negotiated.event_pt is None:
+            return
+        # Only telephone-events matter; the member's voice is not parsed at all.
+        if len(data) < 12 or data[1] & 0x7F != negotiated.event_pt:
             return
         try:
             packet = RtpPacket.parse(data)

@@ -8,11 +8,12 @@ a response comes or 64 x T1 passes. Requests that arrive twice get the same answ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge_agent.sip import digest
 from edge_agent.sip.errors import DigestError, SipError
@@ -23,6 +24,7 @@ from edge_agent.sip.message import (
     new_branch,
     new_call_id,
     new_tag,
+    parse_name_addr,
     response_to,
 )
 from edge_agent.sip.transport import Address, Transport
@@ -33,6 +35,7 @@ T1, T2 = 0.5, 4.0
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY"
 USER_AGENT = "Rundruf-Agent"
 ANSWER_MEMORY_S = 32.0  # how long an answer is kept for a retransmitted request
+TIMER_C = 180.0  # RFC 3261 16.6: the longest an INVITE may ring
 
 
 class SipTimeout(SipError):
@@ -76,6 +79,8 @@ class UserAgent:
     _pending: dict[tuple[str, str], _Pending] = field(default_factory=dict)
     _answers: dict[tuple[str, str], tuple[float, Response]] = field(default_factory=dict)
     _acks: dict[str, tuple[float, Request, Address]] = field(default_factory=dict)
+    _failure_acks: dict[str, tuple[float, Request, Address]] = field(default_factory=dict)
+    _background: set[asyncio.Task[Any]] = field(default_factory=set)
     registered: asyncio.Event = field(default_factory=asyncio.Event)
 
     # ---------------------------------------------------------------- addresses
@@ -132,6 +137,7 @@ class UserAgent:
         try:
             self.transport.send(request, destination)
             interval, deadline = T1, time.monotonic() + 64 * T1
+            provisional_deadline = time.monotonic() + TIMER_C
             while True:
                 wait = min(interval, deadline - time.monotonic())
                 if wait <= 0:
@@ -143,10 +149,10 @@ class UserAgent:
                 if not reliable and not (invite and pending.provisional):
                     self.transport.send(request, destination)
                 interval = interval * 2 if invite else min(interval * 2, T2)
-                if invite and pending.provisional:
-                    # After a provisional the INVITE waits for the callee (ring timeout is
-                    # the caller's business: it cancels).
-                    deadline = float("inf")
+                if invite and pending.provisional and deadline < provisional_deadline:
+                    # After a provisional the INVITE waits for the callee; the ring timeout
+                    # is the caller's business (it cancels), Timer C the backstop.
+                    deadline = provisional_deadline
         finally:
             self._pending.pop(key, None)
 
@@ -161,23 +167,49 @@ class UserAgent:
                 pending.on_provisional(response)
             return
         if pending.request.method == "INVITE" and response.status >= 300:
-            # Non-2xx to INVITE: the transaction acknowledges it (RFC 3261 17.1.1.3).
-            self.transport.send(
-                self._ack_for_failure(pending.request, response), pending.destination
-            )
+            # Non-2xx to INVITE: the transaction acknowledges it (RFC 3261 17.1.1.3), and
+            # again for each retransmission of it (Timer D).
+            ack = self._ack_for_failure(pending.request, response)
+            self.transport.send(ack, pending.destination)
+            self._failure_acks[response.branch] = (time.monotonic(), ack, pending.destination)
         if not pending.final.done():
             pending.final.set_result(response)
 
     def _on_stray_response(self, response: Response) -> None:
-        # A retransmitted 2xx to an INVITE: the ACK we sent was lost; send it again.
-        if response.status // 100 == 2 and response.cseq[1] == "INVITE":
+        if response.cseq[1] != "INVITE":
+            return
+        if response.status // 100 == 2:
             remembered = self._acks.get(response.call_id)
-            if remembered is not None:
+            if remembered is not None:  # our ACK was lost: send it again
                 self.transport.send(remembered[1], remembered[2])
-        elif response.status >= 300 and response.cseq[1] == "INVITE":
-            log.debug("late %d for a finished INVITE", response.status)
+            else:  # an answer to a call we gave up: acknowledge it and hang up at once
+                self.background(self._refuse_late_answer(response))
+        elif response.status >= 300:
+            failure = self._failure_acks.get(response.branch)
+            if failure is not None:
+                self.transport.send(failure[1], failure[2])
+
+    async def _refuse_late_answer(self, response: Response) -> None:
+        contact = response.headers.get_all("Contact")
+        to = response.headers.get("To") or ""
+        from_ = response.headers.get("From") or ""
+        try:
+            target = str(parse_name_addr(contact[0]).uri) if contact else ""
+        except SipError:
+            return
+        target = target or f"sip:{self.account.domain}"
+        for method, cseq in (("ACK", response.cseq[0]), ("BYE", response.cseq[0] + 1)):
+            request = self.new_request(method, target, to, call_id=response.call_id, cseq=cseq)
+            request.headers.set("From", from_)
+            request.headers.remove("Contact")
+            if method == "ACK":
+                self.transport.send(request, self.account.server)
+            else:
+                with contextlib.suppress(SipError):
+                    await self.send_request(request)
 
     def remember_ack(self, call_id: str, ack: Request, destination: Address) -> None:
+        self._forget_old()
         self._acks[call_id] = (time.monotonic(), ack, destination)
 
     @staticmethod
@@ -235,11 +267,34 @@ class UserAgent:
         return response
 
     def _forget_old(self) -> None:
-        now = time.monotonic()
-        if len(self._answers) > 64:
-            self._answers = {k: v for k, v in self._answers.items() if now - v[0] < ANSWER_MEMORY_S}
-        if len(self._acks) > 64:
-            self._acks = {k: v for k, v in self._acks.items() if now - v[0] < ANSWER_MEMORY_S}
+        # The maps are in time order: drop from the front while entries are old.
+        cutoff = time.monotonic() - ANSWER_MEMORY_S
+        memories: tuple[dict[Any, Any], ...] = (self._answers, self._acks, self._failure_acks)
+        for memory in memories:
+            while memory:
+                key = next(iter(memory))
+                if memory[key][0] >= cutoff:
+                    break
+                del memory[key]
+
+    def provisional_seen(self, request: Request) -> bool:
+        """Whether the pending `request` has drawn a provisional answer yet."""
+        pending = self._pending.get((request.branch, request.method))
+        return pending is not None and pending.provisional
+
+    def background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Runs `work` as a task the user agent keeps until done (and `close` waits for)."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Waits for the CANCELs and BYEs still under way, then closes the transport."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=grace_s)
+        for task in list(self._background):
+            task.cancel()
+        self.transport.close()
 
     # ---------------------------------------------------------------- authentication
 

@@ -16,6 +16,8 @@ import pytest
 
 from edge_agent.dialer.port import CallEventKind, CallOutcome, CallRequest
 from edge_agent.dialer.sip import SipDialer
+from edge_agent.sip.call import dtmf_from_info
+from edge_agent.sip.message import Headers, Request
 from edge_agent.sip.transport import bad_request
 from edge_agent.sip.ua import Account
 from tests.agent.dialer_contract import DialerContract, Recorder, assert_well_formed
@@ -324,3 +326,54 @@ async def test_options_and_stray_requests_get_plain_answers(dialer: SipDialer) -
             assert reply.startswith(expected), (method, reply[:60])
             if method == "OPTIONS":
                 assert b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO" in reply
+
+
+async def test_a_call_stopped_while_ringing_cancels_the_invite(
+    dialer: SipDialer, announcement: Path, tmp_path: Path
+) -> None:
+    with SippUas("uas_no_answer.xml", tmp_path) as member:
+        request = CallRequest(
+            call_id="stop-me",
+            target=member.uri.removeprefix("sip:"),
+            display_name="Rundruf",
+            announcement=announcement,
+            ring_timeout_s=60,
+        )
+        recorder = Recorder()
+        task = asyncio.create_task(dialer.call(request, recorder))
+        await asyncio.wait_for(recorder.wait_for(K.RINGING), 10)
+        task.cancel()  # the quorum was reached, say
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The CANCEL goes on in the background: the loop must keep running meanwhile.
+        assert await asyncio.to_thread(member.wait, 10) == 0, member.log()
+        assert "< CANCEL" in member.flow() and "< ACK" in member.flow()
+    assert recorder.events[-1].detail == "cancelled"
+
+
+async def test_a_confirmed_call_is_hung_up_with_one_bye(
+    dialer: SipDialer, announcement: Path, tmp_path: Path
+) -> None:
+    with SippUas("uas_dtmf_info.xml", tmp_path) as member:
+        await dial(dialer, member.uri, announcement)
+        assert member.wait(10) == 0, member.log()
+        await asyncio.sleep(0.3)
+        assert member.flow().count("< BYE") == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "digit"),
+    [
+        ("application/dtmf-relay", "Signal=1\r\nDuration=160", "1"),
+        ("application/dtmf-relay", "Signal=10\r\nDuration=160", "*"),
+        ("application/dtmf-relay", "Signal=11", "#"),
+        ("application/dtmf-relay", "Signal=#", "#"),
+        ("application/dtmf", "11", "#"),
+        ("application/dtmf", "9", "9"),
+        ("application/dtmf", "1x", None),
+        ("text/plain", "1", None),
+    ],
+)
+def test_sip_info_digits_are_read_whole(kind: str, body: str, digit: str | None) -> None:
+    headers = Headers([("Content-Type", kind)])
+    assert dtmf_from_info(Request("INFO", "sip:a@b", headers, body.encode())) == digit

@@ -25,6 +25,7 @@ Receiver = Callable[["Request | Response", "Address", "Transport"], None]
 _HEAD = re.compile(rb"^([A-Z]+) \S+ SIP/2\.0\r?\n")
 _ECHOED = ("Via", "From", "To", "Call-ID", "CSeq")
 MAX_TCP_BUFFER = 256 * 1024
+CONNECT_TIMEOUT_S = 5.0
 
 
 def bad_request(data: bytes, reason: str) -> bytes | None:
@@ -193,8 +194,10 @@ class TcpTransport(Transport):
         if stream is None or stream.writer is None or stream.writer.is_closing():
             loop = asyncio.get_running_loop()
             try:
-                await loop.create_connection(lambda: _Stream(self), *address)
-            except OSError as exc:
+                # Bounded: a PBX that drops SYNs must not hold every later send for minutes.
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    await loop.create_connection(lambda: _Stream(self), *address)
+            except (OSError, TimeoutError) as exc:
                 log.warning("TCP connection to %s:%d failed: %r", *address, exc)
                 return
             stream = self.streams.get(address)
@@ -202,6 +205,8 @@ class TcpTransport(Transport):
             stream.writer.write(bytes(message))
 
     def close(self) -> None:
+        for task in self._connecting.values():
+            task.cancel()
         for stream in list(self.streams.values()):
             stream.close()
         if self._server is not None:

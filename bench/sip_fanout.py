@@ -1,0 +1,764 @@
+"""SIP fan-out on loopback: N calls at once from our SipDialer, against SIPp as the caller.
+
+    .venv/bin/python bench/sip_fanout.py [--sizes 100 500] [--runs 3] [--seconds 3] [--keep]
+
+Needs SIPp (Debian package sip-tester) and root or CAP_NET_RAW (for the observer's
+packet socket on lo). For each size N, each run has two halves, one after the other:
+
+- ours: one `SipDialer(Account(..., register=False), proxy=False)` in this process (the
+  same dialer for the whole bench, as the agent keeps one) places N calls with one
+  `asyncio.gather` of `dialer.call(...)` to a fresh SIPp UAS, the PBX, on 127.0.0.1
+  (the scenario below: 200 at once, then waits for our BYE; SIPp without its message
+  trace). Each call is an alarm call (priority, with the auto-answer headers), plays a
+  --seconds 8 kHz tone (the announcement), waits 0.5 s for a digit, none comes, and
+  hangs up.
+- SIPp: SIPp as the caller (tests/sip/scenarios/uac_call.xml, -r 1000000 -l N -m N, no
+  message trace) places the same N calls to another fresh SIPp UAS with the scenario.
+
+One observer process, per half, sees the calls from outside: a packet socket on lo
+(filtered in the kernel to the UAS's port, each packet stamped by the kernel as it is
+sent) gives every INVITE, 200 OK to an INVITE, ACK and BYE, the same way for both callers.
+Set-up times in ms: ours from t0, the moment before the gather (so they include what
+the dialer does before its first INVITE), SIPp's from its first INVITE (its process
+start is not a call start); "answered" is the last 200 the UAS sent, "ACKed" the last
+ACK the caller sent (the caller had taken the answer); ours/SIPp divides the two as
+they are, so the 2x verdict holds ours to the stricter start. Retransmissions of INVITEs,
+200s (a late ACK) and BYEs are counted, as are datagrams the kernel dropped because a
+socket's receive buffer was full (/proc/net/udp), for our SIP socket and the UAS's.
+
+Pacing, ours only: the UAS's SDP points the media at the observer's UDP socket, which
+stamps every RTP packet in the kernel (SO_TIMESTAMPNS). The window is the pacer's ticks
+at which all N streams were playing (from the last answer to the first announcement
+to end; the pacer's `tick` and `add` are wrapped to see that); when they never all
+played at once, the ticks with the most playing, and the table says how many. Over the
+window: |arrival interval - 20 ms| per stream at the receiver p50 / p99 / max, the
+pacer's own tick lateness p99 / max, how long a tick took (the send burst) p50 / p99,
+and this process's CPU time (user + system, getrusage) per wall second, as % of one
+core; also the CPU from t0 to the window.
+SIPp and the observer run in their own processes and are not counted; the kernel's
+receive path of each loopback sendto is counted in ours (as for any loopback sender).
+
+A warm-up of 20 calls comes first and is not counted. Prints the tables to stdout
+(progress to stderr), then the issue's targets with a verdict on every run: all 500
+INVITEs sent within 0.5 s and within 2x SIPp's time, pacing p99 error under 1 ms with
+500 streams, using under 25 % of one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import math
+import os
+import re
+import resource
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import wave
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import islice, pairwise
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edge_agent.dialer.port import CallEvent, CallEventKind, CallRequest  # noqa: E402
+from edge_agent.dialer.sip import SipDialer  # noqa: E402
+from edge_agent.sip.pacer import Pacer, RtpStream  # noqa: E402
+from edge_agent.sip.ua import Account  # noqa: E402
+from tests.sip.bed import SippUac, SippUas, free_sip_port  # noqa: E402
+
+HOST = "127.0.0.1"
+INTERVAL_NS = 20_000_000
+SIPP_RATE = 1_000_000  # calls per second: more than SIPp can, so it goes as fast as it can
+SIPP_BUFFER = 4 * 1024 * 1024  # -buff_size (SIPp's default is 64 KB): a burst of N must fit
+DTMF_WAIT_S = 0.5
+WARM_UP_CALLS = 20
+TARGET_N = 500
+INVITES_TARGET_MS = 500.0
+RATIO_TARGET = 2.0
+PACING_TARGET_MS = 1.0
+CPU_TARGET = 25.0  # % of one core
+SO_ATTACH_FILTER = 26
+SO_TIMESTAMPNS = 35  # Linux; neither is exported by the socket module
+PACKET_STATISTICS = 6
+SOL_PACKET = 263
+END = b"END"
+
+# The PBX: a phone that answers at once (an alarm call asks for auto-answer): 200 with
+# the media at [rx_port], the observer, then it waits for the caller's BYE. No 180:
+# SIPp answers a retransmitted INVITE with its last response only when one response
+# followed the INVITE (after 180 and 200 it fails the call). No pause before the end
+# (SIPp would fail a call whose message came during one); the pause at the end keeps
+# the call for 2 s, so that a retransmitted BYE is answered again, by SIPp itself.
+SCENARIO_FILE = "fanout_uas.xml"
+SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="fanout_uas">
+  <recv request="INVITE" crlf="true"/>
+  <send retrans="500">
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:member@[local_ip]:[local_port];transport=[transport]>
+      Allow: INVITE, ACK, CANCEL, BYE, INFO, OPTIONS
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=member 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [rx_port] RTP/AVP 0 8 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+      a=sendrecv
+
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="2000"/>
+</scenario>
+"""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN without values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped for the UDP socket on 127.0.0.1:`port` (0 if none is)."""
+    needle = f"{socket.htonl(0x7F000001):08X}:{port:04X}"
+    with open("/proc/net/udp") as table:
+        for line in list(table)[1:]:
+            fields = line.split()
+            if fields[1] == needle:
+                return int(fields[-1])
+    return 0
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --- the observer (its own process) ------------------------------------------------------
+
+_CALL_ID = re.compile(rb"(?im)^(?:call-id|i)[ \t]*:[ \t]*(\S+)")
+_CSEQ_INVITE = re.compile(rb"(?im)^cseq[ \t]*:[ \t]*\d+[ \t]+INVITE\b")
+
+
+def _udp_port_filter(port: int) -> bytes:
+    """A classic BPF program (as `tcpdump -dd 'ip and udp port P'` on an Ethernet link)."""
+    program = [
+        (0x28, 0, 0, 12),  # ldh [12]: the ethertype
+        (0x15, 0, 10, 0x0800),  # IPv4, else drop
+        (0x30, 0, 0, 23),  # ldb [23]: the IP protocol
+        (0x15, 0, 8, 17),  # UDP, else drop
+        (0x28, 0, 0, 20),  # ldh [20]: flags and fragment offset
+        (0x45, 6, 0, 0x1FFF),  # a later fragment: drop
+        (0xB1, 0, 0, 14),  # x = IP header length
+        (0x48, 0, 0, 14),  # ldh [x + 14]: source port
+        (0x15, 2, 0, port),
+        (0x48, 0, 0, 16),  # ldh [x + 16]: destination port
+        (0x15, 0, 1, port),
+        (0x06, 0, 0, 0x40000),  # accept
+        (0x06, 0, 0, 0),  # drop
+    ]
+    return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+
+
+def _sniffer(port: int) -> socket.socket:
+    sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL
+    code = ctypes.create_string_buffer(_udp_port_filter(port))
+    program = struct.pack("HL", len(code) // 8, ctypes.addressof(code))
+    sniff.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, program)
+    sniff.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024 * 1024)
+    sniff.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sniff.bind(("lo", 0))
+    return sniff
+
+
+def _stamp(ancillary: list[tuple[int, int, bytes]]) -> int:
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            seconds, nanoseconds = struct.unpack("qq", value[:16])
+            return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    return time.time_ns()
+
+
+def _sip_event(frame: bytes, port: int) -> tuple[str, str] | None:
+    """("INVITE" | "ACK" | "BYE", Call-ID) to the UAS, ("200", Call-ID) of an INVITE from it."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+        return None
+    udp = 14 + 4 * (frame[14] & 0x0F)
+    source, destination = struct.unpack("!HH", frame[udp : udp + 4])
+    payload = frame[udp + 8 :]
+    if destination == port and payload.startswith((b"INVITE ", b"ACK ", b"BYE ")):
+        kind = payload.split(b" ", 1)[0].decode()
+    elif source == port and payload.startswith(b"SIP/2.0 200") and _CSEQ_INVITE.search(payload):
+        kind = "200"
+    else:
+        return None
+    call_id = _CALL_ID.search(payload)
+    return (kind, call_id[1].decode(errors="replace")) if call_id else None
+
+
+def observe(port: int) -> None:
+    """The observer process: prints its RTP port, collects until END, prints JSON."""
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024 * 1024)
+    rtp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    rtp.bind((HOST, 0))
+    sniff = _sniffer(port)
+    rtp_port = rtp.getsockname()[1]
+    print(rtp_port, flush=True)
+    space = socket.CMSG_SPACE(16)
+    events: list[tuple[str, str, int]] = []
+    arrivals: dict[int, array[int]] = {}
+    window = b""
+    # Drained every 2 ms instead of blocking: the stamps are the kernel's anyway, and a
+    # receiver woken by each datagram would cost the sender on loopback.
+    while not window:
+        busy = False
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                frame, ancillary, _, address = sniff.recvmsg(65536, space, socket.MSG_DONTWAIT)
+                busy = True
+                # On lo each packet passes twice; the outgoing copy is stamped as it is sent.
+                if address[2] == socket.PACKET_OUTGOING:
+                    event = _sip_event(frame, port)
+                    if event is not None:
+                        events.append((*event, _stamp(ancillary)))
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                data, ancillary, _, _ = rtp.recvmsg(2048, space, socket.MSG_DONTWAIT)
+                busy = True
+                if data.startswith(END):
+                    window = data
+                    break
+                if len(data) >= 12:
+                    ssrc = int.from_bytes(data[8:12], "big")
+                    arrivals.setdefault(ssrc, array("q")).append(_stamp(ancillary))
+        if not busy:
+            time.sleep(0.002)
+    lost = struct.unpack("II", sniff.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1]
+    start, end = (int(x) for x in window.split()[1:3])
+    print(
+        json.dumps(
+            {
+                "sip": events,
+                "sniff_drops": lost,
+                "rtp_drops": udp_drops(rtp_port),
+                **_pacing(arrivals, start, end),
+            }
+        ),
+        flush=True,
+    )
+
+
+def _pacing(arrivals: dict[int, array[int]], start: int, end: int) -> dict[str, Any]:
+    """|interval - 20 ms| of each stream's packets stamped in [start, end + 10 ms], in ms."""
+    deviations: list[float] = []
+    in_window = 0
+    for stamps in arrivals.values():
+        chosen = [s for s in stamps if start <= s <= end + INTERVAL_NS // 2]
+        in_window += len(chosen)
+        deviations += [abs(b - a - INTERVAL_NS) / 1e6 for a, b in pairwise(chosen)]
+    return {
+        "rtp_packets": sum(len(s) for s in arrivals.values()),
+        "rtp_streams": len(arrivals),
+        "rtp_in_window": in_window,
+        "deviation": [percentile(deviations, q) for q in (50, 99, 100)],
+    }
+
+
+class Observer:
+    """The observer process for one half of a run, on the UAS's `port`."""
+
+    def __init__(self, port: int) -> None:
+        command = [sys.executable, __file__, "--observe", str(port)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.strip():
+            self.process.wait(10)
+            raise RuntimeError("the observer did not start (root or CAP_NET_RAW is needed)")
+        self.rtp_port = int(line)
+
+    def finish(self, start_ns: int = 0, end_ns: int = 0) -> dict[str, Any]:
+        """Everything it saw; the RTP pacing over the window [start_ns, end_ns] (realtime)."""
+        assert self.process.stdout is not None
+        time.sleep(0.1)  # the last packets first
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"%s %d %d" % (END, start_ns, end_ns), (HOST, self.rtp_port))
+        result: dict[str, Any] = json.loads(self.process.stdout.readline())
+        self.process.wait(10)
+        return result
+
+
+# --- SIPp --------------------------------------------------------------------------------
+
+_TRACES = {"-trace_msg": 0, "-message_file": 1, "-trace_logs": 0, "-log_file": 1}
+
+
+def _without_traces(args: list[str]) -> list[str]:
+    """The bed's arguments without the message and action logs (a write per message)."""
+    kept, skip = [], 0
+    for arg in args:
+        if skip:
+            skip -= 1
+        elif arg in _TRACES:
+            skip = _TRACES[arg]
+        else:
+            kept.append(arg)
+    return [*kept, "-buff_size", str(SIPP_BUFFER)]
+
+
+class FanoutUas(SippUas):
+    def _args(self) -> list[str]:
+        return [*_without_traces(super()._args()), "-l", str(2 * self.calls)]
+
+
+class FanoutUac(SippUac):
+    def _args(self) -> list[str]:
+        return _without_traces(super()._args())
+
+
+# --- one run -----------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """Set-up times in ms and counts, from the observer's SIP events."""
+
+    first_invite: float
+    invites: float
+    answered: float
+    acked: float
+    calls: int
+    invite_retransmits: int
+    ok_retransmits: int
+    bye_retransmits: int
+
+
+def setup(events: list[list[Any]], t0_ns: int | None) -> Setup:
+    first: dict[str, dict[str, int]] = {"INVITE": {}, "200": {}, "ACK": {}, "BYE": {}}
+    count = dict.fromkeys(first, 0)
+    for kind, call_id, stamp in events:
+        first[kind].setdefault(call_id, stamp)
+        count[kind] += 1
+    invites = list(first["INVITE"].values()) or [0]
+    t0 = min(invites) if t0_ns is None else t0_ns
+
+    def last(kind: str) -> float:
+        stamps = first[kind].values()
+        return (max(stamps) - t0) / 1e6 if stamps else math.nan
+
+    return Setup(
+        (min(invites) - t0) / 1e6,
+        last("INVITE"),
+        last("200"),
+        last("ACK"),
+        len(first["INVITE"]),
+        count["INVITE"] - len(first["INVITE"]),
+        count["200"] - len(first["200"]),
+        count["BYE"] - len(first["BYE"]),
+    )
+
+
+@dataclass(frozen=True)
+class Tick:
+    now: float  # monotonic, when the pacer's tick began
+    playing: int  # streams with audio left before it
+    due: int  # intervals it sent (more than 1: catching up)
+    burst: float  # seconds the tick took: building and sending every packet
+    cpu: float  # this process's CPU seconds after it
+    lateness: list[float]  # the pacer's own samples for it, seconds
+
+
+class PacerProbe:
+    """Sees each tick of the dialer's pacer and the streams added to it (the wrappers are
+    the bench's, not the agent's; counting the playing streams is its only extra work)."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.streams: list[RtpStream] = []
+        self.ticks: list[Tick] = []
+        add, tick = pacer.add, pacer.tick
+
+        def probed_add(stream: RtpStream) -> None:
+            self.streams.append(stream)
+            add(stream)
+
+        def probed_tick(now: float) -> int:
+            playing = sum(1 for s in self.streams if s.playing)
+            due = tick(now)
+            after = time.monotonic()
+            late = list(islice(reversed(pacer.lateness), due))
+            self.ticks.append(Tick(now, playing, due, after - now, cpu_seconds(), late))
+            return due
+
+        pacer.add = probed_add  # type: ignore[method-assign]
+        pacer.tick = probed_tick  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        self.streams.clear()
+        self.ticks.clear()
+
+    def window(self) -> list[Tick]:
+        """The ticks at which the most streams were playing (all N when they overlapped)."""
+        peak = max((t.playing for t in self.ticks), default=0)
+        return [t for t in self.ticks if t.playing == peak] if peak else []
+
+
+@dataclass
+class Ours:
+    setup: Setup
+    outcomes: dict[str, int]
+    ended_s: float  # the last call's end (its BYE answered), from t0
+    drops: dict[str, int]
+    uas_exit: int | None
+    peak: int = 0  # streams playing at once, at most
+    window_s: float = math.nan
+    deviation: list[float] = field(default_factory=lambda: [math.nan] * 3)
+    lateness: list[float] = field(default_factory=lambda: [math.nan] * 2)  # p99, max
+    burst: list[float] = field(default_factory=lambda: [math.nan] * 2)  # p50, p99
+    packets: tuple[int, int] = (0, 0)  # stamped in the window, sent in it
+    cpu_setup: float = math.nan  # % of one core, t0 to the window
+    cpu_playing: float = math.nan
+
+    def add_window(self, window: list[Tick], seen: dict[str, Any], t0: float, cpu0: float) -> None:
+        first, last = window[0], window[-1]
+        late = [1000 * x for t in window for x in t.lateness]
+        self.peak = first.playing
+        self.window_s = last.now - first.now
+        self.deviation = seen["deviation"]
+        self.lateness = [percentile(late, q) for q in (99, 100)]
+        self.burst = [percentile([1000 * t.burst for t in window], q) for q in (50, 99)]
+        self.packets = (seen["rtp_in_window"], self.peak * sum(t.due for t in window))
+        self.cpu_setup = 100 * (first.cpu - cpu0) / (first.now - t0)
+        self.cpu_playing = 100 * (last.cpu - first.cpu) / (last.now - first.now)
+
+
+def tone_wav(path: Path, seconds: float) -> Path:
+    count = int(seconds * 8000)
+    samples = array(
+        "h", (int(12000 * math.sin(2 * math.pi * 440 * n / 8000)) for n in range(count))
+    )
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(samples.tobytes())
+    return path
+
+
+async def run_ours(
+    dialer: SipDialer, probe: PacerProbe, n: int, folder: Path, announcement: Path, label: str
+) -> Ours:
+    assert dialer.ua is not None
+    sip_port = dialer.ua.transport.local[1]
+    uas_port = free_sip_port()
+    outcomes: dict[str, int] = {}
+
+    async def sink(event: CallEvent) -> None:
+        if event.kind is CallEventKind.ENDED:
+            key = f"{event.outcome}: {event.detail}"
+            outcomes[key] = outcomes.get(key, 0) + 1
+
+    requests = [
+        CallRequest(
+            f"{label}-{i}",
+            f"member@{HOST}:{uas_port}",
+            "Rundruf",
+            announcement,
+            priority=True,
+            ring_timeout_s=10.0,
+            dtmf_timeout_s=DTMF_WAIT_S,
+        )
+        for i in range(n)
+    ]
+    observer = Observer(uas_port)
+    window: list[Tick] = []
+    offset_ns = time.time_ns() - time.monotonic_ns()
+    uas = FanoutUas(
+        str(folder / SCENARIO_FILE),
+        folder,
+        uas_port,
+        calls=n,
+        keys={"rx_port": str(observer.rtp_port)},
+    )
+    try:
+        uas.start()
+        dropped = udp_drops(sip_port)
+        probe.reset()
+        cpu0, t0, t0_ns = cpu_seconds(), time.monotonic(), time.time_ns()
+        async with asyncio.timeout(120):
+            await asyncio.gather(*(dialer.call(r, sink) for r in requests))
+        ended = time.monotonic() - t0
+        drops = {"ours": udp_drops(sip_port) - dropped, "uas": udp_drops(uas_port)}
+    finally:
+        window = probe.window()
+        ends = [round(t.now * 1e9) + offset_ns for t in (window[0], window[-1])] if window else []
+        seen = observer.finish(*ends)
+        uas_exit = uas.wait(15)
+        uas.stop()
+    drops["observer"] = seen["rtp_drops"] + seen["sniff_drops"]
+    result = Ours(setup(seen["sip"], t0_ns), outcomes, ended, drops, uas_exit)
+    if len(window) >= 2:
+        result.add_window(window, seen, t0, cpu0)
+    return result
+
+
+@dataclass
+class Reference:
+    setup: Setup
+    uac_exit: int | None
+    uas_exit: int | None
+    drops: dict[str, int]
+
+
+def run_sipp(n: int, folder: Path) -> Reference:
+    uas_port = free_sip_port()
+    observer = Observer(uas_port)
+    keys = {"rx_port": str(observer.rtp_port)}
+    uas = FanoutUas(str(folder / SCENARIO_FILE), folder, uas_port, calls=n, keys=keys)
+    uac = FanoutUac(f"member@{HOST}:{uas_port}", folder, calls=n, rate=SIPP_RATE, limit=n)
+    try:
+        uas.start()
+        uac.start()
+        uac_exit = uac.wait(60)
+        uas_exit = uas.wait(15)
+        drops = {"uac": udp_drops(uac.port), "uas": udp_drops(uas_port)}
+    finally:
+        seen = observer.finish()
+        uac.stop()
+        uas.stop()
+    drops["observer"] = seen["sniff_drops"]
+    return Reference(setup(seen["sip"], None), uac_exit, uas_exit, drops)
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+def _f(value: float, width: int = 9, digits: int = 1) -> str:
+    return f"{value:{width}.{digits}f}" if not math.isnan(value) else f"{'-':>{width}}"
+
+
+def setup_table(results: dict[int, list[tuple[Ours, Reference]]]) -> str:
+    head = (
+        f"{'N':>5} {'run':>3}  {'caller':<10}{'1st INVITE':>11}{'INVITEs':>9}{'answered':>9}"
+        f"{'ACKed':>9}{'calls':>7}  retransmitted INVITE/200/BYE"
+    )
+    lines = [
+        "Call set-up, ms: ours from the start of the calls, SIPp from its first INVITE;",
+        "'INVITEs': the last INVITE sent, 'answered': the last 200 OK from the UAS,",
+        "'ACKed': the last ACK from the caller (stamped by the kernel on lo).",
+        head,
+    ]
+    for n, runs in results.items():
+        for i, (ours, ref) in enumerate(runs, 1):
+            for caller, s in (("ours", ours.setup), ("SIPp", ref.setup)):
+                lead = f"{n:>5} {i:>3}" if caller == "ours" else " " * 9
+                lines.append(
+                    f"{lead}  {caller:<10}{_f(s.first_invite, 11)}{_f(s.invites)}"
+                    f"{_f(s.answered)}{_f(s.acked)}{s.calls:>7}  "
+                    f"{s.invite_retransmits:>13}/{s.ok_retransmits}/{s.bye_retransmits}"
+                )
+            o, r = ours.setup, ref.setup
+            pairs = ((o.invites, r.invites), (o.answered, r.answered), (o.acked, r.acked))
+            ratios = [a / b if b > 0 else math.nan for a, b in pairs]
+            lines.append(
+                f"{'':9}  {'ours/SIPp':<10}{'':>11}" + "".join(_f(x, 9, 2) for x in ratios)
+            )
+    return "\n".join(lines)
+
+
+def pacing_table(results: dict[int, list[tuple[Ours, Reference]]]) -> str:
+    lines = [
+        "While the most announcements play at once (ours; 'peak' of N, all N when they",
+        "overlapped), ms: |RTP arrival interval - 20 ms| at the receiver; the pacer's tick",
+        "lateness; its send burst (one tick, every stream); packets stamped / sent in the",
+        "window; CPU of this process, % of one core, from the start of the calls to the",
+        "window and in it; the last call's end (its BYE answered), s.",
+        f"{'N':>5} {'run':>3}{'peak':>6}{'window':>8} {'|interval-20| p50/p99/max':>26}"
+        f" {'lateness p99/max':>16} {'burst p50/p99':>14}{'packets':>14}"
+        f"{'CPU set-up':>11}{'playing':>8}{'ended':>7}",
+    ]
+    for n, runs in results.items():
+        for i, (o, _) in enumerate(runs, 1):
+            lines.append(
+                f"{n:>5} {i:>3}{o.peak:>6}{_f(o.window_s, 7, 2)}s "
+                + "".join(_f(x, 8, 3) for x in o.deviation)
+                + "   "
+                + "".join(_f(x, 7, 3) for x in o.lateness)
+                + "  "
+                + "".join(_f(x, 7, 2) for x in o.burst)
+                + f"{f'{o.packets[0]}/{o.packets[1]}':>14}{_f(o.cpu_setup, 11)}"
+                + _f(o.cpu_playing, 8)
+                + _f(o.ended_s, 7)
+            )
+    return "\n".join(lines)
+
+
+def verdicts(results: dict[int, list[tuple[Ours, Reference]]]) -> list[str]:
+    lines = ["Targets (issue), every run must meet them:"]
+    runs = results.get(TARGET_N)
+    if not runs:
+        return [*lines, f"  not measured (no N={TARGET_N})"]
+
+    def verdict(text: str, values: list[float], ok: bool, unit: str) -> None:
+        shown = ", ".join(_f(v, 0, 2) + unit for v in values)
+        lines.append(f"  N={TARGET_N}: {text}: {'yes' if ok else 'NO'} ({shown})")
+
+    sent = [o.setup.invites for o, _ in runs]
+    verdict(
+        f"all INVITEs sent within {INVITES_TARGET_MS:g} ms",
+        sent,
+        max(sent) <= INVITES_TARGET_MS,
+        " ms",
+    )
+    ratio = [o.setup.invites / r.setup.invites if r.setup.invites else math.inf for o, r in runs]
+    verdict(f"within {RATIO_TARGET:g}x SIPp's time", ratio, max(ratio) <= RATIO_TARGET, "x")
+    peaks = [o.peak for o, _ in runs]
+    if min(peaks) < TARGET_N:
+        lines.append(
+            f"  N={TARGET_N}: pacing and CPU with {TARGET_N} streams: NOT MEASURED, never "
+            f"{TARGET_N} playing at once (peaks {', '.join(map(str, peaks))}); the figures "
+            "in the table are for the peak"
+        )
+        return lines
+    p99 = [o.deviation[1] for o, _ in runs]
+    verdict(
+        f"pacing p99 error under {PACING_TARGET_MS:g} ms (receiver)",
+        p99,
+        max(p99) < PACING_TARGET_MS,
+        " ms",
+    )
+    cpu = [o.cpu_playing for o, _ in runs]
+    verdict(f"under {CPU_TARGET:g} % of one core while playing", cpu, max(cpu) < CPU_TARGET, " %")
+    return lines
+
+
+def checks(results: dict[int, list[tuple[Ours, Reference]]]) -> list[str]:
+    lines = ["Calls, exits and datagrams dropped by full receive buffers (/proc/net/udp):"]
+    for n, runs in results.items():
+        for i, (o, r) in enumerate(runs, 1):
+            outcomes = "; ".join(f"{count}x {what}" for what, count in sorted(o.outcomes.items()))
+            lines.append(
+                f"  N={n} run {i}: ours {outcomes}; UAS exit {o.uas_exit}; drops {o.drops}. "
+                f"SIPp: UAC exit {r.uac_exit}, UAS exit {r.uas_exit}, drops {r.drops}"
+            )
+    return lines
+
+
+async def bench(sizes: Sequence[int], runs: int, seconds: float, folder: Path) -> None:
+    (folder / SCENARIO_FILE).write_text(SCENARIO)
+    announcement = tone_wav(folder / "announcement.wav", seconds)
+    account = Account("Rundruf", "secret", HOST, (HOST, 9), register=False)
+    dialer = SipDialer(account, proxy=False, max_parallel=max(sizes))
+    await dialer.start()
+    probe = PacerProbe(dialer.pacer)
+    results: dict[int, list[tuple[Ours, Reference]]] = {}
+    try:
+        warm = await run_ours(dialer, probe, WARM_UP_CALLS, folder, announcement, "warm-up")
+        log(f"warm-up: {warm.setup.calls} calls, {warm.outcomes}")
+        for n in sizes:
+            for i in range(1, runs + 1):
+                ours = await run_ours(dialer, probe, n, folder, announcement, f"n{n}-r{i}")
+                ref = await asyncio.to_thread(run_sipp, n, folder)
+                log(
+                    f"N={n} run {i}: INVITEs sent ours {ours.setup.invites:.1f} ms, SIPp "
+                    f"{ref.setup.invites:.1f} ms; answered ours {ours.setup.answered:.1f}, SIPp "
+                    f"{ref.setup.answered:.1f} ms; pacing p99 {ours.deviation[1]:.3f} ms, CPU "
+                    f"{ours.cpu_playing:.1f} %"
+                )
+                results.setdefault(n, []).append((ours, ref))
+    finally:
+        await dialer.close()
+    cores = len(os.sched_getaffinity(0))
+    print(
+        f"{seconds:g} s announcements (PCMU), {DTMF_WAIT_S:g} s digit wait, UDP, python "
+        f"{sys.version.split()[0]}, {cores} cores, load average {os.getloadavg()[0]:.2f} at "
+        "the end (SIPp, the observer and anything else on the machine share the cores)\n"
+    )
+    for part in (setup_table(results), "", pacing_table(results), ""):
+        print(part)
+    for line in (*verdicts(results), *checks(results)):
+        print(line)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--runs", type=int, default=3, help="runs per size (default 3)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="announcement length")
+    parser.add_argument("--keep", action="store_true", help="keep the folder with SIPp's files")
+    parser.add_argument("--observe", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.observe is not None:
+        observe(args.observe)
+        return 0
+    if shutil.which("sipp") is None:
+        parser.error("SIPp is missing (Debian package sip-tester; `bash ops/ensure-services.sh`)")
+    folder = Path(tempfile.mkdtemp(prefix="rundruf-bench-sip-fanout-"))
+    log(f"SIPp's files in {folder}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    failed = True
+    try:
+        asyncio.run(bench(args.sizes, args.runs, args.seconds, folder))
+        failed = False
+    except Exception:
+        traceback.print_exc()
+    finally:
+        if args.keep or failed:
+            log(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

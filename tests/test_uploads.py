@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
+import math
+import struct
 import uuid
+import wave
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,15 +17,16 @@ import pytest
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.models import Announcement, AudioBlob
+from api.models import Announcement, AnnouncementStatus, AudioBlob, Command, Language
 from api.runtime import Runtime
+from api.services import announcements
 from tests.conftest import error_codes, make_settings
 from tests.world import PASSWORD, wav_bytes
 
 SET_ANNOUNCEMENT = """
 mutation($group: ID!, $upload: ID!) {
   setAnnouncement(groupId: $group, kind: ALARM, uploadId: $upload) {
-    announcement { id kind source status durationMs sha256 downloadUrl }
+    announcement { id kind source status durationMs sha256 downloadUrl telephonyUrl }
     command { type status payload }
   }
 }
@@ -80,6 +85,8 @@ async def test_upload_set_announcement_and_play_it_back(client, gql, rt, world):
     assert stored["sha256"] == hashlib.sha256(data).hexdigest()
     assert stored["durationMs"] == 1250
     assert stored["sizeBytes"] == len(data)
+    # 8 kHz mono 16-bit in a plain header is its own telephony master: stored once.
+    assert stored["telephony"] == {k: v for k, v in stored.items() if k != "telephony"}
     assert await blob_count(rt) == before + 1
 
     body = await set_announcement(gql, owner, world.a.group_id, upload_id)
@@ -95,6 +102,7 @@ async def test_upload_set_announcement_and_play_it_back(client, gql, rt, world):
         "durationMs": 1250,
         "sha256": stored["sha256"],
         "downloadUrl": f"/api/audio/{upload_id}",
+        "telephonyUrl": f"/api/audio/{upload_id}",
     }
     assert command["type"] == "setAnnouncement"
     assert command["status"] == "PENDING"
@@ -142,6 +150,28 @@ def _too_slow() -> bytes:
     return wav_bytes(seconds=0.5, rate=4000)
 
 
+def _wav(frames: bytes, rate: int = 8000, channels: int = 1, bits: int = 16, tag: int = 1):
+    align = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
+    body = b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(frames))
+    return b"RIFF" + struct.pack("<I", 4 + len(body) + len(frames)) + b"WAVE" + body + frames
+
+
+def _tone(rate: int, seconds: float, frequency: float, channels: int) -> bytes:
+    samples = [
+        round(12000 * math.sin(2 * math.pi * frequency * i / rate))
+        for i in range(int(rate * seconds))
+        for _ in range(channels)
+    ]
+    return _wav(struct.pack(f"<{len(samples)}h", *samples), rate, channels)
+
+
+def _samples(master: bytes) -> list[int]:
+    with wave.open(io.BytesIO(master)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
+        return list(struct.unpack(f"<{w.getnframes()}h", w.readframes(w.getnframes())))
+
+
 BAD_BODIES = {
     "not a WAV": (_not_wav(), "audio/wav", "file"),
     "empty": (b"", "audio/wav", "file"),
@@ -174,6 +204,43 @@ async def test_bad_uploads_are_refused_and_write_nothing(
     reason = assert_refused(response, 400)
     assert reason["code"] == "BAD_USER_INPUT"
     assert reason["field"] == field
+    assert await blob_count(rt) == before
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        pytest.param(_not_wav(), "not a WAV file (no RIFF/WAVE header)", id="not RIFF/WAVE"),
+        pytest.param(
+            _wav(b"\0" * 4000, tag=0x55),
+            "MP3 WAV is not accepted; save it as PCM, A-law or μ-law WAV",
+            id="MP3 in WAV",
+        ),
+        pytest.param(
+            _wav(b"\0" * 4000, tag=3, bits=32),
+            "32-bit float WAV is not accepted; save it as PCM, A-law or μ-law WAV",
+            id="float",
+        ),
+        pytest.param(_wav(b""), "the recording holds no sound", id="zero frames"),
+        pytest.param(
+            _header_only(), "the file ends before its sound does (truncated WAV)", id="truncated"
+        ),
+        pytest.param(
+            _wav(b"\0" * 600, channels=3),
+            "3 channels; only mono or stereo is accepted",
+            id="3 channels",
+        ),
+        pytest.param(_too_slow(), "sample rate 4000 Hz not supported (8000 to 192000)", id="4 kHz"),
+    ],
+)
+async def test_it_refuses_what_cannot_be_decoded_with_the_reason(client, rt, world, data, reason):
+    before = await blob_count(rt)
+    response = await upload(client, data, world.tokens["owner"])
+    assert assert_refused(response, 400) == {
+        "error": reason,
+        "code": "BAD_USER_INPUT",
+        "field": "file",
+    }
     assert await blob_count(rt) == before
 
 
@@ -358,3 +425,180 @@ async def test_the_session_cookie_works_for_upload_and_playback(client, gql, rt,
     client.cookies.clear()
     assert (await upload(client, data)).status_code == 401
     assert (await client.get(url)).status_code == 401
+
+
+# --------------------------------------------------------------------------- telephony master
+
+
+async def test_a_48khz_stereo_upload_is_kept_and_sent_to_the_agent_as_its_master(
+    client, gql, rt, world
+):
+    owner = world.tokens["owner"]
+    data = _tone(48000, 1.0, 1000, channels=2)
+    before = await blob_count(rt)
+
+    response = await upload(client, data, owner)
+    assert response.status_code == 201, response.text
+    stored = response.json()
+    master = stored["telephony"]
+    assert stored["sha256"] == hashlib.sha256(data).hexdigest()
+    assert stored["sizeBytes"] == len(data)
+    assert master["id"] != stored["id"]
+    assert master["durationMs"] == stored["durationMs"] == 1000
+    assert master["sizeBytes"] == 44 + 2 * 8000
+    assert await blob_count(rt) == before + 2
+
+    # The file as sent plays back byte for byte; the master is WAV PCM 16-bit mono 8 kHz.
+    original = await client.get(f"/api/audio/{stored['id']}", headers=bearer(owner))
+    assert original.content == data
+    telephony = await client.get(f"/api/audio/{master['id']}", headers=bearer(owner))
+    assert telephony.status_code == 200
+    assert hashlib.sha256(telephony.content).hexdigest() == master["sha256"]
+    samples = _samples(telephony.content)
+    assert len(samples) == 8000
+    assert max(samples[400:-400]) == pytest.approx(12000, abs=120)
+
+    change = (
+        await gql.as_(owner).ok(SET_ANNOUNCEMENT, group=str(world.a.group_id), upload=stored["id"])
+    )["setAnnouncement"]
+    announcement, payload = change["announcement"], change["command"]["payload"]
+    assert announcement["downloadUrl"] == f"/api/audio/{stored['id']}"
+    assert announcement["telephonyUrl"] == f"/api/audio/{master['id']}"
+    assert announcement["sha256"] == stored["sha256"]
+    # The agent fetches the master and checks it against this checksum.
+    assert payload["audioId"] == master["id"]
+    assert payload["sha256"] == master["sha256"]
+    assert payload["durationMs"] == master["durationMs"]
+    async with rt.db.reading() as s:
+        ann = await s.get(Announcement, uuid.UUID(announcement["id"]))
+        assert ann is not None
+        assert (ann.audio_id, ann.telephony_id) == (
+            uuid.UUID(stored["id"]),
+            uuid.UUID(master["id"]),
+        )
+
+    agent = await client.get(
+        f"/api/audio/{payload['audioId']}", headers=bearer(world.tokens["agent_a"])
+    )
+    assert agent.status_code == 200
+    assert hashlib.sha256(agent.content).hexdigest() == payload["sha256"]
+
+
+async def test_a_mulaw_upload_is_accepted_and_decoded(client, rt, world):
+    codes = bytes([0x00, 0x7F, 0x80, 0xEF, 0xFF] * 400)
+    data = _wav(codes, bits=8, tag=7)
+    response = await upload(client, data, world.tokens["owner"])
+    assert response.status_code == 201, response.text
+    master = response.json()["telephony"]
+    played = await client.get(f"/api/audio/{master['id']}", headers=bearer(world.tokens["owner"]))
+    assert _samples(played.content) == [-32124, 0, 32124, 132, 0] * 400
+
+
+async def test_outsiders_cannot_reach_the_master_of_another_tenants_upload(client, world):
+    response = await upload(client, _tone(16000, 0.5, 440, channels=1), world.tokens["owner"])
+    master_url = f"/api/audio/{response.json()['telephony']['id']}"
+    for who in ("outsider", "agent_b"):
+        played = await client.get(master_url, headers=bearer(world.tokens[who]))
+        assert assert_refused(played, 404)["code"] == "NOT_FOUND"
+    for who in ("viewer", "agent_a"):
+        assert (await client.get(master_url, headers=bearer(world.tokens[who]))).status_code == 200
+
+
+async def test_an_upload_stored_before_masters_existed_must_be_sent_again(gql, rt, world):
+    async with rt.db.transaction() as s:
+        blob = await s.get(AudioBlob, world.a.audio_id)
+        assert blob is not None
+        blob.telephony_id = None
+    body = await set_announcement(gql, world.tokens["owner"], world.a.group_id, str(blob.id))
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["field"] == "uploadId"
+    assert body["errors"][0]["message"] == (
+        "this upload predates telephony masters; upload the file again"
+    )
+
+
+# --------------------------------------------------------------------------- synthesised audio
+
+SYNTHESIZE = """
+mutation($group: ID!, $text: String!) {
+  synthesizeAnnouncement(groupId: $group, kind: TEST, text: $text, language: DE) {
+    announcement { id status }
+  }
+}
+"""
+
+
+async def _pending(gql, world, text: str = "Dies ist ein Probealarm.") -> uuid.UUID:
+    body = await gql.as_(world.tokens["owner"]).ok(
+        SYNTHESIZE, group=str(world.a.group_id), text=text
+    )
+    assert body["synthesizeAnnouncement"]["announcement"]["status"] == "PENDING"
+    return uuid.UUID(body["synthesizeAnnouncement"]["announcement"]["id"])
+
+
+async def _set_commands(rt: Runtime) -> list[Command]:
+    async with rt.db.reading() as s:
+        return list(await s.scalars(select(Command).where(Command.type == "setAnnouncement")))
+
+
+async def test_synthesised_audio_is_stored_like_an_upload_and_sent_as_its_master(gql, rt, world):
+    text = "Dies ist ein Probealarm."
+    ann_id = await _pending(gql, world, text)
+    data = _tone(22050, 0.8, 500, channels=1)  # what espeak-ng writes
+    before = await blob_count(rt)
+
+    ann = await announcements.store_synthesised(rt, ann_id, text, Language.DE, data)
+    assert ann is not None and ann.status is AnnouncementStatus.READY
+    assert await blob_count(rt) == before + 2
+    async with rt.db.reading() as s:
+        original = await s.get(AudioBlob, ann.audio_id)
+        master = await s.get(AudioBlob, ann.telephony_id)
+    assert original is not None and master is not None
+    assert original.sha256 == hashlib.sha256(data).hexdigest() == ann.sha256
+    assert (original.telephony_id, master.telephony_id) == (master.id, master.id)
+    assert master.duration_ms == 800
+    (command,) = await _set_commands(rt)
+    assert command.created_by is None
+    assert command.payload["audioId"] == str(master.id)
+    assert command.payload["sha256"] == master.sha256
+
+    # A repeated call (the worker retrying) changes nothing.
+    assert await announcements.store_synthesised(rt, ann_id, text, Language.DE, data) is None
+    assert await blob_count(rt) == before + 2
+    assert len(await _set_commands(rt)) == 1
+
+
+async def test_synthesised_audio_that_cannot_be_decoded_fails_the_announcement(gql, rt, world):
+    text = "Achtung."
+    ann_id = await _pending(gql, world, text)
+    before = await blob_count(rt)
+    ann = await announcements.store_synthesised(rt, ann_id, text, Language.DE, b"OggS" + bytes(64))
+    assert ann is not None and ann.status is AnnouncementStatus.FAILED
+    assert ann.error == "the synthesised audio is unusable: not a WAV file (no RIFF/WAVE header)"
+    assert await blob_count(rt) == before
+    assert await _set_commands(rt) == []
+
+
+async def test_synthesised_audio_over_the_size_limit_fails_the_announcement(gql, rt, world):
+    ann_id = await _pending(gql, world, "Achtung.")
+    small = dataclasses.replace(rt, settings=make_settings(upload_max_bytes=2048))
+    ann = await announcements.store_synthesised(
+        small, ann_id, "Achtung.", Language.DE, wav_bytes(seconds=0.2)
+    )
+    assert ann is not None and ann.status is AnnouncementStatus.FAILED
+    assert ann.error == "the synthesised audio is unusable: larger than 2048 bytes"
+
+
+async def test_synthesised_audio_for_text_changed_meanwhile_is_dropped(gql, rt, world):
+    ann_id = await _pending(gql, world, "Erster Text.")
+    await _pending(gql, world, "Zweiter Text.")
+    before = await blob_count(rt)
+    late = await announcements.store_synthesised(
+        rt, ann_id, "Erster Text.", Language.DE, wav_bytes()
+    )
+    assert late is None
+    assert await blob_count(rt) == before
+    assert (
+        await announcements.store_synthesised(rt, uuid.uuid4(), "x", Language.DE, wav_bytes())
+        is None
+    )

@@ -164,7 +164,11 @@ async def _tenant(rt: Runtime, name: str, domain: str) -> TenantData:
             pin_sealed=rt.box.seal(PIN),
         )
         data = wav_bytes()
+        blob_id = uuid.uuid4()
         blob = AudioBlob(
+            id=blob_id,
+            # 8 kHz mono 16-bit in a plain header: its own telephony master.
+            telephony_id=blob_id,
             tenant_id=t,
             content_type="audio/wav",
             size_bytes=len(data),
@@ -181,6 +185,7 @@ async def _tenant(rt: Runtime, name: str, domain: str) -> TenantData:
             source=AnnouncementSource.UPLOAD,
             status=AnnouncementStatus.READY,
             audio_id=blob.id,
+            telephony_id=blob.id,
             duration_ms=500,
             sha256="0" * 64,
             updated_at=now,

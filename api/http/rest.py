@@ -9,11 +9,13 @@ service never grants, and the session cookie is SameSite=Strict.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api.errors import BadInput, Forbidden, NotFound, RundrufError, Unauthenticated
+from api.models import AudioBlob
 from api.runtime import Runtime
 from api.services import agents, announcements, auth
 from api.services.actor import Actor, Scope
@@ -80,18 +82,21 @@ async def upload_audio(request: Request) -> Response:
                 field="Content-Type",
             )
         data = await request.body()
-        blob = await announcements.store_upload(rt, actor, data, content_type)
+        original, master = await announcements.store_upload(rt, actor, data, content_type)
     except RundrufError as err:
         return error_response(err)
-    return JSONResponse(
-        {
-            "id": str(blob.id),
-            "sha256": blob.sha256,
-            "durationMs": blob.duration_ms,
-            "sizeBytes": blob.size_bytes,
-        },
-        status_code=201,
-    )
+    # `id` is the file as sent (setAnnouncement's uploadId); `telephony` is the
+    # master made of it (WAV, PCM 16-bit, mono, 8 kHz), which the agent plays.
+    return JSONResponse({**_blob_json(original), "telephony": _blob_json(master)}, status_code=201)
+
+
+def _blob_json(blob: AudioBlob) -> dict[str, Any]:
+    return {
+        "id": str(blob.id),
+        "sha256": blob.sha256,
+        "durationMs": blob.duration_ms,
+        "sizeBytes": blob.size_bytes,
+    }
 
 
 async def download_audio(request: Request) -> Response:

@@ -13,7 +13,13 @@ from api.models.enums import AnnouncementKind, AnnouncementSource, AnnouncementS
 
 
 class AudioBlob(IdMixin, CreatedMixin, Base):
-    """Audio bytes, stored in the database so every API process can serve them."""
+    """Audio bytes, stored in the database so every API process can serve them.
+
+    An upload is kept as sent and as its telephony master (WAV, PCM 16-bit,
+    mono, 8 kHz), which is what the agent plays; `telephony_id` leads from
+    either to the master (a master, or an upload that already was one, names
+    itself). Null only for audio stored before masters existed.
+    """
 
     __tablename__ = "audio_blob"
 
@@ -24,6 +30,7 @@ class AudioBlob(IdMixin, CreatedMixin, Base):
     sha256: Mapped[str] = mapped_column(String(64))
     duration_ms: Mapped[int]
     data: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    telephony_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("audio_blob.id"))
 
 
 class Announcement(IdMixin, CreatedMixin, Base):
@@ -41,8 +48,10 @@ class Announcement(IdMixin, CreatedMixin, Base):
     status: Mapped[AnnouncementStatus] = mapped_column(
         str_enum(AnnouncementStatus, "announcement_status")
     )
+    # The audio as uploaded or synthesised, and the telephony master the agent got.
     audio_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("audio_blob.id"))
-    # Copied from the audio, so that listing announcements needs no blob reads.
+    telephony_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("audio_blob.id"))
+    # Copied from the audio (as uploaded), so that listing announcements needs no blob reads.
     duration_ms: Mapped[int | None]
     sha256: Mapped[str | None] = mapped_column(String(64))
     tts_text: Mapped[str | None] = mapped_column(Text)

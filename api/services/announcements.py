@@ -1,9 +1,16 @@
-"""Announcements of a broadcast group: uploaded audio or text for speech synthesis."""
+"""Announcements of a broadcast group: uploaded audio or text for speech synthesis.
+
+Audio is kept as sent and as its telephony master (`api.domain.audio`); the
+agent is sent the master's id and checksum, so it plays exactly what was made
+here. Users download either.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,8 +23,10 @@ from api.models import (
     AnnouncementSource,
     AnnouncementStatus,
     AudioBlob,
+    BroadcastGroup,
     Command,
     Language,
+    PbxGroup,
 )
 from api.runtime import Runtime
 from api.services import audit, commands, licensing
@@ -25,34 +34,78 @@ from api.services.actor import Actor, Scope
 from api.services.directory import require_broadcast_group
 
 
-async def store_upload(rt: Runtime, actor: Actor, data: bytes, declared_type: str) -> AudioBlob:
-    """Keeps an uploaded file after checking it decodes; the id then names it in GraphQL."""
-    scope = actor.write_scope()
+async def _converted(rt: Runtime, data: bytes) -> audio.Converted:
+    """The telephony master of `data`, or BadInput saying why there is none."""
     if len(data) > rt.settings.upload_max_bytes:
         raise BadInput(f"larger than {rt.settings.upload_max_bytes} bytes", field="file")
-    info = audio.probe(data, rt.settings.announcement_max_seconds)
-    blob = AudioBlob(
-        tenant_id=scope.tenant_id,
-        uploaded_by=actor.user_id,
-        content_type=info.content_type,
-        size_bytes=len(data),
-        sha256=info.sha256,
-        duration_ms=info.duration_ms,
-        data=data,
+    # Seconds of CPU for long files: off the event loop.
+    return await asyncio.to_thread(
+        audio.telephony_master, data, rt.settings.announcement_max_seconds
     )
+
+
+async def _store(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    uploaded_by: uuid.UUID | None,
+    data: bytes,
+    converted: audio.Converted,
+) -> tuple[AudioBlob, AudioBlob]:
+    """(as sent, telephony master): one row for both when the file was its own master."""
+    master = AudioBlob(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        uploaded_by=uploaded_by,
+        content_type=converted.master.content_type,
+        size_bytes=len(converted.master_data),
+        sha256=converted.master.sha256,
+        duration_ms=converted.master.duration_ms,
+        data=converted.master_data,
+    )
+    master.telephony_id = master.id
+    session.add(master)
+    await session.flush()
+    if converted.is_master:
+        return master, master
+    original = AudioBlob(
+        tenant_id=tenant_id,
+        uploaded_by=uploaded_by,
+        content_type=converted.original.content_type,
+        size_bytes=len(data),
+        sha256=converted.original.sha256,
+        duration_ms=converted.original.duration_ms,
+        data=data,
+        telephony_id=master.id,
+    )
+    session.add(original)
+    await session.flush()
+    return original, master
+
+
+async def store_upload(
+    rt: Runtime, actor: Actor, data: bytes, declared_type: str
+) -> tuple[AudioBlob, AudioBlob]:
+    """Keeps an uploaded file and its telephony master; the file's id names it in GraphQL.
+
+    Nothing is stored unless the file decodes within the size and length limits.
+    """
+    scope = actor.write_scope()
+    assert scope.tenant_id is not None
+    converted = await _converted(rt, data)
     async with rt.db.transaction() as session:
-        session.add(blob)
-        await session.flush()
+        original, master = await _store(session, scope.tenant_id, actor.user_id, data, converted)
         audit.record(
             session,
             actor,
             "audio.upload",
             tenant_id=scope.tenant_id,
-            target=blob.id,
+            target=original.id,
             bytes=len(data),
             declared_type=declared_type[:100],
+            format=converted.original.format,
+            telephony=str(master.id),
         )
-    return blob
+    return original, master
 
 
 async def audio_bytes(rt: Runtime, scope: Scope, blob_id: uuid.UUID) -> AudioBlob:
@@ -77,6 +130,24 @@ async def _upsert(
     return ann
 
 
+def _ready(rt: Runtime, ann: Announcement, original: AudioBlob, master: AudioBlob) -> None:
+    ann.status, ann.error = AnnouncementStatus.READY, None
+    ann.audio_id, ann.telephony_id = original.id, master.id
+    ann.duration_ms, ann.sha256 = original.duration_ms, original.sha256
+    ann.updated_at = rt.clock()
+
+
+def _payload(group: PbxGroup, kind: AnnouncementKind, master: AudioBlob) -> dict[str, Any]:
+    """The setAnnouncement command: the agent fetches and checks the master, nothing else."""
+    return {
+        "groupPbxId": group.pbx_id,
+        "kind": kind.value,
+        "audioId": str(master.id),
+        "sha256": master.sha256,
+        "durationMs": master.duration_ms,
+    }
+
+
 async def set_from_upload(
     rt: Runtime, actor: Actor, group_id: uuid.UUID, kind: AnnouncementKind, upload_id: uuid.UUID
 ) -> tuple[Announcement, Command]:
@@ -88,28 +159,19 @@ async def set_from_upload(
             blob = await scope.get(session, AudioBlob, upload_id)
         except NotFound:
             raise NotFound("upload not found", field="uploadId") from None
+        if blob.telephony_id is None:
+            raise BadInput(
+                "this upload predates telephony masters; upload the file again",
+                field="uploadId",
+            )
+        master = await scope.get(session, AudioBlob, blob.telephony_id)
         ann = await _upsert(session, scope.tenant_id, bg.id, kind)
-        ann.source, ann.status, ann.audio_id = (
-            AnnouncementSource.UPLOAD,
-            AnnouncementStatus.READY,
-            blob.id,
-        )
-        ann.duration_ms, ann.sha256 = blob.duration_ms, blob.sha256
-        ann.tts_text = ann.tts_language = ann.error = None
-        ann.updated_at = rt.clock()
+        ann.source = AnnouncementSource.UPLOAD
+        ann.tts_text = ann.tts_language = None
+        _ready(rt, ann, blob, master)
         await session.flush()
         command = await commands.enqueue(
-            session,
-            rt,
-            actor,
-            "setAnnouncement",
-            {
-                "groupPbxId": group.pbx_id,
-                "kind": kind.value,
-                "audioId": str(blob.id),
-                "sha256": blob.sha256,
-                "durationMs": blob.duration_ms,
-            },
+            session, rt, actor, "setAnnouncement", _payload(group, kind, master)
         )
         audit.record(
             session,
@@ -133,7 +195,7 @@ async def request_synthesis(
     """Stores the text as a pending announcement; the TTS worker turns it into audio.
 
     The pending row is the queue: the worker claims pending rows, so nothing is
-    lost when the broker is down.
+    lost when the broker is down. It hands its audio to `store_synthesised`.
     """
     scope = actor.write_scope()
     assert scope.tenant_id is not None
@@ -144,7 +206,7 @@ async def request_synthesis(
         ann = await _upsert(session, scope.tenant_id, bg.id, kind)
         ann.source, ann.status = AnnouncementSource.TTS, AnnouncementStatus.PENDING
         ann.tts_text, ann.tts_language, ann.error = text, language.value, None
-        ann.audio_id = ann.duration_ms = ann.sha256 = None
+        ann.audio_id = ann.telephony_id = ann.duration_ms = ann.sha256 = None
         ann.updated_at = rt.clock()
         await session.flush()
         audit.record(
@@ -155,6 +217,65 @@ async def request_synthesis(
             target=group.id,
             kind=kind.value,
             chars=len(text),
+        )
+    return ann
+
+
+async def _pending(
+    session: AsyncSession, announcement_id: uuid.UUID, text: str, language: Language
+) -> Announcement | None:
+    """The announcement, locked, if it still waits for exactly this text."""
+    ann = await session.scalar(
+        select(Announcement).where(Announcement.id == announcement_id).with_for_update()
+    )
+    if (
+        ann is None
+        or ann.source is not AnnouncementSource.TTS
+        or ann.status is not AnnouncementStatus.PENDING
+        or (ann.tts_text, ann.tts_language) != (text, language.value)
+    ):
+        return None
+    return ann
+
+
+async def store_synthesised(
+    rt: Runtime, announcement_id: uuid.UUID, text: str, language: Language, data: bytes
+) -> Announcement | None:
+    """What the TTS worker calls with the WAV it made of `text`: stored like an upload.
+
+    The announcement becomes READY and the agent is sent the master, or FAILED
+    with the reason when the audio cannot be decoded or breaks a limit. Returns
+    None, storing nothing, when the announcement no longer waits for this text
+    (changed or removed meanwhile), so a late or repeated call does no harm.
+    Raises Conflict, storing nothing, when the tenant's license has lapsed.
+    """
+    try:
+        converted: audio.Converted | None = await _converted(rt, data)
+        reason = None
+    except BadInput as err:
+        converted, reason = None, f"the synthesised audio is unusable: {err.message}"
+    async with rt.db.transaction() as session:
+        ann = await _pending(session, announcement_id, text, language)
+        if ann is None:
+            return None
+        if converted is None:
+            ann.status, ann.error, ann.updated_at = AnnouncementStatus.FAILED, reason, rt.clock()
+            return ann
+        bg = await session.get_one(BroadcastGroup, ann.broadcast_group_id)
+        group = await session.get_one(PbxGroup, bg.group_id)
+        original, master = await _store(session, ann.tenant_id, None, data, converted)
+        _ready(rt, ann, original, master)
+        await session.flush()
+        await commands.enqueue_for(
+            session, rt, ann.tenant_id, None, "setAnnouncement", _payload(group, ann.kind, master)
+        )
+        audit.record(
+            session,
+            None,
+            "announcement.synthesized",
+            tenant_id=ann.tenant_id,
+            target=group.id,
+            kind=ann.kind.value,
         )
     return ann
 

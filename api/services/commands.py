@@ -29,12 +29,27 @@ async def enqueue(
 
     Every configuration change passes here, so here it needs a valid license.
     """
+    return await enqueue_for(
+        session, rt, actor.own_tenant_id, actor.user_id, type_, payload, secrets
+    )
+
+
+async def enqueue_for(
+    session: AsyncSession,
+    rt: Runtime,
+    tenant_id: uuid.UUID,
+    created_by: uuid.UUID | None,
+    type_: str,
+    payload: dict[str, Any],
+    secrets: dict[str, str] | None = None,
+) -> Command:
+    """`enqueue` for work no user does right now (a worker finishing what one asked for)."""
     now = rt.clock()
-    await licensing.valid_license(session, actor.own_tenant_id, now)
+    await licensing.valid_license(session, tenant_id, now)
     command = Command(
         id=uuid.uuid4(),
-        tenant_id=actor.own_tenant_id,
-        created_by=actor.user_id,
+        tenant_id=tenant_id,
+        created_by=created_by,
         type=type_,
         payload=payload,
         sealed_payload=rt.box.seal(json.dumps(secrets)) if secrets else None,
@@ -43,7 +58,6 @@ async def enqueue(
         expires_at=now + timedelta(seconds=rt.settings.command_expiry_seconds),
     )
     session.add(command)
-    tenant_id = command.tenant_id
     after_commit(session, lambda: notify.command_created(rt, tenant_id, command.id))
     return command
 

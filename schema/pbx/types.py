@@ -102,13 +102,20 @@ class Announcement:
     source: AnnouncementSource
     status: AnnouncementStatus
     duration_ms: int | None
-    sha256: str | None
+    sha256: str | None = strawberry.field(
+        description="SHA-256 of the audio as uploaded or synthesised (downloadUrl)."
+    )
     text: str | None
     language: str | None
     error: str | None
     updated_at: datetime
     download_url: str | None = strawberry.field(
-        description="Plays the audio; authenticated like the API (cookie or bearer token)."
+        description="The audio as uploaded or synthesised; authenticated like the API "
+        "(cookie or bearer token)."
+    )
+    telephony_url: str | None = strawberry.field(
+        description="The telephony master made of it (WAV, PCM 16-bit, mono, 8 kHz): "
+        "exactly what the agent plays to members. Authenticated like downloadUrl."
     )
 
     @classmethod
@@ -125,6 +132,7 @@ class Announcement:
             error=a.error,
             updated_at=a.updated_at,
             download_url=f"/api/audio/{a.audio_id}" if a.audio_id else None,
+            telephony_url=f"/api/audio/{a.telephony_id}" if a.telephony_id else None,
         )
 
 

@@ -7,11 +7,12 @@ enough of its headers to answer, it gets 400 Bad Request (RFC 3261 21.4.1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 from edge_agent.sip.errors import SipParseError
 from edge_agent.sip.message import Headers, Request, Response, parse, parse_stream
@@ -25,6 +26,10 @@ Receiver = Callable[["Request | Response", "Address", "Transport"], None]
 _HEAD = re.compile(rb"^([A-Z]+) \S+ SIP/2\.0\r?\n")
 _ECHOED = ("Via", "From", "To", "Call-ID", "CSeq")
 MAX_TCP_BUFFER = 256 * 1024
+DRAIN_BATCH = 64  # datagrams read per wake-up at most, so other work is not starved
+BUFFER_BYTES = 4 * 1024 * 1024
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux values where Python lacks them
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -60,33 +65,60 @@ class Transport:
         raise NotImplementedError
 
 
-class UdpTransport(Transport, asyncio.DatagramProtocol):
+class UdpTransport(Transport):
+    """SIP over UDP on a socket of its own, drained on every wake-up.
+
+    asyncio's datagram transport reads one datagram per loop pass; when hundreds
+    of answers arrive at once (every member of an alarm picking up) the kernel
+    buffer overflows and answers are lost. Here a reader takes up to
+    `DRAIN_BATCH` datagrams per wake-up, and the buffer is enlarged.
+    """
+
     name = "UDP"
 
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(
+        self, receiver: Receiver, sock: socket.socket, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self._receiver = receiver
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock = sock
+        self._loop = loop
+        self._closed = False
 
     @classmethod
     async def listen(cls, host: str, port: int, receiver: Receiver) -> UdpTransport:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            _enlarge_buffers(sock)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: cls(receiver), local_addr=(host, port)
-        )
-        return protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # asyncio's selector transport does not subclass DatagramTransport (3.11).
-        self._transport = cast(asyncio.DatagramTransport, transport)
+        transport = cls(receiver, sock, loop)
+        # A selector loop (the default on Linux; on Windows the agent must choose
+        # WindowsSelectorEventLoopPolicy: the proactor loop has no add_reader).
+        loop.add_reader(sock.fileno(), transport._readable)
+        return transport
 
     @property
     def local(self) -> Address:
-        assert self._transport is not None
-        host, port = self._transport.get_extra_info("sockname")[:2]
+        host, port = self._sock.getsockname()[:2]
         return str(host), int(port)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        address = (str(addr[0]), int(addr[1]))
+    def _readable(self) -> None:
+        for _ in range(DRAIN_BATCH):
+            try:
+                data, addr = self._sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP unreachable for an old datagram, say
+                log.debug("UDP error: %r", exc)
+                return
+            self.datagram_received(data, (str(addr[0]), int(addr[1])))
+
+    def datagram_received(self, data: bytes, address: Address) -> None:
         if not data.strip(b"\r\n"):
             return  # a keep-alive
         try:
@@ -94,21 +126,43 @@ class UdpTransport(Transport, asyncio.DatagramProtocol):
         except SipParseError as exc:
             log.warning("dropped a malformed SIP datagram from %s:%d: %s", *address, exc)
             answer = bad_request(data, str(exc))
-            if answer is not None and self._transport is not None:
-                self._transport.sendto(answer, address)
+            if answer is not None:
+                self._sendto(answer, address)
             return
         _deliver(self._receiver, message, address, self)
 
     def send(self, message: Request | Response, address: Address) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.sendto(bytes(message), address)
+        self._sendto(bytes(message), address)
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("UDP error: %r", exc)  # an ICMP unreachable for an old datagram, say
+    def _sendto(self, data: bytes, address: Address) -> None:
+        if self._closed:
+            return
+        try:
+            self._sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            # The send buffer is full: like a lost datagram, retransmission covers it.
+            log.warning("SIP send buffer full; a datagram to %s:%d is dropped", *address)
+        except OSError as exc:
+            log.warning("sending to %s:%d failed: %r", *address, exc)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(RuntimeError, ValueError):  # the loop may be closed already
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+
+
+def _enlarge_buffers(sock: socket.socket) -> None:
+    """Room for an alarm's worth of answers; the kernel caps it at net.core.rmem_max,
+    which SO_RCVBUFFORCE passes when the agent may (CAP_NET_ADMIN)."""
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, BUFFER_BYTES)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, plain, BUFFER_BYTES)
 
 
 @dataclass

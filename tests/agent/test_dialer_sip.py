@@ -377,3 +377,24 @@ async def test_a_confirmed_call_is_hung_up_with_one_bye(
 def test_sip_info_digits_are_read_whole(kind: str, body: str, digit: str | None) -> None:
     headers = Headers([("Content-Type", kind)])
     assert dtmf_from_info(Request("INFO", "sip:a@b", headers, body.encode())) == digit
+
+
+async def test_hundreds_of_answers_at_once_are_all_read(
+    dialer: SipDialer, announcement: Path, tmp_path: Path
+) -> None:
+    # Every member answering at the same moment: the socket must not drop answers
+    # (which would show as INVITEs sent again after T1, and as members not reached).
+    calls = 250
+    with SippUas("uas_answer.xml", tmp_path, calls=calls) as member:
+        target = member.uri.removeprefix("sip:")
+        requests = [
+            CallRequest(
+                call_id=f"c{n}", target=target, display_name="Rundruf", announcement=announcement
+            )
+            for n in range(calls)
+        ]
+        outcomes = await asyncio.gather(*(dialer.call(r, Recorder()) for r in requests))
+        assert await asyncio.to_thread(member.wait, 30) == 0, member.log()
+        flow = member.flow()
+    assert outcomes == [CallOutcome.ANSWERED] * calls
+    assert flow.count("< INVITE") == calls, "an INVITE was retransmitted: an answer was lost"

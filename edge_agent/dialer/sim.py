@@ -17,16 +17,14 @@ import os
 import random
 import tempfile
 import threading
-import wave
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge_agent.dialer.common import Emitter, UnplayableAnnouncement, open_master
 from edge_agent.dialer.port import (
-    CallEvent,
     CallEventKind,
     CallOutcome,
     CallRequest,
@@ -223,28 +221,10 @@ class _CallFails(Exception):
     """Raised when a simulated call cannot go on; the message is the ENDED reason."""
 
 
-class _Call:
+class _Call(Emitter):
     def __init__(self, request: CallRequest, sink: EventSink) -> None:
+        super().__init__(request.call_id, sink)
         self.request = request
-        self._sink = sink
-        self.ended = False
-
-    async def emit(
-        self,
-        kind: CallEventKind,
-        detail: str | None = None,
-        digit: str | None = None,
-        outcome: CallOutcome | None = None,
-    ) -> None:
-        # ENDED is marked before the sink runs: a cancellation inside it must not end twice.
-        self.ended = self.ended or kind is CallEventKind.ENDED
-        now = datetime.now(UTC)
-        await self._sink(CallEvent(self.request.call_id, kind, now, outcome, detail, digit))
-
-    async def end(self, outcome: CallOutcome, detail: str | None) -> CallOutcome:
-        await self.emit(CallEventKind.ENDED, detail, outcome=outcome)
-        log.info("call %s ended %s (%s)", self.request.call_id, outcome, detail)
-        return outcome
 
 
 class SimDialer(Dialer):
@@ -350,17 +330,10 @@ class SimDialer(Dialer):
     def _seconds_of(announcement: Path) -> float:
         # Only the header is read: the duration is all a simulated call plays.
         try:
-            with wave.open(str(announcement), "rb") as wav:
-                fmt = (wav.getcomptype(), wav.getnchannels(), wav.getsampwidth())
-                rate, frames = wav.getframerate(), wav.getnframes()
-        except (OSError, EOFError, wave.Error) as exc:
-            raise _CallFails(f"the announcement {announcement} cannot be read: {exc}") from exc
-        # The SIP dialer plays the telephony master only; the twin refuses what it would.
-        if fmt != ("NONE", 1, 2) or rate != 8000 or frames == 0:
-            raise _CallFails(
-                f"the announcement {announcement} is not PCM 16-bit mono 8 kHz with sound"
-            )
-        return frames / rate
+            frames, _ = open_master(announcement, read_frames=False)
+        except UnplayableAnnouncement as exc:  # the SIP dialer would refuse it too
+            raise _CallFails(str(exc)) from exc
+        return frames / 8000
 
     async def _follow(self, call: _Call, plan: CallPlan, round_s: float) -> CallOutcome:
         request = call.request

@@ -12,15 +12,13 @@ import asyncio
 import contextlib
 import logging
 import socket
-import wave
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edge_agent.dialer.common import Emitter, UnplayableAnnouncement, open_master
 from edge_agent.dialer.port import (
-    CallEvent,
     CallEventKind,
     CallOutcome,
     CallRequest,
@@ -55,21 +53,13 @@ OUTCOMES: dict[int, tuple[CallOutcome, str]] = {
 }
 
 
-class _AudioError(Exception):
-    """Raised when the announcement cannot be played (the reason is the call's detail)."""
+_FileVersion = tuple[Path, int, int]  # path, mtime, size
 
 
-def load_master(path: Path) -> bytes:
-    """The PCM frames of a telephony master; _AudioError for anything else."""
-    try:
-        with wave.open(str(path), "rb") as wav:
-            shape = (wav.getcomptype(), wav.getnchannels(), wav.getsampwidth(), wav.getframerate())
-            frames = wav.readframes(wav.getnframes())
-    except (OSError, EOFError, wave.Error) as exc:
-        raise _AudioError(f"the announcement {path} cannot be read: {exc}") from exc
-    if shape != ("NONE", 1, 2, 8000) or not frames:
-        raise _AudioError(f"the announcement {path} is not PCM 16-bit mono 8 kHz with sound")
-    return frames
+@dataclass(frozen=True)
+class _Master:
+    key: _FileVersion
+    frames: bytes
 
 
 class SipDialer(Dialer):
@@ -93,8 +83,8 @@ class SipDialer(Dialer):
         self.pacer = Pacer()
         self._tasks: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[Any]] = {}
-        self._encoded: dict[tuple[Path, int, int, str], bytes] = {}
-        self._frames: dict[tuple[Path, int, int], bytes] = {}
+        self._masters: dict[_FileVersion, _Master] = {}
+        self._encoded: dict[tuple[_FileVersion, str], bytes] = {}
         self._closed = False
         self._started = asyncio.Lock()
 
@@ -138,7 +128,7 @@ class SipDialer(Dialer):
         if request.call_id in self._running:
             raise DuplicateCall(f"The call {request.call_id} is still running")
         await self.start()
-        emitter = _Emitter(request.call_id, on_event)
+        emitter = Emitter(request.call_id, on_event)
         # The call runs as a task of its own: `close` cancels it, and the caller gets
         # FAILED "dialer closed" back instead of a cancellation of its own task.
         work = asyncio.create_task(self._call(request, emitter), name=request.call_id)
@@ -171,24 +161,24 @@ class SipDialer(Dialer):
             return f"sip:{target}"
         return f"sip:{target}@{self.account.domain}"
 
-    async def _call(self, request: CallRequest, emit: _Emitter) -> CallOutcome:
-        await emit(CallEventKind.STARTED, f"{request.target} ({request.display_name})")
+    async def _call(self, request: CallRequest, emit: Emitter) -> CallOutcome:
+        await emit.emit(CallEventKind.STARTED, f"{request.target} ({request.display_name})")
         try:
-            frames = await self._frames_of(request.announcement)
-        except _AudioError as exc:
+            master = await self._master(request.announcement)
+        except UnplayableAnnouncement as exc:
             return await emit.end(CallOutcome.FAILED, str(exc))
         assert self.ua is not None
         headers = alarm_headers(self.profile) if request.priority else {}
         proxy = self.account.server if self.use_proxy else None
         call = Call(self.ua, self._uri(request.target), headers, proxy)
         try:
-            return await self._converse(call, request, frames, emit)
+            return await self._converse(call, request, master, emit)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(call.hang_up())
 
     async def _converse(
-        self, call: Call, request: CallRequest, frames: bytes, emit: _Emitter
+        self, call: Call, request: CallRequest, master: _Master, emit: Emitter
     ) -> CallOutcome:
         rang = asyncio.Event()
         starting = asyncio.create_task(call.start(request.ring_timeout_s, rang.set))
@@ -196,7 +186,7 @@ class SipDialer(Dialer):
         try:
             done, _ = await asyncio.wait({starting, ringing}, return_when=asyncio.FIRST_COMPLETED)
             if ringing in done:
-                await emit(CallEventKind.RINGING)
+                await emit.emit(CallEventKind.RINGING)
             result = await starting
         finally:
             ringing.cancel()
@@ -205,35 +195,35 @@ class SipDialer(Dialer):
         if isinstance(result, Ended):
             outcome, text = OUTCOMES.get(result.status, (CallOutcome.FAILED, ""))
             return await emit.end(outcome, text or f"{result.status} {result.reason}")
-        await emit(CallEventKind.ANSWERED)
+        await emit.emit(CallEventKind.ANSWERED)
         negotiated = call.negotiated
         assert negotiated is not None
-        payload = self._encode(request.announcement, frames, negotiated.codec)
+        payload = self._encode(master, negotiated.codec)
         return await self._play(call, request, payload, negotiated.codec_pt, emit)
 
-    async def _frames_of(self, path: Path) -> bytes:
+    async def _master(self, path: Path) -> _Master:
         """The announcement's PCM, read once per file version: 500 calls share one copy."""
         try:
             stat = path.stat()  # noqa: ASYNC240 - one stat, cheaper than a thread hop
         except OSError as exc:
-            raise _AudioError(f"the announcement {path} cannot be read: {exc}") from exc
+            raise UnplayableAnnouncement(f"the announcement {path} cannot be read: {exc}") from exc
         key = (path, stat.st_mtime_ns, stat.st_size)
-        frames = self._frames.get(key)
-        if frames is None:
-            frames = self._frames[key] = await asyncio.to_thread(load_master, path)
-        return frames
+        master = self._masters.get(key)
+        if master is None:
+            _, frames = await asyncio.to_thread(open_master, path, read_frames=True)
+            master = self._masters[key] = _Master(key, frames)
+        return master
 
-    def _encode(self, path: Path, frames: bytes, codec: str) -> bytes:
-        stat = path.stat()
-        key = (path, stat.st_mtime_ns, stat.st_size, codec)
-        encoded = self._encoded.get(key)
+    def _encode(self, master: _Master, codec: str) -> bytes:
+        """The master in the negotiated G.711 law, encoded once per file version and law."""
+        encoded = self._encoded.get((master.key, codec))
         if encoded is None:
             encode = g711.alaw_encode if codec == "PCMA" else g711.ulaw_encode
-            encoded = self._encoded[key] = encode(frames)
+            encoded = self._encoded[(master.key, codec)] = encode(master.frames)
         return encoded
 
     async def _play(
-        self, call: Call, request: CallRequest, payload: bytes, pt: int, emit: _Emitter
+        self, call: Call, request: CallRequest, payload: bytes, pt: int, emit: Emitter
     ) -> CallOutcome:
         finished = asyncio.Event()
         stream = RtpStream(
@@ -248,7 +238,7 @@ class SipDialer(Dialer):
                     self.pacer.add(stream)
                 else:
                     stream.restart()
-                await emit(CallEventKind.PLAYING, f"round {rounds}, {request.repetitions}x")
+                await emit.emit(CallEventKind.PLAYING, f"round {rounds}, {request.repetitions}x")
                 # A digit may come while the message plays; the member need not wait.
                 digit = await self._next_digit(call, finished, None)
                 if digit is None and not call.remote_bye.is_set():
@@ -260,16 +250,16 @@ class SipDialer(Dialer):
                     return await emit.end(
                         CallOutcome.ANSWERED, f"no confirmation within {timeout:g} s"
                     )
-                await emit(CallEventKind.DTMF, digit=digit)
+                await emit.emit(CallEventKind.DTMF, digit=digit)
                 if digit == request.confirm_digit:
-                    await emit(CallEventKind.CONFIRMED)
+                    await emit.emit(CallEventKind.CONFIRMED)
                     return await emit.end(CallOutcome.CONFIRMED, None)
                 if digit != request.repeat_digit or rounds > request.max_repeats:
                     # Another key, or repeats used up: wait for the confirm digit once more.
                     digit = await self._next_digit(call, None, request.dtmf_timeout_s)
                     if digit == request.confirm_digit:
-                        await emit(CallEventKind.DTMF, digit=digit)
-                        await emit(CallEventKind.CONFIRMED)
+                        await emit.emit(CallEventKind.DTMF, digit=digit)
+                        await emit.emit(CallEventKind.CONFIRMED)
                         return await emit.end(CallOutcome.CONFIRMED, None)
                     return await emit.end(CallOutcome.ANSWERED, "did not confirm")
         finally:
@@ -321,29 +311,3 @@ class SipDialer(Dialer):
         assert self.ua is not None
         uris = {key: self._uri(extension) for key, extension in extensions.items()}
         return await dialog_states(self.ua, uris, self.account.server if self.use_proxy else None)
-
-
-class _Emitter:
-    """Emits a call's events in order; ENDED exactly once."""
-
-    def __init__(self, call_id: str, sink: Callable[[CallEvent], Awaitable[None]]) -> None:
-        self.call_id = call_id
-        self.sink = sink
-        self.ended = False
-
-    async def __call__(
-        self,
-        kind: CallEventKind,
-        detail: str | None = None,
-        *,
-        digit: str | None = None,
-        outcome: CallOutcome | None = None,
-    ) -> None:
-        self.ended = self.ended or kind is CallEventKind.ENDED
-        event = CallEvent(self.call_id, kind, datetime.now(UTC), outcome, detail, digit)
-        await self.sink(event)
-
-    async def end(self, outcome: CallOutcome, detail: str | None) -> CallOutcome:
-        await self(CallEventKind.ENDED, detail, outcome=outcome)
-        log.info("SIP call %s ended %s (%s)", self.call_id, outcome, detail)
-        return outcome

@@ -164,11 +164,10 @@ class Broadcasts:
         except PbxError as exc:
             log.warning("user states unavailable for a test broadcast: %s", exc.message)
         unknown = {m.pbx_id: m.extension for m in members if m.pbx_id not in states and m.extension}
-        busy_members = getattr(self.dialer, "busy_members", None)  # the SIP dialer's
-        if not unknown or busy_members is None:
+        if not unknown:
             return states
         try:
-            found: Mapping[str, bool | None] = await busy_members(unknown)
+            found: Mapping[str, bool | None] = await self.dialer.busy_members(unknown)
         except Exception as exc:  # only a help: without it the members are called
             log.warning("dialog states unavailable for a test broadcast: %s", exc)
             return states

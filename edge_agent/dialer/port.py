@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -146,6 +146,11 @@ class Dialer(ABC):
         and whatever `on_event` raises. When cancelled it hangs up, emits ENDED
         FAILED "cancelled" and re-raises the cancellation.
         """
+
+    async def busy_members(self, extensions: Mapping[str, str]) -> dict[str, bool | None]:
+        """Whether each member (key -> extension) is on the phone now, where the dialer can
+        ask the PBX (SIP: dialog state, RFC 4235); None where it cannot tell, as here."""
+        return dict.fromkeys(extensions)
 
     @abstractmethod
     async def close(self) -> None:

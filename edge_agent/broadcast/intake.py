@@ -119,9 +119,8 @@ class JobIntake:
                     }
                 )
                 await self.jobservice.delete_notice(notice["id"])
+        # Either way they stay at the job service and go out on a later round.
+        except (ServerUnreachable, ServerRefused, JobServiceUnavailable) as exc:
+            log.info("notices not forwarded yet: %s", exc)
         except (AgentError, KeyError) as exc:
-            # They stay at the job service and go out on a later round.
-            if not isinstance(exc, ServerUnreachable | ServerRefused | JobServiceUnavailable):
-                log.warning("notices not forwarded: %r", exc)
-            else:
-                log.info("notices not forwarded yet: %s", exc)
+            log.warning("notices not forwarded: %r", exc)

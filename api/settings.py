@@ -50,6 +50,17 @@ class Settings(BaseSettings):
 
     command_expiry_seconds: int = Field(default=15 * 60, ge=10)
 
+    # --- watchdog and metrics -------------------------------------------------
+    # A heartbeat is overdue after this many of the tenant's poll intervals.
+    watchdog_heartbeat_factor: int = Field(default=3, ge=2, le=100)
+    # Support gets every incident mail too (in its own language); unset: tenants only.
+    support_email: str | None = None
+    support_language: Literal["de", "en"] = "de"
+    # Days before a license ends when its tenant is told (and once more when it ended).
+    license_warning_days: list[int] = Field(default_factory=lambda: [30, 7, 1])
+    # GET /metrics answers only with this bearer token; unset, it answers 404.
+    metrics_token: SecretStr | None = None
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.models.base import Base, CreatedMixin, IdMixin, str_enum
@@ -35,8 +35,27 @@ class Email(IdMixin, CreatedMixin, Base):
 
 
 class WatchdogIncident(IdMixin, Base):
+    """A condition the watchdog saw at an installation, or a license notice.
+
+    The two unique keys make a double mail structurally impossible: the sweep
+    opens an incident with INSERT … ON CONFLICT DO NOTHING and writes its mails
+    only when a row came back, in the same transaction (api/services/watchdog.py).
+    """
+
     __tablename__ = "watchdog_incident"
-    __table_args__ = (Index("ix_watchdog_incident_open", "installation_id", "kind", "closed_at"),)
+    __table_args__ = (
+        # At most one open incident per installation and kind.
+        Index(
+            "uq_watchdog_incident_open",
+            "installation_id",
+            "kind",
+            unique=True,
+            postgresql_where=text("closed_at IS NULL"),
+            sqlite_where=text("closed_at IS NULL"),
+        ),
+        # One notice per license and stage (30, 7, 1 days before expiry; 0 once expired).
+        UniqueConstraint("license_id", "kind", "stage_days"),
+    )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id"), index=True)
     installation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("installation.id"))
@@ -47,3 +66,5 @@ class WatchdogIncident(IdMixin, Base):
     notified_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     close_notified_at: Mapped[datetime | None]
+    # License notices only: days before the end of validity (0: expired).
+    stage_days: Mapped[int | None]

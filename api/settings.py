@@ -48,6 +48,35 @@ class Settings(BaseSettings):
     announcement_max_seconds: int = Field(default=300, ge=1, le=3600)
     tts_max_chars: int = Field(default=2000, ge=10, le=20_000)
 
+    # --- text-to-speech (workers/tts/) -----------------------------------------
+    # espeak: espeak-ng (installed by `make`); coqui: a local coqui-tts model (extra [coqui]).
+    tts_engine: Literal["espeak", "coqui"] = "espeak"
+    # One synthesis may take this long before it is stopped and the announcement fails.
+    tts_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    tts_espeak_binary: str = "espeak-ng"
+    tts_espeak_words_per_minute: int = Field(default=150, ge=80, le=450)
+    # The model (checkpoint) and its config.json; nothing is ever downloaded.
+    tts_coqui_model_path: Path | None = None
+    tts_coqui_config_path: Path | None = None
+    # The Python with coqui-tts installed; unset: the one running the worker.
+    tts_coqui_python: Path | None = None
+    # The languages the model speaks (a multilingual model is told which one).
+    tts_coqui_languages: list[Literal["de", "en"]] = Field(default_factory=lambda: ["de"])
+    # For a multi-speaker model: which speaker; unset: the model's first.
+    tts_coqui_speaker: str | None = None
+
+    @model_validator(mode="after")
+    def _coqui_model_given(self) -> Settings:
+        if self.tts_engine == "coqui" and None in (
+            self.tts_coqui_model_path,
+            self.tts_coqui_config_path,
+        ):
+            raise ValueError(
+                "RUNDRUF_TTS_ENGINE=coqui needs RUNDRUF_TTS_COQUI_MODEL_PATH "
+                "and RUNDRUF_TTS_COQUI_CONFIG_PATH"
+            )
+        return self
+
     command_expiry_seconds: int = Field(default=15 * 60, ge=10)
 
     # --- watchdog and metrics -------------------------------------------------

@@ -1,0 +1,247 @@
+"""What the watchdog judges and what its mails say (plain Python, no I/O).
+
+An installation is judged from what its agent last reported: a heartbeat older
+than k poll intervals is an incident of its own; while it lasts, the health
+flags are stale and prove nothing, so their incidents neither open nor close.
+A flag that is unknown (None, e.g. no job service configured) is not a failure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from api.domain.notices import MAIL_ZONE, Mail
+from api.models.enums import IncidentKind, Language
+
+INSTALLATION_KINDS = (
+    IncidentKind.HEARTBEAT_MISSED,
+    IncidentKind.PBX_UNREACHABLE,
+    IncidentKind.JOBSERVICE_UNREACHABLE,
+    IncidentKind.ALARM_SERVICE_FAILED,
+)
+FLAG_KINDS = INSTALLATION_KINDS[1:]
+_ZONE_DE = {"CET": "MEZ", "CEST": "MESZ"}
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What an installation's agent last told the central service."""
+
+    last_heartbeat_at: datetime | None
+    enrolled_at: datetime
+    pbx_reachable: bool | None
+    jobservice_reachable: bool | None
+    alarm_service_ok: bool | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    failing: frozenset[IncidentKind]
+    # The kinds this verdict speaks about: only these may close.
+    judged: frozenset[IncidentKind]
+
+
+def overdue(reported: Reported, now: datetime, poll_seconds: int, factor: int) -> bool:
+    """No heartbeat (or, never one, no enrolment) within ``factor`` poll intervals."""
+    last = reported.last_heartbeat_at or reported.enrolled_at
+    return now - last > timedelta(seconds=factor * poll_seconds)
+
+
+def judge(reported: Reported, now: datetime, poll_seconds: int, factor: int) -> Verdict:
+    if overdue(reported, now, poll_seconds, factor):
+        missed = frozenset({IncidentKind.HEARTBEAT_MISSED})
+        return Verdict(failing=missed, judged=missed)
+    flags = {
+        IncidentKind.PBX_UNREACHABLE: reported.pbx_reachable,
+        IncidentKind.JOBSERVICE_UNREACHABLE: reported.jobservice_reachable,
+        IncidentKind.ALARM_SERVICE_FAILED: reported.alarm_service_ok,
+    }
+    return Verdict(
+        failing=frozenset(kind for kind, ok in flags.items() if ok is False),
+        judged=frozenset(INSTALLATION_KINDS),
+    )
+
+
+def license_stage(valid_until: datetime, now: datetime, warning_days: list[int]) -> int | None:
+    """The notice due now: 0 once expired, else the nearest warning day reached.
+
+    Only the most urgent stage is due, so a license first seen 5 days before its
+    end gets the 7-day notice, never a late 30-day one as well.
+    """
+    left = valid_until - now
+    if left <= timedelta(0):
+        return 0
+    reached = [d for d in warning_days if d > 0 and left <= timedelta(days=d)]
+    return min(reached) if reached else None
+
+
+# --- mails ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Site:
+    """Who and where, for the mail's text."""
+
+    tenant_name: str
+    hostname: str
+
+
+_WHAT_DE = {
+    IncidentKind.HEARTBEAT_MISSED: (
+        "Rundruf Manager Service meldet sich nicht",
+        "Der Rundruf Manager Service auf {host} meldet sich nicht mehr; die letzte "
+        "Meldung kam am {when}.",
+        "Bitte prüfen Sie, ob der Rechner läuft, der Dienst gestartet ist und er das "
+        "Internet über Port 443 erreicht.",
+    ),
+    IncidentKind.PBX_UNREACHABLE: (
+        "Telefonanlage nicht erreichbar",
+        "Der Rundruf Manager Service auf {host} erreicht die Telefonanlage nicht "
+        "(gemeldet am {when}).",
+        "Bitte prüfen Sie, ob die Telefonanlage läuft und die Anmeldedaten auf der "
+        "Rundruf-Website noch gelten.",
+    ),
+    IncidentKind.JOBSERVICE_UNREACHABLE: (
+        "Rundruf-Jobdienst nicht erreichbar",
+        "Der Rundruf Manager Service auf {host} erreicht den Rundruf-Jobdienst auf dem "
+        "Server der Telefonanlage nicht (gemeldet am {when}). Anrufe bei der "
+        "Rundrufnummer können dann keinen Rundruf auslösen.",
+        "Bitte prüfen Sie, ob der Dienst „Rundruf Job Service“ dort läuft.",
+    ),
+    IncidentKind.ALARM_SERVICE_FAILED: (
+        "Alarmdienst gestört",
+        "Der Rundruf Manager Service auf {host} meldet, dass sein Alarmdienst gestört "
+        "ist (gemeldet am {when}).",
+        "Bitte starten Sie den Dienst neu; hilft das nicht, wenden Sie sich an den Support.",
+    ),
+}
+
+_WHAT_EN = {
+    IncidentKind.HEARTBEAT_MISSED: (
+        "Rundruf Manager Service not reporting",
+        "The Rundruf Manager Service on {host} has stopped reporting; its last report "
+        "came on {when}.",
+        "Please check that the computer is running, the service is started and it "
+        "reaches the internet on port 443.",
+    ),
+    IncidentKind.PBX_UNREACHABLE: (
+        "phone system unreachable",
+        "The Rundruf Manager Service on {host} cannot reach the phone system (reported on {when}).",
+        "Please check that the phone system is running and that the login on the "
+        "Rundruf website is still valid.",
+    ),
+    IncidentKind.JOBSERVICE_UNREACHABLE: (
+        "Rundruf job service unreachable",
+        "The Rundruf Manager Service on {host} cannot reach the Rundruf job service on "
+        "the phone system's server (reported on {when}). Calls to a broadcast number "
+        "cannot start a broadcast meanwhile.",
+        'Please check that the service "Rundruf Job Service" is running there.',
+    ),
+    IncidentKind.ALARM_SERVICE_FAILED: (
+        "alarm service failed",
+        "The Rundruf Manager Service on {host} reports that its alarm service has "
+        "failed (reported on {when}).",
+        "Please restart the service; if that does not help, contact support.",
+    ),
+}
+
+
+def when(language: Language, at: datetime) -> str:
+    local = at.astimezone(MAIL_ZONE)
+    zone = local.tzname() or ""
+    if language is Language.DE:
+        return f"{local:%d.%m.%Y um %H:%M} Uhr ({_ZONE_DE.get(zone, zone)})"
+    return f"{local:%Y-%m-%d at %H:%M} ({zone})"
+
+
+def _footer(language: Language, tenant_name: str, label: str, value: str) -> str:
+    # Support reads the same text: it names the customer and the installation.
+    if language is Language.DE:
+        return f"Kunde: {tenant_name}\n{label}: {value}\n\nIhr Rundruf\n"
+    return f"Customer: {tenant_name}\n{label}: {value}\n\nRundruf\n"
+
+
+def _site_footer(language: Language, site: Site) -> str:
+    return _footer(language, site.tenant_name, "Installation", site.hostname)
+
+
+def incident_opened(language: Language, kind: IncidentKind, site: Site, since: datetime) -> Mail:
+    """``since``: the last heartbeat for a missed one, else when the sweep saw it."""
+    german = language is Language.DE
+    title, what, advice = (_WHAT_DE if german else _WHAT_EN)[kind]
+    sentence = what.format(host=site.hostname, when=when(language, since))
+    if german:
+        body = (
+            f"Guten Tag,\n\n{sentence}\n\nSolange das so ist, können Rundrufe ausfallen. "
+            f"{advice}\n\nSobald die Störung behoben ist, bekommen Sie eine weitere "
+            f"Nachricht.\n\n{_site_footer(language, site)}"
+        )
+        return Mail(subject=f"Rundruf-Störung: {title} ({site.tenant_name})", body=body)
+    body = (
+        f"Hello,\n\n{sentence}\n\nWhile this lasts, broadcasts may fail. {advice}\n\n"
+        f"You will get another message once it is resolved.\n\n{_site_footer(language, site)}"
+    )
+    return Mail(subject=f"Rundruf incident: {title} ({site.tenant_name})", body=body)
+
+
+def incident_closed(
+    language: Language, kind: IncidentKind, site: Site, opened_at: datetime, closed_at: datetime
+) -> Mail:
+    german = language is Language.DE
+    title = (_WHAT_DE if german else _WHAT_EN)[kind][0]
+    if german:
+        body = (
+            f"Guten Tag,\n\ndie Störung „{title}“ auf {site.hostname} ist behoben. Sie "
+            f"bestand seit {when(language, opened_at)} und wurde am "
+            f"{when(language, closed_at)} als behoben erkannt.\n\n{_site_footer(language, site)}"
+        )
+        return Mail(subject=f"Rundruf: behoben: {title} ({site.tenant_name})", body=body)
+    body = (
+        f'Hello,\n\nthe incident "{title}" on {site.hostname} is resolved. It began on '
+        f"{when(language, opened_at)} and was seen resolved on "
+        f"{when(language, closed_at)}.\n\n{_site_footer(language, site)}"
+    )
+    return Mail(subject=f"Rundruf: resolved: {title} ({site.tenant_name})", body=body)
+
+
+def license_notice(
+    language: Language, tenant_name: str, key_prefix: str, valid_until: datetime, now: datetime
+) -> Mail:
+    """Says the real end and days left (a short trial may enter at the 30-day stage)."""
+    end = when(language, valid_until)
+    days = math.ceil((valid_until - now) / timedelta(days=1))
+    german = language is Language.DE
+    footer = _footer(language, tenant_name, "Lizenz" if german else "License", f"{key_prefix}…")
+    if german:
+        keeps = (
+            "Eingerichtete Rundrufe laufen weiter; Änderungen an der Konfiguration sind "
+            "ohne gültige Lizenz aber nicht möglich. Für eine Verlängerung wenden Sie "
+            "sich bitte an Ihren Ansprechpartner."
+        )
+        if days <= 0:
+            return Mail(
+                subject=f"Rundruf: Ihre Lizenz ist abgelaufen ({tenant_name})",
+                body=f"Guten Tag,\n\nIhre Rundruf-Lizenz ist am {end} abgelaufen. {keeps}"
+                f"\n\n{footer}",
+            )
+        left = "einem Tag" if days == 1 else f"{days} Tagen"
+        return Mail(
+            subject=f"Rundruf: Ihre Lizenz läuft in {left} ab ({tenant_name})",
+            body=f"Guten Tag,\n\nIhre Rundruf-Lizenz gilt bis {end}. {keeps}\n\n{footer}",
+        )
+    keeps = (
+        "Configured broadcasts keep running, but the configuration cannot be changed "
+        "without a valid license. Please contact your account manager to renew it."
+    )
+    if days <= 0:
+        return Mail(
+            subject=f"Rundruf: your license has expired ({tenant_name})",
+            body=f"Hello,\n\nyour Rundruf license expired on {end}. {keeps}\n\n{footer}",
+        )
+    left = "1 day" if days == 1 else f"{days} days"
+    return Mail(
+        subject=f"Rundruf: your license expires in {left} ({tenant_name})",
+        body=f"Hello,\n\nyour Rundruf license is valid until {end}. {keeps}\n\n{footer}",
+    )

@@ -1,0 +1,64 @@
+"""The watchdog's judgements and mail texts, without a database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from api.domain import watchdog as rules
+from api.models import IncidentKind, Language
+
+NOW = datetime(2027, 1, 15, 13, 0, tzinfo=UTC)
+HEALTHY = rules.Reported(
+    last_heartbeat_at=NOW,
+    enrolled_at=NOW - timedelta(days=10),
+    pbx_reachable=True,
+    jobservice_reachable=None,
+    alarm_service_ok=True,
+)
+
+
+def _judge(reported: rules.Reported, seconds_later: float) -> rules.Verdict:
+    return rules.judge(reported, NOW + timedelta(seconds=seconds_later), 60, 3)
+
+
+def test_a_heartbeat_is_overdue_after_k_poll_intervals():
+    assert _judge(HEALTHY, 180).failing == frozenset()
+    assert _judge(HEALTHY, 181).failing == {IncidentKind.HEARTBEAT_MISSED}
+
+
+def test_an_installation_that_never_reported_counts_from_its_enrolment():
+    never = rules.Reported(None, NOW, None, None, None)
+    assert _judge(never, 100).failing == frozenset()
+    assert _judge(never, 181).failing == {IncidentKind.HEARTBEAT_MISSED}
+
+
+def test_while_overdue_only_the_heartbeat_is_judged():
+    down = rules.Reported(NOW, NOW, False, False, False)
+    assert _judge(down, 10).failing == set(rules.FLAG_KINDS)
+    assert _judge(down, 10).judged == set(rules.INSTALLATION_KINDS)
+    assert _judge(down, 500).judged == {IncidentKind.HEARTBEAT_MISSED}
+
+
+def test_the_license_stage_is_the_nearest_warning_reached():
+    days = [30, 7, 1]
+    assert rules.license_stage(NOW + timedelta(days=31), NOW, days) is None
+    assert rules.license_stage(NOW + timedelta(days=30), NOW, days) == 30
+    assert rules.license_stage(NOW + timedelta(days=7, seconds=1), NOW, days) == 30
+    assert rules.license_stage(NOW + timedelta(days=7), NOW, days) == 7
+    assert rules.license_stage(NOW + timedelta(hours=3), NOW, days) == 1
+    assert rules.license_stage(NOW, NOW, days) == 0
+    assert rules.license_stage(NOW - timedelta(days=400), NOW, days) == 0
+
+
+def test_mails_name_the_time_in_berlin_in_each_language():
+    site = rules.Site(tenant_name="Owner AG", hostname="swyx.owner.example")
+    de = rules.incident_opened(Language.DE, IncidentKind.HEARTBEAT_MISSED, site, NOW)
+    assert "15.01.2027 um 14:00 Uhr (MEZ)" in de.body
+    en = rules.incident_closed(
+        Language.EN, IncidentKind.PBX_UNREACHABLE, site, NOW, NOW + timedelta(hours=1)
+    )
+    assert en.subject == "Rundruf: resolved: phone system unreachable (Owner AG)"
+    assert "2027-01-15 at 14:00 (CET)" in en.body and "2027-01-15 at 15:00 (CET)" in en.body
+    expired = rules.license_notice(Language.EN, "Owner AG", "rdl_abc", NOW, NOW)
+    assert expired.subject == "Rundruf: your license has expired (Owner AG)"
+    assert "License: rdl_abc…" in expired.body

@@ -4,6 +4,7 @@
 #   make test         start PostgreSQL + Redis if needed, then run pytest
 #                     (PYTEST_ARGS='-k auth -x' to pass arguments)
 #   make lint         ruff check + ruff format --check
+#   make coqui        only install the coqui-tts venv (cached outside the tree)
 #   make services     only make sure PostgreSQL, Redis, lua5.4, espeak-ng, SIPp and
 #                     baresip are there
 #   make clean        remove the venv and local state
@@ -21,6 +22,9 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 
 PYTEST_ARGS ?=
+# coqui-tts with torch (about 7.6 GB) lives in its own venv, cached outside the work tree so
+# that a fresh clone (CI) reuses it; reinstalled only when the [coqui] extra changes.
+COQUI_VENV ?= $(HOME)/.cache/rundruf/venv-coqui
 ONCE ?=
 
 # Test services; override from the environment if yours live elsewhere.
@@ -31,7 +35,7 @@ RUNDRUF_REQUIRE_SERVICES ?= 1
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv demo services test lint clean
+.PHONY: help venv coqui demo services test lint clean
 
 help:
 	@sed -n '3,11s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
@@ -55,6 +59,23 @@ $(VENV_STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# The coqui-tts venv: the [coqui] extra of pyproject.toml, written out as a requirements file
+# and compared with the one installed last.
+coqui:
+	@mkdir -p $(dir $(COQUI_VENV))
+	@$(PYTHON) -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["coqui"]))' > $(COQUI_VENV).wanted
+	@if [ -x $(COQUI_VENV)/bin/python ] && cmp -s $(COQUI_VENV).wanted $(COQUI_VENV)/requirements.txt; then \
+		echo "coqui: already installed ($(COQUI_VENV))"; \
+	else \
+		echo "coqui: installing coqui-tts and torch into $(COQUI_VENV) (a few minutes, once)"; \
+		rm -rf $(COQUI_VENV); \
+		$(PYTHON) -m venv $(COQUI_VENV); \
+		$(COQUI_VENV)/bin/python -m pip install --quiet --upgrade pip; \
+		$(COQUI_VENV)/bin/python -m pip install --quiet -r $(COQUI_VENV).wanted; \
+		cp $(COQUI_VENV).wanted $(COQUI_VENV)/requirements.txt; \
+	fi
+	@rm -f $(COQUI_VENV).wanted
+
 # The demo needs no external services; PBX=sip needs SIPp (installed here if missing).
 demo: venv
 	$(if $(filter sip,$(PBX)),bash ops/ensure-services.sh,)
@@ -63,8 +84,9 @@ demo: venv
 services:
 	bash ops/ensure-services.sh
 
-test: venv services
+test: venv services coqui
 	RUNDRUF_TEST_DATABASE_URL='$(RUNDRUF_TEST_DATABASE_URL)' \
+	RUNDRUF_TEST_COQUI_PYTHON='$(COQUI_VENV)/bin/python' \
 	RUNDRUF_TEST_REDIS_URL='$(RUNDRUF_TEST_REDIS_URL)' \
 	RUNDRUF_REQUIRE_SERVICES='$(RUNDRUF_REQUIRE_SERVICES)' \
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

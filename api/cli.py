@@ -1,11 +1,13 @@
-"""The ``rundruf`` command: serve, db upgrade, admin create-platform-admin, demo."""
+"""The ``rundruf`` command: serve, worker, scheduler, db upgrade, admin, demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from api.errors import ConfigurationError, RundrufError
@@ -99,6 +101,28 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(once=args.once, port=args.port, pbx=args.pbx)
 
 
+def _until_signalled(run: Callable[[Settings, threading.Event], None]) -> int:
+    """Runs a long-lived part until SIGTERM or SIGINT asks it to stop."""
+    settings = load_settings()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run(settings, stop)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers.runner import run_worker
+
+    return _until_signalled(run_worker)
+
+
+def _scheduler(args: argparse.Namespace) -> int:
+    from workers.runner import run_scheduler
+
+    return _until_signalled(run_scheduler)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rundruf", description="Rundruf central service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +156,13 @@ def _parser() -> argparse.ArgumentParser:
         help="sim: simulated calls; sip: real SIP calls to local SIPp members",
     )
     demo.set_defaults(func=_demo)
+
+    sub.add_parser(
+        "worker", help="run the background workers (mail, text-to-speech, watchdog)"
+    ).set_defaults(func=_worker)
+    sub.add_parser(
+        "scheduler", help="send the periodic sweeps to the workers (needs RUNDRUF_REDIS_URL)"
+    ).set_defaults(func=_scheduler)
 
     sub.add_parser("keygen", help="print a new key for RUNDRUF_SECRET_KEY").set_defaults(
         func=_keygen

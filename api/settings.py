@@ -95,6 +95,43 @@ class Settings(BaseSettings):
     public_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- workers, scheduler and mail (workers/) -------------------------------
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    # none: plain (a local relay); starttls: upgrade on this port (587); tls: TLS at once (465).
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    mail_from: str = "Rundruf <rundruf@localhost>"
+    # A row in `sending` longer than this is taken to belong to a crashed worker.
+    mail_lease_seconds: int = Field(default=300, ge=5, le=24 * 3600)
+    # Temporary errors wait base * 2^(attempt-1), at most the cap; after the last attempt: failed.
+    mail_retry_base_seconds: int = Field(default=30, ge=1, le=3600)
+    mail_retry_cap_seconds: int = Field(default=3600, ge=1, le=24 * 3600)
+    mail_max_attempts: int = Field(default=12, ge=1, le=100)
+    mail_batch_size: int = Field(default=50, ge=1, le=1000)
+    mail_sweep_seconds: float = Field(default=15.0, gt=0, le=3600)
+    watchdog_sweep_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # The mail delivery log and the embedded scheduler's lock file live here.
+    worker_state_dir: Path = Path(".rundruf/worker")
+    worker_threads: int = Field(default=8, ge=1, le=256)
+    # GET /metrics of a worker process on 127.0.0.1; unset: no listener.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Prefix of Dramatiq's keys in Redis (and of the scheduler's lease).
+    worker_namespace: str = Field(default="rundruf-dramatiq", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    scheduler_lease_seconds: float = Field(default=15.0, ge=1, le=600)
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_address(cls, value: str) -> str:
+        from email.utils import parseaddr
+
+        _, address = parseaddr(value)
+        if "\r" in value or "\n" in value or "@" not in address:
+            raise ValueError("must be an address like 'Rundruf <rundruf@example.com>'")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

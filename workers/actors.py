@@ -1,0 +1,115 @@
+"""The actors: each takes ids (or nothing), is idempotent, and finds its work in the database.
+
+Declared on a broker handed in (``declare``), not on a global one at import,
+so a process decides what broker it talks to and tests can make their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from dramatiq import Broker
+from sqlalchemy import func, select
+
+from api.models import Email
+from api.runtime import Runtime
+from workers.delivery_log import DeliveryLog
+from workers.mail import Mailer
+from workers.metrics import MailCounters
+
+log = logging.getLogger(__name__)
+
+MAIL = "mail"
+WATCHDOG = "watchdog"
+TTS = "tts"
+
+
+class WorkerContext:
+    """What the actors of one process share: the runtime, the mailer, the counters."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.counters = MailCounters()
+        self.delivery_log = DeliveryLog(rt.settings.worker_state_dir)
+        self.mailer = Mailer(rt, self.delivery_log, counters=self.counters)
+
+    async def outbox(self) -> dict[str, int]:
+        async with self.rt.db.reading() as session:
+            rows = await session.execute(select(Email.status, func.count()).group_by(Email.status))
+            return {status.value: count for status, count in rows.tuples()}
+
+    async def aclose(self) -> None:
+        self.delivery_log.close()
+        await self.rt.db.dispose()
+
+
+@dataclass(frozen=True)
+class Actors:
+    send_mail: dramatiq.Actor[[str], None]
+    mail_sweep: dramatiq.Actor[[], None]
+    watchdog_sweep: dramatiq.Actor[[], None]
+    synthesize_announcement: dramatiq.Actor[[str], None]
+
+
+def declare(broker: Broker, context: Callable[[], WorkerContext]) -> Actors:
+    """Declares the actors on ``broker``; ``context`` gives this process's shared state."""
+
+    async def send_mail(email_id: str) -> None:
+        if (parsed := _uuid(email_id)) is not None:
+            await context().mailer.send(parsed)
+
+    async def mail_sweep() -> None:
+        ctx = context()
+        claimed = await ctx.mailer.sweep()
+        if claimed >= ctx.rt.settings.mail_batch_size:
+            # A full batch: more may be waiting; go on now instead of at the next tick.
+            await _send(actors.mail_sweep.send)
+
+    async def watchdog_sweep() -> None:
+        from api.services import watchdog
+
+        result = await watchdog.sweep(context().rt)
+        for mail_id in result.mail_ids:
+            # Sooner than the next mail sweep; that sweep would find them anyway.
+            await _send(actors.send_mail.send, str(mail_id))
+
+    async def synthesize_announcement(announcement_id: str) -> None:
+        # TODO(issue 6, TTS): call the TTS part's function once workers/tts/ provides it.
+        log.warning("text-to-speech is not wired yet; announcement %s waits", announcement_id)
+
+    def make(
+        fn: Callable[..., Coroutine[Any, Any, None]], queue: str, **options: Any
+    ) -> dramatiq.Actor[Any, None]:
+        decorate = dramatiq.actor(
+            broker=broker, actor_name=fn.__name__, queue_name=queue, **options
+        )
+        return decorate(fn)
+
+    # The database keeps every piece of work: a sweep finds again what a failed message
+    # left, so Dramatiq's own retries would only add a second schedule.
+    actors = Actors(
+        send_mail=make(send_mail, MAIL, max_retries=0),
+        mail_sweep=make(mail_sweep, MAIL, max_retries=0),
+        watchdog_sweep=make(watchdog_sweep, WATCHDOG, max_retries=0),
+        synthesize_announcement=make(synthesize_announcement, TTS, max_retries=3),
+    )
+    return actors
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        log.error("message with a malformed id %r dropped", value)
+        return None
+
+
+async def _send(send: Callable[..., object], *args: str) -> None:
+    # Enqueueing talks to Redis synchronously; keep it off the event loop.
+    await asyncio.to_thread(send, *args)

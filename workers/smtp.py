@@ -1,0 +1,121 @@
+"""The SMTP server: one connection per batch, and which of its answers are worth a retry.
+
+``smtplib`` blocks; the mailer calls this from a thread. Reply codes follow
+RFC 5321 4.2.1: 4yz is a transient failure (try again later), 5yz a permanent
+one. Not reaching the server at all (refused, timeout, TLS failure, dropped
+connection) is transient too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import parseaddr
+
+from api.settings import Settings
+from workers.errors import DeliveryError
+
+
+def classify(exc: Exception) -> DeliveryError:
+    """The delivery error for what smtplib raised: permanent for 5yz, temporary otherwise."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        # One recipient per mail, so this is that recipient's answer.
+        code, text = next(iter(exc.recipients.values()))
+        return _coded(code, text, "recipient refused")
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        # A 535 is permanent for the server, but the fix (our login) is on our side and
+        # applies to every mail: keep them queued until it is fixed or the attempts run out.
+        return DeliveryError(
+            f"login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
+            permanent=False,
+            server_down=True,
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return DeliveryError(f"not supported by the server: {exc}", permanent=True)
+    if isinstance(exc, smtplib.SMTPConnectError | smtplib.SMTPHeloError):
+        # The greeting or HELO was refused: no mail goes through this server now.
+        return DeliveryError(
+            f"server refused the session: {exc.smtp_code} {_text(exc.smtp_error)}",
+            permanent=False,
+            server_down=True,
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _coded(exc.smtp_code, exc.smtp_error, type(exc).__name__)
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return DeliveryError(f"connection lost: {exc}", permanent=False, server_down=True)
+    if isinstance(exc, OSError):
+        # Refused, unreachable, timed out, TLS handshake failed (ssl.SSLError is an OSError).
+        return DeliveryError(
+            f"cannot reach the SMTP server: {exc}", permanent=False, server_down=True
+        )
+    return DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False, server_down=True)
+
+
+def _coded(code: int, text: bytes | str, what: str) -> DeliveryError:
+    reason = f"{what}: {code} {_text(text)}"
+    # 421: the server is closing the channel (RFC 5321 3.8), whatever the command was.
+    return DeliveryError(reason, permanent=500 <= code < 600, server_down=code == 421)
+
+
+def _text(value: bytes | str) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return " ".join(text.split())[:500]
+
+
+class SmtpTransport:
+    """Sends messages over one connection, opened on first use and reopened after an error."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._conn: smtplib.SMTP | None = None
+        domain = parseaddr(settings.mail_from)[1].rpartition("@")[2]
+        # smtplib would ask DNS for our FQDN on every connection; the sender's domain will do.
+        self._helo = domain or "localhost"
+
+    def send(self, message: EmailMessage) -> None:
+        """Hands the message to the server; DeliveryError when it was not accepted."""
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            self._conn.send_message(message)
+        except (smtplib.SMTPException, OSError) as exc:
+            error = classify(exc)
+            if error.server_down:
+                self.close()
+            raise error from exc
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self._settings
+        conn: smtplib.SMTP
+        if s.smtp_security == "tls":
+            conn = smtplib.SMTP_SSL(
+                s.smtp_host,
+                s.smtp_port,
+                local_hostname=self._helo,
+                timeout=s.smtp_timeout_seconds,
+                context=ssl.create_default_context(),
+            )
+        else:
+            conn = smtplib.SMTP(
+                s.smtp_host, s.smtp_port, local_hostname=self._helo, timeout=s.smtp_timeout_seconds
+            )
+        try:
+            if s.smtp_security == "starttls":
+                conn.starttls(context=ssl.create_default_context())
+            if s.smtp_username:
+                password = s.smtp_password.get_secret_value() if s.smtp_password else ""
+                conn.login(s.smtp_username, password)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            conn.quit()
+        conn.close()

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # The Python with coqui-tts installed; unset: the one running the worker.
     tts_coqui_python: Path | None = None
     # The languages the model speaks (a multilingual model is told which one).
-    tts_coqui_languages: list[Literal["de", "en"]] = Field(default_factory=lambda: ["de"])
+    tts_coqui_languages: list[Literal["de", "en"]] = ["de"]
     # For a multi-speaker model: which speaker; unset: the model's first.
     tts_coqui_speaker: str | None = None
 

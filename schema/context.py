@@ -12,9 +12,9 @@ from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
 from api.errors import Forbidden, NotFound, Unauthenticated
-from api.models import Announcement, BroadcastGroup, CallAttempt, PbxUser
+from api.models import Announcement, BroadcastGroup, CallAttempt, PbxUser, WatchdogIncident
 from api.runtime import Runtime
-from api.services import agents, announcements, auth, directory, history
+from api.services import agents, announcements, auth, directory, history, watchdog
 from api.services.actor import Actor
 from api.services.agents import Agent
 
@@ -54,6 +54,10 @@ class Loaders:
     @cached_property
     def broadcast_group(self) -> DataLoader[uuid.UUID, BroadcastGroup | None]:
         return DataLoader(lambda ids: history.broadcast_groups_by_id(self.rt, ids))
+
+    @cached_property
+    def open_incidents(self) -> DataLoader[uuid.UUID, list[WatchdogIncident]]:
+        return DataLoader(lambda ids: watchdog.open_incidents_of(self.rt, list(ids)))
 
 
 @dataclass

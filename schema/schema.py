@@ -25,13 +25,14 @@ from schema.auth.mutations import AuthMutation
 from schema.auth.queries import AuthQuery
 from schema.errors import ErrorPolicy
 from schema.history.queries import HistoryQuery
+from schema.ops.queries import OpsQuery
 from schema.pbx.mutations import PbxMutation
 from schema.pbx.queries import PbxQuery
 from schema.pbx.subscriptions import PbxSubscription
 from schema.platform.mutations import PlatformMutation
 from schema.platform.queries import PlatformQuery
 
-Query = merge_types("Query", (AuthQuery, PlatformQuery, PbxQuery, HistoryQuery))
+Query = merge_types("Query", (AuthQuery, PlatformQuery, PbxQuery, HistoryQuery, OpsQuery))
 Mutation = merge_types("Mutation", (AuthMutation, PlatformMutation, PbxMutation, AgentMutation))
 Subscription = merge_types("Subscription", (AgentSubscription, PbxSubscription))
 

@@ -43,14 +43,14 @@ from typing import Any
 
 import pytest
 from graphql import OperationDefinitionNode, parse, validate
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from starlette.requests import HTTPConnection
 from strawberry.types import ExecutionResult
 
-from api.models import AuditLog, Command
+from api.models import AuditLog, Command, Installation
 from api.pubsub import tenant_events
 from api.runtime import Runtime
-from api.services import notify
+from api.services import notify, watchdog
 from schema.context import Context
 from schema.schema import build_schema
 from tests.conftest import GraphQL, error_codes
@@ -161,6 +161,20 @@ async def _directory_reported(gql: GraphQL, rt: Runtime, world: World, t: Tenant
     await rt.hub.publish(tenant_events(t.tenant_id), notify.event("directory"))
 
 
+async def _failing_installation(
+    gql: GraphQL, rt: Runtime, world: World, t: TenantData
+) -> dict[str, Any]:
+    """An open incident of tenant `t`, made by the watchdog's own sweep (idempotent)."""
+    async with rt.db.transaction() as s:
+        await s.execute(
+            update(Installation)
+            .where(Installation.id == t.installation_id)
+            .values(pbx_reachable=False)
+        )
+    await watchdog.sweep(rt)
+    return {}
+
+
 async def _broadcast_reported(gql: GraphQL, rt: Runtime, world: World, t: TenantData) -> None:
     # The wake-up an agent's broadcast report sends, for the world's own broadcast.
     await rt.hub.publish(tenant_events(t.tenant_id), notify.event("broadcast", t.broadcast_id))
@@ -199,8 +213,17 @@ CASES: dict[str, Case] = {
     "Query.installations": Case(
         Kind.TENANT_READ,
         "query($tenantId: ID) { installations(tenantId: $tenantId) "
-        "{ id tenantId licenseId hostname } }",
+        "{ id tenantId licenseId hostname openIncidents { id kind } } }",
         tenant_arg=True,
+        prepare=_failing_installation,
+        shows=lambda w, t: "PBX_UNREACHABLE",
+    ),
+    "Query.incidents": Case(
+        Kind.TENANT_READ,
+        "query($tenantId: ID) { incidents(tenantId: $tenantId) "
+        "{ id tenantId installationId hostname kind openedAt } }",
+        tenant_arg=True,
+        prepare=_failing_installation,
         shows=lambda w, t: _id(t.installation_id),
     ),
     "Query.pbxSettings": Case(

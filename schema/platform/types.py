@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import strawberry
 
 from api import models
 from schema.enums import Language, Role
+from schema.info import Info
+from schema.ops.types import Incident
 
 
 def gid(value: object) -> strawberry.ID:
@@ -97,6 +100,11 @@ class Installation:
             revoked_at=i.revoked_at,
             created_at=i.created_at,
         )
+
+    @strawberry.field(description="What the watchdog has open for this installation.")
+    async def open_incidents(self, info: Info) -> list[Incident]:
+        rows = await info.context.loaders.open_incidents.load(uuid.UUID(self.id))
+        return [Incident.of(incident, self.hostname) for incident in rows]
 
 
 @strawberry.input

@@ -1,0 +1,1 @@
+"""Operations: the watchdog's incidents."""

@@ -18,7 +18,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.errors import RundrufError
-from api.http import rest
+from api.http import metrics, rest
 from api.http.limits import BodyLimit
 from api.runtime import Runtime
 from api.services import agents
@@ -87,6 +87,7 @@ def create_app(rt: Runtime) -> Any:
     app = Starlette(
         routes=[
             Route("/health", rest.health, methods=["GET"]),
+            Route("/metrics", metrics.endpoint(rt), methods=["GET"]),
             Route("/api/uploads", rest.upload_audio, methods=["POST"]),
             Route("/api/audio/{audio_id}", rest.download_audio, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),

@@ -42,7 +42,7 @@ class WorkerContext:
     async def outbox(self) -> dict[str, int]:
         async with self.rt.db.reading() as session:
             rows = await session.execute(select(Email.status, func.count()).group_by(Email.status))
-            return {status.value: count for status, count in rows.tuples()}
+            return {status.value: count for status, count in rows.all()}
 
     async def aclose(self) -> None:
         self.delivery_log.close()

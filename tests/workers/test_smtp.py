@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 
 import pytest
@@ -62,7 +61,7 @@ from workers.smtp import classify
             True,
             "cannot reach the SMTP server: [Errno 111] Connection refused",
         ),
-        (socket.timeout("timed out"), False, True, "cannot reach the SMTP server: timed out"),
+        (TimeoutError("timed out"), False, True, "cannot reach the SMTP server: timed out"),
         (
             ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] verify failed"),
             False,

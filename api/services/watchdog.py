@@ -70,7 +70,22 @@ async def sweep(rt: Runtime, now: datetime | None = None) -> SweepResult:
     now = now or rt.clock()
     result = SweepResult()
     async with rt.db.reading() as session:
-        installations = list(await session.scalars(select(Installation.id)))
+        # Revoked ones only while they still have something open to close.
+        open_here = (
+            select(WatchdogIncident.id)
+            .where(
+                WatchdogIncident.installation_id == Installation.id,
+                WatchdogIncident.closed_at.is_(None),
+            )
+            .exists()
+        )
+        installations = list(
+            await session.scalars(
+                select(Installation.id)
+                .where(Installation.revoked_at.is_(None) | open_here)
+                .order_by(Installation.id)
+            )
+        )
         licenses = list(await session.scalars(_licenses_near_end(rt, now)))
     for installation_id in installations:
         try:

@@ -15,9 +15,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq import Broker
-from sqlalchemy import func, select
 
-from api.models import Email
 from api.runtime import Runtime
 from workers.delivery_log import DeliveryLog
 from workers.mail import Mailer
@@ -38,11 +36,6 @@ class WorkerContext:
         self.counters = MailCounters()
         self.delivery_log = DeliveryLog(rt.settings.worker_state_dir)
         self.mailer = Mailer(rt, self.delivery_log, counters=self.counters)
-
-    async def outbox(self) -> dict[str, int]:
-        async with self.rt.db.reading() as session:
-            rows = await session.execute(select(Email.status, func.count()).group_by(Email.status))
-            return {status.value: count for status, count in rows.all()}
 
     async def aclose(self) -> None:
         self.delivery_log.close()

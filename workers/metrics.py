@@ -1,21 +1,31 @@
-"""``GET /metrics`` of a worker process, in Prometheus' text format (version 0.0.4).
+"""``GET /metrics`` of a worker process: the API's endpoint and gauges plus the worker's own.
 
-Counters are this process's since it started (Prometheus sums the processes);
-gauges are read when scraped: each queue's depth from the broker, and the
-outbox by status from the database.
+The endpoint (bearer token, 404 without ``RUNDRUF_METRICS_TOKEN``) and the
+database's gauges (outbox by status, incidents, …) are ``api.http.metrics`` and
+``api.metrics``; a worker adds its mail counters (this process's since it
+started; Prometheus sums the processes) and the depth of each queue, read from
+the broker when scraped. It is served by Uvicorn on the worker's event loop
+thread, bound to 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from api.http.metrics import endpoint
+from api.metrics import Metric
+from api.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass
@@ -32,81 +42,62 @@ class MailCounters:
             self.retried += retried
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    mails: MailCounters
-    queue_depth: Mapping[str, int]
-    outbox: Mapping[str, int]
-
-
-def render(snapshot: Snapshot) -> str:
-    lines = [
-        "# HELP rundruf_worker_mails_sent_total Mails the SMTP server accepted.",
-        "# TYPE rundruf_worker_mails_sent_total counter",
-        f"rundruf_worker_mails_sent_total {snapshot.mails.sent}",
-        "# HELP rundruf_worker_mails_failed_total Mails given up (permanent error, last attempt).",
-        "# TYPE rundruf_worker_mails_failed_total counter",
-        f"rundruf_worker_mails_failed_total {snapshot.mails.failed}",
-        "# HELP rundruf_worker_mails_retried_total Temporary SMTP errors, tried again later.",
-        "# TYPE rundruf_worker_mails_retried_total counter",
-        f"rundruf_worker_mails_retried_total {snapshot.mails.retried}",
-        "# HELP rundruf_worker_queue_depth Messages waiting in a worker queue.",
-        "# TYPE rundruf_worker_queue_depth gauge",
-        *(
-            f'rundruf_worker_queue_depth{{queue="{_label(q)}"}} {n}'
-            for q, n in sorted(snapshot.queue_depth.items())
+def worker_metrics(counters: MailCounters, queue_depth: Mapping[str, int]) -> list[Metric]:
+    return [
+        Metric(
+            "rundruf_worker_mails_sent_total",
+            "Mails the SMTP server accepted, sent by this worker process.",
+            [({}, counters.sent)],
+            type="counter",
         ),
-        "# HELP rundruf_outbox_mails Mails in the outbox by status.",
-        "# TYPE rundruf_outbox_mails gauge",
-        *(
-            f'rundruf_outbox_mails{{status="{_label(s)}"}} {n}'
-            for s, n in sorted(snapshot.outbox.items())
+        Metric(
+            "rundruf_worker_mails_failed_total",
+            "Mails this worker process gave up (permanent error or last attempt).",
+            [({}, counters.failed)],
+            type="counter",
+        ),
+        Metric(
+            "rundruf_worker_mails_retried_total",
+            "Temporary SMTP errors this worker process met; the mail waits and goes again.",
+            [({}, counters.retried)],
+            type="counter",
+        ),
+        Metric(
+            "rundruf_worker_queue_depth",
+            "Messages in a worker queue, waiting or being worked on (delayed ones included).",
+            [({"queue": name}, depth) for name, depth in sorted(queue_depth.items())],
         ),
     ]
-    return "\n".join(lines) + "\n"
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 class MetricsServer:
-    """A small HTTP listener on 127.0.0.1 that answers ``GET /metrics`` and nothing else."""
+    """Uvicorn on the given event loop (the worker's), answering ``GET /metrics`` only."""
 
-    def __init__(self, port: int, snapshot: Callable[[], Snapshot]) -> None:
-        collect = snapshot
+    def __init__(
+        self,
+        rt: Runtime,
+        counters: MailCounters,
+        queue_depth: Callable[[], Mapping[str, int]],
+        port: int,
+    ) -> None:
+        async def extra() -> list[Metric]:
+            depths = await asyncio.to_thread(queue_depth)
+            return worker_metrics(counters, depths)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?", 1)[0] != "/metrics":
-                    self.send_error(404)
-                    return
-                try:
-                    body = render(collect()).encode()
-                except Exception:
-                    log.exception("metrics could not be collected")
-                    self.send_error(503)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return None
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="worker-metrics", daemon=True
+        app = Starlette(routes=[Route("/metrics", endpoint(rt, extra))])
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
         )
+        self.port = port
+        self._server = uvicorn.Server(config)
+        self._serving: Future[None] | None = None
 
-    def start(self) -> MetricsServer:
-        self._thread.start()
+    def start(self, loop: asyncio.AbstractEventLoop) -> MetricsServer:
+        # Off the main thread, Uvicorn installs no signal handlers: the worker keeps its own.
+        self._serving = asyncio.run_coroutine_threadsafe(self._server.serve(), loop)
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.should_exit = True
+        if self._serving is not None:
+            self._serving.result(timeout=10)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
 
 import dramatiq
 from dramatiq import Broker
@@ -27,7 +26,7 @@ from api.settings import Settings
 from workers.actors import Actors, WorkerContext, declare
 from workers.broker import close_broker, make_broker, queue_depths
 from workers.lease import FileLease, Lease, RedisLease
-from workers.metrics import MetricsServer, Snapshot
+from workers.metrics import MetricsServer
 from workers.scheduler import Job, Scheduler, tick_for
 
 log = logging.getLogger(__name__)
@@ -121,17 +120,11 @@ def _no_context() -> WorkerContext:
 
 
 def _metrics(settings: Settings, broker: Broker, context: WorkerContext) -> MetricsServer | None:
-    if settings.worker_metrics_port is None:
+    thread = get_event_loop_thread()
+    if settings.worker_metrics_port is None or thread is None:
         return None
-
-    def snapshot() -> Snapshot:
-        thread = get_event_loop_thread()
-        outbox: dict[str, Any] = {}
-        if thread is not None:
-            future = asyncio.run_coroutine_threadsafe(context.outbox(), thread.loop)
-            outbox = future.result(timeout=10)
-        return Snapshot(mails=context.counters, queue_depth=queue_depths(broker), outbox=outbox)
-
-    server = MetricsServer(settings.worker_metrics_port, snapshot).start()
+    server = MetricsServer(
+        context.rt, context.counters, lambda: queue_depths(broker), settings.worker_metrics_port
+    ).start(thread.loop)
     log.info("worker metrics on http://127.0.0.1:%d/metrics", server.port)
     return server

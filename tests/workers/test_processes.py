@@ -26,6 +26,8 @@ from tests.workers.smtp_sink import SmtpServer
 from workers.actors import declare
 from workers.broker import close_broker, make_broker, queue_depths
 
+METRICS_TOKEN = "worker-metrics-test-token"
+
 
 @dataclass
 class Proc:
@@ -42,7 +44,11 @@ class Proc:
         return True
 
     def metrics(self) -> str:
-        response = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)
+        response = httpx.get(
+            f"http://127.0.0.1:{self.metrics_port}/metrics",
+            headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+            timeout=5,
+        )
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
         return response.text
@@ -105,7 +111,14 @@ async def _statuses(rt: Runtime) -> dict[EmailStatus, int]:
 async def test_two_worker_processes_sweeping_at_once_send_each_mail_once(
     database: str, namespace: str, smtp: SmtpServer, tmp_path: Path
 ):
-    env = _env(database, namespace, smtp.port, tmp_path / "state", RUNDRUF_WORKER_THREADS="4")
+    env = _env(
+        database,
+        namespace,
+        smtp.port,
+        tmp_path / "state",
+        RUNDRUF_WORKER_THREADS="4",
+        RUNDRUF_METRICS_TOKEN=METRICS_TOKEN,
+    )
     workers = [
         _start("worker", env, tmp_path / f"worker-{i}.log", metrics_port=free_port())
         for i in range(2)
@@ -120,7 +133,7 @@ async def test_two_worker_processes_sweeping_at_once_send_each_mail_once(
     broker = make_broker(settings)
     try:
         for w in workers:
-            wait_until(lambda w=w: w.alive() and "worker started" in w.text(), 30, "worker start")
+            wait_until(lambda w=w: w.alive() and "metrics on" in w.text(), 30, "worker start")
         ids = await queue_mails(rt, 120)
         actors = declare(broker, lambda: pytest.fail("the test process runs no actors"))
         # Sweeps and per-mail messages at once, in both processes: many claims race.
@@ -141,7 +154,7 @@ async def test_two_worker_processes_sweeping_at_once_send_each_mail_once(
 
         texts = [w.metrics() for w in workers]
         assert sum(_metric(t, "rundruf_worker_mails_sent_total") for t in texts) == len(ids)
-        assert 'rundruf_outbox_mails{status="sent"} 120' in texts[0]
+        assert 'rundruf_mails{status="sent"} 120' in texts[0]
         assert 'rundruf_worker_queue_depth{queue="mail"}' in texts[0]
         assert [w.stop() for w in workers] == [0, 0]
     finally:

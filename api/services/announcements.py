@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -278,6 +279,61 @@ async def store_synthesised(
             kind=ann.kind.value,
         )
     return ann
+
+
+async def synthesis_job(rt: Runtime, announcement_id: uuid.UUID) -> tuple[str, Language] | None:
+    """(text, language) the announcement waits to be spoken in, or None when it waits no more."""
+    async with rt.db.reading() as session:
+        ann = await session.get(Announcement, announcement_id)
+        if (
+            ann is None
+            or ann.source is not AnnouncementSource.TTS
+            or ann.status is not AnnouncementStatus.PENDING
+            or ann.tts_text is None
+        ):
+            return None
+        return ann.tts_text, Language(ann.tts_language or Language.DE.value)
+
+
+async def fail_synthesis(
+    rt: Runtime, announcement_id: uuid.UUID, text: str, language: Language, reason: str
+) -> Announcement | None:
+    """Marks the announcement FAILED with `reason` (what its users read in `error`).
+
+    Like `store_synthesised`, changes nothing and returns None when the
+    announcement no longer waits for this text.
+    """
+    async with rt.db.transaction() as session:
+        ann = await _pending(session, announcement_id, text, language)
+        if ann is None:
+            return None
+        ann.status, ann.error, ann.updated_at = AnnouncementStatus.FAILED, reason, rt.clock()
+        bg = await session.get_one(BroadcastGroup, ann.broadcast_group_id)
+        audit.record(
+            session,
+            None,
+            "announcement.synthesis_failed",
+            tenant_id=ann.tenant_id,
+            target=bg.group_id,
+            kind=ann.kind.value,
+            reason=reason[:200],
+        )
+    return ann
+
+
+async def pending_syntheses(rt: Runtime, unchanged_since: datetime) -> list[uuid.UUID]:
+    """Announcements waiting for speech, unchanged since the given time, oldest first."""
+    async with rt.db.reading() as session:
+        rows = await session.scalars(
+            select(Announcement.id)
+            .where(
+                Announcement.source == AnnouncementSource.TTS,
+                Announcement.status == AnnouncementStatus.PENDING,
+                Announcement.updated_at <= unchanged_since,
+            )
+            .order_by(Announcement.updated_at)
+        )
+        return list(rows)
 
 
 async def of_broadcast_groups(rt: Runtime, bg_ids: Sequence[uuid.UUID]) -> list[list[Announcement]]:

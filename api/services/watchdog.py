@@ -12,6 +12,9 @@ written only by the statement that changed the incident, in its transaction:
 - a license notice is an incident row keyed (license, kind, stage), inserted
   the same way as an opening.
 
+On top of that, a sweep locks the installation's row while it judges it, so a
+second sweep waits and then sees what the first one wrote.
+
 Each installation and license is its own transaction, so one that fails (and
 is logged) does not hold back the others; the next sweep tries it again.
 """
@@ -109,12 +112,15 @@ async def _check_installation(
     rt: Runtime, installation_id: uuid.UUID, now: datetime, result: SweepResult
 ) -> None:
     async with rt.db.transaction() as session:
+        # The row lock makes a second sweep wait and then judge what the first
+        # left (the unique index alone would already stop a double mail).
         row = (
             await session.execute(
                 select(Installation, Tenant, PbxSettings.poll_interval_seconds)
                 .join(Tenant, Tenant.id == Installation.tenant_id)
                 .outerjoin(PbxSettings, PbxSettings.tenant_id == Installation.tenant_id)
                 .where(Installation.id == installation_id)
+                .with_for_update(of=Installation)
             )
         ).one_or_none()
         if row is None:

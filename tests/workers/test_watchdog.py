@@ -357,3 +357,29 @@ async def test_two_workers_sweeping_at_once_queue_each_mail_once(wrt, second_rt,
             )
         ).all()
     assert doubles == []
+
+
+async def test_the_unique_key_alone_lets_only_one_of_two_openings_through(wrt, second_rt, world):
+    """Without the row lock: two transactions insert the same open incident at once."""
+    from api.services.watchdog import _open
+
+    async with wrt.db.reading() as s:
+        inst = await s.get(Installation, world.a.installation_id)
+    assert inst is not None
+    started = asyncio.Event()
+
+    async def opening(rt: Runtime, wait: bool) -> uuid.UUID | None:
+        async with rt.db.transaction() as s:
+            opened = await _open(s, inst, IncidentKind.PBX_UNREACHABLE, rt.clock())
+            if wait:
+                started.set()
+                await asyncio.sleep(0.2)  # hold the transaction open while the other inserts
+            return opened
+
+    async def second() -> uuid.UUID | None:
+        await started.wait()
+        return await opening(second_rt, wait=False)
+
+    first_id, second_id = await asyncio.gather(opening(wrt, wait=True), second())
+    assert first_id is not None and second_id is None
+    assert len(await _incidents(wrt, world.a.tenant_id)) == 1

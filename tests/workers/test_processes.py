@@ -224,3 +224,39 @@ def test_the_scheduler_refuses_to_start_without_redis(tmp_path: Path):
     assert result.returncode == 2
     assert "needs RUNDRUF_REDIS_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_on_the_embedded_default_one_worker_process_schedules_and_sends(
+    smtp: SmtpServer, tmp_path: Path
+):
+    database = "sqlite:///" + str(tmp_path / "rundruf.db")
+    settings = load_settings(database_url=database, secret_key=SECRET_KEY)
+    upgrade(settings)
+    rt = bootstrap(settings)
+    env = clean_env(
+        RUNDRUF_DATABASE_URL=database,
+        RUNDRUF_SECRET_KEY=SECRET_KEY,
+        RUNDRUF_SMTP_PORT=str(smtp.port),
+        RUNDRUF_WORKER_STATE_DIR=str(tmp_path / "state"),
+        RUNDRUF_MAIL_SWEEP_SECONDS="0.2",
+    )
+    first = _start("worker", env, tmp_path / "first.log")
+    second = _start("worker", env, tmp_path / "second.log")
+    try:
+        ids = await queue_mails(rt, 5)
+        for _ in range(300):
+            if (await _statuses(rt)).get(EmailStatus.SENT) == len(ids):
+                break
+            first.alive()
+            await asyncio.sleep(0.1)
+        assert await _statuses(rt) == {EmailStatus.SENT: len(ids)}
+        assert len(smtp.sink.received) == len(ids)
+        # Started twice by mistake: one scheduler, the other waits on the lock file.
+        logs = first.text() + second.text()
+        assert logs.count("holds the lease") == 1
+        assert logs.count("is waiting for the lease") == 1
+        assert [first.stop(), second.stop()] == [0, 0]
+    finally:
+        first.stop(signal.SIGKILL)
+        second.stop(signal.SIGKILL)
+        await rt.db.dispose()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import CursorResult, and_, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain import mail as mail_text
@@ -120,7 +120,14 @@ class Mailer:
         if not self.rt.settings.is_sqlite:
             async with self.rt.db.transaction() as session:
                 rows = (await session.execute(query)).all()
-                return [c for row in rows if (c := await self._claim_row(session, row, now))]
+                claimed = [self._claimed(row) for row in rows]
+                if claimed:
+                    # The rows are locked by this transaction: one bulk UPDATE by id.
+                    await session.execute(
+                        update(Email),
+                        [self._claim_values(c, now) | {"id": c.id} for c in claimed],
+                    )
+                return claimed
         # SQLite: read, then one short write transaction per row. A read that turned into
         # a write would fail with "database is locked" when another writer came first.
         async with self.rt.db.reading() as session:
@@ -133,7 +140,7 @@ class Mailer:
         return claimed
 
     async def _claim_row(self, session: AsyncSession, row: Any, now: datetime) -> Claimed | None:
-        message_id = row.message_id or mail_text.new_message_id(self.rt.settings.mail_from)
+        claimed = self._claimed(row)
         result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
             update(Email)
             .where(
@@ -142,20 +149,18 @@ class Mailer:
                 Email.attempts == row.attempts,
                 self._due(now),
             )
-            .values(
-                status=EmailStatus.SENDING,
-                attempts=row.attempts + 1,
-                lease_until=now + timedelta(seconds=self.rt.settings.mail_lease_seconds),
-                message_id=message_id,
-            )
+            .values(**self._claim_values(claimed, now))
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:
             return None  # another sweep took it between our read and our write
+        return claimed
+
+    def _claimed(self, row: Any) -> Claimed:
         return Claimed(
             id=row.id,
             attempt=row.attempts + 1,
-            message_id=message_id,
+            message_id=row.message_id or mail_text.new_message_id(self.rt.settings.mail_from),
             to_address=row.to_address,
             subject=row.subject,
             body=row.body,
@@ -163,30 +168,46 @@ class Mailer:
             reclaimed=row.status == EmailStatus.SENDING,
         )
 
+    def _claim_values(self, claimed: Claimed, now: datetime) -> dict[str, Any]:
+        return {
+            "status": EmailStatus.SENDING,
+            "attempts": claimed.attempt,
+            "lease_until": now + timedelta(seconds=self.rt.settings.mail_lease_seconds),
+            "message_id": claimed.message_id,
+        }
+
     # -- deliver -------------------------------------------------------------
 
     async def deliver(self, batch: Sequence[Claimed]) -> None:
         if not batch:
             return
         transport = self._transport()
+        accepted: list[Claimed] = []
         try:
             for index, mail in enumerate(batch):
-                down = await self._deliver_one(transport, mail)
-                if down is not None:
+                outcome = await self._deliver_one(transport, mail)
+                if outcome is True:
+                    accepted.append(mail)
+                elif isinstance(outcome, DeliveryError):
                     # The server is unreachable: the rest of the batch waits as well
                     # instead of each taking its own connect timeout.
                     for rest in batch[index + 1 :]:
-                        await self._retry_later(rest, down)
-                    return
+                        await self._retry_later(rest, outcome)
+                    break
         finally:
             await asyncio.to_thread(transport.close)
+            # Every accepted Message-ID is in the delivery log already, so one update for
+            # the batch loses nothing if this process dies first: a reclaim finds them.
+            await self._mark_sent(accepted)
 
-    async def _deliver_one(self, transport: Transport, mail: Claimed) -> DeliveryError | None:
-        """Sends one claimed mail; returns the error when the server itself is unreachable."""
+    async def _deliver_one(self, transport: Transport, mail: Claimed) -> bool | DeliveryError:
+        """Sends one claimed mail: True when accepted; the error when the server is unreachable.
+
+        False when the outcome (failed, or queued for later) is stored already.
+        """
         if mail.reclaimed and await asyncio.to_thread(self.delivery_log.contains, mail.message_id):
             log.info("mail %s was accepted before its worker stopped; marked sent", mail.id)
-            await self._mark_sent(mail)
-            return None
+            return True
         message = mail_text.build(
             mail_from=self.rt.settings.mail_from,
             to=mail.to_address,
@@ -201,23 +222,38 @@ class Mailer:
         except DeliveryError as err:
             if err.permanent:
                 await self._fail(mail, err.reason)
-                return None
+                return False
             await self._retry_later(mail, err)
-            return err if err.server_down else None
+            return err if err.server_down else False
         await asyncio.to_thread(self.delivery_log.record, mail.message_id)
-        await self._mark_sent(mail)
-        return None
+        return True
 
-    async def _mark_sent(self, mail: Claimed) -> None:
-        if await self._finish(
-            mail,
-            status=EmailStatus.SENT,
-            sent_at=self.rt.clock(),
-            lease_until=None,
-            next_attempt_at=None,
-            last_error=None,
-        ):
-            self.counters.add(sent=1)
+    async def _mark_sent(self, mails: Sequence[Claimed]) -> None:
+        if not mails:
+            return
+        async with self.rt.db.transaction() as session:
+            result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
+                update(Email)
+                .where(
+                    tuple_(Email.id, Email.attempts).in_([(m.id, m.attempt) for m in mails]),
+                    Email.status == EmailStatus.SENDING,
+                )
+                .values(
+                    status=EmailStatus.SENT,
+                    sent_at=self.rt.clock(),
+                    lease_until=None,
+                    next_attempt_at=None,
+                    last_error=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        self.counters.add(sent=result.rowcount)
+        if result.rowcount != len(mails):
+            log.warning(
+                "%d accepted mails lost their lease before being marked sent; a reclaim "
+                "finds them in the delivery log",
+                len(mails) - result.rowcount,
+            )
 
     async def _fail(self, mail: Claimed, reason: str) -> None:
         log.warning("mail %s to %s failed for good: %s", mail.id, mail.to_address, reason)

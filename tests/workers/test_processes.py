@@ -252,6 +252,9 @@ async def test_on_the_embedded_default_one_worker_process_schedules_and_sends(
         assert await _statuses(rt) == {EmailStatus.SENT: len(ids)}
         assert len(smtp.sink.received) == len(ids)
         # Started twice by mistake: one scheduler, the other waits on the lock file.
+        wait_until(
+            lambda: "lease" in first.text() and "lease" in second.text(), 30, "both schedulers"
+        )
         logs = first.text() + second.text()
         assert logs.count("holds the lease") == 1
         assert logs.count("is waiting for the lease") == 1

@@ -10,7 +10,7 @@ import pytest
 
 from api.domain import wav
 from api.models import Language
-from tests.workers.tts_support import COQUI_PYTHON, build_tiny_model, master_of, need_coqui, rms
+from tests.workers.tts_support import COQUI_PYTHON, master_of, need_coqui, rms, shared_tiny_model
 from workers.tts.coqui import CoquiEngine
 from workers.tts.errors import SynthesisError
 from workers.tts.espeak import EspeakEngine
@@ -44,9 +44,9 @@ def espeak() -> EspeakEngine:
     return EspeakEngine(binary=binary)
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_tiny_model(tmp_path_factory.mktemp("coqui-model"))
+@pytest.fixture
+def tiny_model() -> tuple[Path, Path]:
+    return shared_tiny_model()
 
 
 def coqui(

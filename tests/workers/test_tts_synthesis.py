@@ -20,7 +20,7 @@ from api.models import (
 )
 from api.runtime import Runtime
 from tests.conftest import make_settings
-from tests.workers.tts_support import build_tiny_model, master_of, need_coqui, rms
+from tests.workers.tts_support import master_of, need_coqui, rms, shared_tiny_model
 from workers.tts import engine as engines
 from workers.tts import synthesis
 from workers.tts.engine import Engine
@@ -131,9 +131,9 @@ async def _exists(path: Path) -> bool:
     return path.exists()  # noqa: ASYNC240 - one stat in a test
 
 
-async def test_the_coqui_engine_speaks_it_too(gql, rt, world, tmp_path):
+async def test_the_coqui_engine_speaks_it_too(gql, rt, world):
     need_coqui()
-    model, config = build_tiny_model(tmp_path / "model")
+    model, config = shared_tiny_model()
     coqui_rt = with_settings(
         rt,
         tts_engine="coqui",
@@ -173,8 +173,8 @@ async def test_an_engine_failure_fails_the_announcement_with_the_reason(gql, rt,
     assert await synthesis.pending_announcements(rt, timedelta(0)) == []
 
 
-async def test_a_coqui_model_for_another_language_fails_the_announcement(gql, rt, world, tmp_path):
-    model, config = build_tiny_model(tmp_path / "model")
+async def test_a_coqui_model_for_another_language_fails_the_announcement(gql, rt, world):
+    model, config = shared_tiny_model()
     german_only = with_settings(
         rt,
         tts_engine="coqui",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import math
 import os
+import shutil
 import subprocess
+import tempfile
 from array import array
 from pathlib import Path
 
@@ -40,6 +44,14 @@ def build_tiny_model(directory: Path) -> tuple[Path, Path]:
         timeout=300,
     )
     return directory / "model.pth", directory / "config.json"
+
+
+@functools.cache
+def shared_tiny_model() -> tuple[Path, Path]:
+    """One tiny model for every test of the session (built once, removed at exit)."""
+    directory = Path(tempfile.mkdtemp(prefix="rundruf-coqui-model-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return build_tiny_model(directory)
 
 
 def master_of(data: bytes) -> wav.Wav:

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from api.domain import wav
+from api.errors import ConfigurationError
 from api.models import Language
+from tests.conftest import make_settings
 from tests.workers.tts_support import COQUI_PYTHON, master_of, need_coqui, rms, shared_tiny_model
+from workers.tts import engine as engines
 from workers.tts.coqui import CoquiEngine
 from workers.tts.errors import SynthesisError
 from workers.tts.espeak import EspeakEngine
@@ -215,3 +218,41 @@ def test_the_coqui_runner_cannot_reach_the_network():
     )
     refusal = "downloads are off in Rundruf: configure a local model"
     assert done.stdout.splitlines() == [refusal, refusal]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_espeak_is_the_default_engine():
+    engine = engines.from_settings(make_settings())
+    assert isinstance(engine, EspeakEngine)
+    assert (engine.binary, engine.words_per_minute, engine.timeout) == ("espeak-ng", 150, 120.0)
+
+
+def test_the_coqui_engine_is_built_from_its_settings(tmp_path):
+    settings = make_settings(
+        tts_engine="coqui",
+        tts_coqui_model_path=tmp_path / "model.pth",
+        tts_coqui_config_path=tmp_path / "config.json",
+        tts_coqui_python=tmp_path / "python",
+        tts_coqui_languages=["de", "en"],
+        tts_coqui_speaker="thorsten",
+        tts_timeout_seconds=30,
+    )
+    assert engines.from_settings(settings) == CoquiEngine(
+        model_path=tmp_path / "model.pth",
+        config_path=tmp_path / "config.json",
+        python=tmp_path / "python",
+        languages=(Language.DE, Language.EN),
+        speaker="thorsten",
+        timeout=30.0,
+    )
+
+
+def test_coqui_without_a_model_is_refused_at_start():
+    with pytest.raises(ConfigurationError) as err:
+        make_settings(tts_engine="coqui")
+    assert str(err.value) == (
+        "invalid settings:\n  RUNDRUF_TTS_ENGINE=coqui needs RUNDRUF_TTS_COQUI_MODEL_PATH "
+        "and RUNDRUF_TTS_COQUI_CONFIG_PATH"
+    )

@@ -3,14 +3,18 @@
     .venv/bin/python bench/rtp_pacing.py [--streams 100 500] [--seconds 10]
 
 For each number of streams N, this process sends N announcements of --seconds
-of PCMU (one connected UDP socket per stream, as one RTP port per call) to a
-receiver process on 127.0.0.1, four ways:
+of PCMU (one unconnected UDP socket per stream, sent with sendto, as the SIP
+dialer's calls do) to a receiver process on 127.0.0.1, in these ways:
 
 - floor: only the sendto calls of each tick, timed with the process clock, the
-  packets built beforehand (what the kernel and asyncio's transport cost);
+  packets built beforehand (what the kernel costs);
 - naive: one task ticks every stream, then ``await asyncio.sleep(0.02)``;
-- pacer, early=0: `edge_agent.sip.pacer.Pacer` on asyncio's timer alone;
-- pacer: the default, woken 2 ms early and finishing the wait precisely.
+- pacer, early=0: `edge_agent.sip.pacer.Pacer` on asyncio's timer alone (where no
+  timerfd is: on Linux the timerfd wakes it as in the next two);
+- pacer: one lane, woken by a timerfd 0.3 ms early (elsewhere by asyncio 2 ms early)
+  and finishing the wait precisely;
+- pacer, 4 lanes: the same with the interval cut into four 5 ms slots, a quarter of
+  the streams in each (what the SIP dialer uses).
 
 The receiver timestamps every datagram in the kernel (SO_TIMESTAMPNS on Linux,
 drained every 2 ms; elsewhere on return from a blocking recv) and, per stream,
@@ -21,12 +25,17 @@ start + k * 20 ms, and this process's CPU time (user + system) over the run as
 a share of one core. The receiver is pinned to the last core when there are
 two or more. On loopback each sendto also runs the receiving side of the
 kernel's UDP path, so the floor is higher than with a network card.
+
+On a machine shared with other work, run it with a real-time priority
+(``chrt -f 20 .venv/bin/python bench/rtp_pacing.py``; the receiver inherits it)
+so that the figures are the pacer's and not the neighbours'.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
@@ -37,6 +46,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,13 +131,33 @@ def tone(seconds: float) -> bytes:
 
 
 async def send(streams: int, seconds: float, sender: str, port: int) -> dict[str, object]:
-    loop = asyncio.get_running_loop()
-    transports = [
-        (await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=(HOST, port)))[0]
-        for _ in range(streams)
-    ]
+    # As the SIP dialer's calls: a non-blocking socket per stream, unconnected, sendto.
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(streams)]
+    for sock in sockets:
+        sock.setblocking(False)
+        sock.bind((HOST, 0))
+    to = (HOST, port)
+    senders = [functools.partial(_send, sock.sendto, to) for sock in sockets]
     audio = tone(seconds)
-    remaining = streams
+    if sender == "floor":
+        result = await floor(senders, audio)
+    else:
+        result = await paced(senders, audio, sender)
+    for sock in sockets:
+        sock.close()
+    return result
+
+
+def _send(
+    sendto: Callable[[bytes, tuple[str, int]], int], to: tuple[str, int], packet: bytes
+) -> None:
+    sendto(packet, to)
+
+
+async def paced(
+    senders: list[Callable[[bytes], None]], audio: bytes, sender: str
+) -> dict[str, object]:
+    remaining = len(senders)
     finished = asyncio.Event()
 
     def on_done() -> None:
@@ -136,9 +166,7 @@ async def send(streams: int, seconds: float, sender: str, port: int) -> dict[str
         if not remaining:
             finished.set()
 
-    if sender == "floor":
-        return await floor(transports, audio)
-    rtp = [RtpStream(audio, 0, n + 1, t.sendto, on_done) for n, t in enumerate(transports)]
+    rtp = [RtpStream(audio, 0, n + 1, send, on_done) for n, send in enumerate(senders)]
     pacer = None
     usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
@@ -148,7 +176,10 @@ async def send(streams: int, seconds: float, sender: str, port: int) -> dict[str
                 stream.tick()
             await asyncio.sleep(INTERVAL)
     else:
-        pacer = Pacer(early=0.0) if sender == "pacer-timer" else Pacer()
+        if sender == "pacer-timer":
+            pacer = Pacer(early=0.0)
+        else:
+            pacer = Pacer(lanes=int(sender.rpartition("-")[2]) if "-" in sender else 1)
         for stream in rtp:
             pacer.add(stream)
         task = pacer.start()
@@ -158,8 +189,6 @@ async def send(streams: int, seconds: float, sender: str, port: int) -> dict[str
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
-    for transport in transports:
-        transport.close()
     lateness = list(pacer.lateness)[WARM_UP:] if pacer else []
     return {
         "sent": sum(s.packets for s in rtp),
@@ -168,10 +197,10 @@ async def send(streams: int, seconds: float, sender: str, port: int) -> dict[str
     }
 
 
-async def floor(transports: list[asyncio.DatagramTransport], audio: bytes) -> dict[str, object]:
+async def floor(senders: list[Callable[[bytes], None]], audio: bytes) -> dict[str, object]:
     """CPU of the sends alone: each tick's packets built beforehand, only the sendto timed."""
     batch: list[bytes] = []
-    rtp = [RtpStream(audio, 0, n + 1, batch.append) for n in range(len(transports))]
+    rtp = [RtpStream(audio, 0, n + 1, batch.append) for n in range(len(senders))]
     cpu = 0.0
     ticks = round(len(audio) / FRAME)
     for _ in range(ticks):
@@ -179,12 +208,10 @@ async def floor(transports: list[asyncio.DatagramTransport], audio: bytes) -> di
         for stream in rtp:
             stream.tick()
         started = time.process_time()
-        for transport, packet in zip(transports, batch, strict=True):
-            transport.sendto(packet)
+        for send, packet in zip(senders, batch, strict=True):
+            send(packet)
         cpu += time.process_time() - started
         await asyncio.sleep(INTERVAL)
-    for transport in transports:
-        transport.close()
     return {"sent": ticks * len(rtp), "cpu": cpu / (ticks * INTERVAL), "lateness": None}
 
 
@@ -211,7 +238,9 @@ SENDERS = {
     "floor": "floor: the sendto calls only",
     "naive": "naive asyncio.sleep(0.02)",
     "pacer-timer": "pacer, early=0 (timer only)",
-    "pacer": "pacer (default)",
+    "pacer": "pacer, one lane",
+    "pacer-2": "pacer, 2 lanes",
+    "pacer-4": "pacer, 4 lanes",
 }
 
 

@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/sip_fanout.py [--sizes 100 500] [--runs 3] [--seconds 3] [--keep]
 
+On a machine shared with other work, run it as ``chrt -f 20 .venv/bin/python ...`` (SIPp
+and the observer inherit the real-time priority), so that other processes do not
+preempt the callers being measured.
+
 Needs SIPp (Debian package sip-tester) and root or CAP_NET_RAW (for the observer's
 packet socket on lo). For each size N, each run has two halves, one after the other:
 
@@ -32,7 +36,7 @@ at which all N streams were playing (from the last answer to the first announcem
 to end; the pacer's `tick` and `add` are wrapped to see that); when they never all
 played at once, the ticks with the most playing, and the table says how many. Over the
 window: |arrival interval - 20 ms| per stream at the receiver p50 / p99 / max, the
-pacer's own tick lateness p99 / max, how long a tick took (the send burst) p50 / p99,
+pacer's own slot lateness p99 / max, how long a slot took (the send burst) p50 / p99,
 and this process's CPU time (user + system, getrusage) per wall second, as % of one
 core; also the CPU from t0 to the window.
 SIPp and the observer run in their own processes and are not counted; the kernel's
@@ -414,7 +418,8 @@ def setup(events: list[list[Any]], t0_ns: int | None) -> Setup:
 class Tick:
     now: float  # monotonic, when the pacer's tick began
     playing: int  # streams with audio left before it
-    due: int  # intervals it sent (more than 1: catching up)
+    due: int  # slots it sent (more than 1: catching up)
+    lanes: int  # slots per 20 ms
     burst: float  # seconds the tick took: building and sending every packet
     cpu: float  # this process's CPU seconds after it
     lateness: list[float]  # the pacer's own samples for it, seconds
@@ -438,7 +443,8 @@ class PacerProbe:
             due = tick(now)
             after = time.monotonic()
             late = list(islice(reversed(pacer.lateness), due))
-            self.ticks.append(Tick(now, playing, due, after - now, cpu_seconds(), late))
+            tick_ = Tick(now, playing, due, pacer.lanes, after - now, cpu_seconds(), late)
+            self.ticks.append(tick_)
             return due
 
         pacer.add = probed_add  # type: ignore[method-assign]
@@ -478,7 +484,8 @@ class Ours:
         self.deviation = seen["deviation"]
         self.lateness = [percentile(late, q) for q in (99, 100)]
         self.burst = [percentile([1000 * t.burst for t in window], q) for q in (50, 99)]
-        self.packets = (seen["rtp_in_window"], self.peak * sum(t.due for t in window))
+        sent = self.peak * sum(t.due for t in window) // first.lanes
+        self.packets = (seen["rtp_in_window"], sent)
         self.cpu_setup = 100 * (first.cpu - cpu0) / (first.now - t0)
         self.cpu_playing = 100 * (last.cpu - first.cpu) / (last.now - first.now)
 
@@ -621,7 +628,7 @@ def pacing_table(results: dict[int, list[tuple[Ours, Reference]]]) -> str:
     lines = [
         "While the most announcements play at once (ours; 'peak' of N, all N when they",
         "overlapped), ms: |RTP arrival interval - 20 ms| at the receiver; the pacer's tick",
-        "lateness; its send burst (one tick, every stream); packets stamped / sent in the",
+        "lateness; its send burst (one slot, a lane's streams); packets stamped / sent in the",
         "window; CPU of this process, % of one core, from the start of the calls to the",
         "window and in it; the last call's end (its BYE answered), s.",
         f"{'N':>5} {'run':>3}{'peak':>6}{'window':>8} {'|interval-20| p50/p99/max':>26}"

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
-from collections.abc import Callable
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any
 
 from edge_agent.sip import sdp
 from edge_agent.sip.errors import DigestError, RtpParseError, SdpError, SipError
@@ -28,7 +30,7 @@ from edge_agent.sip.message import (
 )
 from edge_agent.sip.rtp import DtmfDetector, RtpPacket
 from edge_agent.sip.transport import Address
-from edge_agent.sip.ua import UserAgent
+from edge_agent.sip.ua import ClientTransaction, UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +43,52 @@ class Ended:
     reason: str
 
 
-class _Media(asyncio.DatagramProtocol):
-    def __init__(self, call: Call) -> None:
-        self.call = call
-        self.transport: asyncio.DatagramTransport | None = None
+class _Media:
+    """The call's RTP socket, opened without a loop pass: bound, non-blocking, read by
+    a reader callback. Sending is a plain ``sendto`` (the pacer counts a failure as a
+    lost packet); the socket stays unconnected, so telephone-events are heard from
+    whatever port the phone sends them from."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # asyncio's selector transport does not subclass DatagramTransport (3.11).
-        self.transport = cast(asyncio.DatagramTransport, transport)
+    def __init__(self, call: Call, host: str) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            self.sock.bind((host, 0))
+            self.port: int = self.sock.getsockname()[1]
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self.sock.fileno(), self._readable, call)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.sendto = self.sock.sendto
+        self.closed = False
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self.call.on_rtp(data)
+    def _readable(self, call: Call) -> None:
+        for _ in range(32):  # a burst at most, then the rest of the loop gets its turn
+            try:
+                data = self.sock.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error from an earlier send, say
+                log.debug("RTP receive error: %r", exc)
+                return
+            call.on_rtp(data)
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("RTP error: %r", exc)
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(RuntimeError, ValueError):  # the loop may be closed already
+            self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_of(uri: str) -> Address:
+    """Where a request to `uri` goes without a proxy: its host and port (5060)."""
+    parsed = parse_uri(uri)
+    return parsed.host, parsed.port or 5060
 
 
 _INFO_DIGITS = {str(n): str(n) for n in range(10)} | {"10": "*", "11": "#", "*": "*", "#": "#"}
@@ -99,66 +133,102 @@ class Call:
         self.invite: Request | None = None
         self.cseq = 1
         self.media: _Media | None = None
-        self.negotiated: sdp.Negotiated | None = None
+        self._negotiated: sdp.Negotiated | None = None
+        self._rtp_to: Address | None = None
+        self._sdp_session = random.getrandbits(31)  # o= id; the version counts up (RFC 3264 8)
+        self._sdp_version = self._sdp_session
         self.digits: asyncio.Queue[str] = asyncio.Queue()
         self.remote_bye = asyncio.Event()
         self.ssrc = random.getrandbits(32)
         self._detector = DtmfDetector()
         self.route: list[str] = []
         self._bye_sent = False
-        self._on_ringing: Callable[[], None] | None = None
+        self._transaction: ClientTransaction | None = None
+        loop = asyncio.get_running_loop()
+        self._rang: asyncio.Future[None] | None = loop.create_future()
+        self._rang_seen = False
 
     def destination(self, uri: str) -> Address:
         if self.proxy is not None:
             return self.proxy
-        parsed = parse_uri(uri)
-        return parsed.host, parsed.port or 5060
+        return _address_of(uri)
 
     @property
     def call_id(self) -> str:
         assert self.invite is not None
         return self.invite.call_id
 
-    async def open_media(self, host: str) -> int:
-        loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: _Media(self), local_addr=(host, 0)
-        )
-        self.media = protocol
-        assert protocol.transport is not None
-        return int(protocol.transport.get_extra_info("sockname")[1])
-
-    async def start(self, ring_timeout: float, on_ringing: Callable[[], None]) -> Response | Ended:
-        """Sends the INVITE and waits for the answer; cancels at the ring timeout.
-
-        Returns the 2xx (the call is up, ACK sent) or `Ended` with the final status.
-        """
+    def begin(self) -> None:
+        """Opens the media socket and sends the INVITE, all before returning: placing
+        hundreds of calls at once is one pass of the loop, not several per call."""
         host = self.ua.transport.local[0]
-        port = await self.open_media(host)
+        self.media = _Media(self, host)
         uri = self.target
         request = self.ua.new_request("INVITE", uri, f"<{uri}>", from_tag=self.local_tag)
         request.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO")
         for name, value in self.extra_headers.items():
             request.headers.add(name, value)
         request.headers.add("Content-Type", "application/sdp")
-        request.body = sdp.offer(host, port, random.getrandbits(31))
-        self._on_ringing = on_ringing
+        request.body = sdp.offer(host, self.media.port, self._sdp_session)
         self.invite = request
         self.ua.dialogs[request.call_id] = self
-        transaction = asyncio.create_task(self._invite(request))
+        self._transaction = self._send_invite(request)
+
+    def _send_invite(self, request: Request) -> ClientTransaction:
+        where = self.destination(self.target)
+        return self.ua.start_transaction(request, where, on_provisional=self._provisional)
+
+    async def start(
+        self, ring_timeout: float, on_ringing: Callable[[], Awaitable[None]]
+    ) -> Response | Ended:
+        """Waits for the answer to the INVITE of `begin` (which it calls if need be),
+        awaiting `on_ringing` once at the first 180/183; cancels at the ring timeout.
+
+        Returns the 2xx (the call is up, ACK sent) or `Ended` with the final status.
+        """
+        if self._transaction is None:
+            self.begin()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ring_timeout
+        challenged = False
         try:
-            # Shielded: at the ring timeout the INVITE transaction goes on, to see the
-            # 487 (and ACK it) or a 200 that crosses the CANCEL.
-            response = await asyncio.wait_for(asyncio.shield(transaction), ring_timeout)
-        except TimeoutError:
-            return await self._cancel(transaction)
+            while True:
+                tx = self._transaction
+                assert tx is not None
+                waits: set[asyncio.Future[Any]] = {tx.final}
+                if self._rang is not None and on_ringing is not None:
+                    waits.add(self._rang)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return await self._cancel()
+                # The transaction is not a task of ours: at the ring timeout it goes on,
+                # to see the 487 (and ACK it) or a 200 that crosses the CANCEL.
+                await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                if self._rang is not None and self._rang.done():
+                    self._rang = None
+                    await on_ringing()
+                if not tx.final.done():
+                    continue
+                if tx.final.exception() is not None:  # no final answer at all (Timer B)
+                    self.close()
+                    return Ended(408, f"no answer from the PBX: {tx.final.exception()}")
+                response = tx.final.result()
+                if response.status in (401, 407) and not challenged:
+                    challenged = True
+                    try:
+                        request = self.ua.authorize(tx.request, response)
+                    except DigestError as exc:
+                        log.warning("cannot answer the challenge for %s: %s", self.target, exc)
+                    else:
+                        self.invite = request
+                        self.cseq = request.cseq[0]
+                        self._transaction = self._send_invite(request)
+                        continue
+                break
         except asyncio.CancelledError:
             # Stopped while ringing (the quorum, say): the phone must stop ringing too.
-            self.ua.background(self._cancel(transaction))
+            self.ua.background(self._cancel())
             raise
-        except SipError as exc:  # no final answer at all (Timer B), or a bad one
-            self.close()
-            return Ended(408, f"no answer from the PBX: {exc}")
         try:
             return await self._settle(response)
         except SipError as exc:  # an answer we cannot follow (a bad Contact, say)
@@ -166,29 +236,16 @@ class Call:
             self.close()
             return Ended(500, f"unusable answer: {exc}")
 
-    async def _invite(self, request: Request) -> Response:
-        where = self.destination(self.target)
-        response = await self.ua.send_request(request, where, on_provisional=self._provisional)
-        if response.status in (401, 407):
-            try:
-                request = self.ua.authorize(request, response)
-            except DigestError as exc:
-                log.warning("cannot answer the challenge for %s: %s", self.target, exc)
-                return response
-            self.invite = request
-            self.cseq = request.cseq[0]
-            response = await self.ua.send_request(request, where, on_provisional=self._provisional)
-        return response
-
     def _provisional(self, response: Response) -> None:
-        if response.status in (180, 183) and self._on_ringing is not None:
-            self._on_ringing()
-            self._on_ringing = None
+        if response.status in (180, 183) and not self._rang_seen:
+            self._rang_seen = True
+            if self._rang is not None and not self._rang.done():
+                self._rang.set_result(None)
 
-    async def _cancel(self, transaction: asyncio.Task[Response]) -> Ended:
+    async def _cancel(self) -> Ended:
         """CANCEL the ringing INVITE (RFC 3261 9.1); a 200 that crosses it is hung up."""
-        invite = self.invite
-        assert invite is not None
+        invite, tx = self.invite, self._transaction
+        assert invite is not None and tx is not None
         cancel = Request("CANCEL", invite.uri, invite.headers.copy())
         for name in ("Contact", "Content-Type", "Allow", *self.extra_headers):
             cancel.headers.remove(name)
@@ -196,22 +253,22 @@ class Call:
         try:
             # RFC 3261 9.1: a CANCEL only once the INVITE drew a provisional answer;
             # before that the INVITE transaction runs out by itself (Timer B).
-            if self.ua.provisional_seen(invite):
+            if tx.provisional and not tx.final.done():
                 try:
                     await self.ua.send_request(cancel, self.destination(self.target))
                 except SipError as exc:
                     log.info("CANCEL to %s: %s", self.target, exc)
-            try:
-                final = await asyncio.wait_for(transaction, 64 * 0.5)
-            except (TimeoutError, SipError):
+            await asyncio.wait({tx.final}, timeout=64 * 0.5)
+            if not tx.final.done() or tx.final.exception() is not None:
                 return Ended(408, "no answer")
+            final = tx.final.result()
             if final.status // 100 == 2:  # answered as we cancelled: take it and hang up
                 with contextlib.suppress(SipError):
                     await self._settle(final)
                 await self.hang_up()
             return Ended(487, "no answer within the ring timeout")
         finally:
-            transaction.cancel()
+            tx.final.cancel()
             self.close()
 
     async def _settle(self, response: Response) -> Response | Ended:
@@ -281,18 +338,27 @@ class Call:
                 log.info("BYE to %s: %s", self.target, exc)
 
     def close(self) -> None:
-        if self.media is not None and self.media.transport is not None:
-            self.media.transport.close()
+        if self.media is not None:
+            self.media.close()
         if self.invite is not None:
             self.ua.dialogs.pop(self.invite.call_id, None)
 
     # ---------------------------------------------------------------- in the dialog
 
     def send_rtp(self, packet: bytes) -> None:
-        if self.negotiated is None or self.media is None or self.media.transport is None:
-            return
-        address: Address = (self.negotiated.address, self.negotiated.port)
-        self.media.transport.sendto(packet, address)
+        """Sends one RTP packet to the member; OSError (a full buffer) is the caller's."""
+        to = self._rtp_to
+        if to is not None and self.media is not None and not self.media.closed:
+            self.media.sendto(packet, to)
+
+    @property
+    def negotiated(self) -> sdp.Negotiated | None:
+        return self._negotiated
+
+    @negotiated.setter
+    def negotiated(self, value: sdp.Negotiated | None) -> None:
+        self._negotiated = value
+        self._rtp_to = None if value is None else (value.address, value.port)
 
     def on_rtp(self, data: bytes) -> None:
         negotiated = self.negotiated
@@ -323,7 +389,7 @@ class Call:
             if digit is not None:
                 self.digits.put_nowait(digit)
             return response_to(request, 200, "OK")
-        if method == "INVITE" and self.media is not None and self.media.transport is not None:
+        if method == "INVITE" and self.media is not None and not self.media.closed:
             return self._reinvite(request)
         if method in ("OPTIONS", "NOTIFY", "UPDATE"):
             return response_to(request, 200, "OK")
@@ -332,19 +398,33 @@ class Call:
         return response_to(request, 405, "Method Not Allowed")
 
     def _reinvite(self, request: Request) -> Response:
-        """A re-INVITE (hold, codec change, session refresh): answer with our media again."""
-        assert self.media is not None and self.media.transport is not None
-        host, port = self.media.transport.get_extra_info("sockname")[:2]
+        """A re-INVITE (hold, address change, session refresh): answered with our media
+        again. The audio is encoded in the codec agreed first, so an offer without that
+        codec is refused with 488 and the call goes on as it was (RFC 3261 14.2)."""
+        assert self.media is not None
+        host, port = self.ua.transport.local[0], self.media.port
+        running = None
+        if self.negotiated is not None:
+            running = (self.negotiated.codec_pt, self.negotiated.codec)
         response = response_to(request, 200, "OK")
         response.headers.add("Contact", self.ua.contact)
+        version = self._sdp_version + 1
         if request.body:
             try:
                 offer = sdp.parse(request.body)
-                self.negotiated = sdp.negotiate(offer)
-                response.body = sdp.answer(offer, str(host), int(port), random.getrandbits(31))
+                negotiated = sdp.negotiate(offer, running)
+                body = sdp.answer(
+                    offer, host, port, self._sdp_session, session_version=version, running=running
+                )
             except SdpError as exc:
                 return response_to(request, 488, f"Not Acceptable Here ({exc})"[:80])
-        else:
-            response.body = sdp.offer(str(host), int(port), random.getrandbits(31))
+            self.negotiated = negotiated
+            response.body = body
+        else:  # an offer in the 200, the answer in the ACK (not needed: we keep our media)
+            payloads = (8, 0, 101) if running is None else (running[0], 101)
+            response.body = sdp.offer(
+                host, port, self._sdp_session, payloads=payloads, session_version=version
+            )
+        self._sdp_version = version
         response.headers.add("Content-Type", "application/sdp")
         return response

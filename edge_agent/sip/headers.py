@@ -6,6 +6,7 @@ so `get("i")`, `get("call-id")` and `get("Call-ID")` are the same field.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 
 from edge_agent.sip.addresses import split_quoted
@@ -49,31 +50,45 @@ LIST_HEADERS = frozenset(
 
 def canonical_name(name: str) -> str:
     """The full, conventionally spelled name: "i" and "call-id" give "Call-ID"."""
+    return _spelling(name)[0]
+
+
+@functools.lru_cache(maxsize=1024)
+def _spelling(name: str) -> tuple[str, str]:
+    """(canonical name, its lower-case key); a handful of names, asked for all the time."""
     name = name.strip()
-    return _CANONICAL.get(name.lower(), name)
+    canonical = _CANONICAL.get(name.lower(), name)
+    return canonical, canonical.lower()
 
 
 class Headers:
     """Ordered, case-insensitive multi-map of header fields; compact names made full."""
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = []
+        # (name as written, value, lower-case key): the key is worked out once per field.
+        self._fields: list[tuple[str, str, str]] = []
         for name, value in items:
             self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((canonical_name(name), value))
+        canonical, key = _spelling(name)
+        self._fields.append((canonical, value, key))
 
     def get(self, name: str) -> str | None:
         """The first value (of a list header: its first element), or None."""
         values = self.get_all(name)
         return values[0] if values else None
 
+    def first_line(self, name: str) -> str | None:
+        """The first header line of that name as it stands (a list not cut), or None."""
+        key = _spelling(name)[1]
+        return next((v for _, v, k in self._fields if k == key), None)
+
     def get_all(self, name: str) -> list[str]:
         """Every value, in order; list headers (Via, Contact, ...) cut at their commas."""
-        key = canonical_name(name).lower()
-        values = [v for n, v in self._items if n.lower() == key]
-        if canonical_name(name) not in LIST_HEADERS:
+        canonical, key = _spelling(name)
+        values = [v for _, v, k in self._fields if k == key]
+        if canonical not in LIST_HEADERS:
             return values
         parts: list[str] = []
         for value in values:
@@ -82,43 +97,45 @@ class Headers:
 
     def set(self, name: str, value: str) -> None:
         """Replaces every field of that name by one, where the first one was."""
-        name = canonical_name(name)
-        key = name.lower()
-        index = next((i for i, (n, _) in enumerate(self._items) if n.lower() == key), None)
+        canonical, key = _spelling(name)
+        index = next((i for i, field in enumerate(self._fields) if field[2] == key), None)
         self.remove(name)
-        self._items.insert(len(self._items) if index is None else index, (name, value))
+        at = len(self._fields) if index is None else index
+        self._fields.insert(at, (canonical, value, key))
 
     def remove(self, name: str) -> None:
-        key = canonical_name(name).lower()
-        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        key = _spelling(name)[1]
+        self._fields = [field for field in self._fields if field[2] != key]
 
     def count(self, name: str) -> int:
         """How many header lines (not list elements) have that name."""
-        key = canonical_name(name).lower()
-        return sum(1 for n, _ in self._items if n.lower() == key)
+        key = _spelling(name)[1]
+        return sum(1 for field in self._fields if field[2] == key)
 
     def items(self) -> list[tuple[str, str]]:
         """The header lines as (name, value), in order."""
-        return list(self._items)
+        return [(n, v) for n, v, _ in self._fields]
 
     def copy(self) -> Headers:
-        return Headers(self._items)
+        copied = Headers()
+        copied._fields = list(self._fields)
+        return copied
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.count(name) > 0
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(list(self._items))
+        return iter(self.items())
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._fields)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
             return NotImplemented
-        return [(n.lower(), v) for n, v in self._items] == [(n.lower(), v) for n, v in other._items]
+        return [(k, v) for _, v, k in self._fields] == [(k, v) for _, v, k in other._fields]
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({self.items()!r})"

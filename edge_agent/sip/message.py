@@ -64,6 +64,8 @@ class _Message:
 
     headers: Headers
     body: bytes
+    # (top Via line, its branch): the branch is asked for at every transaction step.
+    _branch_memo: tuple[str, str] | None = None
 
     def _start(self) -> tuple[object, ...]:
         raise NotImplementedError
@@ -97,10 +99,20 @@ class _Message:
     @property
     def branch(self) -> str:
         """The top Via's branch parameter ("" when it has none)."""
+        top = self.headers.first_line("Via")
+        remembered = self._branch_memo
+        if remembered is not None and remembered[0] == top:  # asked per transaction step
+            return remembered[1]
         vias = self.headers.get_all("Via")
         if not vias:
             raise SipParseError("missing Via")
-        return parse_via(vias[0]).branch or ""
+        branch = parse_via(vias[0]).branch or ""
+        self._branch_memo = (top or "", branch)
+        return branch
+
+    def remember_branch(self, branch: str) -> None:
+        """Tells the message the branch its (just written) top Via carries: no parse."""
+        self._branch_memo = (self.headers.first_line("Via") or "", branch)
 
     @property
     def from_tag(self) -> str | None:

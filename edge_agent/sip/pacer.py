@@ -1,21 +1,24 @@
 """One scheduler that sends every call's RTP every 20 ms.
 
 A task or a timer per call would wake the event loop hundreds of times per
-interval at slightly different moments; one `Pacer` wakes once per interval,
-builds one packet for each `RtpStream`, then sends them all in one run (with no
+interval at slightly different moments; one `Pacer` wakes once per slot (one
+interval, or with `lanes` a fraction of it, see `Pacer`), builds one packet for
+each `RtpStream` of the slot, then sends them all in one run (with no
 Python work between the system calls, which bench/rtp_pacing.py measured as
 cheaper than building and sending in turn) and only then calls the `on_done`
 callbacks of the streams that sent their last packet.
 
-Timing. Tick k is due at ``start + k * interval`` (computed, never accumulated,
-so there is no drift). asyncio's timers wake up late by up to a millisecond
-(epoll's timeout is in milliseconds, rounded up) plus scheduling noise, so the
-pacer asks the loop to wake it `early` seconds (2 ms) before the tick and then
-waits the rest with `time.sleep`, which on Linux (Python >= 3.11) is a
-`clock_nanosleep` precise to tens of microseconds. That wait blocks the loop
-for at most about `early` per tick; it is cheaper than spinning on
-``asyncio.sleep(0)`` (which burns the core for the same time) and nothing else
-on the loop is as time-critical as the audio.
+Timing. Slot k is due at ``start + k * interval / lanes`` (computed, never
+accumulated, so there is no drift). asyncio's timers wake up late by up to a
+millisecond (epoll's timeout is in milliseconds, rounded up) plus scheduling
+noise. On Linux the pacer therefore arms a timerfd (`_Alarm`, through ctypes:
+Python 3.11 has no os.timerfd) for 0.3 ms before the slot; the kernel wakes the
+loop to the microsecond and the rest is waited with `time.sleep` (a
+`clock_nanosleep`, precise to tens of microseconds). Elsewhere it asks the loop
+to wake it `early` seconds (2 ms) before and sleeps the rest. That sleep blocks
+the loop for at most about 0.3 ms (or `early`) per slot; it is cheaper than
+spinning on ``asyncio.sleep(0)`` and nothing else on the loop is as
+time-critical as the audio.
 
 Catch-up. When the loop was blocked past one or more ticks (a slow callback, a
 GC pause), the missed ticks are sent at once, in order, for every stream: the
@@ -31,12 +34,16 @@ talkspurt, RFC 3551 4.1) so the receiver resynchronises.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
+import os
 import secrets
 import struct
+import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 __all__ = ["FRAME", "Pacer", "RtpStream"]
 
@@ -172,9 +179,18 @@ class Pacer:
     `run()` (or `start()`, a task on `loop` or else the running loop) drives
     it until `close()`; `tick(now)` is the whole sending logic for a given
     monotonic time, which tests call directly.
-    `lateness` keeps the most recent samples of how late each tick was sent
-    against its ideal time, in seconds; `caught_up` counts ticks sent late by
-    more than one interval and `skipped` the ticks dropped beyond `max_catch_up`.
+
+    Lanes. With `lanes` > 1 the interval is cut into that many slots, slot j due
+    at ``start + j * interval / lanes``; each stream joins the least busy lane
+    and is sent in that lane's slot every interval. 500 streams in 4 lanes are
+    four bursts of 125 a 5 ms apart instead of one of 500: a stream's packet
+    leaves at the same offset every time, and a burst short enough that its
+    length hardly varies keeps each stream's spacing close to 20 ms.
+
+    `lateness` keeps the most recent samples of how late each slot was sent
+    against its ideal time, in seconds; `caught_up` counts slots sent late by
+    more than one slot and `skipped` the slots dropped beyond `max_catch_up`
+    intervals; `dropped` the packets a socket refused.
     """
 
     def __init__(
@@ -182,87 +198,114 @@ class Pacer:
         loop: asyncio.AbstractEventLoop | None = None,
         interval: float = 0.020,
         *,
+        lanes: int = 1,
         early: float = 0.002,
         max_catch_up: int = 10,
         samples: int = 30_000,
     ) -> None:
-        if interval <= 0 or early < 0 or max_catch_up < 1:
-            raise ValueError("interval > 0, early >= 0 and max_catch_up >= 1 are required")
+        if interval <= 0 or early < 0 or max_catch_up < 1 or lanes < 1:
+            raise ValueError(
+                "interval > 0, early >= 0, max_catch_up >= 1 and lanes >= 1 are required"
+            )
         self._loop = loop
         self.interval = interval
+        self.lanes = lanes
+        self._slot = interval / lanes
         self.early = early
         self.max_catch_up = max_catch_up
-        self._streams: dict[RtpStream, None] = {}  # insertion-ordered set
+        self._lanes: list[dict[RtpStream, None]] = [{} for _ in range(lanes)]  # ordered sets
+        self._lane_of: dict[RtpStream, int] = {}
         self._joining: set[RtpStream] = set()
         self._start: float | None = None
-        self._next = 0  # index of the next tick to send
+        self._next = 0  # index of the next slot to send
         self._wake = asyncio.Event()
         self._closed = False
         self._task: asyncio.Task[None] | None = None
+        self._alarm: _Alarm | None = None
         self.lateness: deque[float] = deque(maxlen=samples)
         self.ticks = 0
         self.caught_up = 0
         self.skipped = 0
+        self.dropped = 0
 
     def __len__(self) -> int:
-        return len(self._streams)
+        return len(self._lane_of)
 
     def __contains__(self, stream: object) -> bool:
-        return stream in self._streams
+        return stream in self._lane_of
 
     def add(self, stream: RtpStream) -> None:
-        """Send `stream` from the next tick on (adding it twice changes nothing)."""
-        if stream not in self._streams:
-            self._streams[stream] = None
+        """Send `stream` from its lane's next slot on (adding it twice changes nothing)."""
+        if stream not in self._lane_of:
+            lane = min(range(self.lanes), key=lambda n: len(self._lanes[n]))
+            self._lanes[lane][stream] = None
+            self._lane_of[stream] = lane
             self._joining.add(stream)
             self._wake.set()
 
     def remove(self, stream: RtpStream) -> None:
         """Stop sending `stream` (also when called from a callback during a tick)."""
-        self._streams.pop(stream, None)
+        lane = self._lane_of.pop(stream, None)
+        if lane is not None:
+            self._lanes[lane].pop(stream, None)
         self._joining.discard(stream)
 
     def tick(self, now: float) -> int:
-        """Send every tick due at monotonic time `now`; the number of ticks sent."""
+        """Send every slot due at monotonic time `now`; the number of slots sent."""
         if self._start is None:
             self._start, self._next = now, 0
-        # The epsilon keeps a tick due at exactly its ideal time despite float rounding.
-        due = int((now - self._start) / self.interval + 1e-9) + 1 - self._next
+        # The epsilon keeps a slot due at exactly its ideal time despite float rounding.
+        due = int((now - self._start) / self._slot + 1e-9) + 1 - self._next
         if due <= 0:
             return 0
-        if due > self.max_catch_up:
-            skip = due - self.max_catch_up
+        limit = self.max_catch_up * self.lanes
+        if due > limit:
+            skip = due - limit
             log.warning(
                 "RTP pacer blocked for %.0f ms: %d ticks skipped, %d sent at once",
                 1000 * (now - self._ideal(self._next)),
                 skip,
-                self.max_catch_up,
+                limit,
             )
-            for stream in tuple(self._streams):
+            for stream, lane in tuple(self._lane_of.items()):
                 if stream not in self._joining:
-                    stream.skip(skip)
+                    stream.skip(self._slots_of_lane(self._next, skip, lane))
             self._next += skip
             self.skipped += skip
-            due = self.max_catch_up
+            due = limit
         joining, self._joining = self._joining, set()
+        lanes = self.lanes
         for n in range(due):
-            self.lateness.append(now - self._ideal(self._next))
+            slot = self._next
+            self.lateness.append(now - self._ideal(slot))
             self._next += 1
-            late = joining if n < due - 1 else ()  # a new stream joins at the last one
-            self._send_one(stream for stream in self._streams if stream not in late)
+            members = self._lanes[slot % lanes]
+            if not members:
+                continue
+            # A new stream joins at its lane's last slot of this call.
+            late = joining if due - n > lanes else ()
+            self._send_one([stream for stream in members if stream not in late])
         self.ticks += due
         self.caught_up += due - 1
         return due
 
-    def _send_one(self, streams: Iterable[RtpStream]) -> None:
-        """One interval of every stream: all packets built first, then all sent, then the
-        callbacks. Sending in one run, with no Python work between the system calls, is
-        measurably cheaper (bench/rtp_pacing.py) and keeps the burst short."""
+    def _slots_of_lane(self, first: int, count: int, lane: int) -> int:
+        """How many of the slots first .. first + count - 1 belong to `lane`."""
+        whole, rest = divmod(count, self.lanes)
+        return whole + (1 if (lane - first) % self.lanes < rest else 0)
+
+    def _send_one(self, streams: list[RtpStream]) -> None:
+        """One slot: all packets built first, then all sent, then the callbacks. Sending
+        in one run, with no Python work between the system calls, is measurably cheaper
+        (bench/rtp_pacing.py) and keeps the burst short."""
         batch = [(stream, stream._advance()) for stream in streams]
+        lane_of = self._lane_of
         for stream, packet in batch:
-            if packet is not None and stream in self._streams:
+            if packet is not None and stream in lane_of:
                 try:
                     stream._send(packet)
+                except OSError:  # a full send buffer or an ICMP error: a lost packet
+                    self.dropped += 1
                 except Exception:  # one broken call must not silence the others
                     log.exception("RTP stream %08x failed; removed", stream.ssrc)
                     self.remove(stream)
@@ -270,28 +313,45 @@ class Pacer:
             if stream._ended:
                 stream._settle()
 
-    def _ideal(self, k: int) -> float:
+    def _ideal(self, slot: int) -> float:
         assert self._start is not None
-        return self._start + k * self.interval
+        return self._start + slot * self._slot
+
+    def _next_busy_slot(self) -> int:
+        """The next slot whose lane has a stream: empty lanes cost no wake-up."""
+        for slot in range(self._next, self._next + self.lanes):
+            if self._lanes[slot % self.lanes]:
+                return slot
+        return self._next
 
     async def run(self) -> None:
         """Send until `close()`; idle (no timer at all) while no stream is added."""
-        while not self._closed:
-            if not self._streams:
-                self._start = None  # the next stream starts a new schedule
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            if self._start is None:
-                self._start, self._next = time.monotonic(), 0
-            target = self._ideal(self._next)
-            # Always yield once, even when behind, so the rest of the loop is never starved.
-            await asyncio.sleep(max(0.0, target - time.monotonic() - self.early))
-            remaining = target - time.monotonic()
-            if remaining > 0:
-                time.sleep(remaining)  # noqa: ASYNC251 -- at most `early`; see the module text
-            if self._streams and not self._closed:
-                self.tick(time.monotonic())
+        alarm = self._alarm = _Alarm.create()
+        try:
+            while not self._closed:
+                if not self._lane_of:
+                    self._start = None  # the next stream starts a new schedule
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                if self._start is None:
+                    self._start, self._next = time.monotonic(), 0
+                target = self._ideal(self._next_busy_slot())
+                if alarm is not None:
+                    # A timer in the kernel wakes the loop within tens of microseconds;
+                    # the short rest is slept so the slot leaves on time.
+                    await alarm.wait_until(target - _ALARM_EARLY)
+                else:
+                    # Always yield once, even when behind, so the loop is never starved.
+                    await asyncio.sleep(max(0.0, target - time.monotonic() - self.early))
+                remaining = target - time.monotonic()
+                if remaining > 0:
+                    time.sleep(remaining)  # noqa: ASYNC251 -- at most `early`; see the module text
+                if self._lane_of and not self._closed:
+                    self.tick(time.monotonic())
+        finally:
+            if alarm is not None:
+                alarm.close()
 
     def start(self) -> asyncio.Task[None]:
         """Run on the loop (the one given, else the running one) as a task."""
@@ -306,3 +366,77 @@ class Pacer:
         self._wake.set()
         if self._task is not None:
             self._task.cancel()
+
+
+_ALARM_EARLY = 0.0003  # the kernel timer fires this much before the slot; slept off
+
+
+class _Alarm:
+    """A Linux timerfd on the event loop: wakes the loop at an absolute monotonic time
+    to the microsecond, where asyncio's own timers round the epoll timeout up to the
+    next millisecond. None (`create`) where there is no timerfd: Windows, say, where
+    the pacer falls back to waking `early` and sleeping the rest."""
+
+    def __init__(self, fd: int, settime: Callable[..., int]) -> None:
+        self._fd = fd
+        self._settime = settime
+        self._spec = _ITimerSpec()
+        self._fired: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(fd, self._on_fire)
+
+    @classmethod
+    def create(cls) -> _Alarm | None:
+        if not sys.platform.startswith("linux"):
+            return None
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            create, settime = libc.timerfd_create, libc.timerfd_settime
+        except (OSError, AttributeError):
+            return None
+        create.restype = ctypes.c_int
+        create.argtypes = [ctypes.c_int, ctypes.c_int]
+        settime.restype = ctypes.c_int
+        settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        fd = create(time.CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        if fd < 0:
+            return None
+        return cls(fd, settime)
+
+    async def wait_until(self, when: float) -> None:
+        """Returns at monotonic time `when` or soon after (at once when it has passed,
+        after one pass of the loop)."""
+        seconds = max(when, 1e-6)
+        self._spec.it_value.tv_sec = int(seconds)
+        self._spec.it_value.tv_nsec = int((seconds % 1) * 1e9)
+        self._fired = self._loop.create_future()
+        if self._settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None) != 0:
+            self._fired = None
+            await asyncio.sleep(max(0.0, when - time.monotonic()))
+            return
+        try:
+            await self._fired
+        finally:
+            self._fired = None
+
+    def _on_fire(self) -> None:
+        with contextlib.suppress(OSError):
+            os.read(self._fd, 8)
+        if self._fired is not None and not self._fired.done():
+            self._fired.set_result(None)
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError, ValueError):
+            self._loop.remove_reader(self._fd)
+        os.close(self._fd)
+
+
+class _TimeSpec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _ITimerSpec(ctypes.Structure):
+    _fields_ = [("it_interval", _TimeSpec), ("it_value", _TimeSpec)]
+
+
+_TFD_NONBLOCK, _TFD_CLOEXEC, _TFD_TIMER_ABSTIME = os.O_NONBLOCK, os.O_CLOEXEC, 1

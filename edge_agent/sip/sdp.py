@@ -207,16 +207,22 @@ def _encoding(name: str) -> tuple[str, str]:
     return encoding.upper(), rest.partition("/")[0]
 
 
-def _choose(description: SessionDescription) -> tuple[tuple[int, str] | None, int | None]:
-    """The first G.711 payload type listed (with its name) and the telephone-event type."""
-    codec = next(
-        (
-            (pt, _encoding(name)[0])
-            for pt, name in description.payloads.items()
-            if _encoding(name) in (("PCMA", "8000"), ("PCMU", "8000"))
-        ),
-        None,
-    )
+def _choose(
+    description: SessionDescription, running: tuple[int, str] | None = None
+) -> tuple[tuple[int, str] | None, int | None]:
+    """The first G.711 payload type listed (with its name) and the telephone-event type.
+
+    With `running` (payload type, codec) only that codec will do: a call's audio is
+    encoded once, so a re-offer keeps the codec or gets nothing (None).
+    """
+    codecs = [
+        (pt, _encoding(name)[0])
+        for pt, name in description.payloads.items()
+        if _encoding(name) in (("PCMA", "8000"), ("PCMU", "8000"))
+    ]
+    if running is not None:
+        codecs = [codec for codec in codecs if codec == running]
+    codec = codecs[0] if codecs else None
     event = next(
         (
             pt
@@ -228,22 +234,29 @@ def _choose(description: SessionDescription) -> tuple[tuple[int, str] | None, in
     return codec, event
 
 
-def negotiate(answer: SessionDescription) -> Negotiated:
-    """The codec (the first PCMA or PCMU the answer lists) and event type to use."""
+def negotiate(answer: SessionDescription, running: tuple[int, str] | None = None) -> Negotiated:
+    """The codec (the first PCMA or PCMU the answer lists, or the `running` one) and
+    event type to use."""
     if answer.proto not in _PROTOCOLS:
         raise SdpError(f"unsupported media protocol {answer.proto}")
     if answer.port == 0:
         raise SdpError("audio stream rejected (port 0)")
-    codec, event = _choose(answer)
+    codec, event = _choose(answer, running)
     if codec is None:
-        raise SdpError("no common codec")
+        raise SdpError("no common codec" if running is None else f"{running[1]} is not offered")
     return Negotiated(answer.address, answer.port, codec[0], codec[1], event)
 
 
 def offer(
-    address: str, port: int, session_id: int, *, payloads: tuple[int, ...] = (8, 0, 101)
+    address: str,
+    port: int,
+    session_id: int,
+    *,
+    payloads: tuple[int, ...] = (8, 0, 101),
+    session_version: int | None = None,
 ) -> bytes:
-    """An offer of G.711 audio (PCMA, PCMU) and telephone-events 0-16 (a dynamic type)."""
+    """An offer of G.711 audio (PCMA, PCMU) and telephone-events 0-16 (a dynamic type);
+    `session_version` defaults to `session_id` (a first offer)."""
     names: dict[int, str] = {}
     fmtp: dict[int, str] = {}
     for pt in payloads:
@@ -262,18 +275,29 @@ def offer(
         20,
         fmtp,
         session_id=session_id,
-        session_version=session_id,
+        session_version=session_id if session_version is None else session_version,
     )
     return bytes(description)
 
 
-def answer(offer: SessionDescription, address: str, port: int, session_id: int) -> bytes:
-    """The answer to `offer`: its first G.711 codec and its telephone-event type.
+def answer(
+    offer: SessionDescription,
+    address: str,
+    port: int,
+    session_id: int,
+    *,
+    session_version: int | None = None,
+    running: tuple[int, str] | None = None,
+) -> bytes:
+    """The answer to `offer`: its first G.711 codec (or the `running` one) and its
+    telephone-event type. `session_version` defaults to `session_id`; a later answer in
+    the same session passes the previous version + 1 (RFC 3264 8).
 
     A stream we cannot take (no G.711, SRTP, or port 0 in the offer) is answered
     with port 0, which rejects it (RFC 3264 6).
     """
-    codec, event = _choose(offer)
+    version = session_id if session_version is None else session_version
+    codec, event = _choose(offer, running)
     if codec is None or offer.port == 0 or offer.proto not in _PROTOCOLS:
         first = next(iter(offer.payloads), 0)
         rejected = SessionDescription(
@@ -283,7 +307,7 @@ def answer(offer: SessionDescription, address: str, port: int, session_id: int) 
             "inactive",
             proto=offer.proto,
             session_id=session_id,
-            session_version=session_id,
+            session_version=version,
         )
         return bytes(rejected)
     names = {codec[0]: offer.payloads[codec[0]]}
@@ -300,6 +324,6 @@ def answer(offer: SessionDescription, address: str, port: int, session_id: int) 
         fmtp,
         proto=offer.proto,
         session_id=session_id,
-        session_version=session_id,
+        session_version=version,
     )
     return bytes(description)

@@ -83,6 +83,7 @@ class UdpTransport(Transport):
         self._sock = sock
         self._loop = loop
         self._closed = False
+        self._local: Address | None = None
 
     @classmethod
     async def listen(cls, host: str, port: int, receiver: Receiver) -> UdpTransport:
@@ -104,8 +105,10 @@ class UdpTransport(Transport):
 
     @property
     def local(self) -> Address:
-        host, port = self._sock.getsockname()[:2]
-        return str(host), int(port)
+        if self._local is None:  # asked for in every message: once is enough
+            host, port = self._sock.getsockname()[:2]
+            self._local = str(host), int(port)
+        return self._local
 
     def _readable(self) -> None:
         for _ in range(DRAIN_BATCH):

@@ -61,13 +61,42 @@ class Dialog(Protocol):
     def handle(self, request: Request, source: Address) -> Response | None: ...
 
 
-@dataclass
-class _Pending:
-    request: Request
-    destination: Address
-    final: asyncio.Future[Response]
-    on_provisional: Callable[[Response], None] | None
-    provisional: bool = False
+class ClientTransaction:
+    """One request's client transaction (RFC 3261 17.1): timers, not a task.
+
+    Sending starts at once; retransmissions and the give-up are loop timers, so a
+    call placing its INVITE costs no extra task and no extra pass of the loop.
+    `final` resolves with the final response, or fails with SipTimeout; cancelling
+    it ends the transaction.
+    """
+
+    __slots__ = (
+        "_timer",
+        "deadline",
+        "destination",
+        "final",
+        "on_provisional",
+        "provisional",
+        "request",
+        "started",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        destination: Address,
+        final: asyncio.Future[Response],
+        on_provisional: Callable[[Response], None] | None,
+        started: float,
+    ) -> None:
+        self.request = request
+        self.destination = destination
+        self.final = final
+        self.on_provisional = on_provisional
+        self.provisional = False
+        self.started = started
+        self.deadline = started + 64 * T1
+        self._timer: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -76,7 +105,7 @@ class UserAgent:
     transport: Transport
     dialogs: dict[str, Dialog] = field(default_factory=dict)  # by Call-ID
     # By branch and method: a CANCEL shares its INVITE's branch (RFC 3261 9.1).
-    _pending: dict[tuple[str, str], _Pending] = field(default_factory=dict)
+    _pending: dict[tuple[str, str], ClientTransaction] = field(default_factory=dict)
     _answers: dict[tuple[str, str], tuple[float, Response]] = field(default_factory=dict)
     _acks: dict[str, tuple[float, Request, Address]] = field(default_factory=dict)
     _failure_acks: dict[str, tuple[float, Request, Address]] = field(default_factory=dict)
@@ -109,7 +138,8 @@ class UserAgent:
         cseq: int = 1,
     ) -> Request:
         headers = Headers()
-        headers.add("Via", self.via(new_branch()))
+        branch = new_branch()
+        headers.add("Via", self.via(branch))
         headers.add("Max-Forwards", "70")
         headers.add("From", self.from_header(from_tag or new_tag()))
         headers.add("To", to)
@@ -117,7 +147,9 @@ class UserAgent:
         headers.add("CSeq", f"{cseq} {method}")
         headers.add("Contact", self.contact)
         headers.add("User-Agent", USER_AGENT)
-        return Request(method, uri, headers)
+        request = Request(method, uri, headers)
+        request.remember_branch(branch)
+        return request
 
     # ---------------------------------------------------------------- client transactions
 
@@ -128,33 +160,54 @@ class UserAgent:
         on_provisional: Callable[[Response], None] | None = None,
     ) -> Response:
         """Sends and retransmits until the final response; raises SipTimeout after 64 x T1."""
+        return await self.start_transaction(request, destination, on_provisional).final
+
+    def start_transaction(
+        self,
+        request: Request,
+        destination: Address | None = None,
+        on_provisional: Callable[[Response], None] | None = None,
+    ) -> ClientTransaction:
+        """Sends `request` now and keeps retransmitting it by timer until `final` resolves."""
         destination = destination or self.account.server
-        key = (request.branch, request.method)
         loop = asyncio.get_running_loop()
-        pending = _Pending(request, destination, loop.create_future(), on_provisional)
-        self._pending[key] = pending
-        invite = request.method == "INVITE"
-        try:
-            self.transport.send(request, destination)
-            interval, deadline = T1, time.monotonic() + 64 * T1
-            provisional_deadline = time.monotonic() + TIMER_C
-            while True:
-                wait = min(interval, deadline - time.monotonic())
-                if wait <= 0:
-                    raise SipTimeout(f"no final answer to {request.method} within {64 * T1:g} s")
-                done, _ = await asyncio.wait({pending.final}, timeout=wait)
-                if done:
-                    return pending.final.result()
-                reliable = self.transport.name != "UDP"
-                if not reliable and not (invite and pending.provisional):
-                    self.transport.send(request, destination)
-                interval = interval * 2 if invite else min(interval * 2, T2)
-                if invite and pending.provisional and deadline < provisional_deadline:
-                    # After a provisional the INVITE waits for the callee; the ring timeout
-                    # is the caller's business (it cancels), Timer C the backstop.
-                    deadline = provisional_deadline
-        finally:
-            self._pending.pop(key, None)
+        key = (request.branch, request.method)
+        tx = ClientTransaction(
+            request, destination, loop.create_future(), on_provisional, loop.time()
+        )
+        self._pending[key] = tx
+        tx.final.add_done_callback(lambda _: self._end_transaction(key, tx))
+        self.transport.send(request, destination)
+        tx._timer = loop.call_at(tx.started + T1, self._retransmit, tx, T1)
+        return tx
+
+    def _retransmit(self, tx: ClientTransaction, interval: float) -> None:
+        if tx.final.done():
+            return
+        invite = tx.request.method == "INVITE"
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if invite and tx.provisional:
+            # After a provisional the INVITE waits for the callee; the ring timeout is the
+            # caller's business (it cancels), Timer C the backstop.
+            tx.deadline = max(tx.deadline, tx.started + TIMER_C)
+        if now >= tx.deadline - 1e-6:
+            tx.final.set_exception(
+                SipTimeout(f"no final answer to {tx.request.method} within {64 * T1:g} s")
+            )
+            return
+        if self.transport.name == "UDP" and not (invite and tx.provisional):
+            self.transport.send(tx.request, tx.destination)
+        interval = interval * 2 if invite else min(interval * 2, T2)
+        tx._timer = loop.call_at(min(now + interval, tx.deadline), self._retransmit, tx, interval)
+
+    def _end_transaction(self, key: tuple[str, str], tx: ClientTransaction) -> None:
+        if tx._timer is not None:
+            tx._timer.cancel()
+        if self._pending.get(key) is tx:
+            del self._pending[key]
+        if not tx.final.cancelled():
+            tx.final.exception()  # retrieved: a timeout nobody awaits is not an error to log
 
     def _on_response(self, response: Response, source: Address) -> None:
         pending = self._pending.get((response.branch, response.cseq[1]))
@@ -276,11 +329,6 @@ class UserAgent:
                 if memory[key][0] >= cutoff:
                     break
                 del memory[key]
-
-    def provisional_seen(self, request: Request) -> bool:
-        """Whether the pending `request` has drawn a provisional answer yet."""
-        pending = self._pending.get((request.branch, request.method))
-        return pending is not None and pending.provisional
 
     def background(self, work: Coroutine[Any, Any, Any]) -> None:
         """Runs `work` as a task the user agent keeps until done (and `close` waits for)."""

@@ -398,3 +398,50 @@ async def test_hundreds_of_answers_at_once_are_all_read(
         flow = member.flow()
     assert outcomes == [CallOutcome.ANSWERED] * calls
     assert flow.count("< INVITE") == calls, "an INVITE was retransmitted: an answer was lost"
+
+
+async def test_every_invite_of_a_fan_out_leaves_before_any_event_is_taken(
+    announcement: Path,
+) -> None:
+    """A slow event sink (the journal's disk, say) must not hold back the next INVITE."""
+    pbx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    pbx.bind(("127.0.0.1", 0))
+    pbx.setblocking(False)
+    account = Account("Rundruf", "secret", "127.0.0.1", pbx.getsockname(), register=False)
+    dialer = SipDialer(account, proxy=True)
+    gate = asyncio.Event()
+    taken: list[CallEventKind] = []
+
+    async def slow_sink(event: Any) -> None:
+        await gate.wait()
+        taken.append(event.kind)
+
+    calls = [
+        asyncio.create_task(
+            dialer.call(
+                CallRequest(f"fan-{n}", f"{100 + n}", "Rundruf", announcement, ring_timeout_s=30),
+                slow_sink,
+            )
+        )
+        for n in range(20)
+    ]
+    invites: set[bytes] = set()
+    try:
+        async with asyncio.timeout(10):
+            while len(invites) < 20:
+                try:
+                    data = pbx.recv(65536)
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+                    continue
+                if data.startswith(b"INVITE "):
+                    invites.add(data.split(b"\r\n", 1)[0])
+        assert taken == []  # every INVITE was out while the first STARTED still waited
+        assert len(invites) == 20
+    finally:
+        gate.set()
+        for task in calls:
+            task.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        await dialer.close()
+        pbx.close()

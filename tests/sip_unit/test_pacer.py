@@ -7,6 +7,7 @@ and assert only what was sent, never how punctually.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 
@@ -218,11 +219,11 @@ def test_a_gap_beyond_max_catch_up_is_skipped_with_the_clock_running(caplog):
     assert "RTP pacer blocked for 180 ms: 7 ticks skipped, 3 sent at once" in caplog.text
 
 
-def test_a_stream_whose_send_fails_is_removed_and_the_others_go_on(caplog):
+def test_a_stream_whose_send_breaks_is_removed_and_the_others_go_on(caplog):
     phone = Phone()
 
     def broken(data: bytes) -> None:
-        raise OSError("no route")
+        raise RuntimeError("socket object gone")
 
     pacer = Pacer()
     bad = RtpStream(audio(5), 0, 0xBAD, broken)
@@ -234,6 +235,27 @@ def test_a_stream_whose_send_fails_is_removed_and_the_others_go_on(caplog):
     assert bad not in pacer
     assert len(phone.packets) == 2
     assert "RTP stream 00000bad failed; removed" in caplog.text
+
+
+def test_a_packet_the_socket_refuses_is_counted_lost_and_the_stream_goes_on():
+    phone = Phone()
+    refusals = iter([OSError("send buffer full")])
+
+    def flaky(data: bytes) -> None:
+        failure = next(refusals, None)
+        if failure is not None:
+            raise failure
+        phone.send(data)
+
+    pacer = Pacer()
+    flaky_stream = RtpStream(audio(3), 0, 0x1234, flaky, sequence=10)
+    pacer.add(flaky_stream)
+    for k in range(3):
+        pacer.tick(at(k))
+    assert flaky_stream in pacer
+    assert pacer.dropped == 1
+    # The lost packet keeps its sequence number: the receiver sees the gap.
+    assert [p.sequence for p in phone.packets] == [11, 12]
 
 
 def test_a_failing_on_done_is_logged_and_the_pacer_goes_on(caplog):
@@ -347,3 +369,103 @@ async def test_an_idle_pacer_sends_nothing_until_a_stream_is_added():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(phone.packets) == 2
+
+
+# --- lanes: the interval cut into slots, each stream in one lane -------------------------
+
+
+def slot(k: float, lanes: int) -> float:
+    return T0 + k * TICK / lanes
+
+
+def test_lanes_spread_the_streams_and_each_stream_keeps_its_slot_every_interval():
+    pacer = Pacer(lanes=4)
+    phones = [Phone() for _ in range(8)]
+    for n, phone in enumerate(phones):
+        pacer.add(RtpStream(audio(3), 0, n, phone.send, sequence=0, timestamp=0))
+    sent_at: dict[int, list[int]] = {n: [] for n in range(8)}
+    for j in range(12):  # three intervals of four slots
+        before = [len(p.packets) for p in phones]
+        assert pacer.tick(slot(j, 4)) == 1
+        for n, phone in enumerate(phones):
+            if len(phone.packets) > before[n]:
+                sent_at[n].append(j)
+    # Two streams per lane, in the order they came; each sent every fourth slot.
+    assert [sent_at[n][0] for n in range(8)] == [0, 1, 2, 3, 0, 1, 2, 3]
+    for slots in sent_at.values():
+        assert [b - a for a, b in itertools.pairwise(slots)] == [4, 4]
+    assert all(len(p.packets) == 3 for p in phones)
+    assert all([q.timestamp for q in p.packets] == [0, 160, 320] for p in phones)
+
+
+def test_a_stream_added_later_joins_the_least_busy_lane():
+    pacer = Pacer(lanes=2)
+    first, second, third = Phone(), Phone(), Phone()
+    a = stream(first, 5)
+    pacer.add(a)
+    pacer.add(stream(second, 5))
+    pacer.remove(a)  # lane 0 is empty now
+    pacer.add(stream(third, 5))
+    pacer.tick(slot(0, 2))
+    assert (len(first.packets), len(second.packets), len(third.packets)) == (0, 0, 1)
+    pacer.tick(slot(1, 2))
+    assert (len(second.packets), len(third.packets)) == (1, 1)
+
+
+def test_with_lanes_a_long_block_skips_whole_intervals_for_every_lane_alike():
+    pacer = Pacer(lanes=4, max_catch_up=2)
+    phones = [Phone() for _ in range(4)]
+    for n, phone in enumerate(phones):
+        pacer.add(RtpStream(audio(20), 0, n, phone.send, sequence=0, timestamp=0))
+    for j in range(4):
+        pacer.tick(slot(j, 4))
+    # Blocked for 10 intervals: slots 4 .. 43 are due; the last 2 intervals (8 slots) are
+    # sent, 32 slots (8 per lane) skipped.
+    assert pacer.tick(slot(43, 4)) == 8
+    assert pacer.skipped == 32
+    for phone in phones:
+        stamps = [p.timestamp for p in phone.packets]
+        assert stamps == [0, 160 * 9, 160 * 10]  # 8 ticks skipped, then 2 sent
+        assert [p.marker for p in phone.packets] == [True, True, False]
+
+
+def test_lanes_must_be_at_least_one():
+    with pytest.raises(ValueError, match="lanes >= 1"):
+        Pacer(lanes=0)
+
+
+async def test_on_the_real_loop_with_lanes_every_stream_plays_to_its_end_once():
+    pacer = Pacer(interval=0.004, lanes=4)
+    phones = [Phone() for _ in range(6)]
+    done = [asyncio.Event() for _ in phones]
+    for n, (phone, event) in enumerate(zip(phones, done, strict=True)):
+
+        def finished(phone: Phone = phone, event: asyncio.Event = event) -> None:
+            phone.on_done()
+            event.set()
+
+        pacer.add(RtpStream(audio(4 + n), 0, n, phone.send, finished))
+    task = pacer.start()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in done)), 5)
+    finally:
+        pacer.close()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [len(p.packets) for p in phones] == [4, 5, 6, 7, 8, 9]
+    assert [p.done for p in phones] == [1] * 6
+
+
+async def test_the_kernel_alarm_never_wakes_before_its_time():
+    from edge_agent.sip.pacer import _Alarm
+
+    alarm = _Alarm.create()
+    if alarm is None:
+        pytest.skip("no timerfd on this platform")
+    try:
+        for delay in (0.0, 0.001, 0.003):
+            when = time.monotonic() + delay
+            await alarm.wait_until(when)
+            assert time.monotonic() >= when
+    finally:
+        alarm.close()

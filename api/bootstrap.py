@@ -9,6 +9,7 @@ from api.pubsub import make_hub
 from api.runtime import Runtime
 from api.security import SecretBox
 from api.settings import Settings
+from api.tasks import make_tasks
 
 
 def bootstrap(settings: Settings) -> Runtime:
@@ -24,4 +25,5 @@ def bootstrap(settings: Settings) -> Runtime:
         db=Database(create_engine(settings)),
         box=SecretBox(settings.fernet_key),
         hub=make_hub(settings.redis_url),
+        tasks=make_tasks(settings),
     )

@@ -11,6 +11,7 @@ from api.models.base import utcnow
 from api.pubsub import Hub
 from api.security import SecretBox
 from api.settings import Settings
+from api.tasks import Tasks
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,5 @@ class Runtime:
     # Tests hand in a controllable clock; everything else asks this one.
     clock: Callable[[], datetime] = field(default=utcnow)
     hub: Hub = field(default_factory=Hub)
+    # Wakes the workers after a commit (api/tasks.py); none on the embedded default.
+    tasks: Tasks = field(default_factory=Tasks)

@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     mail_batch_size: int = Field(default=50, ge=1, le=1000)
     mail_sweep_seconds: float = Field(default=15.0, gt=0, le=3600)
     watchdog_sweep_seconds: float = Field(default=60.0, gt=0, le=3600)
+    tts_sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
     # The mail delivery log and the embedded scheduler's lock file live here.
     worker_state_dir: Path = Path(".rundruf/worker")
     worker_threads: int = Field(default=8, ge=1, le=256)

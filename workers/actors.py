@@ -11,15 +11,18 @@ import logging
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
 from dramatiq import Broker
 
 from api.runtime import Runtime
+from api.services import watchdog
 from workers.delivery_log import DeliveryLog
 from workers.mail import Mailer
 from workers.metrics import MailCounters
+from workers.tts import synthesis
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class WorkerContext:
 
     async def aclose(self) -> None:
         self.delivery_log.close()
+        await self.rt.hub.stop()
+        self.rt.tasks.close()
         await self.rt.db.dispose()
 
 
@@ -48,6 +53,7 @@ class Actors:
     mail_sweep: dramatiq.Actor[[], None]
     watchdog_sweep: dramatiq.Actor[[], None]
     synthesize_announcement: dramatiq.Actor[[str], None]
+    tts_sweep: dramatiq.Actor[[], None]
 
 
 def declare(broker: Broker, context: Callable[[], WorkerContext]) -> Actors:
@@ -65,16 +71,20 @@ def declare(broker: Broker, context: Callable[[], WorkerContext]) -> Actors:
             await _send(actors.mail_sweep.send)
 
     async def watchdog_sweep() -> None:
-        from api.services import watchdog
-
         result = await watchdog.sweep(context().rt)
         for mail_id in result.mail_ids:
             # Sooner than the next mail sweep; that sweep would find them anyway.
             await _send(actors.send_mail.send, str(mail_id))
 
     async def synthesize_announcement(announcement_id: str) -> None:
-        # TODO(issue 6, TTS): call the TTS part's function once workers/tts/ provides it.
-        log.warning("text-to-speech is not wired yet; announcement %s waits", announcement_id)
+        if (parsed := _uuid(announcement_id)) is not None:
+            await synthesis.synthesize_announcement(context().rt, parsed)
+
+    async def tts_sweep() -> None:
+        rt = context().rt
+        # Without Redis the API wakes nobody: every pending row is this sweep's at once.
+        # With Redis it takes only rows whose wake-up must have been lost.
+        await synthesis.synthesize_pending(rt, None if rt.settings.redis_url else timedelta(0))
 
     def make(
         fn: Callable[..., Coroutine[Any, Any, None]], queue: str, **options: Any
@@ -90,7 +100,9 @@ def declare(broker: Broker, context: Callable[[], WorkerContext]) -> Actors:
         send_mail=make(send_mail, MAIL, max_retries=0),
         mail_sweep=make(mail_sweep, MAIL, max_retries=0),
         watchdog_sweep=make(watchdog_sweep, WATCHDOG, max_retries=0),
-        synthesize_announcement=make(synthesize_announcement, TTS, max_retries=3),
+        synthesize_announcement=make(synthesize_announcement, TTS, max_retries=0),
+        # One synthesis may take RUNDRUF_TTS_TIMEOUT_SECONDS; a sweep speaks them one by one.
+        tts_sweep=make(tts_sweep, TTS, max_retries=0, time_limit=3_600_000),
     )
     return actors
 

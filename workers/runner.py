@@ -111,6 +111,7 @@ def _scheduler(settings: Settings, actors: Actors, lease: Lease) -> Scheduler:
     jobs = [
         Job("mail_sweep", settings.mail_sweep_seconds, actors.mail_sweep.send),
         Job("watchdog_sweep", settings.watchdog_sweep_seconds, actors.watchdog_sweep.send),
+        Job("tts_sweep", settings.tts_sweep_seconds, actors.tts_sweep.send),
     ]
     return Scheduler(lease, jobs, tick=tick_for(settings.scheduler_lease_seconds, jobs))
 

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import tasks
+from api.db import after_commit
 from api.domain import audio, validation
 from api.errors import BadInput, NotFound
 from api.models import (
@@ -210,6 +212,8 @@ async def request_synthesis(
         ann.audio_id = ann.telephony_id = ann.duration_ms = ann.sha256 = None
         ann.updated_at = rt.clock()
         await session.flush()
+        ann_id = str(ann.id)
+        after_commit(session, lambda: rt.tasks.wake(tasks.SYNTHESIZE_ANNOUNCEMENT, ann_id))
         audit.record(
             session,
             actor,

@@ -52,8 +52,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import ctypes
+import gc
 import json
 import math
 import os
@@ -417,7 +419,7 @@ def setup(events: list[list[Any]], t0_ns: int | None) -> Setup:
 @dataclass(frozen=True)
 class Tick:
     now: float  # monotonic, when the pacer's tick began
-    playing: int  # streams with audio left before it
+    playing: int  # streams started and not yet through their audio
     due: int  # slots it sent (more than 1: catching up)
     lanes: int  # slots per 20 ms
     burst: float  # seconds the tick took: building and sending every packet
@@ -426,38 +428,61 @@ class Tick:
 
 
 class PacerProbe:
-    """Sees each tick of the dialer's pacer and the streams added to it (the wrappers are
-    the bench's, not the agent's; counting the playing streams is its only extra work)."""
+    """Sees each tick of the dialer's pacer and when each stream started and ended (the
+    wrappers are the bench's, not the agent's: a few appends per slot and per stream;
+    which streams played at a tick is worked out afterwards)."""
 
     def __init__(self, pacer: Pacer) -> None:
-        self.streams: list[RtpStream] = []
-        self.ticks: list[Tick] = []
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.raw: list[tuple[float, int, float, float, list[float]]] = []
         add, tick = pacer.add, pacer.tick
 
         def probed_add(stream: RtpStream) -> None:
-            self.streams.append(stream)
+            self.starts.append(time.monotonic())
+            settle = stream._settle
+
+            def probed_settle() -> None:  # the last frame has gone out
+                self.ends.append(time.monotonic())
+                settle()
+
+            stream._settle = probed_settle  # type: ignore[method-assign]
             add(stream)
 
         def probed_tick(now: float) -> int:
-            playing = sum(1 for s in self.streams if s.playing)
             due = tick(now)
             after = time.monotonic()
-            late = list(islice(reversed(pacer.lateness), due))
-            tick_ = Tick(now, playing, due, pacer.lanes, after - now, cpu_seconds(), late)
-            self.ticks.append(tick_)
+            self.raw.append(
+                (now, due, after, cpu_seconds(), list(islice(reversed(pacer.lateness), due)))
+            )
             return due
 
         pacer.add = probed_add  # type: ignore[method-assign]
         pacer.tick = probed_tick  # type: ignore[method-assign]
+        self.lanes = pacer.lanes
 
     def reset(self) -> None:
-        self.streams.clear()
-        self.ticks.clear()
+        self.starts.clear()
+        self.ends.clear()
+        self.raw.clear()
 
     def window(self) -> list[Tick]:
         """The ticks at which the most streams were playing (all N when they overlapped)."""
-        peak = max((t.playing for t in self.ticks), default=0)
-        return [t for t in self.ticks if t.playing == peak] if peak else []
+        starts, ends = sorted(self.starts), sorted(self.ends)
+        ticks = [
+            Tick(
+                now,
+                bisect.bisect_right(starts, now) - bisect.bisect_right(ends, now),
+                due,
+                self.lanes,
+                after - now,
+                cpu,
+                late,
+            )
+            for now, due, after, cpu, late in self.raw
+        ]
+        peak = max((t.playing for t in ticks), default=0)
+        return [t for t in ticks if t.playing == peak] if peak else []
 
 
 @dataclass
@@ -708,6 +733,7 @@ async def bench(sizes: Sequence[int], runs: int, seconds: float, folder: Path) -
     account = Account("Rundruf", "secret", HOST, (HOST, 9), register=False)
     dialer = SipDialer(account, proxy=False, max_parallel=max(sizes))
     await dialer.start()
+    gc.freeze()  # as the agent does once started (edge_agent/cli.py)
     probe = PacerProbe(dialer.pacer)
     results: dict[int, list[tuple[Ours, Reference]]] = {}
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import socket
 import sys
@@ -94,6 +95,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         enrolment = config.load(settings.config_path)
         service = AgentService(settings, enrolment, make_pbx(settings))
+        # What start-up made (modules, settings, the service) lives as long as the
+        # process: frozen, a full collection no longer scans it, which shortens the
+        # pauses the RTP pacer has to wait through during an alarm.
+        gc.freeze()
         asyncio.run(service.run())
     except ServerRefused as exc:
         print(f"rundruf agent: {exc}; enroll again", file=sys.stderr)

@@ -158,7 +158,9 @@ async def test_coqui_takes_longer_for_a_longer_text(tiny_model):
     engine = coqui(tiny_model)
     short = master_of(await engine.synthesize(SHORT[Language.DE], Language.DE))
     long = master_of(await engine.synthesize(LONG[Language.DE], Language.DE))
-    assert long.duration_ms > 4 * short.duration_ms
+    # Durations are sampled (VITS' stochastic duration predictor): 30 runs of the tiny
+    # model gave 0.7-1.1 s for the short and 7.0-8.8 s for the long text.
+    assert long.duration_ms > 3 * short.duration_ms
 
 
 async def test_coqui_reads_options_and_shell_syntax_in_the_text_as_words(tiny_model):

@@ -1,11 +1,13 @@
 """``rundruf demo``: the embedded default on one machine (SQLite, no Redis).
 
 It seeds a platform admin, a tenant with an admin, a viewer and a license,
-serves the API, starts the job service and enrols and starts the real agent
-process against the SwyxWare simulator, and then plays the customer's story
-through the API: sign in to the PBX, see its groups, convert the alarm group of
-20 members, set its announcements, place a trigger call with the PIN and mode
-2, print the history live and then a table. Passwords are new on every run.
+serves the API, starts the worker (mail, text-to-speech, watchdog) with a local
+SMTP sink that prints every mail, starts the job service and enrols and starts
+the real agent process against the SwyxWare simulator, and then plays the
+customer's story through the API: sign in to the PBX, see its groups, convert
+the alarm group of 20 members, set its announcements, place a trigger call with
+the PIN and mode 2, print the history live and then a table. Last it stops the
+agent, and the watchdog's mail about it arrives. Passwords are new on every run.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 
 from api.demo_alarm import run_alarm
+from api.demo_mail import HEARTBEAT_FACTOR, MailSink, start_worker
 from api.demo_story import Api, DemoError, run_story
 from api.migrate import upgrade
 from api.models import Installation, Language, License, Role, Tenant, User
@@ -272,11 +275,14 @@ def run_demo(once: bool, port: int, pbx: str = "sim") -> int:
         return _stop(server, thread, [], 1)
     print(f"  job service (PBX host): {jobservice.url}")
     children = [jobservice.process]
+    sink = MailSink(print).start()
+    children.append(start_worker(settings, _secret_key_file(), sink.port, STATE_DIR))
+    print(f"  worker (mail, text-to-speech, watchdog); mails go to 127.0.0.1:{sink.port}")
     sip_port = None
     if pbx == "sip":
         members = _start_sip_members()
         if members is None:
-            return _stop(server, thread, children, 1)
+            return _stop(server, thread, children, 1, sink)
         children.append(members[0])
         sip_port = members[1]
         print(f"  SIP: the agent calls through SIPp as the PBX at 127.0.0.1:{sip_port}")
@@ -297,21 +303,41 @@ def run_demo(once: bool, port: int, pbx: str = "sim") -> int:
         )
     except DemoError as exc:
         print(f"rundruf demo: {exc} (agent log: {STATE_DIR / 'agent.log'})")
-        return _stop(server, thread, children, 1)
+        return _stop(server, thread, children, 1, sink)
+    code = 0 if reached else 2
+    if not _agent_goes_silent(agent, children, sink):
+        code = 1
     print(f"\n  GraphQL API: {url}/graphql (the website comes with issue 7)")
     print("  Logins (new passwords on every run):")
     for login in seeded.logins:
         print(f"    {login.role:<15} {login.email:<28} {login.password}")
-    code = 0 if reached else 2
     if once:
-        return _stop(server, thread, children, code)
-    print("\nEverything keeps running; press Ctrl-C to stop.")
+        return _stop(server, thread, children, code, sink)
+    print("\nEverything but the agent keeps running; press Ctrl-C to stop.")
     try:
         while thread.is_alive() and all(child.poll() is None for child in children):
             thread.join(timeout=0.5)
     except KeyboardInterrupt:
         pass
-    return _stop(server, thread, children, 0)
+    return _stop(server, thread, children, 0, sink)
+
+
+def _agent_goes_silent(
+    agent: subprocess.Popen[bytes], children: list[subprocess.Popen[bytes]], sink: MailSink
+) -> bool:
+    """Stops the agent as if its server went down; the watchdog's mail must arrive."""
+    print("\n  Stopping the agent (as if the Swyx server went down) …")
+    agent.terminate()
+    try:
+        agent.wait(10)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+    children.remove(agent)
+    # Overdue after k * 5 s without a report; then one watchdog and one mail sweep.
+    if sink.wait_for("meldet sich nicht", HEARTBEAT_FACTOR * 5 + 45):
+        return True
+    print(f"rundruf demo: no heartbeat incident mail arrived (log: {STATE_DIR / 'worker.log'})")
+    return False
 
 
 def _stop(
@@ -319,6 +345,7 @@ def _stop(
     thread: threading.Thread,
     children: list[subprocess.Popen[bytes]],
     code: int,
+    sink: MailSink | None = None,
 ) -> int:
     for child in children:
         child.terminate()
@@ -329,4 +356,6 @@ def _stop(
             child.kill()
     server.should_exit = True
     thread.join(timeout=10)
+    if sink is not None:
+        sink.stop()
     return code

@@ -91,10 +91,12 @@ def run_story(
     )
     say("  agent connected (one outbound WebSocket), heartbeat received")
     # The shortest broadcast timeout: members who cannot answer are retried for 30 s.
+    # The shortest poll interval: the agent reports every 5 s, so the watchdog notices
+    # a silent agent within seconds when the demo stops it.
     customer(
         "mutation($h: String!, $u: String!, $p: String!) { updatePbxSettings(input: "
-        "{host: $h, adminUser: $u, adminPassword: $p, broadcastTimeoutSeconds: 30}) "
-        "{ settings { host } } }",
+        "{host: $h, adminUser: $u, adminPassword: $p, broadcastTimeoutSeconds: 30, "
+        "pollIntervalSeconds: 5}) { settings { host } } }",
         h=SIM_HOST,
         u=SIM_ADMIN,
         p=SIM_PASSWORD,

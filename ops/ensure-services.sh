@@ -4,6 +4,7 @@
 #   - Redis on 127.0.0.1:6379
 #   - the Lua interpreter (lua5.4) that runs the SwyxWare call-routing script's tests
 #   - SIPp (Debian package sip-tester) and baresip, the SIP peers of tests/sip
+#   - chromium, the headless browser of the website's tests (tests/web)
 # Fast when all are already there; otherwise starts them, and installs them with
 # apt-get (Debian) when they are missing. Idempotent. Meant for dev boxes and CI,
 # not for production hosts (it sets PostgreSQL to trust local connections).
@@ -309,3 +310,5 @@ ensure_command espeak-ng espeak-ng espeak-ng
 # SIP test peers (tests/sip/bed.py): SIPp as UAS/UAC, baresip as a real softphone.
 ensure_command sipp sipp sip-tester
 ensure_command baresip baresip baresip
+# The website's tests drive Debian's chromium through Playwright (never `playwright install`).
+ensure_command chromium chromium chromium

@@ -65,6 +65,7 @@ def declare(broker: Broker, context: Callable[[], WorkerContext]) -> Actors:
 
     async def mail_sweep() -> None:
         ctx = context()
+        await asyncio.to_thread(ctx.delivery_log.prune)
         claimed = await ctx.mailer.sweep()
         if claimed >= ctx.rt.settings.mail_batch_size:
             # A full batch: more may be waiting; go on now instead of at the next tick.

@@ -22,6 +22,7 @@ from dramatiq.middleware import Middleware
 
 from api.bootstrap import bootstrap
 from api.errors import ConfigurationError
+from api.migrate import require_head
 from api.settings import Settings
 from workers.actors import Actors, WorkerContext, declare
 from workers.broker import close_broker, make_broker, queue_depths
@@ -48,6 +49,7 @@ class _CloseContext(Middleware):
 
 def run_worker(settings: Settings, stop: threading.Event) -> None:
     """Works until ``stop`` is set; on the embedded default it also runs the scheduler."""
+    require_head(settings)
     rt = bootstrap(settings)
     context = WorkerContext(rt)
     broker = make_broker(settings)

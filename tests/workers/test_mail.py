@@ -242,7 +242,8 @@ async def test_without_its_delivery_log_line_a_reclaimed_mail_goes_again_under_t
     # 250 but before the log line is on disk. The repeat keeps its Message-ID.
     [mail_id] = await queue_mails(mail_rt, 1)
     assert _crash_one_sweep(mail_rt) == 17
-    (mail_rt.settings.worker_state_dir / "mail-delivery.log").unlink()
+    [log_file] = DeliveryLog(mail_rt.settings.worker_state_dir).files()
+    log_file.unlink()
     lease_until = (await email_row(mail_rt, mail_id)).lease_until
     assert lease_until is not None
 

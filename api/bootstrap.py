@@ -12,7 +12,7 @@ from api.settings import Settings
 from api.tasks import make_tasks
 
 
-def bootstrap(settings: Settings) -> Runtime:
+def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -20,6 +20,10 @@ def bootstrap(settings: Settings) -> Runtime:
     logging.getLogger("httpx").setLevel(
         max(logging.WARNING, logging.getLevelName(settings.log_level))
     )
+
+
+def bootstrap(settings: Settings) -> Runtime:
+    configure_logging(settings)
     return Runtime(
         settings=settings,
         db=Database(create_engine(settings)),

@@ -19,7 +19,3 @@ class DeliveryError(WorkerError):
         self.reason = reason
         self.permanent = permanent
         self.server_down = server_down
-
-
-class SchedulerNotAvailable(WorkerError):
-    """Raised when a separate scheduler cannot reach any worker (no Redis configured)."""

@@ -53,6 +53,7 @@ class RedisLease:
         self._key = key
         self._ttl_ms = int(ttl_seconds * 1000)
         self._held = False
+        self._unreachable = False
 
     def hold(self) -> bool:
         try:
@@ -65,9 +66,14 @@ class RedisLease:
                     self._client.set(self._key, self.holder, nx=True, px=self._ttl_ms)
                 )
         except redis.RedisError as exc:
-            # Nothing can be sent without Redis anyway; try again next tick.
-            log.warning("scheduler lease: Redis unreachable: %s", exc)
+            # Nothing can be sent without Redis anyway; try again next tick (said once).
+            if not self._unreachable:
+                log.warning("scheduler lease: Redis unreachable: %s", exc)
+                self._unreachable = True
             return False
+        if self._unreachable:
+            log.info("scheduler lease: Redis reachable again")
+            self._unreachable = False
         return self._held
 
     def release(self) -> None:

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from typing import Any, Protocol
 
 from sqlalchemy import CursorResult, and_, or_, select, tuple_, update
@@ -44,7 +45,7 @@ ERROR_MAX = 2000
 
 
 class Transport(Protocol):
-    def send(self, message: Any) -> None: ...
+    def send(self, message: EmailMessage) -> None: ...
 
     def close(self) -> None: ...
 

@@ -10,7 +10,6 @@ its workers, still under a lease (a file lock) in case it is started twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 
@@ -20,7 +19,7 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 
-from api.bootstrap import bootstrap
+from api.bootstrap import bootstrap, configure_logging
 from api.errors import ConfigurationError
 from api.migrate import require_head
 from api.settings import Settings
@@ -92,7 +91,7 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
             "`rundruf scheduler` needs RUNDRUF_REDIS_URL; on the embedded default "
             "`rundruf worker` schedules in its own process"
         )
-    rt = bootstrap(settings)
+    configure_logging(settings)
     broker = make_broker(settings)
     # The scheduler only sends; the actors are declared for their names and queues.
     actors = declare(broker, _no_context)
@@ -106,7 +105,6 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
         _scheduler(settings, actors, lease).run(stop)
     finally:
         close_broker(broker)
-        asyncio.run(rt.db.dispose())
 
 
 def _scheduler(settings: Settings, actors: Actors, lease: Lease) -> Scheduler:

@@ -193,3 +193,26 @@ class PbxContract:
         await pbx.set_agent_pin(agent.id, "482913")
         with pytest.raises(PbxRefused):
             await pbx.set_agent_pin(anna, "482913")
+
+    async def test_names_and_descriptions_are_kept_as_given(self, pbx: Pbx) -> None:
+        # Shell and PowerShell syntax in a name is a name: it must come back unchanged.
+        odd = 'O\'Brien; Remove-Item $(x) "q" `t ä'
+
+        user = await pbx.create_user(odd, odd)
+        group = await pbx.create_group(odd, odd)
+        await pbx.add_group_members(group.id, [user.id])
+
+        directory = await pbx.directory()
+        assert (user_named(directory, odd).description, user.name) == (odd, odd)
+        assert group_named(directory, odd).member_ids == (user.id,)
+
+    async def test_a_call_routing_user_stays_one_when_changed(self, pbx: Pbx) -> None:
+        agent = await pbx.create_user("Rundruf Agent", "Rundruf", callrouting_only=True)
+        free = await pbx.next_free_extension()
+
+        changed = await pbx.update_user(agent.id, extension=free, description="Rundruf neu")
+
+        assert (changed.callrouting_only, changed.extension) == (True, free)
+        stored = user_named(await pbx.directory(), "Rundruf Agent")
+        assert (stored.callrouting_only, stored.description) == (True, "Rundruf neu")
+        await pbx.set_agent_pin(agent.id, "482913")

@@ -1,0 +1,245 @@
+"""The `Pbx` port over SwyxWare's PowerShell module `IpPbx`.
+
+Every operation runs one fixed script from `swyx_scripts` through a
+`PowerShellRunner` (local `powershell.exe` or PowerShell Remoting), with the
+values as a JSON parameter block, and reads the one JSON document the script
+prints. Refusals and failures become the `PbxError`s of `errors.py`.
+
+SwyxWare has no "call-routing-only" flag we could find in public sources; such
+users (the broadcast agents) carry `AGENT_TAG` at the end of their description,
+which this adapter hides. They get no login, so they do not take a user license
+(SwyxWare licenses users that log in, docs/swyx.md). Member states come from a
+`StateReader` (COM `PBXConfig` on Windows, `swyx_com.py`); without one every user
+is `UNAVAILABLE` (state not known), and test mode asks the call-routing script's
+states or the dialer instead.
+
+Nothing here has run against a real SwyxWare: see docs/swyx.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from edge_agent.pbx.errors import (
+    PbxConflict,
+    PbxError,
+    PbxLoginRefused,
+    PbxNotFound,
+    PbxNotLoggedIn,
+    PbxRefused,
+    PbxUnreachable,
+)
+from edge_agent.pbx.port import Directory, Group, Pbx, User, UserState
+from edge_agent.pbx.swyx_runner import PowerShellRunner, RunnerError
+from edge_agent.pbx.swyx_scripts import SCRIPTS
+
+log = logging.getLogger(__name__)
+
+AGENT_TAG = "[Rundruf-Callrouting]"
+DEFAULT_AGENT_DIR = r"C:\ProgramData\Rundruf\agents"
+# Words in Connect-IpPbx's failure that mean "who you are" rather than "where it is".
+_LOGIN_WORDS = ("access", "denied", "unauthori", "credential", "logon", "login", "password")
+
+StateReader = Callable[[Sequence[Group]], Mapping[str, UserState]]
+
+
+class SwyxPbx(Pbx):
+    def __init__(
+        self,
+        runner: PowerShellRunner,
+        *,
+        agent_dir: str = DEFAULT_AGENT_DIR,
+        first_extension: int = 200,
+        timeout_seconds: float = 60.0,
+        states: StateReader | None = None,
+    ) -> None:
+        self.runner = runner
+        self.agent_dir = agent_dir
+        self.first_extension = first_extension
+        self.timeout = timeout_seconds
+        self.states = states
+        self._server: str | None = None
+
+    async def login(self, host: str, admin_user: str, password: str) -> None:
+        self._server = None  # a new login ends the last one, whatever its outcome
+        self.runner.set_credentials(admin_user, password)
+        answer = await self._run("login", server=host)
+        self._server = host
+        log.info("logged in to SwyxWare %s as %s", host, answer.get("Identity", admin_user))
+
+    async def reachable(self) -> bool:
+        if self._server is None:
+            return False
+        try:
+            await self._run("next_free_number", from_=self.first_extension)
+        except PbxError:
+            return False
+        return True
+
+    async def directory(self) -> Directory:
+        data = await self._run("directory")
+        users = [_user(u) for u in _items(data.get("Users"))]
+        groups = tuple(_group(g) for g in _items(data.get("Groups")))
+        states = self._read_states(groups)
+        if states:
+            users = [_with_state(u, states.get(u.id)) for u in users]
+        return Directory(tuple(users), groups)
+
+    async def create_user(
+        self,
+        name: str,
+        description: str,
+        extension: str | None = None,
+        callrouting_only: bool = False,
+    ) -> User:
+        if not name.strip():
+            raise PbxRefused("The user name must not be empty")
+        if extension is not None:
+            _check_extension(extension)
+        comment = f"{description} {AGENT_TAG}" if callrouting_only else description
+        data = await self._run(
+            "create_user", name=name, comment=comment, number=extension, from_=self.first_extension
+        )
+        return _user(data)
+
+    async def update_user(
+        self, user_id: str, *, extension: str | None = None, description: str | None = None
+    ) -> User:
+        if extension is not None:
+            _check_extension(extension)
+        data = await self._run("update_user", id=user_id, number=extension, comment=description)
+        return _user(data)
+
+    async def delete_user(self, user_id: str) -> None:
+        await self._run("delete_user", id=user_id)
+
+    async def create_group(self, name: str, description: str) -> Group:
+        if not name.strip():
+            raise PbxRefused("The group name must not be empty")
+        return _group(await self._run("create_group", name=name, comment=description))
+
+    async def add_group_members(self, group_id: str, user_ids: Sequence[str]) -> Group:
+        return _group(await self._run("add_members", group=group_id, users=list(user_ids)))
+
+    async def remove_group_members(self, group_id: str, user_ids: Sequence[str]) -> Group:
+        return _group(await self._run("remove_members", group=group_id, users=list(user_ids)))
+
+    async def next_free_extension(self) -> str:
+        number = await self._run("next_free_number", from_=self.first_extension)
+        if not isinstance(number, str) or not number.isdigit():
+            raise PbxError(f"SwyxWare named no free internal number ({number!r})")
+        return number
+
+    async def set_agent_pin(self, user_id: str, pin: str) -> None:
+        if not pin.isascii() or not pin.isdigit():
+            raise PbxRefused("The PIN may contain digits only")
+        await self._run("set_agent_pin", id=user_id, pin=pin)
+
+    async def enable_user_login(self, user_id: str, login_name: str, password: str) -> None:
+        await self._run("set_user_login", id=user_id, login=login_name, password=password)
+
+    def _read_states(self, groups: Sequence[Group]) -> Mapping[str, UserState]:
+        if self.states is None:
+            return {}
+        try:
+            return self.states(groups)
+        except Exception as exc:  # states only help test mode; the directory still counts
+            log.warning("SwyxWare user states unavailable: %s", exc)
+            return {}
+
+    async def _run(self, script_name: str, /, **params: Any) -> Any:
+        """Runs script `script_name`; returns its `data` or raises the matching `PbxError`."""
+        server = params.pop("server", None) or self._server
+        if server is None:
+            raise PbxNotLoggedIn("Not logged in to the SwyxWare server")
+        block = {key.rstrip("_"): value for key, value in params.items()}
+        block.update(server=server, tag=AGENT_TAG, agentDir=self.agent_dir)
+        try:
+            text = await self.runner.run(
+                SCRIPTS[script_name], json.dumps(block, ensure_ascii=True), seconds=self.timeout
+            )
+        except RunnerError as exc:
+            if exc.unreachable:
+                raise PbxUnreachable(
+                    f"The server '{server}' is not reachable: {exc.message}"
+                ) from exc
+            raise PbxError(f"PowerShell failed on '{server}': {exc.message}") from exc
+        return parse_answer(text, server)
+
+
+def parse_answer(text: str, server: str) -> Any:
+    """The `data` of a script's answer; raises the `PbxError` its refusal stands for."""
+    try:
+        answer = json.loads(text.strip().splitlines()[-1]) if text.strip() else None
+    except (ValueError, IndexError):
+        answer = None
+    if not isinstance(answer, dict) or "ok" not in answer:
+        raise PbxError(f"SwyxWare's PowerShell gave no JSON answer: {text[:200]!r}")
+    if answer["ok"] is True:
+        return answer.get("data")
+    kind, message = str(answer.get("kind")), str(answer.get("message") or "no reason given")
+    if kind == "connect" or kind == "login":
+        if kind == "login" or any(w in message.casefold() for w in _LOGIN_WORDS):
+            raise PbxLoginRefused(f"The server '{server}' refused the login: {message}")
+        raise PbxUnreachable(f"The server '{server}' is not reachable: {message}")
+    errors: dict[str, type[PbxError]] = {
+        "not_found": PbxNotFound,
+        "conflict": PbxConflict,
+        "refused": PbxRefused,
+    }
+    if kind == "module":
+        raise PbxError(f"{message} (is SwyxWare's administration installed on '{server}'?)")
+    raise errors.get(kind, PbxRefused)(message)
+
+
+def _items(value: Any) -> list[Any]:
+    """A JSON array, also in the {"value": [...], "Count": n} form of PowerShell 5.1."""
+    if isinstance(value, dict) and isinstance(value.get("value"), list):
+        value = value["value"]
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _user(raw: Any) -> User:
+    if not isinstance(raw, dict) or not raw.get("UserID"):
+        raise PbxError(f"SwyxWare answered with no user: {str(raw)[:200]}")
+    comment = str(raw.get("Comment") or "")
+    agent = comment == AGENT_TAG or comment.endswith(" " + AGENT_TAG)
+    if agent:
+        comment = comment.removesuffix(AGENT_TAG).removesuffix(" ")
+    numbers = [str(n) for n in _items(raw.get("InternalNumbers"))]
+    return User(
+        id=str(raw["UserID"]),
+        name=str(raw.get("Name") or ""),
+        extension=numbers[0] if numbers else None,
+        description=comment,
+        state=UserState.UNAVAILABLE,
+        callrouting_only=agent,
+    )
+
+
+def _group(raw: Any) -> Group:
+    if not isinstance(raw, dict) or not raw.get("GroupID"):
+        raise PbxError(f"SwyxWare answered with no group: {str(raw)[:200]}")
+    return Group(
+        id=str(raw["GroupID"]),
+        name=str(raw.get("Name") or ""),
+        description=str(raw.get("Comment") or ""),
+        member_ids=tuple(str(m) for m in _items(raw.get("Members"))),
+    )
+
+
+def _with_state(user: User, state: UserState | None) -> User:
+    return user if state is None else replace(user, state=state)
+
+
+def _check_extension(extension: str) -> None:
+    if not extension.isascii() or not extension.isdigit():
+        raise PbxRefused(
+            f"The internal number '{extension}' is not valid; it may contain digits only"
+        )

@@ -1,0 +1,203 @@
+"""Running the Swyx adapter's PowerShell scripts: locally or over PowerShell Remoting.
+
+A runner gets one of the fixed scripts of `swyx_scripts` and its parameters as a
+JSON string, and returns what the script printed (one JSON document). Values never
+become code: the local runner sends script and parameters as JSON on stdin to a
+fixed bootstrap (`-EncodedCommand`, no shell); the remote runner passes the
+parameters to PSRP as a typed argument of the script. Tests hand the adapter a fake
+runner instead (`tests/agent/swyx_fake.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import importlib
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Reads {"script": …, "params": …} from stdin and runs the script with the parameters
+# as one string argument. Fixed text: nothing from outside is ever part of it.
+BOOTSTRAP = """\
+$ErrorActionPreference = 'Stop'
+[Console]::InputEncoding = [System.Text.UTF8Encoding]::new($false)
+[Console]::OutputEncoding = [System.Text.UTF8Encoding]::new($false)
+$request = [Console]::In.ReadToEnd() | ConvertFrom-Json
+$body = [ScriptBlock]::Create([string]$request.script)
+& $body -ParamsJson ([string]$request.params)
+"""
+
+
+class RunnerError(Exception):
+    """Raised when PowerShell could not be started or reached, or gave no usable answer."""
+
+    def __init__(self, message: str, *, unreachable: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        # True: the host or PowerShell is not there (retry later); False: it answered wrongly.
+        self.unreachable = unreachable
+
+
+class PowerShellRunner(ABC):
+    """Runs one fixed script with its parameters and returns its standard output."""
+
+    @abstractmethod
+    async def run(self, script: str, params_json: str, *, seconds: float) -> str: ...
+
+    def set_credentials(self, user: str, password: str) -> None:  # noqa: B027
+        """The administrator's Windows login, for runners that log in themselves."""
+
+
+def encoded_command(script: str) -> str:
+    """PowerShell's `-EncodedCommand` form: base64 of the UTF-16LE text."""
+    return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
+
+
+def local_command(executable: str = "powershell.exe") -> list[str]:
+    return [
+        executable,
+        "-NoLogo",
+        "-NoProfile",
+        "-NonInteractive",
+        "-ExecutionPolicy",
+        "Bypass",
+        "-EncodedCommand",
+        encoded_command(BOOTSTRAP),
+    ]
+
+
+class LocalPowerShell(PowerShellRunner):
+    """`powershell.exe` on this machine (the agent on the Swyx server), one process per script.
+
+    It runs as the agent's Windows account: that account must be a SwyxWare
+    administrator (docs/swyx.md). The process is started without a shell.
+    """
+
+    def __init__(self, command: Sequence[str] | None = None) -> None:
+        self.command = list(command) if command is not None else local_command()
+
+    async def run(self, script: str, params_json: str, *, seconds: float) -> str:
+        request = json.dumps({"script": script, "params": params_json}, ensure_ascii=True)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={**os.environ},
+            )
+        except OSError as exc:
+            raise RunnerError(f"PowerShell cannot be started ({self.command[0]}): {exc}") from exc
+        try:
+            stdout, stderr = await asyncio.wait_for(
+                process.communicate(request.encode("ascii")), seconds
+            )
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise RunnerError(f"PowerShell gave no answer within {seconds:g} s") from None
+        text = stdout.decode("utf-8", errors="replace").lstrip("\ufeff").strip()
+        if process.returncode != 0 and not text:
+            reason = stderr.decode("utf-8", errors="replace").strip()[:500]
+            raise RunnerError(
+                f"PowerShell ended with code {process.returncode}: {reason}", unreachable=False
+            )
+        return text
+
+
+class RemotePowerShell(PowerShellRunner):
+    """PowerShell Remoting (WinRM) to the Swyx server with the administrator's Windows login.
+
+    Uses `pypsrp` (optional: `pip install rundruf[swyx-remote]`), imported only
+    when a script runs, so Linux installs and tests never need it.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        port: int = 5986,
+        ssl: bool = True,
+        auth: str = "negotiate",
+        cert_validation: bool = True,
+    ) -> None:
+        self.host, self.port, self.ssl = host, port, ssl
+        self.auth, self.cert_validation = auth, cert_validation
+        self._user: str | None = None
+        self._password: str | None = None
+
+    def set_credentials(self, user: str, password: str) -> None:
+        self._user, self._password = user, password
+
+    async def run(self, script: str, params_json: str, *, seconds: float) -> str:
+        if self._user is None or self._password is None:
+            raise RunnerError("no Windows login for PowerShell Remoting yet", unreachable=False)
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self._invoke, script, params_json, seconds), seconds + 5
+            )
+        except TimeoutError:
+            raise RunnerError(
+                f"the Swyx server {self.host} gave no answer within {seconds:g} s"
+            ) from None
+
+    def _invoke(self, script: str, params_json: str, seconds: float) -> str:
+        try:
+            wsman_module: Any = importlib.import_module("pypsrp.wsman")
+            ps_module: Any = importlib.import_module("pypsrp.powershell")
+        except ImportError as exc:
+            raise RunnerError(
+                "PowerShell Remoting needs pypsrp: pip install 'rundruf[swyx-remote]'",
+                unreachable=False,
+            ) from exc
+        try:
+            wsman = wsman_module.WSMan(
+                self.host,
+                port=self.port,
+                ssl=self.ssl,
+                auth=self.auth,
+                username=self._user,
+                password=self._password,
+                cert_validation=self.cert_validation,
+                operation_timeout=int(seconds),
+                read_timeout=int(seconds) + 10,
+            )
+            with wsman, ps_module.RunspacePool(wsman) as pool:
+                ps = ps_module.PowerShell(pool)
+                # The parameters travel as a typed PSRP argument: data, never code.
+                ps.add_script(script).add_parameter("ParamsJson", params_json)
+                output = ps.invoke()
+                errors = [str(e) for e in ps.streams.error]
+        except Exception as exc:  # pypsrp raises its own and requests' errors
+            if _is_auth_failure(exc):
+                return _login_refused_json(str(exc))
+            raise RunnerError(f"PowerShell Remoting to {self.host} failed: {exc}") from exc
+        text = "\n".join(str(o) for o in output if o is not None).strip()
+        if not text and errors:
+            raise RunnerError("; ".join(errors)[:500], unreachable=False)
+        return text
+
+
+def _is_auth_failure(exc: Exception) -> bool:
+    name = type(exc).__name__
+    return name in {"AuthenticationError", "InvalidCredentialsError"} or "401" in str(exc)
+
+
+def _login_refused_json(reason: str) -> str:
+    # Same answer shape as a script's refusal, so the adapter maps it in one place.
+    return json.dumps({"ok": False, "kind": "login", "message": reason[:500]})
+
+
+def runner_summary(runner: PowerShellRunner) -> str:
+    """For the log: which runner, never a password."""
+    if isinstance(runner, RemotePowerShell):
+        return f"PowerShell Remoting to {runner.host}:{runner.port}"
+    return type(runner).__name__

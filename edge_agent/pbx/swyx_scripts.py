@@ -1,0 +1,263 @@
+"""The fixed PowerShell scripts the Swyx adapter runs (module `IpPbx` of SwyxWare).
+
+Each script is constant text: values come only through `$ParamsJson`, a JSON
+string that the script decodes with `ConvertFrom-Json` and reads as data
+(`$P.name`), so a name like ``O'Brien; Remove-Item`` stays a name. Each prints
+exactly one JSON document: ``{"ok": true, "data": …}`` or ``{"ok": false,
+"kind": …, "message": …}`` with kind `module`, `connect`, `not_found`,
+`conflict`, `refused` or `error` (`swyx.py` maps them to `PbxError`s).
+
+Which cmdlet comes from where, and what is assumed: docs/swyx.md. Objects are
+cut down to the SwyxWare property names the adapter reads (`UserID`, `Name`,
+`Comment`, `GroupID`, internal numbers, members).
+"""
+
+from __future__ import annotations
+
+import re
+
+PRELUDE = r"""param([string]$ParamsJson)
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+# Windows PowerShell 5.1 writes some arrays as {"value": [...], "Count": n} without this.
+Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
+$P = $ParamsJson | ConvertFrom-Json
+function Out-Result($Data) {
+    ConvertTo-Json -InputObject ([ordered]@{ ok = $true; data = $Data }) -Depth 8 -Compress
+}
+function Out-Refusal([string]$Kind, [string]$Message) {
+    $refusal = [ordered]@{ ok = $false; kind = $Kind; message = $Message }
+    ConvertTo-Json -InputObject $refusal -Compress
+}
+function Stop-NotFound([string]$Message) {
+    throw [System.Collections.Generic.KeyNotFoundException]::new($Message)
+}
+function Stop-Conflict([string]$Message) {
+    throw [System.Data.DuplicateNameException]::new($Message)
+}
+function Stop-Refused([string]$Message) { throw [System.ArgumentException]::new($Message) }
+function Get-Numbers($User) {
+    @(Get-IpPbxInternalNumber -UserName $User.Name |
+        Where-Object { -not $_.IsFaxNumber } | ForEach-Object { [string]$_.Number })
+}
+function Get-RundrufUser($User) {
+    [ordered]@{
+        UserID = [string]$User.UserID; Name = [string]$User.Name
+        Comment = [string]$User.Comment; InternalNumbers = @(Get-Numbers $User)
+    }
+}
+function Get-RundrufGroup($Group) {
+    [ordered]@{
+        GroupID = [string]$Group.GroupID; Name = [string]$Group.Name
+        Comment = [string]$Group.Comment
+        Members = @(Get-IpPbxGroupMember -GroupEntry $Group | ForEach-Object { [string]$_.UserID })
+    }
+}
+function Find-User([string]$Id) {
+    $found = Get-IpPbxUser | Where-Object { [string]$_.UserID -eq $Id } | Select-Object -First 1
+    if ($null -eq $found) { Stop-NotFound "The user with id $Id does not exist" }
+    $found
+}
+function Find-Group([string]$Id) {
+    $found = Get-IpPbxGroup | Where-Object { [string]$_.GroupID -eq $Id } | Select-Object -First 1
+    if ($null -eq $found) { Stop-NotFound "The group with id $Id does not exist" }
+    $found
+}
+function Assert-NumberFree([string]$Number, [string]$OwnerId) {
+    foreach ($user in Get-IpPbxUser) {
+        if ([string]$user.UserID -ne $OwnerId -and (Get-Numbers $user) -contains $Number) {
+            Stop-Conflict "The internal number $Number is already assigned to user '$($user.Name)'"
+        }
+    }
+}
+function Test-Agent($User) { ([string]$User.Comment).EndsWith(' ' + $P.tag) }
+# The call-routing script of an agent reads its PIN, number and name from this file
+# (swyx_jobservice/callrouting/README.md): digits, digits, hex - nothing to escape.
+function Write-AgentFile($User, $Pin) {
+    $path = Join-Path $P.agentDir ('rundruf_agent_' + [string]$User.UserID + '.txt')
+    if ($null -eq $Pin) {
+        if (-not (Test-Path -LiteralPath $path)) { return }
+        $line = Get-Content -LiteralPath $path | Where-Object { $_ -like 'pin=*' } |
+            Select-Object -First 1
+        if ($null -eq $line) { return }
+        $Pin = $line.Substring(4)
+    }
+    $number = @(Get-Numbers $User) | Select-Object -First 1
+    $bytes = [System.Text.Encoding]::UTF8.GetBytes([string]$User.Name)
+    $hex = -join ($bytes | ForEach-Object { $_.ToString('x2') })
+    New-Item -ItemType Directory -Force -Path $P.agentDir | Out-Null
+    $tmp = $path + '.tmp'
+    $lines = @("pin=$Pin", "number=$number", "name=$hex")
+    Set-Content -LiteralPath $tmp -Encoding Ascii -Value $lines
+    Move-Item -LiteralPath $tmp -Destination $path -Force
+}
+try { Import-Module IpPbx } catch {
+    Out-Refusal 'module' ('The PowerShell module IpPbx cannot be loaded: ' + $_.Exception.Message)
+    return
+}
+try { Connect-IpPbx -ServerName $P.server } catch {
+    Out-Refusal 'connect' ('Connect-IpPbx failed: ' + $_.Exception.Message)
+    return
+}
+try {
+"""
+
+EPILOGUE = r"""
+} catch {
+    $e = $_.Exception
+    $kind = 'error'
+    if ($e -is [System.Collections.Generic.KeyNotFoundException]) { $kind = 'not_found' }
+    elseif ($e -is [System.Data.DuplicateNameException]) { $kind = 'conflict' }
+    elseif ($e -is [System.ArgumentException]) { $kind = 'refused' }
+    Out-Refusal $kind $e.Message
+} finally {
+    Disconnect-IpPbx -ErrorAction SilentlyContinue
+}
+"""
+
+BODIES: dict[str, str] = {
+    "login": r"""
+    Out-Result ([ordered]@{ Identity = [Security.Principal.WindowsIdentity]::GetCurrent().Name })
+""",
+    "directory": r"""
+    $users = @(Get-IpPbxUser | ForEach-Object { Get-RundrufUser $_ })
+    $groups = @(Get-IpPbxGroup | ForEach-Object { Get-RundrufGroup $_ })
+    Out-Result ([ordered]@{ Users = $users; Groups = $groups })
+""",
+    "next_free_number": r"""
+    Out-Result ([string](Get-IpPbxNextFreeInternalNumber -BeginSearchFromNumber $P.from))
+""",
+    "create_user": r"""
+    $name = ([string]$P.name).Trim()
+    $taken = Get-IpPbxUser | Where-Object { ([string]$_.Name).Trim() -ieq $name }
+    if ($taken) { Stop-Conflict "A user with the name '$(@($taken)[0].Name)' already exists" }
+    $number = [string]$P.number
+    if (-not $number) {
+        $number = [string](Get-IpPbxNextFreeInternalNumber -BeginSearchFromNumber $P.from)
+    }
+    Assert-NumberFree $number ''
+    $entry = New-IpPbxUser -UserName $name -Comment ([string]$P.comment)
+    Add-IpPbxUser -UserEntry $entry
+    $user = Get-IpPbxUser -UserName $name
+    New-IpPbxInternalNumber -InternalNumber $number | Add-IpPbxInternalNumberToUser -UserEntry $user
+    Out-Result (Get-RundrufUser $user)
+""",
+    "update_user": r"""
+    $user = Find-User ([string]$P.id)
+    if ($null -ne $P.comment) {
+        $comment = [string]$P.comment
+        if (Test-Agent $user) { $comment = $comment + ' ' + $P.tag }
+        $user.Comment = $comment
+        Update-IpPbxUser -UserEntry $user
+    }
+    if ($null -ne $P.number) {
+        $number = [string]$P.number
+        if ((Get-Numbers $user) -notcontains $number) {
+            Assert-NumberFree $number ([string]$user.UserID)
+            Get-IpPbxInternalNumber -UserName $user.Name |
+                Where-Object { -not $_.IsFaxNumber } | Remove-IpPbxInternalNumber
+            New-IpPbxInternalNumber -InternalNumber $number |
+                Add-IpPbxInternalNumberToUser -UserEntry $user
+            if (Test-Agent $user) { Write-AgentFile $user $null }
+        }
+    }
+    Out-Result (Get-RundrufUser (Find-User ([string]$P.id)))
+""",
+    "delete_user": r"""
+    $user = Find-User ([string]$P.id)
+    Remove-IpPbxUser -UserEntry $user -Confirm:$false
+    $path = Join-Path $P.agentDir ('rundruf_agent_' + [string]$user.UserID + '.txt')
+    Remove-Item -LiteralPath $path -ErrorAction SilentlyContinue
+    Out-Result $null
+""",
+    "create_group": r"""
+    $name = ([string]$P.name).Trim()
+    $taken = Get-IpPbxGroup | Where-Object { ([string]$_.Name).Trim() -ieq $name }
+    if ($taken) { Stop-Conflict "A group with the name '$(@($taken)[0].Name)' already exists" }
+    New-IpPbxGroup -GroupName $name -Comment ([string]$P.comment) | Add-IpPbxGroup | Out-Null
+    Out-Result (Get-RundrufGroup (Get-IpPbxGroup -GroupName $name))
+""",
+    "add_members": r"""
+    $group = Find-Group ([string]$P.group)
+    # All first: either every named user is added or none.
+    $users = @($P.users | ForEach-Object { Find-User ([string]$_) })
+    $members = @(Get-IpPbxGroupMember -GroupEntry $group | ForEach-Object { [string]$_.UserID })
+    foreach ($user in $users) {
+        if ($members -notcontains [string]$user.UserID) {
+            Add-IpPbxGroupMember -GroupEntry $group -UserEntry $user
+            $members += [string]$user.UserID
+        }
+    }
+    Out-Result (Get-RundrufGroup (Find-Group ([string]$P.group)))
+""",
+    "remove_members": r"""
+    $group = Find-Group ([string]$P.group)
+    $users = @($P.users | ForEach-Object { Find-User ([string]$_) })
+    $members = @(Get-IpPbxGroupMember -GroupEntry $group | ForEach-Object { [string]$_.UserID })
+    foreach ($user in $users) {
+        if ($members -contains [string]$user.UserID) {
+            Remove-IpPbxGroupMember -GroupEntry $group -UserEntry $user -Confirm:$false
+        }
+    }
+    Out-Result (Get-RundrufGroup (Find-Group ([string]$P.group)))
+""",
+    "set_agent_pin": r"""
+    $user = Find-User ([string]$P.id)
+    if (-not (Test-Agent $user)) {
+        Stop-Refused ("The user '$($user.Name)' is a licensed user; " +
+            'only call-routing-only users get an agent PIN')
+    }
+    if ([string]$P.pin -notmatch '^[0-9]{1,32}$') { Stop-Refused 'The PIN may contain digits only' }
+    Write-AgentFile $user ([string]$P.pin)
+    Out-Result $null
+""",
+    "set_user_login": r"""
+    $user = Find-User ([string]$P.id)
+    Set-IpPbxUserLogin -UserName $user.Name -LoginName ([string]$P.login) `
+        -Password ([string]$P.password) -EnableLogin
+    Out-Result $null
+""",
+}
+
+HEADER = "# rundruf-script: {name}\n"
+
+
+def script(name: str) -> str:
+    """The whole text of one script, exactly as the runner receives it."""
+    return HEADER.format(name=name) + PRELUDE + BODIES[name] + EPILOGUE
+
+
+SCRIPTS: dict[str, str] = {name: script(name) for name in BODIES}
+_NAME = re.compile(r"\A# rundruf-script: ([a-z_]+)\n")
+
+
+def script_name(text: str) -> str | None:
+    """The name of one of `SCRIPTS` if `text` is exactly that script, else None."""
+    found = _NAME.match(text)
+    if found is None or SCRIPTS.get(found.group(1)) != text:
+        return None
+    return found.group(1)
+
+
+# Every IpPbx cmdlet the scripts use; docs/swyx.md gives the source of each.
+CMDLETS = (
+    "Connect-IpPbx",
+    "Disconnect-IpPbx",
+    "Get-IpPbxUser",
+    "New-IpPbxUser",
+    "Add-IpPbxUser",
+    "Update-IpPbxUser",
+    "Remove-IpPbxUser",
+    "Get-IpPbxGroup",
+    "New-IpPbxGroup",
+    "Add-IpPbxGroup",
+    "Get-IpPbxGroupMember",
+    "Add-IpPbxGroupMember",
+    "Remove-IpPbxGroupMember",
+    "Get-IpPbxInternalNumber",
+    "Get-IpPbxNextFreeInternalNumber",
+    "New-IpPbxInternalNumber",
+    "Add-IpPbxInternalNumberToUser",
+    "Remove-IpPbxInternalNumber",
+    "Set-IpPbxUserLogin",
+)

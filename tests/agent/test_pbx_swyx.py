@@ -1,0 +1,383 @@
+"""The Swyx adapter against a fake PowerShell runner: the `Pbx` contract, then the
+scripts it sends, injection attempts, refusals and how they map to errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from edge_agent.pbx.errors import (
+    PbxError,
+    PbxLoginRefused,
+    PbxNotFound,
+    PbxNotLoggedIn,
+    PbxRefused,
+    PbxUnreachable,
+)
+from edge_agent.pbx.port import UserState
+from edge_agent.pbx.swyx import AGENT_TAG, SwyxPbx, parse_answer
+from edge_agent.pbx.swyx_runner import BOOTSTRAP, LocalPowerShell, encoded_command, local_command
+from edge_agent.pbx.swyx_scripts import CMDLETS, SCRIPTS, script_name
+from tests.agent.pbx_contract import PbxContract, group_named, user_named
+from tests.agent.swyx_fake import ADMIN, FIXTURES, PASSWORD, SERVER, FakeSwyx, fixture
+
+AGENT_DIR = r"C:\ProgramData\Rundruf\agents"
+EVIL = [
+    "O'Brien; Remove-Item C:\\ -Recurse",
+    '"; Stop-Computer; "',
+    "$(Stop-Computer)",
+    "`$env:PATH @(1) | Out-File x",
+    "Zeile\r\nzwei",
+    "'@\n Remove-Item *\n@'",
+    "Ünïcödé ☎ \u202e",
+]
+
+
+@pytest.fixture
+def fake() -> FakeSwyx:
+    return FakeSwyx.seeded()
+
+
+@pytest.fixture
+async def swyx(fake: FakeSwyx) -> SwyxPbx:
+    pbx = SwyxPbx(fake, agent_dir=AGENT_DIR)
+    await pbx.login(SERVER, ADMIN, PASSWORD)
+    return pbx
+
+
+class TestSwyxPbxContract(PbxContract):
+    @pytest.fixture
+    async def pbx(self, swyx: SwyxPbx) -> SwyxPbx:
+        return swyx
+
+
+# --- the scripts ----------------------------------------------------------------
+
+
+def test_every_script_answers_in_json_and_takes_values_only_as_data() -> None:
+    for name, text in SCRIPTS.items():
+        assert script_name(text) == name
+        assert text.startswith(f"# rundruf-script: {name}\nparam([string]$ParamsJson)")
+        assert "$P = $ParamsJson | ConvertFrom-Json" in text
+        assert "ConvertTo-Json" in text
+        # No script builds code from text at run time.
+        for risky in ("Invoke-Expression", "iex ", "[ScriptBlock]::Create", "-Command", "& $"):
+            assert risky not in text, (name, risky)
+
+
+def test_the_scripts_use_only_the_cmdlets_listed_and_documented() -> None:
+    used = {m for text in SCRIPTS.values() for m in re.findall(r"\b[A-Z][a-z]+-IpPbx\w*", text)}
+    assert used == set(CMDLETS)
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "swyx.md").read_text(encoding="utf-8")
+    for cmdlet in CMDLETS:
+        assert f"`{cmdlet}`" in docs, cmdlet
+
+
+def test_a_script_with_anything_added_is_not_one_of_the_scripts() -> None:
+    text = SCRIPTS["directory"]
+    assert script_name(text + "Remove-Item x") is None
+    assert script_name(text.replace("Get-IpPbxUser", "Get-IpPbxUser; Stop-Computer")) is None
+
+
+async def test_it_sends_each_value_in_the_parameter_block(fake: FakeSwyx, swyx: SwyxPbx) -> None:
+    await swyx.create_user("Dora Engel", "Lager", extension="251")
+
+    call = fake.calls[-1]
+    assert call.name == "create_user"
+    assert call.script == SCRIPTS["create_user"]
+    assert call.params == {
+        "name": "Dora Engel",
+        "comment": "Lager",
+        "number": "251",
+        "from": 200,
+        "server": SERVER,
+        "tag": AGENT_TAG,
+        "agentDir": AGENT_DIR,
+    }
+
+
+@pytest.mark.parametrize("evil", EVIL)
+async def test_injection_attempts_stay_data_in_every_string_argument(
+    fake: FakeSwyx, swyx: SwyxPbx, evil: str
+) -> None:
+    user = await swyx.create_user(evil, evil, callrouting_only=True)
+    group = await swyx.create_group(evil + " G", evil)
+    await swyx.update_user(user.id, description=evil + " 2")
+    await swyx.add_group_members(group.id, [user.id])
+    await swyx.set_agent_pin(user.id, "1234")
+    await swyx.enable_user_login(user.id, evil, evil)
+    await swyx.remove_group_members(group.id, [user.id])
+    with pytest.raises(PbxNotFound):
+        await swyx.delete_user(evil)
+    with pytest.raises(PbxNotFound):
+        await swyx.add_group_members(evil, [user.id])
+
+    for call in fake.calls:
+        assert call.script == SCRIPTS[call.name]  # the value never reached the script text
+    directory = await swyx.directory()
+    stored = user_named(directory, evil)
+    assert (stored.description, stored.callrouting_only) == (evil + " 2", True)
+    assert group_named(directory, evil + " G").description == evil
+    assert fake.logins[-1] == (user.id, evil, evil)
+    assert any(evil in c.params.values() for c in fake.calls if c.name == "create_user")
+
+
+async def test_login_credentials_go_to_the_runner_not_into_a_script(fake: FakeSwyx) -> None:
+    pbx = SwyxPbx(fake)
+
+    await pbx.login(SERVER, ADMIN, PASSWORD)
+
+    assert (fake.user, fake.password) == (ADMIN, PASSWORD)
+    assert PASSWORD not in json.dumps([c.params for c in fake.calls])
+
+
+async def test_it_hides_the_agent_tag_and_marks_agents(fake: FakeSwyx, swyx: SwyxPbx) -> None:
+    agent = await swyx.create_user("Rundruf Brandschutz", "Rundruf-Agent", callrouting_only=True)
+
+    assert fake.users[-1]["Comment"] == f"Rundruf-Agent {AGENT_TAG}"
+    assert (agent.description, agent.callrouting_only) == ("Rundruf-Agent", True)
+    moved = await swyx.update_user(agent.id, extension="7702", description="neu")
+    assert (moved.description, moved.callrouting_only, moved.extension) == ("neu", True, "7702")
+
+
+async def test_the_agent_file_carries_pin_number_and_name(fake: FakeSwyx, swyx: SwyxPbx) -> None:
+    agent = await swyx.create_user("Rundruf Brandschutz", "", "7701", callrouting_only=True)
+
+    await swyx.set_agent_pin(agent.id, "482913")
+    await swyx.update_user(agent.id, extension="7702")
+
+    path = AGENT_DIR + f"\\rundruf_agent_{agent.id}.txt"
+    name_hex = b"Rundruf Brandschutz".hex()
+    assert fake.files[path] == f"pin=482913\nnumber=7702\nname={name_hex}\n"
+    await swyx.delete_user(agent.id)
+    assert path not in fake.files
+
+
+async def test_users_have_no_state_without_a_state_reader(swyx: SwyxPbx) -> None:
+    directory = await swyx.directory()
+
+    assert {u.state for u in directory.users} == {UserState.UNAVAILABLE}
+    assert user_named(directory, "Fax Zentrale").extension is None
+
+
+async def test_states_come_from_the_state_reader_for_group_members(fake: FakeSwyx) -> None:
+    asked = []
+
+    def states(groups):
+        asked.append(sorted(g.name for g in groups))
+        return {"17": UserState.SPEAKING_EXTERNAL, "18": UserState.LOGGED_ON}
+
+    pbx = SwyxPbx(fake, states=states)
+    await pbx.login(SERVER, ADMIN, PASSWORD)
+    directory = await pbx.directory()
+
+    assert user_named(directory, "Anna Berger").state is UserState.SPEAKING_EXTERNAL
+    assert user_named(directory, "Bernd Clausen").state is UserState.LOGGED_ON
+    assert user_named(directory, "Carla Dietz").state is UserState.UNAVAILABLE
+    assert asked == [["Brandschutz", "Leer"]]
+
+
+async def test_a_failing_state_reader_leaves_the_directory_usable(fake: FakeSwyx) -> None:
+    def states(groups):
+        raise OSError("COM: class not registered")
+
+    pbx = SwyxPbx(fake, states=states)
+    await pbx.login(SERVER, ADMIN, PASSWORD)
+
+    assert len((await pbx.directory()).users) == 4
+
+
+# --- refusals and failures ----------------------------------------------------------
+
+
+async def test_a_wrong_password_is_a_refused_login(fake: FakeSwyx) -> None:
+    pbx = SwyxPbx(fake)
+
+    with pytest.raises(PbxLoginRefused) as refused:
+        await pbx.login(SERVER, ADMIN, "falsch")
+
+    assert refused.value.permanent
+    assert "Access is denied" in refused.value.message
+    with pytest.raises(PbxNotLoggedIn):
+        await pbx.directory()
+
+
+async def test_another_server_is_unreachable(fake: FakeSwyx) -> None:
+    with pytest.raises(PbxUnreachable) as unreachable:
+        await SwyxPbx(fake).login("swyx02", ADMIN, PASSWORD)
+
+    assert not unreachable.value.permanent
+    assert "RPC server is unavailable" in unreachable.value.message
+
+
+async def test_a_failed_login_ends_the_previous_one(fake: FakeSwyx, swyx: SwyxPbx) -> None:
+    with pytest.raises(PbxLoginRefused):
+        await swyx.login(SERVER, ADMIN, "falsch")
+
+    with pytest.raises(PbxNotLoggedIn):
+        await swyx.directory()
+
+
+async def test_a_host_that_cannot_be_reached_is_unreachable(fake: FakeSwyx, swyx: SwyxPbx) -> None:
+    fake.unreachable = True
+
+    assert not await swyx.reachable()
+    with pytest.raises(PbxUnreachable):
+        await swyx.directory()
+    fake.unreachable = False
+    assert await swyx.reachable()
+
+
+async def test_it_is_not_reachable_before_a_login(fake: FakeSwyx) -> None:
+    assert not await SwyxPbx(fake).reachable()
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "words"),
+    [
+        ("refusal_connect_access_denied.json", PbxLoginRefused, "not a SwyxWare administrator"),
+        ("refusal_connect_unavailable.json", PbxUnreachable, "RPC server is unavailable"),
+        ("refusal_module_missing.json", PbxError, "SwyxWare's administration installed"),
+        ("refusal_cmdlet_error.json", PbxRefused, "Remove-IpPbxUser"),
+    ],
+)
+async def test_recorded_refusals_map_to_errors(
+    fake: FakeSwyx, swyx: SwyxPbx, answer: str, error: type[PbxError], words: str
+) -> None:
+    fake.answer = (FIXTURES / answer).read_text(encoding="utf-8")
+
+    with pytest.raises(error) as raised:
+        await swyx.delete_user("17")
+
+    assert type(raised.value) is error
+    assert words in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "WARNING: something\n", "{not json", '{"data": 1}', "[1, 2]", "Fehler: Zugriff"],
+)
+def test_an_answer_that_is_not_the_scripts_json_is_an_error(text: str) -> None:
+    with pytest.raises(PbxError) as raised:
+        parse_answer(text, SERVER)
+
+    assert type(raised.value) is PbxError
+    assert "no JSON answer" in raised.value.message
+
+
+def test_the_last_line_is_the_answer_after_any_warning_output() -> None:
+    assert parse_answer('WARNUNG: alt\n{"ok": true, "data": 7}\n', SERVER) == 7
+
+
+async def test_windows_powershell_51_array_shapes_are_read(fake: FakeSwyx, swyx: SwyxPbx) -> None:
+    fake.answer = (FIXTURES / "directory_ps51_arrays.json").read_text(encoding="utf-8")
+
+    directory = await swyx.directory()
+
+    anna = user_named(directory, "Anna Berger")
+    agent = user_named(directory, "Rundruf Brandschutz")
+    assert (anna.extension, agent.extension, agent.callrouting_only) == ("201", "7701", True)
+    assert agent.description == "agenos Rundruf-Agent. Bitte nicht ändern."
+    assert group_named(directory, "Brandschutz").member_ids == ("17",)
+
+
+async def test_a_free_number_that_is_no_number_is_an_error(fake: FakeSwyx, swyx: SwyxPbx) -> None:
+    fake.answer = json.dumps({"ok": True, "data": None})
+
+    with pytest.raises(PbxError, match="no free internal number"):
+        await swyx.next_free_extension()
+
+
+async def test_values_are_checked_before_anything_is_sent(fake: FakeSwyx, swyx: SwyxPbx) -> None:
+    sent = len(fake.calls)
+
+    with pytest.raises(PbxRefused):
+        await swyx.create_user("  ", "")
+    with pytest.raises(PbxRefused):
+        await swyx.create_group("", "")
+    with pytest.raises(PbxRefused):
+        await swyx.update_user("17", extension="20; 1")
+    with pytest.raises(PbxRefused):
+        await swyx.set_agent_pin("17", "12 34")
+
+    assert len(fake.calls) == sent
+
+
+# --- the local runner -----------------------------------------------------------------
+
+FAKE_POWERSHELL = textwrap.dedent(
+    """
+    import json, sys
+    # Stands in for powershell.exe: checks the command line, answers from stdin.
+    args = sys.argv[1:]
+    request = json.loads(sys.stdin.buffer.read().decode("ascii"))
+    params = json.loads(request["params"])
+    if params.get("mode") == "crash":
+        sys.stderr.write("boom")
+        sys.exit(3)
+    if params.get("mode") == "hang":
+        import time
+        time.sleep(30)
+    out = {"ok": True, "data": {"args": args, "script": request["script"], "params": params}}
+    sys.stdout.buffer.write(b"\\xef\\xbb\\xbf" + json.dumps(out, ensure_ascii=False).encode())
+    """
+)
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> LocalPowerShell:
+    program = tmp_path / "fake_powershell.py"
+    program.write_text(FAKE_POWERSHELL, encoding="utf-8")
+    return LocalPowerShell([sys.executable, str(program), *local_command()[1:]])
+
+
+async def test_the_local_runner_sends_values_on_stdin_not_the_command_line(
+    local: LocalPowerShell,
+) -> None:
+    evil = EVIL[0] + EVIL[6]
+
+    text = await local.run(SCRIPTS["directory"], json.dumps({"name": evil}), seconds=20)
+
+    data = parse_answer(text, SERVER)
+    assert data["params"] == {"name": evil}
+    assert data["script"] == SCRIPTS["directory"]
+    assert data["args"][-2:] == ["-EncodedCommand", encoded_command(BOOTSTRAP)]
+    assert all(evil not in arg for arg in data["args"])
+
+
+async def test_the_local_runner_reports_a_crash_and_a_hang(local: LocalPowerShell) -> None:
+    from edge_agent.pbx.swyx_runner import RunnerError
+
+    with pytest.raises(RunnerError) as crashed:
+        await local.run(SCRIPTS["login"], json.dumps({"mode": "crash"}), seconds=20)
+    assert "code 3: boom" in crashed.value.message
+    assert not crashed.value.unreachable
+    with pytest.raises(RunnerError) as hung:
+        await local.run(SCRIPTS["login"], json.dumps({"mode": "hang"}), seconds=0.5)
+    assert hung.value.unreachable
+
+
+async def test_a_missing_powershell_is_unreachable(tmp_path: Path) -> None:
+    pbx = SwyxPbx(LocalPowerShell([str(tmp_path / "no-powershell.exe")]))
+
+    with pytest.raises(PbxUnreachable, match="cannot be started"):
+        await pbx.login(SERVER, ADMIN, PASSWORD)
+
+
+def test_the_bootstrap_is_a_fixed_text_decoded_by_powershell() -> None:
+    assert "ConvertFrom-Json" in BOOTSTRAP
+    assert encoded_command("ä") == "5AA="  # UTF-16LE, as -EncodedCommand expects
+
+
+def test_fixtures_are_documented() -> None:
+    readme = (FIXTURES / "README.md").read_text(encoding="utf-8")
+    for path in FIXTURES.glob("*.json"):
+        assert f"`{path.name}`" in readme, path.name
+        fixture(path.name)

@@ -33,6 +33,12 @@ def classify(exc: Exception) -> DeliveryError:
             server_down=True,
         )
     if isinstance(exc, smtplib.SMTPNotSupportedError):
+        if "AUTH" in str(exc) or "STARTTLS" in str(exc):
+            # Our settings ask for a login or STARTTLS this server does not offer:
+            # every mail fails alike until the settings (or the server) change.
+            return DeliveryError(
+                f"server does not match the settings: {exc}", permanent=False, server_down=True
+            )
         return DeliveryError(f"not supported by the server: {exc}", permanent=True)
     if isinstance(exc, smtplib.SMTPConnectError | smtplib.SMTPHeloError):
         # The greeting or HELO was refused: no mail goes through this server now.
@@ -55,8 +61,12 @@ def classify(exc: Exception) -> DeliveryError:
 
 def _coded(code: int, text: bytes | str, what: str) -> DeliveryError:
     reason = f"{what}: {code} {_text(text)}"
-    # 421: the server is closing the channel (RFC 5321 3.8), whatever the command was.
-    return DeliveryError(reason, permanent=500 <= code < 600, server_down=code == 421)
+    if code in (421, 530):
+        # 421: the server is closing the channel (RFC 5321 3.8). 530: STARTTLS (RFC 3207)
+        # or a login (RFC 4954) is required first - our settings, not this mail: every
+        # mail would be refused alike, so they wait instead of failing for good.
+        return DeliveryError(reason, permanent=False, server_down=True)
+    return DeliveryError(reason, permanent=500 <= code < 600)
 
 
 def _text(value: bytes | str) -> str:

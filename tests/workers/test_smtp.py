@@ -38,6 +38,12 @@ from workers.smtp import classify
             "SMTPDataError: 421 4.3.2 shutting down",
         ),
         (
+            smtplib.SMTPSenderRefused(530, b"5.7.0 Must issue a STARTTLS command first", "r@x"),
+            False,
+            True,
+            "SMTPSenderRefused: 530 5.7.0 Must issue a STARTTLS command first",
+        ),
+        (
             smtplib.SMTPSenderRefused(451, b"4.3.0 try again", "r@x.test"),
             False,
             False,
@@ -73,6 +79,18 @@ from workers.smtp import classify
             False,
             True,
             "connection lost: Connection unexpectedly closed",
+        ),
+        (
+            smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server."),
+            False,
+            True,
+            "server does not match the settings: SMTP AUTH extension not supported by server.",
+        ),
+        (
+            smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."),
+            False,
+            True,
+            "server does not match the settings: STARTTLS extension not supported by server.",
         ),
         (
             smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server"),

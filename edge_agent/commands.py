@@ -117,6 +117,7 @@ class Commands:
             service = await self.pbx.create_user(SERVICE_USER, SERVICE_USER_DESCRIPTION)
         group = await self._admin_group(directory)
         await self.pbx.add_group_members(group.id, [service.id])
+        await self.pbx.prepare_dialer_login(service)
         return {"serviceUserId": service.id, "directory": await self._directory()}
 
     async def _admin_group(self, directory: Directory) -> Group:

@@ -18,7 +18,20 @@ class AgentSettings(BaseSettings):
     config_path: Path = Path(".rundruf/agent.json")
     # The ledger of completed commands, the local cache, the PBX login.
     state_dir: Path = Path(".rundruf/agent")
-    pbx: Literal["sim"] = "sim"
+    pbx: Literal["sim", "swyx"] = "sim"
+    # SwyxWare (docs/swyx.md): PowerShell here (the agent on the Swyx server, as the
+    # service account, a SwyxWare administrator) or over WinRM with the website's login.
+    swyx_transport: Literal["local", "winrm"] = "local"
+    swyx_powershell: str = "powershell.exe"
+    swyx_winrm_port: int = Field(default=5986, ge=1, le=65535)
+    swyx_winrm_ssl: bool = True
+    swyx_winrm_cert_validation: bool = True
+    # Where the agents' PIN files for the call-routing script live, on the Swyx server.
+    swyx_agent_dir: str = r"C:\ProgramData\Rundruf\agents"
+    swyx_first_extension: int = Field(default=200, ge=0)
+    swyx_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    # User states through COM (IpPbxSrv.PBXConfig, needs pywin32); Windows only.
+    swyx_com_states: bool = True
     sim_state: Path = Path(".rundruf/swyx-sim.json")
     # A missing simulator state starts as a small company with this many alarm members.
     sim_seed_members: int = Field(default=20, ge=0, le=5000)

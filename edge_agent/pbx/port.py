@@ -100,3 +100,7 @@ class Pbx(ABC):
     @abstractmethod
     async def set_agent_pin(self, user_id: str, pin: str) -> None:
         """Stores the PIN the agent user's call routing asks for."""
+
+    async def prepare_dialer_login(self, user: User) -> None:  # noqa: B027
+        """Lets the dialer log in as `user` (the service user "Rundruf"), where the PBX
+        keeps that login; the simulator has nothing to do."""

@@ -56,17 +56,20 @@ class SwyxPbx(Pbx):
         first_extension: int = 200,
         timeout_seconds: float = 60.0,
         states: StateReader | None = None,
+        dialer_login: tuple[str, str] | None = None,
     ) -> None:
         self.runner = runner
         self.agent_dir = agent_dir
         self.first_extension = first_extension
         self.timeout = timeout_seconds
         self.states = states
+        # The SIP dialer's user name and password (RUNDRUF_AGENT_SIP_USER / _PASSWORD).
+        self.dialer_login = dialer_login
         self._server: str | None = None
 
     async def login(self, host: str, admin_user: str, password: str) -> None:
         self._server = None  # a new login ends the last one, whatever its outcome
-        self.runner.set_credentials(admin_user, password)
+        self.runner.set_login(host, admin_user, password)
         answer = await self._run("login", server=host)
         self._server = host
         log.info("logged in to SwyxWare %s as %s", host, answer.get("Identity", admin_user))
@@ -141,6 +144,18 @@ class SwyxPbx(Pbx):
 
     async def enable_user_login(self, user_id: str, login_name: str, password: str) -> None:
         await self._run("set_user_login", id=user_id, login=login_name, password=password)
+
+    async def prepare_dialer_login(self, user: User) -> None:
+        """Gives the service user "Rundruf" the dialer's login: SwyxWare takes the user's
+        password for SIP authentication unless the SIP tab sets another (docs/swyx.md).
+        "Allow SIP login" itself has no known cmdlet and is ticked by hand."""
+        if self.dialer_login is None:
+            log.warning(
+                "no RUNDRUF_AGENT_SIP_PASSWORD: the SIP login of %r is left as it is", user.name
+            )
+            return
+        login_name, password = self.dialer_login
+        await self.enable_user_login(user.id, login_name, password)
 
     def _read_states(self, groups: Sequence[Group]) -> Mapping[str, UserState]:
         if self.states is None:

@@ -51,8 +51,8 @@ class PowerShellRunner(ABC):
     @abstractmethod
     async def run(self, script: str, params_json: str, *, seconds: float) -> str: ...
 
-    def set_credentials(self, user: str, password: str) -> None:  # noqa: B027
-        """The administrator's Windows login, for runners that log in themselves."""
+    def set_login(self, host: str, user: str, password: str) -> None:  # noqa: B027
+        """The server and the administrator's Windows login, for runners that log in."""
 
 
 def encoded_command(script: str) -> str:
@@ -122,7 +122,7 @@ class RemotePowerShell(PowerShellRunner):
 
     def __init__(
         self,
-        host: str,
+        host: str | None = None,
         *,
         port: int = 5986,
         ssl: bool = True,
@@ -134,11 +134,11 @@ class RemotePowerShell(PowerShellRunner):
         self._user: str | None = None
         self._password: str | None = None
 
-    def set_credentials(self, user: str, password: str) -> None:
-        self._user, self._password = user, password
+    def set_login(self, host: str, user: str, password: str) -> None:
+        self.host, self._user, self._password = host, user, password
 
     async def run(self, script: str, params_json: str, *, seconds: float) -> str:
-        if self._user is None or self._password is None:
+        if self.host is None or self._user is None or self._password is None:
             raise RunnerError("no Windows login for PowerShell Remoting yet", unreachable=False)
         try:
             return await asyncio.wait_for(
@@ -194,10 +194,3 @@ def _is_auth_failure(exc: Exception) -> bool:
 def _login_refused_json(reason: str) -> str:
     # Same answer shape as a script's refusal, so the adapter maps it in one place.
     return json.dumps({"ok": False, "kind": "login", "message": reason[:500]})
-
-
-def runner_summary(runner: PowerShellRunner) -> str:
-    """For the log: which runner, never a password."""
-    if isinstance(runner, RemotePowerShell):
-        return f"PowerShell Remoting to {runner.host}:{runner.port}"
-    return type(runner).__name__

@@ -58,7 +58,7 @@ class FakeSwyx(PowerShellRunner):
         seed = fixture("seed_directory.json")
         return cls(users=seed["Users"], groups=seed["Groups"])
 
-    def set_credentials(self, user: str, password: str) -> None:
+    def set_login(self, host: str, user: str, password: str) -> None:
         self.user, self.password = user, password
 
     async def run(self, script: str, params_json: str, *, seconds: float) -> str:

@@ -381,3 +381,224 @@ def test_fixtures_are_documented() -> None:
     for path in FIXTURES.glob("*.json"):
         assert f"`{path.name}`" in readme, path.name
         fixture(path.name)
+
+
+# --- states through COM ---------------------------------------------------------------
+
+
+class ComUser:
+    """A PBXUser as pywin32 hands it out: properties, sometimes methods."""
+
+    def __init__(self, user_id: object, state: object, *, as_methods: bool = False) -> None:
+        if as_methods:
+            self.UserID = lambda: user_id
+            self.State = lambda: state
+        else:
+            self.UserID, self.State = user_id, state
+
+
+class Broken:
+    @property
+    def UserID(self) -> str:
+        raise OSError("RPC_E_DISCONNECTED")
+
+
+def test_com_users_map_to_states() -> None:
+    from edge_agent.pbx.swyx_com import states_from_users
+
+    users = [ComUser(17, 3), ComUser("18", 7, as_methods=True), ComUser(19, 0), ComUser(20, 8)]
+    odd = [ComUser(21, 9), ComUser(22, None), ComUser(None, 2), ComUser(23, True), Broken()]
+
+    assert states_from_users(users + odd) == {
+        "17": UserState.SPEAKING_EXTERNAL,
+        "18": UserState.DO_NOT_DISTURB,
+        "19": UserState.UNAVAILABLE,
+        "20": UserState.BUSY,
+    }
+
+
+def test_every_swyx_state_number_has_its_meaning() -> None:
+    from edge_agent.pbx.swyx_com import states_from_users
+
+    names = [states_from_users([ComUser(1, n)])["1"].name for n in range(9)]
+
+    assert names == [
+        "UNAVAILABLE",
+        "LOGGED_OFF",
+        "LOGGED_ON",
+        "SPEAKING_EXTERNAL",
+        "ALERTING",
+        "SPEAKING_INTERNAL",
+        "AWAY",
+        "DO_NOT_DISTURB",
+        "BUSY",
+    ]
+
+
+async def test_the_com_reader_asks_pbxconfig_per_group_with_members(fake: FakeSwyx) -> None:
+    from edge_agent.pbx.swyx_com import PROG_ID, ComStateReader
+
+    made: list[str] = []
+    asked: list[str] = []
+
+    class PbxConfig:
+        def GetUserByAddress(self, address: str) -> list[ComUser]:
+            asked.append(address)
+            return [ComUser(17, 5), ComUser(18, 1)]
+
+    def dispatch(prog_id: str) -> PbxConfig:
+        made.append(prog_id)
+        return PbxConfig()
+
+    pbx = SwyxPbx(fake, states=ComStateReader(dispatch))
+    await pbx.login(SERVER, ADMIN, PASSWORD)
+    first = await pbx.directory()
+    await pbx.directory()
+
+    assert user_named(first, "Anna Berger").state is UserState.SPEAKING_INTERNAL
+    assert user_named(first, "Bernd Clausen").state is UserState.LOGGED_OFF
+    assert made == [PROG_ID]  # one COM object, kept
+    assert asked == ["Brandschutz", "Brandschutz"]  # the empty group is not asked
+
+
+async def test_without_pywin32_the_com_reader_leaves_states_unknown(
+    fake: FakeSwyx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent.pbx.swyx_com import ComStateReader
+
+    monkeypatch.setitem(sys.modules, "win32com.client", None)
+    pbx = SwyxPbx(fake, states=ComStateReader())
+    await pbx.login(SERVER, ADMIN, PASSWORD)
+
+    assert {u.state for u in (await pbx.directory()).users} == {UserState.UNAVAILABLE}
+
+
+# --- PowerShell Remoting (pypsrp, faked) ----------------------------------------------
+
+
+async def test_remoting_passes_the_parameters_as_a_psrp_argument(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    from edge_agent.pbx.swyx_runner import RemotePowerShell
+
+    seen: dict[str, object] = {}
+
+    class WSMan:
+        def __init__(self, host: str, **kwargs: object) -> None:
+            seen["host"], seen["wsman"] = host, kwargs
+
+        def __enter__(self) -> WSMan:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    class RunspacePool:
+        def __init__(self, wsman: WSMan) -> None:
+            pass
+
+        def __enter__(self) -> RunspacePool:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    class PowerShell:
+        def __init__(self, pool: RunspacePool) -> None:
+            self.streams = types.SimpleNamespace(error=[])
+
+        def add_script(self, script: str) -> PowerShell:
+            seen["script"] = script
+            return self
+
+        def add_parameter(self, name: str, value: str) -> PowerShell:
+            seen["parameter"] = (name, value)
+            return self
+
+        def invoke(self) -> list[str]:
+            return ['{"ok": true, "data": {"Identity": "FIRMA\\\\swyxadmin"}}']
+
+    monkeypatch.setitem(sys.modules, "pypsrp.wsman", types.SimpleNamespace(WSMan=WSMan))
+    monkeypatch.setitem(
+        sys.modules,
+        "pypsrp.powershell",
+        types.SimpleNamespace(RunspacePool=RunspacePool, PowerShell=PowerShell),
+    )
+    pbx = SwyxPbx(RemotePowerShell(port=5986))
+
+    await pbx.login("swyx01.firma.local", ADMIN, PASSWORD)
+
+    assert seen["host"] == "swyx01.firma.local"
+    wsman = seen["wsman"]
+    assert isinstance(wsman, dict)
+    assert (wsman["username"], wsman["password"], wsman["ssl"]) == (ADMIN, PASSWORD, True)
+    assert seen["script"] == SCRIPTS["login"]
+    name, value = seen["parameter"]  # type: ignore[misc]
+    assert name == "ParamsJson"
+    assert json.loads(value)["server"] == "swyx01.firma.local"
+    assert PASSWORD not in value
+
+
+async def test_remoting_without_pypsrp_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from edge_agent.pbx.swyx_runner import RemotePowerShell
+
+    monkeypatch.setitem(sys.modules, "pypsrp.wsman", None)
+
+    with pytest.raises(PbxError, match=r"rundruf\[swyx-remote\]"):
+        await SwyxPbx(RemotePowerShell()).login(SERVER, ADMIN, PASSWORD)
+
+
+# --- wiring -----------------------------------------------------------------------------
+
+
+def test_make_pbx_builds_the_swyx_adapter_from_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import SecretStr
+
+    from edge_agent.pbx import make_pbx
+    from edge_agent.pbx.swyx_com import ComStateReader
+    from edge_agent.pbx.swyx_runner import RemotePowerShell
+    from edge_agent.settings import AgentSettings
+
+    local = make_pbx(AgentSettings(pbx="swyx", swyx_powershell=r"C:\PS\powershell.exe"))
+    monkeypatch.setattr(sys, "platform", "win32")
+    remote = make_pbx(
+        AgentSettings(pbx="swyx", swyx_transport="winrm", sip_password=SecretStr("sip-geheim"))
+    )
+
+    assert isinstance(local, SwyxPbx) and isinstance(local.runner, LocalPowerShell)
+    assert local.runner.command[0] == r"C:\PS\powershell.exe"
+    assert (local.states, local.dialer_login) == (None, None)
+    assert isinstance(remote, SwyxPbx) and isinstance(remote.runner, RemotePowerShell)
+    assert isinstance(remote.states, ComStateReader)
+    assert remote.dialer_login == ("Rundruf", "sip-geheim")
+
+
+async def test_verifying_credentials_on_swyx_sets_up_the_dialers_login(
+    fake: FakeSwyx, tmp_path: Path
+) -> None:
+    from edge_agent.cache import LocalCache
+    from edge_agent.commands import ADMIN_GROUP, SERVICE_USER, Commands
+
+    pbx = SwyxPbx(fake, dialer_login=("Rundruf", "sip-geheim"))
+    commands = Commands(pbx, LocalCache(tmp_path / "state"), None)  # type: ignore[arg-type]
+
+    for _ in range(2):
+        outcome = await commands.run(
+            "verifyPbxCredentials",
+            {"host": SERVER, "adminUser": ADMIN},
+            {"adminPassword": PASSWORD},
+        )
+        assert outcome.ok, outcome.error
+
+    directory = await pbx.directory()
+    service = user_named(directory, SERVICE_USER)
+    assert not service.callrouting_only
+    assert group_named(directory, ADMIN_GROUP).member_ids == (service.id,)
+    assert fake.logins == [(service.id, "Rundruf", "sip-geheim")] * 2
+    assert "sip-geheim" not in json.dumps(outcome.result)

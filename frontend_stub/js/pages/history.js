@@ -1,0 +1,140 @@
+// Verlauf: the broadcasts, newest first, and one broadcast's call timeline per member, live.
+
+import { gql } from "../api.js";
+import { t } from "../i18n.js";
+import { dateTime, h, messages, replace, showError, table, time } from "../ui.js";
+
+const FIELDS = `id groupName mode status triggerCallerNumber triggerCallerName startedAt finishedAt
+  memberCount quorum quorumReachedAt note`;
+const ATTEMPTS = `attempts { id memberName memberExtension attemptNo startedAt ringingAt answeredAt
+  confirmedAt endedAt outcome detail }`;
+const LIST = `query($after: String) { broadcasts(first: 20, after: $after) {
+  nodes { ${FIELDS} } pageInfo { endCursor hasNextPage } } }`;
+const ONE = `query($id: ID!) { broadcast(id: $id) { ${FIELDS} ${ATTEMPTS} } }`;
+const LIVE_LIST = `subscription { broadcastUpdated { ${FIELDS} } }`;
+const LIVE_ONE = `subscription($id: ID!) { broadcastUpdated(broadcastId: $id) { ${FIELDS} ${ATTEMPTS} } }`;
+const STEPS = ["startedAt", "ringingAt", "answeredAt", "confirmedAt", "endedAt"];
+
+export function render({ main, live, params }) {
+  const container = h("div", {}, h("p", {}, t("loading")));
+  main.append(container);
+  return params[0] ? detail(live, container, params[0]) : list(live, container);
+}
+
+function caller(b) {
+  return [b.triggerCallerName, b.triggerCallerNumber].filter(Boolean).join(" · ") || "–";
+}
+
+function list(live, container) {
+  const box = messages();
+  const byId = new Map();
+  const body = h("tbody");
+  let cursor = null;
+  const more = h("button", { type: "button", class: "secondary", hidden: true, onclick: () => load(cursor) }, t("history.more"));
+
+  function row(b) {
+    return h("tr", { "data-id": b.id },
+      h("td", {}, h("a", { href: `#/history/${b.id}` }, dateTime(b.startedAt))),
+      h("td", {}, b.groupName),
+      h("td", {}, t(`mode.${b.mode}`)),
+      h("td", {}, h("span", { class: `status ${b.status.toLowerCase()}` }, t(`status.${b.status}`))),
+      h("td", {}, caller(b)),
+      h("td", { class: "num" }, b.memberCount));
+  }
+
+  function show() {
+    const nodes = [...byId.values()].sort((a, b) => b.startedAt.localeCompare(a.startedAt));
+    replace(body, nodes.map(row));
+    empty.hidden = nodes.length > 0;
+  }
+
+  async function load(after = null) {
+    try {
+      const { broadcasts } = await gql(LIST, { after });
+      if (!after) byId.clear();
+      for (const b of broadcasts.nodes) byId.set(b.id, b);
+      cursor = broadcasts.pageInfo.endCursor;
+      more.hidden = !broadcasts.pageInfo.hasNextPage;
+      show();
+    } catch (error) {
+      showError(box, error);
+    }
+  }
+
+  const empty = h("p", { hidden: true }, t("history.empty"));
+  const headers = ["history.started", "history.group", "history.mode", "history.status", "history.caller", "history.members"];
+  const wrap = table(headers.map((k) => t(k)), []);
+  wrap.querySelector("tbody").replaceWith(body);
+  replace(container, h("h1", {}, t("history.title")), empty, wrap, more, box);
+  load();
+  const stop = live.subscribe(LIVE_LIST, {}, ({ broadcastUpdated: b }) => {
+    byId.set(b.id, b);
+    show();
+  });
+  const stopReconnect = live.on("reconnect", () => load());
+  return () => {
+    stop();
+    stopReconnect();
+  };
+}
+
+function detail(live, container, id) {
+  const box = messages();
+  const view = h("div");
+  replace(container, h("p", {}, h("a", { href: "#/history" }, `← ${t("history.back")}`)), view, box);
+
+  function show(b) {
+    const members = new Map();
+    const sorted = [...b.attempts].sort((x, y) => x.memberName.localeCompare(y.memberName) || x.attemptNo - y.attemptNo);
+    for (const a of sorted) {
+      if (!members.has(a.memberName)) members.set(a.memberName, []);
+      members.get(a.memberName).push(a);
+    }
+    replace(
+      view,
+      h("h1", {}, t("history.detail", { group: b.groupName, time: dateTime(b.startedAt) })),
+      h("dl", { class: "facts" },
+        h("dt", {}, t("history.mode")), h("dd", {}, t(`mode.${b.mode}`)),
+        h("dt", {}, t("history.status")), h("dd", {},
+          h("span", { class: `status ${b.status.toLowerCase()}`, "data-testid": "broadcast-status" }, t(`status.${b.status}`)),
+          b.status === "RUNNING" ? h("span", { class: "live" }, ` – ${t("history.live")}`) : null),
+        h("dt", {}, t("history.caller")), h("dd", {}, caller(b)),
+        h("dt", {}, t("history.members")), h("dd", {}, b.memberCount),
+        b.quorum ? [h("dt", {}, t("history.quorum", { quorum: "" }).replace(/:\s*$/, "")), h("dd", {}, b.quorum)] : null,
+        b.note ? [h("dt", {}, t("history.note")), h("dd", {}, b.note)] : null),
+      members.size
+        ? h("ol", { class: "timeline" }, [...members].map(([name, attempts]) => member(name, attempts)))
+        : h("p", {}, t("history.noAttempts")),
+    );
+  }
+
+  function member(name, attempts) {
+    const last = attempts[attempts.length - 1];
+    return h("li", { class: "member", "data-member": name },
+      h("h2", {}, name, last.memberExtension ? ` (${last.memberExtension})` : "",
+        last.outcome ? h("span", { class: `outcome ${last.outcome.toLowerCase()}` }, t(`outcome.${last.outcome}`)) : null),
+      h("ol", { class: "attempts" }, attempts.map((a) =>
+        h("li", {},
+          h("span", { class: "attempt-no" }, t("history.attempt", { n: a.attemptNo })),
+          h("ul", { class: "steps" }, STEPS.filter((s) => a[s]).map((s) =>
+            h("li", {}, h("time", { datetime: a[s] }, time(a[s])), " ",
+              s === "endedAt" && a.outcome ? `${t("step.endedAt")}: ${t(`outcome.${a.outcome}`)}` : t(`step.${s}`)))),
+          a.detail ? h("p", { class: "detail" }, a.detail) : null))));
+  }
+
+  async function load() {
+    try {
+      show((await gql(ONE, { id })).broadcast);
+    } catch (error) {
+      showError(box, error);
+    }
+  }
+
+  load();
+  const stop = live.subscribe(LIVE_ONE, { id }, ({ broadcastUpdated }) => show(broadcastUpdated));
+  const stopReconnect = live.on("reconnect", load);
+  return () => {
+    stop();
+    stopReconnect();
+  };
+}

@@ -1,0 +1,68 @@
+// Überwachung: every installation with what its agent last reported and the open incidents.
+// The schema has no subscription for heartbeats, so the table is read again every few
+// seconds, and the heartbeat's age counts up in between.
+
+import { gql } from "../api.js";
+import { t } from "../i18n.js";
+import { age, h, messages, replace, showError, table, time, yesNo } from "../ui.js";
+
+const INSTALLATIONS = `{ tenants { id name }
+  installations { id tenantId hostname agentVersion lastHeartbeatAt participantCount pbxReachable
+    jobserviceReachable alarmServiceOk revokedAt openIncidents { id kind openedAt } } }`;
+const REFRESH_MS = 5000;
+
+export function render({ main }) {
+  const box = messages();
+  const view = h("div");
+  const stamp = h("p", { class: "muted", role: "status" });
+  replace(main, h("h1", {}, t("monitoring.title")), h("p", {}, t("monitoring.intro")), stamp, view, box);
+  let data = null;
+
+  function heartbeat(i) {
+    if (i.revokedAt) return h("span", { class: "flag bad" }, t("monitoring.revoked"));
+    if (!i.lastHeartbeatAt) return h("span", { class: "flag unknown" }, t("monitoring.never"));
+    return h("time", { datetime: i.lastHeartbeatAt, class: "age" }, age(i.lastHeartbeatAt));
+  }
+
+  function show() {
+    if (!data) return;
+    const names = Object.fromEntries(data.tenants.map((x) => [x.id, x.name]));
+    const rows = data.installations.map((i) =>
+      h("tr", { "data-installation": i.id },
+        h("td", {}, names[i.tenantId] || "–"),
+        h("td", {}, i.hostname, i.agentVersion ? h("small", { class: "muted" }, ` ${i.agentVersion}`) : null),
+        h("td", { "data-testid": "heartbeat" }, heartbeat(i)),
+        h("td", { class: "num" }, i.participantCount ?? "–"),
+        h("td", {}, yesNo(i.pbxReachable)),
+        h("td", {}, yesNo(i.jobserviceReachable)),
+        h("td", {}, yesNo(i.alarmServiceOk)),
+        h("td", {}, i.openIncidents.length
+          ? h("ul", { class: "incidents" }, i.openIncidents.map((x) => h("li", { class: "flag bad" }, t(`incident.${x.kind}`))))
+          : t("none"))));
+    const headers = ["tenant", "host", "heartbeat", "participants", "pbx", "jobservice", "alarm", "incidents"];
+    replace(view, data.installations.length
+      ? table(headers.map((k) => t(`monitoring.${k}`)), rows)
+      : h("p", {}, t("monitoring.empty")));
+  }
+
+  async function load() {
+    try {
+      data = await gql(INSTALLATIONS);
+      stamp.textContent = t("monitoring.updated", { time: time(new Date().toISOString()) });
+      box.replaceChildren();
+      show();
+    } catch (error) {
+      showError(box, error);
+    }
+  }
+
+  load();
+  const reader = setInterval(load, REFRESH_MS);
+  const ticker = setInterval(() => {
+    for (const el of view.querySelectorAll("time.age")) el.textContent = age(el.getAttribute("datetime"));
+  }, 1000);
+  return () => {
+    clearInterval(reader);
+    clearInterval(ticker);
+  };
+}

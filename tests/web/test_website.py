@@ -1,0 +1,320 @@
+"""The website in a real browser against the real system: `rundruf serve` on PostgreSQL
+and Redis, the job service, the agent with the SwyxWare simulator and simulated calls.
+
+One customer's story from the platform admin's first click to a live alarm history,
+then the pieces that need no agent: errors in plain words, the small screen, English.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from edge_agent.dialer.sim import Behaviour, SimDialerControl
+from edge_agent.pbx.port import UserState
+from edge_agent.pbx.sim import SimControl
+from edge_agent.pbx.sim_trigger import Outcome, place_trigger_call
+from tests import test_agent_e2e as channel_e2e
+from tests.jobservice.support import AGENT, ROUTING
+from tests.jobservice.test_process import JobService
+from tests.processes import Agent, agent_env
+from tests.test_agent_e2e import PASSWORD, Stack
+from tests.world import wav_bytes
+
+# The channel tests' fixture: a server of this module's own on PostgreSQL and Redis.
+stack = channel_e2e.stack
+
+PLATFORM = "ops@e2e.example"
+CUSTOMER = "it@musterfirma.example"
+CUSTOMER_PASSWORD = "musterfirma passwort 1"
+SIM_HOST, SIM_ADMIN, SIM_PASSWORD = "swyx.musterfirma.local", "admin", "swyx-pass"
+GROUP = "Brandschutzhelfer"
+PHONE_WIDTH = 375
+
+
+@dataclass
+class Site:
+    state: Path
+    sim: SimControl
+    jobs: JobService
+    agent: Agent | None = None
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    """The customer's PBX host: simulated SwyxWare and the job service; the agent comes later."""
+    state = tmp_path / "site"
+    state.mkdir()
+    sim = SimControl(state / "swyx-sim.json")
+    sim.create(host=SIM_HOST, admin_user=SIM_ADMIN, admin_password=SIM_PASSWORD)
+    sim.seed_demo(n_members=5)
+    (tmp_path / "jobs").mkdir()
+    jobs = JobService(tmp_path / "jobs").start()
+    site = Site(state, sim, jobs)
+    try:
+        yield site
+    finally:
+        if site.agent is not None:
+            site.agent.stop()
+        jobs.kill()
+
+
+def open_page(browser: Browser, base_url: str, width: int = 1280) -> Page:
+    context = browser.new_context(
+        base_url=base_url, viewport={"width": width, "height": 900}, locale="de-DE"
+    )
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.goto("/")
+    return page
+
+
+def shot(page: Page, artifacts: Path, name: str) -> None:
+    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, email: str, password: str) -> None:
+    page.get_by_label("E-Mail-Adresse").fill(email)
+    page.get_by_label("Passwort").fill(password)
+    page.get_by_role("button", name="Anmelden").click()
+
+
+def nav(page: Page, name: str) -> None:
+    page.get_by_role("navigation").get_by_role("link", name=name).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(name)
+
+
+def platform_creates_the_customer(page: Page, artifacts: Path) -> str:
+    """Tenant, license and the customer's admin through the website; returns the license key."""
+    nav(page, "Mandanten")
+    page.get_by_label("Name").fill("Musterfirma GmbH")
+    page.get_by_label("Kontakt-E-Mail").fill("it@musterfirma.example")
+    page.get_by_role("button", name="Mandant anlegen").click()
+    expect(page.get_by_role("cell", name="Musterfirma GmbH", exact=True)).to_be_visible()
+    shot(page, artifacts, "platform-tenants")
+
+    nav(page, "Lizenzen")
+    page.get_by_label("Mandant").select_option(label="Musterfirma GmbH")
+    page.get_by_label("Teilnehmer (Plätze)").fill("25")
+    page.get_by_role("button", name="Lizenz ausstellen").click()
+    key_box = page.get_by_test_id("license-key")
+    expect(key_box).to_have_text(re.compile(r"^rdl_\S+$"))
+    key = key_box.inner_text().strip()
+    expect(page.get_by_text("nur jetzt sichtbar")).to_be_visible()
+    shot(page, artifacts, "platform-licenses")
+    # Shown once: after a reload only its prefix is listed.
+    page.reload()
+    expect(page.get_by_role("cell", name="Musterfirma GmbH", exact=True)).to_be_visible()
+    expect(page.get_by_test_id("license-key")).to_have_count(0)
+    assert key not in page.content()
+
+    nav(page, "Benutzer")
+    page.get_by_label("E-Mail-Adresse").fill(CUSTOMER)
+    page.get_by_label("Name", exact=True).fill("IT Musterfirma")
+    page.get_by_label("Rolle").select_option("TENANT_ADMIN")
+    page.get_by_label("Mandant").select_option(label="Musterfirma GmbH")
+    page.get_by_label("Anfangspasswort").fill(CUSTOMER_PASSWORD)
+    page.get_by_role("button", name="Benutzer anlegen").click()
+    expect(page.get_by_role("cell", name=CUSTOMER, exact=True)).to_be_visible()
+    shot(page, artifacts, "platform-users")
+    return key
+
+
+def start_agent(stack: Stack, site: Site, license_key: str) -> None:
+    agent = Agent(
+        agent_env(
+            site.state,
+            RUNDRUF_AGENT_JOBSERVICE_URL=site.jobs.url,
+            RUNDRUF_AGENT_JOBSERVICE_TOKEN=AGENT,
+            RUNDRUF_AGENT_SIM_TIME_SCALE="0.05",
+            RUNDRUF_AGENT_RETRY_PAUSE_SECONDS="0.5",
+            RUNDRUF_AGENT_RING_TIMEOUT_SECONDS="300",
+        ),
+        site.state,
+    )
+    agent.enroll(stack.server.url, license_key)
+    site.agent = agent.start()
+
+
+def trigger_alarm(site: Site, extension: str, pin: str) -> None:
+    """A caller dials the agent number on the simulated PBX: PIN, 2 (alarm), 1 (confirm).
+
+    In a thread of its own: Playwright's sync API keeps an event loop on this one.
+    """
+    call = place_trigger_call(
+        site.sim.state_path,
+        site.jobs.url,
+        ROUTING,
+        extension,
+        [pin, "2", "1"],
+        caller_number="100",
+        caller_name="Pforte",
+        time_scale=0.01,
+    )
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(asyncio.run, call).result(timeout=60)
+    assert result.outcome is Outcome.POSTED, result
+
+
+def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
+    browser: Browser, stack: Stack, site: Site, artifacts: Path
+) -> None:
+    ops = open_page(browser, stack.server.url)
+    sign_in(ops, PLATFORM, PASSWORD)
+    expect(ops.get_by_role("heading", level=1)).to_have_text("Überwachung der Anwendungen")
+    key = platform_creates_the_customer(ops, artifacts)
+
+    start_agent(stack, site, key)
+    # The monitoring table reads again by itself: the agent's first heartbeat shows up.
+    nav(ops, "Überwachung")
+    row = ops.get_by_role("row").filter(has_text="Musterfirma GmbH")
+    expect(row.get_by_test_id("heartbeat")).to_have_text(re.compile(r"vor \d+ s"))
+    expect(row.get_by_role("cell", name="ja").first).to_be_visible()
+    shot(ops, artifacts, "platform-monitoring")
+
+    # First sign-in: Einstellungen, "anmelden" until the agent answers, then Gruppen.
+    page = open_page(browser, stack.server.url)
+    sign_in(page, CUSTOMER, CUSTOMER_PASSWORD)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Einstellungen")
+    page.get_by_label("Swyx-Server (Host)").fill(SIM_HOST)
+    page.get_by_label("Administrator").fill(SIM_ADMIN)
+    page.get_by_label("Passwort").fill(SIM_PASSWORD)
+    shot(page, artifacts, "customer-settings")
+    page.get_by_role("button", name="anmelden").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Gruppen")
+    expect(page.get_by_role("link", name=GROUP)).to_be_visible()
+    shot(page, artifacts, "customer-groups")
+
+    convert_the_group(page, artifacts)
+    pin = edit_the_agent(page)
+    extension = page.get_by_test_id("agent-number").inner_text()
+    change_members(page)
+    upload_an_announcement(page, artifacts)
+
+    # Everyone answers after a few seconds: the broadcast runs long enough to watch it.
+    script = SimDialerControl(site.sim.state_path)
+    for user in site.sim.snapshot().users:
+        site.sim.set_state(user.name, UserState.LOGGED_ON)
+        if user.extension:
+            script.script(str(user.extension), Behaviour.CONFIRM, after_s=60)
+    watch_the_alarm_live(page, site, extension, pin, artifacts)
+
+
+def convert_the_group(page: Page, artifacts: Path) -> None:
+    page.get_by_role("link", name=GROUP).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(GROUP)
+    page.get_by_role("button", name="in Rundrufgruppe umwandeln").click()
+    # Progress while the agent creates the agent user, then its number and PIN.
+    expect(page.get_by_test_id("agent-number")).to_have_text(re.compile(r"^\d+$"))
+    expect(page.get_by_test_id("agent-pin")).to_have_text(re.compile(r"^\d{4,8}$"))
+    shot(page, artifacts, "customer-group-converted")
+
+
+def edit_the_agent(page: Page) -> str:
+    page.get_by_role("button", name="bearbeiten").click()
+    pin_field = page.get_by_label("PIN", exact=True)
+    pin_field.fill("12")
+    page.get_by_role("button", name="Speichern").click()
+    # A refused input, in plain words, naming the field.
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Bitte prüfen Sie das Feld „PIN“")
+    pin_field.fill("4321")
+    page.get_by_role("button", name="Speichern").click()
+    expect(page.get_by_test_id("agent-pin")).to_have_text("4321")
+    return "4321"
+
+
+def change_members(page: Page) -> None:
+    members = page.get_by_role("region", name="Teilnehmer")
+    first = members.get_by_role("cell").first.inner_text()
+    members.get_by_role("button", name=f"{first} entfernen").click()
+    expect(members.get_by_role("cell", name=first, exact=True)).to_have_count(0)
+    choice = members.get_by_label("Teilnehmer hinzufügen")
+    option = choice.locator("option").filter(has_text=re.compile(rf"^{re.escape(first)}( \(|$)"))
+    choice.select_option(option.get_attribute("value"))
+    members.get_by_role("button", name="hinzufügen").click()
+    expect(members.get_by_role("cell", name=first, exact=True)).to_be_visible()
+
+
+def upload_an_announcement(page: Page, artifacts: Path) -> None:
+    alarm = page.get_by_role("article", name="Ansage für Alarmrufe")
+    expect(alarm).to_contain_text("Noch keine Ansage hinterlegt.")
+    alarm.get_by_label("Audiodatei (WAV)").set_input_files(
+        files=[{"name": "alarm.wav", "mimeType": "audio/wav", "buffer": wav_bytes(1.0)}]
+    )
+    alarm.get_by_role("button", name="hochladen").click()
+    expect(alarm.locator("[data-status]")).to_contain_text("bereit")
+    player = alarm.get_by_label("Ansage anhören")
+    expect(player).to_have_attribute("src", re.compile(r"^/api/audio/"))
+    # The browser can fetch what it would play (cookie session).
+    response = page.request.get(player.get_attribute("src") or "")
+    assert response.status == 200 and response.body()[:4] == b"RIFF"
+    shot(page, artifacts, "customer-announcements")
+
+
+def watch_the_alarm_live(
+    page: Page, site: Site, extension: str, pin: str, artifacts: Path
+) -> None:
+    nav(page, "Verlauf")
+    expect(page.get_by_text("Noch keine Rundrufe.")).to_be_visible()
+    page.evaluate("window.notReloaded = true")
+    trigger_alarm(site, extension, pin)
+    # The broadcast appears without a reload (broadcastUpdated over graphql-transport-ws).
+    row = page.get_by_role("row").filter(has_text=GROUP)
+    expect(row).to_contain_text("Alarm (hinterlegte Nachricht)")
+    row.get_by_role("link").click()
+    status = page.get_by_test_id("broadcast-status")
+    expect(status).to_have_text("läuft")
+    expect(page.locator(".member").first).to_contain_text("klingelt")
+    shot(page, artifacts, "customer-history-running")
+    expect(status).to_have_text("abgeschlossen", timeout=90_000)
+    members = page.locator(".member")
+    expect(members).to_have_count(5)
+    for i in range(5):
+        expect(members.nth(i)).to_contain_text("bestätigt (Taste 1)")
+    assert page.evaluate("window.notReloaded") is True
+    shot(page, artifacts, "customer-history-finished")
+
+    # The same page on a phone: nothing wider than the screen.
+    page.set_viewport_size({"width": PHONE_WIDTH, "height": 800})
+    assert_fits(page)
+    shot(page, artifacts, "phone-history")
+    nav(page, "Gruppen")
+    assert_fits(page)
+    shot(page, artifacts, "phone-groups")
+
+
+def assert_fits(page: Page) -> None:
+    width: Any = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE_WIDTH, f"the page is {width} px wide on a {PHONE_WIDTH} px screen"
+
+
+def test_a_wrong_password_is_explained_in_plain_words(
+    browser: Browser, stack: Stack, artifacts: Path
+) -> None:
+    page = open_page(browser, stack.server.url, width=PHONE_WIDTH)
+    sign_in(page, PLATFORM, "not the password")
+    expect(page.get_by_role("alert")).to_have_text("E-Mail-Adresse oder Passwort ist falsch.")
+    assert_fits(page)
+    shot(page, artifacts, "phone-login-error")
+
+
+def test_english_can_be_chosen_and_is_kept(browser: Browser, stack: Stack) -> None:
+    page = open_page(browser, stack.server.url)
+    page.get_by_role("button", name="English").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+    page.reload()
+    page.get_by_label("E-mail address").fill(PLATFORM)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Monitoring the installations")
+    page.get_by_role("button", name="Deutsch").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Überwachung der Anwendungen")

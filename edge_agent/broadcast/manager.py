@@ -160,7 +160,11 @@ class Broadcasts:
         states: dict[str, int] = {}
         try:
             directory = await self.pbx.directory()
-            states = {u.id: int(u.state) for u in directory.users}
+            # "Not available" is SwyxWare's "state unknown" (the Swyx adapter without
+            # COM says so for everyone): the dialer may still find out.
+            states = {
+                u.id: int(u.state) for u in directory.users if u.state is not UserState.UNAVAILABLE
+            }
         except PbxError as exc:
             log.warning("user states unavailable for a test broadcast: %s", exc.message)
         unknown = {m.pbx_id: m.extension for m in members if m.pbx_id not in states and m.extension}

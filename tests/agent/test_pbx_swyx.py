@@ -602,3 +602,34 @@ async def test_verifying_credentials_on_swyx_sets_up_the_dialers_login(
     assert group_named(directory, ADMIN_GROUP).member_ids == (service.id,)
     assert fake.logins == [(service.id, "Rundruf", "sip-geheim")] * 2
     assert "sip-geheim" not in json.dumps(outcome.result)
+
+
+async def test_test_mode_asks_the_dialer_about_members_swyx_cannot_say(
+    fake: FakeSwyx, tmp_path: Path
+) -> None:
+    from edge_agent.broadcast.manager import Broadcasts
+    from edge_agent.broadcast.model import Member
+    from edge_agent.broadcast.runner import CallSettings
+    from edge_agent.cache import LocalCache
+    from edge_agent.dialer.sim import SimDialer
+
+    asked: list[dict[str, str]] = []
+
+    class Dialer(SimDialer):
+        async def busy_members(self, extensions):
+            asked.append(dict(extensions))
+            return {key: key == "17" for key in extensions}
+
+    pbx = SwyxPbx(fake, states=lambda groups: {"19": UserState.AWAY})
+    await pbx.login(SERVER, ADMIN, PASSWORD)
+    dialer = Dialer.__new__(Dialer)  # only busy_members is used
+    broadcasts = Broadcasts(tmp_path, LocalCache(tmp_path / "c"), pbx, dialer, 1, CallSettings())
+    members = [Member(0, "17", "Anna", "201"), Member(1, "19", "Carla", "203")]
+    try:
+        states = await broadcasts._states(members)
+    finally:
+        await broadcasts.journal.close()
+
+    assert asked == [{"17": "201"}]  # Carla's state SwyxWare told, Anna's it could not
+    assert states["17"] == UserState.BUSY
+    assert states["19"] == UserState.AWAY

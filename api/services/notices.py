@@ -8,8 +8,12 @@ and then find it.
 
 from __future__ import annotations
 
+from functools import partial
+
 from sqlalchemy import select
 
+from api import tasks
+from api.db import after_commit
 from api.domain import notices
 from api.domain.notices import Notice
 from api.models import (
@@ -79,19 +83,22 @@ async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
             a.lower() for a in [*([tenant.contact_email] if tenant.contact_email else []), *admins]
         )
         now = rt.clock()
-        for address in recipients:
-            session.add(
-                Email(
-                    tenant_id=agent.tenant_id,
-                    to_address=address,
-                    subject=mail.subject,
-                    body=mail.body,
-                    language=tenant.language,
-                    status=EmailStatus.QUEUED,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
+        rows = [
+            Email(
+                tenant_id=agent.tenant_id,
+                to_address=address,
+                subject=mail.subject,
+                body=mail.body,
+                language=tenant.language,
+                status=EmailStatus.QUEUED,
+                next_attempt_at=now,
+                created_at=now,
             )
+            for address in recipients
+        ]
+        session.add_all(rows)
+        await session.flush()
+        after_commit(session, partial(_wake_mailer, rt, [str(row.id) for row in rows]))
         audit.record(
             session,
             None,
@@ -107,3 +114,9 @@ async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
             mails=len(recipients),
         )
     return True
+
+
+async def _wake_mailer(rt: Runtime, mail_ids: list[str]) -> None:
+    # Sooner than the next mail sweep, which would find them anyway.
+    for mail_id in mail_ids:
+        await rt.tasks.wake(tasks.SEND_MAIL, mail_id)

@@ -8,6 +8,7 @@ mail for good or for now.
 from __future__ import annotations
 
 import email
+import email.policy
 import threading
 from dataclasses import dataclass, field
 from email.message import Message
@@ -40,7 +41,9 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.original_content or envelope.content)
+        message = email.message_from_bytes(
+            envelope.original_content or envelope.content, policy=email.policy.default
+        )
         with self._lock:
             self.received.append(
                 Received(str(message["Message-ID"]), list(envelope.rcpt_tos), message)

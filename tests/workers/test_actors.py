@@ -101,3 +101,28 @@ async def test_send_mail_and_a_bad_id_through_the_worker(
 
     assert (await email_row(rt, mail_id)).status is EmailStatus.SENT
     assert len(smtp.sink.received) == 1
+
+
+async def test_a_notices_mails_go_out_on_the_wake_up_without_a_sweep(
+    rt: Runtime, world, namespace: str, smtp: SmtpServer, running_worker: RunningWorker
+):
+    from tests.test_notices import NOTICE, _notice
+
+    woken = dataclasses.replace(rt, tasks=RedisTasks(REDIS_URL, namespace))
+    transport = httpx.ASGITransport(app=create_app(woken), client=("198.51.100.7", 40000))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            agent = GraphQL(c).as_(world.tokens["agent_a"])
+            assert (await agent.ok(NOTICE, **_notice()))["reportNotice"] == {"stored": True}
+        # No scheduler runs here: only the two wake-ups can have sent them.
+        await asyncio.to_thread(running_worker.drain)
+    finally:
+        woken.tasks.close()
+
+    assert sorted(r.to[0] for r in smtp.sink.received) == [
+        "admin@owner.example",
+        "it@owner.example",
+    ]
+    assert {r.message["Subject"] for r in smtp.sink.received} == {
+        "Rundruf: 10 falsche PINs für die Rundrufnummer 299"
+    }

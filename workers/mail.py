@@ -209,15 +209,19 @@ class Mailer:
         if mail.reclaimed and await asyncio.to_thread(self.delivery_log.contains, mail.message_id):
             log.info("mail %s was accepted before its worker stopped; marked sent", mail.id)
             return True
-        message = mail_text.build(
-            mail_from=self.rt.settings.mail_from,
-            to=mail.to_address,
-            subject=mail.subject,
-            body=mail.body,
-            language=mail.language,
-            message_id=mail.message_id,
-            date=self.rt.clock(),
-        )
+        try:
+            message = mail_text.build(
+                mail_from=self.rt.settings.mail_from,
+                to=mail.to_address,
+                subject=mail.subject,
+                body=mail.body,
+                language=mail.language,
+                message_id=mail.message_id,
+                date=self.rt.clock(),
+            )
+        except ValueError as exc:  # a header that cannot be written (a line break, say)
+            await self._fail(mail, f"cannot be written as a mail: {exc}")
+            return False
         try:
             await asyncio.to_thread(transport.send, message)
         except DeliveryError as err:

@@ -281,3 +281,18 @@ async def test_on_sqlite_two_sweeps_at_once_send_each_mail_once(
     assert statuses == {EmailStatus.SENT}
     assert len(smtp.sink.received) == 30
     assert len(set(smtp.sink.message_ids())) == 30
+
+
+async def test_a_row_that_cannot_be_written_as_a_mail_fails_alone(
+    mail_rt: Runtime, mailer: Mailer, smtp: SmtpServer
+):
+    [bad] = await queue_mails(mail_rt, 1, to="ops@example.com\nBcc: everyone@example.com")
+    [good] = await queue_mails(mail_rt, 1)
+
+    await mailer.sweep()
+
+    row = await email_row(mail_rt, bad)
+    assert row.status is EmailStatus.FAILED
+    assert (row.last_error or "").startswith("cannot be written as a mail:")
+    assert (await email_row(mail_rt, good)).status is EmailStatus.SENT
+    assert [r.to for r in smtp.sink.received] == [["ops@example.com"]]

@@ -9,16 +9,24 @@ RUNDRUF_REQUIRE_SERVICES=1, like the other services.
 from __future__ import annotations
 
 import os
+import subprocess
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
-from tests.conftest import REQUIRE
+from tests.conftest import REQUIRE, drop_database, fresh_database, need_postgres
+from tests.processes import RUNDRUF, Server, clean_env, free_port
+from tests.test_agent_e2e import REDIS_URL
 
 CHROMIUM = Path(os.environ.get("RUNDRUF_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+PLATFORM_EMAIL = "ops@web.example"
+PLATFORM_PASSWORD = "web platform password 1"
 # Playwright's own waits (expect, locators): long enough for the agent's round trips.
 TIMEOUT_MS = 30_000
 
@@ -51,3 +59,60 @@ def browser() -> Iterator[object]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@dataclass
+class WebStack:
+    """`rundruf serve` and `rundruf worker` on a database and a Redis namespace of their own."""
+
+    env: dict[str, str]
+    server: Server
+    worker: subprocess.Popen[bytes]
+    logs: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
+    need_postgres()
+    need_chromium()
+    url = fresh_database(f"web{os.getpid()}")
+    logs = tmp_path_factory.mktemp("logs")
+    env = clean_env(
+        RUNDRUF_DATABASE_URL=url,
+        RUNDRUF_SECRET_KEY=Fernet.generate_key().decode(),
+        RUNDRUF_REDIS_URL=REDIS_URL,
+        # Text-to-speech messages go to this module's worker only.
+        RUNDRUF_WORKER_NAMESPACE=f"rundruf-web-{uuid.uuid4().hex[:8]}",
+        RUNDRUF_WORKER_STATE_DIR=str(logs / "worker-state"),
+        RUNDRUF_SMTP_PORT=str(free_port()),  # nothing listens: mails stay queued
+        RUNDRUF_COOKIE_SECURE="false",
+    )
+    subprocess.run([*RUNDRUF, "db", "upgrade"], env=env, check=True, timeout=120)
+    admin = ["admin", "create-platform-admin", "--email", PLATFORM_EMAIL]
+    subprocess.run(
+        [*RUNDRUF, *admin, "--password", PLATFORM_PASSWORD],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    server = Server(env).start(logs)
+    with (logs / "worker.log").open("ab") as out:
+        worker = subprocess.Popen(
+            [*RUNDRUF, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        yield WebStack(env, server, worker, logs)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(5)
+        server.stop()
+        drop_database(url)

@@ -22,17 +22,14 @@ from edge_agent.dialer.sim import Behaviour, SimDialerControl
 from edge_agent.pbx.port import UserState
 from edge_agent.pbx.sim import SimControl
 from edge_agent.pbx.sim_trigger import Outcome, place_trigger_call
-from tests import test_agent_e2e as channel_e2e
 from tests.jobservice.support import AGENT, ROUTING
 from tests.jobservice.test_process import JobService
 from tests.processes import Agent, agent_env
-from tests.test_agent_e2e import PASSWORD, Stack
+from tests.web.conftest import PLATFORM_EMAIL as PLATFORM
+from tests.web.conftest import PLATFORM_PASSWORD as PASSWORD
+from tests.web.conftest import WebStack as Stack
 from tests.world import wav_bytes
 
-# The channel tests' fixture: a server of this module's own on PostgreSQL and Redis.
-stack = channel_e2e.stack
-
-PLATFORM = "ops@e2e.example"
 CUSTOMER = "it@musterfirma.example"
 CUSTOMER_PASSWORD = "musterfirma passwort 1"
 SIM_HOST, SIM_ADMIN, SIM_PASSWORD = "swyx.musterfirma.local", "admin", "swyx-pass"
@@ -140,7 +137,7 @@ def start_agent(stack: Stack, site: Site, license_key: str) -> None:
         ),
         site.state,
     )
-    agent.enroll(stack.server.url, license_key)
+    agent.enroll(stack.url, license_key)
     site.agent = agent.start()
 
 
@@ -167,7 +164,7 @@ def trigger_alarm(site: Site, extension: str, pin: str) -> None:
 def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
     browser: Browser, stack: Stack, site: Site, artifacts: Path
 ) -> None:
-    ops = open_page(browser, stack.server.url)
+    ops = open_page(browser, stack.url)
     sign_in(ops, PLATFORM, PASSWORD)
     expect(ops.get_by_role("heading", level=1)).to_have_text("Überwachung der Anwendungen")
     key = platform_creates_the_customer(ops, artifacts)
@@ -181,15 +178,26 @@ def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
     shot(ops, artifacts, "platform-monitoring")
 
     # First sign-in: Einstellungen, "anmelden" until the agent answers, then Gruppen.
-    page = open_page(browser, stack.server.url)
+    page = open_page(browser, stack.url)
     sign_in(page, CUSTOMER, CUSTOMER_PASSWORD)
     expect(page.get_by_role("heading", level=1)).to_have_text("Einstellungen")
     page.get_by_label("Swyx-Server (Host)").fill(SIM_HOST)
     page.get_by_label("Administrator").fill(SIM_ADMIN)
-    page.get_by_label("Passwort").fill(SIM_PASSWORD)
-    shot(page, artifacts, "customer-settings")
+    page.get_by_label("Passwort").fill("falsch")
     page.get_by_role("button", name="anmelden").click()
+    # What the agent met on the PBX, in words.
+    expect(page.get_by_role("alert")).to_contain_text("Der Agent meldet einen Fehler")
+    expect(page.get_by_role("alert")).to_contain_text("wrong user name or password")
+    shot(page, artifacts, "customer-settings-refused")
+    # A slow PBX: the page shows progress until the agent answers.
+    site.sim.set_fault(delay_seconds=1.0)
+    page.get_by_label("Passwort").fill(SIM_PASSWORD)
+    page.get_by_role("button", name="anmelden").click()
+    expect(page.get_by_role("status").filter(has_text="Der Agent meldet sich")).to_be_visible()
+    expect(page.get_by_role("button", name="anmelden")).to_be_disabled()
+    shot(page, artifacts, "customer-settings-progress")
     expect(page.get_by_role("heading", level=1)).to_have_text("Gruppen")
+    site.sim.clear_faults()
     expect(page.get_by_role("link", name=GROUP)).to_be_visible()
     shot(page, artifacts, "customer-groups")
 
@@ -198,6 +206,7 @@ def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
     extension = page.get_by_test_id("agent-number").inner_text()
     change_members(page)
     upload_an_announcement(page, artifacts)
+    speak_an_announcement(page)
 
     # Everyone answers after a few seconds: the broadcast runs long enough to watch it.
     script = SimDialerControl(site.sim.state_path)
@@ -260,9 +269,19 @@ def upload_an_announcement(page: Page, artifacts: Path) -> None:
     shot(page, artifacts, "customer-announcements")
 
 
-def watch_the_alarm_live(
-    page: Page, site: Site, extension: str, pin: str, artifacts: Path
-) -> None:
+def speak_an_announcement(page: Page) -> None:
+    test = page.get_by_role("article", name="Ansage für Testrufe")
+    test.get_by_label("Text für die Sprachausgabe").fill("Dies ist ein Test des Rundrufs.")
+    test.get_by_role("button", name="in Sprache umwandeln").click()
+    # Pending while the worker speaks it (espeak-ng), then ready to play.
+    status = page.get_by_role("article", name="Ansage für Testrufe").locator("[data-status]")
+    expect(status).to_contain_text("aus Text")
+    expect(status).to_contain_text("bereit")
+    player = page.get_by_role("article", name="Ansage für Testrufe").get_by_label("Ansage anhören")
+    expect(player).to_have_attribute("src", re.compile(r"^/api/audio/"))
+
+
+def watch_the_alarm_live(page: Page, site: Site, extension: str, pin: str, artifacts: Path) -> None:
     nav(page, "Verlauf")
     expect(page.get_by_text("Noch keine Rundrufe.")).to_be_visible()
     page.evaluate("window.notReloaded = true")
@@ -300,7 +319,7 @@ def assert_fits(page: Page) -> None:
 def test_a_wrong_password_is_explained_in_plain_words(
     browser: Browser, stack: Stack, artifacts: Path
 ) -> None:
-    page = open_page(browser, stack.server.url, width=PHONE_WIDTH)
+    page = open_page(browser, stack.url, width=PHONE_WIDTH)
     sign_in(page, PLATFORM, "not the password")
     expect(page.get_by_role("alert")).to_have_text("E-Mail-Adresse oder Passwort ist falsch.")
     assert_fits(page)
@@ -308,7 +327,7 @@ def test_a_wrong_password_is_explained_in_plain_words(
 
 
 def test_english_can_be_chosen_and_is_kept(browser: Browser, stack: Stack) -> None:
-    page = open_page(browser, stack.server.url)
+    page = open_page(browser, stack.url)
     page.get_by_role("button", name="English").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
     page.reload()

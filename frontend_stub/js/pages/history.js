@@ -100,7 +100,7 @@ function detail(live, container, id) {
           b.status === "RUNNING" ? h("span", { class: "live" }, ` – ${t("history.live")}`) : null),
         h("dt", {}, t("history.caller")), h("dd", {}, caller(b)),
         h("dt", {}, t("history.members")), h("dd", {}, b.memberCount),
-        b.quorum ? [h("dt", {}, t("history.quorum", { quorum: "" }).replace(/:\s*$/, "")), h("dd", {}, b.quorum)] : null,
+        b.quorum ? [h("dt", {}, t("history.quorum")), h("dd", {}, b.quorum)] : null,
         b.note ? [h("dt", {}, t("history.note")), h("dd", {}, b.note)] : null),
       members.size
         ? h("ol", { class: "timeline" }, [...members].map(([name, attempts]) => member(name, attempts)))

@@ -27,6 +27,10 @@ local CONFIG = {
     prompt_dir = "C:\\ProgramData\\Rundruf\\prompts",
     recording_dir = "C:\\ProgramData\\Rundruf\\recordings",
     state_dir = "C:\\ProgramData\\Rundruf\\state",
+    -- With the agent user's id here, PIN, number and name come from the file the agent writes
+    -- (<agent_dir>\\rundruf_agent_<id>.txt) and the two values above are not used.
+    agent_user_id = "",
+    agent_dir = "C:\\ProgramData\\Rundruf\\agents",
 }
 -- END RUNDRUF CONFIG
 
@@ -94,6 +98,7 @@ end
 -- Why the configuration cannot be used, or nil. An empty or unreplaced PIN must never match
 -- whatever a caller types, so the script refuses to run instead.
 function M.check_config(cfg)
+    if cfg.agent_file_problem then return cfg.agent_file_problem end
     if placeholder(cfg.agent_number) then return "agent_number is not set" end
     if placeholder(cfg.pin) or not cfg.pin:match("^%d+$") or #cfg.pin < 4 then
         return "pin must be at least 4 digits"
@@ -107,6 +112,62 @@ function M.check_config(cfg)
     end
     if not absolute(cfg.recording_dir) then return "recording_dir must be an absolute path" end
     return nil
+end
+
+-------------------------------------------------------------------------------- agent file
+
+local function unhex(h)
+    return (h:gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end))
+end
+
+function M.agent_file_path(cfg)
+    local dir = cfg.agent_dir or ""
+    local sep = dir:find("\\", 1, true) and "\\" or "/"
+    return dir .. sep .. "rundruf_agent_" .. cfg.agent_user_id .. ".txt"
+end
+
+-- The config with PIN, number and name from the agent file (lines "pin=", "number=", "name="
+-- with the name in hex), when `agent_user_id` is set; `agent_file_problem` says what is wrong.
+function M.agent_config(cfg, pbx)
+    local id = cfg.agent_user_id
+    if id == nil or id == "" then return cfg end
+    local out = {}
+    for k, v in pairs(cfg) do out[k] = v end
+    if type(id) ~= "string" or not id:match("^%d+$") then
+        out.agent_file_problem = "agent_user_id must be the agent user's id (digits)"
+        return out
+    end
+    local ok, text = pcall(function() return pbx.read_file and pbx.read_file(M.agent_file_path(cfg)) end)
+    if not ok or type(text) ~= "string" then
+        out.agent_file_problem = "the agent file " .. M.agent_file_path(cfg) .. " cannot be read"
+        return out
+    end
+    out.pin, out.agent_number = "", ""
+    for line in text:gmatch("[^\r\n]+") do
+        local k, v = line:match("^(%a+)=(.*)$")
+        if k == "pin" then out.pin = v
+        elseif k == "number" then out.agent_number = v
+        elseif k == "name" and v:match("^%x*$") and #v % 2 == 0 then out.agent_name = unhex(v)
+        end
+    end
+    return out
+end
+
+-------------------------------------------------------------------------------- member states
+
+-- {user id = state 0-8} of the agent's group (its name is the agent's without "Rundruf "), for
+-- test mode; nil when the PBX cannot say. Never stops the call.
+local function member_states(ctx)
+    local name = ctx.cfg.agent_name
+    if type(name) ~= "string" or name == "" or not ctx.pbx.member_states then return nil end
+    local group = (name:gsub("^Rundruf ", ""))
+    local ok, states = pcall(ctx.pbx.member_states, group)
+    if not ok then
+        trace(ctx, "member states unavailable: " .. tostring(states))
+        return nil
+    end
+    if type(states) ~= "table" or next(states) == nil then return nil end
+    return states
 end
 
 -------------------------------------------------------------------------------- throttle
@@ -308,7 +369,7 @@ function M.job_body(ctx, mode, recording, idempotency_key)
         idempotencyKey = idempotency_key,
         recording = M.null,
         recordingPath = recording or M.null,
-        memberStates = M.null,
+        memberStates = ctx.states or M.null,
     })
 end
 
@@ -341,6 +402,7 @@ end
 
 -- The whole call. `pbx` and `store` are described in README.md; returns how the call ended.
 function M.run(pbx, store, cfg)
+    cfg = M.agent_config(cfg, pbx)
     local ctx = { pbx = pbx, store = store, cfg = cfg }
     ctx.caller = tostring(pbx.caller_number() or "")
     ctx.caller_name = tostring(pbx.caller_name() or "")
@@ -370,6 +432,8 @@ function M.run(pbx, store, cfg)
         pbx.hangup()
         return recording
     end
+    -- Test mode calls only free members: tell the agent who is free now.
+    if mode == 1 then ctx.states = member_states(ctx) end
     local posted = post_job(ctx, mode, recording)
     pbx.play(posted and P.triggered or P.failed)
     pbx.hangup()
@@ -604,6 +668,36 @@ function M.swyx_pbx(cfg)
         local hung_up = PBXCallTermOriginatorDisconnected
         if gone() or (hung_up ~= nil and result == hung_up) then return nil end
         return result == (PBXSuccess or 0)
+    end
+    function pbx.read_file(path)
+        if type(io) ~= "table" or type(io.open) ~= "function" then return nil end
+        local f = io.open(path, "rb")
+        if not f then return nil end
+        local text = f:read("*a")
+        f:close()
+        return text
+    end
+    -- PBXConfig.GetUserByAddress(<group name>) lists the group's members with UserID and State
+    -- (documented for VBScript and Lua, see docs/swyx.md); its Lua form - a global PBXConfig,
+    -- members as a table whose items have fields or methods UserID and State - is ASSUMED.
+    function pbx.member_states(group)
+        local config = _G["PBXConfig"]
+        if config == nil or type(config.GetUserByAddress) ~= "function" then return nil end
+        local users = config.GetUserByAddress(group)
+        if type(users) ~= "table" then return nil end
+        local states = {}
+        for _, user in ipairs(users) do
+            local function get(name)
+                local v = user[name]
+                if type(v) == "function" then v = v(user) end
+                return v
+            end
+            local id, state = get("UserID"), tonumber(get("State"))
+            if id ~= nil and state and state >= 0 and state <= 8 and state == math.floor(state) then
+                states[tostring(id)] = state
+            end
+        end
+        return states
     end
     -- require "PBXWebRequest" and webreq.new() are documented; the session methods are ASSUMED.
     function pbx.http_post(url, headers, body)

@@ -16,10 +16,14 @@ Scenario (JSON on stdin):
                 recordings   answers to record in order (true / false); default true
                 http         answers to http_post in order: {"status": 201, "body": "..."};
                              status null = transport error; default 201
+                agentFile    optional: the text read_file returns (any path is logged)
+                memberStates optional: what member_states returns ({"17": 2}); absent = nil
   encodeHex   optional: list of hex strings; instead of calls, print their JSON encodings
   swyx        optional: instead of calls, one call through the SwyxWare adapter with fake
               PBXCall / PBXScript / PBXWebRequest: {dtmf = "4711#21", callerNumber, callerName,
               callId, http = [statuses], hangupWhenEmpty, missing = [PBXCall names],
+              members = [{UserID, State}] for a fake PBXConfig.GetUserByAddress (methods
+              instead of fields with membersAsMethods = true),
               entryPoint = true to run the script's own entry point with its shipped CONFIG}
 
 Outcome (JSON on stdout): {"calls": [{"result", "events": [...]}], "store": {...}} where each
@@ -185,6 +189,23 @@ local function run_swyx(spec, M)
     }
     for name in pairs(missing) do call[name] = nil end
     PBXCall = call
+    if spec.members then
+        PBXConfig = {
+            GetUserByAddress = function(address)
+                log({ type = "GetUserByAddress", address = address })
+                local users = {}
+                for i, m in ipairs(spec.members) do
+                    if spec.membersAsMethods then
+                        users[i] = { UserID = function() return m.UserID end,
+                                     State = function() return m.State end }
+                    else
+                        users[i] = { UserID = m.UserID, State = m.State }
+                    end
+                end
+                return users
+            end,
+        }
+    end
     PBXScript = {
         TraceInfo = 4,
         Sleep = function(ms) log({ type = "Sleep", ms = ms }) end,
@@ -260,6 +281,18 @@ local function fake_pbx(call, events)
         clock = clock + seconds
     end
     function pbx.trace(msg) log({ type = "trace", message = msg }) end
+    function pbx.read_file(path)
+        log({ type = "readFile", path = path })
+        return plain(call.agentFile)
+    end
+    if call.memberStates ~= nil then
+        function pbx.member_states(group)
+            log({ type = "states", group = group })
+            local states = plain(call.memberStates)
+            if states == "error" then error("PBXConfig failed", 0) end
+            return states
+        end
+    end
     function pbx.read_digits(max, timeout, terminator)
         n_digits = n_digits + 1
         local e = { type = "read", max = max, timeout = timeout, terminator = terminator or M.null }

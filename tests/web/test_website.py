@@ -216,6 +216,11 @@ def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
             script.script(str(user.extension), Behaviour.CONFIRM, after_s=60)
     watch_the_alarm_live(page, site, extension, pin, artifacts)
 
+    # Meanwhile the monitoring table, never reloaded, shows the group's 5 participants.
+    participants = row.get_by_role("cell").nth(3)
+    expect(participants).to_have_text("5", timeout=90_000)
+    shot(ops, artifacts, "platform-monitoring-later")
+
 
 def convert_the_group(page: Page, artifacts: Path) -> None:
     page.get_by_role("link", name=GROUP).click()
@@ -289,6 +294,7 @@ def watch_the_alarm_live(page: Page, site: Site, extension: str, pin: str, artif
     # The broadcast appears without a reload (broadcastUpdated over graphql-transport-ws).
     row = page.get_by_role("row").filter(has_text=GROUP)
     expect(row).to_contain_text("Alarm (hinterlegte Nachricht)")
+    shot(page, artifacts, "customer-history-list")
     row.get_by_role("link").click()
     status = page.get_by_test_id("broadcast-status")
     expect(status).to_have_text("läuft")
@@ -326,8 +332,9 @@ def test_a_wrong_password_is_explained_in_plain_words(
     shot(page, artifacts, "phone-login-error")
 
 
-def test_english_can_be_chosen_and_is_kept(browser: Browser, stack: Stack) -> None:
+def test_english_can_be_chosen_and_is_kept(browser: Browser, stack: Stack, artifacts: Path) -> None:
     page = open_page(browser, stack.url)
+    shot(page, artifacts, "login")
     page.get_by_role("button", name="English").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
     page.reload()

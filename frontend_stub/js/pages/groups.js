@@ -57,12 +57,12 @@ async function list({ me, live }, container) {
     h("tr", {},
       h("td", {}, h("a", { href: `#/groups/${g.id}` }, g.name)),
       h("td", { class: "num" }, g.members.length),
-      h("td", {}, g.broadcast ? h("span", { class: "badge" }, `${t("groups.broadcast")} ${g.broadcast.extension}`) : "")));
+      h("td", {}, g.broadcast ? h("span", { class: "badge" }, g.broadcast.extension) : "")));
   replace(
     container,
     h("h1", {}, t("groups.title")),
     h("p", {}, groups.length ? t("groups.intro") : t("groups.empty")),
-    groups.length ? table([t("groups.name"), t("groups.members"), t("groups.broadcast")], rows) : null,
+    groups.length ? table([t("groups.name"), t("groups.members"), t("groups.agentNumber")], rows) : null,
     me.role === "TENANT_ADMIN" ? createForm(live) : null,
     box,
   );

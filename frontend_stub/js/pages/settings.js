@@ -2,7 +2,7 @@
 
 import { gql, untilDone } from "../api.js";
 import { t } from "../i18n.js";
-import { dateTime, field, h, messages, run, section, showError, showOk } from "../ui.js";
+import { dateTime, field, h, messages, replace, run, section, showError, showOk } from "../ui.js";
 
 const SETTINGS = `{ pbxSettings { host adminUser adminPasswordSet pollIntervalSeconds
   broadcastTimeoutSeconds verificationState verificationError verifiedAt } }`;
@@ -19,6 +19,13 @@ export function checkCommand(command) {
   if (command.status === "SUCCEEDED") return command;
   const text = command.status === "EXPIRED" ? t("command.expired") : t("command.failed", { error: command.error || "" });
   throw Object.assign(new Error(text), { code: null });
+}
+
+function showState(el, s) {
+  el.className = `state ${s.verificationState.toLowerCase()}`;
+  replace(el, t("settings.state", { state: t(`settings.state.${s.verificationState}`) }),
+    s.verifiedAt ? ` (${dateTime(s.verifiedAt)})` : "",
+    s.verificationError ? h("span", { class: "detail" }, ` – ${s.verificationError}`) : "");
 }
 
 export function render({ main, me, live, go }) {
@@ -49,10 +56,8 @@ export function render({ main, me, live, go }) {
       required: !s.adminPasswordSet, placeholder: s.adminPasswordSet ? t("settings.passwordKept") : "",
     });
     const submit = h("button", { type: "submit", disabled: readOnly }, t("settings.verify"));
-    const state = h("p", { class: `state ${s.verificationState.toLowerCase()}` },
-      t("settings.state", { state: t(`settings.state.${s.verificationState}`) }),
-      s.verifiedAt ? ` (${dateTime(s.verifiedAt)})` : "",
-      s.verificationError ? h("span", { class: "detail" }, ` – ${s.verificationError}`) : "");
+    const state = h("p", { "aria-live": "polite" });
+    showState(state, s);
     const form = h("form", { onsubmit: async (event) => {
       event.preventDefault();
       const done = await run(submit, box, t("command.pending"), async (progress) => {
@@ -65,6 +70,7 @@ export function render({ main, me, live, go }) {
           c.status === "PENDING" || c.status === "DELIVERED" ? progress(t("settings.verifying")) : null);
         return checkCommand(command);
       });
+      gql(SETTINGS).then((d) => showState(state, d.pbxSettings), () => {});
       if (done) {
         showOk(box, t("settings.verified"));
         go("#/groups");

@@ -154,6 +154,10 @@ class Commands:
         agent = next((u for u in directory.users if u.name == agent_name), None)
         if agent is None:
             agent = await self.pbx.create_user(agent_name, AGENT_DESCRIPTION, callrouting_only=True)
+        # The installer pastes the call-routing script with this id (docs/swyx.md).
+        log.info(
+            "broadcast agent %r is PBX user id %s, number %s", agent.name, agent.id, agent.extension
+        )
         await self.pbx.set_agent_pin(agent.id, str(secrets["pin"]))
         await self.pbx.add_group_members((await self._admin_group(directory)).id, [agent.id])
         before = self.cache.broadcast_groups.get(group_id, {})

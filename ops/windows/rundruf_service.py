@@ -1,0 +1,159 @@
+"""Windows services for the Rundruf agent and the job service on the Swyx server.
+
+    python rundruf_service.py agent --startup auto install
+    python rundruf_service.py jobservice --startup auto install
+    python rundruf_service.py agent start | stop | remove
+
+Each service runs one child process with the Python that installed it
+(`python -m api.cli agent run`, `python -m swyx_jobservice`) and the environment
+from `%ProgramData%\\Rundruf\\<name>.env` (KEY=VALUE lines; the settings of
+`edge_agent/settings.py` and `swyx_jobservice/settings.py`). The child is restarted
+after a crash (5 s pause, at most every 5 s); stopping the service stops it.
+Needs pywin32 (`pip install rundruf[windows]`). Not verified on a real Swyx server.
+
+The pure parts (reading the env file, the command line) work on any system and are
+tested on Linux (`tests/agent/test_windows_ops.py`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SERVICES: dict[str, dict[str, Any]] = {
+    "agent": {
+        "name": "RundrufAgent",
+        "display": "Rundruf Manager Service (agent)",
+        "description": "Rundruf: commands from the central service, broadcasts, SIP dialer.",
+        "args": ["-m", "api.cli", "agent", "run"],
+    },
+    "jobservice": {
+        "name": "RundrufJobService",
+        "display": "Rundruf Job Service",
+        "description": "Rundruf: takes triggered broadcasts from SwyxWare's call routing.",
+        "args": ["-m", "swyx_jobservice"],
+    },
+}
+RESTART_PAUSE_S = 5.0
+
+
+def data_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get("ProgramData", r"C:\ProgramData")) / "Rundruf"
+
+
+def read_env_file(text: str) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and lines starting with # are skipped; a value may be
+    quoted with double quotes. Keys must start with RUNDRUF_ (nothing else is changed)."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.startswith("RUNDRUF_") or not key.replace("_", "").isalnum():
+            raise ValueError(f"line {number}: expected RUNDRUF_NAME=value")
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def child_command(kind: str, python: str = sys.executable) -> list[str]:
+    return [python, *SERVICES[kind]["args"]]
+
+
+def child_environment(kind: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    path = data_dir(environ) / f"{kind}.env"
+    env = dict(environ)
+    if path.exists():
+        env.update(read_env_file(path.read_text(encoding="utf-8")))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _pywin32() -> tuple[Any, Any, Any] | None:
+    try:
+        return (
+            importlib.import_module("win32serviceutil"),
+            importlib.import_module("win32service"),
+            importlib.import_module("win32event"),
+        )
+    except ImportError:
+        return None
+
+
+def _service_class(kind: str, class_name: str) -> Any:
+    modules = _pywin32()
+    if modules is None:
+        raise RuntimeError("the Windows services need pywin32: pip install 'rundruf[windows]'")
+    win32serviceutil, win32service, win32event = modules
+    spec = SERVICES[kind]
+
+    class Service(win32serviceutil.ServiceFramework):  # type: ignore[misc]
+        _svc_name_ = spec["name"]
+        _svc_display_name_ = spec["display"]
+        _svc_description_ = spec["description"]
+
+        def __init__(self, args: Any) -> None:
+            super().__init__(args)
+            self.stop_event = win32event.CreateEvent(None, 0, 0, None)
+            self.child: subprocess.Popen[bytes] | None = None
+
+        def SvcStop(self) -> None:
+            self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING)
+            win32event.SetEvent(self.stop_event)
+            if self.child is not None and self.child.poll() is None:
+                self.child.terminate()
+
+        def SvcDoRun(self) -> None:
+            log_dir = data_dir() / "logs"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            while True:
+                with open(log_dir / f"{kind}.log", "ab") as log:
+                    self.child = subprocess.Popen(  # noqa: S603 (fixed command, no shell)
+                        child_command(kind),
+                        env=child_environment(kind),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                    while self.child.poll() is None:
+                        if win32event.WaitForSingleObject(self.stop_event, 1000) == 0:
+                            self.child.wait(30)
+                            return
+                time.sleep(RESTART_PAUSE_S)
+
+    # pywin32's service host finds the class by module and name: make both the global's.
+    Service.__name__ = Service.__qualname__ = class_name
+    return Service
+
+
+# Module-level classes, as pywin32's service host imports them by name (Windows only).
+CLASS_NAMES = {"agent": "AgentService", "jobservice": "JobService"}
+if _pywin32() is not None:  # pragma: no cover - Windows
+    AgentService = _service_class("agent", "AgentService")
+    JobService = _service_class("jobservice", "JobService")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[1] not in SERVICES:
+        print(__doc__)
+        return 2
+    kind = argv[1]
+    modules = _pywin32()
+    if modules is None:
+        print("the Windows services need pywin32: pip install 'rundruf[windows]'")
+        return 2
+    service = globals()[CLASS_NAMES[kind]]
+    modules[0].HandleCommandLine(service, argv=[argv[0], *argv[2:]])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -307,7 +307,7 @@ def run_demo(once: bool, port: int, pbx: str = "sim") -> int:
     code = 0 if reached else 2
     if not _agent_goes_silent(agent, children, sink):
         code = 1
-    print(f"\n  GraphQL API: {url}/graphql (the website comes with issue 7)")
+    print(f"\n  Website: {url}/   GraphQL API: {url}/graphql")
     print("  Logins (new passwords on every run):")
     for login in seeded.logins:
         print(f"    {login.role:<15} {login.email:<28} {login.password}")

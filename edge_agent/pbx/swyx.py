@@ -188,11 +188,17 @@ class SwyxPbx(Pbx):
 
 def parse_answer(text: str, server: str) -> Any:
     """The `data` of a script's answer; raises the `PbxError` its refusal stands for."""
-    try:
-        answer = json.loads(text.strip().splitlines()[-1]) if text.strip() else None
-    except (ValueError, IndexError):
-        answer = None
-    if not isinstance(answer, dict) or "ok" not in answer:
+    answer = None
+    # The answer is the last line that is our JSON; a host may print warnings before it.
+    for line in reversed(text.strip().splitlines()):
+        try:
+            candidate = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(candidate, dict) and "ok" in candidate:
+            answer = candidate
+            break
+    if answer is None:
         raise PbxError(f"SwyxWare's PowerShell gave no JSON answer: {text[:200]!r}")
     if answer["ok"] is True:
         return answer.get("data")

@@ -5,7 +5,8 @@ string that the script decodes with `ConvertFrom-Json` and reads as data
 (`$P.name`), so a name like ``O'Brien; Remove-Item`` stays a name. Each prints
 exactly one JSON document: ``{"ok": true, "data": …}`` or ``{"ok": false,
 "kind": …, "message": …}`` with kind `module`, `connect`, `not_found`,
-`conflict`, `refused` or `error` (`swyx.py` maps them to `PbxError`s).
+`conflict`, `refused` or `error` (`swyx.py` maps them to `PbxError`s). Whatever a
+cmdlet writes goes to `Out-Null`, so that document is the only output.
 
 Which cmdlet comes from where, and what is assumed: docs/swyx.md. Objects are
 cut down to the SwyxWare property names the adapter reads (`UserID`, `Name`,
@@ -29,15 +30,13 @@ function Out-Refusal([string]$Kind, [string]$Message) {
     $refusal = [ordered]@{ ok = $false; kind = $Kind; message = $Message }
     ConvertTo-Json -InputObject $refusal -Compress
 }
-function Stop-NotFound([string]$Message) {
-    throw [System.Collections.Generic.KeyNotFoundException]::new($Message)
-}
-function Stop-Conflict([string]$Message) {
-    throw [System.Data.DuplicateNameException]::new($Message)
-}
-function Stop-Refused([string]$Message) { throw [System.ArgumentException]::new($Message) }
+# Our own refusals carry their kind in front of the message; the catch below reads it.
+function Stop-NotFound([string]$Message) { throw ('RUNDRUF:not_found:' + $Message) }
+function Stop-Conflict([string]$Message) { throw ('RUNDRUF:conflict:' + $Message) }
+function Stop-Refused([string]$Message) { throw ('RUNDRUF:refused:' + $Message) }
 function Get-Numbers($User) {
-    @(Get-IpPbxInternalNumber -UserName $User.Name |
+    # A user without numbers may be an error to the cmdlet: that is no number, not a failure.
+    @(Get-IpPbxInternalNumber -UserName $User.Name -ErrorAction SilentlyContinue |
         Where-Object { -not $_.IsFaxNumber } | ForEach-Object { [string]$_.Number })
 }
 function Get-RundrufUser($User) {
@@ -50,7 +49,8 @@ function Get-RundrufGroup($Group) {
     [ordered]@{
         GroupID = [string]$Group.GroupID; Name = [string]$Group.Name
         Comment = [string]$Group.Comment
-        Members = @(Get-IpPbxGroupMember -GroupEntry $Group | ForEach-Object { [string]$_.UserID })
+        Members = @(Get-IpPbxGroupMember -GroupEntry $Group -ErrorAction SilentlyContinue |
+            ForEach-Object { [string]$_.UserID })
     }
 }
 function Find-User([string]$Id) {
@@ -64,11 +64,15 @@ function Find-Group([string]$Id) {
     $found
 }
 function Assert-NumberFree([string]$Number, [string]$OwnerId) {
+    $taken = Get-IpPbxInternalNumber -InternalNumber $Number -ErrorAction SilentlyContinue
+    if ($null -eq $taken) { return }
+    # Taken: name the owner (one pass over the users, only in this case).
     foreach ($user in Get-IpPbxUser) {
         if ([string]$user.UserID -ne $OwnerId -and (Get-Numbers $user) -contains $Number) {
             Stop-Conflict "The internal number $Number is already assigned to user '$($user.Name)'"
         }
     }
+    if ($OwnerId -eq '') { Stop-Conflict "The internal number $Number is already in use" }
 }
 function Test-Agent($User) { ([string]$User.Comment).EndsWith(' ' + $P.tag) }
 # The call-routing script of an agent reads its PIN, number and name from this file
@@ -95,7 +99,7 @@ try { Import-Module IpPbx } catch {
     Out-Refusal 'module' ('The PowerShell module IpPbx cannot be loaded: ' + $_.Exception.Message)
     return
 }
-try { Connect-IpPbx -ServerName $P.server } catch {
+try { Connect-IpPbx -ServerName $P.server | Out-Null } catch {
     Out-Refusal 'connect' ('Connect-IpPbx failed: ' + $_.Exception.Message)
     return
 }
@@ -104,14 +108,14 @@ try {
 
 EPILOGUE = r"""
 } catch {
-    $e = $_.Exception
-    $kind = 'error'
-    if ($e -is [System.Collections.Generic.KeyNotFoundException]) { $kind = 'not_found' }
-    elseif ($e -is [System.Data.DuplicateNameException]) { $kind = 'conflict' }
-    elseif ($e -is [System.ArgumentException]) { $kind = 'refused' }
-    Out-Refusal $kind $e.Message
+    $message = [string]$_.Exception.Message
+    if ($message -match '(?s)^RUNDRUF:([a-z_]+):(.*)$') {
+        Out-Refusal $Matches[1] $Matches[2]
+    } else {
+        Out-Refusal 'error' $message
+    }
 } finally {
-    Disconnect-IpPbx -ErrorAction SilentlyContinue
+    Disconnect-IpPbx -ErrorAction SilentlyContinue | Out-Null
 }
 """
 
@@ -137,9 +141,10 @@ BODIES: dict[str, str] = {
     }
     Assert-NumberFree $number ''
     $entry = New-IpPbxUser -UserName $name -Comment ([string]$P.comment)
-    Add-IpPbxUser -UserEntry $entry
+    Add-IpPbxUser -UserEntry $entry | Out-Null
     $user = Get-IpPbxUser -UserName $name
-    New-IpPbxInternalNumber -InternalNumber $number | Add-IpPbxInternalNumberToUser -UserEntry $user
+    New-IpPbxInternalNumber -InternalNumber $number |
+        Add-IpPbxInternalNumberToUser -UserEntry $user | Out-Null
     Out-Result (Get-RundrufUser $user)
 """,
     "update_user": r"""
@@ -148,16 +153,16 @@ BODIES: dict[str, str] = {
         $comment = [string]$P.comment
         if (Test-Agent $user) { $comment = $comment + ' ' + $P.tag }
         $user.Comment = $comment
-        Update-IpPbxUser -UserEntry $user
+        Update-IpPbxUser -UserEntry $user | Out-Null
     }
     if ($null -ne $P.number) {
         $number = [string]$P.number
         if ((Get-Numbers $user) -notcontains $number) {
             Assert-NumberFree $number ([string]$user.UserID)
             Get-IpPbxInternalNumber -UserName $user.Name |
-                Where-Object { -not $_.IsFaxNumber } | Remove-IpPbxInternalNumber
+                Where-Object { -not $_.IsFaxNumber } | Remove-IpPbxInternalNumber | Out-Null
             New-IpPbxInternalNumber -InternalNumber $number |
-                Add-IpPbxInternalNumberToUser -UserEntry $user
+                Add-IpPbxInternalNumberToUser -UserEntry $user | Out-Null
             if (Test-Agent $user) { Write-AgentFile $user $null }
         }
     }
@@ -165,7 +170,7 @@ BODIES: dict[str, str] = {
 """,
     "delete_user": r"""
     $user = Find-User ([string]$P.id)
-    Remove-IpPbxUser -UserEntry $user -Confirm:$false
+    Remove-IpPbxUser -UserEntry $user -Confirm:$false | Out-Null
     $path = Join-Path $P.agentDir ('rundruf_agent_' + [string]$user.UserID + '.txt')
     Remove-Item -LiteralPath $path -ErrorAction SilentlyContinue
     Out-Result $null
@@ -184,7 +189,7 @@ BODIES: dict[str, str] = {
     $members = @(Get-IpPbxGroupMember -GroupEntry $group | ForEach-Object { [string]$_.UserID })
     foreach ($user in $users) {
         if ($members -notcontains [string]$user.UserID) {
-            Add-IpPbxGroupMember -GroupEntry $group -UserEntry $user
+            Add-IpPbxGroupMember -GroupEntry $group -UserEntry $user | Out-Null
             $members += [string]$user.UserID
         }
     }
@@ -196,7 +201,7 @@ BODIES: dict[str, str] = {
     $members = @(Get-IpPbxGroupMember -GroupEntry $group | ForEach-Object { [string]$_.UserID })
     foreach ($user in $users) {
         if ($members -contains [string]$user.UserID) {
-            Remove-IpPbxGroupMember -GroupEntry $group -UserEntry $user -Confirm:$false
+            Remove-IpPbxGroupMember -GroupEntry $group -UserEntry $user -Confirm:$false | Out-Null
         }
     }
     Out-Result (Get-RundrufGroup (Find-Group ([string]$P.group)))
@@ -214,7 +219,7 @@ BODIES: dict[str, str] = {
     "set_user_login": r"""
     $user = Find-User ([string]$P.id)
     Set-IpPbxUserLogin -UserName $user.Name -LoginName ([string]$P.login) `
-        -Password ([string]$P.password) -EnableLogin
+        -Password ([string]$P.password) -EnableLogin | Out-Null
     Out-Result $null
 """,
 }

@@ -272,8 +272,20 @@ def test_an_answer_that_is_not_the_scripts_json_is_an_error(text: str) -> None:
     assert "no JSON answer" in raised.value.message
 
 
-def test_the_last_line_is_the_answer_after_any_warning_output() -> None:
+def test_the_answer_is_found_among_other_output() -> None:
     assert parse_answer('WARNUNG: alt\n{"ok": true, "data": 7}\n', SERVER) == 7
+    assert parse_answer('{"ok": true, "data": 7}\nUserID : 17\n[1]\n', SERVER) == 7
+
+
+def test_the_scripts_send_cmdlet_output_to_out_null() -> None:
+    # Only the script's JSON may reach the output; stray objects would bury it.
+    for name, text in SCRIPTS.items():
+        joined = re.sub(r"(`|\|)\n\s*", r"\1 ", text).replace("` ", "")
+        for line in joined.splitlines():
+            words = line.strip()
+            mutating = ("Add-IpPbx", "Update-IpPbx", "Remove-IpPbx", "Set-IpPbx", "Connect-IpPbx")
+            if words.startswith(mutating) or "| Add-IpPbx" in words:
+                assert words.endswith("| Out-Null") or words.endswith("} catch {"), (name, words)
 
 
 async def test_windows_powershell_51_array_shapes_are_read(fake: FakeSwyx, swyx: SwyxPbx) -> None:

@@ -131,5 +131,9 @@ logoutButton.addEventListener("click", async () => {
   }
 });
 
-window.addEventListener("hashchange", () => render());
+window.addEventListener("hashchange", async () => {
+  await render();
+  // Screen readers start reading the new page, not somewhere in the old one.
+  main.focus({ preventScroll: true });
+});
 start();

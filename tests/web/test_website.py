@@ -64,14 +64,29 @@ def site(tmp_path: Path) -> Iterator[Site]:
         jobs.kill()
 
 
+# Uncaught script errors per page: every test ends without any.
+SCRIPT_ERRORS: dict[Page, list[str]] = {}
+
+
 def open_page(browser: Browser, base_url: str, width: int = 1280) -> Page:
     context = browser.new_context(
         base_url=base_url, viewport={"width": width, "height": 900}, locale="de-DE"
     )
     context.set_default_timeout(30_000)
     page = context.new_page()
+    errors = SCRIPT_ERRORS.setdefault(page, [])
+    page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto("/")
     return page
+
+
+@pytest.fixture(autouse=True)
+def _no_script_errors() -> Iterator[None]:
+    SCRIPT_ERRORS.clear()
+    yield
+    found = {page.url: errors for page, errors in SCRIPT_ERRORS.items() if errors}
+    SCRIPT_ERRORS.clear()
+    assert not found, f"uncaught script errors: {found}"
 
 
 def shot(page: Page, artifacts: Path, name: str) -> None:

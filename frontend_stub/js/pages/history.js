@@ -48,11 +48,14 @@ function list(live, container) {
     empty.hidden = nodes.length > 0;
   }
 
+  // Broadcasts a live event brought while a page was being read: the event is newer.
+  const touched = new Set();
+
   async function load(after = null) {
+    touched.clear();
     try {
       const { broadcasts } = await gql(LIST, { after });
-      if (!after) byId.clear();
-      for (const b of broadcasts.nodes) byId.set(b.id, b);
+      for (const b of broadcasts.nodes) if (!touched.has(b.id)) byId.set(b.id, b);
       cursor = broadcasts.pageInfo.endCursor;
       more.hidden = !broadcasts.pageInfo.hasNextPage;
       show();
@@ -68,6 +71,7 @@ function list(live, container) {
   replace(container, h("h1", {}, t("history.title")), empty, wrap, more, box);
   load();
   const stop = live.subscribe(LIVE_LIST, {}, ({ broadcastUpdated: b }) => {
+    touched.add(b.id);
     byId.set(b.id, b);
     show();
   });
@@ -122,16 +126,24 @@ function detail(live, container, id) {
           a.detail ? h("p", { class: "detail" }, a.detail) : null))));
   }
 
+  // Set when a live event came while the broadcast was being read: the event is newer.
+  let eventSinceLoad = false;
+
   async function load() {
+    eventSinceLoad = false;
     try {
-      show((await gql(ONE, { id })).broadcast);
+      const { broadcast } = await gql(ONE, { id });
+      if (!eventSinceLoad) show(broadcast);
     } catch (error) {
       showError(box, error);
     }
   }
 
   load();
-  const stop = live.subscribe(LIVE_ONE, { id }, ({ broadcastUpdated }) => show(broadcastUpdated));
+  const stop = live.subscribe(LIVE_ONE, { id }, ({ broadcastUpdated }) => {
+    eventSinceLoad = true;
+    show(broadcastUpdated);
+  });
   const stopReconnect = live.on("reconnect", load);
   return () => {
     stop();

@@ -32,6 +32,7 @@ def make_swyx(settings: AgentSettings) -> Pbx:
         PowerShellRunner,
         RemotePowerShell,
         local_command,
+        windows_logon_check,
     )
 
     runner: PowerShellRunner
@@ -46,6 +47,7 @@ def make_swyx(settings: AgentSettings) -> Pbx:
     states: StateReader | None = None
     if settings.swyx_com_states and sys.platform == "win32":
         states = ComStateReader()
+    on_windows = sys.platform == "win32"
     password = settings.sip_password.get_secret_value()
     return SwyxPbx(
         runner,
@@ -54,4 +56,5 @@ def make_swyx(settings: AgentSettings) -> Pbx:
         timeout_seconds=settings.swyx_timeout_seconds,
         states=states,
         dialer_login=(settings.sip_user, password) if password else None,
+        password_check=windows_logon_check if on_windows else None,
     )

@@ -18,6 +18,7 @@ Nothing here has run against a real SwyxWare: see docs/swyx.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +35,7 @@ from edge_agent.pbx.errors import (
     PbxUnreachable,
 )
 from edge_agent.pbx.port import Directory, Group, Pbx, User, UserState
-from edge_agent.pbx.swyx_runner import PowerShellRunner, RunnerError
+from edge_agent.pbx.swyx_runner import PowerShellRunner, RunnerError, same_account
 from edge_agent.pbx.swyx_scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class SwyxPbx(Pbx):
         timeout_seconds: float = 60.0,
         states: StateReader | None = None,
         dialer_login: tuple[str, str] | None = None,
+        password_check: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.runner = runner
         self.agent_dir = agent_dir
@@ -65,14 +67,37 @@ class SwyxPbx(Pbx):
         self.states = states
         # The SIP dialer's user name and password (RUNDRUF_AGENT_SIP_USER / _PASSWORD).
         self.dialer_login = dialer_login
+        # Local PowerShell runs as the service account, so the website's password is not
+        # what connects: where possible it is checked with Windows (LogonUser) instead.
+        self.password_check = password_check
         self._server: str | None = None
 
     async def login(self, host: str, admin_user: str, password: str) -> None:
         self._server = None  # a new login ends the last one, whatever its outcome
         self.runner.set_login(host, admin_user, password)
         answer = await self._run("login", server=host)
+        identity = str((answer or {}).get("Identity") or "")
+        if not self.runner.uses_login:
+            self._check_local_login(identity, admin_user, password)
+            if self.password_check is not None and not await asyncio.to_thread(
+                self.password_check, admin_user, password
+            ):
+                raise PbxLoginRefused(
+                    f"Login failed for '{admin_user}': wrong user name or password"
+                )
         self._server = host
-        log.info("logged in to SwyxWare %s as %s", host, answer.get("Identity", admin_user))
+        log.info("logged in to SwyxWare %s as %s", host, identity or admin_user)
+
+    @staticmethod
+    def _check_local_login(identity: str, admin_user: str, password: str) -> None:
+        if not same_account(identity, admin_user):
+            raise PbxLoginRefused(
+                f"The agent works on this server as '{identity}': enter that account "
+                f"(not '{admin_user}'), or let it use PowerShell Remoting "
+                "(RUNDRUF_AGENT_SWYX_TRANSPORT=winrm)"
+            )
+        if not password:
+            raise PbxLoginRefused(f"Login failed for '{admin_user}': no password")
 
     async def reachable(self) -> bool:
         if self._server is None:

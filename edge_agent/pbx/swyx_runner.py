@@ -48,6 +48,10 @@ class RunnerError(Exception):
 class PowerShellRunner(ABC):
     """Runs one fixed script with its parameters and returns its standard output."""
 
+    # True when the runner itself logs in with the administrator's login (WinRM);
+    # False when PowerShell runs as this process's own Windows account.
+    uses_login = True
+
     @abstractmethod
     async def run(self, script: str, params_json: str, *, seconds: float) -> str: ...
 
@@ -79,6 +83,8 @@ class LocalPowerShell(PowerShellRunner):
     It runs as the agent's Windows account: that account must be a SwyxWare
     administrator (docs/swyx.md). The process is started without a shell.
     """
+
+    uses_login = False
 
     def __init__(self, command: Sequence[str] | None = None) -> None:
         self.command = list(command) if command is not None else local_command()
@@ -194,3 +200,39 @@ def _is_auth_failure(exc: Exception) -> bool:
 def _login_refused_json(reason: str) -> str:
     # Same answer shape as a script's refusal, so the adapter maps it in one place.
     return json.dumps({"ok": False, "kind": "login", "message": reason[:500]})
+
+
+def same_account(identity: str, entered: str) -> bool:
+    """Whether `entered` names the Windows account `identity` (DOMAIN\\user): with or
+    without the domain, or as user@domain, ignoring case."""
+
+    def parts(name: str) -> tuple[str, str]:
+        name = name.strip().casefold()
+        if "\\" in name:
+            domain, _, user = name.partition("\\")
+            return domain, user
+        user, _, domain = name.partition("@")
+        return domain.split(".")[0], user
+
+    (id_domain, id_user), (domain, user) = parts(identity), parts(entered)
+    return bool(user) and user == id_user and (not domain or domain == id_domain)
+
+
+def windows_logon_check(user: str, password: str) -> bool:
+    """Checks a Windows login with LogonUser (pywin32; Windows only): True if it is valid."""
+    win32security: Any = importlib.import_module("win32security")
+    domain: str | None = None
+    if "\\" in user:
+        domain, _, user = user.partition("\\")
+    try:
+        handle = win32security.LogonUser(
+            user,
+            domain,
+            password,
+            win32security.LOGON32_LOGON_NETWORK,
+            win32security.LOGON32_PROVIDER_DEFAULT,
+        )
+    except Exception:  # pywintypes.error: wrong user name or password, account locked, …
+        return False
+    handle.Close()
+    return True

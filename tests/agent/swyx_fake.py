@@ -52,6 +52,9 @@ class FakeSwyx(PowerShellRunner):
     user: str | None = None
     password: str | None = None
     logins: list[tuple[str, str, str]] = field(default_factory=list)  # user id, login, password
+    # False: stands in for local powershell.exe, which runs as `identity` and takes no login.
+    uses_login: bool = True
+    identity: str = "FIRMA\\svc-rundruf"
 
     @classmethod
     def seeded(cls) -> FakeSwyx:
@@ -84,11 +87,11 @@ class FakeSwyx(PowerShellRunner):
     def _connect(self, p: dict[str, Any]) -> None:
         if p["server"] != SERVER:
             raise Refusal("connect", "Connect-IpPbx failed: The RPC server is unavailable.")
-        if (self.user, self.password) != (ADMIN, PASSWORD):
+        if self.uses_login and (self.user, self.password) != (ADMIN, PASSWORD):
             raise Refusal("connect", "Connect-IpPbx failed: Access is denied.")
 
     def _login(self, p: dict[str, Any]) -> Any:
-        return {"Identity": self.user}
+        return {"Identity": self.user if self.uses_login else self.identity}
 
     def _directory(self, p: dict[str, Any]) -> Any:
         return {"Users": self.users, "Groups": self.groups}

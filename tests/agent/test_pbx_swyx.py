@@ -574,7 +574,7 @@ def test_make_pbx_builds_the_swyx_adapter_from_settings(
 
     from edge_agent.pbx import make_pbx
     from edge_agent.pbx.swyx_com import ComStateReader
-    from edge_agent.pbx.swyx_runner import RemotePowerShell
+    from edge_agent.pbx.swyx_runner import RemotePowerShell, windows_logon_check
     from edge_agent.settings import AgentSettings
 
     local = make_pbx(AgentSettings(pbx="swyx", swyx_powershell=r"C:\PS\powershell.exe"))
@@ -589,6 +589,8 @@ def test_make_pbx_builds_the_swyx_adapter_from_settings(
     assert isinstance(remote, SwyxPbx) and isinstance(remote.runner, RemotePowerShell)
     assert isinstance(remote.states, ComStateReader)
     assert remote.dialer_login == ("Rundruf", "sip-geheim")
+    assert local.password_check is None
+    assert remote.password_check is windows_logon_check
 
 
 async def test_verifying_credentials_on_swyx_sets_up_the_dialers_login(
@@ -645,3 +647,117 @@ async def test_test_mode_asks_the_dialer_about_members_swyx_cannot_say(
     assert asked == [{"17": "201"}]  # Carla's state SwyxWare told, Anna's it could not
     assert states["17"] == UserState.BUSY
     assert states["19"] == UserState.AWAY
+
+
+# --- local PowerShell: the service account, checked against the website's login --------------
+
+
+@pytest.mark.parametrize(
+    ("entered", "same"),
+    [
+        ("FIRMA\\svc-rundruf", True),
+        ("firma\\SVC-Rundruf", True),
+        ("svc-rundruf", True),
+        ("svc-rundruf@firma.local", True),
+        ("ANDERE\\svc-rundruf", False),
+        ("svc-rundruf@andere.local", False),
+        ("admin", False),
+        ("", False),
+    ],
+)
+def test_it_knows_when_a_login_names_the_service_account(entered: str, same: bool) -> None:
+    from edge_agent.pbx.swyx_runner import same_account
+
+    assert same_account("FIRMA\\svc-rundruf", entered) is same
+
+
+async def test_local_powershell_needs_the_service_accounts_name(fake: FakeSwyx) -> None:
+    fake.uses_login = False
+    pbx = SwyxPbx(fake)
+
+    with pytest.raises(PbxLoginRefused) as refused:
+        await pbx.login(SERVER, ADMIN, PASSWORD)
+
+    assert "works on this server as 'FIRMA\\svc-rundruf'" in refused.value.message
+    with pytest.raises(PbxNotLoggedIn):
+        await pbx.directory()
+    await pbx.login(SERVER, "svc-rundruf", "passwort")
+    assert len((await pbx.directory()).users) == 4
+
+
+async def test_local_powershell_checks_the_password_with_windows(fake: FakeSwyx) -> None:
+    fake.uses_login = False
+    checked: list[tuple[str, str]] = []
+
+    def check(user: str, password: str) -> bool:
+        checked.append((user, password))
+        return password == "richtig"
+
+    pbx = SwyxPbx(fake, password_check=check)
+
+    with pytest.raises(PbxLoginRefused, match="wrong user name or password"):
+        await pbx.login(SERVER, "FIRMA\\svc-rundruf", "falsch")
+    with pytest.raises(PbxLoginRefused, match="no password"):
+        await pbx.login(SERVER, "FIRMA\\svc-rundruf", "")
+    await pbx.login(SERVER, "FIRMA\\svc-rundruf", "richtig")
+
+    assert checked == [("FIRMA\\svc-rundruf", "falsch"), ("FIRMA\\svc-rundruf", "richtig")]
+
+
+def test_the_windows_logon_check_needs_pywin32(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_agent.pbx.swyx_runner import windows_logon_check
+
+    class Handle:
+        def Close(self) -> None:
+            pass
+
+    class Win32Security:
+        LOGON32_LOGON_NETWORK, LOGON32_PROVIDER_DEFAULT = 3, 0
+        calls: list[tuple[object, ...]] = []
+
+        @classmethod
+        def LogonUser(cls, *args: object) -> Handle:
+            cls.calls.append(args)
+            if args[2] != "richtig":
+                raise OSError(1326, "LogonUser", "The user name or password is incorrect.")
+            return Handle()
+
+    monkeypatch.setitem(sys.modules, "win32security", Win32Security)
+
+    assert windows_logon_check("FIRMA\\svc", "richtig")
+    assert not windows_logon_check("svc@firma.local", "falsch")
+    assert Win32Security.calls == [
+        ("svc", "FIRMA", "richtig", 3, 0),
+        ("svc@firma.local", None, "falsch", 3, 0),
+    ]
+
+
+# --- the commands on SwyxWare ---------------------------------------------------------------
+
+
+async def test_enabling_a_broadcast_group_makes_a_call_routing_agent_with_its_file(
+    fake: FakeSwyx, tmp_path: Path
+) -> None:
+    from edge_agent.cache import LocalCache
+    from edge_agent.commands import Commands
+
+    pbx = SwyxPbx(fake, agent_dir=AGENT_DIR, dialer_login=("Rundruf", "sip-geheim"))
+    commands = Commands(pbx, LocalCache(tmp_path / "state"), None)  # type: ignore[arg-type]
+    login = ({"host": SERVER, "adminUser": ADMIN}, {"adminPassword": PASSWORD})
+    assert (await commands.run("verifyPbxCredentials", *login)).ok
+
+    payload = {"groupPbxId": "5", "agentName": "Rundruf Brandschutz"}
+    outcome = await commands.run("enableBroadcast", payload, {"pin": "482913"})
+    again = await commands.run("enableBroadcast", payload, {"pin": "482913"})
+
+    assert outcome.ok and again.ok, (outcome.error, again.error)
+    agent_id = outcome.result["agentUserId"]
+    assert again.result["agentUserId"] == agent_id
+    agents = [u for u in (await pbx.directory()).users if u.name == "Rundruf Brandschutz"]
+    assert len(agents) == 1 and agents[0].callrouting_only
+    assert agent_id not in {user_id for user_id, _, _ in fake.logins}  # no login, no license
+    text = fake.files[AGENT_DIR + f"\\rundruf_agent_{agent_id}.txt"]
+    assert text.startswith(f"pin=482913\nnumber={outcome.result['extension']}\n")
+
+    assert (await commands.run("disableBroadcast", {"groupPbxId": "5"}, {})).ok
+    assert fake.files == {}

@@ -2,7 +2,6 @@
 
 const TEXTS = {
   de: {
-    "app.title": "Rundruf",
     "nav.label": "Hauptnavigation",
     "nav.monitoring": "Überwachung",
     "nav.tenants": "Mandanten",
@@ -17,7 +16,6 @@ const TEXTS = {
     "live.closed": "Live-Verbindung unterbrochen; neuer Versuch läuft.",
     "loading": "Wird geladen …",
     "save": "Speichern",
-    "cancel": "Abbrechen",
     "yes": "ja",
     "no": "nein",
     "unknown": "unbekannt",
@@ -252,7 +250,6 @@ const TEXTS = {
     "field.description": "Beschreibung",
   },
   en: {
-    "app.title": "Rundruf",
     "nav.label": "Main navigation",
     "nav.monitoring": "Monitoring",
     "nav.tenants": "Tenants",
@@ -267,7 +264,6 @@ const TEXTS = {
     "live.closed": "Live updates interrupted; reconnecting.",
     "loading": "Loading …",
     "save": "Save",
-    "cancel": "Cancel",
     "yes": "yes",
     "no": "no",
     "unknown": "unknown",

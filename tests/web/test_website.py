@@ -235,6 +235,9 @@ def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
     participants = row.get_by_role("cell").nth(3)
     expect(participants).to_have_text("5", timeout=90_000)
     shot(ops, artifacts, "platform-monitoring-later")
+    ops.set_viewport_size({"width": PHONE_WIDTH, "height": 800})
+    assert_fits(ops)
+    shot(ops, artifacts, "phone-monitoring")
 
 
 def convert_the_group(page: Page, artifacts: Path) -> None:

@@ -137,9 +137,10 @@ function M.agent_config(cfg, pbx)
         out.agent_file_problem = "agent_user_id must be the agent user's id (digits)"
         return out
     end
-    local ok, text = pcall(function() return pbx.read_file and pbx.read_file(M.agent_file_path(cfg)) end)
+    local path = M.agent_file_path(cfg)
+    local ok, text = pcall(function() return pbx.read_file and pbx.read_file(path) end)
     if not ok or type(text) ~= "string" then
-        out.agent_file_problem = "the agent file " .. M.agent_file_path(cfg) .. " cannot be read"
+        out.agent_file_problem = "the agent file " .. path .. " cannot be read"
         return out
     end
     out.pin, out.agent_number = "", ""

@@ -25,10 +25,11 @@ log = logging.getLogger(__name__)
 
 # Reads {"script": …, "params": …} from stdin and runs the script with the parameters
 # as one string argument. Fixed text: nothing from outside is ever part of it.
+# Both directions are ASCII (the scripts escape everything else as \uXXXX), so no
+# console code page matters: a service has no console whose encoding could be set.
 BOOTSTRAP = """\
 $ErrorActionPreference = 'Stop'
-[Console]::InputEncoding = [System.Text.UTF8Encoding]::new($false)
-[Console]::OutputEncoding = [System.Text.UTF8Encoding]::new($false)
+$ProgressPreference = 'SilentlyContinue'
 $request = [Console]::In.ReadToEnd() | ConvertFrom-Json
 $body = [ScriptBlock]::Create([string]$request.script)
 & $body -ParamsJson ([string]$request.params)

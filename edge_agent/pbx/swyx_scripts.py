@@ -23,12 +23,14 @@ $ProgressPreference = 'SilentlyContinue'
 # Windows PowerShell 5.1 writes some arrays as {"value": [...], "Count": n} without this.
 Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
 $P = $ParamsJson | ConvertFrom-Json
-function Out-Result($Data) {
-    ConvertTo-Json -InputObject ([ordered]@{ ok = $true; data = $Data }) -Depth 8 -Compress
+# JSON in ASCII only: anything else as \uXXXX, whatever the code page of stdout.
+function ConvertTo-AsciiJson($Value) {
+    $json = ConvertTo-Json -InputObject $Value -Depth 8 -Compress
+    [regex]::Replace($json, '[^\u0000-\u007F]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
 }
+function Out-Result($Data) { ConvertTo-AsciiJson ([ordered]@{ ok = $true; data = $Data }) }
 function Out-Refusal([string]$Kind, [string]$Message) {
-    $refusal = [ordered]@{ ok = $false; kind = $Kind; message = $Message }
-    ConvertTo-Json -InputObject $refusal -Compress
+    ConvertTo-AsciiJson ([ordered]@{ ok = $false; kind = $Kind; message = $Message })
 }
 # Our own refusals carry their kind in front of the message; the catch below reads it.
 function Stop-NotFound([string]$Message) { throw ('RUNDRUF:not_found:' + $Message) }

@@ -128,7 +128,7 @@ class SwyxPbx(Pbx):
             raise PbxRefused("The user name must not be empty")
         if extension is not None:
             _check_extension(extension)
-        comment = f"{description} {AGENT_TAG}" if callrouting_only else description
+        comment = f"{description} {AGENT_TAG}".lstrip() if callrouting_only else description
         data = await self._run(
             "create_user", name=name, comment=comment, number=extension, from_=self.first_extension
         )

@@ -76,7 +76,10 @@ function Assert-NumberFree([string]$Number, [string]$OwnerId) {
     }
     if ($OwnerId -eq '') { Stop-Conflict "The internal number $Number is already in use" }
 }
-function Test-Agent($User) { ([string]$User.Comment).EndsWith(' ' + $P.tag) }
+function Test-Agent($User) {
+    $comment = [string]$User.Comment
+    $comment -eq $P.tag -or $comment.EndsWith(' ' + $P.tag)
+}
 # The call-routing script of an agent reads its PIN, number and name from this file
 # (swyx_jobservice/callrouting/README.md): digits, digits, hex - nothing to escape.
 function Write-AgentFile($User, $Pin) {
@@ -153,7 +156,7 @@ BODIES: dict[str, str] = {
     $user = Find-User ([string]$P.id)
     if ($null -ne $P.comment) {
         $comment = [string]$P.comment
-        if (Test-Agent $user) { $comment = $comment + ' ' + $P.tag }
+        if (Test-Agent $user) { $comment = ($comment + ' ' + $P.tag).TrimStart() }
         $user.Comment = $comment
         Update-IpPbxUser -UserEntry $user | Out-Null
     }

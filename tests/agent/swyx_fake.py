@@ -117,9 +117,9 @@ class FakeSwyx(PowerShellRunner):
 
     def _update_user(self, p: dict[str, Any]) -> Any:
         user = self._user(p["id"])
-        agent = user["Comment"].endswith(" " + p["tag"])
+        agent = self._is_agent(p, user)
         if p["comment"] is not None:
-            user["Comment"] = p["comment"] + (" " + p["tag"] if agent else "")
+            user["Comment"] = (p["comment"] + (" " + p["tag"] if agent else "")).lstrip()
         if p["number"] is not None and p["number"] not in user["InternalNumbers"]:
             self._number_free(p["number"], user["UserID"])
             user["InternalNumbers"] = [p["number"]]
@@ -160,7 +160,7 @@ class FakeSwyx(PowerShellRunner):
 
     def _set_agent_pin(self, p: dict[str, Any]) -> Any:
         user = self._user(p["id"])
-        if not user["Comment"].endswith(" " + p["tag"]):
+        if not self._is_agent(p, user):
             raise Refusal(
                 "refused",
                 f"The user '{user['Name']}' is a licensed user; "
@@ -198,6 +198,10 @@ class FakeSwyx(PowerShellRunner):
                     "conflict",
                     f"The internal number {number} is already assigned to user '{user['Name']}'",
                 )
+
+    @staticmethod
+    def _is_agent(p: dict[str, Any], user: dict[str, Any]) -> bool:
+        return user["Comment"] == p["tag"] or user["Comment"].endswith(" " + p["tag"])
 
     @staticmethod
     def _agent_path(p: dict[str, Any], user: dict[str, Any]) -> str:

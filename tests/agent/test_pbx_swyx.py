@@ -761,3 +761,15 @@ async def test_enabling_a_broadcast_group_makes_a_call_routing_agent_with_its_fi
 
     assert (await commands.run("disableBroadcast", {"groupPbxId": "5"}, {})).ok
     assert fake.files == {}
+
+
+async def test_an_agent_without_description_is_still_an_agent(
+    fake: FakeSwyx, swyx: SwyxPbx
+) -> None:
+    agent = await swyx.create_user("Rundruf Leer", "", callrouting_only=True)
+
+    assert fake.users[-1]["Comment"] == AGENT_TAG
+    assert agent.callrouting_only and agent.description == ""
+    await swyx.set_agent_pin(agent.id, "1234")
+    changed = await swyx.update_user(agent.id, description="")
+    assert changed.callrouting_only and fake.users[-1]["Comment"] == AGENT_TAG

@@ -118,6 +118,11 @@ async def test_injection_attempts_stay_data_in_every_string_argument(
     with pytest.raises(PbxNotFound):
         await swyx.add_group_members(evil, [user.id])
 
+    with pytest.raises(PbxNotFound):
+        await swyx.remove_group_members(group.id, [evil])
+    with pytest.raises(PbxUnreachable):
+        await SwyxPbx(fake).login(evil, evil, evil)
+
     for call in fake.calls:
         assert call.script == SCRIPTS[call.name]  # the value never reached the script text
     directory = await swyx.directory()

@@ -18,7 +18,7 @@ export function h(tag, props = {}, ...children) {
 
 function append(el, children) {
   for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
+    if (child === null || child === undefined || child === false || child === "") continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
 }
@@ -131,18 +131,38 @@ export function yesNo(value) {
   return h("span", { class: `flag ${value ? "good" : "bad"}` }, value ? t("yes") : t("no"));
 }
 
+/**
+ * A data table. On narrow screens CSS stacks each row as a card with the column
+ * names beside the values (data-label); the explicit ARIA roles keep it a table
+ * for screen readers although it is no longer displayed as one.
+ */
 export function table(headers, rows, caption = null) {
+  const body = h("tbody", { role: "rowgroup" });
+  labelRows(body, headers, rows);
   return h(
     "div",
     { class: "table-wrap" },
     h(
       "table",
-      {},
+      { role: "table", class: "stacking" },
       caption ? h("caption", {}, caption) : null,
-      h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
-      h("tbody", {}, rows),
+      h("thead", { role: "rowgroup" },
+        h("tr", { role: "row" }, headers.map((x) => h("th", { scope: "col", role: "columnheader" }, x)))),
+      body,
     ),
   );
+}
+
+/** Puts rows into a table body made by table(), labelled with the column names. */
+export function labelRows(body, headers, rows) {
+  for (const row of rows) {
+    row.setAttribute("role", "row");
+    [...row.children].forEach((cell, i) => {
+      cell.setAttribute("role", "cell");
+      if (headers[i]) cell.dataset.label = headers[i];
+    });
+  }
+  replace(body, rows);
 }
 
 let sectionIds = 0;

@@ -2,7 +2,7 @@
 
 import { gql } from "../api.js";
 import { t } from "../i18n.js";
-import { dateTime, h, messages, replace, showError, table, time } from "../ui.js";
+import { dateTime, h, labelRows, messages, replace, showError, table, time } from "../ui.js";
 
 const FIELDS = `id groupName mode status triggerCallerNumber triggerCallerName startedAt finishedAt
   memberCount quorum quorumReachedAt note`;
@@ -28,7 +28,7 @@ function caller(b) {
 function list(live, container) {
   const box = messages();
   const byId = new Map();
-  const body = h("tbody");
+  const headers = ["history.started", "history.group", "history.mode", "history.status", "history.caller", "history.members"];
   let cursor = null;
   const more = h("button", { type: "button", class: "secondary", hidden: true, onclick: () => load(cursor) }, t("history.more"));
 
@@ -44,7 +44,7 @@ function list(live, container) {
 
   function show() {
     const nodes = [...byId.values()].sort((a, b) => b.startedAt.localeCompare(a.startedAt));
-    replace(body, nodes.map(row));
+    labelRows(body, headers.map((k) => t(k)), nodes.map(row));
     empty.hidden = nodes.length > 0;
   }
 
@@ -65,9 +65,8 @@ function list(live, container) {
   }
 
   const empty = h("p", { hidden: true }, t("history.empty"));
-  const headers = ["history.started", "history.group", "history.mode", "history.status", "history.caller", "history.members"];
   const wrap = table(headers.map((k) => t(k)), []);
-  wrap.querySelector("tbody").replaceWith(body);
+  const body = wrap.querySelector("tbody");
   replace(container, h("h1", {}, t("history.title")), empty, wrap, more, box);
   load();
   const stop = live.subscribe(LIVE_LIST, {}, ({ broadcastUpdated: b }) => {

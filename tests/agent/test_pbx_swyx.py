@@ -120,10 +120,12 @@ async def test_injection_attempts_stay_data_in_every_string_argument(
 
     with pytest.raises(PbxNotFound):
         await swyx.remove_group_members(group.id, [evil])
+    other = FakeSwyx.seeded()
     with pytest.raises(PbxUnreachable):
-        await SwyxPbx(fake).login(evil, evil, evil)
+        await SwyxPbx(other).login(evil, evil, evil)
+    assert other.calls[0].params["server"] == evil
 
-    for call in fake.calls:
+    for call in fake.calls + other.calls:
         assert call.script == SCRIPTS[call.name]  # the value never reached the script text
     directory = await swyx.directory()
     stored = user_named(directory, evil)

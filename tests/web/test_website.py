@@ -24,7 +24,7 @@ from edge_agent.pbx.sim import SimControl
 from edge_agent.pbx.sim_trigger import Outcome, place_trigger_call
 from tests.jobservice.support import AGENT, ROUTING
 from tests.jobservice.test_process import JobService
-from tests.processes import Agent, agent_env
+from tests.processes import Agent, Client, agent_env
 from tests.web.conftest import PLATFORM_EMAIL as PLATFORM
 from tests.web.conftest import PLATFORM_PASSWORD as PASSWORD
 from tests.web.conftest import WebStack as Stack
@@ -362,3 +362,32 @@ def test_english_can_be_chosen_and_is_kept(browser: Browser, stack: Stack, artif
     expect(page.get_by_role("heading", level=1)).to_have_text("Monitoring the installations")
     page.get_by_role("button", name="Deutsch").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Überwachung der Anwendungen")
+
+
+def test_a_viewer_sees_the_pages_without_the_controls_that_change_things(
+    browser: Browser, stack: Stack, artifacts: Path
+) -> None:
+    ops = Client(stack.url).login(PLATFORM, PASSWORD)
+    tenant = ops(
+        'mutation { createTenant(input: {name: "Nur Lesen AG"}) { id } }',
+    )["createTenant"]["id"]
+    ops(
+        "mutation($t: ID!, $e: String!, $p: String!) { createUser(input: {tenantId: $t, "
+        'email: $e, name: "Leser", role: TENANT_VIEWER, password: $p}) { id } }',
+        t=tenant,
+        e="leser@nurlesen.example",
+        p="leser passwort 1",
+    )
+    page = open_page(browser, stack.url)
+    sign_in(page, "leser@nurlesen.example", "leser passwort 1")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Einstellungen")
+    expect(page.get_by_role("button", name="anmelden")).to_be_disabled()
+    expect(page.get_by_role("button", name="Speichern")).to_be_disabled()
+    nav(page, "Gruppen")
+    expect(page.get_by_text("Noch keine Gruppen.")).to_be_visible()
+    expect(page.get_by_role("button", name="Gruppe anlegen")).to_have_count(0)
+    nav(page, "Verlauf")
+    expect(page.get_by_text("Noch keine Rundrufe.")).to_be_visible()
+    shot(page, artifacts, "viewer-history")
+    page.get_by_role("button", name="Abmelden").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Anmelden")

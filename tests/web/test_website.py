@@ -223,12 +223,12 @@ def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
     upload_an_announcement(page, artifacts)
     speak_an_announcement(page)
 
-    # Everyone answers after a few seconds: the broadcast runs long enough to watch it.
+    # Everyone answers after 10 s of ringing: the broadcast runs long enough to watch it.
     script = SimDialerControl(site.sim.state_path)
     for user in site.sim.snapshot().users:
         site.sim.set_state(user.name, UserState.LOGGED_ON)
         if user.extension:
-            script.script(str(user.extension), Behaviour.CONFIRM, after_s=60)
+            script.script(str(user.extension), Behaviour.CONFIRM, after_s=200)
     watch_the_alarm_live(page, site, extension, pin, artifacts)
 
     # Meanwhile the monitoring table, never reloaded, shows the group's 5 participants.
@@ -299,7 +299,7 @@ def speak_an_announcement(page: Page) -> None:
     # Pending while the worker speaks it (espeak-ng), then ready to play.
     status = page.get_by_role("article", name="Ansage für Testrufe").locator("[data-status]")
     expect(status).to_contain_text("aus Text")
-    expect(status).to_contain_text("bereit")
+    expect(status).to_contain_text("bereit", timeout=60_000)
     player = page.get_by_role("article", name="Ansage für Testrufe").get_by_label("Ansage anhören")
     expect(player).to_have_attribute("src", re.compile(r"^/api/audio/"))
 

@@ -235,6 +235,7 @@ def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
     participants = row.get_by_role("cell").nth(3)
     expect(participants).to_have_text("5", timeout=90_000)
     shot(ops, artifacts, "platform-monitoring-later")
+    change_the_timing(page, artifacts)
     ops.set_viewport_size({"width": PHONE_WIDTH, "height": 800})
     assert_fits(ops)
     shot(ops, artifacts, "phone-monitoring")
@@ -333,6 +334,21 @@ def watch_the_alarm_live(page: Page, site: Site, extension: str, pin: str, artif
     nav(page, "Gruppen")
     assert_fits(page)
     shot(page, artifacts, "phone-groups")
+
+
+def change_the_timing(page: Page, artifacts: Path) -> None:
+    page.set_viewport_size({"width": 1280, "height": 900})
+    nav(page, "Einstellungen")
+    expect(page.get_by_text("Status: angemeldet")).to_be_visible()
+    page.get_by_label("Abfrageintervall (Sekunden)").fill("30")
+    page.get_by_label("Timeout für Rundrufe (Sekunden)").fill("120")
+    page.get_by_role("button", name="Speichern").click()
+    # Saved once the agent has the new values.
+    expect(page.get_by_role("status").filter(has_text="Gespeichert.")).to_be_visible()
+    shot(page, artifacts, "customer-settings-saved")
+    page.reload()
+    expect(page.get_by_label("Abfrageintervall (Sekunden)")).to_have_value("30")
+    expect(page.get_by_label("Timeout für Rundrufe (Sekunden)")).to_have_value("120")
 
 
 def assert_fits(page: Page) -> None:

@@ -88,8 +88,8 @@ export function render({ main, me, live, go }) {
 
   function timing(s, readOnly) {
     const box = messages();
-    const poll = h("input", { name: "pollIntervalSeconds", type: "number", min: 5, step: 1, value: s.pollIntervalSeconds, required: true });
-    const timeout = h("input", { name: "broadcastTimeoutSeconds", type: "number", min: 1, step: 1, value: s.broadcastTimeoutSeconds, required: true });
+    const poll = h("input", { name: "pollIntervalSeconds", type: "number", min: 5, max: 3600, step: 1, value: s.pollIntervalSeconds, required: true });
+    const timeout = h("input", { name: "broadcastTimeoutSeconds", type: "number", min: 30, max: 3600, step: 1, value: s.broadcastTimeoutSeconds, required: true });
     const submit = h("button", { type: "submit", disabled: readOnly }, t("save"));
     const form = h("form", { onsubmit: async (event) => {
       event.preventDefault();

@@ -69,33 +69,3 @@ function statusCode(status) {
       409: "CONFLICT", 413: "TOO_LARGE", 429: "TOO_MANY_ATTEMPTS" }[status] || "HTTP"
   );
 }
-
-const TERMINAL = new Set(["SUCCEEDED", "FAILED", "EXPIRED"]);
-const COMMAND = "query($id: ID!) { command(id: $id) { id type status error result } }";
-
-/**
- * Waits until the agent has carried out a command: live through `commandUpdated`, with a
- * slow re-read in case an update passed before the subscription stood.
- */
-export function untilDone(command, live, onProgress = () => {}) {
-  return new Promise((resolve) => {
-    let finished = false;
-    const finish = (c) => {
-      if (finished) return;
-      onProgress(c);
-      if (!TERMINAL.has(c.status)) return;
-      finished = true;
-      stop();
-      clearInterval(timer);
-      resolve(c);
-    };
-    const stop = live.subscribe(
-      "subscription { commandUpdated { id type status error result } }",
-      {},
-      (data) => data.commandUpdated.id === command.id && finish(data.commandUpdated),
-    );
-    const reread = () => gql(COMMAND, { id: command.id }).then((d) => finish(d.command), () => {});
-    const timer = setInterval(reread, 2000);
-    reread();
-  });
-}

@@ -12,38 +12,31 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from playwright.sync_api import Browser, expect, sync_playwright
 
-from tests.conftest import REQUIRE, drop_database, fresh_database, need_postgres
+from tests.conftest import drop_database, fresh_database, need_postgres
 from tests.processes import RUNDRUF, Server, clean_env, free_port
 from tests.test_agent_e2e import REDIS_URL
-
-CHROMIUM = Path(os.environ.get("RUNDRUF_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-PLATFORM_EMAIL = "ops@web.example"
-PLATFORM_PASSWORD = "web platform password 1"
-# Playwright's own waits (expect, locators): long enough for the agent's round trips.
-TIMEOUT_MS = 30_000
-
-
-def need_chromium() -> None:
-    if not CHROMIUM.exists():
-        message = f"chromium is required for the website tests but missing at {CHROMIUM}"
-        if REQUIRE:
-            pytest.fail(message + " (ops/ensure-services.sh installs it)")
-        pytest.skip(message)
+from tests.web.browsing import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PLATFORM_EMAIL,
+    PLATFORM_PASSWORD,
+    SCRIPT_ERRORS,
+    TIMEOUT_MS,
+    WebStack,
+    need_chromium,
+)
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     need_chromium()
-    from playwright.sync_api import expect, sync_playwright
-
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as p:
         instance = p.chromium.launch(
@@ -61,25 +54,11 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@dataclass
-class WebStack:
-    """`rundruf serve` and `rundruf worker` on a database and a Redis namespace of their own."""
-
-    env: dict[str, str]
-    server: Server
-    worker: subprocess.Popen[bytes]
-    logs: Path
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
     need_postgres()
     need_chromium()
-    url = fresh_database(f"web{os.getpid()}")
+    url = fresh_database(f"web{os.getpid()}")  # one for all website tests
     logs = tmp_path_factory.mktemp("logs")
     env = clean_env(
         RUNDRUF_DATABASE_URL=url,
@@ -116,3 +95,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
             worker.wait(5)
         server.stop()
         drop_database(url)
+
+
+@pytest.fixture(autouse=True)
+def _no_script_errors() -> Iterator[None]:
+    """Every test ends without an uncaught script error on any page it opened."""
+    SCRIPT_ERRORS.clear()
+    yield
+    found = {page.url: errors for page, errors in SCRIPT_ERRORS.items() if errors}
+    SCRIPT_ERRORS.clear()
+    assert not found, f"uncaught script errors: {found}"

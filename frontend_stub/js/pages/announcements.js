@@ -1,9 +1,9 @@
 // Ansagen of a broadcast group: upload a WAV file or type text for text-to-speech; listen to it.
 
-import { gql, untilDone, uploadAudio } from "../api.js";
+import { gql, uploadAudio } from "../api.js";
+import { checkCommand, commandProgress, untilDone } from "../commands.js";
 import { t } from "../i18n.js";
 import { field, h, messages, run, section, select, showOk } from "../ui.js";
-import { checkCommand, commandProgress } from "./settings.js";
 
 const SET = `mutation($g: ID!, $k: AnnouncementKind!, $u: ID!) {
   setAnnouncement(groupId: $g, kind: $k, uploadId: $u) { announcement { id status } command { id status } } }`;

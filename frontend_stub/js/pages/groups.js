@@ -1,10 +1,10 @@
 // Gruppen: the PBX groups; one group's members, broadcast agent (number, PIN) and announcements.
 
-import { gql, untilDone } from "../api.js";
+import { gql } from "../api.js";
+import { command } from "../commands.js";
 import { t } from "../i18n.js";
 import { field, h, messages, replace, run, section, select, showError, showOk, table } from "../ui.js";
 import { renderAnnouncements } from "./announcements.js";
-import { checkCommand, commandProgress } from "./settings.js";
 
 const GROUPS = "{ groups { id name description members { id } broadcast { extension } } }";
 const GROUP = `query($id: ID!) { group(id: $id) { id name description
@@ -19,13 +19,6 @@ const ENABLE = "mutation($g: ID!) { enableBroadcast(groupId: $g) { id status } }
 const DISABLE = "mutation($g: ID!) { disableBroadcast(groupId: $g) { id status } }";
 const AGENT = `mutation($g: ID!, $e: String, $p: String) {
   updateBroadcastAgent(groupId: $g, extension: $e, pin: $p) { id status } }`;
-
-/** Sends a command mutation and waits for the agent; throws its failure in words. */
-export async function command(live, progress, query, variables) {
-  const data = await gql(query, variables);
-  const sent = Object.values(data)[0];
-  return checkCommand(await untilDone(sent, live, commandProgress(progress)));
-}
 
 export function render(ctx) {
   const { main, live, params } = ctx;

@@ -1,6 +1,7 @@
 // Einstellungen: PBX credentials with "anmelden" (verifyPbxCredentials), poll interval, timeout.
 
-import { gql, untilDone } from "../api.js";
+import { gql } from "../api.js";
+import { checkCommand, commandProgress, untilDone } from "../commands.js";
 import { t } from "../i18n.js";
 import { dateTime, field, h, messages, replace, run, section, showError, showOk } from "../ui.js";
 
@@ -9,17 +10,6 @@ const SETTINGS = `{ pbxSettings { host adminUser adminPasswordSet pollIntervalSe
 const UPDATE = `mutation($input: PbxSettingsInput!) { updatePbxSettings(input: $input) {
   settings { verificationState } command { id status } } }`;
 const VERIFY = "mutation { verifyPbxCredentials { command { id status } } }";
-
-export function commandProgress(progress) {
-  return (command) => progress(t(`command.${command.status.toLowerCase()}`, { error: command.error || "" }));
-}
-
-/** Throws when the agent did not carry the command out, with its reason. */
-export function checkCommand(command) {
-  if (command.status === "SUCCEEDED") return command;
-  const text = command.status === "EXPIRED" ? t("command.expired") : t("command.failed", { error: command.error || "" });
-  throw Object.assign(new Error(text), { code: null });
-}
 
 function showState(el, s) {
   el.className = `state ${s.verificationState.toLowerCase()}`;

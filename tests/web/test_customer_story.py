@@ -1,9 +1,7 @@
-"""The website in a real browser against the real system: `rundruf serve` on PostgreSQL
-and Redis, the job service, the agent with the SwyxWare simulator and simulated calls.
-
-One customer's story from the platform admin's first click to a live alarm history,
-then the pieces that need no agent: errors in plain words, the small screen, English.
-"""
+"""One customer's story in a real browser against the real system, from the platform
+admin's first click to a live alarm history: `rundruf serve` and `rundruf worker` on
+PostgreSQL and Redis, the job service, the agent with the SwyxWare simulator and
+simulated calls."""
 
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -24,17 +21,24 @@ from edge_agent.pbx.sim import SimControl
 from edge_agent.pbx.sim_trigger import Outcome, place_trigger_call
 from tests.jobservice.support import AGENT, ROUTING
 from tests.jobservice.test_process import JobService
-from tests.processes import Agent, Client, agent_env
-from tests.web.conftest import PLATFORM_EMAIL as PLATFORM
-from tests.web.conftest import PLATFORM_PASSWORD as PASSWORD
-from tests.web.conftest import WebStack as Stack
+from tests.processes import Agent, agent_env
+from tests.web.browsing import (
+    PHONE_WIDTH,
+    PLATFORM_EMAIL,
+    PLATFORM_PASSWORD,
+    WebStack,
+    assert_fits,
+    nav,
+    open_page,
+    shot,
+    sign_in,
+)
 from tests.world import wav_bytes
 
 CUSTOMER = "it@musterfirma.example"
 CUSTOMER_PASSWORD = "musterfirma passwort 1"
 SIM_HOST, SIM_ADMIN, SIM_PASSWORD = "swyx.musterfirma.local", "admin", "swyx-pass"
 GROUP = "Brandschutzhelfer"
-PHONE_WIDTH = 375
 
 
 @dataclass
@@ -62,46 +66,6 @@ def site(tmp_path: Path) -> Iterator[Site]:
         if site.agent is not None:
             site.agent.stop()
         jobs.kill()
-
-
-# Uncaught script errors per page: every test ends without any.
-SCRIPT_ERRORS: dict[Page, list[str]] = {}
-
-
-def open_page(browser: Browser, base_url: str, width: int = 1280) -> Page:
-    context = browser.new_context(
-        base_url=base_url, viewport={"width": width, "height": 900}, locale="de-DE"
-    )
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    errors = SCRIPT_ERRORS.setdefault(page, [])
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto("/")
-    return page
-
-
-@pytest.fixture(autouse=True)
-def _no_script_errors() -> Iterator[None]:
-    SCRIPT_ERRORS.clear()
-    yield
-    found = {page.url: errors for page, errors in SCRIPT_ERRORS.items() if errors}
-    SCRIPT_ERRORS.clear()
-    assert not found, f"uncaught script errors: {found}"
-
-
-def shot(page: Page, artifacts: Path, name: str) -> None:
-    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
-
-
-def sign_in(page: Page, email: str, password: str) -> None:
-    page.get_by_label("E-Mail-Adresse").fill(email)
-    page.get_by_label("Passwort").fill(password)
-    page.get_by_role("button", name="Anmelden").click()
-
-
-def nav(page: Page, name: str) -> None:
-    page.get_by_role("navigation").get_by_role("link", name=name).click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text(name)
 
 
 def platform_creates_the_customer(page: Page, artifacts: Path) -> str:
@@ -140,7 +104,7 @@ def platform_creates_the_customer(page: Page, artifacts: Path) -> str:
     return key
 
 
-def start_agent(stack: Stack, site: Site, license_key: str) -> None:
+def start_agent(stack: WebStack, site: Site, license_key: str) -> None:
     agent = Agent(
         agent_env(
             site.state,
@@ -177,10 +141,10 @@ def trigger_alarm(site: Site, extension: str, pin: str) -> None:
 
 
 def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
-    browser: Browser, stack: Stack, site: Site, artifacts: Path
+    browser: Browser, stack: WebStack, site: Site, artifacts: Path
 ) -> None:
     ops = open_page(browser, stack.url)
-    sign_in(ops, PLATFORM, PASSWORD)
+    sign_in(ops, PLATFORM_EMAIL, PLATFORM_PASSWORD)
     expect(ops.get_by_role("heading", level=1)).to_have_text("Überwachung der Anwendungen")
     key = platform_creates_the_customer(ops, artifacts)
 
@@ -367,61 +331,3 @@ def change_the_timing(page: Page, artifacts: Path) -> None:
     page.reload()
     expect(page.get_by_label("Abfrageintervall (Sekunden)")).to_have_value("30")
     expect(page.get_by_label("Timeout für Rundrufe (Sekunden)")).to_have_value("120")
-
-
-def assert_fits(page: Page) -> None:
-    width: Any = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE_WIDTH, f"the page is {width} px wide on a {PHONE_WIDTH} px screen"
-
-
-def test_a_wrong_password_is_explained_in_plain_words(
-    browser: Browser, stack: Stack, artifacts: Path
-) -> None:
-    page = open_page(browser, stack.url, width=PHONE_WIDTH)
-    sign_in(page, PLATFORM, "not the password")
-    expect(page.get_by_role("alert")).to_have_text("E-Mail-Adresse oder Passwort ist falsch.")
-    assert_fits(page)
-    shot(page, artifacts, "phone-login-error")
-
-
-def test_english_can_be_chosen_and_is_kept(browser: Browser, stack: Stack, artifacts: Path) -> None:
-    page = open_page(browser, stack.url)
-    shot(page, artifacts, "login")
-    page.get_by_role("button", name="English").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
-    page.reload()
-    page.get_by_label("E-mail address").fill(PLATFORM)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Monitoring the installations")
-    page.get_by_role("button", name="Deutsch").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Überwachung der Anwendungen")
-
-
-def test_a_viewer_sees_the_pages_without_the_controls_that_change_things(
-    browser: Browser, stack: Stack, artifacts: Path
-) -> None:
-    ops = Client(stack.url).login(PLATFORM, PASSWORD)
-    tenant = ops(
-        'mutation { createTenant(input: {name: "Nur Lesen AG"}) { id } }',
-    )["createTenant"]["id"]
-    ops(
-        "mutation($t: ID!, $e: String!, $p: String!) { createUser(input: {tenantId: $t, "
-        'email: $e, name: "Leser", role: TENANT_VIEWER, password: $p}) { id } }',
-        t=tenant,
-        e="leser@nurlesen.example",
-        p="leser passwort 1",
-    )
-    page = open_page(browser, stack.url)
-    sign_in(page, "leser@nurlesen.example", "leser passwort 1")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Einstellungen")
-    expect(page.get_by_role("button", name="anmelden")).to_be_disabled()
-    expect(page.get_by_role("button", name="Speichern")).to_be_disabled()
-    nav(page, "Gruppen")
-    expect(page.get_by_text("Noch keine Gruppen.")).to_be_visible()
-    expect(page.get_by_role("button", name="Gruppe anlegen")).to_have_count(0)
-    nav(page, "Verlauf")
-    expect(page.get_by_text("Noch keine Rundrufe.")).to_be_visible()
-    shot(page, artifacts, "viewer-history")
-    page.get_by_role("button", name="Abmelden").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Anmelden")

@@ -1,0 +1,52 @@
+// Changes that go through the agent: a mutation returns a Command; wait for the agent's answer.
+
+import { gql } from "./api.js";
+import { t } from "./i18n.js";
+
+const TERMINAL = new Set(["SUCCEEDED", "FAILED", "EXPIRED"]);
+const COMMAND = "query($id: ID!) { command(id: $id) { id type status error result } }";
+
+/**
+ * Waits until the agent has carried out a command: live through `commandUpdated`, with a
+ * slow re-read in case an update passed before the subscription stood.
+ */
+export function untilDone(command, live, onProgress = () => {}) {
+  return new Promise((resolve) => {
+    let finished = false;
+    const finish = (c) => {
+      if (finished) return;
+      onProgress(c);
+      if (!TERMINAL.has(c.status)) return;
+      finished = true;
+      stop();
+      clearInterval(timer);
+      resolve(c);
+    };
+    const stop = live.subscribe(
+      "subscription { commandUpdated { id type status error result } }",
+      {},
+      (data) => data.commandUpdated.id === command.id && finish(data.commandUpdated),
+    );
+    const reread = () => gql(COMMAND, { id: command.id }).then((d) => finish(d.command), () => {});
+    const timer = setInterval(reread, 2000);
+    reread();
+  });
+}
+
+export function commandProgress(progress) {
+  return (command) => progress(t(`command.${command.status.toLowerCase()}`, { error: command.error || "" }));
+}
+
+/** Throws when the agent did not carry the command out, with its reason. */
+export function checkCommand(command) {
+  if (command.status === "SUCCEEDED") return command;
+  const text = command.status === "EXPIRED" ? t("command.expired") : t("command.failed", { error: command.error || "" });
+  throw Object.assign(new Error(text), { code: null });
+}
+
+/** Sends a command mutation and waits for the agent; throws its failure in words. */
+export async function command(live, progress, query, variables) {
+  const data = await gql(query, variables);
+  const sent = Object.values(data)[0];
+  return checkCommand(await untilDone(sent, live, commandProgress(progress)));
+}

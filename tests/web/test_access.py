@@ -1,0 +1,75 @@
+"""The website without an agent: plain-word errors, English, what a viewer may do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Browser, expect
+
+from tests.processes import Client
+from tests.web.browsing import (
+    PHONE_WIDTH,
+    PLATFORM_EMAIL,
+    PLATFORM_PASSWORD,
+    WebStack,
+    assert_fits,
+    nav,
+    open_page,
+    shot,
+    sign_in,
+)
+
+
+def test_a_wrong_password_is_explained_in_plain_words(
+    browser: Browser, stack: WebStack, artifacts: Path
+) -> None:
+    page = open_page(browser, stack.url, width=PHONE_WIDTH)
+    sign_in(page, PLATFORM_EMAIL, "not the password")
+    expect(page.get_by_role("alert")).to_have_text("E-Mail-Adresse oder Passwort ist falsch.")
+    assert_fits(page)
+    shot(page, artifacts, "phone-login-error")
+
+
+def test_english_can_be_chosen_and_is_kept(
+    browser: Browser, stack: WebStack, artifacts: Path
+) -> None:
+    page = open_page(browser, stack.url)
+    shot(page, artifacts, "login")
+    page.get_by_role("button", name="English").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+    page.reload()
+    page.get_by_label("E-mail address").fill(PLATFORM_EMAIL)
+    page.get_by_label("Password").fill(PLATFORM_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Monitoring the installations")
+    page.get_by_role("button", name="Deutsch").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Überwachung der Anwendungen")
+
+
+def test_a_viewer_sees_the_pages_without_the_controls_that_change_things(
+    browser: Browser, stack: WebStack, artifacts: Path
+) -> None:
+    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
+    tenant = ops(
+        'mutation { createTenant(input: {name: "Nur Lesen AG"}) { id } }',
+    )["createTenant"]["id"]
+    ops(
+        "mutation($t: ID!, $e: String!, $p: String!) { createUser(input: {tenantId: $t, "
+        'email: $e, name: "Leser", role: TENANT_VIEWER, password: $p}) { id } }',
+        t=tenant,
+        e="leser@nurlesen.example",
+        p="leser passwort 1",
+    )
+    page = open_page(browser, stack.url)
+    sign_in(page, "leser@nurlesen.example", "leser passwort 1")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Einstellungen")
+    expect(page.get_by_role("button", name="anmelden")).to_be_disabled()
+    expect(page.get_by_role("button", name="Speichern")).to_be_disabled()
+    nav(page, "Gruppen")
+    expect(page.get_by_text("Noch keine Gruppen.")).to_be_visible()
+    expect(page.get_by_role("button", name="Gruppe anlegen")).to_have_count(0)
+    nav(page, "Verlauf")
+    expect(page.get_by_text("Noch keine Rundrufe.")).to_be_visible()
+    shot(page, artifacts, "viewer-history")
+    page.get_by_role("button", name="Abmelden").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Anmelden")

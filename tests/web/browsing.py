@@ -35,11 +35,12 @@ def need_chromium() -> None:
 
 @dataclass
 class WebStack:
-    """`rundruf serve` and `rundruf worker` on a database and a Redis namespace of their own."""
+    """`rundruf serve`, `rundruf worker` and `rundruf scheduler` on a database and a Redis
+    namespace of their own."""
 
     env: dict[str, str]
     server: Server
-    worker: subprocess.Popen[bytes]
+    background: list[subprocess.Popen[bytes]]  # worker and scheduler
     logs: Path
 
     @property

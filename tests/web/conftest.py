@@ -69,6 +69,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
         RUNDRUF_WORKER_STATE_DIR=str(logs / "worker-state"),
         RUNDRUF_SMTP_PORT=str(free_port()),  # nothing listens: mails stay queued
         RUNDRUF_COOKIE_SECURE="false",
+        # The watchdog looks every second, so the monitoring page shows incidents soon.
+        RUNDRUF_WATCHDOG_SWEEP_SECONDS="1",
     )
     subprocess.run([*RUNDRUF, "db", "upgrade"], env=env, check=True, timeout=120)
     admin = ["admin", "create-platform-admin", "--email", PLATFORM_EMAIL]
@@ -80,19 +82,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
         capture_output=True,
     )
     server = Server(env).start(logs)
-    with (logs / "worker.log").open("ab") as out:
-        worker = subprocess.Popen(
-            [*RUNDRUF, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    background = []
+    for command in ("worker", "scheduler"):  # text-to-speech; the watchdog's sweeps
+        with (logs / f"{command}.log").open("ab") as out:
+            background.append(
+                subprocess.Popen([*RUNDRUF, command], env=env, stdout=out, stderr=subprocess.STDOUT)
+            )
     try:
-        yield WebStack(env, server, worker, logs)
+        yield WebStack(env, server, background, logs)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(5)
+        for process in background:
+            process.terminate()
+        for process in background:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
         server.stop()
         drop_database(url)
 

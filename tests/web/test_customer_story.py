@@ -202,6 +202,7 @@ def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
     expect(participants).to_have_text("5", timeout=90_000)
     shot(ops, artifacts, "platform-monitoring-later")
     change_the_timing(page, artifacts)
+    see_an_incident_come_and_go(ops, site, artifacts)
     ops.set_viewport_size({"width": PHONE_WIDTH, "height": 800})
     assert_fits(ops)
     shot(ops, artifacts, "phone-monitoring")
@@ -318,16 +319,28 @@ def watch_the_alarm_live(page: Page, site: Site, extension: str, pin: str, artif
     shot(page, artifacts, "phone-groups")
 
 
+def see_an_incident_come_and_go(ops: Page, site: Site, artifacts: Path) -> None:
+    """The PBX goes down and comes back; the monitoring table, never reloaded, follows."""
+    row = ops.get_by_role("row").filter(has_text="Musterfirma GmbH")
+    site.sim.set_fault(unreachable=True)
+    expect(row).to_contain_text("Swyx-Server nicht erreichbar", timeout=60_000)
+    shot(ops, artifacts, "platform-monitoring-incident")
+    site.sim.clear_faults()
+    expect(row).not_to_contain_text("Swyx-Server nicht erreichbar", timeout=60_000)
+    expect(row.get_by_role("cell").last).to_have_text("keine")
+
+
 def change_the_timing(page: Page, artifacts: Path) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
     nav(page, "Einstellungen")
     expect(page.get_by_text("Status: angemeldet")).to_be_visible()
-    page.get_by_label("Abfrageintervall (Sekunden)").fill("30")
+    # The shortest interval: the agent reports every 5 s, the watchdog sees it soon.
+    page.get_by_label("Abfrageintervall (Sekunden)").fill("5")
     page.get_by_label("Timeout für Rundrufe (Sekunden)").fill("120")
     page.get_by_role("button", name="Speichern").click()
     # Saved once the agent has the new values.
     expect(page.get_by_role("status").filter(has_text="Gespeichert.")).to_be_visible()
     shot(page, artifacts, "customer-settings-saved")
     page.reload()
-    expect(page.get_by_label("Abfrageintervall (Sekunden)")).to_have_value("30")
+    expect(page.get_by_label("Abfrageintervall (Sekunden)")).to_have_value("5")
     expect(page.get_by_label("Timeout für Rundrufe (Sekunden)")).to_have_value("120")

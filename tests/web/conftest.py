@@ -34,7 +34,9 @@ from tests.web.browsing import (
 )
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while sync_playwright runs, this thread counts as running an
+# event loop, and every later asyncio.run (the worker tests use it) would be refused.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     need_chromium()
     expect.set_options(timeout=TIMEOUT_MS)

@@ -270,9 +270,16 @@ def upload_an_announcement(page: Page, artifacts: Path) -> None:
     expect(alarm.locator("[data-status]")).to_contain_text("bereit")
     player = alarm.get_by_label("Ansage anhören")
     expect(player).to_have_attribute("src", re.compile(r"^/api/audio/"))
-    # The browser can fetch what it would play (cookie session).
-    response = page.request.get(player.get_attribute("src") or "")
-    assert response.status == 200 and response.body()[:4] == b"RIFF"
+    # The browser loads and decodes it (cookie session): a one-second recording.
+    duration = player.evaluate(
+        """el => new Promise((resolve, reject) => {
+            el.onloadedmetadata = () => resolve(el.duration);
+            el.onerror = () => reject(new Error("audio error " + el.error.code));
+            el.preload = "metadata";
+            el.load();
+        })"""
+    )
+    assert abs(duration - 1.0) < 0.05, duration
     shot(page, artifacts, "customer-announcements")
 
 

@@ -48,7 +48,7 @@ class WebStack:
         return self.server.url
 
 
-# Uncaught script errors per page: every test ends without any.
+# Uncaught script errors and console errors per page: every test ends without any.
 SCRIPT_ERRORS: dict[Page, list[str]] = {}
 
 
@@ -60,6 +60,7 @@ def open_page(browser: Browser, base_url: str, width: int = 1280) -> Page:
     page = context.new_page()
     errors = SCRIPT_ERRORS.setdefault(page, [])
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
     page.goto("/")
     return page
 

@@ -10,6 +10,7 @@ const SET = `mutation($g: ID!, $k: AnnouncementKind!, $u: ID!) {
 const SYNTHESIZE = `mutation($g: ID!, $k: AnnouncementKind!, $text: String!, $lang: Language!) {
   synthesizeAnnouncement(groupId: $g, kind: $k, text: $text, language: $lang) {
     announcement { id status } command { id status } } }`;
+const STATES = "query($id: ID!) { group(id: $id) { broadcast { announcements { id kind status } } } }";
 const PENDING_POLL_MS = 3000;
 
 export function renderAnnouncements(group, admin, live, reload) {
@@ -18,11 +19,30 @@ export function renderAnnouncements(group, admin, live, reload) {
     t("ann.title"),
     ["TEST", "ALARM"].map((kind) => one(group, kind, byKind[kind], admin, live, reload)),
   );
-  if (group.broadcast.announcements.some((a) => a.status === "PENDING")) {
-    // Text-to-speech runs in a worker; look again until it is done (while still shown).
-    setTimeout(() => el.isConnected && reload(), PENDING_POLL_MS);
-  }
+  if (group.broadcast.announcements.some((a) => a.status === "PENDING")) watchPending(group, el, reload);
   return el;
+}
+
+/**
+ * Text-to-speech runs in a worker and a failure sends no event: while one is pending
+ * (and the page still shows it), read the states every few seconds and redraw only when
+ * one changed, so nothing being typed meanwhile is lost for nothing.
+ */
+function watchPending(group, el, reload) {
+  const states = (list) => list.map((a) => `${a.kind}:${a.id}:${a.status}`).sort().join();
+  const before = states(group.broadcast.announcements);
+  const look = async () => {
+    if (!el.isConnected) return;
+    try {
+      const { group: now } = await gql(STATES, { id: group.id });
+      if (!el.isConnected) return;
+      if (states(now.broadcast?.announcements ?? []) !== before) return reload();
+    } catch {
+      // Looked again below; the page shows errors of its own actions.
+    }
+    setTimeout(look, PENDING_POLL_MS);
+  };
+  setTimeout(look, PENDING_POLL_MS);
 }
 
 function one(group, kind, announcement, admin, live, reload) {

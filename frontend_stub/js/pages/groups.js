@@ -32,7 +32,6 @@ export function render(ctx) {
   return () => {
     stop();
     stopReconnect();
-    container.dispatchEvent(new Event("cleanup"));
   };
 }
 
@@ -104,7 +103,7 @@ async function detail(ctx, container, id) {
     group.description ? h("p", {}, group.description) : null,
     broadcastSection(group, admin, live, reload),
     membersSection(group, users, admin, live, reload),
-    group.broadcast ? renderAnnouncements(group, admin, live, reload, container) : null,
+    group.broadcast ? renderAnnouncements(group, admin, live, reload) : null,
   );
 }
 

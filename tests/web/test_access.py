@@ -13,6 +13,7 @@ from tests.web.browsing import (
     PLATFORM_PASSWORD,
     WebStack,
     assert_fits,
+    forgive,
     nav,
     open_page,
     shot,
@@ -73,3 +74,34 @@ def test_a_viewer_sees_the_pages_without_the_controls_that_change_things(
     shot(page, artifacts, "viewer-history")
     page.get_by_role("button", name="Abmelden").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Anmelden")
+
+
+def test_the_live_connection_says_when_it_is_down_and_comes_back(
+    browser: Browser, stack: WebStack, artifacts: Path
+) -> None:
+    page = open_page(browser, stack.url)
+    sign_in(page, PLATFORM_EMAIL, PLATFORM_PASSWORD)
+    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
+    tenant = ops('mutation { createTenant(input: {name: "Neustart KG"}) { id } }')
+    ops(
+        "mutation($t: ID!, $e: String!, $p: String!) { createUser(input: {tenantId: $t, "
+        'email: $e, name: "IT", role: TENANT_ADMIN, password: $p}) { id } }',
+        t=tenant["createTenant"]["id"],
+        e="it@neustart.example",
+        p="neustart passwort 1",
+    )
+    page.get_by_role("button", name="Abmelden").click()
+    sign_in(page, "it@neustart.example", "neustart passwort 1")
+    nav(page, "Verlauf")  # subscribes to broadcastUpdated
+    banner = page.locator("#connection")
+    expect(banner).to_be_hidden()
+    stack.server.stop()
+    try:
+        expect(banner).to_have_text("Live-Verbindung unterbrochen; neuer Versuch läuft.")
+        shot(page, artifacts, "live-connection-down")
+    finally:
+        stack.server.start(stack.logs)
+    expect(banner).to_be_hidden()
+    expect(page.get_by_text("Noch keine Rundrufe.")).to_be_visible()
+    # The browser itself logs each refused reconnection attempt.
+    forgive(page, "ERR_CONNECTION_REFUSED")

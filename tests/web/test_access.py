@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from playwright.sync_api import Browser, expect
@@ -105,3 +106,40 @@ def test_the_live_connection_says_when_it_is_down_and_comes_back(
     expect(page.get_by_text("Noch keine Rundrufe.")).to_be_visible()
     # The browser itself logs each refused reconnection attempt.
     forgive(page, "ERR_CONNECTION_REFUSED")
+
+
+def test_a_platform_admin_revokes_a_license_and_deactivates_a_user_and_a_tenant(
+    browser: Browser, stack: WebStack
+) -> None:
+    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
+    tenant = ops('mutation { createTenant(input: {name: "Alt GmbH"}) { id } }')["createTenant"]
+    ops(
+        "mutation($t: ID!, $v: DateTime!) { issueLicense(tenantId: $t, seats: 5, validUntil: $v) "
+        "{ key } }",
+        t=tenant["id"],
+        v="2099-01-01T00:00:00+00:00",
+    )
+    ops(
+        'mutation($t: ID!) { createUser(input: {tenantId: $t, email: "alt@alt.example", '
+        'name: "Alt", role: TENANT_ADMIN, password: "alt passwort 12"}) { id } }',
+        t=tenant["id"],
+    )
+    page = open_page(browser, stack.url)
+    sign_in(page, PLATFORM_EMAIL, PLATFORM_PASSWORD)
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    nav(page, "Lizenzen")
+    row = page.get_by_role("row").filter(has_text="Alt GmbH")
+    row.get_by_role("button", name=re.compile("^Lizenz .* widerrufen$")).click()
+    expect(row).to_contain_text("widerrufen")
+    expect(row.get_by_role("button")).to_have_count(0)
+
+    nav(page, "Benutzer")
+    row = page.get_by_role("row").filter(has_text="alt@alt.example")
+    row.get_by_role("button", name="alt@alt.example deaktivieren").click()
+    expect(row.get_by_role("cell", name="nein", exact=True)).to_be_visible()
+
+    nav(page, "Mandanten")
+    row = page.get_by_role("row").filter(has_text="Alt GmbH")
+    row.get_by_role("button", name="Alt GmbH deaktivieren").click()
+    expect(row.get_by_role("cell", name="nein", exact=True)).to_be_visible()

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import PathLike, StaticFiles
+from starlette.types import Scope
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -114,10 +118,22 @@ async def _expire_commands(rt: Runtime) -> None:
             log.exception("expiring overdue commands failed")
 
 
+class _Website(StaticFiles):
+    """The website's files (frontend_stub/). Browsers revalidate them on every load (a 304
+    while unchanged), so after an upgrade no page mixes old and new ES modules."""
+
+    def file_response(
+        self,
+        full_path: PathLike,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def _frontend() -> Any:
-    from pathlib import Path
-
-    from starlette.staticfiles import StaticFiles
-
     folder = Path(__file__).resolve().parent.parent / "frontend_stub"
-    return StaticFiles(directory=folder, html=True, check_dir=False)
+    return _Website(directory=folder, html=True, check_dir=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import Browser, expect
 
 from tests.processes import Client
@@ -143,3 +144,15 @@ def test_a_platform_admin_revokes_a_license_and_deactivates_a_user_and_a_tenant(
     row = page.get_by_role("row").filter(has_text="Alt GmbH")
     row.get_by_role("button", name="Alt GmbH deaktivieren").click()
     expect(row.get_by_role("cell", name="nein", exact=True)).to_be_visible()
+
+
+def test_the_website_is_served_at_the_root_and_revalidated_on_every_load(
+    stack: WebStack,
+) -> None:
+    for path in ("/", "/js/app.js", "/styles.css"):
+        response = httpx.get(stack.url + path)
+        assert response.status_code == 200, path
+        assert response.headers["cache-control"] == "no-cache", path
+    etag = httpx.get(stack.url + "/js/app.js").headers["etag"]
+    again = httpx.get(stack.url + "/js/app.js", headers={"If-None-Match": etag})
+    assert again.status_code == 304

@@ -9,10 +9,15 @@ One mail, one life:
    running at once take disjoint rows; on SQLite every row is claimed by its own
    conditional UPDATE (same status and attempt count as read) with a row-count
    check. Either way the attempt count is the claim: only its holder may finish.
-2. **Reclaimed?** A row taken back from a dead worker whose Message-ID is in
+2. **Renew** before each send: the lease is extended by a conditional UPDATE
+   (same attempt, still ``sending``); no row changed means a later sweep took
+   the mail after this batch outlasted the lease: it is skipped.
+3. **Reclaimed?** A row taken back from a dead worker whose Message-ID is in
    the delivery log was accepted already: it is marked sent, not sent again.
-3. **Send** (SMTP, in a thread). Accepted: the Message-ID goes to the delivery
-   log (fsync) and then the row becomes ``sent``. Refused for good (5yz): ``failed``
+   One past the last attempt and not in the log: ``failed``, not sent again.
+4. **Send** (SMTP, in a thread). Accepted: the Message-ID goes to the delivery
+   log (fsync; a failing write is logged, the mail still counts as accepted)
+   and then the row becomes ``sent``. Refused for good (5yz): ``failed``
    with the server's answer. Anything else: back to ``queued`` with exponential
    backoff, ``failed`` after the last attempt.
 """
@@ -204,11 +209,26 @@ class Mailer:
     async def _deliver_one(self, transport: Transport, mail: Claimed) -> bool | DeliveryError:
         """Sends one claimed mail: True when accepted; the error when the server is unreachable.
 
-        False when the outcome (failed, or queued for later) is stored already.
+        False when the outcome (failed, or queued for later) is stored already, or when
+        the mail is no longer ours.
         """
+        if not await self._renew(mail):
+            # The lease ran out while earlier mails of the batch went out, and another
+            # sweep took this one: it is theirs now.
+            log.warning("mail %s: lease lost before sending; left to its new holder", mail.id)
+            return False
         if mail.reclaimed and await asyncio.to_thread(self.delivery_log.contains, mail.message_id):
             log.info("mail %s was accepted before its worker stopped; marked sent", mail.id)
             return True
+        if mail.reclaimed and mail.attempt > self.rt.settings.mail_max_attempts:
+            # Its last attempt's worker stopped (or could not write the log) after handing
+            # it to the server, maybe after the server accepted it: no further sends.
+            await self._fail(
+                mail,
+                f"gave up after {mail.attempt - 1} attempts: the last one's worker stopped "
+                "before storing the outcome; the mail may or may not have been sent",
+            )
+            return False
         try:
             message = mail_text.build(
                 mail_from=self.rt.settings.mail_from,
@@ -230,8 +250,33 @@ class Mailer:
                 return False
             await self._retry_later(mail, err)
             return err if err.server_down else False
-        await asyncio.to_thread(self.delivery_log.record, mail.message_id)
+        try:
+            await asyncio.to_thread(self.delivery_log.record, mail.message_id)
+        except Exception:
+            # The server has it: marking it sent is right. Only a crash before that
+            # update would now send it again (the window of a missing log line).
+            log.exception(
+                "mail %s was accepted but the delivery log could not record %s; marking it sent",
+                mail.id,
+                mail.message_id,
+            )
         return True
+
+    async def _renew(self, mail: Claimed) -> bool:
+        """Extends the lease before a send; False when the claim is no longer ours."""
+        lease = timedelta(seconds=self.rt.settings.mail_lease_seconds)
+        async with self.rt.db.transaction() as session:
+            result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
+                update(Email)
+                .where(
+                    Email.id == mail.id,
+                    Email.status == EmailStatus.SENDING,
+                    Email.attempts == mail.attempt,
+                )
+                .values(lease_until=self.rt.clock() + lease)
+                .execution_options(synchronize_session=False)
+            )
+        return result.rowcount == 1
 
     async def _mark_sent(self, mails: Sequence[Claimed]) -> None:
         if not mails:

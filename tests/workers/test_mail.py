@@ -10,7 +10,7 @@ from pathlib import Path
 
 from api.bootstrap import bootstrap
 from api.migrate import upgrade
-from api.models import EmailStatus, Language
+from api.models import Email, EmailStatus, Language
 from api.runtime import Runtime
 from api.settings import load_settings
 from tests.conftest import SECRET_KEY, Clock
@@ -296,3 +296,67 @@ async def test_a_row_that_cannot_be_written_as_a_mail_fails_alone(
     assert (row.last_error or "").startswith("cannot be written as a mail:")
     assert (await email_row(mail_rt, good)).status is EmailStatus.SENT
     assert [r.to for r in smtp.sink.received] == [["ops@example.com"]]
+
+
+async def test_a_batch_that_outlasts_its_lease_does_not_send_a_mail_another_sweep_took(
+    mail_rt: Runtime, mailer: Mailer, smtp: SmtpServer, clock: Clock, tmp_path: Path
+):
+    first, second = await queue_mails(mail_rt, 2)
+    batch = await mailer.claim()
+    assert {m.id for m in batch} == {first, second}
+
+    # The batch is still going when its lease runs out; another sweep takes the second mail.
+    clock.advance(seconds=61)
+    other = Mailer(mail_rt, DeliveryLog(tmp_path / "other"))
+    assert await other.send(second) is True
+
+    await mailer.deliver(batch)
+
+    rows = [await email_row(mail_rt, i) for i in (first, second)]
+    assert [(r.status, r.attempts) for r in rows] == [(EmailStatus.SENT, 1), (EmailStatus.SENT, 2)]
+    assert sorted(smtp.sink.message_ids()) == sorted(r.message_id for r in rows)
+    other.delivery_log.close()
+
+
+class _FullDisk(DeliveryLog):
+    def record(self, message_id: str) -> None:
+        raise OSError(28, "No space left on device")
+
+
+async def test_an_accepted_mail_counts_as_sent_when_the_delivery_log_cannot_be_written(
+    mail_rt: Runtime, smtp: SmtpServer, clock: Clock, tmp_path: Path
+):
+    [mail_id] = await queue_mails(mail_rt, 1)
+    mailer = Mailer(mail_rt, _FullDisk(tmp_path / "full"))
+
+    assert await mailer.sweep() == 1
+
+    row = await email_row(mail_rt, mail_id)
+    assert row.status is EmailStatus.SENT
+    assert mailer.counters.sent == 1
+    clock.advance(hours=2)
+    assert await mailer.sweep() == 0
+    assert smtp.sink.message_ids() == [row.message_id]
+
+
+async def test_a_reclaimed_mail_past_the_last_attempt_fails_instead_of_going_again(
+    mail_rt: Runtime, mailer: Mailer, smtp: SmtpServer, clock: Clock
+):
+    [mail_id] = await queue_mails(mail_rt, 1)
+    last = mail_rt.settings.mail_max_attempts
+    async with mail_rt.db.transaction() as session:
+        row = await session.get(Email, mail_id)
+        assert row is not None
+        # Its last attempt's worker died after handing it to the server, before the log line.
+        row.status, row.attempts = EmailStatus.SENDING, last
+        row.message_id = "<dead-worker@rundruf.test>"
+        row.lease_until = clock.now - timedelta(seconds=1)
+
+    assert await mailer.sweep() == 1
+
+    row = await email_row(mail_rt, mail_id)
+    assert row.status is EmailStatus.FAILED
+    assert (row.last_error or "").startswith(f"gave up after {last} attempts: the last one's")
+    assert smtp.sink.received == []
+    clock.advance(hours=2)
+    assert await mailer.sweep() == 0

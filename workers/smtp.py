@@ -9,6 +9,7 @@ connection) is transient too.
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -17,13 +18,31 @@ from email.utils import parseaddr
 from api.settings import Settings
 from workers.errors import DeliveryError
 
+_RELAY_DENIED = re.compile(
+    r"\b(unable to relay|relay(ing)? (access )?(denied|not permitted))", re.I
+)
+
 
 def classify(exc: Exception) -> DeliveryError:
     """The delivery error for what smtplib raised: permanent for 5yz, temporary otherwise."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         # One recipient per mail, so this is that recipient's answer.
         code, text = next(iter(exc.recipients.values()))
+        if 500 <= code < 600 and _RELAY_DENIED.search(_text(text)):
+            # "554 5.7.1 Relay access denied": the server will not relay for us (our
+            # host, login or relay settings), not a fault of this recipient.
+            return DeliveryError(
+                f"relay refused: {code} {_text(text)}", permanent=False, server_down=True
+            )
         return _coded(code, text, "recipient refused")
+    if isinstance(exc, smtplib.SMTPSenderRefused) and 500 <= exc.smtp_code < 600:
+        # MAIL FROM refused for good: our sender address or relay settings, the same for
+        # every mail. Like a 530, they wait until the settings are fixed or attempts run out.
+        return DeliveryError(
+            f"sender refused: {exc.smtp_code} {_text(exc.smtp_error)}",
+            permanent=False,
+            server_down=True,
+        )
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         # A 535 is permanent for the server, but the fix (our login) is on our side and
         # applies to every mail: keep them queued until it is fixed or the attempts run out.

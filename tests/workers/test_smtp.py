@@ -41,7 +41,25 @@ from workers.smtp import classify
             smtplib.SMTPSenderRefused(530, b"5.7.0 Must issue a STARTTLS command first", "r@x"),
             False,
             True,
-            "SMTPSenderRefused: 530 5.7.0 Must issue a STARTTLS command first",
+            "sender refused: 530 5.7.0 Must issue a STARTTLS command first",
+        ),
+        (
+            smtplib.SMTPSenderRefused(553, b"5.7.1 Sender address rejected: not owned", "r@x"),
+            False,
+            True,
+            "sender refused: 553 5.7.1 Sender address rejected: not owned",
+        ),
+        (
+            smtplib.SMTPRecipientsRefused({"a@x.test": (554, b"5.7.1 Relay access denied")}),
+            False,
+            True,
+            "relay refused: 554 5.7.1 Relay access denied",
+        ),
+        (
+            smtplib.SMTPRecipientsRefused({"a@x.test": (550, b"5.7.54 Unable to relay")}),
+            False,
+            True,
+            "relay refused: 550 5.7.54 Unable to relay",
         ),
         (
             smtplib.SMTPSenderRefused(451, b"4.3.0 try again", "r@x.test"),

@@ -13,7 +13,7 @@ import functools
 import logging
 import random
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from edge_agent.sip.message import (
 )
 from edge_agent.sip.rtp import DtmfDetector, RtpPacket
 from edge_agent.sip.transport import Address
-from edge_agent.sip.ua import ClientTransaction, UserAgent
+from edge_agent.sip.ua import TIMER_C, ClientTransaction, UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ class _Media:
         with contextlib.suppress(RuntimeError, ValueError):  # the loop may be closed already
             self._loop.remove_reader(self.sock.fileno())
         self.sock.close()
+
+
+MAX_RING_S = TIMER_C - 10.0  # a longer ring timeout would never send its CANCEL
 
 
 @functools.lru_cache(maxsize=4096)
@@ -147,6 +150,8 @@ class Call:
         loop = asyncio.get_running_loop()
         self._rang: asyncio.Future[None] | None = loop.create_future()
         self._rang_seen = False
+        self._proceeding: asyncio.Future[None] = loop.create_future()  # any 1xx seen
+        self._cancelling = False
 
     def destination(self, uri: str) -> Address:
         if self.proxy is not None:
@@ -179,38 +184,49 @@ class Call:
         return self.ua.start_transaction(request, where, on_provisional=self._provisional)
 
     async def start(
-        self, ring_timeout: float, on_ringing: Callable[[], Awaitable[None]]
+        self, ring_timeout: float, on_ringing: Callable[[], Coroutine[Any, Any, None]]
     ) -> Response | Ended:
         """Waits for the answer to the INVITE of `begin` (which it calls if need be),
-        awaiting `on_ringing` once at the first 180/183; cancels at the ring timeout.
+        running `on_ringing` once at the first 180/183; cancels at the ring timeout.
 
         Returns the 2xx (the call is up, ACK sent) or `Ended` with the final status.
+        `on_ringing` runs beside the wait (a slow event sink must not delay the ACK,
+        or the phone's retransmitted 200 would go unanswered) and has finished when
+        this returns.
         """
         if self._transaction is None:
             self.begin()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + ring_timeout
+        # Timer C ends a ringing INVITE without a CANCEL: stay below it.
+        deadline = loop.time() + min(ring_timeout, MAX_RING_S)
         challenged = False
+        ringing: asyncio.Task[None] | None = None
         try:
             while True:
                 tx = self._transaction
                 assert tx is not None
                 waits: set[asyncio.Future[Any]] = {tx.final}
-                if self._rang is not None and on_ringing is not None:
+                if self._rang is not None:
                     waits.add(self._rang)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    return await self._cancel()
+                    self._cancelling = True
+                    ended = await self._cancel()
+                    if ringing is not None:
+                        await ringing
+                    return ended
                 # The transaction is not a task of ours: at the ring timeout it goes on,
                 # to see the 487 (and ACK it) or a 200 that crosses the CANCEL.
                 await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 if self._rang is not None and self._rang.done():
                     self._rang = None
-                    await on_ringing()
+                    ringing = asyncio.create_task(on_ringing())
                 if not tx.final.done():
                     continue
                 if tx.final.exception() is not None:  # no final answer at all (Timer B)
                     self.close()
+                    if ringing is not None:
+                        await ringing
                     return Ended(408, f"no answer from the PBX: {tx.final.exception()}")
                 response = tx.final.result()
                 if response.status in (401, 407) and not challenged:
@@ -225,18 +241,36 @@ class Call:
                         self._transaction = self._send_invite(request)
                         continue
                 break
-        except asyncio.CancelledError:
-            # Stopped while ringing (the quorum, say): the phone must stop ringing too.
-            self.ua.background(self._cancel())
+            try:
+                result = await self._settle(response)
+            except SipError as exc:  # an answer we cannot follow (a bad Contact, say)
+                log.warning("the answer of %s cannot be used: %s", self.target, exc)
+                self.close()
+                result = Ended(500, f"unusable answer: {exc}")
+            if ringing is not None:
+                await ringing
+            return result
+        except BaseException:
+            # Stopped while ringing (the quorum, say) or the sink failed: the phone must
+            # stop ringing too.
+            if ringing is not None and not ringing.done():
+                ringing.cancel()
+            self._abort_invite()
             raise
-        try:
-            return await self._settle(response)
-        except SipError as exc:  # an answer we cannot follow (a bad Contact, say)
-            log.warning("the answer of %s cannot be used: %s", self.target, exc)
-            self.close()
-            return Ended(500, f"unusable answer: {exc}")
+
+    def _abort_invite(self) -> bool:
+        """CANCELs the INVITE in the background while it has no final answer; False when
+        it has one (or is being cancelled already)."""
+        tx = self._transaction
+        if tx is None or tx.final.done() or self._cancelling:
+            return False
+        self._cancelling = True
+        self.ua.background(self._cancel())
+        return True
 
     def _provisional(self, response: Response) -> None:
+        if not self._proceeding.done():
+            self._proceeding.set_result(None)
         if response.status in (180, 183) and not self._rang_seen:
             self._rang_seen = True
             if self._rang is not None and not self._rang.done():
@@ -247,19 +281,34 @@ class Call:
         invite, tx = self.invite, self._transaction
         assert invite is not None and tx is not None
         cancel = Request("CANCEL", invite.uri, invite.headers.copy())
-        for name in ("Contact", "Content-Type", "Allow", *self.extra_headers):
+        # The digest of an authorised INVITE was for INVITE: the CANCEL goes without it.
+        for name in (
+            "Contact",
+            "Content-Type",
+            "Allow",
+            "Authorization",
+            "Proxy-Authorization",
+            *self.extra_headers,
+        ):
             cancel.headers.remove(name)
         cancel.headers.set("CSeq", f"{invite.cseq[0]} CANCEL")
         try:
-            # RFC 3261 9.1: a CANCEL only once the INVITE drew a provisional answer;
-            # before that the INVITE transaction runs out by itself (Timer B).
-            if tx.provisional and not tx.final.done():
+            # RFC 3261 9.1: a CANCEL only once the INVITE drew a provisional answer, so
+            # wait for one; without any the INVITE transaction runs out by itself (Timer B).
+            if not tx.final.done():
+                either: set[asyncio.Future[Any]] = {tx.final, self._proceeding}
+                await asyncio.wait(
+                    either,
+                    timeout=64 * 0.5,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            if self._proceeding.done() and not tx.final.done():
                 try:
                     await self.ua.send_request(cancel, self.destination(self.target))
                 except SipError as exc:
                     log.info("CANCEL to %s: %s", self.target, exc)
             await asyncio.wait({tx.final}, timeout=64 * 0.5)
-            if not tx.final.done() or tx.final.exception() is not None:
+            if not tx.final.done() or tx.final.cancelled() or tx.final.exception() is not None:
                 return Ended(408, "no answer")
             final = tx.final.result()
             if final.status // 100 == 2:  # answered as we cancelled: take it and hang up
@@ -309,7 +358,10 @@ class Call:
         self.ua.remember_ack(self.invite.call_id, ack, where)
 
     async def hang_up(self) -> None:
-        """BYE once, unless the member hung up first; then the media socket closes."""
+        """BYE once, unless the member hung up first; then the media socket closes. An
+        INVITE still without a final answer is cancelled instead (in the background)."""
+        if self._abort_invite():
+            return
         try:
             await self._bye()
         finally:

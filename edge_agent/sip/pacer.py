@@ -275,18 +275,20 @@ class Pacer:
             due = limit
         joining, self._joining = self._joining, set()
         lanes = self.lanes
+        sent = 0
         for n in range(due):
             slot = self._next
-            self.lateness.append(now - self._ideal(slot))
             self._next += 1
             members = self._lanes[slot % lanes]
             if not members:
-                continue
+                continue  # an empty lane's slot is not waited for: no sample, no catch-up
+            self.lateness.append(now - self._ideal(slot))
+            sent += 1
             # A new stream joins at its lane's last slot of this call.
             late = joining if due - n > lanes else ()
             self._send_one([stream for stream in members if stream not in late])
         self.ticks += due
-        self.caught_up += due - 1
+        self.caught_up += max(0, sent - 1)
         return due
 
     def _slots_of_lane(self, first: int, count: int, lane: int) -> int:

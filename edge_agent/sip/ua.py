@@ -175,9 +175,10 @@ class UserAgent:
         tx = ClientTransaction(
             request, destination, loop.create_future(), on_provisional, loop.time()
         )
+        # Sent first: a request that cannot be written raises before anything is kept.
+        self.transport.send(request, destination)
         self._pending[key] = tx
         tx.final.add_done_callback(lambda _: self._end_transaction(key, tx))
-        self.transport.send(request, destination)
         tx._timer = loop.call_at(tx.started + T1, self._retransmit, tx, T1)
         return tx
 
@@ -235,6 +236,8 @@ class UserAgent:
             remembered = self._acks.get(response.call_id)
             if remembered is not None:  # our ACK was lost: send it again
                 self.transport.send(remembered[1], remembered[2])
+            elif response.call_id in self.dialogs:
+                pass  # the call is taking this answer now: its ACK is on the way
             else:  # an answer to a call we gave up: acknowledge it and hang up at once
                 self.background(self._refuse_late_answer(response))
         elif response.status >= 300:

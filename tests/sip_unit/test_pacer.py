@@ -448,3 +448,14 @@ async def test_the_kernel_alarm_never_wakes_before_its_time():
             assert time.monotonic() >= when
     finally:
         alarm.close()
+
+
+def test_slots_of_empty_lanes_are_neither_sampled_nor_counted_as_catching_up():
+    pacer = Pacer(lanes=4)
+    phone = Phone()
+    pacer.add(stream(phone, 10))  # lane 0; lanes 1-3 stay empty
+    for k in range(10):
+        pacer.tick(slot(4 * k, 4))  # woken at lane 0's slot only, on time
+    assert len(phone.packets) == 10
+    assert pacer.caught_up == 0
+    assert list(pacer.lateness) == [0.0] * 10

@@ -133,6 +133,18 @@ class Settings(BaseSettings):
             raise ValueError("must be an address like 'Rundruf <rundruf@example.com>'")
         return value
 
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _metrics_token(cls, value: object) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            # RUNDRUF_METRICS_TOKEN= (empty) means unset: /metrics answers 404, it is not
+            # open to anyone who sends no token.
+            return None
+        if isinstance(raw, str) and len(raw.strip()) < 16:
+            raise ValueError("must be at least 16 characters (or unset to turn /metrics off)")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -23,6 +23,7 @@ from api.models import (
 )
 from api.runtime import Runtime
 from api.services.watchdog import sweep
+from api.settings import load_settings
 
 TOKEN = "metrics-secret-0123456789"
 
@@ -48,6 +49,18 @@ def _values(text: str) -> dict[str, float]:
 async def test_without_a_token_setting_there_are_no_metrics(client):
     response = await client.get("/metrics")
     assert response.status_code == 404
+
+
+async def test_an_empty_token_setting_turns_metrics_off_instead_of_opening_them(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("RUNDRUF_METRICS_TOKEN", "")
+    settings = load_settings(**rt.settings.model_dump(exclude={"metrics_token"}))
+    transport = httpx.ASGITransport(app=create_app(dataclasses.replace(rt, settings=settings)))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+        response = await c.get("/metrics")
+    assert response.status_code == 404
+    assert "rundruf_" not in response.text
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", f"Basic {TOKEN}", "Bearer "])

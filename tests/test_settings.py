@@ -37,12 +37,28 @@ def test_it_maps_a_plain_postgresql_url_to_psycopg():
         ({"secret_key": KEY, "session_ttl_seconds": 5}, "RUNDRUF_SESSION_TTL_SECONDS"),
         ({"secret_key": KEY, "port": 70000}, "RUNDRUF_PORT"),
         ({"secret_key": KEY, "graphql_max_depth": 0}, "RUNDRUF_GRAPHQL_MAX_DEPTH"),
+        (
+            {"secret_key": KEY, "metrics_token": "short"},
+            "RUNDRUF_METRICS_TOKEN: must be at least 16",
+        ),
     ],
 )
 def test_it_refuses_bad_settings_with_a_clear_message(overrides, message):
     with pytest.raises(ConfigurationError) as caught:
         load_settings(**overrides)
     assert message in caught.value.message
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_metrics_token_turns_metrics_off_instead_of_opening_them(monkeypatch, value):
+    monkeypatch.setenv("RUNDRUF_METRICS_TOKEN", value)
+    assert load_settings(secret_key=KEY).metrics_token is None
+
+
+def test_it_keeps_a_metrics_token_of_16_characters_or_more(monkeypatch):
+    monkeypatch.setenv("RUNDRUF_METRICS_TOKEN", "0123456789abcdef")
+    token = load_settings(secret_key=KEY).metrics_token
+    assert token is not None and token.get_secret_value() == "0123456789abcdef"
 
 
 def test_it_reads_the_key_from_a_file(tmp_path: Path):

@@ -30,6 +30,13 @@ MAIL = "mail"
 WATCHDOG = "watchdog"
 TTS = "tts"
 
+# Dramatiq stops an actor after 10 minutes unless told otherwise. A mail batch may take
+# batch size x (connect, MAIL, RCPT, DATA) x the SMTP timeout: 50 x 4 x 30 s = 100 min
+# with the defaults. Cutting it mid-send would leave accepted mails unmarked; a batch
+# that outlasts its lease is safe (each send renews it first), so the limit only needs
+# to end a batch that hangs for good. Larger batches or timeouts need a larger value.
+MAIL_TIME_LIMIT_MS = 3 * 3600 * 1000
+
 
 class WorkerContext:
     """What the actors of one process share: the runtime, the mailer, the counters."""
@@ -98,8 +105,8 @@ def declare(broker: Broker, context: Callable[[], WorkerContext]) -> Actors:
     # The database keeps every piece of work: a sweep finds again what a failed message
     # left, so Dramatiq's own retries would only add a second schedule.
     actors = Actors(
-        send_mail=make(send_mail, MAIL, max_retries=0),
-        mail_sweep=make(mail_sweep, MAIL, max_retries=0),
+        send_mail=make(send_mail, MAIL, max_retries=0, time_limit=MAIL_TIME_LIMIT_MS),
+        mail_sweep=make(mail_sweep, MAIL, max_retries=0, time_limit=MAIL_TIME_LIMIT_MS),
         watchdog_sweep=make(watchdog_sweep, WATCHDOG, max_retries=0),
         synthesize_announcement=make(synthesize_announcement, TTS, max_retries=0),
         # One synthesis may take RUNDRUF_TTS_TIMEOUT_SECONDS; a sweep speaks them one by one.

@@ -33,6 +33,15 @@ def test_the_api_wakes_actors_by_the_names_and_queues_the_workers_declare():
         assert broker.get_actor(name).queue_name == queue
 
 
+def test_a_mail_batch_is_not_cut_by_dramatiqs_time_limit_before_its_worst_case():
+    broker = StubBroker()
+    actors = declare(broker, lambda: pytest.fail("nothing runs here"))
+    s = make_settings()
+    worst_ms = s.mail_batch_size * 4 * s.smtp_timeout_seconds * 1000
+    for actor in (actors.send_mail, actors.mail_sweep):
+        assert actor.options["time_limit"] > worst_ms
+
+
 @dataclasses.dataclass
 class RunningWorker:
     broker: dramatiq.Broker

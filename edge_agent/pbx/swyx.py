@@ -128,6 +128,7 @@ class SwyxPbx(Pbx):
             raise PbxRefused("The user name must not be empty")
         if extension is not None:
             _check_extension(extension)
+        _check_description(description)
         comment = f"{description} {AGENT_TAG}".lstrip() if callrouting_only else description
         data = await self._run(
             "create_user", name=name, comment=comment, number=extension, from_=self.first_extension
@@ -139,6 +140,8 @@ class SwyxPbx(Pbx):
     ) -> User:
         if extension is not None:
             _check_extension(extension)
+        if description is not None:
+            _check_description(description)
         data = await self._run("update_user", id=user_id, number=extension, comment=description)
         return _user(data)
 
@@ -282,6 +285,13 @@ def _group(raw: Any) -> Group:
 
 def _with_state(user: User, state: UserState | None) -> User:
     return user if state is None else replace(user, state=state)
+
+
+def _check_description(description: str) -> None:
+    """The agent tag marks broadcast agents: typed into a description it would turn a
+    licensed user into one (and give it an agent file)."""
+    if AGENT_TAG in description:
+        raise PbxRefused(f"The description must not contain {AGENT_TAG}")
 
 
 def _check_extension(extension: str) -> None:

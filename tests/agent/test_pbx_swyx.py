@@ -780,3 +780,16 @@ async def test_an_agent_without_description_is_still_an_agent(
     await swyx.set_agent_pin(agent.id, "1234")
     changed = await swyx.update_user(agent.id, description="")
     assert changed.callrouting_only and fake.users[-1]["Comment"] == AGENT_TAG
+
+
+async def test_the_agent_tag_typed_into_a_description_is_refused(
+    fake: FakeSwyx, swyx: SwyxPbx
+) -> None:
+    user = await swyx.create_user("Anna Licensed", "Empfang")
+    sent_before = len(fake.users)
+    with pytest.raises(PbxRefused, match="must not contain"):
+        await swyx.create_user("Eve", f"x {AGENT_TAG}")
+    with pytest.raises(PbxRefused, match="must not contain"):
+        await swyx.update_user(user.id, description=f"x {AGENT_TAG}")
+    assert len(fake.users) == sent_before
+    assert not (await swyx.directory()).users[-1].callrouting_only

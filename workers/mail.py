@@ -265,18 +265,7 @@ class Mailer:
     async def _renew(self, mail: Claimed) -> bool:
         """Extends the lease before a send; False when the claim is no longer ours."""
         lease = timedelta(seconds=self.rt.settings.mail_lease_seconds)
-        async with self.rt.db.transaction() as session:
-            result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
-                update(Email)
-                .where(
-                    Email.id == mail.id,
-                    Email.status == EmailStatus.SENDING,
-                    Email.attempts == mail.attempt,
-                )
-                .values(lease_until=self.rt.clock() + lease)
-                .execution_options(synchronize_session=False)
-            )
-        return result.rowcount == 1
+        return await self._update_claimed(mail, lease_until=self.rt.clock() + lease)
 
     async def _mark_sent(self, mails: Sequence[Claimed]) -> None:
         if not mails:
@@ -333,6 +322,13 @@ class Mailer:
 
     async def _finish(self, mail: Claimed, **values: Any) -> bool:
         """Writes the outcome if the claim still holds; False when the lease was lost."""
+        if not await self._update_claimed(mail, **values):
+            log.warning("mail %s: lease lost before the outcome was stored", mail.id)
+            return False
+        return True
+
+    async def _update_claimed(self, mail: Claimed, **values: Any) -> bool:
+        """Updates the row only while this claim (status sending, this attempt) holds it."""
         async with self.rt.db.transaction() as session:
             result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
                 update(Email)
@@ -344,7 +340,4 @@ class Mailer:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-        if result.rowcount != 1:
-            log.warning("mail %s: lease lost before the outcome was stored", mail.id)
-            return False
-        return True
+        return result.rowcount == 1

@@ -148,8 +148,8 @@ class Call:
         self._bye_sent = False
         self._transaction: ClientTransaction | None = None
         loop = asyncio.get_running_loop()
+        # Set at the first 180/183; None once start() has taken it.
         self._rang: asyncio.Future[None] | None = loop.create_future()
-        self._rang_seen = False
         self._proceeding: asyncio.Future[None] = loop.create_future()  # any 1xx seen
         self._cancelling = False
 
@@ -271,10 +271,8 @@ class Call:
     def _provisional(self, response: Response) -> None:
         if not self._proceeding.done():
             self._proceeding.set_result(None)
-        if response.status in (180, 183) and not self._rang_seen:
-            self._rang_seen = True
-            if self._rang is not None and not self._rang.done():
-                self._rang.set_result(None)
+        if response.status in (180, 183) and self._rang is not None and not self._rang.done():
+            self._rang.set_result(None)
 
     async def _cancel(self) -> Ended:
         """CANCEL the ringing INVITE (RFC 3261 9.1); a 200 that crosses it is hung up."""

@@ -3,7 +3,7 @@
 #   make demo         run the demo (ONCE=1 for a single pass)
 #   make test         start PostgreSQL + Redis if needed, then run pytest
 #                     (PYTEST_ARGS='-k auth -x' to pass arguments)
-#   make lint         ruff check + ruff format --check
+#   make lint         ruff check + ruff format --check + mypy (strict)
 #   make coqui        only install the coqui-tts venv (cached outside the tree)
 #   make services     only make sure PostgreSQL, Redis, lua5.4, espeak-ng, SIPp and
 #                     baresip are there
@@ -22,6 +22,8 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 
 PYTEST_ARGS ?=
+# What mypy checks (strict, configured in pyproject.toml).
+MYPY_TARGETS := api schema workers edge_agent swyx_jobservice
 # coqui-tts with torch (about 7.6 GB) lives in its own venv, cached outside the work tree so
 # that a fresh clone (CI) reuses it; reinstalled only when the [coqui] extra changes.
 COQUI_VENV ?= $(HOME)/.cache/rundruf/venv-coqui
@@ -94,6 +96,7 @@ test: venv services coqui
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(MYPY_TARGETS)
 
 clean:
 	rm -rf $(VENV) rundruf.db* .rundruf/

@@ -192,6 +192,9 @@ def _agent_env(jobservice: JobService, sip_port: int | None = None) -> dict[str,
     env = _clean_env()
     state = STATE_DIR.resolve()
     env.update(
+        # Chosen here: outside the demo and the tests they have no default.
+        RUNDRUF_AGENT_PBX="sim",
+        RUNDRUF_AGENT_DIALER="sim",
         RUNDRUF_AGENT_CONFIG_PATH=str(state / "agent.json"),
         RUNDRUF_AGENT_STATE_DIR=str(state / "agent"),
         RUNDRUF_AGENT_SIM_STATE=str(state / "swyx-sim.json"),

@@ -1,4 +1,5 @@
-"""`rundruf agent enroll`, `rundruf agent run` and `rundruf agent sim-call`."""
+"""The agent's commands: `rundruf-agent enroll|run|sim-call` on the PBX host (the customer
+install), and the same as `rundruf agent ...` where the central service is installed."""
 
 from __future__ import annotations
 
@@ -8,23 +9,42 @@ import gc
 import logging
 import socket
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
 
 from edge_agent import config
-from edge_agent.errors import AgentError, ServerRefused
+from edge_agent.errors import AgentError, ConfigurationError, ServerRefused
 from edge_agent.server import REGISTER, graphql
-from edge_agent.settings import VERSION, AgentSettings, SimCallSettings
+from edge_agent.settings import VERSION, AgentBaseSettings, SimCallSettings, load_run_settings
+
+DESCRIPTION = "The Rundruf agent (Rundruf Manager Service) on the PBX host"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`rundruf-agent`: the agent alone, without the central `rundruf` command around it."""
+    parser = argparse.ArgumentParser(prog="rundruf-agent", description=DESCRIPTION)
+    _add_agent_commands(parser.add_subparsers(dest="agent_command", required=True))
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`rundruf agent ...` in the central command."""
     agent = sub.add_parser("agent", help="the customer agent (Rundruf Manager Service)")
-    commands = agent.add_subparsers(dest="agent_command", required=True)
+    _add_agent_commands(agent.add_subparsers(dest="agent_command", required=True))
+
+
+def _add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     enroll = commands.add_parser("enroll", help="register this installation with a license")
     enroll.add_argument("--server", required=True, help="https://rundruf.example.com")
     enroll.add_argument("--license", required=True, dest="license_key")
-    enroll.add_argument("--hostname", default=socket.gethostname())
+    enroll.add_argument("--hostname", help="default: this computer's name")
     enroll.set_defaults(func=_enroll)
     run = commands.add_parser("run", help="run the agent until stopped")
     run.set_defaults(func=_run)
@@ -56,7 +76,8 @@ def _add_sim_call(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    settings = AgentSettings()
+    settings = AgentBaseSettings()
+    hostname = args.hostname or socket.gethostname()
 
     async def register() -> dict[str, str]:
         async with httpx.AsyncClient(timeout=30, verify=settings.verify_tls) as client:
@@ -64,7 +85,7 @@ def _enroll(args: argparse.Namespace) -> int:
                 client,
                 args.server.rstrip("/") + "/graphql",
                 REGISTER,
-                {"key": args.license_key, "host": args.hostname, "version": VERSION},
+                {"key": args.license_key, "host": hostname, "version": VERSION},
                 None,
             )
         return dict(data["registerInstallation"])
@@ -85,10 +106,15 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # First of all: without a chosen PBX adapter and dialer nothing is read or started.
+    try:
+        settings = load_run_settings()
+    except ConfigurationError as exc:
+        print(f"rundruf agent: {exc}\nNothing was started.", file=sys.stderr)
+        return 2
     from edge_agent.pbx import make_pbx
     from edge_agent.service import AgentService
 
-    settings = AgentSettings()
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -112,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
 def _sim_call(args: argparse.Namespace) -> int:
     from edge_agent.pbx.sim_trigger import Outcome, place_trigger_call
 
-    settings = AgentSettings()
+    settings = AgentBaseSettings()
     url = args.jobservice_url or settings.jobservice_url
     secret = SimCallSettings().routing_token
     token = args.routing_token or (secret.get_secret_value() if secret else "")

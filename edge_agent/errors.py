@@ -7,6 +7,10 @@ class AgentError(Exception):
     """Raised for an agent failure that is reported in plain words."""
 
 
+class ConfigurationError(AgentError):
+    """Raised when a setting is missing or invalid; the command starts nothing."""
+
+
 class NotEnrolled(AgentError):
     """Raised when the agent has no configuration file with a server and token."""
 

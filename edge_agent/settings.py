@@ -5,20 +5,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge_agent.errors import ConfigurationError
+
 VERSION = "0.1.0"
+ENV_PREFIX = "RUNDRUF_AGENT_"
+
+# The PBX adapter and the dialer `agent run` drives. They have no default: an installation
+# that forgot them must not run on the simulator and look healthy. Keep in step with the
+# Literal types of AgentSettings.pbx and .dialer (a test compares them).
+ADAPTER_CHOICES: dict[str, dict[str, str]] = {
+    "pbx": {
+        "swyx": "SwyxWare",
+        "sim": "the SwyxWare simulator, for the demo and tests only",
+    },
+    "dialer": {
+        "sip": "calls over SIP through the PBX",
+        "sim": "simulated calls, for the demo and tests only",
+    },
+}
 
 
-class AgentSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RUNDRUF_AGENT_", extra="ignore")
+class AgentBaseSettings(BaseSettings):
+    """What every agent command reads; `agent run` reads AgentSettings."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     # Written by `rundruf agent enroll`: server URL, installation id and token.
     config_path: Path = Path(".rundruf/agent.json")
     # The ledger of completed commands, the local cache, the PBX login.
     state_dir: Path = Path(".rundruf/agent")
-    pbx: Literal["sim", "swyx"] = "sim"
     # SwyxWare (docs/swyx.md): PowerShell here (the agent on the Swyx server, as the
     # service account, a SwyxWare administrator) or over WinRM with the website's login.
     swyx_transport: Literal["local", "winrm"] = "local"
@@ -51,7 +69,6 @@ class AgentSettings(BaseSettings):
     # Between two attempts on a member who was not reached.
     retry_pause_seconds: float = Field(default=15.0, ge=0, le=3600)
     max_attempts: int = Field(default=20, ge=1, le=100)
-    dialer: Literal["sim", "sip"] = "sim"
     # The SIP dialer registers as this PBX user (SwyxWare: the user "Rundruf" with a
     # SIP user id and password on its SIP tab) at the PBX, which routes the calls.
     sip_user: str = "Rundruf"
@@ -68,6 +85,54 @@ class AgentSettings(BaseSettings):
     # The simulated dialer's delays are multiplied by this (tests and the demo run faster).
     sim_time_scale: float = Field(default=1.0, gt=0, le=10)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class AgentSettings(AgentBaseSettings):
+    """The settings of `agent run`: the PBX adapter and the dialer must be chosen."""
+
+    pbx: Literal["sim", "swyx"]
+    dialer: Literal["sim", "sip"]
+
+
+def load_run_settings() -> AgentSettings:
+    """The settings of `agent run`, or ConfigurationError in plain words (nothing is read
+    or started before): both adapter settings and their choices when one is missing."""
+    try:
+        # pbx and dialer come from the environment, which mypy cannot see.
+        return AgentSettings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigurationError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """The settings' errors by their variable names; values are echoed only for the
+    adapter choices (never a secret)."""
+    adapters: list[str] = []
+    others: list[str] = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if field not in ADAPTER_CHOICES:
+            others.append(f"{env_name(field)}: {error['msg']}")
+        elif error["type"] == "missing":
+            adapters.append(f"{env_name(field)} is not set")
+        else:
+            adapters.append(f"{env_name(field)}={error['input']!r} is not a choice")
+    lines: list[str] = []
+    if adapters:
+        both = " and ".join(env_name(field) for field in ADAPTER_CHOICES)
+        lines.append(f"{both} have no default and must both be set ({'; '.join(adapters)}):")
+        lines += [
+            f"  {env_name(field)}={value}: {meaning}"
+            for field, choices in ADAPTER_CHOICES.items()
+            for value, meaning in choices.items()
+        ]
+    if others:
+        lines.append("invalid settings: " + "; ".join(others))
+    return "\n".join(lines)
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
 
 
 class SimCallSettings(BaseSettings):

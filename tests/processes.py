@@ -146,15 +146,19 @@ class Agent:
 
 
 def agent_env(state: Path, **extra: str) -> dict[str, str]:
-    return clean_env(
+    """The agent on the simulator (chosen explicitly: they have no default), unless `extra`
+    chooses otherwise."""
+    values = dict(
+        RUNDRUF_AGENT_PBX="sim",
+        RUNDRUF_AGENT_DIALER="sim",
         RUNDRUF_AGENT_CONFIG_PATH=str(state / "agent.json"),
         RUNDRUF_AGENT_STATE_DIR=str(state / "data"),
         RUNDRUF_AGENT_SIM_STATE=str(state / "swyx-sim.json"),
         RUNDRUF_AGENT_BACKOFF_CAP_SECONDS="1",
         RUNDRUF_AGENT_PING_INTERVAL_SECONDS="5",
         RUNDRUF_AGENT_PING_TIMEOUT_SECONDS="5",
-        **extra,
     )
+    return clean_env(**{**values, **extra})
 
 
 class Balancer:

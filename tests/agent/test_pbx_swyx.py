@@ -584,10 +584,17 @@ def test_make_pbx_builds_the_swyx_adapter_from_settings(
     from edge_agent.pbx.swyx_runner import RemotePowerShell, windows_logon_check
     from edge_agent.settings import AgentSettings
 
-    local = make_pbx(AgentSettings(pbx="swyx", swyx_powershell=r"C:\PS\powershell.exe"))
+    local = make_pbx(
+        AgentSettings(pbx="swyx", dialer="sip", swyx_powershell=r"C:\PS\powershell.exe")
+    )
     monkeypatch.setattr(sys, "platform", "win32")
     remote = make_pbx(
-        AgentSettings(pbx="swyx", swyx_transport="winrm", sip_password=SecretStr("sip-geheim"))
+        AgentSettings(
+            pbx="swyx",
+            dialer="sip",
+            swyx_transport="winrm",
+            sip_password=SecretStr("sip-geheim"),
+        )
     )
 
     assert isinstance(local, SwyxPbx) and isinstance(local.runner, LocalPowerShell)

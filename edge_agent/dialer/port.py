@@ -22,6 +22,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from edge_agent.sip.registration import RegistrationStatus
 
 # Keys a phone can send as DTMF (RFC 4733 events 0-15).
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
@@ -133,6 +137,9 @@ class DuplicateCall(DialerError):
 
 
 class Dialer(ABC):
+    # What the health report names: "sim" or "sip".
+    kind: ClassVar[str]
+
     @property
     @abstractmethod
     def max_parallel(self) -> int:
@@ -146,6 +153,20 @@ class Dialer(ABC):
         and whatever `on_event` raises. When cancelled it hangs up, emits ENDED
         FAILED "cancelled" and re-raises the cancellation.
         """
+
+    async def start(self) -> None:  # noqa: B027 - a hook: the simulated dialer needs none
+        """Gets ready to call, before any alarm (SIP: binds and registers at the PBX).
+
+        Idempotent; `call` starts a dialer that was not started. Raises DialerError
+        when it cannot start now (a later start tries again).
+        """
+
+    def registration_status(self) -> RegistrationStatus | None:
+        """The registration at the PBX for the health report; None where there is none."""
+        return None
+
+    def on_status_change(self, listener: Callable[[], None]) -> None:  # noqa: B027 - a hook
+        """`listener` is called whenever `registration_status` changes (never, here)."""
 
     async def busy_members(self, extensions: Mapping[str, str]) -> dict[str, bool | None]:
         """Whether each member (key -> extension) is on the phone now, where the dialer can

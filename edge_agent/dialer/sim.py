@@ -233,6 +233,8 @@ class SimDialer(Dialer):
     `active` and `peak_active` (the most at once) let tests check the executor's channel limit.
     """
 
+    kind = "sim"
+
     def __init__(
         self, state_path: Path, *, time_scale: float = 1.0, max_parallel: int = 30
     ) -> None:

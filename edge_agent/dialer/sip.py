@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.errors import SipError
 from edge_agent.sip.message import Request, Response
 from edge_agent.sip.pacer import Pacer, RtpStream
+from edge_agent.sip.registration import (
+    Registration,
+    RegistrationError,
+    RegistrationStatus,
+)
 from edge_agent.sip.subscription import dialog_states
 from edge_agent.sip.transport import Address, TcpTransport, Transport, UdpTransport
 from edge_agent.sip.ua import Account, UserAgent
@@ -66,6 +72,8 @@ class _Master:
 
 
 class SipDialer(Dialer):
+    kind = "sip"
+
     def __init__(
         self,
         account: Account,
@@ -75,6 +83,7 @@ class SipDialer(Dialer):
         proxy: bool = True,
         profile: str = "generic",
         max_parallel: int = 100,
+        check_s: float = 60.0,
     ) -> None:
         self.account = account
         self.local = local
@@ -91,40 +100,73 @@ class SipDialer(Dialer):
         self._encoded: dict[tuple[_FileVersion, str], bytes] = {}
         self._closed = False
         self._started = asyncio.Lock()
+        self.registration = Registration(self._register, enabled=account.register, check_s=check_s)
+        self._registering: asyncio.Task[None] | None = None
 
     @property
     def max_parallel(self) -> int:
         return self._max_parallel
 
+    def registration_status(self) -> RegistrationStatus:
+        return self.registration.status
+
+    def on_status_change(self, listener: Callable[[], None]) -> None:
+        self.registration.on_change(listener)
+
+    async def _register(self) -> int:
+        assert self.ua is not None
+        return await self.ua.register_once()
+
     async def start(self) -> None:
-        """Binds the transport, starts the pacer and (if configured) the registration."""
+        """Binds the transport, starts the pacer and (if configured) the registration.
+
+        Raises DialerError when the PBX's name does not resolve or the local address
+        cannot be bound; the registration status says so until a later start (the
+        next call, or the service's next heartbeat) succeeds.
+        """
         async with self._started:
             if self.ua is not None:
                 return
-            holder: list[UserAgent] = []
+            if self._closed:
+                raise DialerClosed("The dialer is closed")
+            transport = await self._open()
+            self.ua = UserAgent(self.account, transport)
+            self._tasks.append(asyncio.create_task(self.pacer.run(), name="rtp-pacer"))
+            self.registration.ready()
+            self._registering = asyncio.create_task(self.registration.run(), name="sip-register")
 
-            def receive(message: Request | Response, source: Address, via: Transport) -> None:
-                holder[0].receive(message, source, via)
+    async def _open(self) -> Transport:
+        """Resolves the PBX once (no DNS lookup on the loop per message) and binds."""
 
-            host, port = self.local
-            if host in ("", "0.0.0.0", "::"):  # noqa: S104 - refused, not bound
-                # The address goes into Via, Contact and the SDP: it must be reachable.
-                raise DialerError("the SIP dialer needs a concrete local address, not a wildcard")
-            # Resolved once: no DNS lookup on the loop for every message.
-            server_host, server_port = self.account.server
+        def receive(message: Request | Response, source: Address, via: Transport) -> None:
+            assert self.ua is not None
+            self.ua.receive(message, source, via)
+
+        host, port = self.local
+        if host in ("", "0.0.0.0", "::"):  # noqa: S104 - refused, not bound
+            # The address goes into Via, Contact and the SDP: it must be reachable.
+            raise self._cannot_start(
+                "internal", "the SIP dialer needs a concrete local address, not a wildcard"
+            )
+        server_host, server_port = self.account.server
+        try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 server_host, server_port, type=socket.SOCK_DGRAM
             )
-            self.account = replace(self.account, server=(str(infos[0][4][0]), server_port))
-            kind = TcpTransport if self.transport_name == "TCP" else UdpTransport
-            transport: Transport = await kind.listen(host, port, receive)
-            self.ua = UserAgent(self.account, transport)
-            holder.append(self.ua)
-            self._tasks.append(asyncio.create_task(self.pacer.run(), name="rtp-pacer"))
-            if self.account.register:
-                self._tasks.append(
-                    asyncio.create_task(self.ua.keep_registered(), name="sip-register")
-                )
+        except OSError as exc:
+            text = f"the PBX {server_host!r} cannot be resolved: {exc}"
+            raise self._cannot_start("unresolvable", text, host=server_host[:100]) from exc
+        self.account = replace(self.account, server=(str(infos[0][4][0]), server_port))
+        kind = TcpTransport if self.transport_name == "TCP" else UdpTransport
+        try:
+            return await kind.listen(host, port, receive)
+        except OSError as exc:
+            raise self._cannot_start("network", f"cannot listen on {host}:{port}: {exc}") from exc
+
+    def _cannot_start(self, code: str, text: str, **params: str | int) -> DialerError:
+        """Records why the dialer cannot start (the health report shows it) and says it."""
+        self.registration.failed(RegistrationError(code, datetime.now(UTC), params, text))
+        return DialerError(text)
 
     async def call(self, request: CallRequest, on_event: EventSink) -> CallOutcome:
         if self._closed:
@@ -297,6 +339,10 @@ class SipDialer(Dialer):
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
+        if self._registering is not None:
+            # Stopped before the de-registration, which would otherwise race a refresh.
+            self._registering.cancel()
+            await asyncio.gather(self._registering, return_exceptions=True)
         if self.ua is not None and self.account.register:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):

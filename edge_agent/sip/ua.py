@@ -42,6 +42,19 @@ class SipTimeout(SipError):
     """Raised when a request got no final response within 64 x T1."""
 
 
+class RegistrationRefused(SipError):
+    """Raised when the registrar answers a REGISTER with a final non-2xx response.
+
+    `challenged`: the refusal came to the REGISTER that carried our credentials.
+    """
+
+    def __init__(self, status: int, reason: str, *, challenged: bool) -> None:
+        super().__init__(f"REGISTER refused: {status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.challenged = challenged
+
+
 @dataclass(frozen=True)
 class Account:
     """Where and as whom the agent speaks SIP (the PBX user "Rundruf")."""
@@ -110,7 +123,8 @@ class UserAgent:
     _acks: dict[str, tuple[float, Request, Address]] = field(default_factory=dict)
     _failure_acks: dict[str, tuple[float, Request, Address]] = field(default_factory=dict)
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
-    registered: asyncio.Event = field(default_factory=asyncio.Event)
+    _register_call_id: str | None = None
+    _register_cseq: int = 1
 
     # ---------------------------------------------------------------- addresses
 
@@ -385,38 +399,42 @@ class UserAgent:
     async def register_once(self, expires: int | None = None) -> int:
         """Registers (or with expires=0 unregisters); returns the granted expiry in seconds.
 
-        Raises SipError when the registrar refuses or does not answer.
+        Every registration of this user agent shares one Call-ID with the CSeq counting
+        up (RFC 3261 10.2.4), so a registrar sees refreshes, not new registrations.
+        Raises RegistrationRefused when the registrar says no, SipTimeout when it does
+        not answer, DigestError when its challenge cannot be answered and OSError when
+        the request cannot be sent.
         """
-        a = self.account
-        expires = a.expires if expires is None else expires
-        uri = f"sip:{a.domain}"
-        request = self.new_request("REGISTER", uri, f"<sip:{a.user}@{a.domain}>")
-        request.headers.add("Expires", str(expires))
-        response = await self.send_request(request)
-        if response.status in (401, 407):
-            request = self.authorize(request, response)
-            response = await self.send_request(request)
+        expires = self.account.expires if expires is None else expires
+        response, challenged = await self._register(expires)
+        minimum = response.headers.get("Min-Expires") or ""
+        if response.status == 423 and minimum.isdigit() and int(minimum) > expires > 0:
+            # Interval Too Brief: ask again for the registrar's minimum (RFC 3261 10.2.8).
+            expires = int(minimum)
+            response, challenged = await self._register(expires)
         if response.status // 100 != 2:
-            raise SipError(f"REGISTER refused: {response.status} {response.reason}")
+            raise RegistrationRefused(response.status, response.reason, challenged=challenged)
         granted = response.headers.get("Expires")
         return int(granted) if granted and granted.isdigit() else expires
 
-    async def keep_registered(self) -> None:
-        """Registers and refreshes before expiry, retrying with backoff; runs until cancelled."""
-        delay = 1.0
-        while True:
-            try:
-                granted = await self.register_once()
-                self.registered.set()
-                delay = 1.0
-                await asyncio.sleep(max(granted * 0.8, 5))
-            except SipError as exc:
-                self.registered.clear()
-                log.warning(
-                    "registration at %s failed: %s; again in %.0f s",
-                    self.account.server,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60)
+    async def _register(self, expires: int) -> tuple[Response, bool]:
+        """One REGISTER, answered once with credentials when challenged."""
+        a = self.account
+        if self._register_call_id is None:
+            self._register_call_id = new_call_id(self.transport.local[0])
+        request = self.new_request(
+            "REGISTER",
+            f"sip:{a.domain}",
+            f"<sip:{a.user}@{a.domain}>",
+            call_id=self._register_call_id,
+            cseq=self._register_cseq,
+        )
+        request.headers.add("Expires", str(expires))
+        self._register_cseq += 1
+        response = await self.send_request(request)
+        challenged = response.status in (401, 407)
+        if challenged:
+            request = self.authorize(request, response)
+            self._register_cseq = request.cseq[0] + 1
+            response = await self.send_request(request)
+        return response, challenged

@@ -168,7 +168,7 @@ async def test_the_dialer_registers_at_the_pbx_with_a_digest(
         try:
             await dialer.start()
             assert dialer.ua is not None
-            await asyncio.wait_for(dialer.ua.registered.wait(), 10)
+            await asyncio.wait_for(dialer.registration.registered.wait(), 10)
         finally:
             await dialer.close()
         registers = pbx.find("REGISTER ")

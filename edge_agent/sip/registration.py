@@ -1,0 +1,182 @@
+"""Staying registered at the PBX, and what the agent knows about it for the health report.
+
+The agent registers as soon as it starts, long before the first alarm, and then
+registers again every `check_s` seconds (or at 80 % of the granted expiry, if that
+comes first). The repeated REGISTER is the keep-alive: it proves that the PBX
+answers and still accepts our user, which an OPTIONS ping would not
+(docs/decisions/sip-registration.md). A failure is retried at once, then with a
+growing pause, and stays in the status with its code until a registration succeeds.
+
+Error codes (the central service turns them into words, `params` fill them in):
+
+- `refused` {status, reason}: the registrar said no (403, 404, 503, …);
+- `credentialsRefused` {status}: challenged again after our credentials (401/407);
+- `timeout` {seconds}: no final answer within 64 x T1;
+- `challengeUnsupported`: a digest challenge we cannot answer;
+- `network`: the request could not be sent (no route, no socket);
+- `unresolvable` {host}: the PBX's host name does not resolve;
+- `internal`: a fault of ours; `detail` says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from edge_agent.sip import ua
+from edge_agent.sip.errors import DigestError, SipError
+
+log = logging.getLogger(__name__)
+
+DETAIL_MAX = 200  # the server refuses more; the words come from the code anyway
+RETRY_FIRST_S = 1.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RegistrationState(enum.StrEnum):
+    REGISTERING = "registering"  # started, no final answer yet
+    REGISTERED = "registered"
+    FAILED = "failed"
+    DISABLED = "disabled"  # RUNDRUF_AGENT_SIP_REGISTER=false: calls go out unregistered
+
+
+@dataclass(frozen=True)
+class RegistrationError:
+    """Why the last registration failed: a code, its parameters and a bounded detail."""
+
+    code: str
+    at: datetime
+    params: Mapping[str, str | int] = field(default_factory=dict)
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "params": dict(self.params),
+            "detail": self.detail[:DETAIL_MAX],
+            "at": self.at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class RegistrationStatus:
+    state: RegistrationState
+    since: datetime  # when it entered this state
+    last_error: RegistrationError | None = None  # kept after a later success
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "since": self.since.isoformat(),
+            "lastError": self.last_error.to_json() if self.last_error else None,
+        }
+
+
+def error_of(exc: BaseException, at: datetime) -> RegistrationError:
+    """The code and parameters for what a registration attempt raised."""
+    detail = str(exc)[:DETAIL_MAX]
+    if isinstance(exc, ua.RegistrationRefused):
+        if exc.challenged and exc.status in (401, 407):
+            return RegistrationError("credentialsRefused", at, {"status": exc.status}, detail)
+        reason = exc.reason[:60]
+        return RegistrationError("refused", at, {"status": exc.status, "reason": reason}, detail)
+    if isinstance(exc, ua.SipTimeout):
+        return RegistrationError("timeout", at, {"seconds": round(64 * ua.T1)}, detail)
+    if isinstance(exc, DigestError):
+        return RegistrationError("challengeUnsupported", at, {}, detail)
+    if isinstance(exc, OSError):
+        return RegistrationError("network", at, {}, detail)
+    return RegistrationError("internal", at, {}, f"{type(exc).__name__}: {detail}"[:DETAIL_MAX])
+
+
+def refresh_in(granted_s: int, check_s: float) -> float:
+    """Seconds until the next REGISTER: the check interval, or earlier to beat the expiry."""
+    return max(1.0, min(check_s, granted_s * 0.8))
+
+
+class Registration:
+    """The registration loop and its status.
+
+    `register` sends one REGISTER and returns the granted expiry (the user agent's
+    `register_once`). Listeners hear of every change of state or error code.
+    """
+
+    def __init__(
+        self,
+        register: Callable[[], Awaitable[int]],
+        *,
+        enabled: bool = True,
+        check_s: float = 60.0,
+        retry_cap_s: float = 60.0,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._register = register
+        self.enabled = enabled
+        self.check_s = check_s
+        self.retry_cap_s = retry_cap_s
+        self._clock = clock
+        state = RegistrationState.REGISTERING if enabled else RegistrationState.DISABLED
+        self._status = RegistrationStatus(state, clock())
+        self._listeners: list[Callable[[], None]] = []
+        self.registered = asyncio.Event()
+
+    @property
+    def status(self) -> RegistrationStatus:
+        return self._status
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def ready(self) -> None:
+        """The transport is up: registering begins now (or stays off)."""
+        self._enter(RegistrationState.REGISTERING if self.enabled else RegistrationState.DISABLED)
+
+    def failed(self, error: RegistrationError) -> None:
+        self.registered.clear()
+        self._enter(RegistrationState.FAILED, error)
+
+    def _enter(self, state: RegistrationState, error: RegistrationError | None = None) -> None:
+        old = self._status
+        last_error = error or old.last_error
+        since = old.since if state is old.state else self._clock()
+        self._status = RegistrationStatus(state, since, last_error)
+        changed_code = (error and error.code) != (old.last_error and old.last_error.code)
+        if state is not old.state or (error is not None and changed_code):
+            for listener in self._listeners:
+                listener()
+
+    async def run(self) -> None:
+        """Registers, refreshes and retries until cancelled; nothing when disabled."""
+        if not self.enabled:
+            return
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                granted = await self._register()
+            except asyncio.CancelledError:
+                raise
+            except (SipError, OSError) as exc:
+                self._retry_later(exc, delay)
+            except Exception as exc:  # a fault of ours must not end the registration
+                log.exception("registration failed unexpectedly")
+                self._retry_later(exc, delay)
+            else:
+                self.registered.set()
+                self._enter(RegistrationState.REGISTERED)
+                delay = RETRY_FIRST_S
+                await asyncio.sleep(refresh_in(granted, self.check_s))
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry_cap_s)
+
+    def _retry_later(self, exc: BaseException, delay: float) -> None:
+        log.warning("SIP registration failed: %s; again in %.0f s", exc, delay)
+        self.failed(error_of(exc, self._clock()))

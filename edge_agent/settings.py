@@ -77,6 +77,9 @@ class AgentBaseSettings(BaseSettings):
     sip_server_host: str = "127.0.0.1"
     sip_server_port: int = Field(default=5060, ge=1, le=65535)
     sip_register: bool = True
+    # Registered again this often (at the latest): the keep-alive that finds a PBX gone
+    # or a login refused long before an alarm (docs/decisions/sip-registration.md).
+    sip_check_seconds: float = Field(default=60.0, ge=5, le=3600)
     sip_transport: Literal["UDP", "TCP"] = "UDP"
     sip_local_host: str = "127.0.0.1"
     sip_local_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port

@@ -1,4 +1,4 @@
-"""Dialer adapters behind the `Dialer` port (port.py): `sim` now, `sip` next."""
+"""Dialer adapters behind the `Dialer` port (port.py): `sim` and `sip`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def make_dialer(settings: AgentSettings) -> Dialer:
             transport=settings.sip_transport,
             profile=settings.sip_profile,
             max_parallel=settings.channels,
+            check_s=settings.sip_check_seconds,
         )
     from edge_agent.dialer.sim import SimDialer
 

@@ -44,7 +44,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from swyx_jobservice.files import write_atomic  # noqa: E402
+from edge_agent.files import write_atomic  # noqa: E402
 
 AGENT = "bench-agent-token-0123456789"
 ROUTING = "bench-routing-token-0123456789"

@@ -1,4 +1,4 @@
-"""The enrolment: which server, and the installation token (mode 0600)."""
+"""The enrolment: which server, and the installation token (readable by the service only)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ def save(path: Path, enrolment: Enrolment) -> None:
             "installationId": enrolment.installation_id,
             "token": enrolment.token,
         },
-        mode=0o600,
     )
 
 

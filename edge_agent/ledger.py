@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge_agent.files import private_dir
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -23,7 +25,7 @@ class Outcome:
 
 class Ledger:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(path.parent)
         self._db = sqlite3.connect(path, isolation_level=None)
         # FULL: the row is on disk before we tell the server the command is done.
         self._db.execute("PRAGMA synchronous=FULL")

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edge_agent.files import TEMP_PREFIX, fsync_dir, private_dir, write_atomic
 from swyx_jobservice.errors import BadRequest, KeyConflict, NotFound, QueueFull, StoreError
-from swyx_jobservice.files import TEMP_PREFIX, fsync_dir, write_atomic
 from swyx_jobservice.jobs import Audio, Job, JobRequest, differences, is_job_id
 from swyx_jobservice.notices import Notice, NoticeRequest
 
@@ -78,7 +78,7 @@ class JobStore:
         """Reads every job and tombstone; finishes what a crash interrupted."""
         try:
             for folder in (self.jobs_dir, self.done_dir):
-                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                private_dir(folder)
                 remove_temp_files(folder)
             self._load_tombstones()
             self._load_jobs()
@@ -330,7 +330,7 @@ class NoticeStore:
 
     def load(self) -> None:
         try:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(self.dir)
             remove_temp_files(self.dir)
             loaded: list[Notice] = []
             for path in self.dir.glob("*.json"):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edge_agent.broadcast.model import Broadcast, Event, Member
+from edge_agent.files import private_dir
 
 T = TypeVar("T")
 # SQL with one row of parameters, or with many (run as executemany).
@@ -112,7 +113,7 @@ class _Write:
 
 class Journal:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(path.parent)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: an event the journal confirmed survives a power cut, not only a crash.

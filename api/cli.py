@@ -9,15 +9,38 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from api.errors import ConfigurationError, RundrufError
-from api.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from api.settings import Settings
+
+# The central service's libraries by import name (pyproject.toml's `server` extra). The
+# customer install (`pip install rundruf`) has none; its commands are rundruf-agent and
+# rundruf-jobservice, and this command's central parts say so instead of a traceback.
+SERVER_LIBRARIES = frozenset(
+    {
+        "aiosmtpd",
+        "aiosqlite",
+        "alembic",
+        "argon2",
+        "cryptography",
+        "dramatiq",
+        "graphql",
+        "psycopg",
+        "redis",
+        "sqlalchemy",
+        "strawberry",
+    }
+)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from api.app import create_app
     from api.bootstrap import bootstrap
     from api.migrate import require_head
+    from api.settings import load_settings
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(**overrides)
@@ -46,6 +69,7 @@ def run_server(settings: Settings, app: object) -> None:
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     from api.migrate import upgrade
+    from api.settings import load_settings
 
     settings = load_settings()
     upgrade(settings, args.revision)
@@ -57,6 +81,7 @@ def _create_platform_admin(args: argparse.Namespace) -> int:
     from api.bootstrap import bootstrap
     from api.models import Role
     from api.services import platform
+    from api.settings import load_settings
 
     settings = load_settings()
     password = args.password or getpass.getpass("password: ")
@@ -103,6 +128,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _until_signalled(run: Callable[[Settings, threading.Event], None]) -> int:
     """Runs a long-lived part until SIGTERM or SIGINT asks it to stop."""
+    from api.settings import load_settings
+
     settings = load_settings()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -193,6 +220,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as err:
+        if (err.name or "").partition(".")[0] not in SERVER_LIBRARIES:
+            raise
+        print(
+            f"rundruf: {args.command} is part of the central service, whose libraries are not "
+            f"installed ({err.name} is missing): pip install 'rundruf[server]'. "
+            "On the PBX host the commands are rundruf-agent and rundruf-jobservice.",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

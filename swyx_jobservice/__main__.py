@@ -1,4 +1,5 @@
-"""`python -m swyx_jobservice [--host H] [--port P]`: the job service on its own."""
+"""`python -m swyx_jobservice [--host H] [--port P]`: the job service on its own (as
+`rundruf-jobservice`)."""
 
 from swyx_jobservice.cli import main
 

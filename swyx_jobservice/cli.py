@@ -1,4 +1,5 @@
-"""`rundruf jobservice`: the job service on the PBX host, until stopped."""
+"""`rundruf-jobservice` (or `rundruf jobservice` where the central service is installed):
+the job service on the PBX host, until stopped."""
 
 from __future__ import annotations
 
@@ -19,13 +20,18 @@ if TYPE_CHECKING:
     from swyx_jobservice.settings import JobServiceSettings
 
 
+HELP = "the job service the PBX call-routing script posts alarms to"
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    jobservice = sub.add_parser(
-        "jobservice", help="the job service the PBX call-routing script posts alarms to"
-    )
-    jobservice.add_argument("--host", help="overrides RUNDRUF_JOBSERVICE_HOST")
-    jobservice.add_argument("--port", type=int, help="overrides RUNDRUF_JOBSERVICE_PORT")
-    jobservice.set_defaults(func=run)
+    """`rundruf jobservice` in the central command."""
+    _add_arguments(sub.add_parser("jobservice", help=HELP))
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="overrides RUNDRUF_JOBSERVICE_HOST")
+    parser.add_argument("--port", type=int, help="overrides RUNDRUF_JOBSERVICE_PORT")
+    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,8 +86,8 @@ def _serve(app: Starlette, settings: JobServiceSettings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The job service alone, without the central `rundruf` command around it."""
-    parser = argparse.ArgumentParser(prog="swyx_jobservice")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["jobservice", *(argv if argv is not None else sys.argv[1:])])
-    return run(args)
+    """`rundruf-jobservice`: the job service alone, without the central `rundruf` command."""
+    description = "The Rundruf job service on the PBX host: " + HELP
+    parser = argparse.ArgumentParser(prog="rundruf-jobservice", description=description)
+    _add_arguments(parser)
+    return run(parser.parse_args(argv))

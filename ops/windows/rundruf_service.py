@@ -5,11 +5,13 @@
     python rundruf_service.py agent start | stop | remove
 
 Each service runs one child process with the Python that installed it
-(`python -m api.cli agent run`, `python -m swyx_jobservice`) and the environment
+(`python -m edge_agent run`, `python -m swyx_jobservice`: the customer install's
+`rundruf-agent run` and `rundruf-jobservice`) and the environment
 from `%ProgramData%\\Rundruf\\<name>.env` (KEY=VALUE lines; the settings of
 `edge_agent/settings.py` and `swyx_jobservice/settings.py`). The child is restarted
 after a crash (5 s pause, at most every 5 s); stopping the service stops it.
-Needs pywin32 (`pip install rundruf[windows]`). Not verified on a real Swyx server.
+Needs pywin32, which `pip install rundruf` brings on Windows. Not verified on a real Swyx
+server.
 
 The pure parts (reading the env file, the command line) work on any system and are
 tested on Linux (`tests/agent/test_windows_ops.py`).
@@ -31,7 +33,7 @@ SERVICES: dict[str, dict[str, Any]] = {
         "name": "RundrufAgent",
         "display": "Rundruf Manager Service (agent)",
         "description": "Rundruf: commands from the central service, broadcasts, SIP dialer.",
-        "args": ["-m", "api.cli", "agent", "run"],
+        "args": ["-m", "edge_agent", "run"],
     },
     "jobservice": {
         "name": "RundrufJobService",
@@ -92,7 +94,9 @@ def _pywin32() -> tuple[Any, Any, Any] | None:
 def _service_class(kind: str, class_name: str) -> Any:
     modules = _pywin32()
     if modules is None:
-        raise RuntimeError("the Windows services need pywin32: pip install 'rundruf[windows]'")
+        raise RuntimeError(
+            "the Windows services need pywin32 (pip install rundruf brings it on Windows)"
+        )
     win32serviceutil, win32service, win32event = modules
     spec = SERVICES[kind]
 
@@ -148,7 +152,7 @@ def main(argv: list[str]) -> int:
     kind = argv[1]
     modules = _pywin32()
     if modules is None:
-        print("the Windows services need pywin32: pip install 'rundruf[windows]'")
+        print("the Windows services need pywin32 (pip install rundruf brings it on Windows)")
         return 2
     service = globals()[CLASS_NAMES[kind]]
     modules[0].HandleCommandLine(service, argv=[argv[0], *argv[2:]])

@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from edge_agent.settings import AgentSettings
+from edge_agent.settings import load_run_settings
 
 OPS = Path(__file__).resolve().parents[2] / "ops" / "windows"
 
@@ -32,7 +32,8 @@ def test_the_service_host_imports_without_pywin32() -> None:
 def test_the_children_run_the_agent_and_the_job_service() -> None:
     module = service_module()
 
-    assert module.child_command("agent", "py.exe") == ["py.exe", "-m", "api.cli", "agent", "run"]
+    # The customer install's commands, which import nothing of the central service.
+    assert module.child_command("agent", "py.exe") == ["py.exe", "-m", "edge_agent", "run"]
     assert module.child_command("jobservice", "py.exe") == ["py.exe", "-m", "swyx_jobservice"]
 
 
@@ -64,12 +65,10 @@ def test_the_env_examples_parse(name: str, monkeypatch: pytest.MonkeyPatch) -> N
     if name.startswith("agent"):
         for key, value in values.items():
             monkeypatch.setenv(key, value)
-        settings = AgentSettings()
-        assert (settings.pbx, settings.swyx_transport, settings.sip_profile) == (
-            "swyx",
-            "local",
-            "swyx",
-        )
+        # `agent run` reads them: both adapters chosen, neither the simulator.
+        settings = load_run_settings()
+        assert (settings.pbx, settings.dialer) == ("swyx", "sip")
+        assert (settings.swyx_transport, settings.sip_profile) == ("local", "swyx")
 
 
 def test_the_prerequisites_checker_covers_what_the_issue_asks() -> None:

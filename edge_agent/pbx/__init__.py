@@ -46,7 +46,8 @@ def make_swyx(settings: AgentSettings) -> Pbx:
         runner = LocalPowerShell(local_command(settings.swyx_powershell))
     states: StateReader | None = None
     if settings.swyx_com_states and sys.platform == "win32":
-        states = ComStateReader()
+        # PBXConfig is initialised with the PBXUser of the dialer's own user (swyx_com.py).
+        states = ComStateReader(initialize_as=settings.sip_user)
     on_windows = sys.platform == "win32"
     password = settings.sip_password.get_secret_value()
     return SwyxPbx(

@@ -9,9 +9,10 @@ SwyxWare has no "call-routing-only" flag we could find in public sources; such
 users (the broadcast agents) carry `AGENT_TAG` at the end of their description,
 which this adapter hides. They get no login, so they do not take a user license
 (SwyxWare licenses users that log in, docs/swyx.md). Member states come from a
-`StateReader` (COM `PBXConfig` on Windows, `swyx_com.py`); without one every user
-is `UNAVAILABLE` (state not known), and test mode asks the call-routing script's
-states or the dialer instead.
+`StateReader` (COM `PBXConfig` on Windows, `swyx_com.py`, on its own thread);
+without one every user is `UNAVAILABLE` (state not known), and test mode asks the
+call-routing script's states or the dialer instead. PowerShell and COM never run on
+the event loop's thread, which also paces the calls' audio.
 
 Nothing here has run against a real SwyxWare: see docs/swyx.md.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -45,7 +46,8 @@ DEFAULT_AGENT_DIR = r"C:\ProgramData\Rundruf\agents"
 # Words in Connect-IpPbx's failure that mean "who you are" rather than "where it is".
 _LOGIN_WORDS = ("access", "denied", "unauthori", "credential", "logon", "login", "password")
 
-StateReader = Callable[[Sequence[Group]], Mapping[str, UserState]]
+# Reads the states of the groups' members off the event loop (swyx_com.ComStateReader).
+StateReader = Callable[[Sequence[Group]], Awaitable[Mapping[str, UserState]]]
 
 
 class SwyxPbx(Pbx):
@@ -112,7 +114,7 @@ class SwyxPbx(Pbx):
         data = await self._run("directory")
         users = [_user(u) for u in _items(data.get("Users"))]
         groups = tuple(_group(g) for g in _items(data.get("Groups")))
-        states = self._read_states(groups)
+        states = await self._read_states(groups)
         if states:
             users = [_with_state(u, states.get(u.id)) for u in users]
         return Directory(tuple(users), groups)
@@ -151,7 +153,13 @@ class SwyxPbx(Pbx):
     async def create_group(self, name: str, description: str) -> Group:
         if not name.strip():
             raise PbxRefused("The group name must not be empty")
-        return _group(await self._run("create_group", name=name, comment=description))
+        data = await self._run("create_group", name=name, comment=description)
+        if isinstance(data, dict) and data.get("DescriptionError"):
+            # The group exists; only its description is missing (docs/swyx.md, Update-IpPbxGroup).
+            log.warning(
+                "group %r created without its description: %s", name, data["DescriptionError"]
+            )
+        return _group(data)
 
     async def add_group_members(self, group_id: str, user_ids: Sequence[str]) -> Group:
         return _group(await self._run("add_members", group=group_id, users=list(user_ids)))
@@ -185,11 +193,11 @@ class SwyxPbx(Pbx):
         login_name, password = self.dialer_login
         await self.enable_user_login(user.id, login_name, password)
 
-    def _read_states(self, groups: Sequence[Group]) -> Mapping[str, UserState]:
+    async def _read_states(self, groups: Sequence[Group]) -> Mapping[str, UserState]:
         if self.states is None:
             return {}
         try:
-            return self.states(groups)
+            return await self.states(groups)
         except Exception as exc:  # states only help test mode; the directory still counts
             log.warning("SwyxWare user states unavailable: %s", exc)
             return {}
@@ -278,7 +286,7 @@ def _group(raw: Any) -> Group:
     return Group(
         id=str(raw["GroupID"]),
         name=str(raw.get("Name") or ""),
-        description=str(raw.get("Comment") or ""),
+        description=str(raw.get("Description") or ""),
         member_ids=tuple(str(m) for m in _items(raw.get("Members"))),
     )
 

@@ -16,7 +16,7 @@ import contextlib
 import importlib
 import json
 import logging
-import os
+import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -82,34 +82,53 @@ class LocalPowerShell(PowerShellRunner):
     """`powershell.exe` on this machine (the agent on the Swyx server), one process per script.
 
     It runs as the agent's Windows account: that account must be a SwyxWare
-    administrator (docs/swyx.md). The process is started without a shell.
+    administrator (docs/swyx.md). The process is started without a shell, from a
+    worker thread with `subprocess`: the event loop, which also paces the calls' audio,
+    never waits for it, and no asyncio subprocess support is needed (Windows has it
+    only on the Proactor loop). A process that outlives its time is killed.
     """
 
     uses_login = False
+    # After a kill, how long to wait for the process to go and its pipes to close.
+    KILL_WAIT_S = 5.0
 
     def __init__(self, command: Sequence[str] | None = None) -> None:
         self.command = list(command) if command is not None else local_command()
 
     async def run(self, script: str, params_json: str, *, seconds: float) -> str:
         request = json.dumps({"script": script, "params": params_json}, ensure_ascii=True)
+        started: list[subprocess.Popen[bytes]] = []
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env={**os.environ},
+            return await asyncio.to_thread(
+                self._run_process, request.encode("ascii"), seconds, started
+            )
+        except asyncio.CancelledError:
+            # The caller gave up (the agent stops): the process must not run on alone.
+            for process in started:
+                with contextlib.suppress(OSError):
+                    process.kill()
+            raise
+
+    def _run_process(
+        self, request: bytes, seconds: float, started: list[subprocess.Popen[bytes]]
+    ) -> str:
+        """In a worker thread: start, feed stdin, wait at most `seconds`, else kill."""
+        try:
+            process = subprocess.Popen(  # noqa: S603 - fixed command, no shell
+                self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
         except OSError as exc:
             raise RunnerError(f"PowerShell cannot be started ({self.command[0]}): {exc}") from exc
+        started.append(process)
         try:
-            stdout, stderr = await asyncio.wait_for(
-                process.communicate(request.encode("ascii")), seconds
-            )
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+            stdout, stderr = process.communicate(request, timeout=seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.communicate(timeout=self.KILL_WAIT_S)
             raise RunnerError(f"PowerShell gave no answer within {seconds:g} s") from None
         text = stdout.decode("utf-8", errors="replace").lstrip("\ufeff").strip()
         if process.returncode != 0 and not text:

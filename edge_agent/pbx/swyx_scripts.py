@@ -10,7 +10,13 @@ cmdlet writes goes to `Out-Null`, so that document is the only output.
 
 Which cmdlet comes from where, and what is assumed: docs/swyx.md. Objects are
 cut down to the SwyxWare property names the adapter reads (`UserID`, `Name`,
-`Comment`, `GroupID`, internal numbers, members).
+`Comment`, `GroupID`, the group's description, internal numbers, members).
+
+A user or group that a script looked up by its id is then handed to cmdlets as that
+entry (`-UserEntry`, `-GroupEntry`), never again by its name: a second user of the
+same name, or a name with `*`, `?` or `[`, which a cmdlet may read as a pattern,
+must never be hit instead. Only `New-IpPbxUser`/`New-IpPbxGroup` get a name, and a
+new entry is found again by exact comparison with every entry's name.
 """
 
 from __future__ import annotations
@@ -37,9 +43,22 @@ function Stop-NotFound([string]$Message) { throw ('RUNDRUF:not_found:' + $Messag
 function Stop-Conflict([string]$Message) { throw ('RUNDRUF:conflict:' + $Message) }
 function Stop-Refused([string]$Message) { throw ('RUNDRUF:refused:' + $Message) }
 function Get-Numbers($User) {
-    # A user without numbers may be an error to the cmdlet: that is no number, not a failure.
-    @(Get-IpPbxInternalNumber -UserName $User.Name -ErrorAction SilentlyContinue |
-        Where-Object { -not $_.IsFaxNumber } | ForEach-Object { [string]$_.Number })
+    # The user's own entry lists its numbers: no look-up by name, which might find another.
+    @($User.InternalNumberEntryCollection | Where-Object { $null -ne $_ -and -not $_.IsFaxNumber } |
+        ForEach-Object { [string]$_.Number })
+}
+# A group's description: `Description` as the group list shows it, else `Comment`.
+function Get-Description($Entry) {
+    foreach ($name in 'Description', 'Comment') {
+        if ($null -ne $Entry.PSObject.Properties[$name]) { return [string]$Entry.$name }
+    }
+    ''
+}
+function Set-Description($Entry, [string]$Text) {
+    foreach ($name in 'Description', 'Comment') {
+        if ($null -ne $Entry.PSObject.Properties[$name]) { $Entry.$name = $Text; return }
+    }
+    throw 'the group entry has neither Description nor Comment'
 }
 function Get-RundrufUser($User) {
     [ordered]@{
@@ -50,7 +69,7 @@ function Get-RundrufUser($User) {
 function Get-RundrufGroup($Group) {
     [ordered]@{
         GroupID = [string]$Group.GroupID; Name = [string]$Group.Name
-        Comment = [string]$Group.Comment
+        Description = Get-Description $Group
         Members = @(Get-IpPbxGroupMember -GroupEntry $Group -ErrorAction SilentlyContinue |
             ForEach-Object { [string]$_.UserID })
     }
@@ -64,6 +83,16 @@ function Find-Group([string]$Id) {
     $found = Get-IpPbxGroup | Where-Object { [string]$_.GroupID -eq $Id } | Select-Object -First 1
     if ($null -eq $found) { Stop-NotFound "The group with id $Id does not exist" }
     $found
+}
+# Entries whose name is $Name, trimmed, without case: -ieq compares text, never a pattern.
+function Select-Named($Entries, [string]$Name) {
+    @($Entries | Where-Object { ([string]$_.Name).Trim() -ieq $Name })
+}
+# The entry just added under $Name, which no entry had before: exactly one, or a failure.
+function Find-Added($Entries, [string]$Name) {
+    $found = Select-Named $Entries $Name
+    if ($found.Count -ne 1) { throw "After adding '$Name', $($found.Count) entries have that name" }
+    $found[0]
 }
 function Assert-NumberFree([string]$Number, [string]$OwnerId) {
     $taken = Get-IpPbxInternalNumber -InternalNumber $Number -ErrorAction SilentlyContinue
@@ -138,8 +167,8 @@ BODIES: dict[str, str] = {
 """,
     "create_user": r"""
     $name = ([string]$P.name).Trim()
-    $taken = Get-IpPbxUser | Where-Object { ([string]$_.Name).Trim() -ieq $name }
-    if ($taken) { Stop-Conflict "A user with the name '$(@($taken)[0].Name)' already exists" }
+    $taken = Select-Named (Get-IpPbxUser) $name
+    if ($taken.Count) { Stop-Conflict "A user with the name '$($taken[0].Name)' already exists" }
     $number = [string]$P.number
     if (-not $number) {
         $number = [string](Get-IpPbxNextFreeInternalNumber -BeginSearchFromNumber $P.from)
@@ -147,10 +176,10 @@ BODIES: dict[str, str] = {
     Assert-NumberFree $number ''
     $entry = New-IpPbxUser -UserName $name -Comment ([string]$P.comment)
     Add-IpPbxUser -UserEntry $entry | Out-Null
-    $user = Get-IpPbxUser -UserName $name
+    $user = Find-Added (Get-IpPbxUser) $name
     New-IpPbxInternalNumber -InternalNumber $number |
         Add-IpPbxInternalNumberToUser -UserEntry $user | Out-Null
-    Out-Result (Get-RundrufUser $user)
+    Out-Result (Get-RundrufUser (Find-User ([string]$user.UserID)))
 """,
     "update_user": r"""
     $user = Find-User ([string]$P.id)
@@ -164,10 +193,13 @@ BODIES: dict[str, str] = {
         $number = [string]$P.number
         if ((Get-Numbers $user) -notcontains $number) {
             Assert-NumberFree $number ([string]$user.UserID)
-            Get-IpPbxInternalNumber -UserName $user.Name |
-                Where-Object { -not $_.IsFaxNumber } | Remove-IpPbxInternalNumber | Out-Null
+            # Each old number by itself (a number is one entry), never by the user's name.
+            foreach ($old in @(Get-Numbers $user)) {
+                Get-IpPbxInternalNumber -InternalNumber $old | Remove-IpPbxInternalNumber | Out-Null
+            }
             New-IpPbxInternalNumber -InternalNumber $number |
                 Add-IpPbxInternalNumberToUser -UserEntry $user | Out-Null
+            $user = Find-User ([string]$P.id)  # the entry again, with its new number
             if (Test-Agent $user) { Write-AgentFile $user $null }
         }
     }
@@ -182,10 +214,22 @@ BODIES: dict[str, str] = {
 """,
     "create_group": r"""
     $name = ([string]$P.name).Trim()
-    $taken = Get-IpPbxGroup | Where-Object { ([string]$_.Name).Trim() -ieq $name }
-    if ($taken) { Stop-Conflict "A group with the name '$(@($taken)[0].Name)' already exists" }
-    New-IpPbxGroup -GroupName $name -Comment ([string]$P.comment) | Add-IpPbxGroup | Out-Null
-    Out-Result (Get-RundrufGroup (Get-IpPbxGroup -GroupName $name))
+    $taken = Select-Named (Get-IpPbxGroup) $name
+    if ($taken.Count) { Stop-Conflict "A group with the name '$($taken[0].Name)' already exists" }
+    New-IpPbxGroup -GroupName $name | Add-IpPbxGroup | Out-Null
+    $group = Find-Added (Get-IpPbxGroup) $name
+    # The description afterwards, on the stored entry; the group stands even if this fails.
+    $problem = $null
+    if ([string]$P.comment) {
+        try {
+            Set-Description $group ([string]$P.comment)
+            Update-IpPbxGroup -GroupEntry $group | Out-Null
+            $group = Find-Group ([string]$group.GroupID)
+        } catch { $problem = [string]$_.Exception.Message }
+    }
+    $result = Get-RundrufGroup $group
+    $result.DescriptionError = $problem
+    Out-Result $result
 """,
     "add_members": r"""
     $group = Find-Group ([string]$P.group)
@@ -223,7 +267,7 @@ BODIES: dict[str, str] = {
 """,
     "set_user_login": r"""
     $user = Find-User ([string]$P.id)
-    Set-IpPbxUserLogin -UserName $user.Name -LoginName ([string]$P.login) `
+    Set-IpPbxUserLogin -UserEntry $user -LoginName ([string]$P.login) `
         -Password ([string]$P.password) -EnableLogin | Out-Null
     Out-Result $null
 """,
@@ -261,6 +305,7 @@ CMDLETS = (
     "Get-IpPbxGroup",
     "New-IpPbxGroup",
     "Add-IpPbxGroup",
+    "Update-IpPbxGroup",
     "Get-IpPbxGroupMember",
     "Add-IpPbxGroupMember",
     "Remove-IpPbxGroupMember",

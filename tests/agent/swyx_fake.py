@@ -6,11 +6,19 @@ script does on SwyxWare and answers with the JSON the script would print. Its
 directory starts from `tests/fixtures/swyx/seed_directory.json` (constructed, see
 the README there). It is a model of SwyxWare, not SwyxWare: it proves the
 adapter's plumbing, not the cmdlets.
+
+Where a script hands a cmdlet a user or group by its name (`-UserName`,
+`-GroupName`) instead of the entry it looked up, the fake acts on every entry that
+name matches read as a pattern (`*`, `?`, `[…]`, any case), as such a cmdlet may:
+so a script that names a user after looking it up by id hits the wrong users here
+(`_by_name`).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +63,9 @@ class FakeSwyx(PowerShellRunner):
     # False: stands in for local powershell.exe, which runs as `identity` and takes no login.
     uses_login: bool = True
     identity: str = "FIRMA\\svc-rundruf"
+    # True: the group's description cannot be stored (Update-IpPbxGroup fails).
+    group_description_fails: bool = False
+    script: str = ""  # the script being run
 
     @classmethod
     def seeded(cls) -> FakeSwyx:
@@ -70,6 +81,7 @@ class FakeSwyx(PowerShellRunner):
         params = json.loads(params_json)
         assert isinstance(params, dict)
         self.calls.append(Call(script, name, params))
+        self.script = script
         if self.unreachable:
             raise RunnerError("WinRM cannot complete the operation: host not reachable")
         if self.answer is not None:
@@ -94,7 +106,7 @@ class FakeSwyx(PowerShellRunner):
         return {"Identity": self.user if self.uses_login else self.identity}
 
     def _directory(self, p: dict[str, Any]) -> Any:
-        return {"Users": self.users, "Groups": self.groups}
+        return {"Users": [self._project(u) for u in self.users], "Groups": self.groups}
 
     def _next_free_number(self, p: dict[str, Any]) -> Any:
         used = {n for u in self.users for n in u["InternalNumbers"]}
@@ -111,21 +123,26 @@ class FakeSwyx(PowerShellRunner):
         number = p["number"] or self._next_free_number(p)
         self._number_free(number, "")
         user = {"UserID": self._id(), "Name": name, "Comment": p["comment"]}
-        user["InternalNumbers"] = [number]
+        user["InternalNumbers"] = []
         self.users.append(user)
-        return user
+        # The number goes to the user the script finds again after adding it.
+        for target in self._by_name("Get-IpPbxUser", user):
+            target["InternalNumbers"] = [*target["InternalNumbers"], number]
+        return self._project(user)
 
     def _update_user(self, p: dict[str, Any]) -> Any:
         user = self._user(p["id"])
         agent = self._is_agent(p, user)
         if p["comment"] is not None:
             user["Comment"] = (p["comment"] + (" " + p["tag"] if agent else "")).lstrip()
-        if p["number"] is not None and p["number"] not in user["InternalNumbers"]:
+        if p["number"] is not None and p["number"] not in self._numbers(user):
             self._number_free(p["number"], user["UserID"])
+            for target in self._by_name("Get-IpPbxInternalNumber", user):
+                target["InternalNumbers"] = []
             user["InternalNumbers"] = [p["number"]]
             if agent:
                 self._write_agent_file(p, user, None)
-        return user
+        return self._project(user)
 
     def _delete_user(self, p: dict[str, Any]) -> Any:
         user = self._user(p["id"])
@@ -140,9 +157,16 @@ class FakeSwyx(PowerShellRunner):
         for g in self.groups:
             if g["Name"].strip().casefold() == name.casefold():
                 raise Refusal("conflict", f"A group with the name '{g['Name']}' already exists")
-        group = {"GroupID": self._id(), "Name": name, "Comment": p["comment"], "Members": []}
+        group = {"GroupID": self._id(), "Name": name, "Description": "", "Members": []}
         self.groups.append(group)
-        return group
+        found = self._by_name("Get-IpPbxGroup", group, self.groups)[0]  # found again
+        if not p["comment"]:
+            return found
+        if self.group_description_fails:
+            return found | {"DescriptionError": "The term 'Update-IpPbxGroup' is not recognized"}
+        assert "Update-IpPbxGroup -GroupEntry $group" in self.script
+        found["Description"] = p["comment"]
+        return found
 
     def _add_members(self, p: dict[str, Any]) -> Any:
         group = self._group(p["group"])
@@ -170,7 +194,8 @@ class FakeSwyx(PowerShellRunner):
         return None
 
     def _set_user_login(self, p: dict[str, Any]) -> Any:
-        self.logins.append((self._user(p["id"])["UserID"], p["login"], p["password"]))
+        for user in self._by_name("Set-IpPbxUserLogin", self._user(p["id"])):
+            self.logins.append((user["UserID"], p["login"], p["password"]))
         return None
 
     # --- helpers -------------------------------------------------------------
@@ -190,6 +215,32 @@ class FakeSwyx(PowerShellRunner):
             if group["GroupID"] == str(group_id):
                 return group
         raise Refusal("not_found", f"The group with id {group_id} does not exist")
+
+    def _by_name(
+        self,
+        cmdlet: str,
+        entry: dict[str, Any],
+        entries: list[dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The entries `cmdlet` acts on in the running script: `entry` itself when the
+        script hands it the entry, else every entry its name matches as a pattern."""
+        if not re.search(rf"{cmdlet}\b[^\n|]*-(User|Group)Name\b", self.script):
+            return [entry]
+        pattern = entry["Name"].casefold()
+        found = [
+            e
+            for e in (self.users if entries is None else entries)
+            if fnmatch.fnmatchcase(e["Name"].casefold(), pattern)
+        ]
+        return found or [entry]
+
+    def _numbers(self, user: dict[str, Any]) -> list[str]:
+        """The numbers the script reads for `user`."""
+        matched = self._by_name("Get-IpPbxInternalNumber", user)
+        return [n for u in matched for n in u["InternalNumbers"]]
+
+    def _project(self, user: dict[str, Any]) -> dict[str, Any]:
+        return user | {"InternalNumbers": self._numbers(user)}
 
     def _number_free(self, number: str, owner: str) -> None:
         for user in self.users:
@@ -214,6 +265,6 @@ class FakeSwyx(PowerShellRunner):
             if old is None:
                 return
             pin = old.splitlines()[0].removeprefix("pin=")
-        number = (user["InternalNumbers"] or [""])[0]
+        number = (self._numbers(user) or [""])[0]
         name = user["Name"].encode("utf-8").hex()
         self.files[path] = f"pin={pin}\nnumber={number}\nname={name}\n"

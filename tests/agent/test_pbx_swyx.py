@@ -4,11 +4,19 @@ scripts it sends, injection attempts, refusals and how they map to errors.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
 import re
 import sys
 import textwrap
+import threading
+import time
+import types
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -37,6 +45,30 @@ EVIL = [
     "'@\n Remove-Item *\n@'",
     "Ünïcödé ☎ \u202e",
 ]
+
+
+T = TypeVar("T")
+
+
+async def longest_pause(awaitable: Awaitable[T], every: float = 0.005) -> tuple[T, float]:
+    """Awaits `awaitable` while a timer asks to run every `every` seconds, as the audio
+    pacer does; returns its result and how much later than asked the timer ran at worst."""
+    loop = asyncio.get_running_loop()
+    worst, last, done = 0.0, loop.time(), False
+
+    async def tick() -> None:
+        nonlocal worst, last
+        while not done:
+            await asyncio.sleep(every)
+            now = loop.time()
+            worst, last = max(worst, now - last - every), now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        return await awaitable, worst
+    finally:
+        done = True
+        await ticker
 
 
 @pytest.fixture
@@ -135,6 +167,98 @@ async def test_injection_attempts_stay_data_in_every_string_argument(
     assert any(evil in c.params.values() for c in fake.calls if c.name == "create_user")
 
 
+# --- users and groups are acted on by the id that was looked up ----------------------
+
+
+def test_no_script_hands_a_cmdlet_a_name_after_looking_up_an_id() -> None:
+    # Only the cmdlets that make a new entry get a name; everything else gets the entry.
+    for name, text in SCRIPTS.items():
+        for line in text.splitlines():
+            if re.search(r"-(User|Group)Name\b", line):
+                assert re.match(r"\s*\$?\w*\s*=?\s*New-IpPbx(User|Group) ", line), (name, line)
+
+
+def namesakes(fake: FakeSwyx) -> None:
+    fake.users += [
+        {"UserID": "40", "Name": "Max Muster", "Comment": "", "InternalNumbers": ["240"]},
+        {"UserID": "41", "Name": "max muster", "Comment": "", "InternalNumbers": ["241"]},
+    ]
+
+
+async def test_a_login_goes_to_the_looked_up_user_not_to_a_namesake(
+    fake: FakeSwyx, swyx: SwyxPbx
+) -> None:
+    namesakes(fake)
+
+    await swyx.enable_user_login("41", "mmuster", "pw")
+
+    assert fake.logins == [("41", "mmuster", "pw")]
+
+
+async def test_a_new_number_replaces_only_the_looked_up_users_number(
+    fake: FakeSwyx, swyx: SwyxPbx
+) -> None:
+    namesakes(fake)
+
+    changed = await swyx.update_user("41", extension="250")
+
+    assert changed.extension == "250"
+    numbers = {u.id: u.extension for u in (await swyx.directory()).users}
+    assert (numbers["40"], numbers["41"]) == ("240", "250")
+
+
+@pytest.mark.parametrize(
+    ("name", "other"),
+    [("Lager*", "Lager Nord"), ("[Test] Eins", "T Eins"), ("Platz ?", "Platz 1")],
+)
+async def test_a_name_with_wildcards_hits_only_its_own_user(
+    fake: FakeSwyx, swyx: SwyxPbx, name: str, other: str
+) -> None:
+    fake.users.append({"UserID": "50", "Name": other, "Comment": "", "InternalNumbers": ["250"]})
+
+    created = await swyx.create_user(name, "", extension="251")
+    await swyx.enable_user_login(created.id, "login", "pw")
+    moved = await swyx.update_user(created.id, extension="252")
+
+    assert (created.name, created.extension, moved.extension) == (name, "251", "252")
+    assert fake.logins == [(created.id, "login", "pw")]
+    numbers = {u.id: u.extension for u in (await swyx.directory()).users}
+    assert (numbers[created.id], numbers["50"]) == ("252", "250")
+
+
+async def test_a_group_named_like_a_pattern_is_the_group_just_made(
+    fake: FakeSwyx, swyx: SwyxPbx
+) -> None:
+    fake.groups.append({"GroupID": "60", "Name": "Lager Nord", "Description": "", "Members": []})
+
+    group = await swyx.create_group("Lager*", "alle Lager")
+
+    assert group.id != "60"
+    assert (group.name, group.description) == ("Lager*", "alle Lager")
+
+
+def test_a_group_is_made_in_the_public_form_and_described_afterwards() -> None:
+    text = SCRIPTS["create_group"]
+
+    made = text.index("New-IpPbxGroup -GroupName $name | Add-IpPbxGroup | Out-Null")
+    assert text.index("Update-IpPbxGroup -GroupEntry $group") > made
+    assert "-Comment" not in next(line for line in text.splitlines() if "New-IpPbxGroup" in line)
+
+
+async def test_a_group_whose_description_cannot_be_stored_is_made_anyway(
+    fake: FakeSwyx, swyx: SwyxPbx, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.group_description_fails = True
+
+    with caplog.at_level(logging.WARNING, logger="edge_agent.pbx.swyx"):
+        group = await swyx.create_group("Lager", "alle Lager")
+
+    assert (group.name, group.description) == ("Lager", "")
+    assert group_named(await swyx.directory(), "Lager").id == group.id
+    assert "created without its description" in caplog.text
+    assert "Update-IpPbxGroup" in caplog.text
+
+
 async def test_login_credentials_go_to_the_runner_not_into_a_script(fake: FakeSwyx) -> None:
     pbx = SwyxPbx(fake)
 
@@ -176,7 +300,7 @@ async def test_users_have_no_state_without_a_state_reader(swyx: SwyxPbx) -> None
 async def test_states_come_from_the_state_reader_for_group_members(fake: FakeSwyx) -> None:
     asked = []
 
-    def states(groups):
+    async def states(groups):
         asked.append(sorted(g.name for g in groups))
         return {"17": UserState.SPEAKING_EXTERNAL, "18": UserState.LOGGED_ON}
 
@@ -191,7 +315,7 @@ async def test_states_come_from_the_state_reader_for_group_members(fake: FakeSwy
 
 
 async def test_a_failing_state_reader_leaves_the_directory_usable(fake: FakeSwyx) -> None:
-    def states(groups):
+    async def states(groups):
         raise OSError("COM: class not registered")
 
     pbx = SwyxPbx(fake, states=states)
@@ -333,7 +457,7 @@ async def test_values_are_checked_before_anything_is_sent(fake: FakeSwyx, swyx: 
 
 FAKE_POWERSHELL = textwrap.dedent(
     """
-    import json, sys
+    import json, os, sys, time
     # Stands in for powershell.exe: checks the command line, answers from stdin.
     args = sys.argv[1:]
     request = json.loads(sys.stdin.buffer.read().decode("ascii"))
@@ -341,9 +465,13 @@ FAKE_POWERSHELL = textwrap.dedent(
     if params.get("mode") == "crash":
         sys.stderr.write("boom")
         sys.exit(3)
+    if params.get("pid_file"):
+        with open(params["pid_file"], "w") as pid_file:
+            pid_file.write(str(os.getpid()))
     if params.get("mode") == "hang":
-        import time
         time.sleep(30)
+    if params.get("mode") == "slow":
+        time.sleep(1)
     out = {"ok": True, "data": {"args": args, "script": request["script"], "params": params}}
     sys.stdout.buffer.write(b"\\xef\\xbb\\xbf" + json.dumps(out, ensure_ascii=False).encode())
     """
@@ -388,6 +516,95 @@ async def test_a_missing_powershell_is_unreachable(tmp_path: Path) -> None:
 
     with pytest.raises(PbxUnreachable, match="cannot be started"):
         await pbx.login(SERVER, ADMIN, PASSWORD)
+
+
+class LoopWithoutSubprocesses(asyncio.SelectorEventLoop):
+    """As Windows' selector loop: no asyncio subprocesses (only the Proactor loop has them)."""
+
+    async def _make_subprocess_transport(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_the_local_runner_needs_no_asyncio_subprocesses(local: LocalPowerShell) -> None:
+    with asyncio.Runner(loop_factory=LoopWithoutSubprocesses) as runner:
+        text = runner.run(local.run(SCRIPTS["login"], json.dumps({"n": 1}), seconds=20))
+
+    assert parse_answer(text, SERVER)["params"] == {"n": 1}
+
+
+async def test_the_event_loop_keeps_its_pace_while_powershell_runs(
+    local: LocalPowerShell,
+) -> None:
+    started = time.monotonic()
+
+    text, late = await longest_pause(
+        local.run(SCRIPTS["login"], json.dumps({"mode": "slow"}), seconds=20)
+    )
+
+    assert parse_answer(text, SERVER)["params"] == {"mode": "slow"}
+    assert time.monotonic() - started >= 1.0  # PowerShell took a second ...
+    # ... and the 5 ms timer kept firing: a few ms late here, as when idle; a loop that
+    # waited for PowerShell would be a second late (the bound leaves room for a busy CI).
+    assert late < 0.1
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def read_pid(path: Path) -> int | None:
+    text = path.read_text() if path.exists() else ""
+    return int(text) if text else None
+
+
+async def wait_for_pid(path: Path) -> int:
+    for _ in range(500):
+        if (pid := read_pid(path)) is not None:
+            return pid
+        await asyncio.sleep(0.01)
+    raise AssertionError("the fake PowerShell did not start")
+
+
+async def test_a_powershell_that_outlives_its_time_is_killed(
+    local: LocalPowerShell, tmp_path: Path
+) -> None:
+    from edge_agent.pbx.swyx_runner import RunnerError
+
+    pid_file = tmp_path / "pid"
+    started = time.monotonic()
+
+    with pytest.raises(RunnerError, match=r"no answer within 0\.5 s") as hung:
+        await local.run(
+            SCRIPTS["login"], json.dumps({"mode": "hang", "pid_file": str(pid_file)}), seconds=0.5
+        )
+
+    assert hung.value.unreachable
+    assert time.monotonic() - started < 10
+    assert process_gone(int(pid_file.read_text()))
+
+
+async def test_a_cancelled_run_kills_its_powershell(local: LocalPowerShell, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    task = asyncio.create_task(
+        local.run(
+            SCRIPTS["login"], json.dumps({"mode": "hang", "pid_file": str(pid_file)}), seconds=60
+        )
+    )
+    pid = await wait_for_pid(pid_file)
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    for _ in range(500):
+        if process_gone(pid):
+            break
+        await asyncio.sleep(0.01)
+    assert process_gone(pid)
 
 
 def test_the_bootstrap_is_a_fixed_text_decoded_by_powershell() -> None:
@@ -490,6 +707,101 @@ async def test_without_pywin32_the_com_reader_leaves_states_unknown(
     await pbx.login(SERVER, ADMIN, PASSWORD)
 
     assert {u.state for u in (await pbx.directory()).users} == {UserState.UNAVAILABLE}
+
+
+class RecordingPbxConfig:
+    """A PBXConfig as kb2910 describes it, recording the thread of every call."""
+
+    def __init__(self, threads: list[tuple[str, int]], *, slow: float = 0.0) -> None:
+        self.threads, self.slow = threads, slow
+        self.initialized_with: list[object] = []
+        self.service_user = ComUser(99, 2)
+
+    def Initialize(self, user: object) -> None:
+        self.threads.append(("Initialize", threading.get_ident()))
+        self.initialized_with.append(user)
+
+    def GetUserByAddress(self, address: str) -> list[ComUser]:
+        self.threads.append(("GetUserByAddress", threading.get_ident()))
+        time.sleep(self.slow)
+        return [self.service_user] if address == "Rundruf" else [ComUser(17, 3)]
+
+
+def fake_pythoncom(threads: list[tuple[str, int]]) -> types.ModuleType:
+    module = types.ModuleType("pythoncom")
+    for name in ("CoInitialize", "CoUninitialize"):
+        setattr(module, name, lambda name=name: threads.append((name, threading.get_ident())))
+    return module
+
+
+async def test_com_runs_on_its_own_thread_in_its_own_apartment_with_initialize(
+    fake: FakeSwyx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent.pbx.swyx_com import PROG_ID, ComStateReader
+
+    threads: list[tuple[str, int]] = []
+    config = RecordingPbxConfig(threads)
+    monkeypatch.setattr(sys, "platform", "win32")  # the Windows branch: pythoncom's apartment
+    monkeypatch.setitem(sys.modules, "pythoncom", fake_pythoncom(threads))
+
+    def dispatch(prog_id: str) -> RecordingPbxConfig:
+        threads.append(("Dispatch " + prog_id, threading.get_ident()))
+        return config
+
+    reader = ComStateReader(dispatch, initialize_as="Rundruf")
+    pbx = SwyxPbx(fake, states=reader)
+    await pbx.login(SERVER, ADMIN, PASSWORD)
+    await pbx.directory()
+    directory = await pbx.directory()
+    reader.thread.close()
+    assert reader.thread._thread is not None
+    reader.thread._thread.join(5)
+
+    assert user_named(directory, "Anna Berger").state is UserState.SPEAKING_EXTERNAL
+    assert [name for name, _ in threads] == [
+        "CoInitialize",
+        "Dispatch " + PROG_ID,
+        "GetUserByAddress",  # the PBXUser of "Rundruf" ...
+        "Initialize",  # ... initialises PBXConfig, once
+        "GetUserByAddress",
+        "GetUserByAddress",
+        "CoUninitialize",
+    ]
+    assert config.initialized_with == [config.service_user]
+    assert len({ident for _, ident in threads}) == 1
+    assert threads[0][1] != threading.get_ident()  # not the event loop's thread
+
+
+async def test_a_failing_initialize_still_reads_the_states(
+    fake: FakeSwyx, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edge_agent.pbx.swyx_com import ComStateReader
+
+    class Refusing(RecordingPbxConfig):
+        def Initialize(self, user: object) -> None:
+            raise OSError("-2147352567, 'Exception occurred.'")
+
+    pbx = SwyxPbx(fake, states=ComStateReader(lambda _: Refusing([]), initialize_as="Rundruf"))
+    await pbx.login(SERVER, ADMIN, PASSWORD)
+
+    with caplog.at_level(logging.WARNING, logger="edge_agent.pbx.swyx_com"):
+        directory = await pbx.directory()
+
+    assert user_named(directory, "Anna Berger").state is UserState.SPEAKING_EXTERNAL
+    assert "PBXConfig.Initialize failed" in caplog.text
+
+
+async def test_the_event_loop_keeps_its_pace_while_com_is_slow(fake: FakeSwyx) -> None:
+    from edge_agent.pbx.swyx_com import ComStateReader
+
+    config = RecordingPbxConfig([], slow=0.5)
+    pbx = SwyxPbx(fake, states=ComStateReader(lambda _: config))
+    await pbx.login(SERVER, ADMIN, PASSWORD)
+
+    directory, late = await longest_pause(pbx.directory())
+
+    assert user_named(directory, "Anna Berger").state is UserState.SPEAKING_EXTERNAL
+    assert late < 0.1  # half a second in GetUserByAddress, and the timer kept its pace
 
 
 # --- PowerShell Remoting (pypsrp, faked) ----------------------------------------------
@@ -602,6 +914,7 @@ def test_make_pbx_builds_the_swyx_adapter_from_settings(
     assert (local.states, local.dialer_login) == (None, None)
     assert isinstance(remote, SwyxPbx) and isinstance(remote.runner, RemotePowerShell)
     assert isinstance(remote.states, ComStateReader)
+    assert remote.states.initialize_as == "Rundruf"
     assert remote.dialer_login == ("Rundruf", "sip-geheim")
     assert local.password_check is None
     assert remote.password_check is windows_logon_check
@@ -648,7 +961,10 @@ async def test_test_mode_asks_the_dialer_about_members_swyx_cannot_say(
             asked.append(dict(extensions))
             return {key: key == "17" for key in extensions}
 
-    pbx = SwyxPbx(fake, states=lambda groups: {"19": UserState.AWAY})
+    async def states(groups):
+        return {"19": UserState.AWAY}
+
+    pbx = SwyxPbx(fake, states=states)
     await pbx.login(SERVER, ADMIN, PASSWORD)
     dialer = Dialer.__new__(Dialer)  # only busy_members is used
     broadcasts = Broadcasts(tmp_path, LocalCache(tmp_path / "c"), pbx, dialer, 1, CallSettings())

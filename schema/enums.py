@@ -1,5 +1,6 @@
-"""GraphQL enums: the very enums the models store (Strawberry maps plain Enums)."""
+"""GraphQL enums: the very enums the models and the domain use (Strawberry maps plain Enums)."""
 
+from api.domain.connection import AgentState
 from api.models import (
     AnnouncementKind,
     AnnouncementSource,
@@ -16,6 +17,7 @@ from api.models import (
 )
 
 __all__ = [
+    "AgentState",
     "AnnouncementKind",
     "AnnouncementSource",
     "AnnouncementStatus",

@@ -31,10 +31,13 @@ from schema.pbx.queries import PbxQuery
 from schema.pbx.subscriptions import PbxSubscription
 from schema.platform.mutations import PlatformMutation
 from schema.platform.queries import PlatformQuery
+from schema.platform.subscriptions import PlatformSubscription
 
 Query = merge_types("Query", (AuthQuery, PlatformQuery, PbxQuery, HistoryQuery, OpsQuery))
 Mutation = merge_types("Mutation", (AuthMutation, PlatformMutation, PbxMutation, AgentMutation))
-Subscription = merge_types("Subscription", (AgentSubscription, PbxSubscription))
+Subscription = merge_types(
+    "Subscription", (AgentSubscription, PbxSubscription, PlatformSubscription)
+)
 
 
 class RundrufSchema(strawberry.Schema):

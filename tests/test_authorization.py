@@ -161,6 +161,11 @@ async def _directory_reported(gql: GraphQL, rt: Runtime, world: World, t: Tenant
     await rt.hub.publish(tenant_events(t.tenant_id), notify.event("directory"))
 
 
+async def _health_reported(gql: GraphQL, rt: Runtime, world: World, t: TenantData) -> None:
+    # The wake-up an agent's health report sends.
+    await rt.hub.publish(tenant_events(t.tenant_id), notify.event("health", t.installation_id))
+
+
 async def _failing_installation(
     gql: GraphQL, rt: Runtime, world: World, t: TenantData
 ) -> dict[str, Any]:
@@ -217,6 +222,13 @@ CASES: dict[str, Case] = {
         tenant_arg=True,
         prepare=_failing_installation,
         shows=lambda w, t: "PBX_UNREACHABLE",
+    ),
+    "Query.agentConnection": Case(
+        Kind.TENANT_READ,
+        "query($tenantId: ID) { agentConnection(tenantId: $tenantId) "
+        "{ state since installation { id hostname connected pbxReachable } } }",
+        tenant_arg=True,
+        shows=lambda w, t: f"swyx.{_domain(t)}",
     ),
     "Query.incidents": Case(
         Kind.TENANT_READ,
@@ -536,6 +548,15 @@ CASES: dict[str, Case] = {
         "subscription($tenantId: ID) { broadcastUpdated(tenantId: $tenantId) { id groupName } }",
         tenant_arg=True,
         trigger=_broadcast_reported,
+    ),
+    "Subscription.agentConnectionChanged": Case(
+        Kind.TENANT_READ,
+        "subscription($tenantId: ID) { agentConnectionChanged(tenantId: $tenantId) "
+        "{ state since installation { id hostname } } }",
+        tenant_arg=True,
+        # It answers with the current state at once; a report wakes it as well.
+        trigger=_health_reported,
+        shows=lambda w, t: f"swyx.{_domain(t)}",
     ),
     "Subscription.directoryChanged": Case(
         Kind.TENANT_READ,

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from api.domain.connection import silent
 from api.domain.notices import MAIL_ZONE, Mail
 from api.models.enums import IncidentKind, Language
 
@@ -44,9 +45,13 @@ class Verdict:
 
 
 def overdue(reported: Reported, now: datetime, poll_seconds: int, factor: int) -> bool:
-    """No heartbeat (or, never one, no enrolment) within ``factor`` poll intervals."""
+    """No heartbeat (or, never one, no enrolment) within ``factor`` poll intervals.
+
+    The website's "not connected" is the same measure with two intervals
+    (``api.domain.connection``); mails wait for ``factor`` of them.
+    """
     last = reported.last_heartbeat_at or reported.enrolled_at
-    return now - last > timedelta(seconds=factor * poll_seconds)
+    return silent(last, now, poll_seconds, factor)
 
 
 def judge(reported: Reported, now: datetime, poll_seconds: int, factor: int) -> Verdict:

@@ -14,11 +14,13 @@ from api.db import after_commit
 from api.domain import validation
 from api.errors import BadInput, Conflict, NotFound
 from api.models import Installation, Language, License, Role, Tenant, User
+from api.pubsub import tenant_events
 from api.runtime import Runtime
 from api.security import MIN_PASSWORD_LENGTH, hash_password, hash_token, new_token
 from api.services import audit, notify
 from api.services.actor import Actor
 from api.services.auth import revoke_sessions_of
+from api.services.connection import Watched, poll_seconds, watched
 
 # --- tenants -------------------------------------------------------------------
 
@@ -268,20 +270,7 @@ async def update_user(rt: Runtime, actor: Actor, user_id: uuid.UUID, changes: Us
 # --- installations ---------------------------------------------------------------
 
 
-async def list_installations(
-    rt: Runtime, actor: Actor, tenant_id: uuid.UUID | None
-) -> list[Installation]:
-    scope = actor.read_scope(tenant_id)
-    async with rt.db.reading() as session:
-        rows = await session.scalars(
-            select(Installation).where(scope.where(Installation)).order_by(Installation.created_at)
-        )
-        return list(rows.all())
-
-
-async def revoke_installation(
-    rt: Runtime, actor: Actor, installation_id: uuid.UUID
-) -> Installation:
+async def revoke_installation(rt: Runtime, actor: Actor, installation_id: uuid.UUID) -> Watched:
     actor.require_platform_admin()
     async with rt.db.transaction() as session:
         inst = await session.get(Installation, installation_id, with_for_update=True)
@@ -293,4 +282,12 @@ async def revoke_installation(
                 session, actor, "installation.revoke", tenant_id=inst.tenant_id, target=inst.id
             )
             after_commit(session, lambda: notify.revoked(rt, [inst.id]))
-    return inst
+            # The tenant's pages see at once that no agent may connect any more.
+            after_commit(
+                session,
+                lambda: rt.hub.publish(
+                    tenant_events(inst.tenant_id), notify.event("health", inst.id)
+                ),
+            )
+        poll = await poll_seconds(session, inst.tenant_id)
+    return watched(inst, poll, rt.clock())

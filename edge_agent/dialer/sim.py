@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import fcntl
 import json
 import logging
 import os
 import random
-import tempfile
 import threading
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent import filelock
 from edge_agent.dialer.common import Emitter, UnplayableAnnouncement, open_master
 from edge_agent.dialer.port import (
     CallEventKind,
@@ -34,6 +32,7 @@ from edge_agent.dialer.port import (
     DuplicateCall,
     EventSink,
 )
+from edge_agent.files import write_atomic
 from edge_agent.pbx.errors import PbxError
 from edge_agent.pbx.port import UserState
 from edge_agent.pbx.sim_state import SimState, StateFile
@@ -132,24 +131,12 @@ class SimDialerControl:
 
     def _update(self, change: Callable[[dict[str, Override]], object]) -> None:
         # A sidecar lock, as in sim_state: the script file itself is replaced on write.
-        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with filelock.exclusive(self.path.with_name(self.path.name + ".lock")):
             scripts = self.overrides()
             change(scripts)
             data = {"format": FORMAT, "extensions": {k: v.to_json() for k, v in scripts.items()}}
             # Replaced whole, so a reader sees the old script or the new one, never half.
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    json.dump(data, out, indent=2)
-                os.replace(tmp, self.path)
-            except BaseException:
-                with suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-        finally:
-            os.close(lock)  # closing releases the lock
+            write_atomic(self.path, json.dumps(data, indent=2).encode("utf-8"))
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,14 @@ the same things with the same words, and two processes never lose an update.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge_agent import filelock
+from edge_agent.files import write_atomic
 from edge_agent.pbx.errors import PbxConflict, PbxError, PbxNotFound, PbxRefused
 from edge_agent.pbx.port import Directory, Group, User, UserState
 
@@ -311,10 +309,9 @@ class StateFile:
 
     Every write goes to a temporary file in the same folder that then replaces
     the state file, so a reader (locked or not) always sees a whole state, also
-    after a crash mid-write. Read-modify-write cycles hold an exclusive
-    `flock` on a sidecar lock file (the state file itself is replaced, so it
-    cannot carry the lock). `flock` is POSIX only, as the simulator is meant
-    for development machines, CI and the demo.
+    after a crash mid-write (`edge_agent.files.write_atomic`). Read-modify-write
+    cycles hold an exclusive lock on a sidecar lock file (`edge_agent.filelock`;
+    the state file itself is replaced, so it cannot carry the lock).
     """
 
     def __init__(self, path: Path) -> None:
@@ -331,7 +328,7 @@ class StateFile:
 
     def update(self, change: Callable[[SimState], T]) -> T:
         """Applies `change` to the current state and saves it; nothing is saved if it raises."""
-        with self._locked():
+        with filelock.exclusive(self.lock_path):
             state = self.read()
             result = change(state)
             self._write(state)
@@ -339,7 +336,7 @@ class StateFile:
 
     def create(self, state: SimState, *, exist_ok: bool) -> bool:
         """Writes a fresh state; returns False (keeping the file) when one exists and `exist_ok`."""
-        with self._locked():
+        with filelock.exclusive(self.lock_path):
             if self.path.exists():
                 if exist_ok:
                     return False
@@ -347,35 +344,6 @@ class StateFile:
             self._write(state)
             return True
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            # Each call opens its own descriptor, so threads of one process exclude
-            # each other as well as other processes do.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
-
     def _write(self, state: SimState) -> None:
-        data = json.dumps(state.to_json(), indent=2, ensure_ascii=False).encode("utf-8")
-        folder = self.path.parent
-        # mkstemp creates the file readable by its owner only: it holds the admin password.
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp_name, self.path)
-        except BaseException:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
-        # The rename itself is durable only once the folder's entry is on disk.
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        # Readable by its owner only (write_atomic): it holds the admin password.
+        write_atomic(self.path, json.dumps(state.to_json(), indent=2, ensure_ascii=False).encode())

@@ -11,16 +11,15 @@ across calls and processes, as the script's state folder does on the PBX.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
+
+from edge_agent import filelock
+from edge_agent.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -143,16 +142,12 @@ class ThrottleFile:
         self.path = throttle_path(state_path)
 
     def update(self, agent_number: str, change: Callable[[AgentThrottle], T]) -> T:
-        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with filelock.exclusive(self.path.with_name(self.path.name + ".lock")):
             agents = self._read()
             throttle = agents.setdefault(agent_number, AgentThrottle())
             result = change(throttle)
             self._write(agents)
             return result
-        finally:
-            os.close(lock)  # closing releases the lock
 
     def _read(self) -> dict[str, AgentThrottle]:
         try:
@@ -168,12 +163,4 @@ class ThrottleFile:
 
     def _write(self, agents: dict[str, AgentThrottle]) -> None:
         data = {"format": FORMAT, "agents": {k: v.to_json() for k, v in agents.items()}}
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out, indent=2, ensure_ascii=False)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomic(self.path, json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))

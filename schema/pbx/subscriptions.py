@@ -34,7 +34,7 @@ async def _events(
         while True:
             message = await inbox.get(KEEPALIVE)
             # Signed out, deactivated or expired meanwhile: nothing more for this socket.
-            if not await _still_signed_in(ctx.rt, ctx.token()):
+            if not await still_signed_in(ctx.rt, ctx.token()):
                 await ctx.close(CLOSE_SIGNED_OUT, "signed out")
                 return
             if message is None:
@@ -44,7 +44,7 @@ async def _events(
                 yield event
 
 
-async def _still_signed_in(rt: Runtime, token: str | None) -> bool:
+async def still_signed_in(rt: Runtime, token: str | None) -> bool:
     if token is None:
         return False
     try:

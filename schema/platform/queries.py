@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import strawberry
 
-from api.services import platform
+from api.services import connection, platform
 from schema.auth.types import User
 from schema.context import optional_id, parse_id
 from schema.info import Info
-from schema.platform.types import Installation, License, Tenant
+from schema.platform.types import AgentConnection, Installation, License, Tenant
 
 
 @strawberry.type
@@ -40,7 +40,17 @@ class PlatformQuery:
         self, info: Info, tenant_id: strawberry.ID | None = None
     ) -> list[Installation]:
         actor = await info.context.actor()
-        rows = await platform.list_installations(
+        rows = await connection.list_installations(
             info.context.rt, actor, optional_id(tenant_id, "tenant")
         )
         return [Installation.of(i) for i in rows]
+
+    @strawberry.field(
+        description="Whether the tenant's agent is connected; platform admins name the tenant."
+    )
+    async def agent_connection(
+        self, info: Info, tenant_id: strawberry.ID | None = None
+    ) -> AgentConnection:
+        actor = await info.context.actor()
+        agent = await connection.of_tenant(info.context.rt, actor, optional_id(tenant_id, "tenant"))
+        return AgentConnection.of(agent)

@@ -6,7 +6,8 @@ from datetime import datetime
 import strawberry
 
 from api import models
-from schema.enums import Language, Role
+from api.services.connection import TenantAgent, Watched
+from schema.enums import AgentState, Language, Role
 from schema.info import Info
 from schema.ops.types import Incident
 
@@ -69,6 +70,9 @@ class IssuedLicense:
     key: str = strawberry.field(description="Shown this once; only its hash is stored.")
 
 
+_STALE = " Null (unknown) while the agent is not connected: see offlineSince."
+
+
 @strawberry.type
 class Installation:
     id: strawberry.ID
@@ -77,15 +81,25 @@ class Installation:
     hostname: str
     agent_version: str | None
     last_heartbeat_at: datetime | None
-    participant_count: int | None
-    pbx_reachable: bool | None
-    jobservice_reachable: bool | None
-    alarm_service_ok: bool | None
+    connected: bool = strawberry.field(
+        description="Its agent reported within two poll intervals and is not revoked."
+    )
+    offline_since: datetime | None = strawberry.field(
+        description="Not connected: since its last heartbeat (or its enrolment, if it "
+        "never reported); null while connected."
+    )
+    participant_count: int | None = strawberry.field(description="As last reported." + _STALE)
+    pbx_reachable: bool | None = strawberry.field(description="As last reported." + _STALE)
+    jobservice_reachable: bool | None = strawberry.field(
+        description="As last reported; null also when no job service is configured." + _STALE
+    )
+    alarm_service_ok: bool | None = strawberry.field(description="As last reported." + _STALE)
     revoked_at: datetime | None
     created_at: datetime
 
     @classmethod
-    def of(cls, i: models.Installation) -> Installation:
+    def of(cls, w: Watched) -> Installation:
+        i, seen = w.installation, w.connection
         return cls(
             id=gid(i.id),
             tenant_id=gid(i.tenant_id),
@@ -93,10 +107,13 @@ class Installation:
             hostname=i.hostname,
             agent_version=i.agent_version,
             last_heartbeat_at=i.last_heartbeat_at,
-            participant_count=i.participant_count,
-            pbx_reachable=i.pbx_reachable,
-            jobservice_reachable=i.jobservice_reachable,
-            alarm_service_ok=i.alarm_service_ok,
+            connected=seen.connected,
+            offline_since=seen.since,
+            # A silent agent's last green values would claim what nobody knows now.
+            participant_count=seen.current(i.participant_count),
+            pbx_reachable=seen.current(i.pbx_reachable),
+            jobservice_reachable=seen.current(i.jobservice_reachable),
+            alarm_service_ok=seen.current(i.alarm_service_ok),
             revoked_at=i.revoked_at,
             created_at=i.created_at,
         )
@@ -105,6 +122,36 @@ class Installation:
     async def open_incidents(self, info: Info) -> list[Incident]:
         rows = await info.context.loaders.open_incidents.load(uuid.UUID(self.id))
         return [Incident.of(incident, self.hostname) for incident in rows]
+
+
+@strawberry.type(
+    description="Whether the tenant's Rundruf Manager Service (its agent) is connected."
+)
+class AgentConnection:
+    state: AgentState
+    since: datetime | None = strawberry.field(
+        description="OFFLINE: its last heartbeat; NEVER_REPORTED: its enrolment; else null."
+    )
+    stale_at: datetime | None = strawberry.field(
+        description="CONNECTED: when it counts as offline unless it reports before."
+    )
+    poll_interval_seconds: int = strawberry.field(
+        description="The tenant's; silent for more than two of them is OFFLINE."
+    )
+    installation: Installation | None = strawberry.field(
+        description="The installation that may connect; null when NOT_INSTALLED."
+    )
+
+    @classmethod
+    def of(cls, agent: TenantAgent) -> AgentConnection:
+        seen = agent.connection
+        return cls(
+            state=seen.state,
+            since=seen.since,
+            stale_at=seen.stale_at,
+            poll_interval_seconds=agent.poll_seconds,
+            installation=Installation.of(agent.installation) if agent.installation else None,
+        )
 
 
 @strawberry.input

@@ -6,7 +6,9 @@ stored message / 3 alarm with a message recorded now, confirms, and the script P
 Rundruf job service on this host (see README.md next to this file).
 
 Layout of this file:
-  1. CONFIG        - the values the Rundruf agent writes when it creates the agent user
+  1. CONFIG        - filled in BY HAND when this file is pasted into an agent user's call
+                     routing; the Rundruf agent never writes this script (it writes only the
+                     agent file named below, with PIN, number and name)
   2. M.run         - the flow as plain Lua over a `pbx` object and a `store`; no SwyxWare calls
   3. throttle, JSON, stores
   4. M.swyx_pbx    - the thin adapter from `pbx` to SwyxWare's functions (names partly ASSUMED,
@@ -18,7 +20,7 @@ Written for Lua 5.1 to 5.4 (no integer division, goto, bit operators or attribut
 Never put the PIN or the routing token into a trace line.
 ]]
 
--- BEGIN RUNDRUF CONFIG (written by the Rundruf agent; do not edit by hand)
+-- BEGIN RUNDRUF CONFIG (filled in by hand once per agent user; the agent does not write it)
 local CONFIG = {
     agent_number = "__AGENT_NUMBER__",
     pin = "__PIN__",

@@ -522,12 +522,19 @@ def test_an_unconfigured_script_never_triggers(lua: str, field: str, value: str)
     assert c.prompts == ["rundruf_fehler.wav"]
 
 
-def test_the_shipped_script_refuses_until_the_agent_fills_in_its_config() -> None:
+def test_the_shipped_script_refuses_until_its_config_is_filled_in_by_hand() -> None:
     text = SCRIPT.read_text(encoding="utf-8")
     block = text[text.index("-- BEGIN RUNDRUF CONFIG") : text.index("-- END RUNDRUF CONFIG")]
 
     for name in ("__AGENT_NUMBER__", "__PIN__", "__ROUTING_TOKEN__"):
         assert f'"{name}"' in block
+    # Nothing writes this block: the agent writes only the agent file (docs/swyx.md).
+    first_line = block.splitlines()[0]
+    assert "filled in by hand" in first_line
+    assert "the agent does not write it" in first_line
+    readme = (SCRIPT.parent / "README.md").read_text(encoding="utf-8")
+    assert "**It is filled in by hand**" in readme
+    assert "never writes the script" in readme
 
 
 def test_the_file_store_keeps_wrong_pins_across_processes(lua: str, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Windows services for the Rundruf agent and the job service on the Swyx server.
 
+    python rundruf_service.py agent enroll --server https://... --license ...
     python rundruf_service.py agent --startup auto install
     python rundruf_service.py jobservice --startup auto install
     python rundruf_service.py agent start | stop | remove
@@ -9,7 +10,12 @@ Each service runs one child process with the Python that installed it
 `rundruf-agent run` and `rundruf-jobservice`) and the environment
 from `%ProgramData%\\Rundruf\\<name>.env` (KEY=VALUE lines; the settings of
 `edge_agent/settings.py` and `swyx_jobservice/settings.py`). The child is restarted
-after a crash (5 s pause, at most every 5 s); stopping the service stops it.
+after a crash (5 s pause, at most every 5 s); stopping the service stops it. The
+child works in `%ProgramData%\\Rundruf` (not in the service host's System32), and
+the agent's enrolment and state are in `%ProgramData%\\Rundruf\\agent` unless
+`agent.env` names other places (`RUNDRUF_AGENT_CONFIG_PATH`, `RUNDRUF_AGENT_STATE_DIR`).
+`agent enroll` runs the agent's enrolment exactly so (same env file, same folder): it
+writes where the service reads, whatever the administrator's shell has set.
 Needs pywin32, which `pip install rundruf` brings on Windows. Not verified on a real Swyx
 server.
 
@@ -24,9 +30,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 SERVICES: dict[str, dict[str, Any]] = {
     "agent": {
@@ -42,6 +48,7 @@ SERVICES: dict[str, dict[str, Any]] = {
         "args": ["-m", "swyx_jobservice"],
     },
 }
+ENROLL_ARGS = ["-m", "edge_agent", "enroll"]
 RESTART_PAUSE_S = 5.0
 
 
@@ -71,13 +78,69 @@ def child_command(kind: str, python: str = sys.executable) -> list[str]:
     return [python, *SERVICES[kind]["args"]]
 
 
+def default_settings(kind: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The one documented place of the agent's enrolment and state (ops/windows/README.md)."""
+    if kind != "agent":
+        return {}
+    folder = data_dir(environ) / "agent"
+    return {
+        "RUNDRUF_AGENT_CONFIG_PATH": str(folder / "agent.json"),
+        "RUNDRUF_AGENT_STATE_DIR": str(folder),
+    }
+
+
 def child_environment(kind: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The inherited environment, then the documented places (over whatever an
+    administrator's shell has set), then `<kind>.env`, which wins over both."""
     path = data_dir(environ) / f"{kind}.env"
     env = dict(environ)
+    env.update(default_settings(kind, environ))
     if path.exists():
         env.update(read_env_file(path.read_text(encoding="utf-8")))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def start_child(
+    kind: str,
+    stdout: IO[bytes] | int,
+    environ: Mapping[str, str] = os.environ,
+    python: str = sys.executable,
+) -> subprocess.Popen[bytes]:
+    """The service's child, in `%ProgramData%\\Rundruf`: a relative path in a setting
+    lands there, not in the folder the service host happens to run in."""
+    return subprocess.Popen(  # noqa: S603 (fixed command, no shell)
+        child_command(kind, python),
+        env=child_environment(kind, environ),
+        cwd=data_dir(environ),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def enroll(
+    args: Sequence[str], environ: Mapping[str, str] = os.environ, python: str = sys.executable
+) -> int:
+    """`agent enroll …`: the agent's enrolment with the service's environment and folder,
+    so `agent.json` lands where the service reads it. The folder must exist with the
+    rights of ops/windows/README.md: one made now would be readable by this
+    administrator only, not by the service's account."""
+    env = child_environment("agent", environ)
+    folder = data_dir(environ)
+    config = folder / env["RUNDRUF_AGENT_CONFIG_PATH"]  # an absolute path stays as it is
+    for needed in (folder, config.parent):
+        if not needed.is_dir():
+            print(
+                f"rundruf_service: {needed} does not exist; create it first with the rights "
+                "of ops/windows/README.md (step 2), so that the service's account can read "
+                "what enrolment writes there",
+                file=sys.stderr,
+            )
+            return 2
+    done = subprocess.run(  # noqa: S603 (fixed command, no shell)
+        [python, *ENROLL_ARGS, *args], env=env, cwd=folder, check=False
+    )
+    return done.returncode
 
 
 def _pywin32() -> tuple[Any, Any, Any] | None:
@@ -121,12 +184,7 @@ def _service_class(kind: str, class_name: str) -> Any:
             log_dir.mkdir(parents=True, exist_ok=True)
             while True:
                 with open(log_dir / f"{kind}.log", "ab") as log:
-                    self.child = subprocess.Popen(  # noqa: S603 (fixed command, no shell)
-                        child_command(kind),
-                        env=child_environment(kind),
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
+                    self.child = start_child(kind, log)
                     while self.child.poll() is None:
                         if win32event.WaitForSingleObject(self.stop_event, 1000) == 0:
                             self.child.wait(30)
@@ -150,6 +208,8 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     kind = argv[1]
+    if kind == "agent" and argv[2:3] == ["enroll"]:
+        return enroll(argv[3:])  # needs no pywin32
     modules = _pywin32()
     if modules is None:
         print("the Windows services need pywin32 (pip install rundruf brings it on Windows)")

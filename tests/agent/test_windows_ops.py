@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -10,7 +14,8 @@ import pytest
 
 from edge_agent.settings import load_run_settings
 
-OPS = Path(__file__).resolve().parents[2] / "ops" / "windows"
+ROOT = Path(__file__).resolve().parents[2]
+OPS = ROOT / "ops" / "windows"
 
 
 def service_module() -> ModuleType:
@@ -55,6 +60,128 @@ def test_the_env_file_sets_only_rundruf_settings(tmp_path: Path) -> None:
         module.read_env_file("PATH=C:\\evil")
     with pytest.raises(ValueError, match="line 2"):
         module.read_env_file("RUNDRUF_A=1\nno equals sign")
+
+
+# --- enrolment writes where the service reads ------------------------------------------
+
+# Stands in for the Python that runs `-m edge_agent enroll|run`: it reports where the agent's
+# own settings put the enrolment and the state, as the real commands would read them.
+FAKE_PYTHON = """#!{python}
+import json, os, sys
+sys.path.insert(0, {root!r})
+from edge_agent.settings import AgentBaseSettings
+settings = AgentBaseSettings()
+with open(os.environ["FAKE_PYTHON_OUT"], "a") as out:
+    out.write(json.dumps({{
+        "args": sys.argv[1:],
+        "config": str(settings.config_path.resolve()),
+        "state": str(settings.state_dir.resolve()),
+    }}) + "\\n")
+"""
+
+
+@pytest.fixture
+def fake_python(tmp_path: Path) -> Path:
+    program = tmp_path / "fake-python"
+    program.write_text(FAKE_PYTHON.format(python=sys.executable, root=str(ROOT)))
+    program.chmod(0o755)
+    return program
+
+
+def enrol_then_run(
+    module: ModuleType, environ: dict[str, str], python: Path
+) -> list[dict[str, object]]:
+    assert (
+        module.enroll(
+            ["--server", "https://rundruf.example", "--license", "K"], environ, str(python)
+        )
+        == 0
+    )
+    module.start_child("agent", subprocess.DEVNULL, environ, str(python)).wait(30)
+    lines = Path(environ["FAKE_PYTHON_OUT"]).read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_enrolment_writes_where_the_service_reads(
+    tmp_path: Path, fake_python: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = service_module()
+    agent_folder = tmp_path / "Rundruf" / "agent"
+    agent_folder.mkdir(parents=True)  # made by the installer, with the service's rights
+    shell = tmp_path / "somewhere"
+    shell.mkdir()
+    monkeypatch.chdir(shell)  # the administrator's shell, elsewhere ...
+    environ = {
+        "ProgramData": str(tmp_path),
+        "PATH": os.environ.get("PATH", ""),
+        "FAKE_PYTHON_OUT": str(tmp_path / "out.jsonl"),
+        "RUNDRUF_AGENT_CONFIG_PATH": "left-over.json",  # ... with a stray setting
+    }
+
+    enrolment, service = enrol_then_run(module, environ, fake_python)
+
+    assert enrolment["args"] == [
+        "-m",
+        "edge_agent",
+        "enroll",
+        "--server",
+        "https://rundruf.example",
+        "--license",
+        "K",
+    ]
+    assert service["args"] == ["-m", "edge_agent", "run"]
+    for child in (enrolment, service):
+        assert (child["config"], child["state"]) == (
+            str(agent_folder / "agent.json"),
+            str(agent_folder),
+        )
+
+
+def test_the_env_file_moves_enrolment_and_service_together(
+    tmp_path: Path, fake_python: Path
+) -> None:
+    module = service_module()
+    (tmp_path / "Rundruf" / "elsewhere").mkdir(parents=True)
+    (tmp_path / "Rundruf" / "agent.env").write_text(
+        f"RUNDRUF_AGENT_CONFIG_PATH=elsewhere{os.sep}agent.json\nRUNDRUF_AGENT_STATE_DIR=elsewhere\n",
+        encoding="utf-8",
+    )
+    environ = {"ProgramData": str(tmp_path), "FAKE_PYTHON_OUT": str(tmp_path / "out.jsonl")}
+
+    enrolment, service = enrol_then_run(module, environ, fake_python)
+
+    # A relative place is taken in %ProgramData%/Rundruf, the children's working folder.
+    folder = tmp_path / "Rundruf" / "elsewhere"
+    assert enrolment["config"] == service["config"] == str(folder / "agent.json")
+    assert enrolment["state"] == service["state"] == str(folder)
+
+
+def test_enrolment_refuses_without_the_agent_folder(
+    tmp_path: Path, fake_python: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = service_module()
+    (tmp_path / "Rundruf").mkdir()
+    environ = {"ProgramData": str(tmp_path), "FAKE_PYTHON_OUT": str(tmp_path / "out.jsonl")}
+
+    code = module.enroll(["--server", "https://x", "--license", "K"], environ, str(fake_python))
+
+    assert code == 2
+    assert "does not exist; create it first with the rights" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()
+    assert not (tmp_path / "Rundruf" / "agent").exists()  # nothing made with the wrong rights
+
+
+def test_the_service_host_runs_the_agents_enrolment_without_pywin32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Rundruf" / "agent").mkdir(parents=True)
+    monkeypatch.setenv("ProgramData", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+
+    code = service_module().main(["rundruf_service.py", "agent", "enroll", "--help"])
+
+    assert code == 0
+    assert "--license" in capfd.readouterr().out  # the agent's own enrol command answered
 
 
 @pytest.mark.parametrize("name", ["agent.env.example", "jobservice.env.example"])

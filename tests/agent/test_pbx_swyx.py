@@ -111,6 +111,38 @@ def test_the_scripts_use_only_the_cmdlets_listed_and_documented() -> None:
         assert f"`{cmdlet}`" in docs, cmdlet
 
 
+def powershell_syntax_errors(text: str) -> list[str]:
+    """Where tree-sitter's PowerShell grammar finds a syntax error in `text` (we have no
+    PowerShell to parse it: docs/swyx.md)."""
+    import tree_sitter_powershell
+    from tree_sitter import Language, Node, Parser
+
+    found: list[str] = []
+
+    def walk(node: Node) -> None:
+        if node.type == "ERROR" or node.is_missing:
+            line = text.splitlines()[node.start_point[0]]
+            found.append(f"line {node.start_point[0] + 1}: {line.strip()}")
+        for child in node.children:
+            walk(child)
+
+    walk(Parser(Language(tree_sitter_powershell.language())).parse(text.encode()).root_node)
+    return found
+
+
+@pytest.mark.parametrize("name", [*SCRIPTS, "bootstrap"])
+def test_every_script_parses_as_powershell(name: str) -> None:
+    text = BOOTSTRAP if name == "bootstrap" else SCRIPTS[name]
+
+    assert powershell_syntax_errors(text) == []
+
+
+def test_the_grammar_check_finds_a_syntax_error() -> None:
+    broken = SCRIPTS["create_group"].replace("} catch { $problem", "} catch { ($problem")
+
+    assert powershell_syntax_errors(broken)
+
+
 def test_a_script_with_anything_added_is_not_one_of_the_scripts() -> None:
     text = SCRIPTS["directory"]
     assert script_name(text + "Remove-Item x") is None

@@ -129,7 +129,7 @@ def _pywin32() -> tuple[Any, Any, Any]:
     except ImportError as exc:
         raise ImportError(
             "pywin32 is needed on Windows to keep the service's files private: "
-            "pip install 'rundruf[windows]'"
+            "pip install rundruf brings it on Windows (reinstall it)"
         ) from exc
 
 

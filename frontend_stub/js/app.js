@@ -1,5 +1,6 @@
 // The app shell: session, navigation by location hash, language switch, live connection.
 
+import { bannerText, onAgentChange, watchAgent } from "./agent.js";
 import { gql, whenSignedOut } from "./api.js";
 import { language, setLanguage, t } from "./i18n.js";
 import { h, replace } from "./ui.js";
@@ -21,12 +22,14 @@ const TENANT_NAV = ["groups", "history", "settings"];
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 const banner = document.getElementById("connection");
+const agentBanner = document.getElementById("agent");
 const languageButton = document.getElementById("language");
 const logoutButton = document.getElementById("logout");
 
 let me = null;
 let live = null;
 let cleanup = null;
+let unwatchAgent = null;
 
 const ME = "{ me { id email name role tenantId language } }";
 
@@ -65,10 +68,21 @@ function connectLive() {
     banner.hidden = state === "open";
     banner.textContent = state === "open" ? "" : t(`live.${state}`);
   });
+  // Customers see on every page when their Rundruf Manager Service is away.
+  if (me && me.role !== "PLATFORM_ADMIN") unwatchAgent = watchAgent(live);
 }
+
+function showAgent() {
+  const text = me ? bannerText() : null;
+  agentBanner.hidden = !text;
+  agentBanner.textContent = text || "";
+}
+onAgentChange(showAgent);
 
 function signOutLocally() {
   me = null;
+  if (unwatchAgent) unwatchAgent();
+  unwatchAgent = null;
   if (live) live.close();
   live = null;
   banner.hidden = true;
@@ -123,6 +137,7 @@ async function render() {
 
 languageButton.addEventListener("click", () => {
   setLanguage(language() === "de" ? "en" : "de");
+  showAgent();
   render();
 });
 

@@ -1,5 +1,6 @@
 // Changes that go through the agent: a mutation returns a Command; wait for the agent's answer.
 
+import { onAgentChange, waitingText } from "./agent.js";
 import { gql } from "./api.js";
 import { t } from "./i18n.js";
 
@@ -9,16 +10,24 @@ const COMMAND = "query($id: ID!) { command(id: $id) { id type status error resul
 /**
  * Waits until the agent has carried out a command: live through `commandUpdated`, with a
  * slow re-read in case an update passed before the subscription stood.
+ *
+ * `onProgress(command, waiting)`: `waiting` is the words for an open command while the
+ * agent is away (it stays queued and runs once the agent reports), else null.
  */
 export function untilDone(command, live, onProgress = () => {}) {
   return new Promise((resolve) => {
     let finished = false;
+    let last = command;
+    const tell = () => last.status && onProgress(last, TERMINAL.has(last.status) ? null : waitingText());
+    const unwatch = onAgentChange(() => !finished && tell());
     const finish = (c) => {
       if (finished) return;
-      onProgress(c);
+      last = c;
+      tell();
       if (!TERMINAL.has(c.status)) return;
       finished = true;
       stop();
+      unwatch();
       clearInterval(timer);
       resolve(c);
     };
@@ -34,7 +43,9 @@ export function untilDone(command, live, onProgress = () => {}) {
 }
 
 export function commandProgress(progress) {
-  return (command) => progress(t(`command.${command.status.toLowerCase()}`, { error: command.error || "" }));
+  return (command, waiting) => waiting
+    ? progress(waiting, { waiting: true })
+    : progress(t(`command.${command.status.toLowerCase()}`, { error: command.error || "" }));
 }
 
 /** Throws when the agent did not carry the command out, with its reason. */

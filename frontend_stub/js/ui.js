@@ -53,8 +53,10 @@ export function messages() {
   return h("div", { class: "messages", "aria-live": "polite" });
 }
 
-export function showProgress(box, text) {
-  replace(box, h("p", { class: "progress", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), text));
+/** Progress with a spinner; `waiting` (nothing happens until someone else acts) has none. */
+export function showProgress(box, text, { waiting = false } = {}) {
+  const spinner = waiting ? null : h("span", { class: "spinner", "aria-hidden": "true" });
+  replace(box, h("p", { class: waiting ? "progress waiting" : "progress", role: "status" }, spinner, text));
 }
 
 export function showOk(box, text) {
@@ -83,7 +85,7 @@ export async function run(button, box, progressText, action, options = {}) {
   }
   showProgress(box, progressText);
   try {
-    const value = await action((text) => showProgress(box, text));
+    const value = await action((text, options) => showProgress(box, text, options));
     clearMessages(box);
     return value;
   } catch (error) {
@@ -116,6 +118,19 @@ export function time(iso) {
 export function date(iso) {
   if (!iso) return "–";
   return new Date(iso).toLocaleDateString(locale());
+}
+
+/** A past moment, short: the time of day when it was today, else date and time. */
+export function since(iso) {
+  if (!iso) return "–";
+  const at = new Date(iso);
+  const today = at.toDateString() === new Date().toDateString();
+  return today ? time(iso) : at.toLocaleString(locale(), { dateStyle: "short", timeStyle: "short" });
+}
+
+/** A value nobody knows any more: "unbekannt seit …" (the agent's last report). */
+export function unknownSince(iso) {
+  return h("span", { class: "flag unknown", "data-stale": "" }, t("unknownSince", { since: since(iso) }));
 }
 
 export function age(iso, now = Date.now()) {

@@ -203,6 +203,7 @@ def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
     shot(ops, artifacts, "platform-monitoring-later")
     change_the_timing(page, artifacts)
     see_an_incident_come_and_go(ops, site, artifacts)
+    see_the_agent_go_away_and_come_back(page, ops, site, artifacts)
     ops.set_viewport_size({"width": PHONE_WIDTH, "height": 800})
     assert_fits(ops)
     shot(ops, artifacts, "phone-monitoring")
@@ -351,3 +352,44 @@ def change_the_timing(page: Page, artifacts: Path) -> None:
     page.reload()
     expect(page.get_by_label("Abfrageintervall (Sekunden)")).to_have_value("5")
     expect(page.get_by_label("Timeout für Rundrufe (Sekunden)")).to_have_value("120")
+
+
+def see_the_agent_go_away_and_come_back(page: Page, ops: Page, site: Site, artifacts: Path) -> None:
+    """The agent stops: with a 5 s poll interval the customer's pages say so within about
+    10 s, without a reload; a change waits for it at once; its values turn unknown; and all
+    of it goes away when the agent reports again."""
+    assert site.agent is not None
+    banner = page.locator("#agent")
+    expect(banner).to_be_hidden()
+    expect(page.get_by_test_id("agent-state")).to_have_text("Rundruf Manager Service verbunden.")
+    site.agent.stop()
+    expect(banner).to_contain_text("Rundruf Manager Service nicht verbunden seit")
+    # The customer's own view (Einstellungen): no last green values.
+    state = page.get_by_test_id("agent-state")
+    expect(state).to_contain_text("nicht verbunden seit")
+    for label in ("Swyx-Server erreichbar", "Alarmruf-Dienst", "Teilnehmer"):
+        fact = page.locator("dt", has_text=label).locator("xpath=following-sibling::dd[1]")
+        expect(fact).to_contain_text("unbekannt seit")
+    shot(page, artifacts, "customer-agent-away")
+    # The monitoring table, never reloaded, says the same.
+    row = ops.get_by_role("row").filter(has_text="Musterfirma GmbH")
+    expect(row.get_by_role("cell").nth(4)).to_contain_text("unbekannt seit")
+    expect(row.get_by_role("cell").nth(3)).to_contain_text("unbekannt seit")
+    shot(ops, artifacts, "platform-monitoring-agent-away")
+
+    # Every customer page shows it; a change is queued and says at once that it waits.
+    nav(page, "Gruppen")
+    expect(banner).to_contain_text("nicht verbunden seit")
+    page.get_by_label("Name").fill("Notfallteam")
+    page.get_by_role("button", name="Gruppe anlegen").click()
+    waiting = page.get_by_role("status").filter(has_text="wartet auf den Rundruf Manager Service")
+    expect(waiting).to_contain_text("(nicht verbunden seit", timeout=5_000)
+    shot(page, artifacts, "customer-change-waits-for-agent")
+
+    site.agent = site.agent.start()
+    expect(banner).to_be_hidden()
+    # The queued change ran once the agent was back.
+    expect(page.get_by_role("link", name="Notfallteam")).to_be_visible()
+    expect(waiting).to_have_count(0)
+    expect(row.get_by_role("cell").nth(4)).to_have_text("ja")
+    expect(row).not_to_contain_text("unbekannt seit")

@@ -4,11 +4,12 @@
 
 import { gql } from "../api.js";
 import { t } from "../i18n.js";
-import { age, h, messages, replace, showError, table, time, yesNo } from "../ui.js";
+import { age, h, messages, replace, showError, table, time, unknownSince, yesNo } from "../ui.js";
 
 const INSTALLATIONS = `{ tenants { id name }
-  installations { id tenantId hostname agentVersion lastHeartbeatAt participantCount pbxReachable
-    jobserviceReachable alarmServiceOk revokedAt openIncidents { id kind openedAt } } }`;
+  installations { id tenantId hostname agentVersion lastHeartbeatAt connected offlineSince
+    participantCount pbxReachable jobserviceReachable alarmServiceOk revokedAt
+    openIncidents { id kind openedAt } } }`;
 const REFRESH_MS = 5000;
 
 export function render({ main }) {
@@ -21,7 +22,7 @@ export function render({ main }) {
   function heartbeat(i) {
     if (i.revokedAt) return h("span", { class: "flag bad" }, t("monitoring.revoked"));
     if (!i.lastHeartbeatAt) return h("span", { class: "flag unknown" }, t("monitoring.never"));
-    return h("time", { datetime: i.lastHeartbeatAt, class: "age" }, age(i.lastHeartbeatAt));
+    return h("time", { datetime: i.lastHeartbeatAt, class: i.connected ? "age" : "age flag bad" }, age(i.lastHeartbeatAt));
   }
 
   function show() {
@@ -32,10 +33,11 @@ export function render({ main }) {
         h("td", {}, names[i.tenantId] || "–"),
         h("td", {}, i.hostname, i.agentVersion ? h("small", { class: "muted" }, ` ${i.agentVersion}`) : null),
         h("td", { "data-testid": "heartbeat" }, heartbeat(i)),
-        h("td", { class: "num" }, i.participantCount ?? "–"),
-        h("td", {}, yesNo(i.pbxReachable)),
-        h("td", {}, yesNo(i.jobserviceReachable)),
-        h("td", {}, yesNo(i.alarmServiceOk)),
+        // A silent agent's values are unknown since its last report, not its last green.
+        h("td", { class: "num" }, i.connected ? i.participantCount ?? "–" : unknownSince(i.offlineSince)),
+        h("td", {}, i.connected ? yesNo(i.pbxReachable) : unknownSince(i.offlineSince)),
+        h("td", {}, i.connected ? yesNo(i.jobserviceReachable) : unknownSince(i.offlineSince)),
+        h("td", {}, i.connected ? yesNo(i.alarmServiceOk) : unknownSince(i.offlineSince)),
         h("td", {}, i.openIncidents.length
           ? h("ul", { class: "incidents" }, i.openIncidents.map((x) => h("li", { class: "flag bad" }, t(`incident.${x.kind}`))))
           : t("none"))));

@@ -3,6 +3,7 @@
 import { gql } from "../api.js";
 import { checkCommand, commandProgress, untilDone } from "../commands.js";
 import { t } from "../i18n.js";
+import { agentStatus } from "./agent_status.js";
 import { dateTime, field, h, messages, replace, run, section, showError, showOk } from "../ui.js";
 
 const SETTINGS = `{ pbxSettings { host adminUser adminPasswordSet pollIntervalSeconds
@@ -21,6 +22,7 @@ function showState(el, s) {
 export function render({ main, me, live, go }) {
   const container = h("div", {}, h("h1", {}, t("settings.title")), h("p", {}, t("loading")));
   main.append(container);
+  const status = agentStatus();
   load();
 
   async function load() {
@@ -34,7 +36,8 @@ export function render({ main, me, live, go }) {
       return;
     }
     const readOnly = me.role !== "TENANT_ADMIN";
-    container.replaceChildren(h("h1", {}, t("settings.title")), credentials(s, readOnly), timing(s, readOnly));
+    container.replaceChildren(h("h1", {}, t("settings.title")), credentials(s, readOnly), timing(s, readOnly),
+      status.element);
   }
 
   function credentials(s, readOnly) {
@@ -56,8 +59,10 @@ export function render({ main, me, live, go }) {
         await gql(UPDATE, { input });
         progress(t("settings.verifying"));
         const { verifyPbxCredentials } = await gql(VERIFY);
-        const command = await untilDone(verifyPbxCredentials.command, live, (c) =>
-          c.status === "PENDING" || c.status === "DELIVERED" ? progress(t("settings.verifying")) : null);
+        const command = await untilDone(verifyPbxCredentials.command, live, (c, waiting) => {
+          if (waiting) progress(waiting, { waiting: true });
+          else if (c.status === "PENDING" || c.status === "DELIVERED") progress(t("settings.verifying"));
+        });
         return checkCommand(command);
       });
       gql(SETTINGS).then((d) => showState(state, d.pbxSettings), () => {});
@@ -97,4 +102,6 @@ export function render({ main, me, live, go }) {
     box);
     return section(t("settings.timing"), form);
   }
+
+  return status.stop;
 }

@@ -18,6 +18,7 @@ export default {
   "yes": "ja",
   "no": "nein",
   "unknown": "unbekannt",
+  "unknownSince": "unbekannt seit {since}",
   "none": "keine",
   "saved": "Gespeichert.",
 
@@ -32,6 +33,15 @@ export default {
   "command.succeeded": "Erledigt.",
   "command.failed": "Der Agent meldet einen Fehler: {error}",
   "command.expired": "Der Agent hat nicht rechtzeitig geantwortet. Läuft der Rundruf Manager Service?",
+
+  "agent.title": "Rundruf Manager Service",
+  "agent.name": "Rundruf Manager Service",
+  "agent.connected": "Rundruf Manager Service verbunden.",
+  "agent.OFFLINE": "nicht verbunden seit {since}",
+  "agent.NEVER_REPORTED": "nicht verbunden: hat sich seit der Einrichtung ({since}) noch nie gemeldet",
+  "agent.NOT_INSTALLED": "nicht eingerichtet: noch keine Installation mit Ihrer Lizenz angemeldet",
+  "agent.banner": "Rundruf Manager Service {reason}. Änderungen werden gespeichert und ausgeführt, sobald er sich meldet.",
+  "agent.waiting": "Gespeichert; wartet auf den Rundruf Manager Service ({reason}). Die Änderung wird ausgeführt, sobald er sich meldet.",
 
   "settings.title": "Einstellungen",
   "settings.pbx": "Zugangsdaten Swyx-Server",

@@ -18,6 +18,7 @@ export default {
   "yes": "yes",
   "no": "no",
   "unknown": "unknown",
+  "unknownSince": "unknown since {since}",
   "none": "none",
   "saved": "Saved.",
 
@@ -32,6 +33,15 @@ export default {
   "command.succeeded": "Done.",
   "command.failed": "The agent reports an error: {error}",
   "command.expired": "The agent did not answer in time. Is the Rundruf Manager Service running?",
+
+  "agent.title": "Rundruf Manager Service",
+  "agent.name": "Rundruf Manager Service",
+  "agent.connected": "Rundruf Manager Service connected.",
+  "agent.OFFLINE": "not connected since {since}",
+  "agent.NEVER_REPORTED": "not connected: it has never reported since it was set up ({since})",
+  "agent.NOT_INSTALLED": "not set up: no installation has enrolled with your license yet",
+  "agent.banner": "Rundruf Manager Service {reason}. Changes are saved and carried out as soon as it reports.",
+  "agent.waiting": "Saved; waiting for the Rundruf Manager Service ({reason}). The change is carried out as soon as it reports.",
 
   "settings.title": "Settings",
   "settings.pbx": "SwyxWare server credentials",

@@ -9,10 +9,13 @@ from api.models import (
     BroadcastStatus,
     CallOutcome,
     CommandStatus,
+    DialerKind,
     IncidentKind,
     Language,
+    PbxAdapter,
     PbxUserState,
     Role,
+    SipRegistrationState,
     VerificationState,
 )
 
@@ -25,9 +28,12 @@ __all__ = [
     "BroadcastStatus",
     "CallOutcome",
     "CommandStatus",
+    "DialerKind",
     "IncidentKind",
     "Language",
+    "PbxAdapter",
     "PbxUserState",
     "Role",
+    "SipRegistrationState",
     "VerificationState",
 ]

@@ -5,7 +5,7 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect
 
 import api.models  # noqa: F401
 from api.migrate import alembic_config
@@ -41,3 +41,42 @@ def test_sqlite_migrates_to_the_models(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'embedded.db'}"
     command.upgrade(alembic_config(url), "head")
     assert _differences(url) == []
+
+
+def _checks(url: str) -> dict[str, str]:
+    engine = create_engine(url)
+    try:
+        found = {}
+        for table in ("installation", "watchdog_incident"):
+            for check in inspect(engine).get_check_constraints(table):
+                found[str(check["name"])] = str(check["sqltext"])
+        return found
+    finally:
+        engine.dispose()
+
+
+def _assert_issue_13_checks(url: str) -> None:
+    """compare_metadata skips CHECKs: the enums' value lists are compared here."""
+    checks = _checks(url)
+    assert "sip_registration_failed" in checks["ck_watchdog_incident_incident_kind"]
+    for name, values in (
+        ("ck_installation_pbx_adapter", ["sim", "swyx"]),
+        ("ck_installation_dialer_kind", ["sim", "sip"]),
+        ("ck_installation_sip_registration_state", ["registered", "failed", "disabled"]),
+    ):
+        assert all(f"'{v}'" in checks[name] for v in values), checks[name]
+
+
+def test_the_installations_health_checks_exist_on_both_backends(tmp_path: Path):
+    sqlite = f"sqlite:///{tmp_path / 'embedded.db'}"
+    command.upgrade(alembic_config(sqlite), "head")
+    _assert_issue_13_checks(sqlite)
+    command.downgrade(alembic_config(sqlite), "0003")
+    assert "sip_registration_failed" not in _checks(sqlite)["ck_watchdog_incident_incident_kind"]
+    need_postgres()
+    url = fresh_database("migrations_checks")
+    try:
+        command.upgrade(alembic_config(url), "head")
+        _assert_issue_13_checks(url)
+    finally:
+        drop_database(url)

@@ -96,5 +96,29 @@ class IncidentKind(enum.StrEnum):
     PBX_UNREACHABLE = "pbx_unreachable"
     JOBSERVICE_UNREACHABLE = "jobservice_unreachable"
     ALARM_SERVICE_FAILED = "alarm_service_failed"
+    SIP_REGISTRATION_FAILED = "sip_registration_failed"
     LICENSE_EXPIRING = "license_expiring"
     LICENSE_EXPIRED = "license_expired"
+
+
+class PbxAdapter(enum.StrEnum):
+    """What the agent drives the PBX with (RUNDRUF_AGENT_PBX)."""
+
+    SIM = "sim"  # the SwyxWare simulator: demo and tests only
+    SWYX = "swyx"
+
+
+class DialerKind(enum.StrEnum):
+    """How the agent places alarm calls (RUNDRUF_AGENT_DIALER)."""
+
+    SIM = "sim"  # simulated calls: demo and tests only
+    SIP = "sip"
+
+
+class SipRegistrationState(enum.StrEnum):
+    """The SIP dialer's registration at the PBX, as its agent last reported it."""
+
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    FAILED = "failed"
+    DISABLED = "disabled"

@@ -10,7 +10,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from api.models.base import Base, CreatedMixin, IdMixin, str_enum, utcnow
-from api.models.enums import Language, Role
+from api.models.enums import DialerKind, Language, PbxAdapter, Role, SipRegistrationState
 
 
 class Tenant(IdMixin, CreatedMixin, Base):
@@ -96,6 +96,19 @@ class Installation(IdMixin, CreatedMixin, Base):
     jobservice_reachable: Mapped[bool | None]
     alarm_service_ok: Mapped[bool | None]
     participant_count: Mapped[int | None]
+    # What it really runs on (null: an agent older than these fields).
+    pbx_adapter: Mapped[PbxAdapter | None] = mapped_column(str_enum(PbxAdapter, "pbx_adapter"))
+    dialer: Mapped[DialerKind | None] = mapped_column(str_enum(DialerKind, "dialer_kind"))
+    # The SIP dialer's registration at the PBX (null: no SIP dialer, or not reported).
+    sip_registration: Mapped[SipRegistrationState | None] = mapped_column(
+        str_enum(SipRegistrationState, "sip_registration_state")
+    )
+    sip_registration_since: Mapped[datetime | None]
+    # Its last error: a code the website and mails put into words, with parameters.
+    sip_error_code: Mapped[str | None] = mapped_column(String(32))
+    sip_error_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    sip_error_detail: Mapped[str | None] = mapped_column(String(200))
+    sip_error_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import CursorResult, select, update
 
 from api.db import after_commit
-from api.domain import validation
+from api.domain import health, validation
 from api.errors import BadInput, NotFound, Unauthenticated
 from api.models import Command, CommandStatus, Installation, License, PbxSettings, Tenant
 from api.pubsub import tenant_events
@@ -219,12 +219,34 @@ class HealthReport:
     alarm_service_ok: bool
     participant_count: int
     reported_at: datetime
+    # Optional: an agent older than issue 13 reports none of these (unknown).
+    pbx_adapter: str | None = None
+    dialer: str | None = None
+    sip_registration: health.SipRegistrationIn | None = None
+
+
+def _runs_on(report: HealthReport) -> dict[str, Any]:
+    """The columns of what the installation runs on, checked (BadInput names the field)."""
+    dialer = health.dialer(report.dialer)
+    sip = health.sip_registration(report.sip_registration, dialer)
+    error = sip.last_error if sip else None
+    return {
+        "pbx_adapter": health.pbx_adapter(report.pbx_adapter),
+        "dialer": dialer,
+        "sip_registration": sip.state if sip else None,
+        "sip_registration_since": sip.since if sip else None,
+        "sip_error_code": error.code if error else None,
+        "sip_error_params": error.params if error else None,
+        "sip_error_detail": error.detail if error else None,
+        "sip_error_at": error.at if error else None,
+    }
 
 
 async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
     """Stores the report unless it is older than the last one; returns the poll interval."""
     if report.reported_at.tzinfo is None:
         raise BadInput("give the time with its zone", field="reportedAt")
+    runs_on = _runs_on(report)
     now = rt.clock()
     async with rt.db.transaction() as session:
         settings = await session.get(PbxSettings, agent.tenant_id)
@@ -246,6 +268,7 @@ async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
                 jobservice_reachable=report.jobservice_reachable,
                 alarm_service_ok=report.alarm_service_ok,
                 participant_count=max(0, report.participant_count),
+                **runs_on,
                 last_report_at=stamp,
                 **({"last_heartbeat_at": now} if fresh else {}),
             )

@@ -116,6 +116,9 @@ class AgentMutation:
                 alarm_service_ok=input.alarm_service_ok,
                 participant_count=input.participant_count,
                 reported_at=input.reported_at,
+                pbx_adapter=input.pbx_adapter,
+                dialer=input.dialer,
+                sip_registration=input.registration(),
             ),
         )
         return HealthAck(poll_interval_seconds=poll)

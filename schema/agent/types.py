@@ -6,6 +6,7 @@ from typing import cast
 import strawberry
 from strawberry.scalars import JSON
 
+from api.domain.health import SipErrorIn, SipRegistrationIn
 from api.services.agents import Delivery
 from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome
 from schema.platform.types import gid
@@ -39,6 +40,30 @@ class Enrolment:
     token: str = strawberry.field(description="Shown this once; only its hash is stored.")
 
 
+@strawberry.input(description="The SIP dialer's last registration error.")
+class SipErrorInput:
+    code: str = strawberry.field(
+        description="refused, credentialsRefused, timeout, challengeUnsupported, network, "
+        "unresolvable or internal (letters and digits, at most 32)."
+    )
+    params: JSON | None = strawberry.field(
+        default=None,
+        description='What the code\'s words need, e.g. {status: 403, reason: "Forbidden"}: '
+        "at most 8 entries, texts up to 100 characters or whole numbers.",
+    )
+    detail: str | None = strawberry.field(default=None, description="At most 200 characters.")
+    at: datetime
+
+
+@strawberry.input(description="The SIP dialer's registration at the PBX.")
+class SipRegistrationInput:
+    state: str = strawberry.field(description="registering, registered, failed or disabled.")
+    since: datetime = strawberry.field(description="When it entered this state.")
+    last_error: SipErrorInput | None = strawberry.field(
+        default=None, description="Kept after a later success."
+    )
+
+
 @strawberry.input
 class HealthInput:
     agent_version: str
@@ -47,6 +72,28 @@ class HealthInput:
     alarm_service_ok: bool
     participant_count: int
     reported_at: datetime = strawberry.field(description="The agent's clock at the report.")
+    pbx_adapter: str | None = strawberry.field(
+        default=None, description="The PBX adapter the agent runs: sim or swyx."
+    )
+    dialer: str | None = strawberry.field(
+        default=None, description="How the agent calls: sim or sip."
+    )
+    sip_registration: SipRegistrationInput | None = strawberry.field(
+        default=None, description="With the SIP dialer only."
+    )
+
+    def registration(self) -> SipRegistrationIn | None:
+        value = self.sip_registration
+        if value is None:
+            return None
+        error = value.last_error
+        return SipRegistrationIn(
+            state=value.state,
+            since=value.since,
+            last_error=SipErrorIn(error.code, error.at, error.params, error.detail)
+            if error
+            else None,
+        )
 
 
 @strawberry.type

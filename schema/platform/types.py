@@ -7,9 +7,10 @@ import strawberry
 
 from api import models
 from api.services.connection import TenantAgent, Watched
-from schema.enums import AgentState, Language, Role
+from schema.enums import AgentState, DialerKind, Language, PbxAdapter, Role
 from schema.info import Info
 from schema.ops.types import Incident
+from schema.platform.health import SipRegistration, simulated, sip_registration_of
 
 
 def gid(value: object) -> strawberry.ID:
@@ -94,6 +95,19 @@ class Installation:
         description="As last reported; null also when no job service is configured." + _STALE
     )
     alarm_service_ok: bool | None = strawberry.field(description="As last reported." + _STALE)
+    pbx_adapter: PbxAdapter | None = strawberry.field(
+        description="The PBX adapter its agent runs (null: an agent that does not say)."
+    )
+    dialer: DialerKind | None = strawberry.field(
+        description="How its agent calls (null: an agent that does not say)."
+    )
+    simulated: bool = strawberry.field(
+        description="Runs the SwyxWare simulator or simulated calls: demo and tests only."
+    )
+    sip_registration: SipRegistration | None = strawberry.field(
+        description="The SIP dialer's registration at the PBX as last reported; null "
+        "without a SIP dialer." + _STALE
+    )
     revoked_at: datetime | None
     created_at: datetime
 
@@ -114,6 +128,10 @@ class Installation:
             pbx_reachable=seen.current(i.pbx_reachable),
             jobservice_reachable=seen.current(i.jobservice_reachable),
             alarm_service_ok=seen.current(i.alarm_service_ok),
+            pbx_adapter=i.pbx_adapter,
+            dialer=i.dialer,
+            simulated=simulated(i),
+            sip_registration=seen.current(sip_registration_of(i)),
             revoked_at=i.revoked_at,
             created_at=i.created_at,
         )

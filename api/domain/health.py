@@ -1,0 +1,194 @@
+"""What an agent says it runs on and how its SIP registration stands (plain Python).
+
+The report comes from a customer's machine: every value is checked against a closed
+set or a shape and a length, and anything else is refused with BadInput naming the
+field (the report then changes nothing). The error codes are the agent's
+(`edge_agent/sip/registration.py`); `describe_sip_error` puts them into words for
+the watchdog's mails, `frontend_stub/js/texts/` does the same for the website.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from api.errors import BadInput
+from api.models.enums import DialerKind, Language, PbxAdapter, SipRegistrationState
+
+_NAME = re.compile(r"^[a-z][A-Za-z0-9]{0,31}$")  # codes and parameter names
+# The codes the agent sends today; another (from a newer agent) is stored and told as is.
+CODES = (
+    "refused",
+    "credentialsRefused",
+    "timeout",
+    "challengeUnsupported",
+    "network",
+    "unresolvable",
+    "internal",
+)
+PARAMS_MAX = 8
+PARAM_TEXT_MAX = 100
+DETAIL_MAX = 200
+_INT_LIMIT = 2**31
+
+
+@dataclass(frozen=True)
+class SipErrorIn:
+    code: str
+    at: datetime
+    params: object = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class SipRegistrationIn:
+    state: str
+    since: datetime
+    last_error: SipErrorIn | None = None
+
+
+@dataclass(frozen=True)
+class SipError:
+    code: str
+    at: datetime
+    params: dict[str, str | int] = field(default_factory=dict)
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class SipRegistration:
+    state: SipRegistrationState
+    since: datetime
+    last_error: SipError | None = None
+
+
+E = TypeVar("E", PbxAdapter, DialerKind, SipRegistrationState)
+
+
+def _choice(kind: type[E], value: str | None, name: str) -> E | None:
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise BadInput(f"one of {choices}", field=name) from None
+
+
+def pbx_adapter(value: str | None) -> PbxAdapter | None:
+    return _choice(PbxAdapter, value, "pbxAdapter")
+
+
+def dialer(value: str | None) -> DialerKind | None:
+    return _choice(DialerKind, value, "dialer")
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None:
+        raise BadInput("give the time with its zone", field=name)
+    return value
+
+
+def _text(value: str, name: str, limit: int) -> str:
+    if len(value) > limit:
+        raise BadInput(f"at most {limit} characters", field=name)
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise BadInput("must not contain control characters", field=name)
+    return value
+
+
+def _params(value: object, name: str) -> dict[str, str | int]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or len(value) > PARAMS_MAX:
+        raise BadInput(f"an object of at most {PARAMS_MAX} entries", field=name)
+    params: dict[str, str | int] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not _NAME.match(key):
+            raise BadInput("names are letters and digits, at most 32", field=name)
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise BadInput("values are texts or whole numbers", field=name)
+        if isinstance(item, int) and not -_INT_LIMIT < item < _INT_LIMIT:
+            raise BadInput("a number out of range", field=name)
+        params[key] = _text(item, name, PARAM_TEXT_MAX) if isinstance(item, str) else item
+    return params
+
+
+def sip_error(value: SipErrorIn, prefix: str) -> SipError:
+    if not _NAME.match(value.code):
+        raise BadInput("a code of letters and digits, at most 32", field=f"{prefix}.code")
+    return SipError(
+        code=value.code,
+        at=_aware(value.at, f"{prefix}.at"),
+        params=_params(value.params, f"{prefix}.params"),
+        detail=_text(value.detail, f"{prefix}.detail", DETAIL_MAX) or None
+        if value.detail
+        else None,
+    )
+
+
+def sip_registration(
+    value: SipRegistrationIn | None, dialer_kind: DialerKind | None
+) -> SipRegistration | None:
+    """The registration, checked; only a SIP dialer has one."""
+    if value is None:
+        return None
+    if dialer_kind is not DialerKind.SIP:
+        raise BadInput("only the SIP dialer registers", field="sipRegistration")
+    state = _choice(SipRegistrationState, value.state, "sipRegistration.state")
+    assert state is not None
+    error = value.last_error
+    return SipRegistration(
+        state=state,
+        since=_aware(value.since, "sipRegistration.since"),
+        last_error=sip_error(error, "sipRegistration.lastError") if error else None,
+    )
+
+
+# --- words ------------------------------------------------------------------------
+
+_ERRORS = {
+    Language.DE: {
+        "refused": "Die Telefonanlage lehnt die Anmeldung ab ({status} {reason}).",
+        "credentialsRefused": "Die Telefonanlage nimmt SIP-Benutzer oder -Passwort nicht an "
+        "({status}).",
+        "timeout": "Die Telefonanlage antwortet nicht (keine Antwort in {seconds} s).",
+        "challengeUnsupported": "Die Telefonanlage verlangt ein Anmeldeverfahren, das der "
+        "Rundruf Manager Service nicht beherrscht.",
+        "network": "Die Anmeldung kann nicht gesendet werden (Netzwerkfehler).",
+        "unresolvable": "Der Name der Telefonanlage „{host}“ lässt sich nicht auflösen.",
+        "internal": "Ein interner Fehler des Rundruf Manager Service.",
+        "other": "Fehler „{code}“.",
+        "detail": "Technische Meldung: {detail}",
+    },
+    Language.EN: {
+        "refused": "The phone system refuses the registration ({status} {reason}).",
+        "credentialsRefused": "The phone system does not accept the SIP user or password "
+        "({status}).",
+        "timeout": "The phone system does not answer (no answer within {seconds} s).",
+        "challengeUnsupported": "The phone system asks for a login method the Rundruf "
+        "Manager Service does not support.",
+        "network": "The registration cannot be sent (network error).",
+        "unresolvable": 'The phone system\'s name "{host}" does not resolve.',
+        "internal": "An internal error of the Rundruf Manager Service.",
+        "other": 'Error "{code}".',
+        "detail": "Technical detail: {detail}",
+    },
+}
+
+
+def _fill(template: str, values: Mapping[str, object]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: str(values.get(m[1], "")), template)
+
+
+def describe_sip_error(language: Language, error: SipError) -> str:
+    """The error in a sentence, and the agent's detail after it when there is one."""
+    texts = _ERRORS[language]
+    template = texts[error.code] if error.code in CODES else texts["other"]
+    sentence = _fill(template, {**error.params, "code": error.code}).replace(" )", ")")
+    if error.detail:
+        return f"{sentence}\n{_fill(texts['detail'], {'detail': error.detail})}"
+    return sentence

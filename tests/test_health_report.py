@@ -1,0 +1,144 @@
+"""The health report's description of the installation (issue 13): the PBX adapter, the
+dialer and the SIP registration with its last error; stored, shown, and refused when
+malformed, with the field named and nothing changed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.conftest import error_codes
+from tests.test_agent_service import HEALTH, health
+from tests.test_authorization import snapshot
+
+SHOWN = """query($t: ID) { installations(tenantId: $t) {
+  id pbxAdapter dialer simulated
+  sipRegistration { state since lastError { code params detail at } }
+} }"""
+SINCE = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+
+
+def sip(state: str = "failed", **error: Any) -> dict[str, Any]:
+    last_error = {
+        "code": "refused",
+        "params": {"status": 403, "reason": "Forbidden"},
+        "detail": "REGISTER refused: 403 Forbidden",
+        "at": SINCE.isoformat(),
+        **error,
+    }
+    return {"state": state, "since": SINCE.isoformat(), "lastError": last_error}
+
+
+async def shown(gql, world, token: str = "platform") -> dict[str, Any]:
+    data = await gql.as_(world.tokens[token]).ok(SHOWN, t=str(world.a.tenant_id))
+    [found] = [i for i in data["installations"] if i["id"] == str(world.a.installation_id)]
+    return found
+
+
+async def test_a_report_stores_what_the_installation_runs_on_and_its_registration(
+    gql, world, clock
+):
+    agent = gql.as_(world.tokens["agent_a"])
+    report = health(clock.now, pbxAdapter="swyx", dialer="sip", sipRegistration=sip())
+    await agent.ok(HEALTH, **report)
+    found = await shown(gql, world)
+    assert found["pbxAdapter"] == "SWYX" and found["dialer"] == "SIP"
+    assert found["simulated"] is False
+    registration = found["sipRegistration"]
+    assert registration["state"] == "FAILED"
+    assert datetime.fromisoformat(registration["since"]) == SINCE
+    assert registration["lastError"]["code"] == "refused"
+    assert registration["lastError"]["params"] == {"status": 403, "reason": "Forbidden"}
+    assert registration["lastError"]["detail"] == "REGISTER refused: 403 Forbidden"
+    # The tenant's own users read the same on their installation.
+    assert await shown(gql, world, "viewer") == found
+
+
+async def test_a_simulator_is_marked_and_has_no_registration(gql, world, clock):
+    agent = gql.as_(world.tokens["agent_a"])
+    await agent.ok(HEALTH, **health(clock.now, pbxAdapter="swyx", dialer="sim"))
+    found = await shown(gql, world)
+    assert (found["dialer"], found["simulated"], found["sipRegistration"]) == ("SIM", True, None)
+    clock.advance(seconds=1)
+    await agent.ok(HEALTH, **health(clock.now, pbxAdapter="sim", dialer="sip"))
+    assert (await shown(gql, world))["simulated"] is True
+
+
+async def test_an_older_agents_report_still_counts_and_says_nothing_about_it(gql, world, clock):
+    agent = gql.as_(world.tokens["agent_a"])
+    await agent.ok(
+        HEALTH, **health(clock.now, pbxAdapter="swyx", dialer="sip", sipRegistration=sip())
+    )
+    clock.advance(seconds=5)
+    await agent.ok(HEALTH, **health(clock.now))  # without the new fields
+    found = await shown(gql, world)
+    assert (found["pbxAdapter"], found["dialer"], found["sipRegistration"]) == (None, None, None)
+    assert found["simulated"] is False
+
+
+async def test_the_longest_values_are_accepted(gql, world, clock):
+    error = sip(
+        code="c" * 32,
+        detail="d" * 200,
+        params={f"p{i}": "v" * 100 for i in range(7)} | {"n": 2**31 - 1},
+    )
+    report = health(clock.now, pbxAdapter="swyx", dialer="sip", sipRegistration=error)
+    await gql.as_(world.tokens["agent_a"]).ok(HEALTH, **report)
+    assert (await shown(gql, world))["sipRegistration"]["lastError"]["detail"] == "d" * 200
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"pbxAdapter": "asterisk"}, "pbxAdapter"),
+        ({"pbxAdapter": "SIM"}, "pbxAdapter"),
+        ({"dialer": "x" * 10_000}, "dialer"),
+        ({"dialer": "sim", "sipRegistration": sip()}, "sipRegistration"),
+        ({"sipRegistration": sip(state="online")}, "sipRegistration.state"),
+        ({"sipRegistration": {**sip(), "since": "2026-12-07T08:00:00"}}, "sipRegistration.since"),
+        ({"sipRegistration": sip(code="403 Forbidden")}, "sipRegistration.lastError.code"),
+        ({"sipRegistration": sip(code="c" * 33)}, "sipRegistration.lastError.code"),
+        ({"sipRegistration": sip(detail="d" * 201)}, "sipRegistration.lastError.detail"),
+        ({"sipRegistration": sip(detail="a\nb")}, "sipRegistration.lastError.detail"),
+        ({"sipRegistration": sip(at="2026-12-07T08:00:00")}, "sipRegistration.lastError.at"),
+        ({"sipRegistration": sip(params=[403])}, "sipRegistration.lastError.params"),
+        (
+            {"sipRegistration": sip(params={"status": {"deep": 1}})},
+            "sipRegistration.lastError.params",
+        ),
+        ({"sipRegistration": sip(params={"status": True})}, "sipRegistration.lastError.params"),
+        ({"sipRegistration": sip(params={"status": 2**31})}, "sipRegistration.lastError.params"),
+        ({"sipRegistration": sip(params={"bad key": 1})}, "sipRegistration.lastError.params"),
+        (
+            {"sipRegistration": sip(params={"reason": "r" * 101})},
+            "sipRegistration.lastError.params",
+        ),
+        ({"sipRegistration": sip(params={"reason": "a\rb"})}, "sipRegistration.lastError.params"),
+        (
+            {"sipRegistration": sip(params={f"p{i}": i for i in range(9)})},
+            "sipRegistration.lastError.params",
+        ),
+    ],
+)
+async def test_bad_values_are_refused_naming_the_field_and_change_nothing(
+    gql, rt, world, clock, bad, field
+):
+    values = {"pbxAdapter": "swyx", "dialer": "sip", **bad}
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["agent_a"])(HEALTH, **health(clock.now, **values))
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["field"] == field
+    assert await snapshot(rt) == before
+
+
+async def test_a_silent_installations_registration_reads_unknown(gql, world, clock):
+    agent = gql.as_(world.tokens["agent_a"])
+    report = health(clock.now, pbxAdapter="swyx", dialer="sip", sipRegistration=sip("registered"))
+    await agent.ok(HEALTH, **report)
+    assert (await shown(gql, world))["sipRegistration"]["state"] == "REGISTERED"
+    clock.advance(minutes=10)
+    found = await shown(gql, world)
+    # What it runs on stays (the simulator label with it); the registration is not known now.
+    assert (found["pbxAdapter"], found["dialer"], found["sipRegistration"]) == ("SWYX", "SIP", None)

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from api.domain.connection import silent
+from api.domain.health import SipError, describe_sip_error
 from api.domain.notices import MAIL_ZONE, Mail
-from api.models.enums import IncidentKind, Language
+from api.models.enums import IncidentKind, Language, SipRegistrationState
 
 INSTALLATION_KINDS = (
     IncidentKind.HEARTBEAT_MISSED,
     IncidentKind.PBX_UNREACHABLE,
     IncidentKind.JOBSERVICE_UNREACHABLE,
     IncidentKind.ALARM_SERVICE_FAILED,
+    IncidentKind.SIP_REGISTRATION_FAILED,
 )
 FLAG_KINDS = INSTALLATION_KINDS[1:]
 _ZONE_DE = {"CET": "MEZ", "CEST": "MESZ"}
@@ -35,6 +37,8 @@ class Reported:
     pbx_reachable: bool | None
     jobservice_reachable: bool | None
     alarm_service_ok: bool | None
+    # None: a simulated dialer, or an agent that does not report it (no failure).
+    sip_registration: SipRegistrationState | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,11 @@ def judge(reported: Reported, now: datetime, poll_seconds: int, factor: int) -> 
         IncidentKind.PBX_UNREACHABLE: reported.pbx_reachable,
         IncidentKind.JOBSERVICE_UNREACHABLE: reported.jobservice_reachable,
         IncidentKind.ALARM_SERVICE_FAILED: reported.alarm_service_ok,
+        IncidentKind.SIP_REGISTRATION_FAILED: (
+            None
+            if reported.sip_registration is None
+            else reported.sip_registration is not SipRegistrationState.FAILED
+        ),
     }
     return Verdict(
         failing=frozenset(kind for kind, ok in flags.items() if ok is False),
@@ -121,6 +130,15 @@ _WHAT_DE = {
         "ist (gemeldet am {when}).",
         "Bitte starten Sie den Dienst neu; hilft das nicht, wenden Sie sich an den Support.",
     ),
+    IncidentKind.SIP_REGISTRATION_FAILED: (
+        "SIP-Anmeldung an der Telefonanlage fehlgeschlagen",
+        "Der Rundruf Manager Service auf {host} kann sich seit {when} nicht an der "
+        "Telefonanlage anmelden. Ohne diese Anmeldung kann er bei einem Alarm niemanden "
+        "anrufen.",
+        "Bitte prüfen Sie, ob der Benutzer „Rundruf“ in der Telefonanlage besteht, ob "
+        "SIP-Benutzer und -Passwort mit den Einstellungen des Dienstes übereinstimmen und "
+        "ob die Telefonanlage erreichbar ist.",
+    ),
 }
 
 _WHAT_EN = {
@@ -150,6 +168,14 @@ _WHAT_EN = {
         "failed (reported on {when}).",
         "Please restart the service; if that does not help, contact support.",
     ),
+    IncidentKind.SIP_REGISTRATION_FAILED: (
+        "SIP registration at the phone system failed",
+        "The Rundruf Manager Service on {host} has not been able to register at the phone "
+        "system since {when}. Without the registration it cannot call anybody in an alarm.",
+        'Please check that the user "Rundruf" exists on the phone system, that its SIP '
+        "user and password match the service's settings and that the phone system is "
+        "reachable.",
+    ),
 }
 
 
@@ -172,11 +198,20 @@ def _site_footer(language: Language, site: Site) -> str:
     return _footer(language, site.tenant_name, "Installation", site.hostname)
 
 
-def incident_opened(language: Language, kind: IncidentKind, site: Site, since: datetime) -> Mail:
-    """``since``: the last heartbeat for a missed one, else when the sweep saw it."""
+def incident_opened(
+    language: Language,
+    kind: IncidentKind,
+    site: Site,
+    since: datetime,
+    error: SipError | None = None,
+) -> Mail:
+    """``since``: the last heartbeat for a missed one, when the registration failed for
+    a SIP one, else when the sweep saw it; ``error`` (SIP only) is told in words."""
     german = language is Language.DE
     title, what, advice = (_WHAT_DE if german else _WHAT_EN)[kind]
     sentence = what.format(host=site.hostname, when=when(language, since))
+    if error is not None:
+        sentence += "\n\n" + describe_sip_error(language, error)
     if german:
         body = (
             f"Guten Tag,\n\n{sentence}\n\nSolange das so ist, können Rundrufe ausfallen. "

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from api.domain import watchdog as rules
+from api.domain.health import SipError
 from api.domain.notices import Mail
 from api.models import (
     Email,
@@ -146,6 +147,7 @@ async def _check_installation(
                 pbx_reachable=inst.pbx_reachable,
                 jobservice_reachable=inst.jobservice_reachable,
                 alarm_service_ok=inst.alarm_service_ok,
+                sip_registration=inst.sip_registration,
             ),
             now,
             poll or DEFAULT_POLL_SECONDS,
@@ -157,13 +159,10 @@ async def _check_installation(
             if kind in verdict.failing and kind not in open_kinds:
                 opened = await _open(session, inst, kind, now)
                 if opened is not None:
-                    since = (
-                        inst.last_heartbeat_at or inst.created_at
-                        if kind is IncidentKind.HEARTBEAT_MISSED
-                        else now
-                    )
                     result.opened.append(opened)
-                    texts = partial(rules.incident_opened, kind=kind, site=site, since=since)
+                    texts = partial(
+                        rules.incident_opened, kind=kind, site=site, **_told(inst, kind, now)
+                    )
                     result.mail_ids += await _queue(rt, session, tenant, now, texts)
             elif kind in verdict.judged and kind not in verdict.failing and kind in open_kinds:
                 closed = await _close(session, inst.id, kind, now, notified=True)
@@ -178,6 +177,23 @@ async def _check_installation(
                         closed_at=now,
                     )
                     result.mail_ids += await _queue(rt, session, tenant, now, texts)
+
+
+def _told(inst: Installation, kind: IncidentKind, now: datetime) -> dict[str, Any]:
+    """Since when, and (SIP) why: what an opening mail says beyond the kind."""
+    if kind is IncidentKind.HEARTBEAT_MISSED:
+        return {"since": inst.last_heartbeat_at or inst.created_at}
+    if kind is not IncidentKind.SIP_REGISTRATION_FAILED:
+        return {"since": now}
+    error = None
+    if inst.sip_error_code is not None and inst.sip_error_at is not None:
+        error = SipError(
+            code=inst.sip_error_code,
+            at=inst.sip_error_at,
+            params=dict(inst.sip_error_params or {}),
+            detail=inst.sip_error_detail,
+        )
+    return {"since": inst.sip_registration_since or now, "error": error}
 
 
 def _insert(session: AsyncSession) -> Any:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from api.domain import watchdog as rules
-from api.models import IncidentKind, Language
+from api.models import IncidentKind, Language, SipRegistrationState
 
 NOW = datetime(2027, 1, 15, 13, 0, tzinfo=UTC)
 HEALTHY = rules.Reported(
@@ -33,10 +34,24 @@ def test_an_installation_that_never_reported_counts_from_its_enrolment():
 
 
 def test_while_overdue_only_the_heartbeat_is_judged():
-    down = rules.Reported(NOW, NOW, False, False, False)
+    down = rules.Reported(NOW, NOW, False, False, False, SipRegistrationState.FAILED)
     assert _judge(down, 10).failing == set(rules.FLAG_KINDS)
     assert _judge(down, 10).judged == set(rules.INSTALLATION_KINDS)
     assert _judge(down, 500).judged == {IncidentKind.HEARTBEAT_MISSED}
+
+
+def test_only_a_failed_sip_registration_is_a_failure():
+    sip = IncidentKind.SIP_REGISTRATION_FAILED
+    for state, failing in [
+        (SipRegistrationState.FAILED, True),
+        (SipRegistrationState.REGISTERING, False),
+        (SipRegistrationState.REGISTERED, False),
+        (SipRegistrationState.DISABLED, False),
+        (None, False),  # a simulated dialer, or an agent that does not say
+    ]:
+        verdict = _judge(dataclasses.replace(HEALTHY, sip_registration=state), 10)
+        assert (sip in verdict.failing) is failing, state
+        assert sip in verdict.judged
 
 
 def test_the_license_stage_is_the_nearest_warning_reached():

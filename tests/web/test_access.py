@@ -66,6 +66,8 @@ def test_a_viewer_sees_the_pages_without_the_controls_that_change_things(
     page = open_page(browser, stack.url)
     sign_in(page, "leser@nurlesen.example", "leser passwort 1")
     expect(page.get_by_role("heading", level=1)).to_have_text("Einstellungen")
+    # No agent has enrolled for this tenant: every page says so.
+    expect(page.locator("#agent")).to_contain_text("Rundruf Manager Service nicht eingerichtet")
     expect(page.get_by_role("button", name="anmelden")).to_be_disabled()
     expect(page.get_by_role("button", name="Speichern")).to_be_disabled()
     nav(page, "Gruppen")
@@ -73,6 +75,7 @@ def test_a_viewer_sees_the_pages_without_the_controls_that_change_things(
     expect(page.get_by_role("button", name="Gruppe anlegen")).to_have_count(0)
     nav(page, "Verlauf")
     expect(page.get_by_text("Noch keine Rundrufe.")).to_be_visible()
+    expect(page.locator("#agent")).to_contain_text("nicht eingerichtet")
     shot(page, artifacts, "viewer-history")
     page.get_by_role("button", name="Abmelden").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Anmelden")

@@ -17,7 +17,7 @@ from edge_agent.cache import LocalCache
 from edge_agent.channel import CommandChannel, full_jitter
 from edge_agent.commands import Commands
 from edge_agent.config import Enrolment
-from edge_agent.dialer import Dialer, make_dialer
+from edge_agent.dialer import Dialer, DialerError, make_dialer
 from edge_agent.errors import ServerRefused, ServerUnreachable
 from edge_agent.jobservice import JobServiceClient
 from edge_agent.ledger import Ledger, Outcome
@@ -62,6 +62,8 @@ class AgentService:
             else None
         )
         self.dialer = dialer or make_dialer(settings)
+        # A registration that comes or goes is reported at once, not a poll interval later.
+        self.dialer.on_status_change(self.commands.health_changed.set)
         calls = CallSettings(
             ring_timeout_s=settings.ring_timeout_seconds,
             retry_pause_s=settings.retry_pause_seconds,
@@ -141,9 +143,18 @@ class AgentService:
                 log.error("the server refused the outcome of %s: %s", command_id, exc)
                 return
 
+    async def start_dialer(self) -> None:
+        """Starts the dialer (SIP: registers at the PBX) long before any alarm; a failure is
+        logged and shows in the health report, and the next heartbeat tries again."""
+        try:
+            await self.dialer.start()
+        except DialerError as exc:
+            log.error("the dialer cannot start: %s", exc)
+
     async def heartbeat(self) -> None:
         while True:
             try:
+                await self.start_dialer()  # again, if starting failed before
                 poll = await self.server.report_health(await self.health())
                 if poll != int(self.cache.poll_interval):
                     self.cache.update_settings({"pollIntervalSeconds": poll})
@@ -168,8 +179,13 @@ class AgentService:
         return not dead and not recent and await self.broadcasts.journal.usable()
 
     async def health(self) -> dict[str, Any]:
+        registration = self.dialer.registration_status()
         return {
             "agentVersion": VERSION,
+            # What this installation really runs on: a simulator is never silent.
+            "pbxAdapter": self.pbx.adapter,
+            "dialer": self.dialer.kind,
+            "sipRegistration": registration.to_json() if registration is not None else None,
             "pbxReachable": await self.pbx.reachable(),
             "jobserviceReachable": (
                 await self.jobservice.healthy() if self.jobservice is not None else None
@@ -185,6 +201,7 @@ class AgentService:
                 await self.commands.ensure_login()
             except PbxError as exc:
                 log.warning("signing in to the PBX failed: %s", exc.message)
+        await self.start_dialer()  # registered before the first alarm, not at it
         await self.broadcasts.resume()
         self._background = background = [
             asyncio.create_task(self.heartbeat(), name="heartbeat"),

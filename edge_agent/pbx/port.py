@@ -11,6 +11,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 class UserState(enum.IntEnum):
@@ -53,6 +54,9 @@ class Directory:
 
 
 class Pbx(ABC):
+    # What the health report names: "sim" or "swyx".
+    adapter: ClassVar[str]
+
     @abstractmethod
     async def login(self, host: str, admin_user: str, password: str) -> None:
         """Signs in as administrator; later calls use this login."""

@@ -44,6 +44,8 @@ class SimPbx(Pbx):
     agent logs in again. A missing state file is a server that is not there.
     """
 
+    adapter = "sim"
+
     def __init__(self, state_path: Path) -> None:
         self._file = StateFile(state_path)
         self._host: str | None = None

@@ -51,6 +51,8 @@ StateReader = Callable[[Sequence[Group]], Awaitable[Mapping[str, UserState]]]
 
 
 class SwyxPbx(Pbx):
+    adapter = "swyx"
+
     def __init__(
         self,
         runner: PowerShellRunner,

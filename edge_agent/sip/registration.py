@@ -41,6 +41,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def printable(text: str, limit: int) -> str:
+    """One line of printable characters, at most `limit`: the server refuses anything else,
+    and a refused report would cost the heartbeat."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())[:limit]
+
+
 class RegistrationState(enum.StrEnum):
     REGISTERING = "registering"  # started, no final answer yet
     REGISTERED = "registered"
@@ -58,10 +64,11 @@ class RegistrationError:
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        params = {k: printable(v, 100) if isinstance(v, str) else v for k, v in self.params.items()}
         return {
             "code": self.code,
-            "params": dict(self.params),
-            "detail": self.detail[:DETAIL_MAX],
+            "params": params,
+            "detail": printable(self.detail, DETAIL_MAX),
             "at": self.at.isoformat(),
         }
 
@@ -86,7 +93,7 @@ def error_of(exc: BaseException, at: datetime) -> RegistrationError:
     if isinstance(exc, ua.RegistrationRefused):
         if exc.challenged and exc.status in (401, 407):
             return RegistrationError("credentialsRefused", at, {"status": exc.status}, detail)
-        reason = exc.reason[:60]
+        reason = printable(exc.reason, 60)
         return RegistrationError("refused", at, {"status": exc.status, "reason": reason}, detail)
     if isinstance(exc, ua.SipTimeout):
         return RegistrationError("timeout", at, {"seconds": round(64 * ua.T1)}, detail)

@@ -178,10 +178,13 @@ def test_each_failure_has_its_code_and_parameters() -> None:
         assert error.at == AT
 
 
-def test_details_and_reasons_are_bounded() -> None:
+def test_details_and_reasons_are_bounded_single_printable_lines() -> None:
     error = error_of(RegistrationRefused(500, "x" * 500, challenged=False), AT)
     assert len(str(error.params["reason"])) == 60
     assert len(error.to_json()["detail"]) <= 200
+    odd = error_of(RegistrationRefused(503, "Service\tUn\x01available", challenged=False), AT)
+    assert odd.to_json()["params"]["reason"] == "Service Un available"
+    assert "\t" not in odd.to_json()["detail"]
 
 
 def test_the_next_register_comes_at_the_check_or_before_the_expiry() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -159,3 +160,74 @@ def test_the_website_is_served_at_the_root_and_revalidated_on_every_load(
     etag = httpx.get(stack.url + "/js/app.js").headers["etag"]
     again = httpx.get(stack.url + "/js/app.js", headers={"If-None-Match": etag})
     assert again.status_code == 304
+
+
+def test_a_refused_sip_registration_shows_on_monitoring_and_einstellungen_with_its_incident(
+    browser: Browser, stack: WebStack, artifacts: Path
+) -> None:
+    """An agent on SwyxWare with the SIP dialer whose registration is refused: no
+    simulator label, the refusal in words, and the watchdog's incident (the "agent" here
+    is a GraphQL client with an enrolled installation's token)."""
+    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
+    tenant = ops('mutation { createTenant(input: {name: "SIP Echt AG"}) { id } }')["createTenant"]
+    key = ops(
+        "mutation($t: ID!, $v: DateTime!) { issueLicense(tenantId: $t, seats: 5, validUntil: $v) "
+        "{ key } }",
+        t=tenant["id"],
+        v="2099-01-01T00:00:00+00:00",
+    )["issueLicense"]["key"]
+    ops(
+        'mutation($t: ID!) { createUser(input: {tenantId: $t, email: "it@sipecht.example", '
+        'name: "IT", role: TENANT_VIEWER, password: "sipecht passwort 1"}) { id } }',
+        t=tenant["id"],
+    )
+    enrolled = Client(stack.url)(
+        "mutation($k: String!) { registerInstallation(licenseKey: $k, hostname: "
+        '"swyx.sipecht.local", agentVersion: "0.2.0") { token } }',
+        k=key,
+    )["registerInstallation"]
+    agent = Client(stack.url, enrolled["token"])
+    failed_since = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    agent(
+        "mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }",
+        input={
+            "agentVersion": "0.2.0",
+            "pbxReachable": True,
+            "alarmServiceOk": True,
+            "participantCount": 0,
+            "reportedAt": datetime.now(UTC).isoformat(),
+            "pbxAdapter": "swyx",
+            "dialer": "sip",
+            "sipRegistration": {
+                "state": "failed",
+                "since": failed_since,
+                "lastError": {
+                    "code": "refused",
+                    "params": {"status": 403, "reason": "Forbidden"},
+                    "detail": "REGISTER refused: 403 Forbidden",
+                    "at": failed_since,
+                },
+            },
+        },
+    )
+    refused = "Die Telefonanlage lehnt die Anmeldung ab (403 Forbidden)."
+
+    page = open_page(browser, stack.url)
+    sign_in(page, PLATFORM_EMAIL, PLATFORM_PASSWORD)
+    row = page.get_by_role("row").filter(has_text="SIP Echt AG")
+    expect(row.get_by_test_id("runs-on")).to_have_text("SwyxWare · SIP")
+    expect(row.get_by_test_id("sip-registration")).to_contain_text("fehlgeschlagen seit")
+    expect(row.get_by_test_id("sip-registration")).to_contain_text(refused)
+    expect(row.get_by_test_id("simulator")).to_have_count(0)
+    # The watchdog (sweeping every second here) opens its incident.
+    expect(row.get_by_role("cell").last).to_have_text("SIP-Anmeldung fehlgeschlagen")
+    shot(page, artifacts, "platform-monitoring-sip-refused")
+
+    customer = open_page(browser, stack.url)
+    sign_in(customer, "it@sipecht.example", "sipecht passwort 1")
+    expect(customer.get_by_role("heading", level=1)).to_have_text("Einstellungen")
+    facts = customer.locator(".facts")
+    expect(facts.get_by_test_id("runs-on")).to_have_text("SwyxWare · SIP")
+    expect(facts.get_by_test_id("sip-registration")).to_contain_text(refused)
+    expect(facts.get_by_test_id("simulator")).to_have_count(0)
+    shot(customer, artifacts, "customer-settings-sip-refused")

@@ -154,6 +154,10 @@ def test_a_customer_is_set_up_converts_a_group_and_watches_an_alarm_live(
     row = ops.get_by_role("row").filter(has_text="Musterfirma GmbH")
     expect(row.get_by_test_id("heartbeat")).to_have_text(re.compile(r"vor \d+ s"))
     expect(row.get_by_role("cell", name="ja").first).to_be_visible()
+    # It runs on the simulator and the table says so: the label, the adapter and dialer.
+    expect(row.get_by_test_id("simulator")).to_have_text("Simulator")
+    expect(row.get_by_test_id("runs-on")).to_have_text("SwyxWare-Simulator · simulierte Anrufe")
+    expect(row.get_by_test_id("sip-registration")).to_have_text("entfällt (simulierte Anrufe)")
     shot(ops, artifacts, "platform-monitoring")
 
     # First sign-in: Einstellungen, "anmelden" until the agent answers, then Gruppen.
@@ -342,6 +346,11 @@ def change_the_timing(page: Page, artifacts: Path) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
     nav(page, "Einstellungen")
     expect(page.get_by_text("Status: angemeldet")).to_be_visible()
+    # The customer sees what their installation runs on, labelled as the simulator it is.
+    facts = page.locator(".facts")
+    expect(facts.get_by_test_id("simulator")).to_have_text("Simulator")
+    expect(facts.get_by_test_id("runs-on")).to_have_text("SwyxWare-Simulator · simulierte Anrufe")
+    expect(facts.get_by_test_id("sip-registration")).to_have_text("entfällt (simulierte Anrufe)")
     # The shortest interval: the agent reports every 5 s, the watchdog sees it soon.
     page.get_by_label("Abfrageintervall (Sekunden)").fill("5")
     page.get_by_label("Timeout für Rundrufe (Sekunden)").fill("120")
@@ -367,7 +376,7 @@ def see_the_agent_go_away_and_come_back(page: Page, ops: Page, site: Site, artif
     # The customer's own view (Einstellungen): no last green values.
     state = page.get_by_test_id("agent-state")
     expect(state).to_contain_text("nicht verbunden seit")
-    for label in ("Swyx-Server erreichbar", "Alarmruf-Dienst", "Teilnehmer"):
+    for label in ("Swyx-Server erreichbar", "Alarmruf-Dienst", "Teilnehmer", "SIP-Anmeldung"):
         fact = page.locator("dt", has_text=label).locator("xpath=following-sibling::dd[1]")
         expect(fact).to_contain_text("unbekannt seit")
     shot(page, artifacts, "customer-agent-away")

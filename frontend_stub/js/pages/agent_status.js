@@ -4,10 +4,12 @@
 import { awayReason, onAgentChange } from "../agent.js";
 import { gql } from "../api.js";
 import { t } from "../i18n.js";
+import { RUNS_ON_FIELDS, runsOn, simulatorLabel, sipRegistration } from "../installation.js";
 import { age, h, messages, replace, section, showError, unknownSince, yesNo } from "../ui.js";
 
 const STATUS = `{ agentConnection { state since installation { hostname agentVersion lastHeartbeatAt
-  connected offlineSince participantCount pbxReachable jobserviceReachable alarmServiceOk } } }`;
+  connected offlineSince participantCount pbxReachable jobserviceReachable alarmServiceOk
+  ${RUNS_ON_FIELDS} } } }`;
 // Health values change without a state change (the PBX goes down): read them again now and then.
 const REFRESH_MS = 10000;
 
@@ -15,7 +17,9 @@ function rows(agent) {
   const i = agent.installation;
   const value = (v) => (i.connected ? v : unknownSince(i.offlineSince));
   return [
-    [t("monitoring.host"), `${i.hostname}${i.agentVersion ? ` ${i.agentVersion}` : ""}`],
+    [t("monitoring.host"), [`${i.hostname}${i.agentVersion ? ` ${i.agentVersion}` : ""}`, simulatorLabel(i)]],
+    [t("installation.runsOn"), runsOn(i)],
+    [t("sip.title"), value(sipRegistration(i))],
     [t("monitoring.heartbeat"), i.lastHeartbeatAt ? age(i.lastHeartbeatAt) : t("monitoring.never")],
     [t("monitoring.pbx"), value(yesNo(i.pbxReachable))],
     [t("monitoring.jobservice"), value(yesNo(i.jobserviceReachable))],

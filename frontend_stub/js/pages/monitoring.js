@@ -4,11 +4,12 @@
 
 import { gql } from "../api.js";
 import { t } from "../i18n.js";
+import { RUNS_ON_FIELDS, runsOn, simulatorLabel, sipRegistration } from "../installation.js";
 import { age, h, messages, replace, showError, table, time, unknownSince, yesNo } from "../ui.js";
 
 const INSTALLATIONS = `{ tenants { id name }
   installations { id tenantId hostname agentVersion lastHeartbeatAt connected offlineSince
-    participantCount pbxReachable jobserviceReachable alarmServiceOk revokedAt
+    participantCount pbxReachable jobserviceReachable alarmServiceOk revokedAt ${RUNS_ON_FIELDS}
     openIncidents { id kind openedAt } } }`;
 const REFRESH_MS = 5000;
 
@@ -31,17 +32,19 @@ export function render({ main }) {
     const rows = data.installations.map((i) =>
       h("tr", { "data-installation": i.id },
         h("td", {}, names[i.tenantId] || "–"),
-        h("td", {}, i.hostname, i.agentVersion ? h("small", { class: "muted" }, ` ${i.agentVersion}`) : null),
+        h("td", {}, i.hostname, i.agentVersion ? h("small", { class: "muted" }, ` ${i.agentVersion}`) : null,
+          simulatorLabel(i), h("br"), h("small", { class: "muted" }, runsOn(i))),
         h("td", { "data-testid": "heartbeat" }, heartbeat(i)),
         // A silent agent's values are unknown since its last report, not its last green.
         h("td", { class: "num" }, i.connected ? i.participantCount ?? "–" : unknownSince(i.offlineSince)),
         h("td", {}, i.connected ? yesNo(i.pbxReachable) : unknownSince(i.offlineSince)),
         h("td", {}, i.connected ? yesNo(i.jobserviceReachable) : unknownSince(i.offlineSince)),
         h("td", {}, i.connected ? yesNo(i.alarmServiceOk) : unknownSince(i.offlineSince)),
+        h("td", {}, i.connected ? sipRegistration(i) : unknownSince(i.offlineSince)),
         h("td", {}, i.openIncidents.length
           ? h("ul", { class: "incidents" }, i.openIncidents.map((x) => h("li", { class: "flag bad" }, t(`incident.${x.kind}`))))
           : t("none"))));
-    const headers = ["tenant", "host", "heartbeat", "participants", "pbx", "jobservice", "alarm", "incidents"];
+    const headers = ["tenant", "host", "heartbeat", "participants", "pbx", "jobservice", "alarm", "sip", "incidents"];
     replace(view, data.installations.length
       ? table(headers.map((k) => t(`monitoring.${k}`)), rows)
       : h("p", {}, t("monitoring.empty")));

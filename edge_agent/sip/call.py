@@ -31,6 +31,7 @@ from edge_agent.sip.message import (
 from edge_agent.sip.rtp import DtmfDetector, RtpPacket
 from edge_agent.sip.transport import Address
 from edge_agent.sip.ua import TIMER_C, ClientTransaction, UserAgent
+from edge_agent.sip.udp import UdpSocket
 
 log = logging.getLogger(__name__)
 
@@ -45,43 +46,30 @@ class Ended:
 
 class _Media:
     """The call's RTP socket, opened without a loop pass: bound, non-blocking, read by
-    a reader callback. Sending is a plain ``sendto`` (the pacer counts a failure as a
-    lost packet); the socket stays unconnected, so telephone-events are heard from
-    whatever port the phone sends them from."""
+    the loop (`udp.UdpSocket`). Sending is a plain ``sendto`` (the pacer counts a
+    failure as a lost packet); the socket stays unconnected, so telephone-events are
+    heard from whatever port the phone sends them from."""
 
     def __init__(self, call: Call, host: str) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            self.sock.setblocking(False)
-            self.sock.bind((host, 0))
-            self.port: int = self.sock.getsockname()[1]
-            self._loop = asyncio.get_running_loop()
-            self._loop.add_reader(self.sock.fileno(), self._readable, call)
+            sock.setblocking(False)
+            sock.bind((host, 0))
+            self.port: int = sock.getsockname()[1]
+            # A burst at most per wake-up, then the rest of the loop gets its turn.
+            self._udp = UdpSocket(sock, lambda data, _: call.on_rtp(data), batch=32)
         except BaseException:
-            self.sock.close()
+            sock.close()
             raise
-        self.sendto = self.sock.sendto
+        self.sendto = self._udp.sendto
         self.closed = False
-
-    def _readable(self, call: Call) -> None:
-        for _ in range(32):  # a burst at most, then the rest of the loop gets its turn
-            try:
-                data = self.sock.recv(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # an ICMP error from an earlier send, say
-                log.debug("RTP receive error: %r", exc)
-                return
-            call.on_rtp(data)
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        with contextlib.suppress(RuntimeError, ValueError):  # the loop may be closed already
-            self._loop.remove_reader(self.sock.fileno())
-        self.sock.close()
+        self._udp.close()
 
 
 MAX_RING_S = TIMER_C - 10.0  # a longer ring timeout would never send its CANCEL

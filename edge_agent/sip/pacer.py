@@ -11,14 +11,17 @@ callbacks of the streams that sent their last packet.
 Timing. Slot k is due at ``start + k * interval / lanes`` (computed, never
 accumulated, so there is no drift). asyncio's timers wake up late by up to a
 millisecond (epoll's timeout is in milliseconds, rounded up) plus scheduling
-noise. On Linux the pacer therefore arms a timerfd (`_Alarm`, through ctypes:
-Python 3.11 has no os.timerfd) for 0.3 ms before the slot; the kernel wakes the
-loop to the microsecond and the rest is waited with `time.sleep` (a
-`clock_nanosleep`, precise to tens of microseconds). Elsewhere it asks the loop
-to wake it `early` seconds (2 ms) before and sleeps the rest. That sleep blocks
-the loop for at most about 0.3 ms (or `early`) per slot; it is cheaper than
-spinning on ``asyncio.sleep(0)`` and nothing else on the loop is as
-time-critical as the audio.
+noise. The pacer therefore has an alarm (`alarms.make_alarm`) wake the loop
+0.3 ms before the slot: on Linux a timerfd (through ctypes: Python 3.11 has no
+os.timerfd), to the microsecond; on Windows, where asyncio's timers are coarser
+than a slot, a thread that sleeps until then, with the system timer raised to
+1 ms while streams run (`alarms.TimerResolution`). The rest is waited with
+`time.sleep` (a `clock_nanosleep`, precise to tens of microseconds; on Windows
+a high-resolution waitable timer). Elsewhere it asks the loop to wake it
+`early` seconds (2 ms) before and sleeps the rest. That sleep blocks the loop
+for at most about 0.3 ms (or `early`) per slot; it is cheaper than spinning on
+``asyncio.sleep(0)`` and nothing else on the loop is as time-critical as the
+audio. Times are `alarms.clock()` seconds (QueryPerformanceCounter on Windows).
 
 Catch-up. When the loop was blocked past one or more ticks (a slow callback, a
 GC pause), the missed ticks are sent at once, in order, for every stream: the
@@ -34,16 +37,14 @@ talkspurt, RFC 3551 4.1) so the receiver resynchronises.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import logging
-import os
 import secrets
 import struct
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
+
+from edge_agent.sip import alarms
 
 __all__ = ["FRAME", "Pacer", "RtpStream"]
 
@@ -178,7 +179,7 @@ class Pacer:
 
     `run()` (or `start()`, a task on `loop` or else the running loop) drives
     it until `close()`; `tick(now)` is the whole sending logic for a given
-    monotonic time, which tests call directly.
+    `alarms.clock()` time, which tests call directly.
 
     Lanes. With `lanes` > 1 the interval is cut into that many slots, slot j due
     at ``start + j * interval / lanes``; each stream joins the least busy lane
@@ -221,7 +222,8 @@ class Pacer:
         self._wake = asyncio.Event()
         self._closed = False
         self._task: asyncio.Task[None] | None = None
-        self._alarm: _Alarm | None = None
+        self._alarm: alarms.Alarm | None = None
+        self.resolution = alarms.TimerResolution()
         self.lateness: deque[float] = deque(maxlen=samples)
         self.ticks = 0
         self.caught_up = 0
@@ -251,7 +253,7 @@ class Pacer:
         self._joining.discard(stream)
 
     def tick(self, now: float) -> int:
-        """Send every slot due at monotonic time `now`; the number of slots sent."""
+        """Send every slot due at `alarms.clock()` time `now`; the number of slots sent."""
         if self._start is None:
             self._start, self._next = now, 0
         # The epsilon keeps a slot due at exactly its ideal time despite float rounding.
@@ -329,31 +331,36 @@ class Pacer:
         return self._next
 
     async def run(self) -> None:
-        """Send until `close()`; idle (no timer at all) while no stream is added."""
-        alarm = self._alarm = _Alarm.create()
+        """Send until `close()`; idle (no timer at all, the system timer at its default
+        on Windows) while no stream is added."""
+        clock = alarms.clock
+        alarm = self._alarm = alarms.make_alarm(asyncio.get_running_loop())
         try:
             while not self._closed:
                 if not self._lane_of:
+                    self.resolution.end()
                     self._start = None  # the next stream starts a new schedule
                     self._wake.clear()
                     await self._wake.wait()
                     continue
+                self.resolution.begin()
                 if self._start is None:
-                    self._start, self._next = time.monotonic(), 0
+                    self._start, self._next = clock(), 0
                 target = self._ideal(self._next_busy_slot())
                 if alarm is not None:
-                    # A timer in the kernel wakes the loop within tens of microseconds;
-                    # the short rest is slept so the slot leaves on time.
-                    await alarm.wait_until(target - _ALARM_EARLY)
+                    # The alarm wakes the loop within tens of microseconds; the short
+                    # rest is slept so the slot leaves on time.
+                    await alarm.wait_until(target - alarms.ALARM_EARLY)
                 else:
                     # Always yield once, even when behind, so the loop is never starved.
-                    await asyncio.sleep(max(0.0, target - time.monotonic() - self.early))
-                remaining = target - time.monotonic()
+                    await asyncio.sleep(max(0.0, target - clock() - self.early))
+                remaining = target - clock()
                 if remaining > 0:
                     time.sleep(remaining)  # noqa: ASYNC251 -- at most `early`; see the module text
                 if self._lane_of and not self._closed:
-                    self.tick(time.monotonic())
+                    self.tick(clock())
         finally:
+            self.resolution.end()
             if alarm is not None:
                 alarm.close()
 
@@ -370,77 +377,3 @@ class Pacer:
         self._wake.set()
         if self._task is not None:
             self._task.cancel()
-
-
-_ALARM_EARLY = 0.0003  # the kernel timer fires this much before the slot; slept off
-
-
-class _Alarm:
-    """A Linux timerfd on the event loop: wakes the loop at an absolute monotonic time
-    to the microsecond, where asyncio's own timers round the epoll timeout up to the
-    next millisecond. None (`create`) where there is no timerfd: Windows, say, where
-    the pacer falls back to waking `early` and sleeping the rest."""
-
-    def __init__(self, fd: int, settime: Callable[..., int]) -> None:
-        self._fd = fd
-        self._settime = settime
-        self._spec = _ITimerSpec()
-        self._fired: asyncio.Future[None] | None = None
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(fd, self._on_fire)
-
-    @classmethod
-    def create(cls) -> _Alarm | None:
-        if not sys.platform.startswith("linux"):
-            return None
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            create, settime = libc.timerfd_create, libc.timerfd_settime
-        except (OSError, AttributeError):
-            return None
-        create.restype = ctypes.c_int
-        create.argtypes = [ctypes.c_int, ctypes.c_int]
-        settime.restype = ctypes.c_int
-        settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-        fd = create(time.CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
-        if fd < 0:
-            return None
-        return cls(fd, settime)
-
-    async def wait_until(self, when: float) -> None:
-        """Returns at monotonic time `when` or soon after (at once when it has passed,
-        after one pass of the loop)."""
-        seconds = max(when, 1e-6)
-        self._spec.it_value.tv_sec = int(seconds)
-        self._spec.it_value.tv_nsec = int((seconds % 1) * 1e9)
-        self._fired = self._loop.create_future()
-        if self._settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None) != 0:
-            self._fired = None
-            await asyncio.sleep(max(0.0, when - time.monotonic()))
-            return
-        try:
-            await self._fired
-        finally:
-            self._fired = None
-
-    def _on_fire(self) -> None:
-        with contextlib.suppress(OSError):
-            os.read(self._fd, 8)
-        if self._fired is not None and not self._fired.done():
-            self._fired.set_result(None)
-
-    def close(self) -> None:
-        with contextlib.suppress(RuntimeError, ValueError):
-            self._loop.remove_reader(self._fd)
-        os.close(self._fd)
-
-
-class _TimeSpec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-class _ITimerSpec(ctypes.Structure):
-    _fields_ = [("it_interval", _TimeSpec), ("it_value", _TimeSpec)]
-
-
-_TFD_NONBLOCK, _TFD_CLOEXEC, _TFD_TIMER_ABSTIME = os.O_NONBLOCK, os.O_CLOEXEC, 1

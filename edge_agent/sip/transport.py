@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from edge_agent.sip.errors import SipParseError
 from edge_agent.sip.message import Headers, Request, Response, parse, parse_stream
+from edge_agent.sip.udp import UdpSocket
 
 log = logging.getLogger(__name__)
 
@@ -69,22 +70,21 @@ class Transport:
 
 
 class UdpTransport(Transport):
-    """SIP over UDP on a socket of its own, drained on every wake-up.
+    """SIP over UDP on a socket of its own (`udp.UdpSocket`: drained on every wake-up
+    where the loop has readers, an asyncio endpoint on Windows' proactor loop).
 
     asyncio's datagram transport reads one datagram per loop pass; when hundreds
     of answers arrive at once (every member of an alarm picking up) the kernel
-    buffer overflows and answers are lost. Here a reader takes up to
-    `DRAIN_BATCH` datagrams per wake-up, and the buffer is enlarged.
+    buffer overflows and answers are lost. So on a selector loop a reader takes
+    up to `DRAIN_BATCH` datagrams per wake-up, and the buffer is enlarged.
     """
 
     name = "UDP"
 
-    def __init__(
-        self, receiver: Receiver, sock: socket.socket, loop: asyncio.AbstractEventLoop
-    ) -> None:
+    def __init__(self, receiver: Receiver, sock: socket.socket) -> None:
         self._receiver = receiver
         self._sock = sock
-        self._loop = loop
+        self._udp = UdpSocket(sock, self.datagram_received, batch=DRAIN_BATCH)
         self._closed = False
         self._local: Address | None = None
 
@@ -96,14 +96,11 @@ class UdpTransport(Transport):
             sock.setblocking(False)
             _enlarge_buffers(sock)
             sock.bind((host, port))
-        except OSError:
+            transport = cls(receiver, sock)
+        except BaseException:
             sock.close()
             raise
-        loop = asyncio.get_running_loop()
-        transport = cls(receiver, sock, loop)
-        # A selector loop (the default on Linux; on Windows the agent must choose
-        # WindowsSelectorEventLoopPolicy: the proactor loop has no add_reader).
-        loop.add_reader(sock.fileno(), transport._readable)
+        await transport._udp.ready()
         return transport
 
     @property
@@ -112,17 +109,6 @@ class UdpTransport(Transport):
             host, port = self._sock.getsockname()[:2]
             self._local = str(host), int(port)
         return self._local
-
-    def _readable(self) -> None:
-        for _ in range(DRAIN_BATCH):
-            try:
-                data, addr = self._sock.recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # an ICMP unreachable for an old datagram, say
-                log.debug("UDP error: %r", exc)
-                return
-            self.datagram_received(data, (str(addr[0]), int(addr[1])))
 
     def datagram_received(self, data: bytes, address: Address) -> None:
         if not data.strip(b"\r\n"):
@@ -144,7 +130,7 @@ class UdpTransport(Transport):
         if self._closed:
             return
         try:
-            self._sock.sendto(data, address)
+            self._udp.sendto(data, address)
         except (BlockingIOError, InterruptedError):
             # The send buffer is full: like a lost datagram, retransmission covers it.
             log.warning("SIP send buffer full; a datagram to %s:%d is dropped", *address)
@@ -155,9 +141,7 @@ class UdpTransport(Transport):
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(RuntimeError, ValueError):  # the loop may be closed already
-            self._loop.remove_reader(self._sock.fileno())
-        self._sock.close()
+        self._udp.close()
 
 
 def _enlarge_buffers(sock: socket.socket) -> None:

@@ -134,3 +134,41 @@ class FakeWinmm:
     def raised(self) -> int:
         """How many begins are not ended yet."""
         return sum(1 if kind == "begin" else -1 for kind, _ in self.calls)
+
+
+class FakeWs2_32:
+    """WSAIoctl: the (socket, control code, input value) of each call; 0 (success)."""
+
+    def __init__(self) -> None:
+        self.ioctls: list[tuple[int, int, int]] = []
+
+    def WSAIoctl(self, sock: Any, code: Any, inbuf: Any, *rest: Any) -> int:
+        self.ioctls.append((sock.value, code.value, inbuf._obj.value))
+        return 0
+
+
+@dataclass
+class AsOnWindows:
+    """Every fake, for a test that runs the agent's Windows branches together."""
+
+    pywin32: FakePywin32 = field(default_factory=FakePywin32)
+    msvcrt: FakeMsvcrt = field(default_factory=FakeMsvcrt)
+    winmm: FakeWinmm = field(default_factory=FakeWinmm)
+    ws2_32: FakeWs2_32 = field(default_factory=FakeWs2_32)
+
+
+def as_on_windows(monkeypatch: Any) -> AsOnWindows:
+    """Patches the platform checks to say Windows, with the proactor loop's lack of
+    add_reader, and puts the fakes where the Windows branches load their modules."""
+    from edge_agent import filelock, files, platforms
+    from edge_agent.sip import alarms, udp
+
+    fakes = AsOnWindows()
+    monkeypatch.setattr(platforms, "on_windows", lambda: True)
+    monkeypatch.setattr(platforms, "on_linux", lambda: False)
+    monkeypatch.setattr(platforms, "loop_has_readers", lambda loop: False)
+    monkeypatch.setattr(files, "_pywin32", fakes.pywin32.modules)
+    monkeypatch.setattr(filelock, "_msvcrt", lambda: fakes.msvcrt)
+    monkeypatch.setattr(alarms, "winmm", lambda: fakes.winmm)
+    monkeypatch.setattr(udp, "_ws2_32", lambda: fakes.ws2_32)
+    return fakes

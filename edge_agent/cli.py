@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from edge_agent import config
+from edge_agent import config, stopping
 from edge_agent.errors import AgentError, ConfigurationError, ServerRefused
 from edge_agent.server import REGISTER, graphql
 from edge_agent.settings import VERSION, AgentBaseSettings, SimCallSettings, load_run_settings
@@ -47,6 +47,7 @@ def _add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     enroll.add_argument("--hostname", help="default: this computer's name")
     enroll.set_defaults(func=_enroll)
     run = commands.add_parser("run", help="run the agent until stopped")
+    run.add_argument(stopping.FLAG, dest="stop_with_stdin", action="store_true", help=stopping.HELP)
     run.set_defaults(func=_run)
     _add_sim_call(commands)
 
@@ -125,7 +126,8 @@ def _run(args: argparse.Namespace) -> int:
         # process: frozen, a full collection no longer scans it, which shortens the
         # pauses the RTP pacer has to wait through during an alarm.
         gc.freeze()
-        asyncio.run(service.run())
+        work = service.run()
+        asyncio.run(stopping.until_stdin_closes(work) if args.stop_with_stdin else work)
     except ServerRefused as exc:
         print(f"rundruf agent: {exc}; enroll again", file=sys.stderr)
         return 3

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from edge_agent import stopping
 from swyx_jobservice.errors import ConfigurationError, StoreError
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="overrides RUNDRUF_JOBSERVICE_HOST")
     parser.add_argument("--port", type=int, help="overrides RUNDRUF_JOBSERVICE_PORT")
+    parser.add_argument(
+        stopping.FLAG, dest="stop_with_stdin", action="store_true", help=stopping.HELP
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigurationError, StoreError) as exc:
         print(f"rundruf jobservice: {exc.message}", file=sys.stderr)
         return 2
-    _serve(app, settings)
+    _serve(app, settings, stop_with_stdin=args.stop_with_stdin)
     return 0
 
 
-def _serve(app: Starlette, settings: JobServiceSettings) -> None:
+def _serve(app: Starlette, settings: JobServiceSettings, *, stop_with_stdin: bool) -> None:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -69,10 +73,19 @@ def _serve(app: Starlette, settings: JobServiceSettings) -> None:
             await super().serve(sockets)
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            loop = self.loop
-            if loop is not None:  # a signal handler: hand over to the loop's thread
-                loop.call_soon_threadsafe(lambda: loop.create_task(app.state.store.stop_waiting()))
+            self.wake_polls()
             super().handle_exit(sig, frame)
+
+        def stop(self) -> None:
+            """Ends serving from any thread, as a signal would, but without uvicorn
+            raising that signal again once it has stopped (the exit code stays 0)."""
+            self.wake_polls()
+            self.should_exit = True
+
+        def wake_polls(self) -> None:
+            loop = self.loop
+            if loop is not None:  # a signal handler or a thread: hand over to the loop
+                loop.call_soon_threadsafe(lambda: loop.create_task(app.state.store.stop_waiting()))
 
     config = uvicorn.Config(
         app,
@@ -82,7 +95,10 @@ def _serve(app: Starlette, settings: JobServiceSettings) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    Server(config).run()
+    server = Server(config)
+    if stop_with_stdin:
+        stopping.watch_stdin(server.stop)
+    server.run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

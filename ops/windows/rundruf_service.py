@@ -10,7 +10,9 @@ Each service runs one child process with the Python that installed it
 `rundruf-agent run` and `rundruf-jobservice`) and the environment
 from `%ProgramData%\\Rundruf\\<name>.env` (KEY=VALUE lines; the settings of
 `edge_agent/settings.py` and `swyx_jobservice/settings.py`). The child is restarted
-after a crash (5 s pause, at most every 5 s); stopping the service stops it. The
+after a crash (5 s pause, at most every 5 s). Stopping the service closes the child's
+standard input (the child runs with `--stop-with-stdin`, edge_agent/stopping.py), so it
+ends its work cleanly; after STOP_GRACE_S it is ended hard (TerminateProcess). The
 child works in `%ProgramData%\\Rundruf` (not in the service host's System32), and
 the agent's enrolment and state are in `%ProgramData%\\Rundruf\\agent` unless
 `agent.env` names other places (`RUNDRUF_AGENT_CONFIG_PATH`, `RUNDRUF_AGENT_STATE_DIR`).
@@ -25,6 +27,7 @@ tested on Linux (`tests/agent/test_windows_ops.py`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import subprocess
@@ -50,6 +53,10 @@ SERVICES: dict[str, dict[str, Any]] = {
 }
 ENROLL_ARGS = ["-m", "edge_agent", "enroll"]
 RESTART_PAUSE_S = 5.0
+# The child stops when its standard input closes: a service has no console, so no
+# signal Python could handle reaches it (edge_agent/stopping.py, its FLAG).
+STOP_FLAG = "--stop-with-stdin"
+STOP_GRACE_S = 15.0
 
 
 def data_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -75,7 +82,7 @@ def read_env_file(text: str) -> dict[str, str]:
 
 
 def child_command(kind: str, python: str = sys.executable) -> list[str]:
-    return [python, *SERVICES[kind]["args"]]
+    return [python, *SERVICES[kind]["args"], STOP_FLAG]
 
 
 def default_settings(kind: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -113,9 +120,23 @@ def start_child(
         child_command(kind, python),
         env=child_environment(kind, environ),
         cwd=data_dir(environ),
+        stdin=subprocess.PIPE,  # closed to stop it: see stop_child
         stdout=stdout,
         stderr=subprocess.STDOUT,
     )
+
+
+def stop_child(child: subprocess.Popen[bytes], grace: float = STOP_GRACE_S) -> int:
+    """Asks the child to stop by closing its standard input, waits `grace` seconds for
+    it to finish cleanly, then ends it hard; its exit code."""
+    if child.stdin is not None:
+        with contextlib.suppress(OSError):
+            child.stdin.close()
+    try:
+        return child.wait(grace)
+    except subprocess.TimeoutExpired:
+        child.terminate()
+        return child.wait(10)
 
 
 def enroll(
@@ -174,10 +195,11 @@ def _service_class(kind: str, class_name: str) -> Any:
             self.child: subprocess.Popen[bytes] | None = None
 
         def SvcStop(self) -> None:
-            self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING)
+            # SvcDoRun stops the child (stop_child) and returns; tell the SCM how long.
+            self.ReportServiceStatus(
+                win32service.SERVICE_STOP_PENDING, waitHint=int((STOP_GRACE_S + 15) * 1000)
+            )
             win32event.SetEvent(self.stop_event)
-            if self.child is not None and self.child.poll() is None:
-                self.child.terminate()
 
         def SvcDoRun(self) -> None:
             log_dir = data_dir() / "logs"
@@ -187,8 +209,9 @@ def _service_class(kind: str, class_name: str) -> Any:
                     self.child = start_child(kind, log)
                     while self.child.poll() is None:
                         if win32event.WaitForSingleObject(self.stop_event, 1000) == 0:
-                            self.child.wait(30)
+                            stop_child(self.child)
                             return
+                    stop_child(self.child, 0)  # crashed: only its stdin pipe to close
                 time.sleep(RESTART_PAUSE_S)
 
     # pywin32's service host finds the class by module and name: make both the global's.

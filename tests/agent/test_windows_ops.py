@@ -38,8 +38,9 @@ def test_the_children_run_the_agent_and_the_job_service() -> None:
     module = service_module()
 
     # The customer install's commands, which import nothing of the central service.
-    assert module.child_command("agent", "py.exe") == ["py.exe", "-m", "edge_agent", "run"]
-    assert module.child_command("jobservice", "py.exe") == ["py.exe", "-m", "swyx_jobservice"]
+    stop = "--stop-with-stdin"  # how the service stops them (tests/agent/test_windows_stop.py)
+    assert module.child_command("agent", "py.exe") == ["py.exe", "-m", "edge_agent", "run", stop]
+    assert module.child_command("jobservice", "py.exe") == ["py.exe", "-m", "swyx_jobservice", stop]
 
 
 def test_the_env_file_sets_only_rundruf_settings(tmp_path: Path) -> None:
@@ -97,7 +98,7 @@ def enrol_then_run(
         )
         == 0
     )
-    module.start_child("agent", subprocess.DEVNULL, environ, str(python)).wait(30)
+    module.stop_child(module.start_child("agent", subprocess.DEVNULL, environ, str(python)), 30)
     lines = Path(environ["FAKE_PYTHON_OUT"]).read_text().splitlines()
     return [json.loads(line) for line in lines]
 
@@ -129,7 +130,7 @@ def test_enrolment_writes_where_the_service_reads(
         "--license",
         "K",
     ]
-    assert service["args"] == ["-m", "edge_agent", "run"]
+    assert service["args"] == ["-m", "edge_agent", "run", "--stop-with-stdin"]
     for child in (enrolment, service):
         assert (child["config"], child["state"]) == (
             str(agent_folder / "agent.json"),

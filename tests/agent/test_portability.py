@@ -327,3 +327,16 @@ def test_the_scanner_flags_a_bare_posix_only_call(source: str, what: str) -> Non
 )
 def test_the_scanner_accepts_a_guarded_or_portable_call(source: str) -> None:
     assert scan(source) == []
+
+
+def test_nothing_moves_the_customer_side_off_windows_default_loop() -> None:
+    """The agent stays on the proactor loop on Windows: the only one that runs the
+    Swyx adapter's PowerShell subprocesses, and not capped at 512 sockets by select()."""
+    chosen = {"set_event_loop_policy", "WindowsSelectorEventLoopPolicy", "SelectorEventLoop"}
+    found = []
+    for path in customer_modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+            if name in chosen:
+                found.append(f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}: {name}")
+    assert not found, found

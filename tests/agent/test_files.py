@@ -99,7 +99,7 @@ def test_on_windows_without_pywin32_no_folder_is_left_with_inherited_rights(
 ) -> None:
     monkeypatch.setattr(platforms, "on_windows", lambda: True)  # the real import fails here
 
-    with pytest.raises(ImportError, match=r"pywin32 is needed on Windows .*'rundruf\[windows\]'"):
+    with pytest.raises(ImportError, match=r"pywin32 is needed on Windows .*pip install rundruf"):
         files.write_atomic(tmp_path / "agent" / "agent.json", b"{}")
 
     assert not (tmp_path / "agent").exists()

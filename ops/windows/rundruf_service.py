@@ -10,7 +10,9 @@ Each service runs one child process with the Python that installed it
 `rundruf-agent run` and `rundruf-jobservice`) and the environment
 from `%ProgramData%\\Rundruf\\<name>.env` (KEY=VALUE lines; the settings of
 `edge_agent/settings.py` and `swyx_jobservice/settings.py`). The child is restarted
-after a crash (5 s pause, at most every 5 s). Stopping the service closes the child's
+after a crash (after 5 s, doubling with each crash in a row up to 5 minutes); an exit
+that no restart can mend (incomplete settings, a refused enrolment) stops the service
+with the reason in its log. Stopping the service closes the child's
 standard input (the child runs with `--stop-with-stdin`, edge_agent/stopping.py), so it
 ends its work cleanly; after STOP_GRACE_S it is ended hard (TerminateProcess). The
 child works in `%ProgramData%\\Rundruf` (not in the service host's System32), and
@@ -53,6 +55,12 @@ SERVICES: dict[str, dict[str, Any]] = {
 }
 ENROLL_ARGS = ["-m", "edge_agent", "enroll"]
 RESTART_PAUSE_S = 5.0
+# A child crashing again and again waits longer each time (a log line every 5 s for
+# hours helps nobody), up to this.
+RESTART_PAUSE_MAX_S = 300.0
+# Exit codes that no restart can mend: the agent's settings are incomplete or wrong (2),
+# or the server refused its enrolment (3, enroll again). The service stops and says why.
+PERMANENT_EXIT_CODES = {2: "the settings are incomplete or wrong", 3: "enrol again"}
 # The child stops when its standard input closes: a service has no console, so no
 # signal Python could handle reaches it (edge_agent/stopping.py, its FLAG).
 STOP_FLAG = "--stop-with-stdin"
@@ -106,6 +114,14 @@ def child_environment(kind: str, environ: Mapping[str, str] = os.environ) -> dic
         env.update(read_env_file(path.read_text(encoding="utf-8")))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def restart_pause(returncode: int, crashes: int) -> float | None:
+    """Seconds to wait before starting a child again that ended with `returncode` after
+    `crashes` ends in a row; None when a restart cannot help (the service stops)."""
+    if returncode in PERMANENT_EXIT_CODES:
+        return None
+    return min(RESTART_PAUSE_S * 2 ** max(0, crashes - 1), RESTART_PAUSE_MAX_S)
 
 
 def start_child(
@@ -204,15 +220,28 @@ def _service_class(kind: str, class_name: str) -> Any:
         def SvcDoRun(self) -> None:
             log_dir = data_dir() / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)
+            crashes = 0
             while True:
                 with open(log_dir / f"{kind}.log", "ab") as log:
                     self.child = start_child(kind, log)
+                    started = time.monotonic()
                     while self.child.poll() is None:
                         if win32event.WaitForSingleObject(self.stop_event, 1000) == 0:
                             stop_child(self.child)
                             return
-                    stop_child(self.child, 0)  # crashed: only its stdin pipe to close
-                time.sleep(RESTART_PAUSE_S)
+                    code = stop_child(self.child, 0)  # ended: only its stdin pipe to close
+                    # A child that ran for a while before it ended starts the count anew.
+                    crashes = 1 if time.monotonic() - started > RESTART_PAUSE_MAX_S else crashes + 1
+                    pause = restart_pause(code, crashes)
+                    if pause is None:
+                        log.write(
+                            f"rundruf service: stopped, exit code {code}: "
+                            f"{PERMANENT_EXIT_CODES[code]}\n".encode()
+                        )
+                        return
+                # Waits for the pause or a stop, whichever comes first.
+                if win32event.WaitForSingleObject(self.stop_event, int(pause * 1000)) == 0:
+                    return
 
     # pywin32's service host finds the class by module and name: make both the global's.
     Service.__name__ = Service.__qualname__ = class_name

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -204,3 +205,87 @@ def test_the_prerequisites_checker_covers_what_the_issue_asks() -> None:
 
     for check in ("BuildNumber", "IpPbx", "Get-NetTCPConnection", "Test-NetConnection", "exit 1"):
         assert check in text
+
+
+class _FakeServiceFramework:
+    def __init__(self, args: object) -> None:
+        self.statuses: list[int] = []
+
+    def ReportServiceStatus(self, status: int, waitHint: int = 0) -> None:
+        self.statuses.append(status)
+
+
+def _fake_service_modules() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """pywin32's service modules as far as the service class uses them: events are
+    threading.Events, WaitForSingleObject answers 0 when set (WAIT_OBJECT_0)."""
+    serviceutil = ModuleType("win32serviceutil")
+    serviceutil.ServiceFramework = _FakeServiceFramework  # type: ignore[attr-defined]
+    service = ModuleType("win32service")
+    service.SERVICE_STOP_PENDING = 3  # type: ignore[attr-defined]
+    event = ModuleType("win32event")
+    event.CreateEvent = lambda *_: threading.Event()  # type: ignore[attr-defined]
+    event.SetEvent = lambda e: e.set()  # type: ignore[attr-defined]
+    event.WaitForSingleObject = lambda e, ms: 0 if e.wait(ms / 1000) else 258  # type: ignore[attr-defined]
+    return serviceutil, service, event
+
+
+def test_a_crashing_child_is_restarted_later_and_later() -> None:
+    module = service_module()
+
+    pauses = [module.restart_pause(1, crashes) for crashes in range(1, 10)]
+    assert pauses[:4] == [5.0, 10.0, 20.0, 40.0]
+    assert pauses[-1] == module.RESTART_PAUSE_MAX_S
+    assert module.restart_pause(0, 1) == 5.0  # an unexpected clean end: started again
+
+
+def test_the_service_stops_for_good_when_its_settings_are_incomplete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real agent without RUNDRUF_AGENT_PBX/DIALER exits 2: restarting it every few
+    seconds would only fill the log, so the service stops and its log says why."""
+    module = service_module()
+    monkeypatch.setattr(module, "_pywin32", _fake_service_modules)
+    monkeypatch.setenv("ProgramData", str(tmp_path))
+    for name in ("RUNDRUF_AGENT_PBX", "RUNDRUF_AGENT_DIALER"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "Rundruf").mkdir()
+    service = module._service_class("agent", "AgentService")(["AgentService"])
+
+    runner = threading.Thread(target=service.SvcDoRun, daemon=True)
+    runner.start()
+    runner.join(60)
+
+    assert not runner.is_alive(), "the service restarts a child that cannot work"
+    log = (tmp_path / "Rundruf" / "logs" / "agent.log").read_text(encoding="utf-8")
+    assert "RUNDRUF_AGENT_PBX" in log
+    assert log.count("Nothing was started.") == 1
+    assert "rundruf service: stopped, exit code 2: the settings are incomplete or wrong" in log
+
+
+def test_a_stop_during_the_restart_pause_ends_the_service_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = service_module()
+    monkeypatch.setattr(module, "_pywin32", _fake_service_modules)
+    monkeypatch.setenv("ProgramData", str(tmp_path))
+    (tmp_path / "Rundruf").mkdir()
+    real_start = module.start_child
+
+    def crashed_child(kind: str, log: object) -> subprocess.Popen[bytes]:
+        # A child that has crashed (exit 1) before the service looks at it again.
+        child = real_start(kind, log, python=sys.executable)
+        child.wait()
+        return child
+
+    monkeypatch.setattr(module, "child_command", lambda kind, python: [python, "-c", "exit(1)"])
+    monkeypatch.setattr(module, "start_child", crashed_child)
+    monkeypatch.setattr(module, "RESTART_PAUSE_S", 600.0)
+    service = module._service_class("agent", "AgentService")(["AgentService"])
+    service.stop_event.set()  # the stop arrives during the pause before the restart
+
+    runner = threading.Thread(target=service.SvcDoRun, daemon=True)
+    runner.start()
+    runner.join(20)
+
+    assert not runner.is_alive(), "the service slept through its stop"
+    assert service.child.returncode == 1

@@ -94,9 +94,10 @@ def child_command(kind: str, python: str = sys.executable) -> list[str]:
 
 
 def default_settings(kind: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """The one documented place of the agent's enrolment and state (ops/windows/README.md)."""
-    if kind != "agent":
-        return {}
+    """The one documented place of the agent's enrolment and state, and of the job
+    service's jobs (ops/windows/README.md)."""
+    if kind == "jobservice":
+        return {"RUNDRUF_JOBSERVICE_DATA_DIR": str(data_dir(environ) / "jobservice")}
     folder = data_dir(environ) / "agent"
     return {
         "RUNDRUF_AGENT_CONFIG_PATH": str(folder / "agent.json"),

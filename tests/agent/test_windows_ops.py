@@ -289,3 +289,12 @@ def test_a_stop_during_the_restart_pause_ends_the_service_at_once(
 
     assert not runner.is_alive(), "the service slept through its stop"
     assert service.child.returncode == 1
+
+
+def test_the_job_service_keeps_its_jobs_in_its_own_folder(tmp_path: Path) -> None:
+    """Not in a `.rundruf` folder relative to wherever the service host starts it."""
+    module = service_module()
+
+    env = module.child_environment("jobservice", {"ProgramData": str(tmp_path)})
+
+    assert env["RUNDRUF_JOBSERVICE_DATA_DIR"] == str(tmp_path / "Rundruf" / "jobservice")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
+import os
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, BinaryIO, TypeVar
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 FLAG = "--stop-with-stdin"
+STDIN_FD = 0
 HELP = (
     "stop cleanly when standard input is closed (how the Windows service host stops it); "
     "interactively, Ctrl+C"
@@ -31,12 +32,19 @@ HELP = (
 
 def watch_stdin(on_end: Callable[[], object], stream: BinaryIO | None = None) -> threading.Thread:
     """Calls `on_end` (in a thread of its own) once `stream` (standard input) is at its
-    end; whatever is written before is read and ignored."""
-    source = stream if stream is not None else sys.stdin.buffer
+    end; whatever is written before is read and ignored.
+
+    It reads the file descriptor with ``os.read``, never through ``sys.stdin.buffer``:
+    a daemon thread blocked in a buffered read holds the reader's lock, and when the
+    process exits for another reason (a refused enrolment, a busy port) the interpreter
+    aborts at shutdown (SIGABRT) and the exit code the service host acts on is lost.
+    ``os.read`` holds no lock, and works on a pipe's descriptor on Windows too.
+    """
+    fd = stream.fileno() if stream is not None else STDIN_FD
 
     def wait() -> None:
         try:
-            while source.read(4096):
+            while os.read(fd, 4096):
                 pass
         except (OSError, ValueError) as exc:  # a broken or closed pipe ends it too
             log.debug("standard input failed: %r", exc)

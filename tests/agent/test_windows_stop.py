@@ -10,10 +10,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from websockets.sync.server import ServerConnection, serve
 
 from edge_agent import stopping
 from tests.agent.test_windows_ops import service_module
@@ -177,3 +180,59 @@ def test_a_child_that_ignores_its_stdin_is_ended_after_the_grace(tmp_path: Path)
     code = module.stop_child(child, grace=0.5)
 
     assert code != 0 and time.monotonic() - started < 10
+
+
+# --- an exit for another reason keeps its code -----------------------------------------
+# The thread that waits for standard input must not turn an exit into an abort at
+# interpreter shutdown (SIGABRT, -6): the service host decides by the exit code whether
+# a restart can help (PERMANENT_EXIT_CODES).
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[str]:
+    """A central service on loopback that refuses every agent as a revoked licence does:
+    the GraphQL WebSocket closed with 4403 after the agent's connection_init."""
+
+    def refuse(connection: ServerConnection) -> None:
+        connection.recv(timeout=10)
+        connection.close(4403, "licence revoked")
+
+    with serve(refuse, "127.0.0.1", 0, subprotocols=["graphql-transport-ws"]) as server:
+        runner = threading.Thread(target=server.serve_forever, daemon=True)
+        runner.start()
+        yield f"http://127.0.0.1:{server.socket.getsockname()[1]}"
+        server.shutdown()
+        runner.join(10)
+
+
+def test_a_refused_agent_exits_3_while_its_stdin_is_still_open(
+    tmp_path: Path, refusing_server: str
+) -> None:
+    module = service_module()
+    environ = program_data(
+        tmp_path,
+        "agent",
+        {
+            "RUNDRUF_AGENT_PBX": "sim",
+            "RUNDRUF_AGENT_DIALER": "sim",
+            "RUNDRUF_AGENT_SIM_STATE": "sim.json",
+        },
+    )
+    agent_dir = tmp_path / "Rundruf" / "agent"
+    agent_dir.mkdir()
+    enrolment = {"server": refusing_server, "installationId": "i-1", "token": "t"}
+    (agent_dir / "agent.json").write_text(json.dumps(enrolment), encoding="utf-8")
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        child = module.start_child("agent", out, environ)
+        try:
+            code = child.wait(60)  # its standard input stays open all along
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            module.stop_child(child, 0)
+    text = log.read_text()
+    assert code == 3, text
+    assert "enroll again" in text
+    assert "Fatal Python error" not in text

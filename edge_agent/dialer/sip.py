@@ -61,6 +61,9 @@ OUTCOMES: dict[int, tuple[CallOutcome, str]] = {
 
 
 PACER_LANES = 4
+# The longest a start waits for the PBX's name: a resolver that hangs must not hold up
+# an alarm call for longer (the agent's heartbeat and command channel never wait for it).
+RESOLVE_TIMEOUT_S = 10.0
 
 _FileVersion = tuple[Path, int, int]  # path, mtime, size
 
@@ -102,6 +105,7 @@ class SipDialer(Dialer):
         self._started = asyncio.Lock()
         self.registration = Registration(self._register, enabled=account.register, check_s=check_s)
         self._registering: asyncio.Task[None] | None = None
+        self._resolving: asyncio.Future[list[Any]] | None = None
 
     @property
     def max_parallel(self) -> int:
@@ -130,6 +134,9 @@ class SipDialer(Dialer):
             if self._closed:
                 raise DialerClosed("The dialer is closed")
             transport = await self._open()
+            if self._closed:  # closed while the name was looked up
+                transport.close()
+                raise DialerClosed("The dialer is closed")
             self.ua = UserAgent(self.account, transport)
             self._tasks.append(asyncio.create_task(self.pacer.run(), name="rtp-pacer"))
             self.registration.ready()
@@ -146,22 +153,41 @@ class SipDialer(Dialer):
         if host in ("", "0.0.0.0", "::"):  # noqa: S104 - refused, not bound
             # The address goes into Via, Contact and the SDP: it must be reachable.
             raise self._cannot_start(
-                "internal", "the SIP dialer needs a concrete local address, not a wildcard"
+                "localAddress",
+                "the SIP dialer needs a concrete local address, not a wildcard",
+                address=host or "(empty)",
             )
         server_host, server_port = self.account.server
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                server_host, server_port, type=socket.SOCK_DGRAM
-            )
-        except OSError as exc:
-            text = f"the PBX {server_host!r} cannot be resolved: {exc}"
+            address = await self._resolve(server_host, server_port)
+        except (OSError, TimeoutError) as exc:
+            why = str(exc) or f"no answer within {RESOLVE_TIMEOUT_S:g} s"
+            text = f"the PBX {server_host!r} cannot be resolved: {why}"
             raise self._cannot_start("unresolvable", text, host=server_host[:100]) from exc
-        self.account = replace(self.account, server=(str(infos[0][4][0]), server_port))
+        self.account = replace(self.account, server=(address, server_port))
         kind = TcpTransport if self.transport_name == "TCP" else UdpTransport
         try:
             return await kind.listen(host, port, receive)
         except OSError as exc:
             raise self._cannot_start("network", f"cannot listen on {host}:{port}: {exc}") from exc
+
+    async def _resolve(self, host: str, port: int) -> str:
+        """The PBX's address, within RESOLVE_TIMEOUT_S (raises TimeoutError after it).
+
+        The lookup runs in the loop's thread pool and cannot be stopped there; one that
+        hangs is waited for again by the next start instead of a new one, so a resolver
+        that never answers holds one thread, not one per heartbeat."""
+        if self._resolving is None or self._resolving.done():
+            self._resolving = asyncio.ensure_future(
+                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            )
+            # Its failure is read by whoever awaits it; one nobody waits for any more is
+            # not an error to log.
+            self._resolving.add_done_callback(lambda f: f.cancelled() or f.exception())
+        resolving = self._resolving
+        async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+            infos = await asyncio.shield(resolving)
+        return str(infos[0][4][0])
 
     def _cannot_start(self, code: str, text: str, **params: str | int) -> DialerError:
         """Records why the dialer cannot start (the health report shows it) and says it."""
@@ -347,6 +373,8 @@ class SipDialer(Dialer):
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
                     await self.ua.register_once(expires=0)
+        if self._resolving is not None:
+            self._resolving.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -187,7 +187,7 @@ class Call:
         loop = asyncio.get_running_loop()
         # Timer C ends a ringing INVITE without a CANCEL: stay below it.
         deadline = loop.time() + min(ring_timeout, MAX_RING_S)
-        challenged = False
+        answered: set[int] = set()  # a 401 and a 407 once each (proxy and PBX)
         ringing: asyncio.Task[None] | None = None
         try:
             while True:
@@ -217,8 +217,8 @@ class Call:
                         await ringing
                     return Ended(408, f"no answer from the PBX: {tx.final.exception()}")
                 response = tx.final.result()
-                if response.status in (401, 407) and not challenged:
-                    challenged = True
+                if response.status in (401, 407) and response.status not in answered:
+                    answered.add(response.status)
                     try:
                         request = self.ua.authorize(tx.request, response)
                     except DigestError as exc:

@@ -1,21 +1,24 @@
 """Staying registered at the PBX, and what the agent knows about it for the health report.
 
 The agent registers as soon as it starts, long before the first alarm, and then
-registers again every `check_s` seconds (or at 80 % of the granted expiry, if that
-comes first). The repeated REGISTER is the keep-alive: it proves that the PBX
+registers again every `check_s` seconds, or earlier to beat the granted expiry
+(`refresh_in`). The repeated REGISTER is the keep-alive: it proves that the PBX
 answers and still accepts our user, which an OPTIONS ping would not
-(docs/decisions/sip-registration.md). A failure is retried at once, then with a
-growing pause, and stays in the status with its code until a registration succeeds.
+(docs/decisions/sip-registration.md). A failure is retried after a second, then with
+a growing pause, and stays in the status with its code until a registration succeeds.
 
 Error codes (the central service turns them into words, `params` fill them in):
 
 - `refused` {status, reason}: the registrar said no (403, 404, 503, …);
 - `credentialsRefused` {status}: challenged again after our credentials (401/407);
+- `notGranted` {requested}: the registrar said yes, but for 0 seconds;
 - `timeout` {seconds}: no final answer within 64 x T1;
 - `challengeUnsupported`: a digest challenge we cannot answer;
 - `network`: the request could not be sent (no route, no socket);
-- `unresolvable` {host}: the PBX's host name does not resolve;
-- `internal`: a fault of ours; `detail` says which.
+- `unresolvable` {host}: the PBX's host name does not resolve (or not in time);
+- `localAddress` {address}: RUNDRUF_AGENT_SIP_LOCAL_HOST is no address a PBX can reach;
+- `internal`: a fault of ours. The agent's log has the traceback; the report carries
+  the code only (it reaches the customer's mail, where a Python name helps nobody).
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ log = logging.getLogger(__name__)
 
 DETAIL_MAX = 200  # the server refuses more; the words come from the code anyway
 RETRY_FIRST_S = 1.0
+# The shortest pause between two REGISTERs. A registrar granting less than this is
+# refreshed every MIN_REFRESH_S all the same: at most 12 challenged REGISTERs a minute,
+# nothing for a PBX, instead of one a second. Also the smallest check interval allowed.
+MIN_REFRESH_S = 5.0
+TIMEOUT_MARGIN_S = 2.0  # beyond the REGISTER's own timeout, for the answer's way back
 
 
 def _now() -> datetime:
@@ -95,18 +103,24 @@ def error_of(exc: BaseException, at: datetime) -> RegistrationError:
             return RegistrationError("credentialsRefused", at, {"status": exc.status}, detail)
         reason = printable(exc.reason, 60)
         return RegistrationError("refused", at, {"status": exc.status, "reason": reason}, detail)
+    if isinstance(exc, ua.RegistrationNotGranted):
+        return RegistrationError("notGranted", at, {"requested": exc.requested}, detail)
     if isinstance(exc, ua.SipTimeout):
         return RegistrationError("timeout", at, {"seconds": round(64 * ua.T1)}, detail)
     if isinstance(exc, DigestError):
         return RegistrationError("challengeUnsupported", at, {}, detail)
     if isinstance(exc, OSError):
         return RegistrationError("network", at, {}, detail)
-    return RegistrationError("internal", at, {}, f"{type(exc).__name__}: {detail}"[:DETAIL_MAX])
+    return RegistrationError("internal", at)  # what it was is in the agent's log
 
 
 def refresh_in(granted_s: int, check_s: float) -> float:
-    """Seconds until the next REGISTER: the check interval, or earlier to beat the expiry."""
-    return max(1.0, min(check_s, granted_s * 0.8))
+    """Seconds until the next REGISTER: the check interval, or so early that a REGISTER
+    which times out (64 x T1, 32 s) is noticed before the granted expiry ends; never
+    sooner than MIN_REFRESH_S for the registrar's sake (a grant that short is refreshed
+    at that pace); the check interval is the agent's setting, at least 5 s itself."""
+    latest = granted_s - 64 * ua.T1 - TIMEOUT_MARGIN_S
+    return min(check_s, max(MIN_REFRESH_S, latest))
 
 
 class Registration:
@@ -133,7 +147,6 @@ class Registration:
         state = RegistrationState.REGISTERING if enabled else RegistrationState.DISABLED
         self._status = RegistrationStatus(state, clock())
         self._listeners: list[Callable[[], None]] = []
-        self.registered = asyncio.Event()
 
     @property
     def status(self) -> RegistrationStatus:
@@ -147,7 +160,6 @@ class Registration:
         self._enter(RegistrationState.REGISTERING if self.enabled else RegistrationState.DISABLED)
 
     def failed(self, error: RegistrationError) -> None:
-        self.registered.clear()
         self._enter(RegistrationState.FAILED, error)
 
     def _enter(self, state: RegistrationState, error: RegistrationError | None = None) -> None:
@@ -176,7 +188,6 @@ class Registration:
                 log.exception("registration failed unexpectedly")
                 self._retry_later(exc, delay)
             else:
-                self.registered.set()
                 self._enter(RegistrationState.REGISTERED)
                 delay = RETRY_FIRST_S
                 await asyncio.sleep(refresh_in(granted, self.check_s))

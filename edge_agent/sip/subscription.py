@@ -92,7 +92,7 @@ async def fetch_dialog_state(
 
     `destination` is where the SUBSCRIBE goes (the PBX as outbound proxy); None: the
     URI's host. `timeout` bounds the whole fetch, a challenge and the NOTIFY included.
-    A 401/407 is answered once. Never raises a SIP error: not knowing means calling.
+    A 401 and a 407 are answered once each. Never raises a SIP error: not knowing means calling.
     """
     request = ua.new_request("SUBSCRIBE", uri, f"<{uri}>")
     request.headers.add("Event", EVENT)
@@ -106,10 +106,7 @@ async def fetch_dialog_state(
             if destination is None:
                 parsed = parse_uri(uri)
                 destination = (parsed.host, parsed.port or 5060)
-            response = await ua.send_request(request, destination)
-            if response.status in (401, 407):
-                request = ua.authorize(request, response)
-                response = await ua.send_request(request, destination)
+            _, response, _ = await ua.send_authorized(request, destination)
             if response.status // 100 != 2:
                 log.debug("%s: SUBSCRIBE refused: %d %s", uri, response.status, response.reason)
                 return None

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edge_agent.sip import digest
+from edge_agent.sip import digest, grant
 from edge_agent.sip.errors import DigestError, SipError
 from edge_agent.sip.message import (
     Headers,
@@ -53,6 +53,14 @@ class RegistrationRefused(SipError):
         self.status = status
         self.reason = reason
         self.challenged = challenged
+
+
+class RegistrationNotGranted(SipError):
+    """Raised when the registrar accepts a REGISTER but grants 0 seconds for it."""
+
+    def __init__(self, requested: int) -> None:
+        super().__init__(f"REGISTER accepted for 0 s (asked for {requested} s)")
+        self.requested = requested
 
 
 @dataclass(frozen=True)
@@ -401,24 +409,26 @@ class UserAgent:
 
         Every registration of this user agent shares one Call-ID with the CSeq counting
         up (RFC 3261 10.2.4), so a registrar sees refreshes, not new registrations.
-        Raises RegistrationRefused when the registrar says no, SipTimeout when it does
-        not answer, DigestError when its challenge cannot be answered and OSError when
-        the request cannot be sent.
+        Raises RegistrationRefused when the registrar says no, RegistrationNotGranted when
+        it says yes for 0 seconds, SipTimeout when it does not answer, DigestError when its
+        challenge cannot be answered and OSError when the request cannot be sent.
         """
         expires = self.account.expires if expires is None else expires
         response, challenged = await self._register(expires)
-        minimum = response.headers.get("Min-Expires") or ""
-        if response.status == 423 and minimum.isdigit() and int(minimum) > expires > 0:
+        minimum = grant.delta_seconds(response.headers.get("Min-Expires"))
+        if response.status == 423 and minimum is not None and minimum > expires > 0:
             # Interval Too Brief: ask again for the registrar's minimum (RFC 3261 10.2.8).
-            expires = int(minimum)
+            expires = minimum
             response, challenged = await self._register(expires)
         if response.status // 100 != 2:
             raise RegistrationRefused(response.status, response.reason, challenged=challenged)
-        granted = response.headers.get("Expires")
-        return int(granted) if granted and granted.isdigit() else expires
+        granted = grant.granted_expiry(response, self.contact, expires)
+        if granted == 0 and expires > 0:
+            raise RegistrationNotGranted(expires)
+        return granted
 
     async def _register(self, expires: int) -> tuple[Response, bool]:
-        """One REGISTER, answered once with credentials when challenged."""
+        """One REGISTER, answered with credentials when challenged."""
         a = self.account
         if self._register_call_id is None:
             self._register_call_id = new_call_id(self.transport.local[0])
@@ -431,10 +441,21 @@ class UserAgent:
         )
         request.headers.add("Expires", str(expires))
         self._register_cseq += 1
-        response = await self.send_request(request)
-        challenged = response.status in (401, 407)
-        if challenged:
-            request = self.authorize(request, response)
-            self._register_cseq = request.cseq[0] + 1
-            response = await self.send_request(request)
+        request, response, challenged = await self.send_authorized(request)
+        self._register_cseq = max(self._register_cseq, request.cseq[0] + 1)
         return response, challenged
+
+    async def send_authorized(
+        self, request: Request, destination: Address | None = None
+    ) -> tuple[Request, Response, bool]:
+        """Sends `request`, answering a 401 and a 407 once each (an outbound proxy and the
+        registrar may each challenge, RFC 3261 22.3); returns the last request sent, the
+        final response and whether credentials were sent. A second challenge of the same
+        kind means the credentials were refused: it is returned as the response."""
+        response = await self.send_request(request, destination)
+        answered: set[int] = set()
+        while response.status in (401, 407) and response.status not in answered:
+            answered.add(response.status)
+            request = self.authorize(request, response)
+            response = await self.send_request(request, destination)
+        return request, response, bool(answered)

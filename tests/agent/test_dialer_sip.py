@@ -21,6 +21,7 @@ from edge_agent.sip.message import Headers, Request
 from edge_agent.sip.transport import bad_request
 from edge_agent.sip.ua import Account
 from tests.agent.dialer_contract import DialerContract, Recorder, assert_well_formed
+from tests.agent.registrar import registered
 from tests.sip.bed import Baresip, SippUas, free_sip_port, need_baresip, need_pcap_play, need_sipp
 
 K = CallEventKind
@@ -168,7 +169,7 @@ async def test_the_dialer_registers_at_the_pbx_with_a_digest(
         try:
             await dialer.start()
             assert dialer.ua is not None
-            await asyncio.wait_for(dialer.registration.registered.wait(), 10)
+            await registered(dialer)
         finally:
             await dialer.close()
         registers = pbx.find("REGISTER ")

@@ -7,23 +7,30 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from edge_agent.dialer import sip as sip_dialer_module
+from edge_agent.dialer.port import DialerError
 from edge_agent.dialer.sip import SipDialer
 from edge_agent.sip import ua
 from edge_agent.sip.errors import DigestError
+from edge_agent.sip.message import Request
 from edge_agent.sip.registration import (
+    MIN_REFRESH_S,
     Registration,
     RegistrationState,
     error_of,
     refresh_in,
 )
-from edge_agent.sip.ua import Account, RegistrationRefused, SipTimeout
+from edge_agent.sip.ua import Account, RegistrationNotGranted, RegistrationRefused, SipTimeout
+from tests.agent.registrar import Answer, registered, scripted_registrar, until_state
 from tests.sip.bed import SippUas, free_sip_port, need_sipp
 
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -61,7 +68,7 @@ async def test_the_dialer_registers_when_it_starts_and_again_at_every_check(
         async with sip_dialer(pbx.port, check_s=1.0) as dialer:
             assert dialer.registration_status().state is RegistrationState.REGISTERING
             await dialer.start()  # no call placed: the registration begins here
-            await asyncio.wait_for(dialer.registration.registered.wait(), 10)
+            await registered(dialer)
             status = dialer.registration_status()
             assert status.state is RegistrationState.REGISTERED and status.last_error is None
             # Registered again each second (a refresh long before the 3600 s expiry).
@@ -112,13 +119,184 @@ async def test_a_registrar_that_never_answers_times_out_and_is_found_again(
             silent.close()
             # The PBX comes back on its address: the next attempt registers.
             with SippUas("uas_register.xml", tmp_path, port=port):
-                await asyncio.wait_for(dialer.registration.registered.wait(), 15)
+                await registered(dialer, 15)
                 back = dialer.registration_status()
     assert failed.last_error is not None
     assert failed.last_error.code == "timeout"
     assert failed.last_error.params == {"seconds": 1}
     assert back.state is RegistrationState.REGISTERED and back.since > failed.since
     assert back.last_error == failed.last_error  # kept, for "last error" on the website
+
+
+async def test_the_expiry_granted_on_our_contact_is_refreshed_before_it_ends(
+    tmp_path: Path,
+) -> None:
+    # Kamailio's 200: no Expires header, our Contact with ;expires=20 among the user's
+    # other bindings (which are granted far longer). RFC 3261 10.2.4: ours counts.
+    need_sipp()
+    with SippUas("uas_register_contact_expires.xml", tmp_path, keys={"expires": "20"}) as pbx:
+        async with sip_dialer(pbx.port, check_s=60.0) as dialer:
+            await dialer.start()
+            await registered(dialer)
+            loop = asyncio.get_running_loop()
+            first = loop.time()
+            await until(lambda: len(pbx.find("SIP/2.0 200")) >= 2, within=19)
+            refreshed_after = loop.time() - first
+            assert dialer.registration_status().state is RegistrationState.REGISTERED
+    assert refreshed_after < 20 - 2, refreshed_after  # before the grant ends, with room
+    assert refreshed_after >= MIN_REFRESH_S - 0.5
+
+
+async def test_a_registration_granted_for_0_seconds_fails_and_backs_off(tmp_path: Path) -> None:
+    need_sipp()
+    with SippUas("uas_register.xml", tmp_path, keys={"expires": "0"}) as pbx:
+        async with sip_dialer(pbx.port, check_s=60.0) as dialer:
+            await dialer.start()
+            await until_state(dialer, RegistrationState.FAILED)
+            await asyncio.sleep(3.2)
+            status = dialer.registration_status()
+            granted = len(pbx.find("SIP/2.0 200"))
+    assert status.state is RegistrationState.FAILED
+    assert status.last_error is not None
+    assert status.last_error.code == "notGranted"
+    assert status.last_error.params == {"requested": 300}
+    # Retried after 1 s, then 2 s: three in about 3 s, not one a second.
+    assert 2 <= granted <= 3, granted
+
+
+def _ok(headers: list[tuple[str, str]]) -> Callable[[Request], Answer]:
+    return lambda _: (200, "OK", headers)
+
+
+@pytest.mark.parametrize(
+    ("headers", "granted"),
+    [
+        ([("Expires", "²")], 300),  # str.isdigit() says yes; int() says no
+        ([("Expires", "9" * 4400)], 300),  # beyond int()'s 4,300 digits
+        ([("Expires", "-5")], 300),
+        ([("Expires", "99999999999")], 300),  # eleven digits: not delta-seconds
+        ([("Expires", "9999999999")], 2**32 - 1),  # clamped (RFC 3261 20.19)
+        ([("Expires", " 120 ")], 120),
+    ],
+)
+async def test_a_malformed_expires_from_the_registrar_is_read_as_absent(
+    headers: list[tuple[str, str]], granted: int
+) -> None:
+    async with scripted_registrar(_ok(headers)) as pbx, sip_dialer(pbx.port) as dialer:
+        await dialer.start()
+        await registered(dialer)
+        assert dialer.ua is not None
+        assert await dialer.ua.register_once() == granted
+
+
+@pytest.mark.parametrize("minimum", ["²", "9" * 4400, "ten"])
+async def test_a_malformed_min_expires_is_a_refusal_not_a_fault_of_ours(minimum: str) -> None:
+    async with (
+        scripted_registrar(
+            lambda _: (423, "Interval Too Brief", [("Min-Expires", minimum)])
+        ) as pbx,
+        sip_dialer(pbx.port) as dialer,
+    ):
+        await dialer.start()
+        await until_state(dialer, RegistrationState.FAILED)
+        error = dialer.registration_status().last_error
+    assert error is not None
+    assert (error.code, dict(error.params)) == (
+        "refused",
+        {"status": 423, "reason": "Interval Too Brief"},
+    )
+
+
+async def test_a_423_is_answered_with_the_registrars_minimum() -> None:
+    def script(request: Request) -> Answer:
+        if request.headers.get("Expires") == "300":
+            return 423, "Interval Too Brief", [("Min-Expires", "600")]
+        return 200, "OK", [("Expires", request.headers.get("Expires") or "")]
+
+    async with scripted_registrar(script) as pbx, sip_dialer(pbx.port) as dialer:
+        await dialer.start()
+        await registered(dialer)
+    assert [r.headers.get("Expires") for r in pbx.received][:2] == ["300", "600"]
+
+
+async def test_a_proxy_challenge_and_then_the_registrars_are_both_answered() -> None:
+    # An outbound proxy asks for Proxy-Authorization, then the registrar behind it for
+    # Authorization (RFC 3261 22.3): credentials for both, not "credentials refused".
+    def script(request: Request) -> Answer:
+        if "Proxy-Authorization" not in request.headers:
+            challenge = 'Digest realm="proxy", nonce="p1", algorithm=MD5'
+            return 407, "Proxy Authentication Required", [("Proxy-Authenticate", challenge)]
+        if "Authorization" not in request.headers:
+            challenge = 'Digest realm="pbx", nonce="r1", algorithm=MD5'
+            return 401, "Unauthorized", [("WWW-Authenticate", challenge)]
+        return 200, "OK", [("Expires", "300")]
+
+    async with scripted_registrar(script) as pbx, sip_dialer(pbx.port) as dialer:
+        await dialer.start()
+        await registered(dialer)
+    cseqs = [r.cseq[0] for r in pbx.received[:3]]
+    assert cseqs == sorted(set(cseqs))  # each attempt a new CSeq
+    last = pbx.received[2]
+    assert 'realm="proxy"' in (last.headers.get("Proxy-Authorization") or "")
+    assert 'realm="pbx"' in (last.headers.get("Authorization") or "")
+
+
+async def test_a_second_challenge_of_the_same_kind_means_the_credentials_are_refused() -> None:
+    challenge = 'Digest realm="pbx", nonce="n", algorithm=MD5'
+    always = (401, "Unauthorized", [("WWW-Authenticate", challenge)])
+    async with scripted_registrar(lambda _: always) as pbx, sip_dialer(pbx.port) as dialer:
+        await dialer.start()
+        await until_state(dialer, RegistrationState.FAILED)
+        error = dialer.registration_status().last_error
+    assert error is not None and error.code == "credentialsRefused"
+    assert len([r for r in pbx.received if "Authorization" in r.headers]) >= 1
+
+
+async def test_a_wildcard_local_address_is_a_setting_to_fix_not_a_fault_of_ours() -> None:
+    account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", 9))
+    dialer = SipDialer(account, local=("0.0.0.0", 0))
+    try:
+        with pytest.raises(DialerError, match="wildcard"):
+            await dialer.start()
+        error = dialer.registration_status().last_error
+    finally:
+        await dialer.close()
+    assert error is not None
+    assert (error.code, dict(error.params)) == ("localAddress", {"address": "0.0.0.0"})
+
+
+async def test_a_pbx_name_that_never_resolves_fails_in_time_and_is_looked_up_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def hanging(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "pbx.hangs.test":
+            lookups.append(host)
+            release.wait(30)  # a resolver that never answers (until the test ends)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    monkeypatch.setattr(sip_dialer_module, "RESOLVE_TIMEOUT_S", 0.3)
+    account = Account("Rundruf", "secret", "pbx.hangs.test", ("pbx.hangs.test", 5060))
+    dialer = SipDialer(account)
+    try:
+        loop = asyncio.get_running_loop()
+        for _ in range(3):  # the service's heartbeat tries again and again
+            began = loop.time()
+            with pytest.raises(DialerError, match=r"no answer within 0\.3 s"):
+                await dialer.start()
+            assert loop.time() - began < 1.0
+        error = dialer.registration_status().last_error
+    finally:
+        release.set()
+        await dialer.close()
+    assert lookups == ["pbx.hangs.test"]  # one thread waits, not one per attempt
+    assert error is not None
+    assert (error.code, dict(error.params)) == ("unresolvable", {"host": "pbx.hangs.test"})
 
 
 async def test_a_pbx_name_that_does_not_resolve_fails_the_start_and_says_so() -> None:
@@ -170,12 +348,19 @@ def test_each_failure_has_its_code_and_parameters() -> None:
         (SipTimeout("no final answer"), "timeout", {"seconds": 32}),
         (DigestError("unknown algorithm"), "challengeUnsupported", {}),
         (ConnectionRefusedError("refused"), "network", {}),
+        (RegistrationNotGranted(300), "notGranted", {"requested": 300}),
         (ValueError("bug"), "internal", {}),
     ]
     for exc, code, params in cases:
         error = error_of(exc, AT)
         assert (error.code, dict(error.params)) == (code, params), exc
         assert error.at == AT
+
+
+def test_a_fault_of_ours_is_reported_as_a_code_without_python_names() -> None:
+    # The report reaches the customer's mail; the traceback stays in the agent's log.
+    report = error_of(KeyError("sip_secret"), AT).to_json()
+    assert report == {"code": "internal", "params": {}, "detail": "", "at": AT.isoformat()}
 
 
 def test_details_and_reasons_are_bounded_single_printable_lines() -> None:
@@ -187,10 +372,13 @@ def test_details_and_reasons_are_bounded_single_printable_lines() -> None:
     assert "\t" not in odd.to_json()["detail"]
 
 
-def test_the_next_register_comes_at_the_check_or_before_the_expiry() -> None:
+def test_the_next_register_comes_at_the_check_or_early_enough_to_notice_a_timeout() -> None:
     assert refresh_in(3600, 60) == 60
-    assert refresh_in(30, 60) == 24  # 80 % of a short expiry
-    assert refresh_in(0, 60) == 1  # never a busy loop
+    # A REGISTER that times out (32 s) is noticed 2 s before a 120 s grant ends.
+    assert refresh_in(120, 600) == 120 - 32 - 2
+    # Shorter grants: every 5 s, never a REGISTER a second.
+    assert refresh_in(20, 60) == MIN_REFRESH_S == 5
+    assert refresh_in(1, 60) == 5
 
 
 async def test_a_fault_of_ours_keeps_the_registration_trying() -> None:
@@ -206,7 +394,9 @@ async def test_a_fault_of_ours_keeps_the_registration_trying() -> None:
     registration = Registration(register)
     task = asyncio.create_task(registration.run())
     try:
-        await asyncio.wait_for(registration.registered.wait(), 5)
+        async with asyncio.timeout(5):
+            while registration.status.state is not RegistrationState.REGISTERED:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
     finally:
         task.cancel()
     assert registration.status.state is RegistrationState.REGISTERED

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from edge_agent import config, stopping
-from edge_agent.errors import AgentError, ConfigurationError, ServerRefused
+from edge_agent import config, exit_codes, stopping
+from edge_agent.errors import AgentError, ConfigurationError, NotEnrolled, ServerRefused
 from edge_agent.server import REGISTER, graphql
 from edge_agent.settings import VERSION, AgentBaseSettings, SimCallSettings, load_run_settings
 
@@ -95,7 +95,7 @@ def _enroll(args: argparse.Namespace) -> int:
         enrolled = asyncio.run(register())
     except AgentError as exc:
         print(f"rundruf agent: enrolment failed: {exc}", file=sys.stderr)
-        return 1
+        return exit_codes.FAILED
     config.save(
         settings.config_path,
         config.Enrolment(
@@ -103,7 +103,7 @@ def _enroll(args: argparse.Namespace) -> int:
         ),
     )
     print(f"enrolled for {enrolled['tenantName']}; configuration in {settings.config_path}")
-    return 0
+    return exit_codes.OK
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -112,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
         settings = load_run_settings()
     except ConfigurationError as exc:
         print(f"rundruf agent: {exc}\nNothing was started.", file=sys.stderr)
-        return 2
+        return exit_codes.SETTINGS
     from edge_agent.pbx import make_pbx
     from edge_agent.service import AgentService
 
@@ -128,13 +128,16 @@ def _run(args: argparse.Namespace) -> int:
         gc.freeze()
         work = service.run()
         asyncio.run(stopping.until_stdin_closes(work) if args.stop_with_stdin else work)
+    except NotEnrolled as exc:
+        print(f"rundruf agent: {exc}\nNothing was started.", file=sys.stderr)
+        return exit_codes.NOT_ENROLLED
     except ServerRefused as exc:
-        print(f"rundruf agent: {exc}; enroll again", file=sys.stderr)
-        return 3
+        print(f"rundruf agent: {exc}; enroll again with {config.ENROL_COMMAND}", file=sys.stderr)
+        return exit_codes.REFUSED
     except AgentError as exc:
         print(f"rundruf agent: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return exit_codes.FAILED
+    return exit_codes.OK
 
 
 def _sim_call(args: argparse.Namespace) -> int:

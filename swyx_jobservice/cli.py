@@ -13,6 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from edge_agent import stopping
+from swyx_jobservice import exit_codes
 from swyx_jobservice.errors import ConfigurationError, StoreError
 
 if TYPE_CHECKING:
@@ -51,9 +52,21 @@ def run(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except (ConfigurationError, StoreError) as exc:
         print(f"rundruf jobservice: {exc.message}", file=sys.stderr)
-        return 2
-    _serve(app, settings, stop_with_stdin=args.stop_with_stdin)
-    return 0
+        return exit_codes.SETTINGS
+    try:
+        _serve(app, settings, stop_with_stdin=args.stop_with_stdin)
+    except SystemExit as exc:
+        # uvicorn's own exit when serving cannot start (a taken port: its code 3, which
+        # is not ours to pass on; the service host reads 3 of the agent as "enrol again").
+        if exc.code in (None, 0):
+            return exit_codes.OK
+        print(
+            f"rundruf jobservice: cannot serve on {settings.host}:{settings.port} "
+            "(see the error above)",
+            file=sys.stderr,
+        )
+        return exit_codes.FAILED
+    return exit_codes.OK
 
 
 def _serve(app: Starlette, settings: JobServiceSettings, *, stop_with_stdin: bool) -> None:

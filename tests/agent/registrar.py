@@ -33,7 +33,8 @@ async def registered(dialer: SipDialer, within: float = 10.0) -> None:
 
 @dataclass
 class ScriptedRegistrar(asyncio.DatagramProtocol):
-    """Answers every REGISTER with `script(request)`; keeps what it received."""
+    """Answers every request but ACK with `script(request)`; keeps what it received
+    (REGISTERs mostly; an INVITE's challenges too, as a PBX challenging a call)."""
 
     script: Callable[[Request], Answer]
     received: list[Request] = field(default_factory=list)
@@ -44,8 +45,8 @@ class ScriptedRegistrar(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         request = parse(data)
-        if not isinstance(request, Request):
-            return
+        if not isinstance(request, Request) or request.method == "ACK":
+            return  # an ACK (to a failure) is never answered
         self.received.append(request)
         status, reason, headers = self.script(request)
         response: Response = response_to(request, status, reason, new_tag())

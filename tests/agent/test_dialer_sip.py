@@ -21,7 +21,7 @@ from edge_agent.sip.message import Headers, Request
 from edge_agent.sip.transport import bad_request
 from edge_agent.sip.ua import Account
 from tests.agent.dialer_contract import DialerContract, Recorder, assert_well_formed
-from tests.agent.registrar import registered
+from tests.agent.registrar import Answer, registered, scripted_registrar
 from tests.sip.bed import Baresip, SippUas, free_sip_port, need_baresip, need_pcap_play, need_sipp
 
 K = CallEventKind
@@ -135,6 +135,31 @@ async def test_a_challenged_invite_is_sent_again_with_credentials(
         invites = member.find("INVITE ")
     assert len(invites) == 2 and "Authorization: Digest" in invites[1]
     assert ended(recorder)[0] is CallOutcome.ANSWERED
+
+
+async def test_a_call_challenged_by_a_proxy_and_then_by_the_pbx_answers_both(
+    announcement: Path,
+) -> None:
+    # RFC 3261 22.3: an outbound proxy (407) and the PBX behind it (401) may each ask.
+    def script(request: Request) -> Answer:
+        if "Proxy-Authorization" not in request.headers:
+            challenge = 'Digest realm="proxy", nonce="p1", algorithm=MD5'
+            return 407, "Proxy Authentication Required", [("Proxy-Authenticate", challenge)]
+        if "Authorization" not in request.headers:
+            challenge = 'Digest realm="pbx", nonce="r1", algorithm=MD5'
+            return 401, "Unauthorized", [("WWW-Authenticate", challenge)]
+        return 486, "Busy Here", []
+
+    async with scripted_registrar(script) as pbx:
+        account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", pbx.port), register=False)
+        dialer = SipDialer(account)
+        try:
+            recorder = await dial(dialer, "member", announcement)
+        finally:
+            await dialer.close()
+    invites = [r for r in pbx.received if r.method == "INVITE"]
+    assert len(invites) == 3
+    assert ended(recorder)[0] is CallOutcome.BUSY
 
 
 async def test_a_member_hanging_up_early_is_answered_not_confirmed(

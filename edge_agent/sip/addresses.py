@@ -21,6 +21,7 @@ _USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+")
 _PASSWORD = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*")
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?")
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
+_PORT = re.compile(r":[0-9]{1,5}")
 _PARAM = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+")
 _HEADER = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]*")
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
@@ -104,7 +105,8 @@ def _parse_hostport(text: str, whole: str) -> tuple[str, int | None]:
         rest = colon + port_text
     if not rest:
         return host, None
-    if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not _PORT.fullmatch(rest):
         raise SipParseError(f"bad port in {whole!r}")
     port = int(rest[1:])
     if not 0 < port < 65536:

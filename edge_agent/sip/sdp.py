@@ -38,6 +38,8 @@ _MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly
 _PROTOCOLS = ("RTP/AVP", "RTP/AVPF")  # plain RTP; SRTP profiles we cannot speak
 TELEPHONE_EVENT = "telephone-event/8000"
 _MEDIA = re.compile(r"(\w+) ([0-9]{1,5})(?:/[0-9]+)? (\S+)((?: +\S+)*) *")
+_PAYLOAD_TYPE = re.compile(r"[0-9]{1,3}")
+_NUMBER = re.compile(r"[0-9]{1,19}")
 _CONNECTION = re.compile(r"IN (IP4|IP6) ([^/\s]+)(?:/[0-9]+){0,2} *")
 
 
@@ -105,7 +107,7 @@ def _media(value: str) -> tuple[str, int, str, list[int]]:
         return kind, int(port), proto, []
     payload_types = []
     for text in formats.split():
-        if not text.isascii() or not text.isdigit() or int(text) > 127:
+        if not _PAYLOAD_TYPE.fullmatch(text) or int(text) > 127:
             raise SdpError(f"bad payload type {text[:10]!r}")
         payload_types.append(int(text))
     return kind, int(port), proto, payload_types
@@ -153,7 +155,7 @@ def _attribute(
             target["ptime"] = rest
         elif name in ("rtpmap", "fmtp"):
             pt_text, _, attribute = rest.partition(" ")
-            if pt_text.isascii() and pt_text.isdigit():
+            if _PAYLOAD_TYPE.fullmatch(pt_text):
                 (rtpmap if name == "rtpmap" else fmtp)[int(pt_text)] = attribute.strip()
 
 
@@ -177,7 +179,8 @@ def parse(body: bytes) -> SessionDescription:
                 m_line = parsed
         elif kind == "o" and section == "session":
             origin = value.split()
-            if len(origin) == 6 and origin[1].isdigit() and origin[2].isdigit():
+            # Numbers we count on (RFC 4566 5.2: at most 64 bits); anything else is 0.
+            if len(origin) == 6 and _NUMBER.fullmatch(origin[1]) and _NUMBER.fullmatch(origin[2]):
                 session_id, session_version = int(origin[1]), int(origin[2])
         elif section != "other":
             _attribute(kind, value, session if section == "session" else media, rtpmap, fmtp)

@@ -466,6 +466,7 @@ def test_it_parses_and_writes_uris(text: str, uri: SipUri) -> None:
         ("sip:alice@", "bad URI 'sip:alice@': no host"),
         ("sip:a b@host", "bad URI 'sip:a b@host': bad user part"),
         ("sip:host:0", "port 0 out of range in 'sip:host:0'"),
+        ("sip:host:²", "bad port in 'sip:host:²'"),  # str.isdigit() takes it, int() does not
         ("sip:[::1", "bad IPv6 reference in 'sip:[::1'"),
         ("sip:ho_st", "bad host 'ho_st' in 'sip:ho_st'"),
         ('sip:host;a="q"', "bad URI 'sip:host;a=\"q\"': bad parameter value 'a=\"q\"'"),

@@ -198,6 +198,22 @@ def test_it_rejects_bad_descriptions(body: bytes, error: str) -> None:
     assert str(caught.value) == error
 
 
+def test_numbers_that_are_not_plain_digits_are_ignored_not_a_crash() -> None:
+    # "²" passes str.isdigit() and 4,400 digits pass it too; int() refuses both.
+    huge = "9" * 4400
+    body = lines(
+        "v=0",
+        f"o=- ² {huge} IN IP4 192.0.2.1",
+        "c=IN IP4 192.0.2.1",
+        "m=audio 5004 RTP/AVP 8",
+        f"a=rtpmap:{huge} PCMA/8000",
+        "a=rtpmap:²8 PCMA/8000",
+    )
+    parsed = sdp.parse(body)
+    assert (parsed.session_id, parsed.session_version) == (0, 0)
+    assert parsed.payloads == {8: "PCMA/8000"}
+
+
 # ---------------------------------------------------------------- answers
 
 

@@ -9,7 +9,8 @@ docs/decisions/windows-portability.md). Who may read:
   service account), SYSTEM and the Administrators, inherited by everything created
   inside, including SQLite's own files. A folder that exists already keeps its
   rights: the installer creates the state folders with the same three entries
-  (ops/windows/README.md). pywin32 is imported on Windows only, when a folder is made.
+  (ops/windows/README.md), and the service host makes those it owns with this module
+  where missing. pywin32 is imported on Windows only, when a folder is made.
 """
 
 from __future__ import annotations

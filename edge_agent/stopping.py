@@ -3,7 +3,7 @@
 A Windows service cannot send its child a signal that Python could handle:
 ``terminate()`` is TerminateProcess (no cleanup at all) and CTRL_BREAK reaches only
 processes that share a console, which a service has none of. So the service host
-(ops/windows/rundruf_service.py) starts the child with ``--stop-with-stdin`` and a
+(edge_agent/windows_service.py) starts the child with ``--stop-with-stdin`` and a
 pipe as its standard input, and closes the pipe to stop it; the child also stops
 when the host dies. The same works on Linux, where it is tested with real
 processes. docs/decisions/windows-portability.md says why.

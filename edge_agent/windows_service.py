@@ -1,9 +1,11 @@
-"""Windows services for the Rundruf agent and the job service on the Swyx server.
+"""Windows services for the Rundruf agent and the job service on the Swyx server:
+`rundruf-service` (or `python -m edge_agent.windows_service`), from `pip install rundruf`.
 
-    python rundruf_service.py agent enroll --server https://... --license ...
-    python rundruf_service.py agent --startup auto install
-    python rundruf_service.py jobservice --startup auto install
-    python rundruf_service.py agent start | stop | remove
+    rundruf-service files C:\\Rundruf\\install     (the env examples, the prerequisites checker)
+    rundruf-service agent enroll --server https://... --license ...
+    rundruf-service agent --startup auto install
+    rundruf-service jobservice --startup auto install
+    rundruf-service agent start | stop | remove
 
 Each service runs one child process with the Python that installed it
 (`python -m edge_agent run`, `python -m swyx_jobservice`: the customer install's
@@ -11,24 +13,27 @@ Each service runs one child process with the Python that installed it
 from `%ProgramData%\\Rundruf\\<name>.env` (KEY=VALUE lines; the settings of
 `edge_agent/settings.py` and `swyx_jobservice/settings.py`). The child is restarted
 after a crash (after 5 s, doubling with each crash in a row up to 5 minutes); an exit
-that no restart can mend (incomplete settings, a refused enrolment) stops the service
-with the reason in its log. Stopping the service closes the child's
-standard input (the child runs with `--stop-with-stdin`, edge_agent/stopping.py), so it
-ends its work cleanly; after STOP_GRACE_S it is ended hard (TerminateProcess). The
-child works in `%ProgramData%\\Rundruf` (not in the service host's System32), and
-the agent's enrolment and state are in `%ProgramData%\\Rundruf\\agent` unless
-`agent.env` names other places (`RUNDRUF_AGENT_CONFIG_PATH`, `RUNDRUF_AGENT_STATE_DIR`).
+that no restart can mend (each service's own codes: edge_agent/exit_codes.py,
+swyx_jobservice/exit_codes.py) stops the service with the reason in its log. Stopping
+the service closes the child's standard input (the child runs with
+`--stop-with-stdin`, edge_agent/stopping.py), so it ends its work cleanly; after
+STOP_GRACE_S it is ended hard (TerminateProcess). The child works in
+`%ProgramData%\\Rundruf` (not in the service host's System32), and the agent's
+enrolment and state are in `%ProgramData%\\Rundruf\\agent` unless `agent.env` names
+other places (`RUNDRUF_AGENT_CONFIG_PATH`, `RUNDRUF_AGENT_STATE_DIR`). The folders a
+service owns are made private to its account when missing (`own_folders`).
 `agent enroll` runs the agent's enrolment exactly so (same env file, same folder): it
 writes where the service reads, whatever the administrator's shell has set.
 Needs pywin32, which `pip install rundruf` brings on Windows. Not verified on a real Swyx
-server.
+server (ops/windows/README.md).
 
-The pure parts (reading the env file, the command line) work on any system and are
-tested on Linux (`tests/agent/test_windows_ops.py`).
+Everything but the service class itself works on any system and is tested on Linux
+(`tests/agent/test_windows_ops.py`, `test_windows_stop.py`).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import os
@@ -36,34 +41,52 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-SERVICES: dict[str, dict[str, Any]] = {
-    "agent": {
-        "name": "RundrufAgent",
-        "display": "Rundruf Manager Service (agent)",
-        "description": "Rundruf: commands from the central service, broadcasts, SIP dialer.",
-        "args": ["-m", "edge_agent", "run"],
-    },
-    "jobservice": {
-        "name": "RundrufJobService",
-        "display": "Rundruf Job Service",
-        "description": "Rundruf: takes triggered broadcasts from SwyxWare's call routing.",
-        "args": ["-m", "swyx_jobservice"],
-    },
+from edge_agent import exit_codes as agent_exit_codes
+from edge_agent import stopping
+from edge_agent.files import private_dir
+from swyx_jobservice import exit_codes as jobservice_exit_codes
+
+PROG = "rundruf-service"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    display: str
+    description: str
+    args: tuple[str, ...]  # the child's, after the Python
+    # Exit codes that no restart can mend (the child's own table), and what the log says.
+    permanent: Mapping[int, str]
+
+
+SERVICES: dict[str, ServiceSpec] = {
+    "agent": ServiceSpec(
+        name="RundrufAgent",
+        display="Rundruf Manager Service (agent)",
+        description="Rundruf: commands from the central service, broadcasts, SIP dialer.",
+        args=("-m", "edge_agent", "run"),
+        permanent=agent_exit_codes.PERMANENT,
+    ),
+    "jobservice": ServiceSpec(
+        name="RundrufJobService",
+        display="Rundruf Job Service",
+        description="Rundruf: takes triggered broadcasts from SwyxWare's call routing.",
+        args=("-m", "swyx_jobservice"),
+        permanent=jobservice_exit_codes.PERMANENT,
+    ),
 }
 ENROLL_ARGS = ["-m", "edge_agent", "enroll"]
 RESTART_PAUSE_S = 5.0
 # A child crashing again and again waits longer each time (a log line every 5 s for
 # hours helps nobody), up to this.
 RESTART_PAUSE_MAX_S = 300.0
-# Exit codes that no restart can mend: the agent's settings are incomplete or wrong (2),
-# or the server refused its enrolment (3, enroll again). The service stops and says why.
-PERMANENT_EXIT_CODES = {2: "the settings are incomplete or wrong", 3: "enrol again"}
 # The child stops when its standard input closes: a service has no console, so no
-# signal Python could handle reaches it (edge_agent/stopping.py, its FLAG).
-STOP_FLAG = "--stop-with-stdin"
+# signal Python could handle reaches it (edge_agent/stopping.py).
+STOP_FLAG = stopping.FLAG
 STOP_GRACE_S = 15.0
 
 
@@ -90,7 +113,7 @@ def read_env_file(text: str) -> dict[str, str]:
 
 
 def child_command(kind: str, python: str = sys.executable) -> list[str]:
-    return [python, *SERVICES[kind]["args"], STOP_FLAG]
+    return [python, *SERVICES[kind].args, STOP_FLAG]
 
 
 def default_settings(kind: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -117,12 +140,43 @@ def child_environment(kind: str, environ: Mapping[str, str] = os.environ) -> dic
     return env
 
 
-def restart_pause(returncode: int, crashes: int) -> float | None:
-    """Seconds to wait before starting a child again that ended with `returncode` after
-    `crashes` ends in a row; None when a restart cannot help (the service stops)."""
-    if returncode in PERMANENT_EXIT_CODES:
+def permanent_exit(kind: str, returncode: int) -> str | None:
+    """Why a restart cannot help when `kind`'s child ended with `returncode` (read in
+    that service's own table), or None."""
+    return SERVICES[kind].permanent.get(returncode)
+
+
+def restart_pause(kind: str, returncode: int, crashes: int) -> float | None:
+    """Seconds to wait before starting `kind`'s child again that ended with `returncode`
+    after `crashes` ends in a row; None when a restart cannot help (the service stops)."""
+    if permanent_exit(kind, returncode) is not None:
         return None
-    return min(RESTART_PAUSE_S * 2 ** max(0, crashes - 1), RESTART_PAUSE_MAX_S)
+    return min(RESTART_PAUSE_S * 2.0 ** max(0, crashes - 1), RESTART_PAUSE_MAX_S)
+
+
+def own_folders(kind: str, environ: Mapping[str, str] = os.environ) -> list[Path]:
+    """The folders `kind`'s service owns: `%ProgramData%\\Rundruf` (the .env files with
+    tokens and the SIP password), its logs, and where its settings keep its state."""
+    folder = data_dir(environ)
+    env = child_environment(kind, environ)
+    if kind == "agent":
+        state = [
+            Path(env["RUNDRUF_AGENT_CONFIG_PATH"]).parent,
+            Path(env["RUNDRUF_AGENT_STATE_DIR"]),
+        ]
+    else:
+        state = [Path(env["RUNDRUF_JOBSERVICE_DATA_DIR"])]
+    owned = [folder, folder / "logs", *(folder / path for path in state)]
+    return list(dict.fromkeys(owned))  # an absolute path stays as it is; no duplicates
+
+
+def make_own_folders(kind: str, environ: Mapping[str, str] = os.environ) -> Path:
+    """Makes the folders `kind`'s service owns where they are missing, readable by the
+    service's account, SYSTEM and the Administrators only (files.private_dir; on Windows
+    a protected DACL, not ProgramData's rights, under which Users may read); the logs."""
+    for folder in own_folders(kind, environ):
+        private_dir(folder)
+    return data_dir(environ) / "logs"
 
 
 def start_child(
@@ -161,16 +215,17 @@ def enroll(
 ) -> int:
     """`agent enroll …`: the agent's enrolment with the service's environment and folder,
     so `agent.json` lands where the service reads it. The folder must exist with the
-    rights of ops/windows/README.md: one made now would be readable by this
-    administrator only, not by the service's account."""
+    service account's rights (made by the installer as ops/windows/README.md says, or by
+    the service's first start): one made now would be this administrator's, not the
+    service account's."""
     env = child_environment("agent", environ)
     folder = data_dir(environ)
     config = folder / env["RUNDRUF_AGENT_CONFIG_PATH"]  # an absolute path stays as it is
     for needed in (folder, config.parent):
         if not needed.is_dir():
             print(
-                f"rundruf_service: {needed} does not exist; create it first with the rights "
-                "of ops/windows/README.md (step 2), so that the service's account can read "
+                f"{PROG}: {needed} does not exist; create it first with the rights "
+                "of ops/windows/README.md (step 3), so that the service's account can read "
                 "what enrolment writes there",
                 file=sys.stderr,
             )
@@ -200,11 +255,12 @@ def _service_class(kind: str, class_name: str) -> Any:
         )
     win32serviceutil, win32service, win32event = modules
     spec = SERVICES[kind]
+    framework: Any = win32serviceutil.ServiceFramework
 
-    class Service(win32serviceutil.ServiceFramework):  # type: ignore[misc]
-        _svc_name_ = spec["name"]
-        _svc_display_name_ = spec["display"]
-        _svc_description_ = spec["description"]
+    class Service(framework):  # type: ignore[misc]
+        _svc_name_ = spec.name
+        _svc_display_name_ = spec.display
+        _svc_description_ = spec.description
 
         def __init__(self, args: Any) -> None:
             super().__init__(args)
@@ -219,8 +275,7 @@ def _service_class(kind: str, class_name: str) -> Any:
             win32event.SetEvent(self.stop_event)
 
         def SvcDoRun(self) -> None:
-            log_dir = data_dir() / "logs"
-            log_dir.mkdir(parents=True, exist_ok=True)
+            log_dir = make_own_folders(kind)
             crashes = 0
             while True:
                 with open(log_dir / f"{kind}.log", "ab") as log:
@@ -233,11 +288,11 @@ def _service_class(kind: str, class_name: str) -> Any:
                     code = stop_child(self.child, 0)  # ended: only its stdin pipe to close
                     # A child that ran for a while before it ended starts the count anew.
                     crashes = 1 if time.monotonic() - started > RESTART_PAUSE_MAX_S else crashes + 1
-                    pause = restart_pause(code, crashes)
+                    pause = restart_pause(kind, code, crashes)
                     if pause is None:
+                        reason = permanent_exit(kind, code)
                         log.write(
-                            f"rundruf service: stopped, exit code {code}: "
-                            f"{PERMANENT_EXIT_CODES[code]}\n".encode()
+                            f"rundruf service: stopped, exit code {code}: {reason}\n".encode()
                         )
                         return
                 # Waits for the pause or a stop, whichever comes first.
@@ -256,21 +311,84 @@ if _pywin32() is not None:  # pragma: no cover - Windows
     JobService = _service_class("jobservice", "JobService")
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[1] not in SERVICES:
-        print(__doc__)
-        return 2
-    kind = argv[1]
-    if kind == "agent" and argv[2:3] == ["enroll"]:
-        return enroll(argv[3:])  # needs no pywin32
+def main(argv: Sequence[str] | None = None) -> int:
+    """`rundruf-service`: the services' commands (pywin32's, and `agent enroll`), and
+    `files`, which needs no pywin32 either."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] and args[0] in SERVICES:
+        return _service_command(args[0], args[1:])
+    parser = _parser()
+    try:
+        parsed = parser.parse_args(args)
+    except SystemExit as exc:  # --help, or a wrong command: argparse has said so
+        return int(exc.code or 0)
+    return write_files(parsed.folder, overwrite=parsed.overwrite)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="The Rundruf agent and job service as Windows services (pywin32) on the "
+        "Swyx server; ops/windows/README.md says how to install them.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for kind, spec in SERVICES.items():
+        # Handed to pywin32 as they are (never parsed here): listed for --help only.
+        commands.add_parser(
+            kind,
+            help=f"{spec.display}: [--startup auto] install | start | stop | remove | "
+            "debug" + (" | enroll --server URL --license KEY" if kind == "agent" else ""),
+        )
+    files = commands.add_parser(
+        "files", help="write the env examples and the prerequisites checker into a folder"
+    )
+    files.add_argument("folder", type=Path, help="e.g. C:\\Rundruf\\install")
+    files.add_argument("--overwrite", action="store_true", help="replace files already there")
+    return parser
+
+
+def _service_command(kind: str, args: list[str]) -> int:
+    if kind == "agent" and args[:1] == ["enroll"]:
+        return enroll(args[1:])  # needs no pywin32
     modules = _pywin32()
     if modules is None:
-        print("the Windows services need pywin32 (pip install rundruf brings it on Windows)")
+        print(
+            f"{PROG}: the Windows services need pywin32, which pip install rundruf brings "
+            "on Windows (only `agent enroll` and `files` work without it)",
+            file=sys.stderr,
+        )
         return 2
     service = globals()[CLASS_NAMES[kind]]
-    modules[0].HandleCommandLine(service, argv=[argv[0], *argv[2:]])
+    modules[0].HandleCommandLine(service, argv=[f"{PROG} {kind}", *args])
+    return 0
+
+
+# The installer's files, shipped in the package (edge_agent/windows/).
+INSTALL_FILES = Path(__file__).with_name("windows")
+INSTALL_FILE_NAMES = (
+    "agent.env.example",
+    "jobservice.env.example",
+    "Test-RundrufPrerequisites.ps1",
+)
+
+
+def write_files(folder: Path, *, overwrite: bool = False) -> int:
+    """`files FOLDER`: copies the env examples and the prerequisites checker there;
+    refuses (changing nothing) where one exists, unless `overwrite`."""
+    targets = [folder / name for name in INSTALL_FILE_NAMES]
+    present = [str(path) for path in targets if path.exists()]
+    if present and not overwrite:
+        print(
+            f"{PROG}: already there (--overwrite replaces them): {', '.join(present)}",
+            file=sys.stderr,
+        )
+        return 2
+    folder.mkdir(parents=True, exist_ok=True)
+    for target in targets:
+        target.write_bytes((INSTALL_FILES / target.name).read_bytes())
+        print(target)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv))
+    raise SystemExit(main())

@@ -160,6 +160,8 @@ def test_it_installs_none_of_the_central_service_libraries(venv: Path) -> None:
         (["rundruf-agent", "--help"], "edge_agent", "usage: rundruf-agent [-h] {enroll,run,"),
         (["rundruf-agent", "run", "--help"], "edge_agent", "usage: rundruf-agent run [-h]"),
         (["rundruf-jobservice", "--help"], "swyx_jobservice", "usage: rundruf-jobservice [-h]"),
+        # The Windows service host: its help, enrolment and files need no pywin32.
+        (["rundruf-service", "--help"], "edge_agent", "usage: rundruf-service [-h]"),
     ],
 )
 def test_the_customer_commands_start_without_central_code(
@@ -196,6 +198,28 @@ def test_every_customer_module_imports_without_central_code(venv: Path) -> None:
     assert not set(report["modules"]) & (NEVER_IMPORTED | SERVER_LIBRARIES)
     # The agent's bundled prompts are installed with it, not only in the work tree.
     assert report["prompts"] == ["alarm.wav", "bestaetigen.wav", "test.wav"]
+
+
+@slow
+def test_the_windows_service_host_and_the_installers_files_are_installed(
+    venv: Path, tmp_path: Path
+) -> None:
+    """ops/windows/README.md's steps work from `pip install rundruf` alone: the service
+    host is a command, the env examples and the prerequisites checker come with it."""
+    result = run(venv, "rundruf-service", "files", str(tmp_path / "install"))
+
+    assert result.returncode == 0, result.stderr
+    written = sorted(path.name for path in (tmp_path / "install").iterdir())
+    assert written == [
+        "Test-RundrufPrerequisites.ps1",
+        "agent.env.example",
+        "jobservice.env.example",
+    ]
+    assert "RUNDRUF_AGENT_PBX=swyx" in (tmp_path / "install" / "agent.env.example").read_text()
+    # The services themselves need pywin32, which the install brings on Windows only.
+    result = run(venv, "rundruf-service", "agent", "install")
+    assert result.returncode == 2
+    assert "need pywin32" in result.stderr
 
 
 @slow

@@ -1,6 +1,6 @@
 <#
 .SYNOPSIS
-    Checks what Rundruf needs on the Swyx server, before anything is installed.
+    Checks what Rundruf needs on the Swyx server, before its services are installed.
 
 .DESCRIPTION
     Prints one line per check (OK / WARN / FAIL) and ends with exit code 1 if any check
@@ -146,7 +146,7 @@ if ($Transport -eq 'winrm') {
 
 # --- Folders --------------------------------------------------------------------------
 $data = Join-Path $env:ProgramData 'Rundruf'
-foreach ($name in 'agents', 'prompts', 'recordings', 'state', 'logs') {
+foreach ($name in 'agent', 'jobservice', 'logs', 'agents', 'prompts', 'recordings', 'state') {
     $path = Join-Path $data $name
     if (Test-Path -LiteralPath $path) {
         Write-Check 'OK' "folder $name" $path

@@ -1,10 +1,11 @@
-"""The Windows installation files: the service host's pure parts and the env examples."""
+"""The Windows service host (edge_agent/windows_service.py, `rundruf-service`): its pure
+parts, the service class with pywin32's modules faked, and the installer's files."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -13,26 +14,28 @@ from types import ModuleType
 
 import pytest
 
+from edge_agent import exit_codes, windows_service
 from edge_agent.settings import load_run_settings
+from swyx_jobservice import exit_codes as jobservice_exit_codes
+from tests.agent.windows_fakes import as_on_windows
 
 ROOT = Path(__file__).resolve().parents[2]
-OPS = ROOT / "ops" / "windows"
+INSTALL_FILES = ROOT / "edge_agent" / "windows"
 
 
 def service_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("rundruf_service", OPS / "rundruf_service.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return windows_service
 
 
-def test_the_service_host_imports_without_pywin32() -> None:
+def test_the_service_host_imports_without_pywin32(capsys: pytest.CaptureFixture[str]) -> None:
     module = service_module()
 
     assert not hasattr(module, "AgentService")  # only where pywin32 is
-    assert module.main(["rundruf_service.py", "agent", "install"]) == 2
-    assert module.main(["rundruf_service.py", "reboot"]) == 2
+    assert module.main(["agent", "install"]) == 2
+    assert "need pywin32" in capsys.readouterr().err
+    assert module.main(["reboot"]) == 2
+    assert module.main(["--help"]) == 0
+    assert "{agent,jobservice,files}" in capsys.readouterr().out
 
 
 def test_the_children_run_the_agent_and_the_job_service() -> None:
@@ -180,7 +183,7 @@ def test_the_service_host_runs_the_agents_enrolment_without_pywin32(
     monkeypatch.setenv("ProgramData", str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
 
-    code = service_module().main(["rundruf_service.py", "agent", "enroll", "--help"])
+    code = service_module().main(["agent", "enroll", "--help"])
 
     assert code == 0
     assert "--license" in capfd.readouterr().out  # the agent's own enrol command answered
@@ -188,7 +191,7 @@ def test_the_service_host_runs_the_agents_enrolment_without_pywin32(
 
 @pytest.mark.parametrize("name", ["agent.env.example", "jobservice.env.example"])
 def test_the_env_examples_parse(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    values = service_module().read_env_file((OPS / name).read_text(encoding="utf-8"))
+    values = service_module().read_env_file((INSTALL_FILES / name).read_text(encoding="utf-8"))
 
     assert values
     if name.startswith("agent"):
@@ -201,7 +204,7 @@ def test_the_env_examples_parse(name: str, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_the_prerequisites_checker_covers_what_the_issue_asks() -> None:
-    text = (OPS / "Test-RundrufPrerequisites.ps1").read_text(encoding="utf-8")
+    text = (INSTALL_FILES / "Test-RundrufPrerequisites.ps1").read_text(encoding="utf-8")
 
     for check in ("BuildNumber", "IpPbx", "Get-NetTCPConnection", "Test-NetConnection", "exit 1"):
         assert check in text
@@ -232,10 +235,25 @@ def _fake_service_modules() -> tuple[ModuleType, ModuleType, ModuleType]:
 def test_a_crashing_child_is_restarted_later_and_later() -> None:
     module = service_module()
 
-    pauses = [module.restart_pause(1, crashes) for crashes in range(1, 10)]
+    pauses = [module.restart_pause("agent", 1, crashes) for crashes in range(1, 10)]
     assert pauses[:4] == [5.0, 10.0, 20.0, 40.0]
     assert pauses[-1] == module.RESTART_PAUSE_MAX_S
-    assert module.restart_pause(0, 1) == 5.0  # an unexpected clean end: started again
+    assert module.restart_pause("agent", 0, 1) == 5.0  # an unexpected clean end: started again
+
+
+def test_each_services_exit_code_is_read_in_its_own_table() -> None:
+    module = service_module()
+
+    for code in (exit_codes.SETTINGS, exit_codes.REFUSED, exit_codes.NOT_ENROLLED):
+        assert module.restart_pause("agent", code, 1) is None
+    assert module.restart_pause("jobservice", jobservice_exit_codes.SETTINGS, 1) is None
+    # uvicorn's 3 for a taken port is not the agent's "enrol again": the job service is
+    # started again later (and passes on 1 anyway: tests/agent/test_windows_stop.py).
+    assert module.restart_pause("jobservice", exit_codes.REFUSED, 1) == 5.0
+    assert module.restart_pause("jobservice", jobservice_exit_codes.FAILED, 1) == 5.0
+    assert module.permanent_exit("agent", exit_codes.NOT_ENROLLED) == (
+        "not enrolled: rundruf-service agent enroll"
+    )
 
 
 def test_the_service_stops_for_good_when_its_settings_are_incomplete(
@@ -298,3 +316,122 @@ def test_the_job_service_keeps_its_jobs_in_its_own_folder(tmp_path: Path) -> Non
     env = module.child_environment("jobservice", {"ProgramData": str(tmp_path)})
 
     assert env["RUNDRUF_JOBSERVICE_DATA_DIR"] == str(tmp_path / "Rundruf" / "jobservice")
+
+
+def test_the_service_stops_for_good_when_the_agent_is_not_enrolled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No agent.json: restarting would not enrol it; the log names the command that does."""
+    module = service_module()
+    monkeypatch.setattr(module, "_pywin32", _fake_service_modules)
+    monkeypatch.setenv("ProgramData", str(tmp_path))
+    (tmp_path / "Rundruf").mkdir()
+    (tmp_path / "Rundruf" / "agent.env").write_text(
+        "RUNDRUF_AGENT_PBX=sim\nRUNDRUF_AGENT_DIALER=sim\n", encoding="utf-8"
+    )
+    service = module._service_class("agent", "AgentService")(["AgentService"])
+
+    runner = threading.Thread(target=service.SvcDoRun, daemon=True)
+    runner.start()
+    runner.join(60)
+
+    assert not runner.is_alive(), "the service restarts an agent that is not enrolled"
+    log = (tmp_path / "Rundruf" / "logs" / "agent.log").read_text(encoding="utf-8")
+    assert log.count("rundruf agent: no enrolment in ") == 1
+    assert "enrol with `rundruf-service agent enroll --server URL --license KEY`" in log
+    assert (
+        "rundruf service: stopped, exit code 4: not enrolled: rundruf-service agent enroll" in log
+    )
+
+
+# --- the folders a service owns are private ---------------------------------------------
+
+
+def test_the_service_makes_the_folders_it_owns_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """%ProgramData%\\Rundruf (the .env files), logs and the agent's folder: made with a
+    protected DACL on Windows (the fakes record it), 0700 elsewhere; never with the rights
+    they would inherit from ProgramData, under which Users may read."""
+    fakes = as_on_windows(monkeypatch)
+    module = service_module()
+    monkeypatch.setattr(module, "_pywin32", _fake_service_modules)
+    monkeypatch.setenv("ProgramData", str(tmp_path))
+    for name in ("RUNDRUF_AGENT_PBX", "RUNDRUF_AGENT_DIALER"):
+        monkeypatch.delenv(name, raising=False)
+    service = module._service_class("agent", "AgentService")(["AgentService"])
+
+    runner = threading.Thread(target=service.SvcDoRun, daemon=True)
+    runner.start()
+    runner.join(60)
+
+    assert not runner.is_alive()
+    data = tmp_path / "Rundruf"
+    made = [path for path, *_ in fakes.pywin32.protected]
+    assert made == [str(data), str(data / "logs"), str(data / "agent")]
+    for path, _kind, info, dacl in fakes.pywin32.protected:
+        assert info & 0x80000000, f"{path} inherits ProgramData's rights"  # PROTECTED_DACL
+        assert [sid for *_, sid in dacl.aces] == [
+            fakes.pywin32.account,
+            "S-1-5-18",
+            "S-1-5-32-544",
+        ]
+    for folder in map(Path, made):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_the_job_services_own_folders_follow_its_settings(tmp_path: Path) -> None:
+    module = service_module()
+    (tmp_path / "Rundruf").mkdir()
+    (tmp_path / "Rundruf" / "jobservice.env").write_text(
+        "RUNDRUF_JOBSERVICE_DATA_DIR=jobs\n", encoding="utf-8"
+    )
+    data = tmp_path / "Rundruf"
+
+    folders = module.own_folders("jobservice", {"ProgramData": str(tmp_path)})
+
+    assert folders == [data, data / "logs", data / "jobs"]
+
+
+def test_a_folder_the_installer_made_keeps_its_rights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fakes = as_on_windows(monkeypatch)
+    module = service_module()
+    (tmp_path / "Rundruf" / "agent").mkdir(parents=True)
+
+    module.make_own_folders("agent", {"ProgramData": str(tmp_path)})
+
+    assert [path for path, *_ in fakes.pywin32.protected] == [str(tmp_path / "Rundruf" / "logs")]
+
+
+# --- the installer's files ----------------------------------------------------------------
+
+
+def test_files_writes_the_env_examples_and_the_checker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "install"
+
+    assert service_module().main(["files", str(target)]) == 0
+
+    names = sorted(path.name for path in target.iterdir())
+    assert names == ["Test-RundrufPrerequisites.ps1", "agent.env.example", "jobservice.env.example"]
+    for name in names:
+        assert (target / name).read_bytes() == (INSTALL_FILES / name).read_bytes()
+    assert str(target / "agent.env.example") in capsys.readouterr().out
+
+
+def test_files_changes_nothing_where_one_is_there_already(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "agent.env.example").write_text("RUNDRUF_AGENT_PBX=swyx\n", encoding="utf-8")
+
+    assert service_module().main(["files", str(tmp_path)]) == 2
+
+    assert "already there (--overwrite replaces them)" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["agent.env.example"]
+    assert service_module().main(["files", str(tmp_path), "--overwrite"]) == 0
+    assert (tmp_path / "agent.env.example").read_bytes() == (
+        INSTALL_FILES / "agent.env.example"
+    ).read_bytes()

@@ -1,5 +1,5 @@
 """How the Windows service host stops its children: it closes their standard input
-(edge_agent/stopping.py, ops/windows/rundruf_service.py `stop_child`). The mechanism
+(edge_agent/stopping.py, edge_agent/windows_service.py `stop_child`). The mechanism
 is the same on Linux, so the real agent and job service are stopped so here."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 from websockets.sync.server import ServerConnection, serve
 
 from edge_agent import stopping
+from swyx_jobservice import exit_codes as jobservice_exit_codes
 from tests.agent.test_windows_ops import service_module
 
 
@@ -236,3 +237,39 @@ def test_a_refused_agent_exits_3_while_its_stdin_is_still_open(
     assert code == 3, text
     assert "enroll again" in text
     assert "Fatal Python error" not in text
+
+
+def test_the_job_service_on_a_busy_port_exits_with_its_code_while_its_stdin_is_open(
+    tmp_path: Path,
+) -> None:
+    module = service_module()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        environ = program_data(
+            tmp_path,
+            "jobservice",
+            {
+                "RUNDRUF_JOBSERVICE_PORT": str(taken.getsockname()[1]),
+                "RUNDRUF_JOBSERVICE_DATA_DIR": "jobservice",
+                "RUNDRUF_JOBSERVICE_AGENT_TOKEN": "agent-token-0123456789abcdef",
+                "RUNDRUF_JOBSERVICE_ROUTING_TOKEN": "routing-token-0123456789abcdef",
+            },
+        )
+        log = tmp_path / "jobservice.log"
+        with open(log, "wb") as out:
+            child = module.start_child("jobservice", out, environ)
+            try:
+                code = child.wait(60)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+                module.stop_child(child, 0)
+    text = log.read_text()
+    assert "Fatal Python error" not in text
+    # Its own code for "cannot serve", which the service host retries later; not uvicorn's
+    # 3, which means "enrol again" for the agent.
+    assert code == jobservice_exit_codes.FAILED == 1, text
+    assert "address already in use" in text
+    assert "rundruf jobservice: cannot serve on 127.0.0.1:" in text

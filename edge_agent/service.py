@@ -82,6 +82,7 @@ class AgentService:
         )
         self.commands.handlers["triggerBroadcast"] = self.trigger_from_command
         self._background: list[asyncio.Task[None]] = []
+        self._dialer_start: asyncio.Task[None] | None = None
         self.intake = (
             JobIntake(self.jobservice, self.broadcasts, self.server)
             if self.jobservice is not None
@@ -151,10 +152,17 @@ class AgentService:
         except DialerError as exc:
             log.error("the dialer cannot start: %s", exc)
 
+    def kick_dialer(self) -> None:
+        """Starts the dialer in the background unless a start is under way: looking up
+        the PBX's name may take its time, and neither the command channel nor the
+        heartbeat may wait for it (the health report says how the start stands)."""
+        if self._dialer_start is None or self._dialer_start.done():
+            self._dialer_start = asyncio.create_task(self.start_dialer(), name="dialer-start")
+
     async def heartbeat(self) -> None:
         while True:
             try:
-                await self.start_dialer()  # again, if starting failed before
+                self.kick_dialer()  # again, if starting failed before
                 poll = await self.server.report_health(await self.health())
                 if poll != int(self.cache.poll_interval):
                     self.cache.update_settings({"pollIntervalSeconds": poll})
@@ -201,7 +209,7 @@ class AgentService:
                 await self.commands.ensure_login()
             except PbxError as exc:
                 log.warning("signing in to the PBX failed: %s", exc.message)
-        await self.start_dialer()  # registered before the first alarm, not at it
+        self.kick_dialer()  # registered before the first alarm, not at it
         await self.broadcasts.resume()
         self._background = background = [
             asyncio.create_task(self.heartbeat(), name="heartbeat"),
@@ -212,9 +220,10 @@ class AgentService:
         try:
             await self.channel.run_forever()
         finally:
-            for task in background:
+            starting = [self._dialer_start] if self._dialer_start is not None else []
+            for task in [*background, *starting]:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await asyncio.gather(*background, *starting, return_exceptions=True)
             await self.broadcasts.close()
             await self.dialer.close()
             await self.server.aclose()

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge_agent import platforms
 from edge_agent.sip.errors import SipParseError
 from edge_agent.sip.message import Headers, Request, Response, parse, parse_stream
 from edge_agent.sip.udp import UdpSocket
@@ -32,8 +33,10 @@ MAX_TCP_BUFFER = 256 * 1024
 # it up to 70 ms when 500 members answered at once; 16, about 4 ms).
 DRAIN_BATCH = 16
 BUFFER_BYTES = 4 * 1024 * 1024
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux values where Python lacks them
-SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+# Linux's values (asm-generic/socket.h), where Python lacks the names. Used on Linux only:
+# elsewhere the numbers mean other options (on Windows 32 is SO_BROADCAST).
+LINUX_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+LINUX_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -145,14 +148,22 @@ class UdpTransport(Transport):
 
 
 def _enlarge_buffers(sock: socket.socket) -> None:
-    """Room for an alarm's worth of answers; the kernel caps it at net.core.rmem_max,
-    which SO_RCVBUFFORCE passes when the agent may (CAP_NET_ADMIN)."""
-    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, force, BUFFER_BYTES)
-        except OSError:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, plain, BUFFER_BYTES)
+    """Room for an alarm's worth of answers. Linux caps SO_RCVBUF at net.core.rmem_max,
+    which its SO_RCVBUFFORCE passes when the agent may (CAP_NET_ADMIN); other systems
+    get the plain options only."""
+    force = platforms.on_linux()
+    for forced, plain in (
+        (LINUX_SO_RCVBUFFORCE, socket.SO_RCVBUF),
+        (LINUX_SO_SNDBUFFORCE, socket.SO_SNDBUF),
+    ):
+        if force:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, forced, BUFFER_BYTES)
+                continue
+            except OSError:
+                pass  # not allowed: the plain option, capped
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, plain, BUFFER_BYTES)
 
 
 @dataclass

@@ -17,8 +17,10 @@ import importlib
 import json
 import logging
 import subprocess
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -97,22 +99,20 @@ class LocalPowerShell(PowerShellRunner):
 
     async def run(self, script: str, params_json: str, *, seconds: float) -> str:
         request = json.dumps({"script": script, "params": params_json}, ensure_ascii=True)
-        started: list[subprocess.Popen[bytes]] = []
+        started = _Started()
         try:
             return await asyncio.to_thread(
                 self._run_process, request.encode("ascii"), seconds, started
             )
         except asyncio.CancelledError:
             # The caller gave up (the agent stops): the process must not run on alone.
-            for process in started:
-                with contextlib.suppress(OSError):
-                    process.kill()
+            started.cancel()
             raise
 
-    def _run_process(
-        self, request: bytes, seconds: float, started: list[subprocess.Popen[bytes]]
-    ) -> str:
+    def _run_process(self, request: bytes, seconds: float, started: _Started) -> str:
         """In a worker thread: start, feed stdin, wait at most `seconds`, else kill."""
+        if started.cancelled.is_set():
+            raise RunnerError("cancelled before PowerShell started", unreachable=False)
         try:
             process = subprocess.Popen(  # noqa: S603 - fixed command, no shell
                 self.command,
@@ -122,13 +122,15 @@ class LocalPowerShell(PowerShellRunner):
             )
         except OSError as exc:
             raise RunnerError(f"PowerShell cannot be started ({self.command[0]}): {exc}") from exc
-        started.append(process)
+        started.processes.append(process)
+        if started.cancelled.is_set():
+            # Cancelled while Popen ran: `cancel` found no process to kill, so this thread does.
+            self._kill(process)
+            raise RunnerError("cancelled while PowerShell started", unreachable=False)
         try:
             stdout, stderr = process.communicate(request, timeout=seconds)
         except subprocess.TimeoutExpired:
-            process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.communicate(timeout=self.KILL_WAIT_S)
+            self._kill(process)
             raise RunnerError(f"PowerShell gave no answer within {seconds:g} s") from None
         text = stdout.decode("utf-8", errors="replace").lstrip("\ufeff").strip()
         if process.returncode != 0 and not text:
@@ -137,6 +139,28 @@ class LocalPowerShell(PowerShellRunner):
                 f"PowerShell ended with code {process.returncode}: {reason}", unreachable=False
             )
         return text
+
+    def _kill(self, process: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(OSError):
+            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError, ValueError):
+            process.communicate(timeout=self.KILL_WAIT_S)
+
+
+@dataclass
+class _Started:
+    """A local run's process, shared by the event loop and the worker thread: a cancel
+    sets `cancelled` before it kills what `processes` holds, and the worker adds its
+    process before it looks at `cancelled`, so one of the two always kills it."""
+
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        for process in list(self.processes):
+            with contextlib.suppress(OSError):
+                process.kill()
 
 
 class RemotePowerShell(PowerShellRunner):

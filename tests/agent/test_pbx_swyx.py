@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import subprocess
 import sys
 import textwrap
 import threading
@@ -637,6 +638,54 @@ async def test_a_cancelled_run_kills_its_powershell(local: LocalPowerShell, tmp_
             break
         await asyncio.sleep(0.01)
     assert process_gone(pid)
+
+
+class SlowStart:
+    """`subprocess` as the local runner uses it, whose Popen returns half a second after
+    the process has started (a loaded host, a virus scanner looking at powershell.exe)."""
+
+    PIPE = subprocess.PIPE
+    TimeoutExpired = subprocess.TimeoutExpired
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def Popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(*args, **kwargs)
+        self.processes.append(process)
+        time.sleep(0.5)
+        return process
+
+
+async def test_a_run_cancelled_while_powershell_starts_kills_it(
+    local: LocalPowerShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent.pbx import swyx_runner
+
+    slow = SlowStart()
+    monkeypatch.setattr(swyx_runner, "subprocess", slow)
+    task = asyncio.create_task(
+        local.run(SCRIPTS["login"], json.dumps({"mode": "hang"}), seconds=60)
+    )
+    for _ in range(500):
+        if slow.processes:
+            break
+        await asyncio.sleep(0.01)
+    process = slow.processes[0]
+    try:
+        task.cancel()  # while Popen has not returned yet
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        for _ in range(500):
+            if process.poll() is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert process.poll() is not None, "PowerShell runs on after the cancel"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_the_bootstrap_is_a_fixed_text_decoded_by_powershell() -> None:

@@ -4,7 +4,8 @@ malformed, with the field named and nothing changed."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -116,6 +117,28 @@ async def test_the_longest_values_are_accepted(gql, world, clock):
             "sipRegistration.lastError.params",
         ),
         ({"sipRegistration": sip(params={"reason": "a\rb"})}, "sipRegistration.lastError.params"),
+        # Not only C0 and DEL: C1 (NEL), the line separator and a bidi override reach mails.
+        ({"sipRegistration": sip(detail="a\u0085b")}, "sipRegistration.lastError.detail"),
+        ({"sipRegistration": sip(detail="a\u2028b")}, "sipRegistration.lastError.detail"),
+        ({"sipRegistration": sip(detail="\u202egnp.exe")}, "sipRegistration.lastError.detail"),
+        (
+            {"sipRegistration": sip(params={"reason": "x\u2029"})},
+            "sipRegistration.lastError.params",
+        ),
+        ({"agentVersion": "2.0\u2028"}, "agentVersion"),
+        # Times: converting to UTC overflows, or far from any real clock.
+        (
+            {"sipRegistration": {**sip(), "since": "0001-01-01T00:00:00+14:00"}},
+            "sipRegistration.since",
+        ),
+        (
+            {"sipRegistration": {**sip(), "since": "9999-12-31T23:00:00-05:00"}},
+            "sipRegistration.since",
+        ),
+        ({"sipRegistration": {**sip(), "since": "9999-12-31T23:59:59Z"}}, "sipRegistration.since"),
+        ({"sipRegistration": {**sip(), "since": "1999-12-31T23:59:59Z"}}, "sipRegistration.since"),
+        ({"sipRegistration": sip(at="9999-12-31T23:00:00-05:00")}, "sipRegistration.lastError.at"),
+        ({"sipRegistration": sip(at="0001-01-01T00:00:00+14:00")}, "sipRegistration.lastError.at"),
         (
             {"sipRegistration": sip(params={f"p{i}": i for i in range(9)})},
             "sipRegistration.lastError.params",
@@ -131,6 +154,61 @@ async def test_bad_values_are_refused_naming_the_field_and_change_nothing(
     assert error_codes(body) == ["BAD_USER_INPUT"], body
     assert body["errors"][0]["extensions"]["field"] == field
     assert await snapshot(rt) == before
+
+
+@pytest.mark.parametrize(
+    "reported_at",
+    ["0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-05:00", "9999-12-31T23:59:59Z"],
+)
+async def test_a_report_time_out_of_range_is_refused_naming_it(gql, rt, world, clock, reported_at):
+    before = await snapshot(rt)
+    report = health(clock.now)
+    report["input"]["reportedAt"] = reported_at
+    body = await gql.as_(world.tokens["agent_a"])(HEALTH, **report)
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["field"] == "reportedAt"
+    assert await snapshot(rt) == before
+
+
+async def post_ascii(gql, token: str, query: str, **variables: Any) -> dict[str, Any]:
+    """Posts as JSON with \\u escapes, which can carry a lone surrogate (httpx's own JSON
+    is UTF-8, which cannot)."""
+    response = await gql.client.post(
+        "/graphql",
+        content=json.dumps({"query": query, "variables": variables}),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"sipRegistration": sip(detail="\ud800")}, "sipRegistration.lastError.detail"),
+        ({"sipRegistration": sip(params={"reason": "\udfff"})}, "sipRegistration.lastError.params"),
+        ({"agentVersion": "2.0\ud800"}, "agentVersion"),
+    ],
+)
+async def test_a_lone_surrogate_is_refused_naming_the_field(gql, rt, world, clock, values, field):
+    before = await snapshot(rt)
+    report = health(clock.now, **{"pbxAdapter": "swyx", "dialer": "sip", **values})
+    body = await post_ascii(gql, world.tokens["agent_a"], HEALTH, **report)
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["field"] == field
+    assert await snapshot(rt) == before
+
+
+async def test_times_are_stored_in_utc_and_a_clock_somewhat_ahead_still_counts(gql, world, clock):
+    ahead = clock.now + timedelta(hours=20)  # a badly set machine: its report still counts
+    local = ahead.astimezone(timezone(timedelta(hours=-5)))
+    registration = {**sip("registered"), "since": local.isoformat()}
+    registration["lastError"] = None
+    report = health(ahead, pbxAdapter="swyx", dialer="sip", sipRegistration=registration)
+    await gql.as_(world.tokens["agent_a"]).ok(HEALTH, **report)
+    found = await shown(gql, world)
+    assert datetime.fromisoformat(found["sipRegistration"]["since"]) == ahead
 
 
 async def test_a_silent_installations_registration_reads_unknown(gql, world, clock):

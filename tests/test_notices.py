@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from api.models import AuditLog, Email, EmailStatus, Language, Role, Tenant, User
 from tests.conftest import error_codes
 from tests.test_authorization import snapshot
+from tests.test_health_report import post_ascii
 
 NOTICE = "mutation($input: NoticeInput!) { reportNotice(input: $input) { stored } }"
 AT = datetime(2025, 1, 15, 13, 3, tzinfo=UTC)  # 14:03 in Berlin (winter time)
@@ -165,6 +166,12 @@ async def test_a_users_session_cannot_report_a_notice(gql, rt, world):
         ({"at": "2025-01-15T13:03:00"}, "at"),
         ({"agentNumber": "2" * 65}, "agentNumber"),
         ({"callerNumber": "030\r\nBcc: x@example.com"}, "callerNumber"),
+        ({"callerNumber": "030\u2028Bcc: x@example.com"}, "callerNumber"),
+        ({"agentNumber": "\u202e992"}, "agentNumber"),
+        ({"noticeId": "n\u0085"}, "noticeId"),
+        ({"at": "9999-12-31T23:00:00-05:00"}, "at"),
+        ({"at": "0001-01-01T00:00:00+14:00"}, "at"),
+        ({"at": "9999-12-31T23:59:59Z"}, "at"),
     ],
 )
 async def test_bad_notices_are_refused_and_write_nothing(gql, rt, world, bad, field):
@@ -172,6 +179,14 @@ async def test_bad_notices_are_refused_and_write_nothing(gql, rt, world, bad, fi
     body = await gql.as_(world.tokens["agent_a"])(NOTICE, **_notice(**bad))
     assert error_codes(body) == ["BAD_USER_INPUT"], body
     assert body["errors"][0]["extensions"]["field"] == field
+    assert await snapshot(rt) == before
+
+
+async def test_a_lone_surrogate_in_a_notice_is_refused_naming_the_field(gql, rt, world):
+    before = await snapshot(rt)
+    body = await post_ascii(gql, world.tokens["agent_a"], NOTICE, **_notice(callerNumber="\ud800"))
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["field"] == "callerNumber"
     assert await snapshot(rt) == before
 
 

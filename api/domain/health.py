@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
+from api.domain import validation
 from api.errors import BadInput
 from api.models.enums import DialerKind, Language, PbxAdapter, SipRegistrationState
 
@@ -86,20 +87,6 @@ def dialer(value: str | None) -> DialerKind | None:
     return _choice(DialerKind, value, "dialer")
 
 
-def _aware(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None:
-        raise BadInput("give the time with its zone", field=name)
-    return value
-
-
-def _text(value: str, name: str, limit: int) -> str:
-    if len(value) > limit:
-        raise BadInput(f"at most {limit} characters", field=name)
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise BadInput("must not contain control characters", field=name)
-    return value
-
-
 def _params(value: object, name: str) -> dict[str, str | int]:
     if value is None:
         return {}
@@ -113,27 +100,29 @@ def _params(value: object, name: str) -> dict[str, str | int]:
             raise BadInput("values are texts or whole numbers", field=name)
         if isinstance(item, int) and not -_INT_LIMIT < item < _INT_LIMIT:
             raise BadInput("a number out of range", field=name)
-        params[key] = _text(item, name, PARAM_TEXT_MAX) if isinstance(item, str) else item
+        if isinstance(item, str):
+            item = validation.printable(item, name, PARAM_TEXT_MAX)
+        params[key] = item
     return params
 
 
-def sip_error(value: SipErrorIn, prefix: str) -> SipError:
+def sip_error(value: SipErrorIn, prefix: str, now: datetime) -> SipError:
     if not _NAME.match(value.code):
         raise BadInput("a code of letters and digits, at most 32", field=f"{prefix}.code")
+    detail = value.detail and validation.printable(value.detail, f"{prefix}.detail", DETAIL_MAX)
     return SipError(
         code=value.code,
-        at=_aware(value.at, f"{prefix}.at"),
+        at=validation.moment(value.at, f"{prefix}.at", now),
         params=_params(value.params, f"{prefix}.params"),
-        detail=_text(value.detail, f"{prefix}.detail", DETAIL_MAX) or None
-        if value.detail
-        else None,
+        detail=detail or None,
     )
 
 
 def sip_registration(
-    value: SipRegistrationIn | None, dialer_kind: DialerKind | None
+    value: SipRegistrationIn | None, dialer_kind: DialerKind | None, now: datetime
 ) -> SipRegistration | None:
-    """The registration, checked; only a SIP dialer has one."""
+    """The registration, checked; only a SIP dialer has one. `now`: the server's clock,
+    which bounds the times reported (validation.moment)."""
     if value is None:
         return None
     if dialer_kind is not DialerKind.SIP:
@@ -143,8 +132,8 @@ def sip_registration(
     error = value.last_error
     return SipRegistration(
         state=state,
-        since=_aware(value.since, "sipRegistration.since"),
-        last_error=sip_error(error, "sipRegistration.lastError") if error else None,
+        since=validation.moment(value.since, "sipRegistration.since", now),
+        last_error=sip_error(error, "sipRegistration.lastError", now) if error else None,
     )
 
 

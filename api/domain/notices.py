@@ -31,30 +31,30 @@ class Notice:
     at: datetime
 
 
-def checked(notice: Notice) -> Notice:
-    """The notice with its numbers trimmed (empty ones as None); BadInput otherwise."""
-    if not 1 <= len(notice.notice_id) <= TEXT_MAX or not notice.notice_id.isprintable():
+def checked(notice: Notice, now: datetime) -> Notice:
+    """The notice with its numbers trimmed (empty ones as None); BadInput otherwise.
+    `now`: the server's clock, which bounds the notice's time (validation.moment)."""
+    if not notice.notice_id:
         raise BadInput(f"1 to {TEXT_MAX} printable characters", field="noticeId")
+    validation.printable(notice.notice_id, "noticeId", TEXT_MAX)
     if notice.kind not in KINDS:
         raise BadInput(f"unknown notice kind {notice.kind[:TEXT_MAX]!r}", field="kind")
     validation.in_range(notice.count, 1, COUNT_MAX, "count")
-    if notice.at.tzinfo is None:
-        raise BadInput("give the time with its zone", field="at")
     return Notice(
         notice_id=notice.notice_id,
         kind=notice.kind,
         agent_number=_number(notice.agent_number, "agentNumber"),
         caller_number=_number(notice.caller_number, "callerNumber"),
         count=notice.count,
-        at=notice.at,
+        at=validation.moment(notice.at, "at", now),
     )
 
 
 def _number(value: str | None, field: str) -> str | None:
-    # Both go into a mail's subject or body: no line breaks, nothing long.
+    # Both go into a mail's subject or body: one printable line, nothing long.
     if value is None or not value.strip():
         return None
-    return validation.name(value, field, max_length=TEXT_MAX)
+    return validation.printable(value.strip(), field, TEXT_MAX)
 
 
 @dataclass(frozen=True)

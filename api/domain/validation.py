@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import unicodedata
+from datetime import UTC, datetime, timedelta
 
 from api.errors import BadInput
 
@@ -27,14 +29,59 @@ def email(value: str, field: str = "email") -> str:
 
 
 def name(value: str, field: str, max_length: int = 200) -> str:
+    """A name or text a person typed: trimmed, not empty, one safe line (`safe_line`)."""
     value = value.strip()
     if not value:
         raise BadInput("must not be empty", field=field)
     if len(value) > max_length:
         raise BadInput(f"at most {max_length} characters", field=field)
-    if any(ord(c) < 32 for c in value):
-        raise BadInput("must not contain control characters", field=field)
+    return safe_line(value, field)
+
+
+# Unsafe anywhere a text goes (a mail, a page, the database): controls (C0, DEL, C1 such
+# as U+0085), lone surrogates (not UTF-8: the database refuses them), line and paragraph
+# separators (U+2028/9 break a mail's lines), and the bidirectional controls that make a
+# text read otherwise than it is written (U+202A-E, U+2066-9). Other spaces, the soft
+# hyphen and emoji stay: people paste them from documents.
+_UNSAFE_CATEGORIES = {"Cc", "Cs", "Zl", "Zp"}
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def safe_line(value: str, field: str) -> str:
+    if any(unicodedata.category(c) in _UNSAFE_CATEGORIES or c in _BIDI_CONTROLS for c in value):
+        raise BadInput("must not contain control characters or line breaks", field=field)
     return value
+
+
+def printable(value: str, field: str, max_length: int) -> str:
+    """A text a machine made (an agent's report, a notice): at most `max_length`
+    characters, every one printable (`str.isprintable`: no controls, separators, format
+    characters or surrogates). The agent sends its texts made so (`printable` in
+    edge_agent/sip/registration.py); anything else is refused, never stored."""
+    if len(value) > max_length:
+        raise BadInput(f"at most {max_length} characters", field=field)
+    if not value.isprintable():
+        raise BadInput("only printable characters on one line", field=field)
+    return value
+
+
+# Times an agent reports: from this century, and not further ahead of the server's clock
+# than a badly set machine may be (its reports must still count; see report_health).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+CLOCK_AHEAD_MAX = timedelta(days=1)
+
+
+def moment(value: datetime, field: str, now: datetime) -> datetime:
+    """A reported time with its zone, in UTC, between EARLIEST and now + CLOCK_AHEAD_MAX."""
+    if value.tzinfo is None:
+        raise BadInput("give the time with its zone", field=field)
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):  # year 1 at +14:00, year 9999 at -05:00
+        utc = None
+    if utc is None or not EARLIEST <= utc <= now + CLOCK_AHEAD_MAX:
+        raise BadInput("a time from the year 2000 up to a day from now", field=field)
+    return utc
 
 
 def password(value: str, min_length: int, field: str = "password") -> str:

@@ -12,6 +12,7 @@ from sqlalchemy import CursorResult, select, update
 
 from api.db import after_commit
 from api.domain import health, validation
+from api.domain.connection import OFFLINE_AFTER_POLLS
 from api.errors import BadInput, NotFound, Unauthenticated
 from api.models import Command, CommandStatus, Installation, License, PbxSettings, Tenant
 from api.pubsub import tenant_events
@@ -225,10 +226,10 @@ class HealthReport:
     sip_registration: health.SipRegistrationIn | None = None
 
 
-def _runs_on(report: HealthReport) -> dict[str, Any]:
+def _runs_on(report: HealthReport, now: datetime) -> dict[str, Any]:
     """The columns of what the installation runs on, checked (BadInput names the field)."""
     dialer = health.dialer(report.dialer)
-    sip = health.sip_registration(report.sip_registration, dialer)
+    sip = health.sip_registration(report.sip_registration, dialer, now)
     error = sip.last_error if sip else None
     return {
         "pbx_adapter": health.pbx_adapter(report.pbx_adapter),
@@ -244,18 +245,19 @@ def _runs_on(report: HealthReport) -> dict[str, Any]:
 
 async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
     """Stores the report unless it is older than the last one; returns the poll interval."""
-    if report.reported_at.tzinfo is None:
-        raise BadInput("give the time with its zone", field="reportedAt")
-    runs_on = _runs_on(report)
     now = rt.clock()
+    reported_at = validation.moment(report.reported_at, "reportedAt", now)
+    agent_version = validation.printable(report.agent_version[:64], "agentVersion", 64)
+    runs_on = _runs_on(report, now)
     async with rt.db.transaction() as session:
         settings = await session.get(PbxSettings, agent.tenant_id)
         poll = settings.poll_interval_seconds if settings else 60
-        # A report delayed beyond two intervals (or from a clock far ahead) proves
+        # A report delayed beyond the offline bound (or from a clock far ahead) proves
         # nothing about now: it never moves the heartbeat.
-        fresh = timedelta(seconds=-30) <= now - report.reported_at <= timedelta(seconds=2 * poll)
+        late = timedelta(seconds=OFFLINE_AFTER_POLLS * poll)
+        fresh = timedelta(seconds=-30) <= now - reported_at <= late
         # A clock running ahead must not make later, correct reports look old.
-        stamp = min(report.reported_at, now)
+        stamp = min(reported_at, now)
         await session.execute(
             update(Installation)
             .where(
@@ -263,7 +265,7 @@ async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
                 (Installation.last_report_at.is_(None)) | (Installation.last_report_at < stamp),
             )
             .values(
-                agent_version=report.agent_version[:64],
+                agent_version=agent_version,
                 pbx_reachable=report.pbx_reachable,
                 jobservice_reachable=report.jobservice_reachable,
                 alarm_service_ok=report.alarm_service_ok,

@@ -36,7 +36,7 @@ ACTION = "notice.report"
 
 async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
     """Writes the notice's mails once; True when it was new, False for a repeat."""
-    notice = notices.checked(notice)
+    notice = notices.checked(notice, rt.clock())
     async with rt.db.transaction() as session:
         await session.execute(
             select(Installation.id)

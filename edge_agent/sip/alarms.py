@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -201,11 +201,14 @@ class TimerResolution:
             winmm().timeEndPeriod(TIMER_PERIOD_MS)
 
 
+@functools.cache
 def winmm() -> Any:
-    """Windows' multimedia timer library (tests put a fake here)."""
-    if sys.platform == "win32":
-        return ctypes.WinDLL("winmm")
-    raise OSError("winmm.dll is a part of Windows")
+    """Windows' multimedia timer library, loaded once (tests put a fake here). Asks
+    ctypes, not the platform check: a test that patches that without this fails here."""
+    load = getattr(ctypes, "WinDLL", None)
+    if load is None:
+        raise OSError("winmm.dll is a part of Windows")
+    return load("winmm")
 
 
 class _TimeSpec(ctypes.Structure):

@@ -44,6 +44,11 @@ class Ended:
     reason: str
 
 
+# An RTP packet's largest size here: G.711's 20 ms are 172 bytes with the header, an
+# RFC 4733 event fewer. Windows' proactor keeps one receive buffer this big per call.
+RTP_MAX_BYTES = 2048
+
+
 class _Media:
     """The call's RTP socket, opened without a loop pass: bound, non-blocking, read by
     the loop (`udp.UdpSocket`). Sending is a plain ``sendto`` (the pacer counts a
@@ -58,7 +63,9 @@ class _Media:
             sock.bind((host, 0))
             self.port: int = sock.getsockname()[1]
             # A burst at most per wake-up, then the rest of the loop gets its turn.
-            self._udp = UdpSocket(sock, lambda data, _: call.on_rtp(data), batch=32)
+            self._udp = UdpSocket(
+                sock, lambda data, _: call.on_rtp(data), batch=32, max_size=RTP_MAX_BYTES
+            )
         except BaseException:
             sock.close()
             raise

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import socket
-import sys
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -36,13 +36,23 @@ OnDatagram = Callable[[bytes, Address], None]
 # transport stops reading for good after such an error (CPython gh-91227, gh-127057).
 SIO_UDP_CONNRESET = 0x9800000C
 SIO_UDP_NETRESET = 0x9800000F
+MAX_DATAGRAM = 65536  # a UDP datagram's largest size: SIP messages
 
 
 class UdpSocket:
     """`sock` (bound, non-blocking) read into `on_datagram(data, address)` until `close`."""
 
-    def __init__(self, sock: socket.socket, on_datagram: OnDatagram, *, batch: int) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        on_datagram: OnDatagram,
+        *,
+        batch: int,
+        max_size: int = MAX_DATAGRAM,
+    ) -> None:
         self.sock = sock
+        # The largest datagram read; the proactor keeps a buffer this big per socket.
+        self.max_size = max_size
         self._on_datagram = on_datagram
         self._loop = asyncio.get_running_loop()
         self._closed = False
@@ -94,7 +104,7 @@ class UdpSocket:
     def _drain(self, batch: int) -> None:
         for _ in range(batch):
             try:
-                data, address = self.sock.recvfrom(65536)
+                data, address = self.sock.recvfrom(self.max_size)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # an ICMP error for an earlier send, say
@@ -126,9 +136,10 @@ class _Endpoint(asyncio.DatagramProtocol):
         # Not isinstance(asyncio.DatagramTransport): the selector loop's is not one (3.11).
         transport = cast(asyncio.DatagramTransport, transport)
         # Runs before the transport's first read: the proactor transport sizes each
-        # receive buffer by max_size (256 KiB), 128 MB for 500 calls' RTP sockets.
+        # receive buffer by max_size (256 KiB by default: 128 MB for 500 calls' RTP
+        # sockets); each use says what it needs (SIP 64 KiB, RTP 2 KiB).
         if hasattr(transport, "max_size"):
-            transport.max_size = 65536
+            transport.max_size = self.owner.max_size
         self.owner._transport = transport
         if self.owner._closed:
             transport.close()
@@ -158,11 +169,17 @@ def ignore_icmp_errors(sock: socket.socket) -> None:
             None,
             None,
         )
-        if failed:
-            log.warning("WSAIoctl(%#x) on a UDP socket failed: %d", code, failed)
+        if failed:  # SOCKET_ERROR (-1): the reason is WSAGetLastError's
+            log.warning(
+                "WSAIoctl(%#x) on a UDP socket failed: WSA error %d", code, ws2_32.WSAGetLastError()
+            )
 
 
+@functools.cache
 def _ws2_32() -> Any:
-    if sys.platform == "win32":
-        return ctypes.WinDLL("ws2_32")
-    raise OSError("ws2_32.dll is a part of Windows")
+    """Windows' socket library, loaded once for every socket. Asks ctypes, not the platform
+    check: a test that patches that without putting a fake here fails here."""
+    load = getattr(ctypes, "WinDLL", None)
+    if load is None:
+        raise OSError("ws2_32.dll is a part of Windows")
+    return load("ws2_32")

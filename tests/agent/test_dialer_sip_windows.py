@@ -11,21 +11,25 @@ the WSAIoctl that keeps ICMP errors from stopping the proactor's reads. The peer
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edge_agent import platforms
 from edge_agent.dialer.port import CallEventKind, CallOutcome, CallRequest
 from edge_agent.dialer.sip import SipDialer
-from edge_agent.sip import udp
+from edge_agent.sip import alarms, transport, udp
+from edge_agent.sip import call as call_module
 from edge_agent.sip.alarms import ThreadAlarm
 from edge_agent.sip.ua import Account
 from tests.agent.dialer_contract import Recorder
 from tests.agent.test_dialer_sip import _best_correlation, _samples, dial, ended, tone_wav
-from tests.agent.windows_fakes import AsOnWindows, as_on_windows
+from tests.agent.windows_fakes import AsOnWindows, FakeWs2_32, as_on_windows
 from tests.sip.bed import Baresip, SippUas, need_baresip, need_pcap_play, need_sipp
 
 K = CallEventKind
@@ -155,3 +159,66 @@ async def test_a_socket_closed_before_or_after_its_endpoint_is_up_is_closed(
 
     assert reader.via_endpoint
     assert sock.fileno() == -1
+
+
+# --- the socket's own Windows calls ------------------------------------------------------
+
+
+def udp_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def test_a_failed_wsaioctl_logs_the_wsa_error_not_its_return_value(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(udp, "_ws2_32", lambda: FakeWs2_32(error=10045))  # WSAEOPNOTSUPP
+
+    with udp_socket() as sock, caplog.at_level(logging.WARNING, logger=udp.__name__):
+        udp.ignore_icmp_errors(sock)
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "WSAIoctl(0x9800000c) on a UDP socket failed: WSA error 10045",
+        "WSAIoctl(0x9800000f) on a UDP socket failed: WSA error 10045",
+    ]
+
+
+@pytest.mark.parametrize(("load", "name"), [(udp._ws2_32, "ws2_32"), (alarms.winmm, "winmm")])
+def test_windows_libraries_are_loaded_once(
+    monkeypatch: pytest.MonkeyPatch, load: Any, name: str
+) -> None:
+    loaded: list[str] = []
+    monkeypatch.setattr(ctypes, "WinDLL", lambda n: loaded.append(n) or n, raising=False)
+    load.cache_clear()
+    try:
+        assert [load(), load(), load()] == [name] * 3
+    finally:
+        load.cache_clear()
+
+    assert loaded == [name]
+
+
+def test_without_windows_the_libraries_are_an_error_not_a_guess() -> None:
+    for load in (udp._ws2_32, alarms.winmm):
+        load.cache_clear()
+        with pytest.raises(OSError, match="is a part of Windows"):
+            load()
+
+
+async def test_each_use_reads_datagrams_as_large_as_it_needs(windows: AsOnWindows) -> None:
+    """Windows' proactor keeps a receive buffer of max_size per socket: RTP needs 2 KiB,
+    not the 64 KiB SIP may (500 calls: 1 MB instead of 32 MB)."""
+    rtp = call_module._Media(None, "127.0.0.1")  # type: ignore[arg-type]
+    sip = await transport.UdpTransport.listen("127.0.0.1", 0, lambda *_: None)
+    try:
+        await rtp._udp.ready()
+        assert rtp._udp._transport is not None and sip._udp._transport is not None
+        assert rtp._udp._transport.max_size == call_module.RTP_MAX_BYTES == 2048  # type: ignore[attr-defined]
+        assert sip._udp._transport.max_size == udp.MAX_DATAGRAM == 65536  # type: ignore[attr-defined]
+    finally:
+        rtp.close()
+        sip.close()
+    for _ in range(5):
+        await asyncio.sleep(0)

@@ -137,14 +137,19 @@ class FakeWinmm:
 
 
 class FakeWs2_32:
-    """WSAIoctl: the (socket, control code, input value) of each call; 0 (success)."""
+    """WSAIoctl: the (socket, control code, input value) of each call; 0 (success), or
+    SOCKET_ERROR (-1) with `error` for WSAGetLastError when one is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: int = 0) -> None:
         self.ioctls: list[tuple[int, int, int]] = []
+        self.error = error
 
     def WSAIoctl(self, sock: Any, code: Any, inbuf: Any, *rest: Any) -> int:
         self.ioctls.append((sock.value, code.value, inbuf._obj.value))
-        return 0
+        return -1 if self.error else 0
+
+    def WSAGetLastError(self) -> int:
+        return self.error
 
 
 @dataclass

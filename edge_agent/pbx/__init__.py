@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
+from edge_agent import platforms
 from edge_agent.pbx.port import Pbx
 
 if TYPE_CHECKING:
@@ -45,10 +45,10 @@ def make_swyx(settings: AgentSettings) -> Pbx:
     else:
         runner = LocalPowerShell(local_command(settings.swyx_powershell))
     states: StateReader | None = None
-    if settings.swyx_com_states and sys.platform == "win32":
+    on_windows = platforms.on_windows()
+    if settings.swyx_com_states and on_windows:
         # PBXConfig is initialised with the PBXUser of the dialer's own user (swyx_com.py).
         states = ComStateReader(initialize_as=settings.sip_user)
-    on_windows = sys.platform == "win32"
     password = settings.sip_password.get_secret_value()
     return SwyxPbx(
         runner,

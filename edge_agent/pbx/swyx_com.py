@@ -25,11 +25,11 @@ import concurrent.futures
 import importlib
 import logging
 import queue
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from edge_agent import platforms
 from edge_agent.pbx.port import Group, UserState
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class ComThread:
     """
 
     def __init__(self, *, windows: bool | None = None) -> None:
-        self.windows = sys.platform == "win32" if windows is None else windows
+        self.windows = platforms.on_windows() if windows is None else windows
         self._jobs: queue.SimpleQueue[
             tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None
         ] = queue.SimpleQueue()

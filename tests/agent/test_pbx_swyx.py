@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from edge_agent import platforms
 from edge_agent.pbx.errors import (
     PbxError,
     PbxLoginRefused,
@@ -980,7 +981,7 @@ def test_make_pbx_builds_the_swyx_adapter_from_settings(
     local = make_pbx(
         AgentSettings(pbx="swyx", dialer="sip", swyx_powershell=r"C:\PS\powershell.exe")
     )
-    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(platforms, "on_windows", lambda: True)
     remote = make_pbx(
         AgentSettings(
             pbx="swyx",

@@ -1,247 +1,25 @@
-"""Windows, by construction: no POSIX-only call in the customer-side code outside a
-guarded branch. The scan reads the syntax tree (AST) of every module of edge_agent/
-(with the Windows service host) and swyx_jobservice/, not its text.
-
-What counts as POSIX-only (absent from Windows' Python 3.11, or never working on its
-default event loop):
-
-- importing fcntl, termios, tty, pty, pwd, grp, resource, posix, syslog, crypt, spwd,
-  nis, curses, readline;
-- ``os.<name>`` for the functions and flags of `OS_POSIX` (fchmod, fchown, getuid,
-  geteuid, fork, killpg, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_CLOEXEC, ...),
-  ``signal.<name>`` of `SIGNAL_POSIX` (SIGKILL, SIGHUP, SIGUSR1, alarm, ...),
-  ``time.CLOCK_*`` and `TIME_POSIX`, ``socket.SO_REUSEPORT``; also taken with
-  ``from os import ...`` and under another name (``import os as o``);
-- calling the event-loop methods add_reader, add_writer, remove_reader, remove_writer,
-  add_signal_handler, remove_signal_handler, on any object (Windows' proactor loop
-  has none of them);
-- a string literal that starts with a POSIX system path (`POSIX_PATHS`: /proc, /dev/,
-  /sys/, /etc/, /var/, /tmp/, /run/, /usr/).
-
-A guarded branch is code
-
-1. in either branch of an ``if`` or a conditional expression whose test asks
-   ``sys.platform``, ``os.name``, ``platform.system()`` or calls a predicate of
-   edge_agent/platforms.py (``on_windows()``, ``on_linux()``, ``loop_has_readers()``);
-2. after such an ``if`` in the same block when its body ends in return, raise,
-   continue or break (an early exit: ``if not platforms.on_linux(): return None``);
-3. in the ``try`` body of a try statement with a handler for ImportError,
-   ModuleNotFoundError, AttributeError or NotImplementedError;
-4. in a function or class explicitly marked as the POSIX branch by its name ending
-   in ``_posix`` (``Posix`` for a class). Every use of a marked name must itself be
-   guarded, or it is reported too.
+"""Windows, by construction: no POSIX-only call in the customer-side code (edge_agent/,
+with the Windows service host, and swyx_jobservice/) outside a guarded branch. The rules,
+what counts as POSIX-only and what as guarded, are the scanner's (tests/agent/portability.py);
+these are its tests, on the tree and on snippets that show it can fail.
 
 The Windows branches themselves are tested elsewhere with the platform check patched
 (tests/agent/test_files.py, test_filelock.py, test_dialer_sip_windows.py,
-test_windows_stop.py, tests/sip_unit/test_pacer_windows.py).
+test_windows_stop.py, test_windows_ops.py, tests/sip_unit/test_pacer_windows.py).
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.agent.portability import PREDICATES, Finding, scan
+
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("edge_agent", "swyx_jobservice")
-
-# Names as words, one string per family (split below): easier to read than lists.
-POSIX_MODULES = frozenset(
-    "fcntl termios tty pty pwd grp resource posix syslog crypt spwd nis curses readline".split()  # noqa: SIM905
-)
-OS_POSIX = frozenset(
-    """fchmod fchown lchown chown lchmod getuid geteuid getgid getegid getgroups setuid
-    setgid seteuid setegid setreuid setregid getpgid setpgid getpgrp setpgrp getsid setsid
-    killpg fork forkpty wait3 wait4 sync mkfifo mknod major minor makedev nice getloadavg
-    statvfs fstatvfs pipe2 posix_fadvise posix_fallocate sched_setaffinity
-    sched_getaffinity getpriority setpriority openpty ttyname ctermid
-    O_DIRECTORY O_NOFOLLOW O_NONBLOCK O_CLOEXEC O_NOCTTY O_DSYNC O_SYNC O_RSYNC O_NDELAY
-    O_ASYNC O_NOATIME O_PATH O_TMPFILE O_EXLOCK O_SHLOCK WNOHANG WUNTRACED""".split()  # noqa: SIM905
-)
-SIGNAL_POSIX = frozenset(
-    """SIGKILL SIGHUP SIGUSR1 SIGUSR2 SIGALRM SIGCHLD SIGPIPE SIGQUIT SIGSTOP SIGCONT
-    SIGTSTP SIGWINCH SIGTTIN SIGTTOU SIGIO SIGPROF SIGVTALRM SIGXCPU SIGXFSZ SIGSYS SIGTRAP
-    SIGURG SIGBUS SIGPOLL alarm setitimer getitimer pause pthread_kill pthread_sigmask
-    siginterrupt sigwait sigwaitinfo sigtimedwait sigpending""".split()  # noqa: SIM905
-)
-TIME_POSIX = frozenset(
-    {"clock_gettime", "clock_gettime_ns", "clock_settime", "clock_getres", "tzset"}
-)
-SOCKET_POSIX = frozenset({"SO_REUSEPORT"})
-LOOP_POSIX = frozenset(
-    {
-        "add_reader",
-        "add_writer",
-        "remove_reader",
-        "remove_writer",
-        "add_signal_handler",
-        "remove_signal_handler",
-    }
-)
-POSIX_PATHS = ("/proc", "/dev/", "/sys/", "/etc/", "/var/", "/tmp/", "/run/", "/usr/")
-GUARD_ERRORS = frozenset(
-    {"ImportError", "ModuleNotFoundError", "AttributeError", "NotImplementedError"}
-)
-EXITS = (ast.Return, ast.Raise, ast.Continue, ast.Break)
-
-
-def platform_predicates() -> frozenset[str]:
-    """The public functions of edge_agent/platforms.py."""
-    tree = ast.parse((ROOT / "edge_agent" / "platforms.py").read_text(encoding="utf-8"))
-    return frozenset(
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
-    )
-
-
-@dataclass(frozen=True)
-class Finding:
-    path: str
-    line: int
-    what: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.what}"
-
-
-@dataclass
-class Scanner:
-    path: str
-    predicates: frozenset[str]
-    modules: dict[str, str] = field(default_factory=dict)  # local name -> module
-    findings: list[Finding] = field(default_factory=list)
-
-    def block(self, statements: Sequence[ast.stmt], guarded: bool) -> None:
-        for statement in statements:
-            self.visit(statement, guarded)
-            if (
-                isinstance(statement, ast.If)
-                and self.is_platform_test(statement.test)
-                and statement.body
-                and isinstance(statement.body[-1], EXITS)
-            ):
-                guarded = True  # rule 2: what follows an early exit is the other branch
-
-    def visit(self, node: ast.AST, guarded: bool) -> None:
-        if isinstance(node, (ast.If, ast.IfExp)):
-            self.visit(node.test, guarded)
-            inner = guarded or self.is_platform_test(node.test)
-            for branch in (node.body, node.orelse):
-                if isinstance(branch, list):
-                    self.block(branch, inner)
-                else:
-                    self.visit(branch, inner)
-            return
-        if isinstance(node, (ast.Try, ast.TryStar)):
-            self.block(node.body, guarded or self.guards_imports(node.handlers))
-            for handler in node.handlers:
-                self.visit(handler, guarded)
-            self.block(node.orelse, guarded)
-            self.block(node.finalbody, guarded)
-            return
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            marked = node.name.endswith("_posix" if not isinstance(node, ast.ClassDef) else "Posix")
-            for child in [*node.decorator_list, *getattr(node, "bases", [])]:
-                self.visit(child, guarded)
-            self.block(node.body, guarded or marked)
-            return
-        self.check(node, guarded)
-        for value in ast.iter_fields(node):
-            self.visit_field(value[1], guarded)
-
-    def visit_field(self, value: object, guarded: bool) -> None:
-        if isinstance(value, list):
-            if value and all(isinstance(item, ast.stmt) for item in value):
-                self.block(value, guarded)
-            else:
-                for item in value:
-                    if isinstance(item, ast.AST):
-                        self.visit(item, guarded)
-        elif isinstance(value, ast.AST):
-            self.visit(value, guarded)
-
-    def check(self, node: ast.AST, guarded: bool) -> None:
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                self.modules[alias.asname or alias.name.split(".")[0]] = alias.name
-        what = self.posix_only(node)
-        if what is not None and not guarded:
-            self.findings.append(Finding(self.path, getattr(node, "lineno", 0), what))
-
-    def posix_only(self, node: ast.AST) -> str | None:
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names if a.name.split(".")[0] in POSIX_MODULES]
-            return f"import {names[0]}" if names else None
-        if isinstance(node, ast.ImportFrom) and node.module is not None:
-            if node.module.split(".")[0] in POSIX_MODULES:
-                return f"from {node.module} import ..."
-            flagged = [a.name for a in node.names if self.posix_attribute(node.module, a.name)]
-            return f"from {node.module} import {flagged[0]}" if flagged else None
-        called = node.func if isinstance(node, ast.Call) else None
-        if isinstance(called, ast.Attribute) and called.attr in LOOP_POSIX:
-            return f".{called.attr}() (no such method on Windows' proactor loop)"
-        if isinstance(node, ast.Attribute):
-            if node.attr.endswith("_posix"):
-                return f"{node.attr} (a POSIX branch, entered unguarded)"
-            if isinstance(node.value, ast.Name):
-                module = self.modules.get(node.value.id)
-                if module is not None and self.posix_attribute(module, node.attr):
-                    return f"{module}.{node.attr}"
-        if isinstance(node, ast.Name) and node.id.endswith("_posix"):
-            return f"{node.id} (a POSIX branch, entered unguarded)"
-        if (
-            isinstance(node, ast.Constant)
-            and isinstance(node.value, str)
-            and node.value.startswith(POSIX_PATHS)
-        ):
-            return f"the POSIX path {node.value[:40]!r}"
-        return None
-
-    @staticmethod
-    def posix_attribute(module: str, name: str) -> bool:
-        if module == "os":
-            return name in OS_POSIX
-        if module == "signal":
-            return name in SIGNAL_POSIX
-        if module == "time":
-            return name.startswith("CLOCK_") or name in TIME_POSIX
-        if module == "socket":
-            return name in SOCKET_POSIX
-        return False
-
-    def is_platform_test(self, test: ast.expr) -> bool:
-        for node in ast.walk(test):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-                if (node.value.id, node.attr) in {("sys", "platform"), ("os", "name")}:
-                    return True
-                if (node.value.id, node.attr) == ("platform", "system"):
-                    return True
-            if isinstance(node, ast.Call):
-                func = node.func
-                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-                if name in self.predicates:
-                    return True
-        return False
-
-    @staticmethod
-    def guards_imports(handlers: Iterable[ast.ExceptHandler]) -> bool:
-        for handler in handlers:
-            caught = handler.type
-            names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
-            for name in names:
-                if isinstance(name, ast.Name) and name.id in GUARD_ERRORS:
-                    return True
-        return False
-
-
-def scan(source: str, path: str = "<snippet>") -> list[Finding]:
-    scanner = Scanner(path, platform_predicates())
-    scanner.block(ast.parse(source).body, guarded=False)
-    return scanner.findings
+PLATFORMS = ROOT / "edge_agent" / "platforms.py"
 
 
 def customer_modules() -> list[Path]:
@@ -294,6 +72,74 @@ def test_the_customer_side_has_no_unguarded_posix_only_call() -> None:
             "    dir_fd = os.open(path.parent, os.O_RDONLY)\n    os.fsync(dir_fd)\n",
             "os.fchmod",
         ),
+        # Names added after a review found them missing.
+        ("import os\nsystem = os.uname().sysname\n", "os.uname"),
+        ("import os\nos.fdatasync(fd)\n", "os.fdatasync"),
+        ("import os\npage = os.sysconf('SC_PAGE_SIZE')\n", "os.sysconf"),
+        ("import os\nos.set_blocking(fd, False)\n", "os.set_blocking"),  # Windows: 3.12+
+        ("import select\npoller = select.poll()\n", "select.poll"),
+        ("import select\nep = select.epoll()\n", "select.epoll"),
+        ("import socket\ns = socket.socket(socket.AF_UNIX)\n", "socket.AF_UNIX"),
+        (
+            "import asyncio\nr, w = await asyncio.open_unix_connection(p)\n",
+            "asyncio.open_unix_connection",
+        ),
+        ("await loop.create_unix_connection(factory, p)\n", ".create_unix_connection()"),
+        ("subprocess.Popen(cmd, preexec_fn=os.setsid)\n", "Popen(preexec_fn=...)"),
+        ("subprocess.run(cmd, start_new_session=True)\n", "run(start_new_session=...)"),
+        ("subprocess.run(cmd, user='svc')\n", "run(user=...)"),
+        ("import os\nfd = os.open(path.parent, os.O_RDONLY)\n", "os.open(path.parent) (a folder)"),
+        ("import os\nfd = os.open(self.state_dir, 0)\n", "os.open(self.state_dir) (a folder)"),
+        ("from os import *\n", "from os import * (hides"),
+        ("import os\nchmod = getattr(os, 'fchmod')\n", "getattr(os, 'fchmod') without a default"),
+        ("import importlib\nf = importlib.import_module('fcntl')\n", "import_module('fcntl')"),
+        ("f = __import__('fcntl')\n", "__import__('fcntl')"),
+        # The Windows side of a platform test guards nothing POSIX.
+        ("import os, sys\nif sys.platform == 'win32':\n    os.fchmod(fd, 0)\n", "os.fchmod"),
+        ("import os\nif platforms.on_windows():\n    os.fchmod(fd, 0)\n", "os.fchmod"),
+        ("import os\nif os.name == 'nt':\n    os.fchmod(fd, 0)\n", "os.fchmod"),
+        (
+            "import os, sys\nif sys.platform != 'win32':\n    pass\nelse:\n    os.fchmod(fd, 0)\n",
+            "os.fchmod",
+        ),
+        ("import os, sys\nx = os.fchmod(fd, 0) if sys.platform == 'win32' else 0\n", "os.fchmod"),
+        ("import os\nx = 0 if platforms.on_linux() else os.fchmod(fd, 0)\n", "os.fchmod"),
+        ("import os\nif not platforms.on_linux():\n    os.fchmod(fd, 0)\n", "os.fchmod"),
+        ("import os\nif sys.platform.startswith('win'):\n    os.fchmod(fd, 0)\n", "os.fchmod"),
+        ("import os\nif sys.platform in ('win32', 'linux'):\n    os.fchmod(fd, 0)\n", "os.fchmod"),
+        # An early exit the wrong way round: what follows may run on Windows.
+        (
+            "import os\ndef f():\n    if platforms.on_linux():\n        return\n"
+            "    os.fchmod(fd, 0)\n",
+            "os.fchmod",
+        ),
+        (
+            "import os\ndef f():\n    if platforms.on_windows():\n        pass\n    else:\n"
+            "        return\n    os.fchmod(fd, 0)\n",
+            "os.fchmod",
+        ),
+        # `or` with anything but platform tests guards nothing.
+        ("import os\nif platforms.on_windows() or True:\n    os.fchmod(fd, 0)\n", "os.fchmod"),
+        ("import os\nif platforms.on_linux() or ready:\n    os.fchmod(fd, 0)\n", "os.fchmod"),
+        ("import os\nok = platforms.on_linux() or os.fchmod(fd, 0)\n", "os.fchmod"),
+        # A loop that has readers is no POSIX system: it guards the reader methods only.
+        ("import os\nif platforms.loop_has_readers(loop):\n    os.fchmod(fd, 0)\n", "os.fchmod"),
+        (
+            "if platforms.loop_has_readers(loop):\n    loop.add_signal_handler(2, stop)\n",
+            ".add_signal_handler()",
+        ),
+        # A handler for another exception than the one the call raises guards nothing.
+        ("import os\ntry:\n    os.fchmod(fd, 0)\nexcept ImportError:\n    pass\n", "os.fchmod"),
+        ("try:\n    import fcntl\nexcept AttributeError:\n    pass\n", "import fcntl"),
+        (
+            "try:\n    loop.add_reader(fd, cb)\nexcept AttributeError:\n    pass\n",
+            ".add_reader()",
+        ),
+        (
+            "import os\ntry:\n    fd = os.open(path.parent, 0)\nexcept AttributeError:\n    pass\n",
+            "os.open(path.parent)",
+        ),
+        ("import os\ntry:\n    os.fchmod(fd, 0)\nexcept Exception:\n    pass\n", "os.fchmod"),
     ],
 )
 def test_the_scanner_flags_a_bare_posix_only_call(source: str, what: str) -> None:
@@ -323,10 +169,82 @@ def test_the_scanner_flags_a_bare_posix_only_call(source: str, what: str) -> Non
         "import os, signal\nos.kill(pid, signal.SIGTERM)\n",  # SIGTERM exists on Windows
         "import os\nflags = getattr(os, 'O_NOFOLLOW', 0)\n",
         'url = "/graphql"\n',
+        # The non-Windows side, however it is asked.
+        "import os, sys\nif sys.platform == 'win32':\n    pass\nelse:\n    os.fchmod(fd, 0)\n",
+        "import os\nif not platforms.on_windows():\n    os.fchmod(fd, 0)\n",
+        "import os\nif os.name != 'nt':\n    os.fchmod(fd, 0)\n",
+        "import os\nif sys.platform.startswith('linux'):\n    os.fchmod(fd, 0)\n",
+        "import sys\nif sys.platform in ('linux', 'darwin'):\n    import fcntl\n",
+        "import os, platform\nif platform.system() != 'Windows':\n    os.fchmod(fd, 0)\n",
+        "import os, sys\nx = 0 if sys.platform == 'win32' else os.fchmod(fd, 0)\n",
+        "import os\nok = platforms.on_linux() and os.fchmod(fd, 0)\n",
+        "import os\nok = platforms.on_windows() or os.fchmod(fd, 0)\n",
+        "import os\ndef f():\n    if platforms.on_windows():\n        return\n"
+        "    os.fchmod(fd, 0)\n",
+        "import os\ndef f():\n    if platforms.on_linux():\n        pass\n    else:\n"
+        "        return\n    os.fchmod(fd, 0)\n",
+        # `and` needs one platform test, `or` all of them.
+        "import os\nif platforms.on_linux() and ready:\n    os.fchmod(fd, 0)\n",
+        "import os, sys\nif platforms.on_linux() or sys.platform == 'darwin':\n"
+        "    os.fchmod(fd, 0)\n",
+        "import os\ndef f():\n"
+        "    if not platforms.on_linux() or not platforms.loop_has_readers(lp):\n"
+        "        return\n    lp.add_reader(fd, cb)\n    os.fchmod(fd, 0)\n",
+        # The exception the missing thing raises.
+        "import os\ntry:\n    os.fchmod(fd, 0)\nexcept (OSError, AttributeError):\n    pass\n",
+        "try:\n    from fcntl import flock\nexcept ModuleNotFoundError:\n    flock = None\n",
+        "try:\n    loop.add_reader(fd, cb)\nexcept NotImplementedError:\n    endpoint()\n",
+        "import os\nchmod = getattr(os, 'fchmod', None)\n",
+        "import importlib\nwin32api = importlib.import_module('win32api')\n",
+        "import os\nfd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)\n",
+        "import os\nif platforms.on_linux():\n    fd = os.open(path.parent, os.O_RDONLY)\n",
+        "subprocess.run(cmd, start_new_session=False, preexec_fn=None)\n",
+        "pbx = SwyxPbx(runner, user='svc')\n",
+        "from os import path, replace\n",
     ],
 )
 def test_the_scanner_accepts_a_guarded_or_portable_call(source: str) -> None:
     assert scan(source) == []
+
+
+def test_the_scanner_knows_what_each_platform_predicate_guards() -> None:
+    """A new predicate in edge_agent/platforms.py must be given its sides here."""
+    tree = ast.parse(PLATFORMS.read_text(encoding="utf-8"))
+    public = {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
+    }
+
+    assert public == set(PREDICATES)
+
+
+PLATFORM_VALUES = {("sys", "platform"), ("os", "name"), ("platform", "system")}
+
+
+def platform_questions(source: str) -> list[int]:
+    """Lines that ask `sys.platform`, `os.name` or `platform.system` directly."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and (node.value.id, node.attr) in PLATFORM_VALUES
+    ]
+
+
+def test_every_platform_question_goes_through_platforms() -> None:
+    """edge_agent/platforms.py's rule: every Windows or POSIX branch asks it, so that a
+    test patching it runs every Windows branch."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in customer_modules()
+        if path != PLATFORMS
+        for line in platform_questions(path.read_text(encoding="utf-8"))
+    ]
+
+    assert platform_questions(PLATFORMS.read_text(encoding="utf-8"))  # the check can see
+    assert not found, found
 
 
 def test_nothing_moves_the_customer_side_off_windows_default_loop() -> None:

@@ -110,28 +110,39 @@ def load_run_settings() -> AgentSettings:
 def describe(exc: ValidationError) -> str:
     """The settings' errors by their variable names; values are echoed only for the
     adapter choices (never a secret)."""
-    adapters: list[str] = []
+    adapters: dict[str, str] = {}  # field -> what is wrong with it
+    missing = False
     others: list[str] = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
         if field not in ADAPTER_CHOICES:
             others.append(f"{env_name(field)}: {error['msg']}")
         elif error["type"] == "missing":
-            adapters.append(f"{env_name(field)} is not set")
+            adapters[field] = f"{env_name(field)} is not set"
+            missing = True
         else:
-            adapters.append(f"{env_name(field)}={error['input']!r} is not a choice")
+            adapters[field] = f"{env_name(field)}={error['input']!r} is not a choice"
     lines: list[str] = []
-    if adapters:
+    if missing:
         both = " and ".join(env_name(field) for field in ADAPTER_CHOICES)
-        lines.append(f"{both} have no default and must both be set ({'; '.join(adapters)}):")
-        lines += [
-            f"  {env_name(field)}={value}: {meaning}"
-            for field, choices in ADAPTER_CHOICES.items()
-            for value, meaning in choices.items()
-        ]
+        said = "; ".join(adapters.values())
+        lines.append(f"{both} have no default and must both be set ({said}):")
+        lines += _choices(ADAPTER_CHOICES)
+    elif adapters:  # set, but to something else: that value and its setting's choices
+        for field, wrong in adapters.items():
+            lines.append(f"{wrong}; the choices are:")
+            lines += _choices({field: ADAPTER_CHOICES[field]})
     if others:
         lines.append("invalid settings: " + "; ".join(others))
     return "\n".join(lines)
+
+
+def _choices(settings: dict[str, dict[str, str]]) -> list[str]:
+    return [
+        f"  {env_name(field)}={value}: {meaning}"
+        for field, choices in settings.items()
+        for value, meaning in choices.items()
+    ]
 
 
 def env_name(field: str) -> str:

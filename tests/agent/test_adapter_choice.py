@@ -93,6 +93,37 @@ def test_it_names_both_settings_when_one_is_missing_and_the_other_wrong(
     )
 
 
+def test_a_wrong_value_is_named_with_its_settings_choices_not_as_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RUNDRUF_AGENT_PBX", "swyx")
+    monkeypatch.setenv("RUNDRUF_AGENT_DIALER", "SIP ")
+
+    with pytest.raises(ConfigurationError) as caught:
+        load_run_settings()
+
+    assert str(caught.value) == (
+        "RUNDRUF_AGENT_DIALER='SIP ' is not a choice; the choices are:\n"
+        "  RUNDRUF_AGENT_DIALER=sip: calls over SIP through the PBX\n"
+        "  RUNDRUF_AGENT_DIALER=sim: simulated calls, for the demo and tests only"
+    )
+
+
+def test_two_wrong_values_are_each_named_with_their_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RUNDRUF_AGENT_PBX", "swxy")
+    monkeypatch.setenv("RUNDRUF_AGENT_DIALER", "sipp")
+
+    with pytest.raises(ConfigurationError) as caught:
+        load_run_settings()
+
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "RUNDRUF_AGENT_PBX='swxy' is not a choice; the choices are:"
+    assert lines[3] == "RUNDRUF_AGENT_DIALER='sipp' is not a choice; the choices are:"
+    assert "no default" not in str(caught.value)
+
+
 def test_it_reads_the_chosen_adapters(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNDRUF_AGENT_PBX", "swyx")
     monkeypatch.setenv("RUNDRUF_AGENT_DIALER", "sip")
@@ -133,7 +164,8 @@ def test_run_stops_at_once_without_reading_the_enrolment_or_touching_the_network
     report = json.loads(result.stdout.splitlines()[-1])
     assert report == {"code": 2, "events": []}
     assert said in result.stderr
-    assert "RUNDRUF_AGENT_PBX=swyx: SwyxWare" in result.stderr
+    # Both settings' choices when one is missing; a wrong value's setting's otherwise.
+    assert ("RUNDRUF_AGENT_PBX=swyx: SwyxWare" in result.stderr) is not bool(wrong)
     assert "RUNDRUF_AGENT_DIALER=sip: calls over SIP through the PBX" in result.stderr
     assert result.stderr.rstrip().endswith("Nothing was started.")
     assert not (tmp_path / "state").exists() and not (tmp_path / "swyx-sim.json").exists()

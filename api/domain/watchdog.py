@@ -3,7 +3,13 @@
 An installation is judged from what its agent last reported: a heartbeat older
 than k poll intervals is an incident of its own; while it lasts, the health
 flags are stale and prove nothing, so their incidents neither open nor close.
-A flag that is unknown (None, e.g. no job service configured) is not a failure.
+A flag that is unknown (None: no job service configured, a simulated dialer, an
+agent too old to say) is no failure, and no recovery either: an incident of it
+that is open closes as "no longer watched", never as "resolved".
+
+A failed SIP registration is told only once it has lasted NOTICE_GRACE on the
+server's clock (docs/decisions/sip-registration.md): a boot whose DNS is not ready
+yet, or a blip of the network, mails nobody.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from datetime import datetime, timedelta
 from api.domain.connection import silent
 from api.domain.health import SipError, describe_sip_error
 from api.domain.notices import MAIL_ZONE, Mail
-from api.models.enums import IncidentKind, Language, SipRegistrationState
+from api.models.enums import DialerKind, IncidentKind, Language, SipRegistrationState
 
 INSTALLATION_KINDS = (
     IncidentKind.HEARTBEAT_MISSED,
@@ -26,6 +32,9 @@ INSTALLATION_KINDS = (
 )
 FLAG_KINDS = INSTALLATION_KINDS[1:]
 _ZONE_DE = {"CET": "MEZ", "CEST": "MESZ"}
+# How long a failure must last (from the sweep that first saw it) before anybody is
+# told; kinds not named are told at once.
+NOTICE_GRACE = {IncidentKind.SIP_REGISTRATION_FAILED: timedelta(minutes=2)}
 
 
 @dataclass(frozen=True)
@@ -39,13 +48,17 @@ class Reported:
     alarm_service_ok: bool | None
     # None: a simulated dialer, or an agent that does not report it (no failure).
     sip_registration: SipRegistrationState | None = None
+    dialer: DialerKind | None = None
 
 
 @dataclass(frozen=True)
 class Verdict:
     failing: frozenset[IncidentKind]
-    # The kinds this verdict speaks about: only these may close.
+    # The kinds this verdict speaks about: only these may open or close as resolved.
     judged: frozenset[IncidentKind]
+    # Kinds that cannot be judged any more (the flag is unknown now): an open incident
+    # of them closes as "no longer watched".
+    moot: frozenset[IncidentKind] = frozenset()
 
 
 def overdue(reported: Reported, now: datetime, poll_seconds: int, factor: int) -> bool:
@@ -74,8 +87,16 @@ def judge(reported: Reported, now: datetime, poll_seconds: int, factor: int) -> 
     }
     return Verdict(
         failing=frozenset(kind for kind, ok in flags.items() if ok is False),
-        judged=frozenset(INSTALLATION_KINDS),
+        judged=frozenset(
+            [IncidentKind.HEARTBEAT_MISSED, *(kind for kind, ok in flags.items() if ok is not None)]
+        ),
+        moot=frozenset(kind for kind, ok in flags.items() if ok is None),
     )
+
+
+def notice_due(kind: IncidentKind, opened_at: datetime, now: datetime) -> bool:
+    """Whether a failure seen since `opened_at` (the server's clock) is to be told now."""
+    return now - opened_at >= NOTICE_GRACE.get(kind, timedelta(0))
 
 
 def license_stage(valid_until: datetime, now: datetime, warning_days: list[int]) -> int | None:
@@ -100,6 +121,8 @@ class Site:
 
     tenant_name: str
     hostname: str
+    # The SwyxWare simulator or simulated calls: every mail says so.
+    simulated: bool = False
 
 
 _WHAT_DE = {
@@ -195,7 +218,22 @@ def _footer(language: Language, tenant_name: str, label: str, value: str) -> str
 
 
 def _site_footer(language: Language, site: Site) -> str:
-    return _footer(language, site.tenant_name, "Installation", site.hostname)
+    return _footer(language, site.tenant_name, "Installation", _host(language, site))
+
+
+def _simulator(language: Language) -> str:
+    return "Simulator" if language is Language.DE else "simulator"
+
+
+def _host(language: Language, site: Site) -> str:
+    return f"{site.hostname} ({_simulator(language)})" if site.simulated else site.hostname
+
+
+def _subject_site(language: Language, site: Site) -> str:
+    """`(Owner AG)`, or `(Owner AG, Simulator)`: a test installation is seen at once."""
+    if site.simulated:
+        return f"({site.tenant_name}, {_simulator(language)})"
+    return f"({site.tenant_name})"
 
 
 def incident_opened(
@@ -209,21 +247,22 @@ def incident_opened(
     a SIP one, else when the sweep saw it; ``error`` (SIP only) is told in words."""
     german = language is Language.DE
     title, what, advice = (_WHAT_DE if german else _WHAT_EN)[kind]
-    sentence = what.format(host=site.hostname, when=when(language, since))
+    sentence = what.format(host=_host(language, site), when=when(language, since))
     if error is not None:
         sentence += "\n\n" + describe_sip_error(language, error)
+    where = _subject_site(language, site)
     if german:
         body = (
             f"Guten Tag,\n\n{sentence}\n\nSolange das so ist, können Rundrufe ausfallen. "
             f"{advice}\n\nSobald die Störung behoben ist, bekommen Sie eine weitere "
             f"Nachricht.\n\n{_site_footer(language, site)}"
         )
-        return Mail(subject=f"Rundruf-Störung: {title} ({site.tenant_name})", body=body)
+        return Mail(subject=f"Rundruf-Störung: {title} {where}", body=body)
     body = (
         f"Hello,\n\n{sentence}\n\nWhile this lasts, broadcasts may fail. {advice}\n\n"
         f"You will get another message once it is resolved.\n\n{_site_footer(language, site)}"
     )
-    return Mail(subject=f"Rundruf incident: {title} ({site.tenant_name})", body=body)
+    return Mail(subject=f"Rundruf incident: {title} {where}", body=body)
 
 
 def incident_closed(
@@ -231,19 +270,65 @@ def incident_closed(
 ) -> Mail:
     german = language is Language.DE
     title = (_WHAT_DE if german else _WHAT_EN)[kind][0]
+    host, where = _host(language, site), _subject_site(language, site)
     if german:
         body = (
-            f"Guten Tag,\n\ndie Störung „{title}“ auf {site.hostname} ist behoben. Sie "
+            f"Guten Tag,\n\ndie Störung „{title}“ auf {host} ist behoben. Sie "
             f"bestand seit {when(language, opened_at)} und wurde am "
             f"{when(language, closed_at)} als behoben erkannt.\n\n{_site_footer(language, site)}"
         )
-        return Mail(subject=f"Rundruf: behoben: {title} ({site.tenant_name})", body=body)
+        return Mail(subject=f"Rundruf: behoben: {title} {where}", body=body)
     body = (
-        f'Hello,\n\nthe incident "{title}" on {site.hostname} is resolved. It began on '
+        f'Hello,\n\nthe incident "{title}" on {host} is resolved. It began on '
         f"{when(language, opened_at)} and was seen resolved on "
         f"{when(language, closed_at)}.\n\n{_site_footer(language, site)}"
     )
-    return Mail(subject=f"Rundruf: resolved: {title} ({site.tenant_name})", body=body)
+    return Mail(subject=f"Rundruf: resolved: {title} {where}", body=body)
+
+
+_MOOT_DE = {
+    True: "Der Rundruf Manager Service ruft jetzt nur noch simuliert an (Simulator): Bei "
+    "einem Alarm wird niemand wirklich angerufen. Soll er wieder über die Telefonanlage "
+    "anrufen, muss der Dienst wieder mit SIP eingerichtet werden.",
+    False: "Der Rundruf Manager Service meldet diesen Wert nicht mehr (ein älterer Dienst, "
+    "oder der Rundruf-Jobdienst ist bei ihm nicht mehr eingerichtet).",
+}
+_MOOT_EN = {
+    True: "The Rundruf Manager Service now only simulates its calls (simulator): in an "
+    "alarm nobody is really called. To call through the phone system again, the service "
+    "must be set up with SIP again.",
+    False: "The Rundruf Manager Service no longer reports this value (an older service, or "
+    "the Rundruf job service is no longer set up for it).",
+}
+
+
+def incident_moot(
+    language: Language,
+    kind: IncidentKind,
+    site: Site,
+    opened_at: datetime,
+    closed_at: datetime,
+    simulated_calls: bool,
+) -> Mail:
+    """An open incident that can no longer be judged: closed, and said so, never as
+    resolved. `simulated_calls`: the reason is that the dialer now simulates."""
+    german = language is Language.DE
+    title = (_WHAT_DE if german else _WHAT_EN)[kind][0]
+    host, where = _host(language, site), _subject_site(language, site)
+    if german:
+        body = (
+            f"Guten Tag,\n\ndie Störung „{title}“ auf {host} (seit "
+            f"{when(language, opened_at)}) wird seit {when(language, closed_at)} nicht mehr "
+            f"überwacht; behoben ist sie damit nicht.\n\n{_MOOT_DE[simulated_calls]}\n\n"
+            f"{_site_footer(language, site)}"
+        )
+        return Mail(subject=f"Rundruf: nicht mehr überwacht: {title} {where}", body=body)
+    body = (
+        f'Hello,\n\nthe incident "{title}" on {host} (since {when(language, opened_at)}) '
+        f"is no longer watched since {when(language, closed_at)}; that does not mean it is "
+        f"resolved.\n\n{_MOOT_EN[simulated_calls]}\n\n{_site_footer(language, site)}"
+    )
+    return Mail(subject=f"Rundruf: no longer watched: {title} {where}", body=body)
 
 
 def license_notice(

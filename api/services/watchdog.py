@@ -39,12 +39,14 @@ from api.domain import watchdog as rules
 from api.domain.health import SipError
 from api.domain.notices import Mail
 from api.models import (
+    DialerKind,
     Email,
     EmailStatus,
     IncidentKind,
     Installation,
     Language,
     License,
+    PbxAdapter,
     PbxSettings,
     Role,
     Tenant,
@@ -109,6 +111,13 @@ async def sweep(rt: Runtime, now: datetime | None = None) -> SweepResult:
 # --- installations ------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _OpenIncident:
+    id: uuid.UUID
+    opened_at: datetime
+    notified: bool  # False while its grace runs (rules.NOTICE_GRACE): nobody told yet
+
+
 async def _check_installation(
     rt: Runtime, installation_id: uuid.UUID, now: datetime, result: SweepResult
 ) -> None:
@@ -127,56 +136,108 @@ async def _check_installation(
         if row is None:
             return
         inst, tenant, poll = row
-        open_kinds = set(
-            await session.scalars(
-                select(WatchdogIncident.kind).where(
+        open_now = {
+            i.kind: _OpenIncident(i.id, i.opened_at, i.notified_at is not None)
+            for i in await session.scalars(
+                select(WatchdogIncident).where(
                     WatchdogIncident.installation_id == inst.id,
                     WatchdogIncident.closed_at.is_(None),
                 )
             )
-        )
+        }
         if inst.revoked_at is not None or not tenant.active:
             # Nobody is to be told about a site that was switched off on purpose.
-            for kind in open_kinds:
+            for kind in open_now:
                 await _close(session, inst.id, kind, now, notified=False)
             return
         verdict = rules.judge(
-            rules.Reported(
-                last_heartbeat_at=inst.last_heartbeat_at,
-                enrolled_at=inst.created_at,
-                pbx_reachable=inst.pbx_reachable,
-                jobservice_reachable=inst.jobservice_reachable,
-                alarm_service_ok=inst.alarm_service_ok,
-                sip_registration=inst.sip_registration,
-            ),
+            _reported(inst),
             now,
             poll or DEFAULT_POLL_SECONDS,
             rt.settings.watchdog_heartbeat_factor,
         )
-        site = rules.Site(tenant_name=tenant.name, hostname=inst.hostname)
+        site = rules.Site(tenant.name, inst.hostname, simulated=_simulated(inst))
         # A fixed order, so two sweeps on one installation take its keys alike.
         for kind in rules.INSTALLATION_KINDS:
-            if kind in verdict.failing and kind not in open_kinds:
-                opened = await _open(session, inst, kind, now)
-                if opened is not None:
-                    result.opened.append(opened)
-                    texts = partial(
-                        rules.incident_opened, kind=kind, site=site, **_told(inst, kind, now)
-                    )
-                    result.mail_ids += await _queue(rt, session, tenant, now, texts)
-            elif kind in verdict.judged and kind not in verdict.failing and kind in open_kinds:
-                closed = await _close(session, inst.id, kind, now, notified=True)
-                if closed is not None:
-                    incident_id, opened_at = closed
-                    result.closed.append(incident_id)
-                    texts = partial(
-                        rules.incident_closed,
-                        kind=kind,
-                        site=site,
-                        opened_at=opened_at,
-                        closed_at=now,
-                    )
-                    result.mail_ids += await _queue(rt, session, tenant, now, texts)
+            incident = open_now.get(kind)
+            if kind in verdict.failing:
+                mail = await _failing(session, inst, kind, incident, now, result)
+            elif incident is not None and (kind in verdict.judged or kind in verdict.moot):
+                moot = kind in verdict.moot
+                mail = await _ended(session, inst, kind, incident, moot, now, result)
+            else:
+                continue
+            if mail is not None:
+                result.mail_ids += await _queue(rt, session, tenant, now, partial(mail, site=site))
+
+
+def _reported(inst: Installation) -> rules.Reported:
+    return rules.Reported(
+        last_heartbeat_at=inst.last_heartbeat_at,
+        enrolled_at=inst.created_at,
+        pbx_reachable=inst.pbx_reachable,
+        jobservice_reachable=inst.jobservice_reachable,
+        alarm_service_ok=inst.alarm_service_ok,
+        sip_registration=inst.sip_registration,
+        dialer=inst.dialer,
+    )
+
+
+def _simulated(inst: Installation) -> bool:
+    return inst.pbx_adapter is PbxAdapter.SIM or inst.dialer is DialerKind.SIM
+
+
+async def _failing(
+    session: AsyncSession,
+    inst: Installation,
+    kind: IncidentKind,
+    incident: _OpenIncident | None,
+    now: datetime,
+    result: SweepResult,
+) -> Callable[..., Mail] | None:
+    """Opens the incident (told at once, or after its grace) or tells it once its grace
+    is over; the opening mail's maker when it is to be told now."""
+    if incident is None:
+        due = rules.notice_due(kind, now, now)
+        opened = await _open(session, inst, kind, now, notified=due)
+        if opened is None:
+            return None
+        result.opened.append(opened)
+        if not due:
+            return None
+    elif incident.notified or not rules.notice_due(kind, incident.opened_at, now):
+        return None
+    elif not await _mark_notified(session, incident.id, now):
+        return None  # another sweep told it first
+    return partial(rules.incident_opened, kind=kind, **_told(inst, kind, now))
+
+
+async def _ended(
+    session: AsyncSession,
+    inst: Installation,
+    kind: IncidentKind,
+    incident: _OpenIncident,
+    moot: bool,
+    now: datetime,
+    result: SweepResult,
+) -> Callable[..., Mail] | None:
+    """Closes the incident; its closing mail's maker, or None when nobody was told of it
+    (then nobody is told of its end) or another sweep closed it first."""
+    closed = await _close(session, inst.id, kind, now, notified=incident.notified)
+    if closed is None:
+        return None
+    result.closed.append(closed[0])
+    if not incident.notified:
+        return None
+    if moot:  # no longer judged: never "resolved" (a simulated dialer, an older agent)
+        return partial(
+            rules.incident_moot,
+            kind=kind,
+            opened_at=closed[1],
+            closed_at=now,
+            simulated_calls=inst.dialer is DialerKind.SIM,
+        )
+    return partial(rules.incident_closed, kind=kind, opened_at=closed[1], closed_at=now)
 
 
 def _told(inst: Installation, kind: IncidentKind, now: datetime) -> dict[str, Any]:
@@ -201,7 +262,7 @@ def _insert(session: AsyncSession) -> Any:
 
 
 async def _open(
-    session: AsyncSession, inst: Installation, kind: IncidentKind, now: datetime
+    session: AsyncSession, inst: Installation, kind: IncidentKind, now: datetime, *, notified: bool
 ) -> uuid.UUID | None:
     """The new incident's id, or None when another sweep opened it first."""
     statement = (
@@ -212,7 +273,7 @@ async def _open(
             installation_id=inst.id,
             kind=kind,
             opened_at=now,
-            notified_at=now,
+            notified_at=now if notified else None,
         )
         .on_conflict_do_nothing(
             index_elements=[WatchdogIncident.installation_id, WatchdogIncident.kind],
@@ -222,6 +283,21 @@ async def _open(
     )
     opened: uuid.UUID | None = (await session.execute(statement)).scalar_one_or_none()
     return opened
+
+
+async def _mark_notified(session: AsyncSession, incident_id: uuid.UUID, now: datetime) -> bool:
+    """Claims the telling of an open incident: True for exactly one sweep."""
+    told = await session.scalar(
+        update(WatchdogIncident)
+        .where(
+            WatchdogIncident.id == incident_id,
+            WatchdogIncident.notified_at.is_(None),
+            WatchdogIncident.closed_at.is_(None),
+        )
+        .values(notified_at=now)
+        .returning(WatchdogIncident.id)
+    )
+    return told is not None
 
 
 async def _close(

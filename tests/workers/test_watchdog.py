@@ -164,6 +164,25 @@ async def test_a_failing_health_flag_opens_an_incident_until_it_is_fine_again(wr
     assert all(i.closed_at == clock.now for i in await _incidents(wrt, a.tenant_id))
 
 
+async def test_a_flag_no_longer_reported_closes_its_incident_but_never_as_resolved(
+    wrt, world, clock
+):
+    a = world.a
+    await _beat(wrt, a.installation_id, jobservice_reachable=False)
+    await sweep(wrt)
+    # The job service is no longer set up at the agent: unknown, which is no recovery.
+    await _beat(wrt, a.installation_id, jobservice_reachable=None)
+    ended = await sweep(wrt)
+    assert len(ended.closed) == 1
+    mails = await _mails(wrt, ended.mail_ids)
+    assert sorted(m.to_address for m in mails) == OWNER_ADDRESSES
+    german = next(m for m in mails if m.language is Language.DE)
+    assert german.subject == (
+        "Rundruf: nicht mehr überwacht: Rundruf-Jobdienst nicht erreichbar (Owner AG)"
+    )
+    assert "meldet diesen Wert nicht mehr" in german.body and "ist behoben" not in german.body
+
+
 async def test_stale_flags_neither_open_nor_close_incidents(wrt, world, clock):
     a = world.a
     await _beat(wrt, a.installation_id, pbx_reachable=False)
@@ -370,7 +389,7 @@ async def test_the_unique_key_alone_lets_only_one_of_two_openings_through(wrt, s
 
     async def opening(rt: Runtime, wait: bool) -> uuid.UUID | None:
         async with rt.db.transaction() as s:
-            opened = await _open(s, inst, IncidentKind.PBX_UNREACHABLE, rt.clock())
+            opened = await _open(s, inst, IncidentKind.PBX_UNREACHABLE, rt.clock(), notified=True)
             if wait:
                 started.set()
                 await asyncio.sleep(0.2)  # hold the transaction open while the other inserts

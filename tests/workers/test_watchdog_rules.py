@@ -47,11 +47,36 @@ def test_only_a_failed_sip_registration_is_a_failure():
         (SipRegistrationState.REGISTERING, False),
         (SipRegistrationState.REGISTERED, False),
         (SipRegistrationState.DISABLED, False),
-        (None, False),  # a simulated dialer, or an agent that does not say
     ]:
         verdict = _judge(dataclasses.replace(HEALTHY, sip_registration=state), 10)
         assert (sip in verdict.failing) is failing, state
-        assert sip in verdict.judged
+        assert sip in verdict.judged and sip not in verdict.moot
+
+
+def test_an_unknown_flag_is_neither_failure_nor_recovery():
+    # A simulated dialer or an agent that does not say: nothing to judge, so an open
+    # incident is moot (closed as no longer watched), never "resolved".
+    verdict = _judge(dataclasses.replace(HEALTHY, sip_registration=None), 10)
+    for kind in (IncidentKind.SIP_REGISTRATION_FAILED, IncidentKind.JOBSERVICE_UNREACHABLE):
+        assert kind not in verdict.failing and kind not in verdict.judged
+        assert kind in verdict.moot
+
+
+def test_a_failed_registration_is_told_only_after_its_grace():
+    sip = IncidentKind.SIP_REGISTRATION_FAILED
+    assert rules.NOTICE_GRACE[sip] == timedelta(minutes=2)
+    assert not rules.notice_due(sip, NOW, NOW + timedelta(seconds=119))
+    assert rules.notice_due(sip, NOW, NOW + timedelta(seconds=120))
+    assert rules.notice_due(IncidentKind.PBX_UNREACHABLE, NOW, NOW)  # the others at once
+
+
+def test_mails_of_a_simulated_installation_say_simulator():
+    site = rules.Site("Owner AG", "swyx.owner.example", simulated=True)
+    de = rules.incident_opened(Language.DE, IncidentKind.PBX_UNREACHABLE, site, NOW)
+    assert de.subject == "Rundruf-Störung: Telefonanlage nicht erreichbar (Owner AG, Simulator)"
+    assert "Installation: swyx.owner.example (Simulator)" in de.body
+    en = rules.incident_closed(Language.EN, IncidentKind.PBX_UNREACHABLE, site, NOW, NOW)
+    assert en.subject == "Rundruf: resolved: phone system unreachable (Owner AG, simulator)"
 
 
 def test_the_license_stage_is_the_nearest_warning_reached():

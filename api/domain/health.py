@@ -24,10 +24,12 @@ _NAME = re.compile(r"^[a-z][A-Za-z0-9]{0,31}$")  # codes and parameter names
 CODES = (
     "refused",
     "credentialsRefused",
+    "notGranted",
     "timeout",
     "challengeUnsupported",
     "network",
     "unresolvable",
+    "localAddress",
     "internal",
 )
 PARAMS_MAX = 8
@@ -144,12 +146,18 @@ _ERRORS = {
         "refused": "Die Telefonanlage lehnt die Anmeldung ab ({status} {reason}).",
         "credentialsRefused": "Die Telefonanlage nimmt SIP-Benutzer oder -Passwort nicht an "
         "({status}).",
+        "notGranted": "Die Telefonanlage nimmt die Anmeldung an, aber für 0 Sekunden "
+        "(erbeten: {requested} s); der Dienst gilt damit als nicht angemeldet.",
         "timeout": "Die Telefonanlage antwortet nicht (keine Antwort in {seconds} s).",
         "challengeUnsupported": "Die Telefonanlage verlangt ein Anmeldeverfahren, das der "
         "Rundruf Manager Service nicht beherrscht.",
         "network": "Die Anmeldung kann nicht gesendet werden (Netzwerkfehler).",
         "unresolvable": "Der Name der Telefonanlage „{host}“ lässt sich nicht auflösen.",
-        "internal": "Ein interner Fehler des Rundruf Manager Service.",
+        "localAddress": "Die eigene SIP-Adresse des Rundruf Manager Service ist falsch "
+        "eingestellt („{address}“ ist keine Adresse, unter der die Telefonanlage ihn "
+        "erreicht; RUNDRUF_AGENT_SIP_LOCAL_HOST).",
+        "internal": "Ein interner Fehler des Rundruf Manager Service (Einzelheiten in "
+        "seinem Protokoll).",
         "other": "Fehler „{code}“.",
         "detail": "Technische Meldung: {detail}",
     },
@@ -157,12 +165,17 @@ _ERRORS = {
         "refused": "The phone system refuses the registration ({status} {reason}).",
         "credentialsRefused": "The phone system does not accept the SIP user or password "
         "({status}).",
+        "notGranted": "The phone system accepts the registration, but for 0 seconds "
+        "(asked for: {requested} s); the service counts as not registered.",
         "timeout": "The phone system does not answer (no answer within {seconds} s).",
         "challengeUnsupported": "The phone system asks for a login method the Rundruf "
         "Manager Service does not support.",
         "network": "The registration cannot be sent (network error).",
         "unresolvable": 'The phone system\'s name "{host}" does not resolve.',
-        "internal": "An internal error of the Rundruf Manager Service.",
+        "localAddress": "The Rundruf Manager Service's own SIP address is set wrong "
+        '("{address}" is no address the phone system can reach it at; '
+        "RUNDRUF_AGENT_SIP_LOCAL_HOST).",
+        "internal": "An internal error of the Rundruf Manager Service (details in its log).",
         "other": 'Error "{code}".',
         "detail": "Technical detail: {detail}",
     },

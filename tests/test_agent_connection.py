@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 from starlette.requests import HTTPConnection
 from strawberry.types import ExecutionResult
 
@@ -189,16 +189,19 @@ async def test_one_that_never_reported_says_since_when_it_is_enrolled(
     assert inst["pbxReachable"] is None
 
 
-async def test_a_tenant_without_an_installation_has_none(gql: GraphQL, world: World):
+async def test_a_tenant_whose_installation_was_revoked_is_told_so(
+    gql: GraphQL, clock: Clock, world: World
+):
     platform = gql.as_(world.tokens["platform"])
     await platform.ok(
         "mutation($id: ID!) { revokeInstallation(id: $id) { id connected } }",
         id=str(world.a.installation_id),
     )
     agent = (await gql.as_(world.tokens["owner"]).ok(AGENT_CONNECTION))["agentConnection"]
+    # Not "no installation yet": there was one, and it may no longer connect.
     assert agent == {
-        "state": "NOT_INSTALLED",
-        "since": None,
+        "state": "REVOKED",
+        "since": clock.now.isoformat(),
         "staleAt": None,
         "pollIntervalSeconds": 60,
         "installation": None,
@@ -240,7 +243,7 @@ async def test_a_platform_admin_names_the_tenant(gql: GraphQL, world: World):
 
 
 @contextlib.asynccontextmanager
-async def subscription(rt: Runtime, token: str) -> AsyncIterator[Any]:
+async def subscription(rt: Runtime, token: str, document: str = CHANGED) -> AsyncIterator[Any]:
     request = HTTPConnection(
         {
             "type": "http",
@@ -251,7 +254,7 @@ async def subscription(rt: Runtime, token: str) -> AsyncIterator[Any]:
         }
     )
     context = Context(rt=rt, request=request, response=None, client="test")
-    stream = await build_schema().subscribe(CHANGED, variable_values={}, context_value=context)
+    stream = await build_schema().subscribe(document, variable_values={}, context_value=context)
     assert not isinstance(stream, ExecutionResult), stream
     try:
         yield stream
@@ -298,4 +301,108 @@ async def test_the_live_state_sends_a_revocation_at_once(gql: GraphQL, rt: Runti
             id=str(world.a.installation_id),
         )
         gone = await asyncio.wait_for(_next(stream), 2)
-        assert gone["state"] == "NOT_INSTALLED" and gone["installation"] is None
+        assert gone["state"] == "REVOKED" and gone["installation"] is None
+
+
+async def test_a_revoked_license_and_a_new_enrolment_reach_the_live_state_at_once(
+    gql: GraphQL, rt: Runtime, world: World
+):
+    platform = gql.as_(world.tokens["platform"])
+    async with subscription(rt, world.tokens["owner"]) as stream:
+        assert (await _next(stream))["state"] == "CONNECTED"
+        await platform.ok(
+            "mutation($id: ID!) { revokeLicense(id: $id) { id } }", id=str(world.a.license_id)
+        )
+        assert (await asyncio.wait_for(_next(stream), 2))["state"] == "REVOKED"
+        issued = await platform.ok(
+            "mutation($t: ID!, $v: DateTime!) { issueLicense(tenantId: $t, seats: 10, "
+            "validUntil: $v) { key } }",
+            t=str(world.a.tenant_id),
+            v=(datetime.now(UTC) + timedelta(days=30)).isoformat(),
+        )
+        await gql.as_(None).ok(
+            "mutation($k: String!) { registerInstallation(licenseKey: $k, "
+            'hostname: "swyx2.owner.example", agentVersion: "1.0") { token } }',
+            k=issued["issueLicense"]["key"],
+        )
+        enrolled = await asyncio.wait_for(_next(stream), 2)
+    assert enrolled["state"] == "NEVER_REPORTED"
+    assert enrolled["installation"]["hostname"] == "swyx2.owner.example"
+
+
+@contextlib.contextmanager
+def counting(rt: Runtime) -> Iterator[list[str]]:
+    """The SQL statements sent while the block runs."""
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = rt.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+async def _reports(gql: GraphQL, clock: Clock, world: World, n: int) -> None:
+    agent = gql.as_(world.tokens["agent_a"])
+    for _ in range(n):
+        clock.advance(seconds=1)
+        await agent.ok(HEALTH, **_report(clock.now))
+
+
+async def test_reports_that_leave_the_state_as_it_was_cost_the_listeners_no_query(
+    gql: GraphQL, rt: Runtime, clock: Clock, world: World
+):
+    with counting(rt) as alone:
+        await _reports(gql, clock, world, 5)
+        await asyncio.sleep(0.2)
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [
+            await stack.enter_async_context(subscription(rt, world.tokens["owner"]))
+            for _ in range(20)
+        ]
+        for stream in streams:
+            assert (await _next(stream))["state"] == "CONNECTED"
+        waiting = [asyncio.ensure_future(_next(stream)) for stream in streams]
+        try:
+            await asyncio.sleep(0.1)
+            with counting(rt) as watched:
+                await _reports(gql, clock, world, 5)
+                await asyncio.sleep(0.2)  # every subscription takes its five wake-ups
+            assert not any(w.done() for w in waiting)  # connected it was, connected it is
+        finally:
+            for w in waiting:
+                w.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+    # 20 listeners, 5 reports: not one query more than the reports themselves.
+    assert len(watched) == len(alone), watched[len(alone) :]
+
+
+async def test_a_wake_up_of_another_kind_costs_the_other_listeners_no_query(
+    gql: GraphQL, rt: Runtime, clock: Clock, world: World
+):
+    # A page watching its commands is not asked about its session at every report.
+    with counting(rt) as alone:
+        await _reports(gql, clock, world, 5)
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [
+            await stack.enter_async_context(
+                subscription(rt, world.tokens["owner"], "subscription { commandUpdated { id } }")
+            )
+            for _ in range(10)
+        ]
+        waiting = [asyncio.ensure_future(anext(stream)) for stream in streams]
+        try:
+            await asyncio.sleep(0.1)
+            with counting(rt) as watched:
+                await _reports(gql, clock, world, 5)
+                await asyncio.sleep(0.2)
+            assert not any(w.done() for w in waiting)
+        finally:
+            for w in waiting:
+                w.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+    assert len(watched) == len(alone), watched[len(alone) :]

@@ -31,14 +31,17 @@ class AgentState(enum.StrEnum):
     OFFLINE = "offline"
     # Enrolled, but no report has come yet.
     NEVER_REPORTED = "never_reported"
-    # The tenant has no installation that may connect.
+    # The tenant's installation (or its license) was revoked, and none enrolled since.
+    REVOKED = "revoked"
+    # The tenant has never had an installation.
     NOT_INSTALLED = "not_installed"
 
 
 @dataclass(frozen=True)
 class Connection:
     state: AgentState
-    # OFFLINE: the last heartbeat; NEVER_REPORTED: the enrolment; else None.
+    # OFFLINE: the last heartbeat; NEVER_REPORTED: the enrolment; REVOKED: the
+    # revocation; else None.
     since: datetime | None
     # CONNECTED: the moment it becomes OFFLINE unless a report comes first.
     stale_at: datetime | None
@@ -53,6 +56,11 @@ class Connection:
 
 
 NOT_INSTALLED = Connection(AgentState.NOT_INSTALLED, since=None, stale_at=None)
+
+
+def revoked(at: datetime) -> Connection:
+    """The tenant's last installation may no longer connect since `at`."""
+    return Connection(AgentState.REVOKED, since=at, stale_at=None)
 
 
 def silent(last_heard: datetime, now: datetime, poll_seconds: int, factor: int) -> bool:

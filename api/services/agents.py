@@ -70,6 +70,11 @@ async def register(rt: Runtime, license_key: str, hostname: str, agent_version: 
             )
         )
         after_commit(session, lambda: notify.revoked(rt, retired))
+        # The tenant's pages hear of the new installation at once (agentConnectionChanged).
+        after_commit(
+            session,
+            lambda: rt.hub.publish(tenant_events(lic.tenant_id), notify.event("health")),
+        )
         token = new_token(AGENT_TOKEN_PREFIX.rstrip("_"))
         inst = Installation(
             tenant_id=lic.tenant_id,
@@ -258,7 +263,7 @@ async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
         fresh = timedelta(seconds=-30) <= now - reported_at <= late
         # A clock running ahead must not make later, correct reports look old.
         stamp = min(reported_at, now)
-        await session.execute(
+        stored = await session.execute(
             update(Installation)
             .where(
                 Installation.id == agent.installation_id,
@@ -274,10 +279,14 @@ async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
                 last_report_at=stamp,
                 **({"last_heartbeat_at": now} if fresh else {}),
             )
+            .returning(Installation.last_heartbeat_at)
         )
-    await rt.hub.publish(
-        tenant_events(agent.tenant_id), notify.event("health", agent.installation_id)
-    )
+        changed = stored.one_or_none()
+    if changed is not None:  # an older report changes nothing: nobody to wake
+        # The heartbeat travels with the wake-up: a page's agent state that stays the
+        # same needs no read of the database (schema/platform/subscriptions.py).
+        message = notify.health(agent.installation_id, changed[0], poll)
+        await rt.hub.publish(tenant_events(agent.tenant_id), message)
     return poll
 
 

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.domain.connection import NOT_INSTALLED, Connection, connection
+from api.domain.connection import NOT_INSTALLED, Connection, connection, revoked
 from api.errors import BadInput, NotFound
-from api.models import Installation, PbxSettings, Tenant
+from api.models import Installation, License, PbxSettings, Tenant
 from api.runtime import Runtime
 from api.services.actor import Actor
 
@@ -74,22 +74,35 @@ async def poll_seconds(session: AsyncSession, tenant_id: uuid.UUID) -> int:
 
 
 async def of_tenant(rt: Runtime, actor: Actor, tenant_id: uuid.UUID | None) -> TenantAgent:
-    """The tenant's agent; platform admins name the tenant."""
+    """The tenant's agent; platform admins name the tenant. One query: the tenant, its
+    poll interval and its latest installation with its license's revocation."""
     scope = actor.read_scope(tenant_id)
     if scope.tenant_id is None:
         raise BadInput("name the tenant", field="tenantId")
     async with rt.db.reading() as session:
-        if await session.get(Tenant, scope.tenant_id) is None:
-            raise NotFound("tenant not found")
-        poll = await poll_seconds(session, scope.tenant_id)
-        # Enrolling a new agent revokes the old one, so at most one is left.
-        inst = await session.scalar(
-            select(Installation)
-            .where(scope.where(Installation), Installation.revoked_at.is_(None))
-            .order_by(Installation.created_at.desc())
-            .limit(1)
-        )
+        row = (
+            await session.execute(
+                select(
+                    Tenant.id, PbxSettings.poll_interval_seconds, Installation, License.revoked_at
+                )
+                .select_from(Tenant)
+                .outerjoin(PbxSettings, PbxSettings.tenant_id == Tenant.id)
+                .outerjoin(Installation, Installation.tenant_id == Tenant.id)
+                .outerjoin(License, License.id == Installation.license_id)
+                .where(Tenant.id == scope.tenant_id)
+                # Enrolling a new agent revokes the old one: the latest is the one.
+                .order_by(Installation.created_at.desc())
+                .limit(1)
+            )
+        ).first()
+    if row is None:
+        raise NotFound("tenant not found")
+    _, poll_value, inst, license_revoked = row
+    poll = poll_value or DEFAULT_POLL_SECONDS
     if inst is None:
         return TenantAgent(NOT_INSTALLED, poll, None)
+    ended = [at for at in (inst.revoked_at, license_revoked) if at is not None]
+    if ended:
+        return TenantAgent(revoked(min(ended)), poll, None)
     seen = watched(inst, poll, rt.clock())
     return TenantAgent(seen.connection, poll, seen)

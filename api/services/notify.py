@@ -9,13 +9,26 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 
 from api.pubsub import installation_control, tenant_commands, tenant_events
 from api.runtime import Runtime
 
 
-def event(kind: str, ident: object = None) -> str:
-    return json.dumps({"kind": kind, "id": str(ident) if ident else None})
+def event(kind: str, ident: object = None, **facts: object) -> str:
+    """A wake-up: its kind, the id it is about, and what a listener may use instead of
+    reading the database again (a health report's heartbeat, say)."""
+    return json.dumps({"kind": kind, "id": str(ident) if ident else None, **facts})
+
+
+def health(installation_id: uuid.UUID, heartbeat: datetime | None, poll_seconds: int) -> str:
+    """A health report was stored: what the agent's connection now rests on."""
+    return event(
+        "health",
+        installation_id,
+        heartbeatAt=heartbeat.isoformat() if heartbeat else None,
+        pollSeconds=poll_seconds,
+    )
 
 
 async def command_created(rt: Runtime, tenant_id: uuid.UUID, command_id: uuid.UUID) -> None:

@@ -161,6 +161,11 @@ async def revoke_license(rt: Runtime, actor: Actor, license_id: uuid.UUID) -> Li
                 )
             )
             after_commit(session, lambda: notify.revoked(rt, ids))
+            # The tenant's pages see at once that its agent may no longer connect.
+            after_commit(
+                session,
+                lambda: rt.hub.publish(tenant_events(lic.tenant_id), notify.event("health")),
+            )
     return lic
 
 

@@ -33,14 +33,15 @@ async def _events(
     async with ctx.rt.hub.subscribe([tenant_events(scope.tenant_id)]) as inbox:
         while True:
             message = await inbox.get(KEEPALIVE)
-            # Signed out, deactivated or expired meanwhile: nothing more for this socket.
+            event = json.loads(message[1]) if message is not None else None
+            if event is not None and event.get("kind") not in kinds:
+                continue  # another feature's wake-up: no reason to ask the database
+            # Signed out, deactivated or expired meanwhile: nothing more for this socket
+            # (asked before anything is sent, and at each keep-alive).
             if not await still_signed_in(ctx.rt, ctx.token()):
                 await ctx.close(CLOSE_SIGNED_OUT, "signed out")
                 return
-            if message is None:
-                continue
-            event = json.loads(message[1])
-            if event.get("kind") in kinds:
+            if event is not None:
                 yield event
 
 

@@ -148,7 +148,8 @@ class Installation:
 class AgentConnection:
     state: AgentState
     since: datetime | None = strawberry.field(
-        description="OFFLINE: its last heartbeat; NEVER_REPORTED: its enrolment; else null."
+        description="OFFLINE: its last heartbeat; NEVER_REPORTED: its enrolment; "
+        "REVOKED: its (or its license's) revocation; else null."
     )
     stale_at: datetime | None = strawberry.field(
         description="CONNECTED: when it counts as offline unless it reports before."
@@ -157,7 +158,7 @@ class AgentConnection:
         description="The tenant's; silent for more than two of them is OFFLINE."
     )
     installation: Installation | None = strawberry.field(
-        description="The installation that may connect; null when NOT_INSTALLED."
+        description="The installation that may connect; null when NOT_INSTALLED or REVOKED."
     )
 
     @classmethod

@@ -5,11 +5,16 @@ malformed, with the field named and nothing changed."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from api.domain import health as health_words
+from api.models import Language
+from edge_agent.sip import registration
 from tests.conftest import error_codes
 from tests.test_agent_service import HEALTH, health
 from tests.test_authorization import snapshot
@@ -19,6 +24,7 @@ SHOWN = """query($t: ID) { installations(tenantId: $t) {
   sipRegistration { state since lastError { code params detail at } }
 } }"""
 SINCE = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+WEBSITE_TEXTS = Path(__file__).resolve().parent.parent / "frontend_stub" / "js" / "texts"
 
 
 def sip(state: str = "failed", **error: Any) -> dict[str, Any]:
@@ -220,3 +226,22 @@ async def test_a_silent_installations_registration_reads_unknown(gql, world, clo
     found = await shown(gql, world)
     # What it runs on stays (the simulator label with it); the registration is not known now.
     assert (found["pbxAdapter"], found["dialer"], found["sipRegistration"]) == ("SWYX", "SIP", None)
+
+
+def test_every_code_the_agent_sends_is_put_into_words_in_mails_and_on_the_website():
+    # The agent lists its codes in its module's docstring, one "- `code`" line each.
+    agent_codes = set(re.findall(r"^- `(\w+)`", registration.__doc__ or "", re.MULTILINE))
+    assert agent_codes == set(health_words.CODES)
+    texts = {
+        language: (WEBSITE_TEXTS / f"{language}.js").read_text(encoding="utf-8")
+        for language in ("de", "en")
+    }
+    for code in agent_codes:
+        error = health_words.SipError(code, SINCE, {"status": 403, "host": "pbx", "address": "::"})
+        for language in Language:
+            words = health_words.describe_sip_error(language, error)
+            unknown = health_words.SipError(code + "X", SINCE)  # told by the fallback
+            fallback = health_words.describe_sip_error(language, unknown)
+            assert words != fallback.replace(code + "X", code), (code, language)
+        for language, source in texts.items():
+            assert f'"sip.error.{code}":' in source, (code, language)

@@ -3,7 +3,7 @@
 // by itself when silence passes two poll intervals); the pages only show what it says.
 
 import { t } from "./i18n.js";
-import { since } from "./ui.js";
+import { at, since } from "./ui.js";
 
 const CHANGED = "subscription { agentConnectionChanged { state since } }";
 
@@ -32,7 +32,7 @@ export function onAgentChange(callback) {
 /** Why the agent is away, in words ("nicht verbunden seit …"); null while connected or unknown. */
 export function awayReason(agent = current) {
   if (!agent || agent.state === "CONNECTED") return null;
-  return t(`agent.${agent.state}`, { since: since(agent.since) });
+  return t(`agent.${agent.state}`, { since: since(agent.since), at: at(agent.since) });
 }
 
 /** The banner's text: null while the agent is connected (or not known yet). */

@@ -4,7 +4,7 @@
 // sipRegistration { state since lastError { code params detail at } }.
 
 import { t } from "./i18n.js";
-import { h, since } from "./ui.js";
+import { at, h, since } from "./ui.js";
 
 /** The fields to ask for with an installation. */
 export const RUNS_ON_FIELDS = `pbxAdapter dialer simulated
@@ -50,7 +50,7 @@ export function sipRegistration(i) {
     why = h("span", { class: "detail", title: error.detail || "" }, ` – ${sipErrorText(error)}`);
   } else if (error && r.state !== "DISABLED") {
     why = h("small", { class: "muted", title: error.detail || "" },
-      ` (${t("sip.lastError", { since: since(error.at), error: sipErrorText(error) })})`);
+      ` (${t("sip.lastError", { at: at(error.at), error: sipErrorText(error) })})`);
   }
   return h("span", { "data-testid": "sip-registration" }, state, why);
 }

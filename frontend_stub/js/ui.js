@@ -128,6 +128,15 @@ export function since(iso) {
   return today ? time(iso) : at.toLocaleString(locale(), { dateStyle: "short", timeStyle: "short" });
 }
 
+/** A past moment after a word that needs its preposition: "um 09:30" today, else
+ * "am 07.12.26, 09:30" ("at 9:30 AM", "on 12/7/26, 9:30 AM"). */
+export function at(iso) {
+  if (!iso) return "–";
+  const moment = new Date(iso);
+  if (moment.toDateString() === new Date().toDateString()) return t("at.today", { time: time(iso) });
+  return t("at.day", { date: moment.toLocaleString(locale(), { dateStyle: "short", timeStyle: "short" }) });
+}
+
 /** A value nobody knows any more: "unbekannt seit …" (the agent's last report). */
 export function unknownSince(iso) {
   return h("span", { class: "flag unknown", "data-stale": "" }, t("unknownSince", { since: since(iso) }));

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from playwright.sync_api import Browser, expect
@@ -22,6 +23,8 @@ from tests.web.browsing import (
     shot,
     sign_in,
 )
+
+HEALTH = "mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }"
 
 
 def test_a_wrong_password_is_explained_in_plain_words(
@@ -188,28 +191,26 @@ def test_a_refused_sip_registration_shows_on_monitoring_and_einstellungen_with_i
     )["registerInstallation"]
     agent = Client(stack.url, enrolled["token"])
     failed_since = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    agent(
-        "mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }",
-        input={
-            "agentVersion": "0.2.0",
-            "pbxReachable": True,
-            "alarmServiceOk": True,
-            "participantCount": 0,
-            "reportedAt": datetime.now(UTC).isoformat(),
-            "pbxAdapter": "swyx",
-            "dialer": "sip",
-            "sipRegistration": {
-                "state": "failed",
-                "since": failed_since,
-                "lastError": {
-                    "code": "refused",
-                    "params": {"status": 403, "reason": "Forbidden"},
-                    "detail": "REGISTER refused: 403 Forbidden",
-                    "at": failed_since,
-                },
+    report: dict[str, Any] = {
+        "agentVersion": "0.2.0",
+        "pbxReachable": True,
+        "alarmServiceOk": True,
+        "participantCount": 0,
+        "reportedAt": datetime.now(UTC).isoformat(),
+        "pbxAdapter": "swyx",
+        "dialer": "sip",
+        "sipRegistration": {
+            "state": "failed",
+            "since": failed_since,
+            "lastError": {
+                "code": "refused",
+                "params": {"status": 403, "reason": "Forbidden"},
+                "detail": "REGISTER refused: 403 Forbidden",
+                "at": failed_since,
             },
         },
-    )
+    }
+    agent(HEALTH, input=report)
     refused = "Die Telefonanlage lehnt die Anmeldung ab (403 Forbidden)."
 
     page = open_page(browser, stack.url)
@@ -231,3 +232,28 @@ def test_a_refused_sip_registration_shows_on_monitoring_and_einstellungen_with_i
     expect(facts.get_by_test_id("sip-registration")).to_contain_text(refused)
     expect(facts.get_by_test_id("simulator")).to_have_count(0)
     shot(customer, artifacts, "customer-settings-sip-refused")
+
+    # Registered again: the refusal stays as the last error, "um" its time of day.
+    report["sipRegistration"] = {
+        **report["sipRegistration"],
+        "state": "registered",
+        "since": datetime.now(UTC).isoformat(),
+    }
+    report["reportedAt"] = datetime.now(UTC).isoformat()
+    agent(HEALTH, input=report)
+    customer.reload()
+    registration = customer.locator(".facts").get_by_test_id("sip-registration")
+    expect(registration).to_contain_text("angemeldet seit")
+    expect(registration).to_contain_text(re.compile(r"\(letzter Fehler um \d{2}:\d{2}"))
+    expect(registration).to_contain_text(refused)
+
+    # Revoked: not "no installation yet", but since when it may no longer connect.
+    installation = ops("query($t: ID) { installations(tenantId: $t) { id } }", t=tenant["id"])[
+        "installations"
+    ][0]["id"]
+    ops("mutation($id: ID!) { revokeInstallation(id: $id) { id } }", id=installation)
+    expect(customer.locator("#agent")).to_contain_text(
+        re.compile(r"nicht verbunden: seine Anmeldung wurde um \d{2}:\d{2}(:\d{2})? widerrufen")
+    )
+    expect(customer.locator("#agent")).not_to_contain_text("noch keine Installation")
+    shot(customer, artifacts, "customer-agent-revoked")

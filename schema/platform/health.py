@@ -15,8 +15,9 @@ from schema.enums import SipRegistrationState
 @strawberry.type(description="Why the SIP dialer's registration last failed.")
 class SipError:
     code: str = strawberry.field(
-        description="refused, credentialsRefused, timeout, challengeUnsupported, network, "
-        "unresolvable, internal (or a newer agent's code): the website puts it into words."
+        description="refused, credentialsRefused, notGranted, timeout, challengeUnsupported, "
+        "network, unresolvable, localAddress, internal (or a newer agent's code): the "
+        "website puts it into words."
     )
     params: JSON = strawberry.field(description="What the words need, e.g. status and reason.")
     detail: str | None = strawberry.field(description="The agent's own text, for support.")

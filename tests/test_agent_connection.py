@@ -394,9 +394,12 @@ async def test_a_wake_up_of_another_kind_costs_the_other_listeners_no_query(
             )
             for _ in range(10)
         ]
+        listening = rt.hub.subscriber_count
         waiting = [asyncio.ensure_future(anext(stream)) for stream in streams]
         try:
-            await asyncio.sleep(0.1)
+            async with asyncio.timeout(5):  # each has read the tenant and listens
+                while rt.hub.subscriber_count < listening + len(streams):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
             with counting(rt) as watched:
                 await _reports(gql, clock, world, 5)
                 await asyncio.sleep(0.2)

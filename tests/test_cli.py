@@ -80,10 +80,11 @@ def test_the_demo_runs_on_sqlite_and_prints_working_logins(tmp_path: Path):
     assert "15 of 20 members reachable (the others are logged off or away); 15 confirmed" in (
         result.stdout
     )
-    # The worker and its SMTP sink: the demo stops the agent, the watchdog's mail arrives.
+    # The worker and its SMTP sink: the demo stops the agent, the watchdog's mail arrives,
+    # saying that the installation is the simulator.
     assert (
         "✉ mail to it@demo-gmbh.example: Rundruf-Störung: Rundruf Manager Service meldet sich "
-        "nicht (Demo GmbH)"
+        "nicht (Demo GmbH, Simulator)"
     ) in result.stdout
     assert (tmp_path / "rundruf.db").exists()
     key = tmp_path / ".rundruf" / "secret.key"

@@ -369,6 +369,7 @@ class SipDialer(Dialer):
             # Stopped before the de-registration, which would otherwise race a refresh.
             self._registering.cancel()
             await asyncio.gather(self._registering, return_exceptions=True)
+            await self.registration.settle(2.0)
         if self.ua is not None and self.account.register:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):

@@ -147,6 +147,8 @@ class Registration:
         state = RegistrationState.REGISTERING if enabled else RegistrationState.DISABLED
         self._status = RegistrationStatus(state, clock())
         self._listeners: list[Callable[[], None]] = []
+        # The REGISTER on its way: a cancelled loop leaves it to finish (see `settle`).
+        self._in_flight: asyncio.Future[int] | None = None
 
     @property
     def status(self) -> RegistrationStatus:
@@ -179,7 +181,8 @@ class Registration:
         delay = RETRY_FIRST_S
         while True:
             try:
-                granted = await self._register()
+                self._in_flight = asyncio.ensure_future(self._register())
+                granted = await asyncio.shield(self._in_flight)
             except asyncio.CancelledError:
                 raise
             except (SipError, OSError) as exc:
@@ -194,6 +197,18 @@ class Registration:
                 continue
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.retry_cap_s)
+
+    async def settle(self, seconds: float) -> None:
+        """Waits up to `seconds` for the REGISTER on its way (the loop is cancelled
+        first): a UA sends no new REGISTER before the last one has its final answer
+        or has timed out (RFC 3261 10.2), the de-registration included."""
+        pending = self._in_flight
+        if pending is None or pending.done():
+            return
+        await asyncio.wait({pending}, timeout=seconds)
+        if not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
 
     def _retry_later(self, exc: BaseException, delay: float) -> None:
         log.warning("SIP registration failed: %s; again in %.0f s", exc, delay)

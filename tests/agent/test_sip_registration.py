@@ -21,7 +21,7 @@ from edge_agent.dialer.port import DialerError
 from edge_agent.dialer.sip import SipDialer
 from edge_agent.sip import ua
 from edge_agent.sip.errors import DigestError
-from edge_agent.sip.message import Request
+from edge_agent.sip.message import Request, new_tag, parse, response_to
 from edge_agent.sip.registration import (
     MIN_REFRESH_S,
     Registration,
@@ -402,3 +402,49 @@ async def test_a_fault_of_ours_keeps_the_registration_trying() -> None:
     assert registration.status.state is RegistrationState.REGISTERED
     assert registration.status.last_error is not None
     assert registration.status.last_error.code == "internal"
+
+
+async def test_the_de_registration_waits_for_the_register_still_on_its_way() -> None:
+    """RFC 3261 10.2: no new REGISTER before the last one has its final answer. Closing
+    the dialer while a REGISTER waits for its answer used to send the de-registration at
+    once (a SIPp registrar then aborted on the unexpected message)."""
+    events: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    class SlowRegistrar(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            request = parse(data)
+            assert isinstance(request, Request)
+            expires = request.headers.get("Expires")
+            events.append(f"REGISTER expires={expires}")
+            answer = bytes(response_to(request, 200, "OK", new_tag()))
+            # The first REGISTER is answered late (before the retransmission at T1,
+            # 500 ms): the dialer closes meanwhile.
+            delay = 0.3 if len(events) == 1 else 0.0
+            loop.call_later(delay, self._answer, answer, addr, expires)
+
+        def _answer(self, answer: bytes, addr: tuple[str, int], expires: str | None) -> None:
+            events.append(f"200 to expires={expires}")
+            self.transport.sendto(answer, addr)  # type: ignore[attr-defined]
+
+    transport, _ = await loop.create_datagram_endpoint(
+        SlowRegistrar, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        async with sip_dialer(port) as dialer:
+            await dialer.start()
+            await until(lambda: len(events) == 1)
+        await until(lambda: len(events) == 4, within=5)
+    finally:
+        transport.close()
+
+    assert events == [
+        "REGISTER expires=300",
+        "200 to expires=300",
+        "REGISTER expires=0",
+        "200 to expires=0",
+    ]

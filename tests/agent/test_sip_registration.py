@@ -430,9 +430,7 @@ async def test_the_de_registration_waits_for_the_register_still_on_its_way() -> 
             events.append(f"200 to expires={expires}")
             self.transport.sendto(answer, addr)  # type: ignore[attr-defined]
 
-    transport, _ = await loop.create_datagram_endpoint(
-        SlowRegistrar, local_addr=("127.0.0.1", 0)
-    )
+    transport, _ = await loop.create_datagram_endpoint(SlowRegistrar, local_addr=("127.0.0.1", 0))
     try:
         port = transport.get_extra_info("sockname")[1]
         async with sip_dialer(port) as dialer:

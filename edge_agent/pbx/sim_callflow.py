@@ -22,8 +22,10 @@ PIN_MAX_DIGITS = 16
 MENU_ROUNDS = 5
 RECORD_MAX_SECONDS = 60
 RECORD_TAKES = 3
-POST_ATTEMPTS = 3
-POST_BACKOFF = (1.0, 2.0)  # seconds after attempt 1, 2
+# POST /jobs: waits of 0.5 s doubling to at most 4 s, until they add up to 15 s (M.post_waits).
+POST_WINDOW = 15.0
+POST_BACKOFF_FIRST = 0.5
+POST_BACKOFF_MAX = 4.0
 KEYS = frozenset("0123456789*#")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 # The central service names a group's agent user "Rundruf <group name>"
@@ -107,6 +109,18 @@ def idempotency_key(agent_number: str, call_id: str, now: float) -> str:
 def is_permanent(status: int) -> bool:
     # 4xx answers will not change on a retry (bad token, bad body); 408/425/429 might.
     return 400 <= status < 500 and status not in (408, 425, 429)
+
+
+def post_waits(
+    first: float = POST_BACKOFF_FIRST, cap: float = POST_BACKOFF_MAX, window: float = POST_WINDOW
+) -> tuple[float, ...]:
+    """The waits between POST /jobs attempts: doubling, capped, adding up to the window."""
+    waits: list[float] = []
+    wait = first
+    while sum(waits) < window:
+        waits.append(wait)
+        wait = min(wait * 2, cap)
+    return tuple(waits)
 
 
 class Dialogue:

@@ -5,8 +5,9 @@ state and the real job service: the agent number (the extension of a user with
 an agent PIN), the PIN (3 tries per call, the per-caller throttle of
 `sim_throttle`, a notice after 10 wrong PINs for the group), the menu (1 test,
 2 alarm, 3 alarm with a message recorded now, * cancel), the confirmation, and
-POST /jobs with one idempotency key for up to 3 attempts. The caller's keys
-come as one entry per question; when they run out, the caller hangs up.
+POST /jobs with one idempotency key, retried for 15 s (the caller hears
+"please wait" once). The caller's keys come as one entry per question; when
+they run out, the caller hangs up.
 Waits are realistic seconds times `time_scale`, as in the simulated dialer.
 """
 
@@ -30,14 +31,13 @@ from edge_agent.pbx.errors import PbxError
 from edge_agent.pbx.sim_callflow import (
     PIN_MAX_DIGITS,
     PIN_TRIES,
-    POST_ATTEMPTS,
-    POST_BACKOFF,
     Dialogue,
     Outcome,
     Prompt,
     idempotency_key,
     is_permanent,
     member_states,
+    post_waits,
 )
 from edge_agent.pbx.sim_state import SimState, SimUser, StateFile
 from edge_agent.pbx.sim_throttle import AgentThrottle, ThrottleFile, ThrottleRules
@@ -266,17 +266,19 @@ class _Call:
             "memberStates": member_states(state, agent),
         }
         job_id, attempt = None, 0
-        while job_id is None and attempt < POST_ATTEMPTS:
-            if attempt:
-                await asyncio.sleep(POST_BACKOFF[attempt - 1] * self.phone.time_scale)
+        for wait in (*post_waits(), None):
             attempt += 1
             response = await self.phone.post("/jobs", body)
             job_id = _job_id(response)
             status = None if response is None else response.status_code
-            if job_id is None:
-                log.warning("POST /jobs attempt %d: %s", attempt, status or "unreachable")
-            if status is not None and is_permanent(status):
+            if job_id is not None:
                 break
+            log.warning("POST /jobs attempt %d: %s", attempt, status or "unreachable")
+            if wait is None or (status is not None and is_permanent(status)):
+                break
+            if attempt == 1:  # a restarting job service: tell the caller, once
+                self.dialogue.play(Prompt.WAIT)
+            await asyncio.sleep(wait * self.phone.time_scale)
         self.dialogue.play(Prompt.TRIGGERED if job_id else Prompt.FAILED)
         outcome = Outcome.POSTED if job_id else Outcome.POST_FAILED
         return self.result(outcome, job_id, attempt, key)

@@ -52,8 +52,11 @@ M.DEFAULTS = {
     menu_rounds = 5,            -- menu prompts per call before giving up
     record_max_seconds = 60,
     record_takes = 3,
-    post_attempts = 3,          -- attempts in total for POST /jobs, all with one idempotency key
-    post_backoff = { 1, 2 },    -- seconds to wait after attempt 1, 2, ...
+    -- POST /jobs is retried (one idempotency key) until post_window seconds of waits have
+    -- passed: longer than the service wrapper's 5 s restart of a crashed job service.
+    post_window = 15,
+    post_backoff_first = 0.5,   -- the first wait; each next one doubles ...
+    post_backoff_max = 4,       -- ... up to this
 }
 
 -- Prompt files, German, 8 kHz 16-bit mono PCM; made by make_prompts.py (texts there).
@@ -385,20 +388,36 @@ function M.idempotency_key(agent_number, call_id, now)
     return agent .. "-" .. clean(call_id):sub(1, room) .. "-" .. stamp
 end
 
--- POST /jobs, retried with the same idempotency key so the job service stores it once.
+-- The waits between POST /jobs attempts: first, doubling, capped, until they add up to at
+-- least the window (0.5 1 2 4 4 4 with the defaults: 15.5 s, 7 attempts).
+function M.post_waits(first, max, window)
+    local waits, total, wait = {}, 0, first
+    while total < window do
+        waits[#waits + 1] = wait
+        total = total + wait
+        wait = math.min(wait * 2, max)
+    end
+    return waits
+end
+
+-- POST /jobs, retried with the same idempotency key so the job service stores it once. The
+-- caller hears "please wait" once, when the first attempt failed and a retry follows.
 local function post_job(ctx, mode, recording)
     local pbx = ctx.pbx
     local idem = M.idempotency_key(ctx.cfg.agent_number, ctx.call_id, pbx.now())
     local body = M.job_body(ctx, mode, recording, idem)
-    local attempts = setting(ctx, "post_attempts")
+    local waits = M.post_waits(setting(ctx, "post_backoff_first"),
+        setting(ctx, "post_backoff_max"), setting(ctx, "post_window"))
     local url = ctx.cfg.jobservice_url .. "/jobs"
-    for attempt = 1, attempts do
+    for attempt = 1, #waits + 1 do
         local ok, status = pcall(pbx.http_post, url, ctx.headers, body)
         if ok and (status == 200 or status == 201) then return true end
         local what = ok and tostring(status) or ("error " .. tostring(status))
         trace(ctx, string.format("POST /jobs attempt %d: %s", attempt, what))
         if ok and permanent(status) then return false end
-        if attempt < attempts then pbx.sleep(setting(ctx, "post_backoff")[attempt] or 1) end
+        if attempt > #waits then return false end
+        if attempt == 1 then pbx.play(P.wait) end
+        pbx.sleep(waits[attempt])
     end
     return false
 end

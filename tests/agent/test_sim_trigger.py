@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,7 +296,7 @@ async def test_an_unreachable_pbx_takes_no_call(world: World, phone: TriggerPhon
     assert await world.service.poll() == []
 
 
-async def test_a_job_service_that_is_down_fails_after_three_tries_with_one_key(
+async def test_a_job_service_that_stays_down_fails_after_15_seconds_with_one_key(
     world: World,
 ) -> None:
     bodies: list[bytes] = []
@@ -305,11 +306,44 @@ async def test_a_job_service_that_is_down_fails_after_three_tries_with_one_key(
         raise httpx.ConnectError("connection refused", request=request)
 
     async with world.phone(transport=httpx.MockTransport(down)) as phone:
+        started = time.monotonic()
+        result = await call(phone, [PIN, "2", "1"])
+        waited = (time.monotonic() - started) / SCALE
+
+    # Waits of 0.5 1 2 4 4 4 s: 15.5 s, longer than the service wrapper's 5 s restart.
+    assert (result.outcome, result.attempts, result.job_id) == (Outcome.POST_FAILED, 7, None)
+    assert waited >= 15.5
+    assert result.prompts[-3:] == (P.CONFIRM_ALARM, P.WAIT, P.FAILED)
+    assert P.TRIGGERED not in result.prompts
+    assert len(bodies) == 7 and len(set(bodies)) == 1  # the same body, so the same key
+
+
+class DownFor(httpx.AsyncBaseTransport):
+    """The job service app, refusing connections for its first `seconds` (real time)."""
+
+    def __init__(self, app: httpx.AsyncBaseTransport, seconds: float) -> None:
+        self.app = app
+        self.up_at = time.monotonic() + seconds
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if time.monotonic() < self.up_at:
+            self.refused += 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.app.handle_async_request(request)
+
+
+async def test_a_job_service_down_for_8_seconds_still_gets_the_job(world: World) -> None:
+    restarting = DownFor(httpx.ASGITransport(app=world.service.app), 8 * SCALE)
+
+    async with world.phone(transport=restarting) as phone:
         result = await call(phone, [PIN, "2", "1"])
 
-    assert (result.outcome, result.attempts, result.job_id) == (Outcome.POST_FAILED, 3, None)
-    assert result.prompts[-1] is P.FAILED and P.TRIGGERED not in result.prompts
-    assert len(bodies) == 3 and len(set(bodies)) == 1  # the same body, so the same key
+    assert result.outcome is Outcome.POSTED
+    assert restarting.refused >= 1 and result.attempts == restarting.refused + 1
+    assert result.prompts[-3:] == (P.CONFIRM_ALARM, P.WAIT, P.TRIGGERED)
+    [job] = await world.service.poll()
+    assert job["id"] == result.job_id
 
 
 async def test_a_lost_answer_is_retried_and_makes_one_job(world: World) -> None:

@@ -16,6 +16,8 @@ Scenario (JSON on stdin):
                 recordings   answers to record in order (true / false); default true
                 http         answers to http_post in order: {"status": 201, "body": "..."};
                              status null = transport error; default 201
+                downFor      seconds from the call's start during which every http_post
+                             fails as a job service that is down does (connection refused)
                 agentFile    optional: the text read_file returns (any path is logged)
                 memberStates optional: what member_states returns ({"17": 2}); absent = nil
   encodeHex   optional: list of hex strings; instead of calls, print their JSON encodings
@@ -313,9 +315,11 @@ local function fake_pbx(call, events)
               ok = ok })
         return ok
     end
+    local down_until = clock + (call.downFor or 0)
     function pbx.http_post(url, headers, body)
         n_answers = n_answers + 1
         local a = answers[n_answers] or { status = 201, body = '{"id":"job-1"}' }
+        if clock < down_until then a = { status = nil } end
         local status = plain(a.status)
         log({ type = "post", url = url, headers = headers, body = body, status = status or M.null })
         if status == nil then error("connection refused", 0) end

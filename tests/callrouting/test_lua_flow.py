@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from edge_agent.pbx.sim_callflow import post_waits
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "swyx_jobservice" / "callrouting" / "rundruf.lua"
 HARNESS = Path(__file__).with_name("harness.lua")
@@ -407,19 +409,44 @@ def test_a_failed_notice_is_sent_with_the_next_wrong_pin(lua: str) -> None:
 # ---------------------------------------------------------------------------- job service
 
 
-def test_it_retries_a_failing_job_service_with_the_same_key(lua: str) -> None:
-    failing = [{"status": 500}, {"status": None}, {"status": 503}]
+WAITS = [0.5, 1, 2, 4, 4, 4]  # 15.5 s: longer than the service wrapper's 5 s restart
+
+
+def test_it_retries_a_failing_job_service_for_15_seconds_with_the_same_key(lua: str) -> None:
+    failing = [{"status": 500}, {"status": None}, {"status": 503}] + [{"status": None}] * 4
     (c,) = run(lua, call([PIN, "2", "1"], http=failing))
 
     posts = c.posts_to(JOBS)
-    assert len(posts) == 3
+    assert len(posts) == 7
     assert len({p["json"]["idempotencyKey"] for p in posts}) == 1
     assert len({p["body"] for p in posts}) == 1
-    assert c.sleeps == [1, 2]
+    assert c.sleeps == WAITS
     assert c.result == "post_failed"
+    assert c.prompts.count("rundruf_bitte_warten.wav") == 1
     assert c.prompts[-1] == "rundruf_fehler.wav"
     assert "rundruf_ausgeloest.wav" not in c.prompts
     assert c.hung_up
+
+
+def test_a_job_service_down_for_8_seconds_still_gets_the_job(lua: str) -> None:
+    (c,) = run(lua, call([PIN, "2", "1"], downFor=8))
+
+    statuses = [p["status"] for p in c.posts_to(JOBS)]
+    assert statuses == [None] * 5 + [201]  # at 0, 0.5, 1.5, 3.5, 7.5 s down; at 11.5 s up
+    assert c.sleeps == WAITS[:5]
+    assert c.result == "triggered"
+    # The caller heard "please wait" once, right after the first failure, then "triggered".
+    menu_done = c.prompts.index("rundruf_bestaetigen_alarm.wav")
+    assert c.prompts[menu_done + 1 :] == ["rundruf_bitte_warten.wav", "rundruf_ausgeloest.wav"]
+
+
+def test_a_job_service_down_longer_than_the_window_fails_the_call(lua: str) -> None:
+    (c,) = run(lua, call([PIN, "2", "1"], downFor=20))
+
+    assert len(c.posts_to(JOBS)) == 7
+    assert sum(c.sleeps) == 15.5
+    assert c.result == "post_failed"
+    assert c.prompts[-2:] == ["rundruf_bitte_warten.wav", "rundruf_fehler.wav"]
 
 
 def test_it_says_triggered_when_a_retry_gets_through(lua: str) -> None:
@@ -624,3 +651,14 @@ def test_the_entry_point_refuses_the_shipped_placeholders(lua: str) -> None:
     traces = " ".join(e["message"] for e in c.events if e["type"] == "Trace")
     assert "not configured" in traces
     assert "__PIN__" not in traces
+
+
+def test_the_simulator_twin_retries_the_job_post_as_the_script_does(lua: str) -> None:
+    code = (
+        f"local M = dofile({json.dumps(str(SCRIPT))}); local d = M.DEFAULTS; "
+        "io.write(M.json_encode(M.post_waits(d.post_backoff_first, d.post_backoff_max, "
+        "d.post_window)))"
+    )
+    proc = subprocess.run([lua, "-e", code], capture_output=True, text=True, timeout=20, check=True)
+
+    assert json.loads(proc.stdout) == list(post_waits()) == WAITS

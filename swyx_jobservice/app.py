@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from swyx_jobservice.audio import inspect_wav
 from swyx_jobservice.errors import (
+    DATA_DIR_NOT_WRITABLE,
     BadRequest,
     Forbidden,
     JobServiceError,
@@ -47,6 +48,8 @@ DRAIN_BYTES = 32 * 1024 * 1024
 DRAIN_SECONDS = 10.0
 # A notice is four short fields; no setting needed.
 NOTICE_MAX_BODY_BYTES = 64 * 1024
+# Health's write probe answers within this; a disk slower than that is failing.
+PROBE_SECONDS = 2.0
 
 
 class Tokens:
@@ -114,7 +117,10 @@ class Body:
 
 def error_response(err: JobServiceError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(err, Unauthenticated) else None
-    return JSONResponse({"error": err.message, "field": err.field}, err.status, headers)
+    body: dict[str, str | None] = {"error": err.message, "field": err.field}
+    if err.code is not None:
+        body["code"] = err.code
+    return JSONResponse(body, err.status, headers)
 
 
 def _parse_json(raw: bytes) -> Any:
@@ -181,6 +187,7 @@ class Endpoints:
         self.notices = notices
         self.tokens = Tokens(settings)
         self.limits = Limits(settings.max_audio_bytes, settings.max_recording_seconds)
+        self._probe: asyncio.Future[bool] | None = None
 
     def routes(self) -> list[Route]:
         return [
@@ -272,9 +279,28 @@ class Endpoints:
 
     async def health(self, request: Request) -> Response:
         self.tokens.require(request, "agent")
-        writable = await asyncio.to_thread(self.store.writable)
+        writable = await self._data_dir_writable()
         pending = len(self.store.pending())
-        return JSONResponse({"status": "ok", "pendingJobs": pending, "dataDir": writable})
+        problems = [] if writable else [DATA_DIR_NOT_WRITABLE]
+        return JSONResponse(
+            {
+                "status": "failing" if problems else "ok",
+                "problems": problems,
+                "pendingJobs": pending,
+                "dataDir": writable,
+            }
+        )
+
+    async def _data_dir_writable(self) -> bool:
+        """The probe (create and remove a file) in a thread, answered within
+        PROBE_SECONDS: a hanging disk or share makes health "failing", not slow.
+        One probe at a time, so frequent polls of a hanging disk add no threads."""
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(asyncio.to_thread(self.store.writable))
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._probe), PROBE_SECONDS)
+        except TimeoutError:
+            return False
 
 
 def create_app(settings: JobServiceSettings) -> Starlette:

@@ -12,14 +12,20 @@ class JobServiceError(Exception):
 
     status = 500
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None, *, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        # A stable reason a program can act on (README.md lists them); None when
+        # the status says enough.
+        self.code = code
 
 
 class ConfigurationError(JobServiceError):
     """Raised when the settings or the data folder cannot start the service."""
+
+
+DATA_DIR_NOT_WRITABLE = "dataDirNotWritable"
 
 
 class StoreError(JobServiceError):

@@ -27,7 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_agent.files import TEMP_PREFIX, fsync_dir, private_dir, write_atomic
-from swyx_jobservice.errors import BadRequest, KeyConflict, NotFound, QueueFull, StoreError
+from swyx_jobservice.errors import (
+    DATA_DIR_NOT_WRITABLE,
+    BadRequest,
+    KeyConflict,
+    NotFound,
+    QueueFull,
+    StoreError,
+)
 from swyx_jobservice.jobs import Audio, Job, JobRequest, differences, is_job_id
 from swyx_jobservice.notices import Notice, NoticeRequest
 
@@ -252,9 +259,23 @@ class JobStore:
                 write_atomic(self._wav(job.id), audio)
             write_atomic(self._json(job.id), json.dumps(job.to_json(), indent=2).encode())
         except OSError as exc:
-            self._wav(job.id).unlink(missing_ok=True)
             log.error("cannot store job %s: %s", job.id, exc)
-            raise StoreError("the job could not be stored") from None
+            self._discard(job.id)
+            raise StoreError(
+                "the job could not be stored: the data folder cannot be written",
+                code=DATA_DIR_NOT_WRITABLE,
+            ) from None
+
+    def _discard(self, job_id: str) -> None:
+        """Removes what a failed write left, never raising: the folder that just
+        refused a write may refuse this too, and the caller must still get its 503.
+        The json too, in case it was renamed in before the folder's fsync failed."""
+        for path in (self._json(job_id), self._wav(job_id)):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                # A wav left here is removed at the next start (an orphan without json).
+                log.error("cannot remove %s after the failed write: %s", path.name, exc)
 
     async def finish(self, job_id: str) -> None:
         """Deletes a finished job, leaving a tombstone for late retries."""
@@ -369,7 +390,10 @@ class NoticeStore:
                 await asyncio.to_thread(write_atomic, self._path(notice.id), data)
             except OSError as exc:
                 log.error("cannot store notice %s: %s", notice.id, exc)
-                raise StoreError("the notice could not be stored") from None
+                raise StoreError(
+                    "the notice could not be stored: the data folder cannot be written",
+                    code=DATA_DIR_NOT_WRITABLE,
+                ) from None
             self._notices[notice.id] = notice
         log.info("accepted notice %s (%s, agent %s)", notice.id, notice.kind, notice.agent_number)
         return notice

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from swyx_jobservice import app as app_module
+from swyx_jobservice import store as store_module
 from tests.jobservice.support import (
     AGENT,
     ROUTING,
@@ -340,15 +343,99 @@ async def test_a_restart_keeps_but_skips_unreadable_job_files(
 async def test_health_reports_pending_jobs_and_a_writable_folder(service: Service) -> None:
     await service.accepted(job_body())
     response = await service.client.get("/health", headers=bearer(AGENT))
-    assert response.json() == {"status": "ok", "pendingJobs": 1, "dataDir": True}
+    assert response.json() == {"status": "ok", "problems": [], "pendingJobs": 1, "dataDir": True}
     assert service.files() == [f for f in service.files() if not f.startswith("jobs/.")]
 
 
-async def test_health_reports_a_folder_that_cannot_be_written(service: Service) -> None:
+def break_jobs_folder(service: Service) -> None:
+    """The jobs folder becomes a file: every write in it fails, for root too
+    (the tests run as root, where a read-only mode would not stop a write)."""
     shutil.rmtree(service.jobs_dir)
     service.jobs_dir.write_text("not a folder any more")
+
+
+def repair_jobs_folder(service: Service) -> None:
+    service.jobs_dir.unlink()
+    service.jobs_dir.mkdir(mode=0o700)
+
+
+async def test_health_is_failing_with_a_reason_when_the_folder_cannot_be_written(
+    service: Service,
+) -> None:
+    break_jobs_folder(service)
     response = await service.client.get("/health", headers=bearer(AGENT))
-    assert response.json()["dataDir"] is False
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "failing",
+        "problems": ["dataDirNotWritable"],
+        "pendingJobs": 0,
+        "dataDir": False,
+    }
+    repair_jobs_folder(service)
+    again = await service.client.get("/health", headers=bearer(AGENT))
+    assert (again.json()["status"], again.json()["problems"]) == ("ok", [])
+
+
+async def test_health_answers_in_time_and_failing_while_the_disk_hangs(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk or share that hangs cannot be made here; the probe is held instead.
+    release = threading.Event()
+    probes: list[int] = []
+
+    def hanging_probe() -> bool:
+        probes.append(1)
+        release.wait(10)
+        return True
+
+    monkeypatch.setattr(app_module, "PROBE_SECONDS", 0.2)
+    monkeypatch.setattr(service.app.state.store, "writable", hanging_probe)
+    try:
+        started = time.monotonic()
+        first = await service.client.get("/health", headers=bearer(AGENT))
+        second = await service.client.get("/health", headers=bearer(AGENT))
+        assert time.monotonic() - started < 2
+        assert [first.json()["problems"], second.json()["problems"]] == [["dataDirNotWritable"]] * 2
+        assert probes == [1]  # the second poll waits on the probe in flight, no new thread
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize("mode", [2, 3])
+async def test_it_answers_503_with_a_reason_when_the_folder_cannot_be_written(
+    service: Service, mode: int
+) -> None:
+    break_jobs_folder(service)
+    recording = b64(wav_bytes()) if mode == 3 else None
+    response = await service.post(job_body(mode=mode, recording=recording))
+    assert response.status_code == 503
+    assert response.json()["code"] == "dataDirNotWritable"
+    assert "could not be stored" in response.json()["error"]
+    repair_jobs_folder(service)
+    assert service.files() == []
+    assert await service.poll() == []
+    # Nothing of the refused job is remembered: the routing script's retry makes it.
+    retry = await service.post(job_body(mode=mode, recording=recording))
+    assert (retry.status_code, retry.json()["created"]) == (201, True)
+
+
+async def test_it_leaves_no_recording_when_the_job_file_cannot_be_written(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The one place a job is written fails for the json only (a read-only or full
+    # disk after the wav went in); the wav must go, the answer be a 503.
+    real_write = store_module.write_atomic
+
+    def json_refused(path: Path, data: bytes) -> None:
+        if path.suffix == ".json":
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(store_module, "write_atomic", json_refused)
+    response = await service.post(job_body(mode=3, recording=b64(wav_bytes())))
+    assert (response.status_code, response.json()["code"]) == (503, "dataDirNotWritable")
+    assert service.files() == []
+    assert await service.poll() == []
 
 
 # -- tokens ---------------------------------------------------------------------

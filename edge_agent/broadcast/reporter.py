@@ -28,7 +28,31 @@ BATCH = 500  # events per report (the server takes up to 2,000)
 # Bytes of events per report: well below the server's 256 KiB body limit.
 MAX_REPORT_BYTES = 128 * 1024
 MAX_DETAIL = 500
-RETRY_IDLE_S = 30.0  # a job deletion that failed is tried again at least this often
+RETRY_IDLE_S = 30.0  # a running broadcast's reports are looked at again at least this often
+# A job deletion that failed is tried again after 1 s, doubling up to 30 s: a job service the
+# Windows service wrapper restarts (after 5 s) finishes its job seconds later, not 30 s later.
+DELETE_RETRY_FIRST_S = 1.0
+DELETE_RETRY_MAX_S = 30.0
+
+
+class DeletionBackoff:
+    """The pause before the next try of a failed job deletion; starts over after a success."""
+
+    def __init__(
+        self, first_s: float = DELETE_RETRY_FIRST_S, max_s: float = DELETE_RETRY_MAX_S
+    ) -> None:
+        self.first_s = first_s
+        self.max_s = max_s
+        self.failures = 0
+
+    def failed(self) -> float:
+        """Counts a pass with a failed deletion; the seconds to wait before the next."""
+        self.failures += 1
+        doublings = min(self.failures - 1, 30)  # a long outage must not overflow the float
+        return min(self.first_s * 2.0**doublings, self.max_s)
+
+    def succeeded(self) -> None:
+        self.failures = 0
 
 
 def event_json(e: Event, members: dict[str, Member]) -> dict[str, Any]:
@@ -89,6 +113,8 @@ class Reporter:
         self.jobservice = jobservice
         self.backoff_cap_s = backoff_cap_s
         self._members: dict[str, dict[str, Member]] = {}
+        self.deletion_backoff = DeletionBackoff()
+        self._deletion_failed = False  # in the current pass of `settle`
         self.settled = asyncio.Event()  # set whenever nothing is left to send (tests wait on it)
 
     async def run_forever(self) -> None:
@@ -114,8 +140,18 @@ class Reporter:
             else:
                 self.settled.set()
             with suppress(TimeoutError):
-                async with asyncio.timeout(RETRY_IDLE_S if left else None):
+                async with asyncio.timeout(self._idle_timeout(left)):
                     await self.journal.changed.wait()
+
+    def _idle_timeout(self, left: bool) -> float | None:
+        """How long to wait for news before the next pass (None: until there is news).
+
+        A pass without a failed deletion starts the deletion pace over.
+        """
+        if not self._deletion_failed:
+            self.deletion_backoff.succeeded()
+            return RETRY_IDLE_S if left else None
+        return min(self.deletion_backoff.failed(), RETRY_IDLE_S)
 
     async def settle(self) -> bool:
         """Sends everything unsent; True when something must wait (a running broadcast).
@@ -124,6 +160,7 @@ class Reporter:
         A report the server refuses holds up only its own broadcast.
         """
         left = False
+        self._deletion_failed = False
         for b in await self.journal.unsettled():
             try:
                 reported = await self._report(b)
@@ -172,9 +209,11 @@ class Reporter:
             except JobServiceUnavailable as exc:
                 # Only the deletion waits; reports of other broadcasts go on meanwhile.
                 log.warning("job %s not deleted yet: %s", b.source_id, exc)
+                self._deletion_failed = True
                 return False
             except JobServiceRefused as exc:
                 log.error("the job service refused to delete job %s: %s", b.source_id, exc)
+                self._deletion_failed = True
                 return False
         await self.journal.source_done(b.id)
         return True

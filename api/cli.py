@@ -38,12 +38,16 @@ SERVER_LIBRARIES = frozenset(
 
 def _serve(args: argparse.Namespace) -> int:
     from api.app import create_app
-    from api.bootstrap import bootstrap
+    from api.bootstrap import bootstrap, configure_logging
+    from api.db_wait import wait_for_database
     from api.migrate import require_head
     from api.settings import load_settings
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(**overrides)
+    configure_logging(settings)
+    # Booted together with PostgreSQL, serve waits for it instead of exiting.
+    wait_for_database(settings)
     require_head(settings)
     run_server(settings, create_app(bootstrap(settings)))
     return 0

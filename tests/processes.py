@@ -164,11 +164,11 @@ def agent_env(state: Path, **extra: str) -> dict[str, str]:
 class Balancer:
     """A TCP balancer on loopback: round robin, skipping backends that refuse."""
 
-    def __init__(self, backends: list[int]) -> None:
+    def __init__(self, backends: list[int], port: int | None = None) -> None:
         self.backends = backends
         self._next = itertools.count()
         self._websockets: list[tuple[int, socket.socket]] = []
-        self.port = free_port()
+        self.port = port or free_port()
         self._sock = socket.create_server(("127.0.0.1", self.port))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)

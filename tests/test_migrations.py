@@ -80,3 +80,37 @@ def test_the_installations_health_checks_exist_on_both_backends(tmp_path: Path):
         _assert_issue_13_checks(url)
     finally:
         drop_database(url)
+
+
+def _attempt_checks(url: str) -> dict[str, str]:
+    engine = create_engine(url)
+    try:
+        return {
+            str(c["name"]): str(c["sqltext"])
+            for c in inspect(engine).get_check_constraints("call_attempt")
+        }
+    finally:
+        engine.dispose()
+
+
+def _assert_late_attempt_checks(url: str) -> None:
+    checks = _attempt_checks(url)
+    assert "'not_called'" in checks["ck_call_attempt_call_outcome"]
+    assert "'skipped_busy'" in checks["ck_call_attempt_call_outcome"]
+    for reason in ("agent_down", "command_late", "deadline_passed"):
+        assert f"'{reason}'" in checks["ck_call_attempt_late_reason"]
+
+
+def test_late_attempts_and_members_not_called_are_allowed_on_both_backends(tmp_path: Path):
+    sqlite = f"sqlite:///{tmp_path / 'embedded.db'}"
+    command.upgrade(alembic_config(sqlite), "head")
+    _assert_late_attempt_checks(sqlite)
+    command.downgrade(alembic_config(sqlite), "0004_installation_sip")
+    assert "'not_called'" not in _attempt_checks(sqlite)["ck_call_attempt_call_outcome"]
+    need_postgres()
+    url = fresh_database("migrations_late")
+    try:
+        command.upgrade(alembic_config(url), "head")
+        _assert_late_attempt_checks(url)
+    finally:
+        drop_database(url)

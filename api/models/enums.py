@@ -68,6 +68,16 @@ class CallOutcome(enum.StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     SKIPPED_BUSY = "skipped_busy"
+    # A test broadcast's member whose timeout passed before their call (issue 14, point 11).
+    NOT_CALLED = "not_called"
+
+
+class LateReason(enum.StrEnum):
+    """Why an attempt began after the broadcast timeout, or a member was not called."""
+
+    AGENT_DOWN = "agent_down"  # the agent did not run: the job waited, or it was stopped
+    COMMAND_LATE = "command_late"  # the triggerBroadcast command reached the agent late
+    DEADLINE_PASSED = "deadline_passed"  # every line was busy until the timeout passed
 
 
 class PbxUserState(enum.IntEnum):

@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueCons
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.models.base import Base, IdMixin, str_enum
-from api.models.enums import BroadcastStatus, CallOutcome
+from api.models.enums import BroadcastStatus, CallOutcome, LateReason
 
 
 class Broadcast(IdMixin, Base):
@@ -64,3 +64,8 @@ class CallAttempt(IdMixin, Base):
     ended_at: Mapped[datetime | None]
     outcome: Mapped[CallOutcome | None] = mapped_column(str_enum(CallOutcome, "call_outcome"))
     detail: Mapped[str | None] = mapped_column(Text)
+    # Set when the attempt began after the broadcast timeout (an alarm calls every member
+    # once, late if need be), or with NOT_CALLED: why; from/until the agent's outage.
+    late_reason: Mapped[LateReason | None] = mapped_column(str_enum(LateReason, "late_reason"))
+    late_from: Mapped[datetime | None]
+    late_until: Mapped[datetime | None]

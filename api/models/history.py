@@ -40,6 +40,9 @@ class Broadcast(IdMixin, Base):
     quorum_reached_at: Mapped[datetime | None]
     last_event_seq: Mapped[int] = mapped_column(default=0)
     note: Mapped[str | None] = mapped_column(Text)
+    # Set when the trigger never became a broadcast (JOB_FILE_DAMAGED): the website
+    # words it; None for every broadcast that ran.
+    failure_code: Mapped[str | None] = mapped_column(String(32))
 
 
 class CallAttempt(IdMixin, Base):

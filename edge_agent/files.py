@@ -52,6 +52,17 @@ def write_atomic(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def move_atomic(source: Path, target: Path) -> None:
+    """Renames `source` to `target` in the same file system (one step: the file is in
+    one place or the other, bytes and modification time unchanged), then makes both
+    folders durable. The caller picks a `target` that does not exist yet."""
+    private_dir(target.parent)
+    _replace(str(source), target)
+    fsync_dir(target.parent)
+    if source.parent != target.parent:
+        fsync_dir(source.parent)
+
+
 def write_json(path: Path, value: Any) -> None:
     write_atomic(path, json.dumps(value, indent=2, sort_keys=True).encode())
 

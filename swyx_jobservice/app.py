@@ -20,12 +20,14 @@ from starlette.routing import Route
 from swyx_jobservice.audio import inspect_wav
 from swyx_jobservice.errors import (
     DATA_DIR_NOT_WRITABLE,
+    QUARANTINED_JOBS,
     BadRequest,
     Forbidden,
     JobServiceError,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    StoreError,
     Unauthenticated,
     UnsupportedMediaType,
 )
@@ -188,6 +190,7 @@ class Endpoints:
         self.tokens = Tokens(settings)
         self.limits = Limits(settings.max_audio_bytes, settings.max_recording_seconds)
         self._probe: asyncio.Future[bool] | None = None
+        self._quarantine_lock = asyncio.Lock()
 
     def routes(self) -> list[Route]:
         return [
@@ -198,6 +201,8 @@ class Endpoints:
             Route("/notices", self.post_notice, methods=["POST"]),
             Route("/notices", self.list_notices, methods=["GET"]),
             Route("/notices/{id}", self.delete_notice, methods=["DELETE"]),
+            Route("/quarantine", self.list_quarantine, methods=["GET"]),
+            Route("/quarantine/{name}/reported", self.quarantine_reported, methods=["POST"]),
             Route("/health", self.health, methods=["GET"]),
         ]
 
@@ -277,16 +282,38 @@ class Endpoints:
         await self.notices.delete(_notice_id(request))
         return Response(status_code=204)
 
+    async def list_quarantine(self, request: Request) -> Response:
+        self.tokens.require(request, "agent")
+        async with self._quarantine_lock:
+            entries = await asyncio.to_thread(self.store.quarantine.entries)
+        return JSONResponse({"entries": [e.to_json() for e in entries]})
+
+    async def quarantine_reported(self, request: Request) -> Response:
+        self.tokens.require(request, "agent")
+        name = str(request.path_params["name"])
+        try:
+            async with self._quarantine_lock:
+                await asyncio.to_thread(self.store.quarantine.mark_reported, name)
+        except OSError as exc:
+            log.error("cannot mark quarantined job file %s reported: %s", name, exc)
+            raise StoreError("the quarantined job file could not be moved") from None
+        return Response(status_code=204)
+
     async def health(self, request: Request) -> Response:
         self.tokens.require(request, "agent")
         writable = await self._data_dir_writable()
         pending = len(self.store.pending())
+        quarantined = self.store.quarantine.count()
         problems = [] if writable else [DATA_DIR_NOT_WRITABLE]
+        if quarantined:
+            # An accepted alarm was lost; failing until the agent has told about it.
+            problems.append(QUARANTINED_JOBS)
         return JSONResponse(
             {
                 "status": "failing" if problems else "ok",
                 "problems": problems,
                 "pendingJobs": pending,
+                "quarantinedJobs": quarantined,
                 "dataDir": writable,
             }
         )

@@ -26,6 +26,8 @@ class ConfigurationError(JobServiceError):
 
 
 DATA_DIR_NOT_WRITABLE = "dataDirNotWritable"
+# A health problem, no error: job files found unusable wait in quarantine/ to be told.
+QUARANTINED_JOBS = "quarantinedJobs"
 
 
 class StoreError(JobServiceError):

@@ -7,6 +7,8 @@ Layout under ``data_dir``::
     jobs/<id>.json   the job; its presence is what makes a job exist
     done/<sha256 of the idempotency key>   a finished job's id (a tombstone)
     notices/<id>.json   a pending notice
+    quarantine/<time>-<id>.json (.wav)   a job file found unusable at start (quarantine.py)
+    quarantine/reported/…   the same, once the agent has told the central service
 
 All changes go through one asyncio lock per store, so a key is checked and
 claimed in one step; the disk work runs in a thread so that polls keep being
@@ -37,6 +39,7 @@ from swyx_jobservice.errors import (
 )
 from swyx_jobservice.jobs import Audio, Job, JobRequest, differences, is_job_id
 from swyx_jobservice.notices import Notice, NoticeRequest
+from swyx_jobservice.quarantine import Quarantine, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,9 @@ class JobStore:
         self.tombstone_seconds = tombstone_seconds
         # Wall clock, since tombstones age by their file's mtime across restarts.
         self.clock = clock
+        self.quarantine = Quarantine(
+            data_dir, clock=lambda: datetime.fromtimestamp(self.clock(), UTC)
+        )
         self._jobs: dict[str, Job] = {}  # insertion order is oldest first
         self._by_key: dict[str, str] = {}
         self._tombstones: dict[str, tuple[str, float]] = {}  # name -> (job id, written at)
@@ -87,13 +93,19 @@ class JobStore:
             for folder in (self.jobs_dir, self.done_dir):
                 private_dir(folder)
                 remove_temp_files(folder)
+            self.quarantine.load()
             self._load_tombstones()
             self._load_jobs()
             self._remove_orphan_audio()
             self._clean_tombstones_sync()
         except OSError as exc:
             raise StoreError(f"data folder {self.jobs_dir.parent} is not usable: {exc}") from None
-        log.info("%d pending jobs, %d tombstones", len(self._jobs), len(self._tombstones))
+        log.info(
+            "%d pending jobs, %d tombstones, %d quarantined job files",
+            len(self._jobs),
+            len(self._tombstones),
+            self.quarantine.count(),
+        )
 
     def _load_tombstones(self) -> None:
         for path in self.done_dir.iterdir():
@@ -110,16 +122,16 @@ class JobStore:
 
     def _load_jobs(self) -> None:
         loaded: list[Job] = []
-        for path in self.jobs_dir.glob("*.json"):
+        for path in sorted(self.jobs_dir.glob("*.json")):
             try:
                 job = Job.parse(json.loads(path.read_bytes()))
                 if path.stem != job.id:
                     raise BadRequest(f"file name does not match id {job.id}")
                 self._check_audio(job)
-            except (OSError, ValueError, BadRequest) as exc:
-                # Kept, not deleted: an operator may still save the alarm by hand;
-                # and one bad file must not keep the other alarms from running.
-                log.error("ignoring unreadable job file %s: %s", path, exc)
+            except (OSError, ValueError, RecursionError, BadRequest) as exc:
+                # An accepted alarm that cannot run: kept (an operator may still save
+                # it by hand) and told, never skipped; the other alarms run on.
+                self.quarantine.take(path, reason_of(exc))
                 continue
             tomb = self._tombstones.get(tombstone_name(job.idempotency_key))
             if tomb is not None and tomb[0] == job.id:

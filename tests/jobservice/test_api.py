@@ -325,16 +325,15 @@ async def test_a_restart_removes_crash_leftovers(service: Service) -> None:
     assert [j["id"] for j in await restarted.poll()] == [job_id]
 
 
-async def test_a_restart_keeps_but_skips_unreadable_job_files(
-    service: Service, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_restart_quarantines_unreadable_job_files(service: Service) -> None:
     job_id = await service.accepted(job_body())
     bad = service.jobs_dir / f"{uuid.uuid4()}.json"
     bad.write_text('{"id": "nope"}')
     restarted = service.restart()
     assert [j["id"] for j in await restarted.poll()] == [job_id]
-    assert bad.exists()
-    assert "ignoring unreadable job file" in caplog.text
+    assert not bad.exists()
+    [kept] = (service.settings.data_dir / "quarantine").glob("*.json")
+    assert kept.read_text() == '{"id": "nope"}'
 
 
 # -- health ---------------------------------------------------------------------
@@ -343,7 +342,13 @@ async def test_a_restart_keeps_but_skips_unreadable_job_files(
 async def test_health_reports_pending_jobs_and_a_writable_folder(service: Service) -> None:
     await service.accepted(job_body())
     response = await service.client.get("/health", headers=bearer(AGENT))
-    assert response.json() == {"status": "ok", "problems": [], "pendingJobs": 1, "dataDir": True}
+    assert response.json() == {
+        "status": "ok",
+        "problems": [],
+        "pendingJobs": 1,
+        "quarantinedJobs": 0,
+        "dataDir": True,
+    }
     assert service.files() == [f for f in service.files() if not f.startswith("jobs/.")]
 
 
@@ -369,6 +374,7 @@ async def test_health_is_failing_with_a_reason_when_the_folder_cannot_be_written
         "status": "failing",
         "problems": ["dataDirNotWritable"],
         "pendingJobs": 0,
+        "quarantinedJobs": 0,
         "dataDir": False,
     }
     repair_jobs_folder(service)
@@ -447,6 +453,8 @@ ENDPOINTS = [
     ("GET", f"/jobs/{JOB}/recording", AGENT),
     ("DELETE", f"/jobs/{JOB}", AGENT),
     ("GET", "/health", AGENT),
+    ("GET", "/quarantine", AGENT),
+    ("POST", "/quarantine/20261207T060000Z-x.json/reported", AGENT),
 ]
 
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edge_agent.cache import LocalCache, directory_json
+from edge_agent.error_text import describe
 from edge_agent.errors import AgentError
 from edge_agent.files import write_atomic
 from edge_agent.ledger import Outcome
@@ -78,7 +79,9 @@ class Commands:
             log.warning("command %s failed on the PBX: %s", kind, exc.message)
             return Outcome(ok=False, result=await self._directory_if_possible(), error=exc.message)
         except (KeyError, TypeError, ValueError) as exc:
-            return Outcome(ok=False, result={}, error=f"malformed {kind} command: {exc!r}")
+            # Fields, not the repr: it can hold the values checked, secrets among them.
+            error = f"malformed {kind} command: {describe(exc, hide=secrets.values())}"
+            return Outcome(ok=False, result={}, error=error)
 
     async def fresh_directory(self) -> dict[str, Any]:
         """``{"directory": …}`` as the PBX has it now, or ``{}`` if it cannot say."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from edge_agent.error_text import describe
 from edge_agent.errors import AgentError
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class JobServiceClient:
             response = await self._client.get(self.url + "/health")
             body = response.json() if response.status_code == 200 else {}
         except (httpx.HTTPError, ValueError) as exc:
-            log.warning("job service health check failed: %r", exc)
+            log.warning("job service health check failed: %s", describe(exc))
             return False
         return body.get("status") == "ok" and body.get("dataDir") is True
 
@@ -92,7 +93,8 @@ class JobServiceClient:
         try:
             response = await self._client.request(method, self.url + path, **kwargs)
         except httpx.HTTPError as exc:
-            raise JobServiceUnavailable(f"{method} {path}: {exc!r}") from None
+            # By its fields: a repr is no safer to hand on than the request it failed on.
+            raise JobServiceUnavailable(f"{method} {path}: {describe(exc)}") from None
         if response.status_code >= 500:
             raise JobServiceUnavailable(f"{method} {path}: HTTP {response.status_code}")
         if response.status_code == 404 and missing_ok:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from edge_agent.config import Enrolment
+from edge_agent.error_text import describe, redact, safe_url
 from edge_agent.errors import ServerRefused, ServerUnreachable
 
 # Answers that say "not now" rather than "no".
@@ -43,16 +44,18 @@ async def graphql(
             url, json={"query": query, "variables": variables}, headers=headers
         )
     except httpx.HTTPError as exc:
-        raise ServerUnreachable(f"{url}: {exc!r}") from None
+        # The URL without a login or query, the error by its fields (never a repr).
+        raise ServerUnreachable(f"{safe_url(url)}: {describe(exc, hide=[token])}") from None
     if response.status_code >= 500 or response.status_code in TRY_AGAIN:
-        raise ServerUnreachable(f"{url}: HTTP {response.status_code}")
+        raise ServerUnreachable(f"{safe_url(url)}: HTTP {response.status_code}")
     if response.status_code != 200:
-        raise ServerRefused(f"{url}: HTTP {response.status_code} {response.text[:200]}")
+        answer = redact(response.text[:200], [token])
+        raise ServerRefused(f"{safe_url(url)}: HTTP {response.status_code} {answer}")
     try:
         body: dict[str, Any] = response.json()
     except ValueError:
         # A proxy's maintenance page, say: not the service's answer.
-        raise ServerUnreachable(f"{url}: the answer is not JSON") from None
+        raise ServerUnreachable(f"{safe_url(url)}: the answer is not JSON") from None
     if body.get("errors"):
         error = body["errors"][0]
         code = error.get("extensions", {}).get("code", "")
@@ -63,7 +66,7 @@ async def graphql(
         raise ServerRefused(message)
     data = body.get("data")
     if not isinstance(data, dict):
-        raise ServerUnreachable(f"{url}: an answer without data")
+        raise ServerUnreachable(f"{safe_url(url)}: an answer without data")
     return data
 
 
@@ -103,7 +106,8 @@ class Server:
                 url, headers={"Authorization": f"Bearer {self.enrolment.token}"}
             )
         except httpx.HTTPError as exc:
-            raise ServerUnreachable(f"{url}: {exc!r}") from None
+            where, why = safe_url(url), describe(exc, hide=[self.enrolment.token])
+            raise ServerUnreachable(f"{where}: {why}") from None
         if response.status_code != 200:
             raise ServerRefused(f"audio {audio_id}: HTTP {response.status_code}")
         data = response.content

@@ -32,6 +32,7 @@ from edge_agent.dialer.port import (
     DuplicateCall,
     EventSink,
 )
+from edge_agent.error_text import describe
 from edge_agent.files import write_atomic
 from edge_agent.pbx.errors import PbxError
 from edge_agent.pbx.port import UserState
@@ -127,7 +128,9 @@ class SimDialerControl:
                 raise ValueError(f"unknown format {data['format']!r}")
             return {str(k): Override.from_json(v) for k, v in data["extensions"].items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise SimScriptDamaged(f"The dialer script {self.path} is damaged: {exc!r}") from exc
+            raise SimScriptDamaged(
+                f"The dialer script {self.path} is damaged: {describe(exc)}"
+            ) from exc
 
     def _update(self, change: Callable[[dict[str, Override]], object]) -> None:
         # A sidecar lock, as in sim_state: the script file itself is replaced on write.

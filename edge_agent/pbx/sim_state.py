@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edge_agent import filelock
+from edge_agent.error_text import describe
 from edge_agent.files import write_atomic
 from edge_agent.pbx.errors import PbxConflict, PbxError, PbxNotFound, PbxRefused
 from edge_agent.pbx.port import Directory, Group, User, UserState
@@ -324,7 +325,10 @@ class StateFile:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             return SimState.from_json(data)
         except (KeyError, TypeError, ValueError) as exc:
-            raise PbxError(f"The simulator's state file {self.path} is damaged: {exc!r}") from exc
+            # Fields only: a UnicodeDecodeError's repr holds the whole file, password and PINs.
+            raise PbxError(
+                f"The simulator's state file {self.path} is damaged: {describe(exc)}"
+            ) from exc
 
     def update(self, change: Callable[[SimState], T]) -> T:
         """Applies `change` to the current state and saves it; nothing is saved if it raises."""

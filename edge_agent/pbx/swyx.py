@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from edge_agent.error_text import redact
 from edge_agent.pbx.errors import (
     PbxConflict,
     PbxError,
@@ -45,6 +46,8 @@ AGENT_TAG = "[Rundruf-Callrouting]"
 DEFAULT_AGENT_DIR = r"C:\ProgramData\Rundruf\agents"
 # Words in Connect-IpPbx's failure that mean "who you are" rather than "where it is".
 _LOGIN_WORDS = ("access", "denied", "unauthori", "credential", "logon", "login", "password")
+# Script parameters that are secrets: PowerShell's error records may repeat them.
+_SECRET_PARAMS = ("pin", "password")
 
 # Reads the states of the groups' members off the event loop (swyx_com.ComStateReader).
 StateReader = Callable[[Sequence[Group]], Awaitable[Mapping[str, UserState]]]
@@ -75,9 +78,13 @@ class SwyxPbx(Pbx):
         # what connects: where possible it is checked with Windows (LogonUser) instead.
         self.password_check = password_check
         self._server: str | None = None
+        # The login's password, hidden from every error this adapter raises (with the
+        # dialer's and the parameters in `_SECRET_PARAMS`).
+        self._password: str | None = None
 
     async def login(self, host: str, admin_user: str, password: str) -> None:
         self._server = None  # a new login ends the last one, whatever its outcome
+        self._password = password
         self.runner.set_login(host, admin_user, password)
         answer = await self._run("login", server=host)
         identity = str((answer or {}).get("Identity") or "")
@@ -211,21 +218,25 @@ class SwyxPbx(Pbx):
             raise PbxNotLoggedIn("Not logged in to the SwyxWare server")
         block = {key.rstrip("_"): value for key, value in params.items()}
         block.update(server=server, tag=AGENT_TAG, agentDir=self.agent_dir)
+        hidden = [self._password, *(params.get(key) for key in _SECRET_PARAMS)]
+        if self.dialer_login is not None:
+            hidden.append(self.dialer_login[1])
         try:
             text = await self.runner.run(
                 SCRIPTS[script_name], json.dumps(block, ensure_ascii=True), seconds=self.timeout
             )
         except RunnerError as exc:
+            # Not chained: the runner's own message may still hold what is hidden here.
+            message = redact(exc.message, hidden)
             if exc.unreachable:
-                raise PbxUnreachable(
-                    f"The server '{server}' is not reachable: {exc.message}"
-                ) from exc
-            raise PbxError(f"PowerShell failed on '{server}': {exc.message}") from exc
-        return parse_answer(text, server)
+                raise PbxUnreachable(f"The server '{server}' is not reachable: {message}") from None
+            raise PbxError(f"PowerShell failed on '{server}': {message}") from None
+        return parse_answer(text, server, hidden)
 
 
-def parse_answer(text: str, server: str) -> Any:
-    """The `data` of a script's answer; raises the `PbxError` its refusal stands for."""
+def parse_answer(text: str, server: str, hidden: Sequence[object] = ()) -> Any:
+    """The `data` of a script's answer; raises the `PbxError` its refusal stands for,
+    with the `hidden` values (passwords, the PIN) replaced by ``***``."""
     answer = None
     # The answer is the last line that is our JSON; a host may print warnings before it.
     for line in reversed(text.strip().splitlines()):
@@ -237,10 +248,12 @@ def parse_answer(text: str, server: str) -> Any:
             answer = candidate
             break
     if answer is None:
-        raise PbxError(f"SwyxWare's PowerShell gave no JSON answer: {text[:200]!r}")
+        shown = redact(text, hidden)[:200]
+        raise PbxError(f"SwyxWare's PowerShell gave no JSON answer: {shown!r}")
     if answer["ok"] is True:
         return answer.get("data")
-    kind, message = str(answer.get("kind")), str(answer.get("message") or "no reason given")
+    kind = str(answer.get("kind"))
+    message = redact(str(answer.get("message") or "no reason given"), hidden)
     if kind == "connect" or kind == "login":
         if kind == "login" or any(w in message.casefold() for w in _LOGIN_WORDS):
             raise PbxLoginRefused(f"The server '{server}' refused the login: {message}")

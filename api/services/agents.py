@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.db import after_commit
 from api.domain import health, validation
@@ -18,10 +28,17 @@ from api.models import Command, CommandStatus, Installation, License, PbxSetting
 from api.pubsub import tenant_events
 from api.runtime import Runtime
 from api.security import hash_token, new_token
-from api.services import agent_results, audit, mirror, notify
+from api.services import agent_results, audit, known_secrets, mirror, notify
+from edge_agent.pbx import text as pbx_text
 
 OPEN = (CommandStatus.PENDING, CommandStatus.DELIVERED)
 AGENT_TOKEN_PREFIX = "rda_"  # noqa: S105 - a prefix, not a secret
+# The code that starts the reason of a command whose result could not be applied.
+UNAPPLIED = "resultNotApplied"
+# Failures of the database, not of the result: answered as errors, so the agent retries.
+TRANSIENT = (OperationalError, InterfaceError, PoolTimeout)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -178,14 +195,45 @@ async def complete(
     result: Any,
     error: str | None,
 ) -> Command:
-    """Records the outcome once; a repeat returns the stored command unchanged."""
-    if error is not None and len(error) > 4000:
-        error = error[:4000]
+    """Records the outcome once; a repeat returns the stored command unchanged.
+
+    A result that cannot be applied (invalid, or refused by the database) fails its
+    command with the reason, in a transaction of its own, and the agent is answered as
+    for any outcome: no result may keep it from the commands after it.
+    """
+    # The agent's words may carry PBX text: stored cleaned, like the mirror's.
+    error = pbx_text.clean(error, 4000) if error is not None else None
     result = result if isinstance(result, dict) else {"value": result}
+    try:
+        command, changed = await _record(rt, agent, command_id, ok, result, error)
+    except (NotFound, *TRANSIENT):
+        raise  # a database away for a moment: the agent sends the result again
+    except Exception as exc:  # whatever the result holds, the agent goes on
+        # The reason without the trace: a driver's message may quote the result's data.
+        log.warning("the result of command %s cannot be applied: %s", command_id, _why(exc))
+        log.debug("why the result of command %s cannot be applied", command_id, exc_info=True)
+        command, changed = await _fail_unapplied(rt, agent, command_id, exc), False
+    await rt.hub.publish(tenant_events(agent.tenant_id), notify.event("command", command.id))
+    if changed:
+        await rt.hub.publish(tenant_events(agent.tenant_id), notify.event("directory"))
+    return command
+
+
+async def _record(
+    rt: Runtime,
+    agent: Agent,
+    command_id: uuid.UUID,
+    ok: bool,
+    result: dict[str, Any],
+    error: str | None,
+) -> tuple[Command, bool]:
     async with rt.db.transaction() as session:
         command = await session.get(Command, command_id)
         if command is None or command.tenant_id != agent.tenant_id:
             raise NotFound("command not found")
+        if error is not None:  # viewers read it: no secret of the tenant or the command
+            secrets = _secrets(rt, command).values()
+            error = (await known_secrets.for_tenant(rt, session, agent.tenant_id, secrets))(error)
         # The claim: a conditional UPDATE with a row count, so two completions
         # racing (a retry after a timeout) apply once, on PostgreSQL and SQLite.
         claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
@@ -211,10 +259,44 @@ async def complete(
             changed = applied.directory_changed
             command.result = {k: v for k, v in result.items() if k != "directory"}
             command.error = None if ok else (error or "the agent reported a failure without reason")
-    await rt.hub.publish(tenant_events(agent.tenant_id), notify.event("command", command.id))
-    if changed:
-        await rt.hub.publish(tenant_events(agent.tenant_id), notify.event("directory"))
+    return command, changed
+
+
+async def _fail_unapplied(
+    rt: Runtime, agent: Agent, command_id: uuid.UUID, exc: Exception
+) -> Command:
+    """Fails the command with a coded reason (no trace, no values from the result); a
+    command completed or expired meanwhile stays as it is (its late result is dropped)."""
+    reason = f"{UNAPPLIED}: the central service could not store the agent's result ({_why(exc)})"
+    async with rt.db.transaction() as session:
+        await session.execute(
+            update(Command)
+            .where(Command.id == command_id, Command.status.in_(OPEN))
+            .values(
+                status=CommandStatus.FAILED,
+                completed_at=rt.clock(),
+                installation_id=agent.installation_id,
+                result={"errorCode": UNAPPLIED},
+                error=reason,
+            )
+        )
+        command = await session.get(Command, command_id)
+    if command is None:  # deleted in between: nothing to tell anyone
+        raise NotFound("command not found")
     return command
+
+
+def _why(exc: Exception) -> str:
+    """A short reason in the service's own words: a database message may quote the data."""
+    if isinstance(exc, BadInput):
+        return str(exc)  # written here, about the shape of the result
+    if isinstance(exc, IntegrityError):
+        return "it contradicts what is stored"
+    # The driver's own refusal (a NUL, a text that is not UTF-8) arrives wrapped.
+    cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
+    if isinstance(exc, DataError) or isinstance(cause, ValueError):  # UnicodeError, too
+        return "the database refused a value in it"
+    return f"unexpected {type(cause).__name__}"
 
 
 @dataclass(frozen=True)
@@ -256,6 +338,7 @@ async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
     runs_on = _runs_on(report, now)
     async with rt.db.transaction() as session:
         settings = await session.get(PbxSettings, agent.tenant_id)
+        runs_on = await _scrubbed(rt, session, agent, runs_on)
         poll = settings.poll_interval_seconds if settings else 60
         # A report delayed beyond the offline bound (or from a clock far ahead) proves
         # nothing about now: it never moves the heartbeat.
@@ -288,6 +371,22 @@ async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
         message = notify.health(agent.installation_id, changed[0], poll)
         await rt.hub.publish(tenant_events(agent.tenant_id), message)
     return poll
+
+
+async def _scrubbed(
+    rt: Runtime, session: AsyncSession, agent: Agent, runs_on: dict[str, Any]
+) -> dict[str, Any]:
+    """The SIP error's detail and texts without the tenant's secrets (viewers read them)."""
+    detail, params = runs_on["sip_error_detail"], runs_on["sip_error_params"] or {}
+    if detail is None and not any(isinstance(v, str) for v in params.values()):
+        return runs_on
+    clean = await known_secrets.for_tenant(rt, session, agent.tenant_id)
+    return {
+        **runs_on,
+        "sip_error_detail": clean(detail),
+        "sip_error_params": runs_on["sip_error_params"]
+        and {k: clean(v) if isinstance(v, str) else v for k, v in params.items()},
+    }
 
 
 async def expire_overdue(rt: Runtime) -> int:

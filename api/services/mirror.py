@@ -7,6 +7,7 @@ The wire shape (JSON from the agent):
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -17,33 +18,47 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.errors import BadInput
 from api.models import PbxGroup, PbxGroupMember, PbxUser
 from api.runtime import Runtime
+from edge_agent.pbx import text as pbx_text
+
+log = logging.getLogger(__name__)
 
 
-def _text(item: dict[str, Any], key: str, limit: int, required: bool = True) -> str | None:
+def _entries(value: Any, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """(PBX id, entry) for each entry with an id that can be stored; any other entry is
+    left out alone (logged), never the directory."""
+    if not isinstance(value, list):
+        raise BadInput(f"directory: {kind} must be a list", field="result")
+    entries = []
+    for item in value:
+        pbx_id = item.get("id") if isinstance(item, dict) else None
+        if isinstance(pbx_id, str) and pbx_text.usable_id(pbx_id):
+            entries.append((pbx_id, item))
+        else:
+            log.warning("directory: left out one of the %s without a usable id", kind)
+    return entries
+
+
+def _text(item: dict[str, Any], key: str, limit: int) -> str | None:
+    """PBX text made storable by the agent's own rule (edge_agent/pbx/text.py): an older
+    agent sends it raw, and one NUL must not keep the directory out."""
     value = item.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or (required and not value) or len(value) > limit:
-        raise BadInput(f"directory: bad {key!r}", field="result")
-    return value
+    return pbx_text.clean(value, limit) if isinstance(value, str) else None
 
 
 async def replace(rt: Runtime, session: AsyncSession, tenant_id: uuid.UUID, snapshot: Any) -> None:
     if not isinstance(snapshot, dict):
         raise BadInput("directory: not an object", field="result")
-    users_in = snapshot.get("users") or []
-    groups_in = snapshot.get("groups") or []
-    if not isinstance(users_in, list) or not isinstance(groups_in, list):
-        raise BadInput("directory: users and groups must be lists", field="result")
+    users_in = _entries(snapshot.get("users") or [], "users")
+    groups_in = _entries(snapshot.get("groups") or [], "groups")
     now = rt.clock()
     users: dict[str, dict[str, Any]] = {}
-    for item in users_in:
-        pbx_id = _text(item, "id", 64)
+    for pbx_id, item in users_in:
         state = item.get("state")
-        users[str(pbx_id)] = {
-            "name": _text(item, "name", 200),
-            "extension": _text(item, "extension", 32, required=False),
-            "description": _text(item, "description", 2000, required=False),
+        extension = item.get("extension")
+        users[pbx_id] = {
+            "name": _text(item, "name", pbx_text.NAME_MAX) or pbx_id,
+            "extension": pbx_text.extension(extension) if isinstance(extension, str) else None,
+            "description": _text(item, "description", pbx_text.DESCRIPTION_MAX),
             "state": state if isinstance(state, int) and 0 <= state <= 8 else None,
             "callrouting_only": bool(item.get("callroutingOnly", False)),
             "synced_at": now,
@@ -51,14 +66,14 @@ async def replace(rt: Runtime, session: AsyncSession, tenant_id: uuid.UUID, snap
     user_ids = await _sync(session, PbxUser, tenant_id, users)
     groups: dict[str, dict[str, Any]] = {}
     members: dict[str, list[str]] = {}
-    for item in groups_in:
-        pbx_id = str(_text(item, "id", 64))
+    for pbx_id, item in groups_in:
         groups[pbx_id] = {
-            "name": _text(item, "name", 200),
-            "description": _text(item, "description", 2000, required=False),
+            "name": _text(item, "name", pbx_text.NAME_MAX) or pbx_id,
+            "description": _text(item, "description", pbx_text.DESCRIPTION_MAX),
             "synced_at": now,
         }
-        members[pbx_id] = [str(m) for m in item.get("memberIds") or []]
+        member_ids = item.get("memberIds")
+        members[pbx_id] = [str(m) for m in member_ids] if isinstance(member_ids, list) else []
     group_ids = await _sync(session, PbxGroup, tenant_id, groups)
     await session.execute(delete(PbxGroupMember).where(PbxGroupMember.tenant_id == tenant_id))
     rows = [

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from edge_agent.pbx import text
+
 
 class UserState(enum.IntEnum):
     """SwyxWare's user states as its PBXConfig object reports them."""
@@ -38,6 +40,12 @@ class User:
     # Call-routing-only users (the broadcast agents) use no license on SwyxWare.
     callrouting_only: bool = False
 
+    def __post_init__(self) -> None:
+        # Every adapter's users pass here: PBX text is cleaned once, never refused (text.py).
+        object.__setattr__(self, "name", text.clean(self.name, text.NAME_MAX))
+        object.__setattr__(self, "description", text.clean(self.description, text.DESCRIPTION_MAX))
+        object.__setattr__(self, "extension", text.extension(self.extension))
+
 
 @dataclass(frozen=True)
 class Group:
@@ -46,11 +54,23 @@ class Group:
     description: str = ""
     member_ids: tuple[str, ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", text.clean(self.name, text.NAME_MAX))
+        object.__setattr__(self, "description", text.clean(self.description, text.DESCRIPTION_MAX))
+        members = tuple(m for m in self.member_ids if text.usable_id(m))
+        object.__setattr__(self, "member_ids", members)
+
 
 @dataclass(frozen=True)
 class Directory:
     users: tuple[User, ...]
     groups: tuple[Group, ...]
+
+    def __post_init__(self) -> None:
+        # An id is never changed (it names the entry on the PBX): one that cannot be
+        # stored leaves out its entry alone, not the directory.
+        object.__setattr__(self, "users", tuple(u for u in self.users if text.usable_id(u.id)))
+        object.__setattr__(self, "groups", tuple(g for g in self.groups if text.usable_id(g.id)))
 
 
 class Pbx(ABC):

@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from edge_agent.error_text import redact
 from edge_agent.pbx.errors import (
@@ -41,6 +41,8 @@ from edge_agent.pbx.swyx_runner import PowerShellRunner, RunnerError, same_accou
 from edge_agent.pbx.swyx_scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 AGENT_TAG = "[Rundruf-Callrouting]"
 DEFAULT_AGENT_DIR = r"C:\ProgramData\Rundruf\agents"
@@ -121,8 +123,8 @@ class SwyxPbx(Pbx):
 
     async def directory(self) -> Directory:
         data = await self._run("directory")
-        users = [_user(u) for u in _items(data.get("Users"))]
-        groups = tuple(_group(g) for g in _items(data.get("Groups")))
+        users = _each(_user, _items(data.get("Users")))
+        groups = tuple(_each(_group, _items(data.get("Groups"))))
         states = await self._read_states(groups)
         if states:
             users = [_with_state(u, states.get(u.id)) for u in users]
@@ -275,6 +277,17 @@ def _items(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def _each(read: Callable[[Any], T], items: list[Any]) -> list[T]:
+    """Every entry that can be read: one broken entry leaves out itself, not the directory."""
+    entries = []
+    for raw in items:
+        try:
+            entries.append(read(raw))
+        except PbxError as exc:
+            log.warning("skipped an entry of the directory: %s", exc.message)
+    return entries
 
 
 def _user(raw: Any) -> User:

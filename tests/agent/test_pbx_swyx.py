@@ -34,6 +34,7 @@ from edge_agent.pbx.port import UserState
 from edge_agent.pbx.swyx import AGENT_TAG, SwyxPbx, parse_answer
 from edge_agent.pbx.swyx_runner import BOOTSTRAP, LocalPowerShell, encoded_command, local_command
 from edge_agent.pbx.swyx_scripts import CMDLETS, SCRIPTS, script_name
+from edge_agent.pbx.text import NAME_MAX, clean
 from tests.agent.pbx_contract import PbxContract, group_named, user_named
 from tests.agent.swyx_fake import ADMIN, FIXTURES, PASSWORD, SERVER, FakeSwyx, fixture
 
@@ -194,9 +195,11 @@ async def test_injection_attempts_stay_data_in_every_string_argument(
     for call in fake.calls + other.calls:
         assert call.script == SCRIPTS[call.name]  # the value never reached the script text
     directory = await swyx.directory()
-    stored = user_named(directory, evil)
-    assert (stored.description, stored.callrouting_only) == (evil + " 2", True)
-    assert group_named(directory, evil + " G").description == evil
+    # What comes back is the PBX's text as cleaned for the mirror (line breaks: spaces).
+    shown = clean(evil, NAME_MAX)
+    stored = user_named(directory, shown)
+    assert (stored.description, stored.callrouting_only) == (clean(evil + " 2", NAME_MAX), True)
+    assert group_named(directory, clean(evil + " G", NAME_MAX)).description == shown
     assert fake.logins[-1] == (user.id, evil, evil)
     assert any(evil in c.params.values() for c in fake.calls if c.name == "create_user")
 

@@ -1,0 +1,55 @@
+"""Text that comes from the PBX, made safe to store and send: cleaned, never refused.
+
+A PBX directory is typed in by people, over years, with tools that let anything
+through. One name with a NUL (PostgreSQL refuses it), a lone surrogate (not
+UTF-8) or a line break must not keep the whole directory, or any command that
+carries it, from the central service. So each text is cleaned where it becomes
+a `User` or `Group` (port.py), for every adapter: unsafe characters are
+replaced, over-long texts cut to what the central mirror stores. Numbers and
+ids are different: a changed number calls someone else and a changed id names
+another entry, so those are kept as they are or not at all.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+# What the central mirror stores (api/models/pbx.py); the server cuts the same way.
+NAME_MAX = 200
+DESCRIPTION_MAX = 2000
+EXTENSION_MAX = 32
+ID_MAX = 64
+
+REPLACEMENT = "\ufffd"
+# Line breaks and tabs read as a space; other controls and lone surrogates become
+# U+FFFD, so a reader sees that something was there.
+_SPACES = {"\t", "\n", "\v", "\f", "\r", "\x85", "\u2028", "\u2029"}
+_UNSAFE_CATEGORIES = {"Cc", "Cs"}
+
+
+def _character(c: str) -> str:
+    if c in _SPACES:
+        return " "
+    return REPLACEMENT if unicodedata.category(c) in _UNSAFE_CATEGORIES else c
+
+
+def clean(value: str, limit: int) -> str:
+    """`value` with unsafe characters replaced, cut to `limit` characters."""
+    if not value.isprintable():  # the fast path: almost every text is printable
+        value = "".join(_character(c) for c in value)
+    return value[:limit]
+
+
+def usable_id(value: str) -> bool:
+    """Whether a PBX id can be stored and sent as it is (it is never changed)."""
+    return 0 < len(value) <= ID_MAX and value.isprintable()
+
+
+def extension(value: str | None) -> str | None:
+    """The internal number as the PBX has it, or None when it cannot be one."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > EXTENSION_MAX or not value.isprintable():
+        return None
+    return value

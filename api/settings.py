@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     # Secure cookies need HTTPS; the demo on http://127.0.0.1 turns it off.
     cookie_secure: bool = True
 
-    login_max_failures: int = Field(default=5, ge=1, le=100)
+    # Failures of one account from one client address before each further attempt
+    # of that pair waits (1 s doubling, at most the max delay); never a lock-out.
+    login_free_failures: int = Field(default=3, ge=1, le=100)
+    login_max_delay_seconds: int = Field(default=60, ge=1, le=3600)
+    # How long a failure counts, and is kept.
     login_window_seconds: int = Field(default=15 * 60, ge=10)
 
     graphql_max_depth: int = Field(default=10, ge=2, le=50)

@@ -48,39 +48,35 @@ async def test_it_rejects_a_wrong_password_without_saying_which_part_was_wrong(g
     assert wrong_password["errors"][0]["message"] == unknown_user["errors"][0]["message"]
 
 
-async def test_it_throttles_an_account_after_five_failures_until_the_window_passes(
+async def test_it_slows_an_account_and_address_after_three_failures_without_a_lockout(
     gql, world, clock
 ):
-    for _ in range(5):
+    for _ in range(3):
         assert error_codes(await gql(LOGIN, e=world.a.admin_email, p="bad")) == ["UNAUTHENTICATED"]
-    blocked = await gql(LOGIN, e=world.a.admin_email, p=PASSWORD)
-    assert error_codes(blocked) == ["TOO_MANY_ATTEMPTS"]
-    assert blocked["errors"][0]["extensions"]["retryAfterSeconds"] > 0
-    # Another account from the same address is blocked too (the address hit its limit).
-    assert error_codes(await gql(LOGIN, e=world.a.viewer_email, p=PASSWORD)) == [
-        "TOO_MANY_ATTEMPTS"
-    ]
-    clock.advance(minutes=15, seconds=1)
+    slowed = await gql(LOGIN, e=world.a.admin_email, p=PASSWORD)
+    assert error_codes(slowed) == ["TOO_MANY_ATTEMPTS"]
+    assert slowed["errors"][0]["extensions"]["retryAfterSeconds"] == 1
+    # Another account from the same address is not held back.
+    assert (await gql.ok(LOGIN, e=world.a.viewer_email, p=PASSWORD))["login"]["user"]
+    clock.advance(seconds=1)
     assert (await gql.ok(LOGIN, e=world.a.admin_email, p=PASSWORD))["login"]["user"]
 
 
-async def test_it_throttles_an_account_attacked_from_many_addresses(rt, world):
-    import pytest
-
+async def test_the_addresses_of_one_ipv6_64_count_as_one_client(rt, world):
     from api.errors import TooManyAttempts, Unauthenticated
     from api.services import auth
 
-    for i in range(5):
+    for i in range(3):
         with pytest.raises(Unauthenticated):
-            await auth.login(rt, world.a.admin_email, "bad", f"203.0.113.{i}")
+            await auth.login(rt, world.a.admin_email, "bad", f"2001:db8:1:2::{i + 1:x}")
     with pytest.raises(TooManyAttempts):
-        await auth.login(rt, world.a.admin_email, PASSWORD, "203.0.113.99")
-    # Other accounts from fresh addresses are not affected.
-    assert await auth.login(rt, world.a.viewer_email, PASSWORD, "203.0.113.100")
+        await auth.login(rt, world.a.admin_email, PASSWORD, "2001:db8:1:2:ffff::9")
+    # The next /64 is another client.
+    assert await auth.login(rt, world.a.admin_email, PASSWORD, "2001:db8:1:3::1")
 
 
-async def test_four_failures_do_not_throttle(gql, world):
-    for _ in range(4):
+async def test_three_failures_do_not_throttle(gql, world):
+    for _ in range(2):
         await gql(LOGIN, e=world.a.admin_email, p="bad")
     assert (await gql.ok(LOGIN, e=world.a.admin_email, p=PASSWORD))["login"]["user"]
 
@@ -150,7 +146,7 @@ async def test_parallel_guesses_do_not_slip_past_the_throttle(rt, world):
 
     async def guess(i: int) -> str:
         try:
-            await auth.login(rt, world.a.admin_email, f"guess {i}", f"192.0.2.{i}")
+            await auth.login(rt, world.a.admin_email, f"guess {i}", "192.0.2.7")
         except Unauthenticated:
             return "checked"
         except TooManyAttempts:
@@ -159,6 +155,5 @@ async def test_parallel_guesses_do_not_slip_past_the_throttle(rt, world):
 
     outcomes = await asyncio.gather(*(guess(i) for i in range(30)))
     assert outcomes.count("signed in") == 0
-    assert outcomes.count("checked") <= 5
-    with pytest.raises(TooManyAttempts):
-        await auth.login(rt, world.a.admin_email, PASSWORD, "192.0.2.200")
+    # At most the three free guesses were checked; the others waited (and were not stored).
+    assert outcomes.count("checked") <= 3

@@ -65,15 +65,18 @@ class Session(IdMixin, CreatedMixin, Base):
 
 
 class LoginAttempt(IdMixin, Base):
-    """Failed logins, counted per account and per client address for throttling."""
+    """Failed logins within the throttle's window, counted per account and client
+    address (docs/decisions/login-throttle.md); older ones are deleted."""
 
     __tablename__ = "login_attempt"
     __table_args__ = (
-        Index("ix_login_attempt_email_at", "email", "at"),
+        Index("ix_login_attempt_account_client_at", "account", "client", "at"),
         Index("ix_login_attempt_client_at", "client", "at"),
+        Index("ix_login_attempt_at", "at"),
     )
 
-    email: Mapped[str] = mapped_column(String(320))
+    # A keyed hash of the e-mail typed (login_throttle.account_key), never the text.
+    account: Mapped[str] = mapped_column(String(64))
     client: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -7,12 +7,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain import validation
-from api.errors import BadInput, Conflict, TooManyAttempts, Unauthenticated
-from api.models import LoginAttempt, Session, Tenant, User
+from api.domain.login_throttle import account_key, client_key
+from api.errors import BadInput, Conflict, Unauthenticated
+from api.models import Session, Tenant, User
 from api.runtime import Runtime
 from api.security import (
     MIN_PASSWORD_LENGTH,
@@ -22,7 +23,7 @@ from api.security import (
     password_needs_rehash,
     verify_password,
 )
-from api.services import audit
+from api.services import audit, login_throttle
 from api.services.actor import Actor
 
 
@@ -33,16 +34,19 @@ class SignIn:
     user: User
 
 
+# RFC 5321's longest address; anything longer is refused before any work is done.
+MAX_EMAIL_LENGTH = 320
+
+
 async def login(rt: Runtime, email: str, password: str, client: str) -> SignIn:
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise BadInput("not a valid e-mail address", field="email")
     now = rt.clock()
     email = email.strip().lower()
-    # The attempt is written (and committed) before it is counted, so that
-    # parallel guesses all see each other: none slips past the throttle.
-    attempt = LoginAttempt(email=email, client=client, at=now)
-    async with rt.db.transaction() as session:
-        session.add(attempt)
+    account = account_key(rt.settings.fernet_key, email)
+    client = client_key(client)
+    await login_throttle.admit(rt, account, client, now)
     async with rt.db.reading() as session:
-        await _refuse_if_throttled(rt, session, email, client, now)
         row = (
             await session.execute(
                 select(User, Tenant.active)
@@ -63,36 +67,13 @@ async def login(rt: Runtime, email: str, password: str, client: str) -> SignIn:
     rehash = password_needs_rehash(user.password_hash)
     new_hash = await asyncio.to_thread(hash_password, password) if rehash else None
     async with rt.db.transaction() as session:
-        await session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
+        await login_throttle.forget_pair(session, account, client)
         session.add(Session(user_id=user.id, token_hash=hash_token(token), expires_at=expires))
         values: dict[str, object] = {"last_login_at": now}
         if new_hash is not None:
             values["password_hash"] = new_hash
         await session.execute(update(User).where(User.id == user.id).values(**values))
     return SignIn(token=token, expires_at=expires, user=user)
-
-
-async def _refuse_if_throttled(
-    rt: Runtime, session: AsyncSession, email: str, client: str, now: datetime
-) -> None:
-    """Refuses once an account or an address has more attempts than allowed
-    (this one included) within the window."""
-    since = now - timedelta(seconds=rt.settings.login_window_seconds)
-    limit = rt.settings.login_max_failures
-    for column, value in ((LoginAttempt.email, email), (LoginAttempt.client, client)):
-        count, oldest = (
-            await session.execute(
-                select(func.count(), func.min(LoginAttempt.at)).where(
-                    column == value, LoginAttempt.at > since
-                )
-            )
-        ).one()
-        if count > limit:
-            retry = oldest + timedelta(seconds=rt.settings.login_window_seconds) - now
-            raise TooManyAttempts(
-                "too many failed sign-ins; try again later",
-                retryAfterSeconds=max(1, int(retry.total_seconds()) + 1),
-            )
 
 
 async def actor_for_token(rt: Runtime, token: str) -> Actor:

@@ -32,7 +32,8 @@ export function explain(error, { login = false } = {}) {
     const label = TEXTS[current][`field.${error.field}`];
     text = label ? t("error.BAD_USER_INPUT.field", { field: label }) : t("error.BAD_USER_INPUT");
   } else if (code === "TOO_MANY_ATTEMPTS" && error.extensions?.retryAfterSeconds) {
-    text = t("error.TOO_MANY_ATTEMPTS.wait", { seconds: error.extensions.retryAfterSeconds });
+    const seconds = error.extensions.retryAfterSeconds;
+    text = t(seconds === 1 ? "error.TOO_MANY_ATTEMPTS.waitOne" : "error.TOO_MANY_ATTEMPTS.wait", { seconds });
   } else {
     const key = `error.${code}`;
     text = TEXTS[current][key] ? t(key) : t("error.other");

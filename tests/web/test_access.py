@@ -37,6 +37,29 @@ def test_a_wrong_password_is_explained_in_plain_words(
     shot(page, artifacts, "phone-login-error")
 
 
+def test_repeated_wrong_passwords_are_told_a_short_wait_in_plain_words(
+    browser: Browser, stack: WebStack
+) -> None:
+    # An account nobody uses elsewhere: its failures slow no other test's sign-in.
+    page = open_page(browser, stack.url)
+    alert = page.get_by_role("alert")
+    for _ in range(3):
+        sign_in(page, "nobody@web-throttle.example", "not the password")
+        expect(alert).to_have_text("E-Mail-Adresse oder Passwort ist falsch.")
+        page.evaluate("document.querySelector('[role=alert]').textContent = ''")
+    wait = re.compile(r"Zu viele Versuche\. Bitte warten Sie (1 Sekunde|\d+ Sekunden)\.")
+    for _ in range(5):  # a slow machine may let a retry through after a second
+        sign_in(page, "nobody@web-throttle.example", "not the password")
+        expect(alert).not_to_have_text("")
+        if wait.search(alert.inner_text()):
+            break
+        page.evaluate("document.querySelector('[role=alert]').textContent = ''")
+    expect(alert).to_contain_text(wait)
+    # Seconds, never the quarter of an hour of a lock-out.
+    match = re.search(r"\d+", alert.inner_text())
+    assert match is not None and int(match.group()) <= 60
+
+
 def test_english_can_be_chosen_and_is_kept(
     browser: Browser, stack: WebStack, artifacts: Path
 ) -> None:

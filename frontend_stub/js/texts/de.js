@@ -264,6 +264,7 @@ export default {
   "error.CONFLICT": "Das geht gerade nicht, weil es dem aktuellen Stand widerspricht.",
   "error.TOO_MANY_ATTEMPTS": "Zu viele Versuche. Bitte warten Sie etwas und versuchen Sie es dann erneut.",
   "error.TOO_MANY_ATTEMPTS.wait": "Zu viele Versuche. Bitte warten Sie {seconds} Sekunden.",
+  "error.TOO_MANY_ATTEMPTS.waitOne": "Zu viele Versuche. Bitte warten Sie 1 Sekunde.",
   "error.TOO_LARGE": "Die Datei ist zu groß.",
   "error.NETWORK": "Der Server ist nicht erreichbar. Bitte prüfen Sie Ihre Verbindung.",
   "error.INTERNAL_SERVER_ERROR": "Auf dem Server ist ein unerwarteter Fehler aufgetreten. Bitte versuchen Sie es später erneut.",

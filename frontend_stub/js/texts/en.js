@@ -264,6 +264,7 @@ export default {
   "error.CONFLICT": "That is not possible right now: it clashes with the current state.",
   "error.TOO_MANY_ATTEMPTS": "Too many attempts. Please wait a while and try again.",
   "error.TOO_MANY_ATTEMPTS.wait": "Too many attempts. Please wait {seconds} seconds.",
+  "error.TOO_MANY_ATTEMPTS.waitOne": "Too many attempts. Please wait 1 second.",
   "error.TOO_LARGE": "The file is too large.",
   "error.NETWORK": "The server cannot be reached. Please check your connection.",
   "error.INTERNAL_SERVER_ERROR": "Something unexpected went wrong on the server. Please try again later.",

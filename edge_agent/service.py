@@ -9,18 +9,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edge_agent.broadcast.intake import JobIntake
-from edge_agent.broadcast.manager import Broadcasts, Trigger
+from edge_agent.broadcast.manager import Broadcasts, Trigger, aware_time
 from edge_agent.broadcast.model import Mode
 from edge_agent.broadcast.reporter import Reporter
 from edge_agent.broadcast.runner import CallSettings
 from edge_agent.cache import LocalCache
-from edge_agent.channel import CommandChannel, full_jitter
+from edge_agent.channel import CommandChannel
 from edge_agent.commands import Commands
 from edge_agent.config import Enrolment
 from edge_agent.dialer import Dialer, DialerError, make_dialer
 from edge_agent.errors import ServerRefused, ServerUnreachable
 from edge_agent.jobservice import JobServiceClient
 from edge_agent.ledger import Ledger, Outcome
+from edge_agent.outcomes import OutcomeSender, storable
 from edge_agent.pbx.errors import PbxError
 from edge_agent.pbx.port import Pbx
 from edge_agent.server import Server
@@ -55,6 +56,9 @@ class AgentService:
         self.ledger = Ledger(settings.state_dir / "ledger.db")
         self.server = Server(enrolment, settings.verify_tls)
         self.commands = Commands(pbx, self.cache, self.server)
+        self.outcomes = OutcomeSender(
+            self.server, self.commands.fresh_directory, settings.backoff_cap_seconds
+        )
         self.channel = CommandChannel(enrolment, settings, self.handle)
         self.jobservice = (
             JobServiceClient(settings.jobservice_url, settings.jobservice_token.get_secret_value())
@@ -99,6 +103,8 @@ class AgentService:
             mode=Mode(int(payload["mode"])),
             group_id=str(payload["groupPbxId"]),
             caller_name=str(payload.get("requestedBy") or "") or None,
+            # A command the agent gets late (it was offline) keeps the website's timeout.
+            raised_at=aware_time(payload.get("commandCreatedAt")),
         )
         if trigger.mode is Mode.ALARM_RECORDED:
             raise ValueError("mode 3 needs a recorded message; only a trigger call has one")
@@ -115,10 +121,15 @@ class AgentService:
         elif outcome is None:
             log.info("executing %s %s", command["type"], command_id)
             # The id makes a trigger idempotent in the broadcast journal, too.
-            payload = {**(command.get("payload") or {}), "commandId": command_id}
+            payload = {
+                **(command.get("payload") or {}),
+                "commandId": command_id,
+                "commandCreatedAt": command.get("createdAt"),
+            }
             outcome = await self.commands.run(
                 str(command["type"]), payload, command.get("secrets") or {}
             )
+            outcome = storable(outcome)
             self.ledger.record(command_id, outcome)
         else:
             log.info("command %s seen before: answering with the stored outcome", command_id)
@@ -129,20 +140,8 @@ class AgentService:
         await self._report(command_id, outcome)
 
     async def _report(self, command_id: str, outcome: Outcome) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self.server.complete(command_id, outcome.ok, outcome.result, outcome.error)
-                return
-            except ServerUnreachable as exc:
-                # The ledger holds the outcome; a replay after reconnect also resends it.
-                delay = full_jitter(attempt, self.settings.backoff_cap_seconds)
-                log.warning("reporting %s failed (%s); retrying in %.1f s", command_id, exc, delay)
-                attempt += 1
-                await asyncio.sleep(delay)
-            except ServerRefused as exc:
-                log.error("the server refused the outcome of %s: %s", command_id, exc)
-                return
+        # Bounded: an outcome that cannot be sent waits elsewhere, not in the queue.
+        await self.outcomes.send(command_id, outcome)
 
     async def start_dialer(self) -> None:
         """Starts the dialer (SIP: registers at the PBX) long before any alarm; a failure is
@@ -214,6 +213,7 @@ class AgentService:
         self._background = background = [
             asyncio.create_task(self.heartbeat(), name="heartbeat"),
             asyncio.create_task(self.reporter.run_forever(), name="reporter"),
+            asyncio.create_task(self.outcomes.resend_forever(), name="outcomes"),
         ]
         if self.intake is not None:
             background.append(asyncio.create_task(self.intake.run_forever(), name="intake"))

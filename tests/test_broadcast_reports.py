@@ -108,6 +108,8 @@ async def test_a_browser_watches_the_broadcast_move_on(gql, rt, world):
         {"outcome": "BUSY"},  # on a "started" event
         {"attemptNo": 0},
         {"at": "2030-01-01T00:00:00"},  # no zone
+        {"lateFrom": "2030-01-01T00:00:00+00:00"},  # an outage without a reason
+        {"lateReason": "AGENT_DOWN", "lateUntil": "2030-01-01T00:00:00"},  # no zone
     ],
 )
 async def test_bad_reports_are_refused_and_write_nothing(gql, rt, world, bad):
@@ -161,3 +163,41 @@ async def test_one_large_report_stores_every_attempt_of_every_member(gql, rt, wo
     assert len(rows) == 600
     assert {(r.attempt_no, r.outcome) for r in rows} == {(1, "no_answer"), (2, "confirmed")}
     assert all(r.started_at is not None and r.ended_at is not None for r in rows)
+
+
+LATE_HISTORY = """query { broadcasts(first: 1) { nodes { attempts { memberName attemptNo
+  startedAt outcome detail lateReason lateFrom lateUntil } } } }"""
+
+
+async def test_late_attempts_and_members_not_called_show_why_in_the_history(gql, rt, world):
+    """Issue 14, point 11: the agent's journal events as its reporter sends them."""
+    from datetime import UTC, datetime
+
+    from edge_agent.broadcast.model import Event, Late, Member
+    from edge_agent.broadcast.reporter import event_json
+
+    down_from = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    back = datetime(2026, 12, 7, 9, 40, tzinfo=UTC)
+    outage = Late("agent_down", down_from, back)
+    members = {p: Member(i, p, f"Member {i}", f"20{i}") for i, p in enumerate(("u0", "u1", "u2"))}
+    events = [
+        Event(1, "u0", 1, "started", down_from, detail="200"),
+        Event(2, "u0", 1, "ended", down_from, "busy"),
+        Event(3, "u1", 1, "started", back, detail="201", late=outage),
+        Event(4, "u1", 1, "ended", back, "confirmed"),
+        Event(5, "u2", 1, "ended", back, "not_called", "not called", late=outage),
+    ]
+    wire = [event_json(e, members) for e in events]
+    assert "lateReason" not in wire[0]  # an event on time is sent as before
+    agent = gql.as_(world.tokens["agent_a"])
+    await agent.ok(REPORT, **_report(rt, wire, status="COMPLETED", finishedAt=back.isoformat()))
+    history = await gql.as_(world.tokens["owner"]).ok(LATE_HISTORY)
+    rows = {a["memberName"]: a for a in history["broadcasts"]["nodes"][0]["attempts"]}
+    assert len(rows) == 3
+    assert rows["Member 0"]["lateReason"] is None and rows["Member 0"]["outcome"] == "BUSY"
+    for name, outcome in (("Member 1", "CONFIRMED"), ("Member 2", "NOT_CALLED")):
+        row = rows[name]
+        assert (row["outcome"], row["lateReason"]) == (outcome, "AGENT_DOWN")
+        got = (datetime.fromisoformat(row["lateFrom"]), datetime.fromisoformat(row["lateUntil"]))
+        assert got == (down_from, back)
+    assert rows["Member 2"]["startedAt"] is None

@@ -23,6 +23,7 @@ from api.models import (
     BroadcastStatus,
     CallAttempt,
     CallOutcome,
+    LateReason,
     PbxGroup,
 )
 from api.pubsub import tenant_events
@@ -45,6 +46,10 @@ class CallEventIn:
     at: datetime
     outcome: CallOutcome | None = None
     detail: str | None = None
+    # An attempt after the broadcast timeout, or a member not called: why (issue 14, 11).
+    late_reason: LateReason | None = None
+    late_from: datetime | None = None
+    late_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,11 @@ def _check(report: ReportIn) -> None:
             raise BadInput("an outcome comes with the ended event only", field="events")
         if event.at.tzinfo is None or not 1 <= event.attempt_no <= 100:
             raise BadInput("event times need a zone; attempts run 1 to 100", field="events")
+        late_times = (event.late_from, event.late_until)
+        if any(t is not None and t.tzinfo is None for t in late_times):
+            raise BadInput("event times need a zone", field="events")
+        if event.late_reason is None and late_times != (None, None):
+            raise BadInput("an outage comes with a late reason only", field="events")
 
 
 async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
@@ -191,6 +201,10 @@ async def _apply_all(
             session.add(attempt)
             attempts[key] = attempt
         setattr(attempt, COLUMNS[event.kind], event.at)
+        if event.late_reason is not None:
+            attempt.late_reason = event.late_reason
+            attempt.late_from = event.late_from
+            attempt.late_until = event.late_until
         if event.kind == "ended":
             attempt.outcome = event.outcome
             attempt.detail = (event.detail or "")[:2000] or None

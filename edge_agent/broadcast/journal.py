@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge_agent.broadcast.model import Broadcast, Event, Member
+from edge_agent.broadcast.model import Broadcast, Event, Late, Member
 from edge_agent.files import private_dir
 
 T = TypeVar("T")
@@ -67,9 +67,14 @@ CREATE TABLE IF NOT EXISTS event (
     at TEXT NOT NULL,
     outcome TEXT,
     detail TEXT,
+    late_reason TEXT,
+    late_since TEXT,
+    late_until TEXT,
     PRIMARY KEY (broadcast_id, seq)
 );
 """
+# Columns added after the first release: a journal written by an older agent gets them.
+ADDED_EVENT_COLUMNS = ("late_reason", "late_since", "late_until")
 
 BROADCAST_COLUMNS = (
     "id, source, source_id, group_pbx_id, mode, caller_number, caller_name, announcement, "
@@ -80,6 +85,17 @@ BROADCAST_COLUMNS = (
 
 def _time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+def _late(reason: str | None, since: str | None, until: str | None) -> Late | None:
+    return None if reason is None else Late(reason, _time(since), _time(until))
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    present = {row[1] for row in db.execute("PRAGMA table_info(event)")}
+    for column in ADDED_EVENT_COLUMNS:
+        if column not in present:
+            db.execute(f"ALTER TABLE event ADD COLUMN {column} TEXT")
 
 
 def _broadcast(row: Sequence[Any]) -> Broadcast:
@@ -119,6 +135,7 @@ class Journal:
         # FULL: an event the journal confirmed survives a power cut, not only a crash.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        _add_columns(self._db)  # a journal an older agent wrote
         # One thread owns the connection: reads and commits never interleave.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._queue: list[_Write] = []
@@ -264,12 +281,14 @@ class Journal:
 
     async def events(self, broadcast_id: str, after_seq: int = 0, limit: int = -1) -> list[Event]:
         rows = await self._rows(
-            "SELECT seq, pbx_id, attempt_no, kind, at, outcome, detail FROM event "
+            "SELECT seq, pbx_id, attempt_no, kind, at, outcome, detail, late_reason, "
+            "late_since, late_until FROM event "
             "WHERE broadcast_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (broadcast_id, after_seq, limit),
         )
         return [
-            Event(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]), r[5], r[6]) for r in rows
+            Event(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]), r[5], r[6], _late(*r[7:10]))
+            for r in rows
         ]
 
     async def last_seq(self, broadcast_id: str) -> int:
@@ -287,18 +306,25 @@ class Journal:
         at: datetime,
         outcome: str | None = None,
         detail: str | None = None,
+        late: Late | None = None,
     ) -> int:
         """Appends a call event; returns its number once it is on disk."""
         return (
-            await self.record_many(broadcast_id, [(pbx_id, attempt_no, kind, at, outcome, detail)])
+            await self.record_many(
+                broadcast_id, [(pbx_id, attempt_no, kind, at, outcome, detail)], late
+            )
         )[0]
 
     async def record_many(
         self,
         broadcast_id: str,
         events: Sequence[tuple[str, int, str, datetime, str | None, str | None]],
+        late: Late | None = None,
     ) -> list[int]:
-        """Appends several events in one write; returns their numbers once on disk."""
+        """Appends several events in one write; returns their numbers once on disk.
+
+        `late`, when given, applies to each of them.
+        """
         if broadcast_id not in self._next_seq:
             # Many calls may ask at once after a restart: one lookup, one numbering.
             async with self._seq_lookup:
@@ -306,10 +332,20 @@ class Journal:
                     self._next_seq[broadcast_id] = await self.last_seq(broadcast_id) + 1
         first = self._next_seq[broadcast_id]
         self._next_seq[broadcast_id] = first + len(events)
+        late_columns = (
+            (None, None, None)
+            if late is None
+            else (
+                late.reason,
+                late.since.isoformat() if late.since else None,
+                late.until.isoformat() if late.until else None,
+            )
+        )
         statements: list[Statement] = [
             (
                 "INSERT INTO event (broadcast_id, seq, pbx_id, attempt_no, kind, at, outcome, "
-                "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "detail, late_reason, late_since, late_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     broadcast_id,
                     first + i,
@@ -319,6 +355,7 @@ class Journal:
                     at.isoformat(),
                     outcome,
                     detail,
+                    *late_columns,
                 ),
             )
             for i, (pbx_id, attempt_no, kind, at, outcome, detail) in enumerate(events)

@@ -22,10 +22,13 @@ from edge_agent.broadcast import audio
 from edge_agent.broadcast.channels import Channels
 from edge_agent.broadcast.journal import Journal
 from edge_agent.broadcast.model import (
+    AGENT_DOWN,
+    COMMAND_LATE,
     FAILED,
     RUNNING,
     Broadcast,
     GroupPlan,
+    Late,
     Member,
     Mode,
     find_group,
@@ -57,6 +60,16 @@ class Trigger:
     caller_name: str | None = None
     states: dict[str, int] = field(default_factory=dict)
     recording: Fetch | None = None  # mode 3: fetches the caller's message
+    # When the alarm was raised: the job service took the job, or the website the command.
+    # The broadcast timeout counts from here, not from when a late agent took it up.
+    raised_at: datetime | None = None
+
+    def outage(self, taken_up: datetime) -> Late | None:
+        """Why the trigger reached the agent only now, if it waited at all."""
+        if self.raised_at is None or self.raised_at >= taken_up:
+            return None
+        reason = AGENT_DOWN if self.source == "job" else COMMAND_LATE
+        return Late(reason, self.raised_at, taken_up)
 
 
 class Broadcasts:
@@ -81,17 +94,25 @@ class Broadcasts:
         self.last_failure: datetime | None = None  # a run that broke (health report)
 
     async def resume(self) -> None:
-        """Goes on with every broadcast a stop interrupted."""
+        """Goes on with every broadcast a stop interrupted.
+
+        The agent was down from its last journaled event (or the broadcast's start)
+        until now: attempts that begin after the timeout say so.
+        """
         for b in await self.journal.unsettled():
             if b.status == RUNNING and b.id not in self.running:
                 log.warning("resuming broadcast %s after a restart", b.id)
-                self._start(b)
+                last = await self.journal.last_seq(b.id)
+                tail = await self.journal.events(b.id, last - 1, 1) if last else []
+                since = tail[0].at if tail else b.started_at
+                self._start(b, outage=Late(AGENT_DOWN, since, _now()))
 
     async def accept(self, trigger: Trigger) -> str:
         """Journals a broadcast for the trigger and starts it; returns its id.
 
         A trigger seen before returns the broadcast it made, running or not.
         """
+        taken_up = _now()
         known = await self.journal.by_source(trigger.source_id)
         if known is not None:
             return known.id
@@ -109,12 +130,14 @@ class Broadcasts:
         if plan is None:
             await self.journal.finish(broadcast.id, FAILED, _now(), broadcast.note or "")
         else:
-            self._start(broadcast, list(plan.members))
+            self._start(broadcast, list(plan.members), trigger.outage(taken_up))
         log.info("broadcast %s accepted (%s %s)", broadcast.id, trigger.source, trigger.source_id)
         return broadcast.id
 
     async def _prepare(self, trigger: Trigger) -> tuple[Broadcast, GroupPlan | None]:
         now = _now()
+        # A clock ahead of ours must not stretch the timeout into the future.
+        raised = min(trigger.raised_at, now) if trigger.raised_at is not None else now
         timeout = int(self.cache.data["settings"].get("broadcastTimeoutSeconds", 300))
         groups = self.cache.broadcast_groups
         gid = find_group(groups, trigger.agent_number, trigger.group_id)
@@ -124,8 +147,8 @@ class Broadcasts:
             source_id=trigger.source_id,
             group_pbx_id=gid or trigger.group_id or trigger.agent_number or "?",
             mode=int(trigger.mode),
-            started_at=now,
-            deadline_at=now + timedelta(seconds=timeout),
+            started_at=raised,
+            deadline_at=raised + timedelta(seconds=timeout),
             caller_number=trigger.caller_number,
             caller_name=trigger.caller_name,
         )
@@ -201,17 +224,21 @@ class Broadcasts:
             return self.cache.audio_dir / stored, note
         return audio.DEFAULTS[kind], note
 
-    def _start(self, b: Broadcast, members: list[Member] | None = None) -> None:
-        task = asyncio.create_task(self._run(b, members), name=f"broadcast-{b.id}")
+    def _start(
+        self, b: Broadcast, members: list[Member] | None = None, outage: Late | None = None
+    ) -> None:
+        task = asyncio.create_task(self._run(b, members, outage), name=f"broadcast-{b.id}")
         self.running[b.id] = task
         task.add_done_callback(lambda _: self.running.pop(b.id, None))
 
-    async def _run(self, b: Broadcast, members: list[Member] | None) -> None:
+    async def _run(self, b: Broadcast, members: list[Member] | None, outage: Late | None) -> None:
         """Runs the broadcast to its end; after an unexpected error, again from the journal."""
         while True:
             if members is None:  # a new broadcast brings them; a resumed one reads them
                 members = await self.journal.members(b.id)
-            run = BroadcastRun(b, members, self.journal, self.dialer, self.channels, self.calls)
+            run = BroadcastRun(
+                b, members, self.journal, self.dialer, self.channels, self.calls, outage
+            )
             try:
                 await run.run()
                 return
@@ -247,6 +274,7 @@ def trigger_from_job(job: dict[str, Any], fetch: Callable[[str], Awaitable[bytes
     return Trigger(
         source="job",
         source_id=job_id,
+        raised_at=aware_time(job.get("receivedAt")),
         mode=mode,
         agent_number=job.get("agentNumber"),
         group_id=job.get("groupId"),
@@ -255,3 +283,14 @@ def trigger_from_job(job: dict[str, Any], fetch: Callable[[str], Awaitable[bytes
         states=states_from_job(job.get("memberStates")),
         recording=recording if mode is Mode.ALARM_RECORDED and job.get("recording") else None,
     )
+
+
+def aware_time(value: object) -> datetime | None:
+    """An ISO time with its zone, or None (unknown: the timeout counts from now)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None

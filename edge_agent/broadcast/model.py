@@ -47,6 +47,22 @@ class Member:
     skip: str | None = None
 
 
+# Why an attempt began after the broadcast timeout, or why a member was not called.
+AGENT_DOWN = "agent_down"  # the agent did not run: the job waited, or it was stopped
+COMMAND_LATE = "command_late"  # the triggerBroadcast command reached the agent late
+DEADLINE_PASSED = "deadline_passed"  # every line was busy until the timeout passed
+NOT_CALLED = "not_called"  # the outcome of a test broadcast's member the timeout left out
+
+
+@dataclass(frozen=True)
+class Late:
+    """Why an attempt is late (or left out), with the outage behind it when one is known."""
+
+    reason: str
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 @dataclass(frozen=True)
 class Event:
     seq: int
@@ -56,6 +72,7 @@ class Event:
     at: datetime
     outcome: str | None = None
     detail: str | None = None
+    late: Late | None = None
 
 
 @dataclass(frozen=True)
@@ -166,12 +183,15 @@ def states_from_job(raw: object) -> dict[str, int]:
 
 def summary(members: Sequence[Member], outcomes: Mapping[str, str], quorum_note: str) -> str:
     """One line for the history: how many were reached, and who was not."""
-    called = [m for m in members if m.skip is None]
+    left_out = sum(1 for m in members if m.skip is None and outcomes.get(m.pbx_id) == NOT_CALLED)
+    called = [m for m in members if m.skip is None and outcomes.get(m.pbx_id) != NOT_CALLED]
     confirmed = sum(1 for m in called if outcomes.get(m.pbx_id) == "confirmed")
     parts = [f"{confirmed} of {len(called)} called members confirmed"]
-    skipped = len(members) - len(called)
+    skipped = len(members) - len(called) - left_out
     if skipped:
         parts.append(f"{skipped} skipped (busy)")
+    if left_out:
+        parts.append(f"{left_out} not called (the timeout had passed)")
     unreached = [m.name for m in called if outcomes.get(m.pbx_id) != "confirmed"]
     if unreached and not quorum_note:
         shown = ", ".join(unreached[:10]) + (" …" if len(unreached) > 10 else "")

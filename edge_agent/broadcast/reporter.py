@@ -57,6 +57,16 @@ class DeletionBackoff:
 
 def event_json(e: Event, members: dict[str, Member]) -> dict[str, Any]:
     m = members.get(e.pbx_id)
+    # Only a late event carries the late fields: every other report stays as before.
+    late = (
+        {
+            "lateReason": e.late.reason.upper(),
+            "lateFrom": e.late.since.isoformat() if e.late.since else None,
+            "lateUntil": e.late.until.isoformat() if e.late.until else None,
+        }
+        if e.late is not None
+        else {}
+    )
     return {
         "seq": e.seq,
         "memberPbxId": e.pbx_id,
@@ -67,6 +77,7 @@ def event_json(e: Event, members: dict[str, Member]) -> dict[str, Any]:
         "at": e.at.isoformat(),
         "outcome": e.outcome.upper() if e.outcome else None,
         "detail": e.detail[:MAX_DETAIL] if e.detail else None,
+        **late,
     }
 
 

@@ -1,5 +1,10 @@
 """Runs one broadcast: every member called, retried until confirmed, the deadline or the quorum.
 
+An alarm calls every member at least once, also after the deadline (the agent was
+down, say): such an attempt is journaled as late, with the reason. A test broadcast
+calls nobody after its deadline; a member it leaves out ends `not_called`, with
+the reason. Either way every member has a row in the history.
+
 Each call is journaled as `started` before it is dialled, so a restart knows
 which attempts were under way: those end `failed` ("interrupted") and the
 member's next attempt gets the next number. Nobody is called twice for the
@@ -18,8 +23,11 @@ from edge_agent.broadcast.channels import Channels
 from edge_agent.broadcast.journal import Journal
 from edge_agent.broadcast.model import (
     COMPLETED,
+    DEADLINE_PASSED,
+    NOT_CALLED,
     REPORTED_KINDS,
     Broadcast,
+    Late,
     Member,
     Mode,
     summary,
@@ -40,6 +48,7 @@ CONFIRMED_BEFORE_STOP = "confirmed; the agent stopped before the call ended"
 SKIPPED_BUSY = "skipped_busy"
 START_CHUNK = 50
 QUORUM_HANGUP = "hung up before an answer: the quorum was reached"
+NOT_CALLED_DETAIL = "not called: the broadcast timeout passed before this member's call"
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,10 @@ class BroadcastRun:
         dialer: Dialer,
         channels: Channels,
         settings: CallSettings,
+        outage: Late | None = None,
     ) -> None:
         self.broadcast = broadcast
+        self.outage = outage  # why the agent took this broadcast up late, if it did
         self.members = members
         self.journal = journal
         self.dialer = dialer
@@ -143,8 +154,22 @@ class BroadcastRun:
             self._stop.set()
             self._quorum_note = f"quorum of {quorum} reached"
 
-    def _over(self) -> bool:
-        return self._stop.is_set() or _now() >= self.broadcast.deadline_at
+    def _over(self, attempt: int) -> bool:
+        """No further call; an alarm's member not yet called is called even after the deadline."""
+        if self._stop.is_set():
+            return True
+        owed = self.urgent and attempt == 0
+        return not owed and _now() >= self.broadcast.deadline_at
+
+    def _late(self) -> Late | None:
+        """Why a call (or a member left out) now is late; None before the deadline."""
+        deadline = self.broadcast.deadline_at
+        if _now() < deadline:
+            return None
+        outage = self.outage
+        if outage is not None and outage.until is not None and outage.until >= deadline:
+            return outage  # the agent was down when the timeout passed
+        return Late(DEADLINE_PASSED, deadline, None)
 
     async def _member(self, member: Member, attempt: int) -> None:
         b = self.broadcast
@@ -155,12 +180,12 @@ class BroadcastRun:
                 )
                 self.outcomes[member.pbx_id] = CallOutcome.FAILED
             return
-        while attempt < self.settings.max_attempts and not self._over():
-            attempt += 1
+        while attempt < self.settings.max_attempts and not self._over(attempt):
             async with self.channels.slot(self.urgent):
-                if self._over():
-                    return
-                outcome = await self._call(member, member.extension, attempt)
+                if self._over(attempt):
+                    break
+                attempt += 1
+                outcome = await self._call(member, member.extension, attempt, self._late())
             if outcome == CallOutcome.CONFIRMED:
                 self.confirmed += 1
                 await self._confirmed()
@@ -173,6 +198,14 @@ class BroadcastRun:
                     await self._stop.wait()
             except TimeoutError:
                 pass
+        if attempt == 0 and not self._stop.is_set():
+            # A test broadcast whose deadline passed before this member's turn: a row
+            # that says so, never a member missing from the history.
+            late = self._late() or Late(DEADLINE_PASSED, b.deadline_at, None)
+            await self.journal.record(
+                b.id, member.pbx_id, 1, "ended", _now(), NOT_CALLED, NOT_CALLED_DETAIL, late
+            )
+            self.outcomes[member.pbx_id] = NOT_CALLED
 
     async def _confirmed(self) -> None:
         quorum = self.broadcast.quorum
@@ -186,10 +219,12 @@ class BroadcastRun:
             await self.journal.quorum_reached(self.broadcast.id, _now())
             log.info("broadcast %s: quorum of %d reached", self.broadcast.id, quorum)
 
-    async def _call(self, member: Member, extension: str, attempt: int) -> str:
+    async def _call(self, member: Member, extension: str, attempt: int, late: Late | None) -> str:
         b = self.broadcast
         # On disk before dialling: after a crash this attempt is known to have begun.
-        await self.journal.record(b.id, member.pbx_id, attempt, "started", _now(), detail=extension)
+        await self.journal.record(
+            b.id, member.pbx_id, attempt, "started", _now(), detail=extension, late=late
+        )
         ended = False
         call_id = f"{b.id}:{member.pbx_id}:{attempt}"
         if self._stop.is_set():  # the quorum came while the start was being written

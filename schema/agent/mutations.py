@@ -77,6 +77,9 @@ class AgentMutation:
                         at=e.at,
                         outcome=e.outcome,
                         detail=e.detail,
+                        late_reason=e.late_reason,
+                        late_from=e.late_from,
+                        late_until=e.late_until,
                     )
                     for e in input.events
                 ],

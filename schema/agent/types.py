@@ -8,7 +8,7 @@ from strawberry.scalars import JSON
 
 from api.domain.health import SipErrorIn, SipRegistrationIn
 from api.services.agents import Delivery
-from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome
+from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome, LateReason
 from schema.platform.types import gid
 
 
@@ -117,6 +117,17 @@ class CallEventInput:
     at: datetime
     outcome: CallOutcome | None = strawberry.field(default=None, description="With ended only.")
     detail: str | None = None
+    late_reason: LateReason | None = strawberry.field(
+        default=None,
+        description="Why the attempt began after the broadcast timeout (on started), or why "
+        "the member was not called (on ended with NOT_CALLED).",
+    )
+    late_from: datetime | None = strawberry.field(
+        default=None, description="When the outage behind a late attempt began, if known."
+    )
+    late_until: datetime | None = strawberry.field(
+        default=None, description="When it ended (the agent took the broadcast up again)."
+    )
 
 
 @strawberry.input

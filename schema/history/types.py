@@ -5,7 +5,7 @@ from datetime import datetime
 import strawberry
 
 from api import models
-from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome
+from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome, LateReason
 from schema.info import Info
 from schema.pbx.types import PbxUser
 from schema.platform.types import gid
@@ -24,6 +24,16 @@ class CallAttempt:
     ended_at: datetime | None
     outcome: CallOutcome | None
     detail: str | None
+    late_reason: LateReason | None = strawberry.field(
+        description="Set when the attempt began after the broadcast timeout (an alarm calls "
+        "every member once, however late), or with NOT_CALLED: why."
+    )
+    late_from: datetime | None = strawberry.field(
+        description="When the outage behind it began (the alarm, or the agent's last sign)."
+    )
+    late_until: datetime | None = strawberry.field(
+        description="When the outage ended: the agent took the broadcast up."
+    )
     _member_id: strawberry.Private[object]
 
     @classmethod
@@ -40,6 +50,9 @@ class CallAttempt:
             ended_at=a.ended_at,
             outcome=a.outcome,
             detail=a.detail,
+            late_reason=a.late_reason,
+            late_from=a.late_from,
+            late_until=a.late_until,
             _member_id=a.member_user_id,
         )
 

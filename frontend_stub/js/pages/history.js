@@ -7,7 +7,7 @@ import { dateTime, h, labelRows, messages, replace, showError, table, time } fro
 const FIELDS = `id groupName mode status triggerCallerNumber triggerCallerName startedAt finishedAt
   memberCount quorum quorumReachedAt note`;
 const ATTEMPTS = `attempts { id memberName memberExtension attemptNo startedAt ringingAt answeredAt
-  confirmedAt endedAt outcome detail }`;
+  confirmedAt endedAt outcome detail lateReason lateFrom lateUntil }`;
 const LIST = `query($after: String) { broadcasts(first: 20, after: $after) {
   nodes { ${FIELDS} } pageInfo { endCursor hasNextPage } } }`;
 const ONE = `query($id: ID!) { broadcast(id: $id) { ${FIELDS} ${ATTEMPTS} } }`;
@@ -118,11 +118,20 @@ function detail(live, container, id) {
         last.outcome ? h("span", { class: `outcome ${last.outcome.toLowerCase()}` }, t(`outcome.${last.outcome}`)) : null),
       h("ol", { class: "attempts" }, attempts.map((a) =>
         h("li", {},
-          h("span", { class: "attempt-no" }, t("history.attempt", { n: a.attemptNo })),
+          h("span", { class: "attempt-no" },
+            a.outcome === "NOT_CALLED" ? t("history.notCalled") : t("history.attempt", { n: a.attemptNo })),
+          a.lateReason ? h("p", { class: "late", "data-late": a.lateReason }, late(a)) : null,
           h("ul", { class: "steps" }, STEPS.filter((s) => a[s]).map((s) =>
             h("li", {}, h("time", { datetime: a[s] }, time(a[s])), " ",
               s === "endedAt" && a.outcome ? `${t("step.endedAt")}: ${t(`outcome.${a.outcome}`)}` : t(`step.${s}`)))),
           a.detail ? h("p", { class: "detail" }, a.detail) : null))));
+  }
+
+  // Why an attempt began after the broadcast timeout, or why a member was not called:
+  // worded here from the code, with the outage's times (issue 14, point 11).
+  function late(a) {
+    const kind = a.outcome === "NOT_CALLED" ? "notCalled" : "late";
+    return t(`${kind}.${a.lateReason}`, { from: dateTime(a.lateFrom), until: dateTime(a.lateUntil) });
   }
 
   // Set when a live event came while the broadcast was being read: the event is newer.

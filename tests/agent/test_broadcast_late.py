@@ -1,0 +1,250 @@
+"""An agent down longer than the broadcast timeout (issue 14, point 11).
+
+An alarm still calls every member once, each such attempt marked late with the
+reason and the outage; a test broadcast calls nobody after its timeout and says
+so with a `not_called` row. Every member ends with a row either way. The
+simulated dialer and a SwyxWare simulator, as in test_broadcast_executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from edge_agent.broadcast.manager import trigger_from_job
+from edge_agent.broadcast.model import Event, Mode
+from edge_agent.config import Enrolment
+from edge_agent.pbx.port import UserState
+from edge_agent.pbx.sim import SimPbx
+from edge_agent.service import AgentService
+from edge_agent.settings import AgentSettings
+from tests.agent.test_broadcast_executor import (
+    Bed,
+    _login,
+    _restart,
+    alarm,
+    assert_each_attempt_ends_once,
+    make_bed,
+    run_to_end,
+)
+
+MEMBERS = {"Anna": UserState.LOGGED_ON, "Bernd": UserState.LOGGED_ON, "Carla": UserState.LOGGED_ON}
+
+
+@pytest.fixture
+async def beds() -> AsyncIterator[list[Bed]]:
+    made: list[Bed] = []
+    yield made
+    for bed in made:
+        await bed.broadcasts.close()
+        await bed.dialer.close()
+
+
+def _ids(bed: Bed) -> list[str]:
+    return [u["id"] for u in bed.cache.data["directory"]["users"][: len(MEMBERS)]]
+
+
+def _rows(events: list[Event]) -> Counter[str]:
+    """Outcome rows per member: one per attempt, ended once each."""
+    return Counter(e.pbx_id for e in events if e.kind == "ended")
+
+
+def _started(events: list[Event]) -> dict[str, list[Event]]:
+    found: dict[str, list[Event]] = {}
+    for e in events:
+        if e.kind == "started":
+            found.setdefault(e.pbx_id, []).append(e)
+    return found
+
+
+def _job(job_id: str, mode: Mode, received: datetime) -> dict[str, object]:
+    """A job as the job service serves it (swyx_jobservice/README.md)."""
+    return {
+        "id": job_id,
+        "receivedAt": received.isoformat(timespec="microseconds"),
+        "agentNumber": "990",
+        "groupId": None,
+        "mode": int(mode),
+        "callerNumber": "0711 4711",
+        "callerName": "Pförtner",
+        "idempotencyKey": f"990-{job_id}",
+        "memberStates": None,
+        "recording": None,
+    }
+
+
+async def _no_recording(job_id: str) -> bytes:
+    raise AssertionError("modes 1 and 2 have no recording")
+
+
+async def test_an_alarm_job_that_waited_longer_than_the_timeout_calls_everyone_once_late(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=3)
+    beds.append(bed)
+    # The job service took the job 10 s ago; the agent was down until now.
+    received = datetime.now(UTC) - timedelta(seconds=10)
+    trigger = trigger_from_job(_job("job-late", Mode.ALARM, received), _no_recording)
+    taken_up = datetime.now(UTC)
+    broadcast_id, events = await run_to_end(bed, trigger)
+    assert_each_attempt_ends_once(events)
+    assert _rows(events) == Counter({m: 1 for m in _ids(bed)})
+    for member, started in _started(events).items():
+        assert [e.attempt_no for e in started] == [1], member
+        late = started[0].late
+        assert late is not None and late.reason == "agent_down"
+        assert late.since == received
+        assert late.until is not None and taken_up <= late.until <= datetime.now(UTC)
+    assert set(_started(events)) == set(_ids(bed))
+    b = await bed.broadcasts.journal.get(broadcast_id)
+    # The timeout counts from the alarm, not from when the agent came back.
+    assert (b.started_at, b.deadline_at) == (received, received + timedelta(seconds=3))
+
+
+async def test_a_test_job_that_waited_longer_than_the_timeout_calls_nobody_and_says_so(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=3)
+    beds.append(bed)
+    received = datetime.now(UTC) - timedelta(seconds=10)
+    trigger = trigger_from_job(_job("job-test", Mode.TEST, received), _no_recording)
+    broadcast_id, events = await run_to_end(bed, trigger)
+    assert not any(e.kind == "started" for e in events)
+    assert _rows(events) == Counter({m: 1 for m in _ids(bed)})
+    for e in events:
+        assert (e.kind, e.outcome) == ("ended", "not_called")
+        assert e.late is not None and (e.late.reason, e.late.since) == ("agent_down", received)
+    note = (await bed.broadcasts.journal.get(broadcast_id)).note or ""
+    assert "3 not called (the timeout had passed)" in note
+
+
+async def test_a_job_that_waited_less_than_the_timeout_runs_on_time(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=30)
+    beds.append(bed)
+    received = datetime.now(UTC) - timedelta(seconds=2)
+    trigger = trigger_from_job(_job("job-soon", Mode.ALARM, received), _no_recording)
+    _, events = await run_to_end(bed, trigger)
+    assert {e.outcome for e in events if e.kind == "ended"} == {"confirmed"}
+    assert all(e.late is None for e in events)
+
+
+async def _stopped_after_annas_call(bed: Bed, tmp_path: Path, mode: Mode) -> tuple[str, datetime]:
+    """A broadcast killed after Anna's first call, restarted once its timeout has passed."""
+    # Journaled, and its task dropped before it ran, as a kill would.
+    broadcast_id = await bed.broadcasts.accept(alarm(f"job-kill-{mode}", mode=mode))
+    bed.broadcasts.running.pop(broadcast_id).cancel()
+    anna = _ids(bed)[0]
+    last = datetime.now(UTC)
+    await bed.broadcasts.journal.record_many(
+        broadcast_id,
+        [(anna, 1, "started", last, None, "200"), (anna, 1, "ended", last, "busy", None)],
+    )
+    deadline = (await bed.broadcasts.journal.get(broadcast_id)).deadline_at
+    await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.2)
+    return broadcast_id, last
+
+
+async def test_an_alarm_killed_mid_broadcast_and_back_after_the_timeout_calls_the_rest_late(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
+    beds.append(bed)
+    broadcast_id, last = await _stopped_after_annas_call(bed, tmp_path, Mode.ALARM)
+    restarted = datetime.now(UTC)
+    again = await _restart(bed, tmp_path)
+    await asyncio.wait_for(again.running[broadcast_id], 30)
+    events = await again.journal.events(broadcast_id)
+    assert_each_attempt_ends_once(events)
+    anna, bernd, carla = _ids(bed)
+    # Anna had her attempt before the stop: the timeout holds for her.
+    assert _rows(events) == Counter({anna: 1, bernd: 1, carla: 1})
+    started = _started(events)
+    assert started[anna][0].late is None
+    for member in (bernd, carla):
+        late = started[member][0].late
+        assert late is not None and late.reason == "agent_down", member
+        assert late.since == last
+        assert late.until is not None and late.until >= restarted
+    outcomes = {e.pbx_id: e.outcome for e in events if e.kind == "ended"}
+    assert outcomes == {anna: "busy", bernd: "confirmed", carla: "confirmed"}
+    assert (await again.journal.get(broadcast_id)).status == "completed"
+
+
+async def test_a_test_broadcast_killed_and_back_after_the_timeout_marks_the_rest_not_called(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
+    beds.append(bed)
+    broadcast_id, last = await _stopped_after_annas_call(bed, tmp_path, Mode.TEST)
+    again = await _restart(bed, tmp_path)
+    await asyncio.wait_for(again.running[broadcast_id], 30)
+    events = await again.journal.events(broadcast_id)
+    anna, bernd, carla = _ids(bed)
+    assert _rows(events) == Counter({anna: 1, bernd: 1, carla: 1})
+    assert set(_started(events)) == {anna}
+    left_out = [e for e in events if e.outcome == "not_called"]
+    assert {e.pbx_id for e in left_out} == {bernd, carla}
+    assert all(
+        e.late is not None and (e.late.reason, e.late.since) == ("agent_down", last)
+        for e in left_out
+    )
+
+
+def _service(bed: Bed, tmp_path: Path) -> AgentService:
+    settings = AgentSettings(
+        pbx="sim",
+        dialer="sim",
+        state_dir=tmp_path / "agent",
+        sim_state=bed.control.state_path,
+        sim_time_scale=0.01,
+        retry_pause_seconds=0.05,
+    )
+    enrolment = Enrolment("http://127.0.0.1:9", "installation", "token")
+    return AgentService(settings, enrolment, SimPbx(bed.control.state_path), bed.dialer)
+
+
+async def test_an_alarm_command_delivered_after_the_timeout_calls_everyone_once_late(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=3)
+    beds.append(bed)
+    await bed.broadcasts.journal.close()  # the service below owns the journal
+    service = _service(bed, tmp_path)
+    await service.pbx.login(*_login(bed.control))
+    bed.broadcasts = service.broadcasts
+    reported: list[tuple[str, bool]] = []
+
+    async def report(command_id: str, outcome: object) -> None:
+        reported.append((command_id, getattr(outcome, "ok", False)))
+
+    service._report = report  # type: ignore[method-assign] # no server in this test
+    created = datetime.now(UTC) - timedelta(seconds=10)
+    command = {
+        "id": "cmd-late",
+        "type": "triggerBroadcast",
+        "payload": {"groupPbxId": bed.group_id, "mode": 2, "requestedBy": "Admin <a@b.example>"},
+        "secrets": {},
+        "createdAt": created.isoformat(),
+        "expiresAt": (created + timedelta(minutes=15)).isoformat(),
+    }
+    received = datetime.now(UTC)
+    await service.handle(command)
+    assert reported == [("cmd-late", True)]
+    b = await service.broadcasts.journal.by_source("cmd-late")
+    assert b is not None
+    await asyncio.wait_for(service.broadcasts.running[b.id], 30)
+    events = await service.broadcasts.journal.events(b.id)
+    assert_each_attempt_ends_once(events)
+    assert _rows(events) == Counter({m: 1 for m in _ids(bed)})
+    for started in _started(events).values():
+        late = started[0].late
+        assert late is not None and (late.reason, late.since) == ("command_late", created)
+        assert late.until is not None and late.until >= received
+    assert set(_started(events)) == set(_ids(bed))

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import sys
+import tempfile
 import wave
 from array import array
 from pathlib import Path
 
 from edge_agent.files import write_atomic
 
+log = logging.getLogger(__name__)
 RATE = 8000
 PROMPTS = Path(__file__).with_name("prompts")
 CONFIRM_PROMPT = PROMPTS / "bestaetigen.wav"
@@ -135,6 +138,22 @@ def compose(announcement: Path, repetitions: int, out_dir: Path) -> Path:
     if path is None or not path.exists():
         path = _composed[key] = _compose(announcement, repetitions, out_dir)
     return path
+
+
+def compose_anyway(announcement: Path, repetitions: int, out_dir: Path) -> Path:
+    """`compose` for the bundled prompts, which never fails for a disk that cannot be written.
+
+    A full agent disk must not keep an alarm from going out (issue 14, point 10): the
+    file goes to the system's temporary folder then, and if that cannot be written
+    either, the announcement plays once as it is, without the confirm prompt (a 1
+    still confirms).
+    """
+    for folder in (out_dir, Path(tempfile.gettempdir()) / "rundruf-audio"):
+        try:
+            return compose(announcement, repetitions, folder)
+        except OSError as exc:
+            log.error("the announcement cannot be written to %s: %s", folder, exc)
+    return announcement
 
 
 def _compose(announcement: Path, repetitions: int, out_dir: Path) -> Path:

@@ -7,12 +7,18 @@ starting at once cost a few fsyncs, not a thousand.
 
 The events double as the report queue: the reporter sends those above
 `acked_seq` and moves it up when the server has stored them.
+
+A disk that refuses writes never fails a write here: memory holds the journal
+until the file can be written again (store.py), the journal is not `writable`
+meanwhile (the health report says so), and each broadcast whose progress only
+memory held gets one note in its history.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,12 +27,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge_agent.broadcast.model import Broadcast, Event, Late, Member
+from edge_agent.broadcast.model import (
+    JOURNAL_NOT_WRITABLE,
+    Broadcast,
+    Event,
+    Late,
+    Member,
+    note_text,
+)
+from edge_agent.broadcast.store import Statement, Store
 from edge_agent.files import private_dir
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
-# SQL with one row of parameters, or with many (run as executemany).
-Statement = tuple[str, Sequence[Any]] | tuple[str, Sequence[Sequence[Any]], bool]
+# A journal that cannot write tries again after 1 s, doubling up to 30 s.
+CATCH_UP_FIRST_S = 1.0
+CATCH_UP_MAX_S = 30.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS broadcast (
@@ -125,33 +141,58 @@ def _broadcast(row: Sequence[Any]) -> Broadcast:
 class _Write:
     statements: list[Statement]
     done: asyncio.Future[None]
+    broadcast_id: str | None = None
+    # A call's or the broadcast's own progress: when only memory holds it, the
+    # broadcast's history says so. Reporting marks (acked, source_done) do not count.
+    progress: bool = False
+
+
+def _note_statement(broadcast_id: str) -> Statement:
+    """Adds the journal's note to the broadcast's, once (writing it again changes nothing)."""
+    text = note_text(JOURNAL_NOT_WRITABLE)
+    return (
+        "UPDATE broadcast SET note = CASE WHEN note IS NULL OR note = '' THEN ? "
+        "WHEN instr(note, ?) > 0 THEN note ELSE note || '; ' || ? END WHERE id = ?",
+        (text, text, text, broadcast_id),
+    )
 
 
 class Journal:
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: an event the journal confirmed survives a power cut, not only a crash.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        _add_columns(self._db)  # a journal an older agent wrote
-        # One thread owns the connection: reads and commits never interleave.
+        self._store = Store(path, SCHEMA)
+        _add_columns(self._store.disk)  # a journal an older agent wrote
+        # One thread owns the connections: reads and commits never interleave.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._queue: list[_Write] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._catching_up: asyncio.Task[None] | None = None
         self._next_seq: dict[str, int] = {}
         self._seq_lookup = asyncio.Lock()
+        # Broadcasts whose progress only memory held at some point (their history says so).
+        self._troubled: set[str] = set()
         self.changed = asyncio.Event()  # set after each commit: the reporter wakes up
 
     # ------------------------------------------------------------------ plumbing
 
+    @property
+    def writable(self) -> bool:
+        """False while the file refuses writes and memory holds what it misses (health)."""
+        return not self._store.behind
+
+    @property
+    def failure(self) -> str | None:
+        """Why the file refused the first write it missed; None while it is written."""
+        return self._store.failure
+
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
-    async def _write(self, statements: list[Statement]) -> None:
+    async def _write(
+        self, statements: list[Statement], broadcast_id: str | None = None, progress: bool = False
+    ) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(statements, done))
+        self._queue.append(_Write(statements, done, broadcast_id, progress))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="journal-flush")
         await done
@@ -171,43 +212,55 @@ class Journal:
                 else:
                     write.done.set_exception(error)
             self.changed.set()
+            if self._store.behind and (self._catching_up is None or self._catching_up.done()):
+                self._catching_up = asyncio.create_task(self._catch_up(), name="journal-catch-up")
+
+    async def _catch_up(self) -> None:
+        """Tries the file again after 1 s, doubling up to 30 s, until it holds everything."""
+        pause = CATCH_UP_FIRST_S
+        while True:
+            await asyncio.sleep(pause)
+            if await self._in_thread(self._store.catch_up):
+                self.changed.set()  # the reporter may finish jobs again
+                return
+            pause = min(pause * 2, CATCH_UP_MAX_S)
 
     def _commit(self, batch: list[_Write]) -> list[Exception | None]:
         """Commits the batch as one transaction; if that fails, each write on its own.
 
-        One faulty write (a duplicate, say) must not take the other writers'
-        events down with it.
+        One faulty write (a duplicate, say) must not take the other writers' events
+        down with it. A disk that refuses writes raises nothing here: the store
+        keeps them in memory (store.py).
         """
-        try:
-            self._transaction([s for write in batch for s in write.statements])
-            return [None] * len(batch)
-        except sqlite3.Error:
-            if len(batch) == 1:
-                raise
+        if len(batch) > 1:
+            try:
+                in_memory = self._store.write([s for write in batch for s in write.statements])
+                for write in batch:
+                    self._committed(write, in_memory)
+                return [None] * len(batch)
+            except sqlite3.Error:
+                pass  # each on its own below
         errors: list[Exception | None] = []
         for write in batch:
             try:
-                self._transaction(write.statements)
+                self._committed(write, self._store.write(write.statements))
                 errors.append(None)
             except sqlite3.Error as exc:
                 errors.append(exc)
         return errors
 
-    def _transaction(self, statements: list[Statement]) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in statements:
-                if len(statement) == 3:
-                    self._db.executemany(statement[0], statement[1])
-                else:
-                    self._db.execute(statement[0], statement[1])
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _committed(self, write: _Write, in_memory: bool) -> None:
+        """After a write that only memory holds: the broadcast's history learns it, once."""
+        b = write.broadcast_id
+        if in_memory and write.progress and b is not None and b not in self._troubled:
+            self._troubled.add(b)
+            try:
+                self._store.write([_note_statement(b)])
+            except sqlite3.Error:
+                log.exception("the journal note of broadcast %s was not written", b)
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return await self._in_thread(lambda: self._db.execute(sql, params).fetchall())
+        return await self._in_thread(functools.partial(self._store.rows, sql, params))
 
     # ------------------------------------------------------------------ broadcasts
 
@@ -247,7 +300,7 @@ class Journal:
                 )
             )
         self._next_seq[b.id] = 1
-        await self._write(statements)
+        await self._write(statements, b.id, progress=True)
 
     async def by_source(self, source_id: str) -> Broadcast | None:
         rows = await self._rows(
@@ -360,7 +413,7 @@ class Journal:
             )
             for i, (pbx_id, attempt_no, kind, at, outcome, detail) in enumerate(events)
         ]
-        await self._write(statements)
+        await self._write(statements, broadcast_id, progress=True)
         return list(range(first, first + len(events)))
 
     async def quorum_reached(self, broadcast_id: str, at: datetime) -> None:
@@ -371,18 +424,21 @@ class Journal:
                     "AND quorum_reached_at IS NULL",
                     (at.isoformat(), broadcast_id),
                 )
-            ]
+            ],
+            broadcast_id,
+            progress=True,
         )
 
     async def finish(self, broadcast_id: str, status: str, at: datetime, note: str) -> None:
-        await self._write(
-            [
-                (
-                    "UPDATE broadcast SET status = ?, finished_at = ?, note = ? WHERE id = ?",
-                    (status, at.isoformat(), note, broadcast_id),
-                )
-            ]
-        )
+        statements: list[Statement] = [
+            (
+                "UPDATE broadcast SET status = ?, finished_at = ?, note = ? WHERE id = ?",
+                (status, at.isoformat(), note, broadcast_id),
+            )
+        ]
+        if broadcast_id in self._troubled:  # the final note keeps the journal's
+            statements.append(_note_statement(broadcast_id))
+        await self._write(statements, broadcast_id, progress=True)
 
     async def acked(self, broadcast_id: str, seq: int, final: bool) -> None:
         await self._write(
@@ -409,5 +465,8 @@ class Journal:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        await self._in_thread(self._db.close)
+        if self._catching_up is not None:
+            self._catching_up.cancel()
+            await asyncio.gather(self._catching_up, return_exceptions=True)
+        await self._in_thread(self._store.close)
         self._thread.shutdown(wait=True)

@@ -169,7 +169,7 @@ class Broadcasts:
             fallback = audio.DEFAULTS["test" if trigger.mode is Mode.TEST else "alarm"]
             note = f"the announcement cannot be played ({exc}); the standard message was played"
             play = await asyncio.to_thread(
-                audio.compose, fallback, plan.repetitions, self.audio_dir
+                audio.compose_anyway, fallback, plan.repetitions, self.audio_dir
             )
         return replace(b, announcement=str(play), quorum=plan.quorum, note=note), plan
 

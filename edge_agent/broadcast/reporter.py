@@ -4,7 +4,8 @@ The journal is the queue: events above a broadcast's `acked_seq` are unsent.
 While the server is unreachable they wait on disk and go out on reconnect;
 `reportBroadcast` is idempotent by broadcast id and event number, so a repeat
 after a lost answer stores nothing twice. A job leaves the job service only
-after the server acknowledged the finished broadcast.
+after the server acknowledged the finished broadcast, and only while the journal
+file is written (not while memory stands in for it).
 """
 
 from __future__ import annotations
@@ -212,6 +213,12 @@ class Reporter:
                 return True
 
     async def _finish_source(self, b: Broadcast) -> bool:
+        if not self.journal.writable:
+            # Only memory holds (part of) the broadcast: the job stays at the job service
+            # until the file does, so a crash meanwhile loses no alarm. The journal's
+            # catch-up wakes this loop.
+            log.warning("job %s is kept until the journal can be written again", b.source_id)
+            return False
         if b.source == "job":
             if self.jobservice is None:
                 return False

@@ -45,7 +45,12 @@ class JobServiceClient:
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("job service health check failed: %s", describe(exc))
             return False
-        return body.get("status") == "ok" and body.get("dataDir") is True
+        # Quarantined job files are told as notices (JobIntake), not as an unreachable
+        # job service: it takes and keeps alarms all the same.
+        problems = body.get("problems")
+        told_otherwise = isinstance(problems, list) and set(problems) <= {"quarantinedJobs"}
+        return (body.get("status") == "ok" or told_otherwise) and body.get("dataDir") is True
+
 
     async def pending_jobs(self, wait: float, known: Collection[str] = ()) -> list[dict[str, Any]]:
         """Every pending job, oldest first; waits up to `wait` seconds for one not in `known`."""
@@ -76,6 +81,18 @@ class JobServiceClient:
 
     async def delete_notice(self, notice_id: str) -> None:
         await self._request("DELETE", f"/notices/{notice_id}", missing_ok=True)
+
+    async def quarantined(self) -> list[dict[str, Any]]:
+        """Job files the job service could not read at its start, not yet reported."""
+        body = await self._json("GET", "/quarantine")
+        entries = body.get("entries")
+        if not isinstance(entries, list):
+            raise JobServiceRefused("the quarantine list is not a list")
+        return [e for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
+
+    async def mark_reported(self, name: str) -> None:
+        """Tells the job service the central service has it; gone already counts as done."""
+        await self._request("POST", f"/quarantine/{name}/reported", missing_ok=True)
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = await self._request(method, path, **kwargs)

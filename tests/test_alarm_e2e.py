@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import time
 import wave
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -347,3 +350,66 @@ def test_ten_wrong_pins_mail_the_tenant_once(alarm_site: AlarmSite, stack: Stack
         "the notice to be deleted",
     )
     assert response.status_code == 200
+
+
+FAILED_TRIGGERS = """{ broadcasts(first: 5) { nodes { status startedAt groupName
+  triggerCallerNumber memberCount note failureCode } } }"""
+
+
+def test_a_damaged_job_file_is_mailed_and_shown_as_a_failed_trigger(
+    alarm_site: AlarmSite, stack: Stack
+) -> None:
+    # Issue 14, point 8: the caller heard "ausgelöst", then the job file was damaged
+    # (a disk fault while the service was down). It must not vanish without a trace.
+    alarm_site.site.agent.stop()
+    job_id = alarm_site.post("call-damaged", callerNumber="0711 4711")
+    alarm_site.jobs.kill()
+    path = alarm_site.jobs.root / "data" / "jobs" / f"{job_id}.json"
+    text = path.read_bytes()
+    received_at = json.loads(text)["receivedAt"]
+    path.write_bytes(text[: text.index(b'"idempotencyKey"')])  # cut short
+    alarm_site.jobs.start()
+    health = httpx.get(alarm_site.jobs.url + "/health", headers=bearer(AGENT)).json()
+    assert (health["status"], health["problems"]) == ("failing", ["quarantinedJobs"])
+    assert alarm_site.pending_jobs() == []
+
+    alarm_site.site.agent.start()
+    url = stack.env["RUNDRUF_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+
+    def mails() -> list[tuple[str, str]]:
+        with psycopg.connect(url) as db:
+            rows = db.execute(
+                "SELECT to_address, subject FROM email WHERE tenant_id = %s AND subject LIKE %s",
+                (alarm_site.site.tenant_id, "%nicht ausgeführt%"),
+            ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    found = wait_until(mails, 40, "the damaged-job mail in the outbox")
+    assert all(f"Rundrufnummer {alarm_site.extension}" in subject for _, subject in found)
+
+    def failed() -> list[dict[str, Any]]:
+        nodes = alarm_site.site.admin(FAILED_TRIGGERS)["broadcasts"]["nodes"]
+        return [n for n in nodes if n["failureCode"] == "JOB_FILE_DAMAGED"]
+
+    [trigger] = wait_until(failed, 20, "the failed trigger in the history")
+    assert trigger["status"] == "FAILED" and trigger["memberCount"] == 0
+    assert datetime.fromisoformat(trigger["startedAt"]) == datetime.fromisoformat(received_at)
+    assert trigger["groupName"] == GROUP and trigger["triggerCallerNumber"] == "0711 4711"
+    assert trigger["note"].endswith(f"-{job_id}.json")
+    # Told: the job service is healthy again and keeps the bytes for an operator.
+    wait_until(
+        lambda: (
+            httpx.get(alarm_site.jobs.url + "/health", headers=bearer(AGENT)).json()["status"]
+            == "ok"
+        ),
+        20,
+        "the quarantined job file to be marked reported",
+    )
+    reported = alarm_site.jobs.root / "data" / "quarantine" / "reported" / trigger["note"]
+    assert reported.read_bytes() == text[: text.index(b'"idempotencyKey"')]
+    # An agent restart reports nothing twice.
+    alarm_site.site.agent.stop()
+    alarm_site.site.agent.start()
+    time.sleep(6)  # past the agent's first notice round (every 5 s)
+    assert len(mails()) == len(found)
+    assert len(failed()) == 1

@@ -1,6 +1,11 @@
-"""Notices from the PBX's call routing and the mails that tell the tenant of them.
+"""Notices from the PBX host and the mails that tell the tenant of them.
 
-Plain Python: the checks of a notice and the mail text in the tenant's language.
+``wrongPins`` comes from the call routing (10 wrong PINs for one group);
+``jobFileDamaged`` from the job service, whose file of an accepted alarm could not be
+read at its start (quarantined there): the alarm was never run, and the tenant and
+support are told, and the history shows a failed trigger (FAILURE_JOB_FILE_DAMAGED).
+
+Plain Python: the checks of a notice and the mail text in a language.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ from api.domain import validation
 from api.errors import BadInput
 from api.models.enums import Language
 
-KINDS = {"wrongPins"}
+WRONG_PINS = "wrongPins"
+JOB_FILE_DAMAGED = "jobFileDamaged"
+KINDS = {WRONG_PINS, JOB_FILE_DAMAGED}
+# The code the history and the website word a failed trigger by.
+FAILURE_JOB_FILE_DAMAGED = "JOB_FILE_DAMAGED"
 COUNT_MAX = 10_000
 TEXT_MAX = 64
 # Rundruf serves SwyxWare sites in German-speaking countries; all keep this time.
@@ -29,6 +38,10 @@ class Notice:
     caller_number: str | None
     count: int
     at: datetime
+    # jobFileDamaged: the quarantined file's name at the job service, and the mode the
+    # damaged file still showed (None when unknown).
+    file_name: str | None = None
+    mode: int | None = None
 
 
 def checked(notice: Notice, now: datetime) -> Notice:
@@ -40,6 +53,11 @@ def checked(notice: Notice, now: datetime) -> Notice:
     if notice.kind not in KINDS:
         raise BadInput(f"unknown notice kind {notice.kind[:TEXT_MAX]!r}", field="kind")
     validation.in_range(notice.count, 1, COUNT_MAX, "count")
+    file_name = _number(notice.file_name, "fileName")
+    if notice.kind == JOB_FILE_DAMAGED and file_name is None:
+        raise BadInput("the quarantined file's name is required", field="fileName")
+    if notice.mode is not None:
+        validation.in_range(notice.mode, 1, 3, "mode")
     return Notice(
         notice_id=notice.notice_id,
         kind=notice.kind,
@@ -47,6 +65,8 @@ def checked(notice: Notice, now: datetime) -> Notice:
         caller_number=_number(notice.caller_number, "callerNumber"),
         count=notice.count,
         at=validation.moment(notice.at, "at", now),
+        file_name=file_name if notice.kind == JOB_FILE_DAMAGED else None,
+        mode=notice.mode if notice.kind == JOB_FILE_DAMAGED else None,
     )
 
 
@@ -63,14 +83,59 @@ class Mail:
     body: str
 
 
-def wrong_pins_mail(language: Language, notice: Notice, group_name: str | None) -> Mail:
-    local = notice.at.astimezone(MAIL_ZONE)
+def _when(language: Language, at: datetime) -> str:
+    local = at.astimezone(MAIL_ZONE)
     zone = local.tzname() or ""
     if language is Language.DE:
-        return _german(
-            notice, group_name, f"{local:%d.%m.%Y um %H:%M} Uhr ({_ZONE_DE.get(zone, zone)})"
+        return f"{local:%d.%m.%Y um %H:%M} Uhr ({_ZONE_DE.get(zone, zone)})"
+    return f"{local:%Y-%m-%d at %H:%M} ({zone})"
+
+
+def wrong_pins_mail(language: Language, notice: Notice, group_name: str | None) -> Mail:
+    if language is Language.DE:
+        return _german(notice, group_name, _when(language, notice.at))
+    return _english(notice, group_name, _when(language, notice.at))
+
+
+def job_file_damaged_mail(
+    language: Language, notice: Notice, group_name: str | None, hostname: str | None
+) -> Mail:
+    """The alarm accepted at `notice.at` was never run: its file at the job service on
+    the PBX host could not be read. Said plainly, with what to do."""
+    when = _when(language, notice.at)
+    host = hostname or "?"
+    if language is Language.DE:
+        number = f" für die Rundrufnummer {notice.agent_number}" if notice.agent_number else ""
+        group = f" (Gruppe „{group_name}“)" if group_name else ""
+        caller = f" von der Rufnummer {notice.caller_number}" if notice.caller_number else ""
+        body = (
+            "Guten Tag,\n\n"
+            f"ein Rundruf{number}{group}, ausgelöst am {when}{caller}, wurde NICHT "
+            "durchgeführt: Der Auftrag war angenommen, aber seine Datei beim Rundruf-Dienst "
+            f"auf der Telefonanlage ({host}) war beim Start des Dienstes beschädigt. "
+            "Niemand wurde angerufen.\n\n"
+            "Bitte lösen Sie den Rundruf erneut aus, falls er noch nötig ist, und prüfen "
+            "Sie den Datenträger der Telefonanlage. Die Datei ist zur Untersuchung "
+            f"aufbewahrt: quarantine/reported/{notice.file_name}\n\n"
+            "Ihr Rundruf\n"
         )
-    return _english(notice, group_name, f"{local:%Y-%m-%d at %H:%M} ({zone})")
+        return Mail(
+            subject=f"Rundruf: Alarm{number} nicht ausgeführt (Auftrag beschädigt)", body=body
+        )
+    number = f" for broadcast number {notice.agent_number}" if notice.agent_number else ""
+    group = f' (group "{group_name}")' if group_name else ""
+    caller = f" from the number {notice.caller_number}" if notice.caller_number else ""
+    body = (
+        "Hello,\n\n"
+        f"a broadcast{number}{group}, triggered on {when}{caller}, was NOT run: the job "
+        "was accepted, but its file at the Rundruf job service on the phone system "
+        f"({host}) was damaged when the service started. Nobody was called.\n\n"
+        "Please trigger the broadcast again if it is still needed, and check the phone "
+        "system's disk. The file is kept for inspection: "
+        f"quarantine/reported/{notice.file_name}\n\n"
+        "Rundruf\n"
+    )
+    return Mail(subject=f"Rundruf: alarm{number} not run (job damaged)", body=body)
 
 
 def _german(notice: Notice, group_name: str | None, when: str) -> Mail:

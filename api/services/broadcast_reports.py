@@ -8,7 +8,7 @@ number above the last stored one are applied, in order.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -28,7 +28,7 @@ from api.models import (
 )
 from api.pubsub import tenant_events
 from api.runtime import Runtime
-from api.services import mirror, notify
+from api.services import known_secrets, mirror, notify
 from api.services.agents import Agent
 
 MAX_EVENTS = 2000
@@ -95,6 +95,7 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
     """Stores what is new in the report; returns the last event number now stored."""
     _check(report)
     async with rt.db.transaction() as session:
+        report = await _scrubbed(rt, session, agent, report)
         broadcast = await session.scalar(
             select(Broadcast)
             .where(
@@ -153,6 +154,15 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
             ),
         )
     return last_seq
+
+
+async def _scrubbed(rt: Runtime, session: AsyncSession, agent: Agent, report: ReportIn) -> ReportIn:
+    """The note and the calls' details without the tenant's secrets (viewers read them)."""
+    if report.note is None and all(e.detail is None for e in report.events):
+        return report
+    clean = await known_secrets.for_tenant(rt, session, agent.tenant_id)
+    events = [replace(e, detail=clean(e.detail)) for e in report.events]
+    return replace(report, note=clean(report.note), events=events)
 
 
 COLUMNS = {

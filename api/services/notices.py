@@ -28,7 +28,7 @@ from api.models import (
     User,
 )
 from api.runtime import Runtime
-from api.services import audit
+from api.services import audit, known_secrets
 from api.services.agents import Agent
 
 ACTION = "notice.report"
@@ -38,6 +38,8 @@ async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
     """Writes the notice's mails once; True when it was new, False for a repeat."""
     notice = notices.checked(notice, rt.clock())
     async with rt.db.transaction() as session:
+        # Its texts go into mails and the audit log: none with a secret of the tenant.
+        notice = (await known_secrets.for_tenant(rt, session, agent.tenant_id)).fields(notice)
         await session.execute(
             select(Installation.id)
             .where(Installation.id == agent.installation_id)

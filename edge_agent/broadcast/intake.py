@@ -3,7 +3,8 @@
 The job service answers a `GET /jobs?wait=S` as soon as a job it has not
 been told about arrives (`known` lists the jobs already running), so the
 first call goes out within milliseconds of the routing script's post, not at
-the next interval. Notices (wrong PINs) ride along to the central service.
+the next interval. Notices (wrong PINs) and job files the job service quarantined
+(accepted alarms it could not read) ride along to the central service.
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ class JobIntake:
                 await self.forward_notices()
             except Exception:  # the loop must outlive any one bad notice
                 log.exception("forwarding notices failed unexpectedly")
+            try:
+                await self.forward_quarantine()
+            except Exception:
+                log.exception("reporting quarantined job files failed unexpectedly")
             await asyncio.sleep(NOTICE_INTERVAL_S)
 
     async def forward_notices(self) -> None:
@@ -124,3 +129,32 @@ class JobIntake:
             log.info("notices not forwarded yet: %s", exc)
         except (AgentError, KeyError) as exc:
             log.warning("notices not forwarded: %r", exc)
+
+    async def forward_quarantine(self) -> None:
+        """Reports each job file the job service quarantined (an accepted alarm that
+        never ran) as a jobFileDamaged notice: the central service mails the tenant and
+        support and shows a failed trigger. Marked reported only once the server has
+        it; a restart in between sends it again, and the server's key (the file's
+        name) makes that repeat a no-op."""
+        try:
+            entries = await self.jobservice.quarantined()
+            for entry in entries:
+                name = str(entry["name"])
+                log.error("job file %s was damaged: its alarm never ran; reporting it", name)
+                await self.server.report_notice(
+                    {
+                        "noticeId": name,
+                        "kind": "jobFileDamaged",
+                        "agentNumber": entry.get("agentNumber"),
+                        "callerNumber": entry.get("callerNumber"),
+                        "count": 1,
+                        "at": entry.get("triggeredAt"),
+                        "fileName": name,
+                        "mode": entry.get("mode"),
+                    }
+                )
+                await self.jobservice.mark_reported(name)
+        except (ServerUnreachable, ServerRefused, JobServiceUnavailable) as exc:
+            log.info("quarantined job files not reported yet: %s", exc)
+        except (AgentError, KeyError) as exc:
+            log.warning("quarantined job files not reported: %r", exc)

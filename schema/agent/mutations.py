@@ -102,6 +102,8 @@ class AgentMutation:
                 caller_number=input.caller_number,
                 count=input.count,
                 at=input.at,
+                file_name=input.file_name,
+                mode=input.mode,
             ),
         )
         return NoticeAck(stored=stored)

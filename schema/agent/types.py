@@ -157,7 +157,11 @@ class NoticeInput:
     notice_id: str = strawberry.field(
         description="The job service's id for the notice (1 to 64 characters); repeats are ignored."
     )
-    kind: str = strawberry.field(description="wrongPins (10 wrong PINs for one group).")
+    kind: str = strawberry.field(
+        description="wrongPins (10 wrong PINs for one group) or jobFileDamaged (an accepted "
+        "alarm whose file the job service could not read: it never ran)."
+    )
+
     agent_number: str | None = strawberry.field(
         default=None, description="The broadcast group's number that was called."
     )
@@ -165,7 +169,15 @@ class NoticeInput:
         default=None, description="The number of the last wrong PIN; none when withheld."
     )
     count: int
-    at: datetime
+    at: datetime = strawberry.field(
+        description="wrongPins: the last wrong PIN; jobFileDamaged: when the alarm was triggered."
+    )
+    file_name: str | None = strawberry.field(
+        default=None, description="jobFileDamaged: the quarantined file's name (required)."
+    )
+    mode: int | None = strawberry.field(
+        default=None, description="jobFileDamaged: the mode the damaged file still shows (1-3)."
+    )
 
 
 @strawberry.type

@@ -84,6 +84,10 @@ class Broadcast:
     quorum: int | None
     quorum_reached_at: datetime | None
     note: str | None
+    failure_code: str | None = strawberry.field(
+        description="Set when the trigger never became a broadcast: JOB_FILE_DAMAGED (the "
+        "job service could not read the accepted alarm's file, named in note)."
+    )
     _id: strawberry.Private[object]
     _bg_id: strawberry.Private[object]
 
@@ -102,6 +106,7 @@ class Broadcast:
             quorum=b.quorum,
             quorum_reached_at=b.quorum_reached_at,
             note=b.note,
+            failure_code=b.failure_code,
             _id=b.id,
             _bg_id=b.broadcast_group_id,
         )

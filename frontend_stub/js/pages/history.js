@@ -5,7 +5,7 @@ import { t } from "../i18n.js";
 import { dateTime, h, labelRows, messages, replace, showError, table, time } from "../ui.js";
 
 const FIELDS = `id groupName mode status triggerCallerNumber triggerCallerName startedAt finishedAt
-  memberCount quorum quorumReachedAt note`;
+  memberCount quorum quorumReachedAt note failureCode`;
 const ATTEMPTS = `attempts { id memberName memberExtension attemptNo startedAt ringingAt answeredAt
   confirmedAt endedAt outcome detail lateReason lateFrom lateUntil }`;
 const LIST = `query($after: String) { broadcasts(first: 20, after: $after) {
@@ -19,6 +19,14 @@ export function render({ main, live, params }) {
   const container = h("div", {}, h("p", {}, t("loading")));
   main.append(container);
   return params[0] ? detail(live, container, params[0]) : list(live, container);
+}
+
+// A trigger that never became a broadcast (JOB_FILE_DAMAGED): worded from its code,
+// with the file the job service kept (in note).
+function failure(b) {
+  return b.failureCode
+    ? h("p", { class: "failure", "data-failure": b.failureCode }, t(`failure.${b.failureCode}`, { file: b.note }))
+    : null;
 }
 
 function caller(b) {
@@ -37,7 +45,8 @@ function list(live, container) {
       h("td", {}, h("a", { href: `#/history/${b.id}` }, dateTime(b.startedAt))),
       h("td", {}, b.groupName),
       h("td", {}, t(`mode.${b.mode}`)),
-      h("td", {}, h("span", { class: `status ${b.status.toLowerCase()}` }, t(`status.${b.status}`))),
+      h("td", {}, h("span", { class: `status ${b.status.toLowerCase()}` }, t(`status.${b.status}`)),
+        b.failureCode ? h("small", { class: "failure" }, ` – ${t(`failureShort.${b.failureCode}`)}`) : null),
       h("td", {}, caller(b)),
       h("td", { class: "num" }, b.memberCount));
   }
@@ -104,10 +113,11 @@ function detail(live, container, id) {
         h("dt", {}, t("history.caller")), h("dd", {}, caller(b)),
         h("dt", {}, t("history.members")), h("dd", {}, b.memberCount),
         b.quorum ? [h("dt", {}, t("history.quorum")), h("dd", {}, b.quorum)] : null,
-        b.note ? [h("dt", {}, t("history.note")), h("dd", {}, b.note)] : null),
+        b.note && !b.failureCode ? [h("dt", {}, t("history.note")), h("dd", {}, b.note)] : null),
+      failure(b),
       members.size
         ? h("ol", { class: "timeline" }, [...members].map(([name, attempts]) => member(name, attempts)))
-        : h("p", {}, t("history.noAttempts")),
+        : b.failureCode ? null : h("p", {}, t("history.noAttempts")),
     );
   }
 

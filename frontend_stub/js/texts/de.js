@@ -136,6 +136,8 @@ export default {
   "history.quorum": "Quorum",
   "history.attempt": "Versuch {n}",
   "history.noAttempts": "Noch keine Anrufe.",
+  "failureShort.JOB_FILE_DAMAGED": "Auftrag beschädigt, nicht ausgeführt",
+  "failure.JOB_FILE_DAMAGED": "Dieser Rundruf wurde angenommen, aber NICHT durchgeführt: Seine Auftragsdatei beim Rundruf-Dienst auf der Telefonanlage war beim Start des Dienstes beschädigt. Niemand wurde angerufen. Die Datei ist dort aufbewahrt (quarantine/reported/{file}). Lösen Sie den Rundruf erneut aus, falls er noch nötig ist.",
   "mode.TEST": "Test",
   "mode.ALARM": "Alarm (hinterlegte Nachricht)",
   "mode.ALARM_RECORDED": "Alarm (aufgesprochene Nachricht)",

@@ -136,6 +136,8 @@ export default {
   "history.quorum": "Quorum",
   "history.attempt": "Attempt {n}",
   "history.noAttempts": "No calls yet.",
+  "failureShort.JOB_FILE_DAMAGED": "job damaged, not run",
+  "failure.JOB_FILE_DAMAGED": "This broadcast was accepted but NOT run: its job file at the Rundruf job service on the phone system was damaged when the service started. Nobody was called. The file is kept there (quarantine/reported/{file}). Trigger the broadcast again if it is still needed.",
   "mode.TEST": "Test",
   "mode.ALARM": "Alarm (stored message)",
   "mode.ALARM_RECORDED": "Alarm (recorded message)",

@@ -1,4 +1,7 @@
-"""Notices the agent forwards from the PBX (10 wrong PINs, say): mails to the tenant.
+"""Notices the agent forwards from the PBX host: mails to the tenant.
+
+Wrong PINs mail the tenant; a damaged job file (an accepted alarm that never ran)
+mails the tenant and support and leaves a failed trigger in the history.
 
 The job service may forward a notice more than once (a retry after a lost
 answer); its id makes the repeat a no-op. The id is kept in the notice's audit
@@ -8,9 +11,12 @@ and then find it.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from functools import partial
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import tasks
 from api.db import after_commit
@@ -18,17 +24,22 @@ from api.domain import notices
 from api.domain.notices import Notice
 from api.models import (
     AuditLog,
+    Broadcast,
     BroadcastGroup,
+    BroadcastMode,
+    BroadcastStatus,
     Email,
     EmailStatus,
     Installation,
+    Language,
     PbxGroup,
     Role,
     Tenant,
     User,
 )
+from api.pubsub import tenant_events
 from api.runtime import Runtime
-from api.services import audit, known_secrets
+from api.services import audit, known_secrets, notify
 from api.services.agents import Agent
 
 ACTION = "notice.report"
@@ -59,45 +70,31 @@ async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
             return False
         tenant = await session.get(Tenant, agent.tenant_id)
         assert tenant is not None  # the agent's token was checked against an active tenant
-        group_name = (
-            await session.scalar(
-                select(PbxGroup.name)
-                .join(BroadcastGroup, BroadcastGroup.group_id == PbxGroup.id)
-                .where(
-                    BroadcastGroup.tenant_id == agent.tenant_id,
-                    BroadcastGroup.agent_extension == notice.agent_number,
-                )
-                .limit(1)
+        group_id, group_name = await _group(session, agent, notice.agent_number)
+        addresses = await _recipients(session, tenant)
+        if notice.kind == notices.JOB_FILE_DAMAGED:
+            if rt.settings.support_email:
+                support = Language(rt.settings.support_language)
+                addresses.setdefault(rt.settings.support_email.lower(), support)
+            hostname = await session.scalar(
+                select(Installation.hostname).where(Installation.id == agent.installation_id)
             )
-            if notice.agent_number
-            else None
-        )
-        mail = notices.wrong_pins_mail(tenant.language, notice, group_name)
-        admins = await session.scalars(
-            select(User.email).where(
-                User.tenant_id == agent.tenant_id,
-                User.role == Role.TENANT_ADMIN,
-                User.active.is_(True),
+            broadcast_id = _failed_trigger(session, agent, notice, group_id, group_name)
+            after_commit(
+                session,
+                lambda: rt.hub.publish(
+                    tenant_events(agent.tenant_id), notify.event("broadcast", broadcast_id)
+                ),
             )
-        )
-        # The contact address is often an admin's too: one mail per address.
-        recipients = dict.fromkeys(
-            a.lower() for a in [*([tenant.contact_email] if tenant.contact_email else []), *admins]
-        )
-        now = rt.clock()
-        rows = [
-            Email(
-                tenant_id=agent.tenant_id,
-                to_address=address,
-                subject=mail.subject,
-                body=mail.body,
-                language=tenant.language,
-                status=EmailStatus.QUEUED,
-                next_attempt_at=now,
-                created_at=now,
+            mail = partial(
+                notices.job_file_damaged_mail,
+                notice=notice,
+                group_name=group_name,
+                hostname=hostname,
             )
-            for address in recipients
-        ]
+        else:
+            mail = partial(notices.wrong_pins_mail, notice=notice, group_name=group_name)
+        rows = _queue(rt, agent, addresses, mail)
         session.add_all(rows)
         await session.flush()
         after_commit(session, partial(_wake_mailer, rt, [str(row.id) for row in rows]))
@@ -113,9 +110,101 @@ async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
             caller_number=notice.caller_number,
             count=notice.count,
             at=notice.at.isoformat(),
-            mails=len(recipients),
+            file_name=notice.file_name,
+            mails=len(addresses),
         )
     return True
+
+
+async def _group(
+    session: AsyncSession, agent: Agent, agent_number: str | None
+) -> tuple[uuid.UUID | None, str | None]:
+    """The broadcast group that has this number, and its PBX group's name."""
+    if not agent_number:
+        return None, None
+    row = (
+        await session.execute(
+            select(BroadcastGroup.id, PbxGroup.name)
+            .join(PbxGroup, BroadcastGroup.group_id == PbxGroup.id)
+            .where(
+                BroadcastGroup.tenant_id == agent.tenant_id,
+                BroadcastGroup.agent_extension == agent_number,
+            )
+            .limit(1)
+        )
+    ).first()
+    return (row.id, row.name) if row else (None, None)
+
+
+def _queue(
+    rt: Runtime,
+    agent: Agent,
+    addresses: dict[str, Language],
+    mail: Callable[[Language], notices.Mail],
+) -> list[Email]:
+    """One outbox row per address, its text in the address's language."""
+    now = rt.clock()
+    texts = {language: mail(language) for language in set(addresses.values())}
+    return [
+        Email(
+            tenant_id=agent.tenant_id,
+            to_address=address,
+            subject=texts[language].subject,
+            body=texts[language].body,
+            language=language,
+            status=EmailStatus.QUEUED,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for address, language in addresses.items()
+    ]
+
+
+async def _recipients(session: AsyncSession, tenant: Tenant) -> dict[str, Language]:
+    """The tenant's contact and active administrators, in the tenant's language; the
+    contact address is often an admin's too: one mail per address."""
+    admins = await session.scalars(
+        select(User.email).where(
+            User.tenant_id == tenant.id,
+            User.role == Role.TENANT_ADMIN,
+            User.active.is_(True),
+        )
+    )
+    addresses: dict[str, Language] = {}
+    for address in [*([tenant.contact_email] if tenant.contact_email else []), *admins]:
+        addresses.setdefault(address.lower(), tenant.language)
+    return addresses
+
+
+def _failed_trigger(
+    session: AsyncSession,
+    agent: Agent,
+    notice: Notice,
+    group_id: uuid.UUID | None,
+    group_name: str | None,
+) -> uuid.UUID:
+    """The history's row for an alarm that was accepted but never ran: failed, no
+    members, at the time it was triggered; the website words its failure code."""
+    row = Broadcast(
+        id=uuid.uuid4(),
+        tenant_id=agent.tenant_id,
+        installation_id=agent.installation_id,
+        broadcast_group_id=group_id,
+        # The quarantined file's name: the notice's key, unique like the agent's ids.
+        agent_broadcast_id=notice.notice_id,
+        group_name=group_name or notice.agent_number or "?",
+        # A damaged file may not show its mode any more: an alarm is the one to assume.
+        mode=int(BroadcastMode(notice.mode or BroadcastMode.ALARM)),
+        trigger_caller_number=notice.caller_number,
+        status=BroadcastStatus.FAILED,
+        started_at=notice.at,
+        finished_at=notice.at,
+        member_count=0,
+        note=notice.file_name,
+        failure_code=notices.FAILURE_JOB_FILE_DAMAGED,
+    )
+    session.add(row)
+    return row.id
 
 
 async def _wake_mailer(rt: Runtime, mail_ids: list[str]) -> None:

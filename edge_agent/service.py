@@ -198,6 +198,8 @@ class AgentService:
                 await self.jobservice.healthy() if self.jobservice is not None else None
             ),
             "alarmServiceOk": await self.alarm_service_ok(),
+            # False while broadcasts run from memory (a full disk, say): calls go on.
+            "journalWritable": self.broadcasts.journal.writable,
             "participantCount": self.cache.participant_count(),
             "reportedAt": datetime.now(UTC).isoformat(),
         }

@@ -29,6 +29,7 @@ INSTALLATION_KINDS = (
     IncidentKind.JOBSERVICE_UNREACHABLE,
     IncidentKind.ALARM_SERVICE_FAILED,
     IncidentKind.SIP_REGISTRATION_FAILED,
+    IncidentKind.JOURNAL_NOT_WRITABLE,
 )
 FLAG_KINDS = INSTALLATION_KINDS[1:]
 _ZONE_DE = {"CET": "MEZ", "CEST": "MESZ"}
@@ -49,6 +50,7 @@ class Reported:
     # None: a simulated dialer, or an agent that does not report it (no failure).
     sip_registration: SipRegistrationState | None = None
     dialer: DialerKind | None = None
+    journal_writable: bool | None = None  # None: an agent that does not report it
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ def judge(reported: Reported, now: datetime, poll_seconds: int, factor: int) -> 
             if reported.sip_registration is None
             else reported.sip_registration is not SipRegistrationState.FAILED
         ),
+        IncidentKind.JOURNAL_NOT_WRITABLE: reported.journal_writable,
     }
     return Verdict(
         failing=frozenset(kind for kind, ok in flags.items() if ok is False),
@@ -162,6 +165,15 @@ _WHAT_DE = {
         "SIP-Benutzer und -Passwort mit den Einstellungen des Dienstes übereinstimmen und "
         "ob die Telefonanlage erreichbar ist.",
     ),
+    IncidentKind.JOURNAL_NOT_WRITABLE: (
+        "Rundruf-Journal nicht beschreibbar",
+        "Der Rundruf Manager Service auf {host} kann sein Journal nicht schreiben "
+        "(gemeldet am {when}). Rundrufe laufen weiter, aus dem Speicher; stoppt der "
+        "Dienst jetzt, wiederholt er laufende Alarme nach dem Neustart.",
+        "Bitte schaffen Sie Platz auf dem Datenträger mit den Daten des Dienstes "
+        "(RUNDRUF_AGENT_STATE_DIR) und prüfen Sie, ob er beschreibbar ist; das Journal "
+        "wird dann von selbst nachgetragen.",
+    ),
 }
 
 _WHAT_EN = {
@@ -198,6 +210,15 @@ _WHAT_EN = {
         'Please check that the user "Rundruf" exists on the phone system, that its SIP '
         "user and password match the service's settings and that the phone system is "
         "reachable.",
+    ),
+    IncidentKind.JOURNAL_NOT_WRITABLE: (
+        "Rundruf journal not writable",
+        "The Rundruf Manager Service on {host} cannot write its journal (reported on "
+        "{when}). Broadcasts go on, from memory; should the service stop now, it repeats "
+        "running alarms after the restart.",
+        "Please free space on the disk that holds the service's data "
+        "(RUNDRUF_AGENT_STATE_DIR) and check that it is writable; the journal then "
+        "catches up by itself.",
     ),
 }
 

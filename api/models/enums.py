@@ -107,6 +107,7 @@ class IncidentKind(enum.StrEnum):
     JOBSERVICE_UNREACHABLE = "jobservice_unreachable"
     ALARM_SERVICE_FAILED = "alarm_service_failed"
     SIP_REGISTRATION_FAILED = "sip_registration_failed"
+    JOURNAL_NOT_WRITABLE = "journal_not_writable"
     LICENSE_EXPIRING = "license_expiring"
     LICENSE_EXPIRED = "license_expired"
 

@@ -98,6 +98,8 @@ class Installation(IdMixin, CreatedMixin, Base):
     pbx_reachable: Mapped[bool | None]
     jobservice_reachable: Mapped[bool | None]
     alarm_service_ok: Mapped[bool | None]
+    # The broadcast journal on the agent's disk can be written (null: an older agent).
+    journal_writable: Mapped[bool | None]
     participant_count: Mapped[int | None]
     # What it really runs on (null: an agent older than these fields).
     pbx_adapter: Mapped[PbxAdapter | None] = mapped_column(str_enum(PbxAdapter, "pbx_adapter"))

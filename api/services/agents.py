@@ -311,6 +311,7 @@ class HealthReport:
     pbx_adapter: str | None = None
     dialer: str | None = None
     sip_registration: health.SipRegistrationIn | None = None
+    journal_writable: bool | None = None  # an agent older than issue 14 does not say
 
 
 def _runs_on(report: HealthReport, now: datetime) -> dict[str, Any]:
@@ -357,6 +358,7 @@ async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
                 pbx_reachable=report.pbx_reachable,
                 jobservice_reachable=report.jobservice_reachable,
                 alarm_service_ok=report.alarm_service_ok,
+                journal_writable=report.journal_writable,
                 participant_count=max(0, report.participant_count),
                 **runs_on,
                 last_report_at=stamp,

@@ -178,6 +178,7 @@ def _reported(inst: Installation) -> rules.Reported:
         pbx_reachable=inst.pbx_reachable,
         jobservice_reachable=inst.jobservice_reachable,
         alarm_service_ok=inst.alarm_service_ok,
+        journal_writable=inst.journal_writable,
         sip_registration=inst.sip_registration,
         dialer=inst.dialer,
     )

@@ -124,6 +124,7 @@ class AgentMutation:
                 pbx_adapter=input.pbx_adapter,
                 dialer=input.dialer,
                 sip_registration=input.registration(),
+                journal_writable=input.journal_writable,
             ),
         )
         return HealthAck(poll_interval_seconds=poll)

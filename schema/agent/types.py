@@ -81,6 +81,11 @@ class HealthInput:
     sip_registration: SipRegistrationInput | None = strawberry.field(
         default=None, description="With the SIP dialer only."
     )
+    journal_writable: bool | None = strawberry.field(
+        default=None,
+        description="False while the broadcast journal cannot be written (a full disk, "
+        "say) and broadcasts run from memory; null from an older agent.",
+    )
 
     def registration(self) -> SipRegistrationIn | None:
         value = self.sip_registration

@@ -95,6 +95,10 @@ class Installation:
         description="As last reported; null also when no job service is configured." + _STALE
     )
     alarm_service_ok: bool | None = strawberry.field(description="As last reported." + _STALE)
+    journal_writable: bool | None = strawberry.field(
+        description="The agent can write its broadcast journal, as last reported (false: "
+        "broadcasts run from memory; null: an agent that does not say)." + _STALE
+    )
     pbx_adapter: PbxAdapter | None = strawberry.field(
         description="The PBX adapter its agent runs (null: an agent that does not say)."
     )
@@ -128,6 +132,7 @@ class Installation:
             pbx_reachable=seen.current(i.pbx_reachable),
             jobservice_reachable=seen.current(i.jobservice_reachable),
             alarm_service_ok=seen.current(i.alarm_service_ok),
+            journal_writable=seen.current(i.journal_writable),
             pbx_adapter=i.pbx_adapter,
             dialer=i.dialer,
             simulated=simulated(i),

@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,12 +25,16 @@ import pytest
 
 from edge_agent.broadcast import store
 from edge_agent.broadcast.journal import Journal
-from edge_agent.broadcast.model import JOURNAL_NOT_WRITABLE, NOTES
+from edge_agent.broadcast.model import JOURNAL_NOT_WRITABLE, NOTES, Broadcast
 from edge_agent.broadcast.reporter import Reporter
+from edge_agent.config import Enrolment
 from edge_agent.dialer.sim import SimDialer
 from edge_agent.jobservice import JobServiceClient
 from edge_agent.pbx.port import UserState
+from edge_agent.pbx.sim import SimPbx
 from edge_agent.server import Server
+from edge_agent.service import AgentService
+from edge_agent.settings import AgentSettings
 from tests.agent.test_broadcast_executor import Bed, alarm, assert_each_attempt_ends_once, make_bed
 from tests.jobservice.support import AGENT, Service, job_body, make_settings
 
@@ -324,3 +329,40 @@ async def test_a_full_filesystem_cuts_off_no_call_and_the_journal_catches_up_aft
     finally:
         filler.cancel()
         await agent.close()
+
+
+# --------------------------------------------------------------------- the health report
+
+
+async def test_the_health_report_says_the_journal_is_not_writable_until_it_caught_up(
+    tmp_path: Path, beds: list[Bed], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bed = await ten_member_bed(tmp_path, beds)
+    await bed.broadcasts.journal.close()  # the service below owns the journal
+    settings = AgentSettings(
+        pbx="sim", dialer="sim", state_dir=tmp_path / "agent", sim_state=bed.control.state_path
+    )
+    enrolment = Enrolment("http://127.0.0.1:9", "installation", "token")
+    service = AgentService(settings, enrolment, SimPbx(bed.control.state_path), bed.dialer)
+    bed.broadcasts = service.broadcasts
+    journal = service.broadcasts.journal
+    try:
+        assert (await service.health())["journalWritable"] is True
+        fault = DiskFault(monkeypatch, journal)
+        fault.on = True
+        now = datetime.now(UTC)
+        await journal.create(Broadcast("b-1", "job", "j-1", "g", 2, now, now, "running"), [])
+        report = await service.health()
+        assert report["journalWritable"] is False
+        assert report["alarmServiceOk"] is True  # the alarms themselves still run
+        fault.on = False
+        await asyncio.wait_for(_writable(journal), 10)
+        assert (await service.health())["journalWritable"] is True
+    finally:
+        await service.server.aclose()
+        service.ledger.close()
+
+
+async def _writable(journal: Journal) -> None:
+    while not journal.writable:  # noqa: ASYNC110 - a property, no event to wait on
+        await asyncio.sleep(0.05)

@@ -34,7 +34,9 @@ def test_an_installation_that_never_reported_counts_from_its_enrolment():
 
 
 def test_while_overdue_only_the_heartbeat_is_judged():
-    down = rules.Reported(NOW, NOW, False, False, False, SipRegistrationState.FAILED)
+    down = rules.Reported(
+        NOW, NOW, False, False, False, SipRegistrationState.FAILED, journal_writable=False
+    )
     assert _judge(down, 10).failing == set(rules.FLAG_KINDS)
     assert _judge(down, 10).judged == set(rules.INSTALLATION_KINDS)
     assert _judge(down, 500).judged == {IncidentKind.HEARTBEAT_MISSED}

@@ -8,7 +8,7 @@ import { RUNS_ON_FIELDS, runsOn, simulatorLabel, sipRegistration } from "../inst
 import { age, h, messages, replace, section, showError, unknownSince, yesNo } from "../ui.js";
 
 const STATUS = `{ agentConnection { state since installation { hostname agentVersion lastHeartbeatAt
-  connected offlineSince participantCount pbxReachable jobserviceReachable alarmServiceOk
+  connected offlineSince participantCount pbxReachable jobserviceReachable alarmServiceOk journalWritable
   ${RUNS_ON_FIELDS} } } }`;
 // Health values change without a state change (the PBX goes down): read them again now and then.
 const REFRESH_MS = 10000;
@@ -24,6 +24,7 @@ function rows(agent) {
     [t("monitoring.pbx"), value(yesNo(i.pbxReachable))],
     [t("monitoring.jobservice"), value(yesNo(i.jobserviceReachable))],
     [t("monitoring.alarm"), value(yesNo(i.alarmServiceOk))],
+    [t("monitoring.journal"), value(h("span", { "data-testid": "journal" }, yesNo(i.journalWritable)))],
     [t("monitoring.participants"), value(i.participantCount ?? "–")],
   ];
 }

@@ -9,9 +9,15 @@ import { age, h, messages, replace, showError, table, time, unknownSince, yesNo 
 
 const INSTALLATIONS = `{ tenants { id name }
   installations { id tenantId hostname agentVersion lastHeartbeatAt connected offlineSince
-    participantCount pbxReachable jobserviceReachable alarmServiceOk revokedAt ${RUNS_ON_FIELDS}
+    participantCount pbxReachable jobserviceReachable alarmServiceOk journalWritable revokedAt ${RUNS_ON_FIELDS}
     openIncidents { id kind openedAt } } }`;
 const REFRESH_MS = 5000;
+
+// Calls go on from memory while the journal cannot be written: a warning beside the service.
+function journalProblem(i) {
+  if (i.journalWritable !== false) return null;
+  return [h("br"), h("span", { class: "flag bad", "data-testid": "journal" }, t("monitoring.journalNotWritable"))];
+}
 
 export function render({ main }) {
   const box = messages();
@@ -39,7 +45,7 @@ export function render({ main }) {
         h("td", { class: "num" }, i.connected ? i.participantCount ?? "–" : unknownSince(i.offlineSince)),
         h("td", {}, i.connected ? yesNo(i.pbxReachable) : unknownSince(i.offlineSince)),
         h("td", {}, i.connected ? yesNo(i.jobserviceReachable) : unknownSince(i.offlineSince)),
-        h("td", {}, i.connected ? yesNo(i.alarmServiceOk) : unknownSince(i.offlineSince)),
+        h("td", {}, i.connected ? [yesNo(i.alarmServiceOk), journalProblem(i)] : unknownSince(i.offlineSince)),
         h("td", {}, i.connected ? sipRegistration(i) : unknownSince(i.offlineSince)),
         h("td", {}, i.openIncidents.length
           ? h("ul", { class: "incidents" }, i.openIncidents.map((x) => h("li", { class: "flag bad" }, t(`incident.${x.kind}`))))

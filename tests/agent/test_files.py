@@ -163,3 +163,39 @@ def test_elsewhere_a_refused_rename_fails_at_once(
     with pytest.raises(PermissionError):
         files.write_atomic(tmp_path / "x", b"x")
     assert len(attempts) == 1
+
+
+def test_a_move_keeps_the_bytes_and_the_modification_time(tmp_path: Path) -> None:
+    source = tmp_path / "jobs" / "a.json"
+    source.parent.mkdir()
+    source.write_bytes(b"\x00{broken")
+    os.utime(source, (1_700_000_000, 1_700_000_000))
+    target = tmp_path / "quarantine" / "t-a.json"
+
+    files.move_atomic(source, target)
+
+    assert not source.exists()
+    assert target.read_bytes() == b"\x00{broken"
+    assert target.stat().st_mtime == 1_700_000_000
+
+
+def test_on_windows_a_move_waits_for_a_file_held_open_elsewhere(
+    tmp_path: Path, windows: FakePywin32, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A virus scanner looking at the damaged job file must not leave it in jobs/.
+    source = tmp_path / "a.json"
+    source.write_bytes(b"{")
+    real_replace = os.replace
+    refusals = [PermissionError(13, "Access is denied")] * 2
+
+    def busy(old: str, new: Path) -> None:
+        if refusals:
+            raise refusals.pop()
+        real_replace(old, new)
+
+    monkeypatch.setattr(os, "replace", busy)
+    monkeypatch.setattr(files, "REPLACE_PAUSE_S", 0.0)
+
+    files.move_atomic(source, tmp_path / "quarantine" / "a.json")
+
+    assert (tmp_path / "quarantine" / "a.json").read_bytes() == b"{" and refusals == []

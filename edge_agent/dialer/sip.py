@@ -30,6 +30,7 @@ from edge_agent.dialer.port import (
     EventSink,
 )
 from edge_agent.dialer.sip_profiles import alarm_headers
+from edge_agent.error_text import describe
 from edge_agent.sip import g711
 from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.errors import SipError
@@ -212,7 +213,8 @@ class SipDialer(Dialer):
         except Exception as exc:  # a bug must end this call, not the whole broadcast
             log.exception("SIP call %s failed unexpectedly", request.call_id)
             if not emitter.ended:
-                await emitter.end(CallOutcome.FAILED, f"internal error: {exc!r}"[:200])
+                # Fields, not the repr: the detail is shown in the history.
+                await emitter.end(CallOutcome.FAILED, f"internal error: {describe(exc)}"[:200])
             return CallOutcome.FAILED
         except asyncio.CancelledError:
             mine = asyncio.current_task()

@@ -21,6 +21,7 @@ from edge_agent.broadcast.model import RUNNING, Broadcast, Event, Member, Mode
 from edge_agent.channel import full_jitter
 from edge_agent.errors import ServerRefused, ServerUnreachable
 from edge_agent.jobservice import JobServiceClient, JobServiceRefused, JobServiceUnavailable
+from edge_agent.pbx import text
 from edge_agent.server import Server
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ BATCH = 500  # events per report (the server takes up to 2,000)
 # Bytes of events per report: well below the server's 256 KiB body limit.
 MAX_REPORT_BYTES = 128 * 1024
 MAX_DETAIL = 500
+# What the server stores of a caller's number and of a note.
+CALLER_NUMBER_MAX = 64
+NOTE_MAX = 4000
 RETRY_IDLE_S = 30.0  # a running broadcast's reports are looked at again at least this often
 # A job deletion that failed is tried again after 1 s, doubling up to 30 s: a job service the
 # Windows service wrapper restarts (after 5 s) finishes its job seconds later, not 30 s later.
@@ -71,15 +75,21 @@ def event_json(e: Event, members: dict[str, Member]) -> dict[str, Any]:
     return {
         "seq": e.seq,
         "memberPbxId": e.pbx_id,
-        "memberName": m.name if m else e.pbx_id,
-        "memberExtension": m.extension if m else None,
+        # Names and numbers from the PBX, the callers' from the call routing: cleaned, as
+        # the server refuses (and would keep refusing) a report with a NUL in it.
+        "memberName": text.clean(m.name if m else e.pbx_id, text.NAME_MAX),
+        "memberExtension": text.extension(m.extension) if m else None,
         "attemptNo": e.attempt_no,
         "kind": e.kind,
         "at": e.at.isoformat(),
         "outcome": e.outcome.upper() if e.outcome else None,
-        "detail": e.detail[:MAX_DETAIL] if e.detail else None,
+        "detail": text.clean(e.detail, MAX_DETAIL) if e.detail else None,
         **late,
     }
+
+
+def _clean(value: str | None, limit: int) -> str | None:
+    return text.clean(value, limit) if value is not None else None
 
 
 def fitting(events: list[Event], members: dict[str, Member]) -> list[Event]:
@@ -102,12 +112,12 @@ def report_json(
         "startedAt": b.started_at.isoformat(),
         "memberCount": len(members),
         "status": (b.status if final else RUNNING).upper(),
-        "triggerCallerNumber": b.caller_number,
-        "triggerCallerName": b.caller_name,
+        "triggerCallerNumber": _clean(b.caller_number, CALLER_NUMBER_MAX),
+        "triggerCallerName": _clean(b.caller_name, text.NAME_MAX),
         "quorum": b.quorum,
         "quorumReachedAt": b.quorum_reached_at.isoformat() if b.quorum_reached_at else None,
         "finishedAt": b.finished_at.isoformat() if final and b.finished_at else None,
-        "note": b.note,
+        "note": _clean(b.note, NOTE_MAX),
         "events": [event_json(e, members) for e in events],
     }
 

@@ -49,3 +49,32 @@ def test_a_batch_of_long_events_is_cut_below_the_size_limit() -> None:
     body = json.dumps(report_json(BROADCAST, MEMBERS, batch, final=False))
     assert len(body) <= MAX_REPORT_BYTES + 2000
     assert fitting(events[:1], MEMBERS) == events[:1]  # one event always goes
+
+
+def test_text_from_the_pbx_goes_cleaned_so_the_server_takes_the_report() -> None:
+    # A caller name from the call routing and a member name from an old cache, as the PBX
+    # had them: the server (and PostgreSQL) would refuse the report, and keep refusing it.
+    poisoned = Broadcast(
+        "b2",
+        "job",
+        "j2",
+        "g1",
+        2,
+        NOW,
+        NOW,
+        caller_number="0711\x00",
+        caller_name="Pforte\x85\ud800",
+        note="Zeile 1\nZeile 2\x1b",
+    )
+    members = {"u1": Member(0, "u1", "Max\x00Muster", "2\x0001")}
+    events = [Event(1, "u1", 1, "ended", NOW, "failed", "603 Decline\x07")]
+    report = report_json(poisoned, members, events, final=True)
+    json.dumps(report, ensure_ascii=False).encode("utf-8")
+    assert (report["triggerCallerNumber"], report["triggerCallerName"]) == (
+        "0711\ufffd",
+        "Pforte \ufffd",
+    )
+    assert report["note"] == "Zeile 1 Zeile 2\ufffd"
+    event = report["events"][0]
+    assert (event["memberName"], event["memberExtension"]) == ("Max\ufffdMuster", None)
+    assert event["detail"] == "603 Decline\ufffd"

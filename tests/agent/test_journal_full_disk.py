@@ -29,14 +29,17 @@ from edge_agent.broadcast.model import JOURNAL_NOT_WRITABLE, NOTES, Broadcast
 from edge_agent.broadcast.reporter import Reporter
 from edge_agent.config import Enrolment
 from edge_agent.dialer.sim import SimDialer
+from edge_agent.dialer.sip import SipDialer
 from edge_agent.jobservice import JobServiceClient
 from edge_agent.pbx.port import UserState
 from edge_agent.pbx.sim import SimPbx
 from edge_agent.server import Server
 from edge_agent.service import AgentService
 from edge_agent.settings import AgentSettings
+from edge_agent.sip.ua import Account
 from tests.agent.test_broadcast_executor import Bed, alarm, assert_each_attempt_ends_once, make_bed
 from tests.jobservice.support import AGENT, Service, job_body, make_settings
+from tests.sip.bed import SippUas, need_sipp
 
 NOTE = NOTES[JOURNAL_NOT_WRITABLE]
 MEMBERS = 10
@@ -366,3 +369,43 @@ async def test_the_health_report_says_the_journal_is_not_writable_until_it_caugh
 async def _writable(journal: Journal) -> None:
     while not journal.writable:  # noqa: ASYNC110 - a property, no event to wait on
         await asyncio.sleep(0.05)
+
+
+# --------------------------------------------------------------------- the SIP dialer
+
+
+async def test_with_the_sip_dialer_ten_sipp_members_all_confirm_through_a_failing_journal(
+    tmp_path: Path, service: Service, beds: list[Bed], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    need_sipp()
+    bed = await ten_member_bed(tmp_path, beds)
+    # SIPp stands for the PBX and its ten members: each answers and presses 1 by INFO.
+    with SippUas("uas_dtmf_info.xml", tmp_path, calls=MEMBERS) as pbx:
+        await bed.dialer.close()
+        account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", pbx.port), register=False)
+        bed.dialer = SipDialer(account, proxy=True)  # type: ignore[assignment]
+        bed.broadcasts.dialer = bed.dialer
+        fault = DiskFault(monkeypatch, bed.broadcasts.journal)
+        fault.arm_on = answered
+        history = History()
+        job_id = await service.accepted(job_body())
+        agent = Agent(bed, service, history)
+
+        def clear() -> None:
+            fault.on = False
+            fault.arm_on = lambda _: False
+
+        try:
+            await run_through_a_full_disk(
+                agent,
+                service,
+                history,
+                job_id,
+                lambda: fault.on,
+                clear,
+                tmp_path / "agent" / "broadcasts.db",
+            )
+        finally:
+            await agent.close()
+        assert await asyncio.to_thread(pbx.wait, 10) == 0, pbx.log()
+        assert pbx.flow().count("< INVITE") == MEMBERS

@@ -15,7 +15,7 @@ const REFRESH_MS = 5000;
 
 // Calls go on from memory while the journal cannot be written: a warning beside the service.
 function journalProblem(i) {
-  if (i.journalWritable !== false) return null;
+  if (i.journalWritable !== false) return [];
   return [h("br"), h("span", { class: "flag bad", "data-testid": "journal" }, t("monitoring.journalNotWritable"))];
 }
 
@@ -45,7 +45,7 @@ export function render({ main }) {
         h("td", { class: "num" }, i.connected ? i.participantCount ?? "–" : unknownSince(i.offlineSince)),
         h("td", {}, i.connected ? yesNo(i.pbxReachable) : unknownSince(i.offlineSince)),
         h("td", {}, i.connected ? yesNo(i.jobserviceReachable) : unknownSince(i.offlineSince)),
-        h("td", {}, i.connected ? [yesNo(i.alarmServiceOk), journalProblem(i)] : unknownSince(i.offlineSince)),
+        h("td", {}, i.connected ? [yesNo(i.alarmServiceOk), ...journalProblem(i)] : unknownSince(i.offlineSince)),
         h("td", {}, i.connected ? sipRegistration(i) : unknownSince(i.offlineSince)),
         h("td", {}, i.openIncidents.length
           ? h("ul", { class: "incidents" }, i.openIncidents.map((x) => h("li", { class: "flag bad" }, t(`incident.${x.kind}`))))

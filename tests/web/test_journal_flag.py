@@ -1,0 +1,77 @@
+"""An agent whose broadcast journal cannot be written (issue 14, point 10): Überwachung
+shows the warning and the watchdog's incident, the customer's Einstellungen say
+"Journal beschreibbar: nein" (the "agent" is a GraphQL client with an installation's
+token)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from playwright.sync_api import Browser, expect
+
+from tests.processes import Client
+from tests.web.browsing import PLATFORM_EMAIL, PLATFORM_PASSWORD, WebStack, open_page, shot, sign_in
+
+HEALTH = "mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }"
+
+
+def test_a_journal_that_cannot_be_written_shows_on_monitoring_and_einstellungen(
+    browser: Browser, stack: WebStack, artifacts: Path
+) -> None:
+    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
+    tenant = ops('mutation { createTenant(input: {name: "Voll GmbH"}) { id } }')["createTenant"]
+    key = ops(
+        "mutation($t: ID!, $v: DateTime!) { issueLicense(tenantId: $t, seats: 5, validUntil: $v) "
+        "{ key } }",
+        t=tenant["id"],
+        v="2099-01-01T00:00:00+00:00",
+    )["issueLicense"]["key"]
+    ops(
+        'mutation($t: ID!) { createUser(input: {tenantId: $t, email: "it@voll.example", '
+        'name: "IT", role: TENANT_VIEWER, password: "voll passwort 1"}) { id } }',
+        t=tenant["id"],
+    )
+    enrolled = Client(stack.url)(
+        "mutation($k: String!) { registerInstallation(licenseKey: $k, hostname: "
+        '"swyx.voll.local", agentVersion: "0.3.0") { token } }',
+        k=key,
+    )["registerInstallation"]
+    agent = Client(stack.url, enrolled["token"])
+    report = {
+        "agentVersion": "0.3.0",
+        "pbxReachable": True,
+        "alarmServiceOk": True,
+        "journalWritable": False,
+        "participantCount": 0,
+        "reportedAt": datetime.now(UTC).isoformat(),
+    }
+    agent(HEALTH, input=report)
+
+    page = open_page(browser, stack.url)
+    sign_in(page, PLATFORM_EMAIL, PLATFORM_PASSWORD)
+    row = page.get_by_role("row").filter(has_text="Voll GmbH")
+    expect(row.get_by_test_id("journal")).to_have_text(
+        "Journal nicht beschreibbar: Rundrufe laufen aus dem Speicher"
+    )
+    # The watchdog (sweeping every second here) opens its incident.
+    expect(row.get_by_role("cell").last).to_have_text("Journal nicht beschreibbar")
+    shot(page, artifacts, "platform-monitoring-journal-not-writable")
+
+    customer = open_page(browser, stack.url)
+    sign_in(customer, "it@voll.example", "voll passwort 1")
+    expect(customer.get_by_role("heading", level=1)).to_have_text("Einstellungen")
+    facts = customer.locator(".facts")
+    expect(facts.get_by_test_id("journal")).to_have_text("nein")
+    shot(customer, artifacts, "customer-settings-journal-not-writable")
+
+    # Written again: the warning goes, the incident closes.
+    agent(HEALTH, input={**report, "journalWritable": True, "reportedAt": _now()})
+    expect(row.get_by_test_id("journal")).to_have_count(0)
+    expect(row.get_by_role("cell").last).not_to_have_text("Journal nicht beschreibbar")
+    customer.reload()
+    expect(customer.locator(".facts").get_by_test_id("journal")).to_have_text("ja")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -7,6 +7,7 @@ stored outcome instead of touching the PBX a second time.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.files import private_dir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,17 +46,29 @@ class Ledger:
             return None
         return Outcome(ok=bool(row[0]), result=json.loads(row[1]), error=row[2])
 
-    def record(self, command_id: str, outcome: Outcome) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO done (id, ok, result, error, at) VALUES (?, ?, ?, ?, ?)",
-            (
-                command_id,
-                int(outcome.ok),
-                json.dumps(outcome.result),
-                outcome.error,
-                datetime.now(UTC).isoformat(),
-            ),
-        )
+    def record(self, command_id: str, outcome: Outcome) -> bool:
+        """Stores the outcome; False when the disk refuses it (full, read-only, failing).
+
+        The outcome is answered to the server all the same: a command must not stay
+        open on the website for want of disk space (issue 14, point 10). A replay after
+        a reconnect then runs it again; `triggerBroadcast` finds its broadcast in the
+        journal, the PBX commands set what they set before.
+        """
+        try:
+            self._db.execute(
+                "INSERT OR IGNORE INTO done (id, ok, result, error, at) VALUES (?, ?, ?, ?, ?)",
+                (
+                    command_id,
+                    int(outcome.ok),
+                    json.dumps(outcome.result),
+                    outcome.error,
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+        except (sqlite3.OperationalError, OSError) as exc:
+            log.error("the outcome of command %s cannot be stored: %s", command_id, exc)
+            return False
+        return True
 
     def close(self) -> None:
         self._db.close()

@@ -31,6 +31,7 @@ from edge_agent.config import Enrolment
 from edge_agent.dialer.sim import SimDialer
 from edge_agent.dialer.sip import SipDialer
 from edge_agent.jobservice import JobServiceClient
+from edge_agent.ledger import Ledger, Outcome
 from edge_agent.pbx.port import UserState
 from edge_agent.pbx.sim import SimPbx
 from edge_agent.server import Server
@@ -409,3 +410,18 @@ async def test_with_the_sip_dialer_ten_sipp_members_all_confirm_through_a_failin
             await agent.close()
         assert await asyncio.to_thread(pbx.wait, 10) == 0, pbx.log()
         assert pbx.flow().count("< INVITE") == MEMBERS
+
+
+def test_a_command_outcome_the_full_disk_refuses_is_still_answered(small_disk: Path) -> None:
+    ledger = Ledger(small_disk / "ledger.db")
+    try:
+        assert ledger.record("cmd-1", Outcome(True, {"broadcastId": "b-1"}, None))
+        ballast = fill(small_disk)
+        # Refused by the disk, not raised: the agent answers the server all the same.
+        assert ledger.record("cmd-2", Outcome(True, {"broadcastId": "b-2"}, None)) is False
+        assert ledger.get("cmd-2") is None
+        ballast.unlink()
+        assert ledger.record("cmd-2", Outcome(True, {"broadcastId": "b-2"}, None))
+        assert ledger.get("cmd-2") == Outcome(True, {"broadcastId": "b-2"}, None)
+    finally:
+        ledger.close()

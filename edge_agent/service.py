@@ -28,6 +28,10 @@ from edge_agent.server import Server
 from edge_agent.settings import VERSION, AgentSettings
 
 log = logging.getLogger(__name__)
+# The longest a command may run before the next one goes (a credentials check takes
+# several PBX scripts of up to a minute each); well below the server's 15-minute expiry.
+COMMAND_TIMEOUT_S = 600.0
+TIMED_OUT = "the command did not finish within 10 minutes and was stopped"
 # A broadcast run that broke shows as "alarm service not ok" for this long.
 FAILURE_MEMORY = timedelta(minutes=10)
 
@@ -126,9 +130,14 @@ class AgentService:
                 "commandId": command_id,
                 "commandCreatedAt": command.get("createdAt"),
             }
-            outcome = await self.commands.run(
-                str(command["type"]), payload, command.get("secrets") or {}
-            )
+            try:
+                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                    outcome = await self.commands.run(
+                        str(command["type"]), payload, command.get("secrets") or {}
+                    )
+            except TimeoutError:
+                # A PBX that never answers must not keep the commands after it waiting.
+                outcome = Outcome(ok=False, result={}, error=TIMED_OUT)
             outcome = storable(outcome)
             self.ledger.record(command_id, outcome)
         else:

@@ -164,3 +164,23 @@ async def test_an_error_text_with_a_nul_is_stored_and_sent_cleaned(
     assert sent["error"] == "The group 'A\ufffd\ufffd' exists"
     stored = service.ledger.get("nul")
     assert stored is not None and stored.error == sent["error"]
+
+
+async def test_a_command_that_never_finishes_is_stopped_and_the_next_one_runs(
+    service: AgentService, central: Central, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent import service as service_module
+
+    monkeypatch.setattr(service_module, "COMMAND_TIMEOUT_S", 0.2, raising=False)
+
+    async def hangs(payload: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.Event().wait()  # a PBX that never answers
+        return {}
+
+    service.commands.handlers["syncDirectory"] = hangs
+    async with asyncio.timeout(20):
+        await service.handle({"id": "stuck", "type": "syncDirectory", "payload": {}})
+        await service.handle(settings_command("next"))
+    (stuck,) = central.sent("stuck")
+    assert stuck["ok"] is False and "did not finish" in stuck["error"]
+    assert [v["ok"] for v in central.sent("next")] == [True]

@@ -140,7 +140,6 @@ class JobIntake:
             entries = await self.jobservice.quarantined()
             for entry in entries:
                 name = str(entry["name"])
-                log.error("job file %s was damaged: its alarm never ran; reporting it", name)
                 await self.server.report_notice(
                     {
                         "noticeId": name,
@@ -154,6 +153,7 @@ class JobIntake:
                     }
                 )
                 await self.jobservice.mark_reported(name)
+                log.error("job file %s was damaged, its alarm never ran: reported", name)
         except (ServerUnreachable, ServerRefused, JobServiceUnavailable) as exc:
             log.info("quarantined job files not reported yet: %s", exc)
         except (AgentError, KeyError) as exc:

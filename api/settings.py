@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     graphql_ide: bool = False
     ws_allowed_origins: list[str] = Field(default_factory=list)
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # A socket must sign in with connection_init this soon (graphql-transport-ws 4408).
+    ws_init_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Open sockets per client address and process; an agent holds one.
+    ws_max_per_client: int = Field(default=50, ge=1, le=100_000)
 
     upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024)
     announcement_max_seconds: int = Field(default=300, ge=1, le=3600)

@@ -504,14 +504,14 @@ async def test_ws_query_with_the_token_from_connection_init(server, world):
     assert received[0]["payload"] == {"data": {"me": {"email": world.a.admin_email}}}
 
 
-async def test_ws_without_a_token_is_unauthenticated(server, world):
-    async with graphql_ws(server) as ws:
-        received = await operation(ws, "{ me { email } }")
-    assert received[0]["type"] == "next"
-    assert received[0]["payload"]["data"] is None
-    assert error_codes(received[0]["payload"]) == ["UNAUTHENTICATED"]
-    assert received[-1]["type"] == "complete"
-    assert world.a.admin_email not in json.dumps(received)
+async def test_ws_without_a_token_is_refused_at_connection_init(server, world):
+    """An anonymous socket is no longer acknowledged (issue 14, 6; test_ws_hygiene)."""
+    async with connect(f"ws://{server}/graphql", subprotocols=[GTWS]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await recv_json(ws)  # no connection_ack
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4403
 
 
 @pytest.mark.parametrize("token", ["rds_not-a-session", "revoked"])

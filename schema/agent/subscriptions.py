@@ -70,5 +70,6 @@ class AgentSubscription:
                     except SQLAlchemyError:
                         log.warning("rechecking the agent token failed", exc_info=True)
                 if revoked:
+                    log.info("installation %s revoked: closing its socket", agent.installation_id)
                     await ctx.close(CLOSE_REVOKED, "installation or license revoked")
                     return

@@ -689,6 +689,8 @@ def server_env(url: str, redis_url: str, port: int) -> dict[str, str]:
         RUNDRUF_LOG_LEVEL="WARNING",
         RUNDRUF_HOST="127.0.0.1",
         RUNDRUF_PORT=str(port),
+        # Every simulated agent connects from 127.0.0.1; the default cap is 50.
+        RUNDRUF_WS_MAX_PER_CLIENT="100000",
     )
     return env
 

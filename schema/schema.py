@@ -25,6 +25,7 @@ from schema.auth.mutations import AuthMutation
 from schema.auth.queries import AuthQuery
 from schema.errors import ErrorPolicy
 from schema.history.queries import HistoryQuery
+from schema.input_guard import InputGuard
 from schema.ops.queries import OpsQuery
 from schema.pbx.mutations import PbxMutation
 from schema.pbx.queries import PbxQuery
@@ -60,6 +61,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     rules: list[type[ASTValidationRule]] = [depth_rule(depth, None), alias_rule(aliases)]
     extensions: list[Any] = [
         ErrorPolicy,
+        # Before any other on_execute hook: its refusal ends the operation there.
+        InputGuard,
         lambda: MaxTokensLimiter(max_token_count=tokens),
         lambda: ParserCache(maxsize=256),
         lambda: AddValidationRules(rules),

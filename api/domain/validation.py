@@ -28,14 +28,15 @@ def email(value: str, field: str = "email") -> str:
     return value
 
 
-def name(value: str, field: str, max_length: int = 200) -> str:
-    """A name or text a person typed: trimmed, not empty, one safe line (`safe_line`)."""
+def name(value: str, field: str, max_length: int = 200, lines: bool = False) -> str:
+    """A name or text a person typed: trimmed, not empty, one safe line (`safe_line`;
+    several with `lines`)."""
     value = value.strip()
     if not value:
         raise BadInput("must not be empty", field=field)
     if len(value) > max_length:
         raise BadInput(f"at most {max_length} characters", field=field)
-    return safe_line(value, field)
+    return safe_line(value, field, lines)
 
 
 # Unsafe anywhere a text goes (a mail, a page, the database): controls (C0, DEL, C1 such
@@ -44,12 +45,48 @@ def name(value: str, field: str, max_length: int = 200) -> str:
 # text read otherwise than it is written (U+202A-E, U+2066-9). Other spaces, the soft
 # hyphen and emoji stay: people paste them from documents.
 _UNSAFE_CATEGORIES = {"Cc", "Cs", "Zl", "Zp"}
+LINE_BREAKS = frozenset("\t\n\r")  # allowed where a field takes several lines
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 
 
-def safe_line(value: str, field: str) -> str:
-    if any(unicodedata.category(c) in _UNSAFE_CATEGORIES or c in _BIDI_CONTROLS for c in value):
+def safe_line(value: str, field: str, lines: bool = False) -> str:
+    """`lines`: tabs and line breaks are allowed (a text typed into a text area)."""
+    if any(
+        (unicodedata.category(c) in _UNSAFE_CATEGORIES or c in _BIDI_CONTROLS)
+        and not (lines and c in LINE_BREAKS)
+        for c in value
+    ):
         raise BadInput("must not contain control characters or line breaks", field=field)
+    return value
+
+
+# What every text from outside must be before anything looks at it (schema/input_guard.py
+# applies it to every GraphQL argument): PostgreSQL refuses NUL in text and lone surrogates
+# are no UTF-8 at all, so either would fail only when stored, as "Unexpected error" — or
+# later, in the agent. Tab and line breaks only where a field allows them.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROLS_BUT_LINE_BREAKS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def input_text(value: str, field: str, max_length: int, lines: bool = False) -> str:
+    """Any text from outside: at most `max_length` characters, no control characters (C0,
+    DEL, C1; tab and line breaks only with `lines`), no lone surrogates."""
+    if len(value) > max_length:
+        raise BadInput(f"at most {max_length} characters", field=field)
+    if (_CONTROLS_BUT_LINE_BREAKS if lines else _CONTROLS).search(value):
+        if lines:
+            raise BadInput("must not contain control characters", field=field)
+        raise BadInput("must not contain control characters or line breaks", field=field)
+    if _SURROGATES.search(value):
+        raise BadInput("not valid Unicode (a lone surrogate)", field=field)
+    return value
+
+
+def aware(value: datetime, field: str) -> datetime:
+    """A time from outside carries its zone: a naive one cannot be compared or stored."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise BadInput("give the time with its zone (e.g. 2027-12-31T23:59:59Z)", field=field)
     return value
 
 

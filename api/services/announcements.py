@@ -202,7 +202,7 @@ async def request_synthesis(
     """
     scope = actor.write_scope()
     assert scope.tenant_id is not None
-    text = validation.name(text, "text", max_length=rt.settings.tts_max_chars)
+    text = validation.name(text, "text", max_length=rt.settings.tts_max_chars, lines=True)
     async with rt.db.transaction() as session:
         group, bg = await require_broadcast_group(session, scope, group_id)
         await licensing.valid_license(session, scope.tenant_id, rt.clock())

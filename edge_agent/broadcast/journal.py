@@ -299,8 +299,9 @@ class Journal:
                     True,
                 )
             )
-        self._next_seq[b.id] = 1
         await self._write(statements, b.id, progress=True)
+        # Only after it is stored: a repeat refused must not number the first one's events anew.
+        self._next_seq[b.id] = 1
 
     async def by_source(self, source_id: str) -> Broadcast | None:
         rows = await self._rows(

@@ -425,3 +425,30 @@ def test_a_command_outcome_the_full_disk_refuses_is_still_answered(small_disk: P
         assert ledger.get("cmd-2") == Outcome(True, {"broadcastId": "b-2"}, None)
     finally:
         ledger.close()
+
+
+async def test_the_note_stays_when_the_broadcast_ends_after_the_catch_up_and_repeats_still_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "journal" / "broadcasts.db")
+    fault = DiskFault(monkeypatch, journal)
+    try:
+        now = datetime.now(UTC)
+        b = Broadcast("b-1", "job", "j-1", "g", 2, now, now, "running")
+        await journal.create(b, [])
+        fault.on = True
+        assert await journal.record(b.id, "m-1", 1, "started", now) == 1
+        # A trigger seen before is refused in memory as on disk (the manager relies on it).
+        with pytest.raises(sqlite3.IntegrityError):
+            await journal.create(b, [])
+        assert (await journal.by_source("j-1")) is not None
+        fault.on = False
+        await asyncio.wait_for(_writable(journal), 10)
+        await journal.record(b.id, "m-1", 1, "ended", now, "confirmed")
+        await journal.finish(b.id, "completed", now, "1 of 1 called members confirmed")
+        note = (await journal.get(b.id)).note
+        assert note == f"1 of 1 called members confirmed; {NOTE}"
+    finally:
+        await journal.close()
+    _, row = on_disk(tmp_path / "journal" / "broadcasts.db", "b-1")
+    assert row[:2] == ("completed", note)

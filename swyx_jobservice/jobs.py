@@ -19,6 +19,7 @@ from typing import Any
 
 from swyx_jobservice.audio import Recording, inspect_wav
 from swyx_jobservice.errors import BadRequest, PayloadTooLarge
+from swyx_jobservice.text import checked_text
 
 KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_MEMBER_STATE = 8
@@ -65,13 +66,9 @@ def _text(body: dict[str, Any], name: str, *, max_len: int, required: bool) -> s
         return None
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string", name)
-    if len(value) > max_len:
-        raise BadRequest(f"{name} is longer than {max_len} characters", name)
     # Control characters have no place in numbers, names or paths, and would
     # end up in logs and the agent's announcements.
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise BadRequest(f"{name} contains control characters", name)
-    return value
+    return checked_text(value, name, max_len)
 
 
 def _nonempty(body: dict[str, Any], name: str, *, max_len: int) -> str | None:
@@ -112,8 +109,9 @@ def _member_states(body: dict[str, Any]) -> dict[str, int] | None:
     if not isinstance(value, dict):
         raise BadRequest("memberStates must be an object of user id to state", "memberStates")
     for user, state in value.items():
-        if not 1 <= len(user) <= 128 or any(ord(c) < 32 for c in user):
+        if not user:
             raise BadRequest("memberStates has an invalid user id", "memberStates")
+        checked_text(user, "memberStates", 128)
         if type(state) is not int or not 0 <= state <= MAX_MEMBER_STATE:
             raise BadRequest(
                 f"memberStates[{user!r}] must be an integer 0-{MAX_MEMBER_STATE}", "memberStates"

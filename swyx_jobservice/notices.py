@@ -15,6 +15,7 @@ from typing import Any
 
 from swyx_jobservice.errors import BadRequest
 from swyx_jobservice.jobs import is_job_id, received_time
+from swyx_jobservice.text import checked_text
 
 KINDS = ("wrongPins",)
 MAX_COUNT = 1_000_000
@@ -28,12 +29,8 @@ def _string(body: dict[str, Any], name: str, *, max_len: int, empty_ok: bool) ->
         raise BadRequest(f"{name} must be a string", name)
     if not value and not empty_ok:
         raise BadRequest(f"{name} must not be empty", name)
-    if len(value) > max_len:
-        raise BadRequest(f"{name} is longer than {max_len} characters", name)
     # The tenant reads these in a mail: no control characters, as for jobs.
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise BadRequest(f"{name} contains control characters", name)
-    return value
+    return checked_text(value, name, max_len)
 
 
 def _kind(body: dict[str, Any]) -> str:

@@ -493,15 +493,25 @@ local function utf8_length(s, i)
     return n
 end
 
--- A JSON string (RFC 8259 section 7). Bytes that are not UTF-8 are read as Latin-1, which is
--- what a Windows code page most likely meant, so the result is always valid JSON.
+-- Bytes 0x80-0x9F as Windows-1252 has them (U+FFFD where it has none). Read as Latin-1 they
+-- would be C1 control characters, which the job service refuses (swyx_jobservice/text.py):
+-- a caller's name with a "€" or a "„" must not cost the alarm.
+local CP1252 = {
+    0x20AC, 0xFFFD, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
+    0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0xFFFD, 0x017D, 0xFFFD,
+    0xFFFD, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+    0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0xFFFD, 0x017E, 0x0178,
+}
+
+-- A JSON string (RFC 8259 section 7). Bytes that are not UTF-8 are read as Windows-1252 (the
+-- code page a Windows PBX most likely meant), so the result is always valid JSON.
 local function encode_string(s)
     local out, i, n = { '"' }, 1, #s
     while i <= n do
         local len = utf8_length(s, i)
         local c = s:byte(i)
         if len == nil then
-            out[#out + 1] = string.format("\\u%04x", c)
+            out[#out + 1] = string.format("\\u%04x", CP1252[c - 0x7F] or c)
             i = i + 1
         elseif len == 1 then
             local ch = s:sub(i, i)

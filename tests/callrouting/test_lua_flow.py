@@ -505,6 +505,15 @@ def test_a_caller_name_in_a_windows_code_page_still_gives_valid_json(lua: str) -
     assert c.posts[0]["json"]["callerName"] == "Müller-Lüdenscheidt"
 
 
+def test_a_caller_name_in_windows_1252_reaches_the_job_service_without_control_characters(
+    lua: str,
+) -> None:
+    name = "Café „Zum Löwen“ €"
+    (c,) = run(lua, call([PIN, "2", "1"], callerNameHex=name.encode("cp1252").hex()))
+
+    assert c.posts[0]["json"]["callerName"] == name
+
+
 def test_no_caller_name_is_sent_as_null(lua: str) -> None:
     (c,) = run(lua, call([PIN, "2", "1"], callerName=None))
 
@@ -523,7 +532,9 @@ def test_the_encoder_round_trips_through_python_json(lua: str) -> None:
 
     decoded = [json.loads(e) for e in out["encoded"]]
     assert decoded[:4] == [s.decode() for s in samples[:4]]
-    assert decoded[4] == samples[4].decode("latin-1")
+    # Windows-1252, not Latin-1: no C1 control character, which the job service refuses.
+    assert decoded[4] == samples[4].decode("cp1252", errors="replace")
+    assert not any(0x80 <= ord(ch) <= 0x9F for ch in decoded[4])
 
 
 # ---------------------------------------------------------------------------- configuration

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -105,22 +106,32 @@ async def agent_stream(host: str, token: str) -> AsyncIterator[ClientConnection]
         yield ws
 
 
+async def post(c: httpx.AsyncClient, token: str, query: str, **variables: str) -> dict[str, Any]:
+    response = await c.post(
+        "/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    body: dict[str, Any] = response.json()
+    return body
+
+
 async def test_a_revoked_installation_loses_its_socket_with_one_info_line(server, world, caplog):
     caplog.set_level(logging.INFO)
-    async with agent_stream(server, world.tokens["agent_a"]) as ws:
-        # The stream stands once a ping round trip passed after the subscribe.
-        await asyncio.wait_for(ws.ping(), 5)
-        await asyncio.sleep(0.3)
-        async with httpx.AsyncClient(base_url=f"http://{server}") as c:
-            response = await c.post(
-                "/graphql",
-                json={
-                    "query": "mutation($id: ID!) { revokeInstallation(id: $id) { id } }",
-                    "variables": {"id": str(world.a.installation_id)},
-                },
-                headers={"Authorization": f"Bearer {world.tokens['platform']}"},
-            )
-        assert response.json()["data"]["revokeInstallation"]["id"]
+    async with (
+        agent_stream(server, world.tokens["agent_a"]) as ws,
+        httpx.AsyncClient(base_url=f"http://{server}") as c,
+    ):
+        # A command reaches the stream, so the stream listens for the revocation.
+        await post(c, world.tokens["owner"], "mutation { syncDirectory { id } }")
+        assert (await recv_json(ws))["type"] == "next"
+        revoked = await post(
+            c,
+            world.tokens["platform"],
+            "mutation($id: ID!) { revokeInstallation(id: $id) { id } }",
+            id=str(world.a.installation_id),
+        )
+        assert revoked["data"]["revokeInstallation"]["id"]
         assert await closed_with(ws) == 4403
     await asyncio.sleep(0.3)  # the server's side of the close runs on
     no_traceback(caplog)

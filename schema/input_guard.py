@@ -7,7 +7,8 @@ operation runs, so nothing is written. The checks that mean something for one fi
 name, a PIN, a reported time) stay in the services; this guard only makes sure no text
 reaches them, the database or the agent that would fail only there (NUL, which
 PostgreSQL refuses; lone surrogates, which are no UTF-8; a 100,000-character "name").
-See docs/decisions/input-guard.md.
+The only texts let through are the few an agent reports from the PBX, which the service
+stores cleaned (`CLEANED`). See docs/decisions/input-guard.md.
 """
 
 from __future__ import annotations
@@ -54,18 +55,17 @@ MAX_LENGTH: dict[str, int] = {
     # The settings allow up to 20,000 characters (tts_max_chars); the service applies
     # the configured limit.
     "Mutation.synthesizeAnnouncement(text:)": 20_000,
-    # The agent's own words about a failure (PowerShell's included); stored cut to 4,000.
-    "Mutation.completeCommand(error:)": 16_000,
 }
 
-# Where tab and line breaks are allowed: texts written in a text area, and what the agent
-# reports from the PBX (directory descriptions, PowerShell's error texts span lines).
-MULTI_LINE: frozenset[str] = frozenset(
-    {
-        "Mutation.synthesizeAnnouncement(text:)",
-        "Mutation.completeCommand(error:)",
-        "Mutation.completeCommand(result:)",
-    }
+# Where tab and line breaks are allowed: texts written in a text area.
+MULTI_LINE: frozenset[str] = frozenset({"Mutation.synthesizeAnnouncement(text:)"})
+
+# Texts the service cleans instead of the guard refusing them: what an agent reports from
+# the PBX (a directory snapshot, PowerShell's words about a failure) is stored cleaned and
+# cut, never refused as a whole, so that an agent older than its own cleaning still gets
+# its commands done (docs/decisions/poison-results.md).
+CLEANED: frozenset[str] = frozenset(
+    {"Mutation.completeCommand(result:)", "Mutation.completeCommand(error:)"}
 )
 
 # Arguments of this name wrap a mutation's input; the services name its fields without
@@ -136,7 +136,7 @@ def check_value(
                     ]
                 )
             )
-        elif not isinstance(type_, GraphQLEnumType):
+        elif not isinstance(type_, GraphQLEnumType) and coordinate not in CLEANED:
             # Any scalar, the built-in and custom ones alike: what matters is what it holds.
             _check_scalar(value, path, coordinate)
 

@@ -1,9 +1,11 @@
 """Runs one broadcast: every member called, retried until confirmed, the deadline or the quorum.
 
-An alarm calls every member at least once, also after the deadline (the agent was
-down, say): such an attempt is journaled as late, with the reason. A test broadcast
-calls nobody after its deadline; a member it leaves out ends `not_called`, with
-the reason. Either way every member has a row in the history.
+An alarm reaches every member at least once, also after the deadline (the agent
+was down, say): a member whose attempts never reached the PBX or the phone (the
+dialer was not ready, the agent stopped mid-call) keeps being tried after the
+deadline, with a growing pause, for at most the timeout once more; such attempts
+are journaled as late, with the reason. A test broadcast calls nobody after its
+deadline; a member it leaves out ends `not_called`, with the reason.
 
 Each call is journaled as `started` before it is dialled, so a restart knows
 which attempts were under way: those end `failed` ("interrupted") and the
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge_agent.broadcast.channels import Channels
@@ -47,15 +49,29 @@ INTERRUPTED = "interrupted: the agent stopped during this call"
 CONFIRMED_BEFORE_STOP = "confirmed; the agent stopped before the call ended"
 SKIPPED_BUSY = "skipped_busy"
 START_CHUNK = 50
+MAX_ATTEMPTS_KEPT = 100  # the central service keeps at most this many per member
 QUORUM_HANGUP = "hung up before an answer: the quorum was reached"
 NOT_CALLED_DETAIL = "not called: the broadcast timeout passed before this member's call"
+# Outcomes that show the call reached the PBX and the member's phone (it rang, was busy,
+# declined...). A `failed` attempt (the dialer or its network not ready, the agent
+# stopped mid-call) reached nobody: after the deadline an alarm tries such a member again.
+REACHED = frozenset(
+    {
+        CallOutcome.CONFIRMED,
+        CallOutcome.ANSWERED,
+        CallOutcome.BUSY,
+        CallOutcome.NO_ANSWER,
+        CallOutcome.REJECTED,
+    }
+)
+LATE_PAUSE_CAP_S = 30.0  # the longest pause between two late tries of one member
 
 
 @dataclass(frozen=True)
 class CallSettings:
     ring_timeout_s: float = 30.0
     retry_pause_s: float = 15.0  # between two attempts on the same member
-    max_attempts: int = 20  # per member (the central service keeps at most 100)
+    max_attempts: int = 20  # per member, and again after the deadline (see `_member`)
     display_name: str = "Rundruf"  # what the member's phone shows
 
 
@@ -83,6 +99,11 @@ class BroadcastRun:
         self.settings = settings
         self.urgent = broadcast.mode != Mode.TEST
         self.outcomes: dict[str, str] = {}  # the latest outcome per member
+        self.reached: set[str] = set()  # members an attempt reached (REACHED)
+        # After the deadline an alarm's unreached member is tried until this: the
+        # timeout once more, from the deadline or from when the agent took it up late.
+        timeout = broadcast.deadline_at - broadcast.started_at
+        self.late_until = max(broadcast.deadline_at, _now()) + max(timeout, timedelta(0))
         self.confirmed = 0
         self._stop = asyncio.Event()  # the quorum is reached: no new calls
         self._unanswered: dict[str, asyncio.Task[CallOutcome]] = {}  # calls not yet answered
@@ -133,13 +154,18 @@ class BroadcastRun:
                 open_attempts.pop(key, None)
                 if event.outcome is not None:
                     self.outcomes[event.pbx_id] = event.outcome
+                if event.outcome in REACHED:
+                    self.reached.add(event.pbx_id)
         closing: list[tuple[str, int, str, datetime, str | None, str | None]] = []
         for (pbx_id, attempt_no), confirmed in open_attempts.items():
             # A member who pressed 1 before the stop is reached: never call them again.
+            # An interrupted attempt did not reach the member: an alarm calls them again.
             outcome = CallOutcome.CONFIRMED if confirmed else CallOutcome.FAILED
             detail = CONFIRMED_BEFORE_STOP if confirmed else INTERRUPTED
             closing.append((pbx_id, attempt_no, "ended", _now(), outcome.value, detail))
             self.outcomes[pbx_id] = outcome
+            if confirmed:
+                self.reached.add(pbx_id)
         for m in self.members:
             if m.skip is not None and m.pbx_id not in attempts:
                 closing.append((m.pbx_id, 1, "ended", _now(), SKIPPED_BUSY, m.skip))
@@ -154,12 +180,29 @@ class BroadcastRun:
             self._stop.set()
             self._quorum_note = f"quorum of {quorum} reached"
 
-    def _over(self, attempt: int) -> bool:
-        """No further call; an alarm's member not yet called is called even after the deadline."""
+    def _over(self, member: Member) -> bool:
+        """No further call. After the deadline an alarm still tries a member no attempt
+        has reached yet, until `late_until`; a test broadcast calls nobody."""
         if self._stop.is_set():
             return True
-        owed = self.urgent and attempt == 0
-        return not owed and _now() >= self.broadcast.deadline_at
+        now = _now()
+        if now < self.broadcast.deadline_at:
+            return False
+        owed = self.urgent and member.pbx_id not in self.reached
+        return not owed or now >= self.late_until
+
+    def _pause(self, late_tries: int) -> float:
+        """Seconds until the member's next try (whether there is one, `_over` says)."""
+        now = _now()
+        remaining = (self.broadcast.deadline_at - now).total_seconds()
+        if remaining > 0:
+            return min(self.settings.retry_pause_s, remaining)
+        if late_tries == 0:  # the deadline passed during the call: a late try right away
+            return 0.0
+        # Late tries after a failure the agent's side caused: a growing pause (the
+        # dialer's network may need a while after a restart), within the late window.
+        pause = min(self.settings.retry_pause_s * 2.0 ** (late_tries - 1), LATE_PAUSE_CAP_S)
+        return min(pause, max(0.0, (self.late_until - now).total_seconds()))
 
     def _late(self) -> Late | None:
         """Why a call (or a member left out) now is late; None before the deadline."""
@@ -167,8 +210,15 @@ class BroadcastRun:
         if _now() < deadline:
             return None
         outage = self.outage
-        if outage is not None and outage.until is not None and outage.until >= deadline:
-            return outage  # the agent was down when the timeout passed
+        # The outage is the reason only when the agent was down as the timeout passed;
+        # one that began after it (the agent ran past the deadline) is not.
+        if (
+            outage is not None
+            and outage.until is not None
+            and outage.until >= deadline
+            and (outage.since is None or outage.since <= deadline)
+        ):
+            return outage
         return Late(DEADLINE_PASSED, deadline, None)
 
     async def _member(self, member: Member, attempt: int) -> None:
@@ -180,27 +230,37 @@ class BroadcastRun:
                 )
                 self.outcomes[member.pbx_id] = CallOutcome.FAILED
             return
-        while attempt < self.settings.max_attempts and not self._over(attempt):
+        late_tries = 0  # tries after the deadline (bounded like the tries before it)
+        tried = attempt > 0
+        while (
+            attempt < MAX_ATTEMPTS_KEPT
+            and late_tries < self.settings.max_attempts
+            and (attempt < self.settings.max_attempts or _now() >= b.deadline_at)
+            and not self._over(member)
+        ):
             async with self.channels.slot(self.urgent):
-                if self._over(attempt):
+                if self._over(member):
                     break
                 attempt += 1
-                outcome = await self._call(member, member.extension, attempt, self._late())
+                late = self._late()
+                if late is not None:
+                    late_tries += 1
+                tried = True
+                outcome = await self._call(member, member.extension, attempt, late)
             if outcome == CallOutcome.CONFIRMED:
                 self.confirmed += 1
                 await self._confirmed()
                 return
-            remaining = (b.deadline_at - _now()).total_seconds()
-            if remaining <= 0:
-                return
+            if outcome in REACHED:
+                self.reached.add(member.pbx_id)
             try:
-                async with asyncio.timeout(min(self.settings.retry_pause_s, remaining)):
+                async with asyncio.timeout(self._pause(late_tries)):
                     await self._stop.wait()
             except TimeoutError:
                 pass
-        if attempt == 0 and not self._stop.is_set():
-            # A test broadcast whose deadline passed before this member's turn: a row
-            # that says so, never a member missing from the history.
+        if not tried and not self._stop.is_set():
+            # A test broadcast whose deadline passed before this member's turn (or an
+            # alarm whose late window did): a row that says so, never a member missing.
             late = self._late() or Late(DEADLINE_PASSED, b.deadline_at, None)
             await self.journal.record(
                 b.id, member.pbx_id, 1, "ended", _now(), NOT_CALLED, NOT_CALLED_DETAIL, late

@@ -12,6 +12,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,9 @@ import pytest
 from edge_agent.broadcast.intake import JobIntake
 from edge_agent.broadcast.manager import trigger_from_job
 from edge_agent.broadcast.model import Event, Mode
+from edge_agent.broadcast.runner import INTERRUPTED
 from edge_agent.config import Enrolment
+from edge_agent.dialer.port import CallOutcome, CallRequest, DialerError, EventSink
 from edge_agent.jobservice import JobServiceClient
 from edge_agent.pbx.port import UserState
 from edge_agent.pbx.sim import SimPbx
@@ -34,6 +37,7 @@ from tests.agent.test_broadcast_executor import (
     _restart,
     alarm,
     assert_each_attempt_ends_once,
+    final_outcomes,
     make_bed,
     run_to_end,
 )
@@ -275,3 +279,110 @@ async def test_an_alarm_command_delivered_after_the_timeout_calls_everyone_once_
         assert late is not None and (late.reason, late.since) == ("command_late", created)
         assert late.until is not None and late.until >= received
     assert set(_started(events)) == set(_ids(bed))
+
+
+def _flaky(bed: Bed, failures: int) -> list[datetime]:
+    """The dialer raises for its first `failures` calls (its network not up after a
+    restart, say); returns the times of the calls it refused."""
+    real = bed.dialer.call
+    refused: list[datetime] = []
+
+    async def call(request: CallRequest, on_event: EventSink) -> CallOutcome:
+        if len(refused) < failures:
+            refused.append(datetime.now(UTC))
+            raise DialerError("the SIP transport is not up yet")
+        return await real(request, on_event)
+
+    bed.dialer.call = call  # type: ignore[method-assign]
+    return refused
+
+
+async def test_a_late_alarm_tries_a_member_again_until_a_call_reaches_them(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    """Point 1: an agent-side failure does not use up the member's late attempt."""
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=3)
+    beds.append(bed)
+    refused = _flaky(bed, failures=6)  # two failed tries for each member
+    received = datetime.now(UTC) - timedelta(seconds=10)
+    trigger = trigger_from_job(_job("job-flaky", Mode.ALARM, received), _no_recording)
+    _, events = await run_to_end(bed, trigger)
+    assert_each_attempt_ends_once(events)
+    assert len(refused) == 6
+    assert final_outcomes(events) == {m: "confirmed" for m in _ids(bed)}
+    for member, started in _started(events).items():
+        assert len(started) >= 2, member  # the failed tries, then one that reached
+        assert all(e.late is not None and e.late.reason == "agent_down" for e in started)
+    # The pause grows between late tries (backoff), it is no tight loop.
+    gaps = [(b - a).total_seconds() for a, b in pairwise(refused)]
+    assert max(gaps) >= 0.05
+
+
+async def test_a_late_alarm_whose_dialer_never_works_ends_after_the_timeout_once_more(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    """Point 1: the late retries are bounded: the timeout again, from the late start."""
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
+    beds.append(bed)
+    _flaky(bed, failures=10_000)
+    received = datetime.now(UTC) - timedelta(seconds=10)
+    trigger = trigger_from_job(_job("job-dead", Mode.ALARM, received), _no_recording)
+    taken_up = datetime.now(UTC)
+    broadcast_id, events = await run_to_end(bed, trigger)
+    assert datetime.now(UTC) - taken_up < timedelta(seconds=5)
+    assert_each_attempt_ends_once(events)
+    assert set(final_outcomes(events).values()) == {"failed"}
+    assert all(len(started) >= 2 for started in _started(events).values())
+    assert (await bed.broadcasts.journal.get(broadcast_id)).status == "completed"
+
+
+async def test_a_call_under_way_at_a_kill_is_made_again_late_once(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    """Point 4: an interrupted attempt (the phone may never have rung) reached nobody."""
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
+    beds.append(bed)
+    broadcast_id = await bed.broadcasts.accept(alarm("job-cut", mode=Mode.ALARM))
+    bed.broadcasts.running.pop(broadcast_id).cancel()
+    anna, bernd, carla = _ids(bed)
+    last = datetime.now(UTC)  # journaled before dialling, then the kill
+    await bed.broadcasts.journal.record_many(
+        broadcast_id, [(anna, 1, "started", last, None, "200")]
+    )
+    await asyncio.sleep(1.3)
+    again = await _restart(bed, tmp_path)
+    await asyncio.wait_for(again.running[broadcast_id], 30)
+    events = await again.journal.events(broadcast_id)
+    assert_each_attempt_ends_once(events)
+    assert _rows(events) == Counter({anna: 2, bernd: 1, carla: 1})
+    ends = {(e.pbx_id, e.attempt_no): e for e in events if e.kind == "ended"}
+    assert (ends[anna, 1].outcome, ends[anna, 1].detail) == ("failed", INTERRUPTED)
+    assert ends[anna, 2].outcome == "confirmed"
+    late = _started(events)[anna][1].late
+    assert late is not None and (late.reason, late.since) == ("agent_down", last)
+    assert {e.pbx_id for e in events if e.kind == "ringing"} == {anna, bernd, carla}
+
+
+async def test_an_outage_that_began_after_the_deadline_is_not_given_as_the_reason(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    """Point 5: the agent still ran when the timeout passed: the deadline is the reason."""
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
+    beds.append(bed)
+    broadcast_id = await bed.broadcasts.accept(alarm("job-after", mode=Mode.ALARM))
+    bed.broadcasts.running.pop(broadcast_id).cancel()
+    anna, bernd, carla = _ids(bed)
+    deadline = (await bed.broadcasts.journal.get(broadcast_id)).deadline_at
+    await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.3)
+    last = datetime.now(UTC)  # Anna's busy call after the deadline, then the stop
+    await bed.broadcasts.journal.record_many(
+        broadcast_id,
+        [(anna, 1, "started", last, None, "200"), (anna, 1, "ended", last, "busy", None)],
+    )
+    again = await _restart(bed, tmp_path)
+    await asyncio.wait_for(again.running[broadcast_id], 30)
+    events = await again.journal.events(broadcast_id)
+    started = _started(events)
+    for member in (bernd, carla):
+        late = started[member][0].late
+        assert late is not None and (late.reason, late.since) == ("deadline_passed", deadline)

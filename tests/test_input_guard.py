@@ -249,6 +249,36 @@ async def test_it_refuses_a_time_without_its_zone_and_writes_nothing(env: Env, c
     assert "zone" in body["errors"][0]["message"]
 
 
+@pytest.mark.parametrize(
+    ("where", "key", "limit", "field"),
+    [
+        ("report", "triggerCallerNumber", 64, "triggerCallerNumber"),
+        ("report", "triggerCallerName", 200, "triggerCallerName"),
+        ("event", "memberPbxId", 64, "events.0.memberPbxId"),
+        ("event", "memberName", 200, "events.0.memberName"),
+        ("event", "memberExtension", 32, "events.0.memberExtension"),
+    ],
+)
+async def test_an_agent_report_text_longer_than_its_column_is_refused_and_writes_nothing(
+    env: Env, where: str, key: str, limit: int, field: str
+) -> None:
+    """Under the guard's 4000 but over what PostgreSQL stores: "Unexpected error" before."""
+
+    def variables(world: World, value: Any) -> dict[str, Any]:
+        body = _report(world, None)
+        target = body["input"] if where == "report" else body["input"]["events"][0]
+        target[key] = value
+        return body
+
+    case = Case(
+        "agent_a",
+        "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }",
+        variables,
+        field,
+    )
+    await assert_refused(env, case, "7" * (limit + 1))
+
+
 async def test_it_refuses_a_nul_written_into_the_document_itself(env: Env) -> None:
     case = Case(
         "owner",

@@ -69,9 +69,35 @@ class ReportIn:
     events: list[CallEventIn] = field(default_factory=list)
 
 
+# The columns' sizes (api/models/history.py): a longer text fails on PostgreSQL only, and
+# as "Unexpected error". The agent cuts its texts to these (edge_agent/broadcast/reporter.py).
+_REPORT_TEXTS = (
+    ("trigger_caller_number", "triggerCallerNumber", 64),
+    ("trigger_caller_name", "triggerCallerName", 200),
+)
+_EVENT_TEXTS = (
+    ("member_pbx_id", "memberPbxId", 64),
+    ("member_name", "memberName", 200),
+    ("member_extension", "memberExtension", 32),
+)
+
+
+def _check_lengths(report: ReportIn) -> None:
+    for attribute, name, limit in _REPORT_TEXTS:
+        value = getattr(report, attribute)
+        if value is not None and len(value) > limit:
+            raise BadInput(f"at most {limit} characters", field=name)
+    for i, event in enumerate(report.events):
+        for attribute, name, limit in _EVENT_TEXTS:
+            value = getattr(event, attribute)
+            if value is not None and len(value) > limit:
+                raise BadInput(f"at most {limit} characters", field=f"events.{i}.{name}")
+
+
 def _check(report: ReportIn) -> None:
     if not 1 <= len(report.broadcast_id) <= 64:
         raise BadInput("1 to 64 characters", field="broadcastId")
+    _check_lengths(report)
     if len(report.events) > MAX_EVENTS:
         raise BadInput(f"at most {MAX_EVENTS} events per report", field="events")
     seqs = [e.seq for e in report.events]

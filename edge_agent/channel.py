@@ -16,12 +16,14 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
+from edge_agent.command_clock import RECEIVED_AT
 from edge_agent.config import Enrolment
 from edge_agent.errors import ServerRefused
 from edge_agent.settings import AgentSettings
@@ -29,7 +31,13 @@ from edge_agent.settings import AgentSettings
 log = logging.getLogger(__name__)
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
-AGENT_COMMANDS = "subscription { agentCommands { id type payload secrets createdAt expiresAt } }"
+AGENT_COMMANDS = (
+    "subscription { agentCommands { id type payload secrets createdAt expiresAt serverTime } }"
+)
+# For a central service older than `serverTime`: the command's times are then taken as sent.
+AGENT_COMMANDS_WITHOUT_SERVER_TIME = (
+    "subscription { agentCommands { id type payload secrets createdAt expiresAt } }"
+)
 # Close codes that mean "do not come back with this token".
 REFUSED_CODES = {4403, 4401}
 BACKOFF_BASE = 1.0
@@ -49,6 +57,7 @@ class CommandChannel:
         self.settings = settings
         self.sink = sink
         self.connected = asyncio.Event()
+        self.query = AGENT_COMMANDS
 
     async def run_forever(self) -> None:
         attempt = 0
@@ -89,14 +98,18 @@ class CommandChannel:
             ssl=ssl_context,
         ) as ws:
             await self._init(ws)
-            await ws.send(
-                json.dumps(
-                    {"id": "commands", "type": "subscribe", "payload": {"query": AGENT_COMMANDS}}
-                )
-            )
+            await self._subscribe(ws)
             self.connected.set()
             log.info("connected to %s", self.enrolment.graphql_ws)
             await self._receive(ws)
+
+    def _no_server_time(self, message: dict[str, Any]) -> bool:
+        """The server refused the subscription for the `serverTime` field it lacks."""
+        return self.query is AGENT_COMMANDS and "serverTime" in json.dumps(message.get("payload"))
+
+    async def _subscribe(self, ws: ClientConnection) -> None:
+        subscribe = {"id": "commands", "type": "subscribe", "payload": {"query": self.query}}
+        await ws.send(json.dumps(subscribe))
 
     async def _init(self, ws: ClientConnection) -> None:
         payload = {"authorization": f"Bearer {self.enrolment.token}"}
@@ -128,11 +141,18 @@ class CommandChannel:
                 if kind == "next":
                     data = (message.get("payload") or {}).get("data") or {}
                     if data.get("agentCommands"):
-                        queue.put_nowait(data["agentCommands"])
+                        # Stamped at once: a command queued behind others ages meanwhile.
+                        command = {**data["agentCommands"], RECEIVED_AT: datetime.now(UTC)}
+                        queue.put_nowait(command)
                 elif kind == "ping":
                     await ws.send(json.dumps({"type": "pong"}))
                 elif kind == "pong":
                     pong.set()
+                elif kind == "error" and self._no_server_time(message):
+                    # An older central service: subscribed again without the field.
+                    log.warning("the server does not send its clock: command times taken as sent")
+                    self.query = AGENT_COMMANDS_WITHOUT_SERVER_TIME
+                    await self._subscribe(ws)
                 elif kind == "error":
                     raise ServerRefused(f"the server refused the subscription: {message}")
                 elif kind == "complete":

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edge_agent.broadcast.intake import JobIntake
-from edge_agent.broadcast.manager import Broadcasts, Trigger, aware_time
+from edge_agent.broadcast.manager import Broadcasts, Trigger
 from edge_agent.broadcast.model import Mode
 from edge_agent.broadcast.reporter import Reporter
 from edge_agent.broadcast.runner import CallSettings
 from edge_agent.cache import LocalCache
 from edge_agent.channel import CommandChannel
+from edge_agent.command_clock import aware_time, local_times
 from edge_agent.commands import Commands
 from edge_agent.config import Enrolment
 from edge_agent.dialer import Dialer, DialerError, make_dialer
@@ -37,13 +38,8 @@ FAILURE_MEMORY = timedelta(minutes=10)
 
 
 def _expired(command: dict[str, Any]) -> bool:
-    expires = command.get("expiresAt")
-    if not isinstance(expires, str):
-        return False
-    try:
-        return datetime.fromisoformat(expires) <= datetime.now(UTC)
-    except ValueError:
-        return False
+    expires = local_times(command).expires_at  # in our clock: a skew does not expire it
+    return expires is not None and expires <= datetime.now(UTC)
 
 
 class AgentService:
@@ -125,10 +121,12 @@ class AgentService:
         elif outcome is None:
             log.info("executing %s %s", command["type"], command_id)
             # The id makes a trigger idempotent in the broadcast journal, too.
+            created = local_times(command).created_at
             payload = {
                 **(command.get("payload") or {}),
                 "commandId": command_id,
-                "commandCreatedAt": command.get("createdAt"),
+                # On the agent's clock (measured in the server's): skew does not age it.
+                "commandCreatedAt": created.isoformat() if created is not None else None,
             }
             try:
                 async with asyncio.timeout(COMMAND_TIMEOUT_S):

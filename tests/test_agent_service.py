@@ -353,6 +353,23 @@ async def test_a_reconnect_replays_delivered_but_uncompleted_commands(gql, rt, w
     assert (await command(gql, world, second))["status"] == "DELIVERED"
 
 
+async def test_each_command_comes_with_the_servers_clock_as_it_is_sent(gql, rt, world, clock):
+    """The agent measures a command's age in the server's clock (issue 14, point 11):
+    a replayed command carries the time of this sending, not of the first."""
+    agent = world.tokens["agent_a"]
+    query = "subscription { agentCommands { id createdAt serverTime } }"
+    created = await create_group(gql, world.tokens["owner"])
+    clock.advance(seconds=40)
+    async with Stream(rt, agent, query) as stream:
+        first = await stream.next()
+    clock.advance(seconds=30)
+    async with Stream(rt, agent, query) as stream:
+        again = await stream.next()
+    assert first["id"] == again["id"] == created
+    assert at(first["serverTime"]) - at(first["createdAt"]) == timedelta(seconds=40)
+    assert at(again["serverTime"]) == clock.now
+
+
 async def test_a_listening_stream_gets_a_new_command_at_once(gql, rt, world):
     async with Stream(rt, world.tokens["agent_a"], AGENT_COMMANDS) as stream:
         await stream.listening()

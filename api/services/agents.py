@@ -53,6 +53,9 @@ class Agent:
 class Delivery:
     command: Command
     secrets: dict[str, Any]
+    # The server's clock as it sends the command: the agent measures the command's age
+    # (createdAt, expiresAt) against this, in the server's clock, whatever its own says.
+    sent_at: datetime
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ async def take_open_commands(rt: Runtime, agent: Agent, skip: set[uuid.UUID]) ->
             command.installation_id = agent.installation_id
     for command in commands:
         await rt.hub.publish(tenant_events(agent.tenant_id), notify.event("command", command.id))
-    return [Delivery(c, _secrets(rt, c)) for c in commands]
+    return [Delivery(c, _secrets(rt, c), rt.clock()) for c in commands]
 
 
 def _secrets(rt: Runtime, command: Command) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from edge_agent.broadcast.model import (
 )
 from edge_agent.broadcast.runner import BroadcastRun, CallSettings
 from edge_agent.cache import LocalCache
+from edge_agent.command_clock import aware_time
 from edge_agent.dialer.port import Dialer
 from edge_agent.errors import AgentError
 from edge_agent.files import write_atomic
@@ -283,14 +284,3 @@ def trigger_from_job(job: dict[str, Any], fetch: Callable[[str], Awaitable[bytes
         states=states_from_job(job.get("memberStates")),
         recording=recording if mode is Mode.ALARM_RECORDED and job.get("recording") else None,
     )
-
-
-def aware_time(value: object) -> datetime | None:
-    """An ISO time with its zone, or None (unknown: the timeout counts from now)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None

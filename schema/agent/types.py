@@ -20,6 +20,10 @@ class AgentCommand:
     secrets: JSON
     created_at: datetime
     expires_at: datetime = strawberry.field(description="After this the server gives up on it.")
+    server_time: datetime = strawberry.field(
+        description="The server's clock as it sent the command: createdAt and expiresAt "
+        "are measured against it, so a skewed agent clock does not age the command."
+    )
 
     @classmethod
     def of(cls, d: Delivery) -> AgentCommand:
@@ -30,6 +34,7 @@ class AgentCommand:
             secrets=cast(JSON, d.secrets),
             created_at=d.command.created_at,
             expires_at=d.command.expires_at,
+            server_time=d.sent_at,
         )
 
 
@@ -166,7 +171,6 @@ class NoticeInput:
         description="wrongPins (10 wrong PINs for one group) or jobFileDamaged (an accepted "
         "alarm whose file the job service could not read: it never ran)."
     )
-
     agent_number: str | None = strawberry.field(
         default=None, description="The broadcast group's number that was called."
     )

@@ -386,3 +386,99 @@ async def test_an_outage_that_began_after_the_deadline_is_not_given_as_the_reaso
     for member in (bernd, carla):
         late = started[member][0].late
         assert late is not None and (late.reason, late.since) == ("deadline_passed", deadline)
+
+
+async def _service_without_server(bed: Bed, tmp_path: Path) -> AgentService:
+    await bed.broadcasts.journal.close()  # the service below owns the journal
+    service = _service(bed, tmp_path)
+    await service.pbx.login(*_login(bed.control))
+    bed.broadcasts = service.broadcasts
+
+    async def report(command_id: str, outcome: object) -> None:
+        pass
+
+    service._report = report  # type: ignore[method-assign] # no server in this test
+    return service
+
+
+def _skewed_command(
+    command_id: str, bed: Bed, mode: Mode, age: timedelta, skew: timedelta
+) -> dict[str, object]:
+    """A triggerBroadcast as the server sends it `age` after creating it, its clock
+    `skew` ahead of the agent's (negative: behind)."""
+    server_now = datetime.now(UTC) + skew
+    created = server_now - age
+    return {
+        "id": command_id,
+        "type": "triggerBroadcast",
+        "payload": {
+            "groupPbxId": bed.group_id,
+            "mode": int(mode),
+            "requestedBy": "A <a@b.example>",
+        },
+        "secrets": {},
+        "createdAt": created.isoformat(),
+        "expiresAt": (created + timedelta(minutes=15)).isoformat(),
+        "serverTime": server_now.isoformat(),
+    }
+
+
+@pytest.mark.parametrize("mode", [Mode.TEST, Mode.ALARM])
+@pytest.mark.parametrize("skew_s", [-60, 60])
+async def test_a_command_taken_up_at_once_runs_on_time_whatever_the_server_clock(
+    tmp_path: Path, beds: list[Bed], mode: Mode, skew_s: int
+) -> None:
+    """Point 2: the command's age is measured in one clock, the server's."""
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=30)
+    beds.append(bed)
+    service = await _service_without_server(bed, tmp_path)
+    command = _skewed_command(
+        f"cmd-now{skew_s}", bed, mode, timedelta(0), timedelta(seconds=skew_s)
+    )
+    taken_up = datetime.now(UTC)
+    await service.handle(command)
+    b = await service.broadcasts.journal.by_source(str(command["id"]))
+    assert b is not None
+    await asyncio.wait_for(service.broadcasts.running[b.id], 30)
+    events = await service.broadcasts.journal.events(b.id)
+    assert final_outcomes(events) == {m: "confirmed" for m in _ids(bed)}
+    assert all(e.late is None for e in events)
+    assert abs((b.started_at - taken_up).total_seconds()) < 2
+    assert b.deadline_at - b.started_at == timedelta(seconds=30)
+
+
+@pytest.mark.parametrize("skew_s", [-60, 60])
+async def test_a_command_that_waited_past_the_timeout_is_late_whatever_the_server_clock(
+    tmp_path: Path, beds: list[Bed], skew_s: int
+) -> None:
+    """Point 2: ten seconds in the server's clock are ten seconds here, too."""
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=3)
+    beds.append(bed)
+    service = await _service_without_server(bed, tmp_path)
+    age = timedelta(seconds=10)
+    command = _skewed_command(f"cmd-old{skew_s}", bed, Mode.ALARM, age, timedelta(seconds=skew_s))
+    received = datetime.now(UTC)
+    await service.handle(command)
+    b = await service.broadcasts.journal.by_source(str(command["id"]))
+    assert b is not None
+    await asyncio.wait_for(service.broadcasts.running[b.id], 30)
+    events = await service.broadcasts.journal.events(b.id)
+    assert final_outcomes(events) == {m: "confirmed" for m in _ids(bed)}
+    assert abs((received - age - b.started_at).total_seconds()) < 2
+    for started in _started(events).values():
+        late = started[0].late
+        assert late is not None and (late.reason, late.since) == ("command_late", b.started_at)
+
+
+async def test_a_command_is_expired_by_its_age_in_the_servers_clock(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    """Point 2: a server clock 20 minutes behind does not expire a fresh command."""
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=30)
+    beds.append(bed)
+    service = await _service_without_server(bed, tmp_path)
+    command = _skewed_command("cmd-fresh", bed, Mode.ALARM, timedelta(0), timedelta(minutes=-20))
+    await service.handle(command)
+    b = await service.broadcasts.journal.by_source("cmd-fresh")
+    assert b is not None
+    await asyncio.wait_for(service.broadcasts.running[b.id], 30)

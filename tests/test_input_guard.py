@@ -252,6 +252,7 @@ async def test_it_refuses_a_time_without_its_zone_and_writes_nothing(env: Env, c
 @pytest.mark.parametrize(
     ("where", "key", "limit", "field"),
     [
+        ("report", "groupPbxId", 64, "groupPbxId"),
         ("report", "triggerCallerNumber", 64, "triggerCallerNumber"),
         ("report", "triggerCallerName", 200, "triggerCallerName"),
         ("event", "memberPbxId", 64, "events.0.memberPbxId"),
@@ -277,6 +278,25 @@ async def test_an_agent_report_text_longer_than_its_column_is_refused_and_writes
         field,
     )
     await assert_refused(env, case, "7" * (limit + 1))
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        TIME_CASES["broadcasts-filter-startedFrom"],
+        Case(
+            "agent_a",
+            "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) "
+            "{ lastSeq } }",
+            lambda w, v: {"input": {**_report(w, None)["input"], "startedAt": v}},
+            "startedAt",
+        ),
+    ],
+    ids=["broadcasts-filter-startedFrom", "reportBroadcast-startedAt"],
+)
+async def test_it_refuses_a_time_that_does_not_exist_in_utc(env: Env, case: Case, at: str) -> None:
+    await assert_refused(env, case, at)
 
 
 async def test_it_refuses_a_nul_written_into_the_document_itself(env: Env) -> None:

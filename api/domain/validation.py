@@ -84,9 +84,14 @@ def input_text(value: str, field: str, max_length: int, lines: bool = False) -> 
 
 
 def aware(value: datetime, field: str) -> datetime:
-    """A time from outside carries its zone: a naive one cannot be compared or stored."""
+    """A time from outside carries its zone (a naive one cannot be compared or stored)
+    and exists in UTC, as every time is stored (not year 1 at +14:00)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise BadInput("give the time with its zone (e.g. 2027-12-31T23:59:59Z)", field=field)
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise BadInput("a time between the years 1 and 9999 in UTC", field=field) from None
     return value
 
 

@@ -72,6 +72,7 @@ class ReportIn:
 # The columns' sizes (api/models/history.py): a longer text fails on PostgreSQL only, and
 # as "Unexpected error". The agent cuts its texts to these (edge_agent/broadcast/reporter.py).
 _REPORT_TEXTS = (
+    ("group_pbx_id", "groupPbxId", 64),  # the group's name when the mirror lacks it
     ("trigger_caller_number", "triggerCallerNumber", 64),
     ("trigger_caller_name", "triggerCallerName", 200),
 )

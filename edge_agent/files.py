@@ -57,10 +57,16 @@ def move_atomic(source: Path, target: Path) -> None:
     one place or the other, bytes and modification time unchanged), then makes both
     folders durable. The caller picks a `target` that does not exist yet."""
     private_dir(target.parent)
-    _replace(str(source), target)
+    rename(source, target)
     fsync_dir(target.parent)
     if source.parent != target.parent:
         fsync_dir(source.parent)
+
+
+def rename(source: Path, target: Path) -> None:
+    """One rename (retried on Windows while another process holds the file), not yet
+    durable: for many moves in a row, the caller fsyncs both folders once at the end."""
+    _replace(str(source), target)
 
 
 def write_json(path: Path, value: Any) -> None:

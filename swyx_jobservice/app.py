@@ -20,6 +20,7 @@ from starlette.routing import Route
 from swyx_jobservice.audio import inspect_wav
 from swyx_jobservice.errors import (
     DATA_DIR_NOT_WRITABLE,
+    JOB_FILES_HELD,
     QUARANTINED_JOBS,
     BadRequest,
     Forbidden,
@@ -33,6 +34,7 @@ from swyx_jobservice.errors import (
 )
 from swyx_jobservice.jobs import Audio, JobRequest, Limits, is_job_id
 from swyx_jobservice.notices import NoticeRequest, is_notice_id
+from swyx_jobservice.quarantine import MAX_NAME, PAGE
 from swyx_jobservice.recordings import read_recording
 from swyx_jobservice.settings import JobServiceSettings
 from swyx_jobservice.store import JobStore, NoticeStore
@@ -44,6 +46,8 @@ MAX_WAIT_SECONDS = 60.0
 # Jobs an agent runs at once and names in `known`; more would be a runaway.
 MAX_KNOWN_JOBS = 100
 CLEAN_EVERY_SECONDS = 3600.0
+# A job file held back at start (a scanner had it) is read again this often.
+HELD_RETRY_SECONDS = 10.0
 # A refused body is read on (and dropped) up to these bounds, so a client still
 # sending meets our answer rather than a reset; a hostile one cannot hold us.
 DRAIN_BYTES = 32 * 1024 * 1024
@@ -158,6 +162,16 @@ def _known_jobs(request: Request) -> frozenset[str]:
             f"known must list at most {MAX_KNOWN_JOBS} job ids, separated by commas", "known"
         )
     return ids
+
+
+def _page(request: Request) -> tuple[int, str]:
+    raw = request.query_params.get("limit", str(PAGE))
+    after = request.query_params.get("after", "")
+    if not raw.isdigit() or not 1 <= int(raw) <= PAGE:
+        raise BadRequest(f"limit must be a number from 1 to {PAGE}", "limit")
+    if len(after) > MAX_NAME:
+        raise BadRequest(f"after must be at most {MAX_NAME} characters", "after")
+    return int(raw), after
 
 
 def _require_json(request: Request, what: str) -> None:
@@ -284,9 +298,11 @@ class Endpoints:
 
     async def list_quarantine(self, request: Request) -> Response:
         self.tokens.require(request, "agent")
+        limit, after = _page(request)
         async with self._quarantine_lock:
-            entries = await asyncio.to_thread(self.store.quarantine.entries)
-        return JSONResponse({"entries": [e.to_json() for e in entries]})
+            entries = await asyncio.to_thread(self.store.quarantine.entries, limit, after)
+            total = self.store.quarantine.count()
+        return JSONResponse({"entries": [e.to_json() for e in entries], "total": total})
 
     async def quarantine_reported(self, request: Request) -> Response:
         self.tokens.require(request, "agent")
@@ -308,12 +324,17 @@ class Endpoints:
         if quarantined:
             # An accepted alarm was lost; failing until the agent has told about it.
             problems.append(QUARANTINED_JOBS)
+        problems += self.store.quarantine.problems()
+        if self.store.held:
+            # An accepted alarm waits for its file to become readable (tried again).
+            problems.append(JOB_FILES_HELD)
         return JSONResponse(
             {
                 "status": "failing" if problems else "ok",
                 "problems": problems,
                 "pendingJobs": pending,
                 "quarantinedJobs": quarantined,
+                "heldJobs": len(self.store.held),
                 "dataDir": writable,
             }
         )
@@ -340,13 +361,16 @@ def create_app(settings: JobServiceSettings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        cleaner = asyncio.create_task(_clean_hourly(store))
+        tasks = [
+            asyncio.create_task(_clean_hourly(store)),
+            asyncio.create_task(_retry_held(store)),
+        ]
         try:
             yield
         finally:
-            cleaner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cleaner
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     app = Starlette(
         routes=Endpoints(settings, store, notices).routes(),
@@ -382,3 +406,12 @@ async def _clean_hourly(store: JobStore) -> None:
             await store.clean_tombstones()
         except OSError:
             log.exception("cannot clean tombstones")
+
+
+async def _retry_held(store: JobStore) -> None:
+    while True:
+        await asyncio.sleep(HELD_RETRY_SECONDS)
+        try:
+            await store.retry_held()
+        except Exception:  # the loop must outlive any one bad file
+            log.exception("cannot read the held job files again")

@@ -28,6 +28,11 @@ class ConfigurationError(JobServiceError):
 DATA_DIR_NOT_WRITABLE = "dataDirNotWritable"
 # A health problem, no error: job files found unusable wait in quarantine/ to be told.
 QUARANTINED_JOBS = "quarantinedJobs"
+# Health problems: the quarantine folder cannot take a file (the file then stays where
+# it is, listed all the same), and job files that may not be read now (held in jobs/,
+# tried again): neither stops the service, valid jobs run on.
+QUARANTINE_NOT_WRITABLE = "quarantineNotWritable"
+JOB_FILES_HELD = "jobFilesHeld"
 
 
 class StoreError(JobServiceError):
@@ -90,3 +95,11 @@ class QueueFull(JobServiceError):
 
     # Unavailable until the agent has fetched and deleted some; the sender may retry.
     status = 503
+
+
+class JobFileDamaged(JobServiceError):
+    """Raised when a job file at start can never make a job (kind, size, bytes)."""
+
+
+class JobFileBusy(JobServiceError):
+    """Raised when a job file may not be read now (rights, a sharing violation)."""

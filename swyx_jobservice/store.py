@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import time
 import uuid
@@ -32,28 +33,42 @@ from edge_agent.files import TEMP_PREFIX, fsync_dir, private_dir, write_atomic
 from swyx_jobservice.errors import (
     DATA_DIR_NOT_WRITABLE,
     BadRequest,
+    JobFileBusy,
+    JobFileDamaged,
+    JobServiceError,
     KeyConflict,
     NotFound,
     QueueFull,
     StoreError,
 )
+from swyx_jobservice.jobfile import Reader
 from swyx_jobservice.jobs import Audio, Job, JobRequest, differences, is_job_id
 from swyx_jobservice.notices import Notice, NoticeRequest
-from swyx_jobservice.quarantine import Quarantine, reason_of
+from swyx_jobservice.quarantine import Quarantine, reason_of, shown
 
 log = logging.getLogger(__name__)
 
 
 MAX_PENDING_NOTICES = 1000
+TOMBSTONE_MAX_BYTES = 100  # a job id
 
 
 def remove_temp_files(folder: Path) -> None:
     # Half-written files of a crash: never renamed, so never part of a job or notice.
     stale = [p for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX)]
     for path in stale:
-        path.unlink(missing_ok=True)
+        _remove(path)
     if stale:
         fsync_dir(folder)
+
+
+def _remove(path: Path) -> None:
+    # A leftover that cannot be removed (a folder someone made, say) is logged, never
+    # a reason not to start.
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.error("cannot remove %s: %s", path, exc)
 
 
 def tombstone_name(key: str) -> str:
@@ -81,6 +96,9 @@ class JobStore:
         self._jobs: dict[str, Job] = {}  # insertion order is oldest first
         self._by_key: dict[str, str] = {}
         self._tombstones: dict[str, tuple[str, float]] = {}  # name -> (job id, written at)
+        # Job files that may not be read now (a scanner holds them): kept in jobs/,
+        # tried again by retry_held(), a health problem meanwhile. Name -> path.
+        self.held: dict[str, Path] = {}
         self._lock = asyncio.Lock()
         self._arrived = asyncio.Condition()
         self._stopping = False  # the service stops: long polls answer now
@@ -93,26 +111,29 @@ class JobStore:
             for folder in (self.jobs_dir, self.done_dir):
                 private_dir(folder)
                 remove_temp_files(folder)
-            self.quarantine.load()
-            self._load_tombstones()
-            self._load_jobs()
+            self.quarantine.load()  # never raises: its trouble is a health problem
+            reader = Reader()
+            self._load_tombstones(reader)
+            self._load_jobs(reader)
             self._remove_orphan_audio()
             self._clean_tombstones_sync()
         except OSError as exc:
             raise StoreError(f"data folder {self.jobs_dir.parent} is not usable: {exc}") from None
         log.info(
-            "%d pending jobs, %d tombstones, %d quarantined job files",
+            "%d pending jobs, %d tombstones, %d quarantined and %d held job files",
             len(self._jobs),
             len(self._tombstones),
             self.quarantine.count(),
+            len(self.held),
         )
 
-    def _load_tombstones(self) -> None:
+    def _load_tombstones(self, reader: Reader) -> None:
         for path in self.done_dir.iterdir():
             try:
-                job_id = path.read_text(encoding="ascii", errors="replace").strip()
-                written_at = path.stat().st_mtime
-            except OSError as exc:
+                data = reader.read(path, TOMBSTONE_MAX_BYTES)
+                job_id = data.decode("ascii", errors="replace").strip()
+                written_at = path.lstat().st_mtime
+            except (OSError, JobFileDamaged, JobFileBusy) as exc:
                 log.error("ignoring unreadable tombstone %s: %s", path, exc)
                 continue
             if len(path.name) != 64 or not is_job_id(job_id):
@@ -120,28 +141,70 @@ class JobStore:
                 continue
             self._tombstones[path.name] = (job_id, written_at)
 
-    def _load_jobs(self) -> None:
+    def _load_jobs(self, reader: Reader) -> None:
         loaded: list[Job] = []
         for path in sorted(self.jobs_dir.glob("*.json")):
-            try:
-                job = Job.parse(json.loads(path.read_bytes()))
-                if path.stem != job.id:
-                    raise BadRequest(f"file name does not match id {job.id}")
-                self._check_audio(job)
-            except (OSError, ValueError, RecursionError, BadRequest) as exc:
-                # An accepted alarm that cannot run: kept (an operator may still save
-                # it by hand) and told, never skipped; the other alarms run on.
-                self.quarantine.take(path, reason_of(exc))
-                continue
-            tomb = self._tombstones.get(tombstone_name(job.idempotency_key))
-            if tomb is not None and tomb[0] == job.id:
-                # The tombstone is written first: the agent had finished this
-                # job when the service stopped in the middle of deleting it.
-                self._unlink_job(job.id)
-                continue
-            loaded.append(job)
+            job = self._judge(path, reader)
+            if job is not None:
+                loaded.append(job)
+        self.quarantine.settle()
         for job in sorted(loaded, key=lambda j: (j.received_at, j.id)):
             self._add(job)
+
+    def _judge(self, path: Path, reader: Reader) -> Job | None:
+        """The job in `path`; None when it was finished, is gone, held or quarantined."""
+        data: bytes | None = None
+        try:
+            data = reader.read(path)
+            job = Job.parse(json.loads(data))
+            if path.stem != job.id:
+                raise BadRequest(f"file name does not match id {job.id}")
+            self._check_audio(job)
+        except FileNotFoundError:
+            return None
+        except JobFileBusy as exc:
+            # Not damaged: the alarm is kept where it is and tried again soon.
+            if path.name not in self.held:
+                log.warning("job file %s %s; trying again later", shown(path.name), exc.message)
+            self.held[path.name] = path
+            return None
+        except (OSError, ValueError, RecursionError, JobFileDamaged, BadRequest) as exc:
+            # An accepted alarm that cannot run: kept (an operator may still save
+            # it by hand) and told, never skipped; the other alarms run on.
+            self.held.pop(path.name, None)
+            self.quarantine.take(path, reason_of(exc), data)
+            return None
+        self.held.pop(path.name, None)
+        tomb = self._tombstones.get(tombstone_name(job.idempotency_key))
+        if tomb is not None and tomb[0] == job.id:
+            # The tombstone is written first: the agent had finished this
+            # job when the service stopped in the middle of deleting it.
+            self._unlink_job(job.id)
+            return None
+        return job
+
+    async def retry_held(self) -> int:
+        """Reads the held job files again; returns how many became jobs."""
+        if not self.held:
+            return 0
+        async with self._lock:
+            found = await asyncio.to_thread(self._retry_held_sync)
+            for job in found:
+                self._add(job)
+        if found:
+            log.info("%d held job files could be read now", len(found))
+            async with self._arrived:
+                self._arrived.notify_all()
+        return len(found)
+
+    def _retry_held_sync(self) -> list[Job]:
+        reader = Reader()
+        found = [self._judge(path, reader) for path in list(self.held.values())]
+        self.quarantine.settle()
+        return sorted(
+            (job for job in found if job is not None and job.id not in self._jobs),
+            key=lambda j: (j.received_at, j.id),
+        )
 
     def _check_audio(self, job: Job) -> None:
         if job.recording is None:
@@ -155,9 +218,12 @@ class JobStore:
 
     def _remove_orphan_audio(self) -> None:
         # A wav without json: a crash between the two writes, or mid-delete.
-        orphans = [p for p in self.jobs_dir.glob("*.wav") if not p.with_suffix(".json").exists()]
+        # lexists: a json that is a dangling symlink (or was held back) still owns its wav.
+        orphans = [
+            p for p in self.jobs_dir.glob("*.wav") if not os.path.lexists(p.with_suffix(".json"))
+        ]
         for path in orphans:
-            path.unlink(missing_ok=True)
+            _remove(path)
         if orphans:
             fsync_dir(self.jobs_dir)
 
@@ -366,12 +432,13 @@ class NoticeStore:
             private_dir(self.dir)
             remove_temp_files(self.dir)
             loaded: list[Notice] = []
+            reader = Reader()
             for path in self.dir.glob("*.json"):
                 try:
-                    notice = Notice.parse(json.loads(path.read_bytes()))
+                    notice = Notice.parse(json.loads(reader.read(path)))
                     if path.stem != notice.id:
                         raise BadRequest(f"file name does not match id {notice.id}")
-                except (OSError, ValueError, BadRequest) as exc:
+                except (OSError, ValueError, RecursionError, JobServiceError) as exc:
                     # Left for an operator, as an unreadable job is.
                     log.error("ignoring unreadable notice file %s: %s", path, exc)
                     continue

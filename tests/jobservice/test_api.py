@@ -347,6 +347,7 @@ async def test_health_reports_pending_jobs_and_a_writable_folder(service: Servic
         "problems": [],
         "pendingJobs": 1,
         "quarantinedJobs": 0,
+        "heldJobs": 0,
         "dataDir": True,
     }
     assert service.files() == [f for f in service.files() if not f.startswith("jobs/.")]
@@ -375,6 +376,7 @@ async def test_health_is_failing_with_a_reason_when_the_folder_cannot_be_written
         "problems": ["dataDirNotWritable"],
         "pendingJobs": 0,
         "quarantinedJobs": 0,
+        "heldJobs": 0,
         "dataDir": False,
     }
     repair_jobs_folder(service)

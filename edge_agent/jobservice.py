@@ -16,6 +16,9 @@ from edge_agent.errors import AgentError
 
 log = logging.getLogger(__name__)
 
+# Entries the job service lists at most per page (swyx_jobservice/quarantine.py PAGE).
+QUARANTINE_PAGE = 50
+
 
 class JobServiceUnavailable(AgentError):
     """Raised when the job service cannot be reached or answers with a server error."""
@@ -36,6 +39,7 @@ class JobServiceClient:
             headers={"Authorization": f"Bearer {token}"},
             transport=transport,
         )
+        self._problems: set[str] = set()
 
     async def healthy(self) -> bool:
         """Whether the job service answers, accepts our token and can write its folder."""
@@ -45,12 +49,30 @@ class JobServiceClient:
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("job service health check failed: %s", describe(exc))
             return False
-        # Quarantined job files are told as notices (JobIntake), not as an unreachable
-        # job service: it takes and keeps alarms all the same.
+        if self._problems:
+            return False  # what the agent found itself (damaged jobs it cannot report)
+        # Quarantined job files are told as notices (damaged_jobs), not as an unreachable
+        # job service: it takes and keeps alarms all the same. Any other problem, or a
+        # "failing" that names none, is one.
         problems = body.get("problems")
-        told_otherwise = isinstance(problems, list) and set(problems) <= {"quarantinedJobs"}
-        return (body.get("status") == "ok" or told_otherwise) and body.get("dataDir") is True
+        ok = body.get("status") == "ok"
+        told_otherwise = (
+            body.get("status") == "failing"
+            and isinstance(problems, list)
+            and bool(problems)
+            and set(problems) <= {"quarantinedJobs"}
+        )
+        return (ok or told_otherwise) and body.get("dataDir") is True
 
+    def set_problem(self, code: str, present: bool) -> None:
+        """A problem the agent found with the job service beyond its health answer."""
+        if present:
+            self._problems.add(code)
+        else:
+            self._problems.discard(code)
+
+    def has_problem(self, code: str) -> bool:
+        return code in self._problems
 
     async def pending_jobs(self, wait: float, known: Collection[str] = ()) -> list[dict[str, Any]]:
         """Every pending job, oldest first; waits up to `wait` seconds for one not in `known`."""
@@ -82,9 +104,13 @@ class JobServiceClient:
     async def delete_notice(self, notice_id: str) -> None:
         await self._request("DELETE", f"/notices/{notice_id}", missing_ok=True)
 
-    async def quarantined(self) -> list[dict[str, Any]]:
-        """Job files the job service could not read at its start, not yet reported."""
-        body = await self._json("GET", "/quarantine")
+    async def quarantined(self, after: str = "") -> list[dict[str, Any]]:
+        """Job files the job service could not read at its start, not yet reported: a
+        page of the oldest (QUARANTINE_PAGE) with names after `after`."""
+        params = {"limit": str(QUARANTINE_PAGE)}
+        if after:
+            params["after"] = after
+        body = await self._json("GET", "/quarantine", params=params)
         entries = body.get("entries")
         if not isinstance(entries, list):
             raise JobServiceRefused("the quarantine list is not a list")

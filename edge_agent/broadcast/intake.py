@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 
+from edge_agent.broadcast.damaged_jobs import DamagedJobReporter
 from edge_agent.broadcast.manager import Broadcasts, trigger_from_job
 from edge_agent.channel import full_jitter
 from edge_agent.errors import AgentError, ServerRefused, ServerUnreachable
@@ -38,6 +39,9 @@ class JobIntake:
         self.broadcasts = broadcasts
         self.server = server
         self.seen: set[str] = set()  # job ids accepted by this process
+        self.damaged = DamagedJobReporter(
+            jobservice, server.report_notice, self._ran if broadcasts is not None else None
+        )
 
     async def run_forever(self) -> None:
         notices = asyncio.create_task(self.notices_forever(), name="notices")
@@ -135,26 +139,8 @@ class JobIntake:
         never ran) as a jobFileDamaged notice: the central service mails the tenant and
         support and shows a failed trigger. Marked reported only once the server has
         it; a restart in between sends it again, and the server's key (the file's
-        name) makes that repeat a no-op."""
-        try:
-            entries = await self.jobservice.quarantined()
-            for entry in entries:
-                name = str(entry["name"])
-                await self.server.report_notice(
-                    {
-                        "noticeId": name,
-                        "kind": "jobFileDamaged",
-                        "agentNumber": entry.get("agentNumber"),
-                        "callerNumber": entry.get("callerNumber"),
-                        "count": 1,
-                        "at": entry.get("triggeredAt"),
-                        "fileName": name,
-                        "mode": entry.get("mode"),
-                    }
-                )
-                await self.jobservice.mark_reported(name)
-                log.error("job file %s was damaged, its alarm never ran: reported", name)
-        except (ServerUnreachable, ServerRefused, JobServiceUnavailable) as exc:
-            log.info("quarantined job files not reported yet: %s", exc)
-        except (AgentError, KeyError) as exc:
-            log.warning("quarantined job files not reported: %r", exc)
+        name) makes that repeat a no-op. Each entry on its own (damaged_jobs.py)."""
+        await self.damaged.report_round()
+
+    async def _ran(self, job_id: str) -> bool:
+        return await self.broadcasts.journal.by_source(job_id) is not None

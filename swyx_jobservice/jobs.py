@@ -19,10 +19,13 @@ from typing import Any
 
 from swyx_jobservice.audio import Recording, inspect_wav
 from swyx_jobservice.errors import BadRequest, PayloadTooLarge
-from swyx_jobservice.text import checked_text
+from swyx_jobservice.text import checked_text, shown, usable_id
 
 KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_MEMBER_STATE = 8
+CALLER_NUMBER_MAX = 64
+CALLER_NAME_MAX = 128
+MEMBER_ID_MAX = 128
 _WHITESPACE = re.compile(rb"\s+")
 
 
@@ -66,9 +69,21 @@ def _text(body: dict[str, Any], name: str, *, max_len: int, required: bool) -> s
         return None
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string", name)
-    # Control characters have no place in numbers, names or paths, and would
-    # end up in logs and the agent's announcements.
+    # What addresses something is used as it is or refused: a cleaned id names nothing.
     return checked_text(value, name, max_len)
+
+
+def _shown(body: dict[str, Any], name: str, *, max_len: int, required: bool) -> str | None:
+    """A caller's name or number as the PBX gave it: only shown, so cleaned and cut, never
+    refused (a refused job is an alarm the caller hears fail; issue 14, point 1)."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{name} is required", name)
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string", name)
+    return shown(value, max_len)
 
 
 def _nonempty(body: dict[str, Any], name: str, *, max_len: int) -> str | None:
@@ -108,15 +123,13 @@ def _member_states(body: dict[str, Any]) -> dict[str, int] | None:
         return None
     if not isinstance(value, dict):
         raise BadRequest("memberStates must be an object of user id to state", "memberStates")
-    for user, state in value.items():
-        if not user:
-            raise BadRequest("memberStates has an invalid user id", "memberStates")
-        checked_text(user, "memberStates", 128)
-        if type(state) is not int or not 0 <= state <= MAX_MEMBER_STATE:
-            raise BadRequest(
-                f"memberStates[{user!r}] must be an integer 0-{MAX_MEMBER_STATE}", "memberStates"
-            )
-    return dict(value)
+    # PBX data, a hint only (the agent reads a member's state itself when it lacks one):
+    # an entry that cannot be used is left out, never a reason to refuse the alarm.
+    return {
+        user: state
+        for user, state in value.items()
+        if usable_id(user, MEMBER_ID_MAX) and type(state) is int and 0 <= state <= MAX_MEMBER_STATE
+    }
 
 
 def _addressing(body: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -193,7 +206,7 @@ class JobRequest:
         key = _key(body)
         agent, group = _addressing(body)
         mode = _mode(body)
-        caller_number = _text(body, "callerNumber", max_len=64, required=True)
+        caller_number = _shown(body, "callerNumber", max_len=CALLER_NUMBER_MAX, required=True)
         assert caller_number is not None  # required=True
         audio, path = _audio_source(body, mode, limits)
         return cls(
@@ -201,7 +214,7 @@ class JobRequest:
             group_id=group,
             mode=mode,
             caller_number=caller_number,
-            caller_name=_text(body, "callerName", max_len=128, required=False),
+            caller_name=_shown(body, "callerName", max_len=CALLER_NAME_MAX, required=False),
             idempotency_key=key,
             member_states=_member_states(body),
             audio=audio,
@@ -268,7 +281,7 @@ class Job:
         received_at = received_time(data)
         mode = _mode(data)
         agent, group = _addressing(data)
-        caller_number = _text(data, "callerNumber", max_len=64, required=True)
+        caller_number = _shown(data, "callerNumber", max_len=CALLER_NUMBER_MAX, required=True)
         assert caller_number is not None  # required=True
         raw_recording = data.get("recording")
         recording = Recording.parse(raw_recording) if raw_recording is not None else None
@@ -281,7 +294,7 @@ class Job:
             group_id=group,
             mode=mode,
             caller_number=caller_number,
-            caller_name=_text(data, "callerName", max_len=128, required=False),
+            caller_name=_shown(data, "callerName", max_len=CALLER_NAME_MAX, required=False),
             idempotency_key=_key(data),
             member_states=_member_states(data),
             recording_path=_nonempty(data, "recordingPath", max_len=4096),

@@ -15,7 +15,7 @@ from typing import Any
 
 from swyx_jobservice.errors import BadRequest
 from swyx_jobservice.jobs import is_job_id, received_time
-from swyx_jobservice.text import checked_text
+from swyx_jobservice.text import checked_text, shown
 
 KINDS = ("wrongPins",)
 MAX_COUNT = 1_000_000
@@ -29,7 +29,10 @@ def _string(body: dict[str, Any], name: str, *, max_len: int, empty_ok: bool) ->
         raise BadRequest(f"{name} must be a string", name)
     if not value and not empty_ok:
         raise BadRequest(f"{name} must not be empty", name)
-    # The tenant reads these in a mail: no control characters, as for jobs.
+    # The tenant reads these in a mail: no control characters, as for jobs. The caller's
+    # number is PBX text, only shown: cleaned and cut, never refused (as for jobs).
+    if name == "callerNumber":
+        return shown(value, max_len)
     return checked_text(value, name, max_len)
 
 

@@ -1,6 +1,9 @@
-"""Every text of a job or notice body passes one check (swyx_jobservice/text.py): control
-characters (C0, DEL, C1), lone surrogates and over-long values get 400 with the code
-invalidText and the field named, and nothing is written (issue 14, point 1)."""
+"""The texts of a job or notice body (swyx_jobservice/text.py, issue 14, point 1): what
+addresses something (agent number, group id, recording path) with control characters (C0,
+DEL, C1), lone surrogates or over its length gets 400 with the code invalidText and the
+field named, nothing written; what the PBX gives only to be shown (the caller's name and
+number, the member states' ids) is cleaned and cut, never refused: a refused job is an
+alarm the caller hears fail."""
 
 from __future__ import annotations
 
@@ -23,16 +26,12 @@ BAD = [
 JOB_FIELDS = [
     pytest.param("agentNumber", 64, lambda v: job_body(agentNumber=v), id="agentNumber"),
     pytest.param("groupId", 128, lambda v: job_body(groupId=v), id="groupId"),
-    pytest.param("callerNumber", 64, lambda v: job_body(callerNumber=v), id="callerNumber"),
-    pytest.param("callerName", 128, lambda v: job_body(callerName=v), id="callerName"),
     pytest.param(
         "recordingPath", 4096, lambda v: job_body(mode=3, recordingPath=v), id="recordingPath"
     ),
-    pytest.param("memberStates", 128, lambda v: job_body(memberStates={v: 0}), id="memberStates"),
 ]
 NOTICE_FIELDS = [
     pytest.param("agentNumber", 64, id="agentNumber"),
-    pytest.param("callerNumber", 64, id="callerNumber"),
 ]
 
 
@@ -54,6 +53,12 @@ async def post(service: Service, path: str, body: Any) -> httpx.Response:
         content=json.dumps(body),
         headers={**bearer(ROUTING), "Content-Type": "application/json"},
     )
+
+
+def stored_json(service: Service) -> Any:
+    """The one job or notice the service wrote."""
+    (name,) = [f for f in service.files() if f.endswith(".json")]
+    return json.loads((service.settings.data_dir / name).read_text())
 
 
 def assert_invalid_text(service: Service, response: httpx.Response, field: str) -> None:
@@ -93,3 +98,51 @@ async def test_clean_texts_pass(service: Service) -> None:
     assert response.status_code == 201, response.text
     response = await post(service, "/notices", notice_body(callerNumber=""))
     assert response.status_code == 201, response.text
+
+
+SHOWN = [
+    pytest.param("Pforte\tWest", "Pforte West", id="tab"),
+    pytest.param("Pforte\x85West", "Pforte West", id="c1-next-line"),
+    pytest.param("Pforte\x1b[1mWest", "Pforte\ufffd[1mWest", id="escape"),
+    pytest.param("Pforte\x7fWest", "Pforte\ufffdWest", id="delete"),
+    pytest.param("Pforte\x00West", "Pforte\ufffdWest", id="nul"),
+    pytest.param("Pforte\ud800West", "Pforte\ufffdWest", id="lone-surrogate"),
+    pytest.param("Pforte\u202eWest", "Pforte\ufffdWest", id="bidi-override"),
+    pytest.param("Pforte\u200bWest\ufeff", "Pforte\ufffdWest\ufffd", id="zero-width"),
+]
+
+
+@pytest.mark.parametrize(("value", "stored"), SHOWN)
+@pytest.mark.parametrize("field", ["callerName", "callerNumber"])
+async def test_a_callers_name_or_number_is_cleaned_never_refused(
+    service: Service, field: str, value: str, stored: str
+) -> None:
+    response = await post(service, "/jobs", job_body(**{field: value}))
+    assert response.status_code == 201, response.text
+    job = stored_json(service)
+    assert job[field] == stored
+
+
+@pytest.mark.parametrize(("field", "limit"), [("callerName", 128), ("callerNumber", 64)])
+async def test_a_callers_over_long_name_or_number_is_cut_with_an_ellipsis(
+    service: Service, field: str, limit: int
+) -> None:
+    response = await post(service, "/jobs", job_body(**{field: "7" * (limit + 1)}))
+    assert response.status_code == 201, response.text
+    job = stored_json(service)
+    assert job[field] == "7" * (limit - 1) + "\u2026"
+
+
+async def test_unusable_member_states_are_left_out_not_refused(service: Service) -> None:
+    states = {"17": 0, "1\t8": 1, "x" * 129: 2, "19": 9, "20": "0", "21": 3}
+    response = await post(service, "/jobs", job_body(memberStates=states))
+    assert response.status_code == 201, response.text
+    job = stored_json(service)
+    assert job["memberStates"] == {"17": 0, "21": 3}
+
+
+async def test_a_notices_caller_number_is_cleaned_never_refused(service: Service) -> None:
+    response = await post(service, "/notices", notice_body(callerNumber="07\x1b11" + "1" * 70))
+    assert response.status_code == 201, response.text
+    notice = stored_json(service)
+    assert notice["callerNumber"] == "07\ufffd11" + "1" * 58 + "\u2026"

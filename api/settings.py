@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     license_warning_days: list[int] = Field(default_factory=lambda: [30, 7, 1])
     # GET /metrics answers only with this bearer token; unset, it answers 404.
     metrics_token: SecretStr | None = None
+    # An alarm triggered on the website waits this long for an agent that is offline:
+    # taken up late it still calls everyone (marked late); expired, it leaves a failed
+    # trigger in the history and a mail (docs/decisions/late-broadcasts.md).
+    alarm_command_expiry_seconds: int = Field(default=24 * 3600, ge=10)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # several PBX scripts of up to a minute each); well below the server's 15-minute expiry.
 COMMAND_TIMEOUT_S = 600.0
 TIMED_OUT = "the command did not finish within 10 minutes and was stopped"
+# A command received after its expiry: refused with this code (the server words it).
+EXPIRED_CODE = "commandExpired"
+EXPIRED = "expired before the agent could run it"
 # A broadcast run that broke shows as "alarm service not ok" for this long.
 FAILURE_MEMORY = timedelta(minutes=10)
 
@@ -116,7 +119,7 @@ class AgentService:
         outcome = self.ledger.get(command_id)
         if outcome is None and _expired(command):
             # The server gave up on it already: doing it now would surprise everyone.
-            outcome = Outcome(ok=False, result={}, error="expired before the agent could run it")
+            outcome = Outcome(ok=False, result={"errorCode": EXPIRED_CODE}, error=EXPIRED)
             self.ledger.record(command_id, outcome)
         elif outcome is None:
             log.info("executing %s %s", command["type"], command_id)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
 
-from api.models import AuditLog, BroadcastGroup, Command, License
+from api.models import AuditLog, BroadcastGroup, Command, Email, Installation, License
 from api.services import agents
 from api.services.agents import Agent
 from tests.conftest import error_codes
@@ -26,6 +26,14 @@ COMPLETE = """mutation($id: ID!, $result: JSON) {
   completeCommand(id: $id, ok: true, result: $result) { id type status result }
 }"""
 BROADCAST = "query($id: ID!) { group(id: $id) { broadcast { quorum repetitions } } }"
+REFUSE = """mutation($id: ID!, $result: JSON, $error: String) {
+  completeCommand(id: $id, ok: false, result: $result, error: $error) { id status }
+}"""
+COMMAND = "query($id: ID!) { command(id: $id) { status } }"
+
+
+def at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
 
 
 async def _options(rt, world) -> tuple[int | None, int]:
@@ -251,3 +259,115 @@ async def test_options_commands_complete_without_changing_the_stored_values(gql,
     async with rt.db.reading() as s:
         types = set(await s.scalars(select(Command.type)))
     assert "updateBroadcastOptions" in types
+
+
+# --- an agent offline: the trigger waits, and is never lost silently ---------------------
+
+LOST = """{ broadcasts(first: 20) { nodes { groupName mode status triggerCallerName startedAt
+  finishedAt memberCount note failureCode } } }"""
+WAITING = """mutation($g: ID!, $mode: BroadcastMode!) {
+  triggerBroadcast(groupId: $g, mode: $mode) {
+    id createdAt expiresAt agentConnection { state since }
+  }
+}"""
+
+
+async def _lost(gql, world, who: str = "owner") -> list[dict]:
+    history = await gql.as_(world.tokens[who]).ok(LOST)
+    return [n for n in history["broadcasts"]["nodes"] if n["failureCode"] is not None]
+
+
+async def _mails(rt) -> list[Email]:
+    async with rt.db.reading() as s:
+        return list((await s.scalars(select(Email).order_by(Email.to_address))).all())
+
+
+async def _last_heartbeat(rt, world, at) -> None:
+    async with rt.db.transaction() as s:
+        await s.execute(
+            update(Installation)
+            .where(Installation.id == world.a.installation_id)
+            .values(last_heartbeat_at=at)
+        )
+
+
+async def test_an_alarm_waits_a_day_for_an_offline_agent_and_the_answer_says_it_is_offline(
+    gql, rt, world, clock
+):
+    seen = clock.now - timedelta(minutes=30)
+    await _last_heartbeat(rt, world, seen)
+    owner = gql.as_(world.tokens["owner"])
+    alarm = (await owner.ok(WAITING, g=str(world.a.group_id), mode="ALARM"))["triggerBroadcast"]
+    test = (await owner.ok(WAITING, g=str(world.a.group_id), mode="TEST"))["triggerBroadcast"]
+    assert at(alarm["expiresAt"]) - at(alarm["createdAt"]) == timedelta(hours=24)
+    assert at(test["expiresAt"]) - at(test["createdAt"]) == timedelta(minutes=15)
+    assert alarm["agentConnection"] == {"state": "OFFLINE", "since": seen.isoformat()}
+    # Still open after the usual 15 minutes: an agent back within the day runs it (late).
+    clock.advance(minutes=16)
+    assert await agents.expire_overdue(rt) == 1  # the test trigger only
+    delivered = await agents.take_open_commands(
+        rt, Agent(world.a.installation_id, world.a.tenant_id), set()
+    )
+    assert [str(d.command.id) for d in delivered] == [alarm["id"]]
+
+
+@pytest.mark.parametrize("mode", ["TEST", "ALARM"])
+async def test_an_expired_trigger_leaves_a_failed_broadcast_and_a_mail(gql, rt, world, clock, mode):
+    seen = clock.now - timedelta(minutes=30)
+    await _last_heartbeat(rt, world, seen)
+    owner = gql.as_(world.tokens["owner"])
+    command = (await owner.ok(TRIGGER, g=str(world.a.group_id), mode=mode))["triggerBroadcast"]
+    triggered = clock.now
+    clock.advance(minutes=16)
+    async with rt.db.transaction() as s:  # an alarm's day passed (sessions would not last)
+        await s.execute(update(Command).values(expires_at=clock.now - timedelta(seconds=1)))
+    assert await agents.expire_overdue(rt) == 1
+    assert await agents.expire_overdue(rt) == 0  # once
+    assert await _lost(gql, world, "outsider") == []
+    assert await _lost(gql, world) == [
+        {
+            "groupName": "Brandschutz",
+            "mode": mode,
+            "status": "FAILED",
+            "triggerCallerName": "Admin <admin@owner.example>",
+            "startedAt": triggered.isoformat(),
+            "finishedAt": clock.now.isoformat(),
+            "memberCount": 0,
+            "note": seen.isoformat(),
+            "failureCode": "AGENT_UNREACHABLE",
+        }
+    ]
+    mails = await _mails(rt)
+    assert [m.to_address for m in mails] == ["admin@owner.example", "it@owner.example"]
+    german = mails[0]
+    assert "nicht ausgeführt" in german.subject and "Brandschutz" in german.subject
+    assert "NICHT durchgeführt" in german.body and "Niemand wurde angerufen" in german.body
+    assert (await gql.as_(world.tokens["owner"]).ok(COMMAND, id=command["id"]))["command"][
+        "status"
+    ] == "EXPIRED"
+
+
+async def test_a_trigger_the_agent_refuses_as_expired_is_not_lost_silently(gql, rt, world):
+    command = (
+        await gql.as_(world.tokens["owner"]).ok(TRIGGER, g=str(world.a.group_id), mode="ALARM")
+    )["triggerBroadcast"]
+    refused = await gql.as_(world.tokens["agent_a"]).ok(
+        REFUSE,
+        id=command["id"],
+        result={"errorCode": "commandExpired"},
+        error="expired before the agent could run it",
+    )
+    assert refused["completeCommand"]["status"] == "FAILED"
+    lost = await _lost(gql, world)
+    assert [(n["status"], n["failureCode"]) for n in lost] == [("FAILED", "AGENT_UNREACHABLE")]
+    assert len(await _mails(rt)) == 2
+
+
+async def test_other_expired_commands_leave_no_history(gql, rt, world, clock):
+    await gql.as_(world.tokens["owner"]).ok(
+        OPTIONS, g=str(world.a.group_id), quorum=2, repetitions=1
+    )
+    clock.advance(minutes=16)
+    assert await agents.expire_overdue(rt) == 1
+    assert await _lost(gql, world) == []
+    assert await _mails(rt) == []

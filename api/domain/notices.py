@@ -3,7 +3,8 @@
 ``wrongPins`` comes from the call routing (10 wrong PINs for one group);
 ``jobFileDamaged`` from the job service, whose file of an accepted alarm could not be
 read at its start (quarantined there): the alarm was never run, and the tenant and
-support are told, and the history shows a failed trigger (FAILURE_JOB_FILE_DAMAGED).
+support are told, and the history shows a failed trigger (FAILURE_JOB_FILE_DAMAGED);
+its checks and mails are in damaged_jobs.py.
 
 Plain Python: the checks of a notice and the mail text in a language.
 """
@@ -42,6 +43,8 @@ class Notice:
     # damaged file still showed (None when unknown).
     file_name: str | None = None
     mode: int | None = None
+    # False when the reported time could not be used and `at` is when it was reported.
+    at_known: bool = True
 
 
 def checked(notice: Notice, now: datetime) -> Notice:
@@ -83,7 +86,7 @@ class Mail:
     body: str
 
 
-def _when(language: Language, at: datetime) -> str:
+def when_text(language: Language, at: datetime) -> str:
     local = at.astimezone(MAIL_ZONE)
     zone = local.tzname() or ""
     if language is Language.DE:
@@ -93,49 +96,8 @@ def _when(language: Language, at: datetime) -> str:
 
 def wrong_pins_mail(language: Language, notice: Notice, group_name: str | None) -> Mail:
     if language is Language.DE:
-        return _german(notice, group_name, _when(language, notice.at))
-    return _english(notice, group_name, _when(language, notice.at))
-
-
-def job_file_damaged_mail(
-    language: Language, notice: Notice, group_name: str | None, hostname: str | None
-) -> Mail:
-    """The alarm accepted at `notice.at` was never run: its file at the job service on
-    the PBX host could not be read. Said plainly, with what to do."""
-    when = _when(language, notice.at)
-    host = hostname or "?"
-    if language is Language.DE:
-        number = f" für die Rundrufnummer {notice.agent_number}" if notice.agent_number else ""
-        group = f" (Gruppe „{group_name}“)" if group_name else ""
-        caller = f" von der Rufnummer {notice.caller_number}" if notice.caller_number else ""
-        body = (
-            "Guten Tag,\n\n"
-            f"ein Rundruf{number}{group}, ausgelöst am {when}{caller}, wurde NICHT "
-            "durchgeführt: Der Auftrag war angenommen, aber seine Datei beim Rundruf-Dienst "
-            f"auf der Telefonanlage ({host}) war beim Start des Dienstes beschädigt. "
-            "Niemand wurde angerufen.\n\n"
-            "Bitte lösen Sie den Rundruf erneut aus, falls er noch nötig ist, und prüfen "
-            "Sie den Datenträger der Telefonanlage. Die Datei ist zur Untersuchung "
-            f"aufbewahrt: quarantine/reported/{notice.file_name}\n\n"
-            "Ihr Rundruf\n"
-        )
-        return Mail(
-            subject=f"Rundruf: Alarm{number} nicht ausgeführt (Auftrag beschädigt)", body=body
-        )
-    number = f" for broadcast number {notice.agent_number}" if notice.agent_number else ""
-    group = f' (group "{group_name}")' if group_name else ""
-    caller = f" from the number {notice.caller_number}" if notice.caller_number else ""
-    body = (
-        "Hello,\n\n"
-        f"a broadcast{number}{group}, triggered on {when}{caller}, was NOT run: the job "
-        "was accepted, but its file at the Rundruf job service on the phone system "
-        f"({host}) was damaged when the service started. Nobody was called.\n\n"
-        "Please trigger the broadcast again if it is still needed, and check the phone "
-        "system's disk. The file is kept for inspection: "
-        f"quarantine/reported/{notice.file_name}\n\n"
-        "Rundruf\n"
-    )
-    return Mail(subject=f"Rundruf: alarm{number} not run (job damaged)", body=body)
+        return _german(notice, group_name, when_text(language, notice.at))
+    return _english(notice, group_name, when_text(language, notice.at))
 
 
 def _german(notice: Notice, group_name: str | None, when: str) -> Mail:

@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.domain.lost_triggers import AGENT_EXPIRED_CODE
 from api.models import BroadcastGroup, Command, PbxGroup, PbxSettings, VerificationState
 from api.runtime import Runtime
-from api.services import mirror
+from api.services import lost_triggers, mirror
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ async def apply(
             )
             settings.verified_at = rt.clock() if ok else settings.verified_at
             settings.verification_error = None if ok else (error or "the PBX refused the login")
+    elif not ok and command.type == lost_triggers.TYPE and _expired_on_agent(result, error):
+        # Received only after its expiry (the sweep had not come yet): lost, not silently.
+        await lost_triggers.record(rt, session, command, rt.clock())
     elif ok and command.type == "enableBroadcast":
         changed = await _enabled(rt, session, command, result, secrets) or changed
     elif ok and command.type == "disableBroadcast":
@@ -70,6 +74,12 @@ async def apply(
                 bg.pin_sealed = rt.box.seal(str(secrets["pin"]))
             changed = True
     return Applied(directory_changed=changed)
+
+
+def _expired_on_agent(result: dict[str, Any], error: str | None) -> bool:
+    """The agent refused the command as expired (an agent before the code: by its words)."""
+    code = result.get("errorCode") == AGENT_EXPIRED_CODE
+    return code or (error or "").startswith("expired before the agent could run it")
 
 
 async def _group_id(session: AsyncSession, command: Command) -> Any:

@@ -28,7 +28,7 @@ from api.models import Command, CommandStatus, Installation, License, PbxSetting
 from api.pubsub import tenant_events
 from api.runtime import Runtime
 from api.security import hash_token, new_token
-from api.services import agent_results, audit, known_secrets, mirror, notify
+from api.services import agent_results, audit, known_secrets, lost_triggers, mirror, notify
 from edge_agent.pbx import text as pbx_text
 
 OPEN = (CommandStatus.PENDING, CommandStatus.DELIVERED)
@@ -395,7 +395,11 @@ async def _scrubbed(
 
 
 async def expire_overdue(rt: Runtime) -> int:
-    """Open commands past their time become expired, with the reason; returns how many."""
+    """Open commands past their time become expired, with the reason; returns how many.
+
+    A broadcast trigger among them is never lost silently: it leaves a failed trigger in
+    the history and a mail to the tenant (api/services/lost_triggers.py).
+    """
     now = rt.clock()
     async with rt.db.transaction() as session:
         rows = list(
@@ -409,10 +413,16 @@ async def expire_overdue(rt: Runtime) -> int:
                         error="no agent completed this command in time: is the "
                         "Rundruf Manager Service running and connected?",
                     )
-                    .returning(Command.id, Command.tenant_id)
+                    .returning(Command.id, Command.tenant_id, Command.type)
                 )
             ).all()
         )
-    for command_id, tenant_id in rows:
+        # The conditional UPDATE claimed each once: one history row per lost trigger.
+        for command_id, _, type_ in rows:
+            if type_ == lost_triggers.TYPE:
+                command = await session.get(Command, command_id)
+                assert command is not None  # claimed in this transaction
+                await lost_triggers.record(rt, session, command, now)
+    for command_id, tenant_id, _ in rows:
         await rt.hub.publish(tenant_events(tenant_id), notify.event("command", command_id))
     return len(rows)

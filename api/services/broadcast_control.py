@@ -8,6 +8,7 @@ the calls themselves arrive later as broadcast reports.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -41,6 +42,13 @@ async def trigger(rt: Runtime, actor: Actor, group_id: uuid.UUID, mode: Broadcas
             actor,
             "triggerBroadcast",
             {"groupPbxId": group.pbx_id, "mode": int(mode), "requestedBy": f"{name} <{email}>"},
+            # An alarm waits for an agent that is offline a long time (it runs late, marked
+            # so); a test that late would only surprise people: it keeps the usual expiry.
+            expires_in=(
+                timedelta(seconds=rt.settings.alarm_command_expiry_seconds)
+                if mode is BroadcastMode.ALARM
+                else None
+            ),
         )
         audit.record(
             session,

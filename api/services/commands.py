@@ -24,13 +24,15 @@ async def enqueue(
     type_: str,
     payload: dict[str, Any],
     secrets: dict[str, str] | None = None,
+    expires_in: timedelta | None = None,
 ) -> Command:
     """Adds a pending command to the caller's transaction (it commits with the change).
 
     Every configuration change passes here, so here it needs a valid license.
+    `expires_in`: how long it waits for the agent (default: the command expiry).
     """
     return await enqueue_for(
-        session, rt, actor.own_tenant_id, actor.user_id, type_, payload, secrets
+        session, rt, actor.own_tenant_id, actor.user_id, type_, payload, secrets, expires_in
     )
 
 
@@ -42,9 +44,12 @@ async def enqueue_for(
     type_: str,
     payload: dict[str, Any],
     secrets: dict[str, str] | None = None,
+    expires_in: timedelta | None = None,
 ) -> Command:
     """`enqueue` for work no user does right now (a worker finishing what one asked for)."""
     now = rt.clock()
+    if expires_in is None:
+        expires_in = timedelta(seconds=rt.settings.command_expiry_seconds)
     await licensing.valid_license(session, tenant_id, now)
     command = Command(
         id=uuid.uuid4(),
@@ -55,7 +60,7 @@ async def enqueue_for(
         sealed_payload=rt.box.seal(json.dumps(secrets)) if secrets else None,
         status=CommandStatus.PENDING,
         created_at=now,
-        expires_at=now + timedelta(seconds=rt.settings.command_expiry_seconds),
+        expires_at=now + expires_in,
     )
     session.add(command)
     after_commit(session, lambda: notify.command_created(rt, tenant_id, command.id))

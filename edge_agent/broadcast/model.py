@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -61,8 +61,12 @@ class Member:
 # Why an attempt began after the broadcast timeout, or why a member was not called.
 AGENT_DOWN = "agent_down"  # the agent did not run: the job waited, or it was stopped
 COMMAND_LATE = "command_late"  # the triggerBroadcast command reached the agent late
-DEADLINE_PASSED = "deadline_passed"  # every line was busy until the timeout passed
-NOT_CALLED = "not_called"  # the outcome of a test broadcast's member the timeout left out
+# No attempt reached the member before the timeout passed (every line busy, the dialer
+# failing, calls unanswered...) and no outage covers the deadline.
+DEADLINE_PASSED = "deadline_passed"
+# The outcome of a member never called: the timeout left them out (a test broadcast),
+# or the quorum made the call unnecessary.
+NOT_CALLED = "not_called"
 
 
 @dataclass(frozen=True)
@@ -192,13 +196,23 @@ def states_from_job(raw: object) -> dict[str, int]:
     }
 
 
-def summary(members: Sequence[Member], outcomes: Mapping[str, str], quorum_note: str) -> str:
-    """One line for the history: how many were reached, and who was not."""
-    left_out = sum(1 for m in members if m.skip is None and outcomes.get(m.pbx_id) == NOT_CALLED)
+def summary(
+    members: Sequence[Member],
+    outcomes: Mapping[str, str],
+    quorum_note: str,
+    spared: Collection[str] = (),
+) -> str:
+    """One line for the log and the CLI: how many were reached, and who was not (the
+    website words its own from the attempts). `spared`: members the quorum left out."""
+    left_out = sum(
+        1
+        for m in members
+        if m.skip is None and outcomes.get(m.pbx_id) == NOT_CALLED and m.pbx_id not in spared
+    )
     called = [m for m in members if m.skip is None and outcomes.get(m.pbx_id) != NOT_CALLED]
     confirmed = sum(1 for m in called if outcomes.get(m.pbx_id) == "confirmed")
     parts = [f"{confirmed} of {len(called)} called members confirmed"]
-    skipped = len(members) - len(called) - left_out
+    skipped = len(members) - len(called) - left_out - len(spared)
     if skipped:
         parts.append(f"{skipped} skipped (busy)")
     if left_out:

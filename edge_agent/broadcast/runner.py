@@ -5,7 +5,9 @@ was down, say): a member whose attempts never reached the PBX or the phone (the
 dialer was not ready, the agent stopped mid-call) keeps being tried after the
 deadline, with a growing pause, for at most the timeout once more; such attempts
 are journaled as late, with the reason. A test broadcast calls nobody after its
-deadline; a member it leaves out ends `not_called`, with the reason.
+deadline; a member it leaves out ends `not_called`, with the reason. A member the
+quorum made unnecessary ends `not_called` too (detail SPARED_BY_QUORUM), so every
+member has a row in the history.
 
 Each call is journaled as `started` before it is dialled, so a restart knows
 which attempts were under way: those end `failed` ("interrupted") and the
@@ -51,7 +53,9 @@ SKIPPED_BUSY = "skipped_busy"
 START_CHUNK = 50
 MAX_ATTEMPTS_KEPT = 100  # the central service keeps at most this many per member
 QUORUM_HANGUP = "hung up before an answer: the quorum was reached"
-NOT_CALLED_DETAIL = "not called: the broadcast timeout passed before this member's call"
+# The detail of a `not_called` row the quorum spared (a code the website words); a row
+# the timeout left out has its late reason instead of a detail.
+SPARED_BY_QUORUM = "quorumReached"
 # Outcomes that show the call reached the PBX and the member's phone (it rang, was busy,
 # declined...). A `failed` attempt (the dialer or its network not ready, the agent
 # stopped mid-call) reached nobody: after the deadline an alarm tries such a member again.
@@ -100,6 +104,7 @@ class BroadcastRun:
         self.urgent = broadcast.mode != Mode.TEST
         self.outcomes: dict[str, str] = {}  # the latest outcome per member
         self.reached: set[str] = set()  # members an attempt reached (REACHED)
+        self.spared: set[str] = set()  # members the quorum made unnecessary (never called)
         # After the deadline an alarm's unreached member is tried until this: the
         # timeout once more, from the deadline or from when the agent took it up late.
         timeout = broadcast.deadline_at - broadcast.started_at
@@ -127,14 +132,12 @@ class BroadcastRun:
                 group.create_task(self._member(m, attempts.get(m.pbx_id, 0)))
                 if index % START_CHUNK == 0:
                     await asyncio.sleep(0)  # the first calls go out while the rest are set up
-        called = [m for m in self.members if m.skip is None]
-        never = sum(1 for m in called if m.pbx_id not in self.outcomes)
+        never = len(self.spared)
         if self._quorum_note and never:
             self._quorum_note += f", {never} members not called"
         # A note from the start (a fallback message, say) stays in front.
-        note = "; ".join(
-            filter(None, [b.note, summary(self.members, self.outcomes, self._quorum_note)])
-        )
+        done = summary(self.members, self.outcomes, self._quorum_note, self.spared)
+        note = "; ".join(filter(None, [b.note, done]))
         await self.journal.finish(b.id, COMPLETED, _now(), note)
         log.info("broadcast %s finished: %s", b.id, note)
 
@@ -156,6 +159,8 @@ class BroadcastRun:
                     self.outcomes[event.pbx_id] = event.outcome
                 if event.outcome in REACHED:
                     self.reached.add(event.pbx_id)
+                if event.outcome == NOT_CALLED and event.detail == SPARED_BY_QUORUM:
+                    self.spared.add(event.pbx_id)
         closing: list[tuple[str, int, str, datetime, str | None, str | None]] = []
         for (pbx_id, attempt_no), confirmed in open_attempts.items():
             # A member who pressed 1 before the stop is reached: never call them again.
@@ -258,14 +263,21 @@ class BroadcastRun:
                     await self._stop.wait()
             except TimeoutError:
                 pass
-        if not tried and not self._stop.is_set():
-            # A test broadcast whose deadline passed before this member's turn (or an
-            # alarm whose late window did): a row that says so, never a member missing.
-            late = self._late() or Late(DEADLINE_PASSED, b.deadline_at, None)
-            await self.journal.record(
-                b.id, member.pbx_id, 1, "ended", _now(), NOT_CALLED, NOT_CALLED_DETAIL, late
-            )
-            self.outcomes[member.pbx_id] = NOT_CALLED
+        if not tried:
+            await self._not_called(member)
+
+    async def _not_called(self, member: Member) -> None:
+        """A row for a member never called, never a member missing from the history: the
+        quorum spared them, or the deadline passed before their turn (a test broadcast,
+        or an alarm whose late window did), with the reason."""
+        b = self.broadcast
+        if self._stop.is_set():
+            detail, late = SPARED_BY_QUORUM, None
+            self.spared.add(member.pbx_id)
+        else:
+            detail, late = None, self._late() or Late(DEADLINE_PASSED, b.deadline_at, None)
+        await self.journal.record(b.id, member.pbx_id, 1, "ended", _now(), NOT_CALLED, detail, late)
+        self.outcomes[member.pbx_id] = NOT_CALLED
 
     async def _confirmed(self) -> None:
         quorum = self.broadcast.quorum

@@ -86,7 +86,9 @@ class Broadcast:
     note: str | None
     failure_code: str | None = strawberry.field(
         description="Set when the trigger never became a broadcast: JOB_FILE_DAMAGED (the "
-        "job service could not read the accepted alarm's file, named in note)."
+        "job service could not read the accepted alarm's file, named in note) or "
+        "AGENT_UNREACHABLE (the agent did not take the triggerBroadcast up before it "
+        "expired; note: the agent's last heartbeat as an ISO time, null if none)."
     )
     _id: strawberry.Private[object]
     _bg_id: strawberry.Private[object]

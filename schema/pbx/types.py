@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import cast
 
@@ -7,7 +8,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api import models
-from api.services import directory
+from api.services import connection, directory
 from schema.enums import (
     AnnouncementKind,
     AnnouncementSource,
@@ -17,7 +18,7 @@ from schema.enums import (
     VerificationState,
 )
 from schema.info import Info
-from schema.platform.types import gid
+from schema.platform.types import AgentConnection, gid
 
 
 @strawberry.type
@@ -57,6 +58,7 @@ class Command:
     delivered_at: datetime | None
     completed_at: datetime | None
     expires_at: datetime
+    _tenant_id: strawberry.Private[uuid.UUID]
 
     @classmethod
     def of(cls, c: models.Command) -> Command:
@@ -71,7 +73,18 @@ class Command:
             delivered_at=c.delivered_at,
             completed_at=c.completed_at,
             expires_at=c.expires_at,
+            _tenant_id=c.tenant_id,
         )
+
+    @strawberry.field(
+        description="The tenant's agent now: unless CONNECTED the command waits for it "
+        "until expiresAt. A broadcast trigger that expires leaves a FAILED broadcast "
+        "(failureCode AGENT_UNREACHABLE) and a mail to the tenant."
+    )
+    async def agent_connection(self, info: Info) -> AgentConnection:
+        actor = await info.context.actor()
+        agent = await connection.of_tenant(info.context.rt, actor, self._tenant_id)
+        return AgentConnection.of(agent)
 
 
 @strawberry.type

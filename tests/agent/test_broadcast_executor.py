@@ -271,6 +271,14 @@ async def test_the_quorum_stops_new_calls_and_says_so(tmp_path: Path, beds: list
     b = await bed.broadcasts.journal.get(broadcast_id)
     assert b.quorum == 3 and b.quorum_reached_at is not None
     assert b.note is not None and "quorum of 3 reached" in b.note and "not called" in b.note
+    # Every member has a row: those the quorum made unnecessary say so (issue 14, point 11).
+    assert {e.pbx_id for e in events if e.kind == "ended"} == {
+        u["id"] for u in bed.cache.data["directory"]["users"] if u["name"] in names
+    }
+    spared = [e for e in events if e.outcome == "not_called"]
+    assert {e.pbx_id for e in spared} == {e.pbx_id for e in events if e.kind == "ended"} - started
+    assert all(e.detail == "quorumReached" and e.late is None for e in spared)
+    assert f"quorum of 3 reached, {len(spared)} members not called" in b.note
 
 
 async def test_two_hundred_members_on_ten_channels_never_exceed_ten_calls(

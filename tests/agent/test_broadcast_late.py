@@ -148,7 +148,7 @@ async def test_a_test_job_that_waited_longer_than_the_timeout_calls_nobody_and_s
     assert not any(e.kind == "started" for e in events)
     assert _rows(events) == Counter({m: 1 for m in _ids(bed)})
     for e in events:
-        assert (e.kind, e.outcome) == ("ended", "not_called")
+        assert (e.kind, e.outcome, e.detail) == ("ended", "not_called", None)  # worded by code
         assert e.late is not None and (e.late.reason, e.late.since) == ("agent_down", received)
     note = (await bed.broadcasts.journal.get(broadcast_id)).note or ""
     assert "3 not called (the timeout had passed)" in note
@@ -482,3 +482,25 @@ async def test_a_command_is_expired_by_its_age_in_the_servers_clock(
     b = await service.broadcasts.journal.by_source("cmd-fresh")
     assert b is not None
     await asyncio.wait_for(service.broadcasts.running[b.id], 30)
+
+
+async def test_a_command_received_after_its_expiry_is_refused_with_a_code(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    """Point 3: the server words the refusal (a failed trigger in the history, a mail)."""
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=30)
+    beds.append(bed)
+    service = await _service_without_server(bed, tmp_path)
+    reported: list[object] = []
+
+    async def report(command_id: str, outcome: object) -> None:
+        reported.append(outcome)
+
+    service._report = report  # type: ignore[method-assign] # no server in this test
+    age = timedelta(minutes=16)  # older than its 15 minutes, in the server's clock
+    command = _skewed_command("cmd-expired", bed, Mode.ALARM, age, timedelta(minutes=20))
+    await service.handle(command)
+    [outcome] = reported
+    assert getattr(outcome, "ok", True) is False
+    assert getattr(outcome, "result", None) == {"errorCode": "commandExpired"}
+    assert await service.broadcasts.journal.by_source("cmd-expired") is None

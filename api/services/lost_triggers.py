@@ -1,0 +1,114 @@
+"""A `triggerBroadcast` that never reached an agent before it expired: never lost silently.
+
+The expiry sweep (and an agent that received the command only after its expiry)
+leaves a failed trigger in the history, worded by the website from its code with
+the agent's last heartbeat, and mails the tenant's contact and administrators.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from functools import partial
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.db import after_commit
+from api.domain import lost_triggers
+from api.models import (
+    Broadcast,
+    BroadcastGroup,
+    BroadcastMode,
+    BroadcastStatus,
+    Command,
+    Installation,
+    PbxGroup,
+    Tenant,
+)
+from api.pubsub import tenant_events
+from api.runtime import Runtime
+from api.services import audit, notify, tenant_mail
+
+TYPE = "triggerBroadcast"
+
+
+async def record(rt: Runtime, session: AsyncSession, command: Command, now: datetime) -> uuid.UUID:
+    """The failed trigger in the history and the mails, in the caller's transaction."""
+    payload = command.payload or {}
+    group_id, group_name = await _group(session, command.tenant_id, payload.get("groupPbxId"))
+    last_seen = await _last_heartbeat(session, command.tenant_id)
+    mode = BroadcastMode(int(payload.get("mode") or BroadcastMode.ALARM))
+    requested_by = payload.get("requestedBy") or None
+    row = Broadcast(
+        id=uuid.uuid4(),
+        tenant_id=command.tenant_id,
+        installation_id=command.installation_id,
+        broadcast_group_id=group_id,
+        # The command's id: unique like the agent's ids, and one row per command.
+        agent_broadcast_id=f"command:{command.id}",
+        group_name=group_name,
+        mode=int(mode),
+        trigger_caller_name=requested_by,
+        triggered_by_user_id=command.created_by,
+        status=BroadcastStatus.FAILED,
+        started_at=command.created_at,
+        finished_at=now,
+        member_count=0,
+        # The website says "not reachable since" this (ISO time); empty: never reported.
+        note=last_seen.isoformat() if last_seen is not None else None,
+        failure_code=lost_triggers.FAILURE_AGENT_UNREACHABLE,
+    )
+    session.add(row)
+    tenant = await session.get(Tenant, command.tenant_id)
+    addresses = await tenant_mail.recipients(session, tenant) if tenant is not None else {}
+    mail = partial(
+        lost_triggers.lost_trigger_mail,
+        group_name=group_name,
+        alarm=mode is not BroadcastMode.TEST,
+        requested_at=command.created_at,
+        requested_by=requested_by,
+        last_seen=last_seen,
+    )
+    mails = tenant_mail.queue(rt, command.tenant_id, addresses, mail)
+    session.add_all(mails)
+    await session.flush()
+    after_commit(session, partial(tenant_mail.wake_mailer, rt, [str(m.id) for m in mails]))
+    after_commit(
+        session,
+        lambda: rt.hub.publish(tenant_events(command.tenant_id), notify.event("broadcast", row.id)),
+    )
+    audit.record(
+        session,
+        None,
+        "broadcast.trigger_lost",
+        tenant_id=command.tenant_id,
+        target=command.id,
+        mode=int(mode),
+        mails=len(addresses),
+    )
+    return row.id
+
+
+async def _group(
+    session: AsyncSession, tenant_id: uuid.UUID, group_pbx_id: object
+) -> tuple[uuid.UUID | None, str]:
+    row = (
+        await session.execute(
+            select(BroadcastGroup.id, PbxGroup.name)
+            .join(PbxGroup, BroadcastGroup.group_id == PbxGroup.id)
+            .where(PbxGroup.tenant_id == tenant_id, PbxGroup.pbx_id == str(group_pbx_id))
+            .limit(1)
+        )
+    ).first()
+    return (row.id, row.name) if row else (None, str(group_pbx_id or "?"))
+
+
+async def _last_heartbeat(session: AsyncSession, tenant_id: uuid.UUID) -> datetime | None:
+    """The tenant's latest agent's last sign of life (enrolling a new one retires the old)."""
+    return await session.scalar(
+        select(Installation.last_heartbeat_at)
+        .where(Installation.tenant_id == tenant_id)
+        .order_by(Installation.created_at.desc())
+        .limit(1)
+    )

@@ -1,12 +1,13 @@
 """Notices the agent forwards from the PBX host: mails to the tenant.
 
 Wrong PINs mail the tenant; a damaged job file (an accepted alarm that never ran)
-mails the tenant and support and leaves a failed trigger in the history.
+mails the tenant and support and leaves a failed trigger in the history
+(damaged_jobs.py, which shares the recipients and the outbox rows made here).
 
 The job service may forward a notice more than once (a retry after a lost
-answer); its id makes the repeat a no-op. The id is kept in the notice's audit
-entry, and the installation's row lock makes a repeat racing the first one wait
-and then find it.
+answer); its id makes the repeat a no-op. A wrong-PIN notice's id is kept in its
+audit entry, and the installation's row lock makes a repeat racing the first one
+wait and then find it.
 """
 
 from __future__ import annotations
@@ -24,10 +25,7 @@ from api.domain import notices
 from api.domain.notices import Notice
 from api.models import (
     AuditLog,
-    Broadcast,
     BroadcastGroup,
-    BroadcastMode,
-    BroadcastStatus,
     Email,
     EmailStatus,
     Installation,
@@ -37,9 +35,8 @@ from api.models import (
     Tenant,
     User,
 )
-from api.pubsub import tenant_events
 from api.runtime import Runtime
-from api.services import audit, known_secrets, notify
+from api.services import audit, damaged_jobs, known_secrets
 from api.services.agents import Agent
 
 ACTION = "notice.report"
@@ -47,6 +44,8 @@ ACTION = "notice.report"
 
 async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
     """Writes the notice's mails once; True when it was new, False for a repeat."""
+    if notice.kind == notices.JOB_FILE_DAMAGED:
+        return await damaged_jobs.report(rt, agent, notice)
     notice = notices.checked(notice, rt.clock())
     async with rt.db.transaction() as session:
         # Its texts go into mails and the audit log: none with a secret of the tenant.
@@ -70,34 +69,13 @@ async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
             return False
         tenant = await session.get(Tenant, agent.tenant_id)
         assert tenant is not None  # the agent's token was checked against an active tenant
-        group_id, group_name = await _group(session, agent, notice.agent_number)
-        addresses = await _recipients(session, tenant)
-        if notice.kind == notices.JOB_FILE_DAMAGED:
-            if rt.settings.support_email:
-                support = Language(rt.settings.support_language)
-                addresses.setdefault(rt.settings.support_email.lower(), support)
-            hostname = await session.scalar(
-                select(Installation.hostname).where(Installation.id == agent.installation_id)
-            )
-            broadcast_id = _failed_trigger(session, agent, notice, group_id, group_name)
-            after_commit(
-                session,
-                lambda: rt.hub.publish(
-                    tenant_events(agent.tenant_id), notify.event("broadcast", broadcast_id)
-                ),
-            )
-            mail = partial(
-                notices.job_file_damaged_mail,
-                notice=notice,
-                group_name=group_name,
-                hostname=hostname,
-            )
-        else:
-            mail = partial(notices.wrong_pins_mail, notice=notice, group_name=group_name)
-        rows = _queue(rt, agent, addresses, mail)
+        _, group_name = await group_of(session, agent, notice.agent_number)
+        addresses = await recipients(session, tenant)
+        mail = partial(notices.wrong_pins_mail, notice=notice, group_name=group_name)
+        rows = queue(rt, agent, addresses, mail)
         session.add_all(rows)
         await session.flush()
-        after_commit(session, partial(_wake_mailer, rt, [str(row.id) for row in rows]))
+        after_commit(session, partial(wake_mailer, rt, [str(row.id) for row in rows]))
         audit.record(
             session,
             None,
@@ -116,7 +94,7 @@ async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
     return True
 
 
-async def _group(
+async def group_of(
     session: AsyncSession, agent: Agent, agent_number: str | None
 ) -> tuple[uuid.UUID | None, str | None]:
     """The broadcast group that has this number, and its PBX group's name."""
@@ -136,7 +114,7 @@ async def _group(
     return (row.id, row.name) if row else (None, None)
 
 
-def _queue(
+def queue(
     rt: Runtime,
     agent: Agent,
     addresses: dict[str, Language],
@@ -160,7 +138,7 @@ def _queue(
     ]
 
 
-async def _recipients(session: AsyncSession, tenant: Tenant) -> dict[str, Language]:
+async def recipients(session: AsyncSession, tenant: Tenant) -> dict[str, Language]:
     """The tenant's contact and active administrators, in the tenant's language; the
     contact address is often an admin's too: one mail per address."""
     admins = await session.scalars(
@@ -176,38 +154,7 @@ async def _recipients(session: AsyncSession, tenant: Tenant) -> dict[str, Langua
     return addresses
 
 
-def _failed_trigger(
-    session: AsyncSession,
-    agent: Agent,
-    notice: Notice,
-    group_id: uuid.UUID | None,
-    group_name: str | None,
-) -> uuid.UUID:
-    """The history's row for an alarm that was accepted but never ran: failed, no
-    members, at the time it was triggered; the website words its failure code."""
-    row = Broadcast(
-        id=uuid.uuid4(),
-        tenant_id=agent.tenant_id,
-        installation_id=agent.installation_id,
-        broadcast_group_id=group_id,
-        # The quarantined file's name: the notice's key, unique like the agent's ids.
-        agent_broadcast_id=notice.notice_id,
-        group_name=group_name or notice.agent_number or "?",
-        # A damaged file may not show its mode any more: an alarm is the one to assume.
-        mode=int(BroadcastMode(notice.mode or BroadcastMode.ALARM)),
-        trigger_caller_number=notice.caller_number,
-        status=BroadcastStatus.FAILED,
-        started_at=notice.at,
-        finished_at=notice.at,
-        member_count=0,
-        note=notice.file_name,
-        failure_code=notices.FAILURE_JOB_FILE_DAMAGED,
-    )
-    session.add(row)
-    return row.id
-
-
-async def _wake_mailer(rt: Runtime, mail_ids: list[str]) -> None:
+async def wake_mailer(rt: Runtime, mail_ids: list[str]) -> None:
     # Sooner than the next mail sweep, which would find them anyway.
     for mail_id in mail_ids:
         await rt.tasks.wake(tasks.SEND_MAIL, mail_id)

@@ -29,22 +29,71 @@ class Outcome:
 class Ledger:
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
-        self._db = sqlite3.connect(path, isolation_level=None)
-        # FULL: the row is on disk before we tell the server the command is done.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS done (id TEXT PRIMARY KEY, ok INTEGER NOT NULL, "
-            "result TEXT NOT NULL, error TEXT, at TEXT NOT NULL)"
-        )
+        self.path = path
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """The ledger file; on a disk that refuses it, a stand-in, never a failed start.
+
+        A full disk cannot take the `-shm` file WAL needs: exclusive locking keeps the
+        WAL index in memory (https://sqlite.org/wal.html#noshm). A file that does not
+        open at all leaves an in-memory ledger: replays are answered for this process.
+        """
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                # FULL: the row is on disk before we tell the server the command is done.
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA journal_mode=WAL")
+                self._create(db)
+            except BaseException:
+                db.close()
+                raise
+            return db
+        except (sqlite3.Error, OSError) as exc:
+            log.error("the command ledger %s does not open normally: %s", self.path, exc)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                db.execute("PRAGMA locking_mode=EXCLUSIVE")
+                db.execute("PRAGMA synchronous=FULL")
+                self._create(db)
+            except BaseException:
+                db.close()
+                raise
+            return db
+        except (sqlite3.Error, OSError) as exc:
+            log.error("the command ledger cannot be opened (%s); it is kept in memory", exc)
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        self._create(db)
+        return db
+
+    @staticmethod
+    def _create(db: sqlite3.Connection) -> None:
+        present = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'done'").fetchone()
+        if present is None:  # a write: not tried on a file that has the table already
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS done (id TEXT PRIMARY KEY, ok INTEGER NOT NULL, "
+                "result TEXT NOT NULL, error TEXT, at TEXT NOT NULL)"
+            )
 
     def get(self, command_id: str) -> Outcome | None:
-        row = self._db.execute(
-            "SELECT ok, result, error FROM done WHERE id = ?", (command_id,)
-        ).fetchone()
+        """The stored outcome; None when there is none or the disk cannot say (the
+        command then runs, which `record` documents as safe)."""
+        try:
+            row = self._db.execute(
+                "SELECT ok, result, error FROM done WHERE id = ?", (command_id,)
+            ).fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            log.error("the outcome of command %s cannot be read: %s", command_id, exc)
+            return None
         if row is None:
             return None
-        return Outcome(ok=bool(row[0]), result=json.loads(row[1]), error=row[2])
+        try:
+            return Outcome(ok=bool(row[0]), result=json.loads(row[1]), error=row[2])
+        except ValueError as exc:
+            log.error("the stored outcome of command %s is unreadable: %s", command_id, exc)
+            return None
 
     def record(self, command_id: str, outcome: Outcome) -> bool:
         """Stores the outcome; False when the disk refuses it (full, read-only, failing).
@@ -65,7 +114,9 @@ class Ledger:
                     datetime.now(UTC).isoformat(),
                 ),
             )
-        except (sqlite3.OperationalError, OSError) as exc:
+        except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
+            # Any failure (a full disk, a damaged file, a result JSON cannot take):
+            # the outcome is answered all the same.
             log.error("the outcome of command %s cannot be stored: %s", command_id, exc)
             return False
         return True

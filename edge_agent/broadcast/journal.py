@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import shutil
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +34,6 @@ from edge_agent.broadcast.model import (
     Event,
     Late,
     Member,
-    note_text,
 )
 from edge_agent.broadcast.store import Statement, Store
 from edge_agent.files import private_dir
@@ -88,9 +88,31 @@ CREATE TABLE IF NOT EXISTS event (
     late_until TEXT,
     PRIMARY KEY (broadcast_id, seq)
 );
+-- One row, written now and then: an idle journal learns that its disk refuses writes.
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
 """
 # Columns added after the first release: a journal written by an older agent gets them.
 ADDED_EVENT_COLUMNS = ("late_reason", "late_since", "late_until")
+
+# A broadcast still needed in memory while the file is behind: running, unreported, or
+# its job not yet deleted. Settled ones are read from the file when asked for.
+OPEN = "status = 'running' OR final_acked = 0 OR source_done = 0"
+SEED = (
+    ("broadcast", f"WHERE {OPEN}"),
+    ("member", f"WHERE broadcast_id IN (SELECT id FROM broadcast WHERE {OPEN})"),  # noqa: S608
+    ("event", f"WHERE broadcast_id IN (SELECT id FROM broadcast WHERE {OPEN})"),  # noqa: S608
+)
+# Settled broadcasts are kept this long (a repeated trigger is recognised meanwhile;
+# the central service holds the history for good).
+RETENTION = timedelta(days=30)
+# Below this much free space on the journal's disk the health report names the problem.
+NEARLY_FULL_BYTES = 16 * 1024 * 1024
+# How often an idle journal looks at its disk and prunes.
+WATCH_INTERVAL_S = 60.0
+# Event numbers a resumed broadcast skips when the server cannot say what it stored: a
+# crash while the journal was behind lost events only memory held, and the server ignores
+# numbers it has already (it may have stored up to this many more than the file holds).
+RESUME_GAP = 100_000
 
 BROADCAST_COLUMNS = (
     "id, source, source_id, group_pbx_id, mode, caller_number, caller_name, announcement, "
@@ -149,7 +171,7 @@ class _Write:
 
 def _note_statement(broadcast_id: str) -> Statement:
     """Adds the journal's note to the broadcast's, once (writing it again changes nothing)."""
-    text = note_text(JOURNAL_NOT_WRITABLE)
+    text = JOURNAL_NOT_WRITABLE  # a code: the website words it (German, English)
     return (
         "UPDATE broadcast SET note = CASE WHEN note IS NULL OR note = '' THEN ? "
         "WHEN instr(note, ?) > 0 THEN note ELSE note || '; ' || ? END WHERE id = ?",
@@ -160,8 +182,8 @@ def _note_statement(broadcast_id: str) -> Statement:
 class Journal:
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
-        self._store = Store(path, SCHEMA)
-        _add_columns(self._store.disk)  # a journal an older agent wrote
+        # _add_columns: a journal an older agent wrote (on a full disk: later).
+        self._store = Store(path, SCHEMA, migrate=_add_columns, seed=SEED)
         # One thread owns the connections: reads and commits never interleave.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._queue: list[_Write] = []
@@ -172,6 +194,10 @@ class Journal:
         # Broadcasts whose progress only memory held at some point (their history says so).
         self._troubled: set[str] = set()
         self.changed = asyncio.Event()  # set after each commit: the reporter wakes up
+        # Called when `writable` changes: the agent reports its health at once.
+        self.on_health_change: Callable[[], None] = lambda: None
+        self.nearly_full = False  # below NEARLY_FULL_BYTES free (logged once)
+        self._was_behind = self._store.behind
 
     # ------------------------------------------------------------------ plumbing
 
@@ -179,6 +205,11 @@ class Journal:
     def writable(self) -> bool:
         """False while the file refuses writes and memory holds what it misses (health)."""
         return not self._store.behind
+
+    @property
+    def complete(self) -> bool:
+        """False while memory did not start from the file (it could not be read)."""
+        return self._store.complete
 
     @property
     def failure(self) -> str | None:
@@ -212,16 +243,39 @@ class Journal:
                 else:
                     write.done.set_exception(error)
             self.changed.set()
-            if self._store.behind and (self._catching_up is None or self._catching_up.done()):
-                self._catching_up = asyncio.create_task(self._catch_up(), name="journal-catch-up")
+            self._health()
+            self._ensure_catching_up()
+
+    def _health(self) -> None:
+        if self._store.behind != self._was_behind:
+            self._was_behind = self._store.behind
+            self.on_health_change()
+
+    def _ensure_catching_up(self) -> None:
+        if self._store.behind and (self._catching_up is None or self._catching_up.done()):
+            self._catching_up = asyncio.create_task(self._catch_up(), name="journal-catch-up")
 
     async def _catch_up(self) -> None:
-        """Tries the file again after 1 s, doubling up to 30 s, until it holds everything."""
+        """Tries the file again after 1 s, doubling up to 30 s, until it holds everything.
+
+        A chunk at a time (each its own turn on the journal's thread: the calls' events
+        go in between); an unexpected error waits like a full disk, never ends the loop.
+        """
         pause = CATCH_UP_FIRST_S
         while True:
             await asyncio.sleep(pause)
-            if await self._in_thread(self._store.catch_up):
+            try:
+                while self._store.behind:
+                    before = self._store.backlog_size
+                    if await self._in_thread(self._store.catch_up):
+                        break
+                    if self._store.backlog_size >= before:
+                        break  # nothing written: the disk still refuses
+            except Exception:
+                log.exception("catching up the broadcast journal failed; trying again")
+            if not self._store.behind:
                 self.changed.set()  # the reporter may finish jobs again
+                self._health()
                 return
             pause = min(pause * 2, CATCH_UP_MAX_S)
 
@@ -259,8 +313,11 @@ class Journal:
             except sqlite3.Error:
                 log.exception("the journal note of broadcast %s was not written", b)
 
-    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return await self._in_thread(functools.partial(self._store.rows, sql, params))
+    async def _rows(
+        self, sql: str, params: Sequence[Any] = (), settled: bool = False
+    ) -> list[tuple[Any, ...]]:
+        self._ensure_catching_up()  # a journal that started behind catches up, too
+        return await self._in_thread(functools.partial(self._store.rows, sql, params, settled))
 
     # ------------------------------------------------------------------ broadcasts
 
@@ -307,6 +364,7 @@ class Journal:
         rows = await self._rows(
             f"SELECT {BROADCAST_COLUMNS} FROM broadcast WHERE source_id = ?",  # noqa: S608
             (source_id,),
+            settled=True,
         )
         return _broadcast(rows[0]) if rows else None
 
@@ -314,6 +372,7 @@ class Journal:
         rows = await self._rows(
             f"SELECT {BROADCAST_COLUMNS} FROM broadcast WHERE id = ?",  # noqa: S608
             (broadcast_id,),
+            settled=True,
         )
         return _broadcast(rows[0])
 
@@ -321,7 +380,7 @@ class Journal:
         """Broadcasts still running, not fully reported, or whose job is not yet deleted."""
         rows = await self._rows(
             f"SELECT {BROADCAST_COLUMNS} FROM broadcast "  # noqa: S608 - constant columns
-            "WHERE status = 'running' OR final_acked = 0 OR source_done = 0 ORDER BY started_at"
+            f"WHERE {OPEN} ORDER BY started_at"
         )
         return [_broadcast(r) for r in rows]
 
@@ -350,6 +409,14 @@ class Journal:
             "SELECT COALESCE(MAX(seq), 0) FROM event WHERE broadcast_id = ?", (broadcast_id,)
         )
         return int(rows[0][0])
+
+    async def number_above(self, broadcast_id: str, seq: int) -> None:
+        """New events of the broadcast get numbers above `seq` (and above the journal's)."""
+        async with self._seq_lookup:
+            last = max(
+                seq, await self.last_seq(broadcast_id), self._next_seq.get(broadcast_id, 1) - 1
+            )
+            self._next_seq[broadcast_id] = last + 1
 
     async def record(
         self,
@@ -454,6 +521,55 @@ class Journal:
 
     async def source_done(self, broadcast_id: str) -> None:
         await self._write([("UPDATE broadcast SET source_done = 1 WHERE id = ?", (broadcast_id,))])
+
+    async def watch(self) -> None:
+        """One probe of the disk and one pruning (the agent does it every WATCH_INTERVAL_S).
+
+        An idle journal writes nothing, so a full disk would go unnoticed until the next
+        alarm: one small committed write finds out (the health report says so at once),
+        and the free space warns in the log before.
+        """
+        try:
+            free = (await asyncio.to_thread(shutil.disk_usage, self._store.path.parent)).free
+        except OSError as exc:
+            log.warning("the journal's free space is unknown: %s", exc)
+            free = None
+        nearly_full = free is not None and free < NEARLY_FULL_BYTES
+        if nearly_full != self.nearly_full:
+            self.nearly_full = nearly_full
+            log.warning("the journal's disk has %s bytes free", free)
+        if self.writable:
+            now = datetime.now(UTC)
+            await self._write(
+                [("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (now.isoformat(),))]
+            )
+        if self.writable:
+            await self.prune(now - RETENTION)
+
+    async def watch_forever(self) -> None:
+        while True:
+            try:
+                await self.watch()
+            except Exception:  # the watch must outlive any one failure
+                log.exception("watching the broadcast journal failed")
+            await asyncio.sleep(WATCH_INTERVAL_S)
+
+    async def prune(self, before: datetime) -> int:
+        """Removes settled broadcasts started before `before`; returns how many."""
+        rows = await self._rows(
+            f"SELECT id FROM broadcast WHERE NOT ({OPEN}) AND started_at < ?",  # noqa: S608
+            (before.isoformat(),),
+        )
+        ids = [(r[0],) for r in rows]
+        if ids:
+            await self._write(
+                [
+                    ("DELETE FROM event WHERE broadcast_id = ?", ids, True),
+                    ("DELETE FROM member WHERE broadcast_id = ?", ids, True),
+                    ("DELETE FROM broadcast WHERE id = ?", ids, True),
+                ]
+            )
+        return len(ids)
 
     async def usable(self) -> bool:
         """Whether the journal answers (for the health report); never raises."""

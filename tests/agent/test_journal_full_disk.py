@@ -25,7 +25,7 @@ import pytest
 
 from edge_agent.broadcast import store
 from edge_agent.broadcast.journal import Journal
-from edge_agent.broadcast.model import JOURNAL_NOT_WRITABLE, NOTES, Broadcast
+from edge_agent.broadcast.model import JOURNAL_NOT_WRITABLE, Broadcast
 from edge_agent.broadcast.reporter import Reporter
 from edge_agent.config import Enrolment
 from edge_agent.dialer.sim import SimDialer
@@ -42,7 +42,7 @@ from tests.agent.test_broadcast_executor import Bed, alarm, assert_each_attempt_
 from tests.jobservice.support import AGENT, Service, job_body, make_settings
 from tests.sip.bed import SippUas, need_sipp
 
-NOTE = NOTES[JOURNAL_NOT_WRITABLE]
+NOTE = JOURNAL_NOT_WRITABLE  # a code: the website words it
 MEMBERS = 10
 
 

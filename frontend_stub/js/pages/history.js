@@ -21,12 +21,60 @@ export function render({ main, live, params }) {
   return params[0] ? detail(live, container, params[0]) : list(live, container);
 }
 
-// A trigger that never became a broadcast (JOB_FILE_DAMAGED): worded from its code,
-// with the file the job service kept (in note).
+// A trigger that never became a broadcast, worded from its code with what note holds:
+// JOB_FILE_DAMAGED the file the job service kept, AGENT_UNREACHABLE the agent's last
+// heartbeat (none: it never reported).
 function failure(b) {
-  return b.failureCode
-    ? h("p", { class: "failure", "data-failure": b.failureCode }, t(`failure.${b.failureCode}`, { file: b.note }))
-    : null;
+  if (!b.failureCode) return null;
+  const since = b.note ? dateTime(b.note) : t("failure.never");
+  const params = b.failureCode === "AGENT_UNREACHABLE" ? { since } : { file: b.note };
+  return h("p", { class: "failure", "data-failure": b.failureCode }, t(`failure.${b.failureCode}`, params));
+}
+
+// The agent's own summary line (English, for its log and older agents' notes): the page
+// words its own from the attempts, so these parts of the note are left out.
+const AGENT_SUMMARY = [
+  /^\d+ of \d+ called members confirmed$/,
+  /^\d+ skipped \(busy\)$/,
+  /^\d+ not called \(the timeout had passed\)$/,
+  /^not confirmed: /,
+  /^quorum of \d+ reached(, \d+ members not called)?$/,
+];
+
+// Parts of the note the agent sends as a code (a full disk, say): worded here.
+const NOTE_CODES = new Set(["journalNotWritable"]);
+
+function agentNotes(note) {
+  return (note || "").split("; ").filter((part) => part && !AGENT_SUMMARY.some((re) => re.test(part)))
+    .map((part) => (NOTE_CODES.has(part) ? t(`note.${part}`) : part)).join("; ");
+}
+
+// How the broadcast went, from each member's attempts (their outcome codes).
+function result(b, members) {
+  let confirmed = 0, called = 0, skipped = 0, notCalled = 0, spared = 0;
+  const unconfirmed = [];
+  for (const [name, attempts] of members) {
+    const last = attempts[attempts.length - 1];
+    if (last.outcome === "SKIPPED_BUSY") skipped += 1;
+    else if (last.outcome === "NOT_CALLED" && last.lateReason) notCalled += 1;
+    else if (last.outcome === "NOT_CALLED") spared += 1;
+    else {
+      called += 1;
+      if (attempts.some((a) => a.outcome === "CONFIRMED")) confirmed += 1;
+      else unconfirmed.push(name);
+    }
+  }
+  // Older agents gave members the quorum spared no row at all.
+  if (b.quorumReachedAt && b.status !== "RUNNING") spared += Math.max(0, b.memberCount - members.size);
+  const parts = [t("summary.confirmed", { confirmed, called })];
+  if (skipped) parts.push(t("summary.skipped", { n: skipped }));
+  if (notCalled) parts.push(t("summary.notCalled", { n: notCalled }));
+  if (b.quorumReachedAt) parts.push(t(spared ? "summary.spared" : "summary.quorum", { n: spared, quorum: b.quorum }));
+  else if (unconfirmed.length && b.status !== "RUNNING") {
+    const shown = unconfirmed.slice(0, 10).join(", ") + (unconfirmed.length > 10 ? " …" : "");
+    parts.push(t("summary.unconfirmed", { names: shown }));
+  }
+  return parts.join("; ");
 }
 
 function caller(b) {
@@ -102,6 +150,7 @@ function detail(live, container, id) {
       if (!members.has(a.memberName)) members.set(a.memberName, []);
       members.get(a.memberName).push(a);
     }
+    const notes = agentNotes(b.note);
     replace(
       view,
       h("h1", {}, t("history.detail", { group: b.groupName, time: dateTime(b.startedAt) })),
@@ -113,7 +162,8 @@ function detail(live, container, id) {
         h("dt", {}, t("history.caller")), h("dd", {}, caller(b)),
         h("dt", {}, t("history.members")), h("dd", {}, b.memberCount),
         b.quorum ? [h("dt", {}, t("history.quorum")), h("dd", {}, b.quorum)] : null,
-        b.note && !b.failureCode ? [h("dt", {}, t("history.note")), h("dd", {}, b.note)] : null),
+        members.size ? [h("dt", {}, t("history.result")), h("dd", { "data-testid": "broadcast-result" }, result(b, members))] : null,
+        notes && !b.failureCode ? [h("dt", {}, t("history.note")), h("dd", {}, notes)] : null),
       failure(b),
       members.size
         ? h("ol", { class: "timeline" }, [...members].map(([name, attempts]) => member(name, attempts)))
@@ -126,10 +176,9 @@ function detail(live, container, id) {
     return h("li", { class: "member", "data-member": name },
       h("h2", {}, name, last.memberExtension ? ` (${last.memberExtension})` : "",
         last.outcome ? h("span", { class: `outcome ${last.outcome.toLowerCase()}` }, t(`outcome.${last.outcome}`)) : null),
-      h("ol", { class: "attempts" }, attempts.map((a) =>
+      h("ol", { class: "attempts" }, attempts.map((a) => a.outcome === "NOT_CALLED" ? notCalled(a) :
         h("li", {},
-          h("span", { class: "attempt-no" },
-            a.outcome === "NOT_CALLED" ? t("history.notCalled") : t("history.attempt", { n: a.attemptNo })),
+          h("span", { class: "attempt-no" }, t("history.attempt", { n: a.attemptNo })),
           a.lateReason ? h("p", { class: "late", "data-late": a.lateReason }, late(a)) : null,
           h("ul", { class: "steps" }, STEPS.filter((s) => a[s]).map((s) =>
             h("li", {}, h("time", { datetime: a[s] }, time(a[s])), " ",
@@ -137,11 +186,21 @@ function detail(live, container, id) {
           a.detail ? h("p", { class: "detail" }, a.detail) : null))));
   }
 
-  // Why an attempt began after the broadcast timeout, or why a member was not called:
-  // worded here from the code, with the outage's times (issue 14, point 11).
+  // Why an attempt began after the broadcast timeout: worded here from the code, with
+  // the outage's times (issue 14, point 11).
   function late(a) {
-    const kind = a.outcome === "NOT_CALLED" ? "notCalled" : "late";
-    return t(`${kind}.${a.lateReason}`, { from: dateTime(a.lateFrom), until: dateTime(a.lateUntil) });
+    return t(`late.${a.lateReason}`, { from: dateTime(a.lateFrom), until: dateTime(a.lateUntil) });
+  }
+
+  // A member never called: the member's heading says so once; here only why, from the
+  // late reason (the timeout) or the detail's code (quorumReached). An older agent's
+  // English detail is not shown.
+  function notCalled(a) {
+    const why = a.lateReason
+      ? t(`notCalled.${a.lateReason}`, { from: dateTime(a.lateFrom), until: dateTime(a.lateUntil) })
+      : t(a.detail === "quorumReached" ? "notCalled.quorumReached" : "notCalled.unknown");
+    return h("li", { class: "not-called" },
+      h("p", { class: "late", "data-late": a.lateReason || a.detail || "unknown" }, why));
   }
 
   // Set when a live event came while the broadcast was being read: the event is newer.

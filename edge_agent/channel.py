@@ -51,6 +51,13 @@ def full_jitter(attempt: int, cap: float, base: float = BACKOFF_BASE) -> float:
     return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311 - not cryptographic
 
 
+def bad_frame(raw: str | bytes, exc: ValueError) -> str:
+    """A frame that is not JSON, named by its size and where it broke: never its content,
+    which may hold a command's secrets (issue 14, point 5)."""
+    where = f" at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+    return f"a frame of {len(raw)} characters that is not JSON ({type(exc).__name__}{where})"
+
+
 class CommandChannel:
     def __init__(self, enrolment: Enrolment, settings: AgentSettings, sink: CommandSink) -> None:
         self.enrolment = enrolment
@@ -134,8 +141,8 @@ class CommandChannel:
             async for raw in ws:
                 try:
                     message = json.loads(raw)
-                except ValueError:
-                    log.warning("dropped a frame that is not JSON: %r", raw[:200])
+                except ValueError as exc:
+                    log.warning("dropped %s", bad_frame(raw, exc))
                     continue
                 kind = message.get("type")
                 if kind == "next":

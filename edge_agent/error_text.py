@@ -23,7 +23,7 @@ def describe(exc: BaseException, hide: Iterable[object] = ()) -> str:
     """``TypeName: message`` from fields that cannot carry the input; `hide` values are
     replaced by ``***`` (the secrets the caller holds)."""
     text = f"{type(exc).__name__}: {_message(exc)}"
-    return redact(text, hide)[:MAX]
+    return redact(text, hide, MAX)
 
 
 def _message(exc: BaseException) -> str:
@@ -45,12 +45,30 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
-def redact(text: str, hide: Iterable[object]) -> str:
-    """`text` with every value of `hide` (as text, at least 3 characters) replaced."""
-    values = sorted({str(v) for v in hide if v is not None and len(str(v)) >= 3}, key=len)
-    for value in reversed(values):  # longest first: a PIN inside a password stays hidden
-        text = re.sub(_bounded(value), HIDDEN, text)
-    return text
+def redact(text: str, hide: Iterable[object], limit: int | None = None) -> str:
+    """`text` with every value of `hide` (as text, at least 3 characters) replaced, also
+    as JSON (once or twice, ASCII or not) or a repr writes it; then cut to `limit`.
+    Always in that order: a cut could split a value, and its rest would show."""
+    forms = sorted({f for v in hide if v is not None for f in _forms(str(v))}, key=len)
+    if forms:
+        # One pattern, longest first: a PIN inside a password leaves none of it standing.
+        # Ignoring case: JSON's \u00e4 may come back as \u00E4.
+        pattern = "|".join(_bounded(f) for f in reversed(forms))
+        text = re.sub(pattern, HIDDEN, text, flags=re.IGNORECASE)
+    return text if limit is None else text[:limit]
+
+
+def _forms(value: str) -> set[str]:
+    if len(value) < 3:
+        return set()
+    once = {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    # Windows PowerShell's ConvertTo-Json writes ' < > & as \u0027 \u003c \u003e \u0026.
+    once |= {v.translate(_POWERSHELL_JSON) for v in once}
+    twice = {json.dumps(v, ensure_ascii=a)[1:-1] for v in once for a in (True, False)}
+    return {value, *once, *twice, repr(value)[1:-1]}
+
+
+_POWERSHELL_JSON = str.maketrans({c: f"\\u{ord(c):04x}" for c in "'<>&"})
 
 
 def _bounded(value: str) -> str:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edge_agent.channel import full_jitter
+from edge_agent.error_text import redact
 from edge_agent.errors import ServerRefused, ServerUnreachable
 from edge_agent.ledger import Outcome
 from edge_agent.pbx import text
@@ -52,12 +53,14 @@ class _Kept:
     until: datetime
 
 
-def storable(outcome: Outcome) -> Outcome:
+def storable(outcome: Outcome, hide: Iterable[object] = ()) -> Outcome:
     """The outcome with its error text cleaned: it may quote PBX text (a NUL, a lone
-    surrogate) that neither the ledger nor the server would take."""
+    surrogate) that neither the ledger nor the server would take; `hide` (the command's
+    secrets) hidden in it first, then cut: a cut could split a secret."""
     if outcome.error is None:
         return outcome
-    return Outcome(outcome.ok, outcome.result, text.clean(outcome.error, ERROR_MAX))
+    error = redact(text.clean(outcome.error, len(outcome.error)), hide, ERROR_MAX)
+    return Outcome(outcome.ok, outcome.result, error)
 
 
 def refused_outcome(exc: Exception) -> Outcome:

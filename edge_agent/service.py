@@ -85,7 +85,15 @@ class AgentService:
             calls,
         )
         self.reporter = Reporter(
-            self.broadcasts.journal, self.server, self.jobservice, settings.backoff_cap_seconds
+            self.broadcasts.journal,
+            self.server,
+            self.jobservice,
+            settings.backoff_cap_seconds,
+            hide=[
+                settings.sip_password.get_secret_value(),
+                settings.jobservice_token.get_secret_value() if settings.jobservice_token else None,
+                enrolment.token,
+            ],
         )
         self.commands.handlers["triggerBroadcast"] = self.trigger_from_command
         self._background: list[asyncio.Task[None]] = []
@@ -139,7 +147,7 @@ class AgentService:
             except TimeoutError:
                 # A PBX that never answers must not keep the commands after it waiting.
                 outcome = Outcome(ok=False, result={}, error=TIMED_OUT)
-            outcome = storable(outcome)
+            outcome = storable(outcome, hide=(command.get("secrets") or {}).values())
             self.ledger.record(command_id, outcome)
         else:
             log.info("command %s seen before: answering with the stored outcome", command_id)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.db import after_commit
 from api.domain import health, validation
 from api.domain.connection import OFFLINE_AFTER_POLLS
+from api.domain.scrub import secret_name
 from api.errors import BadInput, NotFound, Unauthenticated
 from api.models import Command, CommandStatus, Installation, License, PbxSettings, Tenant
 from api.pubsub import tenant_events
@@ -35,6 +36,9 @@ OPEN = (CommandStatus.PENDING, CommandStatus.DELIVERED)
 AGENT_TOKEN_PREFIX = "rda_"  # noqa: S105 - a prefix, not a secret
 # The code that starts the reason of a command whose result could not be applied.
 UNAPPLIED = "resultNotApplied"
+ERROR_MAX = 4000  # a command's error as stored
+# Scrubbing is linear, but bounded all the same: what lies beyond this is never stored.
+ERROR_SCRUBBED_MAX = 16 * ERROR_MAX
 # Failures of the database, not of the result: answered as errors, so the agent retries.
 TRANSIENT = (OperationalError, InterfaceError, PoolTimeout)
 
@@ -204,8 +208,9 @@ async def complete(
     command with the reason, in a transaction of its own, and the agent is answered as
     for any outcome: no result may keep it from the commands after it.
     """
-    # The agent's words may carry PBX text: stored cleaned, like the mirror's.
-    error = pbx_text.clean(error, 4000) if error is not None else None
+    # The agent's words may carry PBX text: stored cleaned, like the mirror's; cut to
+    # ERROR_MAX only after scrubbing (a cut could split a secret the scrubber must see).
+    error = pbx_text.clean(error, ERROR_SCRUBBED_MAX) if error is not None else None
     result = result if isinstance(result, dict) else {"value": result}
     try:
         command, changed = await _record(rt, agent, command_id, ok, result, error)
@@ -234,9 +239,13 @@ async def _record(
         command = await session.get(Command, command_id)
         if command is None or command.tenant_id != agent.tenant_id:
             raise NotFound("command not found")
-        if error is not None:  # viewers read it: no secret of the tenant or the command
+        # Viewers read the error and the result: no secret of the tenant or the command.
+        stored = {k: v for k, v in result.items() if k != "directory"}
+        if error is not None or stored:
             secrets = _secrets(rt, command).values()
-            error = (await known_secrets.for_tenant(rt, session, agent.tenant_id, secrets))(error)
+            clean = await known_secrets.for_tenant(rt, session, agent.tenant_id, secrets)
+            error = clean(error)[:ERROR_MAX] if error is not None else None
+            stored = clean.tree(stored)
         # The claim: a conditional UPDATE with a row count, so two completions
         # racing (a retry after a timeout) apply once, on PostgreSQL and SQLite.
         claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
@@ -260,7 +269,7 @@ async def _record(
                 rt, session, command, ok, result, error, _secrets(rt, command)
             )
             changed = applied.directory_changed
-            command.result = {k: v for k, v in result.items() if k != "directory"}
+            command.result = stored
             command.error = None if ok else (error or "the agent reported a failure without reason")
     return command, changed
 
@@ -383,14 +392,14 @@ async def _scrubbed(
 ) -> dict[str, Any]:
     """The SIP error's detail and texts without the tenant's secrets (viewers read them)."""
     detail, params = runs_on["sip_error_detail"], runs_on["sip_error_params"] or {}
-    if detail is None and not any(isinstance(v, str) for v in params.values()):
+    if detail is None and not any(isinstance(v, str) or secret_name(k) for k, v in params.items()):
         return runs_on
     clean = await known_secrets.for_tenant(rt, session, agent.tenant_id)
     return {
         **runs_on,
-        "sip_error_detail": clean(detail),
-        "sip_error_params": runs_on["sip_error_params"]
-        and {k: clean(v) if isinstance(v, str) else v for k, v in params.items()},
+        "sip_error_detail": clean.optional(detail),
+        # tree(): texts scrubbed, a number under a secret's name (a PIN) hidden too.
+        "sip_error_params": runs_on["sip_error_params"] and clean.tree(params),
     }
 
 

@@ -122,7 +122,6 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
     """Stores what is new in the report; returns the last event number now stored."""
     _check(report)
     async with rt.db.transaction() as session:
-        report = await _scrubbed(rt, session, agent, report)
         broadcast = await session.scalar(
             select(Broadcast)
             .where(
@@ -167,8 +166,9 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
         broadcast.quorum_reached_at = broadcast.quorum_reached_at or report.quorum_reached_at
         broadcast.trigger_caller_number = report.trigger_caller_number
         broadcast.trigger_caller_name = report.trigger_caller_name
-        broadcast.note = report.note
         new = [e for e in report.events if e.seq > broadcast.last_event_seq]
+        note, new = await _scrubbed(rt, session, agent, report.note, new)
+        broadcast.note = note
         if new:
             await _apply_all(session, agent, broadcast, new)
         if new:
@@ -183,13 +183,24 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
     return last_seq
 
 
-async def _scrubbed(rt: Runtime, session: AsyncSession, agent: Agent, report: ReportIn) -> ReportIn:
-    """The note and the calls' details without the tenant's secrets (viewers read them)."""
-    if report.note is None and all(e.detail is None for e in report.events):
-        return report
+async def _scrubbed(
+    rt: Runtime,
+    session: AsyncSession,
+    agent: Agent,
+    note: str | None,
+    new: list[CallEventIn],
+) -> tuple[str | None, list[CallEventIn]]:
+    """The note and the new events' details without the tenant's secrets (viewers read
+    them). Only what is stored: a detail is kept with the ended event alone, and events
+    stored before (a resent report) are not scrubbed again."""
+    stored = [i for i, e in enumerate(new) if e.kind == "ended" and e.detail]
+    if note is None and not stored:
+        return note, new
     clean = await known_secrets.for_tenant(rt, session, agent.tenant_id)
-    events = [replace(e, detail=clean(e.detail)) for e in report.events]
-    return replace(report, note=clean(report.note), events=events)
+    events = list(new)
+    for i in stored:
+        events[i] = replace(new[i], detail=clean.optional(new[i].detail))
+    return clean.optional(note), events
 
 
 COLUMNS = {

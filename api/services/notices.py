@@ -36,7 +36,7 @@ from api.models import (
     User,
 )
 from api.runtime import Runtime
-from api.services import audit, damaged_jobs, known_secrets
+from api.services import audit, damaged_jobs
 from api.services.agents import Agent
 
 ACTION = "notice.report"
@@ -48,8 +48,9 @@ async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
         return await damaged_jobs.report(rt, agent, notice)
     notice = notices.checked(notice, rt.clock())
     async with rt.db.transaction() as session:
-        # Its texts go into mails and the audit log: none with a secret of the tenant.
-        notice = (await known_secrets.for_tenant(rt, session, agent.tenant_id)).fields(notice)
+        # Not scrubbed: a notice holds identifiers and numbers only (its id, the agent's
+        # and the caller's number, a file name), no free text; they are used as they came
+        # (docs/decisions/secrets-in-errors.md).
         await session.execute(
             select(Installation.id)
             .where(Installation.id == agent.installation_id)

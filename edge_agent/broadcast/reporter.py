@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
 from edge_agent.broadcast.journal import Journal
 from edge_agent.broadcast.model import RUNNING, Broadcast, Event, Member, Mode
 from edge_agent.channel import full_jitter
+from edge_agent.error_text import redact
 from edge_agent.errors import ServerRefused, ServerUnreachable
 from edge_agent.jobservice import JobServiceClient, JobServiceRefused, JobServiceUnavailable
 from edge_agent.pbx import text
@@ -60,7 +62,7 @@ class DeletionBackoff:
         self.failures = 0
 
 
-def event_json(e: Event, members: dict[str, Member]) -> dict[str, Any]:
+def event_json(e: Event, members: dict[str, Member], hide: Sequence[object] = ()) -> dict[str, Any]:
     m = members.get(e.pbx_id)
     # Only a late event carries the late fields: every other report stays as before.
     late = (
@@ -83,27 +85,36 @@ def event_json(e: Event, members: dict[str, Member]) -> dict[str, Any]:
         "kind": e.kind,
         "at": e.at.isoformat(),
         "outcome": e.outcome.upper() if e.outcome else None,
-        "detail": text.clean(e.detail, MAX_DETAIL) if e.detail else None,
+        # The agent's secrets hidden before the cut: a cut could split one.
+        "detail": _clean(e.detail, MAX_DETAIL, hide) if e.detail else None,
         **late,
     }
 
 
-def _clean(value: str | None, limit: int) -> str | None:
-    return text.clean(value, limit) if value is not None else None
+def _clean(value: str | None, limit: int, hide: Sequence[object] = ()) -> str | None:
+    if value is None:
+        return None
+    return text.clean(redact(value, hide), limit) if hide else text.clean(value, limit)
 
 
-def fitting(events: list[Event], members: dict[str, Member]) -> list[Event]:
+def fitting(
+    events: list[Event], members: dict[str, Member], hide: Sequence[object] = ()
+) -> list[Event]:
     """The longest prefix of `events` whose report stays under MAX_REPORT_BYTES (at least one)."""
     size = 0
     for index, event in enumerate(events):
-        size += len(json.dumps(event_json(event, members))) + 2
+        size += len(json.dumps(event_json(event, members, hide))) + 2
         if size > MAX_REPORT_BYTES and index > 0:
             return events[:index]
     return events
 
 
 def report_json(
-    b: Broadcast, members: dict[str, Member], events: list[Event], final: bool
+    b: Broadcast,
+    members: dict[str, Member],
+    events: list[Event],
+    final: bool,
+    hide: Sequence[object] = (),
 ) -> dict[str, Any]:
     return {
         "broadcastId": b.id,
@@ -117,8 +128,8 @@ def report_json(
         "quorum": b.quorum,
         "quorumReachedAt": b.quorum_reached_at.isoformat() if b.quorum_reached_at else None,
         "finishedAt": b.finished_at.isoformat() if final and b.finished_at else None,
-        "note": _clean(b.note, NOTE_MAX),
-        "events": [event_json(e, members) for e in events],
+        "note": _clean(b.note, NOTE_MAX, hide),
+        "events": [event_json(e, members, hide) for e in events],
     }
 
 
@@ -129,8 +140,11 @@ class Reporter:
         server: Server,
         jobservice: JobServiceClient | None,
         backoff_cap_s: float,
+        hide: Sequence[object] = (),
     ) -> None:
         self.journal = journal
+        # The agent's own secrets (SIP password, tokens): never in a note or detail.
+        self.hide = tuple(v for v in hide if v)
         self.server = server
         self.jobservice = jobservice
         self.backoff_cap_s = backoff_cap_s
@@ -206,13 +220,15 @@ class Reporter:
             self._members[b.id] = members
         acked = b.acked_seq
         while True:
-            events = fitting(await self.journal.events(b.id, acked, BATCH), members)
+            events = fitting(await self.journal.events(b.id, acked, BATCH), members, self.hide)
             last = events[-1].seq if events else acked
             # Final only when this report carries the last event of a finished broadcast.
             final = b.status != RUNNING and last == await self.journal.last_seq(b.id)
             if not events and (not final or b.final_acked):
                 return True
-            stored = await self.server.report_broadcast(report_json(b, members, events, final))
+            stored = await self.server.report_broadcast(
+                report_json(b, members, events, final, self.hide)
+            )
             await self.journal.acked(b.id, stored, final and stored >= last)
             if stored < last:
                 log.error("the server stored broadcast %s up to %d of %d", b.id, stored, last)

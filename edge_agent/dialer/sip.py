@@ -104,7 +104,9 @@ class SipDialer(Dialer):
         self._encoded: dict[tuple[_FileVersion, str], bytes] = {}
         self._closed = False
         self._started = asyncio.Lock()
-        self.registration = Registration(self._register, enabled=account.register, check_s=check_s)
+        self.registration = Registration(
+            self._register, enabled=account.register, check_s=check_s, hide=[account.password]
+        )
         self._registering: asyncio.Task[None] | None = None
         self._resolving: asyncio.Future[list[Any]] | None = None
 
@@ -214,7 +216,8 @@ class SipDialer(Dialer):
             log.exception("SIP call %s failed unexpectedly", request.call_id)
             if not emitter.ended:
                 # Fields, not the repr: the detail is shown in the history.
-                await emitter.end(CallOutcome.FAILED, f"internal error: {describe(exc)}"[:200])
+                detail = f"internal error: {describe(exc, hide=[self.account.password])}"
+                await emitter.end(CallOutcome.FAILED, detail[:200])
             return CallOutcome.FAILED
         except asyncio.CancelledError:
             mine = asyncio.current_task()

@@ -50,6 +50,8 @@ DEFAULT_AGENT_DIR = r"C:\ProgramData\Rundruf\agents"
 _LOGIN_WORDS = ("access", "denied", "unauthori", "credential", "logon", "login", "password")
 # Script parameters that are secrets: PowerShell's error records may repeat them.
 _SECRET_PARAMS = ("pin", "password")
+# PowerShell's words in an error, cut only after the secrets are hidden in them.
+MESSAGE_MAX = 500
 
 # Reads the states of the groups' members off the event loop (swyx_com.ComStateReader).
 StateReader = Callable[[Sequence[Group]], Awaitable[Mapping[str, UserState]]]
@@ -229,7 +231,7 @@ class SwyxPbx(Pbx):
             )
         except RunnerError as exc:
             # Not chained: the runner's own message may still hold what is hidden here.
-            message = redact(exc.message, hidden)
+            message = redact(exc.message, hidden, MESSAGE_MAX)
             if exc.unreachable:
                 raise PbxUnreachable(f"The server '{server}' is not reachable: {message}") from None
             raise PbxError(f"PowerShell failed on '{server}': {message}") from None
@@ -250,12 +252,12 @@ def parse_answer(text: str, server: str, hidden: Sequence[object] = ()) -> Any:
             answer = candidate
             break
     if answer is None:
-        shown = redact(text, hidden)[:200]
+        shown = redact(text, hidden, 200)
         raise PbxError(f"SwyxWare's PowerShell gave no JSON answer: {shown!r}")
     if answer["ok"] is True:
         return answer.get("data")
     kind = str(answer.get("kind"))
-    message = redact(str(answer.get("message") or "no reason given"), hidden)
+    message = redact(str(answer.get("message") or "no reason given"), hidden, MESSAGE_MAX)
     if kind == "connect" or kind == "login":
         if kind == "login" or any(w in message.casefold() for w in _LOGIN_WORDS):
             raise PbxLoginRefused(f"The server '{server}' refused the login: {message}")
@@ -290,9 +292,18 @@ def _each(read: Callable[[Any], T], items: list[Any]) -> list[T]:
     return entries
 
 
+def _shape(raw: Any) -> str:
+    """What an unusable entry is, from its field names: never its values (the text
+    leaves the agent; issue 14, point 5)."""
+    if isinstance(raw, dict):
+        names = ", ".join(str(k)[:40] for k in list(raw)[:20])
+        return f"an object with the fields {names}" if names else "an empty object"
+    return f"a value of type {type(raw).__name__}"
+
+
 def _user(raw: Any) -> User:
     if not isinstance(raw, dict) or not raw.get("UserID"):
-        raise PbxError(f"SwyxWare answered with no user: {str(raw)[:200]}")
+        raise PbxError(f"SwyxWare answered with no user: {_shape(raw)}")
     comment = str(raw.get("Comment") or "")
     agent = comment == AGENT_TAG or comment.endswith(" " + AGENT_TAG)
     if agent:
@@ -310,7 +321,7 @@ def _user(raw: Any) -> User:
 
 def _group(raw: Any) -> Group:
     if not isinstance(raw, dict) or not raw.get("GroupID"):
-        raise PbxError(f"SwyxWare answered with no group: {str(raw)[:200]}")
+        raise PbxError(f"SwyxWare answered with no group: {_shape(raw)}")
     return Group(
         id=str(raw["GroupID"]),
         name=str(raw.get("Name") or ""),

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 # as one string argument. Fixed text: nothing from outside is ever part of it.
 # Both directions are ASCII (the scripts escape everything else as \uXXXX), so no
 # console code page matters: a service has no console whose encoding could be set.
+# PowerShell's words are bounded here for memory only: the adapter hides the secrets in
+# them and then cuts to what it shows (swyx.MESSAGE_MAX). Cutting first could split a
+# password the adapter would then no longer find (issue 14, point 5).
+TEXT_MAX = 20_000
 BOOTSTRAP = """\
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
@@ -134,7 +138,7 @@ class LocalPowerShell(PowerShellRunner):
             raise RunnerError(f"PowerShell gave no answer within {seconds:g} s") from None
         text = stdout.decode("utf-8", errors="replace").lstrip("\ufeff").strip()
         if process.returncode != 0 and not text:
-            reason = stderr.decode("utf-8", errors="replace").strip()[:500]
+            reason = stderr.decode("utf-8", errors="replace").strip()[:TEXT_MAX]
             raise RunnerError(
                 f"PowerShell ended with code {process.returncode}: {reason}", unreachable=False
             )
@@ -232,7 +236,7 @@ class RemotePowerShell(PowerShellRunner):
             raise RunnerError(f"PowerShell Remoting to {self.host} failed: {exc}") from exc
         text = "\n".join(str(o) for o in output if o is not None).strip()
         if not text and errors:
-            raise RunnerError("; ".join(errors)[:500], unreachable=False)
+            raise RunnerError("; ".join(errors)[:TEXT_MAX], unreachable=False)
         return text
 
 
@@ -243,7 +247,7 @@ def _is_auth_failure(exc: Exception) -> bool:
 
 def _login_refused_json(reason: str) -> str:
     # Same answer shape as a script's refusal, so the adapter maps it in one place.
-    return json.dumps({"ok": False, "kind": "login", "message": reason[:500]})
+    return json.dumps({"ok": False, "kind": "login", "message": reason[:TEXT_MAX]})
 
 
 def same_account(identity: str, entered: str) -> bool:

@@ -26,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from edge_agent.error_text import redact
 from edge_agent.sip import ua
 from edge_agent.sip.errors import DigestError, SipError
 
@@ -95,9 +96,10 @@ class RegistrationStatus:
         }
 
 
-def error_of(exc: BaseException, at: datetime) -> RegistrationError:
-    """The code and parameters for what a registration attempt raised."""
-    detail = str(exc)[:DETAIL_MAX]
+def error_of(exc: BaseException, at: datetime, hide: Iterable[object] = ()) -> RegistrationError:
+    """The code and parameters for what a registration attempt raised; `hide`: the
+    values the detail must not show (the SIP password), hidden before it is cut."""
+    detail = redact(str(exc), hide, DETAIL_MAX)
     if isinstance(exc, ua.RegistrationRefused):
         if exc.challenged and exc.status in (401, 407):
             return RegistrationError("credentialsRefused", at, {"status": exc.status}, detail)
@@ -138,8 +140,10 @@ class Registration:
         check_s: float = 60.0,
         retry_cap_s: float = 60.0,
         clock: Callable[[], datetime] = _now,
+        hide: Iterable[object] = (),
     ) -> None:
         self._register = register
+        self._hide = tuple(hide)
         self.enabled = enabled
         self.check_s = check_s
         self.retry_cap_s = retry_cap_s
@@ -212,4 +216,4 @@ class Registration:
 
     def _retry_later(self, exc: BaseException, delay: float) -> None:
         log.warning("SIP registration failed: %s; again in %.0f s", exc, delay)
-        self.failed(error_of(exc, self._clock()))
+        self.failed(error_of(exc, self._clock(), self._hide))

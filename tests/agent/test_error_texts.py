@@ -175,3 +175,105 @@ async def test_powershell_failures_reach_the_server_without_passwords_or_pins(ho
             assert secret not in message, message
             assert secret not in str(caught.value)
         assert "***" in message
+
+
+# --- review of point 5: escaped forms, and hiding before cutting ------------------------
+
+ODD_PASSWORD = 'Pä"ss\\Geheim<1>'
+ODD_PIN = "9081"
+
+
+@pytest.mark.parametrize("how", ["stderr", "unreachable", "refusal", "login", "garbage"])
+async def test_a_password_with_umlaut_quote_and_backslash_is_hidden_as_json_writes_it(how):
+    # The script's parameters travel as ASCII JSON: PowerShell echoes P\u00e4\"ss\\…
+    pbx = SwyxPbx(EchoingPowerShell(how), dialer_login=("rundruf", ODD_PASSWORD))
+    pbx._server = "swyx01"
+    with pytest.raises(PbxError) as sip:
+        await pbx.enable_user_login("1000", "rundruf", ODD_PASSWORD)
+    assert "Geheim" not in sip.value.message, sip.value.message
+
+
+def test_redact_finds_every_json_form_of_a_value():
+    for value in (ODD_PASSWORD, "Kennwört-ä", ODD_PIN):
+        once = json.dumps(value)[1:-1]
+        texts = [
+            json.dumps({"p": value}),
+            json.dumps({"p": value}, ensure_ascii=False),
+            json.dumps({"x": json.dumps({"p": value})}),
+            json.dumps({"x": json.dumps({"p": value}, ensure_ascii=False)}),
+            once.upper(),  # \u00E4 as some JSON writers put it
+            repr({"p": value}),
+        ]
+        for text in texts:
+            redacted = redact(text, [value])
+            assert value not in redacted and once not in redacted, (text, redacted)
+            assert "Geheim" not in redacted and "9081" not in redacted, (text, redacted)
+
+
+def test_an_outcome_is_redacted_before_it_is_cut():
+    from edge_agent.ledger import Outcome
+    from edge_agent.outcomes import ERROR_MAX, storable
+
+    error = "x" * (ERROR_MAX - 5) + f" {PBX_PASSWORD}"
+    stored = storable(Outcome(False, {}, error), hide=[PBX_PASSWORD])
+    assert stored.error is not None and len(stored.error) <= ERROR_MAX
+    assert PBX_PASSWORD[:4] not in stored.error
+
+
+def test_a_registration_error_hides_the_sip_password_before_it_is_cut():
+    from datetime import UTC, datetime
+
+    from edge_agent.sip.registration import DETAIL_MAX, error_of
+
+    exc = OSError("x" * (DETAIL_MAX - 6) + f" {SIP_PASSWORD}")
+    error = error_of(exc, datetime.now(UTC), hide=[SIP_PASSWORD])
+    assert SIP_PASSWORD[:4] not in error.detail, error.detail
+
+
+def test_a_call_detail_hides_the_agents_secrets_before_it_is_cut():
+    from datetime import UTC, datetime
+
+    from edge_agent.broadcast.model import Event
+    from edge_agent.broadcast.reporter import MAX_DETAIL, event_json
+
+    detail = "x" * (MAX_DETAIL - 6) + f" {SIP_PASSWORD}"
+    event = Event(1, "u1", 1, "ended", datetime.now(UTC), outcome="failed", detail=detail)
+    sent = event_json(event, {}, hide=[SIP_PASSWORD])
+    assert SIP_PASSWORD[:4] not in sent["detail"], sent["detail"]
+
+
+FAILING_POWERSHELL = """
+import json, sys
+request = json.loads(sys.stdin.buffer.read().decode("ascii"))
+params = json.loads(request["params"])
+secret = str(params.get("password") or params.get("pin") or "")
+# A failure whose text puts the secret across the runner's old cut at 500 characters.
+sys.stderr.write("x" * 495 + secret)
+sys.exit(1)
+"""
+
+
+async def test_powershells_words_are_redacted_before_they_are_cut(tmp_path):
+    import sys
+
+    from edge_agent.pbx.swyx_runner import LocalPowerShell, local_command
+
+    program = tmp_path / "failing_powershell.py"
+    program.write_text(FAILING_POWERSHELL, encoding="utf-8")
+    runner = LocalPowerShell([sys.executable, str(program), *local_command()[1:]])
+    pbx = SwyxPbx(runner, dialer_login=("rundruf", SIP_PASSWORD))
+    pbx._server = "swyx01"
+    with pytest.raises(PbxError) as sip:
+        await pbx.enable_user_login("1000", "rundruf", SIP_PASSWORD)
+    assert SIP_PASSWORD[:4] not in sip.value.message, sip.value.message[-40:]
+
+
+def test_a_frame_that_is_not_json_is_logged_without_its_content():
+    from edge_agent import channel
+
+    raw = '{"type": "next", "payload": {"secrets": {"pin": "' + PIN + '"}'  # cut off
+    try:
+        json.loads(raw)
+    except ValueError as exc:
+        logged = channel.bad_frame(raw, exc)
+    assert PIN not in logged and str(len(raw)) in logged, logged

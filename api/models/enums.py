@@ -77,7 +77,7 @@ class LateReason(enum.StrEnum):
 
     AGENT_DOWN = "agent_down"  # the agent did not run: the job waited, or it was stopped
     COMMAND_LATE = "command_late"  # the triggerBroadcast command reached the agent late
-    DEADLINE_PASSED = "deadline_passed"  # every line was busy until the timeout passed
+    DEADLINE_PASSED = "deadline_passed"  # no attempt had reached the member by the timeout
 
 
 class PbxUserState(enum.IntEnum):

@@ -300,6 +300,10 @@ class Quarantine:
         self._told &= names
         for gone in self._cache.keys() - names:
             del self._cache[gone]
+        # Told entries reported/ could not take: once it is repaired, the problem clears.
+        for name in sorted(self._told):
+            if not self._to_reported(name, log.debug):
+                break
         for name, stuck in list(self._stuck.items()):
             if not os.path.lexists(stuck.path):
                 del self._stuck[name]  # removed by an operator
@@ -333,18 +337,25 @@ class Quarantine:
             if os.path.lexists(self.reported_dir / name):
                 return
             raise NotFound("no such quarantined job file")
+        self._told.add(name)
+        self._to_reported(name, log.error)
+        log.info("quarantined job file %s is reported", name)
+
+    def _to_reported(self, name: str, complain: Callable[..., None]) -> bool:
+        """Moves a told entry on into reported/; False (and it stays told in
+        quarantine/, a health problem) when that folder cannot take it."""
         try:
             private_dir(self.reported_dir)
-            self._move(path, self.reported_dir / name)
+            self._move(self.dir / name, self.reported_dir / name)
             for folder in (self.reported_dir, self.dir):
                 fsync_dir(folder)
         except OSError as exc:
-            log.error("cannot move the reported job file %s to %s: %s", name, REPORTED_DIR, exc)
-            self._told.add(name)
-            return
+            complain("cannot move the reported job file %s to %s: %s", name, REPORTED_DIR, exc)
+            return False
+        self._told.discard(name)
         self._names.discard(name)
         self._cache.pop(name, None)
-        log.info("quarantined job file %s is reported", name)
+        return True
 
     def _free(self, name: str) -> str:
         stem = name.removesuffix(".json")

@@ -246,6 +246,11 @@ async def test_a_reported_folder_that_is_a_file_is_handled(settings: JobServiceS
     assert (body["quarantinedJobs"], body["problems"]) == (0, ["quarantineNotWritable"])
     assert (settings.data_dir / "quarantine" / entry["name"]).exists()
     assert await reported(service, entry["name"]) == 204  # a repeat too
+    # Repaired by an operator: the next listing moves it on, and the problem clears.
+    (settings.data_dir / "quarantine" / "reported").unlink()
+    assert (await listing(service))["entries"] == []
+    assert (await health(service))["status"] == "ok"
+    assert (settings.data_dir / "quarantine" / "reported" / entry["name"]).exists()
 
 
 def refuse_moves(monkeypatch: pytest.MonkeyPatch, into: str = "quarantine") -> None:

@@ -6,6 +6,8 @@ start with a message that names the setting, never with a stack trace.
 
 from __future__ import annotations
 
+import logging
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -15,6 +17,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
@@ -34,12 +38,19 @@ class Settings(BaseSettings):
     # Secure cookies need HTTPS; the demo on http://127.0.0.1 turns it off.
     cookie_secure: bool = True
 
-    # Failures of one account from one client address before each further attempt
-    # of that pair waits (1 s doubling, at most the max delay); never a lock-out.
+    # Failures of one account from one client address (or on one known device)
+    # before each further attempt waits (1 s doubling, at most the max delay);
+    # never a lock-out (docs/decisions/login-throttle.md).
     login_free_failures: int = Field(default=3, ge=1, le=100)
     login_max_delay_seconds: int = Field(default=60, ge=1, le=3600)
-    # How long a failure counts, and is kept.
+    # A throttle counter is forgotten this long after its last failure.
     login_window_seconds: int = Field(default=15 * 60, ge=10)
+    # At most this many counters are stored; beyond it the least recently used
+    # untrusted ones are deleted first.
+    login_max_counters: int = Field(default=100_000, ge=10, le=100_000_000)
+    # The signed cookie that marks a browser as known to an account after a sign-in.
+    device_cookie_name: str = "rundruf_device"
+    device_cookie_days: int = Field(default=365, ge=1, le=3650)
 
     graphql_max_depth: int = Field(default=10, ge=2, le=50)
     graphql_max_aliases: int = Field(default=15, ge=1, le=500)
@@ -86,6 +97,10 @@ class Settings(BaseSettings):
         return self
 
     command_expiry_seconds: int = Field(default=15 * 60, ge=10)
+    # An alarm triggered on the website waits this long for an agent that is offline:
+    # taken up late it still calls everyone (marked late); expired, it leaves a failed
+    # trigger in the history and a mail (docs/decisions/late-broadcasts.md).
+    alarm_command_expiry_seconds: int = Field(default=24 * 3600, ge=10)
 
     # --- watchdog and metrics -------------------------------------------------
     # A heartbeat is overdue after this many of the tenant's poll intervals.
@@ -97,10 +112,6 @@ class Settings(BaseSettings):
     license_warning_days: list[int] = Field(default_factory=lambda: [30, 7, 1])
     # GET /metrics answers only with this bearer token; unset, it answers 404.
     metrics_token: SecretStr | None = None
-    # An alarm triggered on the website waits this long for an agent that is offline:
-    # taken up late it still calls everyone (marked late); expired, it leaves a failed
-    # trigger in the history and a mail (docs/decisions/late-broadcasts.md).
-    alarm_command_expiry_seconds: int = Field(default=24 * 3600, ge=10)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -178,6 +189,15 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _window_holds_the_longest_wait(self) -> Settings:
+        # A counter deleted before its wait ended would let the next guess through early.
+        if self.login_window_seconds < self.login_max_delay_seconds:
+            raise ValueError(
+                "RUNDRUF_LOGIN_WINDOW_SECONDS must be at least RUNDRUF_LOGIN_MAX_DELAY_SECONDS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _one_key_source(self) -> Settings:
         if self.secret_key is None and self.secret_key_file is None:
             raise ValueError(
@@ -231,8 +251,21 @@ class Settings(BaseSettings):
         return url
 
 
+# Settings that no longer exist, and what took their place: a deployment that
+# still sets one is told at start instead of having it silently ignored.
+RETIRED = {
+    "RUNDRUF_LOGIN_MAX_FAILURES": (
+        "the login throttle never locks an account any more; "
+        "see RUNDRUF_LOGIN_FREE_FAILURES and RUNDRUF_LOGIN_MAX_DELAY_SECONDS"
+    ),
+}
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read and check the settings; a bad value raises ConfigurationError."""
+    for name, instead in RETIRED.items():
+        if name in os.environ:
+            log.warning("%s is no longer used and is ignored: %s", name, instead)
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

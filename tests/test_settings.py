@@ -1,3 +1,4 @@
+import logging
 import os
 import subprocess
 import sys
@@ -41,6 +42,11 @@ def test_it_maps_a_plain_postgresql_url_to_psycopg():
             {"secret_key": KEY, "metrics_token": "short"},
             "RUNDRUF_METRICS_TOKEN: must be at least 16",
         ),
+        (
+            # A throttle counter forgotten before its wait ended would let a guess through.
+            {"secret_key": KEY, "login_window_seconds": 30, "login_max_delay_seconds": 60},
+            "RUNDRUF_LOGIN_WINDOW_SECONDS must be at least RUNDRUF_LOGIN_MAX_DELAY_SECONDS",
+        ),
     ],
 )
 def test_it_refuses_bad_settings_with_a_clear_message(overrides, message):
@@ -59,6 +65,15 @@ def test_it_keeps_a_metrics_token_of_16_characters_or_more(monkeypatch):
     monkeypatch.setenv("RUNDRUF_METRICS_TOKEN", "0123456789abcdef")
     token = load_settings(secret_key=KEY).metrics_token
     assert token is not None and token.get_secret_value() == "0123456789abcdef"
+
+
+def test_a_retired_login_setting_is_warned_about_not_silently_ignored(monkeypatch, caplog):
+    monkeypatch.setenv("RUNDRUF_LOGIN_MAX_FAILURES", "5")
+    with caplog.at_level(logging.WARNING, logger="api.settings"):
+        load_settings(secret_key=KEY)
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "api.settings"]
+    assert "RUNDRUF_LOGIN_MAX_FAILURES is no longer used" in warning
+    assert "RUNDRUF_LOGIN_FREE_FAILURES" in warning
 
 
 def test_it_reads_the_key_from_a_file(tmp_path: Path):

@@ -1,4 +1,4 @@
-"""Tenants, licenses, users, sessions, installations, login attempts and the audit log."""
+"""Tenants, licenses, users, sessions, installations, login counters and the audit log."""
 
 from __future__ import annotations
 
@@ -64,21 +64,24 @@ class Session(IdMixin, CreatedMixin, Base):
     revoked_at: Mapped[datetime | None]
 
 
-class LoginAttempt(IdMixin, Base):
-    """Failed logins within the throttle's window, counted per account and client
-    address (docs/decisions/login-throttle.md); older ones are deleted."""
+class LoginCounter(Base):
+    """One counter of the login throttle: a pair, an account, an address or a
+    known device (docs/decisions/login-throttle.md). Deleted a window after its
+    last failure; the table is capped, untrusted counters evicted first."""
 
-    __tablename__ = "login_attempt"
+    __tablename__ = "login_counter"
     __table_args__ = (
-        Index("ix_login_attempt_account_client_at", "account", "client", "at"),
-        Index("ix_login_attempt_client_at", "client", "at"),
-        Index("ix_login_attempt_at", "at"),
+        Index("ix_login_counter_updated_at", "updated_at"),
+        Index("ix_login_counter_trusted_updated_at", "trusted", "updated_at"),
     )
 
-    # A keyed hash of the e-mail typed (login_throttle.account_key), never the text.
-    account: Mapped[str] = mapped_column(String(64))
-    client: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A keyed hash of the counter's kind and what it counts (never an e-mail).
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # A known device's counter, evicted last when the table is full.
+    trusted: Mapped[bool]
+    failures: Mapped[int]
+    next_allowed_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class Installation(IdMixin, CreatedMixin, Base):

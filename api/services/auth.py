@@ -11,7 +11,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain import validation
-from api.domain.login_throttle import account_key, client_key
+from api.domain.device_cookie import issue, known_nonce
+from api.domain.login_throttle import account_key, client_key, keys
 from api.errors import BadInput, Conflict, Unauthenticated
 from api.models import Session, Tenant, User
 from api.runtime import Runtime
@@ -32,20 +33,29 @@ class SignIn:
     token: str
     expires_at: datetime
     user: User
+    # The device cookie's new value, and until when the browser keeps it.
+    device_cookie: str
+    device_expires_at: datetime
 
 
 # RFC 5321's longest address; anything longer is refused before any work is done.
 MAX_EMAIL_LENGTH = 320
 
 
-async def login(rt: Runtime, email: str, password: str, client: str) -> SignIn:
+async def login(
+    rt: Runtime, email: str, password: str, client: str, device_cookie: str | None = None
+) -> SignIn:
+    """Signs in, throttled (docs/decisions/login-throttle.md): an attempt with a
+    device cookie this account issued passes only its device's counter; any
+    other passes its pair's, account's and address's counters."""
     if len(email) > MAX_EMAIL_LENGTH:
         raise BadInput("not a valid e-mail address", field="email")
     now = rt.clock()
+    secret = rt.settings.fernet_key
     email = email.strip().lower()
-    account = account_key(rt.settings.fernet_key, email)
-    client = client_key(client)
-    await login_throttle.admit(rt, account, client, now)
+    account = account_key(secret, email)
+    device = known_nonce(secret, account, device_cookie, now)
+    claim = await login_throttle.admit(rt, keys(secret, account, client_key(client), device), now)
     async with rt.db.reading() as session:
         row = (
             await session.execute(
@@ -59,21 +69,28 @@ async def login(rt: Runtime, email: str, password: str, client: str) -> SignIn:
     # argon2id takes tens of milliseconds: off the event loop.
     ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
     if user is None or not ok or not user.active or tenant_active is False:
-        # The attempt stays as a failure; the same words for every reason, so
-        # the answer tells no account apart.
+        await login_throttle.failed(rt, claim, rt.clock())
+        # The same words for every reason, so the answer tells no account apart.
         raise Unauthenticated("wrong e-mail address or password")
     token = new_token("rds")
     expires = now + timedelta(seconds=rt.settings.session_ttl_seconds)
     rehash = password_needs_rehash(user.password_hash)
     new_hash = await asyncio.to_thread(hash_password, password) if rehash else None
     async with rt.db.transaction() as session:
-        await login_throttle.forget_pair(session, account, client)
+        await login_throttle.succeeded(session, claim, now)
         session.add(Session(user_id=user.id, token_hash=hash_token(token), expires_at=expires))
         values: dict[str, object] = {"last_login_at": now}
         if new_hash is not None:
             values["password_hash"] = new_hash
         await session.execute(update(User).where(User.id == user.id).values(**values))
-    return SignIn(token=token, expires_at=expires, user=user)
+    device_expires = now + timedelta(days=rt.settings.device_cookie_days)
+    return SignIn(
+        token=token,
+        expires_at=expires,
+        user=user,
+        device_cookie=issue(secret, account, device_cookie, device_expires),
+        device_expires_at=device_expires,
+    )
 
 
 async def actor_for_token(rt: Runtime, token: str) -> Actor:

@@ -14,13 +14,25 @@ class AuthMutation:
     )
     async def login(self, info: Info, email: str, password: str) -> LoginResult:
         ctx = info.context
-        signed = await auth.login(ctx.rt, email, password, ctx.client)
+        settings = ctx.rt.settings
+        device = ctx.request.cookies.get(settings.device_cookie_name)
+        signed = await auth.login(ctx.rt, email, password, ctx.client, device)
         if ctx.response is not None:
-            settings = ctx.rt.settings
             ctx.response.set_cookie(
                 settings.session_cookie_name,
                 signed.token,
                 max_age=settings.session_ttl_seconds,
+                httponly=True,
+                secure=settings.cookie_secure,
+                samesite="strict",
+                path="/",
+            )
+            # Marks this browser as known to the account: the throttle lets it
+            # through whatever others try (docs/decisions/login-throttle.md).
+            ctx.response.set_cookie(
+                settings.device_cookie_name,
+                signed.device_cookie,
+                max_age=settings.device_cookie_days * 24 * 3600,
                 httponly=True,
                 secure=settings.cookie_secure,
                 samesite="strict",

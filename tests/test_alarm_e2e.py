@@ -413,3 +413,47 @@ def test_a_damaged_job_file_is_mailed_and_shown_as_a_failed_trigger(
     time.sleep(6)  # past the agent's first notice round (every 5 s)
     assert len(mails()) == len(found)
     assert len(failed()) == 1
+
+
+LATE_HISTORY = """{ broadcasts(first: 5) { nodes { id mode status finishedAt
+  attempts { memberName attemptNo outcome lateReason lateFrom lateUntil } } } }"""
+SETTINGS = """mutation { updatePbxSettings(input: {broadcastTimeoutSeconds: 30}) {
+  command { id } } }"""
+
+
+def test_a_website_alarm_while_the_agent_is_down_past_the_timeout_calls_everyone_late(
+    alarm_site: AlarmSite,
+) -> None:
+    """Issue 14, point 11: the alarm waits for the agent (not 15 minutes only), its age
+    is measured in the server's clock, and every member gets one late call."""
+    admin = alarm_site.site.admin
+    command = admin(SETTINGS)["updatePbxSettings"]["command"]
+    wait_until(
+        lambda: admin(COMMAND, id=command["id"])["command"]["status"] == "SUCCEEDED",
+        20,
+        "the timeout to reach the agent",
+    )
+    group = group_named(alarm_site.site, GROUP)
+    alarm_site.site.agent.stop()
+    trigger = admin(
+        "mutation($g: ID!) { triggerBroadcast(groupId: $g, mode: ALARM) "
+        "{ id createdAt expiresAt agentConnection { state } } }",
+        g=group["id"],
+    )["triggerBroadcast"]
+    created = datetime.fromisoformat(trigger["createdAt"])
+    assert (datetime.fromisoformat(trigger["expiresAt"]) - created).total_seconds() == 86400
+    time.sleep(33)  # longer than the broadcast timeout
+    alarm_site.site.agent.start()
+
+    def finished() -> dict[str, Any] | None:
+        nodes = alarm_site.site.admin(LATE_HISTORY)["broadcasts"]["nodes"]
+        return next((b for b in nodes if b["finishedAt"] is not None), None)
+
+    broadcast = wait_until(finished, 90, "the late alarm to finish")
+    assert Counter(a["memberName"] for a in broadcast["attempts"]) == Counter(alarm_site.members)
+    for attempt in broadcast["attempts"]:
+        assert (attempt["outcome"], attempt["lateReason"]) == ("CONFIRMED", "COMMAND_LATE")
+        # The outage from the trigger on the server's clock (agent and server share one here).
+        late_from = datetime.fromisoformat(attempt["lateFrom"])
+        assert abs((late_from - created).total_seconds()) < 2
+    assert admin(COMMAND, id=trigger["id"])["command"]["status"] == "SUCCEEDED"

@@ -89,6 +89,9 @@ def test_known_values_are_hidden_in_every_form_a_text_may_hold_them():
         ("Authorization%3A%20Bearer%20rda_" + "A" * 40, "Authorization%3A%20Bearer%20***"),
         ('Authorization: Digest username="a", response="f00"', "Authorization: Digest ***"),
         ("PIN: 4711", "PIN: ***"),
+        ("PIN 9081 7263 gesetzt", "PIN *** gesetzt"),
+        ("Set-IpPbxUser -Password 'Pbx''Geheim' -Name x", "Set-IpPbxUser -Password '***' -Name x"),
+        ('"password": "", "user": "admin"', '"password": "***", "user": "admin"'),
         # Cut off before its closing quote: hidden to the end all the same.
         ('{"password": "Sip-55', '{"password": "***'),
         ('{\\"token\\": \\"abc', '{\\"token\\": \\"***'),

@@ -46,7 +46,8 @@ _KEY_WORD = rf"(?:(?<![A-Za-z])(?i:{_WORDS})|(?<=[a-z0-9])(?:{_CAMEL}))(?![a-z])
 _KEY = rf"{_KEY_WORD}[A-Za-z0-9_]*"
 # A quoted value, also escaped once or twice more (JSON in JSON: \"…\"); a value cut
 # off before its closing quote runs to the end of the line.
-_QUOTED = r"""(?P<q>\\*["'])(?:(?!(?<!\\)(?P=q)).)*(?:(?<!\\)(?P=q)|(?=[\r\n])|\Z)"""
+# A doubled quote inside is one quote (PowerShell's 'Pbx''Geheim', SQL, CSV).
+_QUOTED = r"""(?P<q>\\*["'])(?:(?P=q)(?P=q)|(?!(?<!\\)(?P=q)).)*(?:(?<!\\)(?P=q)|(?=[\r\n])|\Z)"""
 _BARE_CHAR = r"""[^\s,;&"'<>{}\[\]()]"""
 # After "=" a value runs over spaces (password=Mein Geheimes Passwort) up to the next
 # name=, option or separator; after ":" or "is" it is one word.
@@ -56,9 +57,9 @@ _KEY_VALUE = re.compile(
     rf"(?P<sep>\s*(?P<eq>=)\s*|\s*:\s*|\s+(?i:is|ist|lautet|was|war)\s+|(?P<space>\s+)(?=\\*[\"']))"
     rf"(?P<value>{_QUOTED}|(?P<first>{_BARE_CHAR}+)(?(eq){_MORE}))"
 )
-# PIN 4711, the PIN 12345678 (no separator: a number of 4 digits or more).
+# PIN 4711, the PIN 12345678, PIN 9081 7263 (no separator: 4 digits or more).
 _PIN_NUMBER = re.compile(
-    r"(?P<key>(?<![A-Za-z])(?i:pin|pincode)(?![a-z])s?\s+)(?P<value>\d{4,})(?!\w)"
+    r"(?P<key>(?<![A-Za-z])(?i:pin|pincode)(?![a-z])s?\s+)(?P<value>\d{4,}(?:[ -]\d{2,})*)(?!\w)"
 )
 # PowerShell's and command lines' -Password x, -SipPassword x, --pin 1234.
 _OPTION = re.compile(

@@ -47,6 +47,11 @@ def same_hash(a: str, b: str) -> bool:
     return hmac.compare_digest(a, b)
 
 
+class SecretUnreadable(ValueError):
+    """Raised when a sealed secret cannot be opened with the configured key (a key
+    changed or lost: the server's configuration, not the data, is at fault)."""
+
+
 class SecretBox:
     """Encrypts the secrets that must be shown or used again (PBX password, PINs)."""
 
@@ -60,4 +65,4 @@ class SecretBox:
         try:
             return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken:
-            raise ValueError("secret cannot be decrypted with the configured key") from None
+            raise SecretUnreadable("secret cannot be decrypted with the configured key") from None

@@ -77,12 +77,13 @@ async def test_a_database_refusal_rolls_back_the_whole_apply(gql, rt, world, mon
     before = await _mirror(rt, world.a.tenant_id)
     real_replace = mirror.replace
 
-    async def replace_then_refused(rt_, session, tenant_id, snapshot) -> None:
-        await real_replace(rt_, session, tenant_id, snapshot)  # the mirror changes first...
+    async def replace_then_refused(rt_, session, tenant_id, snapshot, as_of=None) -> bool:
+        await real_replace(rt_, session, tenant_id, snapshot, as_of)  # the mirror changes...
         # ...then PostgreSQL refuses a text with NUL, as it did for a PBX description.
         await session.execute(
             update(PbxGroup).where(PbxGroup.tenant_id == tenant_id).values(description="a\x00b")
         )
+        return True
 
     monkeypatch.setattr(mirror, "replace", replace_then_refused)
     command_id = await create_group(gql, world.tokens["owner"])

@@ -139,8 +139,16 @@ async def _tenant(rt: Runtime, name: str, domain: str) -> TenantData:
                 broadcast_timeout_seconds=300,
             )
         )
+        # As of the test's clock: a snapshot is applied only if not older (mirror.py).
         users = [
-            PbxUser(tenant_id=t, pbx_id=f"u{i}", name=f"Member {i}", extension=f"2{i:02d}", state=2)
+            PbxUser(
+                tenant_id=t,
+                pbx_id=f"u{i}",
+                name=f"Member {i}",
+                extension=f"2{i:02d}",
+                state=2,
+                synced_at=now,
+            )
             for i in range(3)
         ]
         agent = PbxUser(
@@ -149,9 +157,10 @@ async def _tenant(rt: Runtime, name: str, domain: str) -> TenantData:
             name="Rundruf Brandschutz",
             extension="299",
             callrouting_only=True,
+            synced_at=now,
         )
-        group = PbxGroup(tenant_id=t, pbx_id="g1", name="Brandschutz")
-        plain = PbxGroup(tenant_id=t, pbx_id="g2", name="Empfang")
+        group = PbxGroup(tenant_id=t, pbx_id="g1", name="Brandschutz", synced_at=now)
+        plain = PbxGroup(tenant_id=t, pbx_id="g2", name="Empfang", synced_at=now)
         s.add_all([inst, *users, agent, group, plain])
         await s.flush()
         s.add_all([PbxGroupMember(group_id=group.id, user_id=u.id, tenant_id=t) for u in users])

@@ -3,6 +3,12 @@
 Every command that touches the directory comes back with the agent's fresh
 `directory` snapshot, succeeded or failed, so the website never shows a state
 the PBX does not have.
+
+Results may arrive out of order (one kept and resent later, issue 14, point 1,
+review point 2): a result is always recorded as its command's outcome, but what it
+changes is applied only if it is not older than what the mirror or the group
+already holds: the snapshot by its command's time (mirror.py), a broadcast
+setting only if no later command for the same group has succeeded.
 """
 
 from __future__ import annotations
@@ -14,9 +20,21 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain.lost_triggers import AGENT_EXPIRED_CODE
-from api.models import BroadcastGroup, Command, PbxGroup, PbxSettings, VerificationState
+from api.models import (
+    BroadcastGroup,
+    Command,
+    CommandStatus,
+    PbxGroup,
+    PbxSettings,
+    Tenant,
+    VerificationState,
+)
 from api.runtime import Runtime
 from api.services import lost_triggers, mirror
+
+# The commands that change one group's broadcast settings: a later one that succeeded
+# makes an earlier one's result too old to apply.
+BROADCAST_TYPES = ("enableBroadcast", "disableBroadcast", "updateBroadcastAgent")
 
 
 @dataclass(frozen=True)
@@ -37,8 +55,12 @@ async def apply(
     tenant_id = command.tenant_id
     changed = False
     if "directory" in result:
-        await mirror.replace(rt, session, tenant_id, result["directory"])
-        changed = True
+        changed = await mirror.replace(
+            rt, session, tenant_id, result["directory"], command.created_at
+        )
+    if command.type in BROADCAST_TYPES and ok and await _superseded(session, command):
+        # Recorded as its outcome; what it set is older than what a later command set.
+        return Applied(directory_changed=changed)
     if command.type == "verifyPbxCredentials":
         settings = await session.get(PbxSettings, tenant_id, with_for_update=True)
         # Only the check of what is stored now counts: settings changed while it
@@ -74,6 +96,27 @@ async def apply(
                 bg.pin_sealed = rt.box.seal(str(secrets["pin"]))
             changed = True
     return Applied(directory_changed=changed)
+
+
+async def _superseded(session: AsyncSession, command: Command) -> bool:
+    """Whether a command for the same group, made after this one, has succeeded already
+    (a resent result arriving late). Under the tenant's lock: results of one tenant are
+    applied one after the other, each seeing those before it."""
+    await session.execute(select(Tenant.id).where(Tenant.id == command.tenant_id).with_for_update())
+    group = str(command.payload.get("groupPbxId"))
+    later = await session.scalar(
+        select(Command.id)
+        .where(
+            Command.tenant_id == command.tenant_id,
+            Command.type.in_(BROADCAST_TYPES),
+            Command.status == CommandStatus.SUCCEEDED,
+            Command.created_at > command.created_at,
+            Command.id != command.id,
+            Command.payload["groupPbxId"].as_string() == group,
+        )
+        .limit(1)
+    )
+    return later is not None
 
 
 def _expired_on_agent(result: dict[str, Any], error: str | None) -> bool:

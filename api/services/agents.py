@@ -28,7 +28,7 @@ from api.errors import BadInput, NotFound, Unauthenticated
 from api.models import Command, CommandStatus, Installation, License, PbxSettings, Tenant
 from api.pubsub import tenant_events
 from api.runtime import Runtime
-from api.security import hash_token, new_token
+from api.security import SecretUnreadable, hash_token, new_token
 from api.services import agent_results, audit, known_secrets, lost_triggers, mirror, notify
 from edge_agent.pbx import text as pbx_text
 
@@ -41,6 +41,9 @@ ERROR_MAX = 4000  # a command's error as stored
 ERROR_SCRUBBED_MAX = 16 * ERROR_MAX
 # Failures of the database, not of the result: answered as errors, so the agent retries.
 TRANSIENT = (OperationalError, InterfaceError, PoolTimeout)
+# Logged with the error of a result kept out by the server's configuration (a secret the
+# configured key cannot open): the agent keeps and resends it until the key is right.
+MISCONFIGURED = "serverMisconfigured"
 
 log = logging.getLogger(__name__)
 
@@ -213,9 +216,13 @@ async def complete(
     error = pbx_text.clean(error, ERROR_SCRUBBED_MAX) if error is not None else None
     result = result if isinstance(result, dict) else {"value": result}
     try:
-        command, changed = await _record(rt, agent, command_id, ok, result, error)
+        command, changed = await _record_retrying(rt, agent, command_id, ok, result, error)
     except (NotFound, *TRANSIENT):
         raise  # a database away for a moment: the agent sends the result again
+    except SecretUnreadable:
+        # Not the result's fault: never a silent, permanent failure of the command.
+        log.error("%s: the result of command %s waits for the key", MISCONFIGURED, command_id)
+        raise
     except Exception as exc:  # whatever the result holds, the agent goes on
         # The reason without the trace: a driver's message may quote the result's data.
         log.warning("the result of command %s cannot be applied: %s", command_id, _why(exc))
@@ -225,6 +232,23 @@ async def complete(
     if changed:
         await rt.hub.publish(tenant_events(agent.tenant_id), notify.event("directory"))
     return command
+
+
+async def _record_retrying(
+    rt: Runtime,
+    agent: Agent,
+    command_id: uuid.UUID,
+    ok: bool,
+    result: dict[str, Any],
+    error: str | None,
+) -> tuple[Command, bool]:
+    """`_record`, once more after an IntegrityError: a concurrent apply may have taken a
+    row meanwhile (the second try sees it); a second one fails the command."""
+    try:
+        return await _record(rt, agent, command_id, ok, result, error)
+    except IntegrityError:
+        log.info("the result of command %s collided with another; trying once more", command_id)
+        return await _record(rt, agent, command_id, ok, result, error)
 
 
 async def _record(
@@ -263,7 +287,9 @@ async def _record(
             # changed, so a directory that came along is still the truth.
             changed = command.status is CommandStatus.EXPIRED and "directory" in result
             if changed:
-                await mirror.replace(rt, session, agent.tenant_id, result["directory"])
+                changed = await mirror.replace(
+                    rt, session, agent.tenant_id, result["directory"], command.created_at
+                )
         else:
             applied = await agent_results.apply(
                 rt, session, command, ok, result, error, _secrets(rt, command)

@@ -2,7 +2,21 @@
 
 The wire shape (JSON from the agent):
 ``{"users": [{"id", "name", "extension", "description", "state", "callroutingOnly"}],
-   "groups": [{"id", "name", "description", "memberIds": [...]}]}``
+   "groups": [{"id", "name", "description", "memberIds": [...]}],
+   "partial": bool, "skippedIds": [...]}``
+
+Two rules keep the mirror from going back or losing what the PBX still has
+(issue 14, point 1, review points 2 to 4, 8; docs/decisions/poison-results.md):
+- A snapshot is as of its command (the command's creation: the agent runs them in
+  that order). The rows carry it as `synced_at`; a snapshot older than the newest
+  applied one changes nothing, however late it arrives.
+- A partial snapshot (the agent could not read some entries, or one was there
+  twice) deletes nothing: an entry it lacks may be one it could not read, and
+  deleting a group deletes its broadcast settings (PIN, quorum, announcements).
+  Only a complete snapshot that lacks an entry deletes it.
+Applies are serialised per tenant (the tenant's row locked), so two results
+carrying a directory at once neither collide on the unique PBX ids nor overtake
+each other.
 """
 
 from __future__ import annotations
@@ -10,32 +24,50 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import BadInput
-from api.models import PbxGroup, PbxGroupMember, PbxUser
+from api.models import PbxGroup, PbxGroupMember, PbxUser, Tenant
 from api.runtime import Runtime
 from edge_agent.pbx import text as pbx_text
 
 log = logging.getLogger(__name__)
 
 
-def _entries(value: Any, kind: str) -> list[tuple[str, dict[str, Any]]]:
-    """(PBX id, entry) for each entry with an id that can be stored; any other entry is
-    left out alone (logged), never the directory."""
+@dataclass
+class _Read:
+    """The entries of one kind, and whether some were left out."""
+
+    entries: list[tuple[str, dict[str, Any]]]
+    partial: bool
+
+
+def _entries(value: Any, kind: str) -> _Read:
+    """(PBX id, entry) for each entry with an id that can be stored, the first of two
+    with one id (a second would give a member another's number); any other entry is
+    left out alone (logged), never the directory, and makes the snapshot partial."""
     if not isinstance(value, list):
         raise BadInput(f"directory: {kind} must be a list", field="result")
-    entries = []
+    entries: list[tuple[str, dict[str, Any]]] = []
+    seen: set[str] = set()
+    partial = False
     for item in value:
         pbx_id = item.get("id") if isinstance(item, dict) else None
-        if isinstance(pbx_id, str) and pbx_text.usable_id(pbx_id):
-            entries.append((pbx_id, item))
-        else:
+        if not (isinstance(pbx_id, str) and pbx_text.usable_id(pbx_id)):
             log.warning("directory: left out one of the %s without a usable id", kind)
-    return entries
+            partial = True
+        elif pbx_id in seen:
+            log.warning("directory: left out a second of the %s with the id %r", kind, pbx_id)
+            partial = True
+        else:
+            seen.add(pbx_id)
+            entries.append((pbx_id, item))
+    return _Read(entries, partial)
 
 
 def _text(item: dict[str, Any], key: str, limit: int) -> str | None:
@@ -45,14 +77,63 @@ def _text(item: dict[str, Any], key: str, limit: int) -> str | None:
     return pbx_text.clean(value, limit) if isinstance(value, str) else None
 
 
-async def replace(rt: Runtime, session: AsyncSession, tenant_id: uuid.UUID, snapshot: Any) -> None:
+async def _lock(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Serialises the tenant's directory applies (a no-op on SQLite, whose writers are
+    serialised anyway)."""
+    await session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+
+
+async def _newest(session: AsyncSession, tenant_id: uuid.UUID) -> datetime | None:
+    """As of when the mirror is: the newest snapshot applied."""
+    users = await session.scalar(
+        select(func.max(PbxUser.synced_at)).where(PbxUser.tenant_id == tenant_id)
+    )
+    groups = await session.scalar(
+        select(func.max(PbxGroup.synced_at)).where(PbxGroup.tenant_id == tenant_id)
+    )
+    found = [t for t in (users, groups) if t is not None]
+    return max(found) if found else None
+
+
+def _same_zone(a: datetime, b: datetime) -> tuple[datetime, datetime]:
+    """SQLite gives back naive times (UTC): compared as such."""
+    if (a.tzinfo is None) != (b.tzinfo is None):
+        return a.replace(tzinfo=None), b.replace(tzinfo=None)
+    return a, b
+
+
+async def replace(
+    rt: Runtime,
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    snapshot: Any,
+    as_of: datetime | None = None,
+) -> bool:
+    """Applies the snapshot unless the mirror holds a newer one; returns whether applied.
+
+    `as_of`: the creation time of the command the snapshot came with (now if None).
+    """
     if not isinstance(snapshot, dict):
         raise BadInput("directory: not an object", field="result")
-    users_in = _entries(snapshot.get("users") or [], "users")
-    groups_in = _entries(snapshot.get("groups") or [], "groups")
-    now = rt.clock()
+    users_read = _entries(snapshot.get("users") or [], "users")
+    groups_read = _entries(snapshot.get("groups") or [], "groups")
+    skipped = snapshot.get("skippedIds")
+    partial = (
+        snapshot.get("partial") is True
+        or bool(skipped)
+        or users_read.partial
+        or groups_read.partial
+    )
+    as_of = as_of or rt.clock()
+    await _lock(session, tenant_id)
+    newest = await _newest(session, tenant_id)
+    if newest is not None:
+        mine, theirs = _same_zone(as_of, newest)
+        if mine < theirs:
+            log.info("directory: a snapshot older than the mirror's is not applied")
+            return False
     users: dict[str, dict[str, Any]] = {}
-    for pbx_id, item in users_in:
+    for pbx_id, item in users_read.entries:
         state = item.get("state")
         extension = item.get("extension")
         users[pbx_id] = {
@@ -61,21 +142,28 @@ async def replace(rt: Runtime, session: AsyncSession, tenant_id: uuid.UUID, snap
             "description": _text(item, "description", pbx_text.DESCRIPTION_MAX),
             "state": state if isinstance(state, int) and 0 <= state <= 8 else None,
             "callrouting_only": bool(item.get("callroutingOnly", False)),
-            "synced_at": now,
+            "synced_at": as_of,
         }
-    user_ids = await _sync(session, PbxUser, tenant_id, users)
+    user_ids = await _sync(session, PbxUser, tenant_id, users, keep_others=partial)
     groups: dict[str, dict[str, Any]] = {}
     members: dict[str, list[str]] = {}
-    for pbx_id, item in groups_in:
+    for pbx_id, item in groups_read.entries:
         groups[pbx_id] = {
             "name": _text(item, "name", pbx_text.NAME_MAX) or pbx_id,
             "description": _text(item, "description", pbx_text.DESCRIPTION_MAX),
-            "synced_at": now,
+            "synced_at": as_of,
         }
         member_ids = item.get("memberIds")
         members[pbx_id] = [str(m) for m in member_ids] if isinstance(member_ids, list) else []
-    group_ids = await _sync(session, PbxGroup, tenant_id, groups)
-    await session.execute(delete(PbxGroupMember).where(PbxGroupMember.tenant_id == tenant_id))
+    group_ids = await _sync(session, PbxGroup, tenant_id, groups, keep_others=partial)
+    if partial:
+        # Only the memberships of the groups read: the others' stay as they were.
+        log.warning("directory: a partial snapshot (entries left out): nothing deleted")
+        user_ids.update(await pbx_user_ids(session, tenant_id, _all(members.values())))
+        stale = delete(PbxGroupMember).where(PbxGroupMember.group_id.in_(group_ids.values()))
+    else:
+        stale = delete(PbxGroupMember).where(PbxGroupMember.tenant_id == tenant_id)
+    await session.execute(stale)
     rows = [
         {"group_id": group_ids[g], "user_id": user_ids[u], "tenant_id": tenant_id}
         for g, member_ids in members.items()
@@ -84,6 +172,11 @@ async def replace(rt: Runtime, session: AsyncSession, tenant_id: uuid.UUID, snap
     ]
     if rows:
         await session.execute(insert(PbxGroupMember), rows)
+    return True
+
+
+def _all(lists: Iterable[list[str]]) -> set[str]:
+    return {item for items in lists for item in items}
 
 
 async def _sync(
@@ -91,8 +184,10 @@ async def _sync(
     model: type[PbxUser] | type[PbxGroup],
     tenant_id: uuid.UUID,
     wanted: dict[str, dict[str, Any]],
+    keep_others: bool,
 ) -> dict[str, uuid.UUID]:
-    """Upserts rows by PBX id and deletes the rest; returns PBX id → row id."""
+    """Upserts rows by PBX id and deletes the rest unless `keep_others`; returns PBX id
+    → row id of the rows wanted."""
     existing = {
         pbx_id: row_id
         for pbx_id, row_id in await session.execute(
@@ -100,7 +195,7 @@ async def _sync(
         )
     }
     gone = [row_id for pbx_id, row_id in existing.items() if pbx_id not in wanted]
-    if gone:
+    if gone and not keep_others:
         await session.execute(delete(model).where(model.id.in_(gone)))
     for pbx_id, values in wanted.items():
         if pbx_id in existing:

@@ -38,7 +38,9 @@ export function explain(error, { login = false } = {}) {
     const key = `error.${code}`;
     text = TEXTS[current][key] ? t(key) : t("error.other");
   }
-  const quiet = ["NETWORK", "INTERNAL_SERVER_ERROR", "UNAUTHENTICATED", "HTTP"].includes(code);
+  // These are said in full by their code (a wait: by its seconds); the server's
+  // English words would only repeat them in another language.
+  const quiet = ["NETWORK", "INTERNAL_SERVER_ERROR", "UNAUTHENTICATED", "HTTP", "TOO_MANY_ATTEMPTS"].includes(code);
   const detail = quiet || !error.message ? "" : t("error.detail", { message: error.message });
   return { text, detail };
 }

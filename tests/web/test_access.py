@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, expect
 
-from tests.processes import Client
+from tests.processes import RUNDRUF, Client
 from tests.web.browsing import (
     PHONE_WIDTH,
     PLATFORM_EMAIL,
@@ -55,9 +57,54 @@ def test_repeated_wrong_passwords_are_told_a_short_wait_in_plain_words(
             break
         page.evaluate("document.querySelector('[role=alert]').textContent = ''")
     expect(alert).to_contain_text(wait)
-    # Seconds, never the quarter of an hour of a lock-out.
+    # Seconds, never the quarter of an hour of a lock-out; in German only, built
+    # from the code, without the server's English words after it.
+    assert wait.fullmatch(alert.inner_text().strip()), alert.inner_text()
     match = re.search(r"\d+", alert.inner_text())
     assert match is not None and int(match.group()) <= 60
+
+
+def test_a_browser_that_signed_in_before_gets_in_while_its_account_is_attacked(
+    browser: Browser, stack: WebStack
+) -> None:
+    email, password = "known-browser@web-throttle.example", "a known browser 2026"
+    subprocess.run(
+        [*RUNDRUF, "admin", "create-platform-admin", "--email", email, "--password", password],
+        env=stack.env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    page = open_page(browser, stack.url)
+    sign_in(page, email, password)
+    page.get_by_role("button", name="Abmelden").click()
+    stranger = open_page(browser, stack.url)
+    # A spread attack on the account from many addresses: it is rationed (ten
+    # free guesses, then one per opening, a second and more apart)...
+    codes = _guess_from_many_addresses(stack.url, email, 40)
+    assert codes.count("UNAUTHENTICATED") <= 15
+    # ...and a browser that never signed in to it is told to wait, in German...
+    sign_in(stranger, email, password)
+    expect(stranger.get_by_role("alert")).to_contain_text("Zu viele Versuche. Bitte warten Sie")
+    # ...but this browser, known to the account by its device cookie, gets in at once.
+    sign_in(page, email, password)
+    expect(page.get_by_role("button", name="Abmelden")).to_be_visible()
+
+
+def _guess_from_many_addresses(url: str, email: str, count: int) -> list[str]:
+    """Wrong passwords for the account from 127.0.5.1, .2, ... at the same time
+    (threads: Playwright's sync API holds this thread's event loop)."""
+    query = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }"
+
+    def guess(i: int) -> str:
+        transport = httpx.HTTPTransport(local_address=f"127.0.5.{i + 1}")
+        with httpx.Client(transport=transport, timeout=30) as client:
+            variables = {"e": email, "p": "x"}
+            body = client.post(f"{url}/graphql", json={"query": query, "variables": variables})
+        return str(body.json()["errors"][0]["extensions"]["code"])
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(guess, range(count)))
 
 
 def test_english_can_be_chosen_and_is_kept(

@@ -84,6 +84,8 @@ class AgentService:
             settings.channels,
             calls,
         )
+        # The journal falling behind (a full disk) or catching up is reported at once.
+        self.broadcasts.journal.on_health_change = self.commands.health_changed.set
         self.reporter = Reporter(
             self.broadcasts.journal,
             self.server,
@@ -95,6 +97,8 @@ class AgentService:
                 enrolment.token,
             ],
         )
+        # A broadcast resumed after a crash numbers its events above the server's.
+        self.broadcasts.last_stored = self.reporter.last_stored
         self.commands.handlers["triggerBroadcast"] = self.trigger_from_command
         self._background: list[asyncio.Task[None]] = []
         self._dialer_start: asyncio.Task[None] | None = None
@@ -234,6 +238,7 @@ class AgentService:
             asyncio.create_task(self.heartbeat(), name="heartbeat"),
             asyncio.create_task(self.reporter.run_forever(), name="reporter"),
             asyncio.create_task(self.outcomes.resend_forever(), name="outcomes"),
+            asyncio.create_task(self.broadcasts.journal.watch_forever(), name="journal-watch"),
         ]
         if self.intake is not None:
             background.append(asyncio.create_task(self.intake.run_forever(), name="intake"))

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from api.models import Broadcast, CallAttempt
+from api.models import Broadcast, CallAttempt, CallOutcome
 from tests.conftest import error_codes
 from tests.test_agent_service import Stream
 
@@ -201,3 +201,25 @@ async def test_late_attempts_and_members_not_called_show_why_in_the_history(gql,
         got = (datetime.fromisoformat(row["lateFrom"]), datetime.fromisoformat(row["lateUntil"]))
         assert got == (down_from, back)
     assert rows["Member 2"]["startedAt"] is None
+
+
+async def test_an_agent_that_lost_its_memory_neither_undoes_a_confirmation_nor_the_journal_note(
+    gql, rt, world
+):
+    # Issue 14, point 10 (review point 2): the agent crashed while its journal was behind.
+    # Its memory had reported the member's confirmation and the journal's note; after the
+    # restart it ends the same attempt "interrupted" (from the file) with a plain note.
+    agent = gql.as_(world.tokens["agent_a"])
+    await agent.ok(REPORT, **_report(rt, _events(rt, 0, 1), note="journalNotWritable"))
+    interrupted = {**_events(rt, 0, 1, "FAILED")[4], "seq": 100_006, "detail": "interrupted"}
+    again = await agent.ok(REPORT, **_report(rt, [interrupted], note="a fallback message"))
+    assert again["reportBroadcast"]["lastSeq"] == 100_006
+    async with rt.db.reading() as s:
+        broadcast = await s.scalar(select(Broadcast).where(Broadcast.agent_broadcast_id == "b-1"))
+        assert broadcast is not None
+        attempt = await s.scalar(
+            select(CallAttempt).where(CallAttempt.broadcast_id == broadcast.id)
+        )
+    assert attempt is not None
+    assert (attempt.outcome, attempt.detail) == (CallOutcome.CONFIRMED, None)
+    assert broadcast.note == "a fallback message; journalNotWritable"

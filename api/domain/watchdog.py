@@ -168,8 +168,11 @@ _WHAT_DE = {
     IncidentKind.JOURNAL_NOT_WRITABLE: (
         "Rundruf-Journal nicht beschreibbar",
         "Der Rundruf Manager Service auf {host} kann sein Journal nicht schreiben "
-        "(gemeldet am {when}). Rundrufe laufen weiter, aus dem Speicher; stoppt der "
-        "Dienst jetzt, wiederholt er laufende Alarme nach dem Neustart.",
+        "(gemeldet am {when}). Rundrufe laufen aus dem Speicher weiter, kein Anruf bricht "
+        "ab. Stoppt der Dienst, bevor das Journal nachgetragen ist, gehen Ergebnisse "
+        "verloren, die nur im Speicher standen: ein laufender Alarm wird nach dem Neustart "
+        "fortgesetzt oder neu begonnen, und Mitglieder, deren Bestätigung nur im Speicher "
+        "stand, werden womöglich erneut angerufen.",
         "Bitte schaffen Sie Platz auf dem Datenträger mit den Daten des Dienstes "
         "(RUNDRUF_AGENT_STATE_DIR) und prüfen Sie, ob er beschreibbar ist; das Journal "
         "wird dann von selbst nachgetragen.",
@@ -214,8 +217,10 @@ _WHAT_EN = {
     IncidentKind.JOURNAL_NOT_WRITABLE: (
         "Rundruf journal not writable",
         "The Rundruf Manager Service on {host} cannot write its journal (reported on "
-        "{when}). Broadcasts go on, from memory; should the service stop now, it repeats "
-        "running alarms after the restart.",
+        "{when}). Broadcasts go on from memory, no call is cut off. Should the service "
+        "stop before the journal has caught up, results only memory held are lost: a "
+        "running alarm is resumed or begun again after the restart, and members whose "
+        "confirmation only memory held may be called again.",
         "Please free space on the disk that holds the service's data "
         "(RUNDRUF_AGENT_STATE_DIR) and check that it is writable; the journal then "
         "catches up by itself.",

@@ -168,7 +168,7 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
         broadcast.trigger_caller_name = report.trigger_caller_name
         new = [e for e in report.events if e.seq > broadcast.last_event_seq]
         note, new = await _scrubbed(rt, session, agent, report.note, new)
-        broadcast.note = note
+        broadcast.note = sticky_note(broadcast.note, note)
         if new:
             await _apply_all(session, agent, broadcast, new)
         if new:
@@ -212,6 +212,19 @@ COLUMNS = {
 }
 
 
+# Note parts that stay once reported: the agent sends them while its journal is behind and
+# may lose them in a crash (a report after the restart would drop them).
+STICKY_NOTES = ("journalNotWritable",)
+
+
+def sticky_note(old: str | None, new: str | None) -> str | None:
+    """The report's note, keeping a sticky part an earlier report carried."""
+    kept = [
+        c for c in STICKY_NOTES if old and c in old.split("; ") and c not in (new or "").split("; ")
+    ]
+    return "; ".join(filter(None, [new, *kept])) or None
+
+
 async def _apply_all(
     session: AsyncSession, agent: Agent, broadcast: Broadcast, events: list[CallEventIn]
 ) -> None:
@@ -248,6 +261,11 @@ async def _apply_all(
             )
             session.add(attempt)
             attempts[key] = attempt
+        elif event.kind == "ended" and attempt.outcome is not None:
+            # The attempt ended already: a second end comes from an agent that lost its
+            # memory in a crash (a full disk) and ends the attempt "interrupted". The first
+            # end happened; it stays (a confirmation is never undone).
+            continue
         setattr(attempt, COLUMNS[event.kind], event.at)
         if event.late_reason is not None:
             attempt.late_reason = event.late_reason

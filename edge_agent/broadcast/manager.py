@@ -20,7 +20,7 @@ from typing import Any
 
 from edge_agent.broadcast import audio
 from edge_agent.broadcast.channels import Channels
-from edge_agent.broadcast.journal import Journal
+from edge_agent.broadcast.journal import RESUME_GAP, Journal
 from edge_agent.broadcast.model import (
     AGENT_DOWN,
     COMMAND_LATE,
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Fetch = Callable[[], Awaitable[bytes]]
 RESTART_PAUSE_S = 2.0
+RESUME_ASK_S = 3.0  # how long a resumed broadcast waits for the server's last event number
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class Broadcasts:
         self.running: dict[str, asyncio.Task[None]] = {}
         self._accepting = asyncio.Lock()  # the same trigger twice at once starts once
         self.last_failure: datetime | None = None  # a run that broke (health report)
+        # The last event number the server stored of a broadcast (the reporter asks it);
+        # None: not asked (a bed without a server).
+        self.last_stored: Callable[[Broadcast], Awaitable[int]] | None = None
 
     async def resume(self) -> None:
         """Goes on with every broadcast a stop interrupted.
@@ -106,7 +110,28 @@ class Broadcasts:
                 last = await self.journal.last_seq(b.id)
                 tail = await self.journal.events(b.id, last - 1, 1) if last else []
                 since = tail[0].at if tail else b.started_at
+                await self._number_above_the_server(b, last)
                 self._start(b, outage=Late(AGENT_DOWN, since, _now()))
+
+    async def _number_above_the_server(self, b: Broadcast, last: int) -> None:
+        """New events of a resumed broadcast get numbers the server has not stored yet.
+
+        A crash while the journal was behind lost the events only memory held; the server
+        may have stored them, and it ignores numbers it has (as repeats). So numbering goes
+        on above what the server says it stored; when it cannot say within a few seconds,
+        RESUME_GAP numbers above the file's last.
+        """
+        if self.last_stored is None:
+            return
+        try:
+            async with asyncio.timeout(RESUME_ASK_S):
+                stored = await self.last_stored(b)
+        except (AgentError, TimeoutError, OSError) as exc:
+            log.warning("broadcast %s: the server's last event unknown (%s)", b.id, exc)
+            stored = last + RESUME_GAP
+        if stored > last:
+            log.warning("broadcast %s: events after %d continue above %d", b.id, last, stored)
+        await self.journal.number_above(b.id, stored)
 
     async def accept(self, trigger: Trigger) -> str:
         """Journals a broadcast for the trigger and starts it; returns its id.

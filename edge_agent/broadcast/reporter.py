@@ -4,8 +4,8 @@ The journal is the queue: events above a broadcast's `acked_seq` are unsent.
 While the server is unreachable they wait on disk and go out on reconnect;
 `reportBroadcast` is idempotent by broadcast id and event number, so a repeat
 after a lost answer stores nothing twice. A job leaves the job service only
-after the server acknowledged the finished broadcast, and only while the journal
-file is written (not while memory stands in for it).
+after the server acknowledged the finished broadcast, which then holds it for good,
+also while memory stands in for a journal file that cannot be written.
 """
 
 from __future__ import annotations
@@ -238,13 +238,16 @@ class Reporter:
                 self._members.pop(b.id, None)
                 return True
 
+    async def last_stored(self, b: Broadcast) -> int:
+        """The last event number the server stored of the broadcast (0: none), asked with a
+        report without events; raises ServerUnreachable or ServerRefused."""
+        members = {m.pbx_id: m for m in await self.journal.members(b.id)}
+        return await self.server.report_broadcast(report_json(b, members, [], False, self.hide))
+
     async def _finish_source(self, b: Broadcast) -> bool:
-        if not self.journal.writable:
-            # Only memory holds (part of) the broadcast: the job stays at the job service
-            # until the file does, so a crash meanwhile loses no alarm. The journal's
-            # catch-up wakes this loop.
-            log.warning("job %s is kept until the journal can be written again", b.source_id)
-            return False
+        # Called only once the server acknowledged the finished broadcast's last event: it
+        # holds the broadcast for good now, also while only memory holds it here (a full
+        # disk). Keeping the job then would make a crash run the whole alarm again.
         if b.source == "job":
             if self.jobservice is None:
                 return False

@@ -360,16 +360,16 @@ class Store:
     def _caught_up(self) -> None:
         assert self.memory is not None and self.disk is not None
         log.warning("the broadcast journal is written again")
+        try:  # a long catch-up must not leave a WAL as big as itself
+            self.disk.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("checkpointing the caught-up journal failed: %s", exc)
         self.memory.close()
         self.memory = None
         self.backlog = []
         self.backlog_size = 0
         self.failure = None
         self.complete = True
-        try:
-            self.disk.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:
-            log.warning("checkpointing the caught-up journal failed: %s", exc)
         if self.exclusive:
             # Opened without -shm on a full disk: back to normal, so others may read it
             # (the exclusive lock goes with the connection).

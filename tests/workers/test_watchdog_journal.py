@@ -70,6 +70,10 @@ async def test_a_journal_that_cannot_be_written_is_shown_and_mailed_once_and_whe
     german = received["it@owner.example"]
     assert german["Subject"] == "Rundruf-Störung: Rundruf-Journal nicht beschreibbar (Owner AG)"
     assert "kann sein Journal nicht schreiben" in german.get_content()
+    # What a stop now really costs (review point 10): not every running alarm again.
+    content = " ".join(german.get_content().split())
+    assert "womöglich erneut angerufen" in content
+    assert "wiederholt er laufende Alarme" not in content
 
     # Still full on the next report: no second mail.
     clock.advance(seconds=60)

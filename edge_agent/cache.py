@@ -52,7 +52,16 @@ class LocalCache:
         return groups
 
     def set_directory(self, directory: Directory) -> None:
-        self.data["directory"] = directory_json(directory)
+        """The directory as the PBX has it now; of a partial one (entries could not be
+        read), the previous entries it lacks are kept: an unreadable group is not one
+        without members, and its alarm must still call them."""
+        fresh = directory_json(directory)
+        if directory.partial:
+            previous = self.data["directory"]
+            for kind in ("users", "groups"):
+                have = {entry["id"] for entry in fresh[kind]}
+                fresh[kind] += [e for e in previous.get(kind, []) if e.get("id") not in have]
+        self.data["directory"] = fresh
 
     def participant_count(self) -> int:
         """Distinct members of broadcast groups (what the license counts)."""
@@ -89,4 +98,6 @@ def directory_json(directory: Directory) -> dict[str, Any]:
             }
             for g in directory.groups
         ],
+        # Only when true: the server then deletes nothing this directory lacks.
+        **({"partial": True} if directory.partial else {}),
     }

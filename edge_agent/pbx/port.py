@@ -8,12 +8,15 @@ coroutines; every failure is a `PbxError` subclass from `errors.py`.
 from __future__ import annotations
 
 import enum
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from edge_agent.pbx import text
+
+log = logging.getLogger(__name__)
 
 
 class UserState(enum.IntEnum):
@@ -61,16 +64,45 @@ class Group:
         object.__setattr__(self, "member_ids", members)
 
 
+E = TypeVar("E", User, Group)
+
+
 @dataclass(frozen=True)
 class Directory:
     users: tuple[User, ...]
     groups: tuple[Group, ...]
+    # Some entries could not be read (an adapter skipped them, an id was unusable or
+    # there twice): what this directory lacks may still be on the PBX, so nobody may
+    # take a missing entry for a deleted one (the cache keeps its previous entries, the
+    # server deletes nothing; issue 14, point 1, review points 4 and 8).
+    partial: bool = False
 
     def __post_init__(self) -> None:
         # An id is never changed (it names the entry on the PBX): one that cannot be
-        # stored leaves out its entry alone, not the directory.
-        object.__setattr__(self, "users", tuple(u for u in self.users if text.usable_id(u.id)))
-        object.__setattr__(self, "groups", tuple(g for g in self.groups if text.usable_id(g.id)))
+        # stored leaves out its entry alone, not the directory. Of two entries with one
+        # id the first is kept: the second would give a member another's number.
+        users, partial_users = _distinct(self.users, "users")
+        groups, partial_groups = _distinct(self.groups, "groups")
+        object.__setattr__(self, "users", users)
+        object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "partial", self.partial or partial_users or partial_groups)
+
+
+def _distinct(entries: Sequence[E], kind: str) -> tuple[tuple[E, ...], bool]:
+    """The entries with a usable id, each id once (the first); whether any was left out."""
+    kept: list[E] = []
+    seen: set[str] = set()
+    for entry in entries:
+        if not text.usable_id(entry.id):
+            log.warning("the directory's %s: left out an entry without a usable id", kind)
+        elif entry.id in seen:
+            log.warning(
+                "the directory's %s: left out a second entry with the id %r", kind, entry.id
+            )
+        else:
+            seen.add(entry.id)
+            kept.append(entry)
+    return tuple(kept), len(kept) != len(entries)
 
 
 class Pbx(ABC):

@@ -8,6 +8,7 @@ the same things with the same words, and two processes never lose an update.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ FORMAT = 1
 FIRST_ID = 1001
 
 T = TypeVar("T")
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -350,4 +353,7 @@ class StateFile:
 
     def _write(self, state: SimState) -> None:
         # Readable by its owner only (write_atomic): it holds the admin password.
-        write_atomic(self.path, json.dumps(state.to_json(), indent=2, ensure_ascii=False).encode())
+        data = json.dumps(state.to_json(), indent=2, ensure_ascii=False)
+        # SwyxWare keeps UTF-16, where a name may hold a lone surrogate; UTF-8 cannot: the
+        # file gets U+FFFD in its place, as the agent would send it (pbx/text.py).
+        write_atomic(self.path, _SURROGATES.sub("\ufffd", data).encode())

@@ -125,12 +125,13 @@ class SwyxPbx(Pbx):
 
     async def directory(self) -> Directory:
         data = await self._run("directory")
-        users = _each(_user, _items(data.get("Users")))
-        groups = tuple(_each(_group, _items(data.get("Groups"))))
+        users, users_skipped = _each(_user, _items(data.get("Users")))
+        groups, groups_skipped = _each(_group, _items(data.get("Groups")))
         states = await self._read_states(groups)
         if states:
             users = [_with_state(u, states.get(u.id)) for u in users]
-        return Directory(tuple(users), groups)
+        # Partial: an entry left out may still be on the PBX (not deleted, just unread).
+        return Directory(tuple(users), tuple(groups), partial=users_skipped or groups_skipped)
 
     async def create_user(
         self,
@@ -281,15 +282,16 @@ def _items(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _each(read: Callable[[Any], T], items: list[Any]) -> list[T]:
-    """Every entry that can be read: one broken entry leaves out itself, not the directory."""
+def _each(read: Callable[[Any], T], items: list[Any]) -> tuple[list[T], bool]:
+    """Every entry that can be read: one broken entry leaves out itself, not the directory;
+    and whether one was left out (the directory is then partial)."""
     entries = []
     for raw in items:
         try:
             entries.append(read(raw))
         except PbxError as exc:
             log.warning("skipped an entry of the directory: %s", exc.message)
-    return entries
+    return entries, len(entries) != len(items)
 
 
 def _shape(raw: Any) -> str:

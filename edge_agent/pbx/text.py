@@ -25,12 +25,21 @@ REPLACEMENT = "\ufffd"
 # U+FFFD, so a reader sees that something was there.
 _SPACES = {"\t", "\n", "\v", "\f", "\r", "\x85", "\u2028", "\u2029"}
 _UNSAFE_CATEGORIES = {"Cc", "Cs"}
+# Replaced too, as api/domain/validation.py refuses them: bidirectional controls make a
+# text read otherwise than it is written; zero-width characters and the BOM hide in it.
+_INVISIBLE = frozenset(
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200c\u200d\u200e\u200f\ufeff"
+)
+# What a dialled number is made of; anything else (a letter) would call someone else.
+_DIALABLE = frozenset("0123456789*#+")
 
 
 def _character(c: str) -> str:
     if c in _SPACES:
         return " "
-    return REPLACEMENT if unicodedata.category(c) in _UNSAFE_CATEGORIES else c
+    if c in _INVISIBLE or unicodedata.category(c) in _UNSAFE_CATEGORIES:
+        return REPLACEMENT
+    return c
 
 
 def clean(value: str, limit: int) -> str:
@@ -49,7 +58,7 @@ def extension(value: str | None) -> str | None:
     """The internal number as the PBX has it, or None when it cannot be one."""
     if value is None:
         return None
-    value = value.strip()
-    if not value or len(value) > EXTENSION_MAX or not value.isprintable():
+    value = value.strip()  # " 505 " is 505: spaces around a number are no part of it
+    if not value or len(value) > EXTENSION_MAX or not _DIALABLE.issuperset(value):
         return None
     return value

@@ -89,3 +89,40 @@ async def test_the_swyx_adapter_cleans_its_answers_and_skips_only_a_broken_entry
     assert (users["30"].name, users["30"].description) == ("Null\ufffdByte", "\ufffd")
     groups = {g.id: g for g in directory.groups}
     assert (groups["9"].name, groups["9"].description) == ("G" * 200, "a\ufffd")
+
+
+def test_bidi_controls_and_invisible_characters_are_replaced() -> None:
+    # As api/domain/validation.py refuses them: a name that reads otherwise than written.
+    name = "Anna\u202eBerger\u2066x\u2069\u200b\u200d\ufeff"
+    assert User("7", name, None).name == "Anna\ufffdBerger\ufffdx\ufffd\ufffd\ufffd\ufffd"
+    assert User("7", "Jürgen\u00adGroß", None).name == "Jürgen\u00adGroß"  # soft hyphen stays
+
+
+def test_a_number_with_a_letter_is_no_number() -> None:
+    # "12a4" dialled would be someone else's number (or none): left out, never patched.
+    assert User("7", "A", "12a4").extension is None
+    assert User("7", "A", "2 01").extension is None
+    assert User("7", "A", "+49 711").extension is None
+    assert User("7", "A", "*31#").extension == "*31#"
+
+
+def test_of_two_entries_with_one_id_the_first_is_kept_and_the_directory_is_partial() -> None:
+    directory = Directory(
+        users=(User("1", "Anna", "201"), User("2", "Bernd", "202"), User("1", "Jemand", "666")),
+        groups=(Group("5", "Alarm", member_ids=("1",)), Group("5", "Zweite")),
+    )
+    assert [(u.id, u.extension) for u in directory.users] == [("1", "201"), ("2", "202")]
+    assert [g.name for g in directory.groups] == ["Alarm"]
+    assert directory.partial
+    assert directory_json(directory)["partial"] is True
+    whole = Directory(users=(User("1", "Anna", "201"),), groups=())
+    assert not whole.partial and "partial" not in directory_json(whole)
+
+
+async def test_the_simulator_stores_a_lone_surrogate_as_a_replacement(tmp_path: Path) -> None:
+    control = SimControl(tmp_path / "sim.json")
+    control.create(HOST, SIM_ADMIN, SIM_PASSWORD)
+    control.add_user("Max\ud800Muster", "201")
+    pbx = SimPbx(tmp_path / "sim.json")
+    await pbx.login(HOST, SIM_ADMIN, SIM_PASSWORD)
+    assert [u.name for u in (await pbx.directory()).users] == ["Max\ufffdMuster"]

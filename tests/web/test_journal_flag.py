@@ -11,9 +11,18 @@ from pathlib import Path
 from playwright.sync_api import Browser, expect
 
 from tests.processes import Client
-from tests.web.browsing import PLATFORM_EMAIL, PLATFORM_PASSWORD, WebStack, open_page, shot, sign_in
+from tests.web.browsing import (
+    PLATFORM_EMAIL,
+    PLATFORM_PASSWORD,
+    WebStack,
+    nav,
+    open_page,
+    shot,
+    sign_in,
+)
 
 HEALTH = "mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }"
+REPORT = "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }"
 
 
 def test_a_journal_that_cannot_be_written_shows_on_monitoring_and_einstellungen(
@@ -71,6 +80,75 @@ def test_a_journal_that_cannot_be_written_shows_on_monitoring_and_einstellungen(
     expect(row.get_by_role("cell").last).not_to_have_text("Journal nicht beschreibbar")
     customer.reload()
     expect(customer.locator(".facts").get_by_test_id("journal")).to_have_text("ja")
+
+
+def test_the_journals_note_is_worded_by_the_website_from_its_code(
+    browser: Browser, stack: WebStack, artifacts: Path
+) -> None:
+    # The agent sends the code journalNotWritable (review point 9): the Verlauf words it.
+    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
+    tenant = ops('mutation { createTenant(input: {name: "Notiz GmbH"}) { id } }')["createTenant"]
+    key = ops(
+        "mutation($t: ID!, $v: DateTime!) { issueLicense(tenantId: $t, seats: 5, validUntil: $v) "
+        "{ key } }",
+        t=tenant["id"],
+        v="2099-01-01T00:00:00+00:00",
+    )["issueLicense"]["key"]
+    ops(
+        'mutation($t: ID!) { createUser(input: {tenantId: $t, email: "it@notiz.example", '
+        'name: "IT", role: TENANT_VIEWER, password: "notiz passwort 1"}) { id } }',
+        t=tenant["id"],
+    )
+    enrolled = Client(stack.url)(
+        "mutation($k: String!) { registerInstallation(licenseKey: $k, hostname: "
+        '"swyx.notiz.local", agentVersion: "0.3.0") { token } }',
+        k=key,
+    )["registerInstallation"]
+    at = "2026-12-07T09:00:00+00:00"
+    Client(stack.url, enrolled["token"])(
+        REPORT,
+        input={
+            "broadcastId": "full-1",
+            "groupPbxId": "g-full",
+            "mode": "ALARM",
+            "startedAt": at,
+            "memberCount": 1,
+            "status": "COMPLETED",
+            "finishedAt": at,
+            "note": "1 of 1 called members confirmed; journalNotWritable",
+            "events": [
+                {
+                    "seq": 1,
+                    "memberPbxId": "Anna",
+                    "memberName": "Anna",
+                    "attemptNo": 1,
+                    "kind": "started",
+                    "at": at,
+                },
+                {
+                    "seq": 2,
+                    "memberPbxId": "Anna",
+                    "memberName": "Anna",
+                    "attemptNo": 1,
+                    "kind": "ended",
+                    "at": at,
+                    "outcome": "CONFIRMED",
+                },
+            ],
+        },
+    )
+    page = open_page(browser, stack.url)
+    sign_in(page, "it@notiz.example", "notiz passwort 1")
+    nav(page, "Verlauf")
+    page.locator("tbody tr").first.get_by_role("link").click()
+    expect(
+        page.get_by_text(
+            "Das Journal konnte nicht geschrieben werden (Datenträger voll oder nicht "
+            "beschreibbar); der Rundruf lief aus dem Speicher weiter, ohne Anruf abzubrechen"
+        )
+    ).to_have_count(1)
+    expect(page.get_by_text("journalNotWritable")).to_have_count(0)
+    shot(page, artifacts, "history-journal-note")
 
 
 def _now() -> str:

@@ -36,16 +36,8 @@ RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 # Event kinds the central service stores (the dialer's PLAYING and DTMF stay local).
 REPORTED_KINDS = frozenset({"started", "ringing", "answered", "confirmed", "ended"})
 
-# Notes the agent adds to a broadcast's history, by code (German: people read them).
+# Codes the agent adds to a broadcast's note; the website words them (German, English).
 JOURNAL_NOT_WRITABLE = "journalNotWritable"
-NOTES = {
-    JOURNAL_NOT_WRITABLE: "Das Journal konnte nicht geschrieben werden (Datenträger voll oder "
-    "nicht beschreibbar); der Rundruf lief aus dem Speicher weiter, ohne Anruf abzubrechen",
-}
-
-
-def note_text(code: str) -> str:
-    return NOTES[code]
 
 
 @dataclass(frozen=True)

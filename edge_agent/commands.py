@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from edge_agent.cache import LocalCache, directory_json
@@ -17,6 +19,7 @@ from edge_agent.error_text import describe
 from edge_agent.errors import AgentError
 from edge_agent.files import write_atomic
 from edge_agent.ledger import Outcome
+from edge_agent.pbx import text
 from edge_agent.pbx.errors import PbxError, PbxNotLoggedIn
 from edge_agent.pbx.port import Directory, Group, Pbx, User
 from edge_agent.server import Server
@@ -80,8 +83,14 @@ class Commands:
             return Outcome(ok=False, result=await self._directory_if_possible(), error=exc.message)
         except (KeyError, TypeError, ValueError) as exc:
             # Fields, not the repr: it can hold the values checked, secrets among them.
-            error = f"malformed {kind} command: {describe(exc, hide=secrets.values())}"
-            return Outcome(ok=False, result={}, error=error)
+            why = describe(exc, hide=secrets.values())
+            if _raised_here(exc):  # a handler reading its payload: the command's fault
+                return Outcome(ok=False, result={}, error=f"malformed {kind} command: {why}")
+            # Raised deeper (a file, a library): the agent's trouble, not a bad command;
+            # the PBX may have changed before it, so the directory goes along.
+            log.exception("command %s failed in the agent", kind)
+            error = f"the agent failed running {kind}: {why}"
+            return Outcome(ok=False, result=await self._directory_if_possible(), error=error)
 
     async def fresh_directory(self) -> dict[str, Any]:
         """``{"directory": …}`` as the PBX has it now, or ``{}`` if it cannot say."""
@@ -149,7 +158,11 @@ class Commands:
     async def enable_broadcast(
         self, payload: dict[str, Any], secrets: dict[str, Any]
     ) -> dict[str, Any]:
-        group_id, agent_name = str(payload["groupPbxId"]), str(payload["agentName"])
+        group_id = str(payload["groupPbxId"])
+        # Cut as the directory cuts every name it reads (pbx/text.py): "Rundruf " and a
+        # 200-character group name would never be found again, and a retry would make a
+        # second agent (issue 14, point 1, review point 7).
+        agent_name = text.clean(str(payload["agentName"]), text.NAME_MAX)
         directory = await self.pbx.directory()
         if not any(g.id == group_id for g in directory.groups):
             raise KeyError(f"group {group_id} is not on the PBX")
@@ -237,6 +250,22 @@ class Commands:
         self.cache.save()
         self.health_changed.set()
         return {"settings": self.cache.data["settings"]}
+
+
+_PACKAGE = Path(__file__).resolve().parent
+# Where the handlers live: an error raised in one of them (reading the payload, or in a
+# function of the standard library it called on the payload) is the command's fault.
+_HANDLER_MODULES = {_PACKAGE / "commands.py", _PACKAGE / "service.py"}
+
+
+def _raised_here(exc: BaseException) -> bool:
+    """Whether the innermost frame of the agent's own code in `exc`'s trace is a handler's
+    (a payload read badly), not a module a handler called (a file, the PBX adapter)."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(frame.filename).resolve()
+        if path.is_relative_to(_PACKAGE):
+            return path in _HANDLER_MODULES
+    return False
 
 
 def _by_description(directory: Directory, description: str) -> User | None:

@@ -19,6 +19,7 @@ from api.models import BroadcastGroup, Command, PbxGroup, PbxGroupMember, PbxUse
 from api.runtime import Runtime
 from api.services import audit, commands, licensing
 from api.services.actor import Actor, Scope
+from edge_agent.pbx import text as pbx_text
 
 MAX_MEMBERS_PER_CHANGE = 1000
 AGENT_PREFIX = "Rundruf"
@@ -183,7 +184,9 @@ async def enable_broadcast(rt: Runtime, actor: Actor, group_id: uuid.UUID) -> Co
             {
                 "groupPbxId": group.pbx_id,
                 "groupName": group.name,
-                "agentName": f"{AGENT_PREFIX} {group.name}",
+                # Cut as the agent cuts the names it reads (edge_agent/pbx/text.py), so
+                # that it finds its agent again by this name.
+                "agentName": f"{AGENT_PREFIX} {group.name}"[: pbx_text.NAME_MAX],
             },
             secrets={"pin": pin},
         )

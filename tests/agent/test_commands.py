@@ -9,6 +9,7 @@ import pytest
 from edge_agent.cache import LocalCache
 from edge_agent.commands import ADMIN_GROUP, SERVICE_USER, Commands
 from edge_agent.pbx.sim import SimControl, SimPbx
+from edge_agent.pbx.sim_state import SimState
 
 
 class NoServer:
@@ -73,3 +74,34 @@ async def test_enabling_twice_keeps_one_agent_user(commands):
         u for u in second.result["directory"]["users"] if u["name"] == "Rundruf Brandschutzhelfer"
     ]
     assert len(agents) == 1 and agents[0]["callroutingOnly"]
+
+
+async def test_enabling_twice_with_a_long_group_name_keeps_one_agent_user(commands, tmp_path):
+    # "Rundruf " and a 195-character name are 203 characters; the directory cuts names
+    # to 200, so the agent must cut the name it creates and looks for alike (review 7).
+    await commands.run("verifyPbxCredentials", VERIFY, {"adminPassword": "pw"})
+    control = SimControl(tmp_path / "sim.json")
+    name = "G" * 195
+    group_id = control.add_group(name, [control.add_user("Erika", "291")])
+    payload = {"groupPbxId": group_id, "groupName": name, "agentName": f"Rundruf {name}"}
+    first = await commands.run("enableBroadcast", payload, {"pin": "1234"})
+    second = await commands.run("enableBroadcast", payload, {"pin": "1234"})
+    assert first.ok and second.ok, (first.error, second.error)
+    assert first.result["agentUserId"] == second.result["agentUserId"]
+    agents = [u for u in control.snapshot().users if u.name.startswith("Rundruf G")]
+    assert len(agents) == 1 and len(agents[0].name) == 200
+
+
+async def test_a_value_error_deeper_in_the_agent_is_no_malformed_command(commands, monkeypatch):
+    # A ValueError from the adapter or a file (not from reading the payload) is the
+    # agent's trouble: said so, with the directory, never "malformed command".
+    await commands.run("verifyPbxCredentials", VERIFY, {"adminPassword": "pw"})
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("the state file is not what it was")
+
+    monkeypatch.setattr(SimState, "add_group", broken)  # raised inside the adapter
+    outcome = await commands.run("createGroup", {"name": "Neu"}, {})
+    assert not outcome.ok
+    assert outcome.error.startswith("the agent failed running createGroup: ValueError")
+    assert "directory" in outcome.result

@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,41 +17,51 @@ from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.graphql import OperationType
 
-from api.errors import RundrufError
+from api.errors import RundrufError, Unauthenticated
 from api.http import json_guard, metrics, rest
+from api.http.agent_bodies import AgentBodies
 from api.http.graphql_ws import (
     CLOSE_FORBIDDEN,
+    CLOSE_TOO_MANY,
+    CLOSE_UNAUTHORIZED,
     GuardedTransportWSHandler,
+    GuardedWebSocketAdapter,
     InvalidUtf8OnOneLine,
-    SocketCap,
+    SocketRefused,
 )
-from api.http.headers import SecurityHeaders
+from api.http.headers import SecurityHeaders, WeakEtagWhenCompressed
 from api.http.limits import BodyLimit
+from api.http.refusals import GRAPHQL_PATH, code_for, refusal
+from api.http.socket_cap import CLOSE_PUSHED_OUT, SocketCap, Ticket, client_key
 from api.runtime import Runtime
-from api.services import agents
+from api.services import agents, auth
 from schema.context import Context
 from schema.schema import build_schema
 
+# Over HTTP by POST; GET runs nothing (allow_queries_via_get is off).
+HTTP_OPERATIONS = {OperationType.QUERY, OperationType.MUTATION}
 # Agents send the whole PBX directory with a command's result: about 2,000 users fit.
 GRAPHQL_BODY_LIMIT = 256 * 1024
 EXPIRY_SWEEP_SECONDS = 15.0
+# How often an open user socket asks whether its session still holds.
+SESSION_RECHECK_SECONDS = 30.0
 log = logging.getLogger(__name__)
-
-
-_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 
 
 class GraphQLApp(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = GuardedTransportWSHandler
+    websocket_adapter_class = GuardedWebSocketAdapter
 
     def __init__(self, rt: Runtime) -> None:
         s = rt.settings
@@ -78,25 +89,43 @@ class GraphQLApp(GraphQL[Context, None]):
             response = await self.run(Request(scope, receive))
         except HTTPException as err:
             response = _refusal(err.status_code, err.reason)
-            log.info("refused a GraphQL request: %s %s", err.status_code, err.reason)
+            # The reason may quote the client (an operation name): bounded and
+            # escaped, so no client text can forge or flood a log line.
+            log.info(
+                "refused a GraphQL request: %d %s %s",
+                err.status_code,
+                code_for(err.status_code),
+                loggable(err.reason),
+            )
         await response(scope, receive, send)
 
     async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """At most ``ws_max_per_client`` sockets per client address in this process;
-        one more is refused at the handshake (429 where the server can say so)."""
+        """At most ``ws_max_per_client`` signed-in sockets per client address in this
+        process (see api/http/socket_cap.py); with all of them taken, one more is
+        refused at the handshake (429 where the server can say so)."""
         ws = WebSocket(scope, receive, send)
-        client = ws.client.host if ws.client else "unknown"
-        if not self.sockets.enter(client):
-            log.info("refused a WebSocket from %s: %d open", client, self.sockets.limit)
+        key = client_key(ws.client.host if ws.client else None)
+        if self.sockets.full(key):
+            self.sockets.note(
+                "handshake-" + key,
+                logging.INFO,
+                "refused a WebSocket from %s: %d signed-in sockets open",
+                key,
+                self.sockets.limit,
+            )
             if "websocket.http.response" in scope.get("extensions", {}):
                 await ws.send_denial_response(_refusal(429, "too many open WebSockets"))
             else:
                 await ws.close(CLOSE_FORBIDDEN)
             return
+        ticket, pushed_out = self.sockets.open(key, lambda: _push_out(ws))
+        if pushed_out is not None:
+            await pushed_out.evict()
+        ws.state.socket_ticket = ticket
         try:
             await self.run(ws)
         finally:
-            self.sockets.leave(client)
+            ticket.close()
 
     def decode_json(self, data: str | bytes) -> object:
         """Bodies and frames through json_guard; Strawberry answers its
@@ -109,13 +138,52 @@ class GraphQLApp(GraphQL[Context, None]):
     def parse_json(self, data: str | bytes) -> Any:
         """A GraphQL body is one JSON object (lists only with batching, which is off:
         Strawberry refuses them); a bare string, number or null used to give 500."""
-        try:
-            value = json_guard.loads(data)
-        except json_guard.MalformedJSON as err:
-            raise HTTPException(400, str(err)) from None
+        value = _decoded(data, "the payload")
         if not isinstance(value, dict | list):
             raise HTTPException(400, "the request body must be a JSON object")
         return value
+
+    def parse_query_params(self, params: Any) -> dict[str, Any]:
+        """GET: ``variables`` and ``extensions`` are JSON objects in the query string,
+        read by the same guard as bodies, and refused under their own name."""
+        parsed: dict[str, Any] = dict(params)
+        for name in ("variables", "extensions"):
+            if parsed.get(name):
+                value = _decoded(parsed[name], f"'{name}'")
+                if not isinstance(value, dict):
+                    raise HTTPException(400, f"'{name}' must be a JSON object")
+                parsed[name] = value
+        return parsed
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Context,
+        root_value: None,
+        request_data: Any,
+    ) -> Any:
+        """Queries and mutations over HTTP; subscriptions only over the WebSocket.
+        Strawberry would run a subscription sent by POST or GET (for its multipart
+        protocol, which is off here) and fail with 'Unexpected error' and tracebacks."""
+        allowed = HTTP_OPERATIONS if request_adapter.method == "POST" else set()
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as err:
+            raise HTTPException(400, err.as_http_error_reason()) from None
+        except InvalidOperationTypeError as err:
+            raise HTTPException(400, _not_over_http(err.operation_type)) from None
+        except MissingQueryError:
+            raise HTTPException(400, "No GraphQL query found in the request") from None
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         """A socket needs a session (cookie or token) or an installation token in
@@ -130,7 +198,29 @@ class GraphQLApp(GraphQL[Context, None]):
                 await context.actor()
         except RundrufError as err:
             raise ConnectionRejectionError({"code": err.code, "message": err.message}) from None
+        ticket: Ticket = context.request.state.socket_ticket
+        if not ticket.sign_in():
+            if ticket.closed:  # pushed out by a newer socket meanwhile
+                raise SocketRefused(CLOSE_PUSHED_OUT, "too many sockets waiting to sign in")
+            raise SocketRefused(CLOSE_TOO_MANY, "too many open WebSockets from this address")
         return None
+
+    async def watch_session(self, context: Context) -> None:
+        """A user's socket closes with 4401 once its session ended (signed out,
+        password changed, user deactivated), even while no subscription runs on it
+        to notice. Agents' sockets are watched by their command stream."""
+        token = context.token()
+        if token is None or token.startswith(agents.AGENT_TOKEN_PREFIX):
+            return
+        while True:
+            await asyncio.sleep(SESSION_RECHECK_SECONDS)
+            try:
+                await auth.actor_for_token(self.rt, token)
+            except Unauthenticated:
+                await context.close(CLOSE_UNAUTHORIZED, "signed out")
+                return
+            except Exception:  # a database hiccup: the next round asks again
+                log.warning("rechecking a socket's session failed", exc_info=True)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         client = request.client.host if request.client else "unknown"
@@ -163,7 +253,10 @@ def create_app(rt: Runtime) -> Any:
             Route("/metrics", metrics.endpoint(rt), methods=["GET"]),
             Route("/api/uploads", rest.upload_audio, methods=["POST"]),
             Route("/api/audio/{audio_id}", rest.download_audio, methods=["GET"]),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Any method reaches GraphQL, which refuses all but GET and POST with a
+            # 405 in its own shape (a route limited to two would fall through to
+            # the website mount and its 405).
+            Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Mount("/", app=_frontend()),
         ],
@@ -175,19 +268,53 @@ def create_app(rt: Runtime) -> Any:
         limits={"/graphql": GRAPHQL_BODY_LIMIT, "/api/uploads": rt.settings.upload_max_bytes},
         default=64 * 1024,
     )
+    # An enrolled agent's command result carries the PBX directory: a larger bound, gzip.
+    for_agents = AgentBodies(
+        limited,
+        paths=(GRAPHQL_PATH,),
+        common_limit=GRAPHQL_BODY_LIMIT,
+        token_prefix=agents.AGENT_TOKEN_PREFIX,
+        verify=partial(agents.is_agent_token, rt),
+    )
     # GZip passes WebSockets through, skips audio and event streams, and flushes
     # each chunk of a streamed body, so nothing waits for the end of a stream.
-    compressed = GZipMiddleware(limited, minimum_size=1024, compresslevel=6)
+    compressed = WeakEtagWhenCompressed(
+        GZipMiddleware(for_agents, minimum_size=1024, compresslevel=6)
+    )
     ide = ("/graphql",) if rt.settings.graphql_ide else ()
     return SecurityHeaders(compressed, without_csp=ide)
 
 
+async def _push_out(ws: WebSocket) -> None:
+    # Only an accepted socket can be closed from here; one still in its
+    # handshake is no longer counted and meets the sign-in timeout.
+    if ws.application_state is WebSocketState.CONNECTED:
+        await ws.close(CLOSE_PUSHED_OUT, "too many sockets waiting to sign in")
+
+
+def _decoded(data: str | bytes, what: str) -> object:
+    try:
+        return json_guard.loads(data)
+    except json_guard.MalformedJSON as err:
+        raise HTTPException(400, str(err).replace("the payload", what, 1)) from None
+
+
+def _not_over_http(kind: OperationType) -> str:
+    if kind is OperationType.SUBSCRIPTION:
+        return "subscriptions are served over the WebSocket (graphql-transport-ws) only"
+    return "queries and mutations are sent by POST"
+
+
+def loggable(text: str, limit: int = 200) -> str:
+    """Client text for a log line: at most ``limit`` characters, escaped like a
+    Python literal (no line breaks, control or non-ASCII characters)."""
+    return ascii(text[:limit]) + ("..." if len(text) > limit else "")
+
+
 def _refusal(status: int, reason: str) -> Response:
-    """A request refused before execution, in the shape of a GraphQL error."""
-    code = _HTTP_CODES.get(status, "BAD_REQUEST")
-    return JSONResponse(
-        {"errors": [{"message": reason, "extensions": {"code": code}}]}, status_code=status
-    )
+    """A GraphQL request refused before execution, in the shape of a GraphQL error."""
+    allow = {"Allow": "GET, POST"} if status == 405 else None
+    return refusal(GRAPHQL_PATH, status, reason, headers=allow)
 
 
 async def _expire_commands(rt: Runtime) -> None:

@@ -18,6 +18,17 @@ from api.services import agents, announcements, auth, directory, history, watchd
 from api.services.actor import Actor
 from api.services.agents import Agent
 
+# What a token can be: ours are about 50 characters of URL-safe base64 with a prefix.
+# Anything else (a lone surrogate in connection_init, 100,000 characters, a number) is
+# refused as UNAUTHENTICATED before it is hashed or looked up: over a WebSocket that is the
+# close with 4403, not an unexpected error and an abnormal close.
+TOKEN_MAX = 512
+_MALFORMED = "\x00"  # stands for a connection parameter that is no text at all
+
+
+def plausible_token(token: str) -> bool:
+    return 0 < len(token) <= TOKEN_MAX and token.isascii() and token.isprintable()
+
 
 def bearer_from(header: str | None) -> str | None:
     if header and header[:7].lower() == "bearer ":
@@ -89,7 +100,9 @@ class Context:
     def token(self) -> str | None:
         params = self.connection_params or {}
         from_ws = params.get("authorization") if isinstance(params, dict) else None
-        token = bearer_from(from_ws if isinstance(from_ws, str) else None)
+        if from_ws is not None and not isinstance(from_ws, str):
+            return _MALFORMED
+        token = bearer_from(from_ws)
         token = token or bearer_from(self.request.headers.get("authorization"))
         return token or self.request.cookies.get(self.rt.settings.session_cookie_name)
 
@@ -104,6 +117,8 @@ class Context:
             token = self.token()
             if token is None:
                 raise Unauthenticated("sign in first")
+            if not plausible_token(token):
+                raise Unauthenticated("not a valid token")
             if token.startswith(agents.AGENT_TOKEN_PREFIX):
                 raise Forbidden("agents cannot use the website's operations")
             self._actor = await auth.actor_for_token(self.rt, token)
@@ -115,6 +130,8 @@ class Context:
             token = self.token()
             if token is None:
                 raise Unauthenticated("send the installation token")
+            if not plausible_token(token):
+                raise Unauthenticated("not a valid token")
             if not token.startswith(agents.AGENT_TOKEN_PREFIX):
                 await self.actor()  # a signed-in user is known, but is no agent
                 raise Forbidden("only an enrolled agent may do this")
@@ -124,13 +141,16 @@ class Context:
     def forget_actor(self) -> None:
         self._actor = None
 
-    async def close(self, code: int, reason: str) -> None:
-        """Closes the WebSocket this operation runs on (no-op over HTTP)."""
+    async def close(self, code: int, reason: str) -> bool:
+        """Closes the WebSocket this operation runs on (no-op over HTTP); False when
+        it was closed already (by another operation on the same socket)."""
         from starlette.websockets import WebSocket, WebSocketState
 
         ws = self.request
         if isinstance(ws, WebSocket) and ws.application_state is WebSocketState.CONNECTED:
             await ws.close(code, reason)
+            return True
+        return False
 
 
 def parse_id(value: str, what: str = "object") -> uuid.UUID:

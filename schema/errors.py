@@ -12,9 +12,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from graphql.error import GraphQLError
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from api.errors import RundrufError
+
+# The request itself names nothing to run: no query, an unknown operationName,
+# an operation type the transport does not carry. The client's mistake, no bug.
+_REQUEST_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +28,14 @@ log = logging.getLogger(__name__)
 def is_expected(error: GraphQLError) -> bool:
     original = error.original_error
     # No original error: a syntax, validation or variable error made by graphql-core.
-    return original is None or isinstance(original, RundrufError | GraphQLError)
+    return original is None or isinstance(original, (RundrufError, GraphQLError, *_REQUEST_ERRORS))
 
 
 def _code_of(error: GraphQLError) -> str:
     if isinstance(error.original_error, RundrufError):
         return error.original_error.code
+    if isinstance(error.original_error, _REQUEST_ERRORS):
+        return "BAD_REQUEST"
     return "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_USER_INPUT"
 
 

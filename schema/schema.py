@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
@@ -41,6 +43,22 @@ Subscription = merge_types(
 )
 
 
+class QuietParserCache(ParserCache):
+    """ParserCache parses in its hook, outside Strawberry's own try: a syntax error
+    (or too many tokens) escaped the operation, which over a WebSocket is a
+    traceback instead of an ``error`` message. On such an error the document stays
+    unset, and Strawberry parses once more where it turns the error into the
+    operation's result."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
+
+
 class RundrufSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -64,7 +82,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # Before any other on_execute hook: its refusal ends the operation there.
         InputGuard,
         lambda: MaxTokensLimiter(max_token_count=tokens),
-        lambda: ParserCache(maxsize=256),
+        lambda: QuietParserCache(maxsize=256),
         lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=256),
     ]

@@ -301,9 +301,14 @@ async def test_a_body_over_256_kib_gets_413_with_a_json_reason(client, rt, world
     )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/json"
+    # The shape of every refusal at /graphql (a GraphQL error with its code).
     assert response.json() == {
-        "error": f"request body larger than {256 * 1024} bytes",
-        "code": "PAYLOAD_TOO_LARGE",
+        "errors": [
+            {
+                "message": f"request body larger than {256 * 1024} bytes",
+                "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+            }
+        ]
     }
     assert "set-cookie" not in response.headers
     assert await session_count(rt) == sessions
@@ -329,7 +334,16 @@ async def test_a_streamed_body_over_256_kib_gets_413(server, world):
         )
     assert response.request.headers["transfer-encoding"] == "chunked"
     assert response.status_code == 413, response.text
-    assert response.json()["code"] == "PAYLOAD_TOO_LARGE"
+    assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+async def test_another_method_gets_405_in_the_same_shape(client, world, method):
+    response = await client.request(method, "/graphql", json={"query": "{ __typename }"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    (error,) = response.json()["errors"]
+    assert error["extensions"]["code"] == "METHOD_NOT_ALLOWED"
 
 
 # --------------------------------------------------------------------------- errors

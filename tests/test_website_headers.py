@@ -70,6 +70,21 @@ async def test_static_files_are_sent_compressed(client, world, path):
     assert plain.content == raw.content
 
 
+async def test_the_compressed_file_has_a_weak_etag_and_still_revalidates(client, world):
+    """Two encodings are two representations: one strong ETag for both would let a
+    cache serve gzip bytes to a client that asked for none (RFC 9110, 8.8.3)."""
+    raw = await client.get("/js/app.js", headers={"Accept-Encoding": "gzip"})
+    plain = await client.get("/js/app.js", headers={"Accept-Encoding": "identity"})
+    assert raw.headers["content-encoding"] == "gzip"
+    assert raw.headers["etag"] != plain.headers["etag"]
+    assert raw.headers["etag"] == "W/" + plain.headers["etag"]
+    again = await client.get(
+        "/js/app.js",
+        headers={"Accept-Encoding": "gzip", "If-None-Match": raw.headers["etag"]},
+    )
+    assert again.status_code == 304
+
+
 async def test_graphql_answers_over_1_kib_are_sent_compressed(client, world):
     query = "{ __schema { types { name description } } }"
     small = await client.post(

@@ -2,8 +2,10 @@
 
 Against a real uvicorn server: a socket signs in with connection_init (a session
 token, the session cookie, or an installation token) within the configured time,
-one client address holds a bounded number of sockets, and a revocation closes
-the agent's socket with 4403 and one info line, no traceback.
+one client address holds a bounded number of signed-in sockets (sockets that
+never sign in cannot lock it out), a revocation closes the agent's socket with
+4403 and one info line, no traceback, a signed-out user's idle socket closes with
+4401, an operation that cannot run gets an ``error`` message, and pings are bounded.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -28,7 +31,7 @@ from tests.test_graphql_protections import (
     recv_json,
     running_server,
 )
-from tests.test_request_hygiene import closed_with, no_traceback
+from tests.test_request_hygiene import close_frame, closed_with, no_traceback
 
 
 @pytest.fixture
@@ -81,20 +84,67 @@ async def test_an_installation_token_signs_the_socket_in(server, world):
         pass
 
 
-async def test_sockets_per_client_address_are_capped(serve, world):
+async def test_sockets_per_client_address_are_capped(serve, world, caplog):
+    caplog.set_level(logging.INFO)
     host = serve(ws_max_per_client=3)
     token = world.tokens["owner"]
     async with contextlib.AsyncExitStack() as stack:
         for _ in range(3):
             await stack.enter_async_context(graphql_ws(host, token))
-        with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"ws://{host}/graphql", subprotocols=[GTWS]):
-                pass
-        assert refused.value.response.status_code == 429
+        for _ in range(2):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(f"ws://{host}/graphql", subprotocols=[GTWS]):
+                    pass
+            response = refused.value.response
+            assert response.status_code == 429
+            # The refusal is an HTTP answer like any other: with the security headers.
+            assert response.headers["X-Frame-Options"] == "DENY"
+            assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     # Closed sockets give their places back.
     async with graphql_ws(host, token) as ws:
         received = await operation(ws, "{ me { email } }")
     assert received[0]["payload"]["data"]["me"]["email"] == world.a.admin_email
+    # Two refusals within a minute: one line.
+    refusals = [r for r in caplog.records if "refused a WebSocket" in r.getMessage()]
+    assert [r.levelno for r in refusals] == [logging.INFO]
+
+
+def from_address(host: str, source: str) -> socket.socket:
+    """A TCP connection to the test server from another loopback address."""
+    address, port = host.rsplit(":", 1)
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.connect((address, int(port)))
+    return sock
+
+
+async def test_sockets_that_never_sign_in_do_not_lock_out_the_agent(serve, world):
+    """Twenty sockets that never send connection_init, from the agent's address:
+    the agent still connects at once, and they hold no signed-in place."""
+    host = serve(ws_max_per_client=3)
+    source = "127.0.0.23"
+    url = f"ws://{host}/graphql"
+    async with contextlib.AsyncExitStack() as stack:
+        squatters = [
+            await stack.enter_async_context(
+                connect(url, subprotocols=[GTWS], sock=from_address(host, source))
+            )
+            for _ in range(20)
+        ]
+        late = await stack.enter_async_context(
+            connect(url, subprotocols=[GTWS], sock=from_address(host, source))
+        )
+        for _ in range(3):
+            ws = await stack.enter_async_context(
+                graphql_ws(host, world.tokens["agent_a"], sock=from_address(host, source))
+            )
+        received = await operation(ws, "{ __typename }")
+        assert received[0]["payload"]["data"] == {"__typename": "Query"}
+        # The oldest squatters were pushed out to make room (4408), not the agent.
+        assert await closed_with(squatters[0]) == 4408
+        # A fourth signed-in socket from there is one too many, refused at sign-in.
+        await init(late, {"authorization": f"Bearer {world.tokens['owner']}"})
+        assert await close_frame(late) == (4429, "too many open WebSockets from this address")
 
 
 @contextlib.asynccontextmanager
@@ -122,9 +172,13 @@ async def test_a_revoked_installation_loses_its_socket_with_one_info_line(server
         agent_stream(server, world.tokens["agent_a"]) as ws,
         httpx.AsyncClient(base_url=f"http://{server}") as c,
     ):
-        # A command reaches the stream, so the stream listens for the revocation.
+        # A second stream on the same socket hears the revocation too.
+        await ws.send(
+            json.dumps({"id": "d", "type": "subscribe", "payload": {"query": AGENT_COMMANDS}})
+        )
+        # A command reaches both streams, so both listen for the revocation.
         await post(c, world.tokens["owner"], "mutation { syncDirectory { id } }")
-        assert (await recv_json(ws))["type"] == "next"
+        assert {(await recv_json(ws))["id"] for _ in range(2)} == {"c", "d"}
         revoked = await post(
             c,
             world.tokens["platform"],
@@ -137,5 +191,65 @@ async def test_a_revoked_installation_loses_its_socket_with_one_info_line(server
     no_traceback(caplog)
     lines = [r for r in caplog.records if "revoked" in r.getMessage()]
     assert [(r.levelno, r.getMessage()) for r in lines] == [
-        (logging.INFO, f"installation {world.a.installation_id} revoked: closing its socket")
+        (logging.INFO, f"installation {world.a.installation_id} revoked: closed its socket")
     ]
+
+
+async def test_a_signed_out_users_idle_socket_closes_with_4401(server, world, monkeypatch):
+    import api.app
+
+    monkeypatch.setattr(api.app, "SESSION_RECHECK_SECONDS", 0.2)
+    async with (
+        httpx.AsyncClient(base_url=f"http://{server}") as c,
+        graphql_ws(server, world.tokens["agent_a"]) as agent,
+    ):
+        token = world.tokens["owner"]
+        async with graphql_ws(server, token) as ws:
+            await post(c, token, "mutation { logout }")
+            assert await close_frame(ws) == (4401, "signed out")
+        # An agent's socket is no user session: it stays.
+        received = await operation(agent, "{ __typename }")
+        assert received[0]["payload"]["data"] == {"__typename": "Query"}
+
+
+UNRUNNABLE = {
+    "syntax error": {"query": "{"},
+    "garbage": {"query": "%%%"},
+    "empty query": {"query": ""},
+    "long syntax error": {"query": "{ " + "a" * 300 + " "},
+    "unknown operationName": {
+        "query": "subscription { commandUpdated { id } }",
+        "operationName": "nope",
+    },
+    "long unknown operationName": {"query": "{ __typename }", "operationName": "€" * 300},
+}
+
+
+@pytest.mark.parametrize("payload", UNRUNNABLE.values(), ids=UNRUNNABLE.keys())
+async def test_an_operation_that_cannot_run_gets_an_error_message(server, world, caplog, payload):
+    async with graphql_ws(server, world.tokens["owner"]) as ws:
+        await ws.send(json.dumps({"id": "x", "type": "subscribe", "payload": payload}))
+        answer = await recv_json(ws)
+        assert (answer["type"], answer["id"]) == ("error", "x"), answer
+        (error,) = answer["payload"]
+        assert error["extensions"]["code"] in ("GRAPHQL_VALIDATION_FAILED", "BAD_REQUEST")
+        assert error["message"] != "Unexpected error."
+        # The socket goes on, and the id is free again.
+        received = await operation(ws, "{ me { email } }")
+    assert received[0]["payload"]["data"]["me"]["email"] == world.a.admin_email
+    no_traceback(caplog)
+
+
+async def test_a_ping_flood_closes_the_socket_with_4429(server, world):
+    async with graphql_ws(server, world.tokens["owner"]) as ws:
+        for _ in range(200):
+            await ws.send(json.dumps({"type": "ping"}))
+        code, reason = await close_frame(ws)
+    assert (code, reason) == (4429, "too many pings")
+
+
+async def test_pings_at_a_normal_pace_are_answered(server, world):
+    async with graphql_ws(server, world.tokens["owner"]) as ws:
+        for _ in range(10):
+            await ws.send(json.dumps({"type": "ping"}))
+            assert (await recv_json(ws))["type"] == "pong"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.http.refusals import refusal
+
 DRAIN_BYTES = 1024 * 1024
 DRAIN_SECONDS = 5.0
+# A bound set for this request by a middleware before this one (agent_bodies.py).
+SCOPE_LIMIT = "rundruf.body_limit"
 
 
 class BodyLimit:
@@ -32,10 +35,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self._limit_for(scope["path"])
+        limit = scope.get(SCOPE_LIMIT) or self._limit_for(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(send, limit)
+            await _too_large(scope, receive, send, limit)
             return
         chunks: list[bytes] = []
         size = 0
@@ -49,8 +52,8 @@ class BodyLimit:
                 # Drained first: once the response is complete, the server
                 # stops reading and the client would meet a reset, not the 413.
                 if message.get("more_body", False):
-                    await _drain(receive)
-                await _too_large(send, limit)
+                    await drain(receive)
+                await _too_large(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -68,7 +71,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _drain(receive: Receive) -> None:
+async def drain(receive: Receive) -> None:
     """Reads (and drops) a little more of the refused body, so that the client,
     still sending, reads our 413 instead of a connection reset; bounded in
     bytes and time, since a hostile client could send forever."""
@@ -84,15 +87,7 @@ async def _drain(receive: Receive) -> None:
                     return
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {"error": f"request body larger than {limit} bytes", "code": "PAYLOAD_TOO_LARGE"}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    response = refusal(scope["path"], 413, f"request body larger than {limit} bytes")
+    response.headers["Connection"] = "close"
+    await response(scope, receive, send)

@@ -70,6 +70,9 @@ class AgentSubscription:
                     except SQLAlchemyError:
                         log.warning("rechecking the agent token failed", exc_info=True)
                 if revoked:
-                    log.info("installation %s revoked: closing its socket", agent.installation_id)
-                    await ctx.close(CLOSE_REVOKED, "installation or license revoked")
+                    # Each stream on the socket hears it; the one that closes it logs.
+                    if await ctx.close(CLOSE_REVOKED, "installation or license revoked"):
+                        log.info(
+                            "installation %s revoked: closed its socket", agent.installation_id
+                        )
                     return

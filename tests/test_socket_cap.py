@@ -1,0 +1,76 @@
+"""The per-address WebSocket cap as a plain object (issue 14, point 6; review point 3).
+
+Signed-in sockets count against the limit; sockets still waiting to sign in
+have a small budget of their own, in which the newest pushes out the oldest, so
+they can neither starve signed-in sockets nor lock out an agent that signs in.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from api.http.socket_cap import PRE_SIGN_IN_PER_CLIENT, SocketCap, client_key
+
+
+async def _nothing() -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        (None, "unknown"),
+        ("proxy.local", "proxy.local"),
+    ],
+)
+def test_an_ipv6_client_counts_by_its_64(host, key):
+    assert client_key(host) == key
+
+
+def test_sockets_waiting_to_sign_in_do_not_count_against_the_limit():
+    cap = SocketCap(limit=2)
+    waiting = [cap.open("a", _nothing)[0] for _ in range(PRE_SIGN_IN_PER_CLIENT)]
+    assert cap.signed_in_for("a") == 0 and not cap.full("a")
+    agent, pushed_out = cap.open("a", _nothing)
+    assert pushed_out is waiting[0] and pushed_out.closed
+    assert agent.sign_in()
+    assert cap.signed_in_for("a") == 1
+    assert cap.waiting_for("a") == PRE_SIGN_IN_PER_CLIENT - 1
+    # Another address has its own budget.
+    assert cap.open("b", _nothing)[1] is None
+
+
+def test_a_pushed_out_socket_cannot_sign_in_and_gives_nothing_back_twice():
+    cap = SocketCap(limit=2, pre_sign_in=1)
+    first, _ = cap.open("a", _nothing)
+    second, pushed_out = cap.open("a", _nothing)
+    assert pushed_out is first
+    assert not first.sign_in()
+    first.close()
+    assert cap.waiting_for("a") == 1
+    assert second.sign_in()
+    second.close()
+    second.close()
+    assert (cap.signed_in_for("a"), cap.waiting_for("a")) == (0, 0)
+
+
+def test_a_refused_signed_in_socket_is_a_rate_limited_warning(caplog):
+    caplog.set_level(logging.INFO)
+    cap = SocketCap(limit=1)
+    first, _ = cap.open("a", _nothing)
+    assert first.sign_in()
+    for _ in range(5):
+        ticket, _ = cap.open("a", _nothing)
+        assert not ticket.sign_in()
+        ticket.close()
+    lines = [r for r in caplog.records if "refused a signed-in WebSocket" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.WARNING]
+    assert "RUNDRUF_WS_MAX_PER_CLIENT" in lines[0].getMessage()
+    first.close()
+    assert cap.signed_in_for("a") == 0

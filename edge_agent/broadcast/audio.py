@@ -19,6 +19,7 @@ import wave
 from array import array
 from pathlib import Path
 
+from edge_agent.dialer.common import held, hold
 from edge_agent.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ def _wav(samples: array[int]) -> bytes:
 
 
 def _master_frames(path: Path) -> bytes:
-    with wave.open(str(path), "rb") as wav:
+    data = held(path)
+    with wave.open(io.BytesIO(data) if data is not None else str(path), "rb") as wav:
         if (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) != (1, 2, RATE):
             raise AudioError(f"{path.name} is not PCM 16-bit mono 8 kHz")
         return wav.readframes(wav.getnframes())
@@ -132,36 +134,66 @@ _composed: dict[tuple[Path, int, int, int, Path], Path] = {}
 
 def compose(announcement: Path, repetitions: int, out_dir: Path) -> Path:
     """`_compose`, remembered per announcement file version: an alarm does not wait for it."""
-    stat = announcement.stat()
-    key = (announcement, stat.st_mtime_ns, stat.st_size, repetitions, out_dir)
+    data = held(announcement)
+    if data is not None:
+        key = (announcement, 0, len(data), repetitions, out_dir)
+    else:
+        stat = announcement.stat()
+        key = (announcement, stat.st_mtime_ns, stat.st_size, repetitions, out_dir)
     path = _composed.get(key)
     if path is None or not path.exists():
         path = _composed[key] = _compose(announcement, repetitions, out_dir)
     return path
 
 
-def compose_anyway(announcement: Path, repetitions: int, out_dir: Path) -> Path:
-    """`compose` for the bundled prompts, which never fails for a disk that cannot be written.
+def folders(out_dir: Path) -> tuple[Path, Path]:
+    """Where a play file may go: the agent's folder, else the system's temporary one."""
+    return out_dir, Path(tempfile.gettempdir()) / "rundruf-audio"
 
-    A full agent disk must not keep an alarm from going out (issue 14, point 10): the
-    file goes to the system's temporary folder then, and if that cannot be written
-    either, the announcement plays once as it is, without the confirm prompt (a 1
-    still confirms).
+
+def compose_anyway(announcement: Path, repetitions: int, out_dir: Path) -> Path:
+    """`compose`, which never fails for a disk that cannot be written.
+
+    A full agent disk must not keep an alarm from going out, nor cost it its message
+    (issue 14, point 10): the file goes to the system's temporary folder then, and if
+    that cannot be written either, it is kept in memory. Raises AudioError or OSError
+    only when the announcement itself cannot be read.
     """
-    for folder in (out_dir, Path(tempfile.gettempdir()) / "rundruf-audio"):
+    for folder in folders(out_dir):
         try:
             return compose(announcement, repetitions, folder)
         except OSError as exc:
+            if not readable(announcement):
+                raise
             log.error("the announcement cannot be written to %s: %s", folder, exc)
-    return announcement
+    data = _play_data(announcement, repetitions)
+    return hold(f"play-{hashlib.sha256(data).hexdigest()[:32]}.wav", data)
 
 
-def _compose(announcement: Path, repetitions: int, out_dir: Path) -> Path:
-    """The file a call plays: the announcement `repetitions` times, then the confirm prompt.
+def keep(name: str, data: bytes, out_dir: Path) -> Path:
+    """Writes a WAV (a caller's recording) to the first folder that takes it, else memory."""
+    for folder in folders(out_dir):
+        try:
+            write_atomic(folder / name, data)
+            return folder / name
+        except OSError as exc:
+            log.error("%s cannot be written to %s: %s", name, folder, exc)
+    return hold(name, data)
 
-    Named by its content, so the same inputs give the same file and a restart
-    finds it again. Raises AudioError or OSError when the announcement is unusable.
-    """
+
+def readable(path: Path) -> bool:
+    """Whether the announcement can be read (held in memory, or a file that opens)."""
+    if held(path) is not None:
+        return True
+    try:
+        with path.open("rb"):
+            return True
+    except OSError:
+        return False
+
+
+def _play_data(announcement: Path, repetitions: int) -> bytes:
+    """The WAV a call plays: the announcement `repetitions` times, then the confirm prompt."""
     try:
         body = _master_frames(announcement)
     except (EOFError, wave.Error) as exc:
@@ -174,7 +206,16 @@ def _compose(announcement: Path, repetitions: int, out_dir: Path) -> Path:
     samples.frombytes(frames)
     if sys.byteorder == "big":
         samples.byteswap()
-    data = _wav(samples)
+    return _wav(samples)
+
+
+def _compose(announcement: Path, repetitions: int, out_dir: Path) -> Path:
+    """The play file (`_play_data`) in `out_dir`.
+
+    Named by its content, so the same inputs give the same file and a restart
+    finds it again. Raises AudioError or OSError when the announcement is unusable.
+    """
+    data = _play_data(announcement, repetitions)
     path = out_dir / f"play-{hashlib.sha256(data).hexdigest()[:32]}.wav"
     if not path.exists():
         write_atomic(path, data)

@@ -40,7 +40,6 @@ from edge_agent.cache import LocalCache
 from edge_agent.command_clock import aware_time
 from edge_agent.dialer.port import Dialer
 from edge_agent.errors import AgentError
-from edge_agent.files import write_atomic
 from edge_agent.pbx.errors import PbxError
 from edge_agent.pbx.port import Pbx, UserState
 
@@ -190,8 +189,12 @@ class Broadcasts:
         plan = plan_group(gid, groups[gid], directory, trigger.mode, states)
         source, note = await self._announcement(trigger, plan)
         try:
-            play = await asyncio.to_thread(audio.compose, source, plan.repetitions, self.audio_dir)
-        except (audio.AudioError, OSError) as exc:
+            # A disk that cannot take the play file plays it from the temporary folder
+            # or from memory: the customer's message all the same.
+            play = await asyncio.to_thread(
+                audio.compose_anyway, source, plan.repetitions, self.audio_dir
+            )
+        except (audio.AudioError, OSError) as exc:  # the announcement itself is unusable
             fallback = audio.DEFAULTS["test" if trigger.mode is Mode.TEST else "alarm"]
             note = f"the announcement cannot be played ({exc}); the standard message was played"
             play = await asyncio.to_thread(
@@ -237,8 +240,10 @@ class Broadcasts:
                 recorded = await trigger.recording()
                 # Pure Python over up to a minute of audio: off the loop, calls go on.
                 data = await asyncio.to_thread(audio.telephony_master, recorded)
-                path = self.audio_dir / "recordings" / f"{trigger.source_id}.wav"
-                await asyncio.to_thread(write_atomic, path, data)
+                # On a full disk: the temporary folder, else memory (never the stored message).
+                path = await asyncio.to_thread(
+                    audio.keep, f"recordings/{trigger.source_id}.wav", data, self.audio_dir
+                )
                 return path, None
             except (AgentError, audio.AudioError, OSError) as exc:
                 note = (
@@ -262,6 +267,7 @@ class Broadcasts:
         while True:
             if members is None:  # a new broadcast brings them; a resumed one reads them
                 members = await self.journal.members(b.id)
+            b = await self._playable(b)
             run = BroadcastRun(
                 b, members, self.journal, self.dialer, self.channels, self.calls, outage
             )
@@ -277,6 +283,19 @@ class Broadcasts:
             b, members = await self.journal.get(b.id), None
             if b.status != RUNNING:
                 return
+
+    async def _playable(self, b: Broadcast) -> Broadcast:
+        """The broadcast with an announcement that is there: one held in memory (a full
+        disk) is gone after a restart, and the standard message stands in, noted."""
+        if b.announcement is None or await asyncio.to_thread(audio.readable, Path(b.announcement)):
+            return b
+        kind = "test" if b.mode == Mode.TEST else "alarm"
+        play = await asyncio.to_thread(
+            audio.compose_anyway, audio.DEFAULTS[kind], 1, self.audio_dir
+        )
+        note = "the announcement was lost with a restart; the standard message was played"
+        log.error("broadcast %s: %s", b.id, note)
+        return replace(b, announcement=str(play), note="; ".join(filter(None, [b.note, note])))
 
     async def close(self) -> None:
         for task in list(self.running.values()):

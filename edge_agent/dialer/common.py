@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import wave
 from datetime import UTC, datetime
@@ -16,13 +17,33 @@ class UnplayableAnnouncement(Exception):
     """Raised when the announcement is not a telephony master with sound; the text says why."""
 
 
+# Announcements held in memory, by a path that names no file: a disk that cannot take
+# the play file (or a caller's recording) must not cost the alarm its message (issue 14,
+# point 10). They live as long as the process.
+_HELD: dict[Path, bytes] = {}
+HELD_FOLDER = Path("<memory>")
+
+
+def hold(name: str, data: bytes) -> Path:
+    """Keeps a WAV in memory; returns the path every dialer plays it by."""
+    path = HELD_FOLDER / name
+    _HELD[path] = data
+    return path
+
+
+def held(path: Path) -> bytes | None:
+    """The WAV held under `path`, or None when it names a file."""
+    return _HELD.get(path)
+
+
 def open_master(path: Path, *, read_frames: bool) -> tuple[int, bytes]:
     """(frame count, PCM frames or b"") of a WAV PCM 16-bit mono 8 kHz with sound.
 
     Every dialer plays the telephony master only; anything else is refused alike.
     """
+    data = held(path)
     try:
-        with wave.open(str(path), "rb") as wav:
+        with wave.open(io.BytesIO(data) if data is not None else str(path), "rb") as wav:
             shape = (wav.getcomptype(), wav.getnchannels(), wav.getsampwidth(), wav.getframerate())
             count = wav.getnframes()
             frames = wav.readframes(count) if read_frames else b""

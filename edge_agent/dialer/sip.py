@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge_agent.dialer.common import Emitter, UnplayableAnnouncement, open_master
+from edge_agent.dialer.common import Emitter, UnplayableAnnouncement, held, open_master
 from edge_agent.dialer.port import (
     CallEventKind,
     CallOutcome,
@@ -281,11 +281,17 @@ class SipDialer(Dialer):
 
     async def _master(self, path: Path) -> _Master:
         """The announcement's PCM, read once per file version: 500 calls share one copy."""
-        try:
-            stat = path.stat()  # noqa: ASYNC240 - one stat, cheaper than a thread hop
-        except OSError as exc:
-            raise UnplayableAnnouncement(f"the announcement {path} cannot be read: {exc}") from exc
-        key = (path, stat.st_mtime_ns, stat.st_size)
+        data = held(path)  # kept in memory: a full disk could not take it
+        if data is not None:
+            key = (path, 0, len(data))
+        else:
+            try:
+                stat = path.stat()  # noqa: ASYNC240 - one stat, cheaper than a thread hop
+            except OSError as exc:
+                raise UnplayableAnnouncement(
+                    f"the announcement {path} cannot be read: {exc}"
+                ) from exc
+            key = (path, stat.st_mtime_ns, stat.st_size)
         master = self._masters.get(key)
         if master is None:
             _, frames = await asyncio.to_thread(open_master, path, read_frames=True)

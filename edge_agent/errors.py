@@ -16,7 +16,15 @@ class NotEnrolled(AgentError):
 
 
 class ServerRefused(AgentError):
-    """Raised when the central service refuses the agent (revoked token, bad request)."""
+    """Raised when the central service refuses the agent (revoked token, bad request).
+
+    `public`: the refusal in words a user may read (no address, no raw answer); the
+    message itself is for the agent's log.
+    """
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public if public is not None else message
 
 
 class ServerUnreachable(AgentError):

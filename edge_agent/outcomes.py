@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edge_agent.channel import full_jitter
-from edge_agent.error_text import redact
+from edge_agent.error_text import describe, redact
 from edge_agent.errors import ServerRefused, ServerUnreachable
 from edge_agent.ledger import Outcome
 from edge_agent.pbx import text
@@ -64,8 +64,10 @@ def storable(outcome: Outcome, hide: Iterable[object] = ()) -> Outcome:
 
 
 def refused_outcome(exc: Exception) -> Outcome:
-    """The plain failure sent in place of an outcome the server refused."""
-    reason = text.clean(f"the central service refused the agent's result: {exc}", REASON_MAX)
+    """The plain failure sent in place of an outcome the server refused, in words users
+    may read: the refusal's public words, never the service's address or raw answer."""
+    why = exc.public if isinstance(exc, ServerRefused) else describe(exc)
+    reason = text.clean(f"the central service refused the agent's result: {why}", REASON_MAX)
     return Outcome(ok=False, result={}, error=reason)
 
 

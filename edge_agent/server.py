@@ -6,7 +6,9 @@ as ordinary requests, which also carry larger bodies than WebSocket frames.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 from typing import Any
 
 import httpx
@@ -17,6 +19,13 @@ from edge_agent.errors import ServerRefused, ServerUnreachable
 
 # Answers that say "not now" rather than "no".
 TRY_AGAIN = {408, 425, 429}
+# Larger bodies go gzip-encoded: a result with the PBX directory is about 160 bytes of
+# JSON per user, 8 MB at 50,000 users; the central service inflates an agent's
+# (api/http/agent_bodies.py) and takes at most BODY_MAX, inflated.
+GZIP_FROM = 64 * 1024
+BODY_MAX = 16 * 1024 * 1024
+# Uploading and applying a large directory takes longer than the common 10 s.
+LARGE_TIMEOUT = httpx.Timeout(10.0, read=120.0, write=120.0)
 
 COMPLETE = """mutation($id: ID!, $ok: Boolean!, $result: JSON, $error: String) {
   completeCommand(id: $id, ok: $ok, result: $result, error: $error) { id status }
@@ -39,9 +48,28 @@ async def graphql(
     client: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any], token: str | None
 ) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers["Content-Type"] = "application/json"
+    # As httpx encodes JSON; a lone surrogate raises (a ValueError) before anything is sent.
+    content = json.dumps(
+        {"query": query, "variables": variables},
+        ensure_ascii=False,
+        separators=(",", ":"),
+        allow_nan=False,
+    ).encode("utf-8")
+    if len(content) > BODY_MAX:
+        size = len(content) // (1024 * 1024)
+        words = f"the request is {size} MB, more than the central service takes (16 MB)"
+        raise ServerRefused(words, public=words)
+    large = len(content) > GZIP_FROM
+    if large:
+        content = gzip.compress(content, compresslevel=6)
+        headers["Content-Encoding"] = "gzip"
     try:
         response = await client.post(
-            url, json={"query": query, "variables": variables}, headers=headers
+            url,
+            content=content,
+            headers=headers,
+            timeout=LARGE_TIMEOUT if large else httpx.USE_CLIENT_DEFAULT,
         )
     except httpx.HTTPError as exc:
         # The URL without a login or query, the error by its fields (never a repr).
@@ -50,7 +78,10 @@ async def graphql(
         raise ServerUnreachable(f"{safe_url(url)}: HTTP {response.status_code}")
     if response.status_code != 200:
         answer = redact(response.text[:200], [token])
-        raise ServerRefused(f"{safe_url(url)}: HTTP {response.status_code} {answer}")
+        raise ServerRefused(
+            f"{safe_url(url)}: HTTP {response.status_code} {answer}",
+            public=_refusal_words(response.status_code),
+        )
     try:
         body: dict[str, Any] = response.json()
     except ValueError:
@@ -63,11 +94,18 @@ async def graphql(
         # The server's own trouble (a database hiccup) passes; try again later.
         if code == "INTERNAL_SERVER_ERROR":
             raise ServerUnreachable(message)
-        raise ServerRefused(message)
+        raise ServerRefused(message)  # the service's own words, no address
     data = body.get("data")
     if not isinstance(data, dict):
         raise ServerUnreachable(f"{safe_url(url)}: an answer without data")
     return data
+
+
+def _refusal_words(status: int) -> str:
+    """An HTTP refusal in words a user may read: never the address or the raw answer."""
+    if status == 413:
+        return "the request is larger than the central service takes (HTTP 413)"
+    return f"HTTP {status}"
 
 
 class Server:

@@ -128,6 +128,15 @@ async def agent_for_token(rt: Runtime, token: str) -> Agent:
 
     An expired license does not lock the agent out: alarms are life safety, so
     it keeps running them; configuration changes are refused elsewhere.
+async def is_agent_token(rt: Runtime, token: str) -> bool:
+    """Whether `token` is a valid agent token (for the larger bodies agents may send)."""
+    try:
+        await agent_for_token(rt, token)
+    except Unauthenticated:
+        return False
+    return True
+
+
     """
     async with rt.db.reading() as session:
         row = (

@@ -159,24 +159,37 @@ async def replace(
     if partial:
         # Only the memberships of the groups read: the others' stay as they were.
         log.warning("directory: a partial snapshot (entries left out): nothing deleted")
-        user_ids.update(await pbx_user_ids(session, tenant_id, _all(members.values())))
-        stale = delete(PbxGroupMember).where(PbxGroupMember.group_id.in_(group_ids.values()))
+        user_ids = await _all_user_ids(session, tenant_id)
+        for chunk in _chunks(list(group_ids.values())):
+            await session.execute(delete(PbxGroupMember).where(PbxGroupMember.group_id.in_(chunk)))
     else:
-        stale = delete(PbxGroupMember).where(PbxGroupMember.tenant_id == tenant_id)
-    await session.execute(stale)
+        await session.execute(delete(PbxGroupMember).where(PbxGroupMember.tenant_id == tenant_id))
     rows = [
         {"group_id": group_ids[g], "user_id": user_ids[u], "tenant_id": tenant_id}
         for g, member_ids in members.items()
         for u in set(member_ids)
         if u in user_ids
     ]
-    if rows:
-        await session.execute(insert(PbxGroupMember), rows)
+    for chunk in _chunks(rows):
+        await session.execute(insert(PbxGroupMember), chunk)
     return True
 
 
-def _all(lists: Iterable[list[str]]) -> set[str]:
-    return {item for items in lists for item in items}
+async def _all_user_ids(session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, uuid.UUID]:
+    rows = await session.execute(
+        select(PbxUser.pbx_id, PbxUser.id).where(PbxUser.tenant_id == tenant_id)
+    )
+    return {pbx_id: user_id for pbx_id, user_id in rows.all()}
+
+
+# Ids per statement: PostgreSQL takes at most 65,535 parameters in one, and a PBX may
+# have 50,000 users (issue 14, point 1, review point 5).
+CHUNK = 5000
+
+
+def _chunks(items: list[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
 
 
 async def _sync(
@@ -187,7 +200,7 @@ async def _sync(
     keep_others: bool,
 ) -> dict[str, uuid.UUID]:
     """Upserts rows by PBX id and deletes the rest unless `keep_others`; returns PBX id
-    → row id of the rows wanted."""
+    → row id of the rows wanted. In bulk: a statement per chunk, not per row."""
     existing = {
         pbx_id: row_id
         for pbx_id, row_id in await session.execute(
@@ -196,19 +209,23 @@ async def _sync(
     }
     gone = [row_id for pbx_id, row_id in existing.items() if pbx_id not in wanted]
     if gone and not keep_others:
-        await session.execute(delete(model).where(model.id.in_(gone)))
-    for pbx_id, values in wanted.items():
-        if pbx_id in existing:
-            await session.execute(
-                update(model).where(model.id == existing[pbx_id]).values(**values)
-            )
+        for chunk in _chunks(gone):
+            await session.execute(delete(model).where(model.id.in_(chunk)))
+    changed = [
+        {"id": existing[pbx_id], **values}
+        for pbx_id, values in wanted.items()
+        if pbx_id in existing
+    ]
+    for chunk in _chunks(changed):
+        # Bulk UPDATE by primary key (one executemany per chunk).
+        await session.execute(update(model), chunk)
     new = [
         {"id": uuid.uuid4(), "tenant_id": tenant_id, "pbx_id": pbx_id, **values}
         for pbx_id, values in wanted.items()
         if pbx_id not in existing
     ]
-    if new:
-        await session.execute(insert(model), new)
+    for chunk in _chunks(new):
+        await session.execute(insert(model), chunk)
     ids = {pbx_id: row_id for pbx_id, row_id in existing.items() if pbx_id in wanted}
     ids.update({row["pbx_id"]: row["id"] for row in new})
     return ids

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from edge_agent.broadcast.model import Mode
+from edge_agent.broadcast.model import Broadcast, Member, Mode
 from edge_agent.dialer.common import HELD_FOLDER, held
 from edge_agent.pbx.port import UserState
 from tests.agent.test_broadcast_executor import Bed, _wav, alarm, beds, make_bed
@@ -82,3 +83,30 @@ async def test_a_callers_recording_is_kept_in_memory_on_a_full_disk(
     assert outcomes == ["confirmed"]
     # The recording itself is held too, under its job's name.
     assert held(HELD_FOLDER / "recordings" / "job-rec.wav") is not None
+
+
+async def test_a_resumed_broadcast_whose_held_announcement_is_gone_plays_the_standard_one(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    # The agent held the play file in memory (a full disk) and was restarted: the path
+    # names nothing now. The standard message stands in, and the note says so.
+    bed = await make_bed(tmp_path, {"Anna": UserState.LOGGED_ON}, timeout_s=5)
+    beds.append(bed)
+    now = datetime.now(UTC)
+    lost = str(HELD_FOLDER / "play-lost.wav")
+    b = Broadcast(
+        "b-1",
+        "job",
+        "j-1",
+        bed.group_id,
+        2,
+        now,
+        now + timedelta(seconds=5),
+        "running",
+        announcement=lost,
+    )
+    await bed.broadcasts.journal.create(b, [Member(0, "m-1", "Anna", None)])
+    await bed.broadcasts.resume()
+    await asyncio.wait_for(bed.broadcasts.running["b-1"], 30)
+    done = await bed.broadcasts.journal.get("b-1")
+    assert done.note is not None and "the standard message was played" in done.note

@@ -453,3 +453,30 @@ def test_client_and_account_keys() -> None:
     known = keys(b"secret", key, "192.0.2.1", "nonce")
     assert [k.kind.value for k in known] == ["device"] and known[0].trusted
     assert all(len(k.digest) == 64 for k in untrusted + known)
+
+
+def test_a_device_cookie_is_known_only_for_its_account_signed_and_unexpired() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from api.domain.device_cookie import MAX_TOKENS, issue, known_nonce
+
+    now = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
+    later = now + timedelta(days=365)
+    cookie = issue(b"secret", "account-a", None, later)
+    nonce = known_nonce(b"secret", "account-a", cookie, now)
+    assert nonce is not None and nonce in cookie
+    assert known_nonce(b"secret", "account-b", cookie, now) is None
+    assert known_nonce(b"another secret", "account-a", cookie, now) is None
+    assert known_nonce(b"secret", "account-a", cookie, later) is None  # expired
+    forged = cookie.replace(cookie.split(".")[1], str(int(later.timestamp()) + 86400))
+    assert known_nonce(b"secret", "account-a", forged, now) is None  # longer life, same signature
+    # One browser, several accounts: each keeps its token; signing in again replaces it.
+    both = issue(b"secret", "account-b", cookie, later)
+    assert known_nonce(b"secret", "account-a", both, now) == nonce
+    assert known_nonce(b"secret", "account-b", both, now) is not None
+    again = issue(b"secret", "account-a", both, later)
+    assert again.count("~") == 1 and known_nonce(b"secret", "account-a", again, now) != nonce
+    crowded = again
+    for i in range(10):
+        crowded = issue(b"secret", f"account-{i}", crowded, later)
+    assert crowded.count("~") == MAX_TOKENS - 1

@@ -14,11 +14,13 @@ import logging
 import random
 import socket
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edge_agent.sip import sdp
 from edge_agent.sip.errors import DigestError, RtpParseError, SdpError, SipError
+from edge_agent.sip.media_host import MediaHostResolver, default_resolver, is_ip_literal
+from edge_agent.sip.media_source import RtpSource
 from edge_agent.sip.message import (
     NameAddr,
     Request,
@@ -52,8 +54,8 @@ RTP_MAX_BYTES = 2048
 class _Media:
     """The call's RTP socket, opened without a loop pass: bound, non-blocking, read by
     the loop (`udp.UdpSocket`). Sending is a plain ``sendto`` (the pacer counts a
-    failure as a lost packet); the socket stays unconnected, so telephone-events are
-    heard from whatever port the phone sends them from."""
+    failure as a lost packet); the socket stays unconnected, so that the call can
+    latch the source the peer's packets really come from (`media_source.py`)."""
 
     def __init__(self, call: Call, host: str) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -62,10 +64,9 @@ class _Media:
             sock.setblocking(False)
             sock.bind((host, 0))
             self.port: int = sock.getsockname()[1]
+            self.family = family
             # A burst at most per wake-up, then the rest of the loop gets its turn.
-            self._udp = UdpSocket(
-                sock, lambda data, _: call.on_rtp(data), batch=32, max_size=RTP_MAX_BYTES
-            )
+            self._udp = UdpSocket(sock, call.on_rtp, batch=32, max_size=RTP_MAX_BYTES)
         except BaseException:
             sock.close()
             raise
@@ -119,6 +120,8 @@ class Call:
         target: str,
         extra_headers: dict[str, str],
         proxy: Address | None = None,
+        *,
+        resolver: MediaHostResolver | None = None,
     ) -> None:
         self.ua = ua
         self.target = target  # request URI
@@ -132,7 +135,10 @@ class Call:
         self.cseq = 1
         self.media: _Media | None = None
         self._negotiated: sdp.Negotiated | None = None
-        self._rtp_to: Address | None = None
+        # Whose RTP is heard and where ours goes (issue 15, point 1).
+        self.rtp_source = RtpSource()
+        self._resolver = resolver or default_resolver
+        self._offer_pending = False  # a re-INVITE waits for its c= host's lookup
         self._sdp_session = random.getrandbits(31)  # o= id; the version counts up (RFC 3264 8)
         self._sdp_version = self._sdp_session
         self.digits: asyncio.Queue[str] = asyncio.Queue()
@@ -326,7 +332,7 @@ class Call:
         self.route = list(reversed(response.headers.get_all("Record-Route")))
         self._ack(response)
         try:
-            self.negotiated = sdp.negotiate(sdp.parse(response.body))
+            self.negotiated = await self._resolved(sdp.negotiate(sdp.parse(response.body)))
         except SdpError as exc:
             log.warning("the answer of %s has no usable media: %s", self.target, exc)
             await self.hang_up()
@@ -382,7 +388,27 @@ class Call:
             except SipError as exc:
                 log.info("BYE to %s: %s", self.target, exc)
 
+    async def _resolved(self, negotiated: sdp.Negotiated) -> sdp.Negotiated:
+        """`negotiated` with its address as an IP literal: a host name is looked up once
+        here, off the loop and bounded in time (never by ``sendto`` for each packet);
+        raises UnresolvableHost (an SdpError) when it gives no address in time."""
+        family = self.media.family if self.media is not None else socket.AF_INET
+        address = await self._resolver.resolve(negotiated.address, negotiated.port, family)
+        return replace(negotiated, address=address)
+
+    @property
+    def rtp_dropped(self) -> int:
+        """RTP datagrams dropped for coming from a source other than the peer's."""
+        return self.rtp_source.dropped
+
     def close(self) -> None:
+        if self.media is not None and not self.media.closed and self.rtp_source.dropped:
+            log.warning(
+                "call %s: %d RTP packets from sources other than %s dropped",
+                self.invite.call_id if self.invite is not None else self.target,
+                self.rtp_source.dropped,
+                self.rtp_source.latched or self.rtp_source.expected,
+            )
         if self.media is not None:
             self.media.close()
         if self.invite is not None:
@@ -391,8 +417,9 @@ class Call:
     # ---------------------------------------------------------------- in the dialog
 
     def send_rtp(self, packet: bytes) -> None:
-        """Sends one RTP packet to the member; OSError (a full buffer) is the caller's."""
-        to = self._rtp_to
+        """Sends one RTP packet to the member (where its packets come from, once they do:
+        symmetric RTP, RFC 4961); OSError (a full buffer) is the caller's."""
+        to = self.rtp_source.destination
         if to is not None and self.media is not None and not self.media.closed:
             self.media.sendto(packet, to)
 
@@ -402,12 +429,28 @@ class Call:
 
     @negotiated.setter
     def negotiated(self, value: sdp.Negotiated | None) -> None:
+        """Set from an SDP whose address is an IP literal already (`_resolved`)."""
         self._negotiated = value
-        self._rtp_to = None if value is None else (value.address, value.port)
+        if value is not None:
+            types = [value.codec_pt]
+            if value.event_pt is not None:
+                types.append(value.event_pt)
+            self.rtp_source.expect((value.address, value.port), types)
 
-    def on_rtp(self, data: bytes) -> None:
+    def on_rtp(self, data: bytes, source: Address) -> None:
         negotiated = self.negotiated
-        if negotiated is None or negotiated.event_pt is None:
+        if negotiated is None:
+            return
+        if not self.rtp_source.admit(source, data):
+            if self.rtp_source.dropped == 1:  # once per call here; the count at the end
+                log.warning(
+                    "call %s: RTP from %s dropped: the peer's comes from %s",
+                    self.call_id,
+                    source,
+                    self.rtp_source.latched or self.rtp_source.expected,
+                )
+            return
+        if negotiated.event_pt is None:
             return
         # Only telephone-events matter; the member's voice is not parsed at all.
         if len(data) < 12 or data[1] & 0x7F != negotiated.event_pt:
@@ -435,37 +478,88 @@ class Call:
                 self.digits.put_nowait(digit)
             return response_to(request, 200, "OK")
         if method == "INVITE" and self.media is not None and not self.media.closed:
-            return self._reinvite(request)
+            return self._reinvite(request, source)
         if method in ("OPTIONS", "NOTIFY", "UPDATE"):
             return response_to(request, 200, "OK")
         if method == "CANCEL":
             return response_to(request, 481, "Call/Transaction Does Not Exist")
         return response_to(request, 405, "Method Not Allowed")
 
-    def _reinvite(self, request: Request) -> Response:
+    def _reinvite(self, request: Request, source: Address) -> Response:
         """A re-INVITE (hold, address change, session refresh): answered with our media
         again. The audio is encoded in the codec agreed first, so an offer without that
-        codec is refused with 488 and the call goes on as it was (RFC 3261 14.2)."""
+        codec is refused with 488 and the call goes on as it was (RFC 3261 14.2).
+
+        An offer naming a host is answered 100 at once and 200 or 488 once its one
+        lookup has ended (`media_host.py`): the loop never waits for a resolver."""
+        if self._offer_pending:  # RFC 3261 14.2: one offer at a time
+            busy = response_to(request, 500, "Server Internal Error")
+            busy.headers.add("Retry-After", str(random.randint(1, 10)))  # noqa: S311 - a wait
+            return busy
+        if not request.body:  # an offer in the 200, the answer in the ACK (we keep our media)
+            return self._accept(request, None, None)
+        try:
+            offer = sdp.parse(request.body)
+            negotiated = sdp.negotiate(offer, self._running())
+        except SdpError as exc:
+            return _not_acceptable(request, exc)
+        if is_ip_literal(negotiated.address):
+            return self._accept(request, offer, negotiated)
+        self._offer_pending = True
+        self.ua.background(self._answer_later(request, source, offer, negotiated))
+        return response_to(request, 100, "Trying")
+
+    async def _answer_later(
+        self,
+        request: Request,
+        source: Address,
+        offer: sdp.SessionDescription,
+        negotiated: sdp.Negotiated,
+    ) -> None:
+        try:
+            try:
+                resolved = await self._resolved(negotiated)
+            except SdpError as exc:
+                log.warning("call %s: re-INVITE refused: %s", self.call_id, exc)
+                response = _not_acceptable(request, exc)
+            else:
+                if self.media is None or self.media.closed:
+                    response = response_to(request, 487, "Request Terminated")
+                else:
+                    response = self._accept(request, offer, resolved)
+        finally:
+            self._offer_pending = False
+        self.ua.answer_later(request, response, source)
+
+    def _running(self) -> tuple[int, str] | None:
+        if self.negotiated is None:
+            return None
+        return self.negotiated.codec_pt, self.negotiated.codec
+
+    def _accept(
+        self,
+        request: Request,
+        offer: sdp.SessionDescription | None,
+        negotiated: sdp.Negotiated | None,
+    ) -> Response:
+        """The 200 with our SDP: the answer to `offer` (its address resolved), or without
+        an offer one of our own."""
         assert self.media is not None
         host, port = self.ua.transport.local[0], self.media.port
-        running = None
-        if self.negotiated is not None:
-            running = (self.negotiated.codec_pt, self.negotiated.codec)
+        running = self._running()
         response = response_to(request, 200, "OK")
         response.headers.add("Contact", self.ua.contact)
         version = self._sdp_version + 1
-        if request.body:
+        if offer is not None and negotiated is not None:
             try:
-                offer = sdp.parse(request.body)
-                negotiated = sdp.negotiate(offer, running)
                 body = sdp.answer(
                     offer, host, port, self._sdp_session, session_version=version, running=running
                 )
             except SdpError as exc:
-                return response_to(request, 488, f"Not Acceptable Here ({exc})"[:80])
+                return _not_acceptable(request, exc)
             self.negotiated = negotiated
             response.body = body
-        else:  # an offer in the 200, the answer in the ACK (not needed: we keep our media)
+        else:
             payloads = (8, 0, 101) if running is None else (running[0], 101)
             response.body = sdp.offer(
                 host, port, self._sdp_session, payloads=payloads, session_version=version
@@ -473,3 +567,7 @@ class Call:
         self._sdp_version = version
         response.headers.add("Content-Type", "application/sdp")
         return response
+
+
+def _not_acceptable(request: Request, reason: Exception) -> Response:
+    return response_to(request, 488, f"Not Acceptable Here ({reason})"[:80])

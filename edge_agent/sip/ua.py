@@ -17,7 +17,9 @@ from typing import Any, Protocol
 
 from edge_agent.sip import digest, grant
 from edge_agent.sip.errors import DigestError, SipError
+from edge_agent.sip.invite_answers import HangUp, InviteAnswers, Resend, SentInvite
 from edge_agent.sip.message import (
+    MAGIC_COOKIE,
     Headers,
     Request,
     Response,
@@ -127,8 +129,9 @@ class UserAgent:
     dialogs: dict[str, Dialog] = field(default_factory=dict)  # by Call-ID
     # By branch and method: a CANCEL shares its INVITE's branch (RFC 3261 9.1).
     _pending: dict[tuple[str, str], ClientTransaction] = field(default_factory=dict)
-    _answers: dict[tuple[str, str], tuple[float, Response]] = field(default_factory=dict)
-    _acks: dict[str, tuple[float, Request, Address]] = field(default_factory=dict)
+    _answers: dict[tuple[str, ...], tuple[float, Response]] = field(default_factory=dict)
+    # The INVITEs sent lately: what a 2xx outside their transaction gets (issue 15).
+    invites: InviteAnswers = field(default_factory=InviteAnswers)
     _failure_acks: dict[str, tuple[float, Request, Address]] = field(default_factory=dict)
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
     _register_call_id: str | None = None
@@ -200,6 +203,8 @@ class UserAgent:
         # Sent first: a request that cannot be written raises before anything is kept.
         self.transport.send(request, destination)
         self._pending[key] = tx
+        if request.method == "INVITE":
+            self.invites.started(request, destination)
         tx.final.add_done_callback(lambda _: self._end_transaction(key, tx))
         tx._timer = loop.call_at(tx.started + T1, self._retransmit, tx, T1)
         return tx
@@ -229,13 +234,19 @@ class UserAgent:
             tx._timer.cancel()
         if self._pending.get(key) is tx:
             del self._pending[key]
-        if not tx.final.cancelled():
-            tx.final.exception()  # retrieved: a timeout nobody awaits is not an error to log
+        final = None
+        if not tx.final.cancelled() and tx.final.exception() is None:
+            final = tx.final.result()  # (a timeout nobody awaits is retrieved: not logged)
+        if tx.request.method == "INVITE":
+            self.invites.ended(tx.request, final)
 
     def _on_response(self, response: Response, source: Address) -> None:
         pending = self._pending.get((response.branch, response.cseq[1]))
         if pending is None:
-            self._on_stray_response(response)
+            self._on_stray_response(response, source)
+            return
+        if response.call_id != pending.request.call_id:  # our branch, somebody else's call
+            self.invites.drop("branch of another call", response, source)
             return
         if response.status < 200:
             pending.provisional = True
@@ -251,44 +262,56 @@ class UserAgent:
         if not pending.final.done():
             pending.final.set_result(response)
 
-    def _on_stray_response(self, response: Response) -> None:
+    @property
+    def stray_answers(self) -> dict[str, int]:
+        """2xx answers dropped since the start, by reason (matching no INVITE we sent)."""
+        return dict(self.invites.dropped)
+
+    def _on_stray_response(self, response: Response, source: Address) -> None:
         if response.cseq[1] != "INVITE":
             return
         if response.status // 100 == 2:
-            remembered = self._acks.get(response.call_id)
-            if remembered is not None:  # our ACK was lost: send it again
-                self.transport.send(remembered[1], remembered[2])
-            elif response.call_id in self.dialogs:
-                pass  # the call is taking this answer now: its ACK is on the way
-            else:  # an answer to a call we gave up: acknowledge it and hang up at once
-                self.background(self._refuse_late_answer(response))
+            verdict = self.invites.judge(response, source, in_call=response.call_id in self.dialogs)
+            if isinstance(verdict, Resend):  # our ACK was lost: the same one again
+                self.transport.send(verdict.ack, verdict.destination)
+            elif isinstance(verdict, HangUp):  # a fork, or a call we gave up
+                self._hang_up_other_dialog(verdict.invite, verdict.to_tag, response)
         elif response.status >= 300:
             failure = self._failure_acks.get(response.branch)
             if failure is not None:
                 self.transport.send(failure[1], failure[2])
 
-    async def _refuse_late_answer(self, response: Response) -> None:
-        contact = response.headers.get_all("Contact")
-        to = response.headers.get("To") or ""
-        from_ = response.headers.get("From") or ""
+    def _hang_up_other_dialog(self, invite: SentInvite, to_tag: str, response: Response) -> None:
+        """ACK and BYE for a dialog of our INVITE that no call holds (RFC 3261 13.2.2.4),
+        both to where the INVITE went: never to the answer's source or its Contact's
+        host, which a forger chooses. The ACK is kept for the answer's retransmissions."""
         try:
-            target = str(parse_name_addr(contact[0]).uri) if contact else ""
+            contact = response.headers.get_all("Contact")
+            target = str(parse_name_addr(contact[0]).uri) if contact else invite.uri
         except SipError:
-            return
-        target = target or f"sip:{self.account.domain}"
+            target = invite.uri
+        to = response.headers.get("To") or ""
+        routes = list(reversed(response.headers.get_all("Record-Route")))
+        requests = []
         for method, cseq in (("ACK", response.cseq[0]), ("BYE", response.cseq[0] + 1)):
-            request = self.new_request(method, target, to, call_id=response.call_id, cseq=cseq)
-            request.headers.set("From", from_)
+            request = self.new_request(method, target, to, call_id=invite.call_id, cseq=cseq)
+            request.headers.set("From", invite.from_header)
             request.headers.remove("Contact")
-            if method == "ACK":
-                self.transport.send(request, self.account.server)
-            else:
-                with contextlib.suppress(SipError):
-                    await self.send_request(request)
+            for route in routes:
+                request.headers.add("Route", route)
+            requests.append(request)
+        ack, bye = requests
+        self.invites.hung_up(invite, to_tag, ack)  # before sending: one BYE per dialog
+        self.transport.send(ack, invite.destination)
+        self.background(self._send_quietly(bye, invite.destination))
+
+    async def _send_quietly(self, request: Request, destination: Address) -> None:
+        with contextlib.suppress(SipError):
+            await self.send_request(request, destination)
 
     def remember_ack(self, call_id: str, ack: Request, destination: Address) -> None:
-        self._forget_old()
-        self._acks[call_id] = (time.monotonic(), ack, destination)
+        """The call's ACK for its answer: sent again when that answer comes again."""
+        self.invites.acknowledged(call_id, ack, destination)
 
     @staticmethod
     def _ack_for_failure(invite: Request, response: Response) -> Request:
@@ -311,7 +334,7 @@ class UserAgent:
             self._on_response(message, source)
             return
         self._forget_old()
-        key = (message.branch, message.method)
+        key = _server_key(message)
         remembered = self._answers.get(key)
         if remembered is not None:  # a retransmission: the same answer again
             self.transport.send(remembered[1], source)
@@ -320,6 +343,14 @@ class UserAgent:
         if answer is not None:
             self._answers[key] = (time.monotonic(), answer)
             self.transport.send(answer, source)
+
+    def answer_later(self, request: Request, answer: Response, source: Address) -> None:
+        """Sends the final `answer` a dialog could not give at once (a re-INVITE whose
+        SDP names a host, after the lookup); a retransmission of `request` gets it too."""
+        key = (request.branch, request.method)
+        self._answers.pop(key, None)  # re-inserted: the memory stays in time order
+        self._answers[key] = (time.monotonic(), answer)
+        self.transport.send(answer, source)
 
     def _answer(self, request: Request, source: Address) -> Response | None:
         if request.method == "ACK":
@@ -347,7 +378,7 @@ class UserAgent:
     def _forget_old(self) -> None:
         # The maps are in time order: drop from the front while entries are old.
         cutoff = time.monotonic() - ANSWER_MEMORY_S
-        memories: tuple[dict[Any, Any], ...] = (self._answers, self._acks, self._failure_acks)
+        memories: tuple[dict[Any, Any], ...] = (self._answers, self._failure_acks)
         for memory in memories:
             while memory:
                 key = next(iter(memory))
@@ -459,3 +490,24 @@ class UserAgent:
             request = self.authorize(request, response)
             response = await self.send_request(request, destination)
         return request, response, bool(answered)
+
+
+def _server_key(request: Request) -> tuple[str, ...]:
+    """What tells a request's retransmission from a new request (RFC 3261 17.2.3).
+
+    A branch with the magic cookie is unique to its transaction. Without it (an RFC
+    2543 peer) the branch says nothing: such a peer's second INFO carries the same Via
+    as its first, so Request-URI, tags, Call-ID, CSeq and top Via decide.
+    """
+    branch = request.branch
+    if branch.startswith(MAGIC_COOKIE):
+        return (branch, request.method)
+    return (
+        request.method,
+        request.uri,
+        request.to_tag or "",
+        request.from_tag or "",
+        request.call_id,
+        request.headers.get("CSeq") or "",
+        request.headers.get("Via") or "",
+    )

@@ -1,0 +1,189 @@
+"""Whose RTP a call hears (issue 15, points 1 and 10): a forged telephone-event "1" from
+another address or port never confirms; behind NAT the source is latched from the first
+packet, and our RTP goes back there (symmetric RTP, RFC 4961)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from edge_agent.sip import sdp
+from edge_agent.sip.call import Call
+from edge_agent.sip.media_source import RtpSource, behind_nat
+from edge_agent.sip.message import parse
+from edge_agent.sip.rtp import RtpPacket, TelephoneEvent
+from edge_agent.sip.transport import UdpTransport
+from edge_agent.sip.ua import Account, UserAgent
+
+HOST = "127.0.0.1"
+EVENT_PT = 101
+
+
+def press(digit: int, timestamp: int, ssrc: int = 0x5EED) -> bytes:
+    """The end packet of an RFC 4733 key press (what a phone sends three times)."""
+    event = TelephoneEvent(digit, end=True, volume=10, duration=800)
+    return bytes(RtpPacket(EVENT_PT, 7, timestamp, ssrc, bytes(event), marker=True))
+
+
+def voice(ssrc: int = 0x5EED) -> bytes:
+    return bytes(RtpPacket(0, 1, 160, ssrc, b"\xff" * 160))
+
+
+class Peer:
+    """A UDP socket on loopback that sends to the call's RTP port and collects what comes."""
+
+    def __init__(self, host: str = HOST) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(2)
+        self.address: tuple[str, int] = self.sock.getsockname()
+
+    def send(self, call: Call, data: bytes) -> None:
+        assert call.media is not None
+        self.sock.sendto(data, (HOST, call.media.port))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def peers() -> Iterator[tuple[Peer, Peer]]:
+    phone, forger = Peer(), Peer()
+    yield phone, forger
+    phone.close()
+    forger.close()
+
+
+@pytest.fixture
+async def call() -> AsyncIterator[Call]:
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the PBX: takes the INVITE
+    sink.bind((HOST, 0))
+    transport = await UdpTransport.listen(HOST, 0, lambda *_: None)
+    ua = UserAgent(Account("Rundruf", "pw", HOST, sink.getsockname(), register=False), transport)
+    call = Call(ua, f"sip:member@{HOST}:{sink.getsockname()[1]}", {})
+    call.begin()
+    try:
+        yield call
+    finally:
+        assert call._transaction is not None
+        call._transaction.final.cancel()
+        call.close()
+        transport.close()
+        sink.close()
+
+
+def answered(call: Call, address: str, port: int) -> None:
+    """The phone's answer named `address`:`port` for PCMU and telephone-events."""
+    call.negotiated = sdp.negotiate(sdp.parse(sdp.offer(address, port, 7, payloads=(0, 101))))
+
+
+async def settle() -> None:
+    """Lets the loop read what was sent to the call's socket."""
+    for _ in range(5):
+        await asyncio.sleep(0.02)
+
+
+async def test_a_forged_one_from_another_port_does_not_confirm_and_the_real_one_does(
+    call: Call, peers: tuple[Peer, Peer]
+):
+    phone, forger = peers
+    answered(call, *phone.address)
+    forger.send(call, press(1, 1000))  # first, before the phone sent anything
+    await settle()
+    assert call.digits.empty()
+    assert call.rtp_dropped == 1
+    phone.send(call, press(1, 2000))
+    await settle()
+    assert call.digits.get_nowait() == "1"
+    forger.send(call, press(1, 3000))
+    await settle()
+    assert call.digits.empty()
+    assert call.rtp_dropped == 2
+
+
+async def test_behind_nat_the_first_packet_latches_its_source_and_our_rtp_goes_there(
+    call: Call, peers: tuple[Peer, Peer]
+):
+    phone, forger = peers
+    answered(call, "10.99.0.7", 40000)  # the phone's private address: unreachable from here
+    phone.send(call, voice())
+    await settle()
+    call.send_rtp(voice(0x1))
+    data, _ = phone.sock.recvfrom(2048)  # symmetric RTP: to where the phone's came from
+    assert RtpPacket.parse(data).ssrc == 0x1
+    forger.send(call, press(1, 1000))
+    await settle()
+    assert call.digits.empty()
+    phone.send(call, press(1, 2000))
+    await settle()
+    assert call.digits.get_nowait() == "1"
+    assert call.rtp_dropped == 1
+
+
+async def test_behind_nat_only_rtp_of_the_offered_payload_types_latches(
+    call: Call, peers: tuple[Peer, Peer]
+):
+    phone, forger = peers
+    answered(call, "192.168.7.7", 40000)
+    forger.send(call, b"\x00\x01" + b"\x00" * 18)  # STUN-like, not RTP
+    forger.send(call, bytes(RtpPacket(9, 1, 160, 1, b"\x00" * 160)))  # G.722: not offered
+    await settle()
+    phone.send(call, press(1, 1000))  # not dropped: nothing was latched
+    await settle()
+    assert call.digits.get_nowait() == "1"
+    forger.send(call, press(1, 2000))
+    await settle()
+    assert call.digits.empty()
+    assert call.rtp_dropped == 3
+
+
+def reinvite(address: str, port: int, branch: str) -> bytes:
+    body = sdp.offer(address, port, 99, payloads=(0, 101))
+    head = (
+        f"INVITE sip:Rundruf@{HOST} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {HOST}:5090;branch={branch}\r\n"
+        "From: <sip:member@pbx>;tag=them\r\nTo: <sip:Rundruf@pbx>;tag=us\r\n"
+        "Call-ID: re-1\r\nCSeq: 2 INVITE\r\nContact: <sip:member@127.0.0.1:5090>\r\n"
+        "Content-Type: application/sdp\r\n"
+    )
+    return head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+async def test_a_reinvite_to_another_address_starts_over_and_a_refresh_keeps_the_latch(
+    call: Call, peers: tuple[Peer, Peer]
+):
+    phone, moved = peers
+    answered(call, "10.99.0.7", 40000)
+    phone.send(call, voice())
+    await settle()
+    refresh = call.handle(parse(reinvite("10.99.0.7", 40000, "z9hG4bK-r1")), (HOST, 5090))
+    assert refresh is not None and refresh.status == 200
+    call.send_rtp(voice(0x2))  # still to the latched source, not to 10.99.0.7
+    data, _ = phone.sock.recvfrom(2048)
+    assert RtpPacket.parse(data).ssrc == 0x2
+    moved_to = call.handle(parse(reinvite(*moved.address, "z9hG4bK-r2")), (HOST, 5090))
+    assert moved_to is not None and moved_to.status == 200
+    phone.send(call, press(1, 1000))  # the old source is no longer the phone
+    await settle()
+    assert call.digits.empty()
+    moved.send(call, press(1, 2000))
+    await settle()
+    assert call.digits.get_nowait() == "1"
+
+
+def test_private_shared_and_link_local_addresses_are_behind_nat_loopback_and_global_not():
+    assert all(map(behind_nat, ["10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1"]))
+    assert all(map(behind_nat, ["169.254.1.1", "fd00::1", "fe80::1", "0.0.0.0"]))
+    assert not any(map(behind_nat, ["127.0.0.1", "::1", "8.8.8.8", "2001:4860::1"]))
+
+
+def test_a_public_sdp_address_is_never_learned_from_elsewhere():
+    source = RtpSource()
+    source.expect(("93.184.216.34", 4000), [0, 101])
+    assert not source.admit(("93.184.216.34", 4001), voice())  # same host, other port
+    assert not source.admit(("8.8.4.4", 4000), voice())
+    assert source.admit(("93.184.216.34", 4000), voice())
+    assert (source.latched, source.dropped) == (("93.184.216.34", 4000), 2)

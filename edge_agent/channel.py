@@ -59,10 +59,19 @@ def bad_frame(raw: str | bytes, exc: ValueError) -> str:
 
 
 class CommandChannel:
-    def __init__(self, enrolment: Enrolment, settings: AgentSettings, sink: CommandSink) -> None:
+    def __init__(
+        self,
+        enrolment: Enrolment,
+        settings: AgentSettings,
+        sink: CommandSink,
+        own_lane: frozenset[str] = frozenset(),
+    ) -> None:
         self.enrolment = enrolment
         self.settings = settings
         self.sink = sink
+        # Command types that run on a second lane, beside the others and in their own
+        # order: an alarm trigger never waits behind a slow PBX command.
+        self.own_lane = own_lane
         self.connected = asyncio.Event()
         self.query = AGENT_COMMANDS
 
@@ -133,9 +142,10 @@ class CommandChannel:
 
     async def _receive(self, ws: ClientConnection) -> None:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        fast: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         pong = asyncio.Event()
-        # Commands run one by one, in order, while this loop keeps reading.
-        worker = asyncio.create_task(self._work(queue))
+        # Commands run one by one, in order, on each lane while this loop keeps reading.
+        workers = [asyncio.create_task(self._work(q)) for q in (queue, fast)]
         pinger = asyncio.create_task(self._ping(ws, pong))
         try:
             async for raw in ws:
@@ -150,7 +160,8 @@ class CommandChannel:
                     if data.get("agentCommands"):
                         # Stamped at once: a command queued behind others ages meanwhile.
                         command = {**data["agentCommands"], RECEIVED_AT: datetime.now(UTC)}
-                        queue.put_nowait(command)
+                        lane = fast if command.get("type") in self.own_lane else queue
+                        lane.put_nowait(command)
                 elif kind == "ping":
                     await ws.send(json.dumps({"type": "pong"}))
                 elif kind == "pong":
@@ -173,15 +184,18 @@ class CommandChannel:
         finally:
             pinger.cancel()
             # Commands not yet started wait for the next connection's replay...
-            while not queue.empty():
-                queue.get_nowait()
-                queue.task_done()
-            # ...but the one in progress finishes: cutting it off helps nobody.
+            for lane in (queue, fast):
+                while not lane.empty():
+                    lane.get_nowait()
+                    lane.task_done()
+            # ...but those in progress finish: cutting them off helps nobody.
             try:
                 await queue.join()
+                await fast.join()
             finally:
-                worker.cancel()
-                for task in (pinger, worker):
+                for worker in workers:
+                    worker.cancel()
+                for task in (pinger, *workers):
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 

@@ -29,15 +29,33 @@ from edge_agent.server import Server
 from edge_agent.settings import VERSION, AgentSettings
 
 log = logging.getLogger(__name__)
-# The longest a command may run before the next one goes (a credentials check takes
-# several PBX scripts of up to a minute each); well below the server's 15-minute expiry.
-COMMAND_TIMEOUT_S = 600.0
-TIMED_OUT = "the command did not finish within 10 minutes and was stopped"
+# The longest a command may run before the next one goes: a credentials check, the
+# longest, runs this many PBX scripts (sign-in, directory and states twice, user, group,
+# members), each bounded by swyx_timeout_seconds; at the default minute, 9 minutes, below
+# the server's 15-minute expiry (issue 14, point 1, review point 6).
+SCRIPTS_PER_COMMAND = 8
+# A directory read: the directory script and the states read.
+SCRIPTS_PER_DIRECTORY = 2
+MARGIN_S = 60.0
+# Commands that run on a lane of their own: an alarm never waits for a slow PBX command.
+OWN_LANE = frozenset({"triggerBroadcast"})
 # A command received after its expiry: refused with this code (the server words it).
 EXPIRED_CODE = "commandExpired"
 EXPIRED = "expired before the agent could run it"
 # A broadcast run that broke shows as "alarm service not ok" for this long.
 FAILURE_MEMORY = timedelta(minutes=10)
+
+
+def command_timeout(settings: AgentSettings) -> float:
+    return SCRIPTS_PER_COMMAND * settings.swyx_timeout_seconds + MARGIN_S
+
+
+def directory_timeout(settings: AgentSettings) -> float:
+    return SCRIPTS_PER_DIRECTORY * settings.swyx_timeout_seconds + MARGIN_S
+
+
+def timed_out(seconds: float) -> str:
+    return f"the command did not finish within {seconds:.0f} seconds and was stopped"
 
 
 def _expired(command: dict[str, Any]) -> bool:
@@ -59,10 +77,12 @@ class AgentService:
         self.ledger = Ledger(settings.state_dir / "ledger.db")
         self.server = Server(enrolment, settings.verify_tls)
         self.commands = Commands(pbx, self.cache, self.server)
+        self.command_timeout = command_timeout(settings)
+        self.directory_timeout = directory_timeout(settings)
         self.outcomes = OutcomeSender(
-            self.server, self.commands.fresh_directory, settings.backoff_cap_seconds
+            self.server, self.fresh_directory, settings.backoff_cap_seconds
         )
-        self.channel = CommandChannel(enrolment, settings, self.handle)
+        self.channel = CommandChannel(enrolment, settings, self.handle, own_lane=OWN_LANE)
         self.jobservice = (
             JobServiceClient(settings.jobservice_url, settings.jobservice_token.get_secret_value())
             if settings.jobservice_url and settings.jobservice_token
@@ -144,22 +164,35 @@ class AgentService:
                 "commandCreatedAt": created.isoformat() if created is not None else None,
             }
             try:
-                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                async with asyncio.timeout(self.command_timeout):
                     outcome = await self.commands.run(
                         str(command["type"]), payload, command.get("secrets") or {}
                     )
             except TimeoutError:
-                # A PBX that never answers must not keep the commands after it waiting.
-                outcome = Outcome(ok=False, result={}, error=TIMED_OUT)
+                # A PBX that never answers must not keep the commands after it waiting;
+                # what it did before it stopped shows in the directory, as for any failure.
+                error = timed_out(self.command_timeout)
+                outcome = Outcome(ok=False, result=await self.fresh_directory(), error=error)
             outcome = storable(outcome, hide=(command.get("secrets") or {}).values())
             self.ledger.record(command_id, outcome)
         else:
             log.info("command %s seen before: answering with the stored outcome", command_id)
             if "directory" in outcome.result:
                 # The stored snapshot is old: the mirror gets today's directory.
-                fresh = await self.commands.fresh_directory()
+                fresh = await self.fresh_directory()
                 outcome = Outcome(outcome.ok, {**outcome.result, **fresh}, outcome.error)
         await self._report(command_id, outcome)
+
+    async def fresh_directory(self) -> dict[str, Any]:
+        """``{"directory": …}`` as the PBX has it now, or ``{}`` if it cannot say in time:
+        a directory read is bounded like a command (a replay, a resend, a stopped
+        command's outcome all wait for it)."""
+        try:
+            async with asyncio.timeout(self.directory_timeout):
+                return await self.commands.fresh_directory()
+        except TimeoutError:
+            log.warning("the directory could not be read within %.0f s", self.directory_timeout)
+            return {}
 
     async def _report(self, command_id: str, outcome: Outcome) -> None:
         # Bounded: an outcome that cannot be sent waits elsewhere, not in the queue.

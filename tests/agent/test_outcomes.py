@@ -169,9 +169,7 @@ async def test_an_error_text_with_a_nul_is_stored_and_sent_cleaned(
 async def test_a_command_that_never_finishes_is_stopped_and_the_next_one_runs(
     service: AgentService, central: Central, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edge_agent import service as service_module
-
-    monkeypatch.setattr(service_module, "COMMAND_TIMEOUT_S", 0.2, raising=False)
+    service.command_timeout = 0.2
 
     async def hangs(payload: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
         await asyncio.Event().wait()  # a PBX that never answers

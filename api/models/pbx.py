@@ -46,6 +46,8 @@ class PbxUser(IdMixin, Base):
     state: Mapped[int | None] = mapped_column(SmallInteger)
     # Call-routing-only users (the broadcast agents) do not use a license.
     callrouting_only: Mapped[bool] = mapped_column(default=False)
+    # As of when: the creation time of the command whose snapshot wrote the row; an
+    # older snapshot never replaces it (api/services/mirror.py).
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -57,7 +59,7 @@ class PbxGroup(IdMixin, Base):
     pbx_id: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
-    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)  # as PbxUser.synced_at
 
 
 class PbxGroupMember(Base):

@@ -26,7 +26,6 @@ from api.models import (
     CommandStatus,
     PbxGroup,
     PbxSettings,
-    Tenant,
     VerificationState,
 )
 from api.runtime import Runtime
@@ -102,7 +101,7 @@ async def _superseded(session: AsyncSession, command: Command) -> bool:
     """Whether a command for the same group, made after this one, has succeeded already
     (a resent result arriving late). Under the tenant's lock: results of one tenant are
     applied one after the other, each seeing those before it."""
-    await session.execute(select(Tenant.id).where(Tenant.id == command.tenant_id).with_for_update())
+    await mirror.lock_tenant(session, command.tenant_id)
     group = str(command.payload.get("groupPbxId"))
     later = await session.scalar(
         select(Command.id)

@@ -77,10 +77,13 @@ def _text(item: dict[str, Any], key: str, limit: int) -> str | None:
     return pbx_text.clean(value, limit) if isinstance(value, str) else None
 
 
-async def _lock(session: AsyncSession, tenant_id: uuid.UUID) -> None:
-    """Serialises the tenant's directory applies (a no-op on SQLite, whose writers are
-    serialised anyway)."""
-    await session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+async def lock_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Serialises the tenant's result applies until the transaction ends (a no-op on
+    SQLite, whose writers are serialised anyway). FOR NO KEY UPDATE: it does not wait
+    for, or block, rows that merely reference the tenant (a new command, a history row)."""
+    await session.execute(
+        select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True)
+    )
 
 
 async def _newest(session: AsyncSession, tenant_id: uuid.UUID) -> datetime | None:
@@ -125,7 +128,7 @@ async def replace(
         or groups_read.partial
     )
     as_of = as_of or rt.clock()
-    await _lock(session, tenant_id)
+    await lock_tenant(session, tenant_id)
     newest = await _newest(session, tenant_id)
     if newest is not None:
         mine, theirs = _same_zone(as_of, newest)

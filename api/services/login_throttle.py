@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 PRUNE_BATCH = 100
 # An attempt that loses the race for a counter reads it again this often.
 CLAIM_ROUNDS = 3
+FULL_WARNING_EVERY = timedelta(minutes=5)
+_last_full_warning: datetime | None = None
 
 
 @dataclass
@@ -50,6 +52,8 @@ class Claim:
     keys: list[Key]
     counted: dict[str, int] = field(default_factory=dict)
     slots: dict[str, datetime] = field(default_factory=dict)
+    # Counters that did not exist when the attempt was admitted (a failure makes them).
+    new: set[str] = field(default_factory=set)
 
 
 class _Lost(Exception):
@@ -78,7 +82,8 @@ async def admit(rt: Runtime, keys: list[Key], now: datetime) -> Claim:
             claim = await _claim(rt, keys, counters, policy, now)
         except _Lost:
             continue
-        if any(k.digest not in counters for k in keys if k.kind in COUNTED_AT_ADMISSION):
+        claim.new = {k.digest for k in keys if k.digest not in counters}
+        if any(k.digest in claim.new for k in keys if k.kind in COUNTED_AT_ADMISSION):
             await _bound(rt, now, keys)
         return claim
     raise _refusal(1)
@@ -103,7 +108,8 @@ async def failed(rt: Runtime, claim: Claim, now: datetime) -> None:
                     .where(LoginCounter.next_allowed_at < now + delay)
                     .values(next_allowed_at=now + delay)
                 )
-    await _bound(rt, now, claim.keys)
+    if any(k.digest in claim.new for k in later):
+        await _bound(rt, now, claim.keys)
 
 
 async def succeeded(session: AsyncSession, claim: Claim, now: datetime) -> None:
@@ -261,9 +267,13 @@ async def _bound(rt: Runtime, now: datetime, keep: list[Key]) -> None:
             .with_for_update(skip_locked=True)
         )
         await session.execute(delete(LoginCounter).where(LoginCounter.key.in_(oldest)))
-    log.warning(
-        "the login throttle holds %d counters, more than its cap of %d; "
-        "the least recently used were deleted (many addresses or accounts tried at once?)",
-        rows,
-        settings.login_max_counters,
-    )
+    global _last_full_warning
+    if _last_full_warning is None or now - _last_full_warning >= FULL_WARNING_EVERY:
+        # Once in a while, not for every guess of the flood that fills the table.
+        _last_full_warning = now
+        log.warning(
+            "the login throttle holds %d counters, more than its cap of %d; the least "
+            "recently used were deleted (many addresses or accounts tried at once?)",
+            rows,
+            settings.login_max_counters,
+        )

@@ -245,7 +245,9 @@ class UserAgent:
         if pending is None:
             self._on_stray_response(response, source)
             return
-        if response.call_id != pending.request.call_id:  # our branch, somebody else's call
+        if response.call_id != pending.request.call_id or (
+            response.status // 100 == 2 and response.from_tag != pending.request.from_tag
+        ):  # our branch, but not our call: a forgery (RFC 3261 13.2.2.4 matches all three)
             self.invites.drop("branch of another call", response, source)
             return
         if response.status < 200:
@@ -347,7 +349,7 @@ class UserAgent:
     def answer_later(self, request: Request, answer: Response, source: Address) -> None:
         """Sends the final `answer` a dialog could not give at once (a re-INVITE whose
         SDP names a host, after the lookup); a retransmission of `request` gets it too."""
-        key = (request.branch, request.method)
+        key = _server_key(request)
         self._answers.pop(key, None)  # re-inserted: the memory stays in time order
         self._answers[key] = (time.monotonic(), answer)
         self.transport.send(answer, source)

@@ -1,0 +1,306 @@
+"""2xx answers that match no INVITE we sent, forks, late answers and RFC 2543 requests,
+against a scripted phone and a forger on loopback sockets (issue 15, points 3 and 6).
+
+The forger once made the agent send 1,987 ACKs and 29,553 BYEs for 3,000 forged 200s:
+here every ACK and BYE that leaves the agent is counted wherever it goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from edge_agent.sip import sdp
+from edge_agent.sip.call import Call, Ended
+from edge_agent.sip.invite_answers import MAX_ACK_RESENDS, MAX_DIALOGS
+from edge_agent.sip.message import Headers, Request, Response, parse, response_to
+from edge_agent.sip.transport import UdpTransport
+from edge_agent.sip.ua import Account, UserAgent
+
+HOST = "127.0.0.1"
+OTHER_HOST = "127.0.0.2"  # the forger's second address (all of 127/8 is loopback on Linux)
+
+
+class Peer:
+    """A UDP socket that keeps every request it gets; as the phone it also answers."""
+
+    def __init__(self, host: str = HOST, *, phone: bool = False, answer: bool = True) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.setblocking(False)
+        self.address: tuple[str, int] = self.sock.getsockname()
+        self.phone = phone
+        self.answer = answer
+        self.requests: list[Request] = []
+        self.responses: list[Response] = []
+        self.invite: Request | None = None
+        self.ok: Response | None = None
+        self.agent: tuple[str, int] | None = None
+        self.acked = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self._readable)
+
+    def count(self, method: str) -> int:
+        return sum(1 for r in self.requests if r.method == method)
+
+    def send(self, data: bytes) -> None:
+        assert self.agent is not None
+        self.sock.sendto(data, self.agent)
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data, source = self.sock.recvfrom(65536)
+            except BlockingIOError:
+                return
+            message = parse(data)
+            if isinstance(message, Response):
+                self.responses.append(message)
+                continue
+            self.requests.append(message)
+            if self.phone:
+                self._as_phone(message, source)
+
+    def _as_phone(self, request: Request, source: tuple[str, int]) -> None:
+        self.agent = source
+        if request.method == "INVITE" and self.invite is None:
+            self.invite = request
+            self.sock.sendto(bytes(response_to(request, 180, "Ringing", "phone")), source)
+            if self.answer:
+                self.ok = answer_to(request, "phone", self.address)
+                self.sock.sendto(bytes(self.ok), source)
+        elif request.method == "ACK":
+            self.acked.set()
+        elif request.method in ("BYE", "CANCEL"):
+            self.sock.sendto(bytes(response_to(request, 200, "OK")), source)
+            if request.method == "CANCEL" and self.invite is not None:
+                ended = response_to(self.invite, 487, "Request Terminated", "phone")
+                self.sock.sendto(bytes(ended), source)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+def answer_to(invite: Request, to_tag: str, contact: tuple[str, int]) -> Response:
+    ok = response_to(invite, 200, "OK", to_tag)
+    ok.headers.add("Contact", f"<sip:member@{contact[0]}:{contact[1]}>")
+    ok.headers.add("Content-Type", "application/sdp")
+    ok.body = sdp.offer(HOST, 40000, 5)
+    return ok
+
+
+def forged(
+    invite: Request,
+    forger: tuple[str, int],
+    *,
+    call_id: str | None = None,
+    from_tag: str | None = None,
+    to_tag: str = "phone",
+    cseq: str | None = None,
+) -> bytes:
+    """A 200 OK as a forger writes it: the INVITE's fields where told, a Contact of its own."""
+    ok = answer_to(invite, to_tag, forger)
+    if call_id is not None:
+        ok.headers.set("Call-ID", call_id)
+    if from_tag is not None:
+        ok.headers.set("From", f"<sip:Rundruf@{HOST}>;tag={from_tag}")
+    if cseq is not None:
+        ok.headers.set("CSeq", cseq)
+    ok.headers.set("Via", f"SIP/2.0/UDP {HOST}:5060;branch=z9hG4bK{secrets.token_hex(6)}")
+    return bytes(ok)
+
+
+@pytest.fixture
+def peers() -> Iterator[list[Peer]]:
+    made: list[Peer] = []
+    yield made
+    for peer in made:
+        peer.close()
+
+
+@pytest.fixture
+async def pbx(peers: list[Peer]) -> Peer:
+    """The account's server: the old code sent its ACKs and BYEs for strays there."""
+    peer = Peer()
+    peers.append(peer)
+    return peer
+
+
+@pytest.fixture
+async def ua(pbx: Peer) -> AsyncIterator[UserAgent]:
+    holder: list[UserAgent] = []
+    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
+    agent = UserAgent(Account("Rundruf", "pw", HOST, pbx.address, register=False), transport)
+    holder.append(agent)
+    yield agent
+    await agent.close(grace_s=2.0)
+
+
+async def flood(sender: Peer, datagrams: list[bytes]) -> None:
+    for n, data in enumerate(datagrams):
+        sender.send(data)
+        if n % 100 == 99:
+            await asyncio.sleep(0.01)  # the agent reads as fast; no buffer runs over
+
+
+async def answered_call(ua: UserAgent, phone: Peer) -> Call:
+    call = Call(ua, f"sip:member@{HOST}:{phone.address[1]}", {})
+
+    async def nothing() -> None:
+        return None
+
+    result = await asyncio.wait_for(call.start(10, nothing), 5)
+    assert isinstance(result, Response) and result.status == 200
+    await asyncio.wait_for(phone.acked.wait(), 2)
+    return call
+
+
+async def test_forged_answers_draw_no_ack_or_bye_and_the_call_goes_on(
+    ua: UserAgent, pbx: Peer, peers: list[Peer]
+) -> None:
+    phone, forger, far_forger = Peer(phone=True), Peer(), Peer(OTHER_HOST)
+    peers += [phone, forger, far_forger]
+    call = await answered_call(ua, phone)
+    invite, ok = phone.invite, phone.ok
+    assert invite is not None and ok is not None
+    forger.agent = far_forger.agent = phone.agent
+    ours = invite.from_tag
+    assert ours is not None
+    await flood(  # 1,000 calls that never were
+        forger,
+        [
+            forged(
+                invite, forger.address, call_id=secrets.token_hex(8), from_tag="x", to_tag=str(n)
+            )
+            for n in range(1000)
+        ],
+    )
+    await flood(  # 1,000 with the call's Call-ID but not our From tag
+        forger,
+        [forged(invite, forger.address, from_tag=f"not-{n}") for n in range(1000)],
+    )
+    await flood(  # 500 with our tags but a CSeq we never sent
+        forger,
+        [forged(invite, forger.address, cseq=f"{n + 2} INVITE") for n in range(500)],
+    )
+    # 500 exact copies of the phone's answer from another address: a retransmission's
+    # ACK goes to the phone only, and only as often as a phone retransmits.
+    await flood(far_forger, [bytes(ok)] * 500)
+    await asyncio.sleep(1.0)
+
+    for peer in (pbx, forger, far_forger):
+        assert peer.requests == [], f"{len(peer.requests)} requests to {peer.address}"
+    assert phone.count("BYE") == 0
+    assert 1 <= phone.count("ACK") <= 1 + MAX_ACK_RESENDS
+    assert all(r.call_id == invite.call_id for r in phone.requests)
+    assert sum(ua.stray_answers.values()) >= 2500
+
+    await call.hang_up()  # the real call is unharmed: one BYE, answered
+    await asyncio.sleep(0.2)
+    assert phone.count("BYE") == 1
+    assert ua._pending == {}
+
+
+async def test_a_forked_answer_gets_one_bye_per_dialog_sent_where_the_invite_went(
+    ua: UserAgent, pbx: Peer, peers: list[Peer]
+) -> None:
+    phone, forger = Peer(phone=True), Peer(OTHER_HOST)
+    peers += [phone, forger]
+    call = await answered_call(ua, phone)
+    invite = phone.invite
+    assert invite is not None
+    forger.agent = phone.agent
+    acks_before = phone.count("ACK")
+    # 300 dialogs, each answered three times (a fork's 200 and its retransmissions).
+    await flood(
+        forger, [forged(invite, forger.address, to_tag=f"fork{n % 300}") for n in range(900)]
+    )
+    await asyncio.sleep(1.0)
+
+    byes = [r for r in phone.requests if r.method == "BYE"]
+    tags = [r.to_tag for r in byes]
+    assert 1 <= len(byes) <= MAX_DIALOGS
+    assert len(set(tags)) == len(tags), "a dialog got more than one BYE"
+    assert all(tag is not None and tag.startswith("fork") for tag in tags)
+    assert all(r.uri.startswith(f"sip:member@{OTHER_HOST}") for r in byes)  # its Contact
+    assert phone.count("ACK") - acks_before <= MAX_DIALOGS * 3
+    assert pbx.requests == [] and forger.requests == []
+    await call.hang_up()
+    await asyncio.sleep(0.2)
+    assert [r.to_tag for r in phone.requests if r.method == "BYE"].count("phone") == 1
+
+
+async def test_a_late_answer_is_acknowledged_and_hung_up_once_at_the_invites_peer(
+    ua: UserAgent, pbx: Peer, peers: list[Peer]
+) -> None:
+    phone = Peer(phone=True, answer=False)
+    peers.append(phone)
+    call = Call(ua, f"sip:member@{HOST}:{phone.address[1]}", {})
+
+    async def nothing() -> None:
+        return None
+
+    result = await asyncio.wait_for(call.start(0.3, nothing), 5)
+    assert result == Ended(487, "no answer within the ring timeout")
+    invite = phone.invite
+    assert invite is not None
+    late = bytes(answer_to(invite, "late", phone.address))
+    for _ in range(5):  # the phone retransmits its answer until it sees an ACK
+        phone.send(late)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)
+
+    late_requests = [r for r in phone.requests if r.to_tag == "late"]
+    assert [r.method for r in late_requests].count("BYE") == 1
+    assert 1 <= [r.method for r in late_requests].count("ACK") <= 5
+    assert pbx.requests == []
+
+
+def info(phone: Peer, cseq: int, digit: str) -> bytes:
+    """An in-dialog INFO as an RFC 2543 phone writes it: a top Via without a branch."""
+    invite, ok = phone.invite, phone.ok
+    assert invite is not None and ok is not None
+    request = Request(
+        "INFO",
+        f"sip:Rundruf@{HOST}",
+        Headers(
+            [
+                ("Via", f"SIP/2.0/UDP {HOST}:{phone.address[1]}"),
+                ("From", ok.headers.get("To") or ""),
+                ("To", invite.headers.get("From") or ""),
+                ("Call-ID", invite.call_id),
+                ("CSeq", f"{cseq} INFO"),
+                ("Content-Type", "application/dtmf-relay"),
+            ]
+        ),
+        f"Signal={digit}\r\nDuration=160\r\n".encode(),
+    )
+    return bytes(request)
+
+
+async def test_rfc_2543_infos_without_a_branch_are_each_processed(
+    ua: UserAgent, peers: list[Peer]
+) -> None:
+    phone = Peer(phone=True)
+    peers.append(phone)
+    call = await answered_call(ua, phone)
+    phone.send(info(phone, 2, "9"))
+    await asyncio.sleep(0.1)
+    phone.send(info(phone, 3, "1"))
+    await asyncio.sleep(0.1)
+    phone.send(info(phone, 3, "1"))  # a retransmission: answered again, not taken again
+    await asyncio.sleep(0.2)
+
+    digits = [call.digits.get_nowait() for _ in range(call.digits.qsize())]
+    assert digits == ["9", "1"]
+    assert [(r.status, r.cseq[0]) for r in phone.responses if r.cseq[1] == "INFO"] == [
+        (200, 2),
+        (200, 3),
+        (200, 3),
+    ]
+    await call.hang_up()

@@ -1,0 +1,65 @@
+"""Issue 15, point 2 with the system's own resolver: a re-INVITE whose c= names a host
+that the (test's own, loopback) DNS server never answers leaves the other calls' RTP
+paced and SIP answered; the re-INVITE gets 100 at once and 488 after the 2 s timeout.
+
+glibc reads its DNS server from /etc/resolv.conf, so the scenario
+(tests/sip_unit/media_host_freeze.py) runs in a user, mount and network namespace of
+its own (``unshare -rmn``) with a resolv.conf naming 127.0.0.1 there; nothing of the
+machine's is changed. Linux only; skipped where namespaces are not allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = Path(__file__).with_name("media_host_freeze.py")
+# Longer than the agent's 2 s: the lookup is still running when the agent gives up.
+RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:3 attempts:1\n"
+
+
+def _namespaces_work() -> bool:
+    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-rmn", "true"], capture_output=True, timeout=10, check=False
+    )
+    return probe.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not _namespaces_work(), reason="needs unshare -rmn (Linux)")
+
+
+def test_other_calls_stay_paced_while_a_reinvite_waits_for_a_resolver_that_never_answers(
+    tmp_path: Path,
+):
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(RESOLV_CONF)
+    script = f'mount --bind "{resolv}" /etc/resolv.conf && exec "{sys.executable}" "{SCENARIO}"'
+    done = subprocess.run(
+        ["unshare", "-rmn", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # 20 ms pacing: no gap near a lookup's length (old code: 3 s per packet to that call).
+    assert result["max_gap_s"] < 0.2, result
+    assert result["min_packets"] >= 0.8 * result["watched_s"] / 0.020, result
+    statuses = [status for _, status in result["reinvite"]]
+    assert statuses == [100, 488], result
+    trying_at, refused_at = (at for at, _ in result["reinvite"])
+    assert trying_at < 0.2 and 1.9 < refused_at < 2.6, result
+    assert result["options"] and result["options"][0] < 0.2, result  # SIP still answered
+    # One lookup for the offer (glibc asks for the name, as A and maybe AAAA, once).
+    assert set(result["dns_names"]) == {"media.pbx.example"}, result
+    assert len(result["dns_names"]) <= 2, result

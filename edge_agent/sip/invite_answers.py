@@ -206,7 +206,7 @@ class InviteAnswers:
             return
         total = sum(self.dropped.values())
         log.warning(
-            "dropped %d SIP answers that match no INVITE of ours (%d in all: %s); "
+            "dropped %d 2xx answers outside an INVITE transaction (%d in all: %s); "
             "the latest, %d %s, from %s:%d",
             total - self._logged_total,
             total,

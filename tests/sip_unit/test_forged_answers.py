@@ -8,6 +8,7 @@ here every ACK and BYE that leaves the agent is counted wherever it goes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -161,8 +162,9 @@ async def answered_call(ua: UserAgent, phone: Peer) -> Call:
 
 
 async def test_forged_answers_draw_no_ack_or_bye_and_the_call_goes_on(
-    ua: UserAgent, pbx: Peer, peers: list[Peer]
+    ua: UserAgent, pbx: Peer, peers: list[Peer], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, "edge_agent.sip.invite_answers")
     phone, forger, far_forger = Peer(phone=True), Peer(), Peer(OTHER_HOST)
     peers += [phone, forger, far_forger]
     call = await answered_call(ua, phone)
@@ -199,6 +201,8 @@ async def test_forged_answers_draw_no_ack_or_bye_and_the_call_goes_on(
     assert 1 <= phone.count("ACK") <= 1 + MAX_ACK_RESENDS
     assert all(r.call_id == invite.call_id for r in phone.requests)
     assert sum(ua.stray_answers.values()) >= 2500
+    logged = [r for r in caplog.records if r.name == "edge_agent.sip.invite_answers"]
+    assert len(logged) == 1, "the drops are logged at most every 10 s"
 
     await call.hang_up()  # the real call is unharmed: one BYE, answered
     await asyncio.sleep(0.2)

@@ -103,6 +103,7 @@ def forged(
     from_tag: str | None = None,
     to_tag: str = "phone",
     cseq: str | None = None,
+    branch: str | None = None,
 ) -> bytes:
     """A 200 OK as a forger writes it: the INVITE's fields where told, a Contact of its own."""
     ok = answer_to(invite, to_tag, forger)
@@ -112,7 +113,8 @@ def forged(
         ok.headers.set("From", f"<sip:Rundruf@{HOST}>;tag={from_tag}")
     if cseq is not None:
         ok.headers.set("CSeq", cseq)
-    ok.headers.set("Via", f"SIP/2.0/UDP {HOST}:5060;branch=z9hG4bK{secrets.token_hex(6)}")
+    branch = branch or f"z9hG4bK{secrets.token_hex(6)}"
+    ok.headers.set("Via", f"SIP/2.0/UDP {HOST}:5060;branch={branch}")
     return bytes(ok)
 
 
@@ -263,6 +265,28 @@ async def test_a_late_answer_is_acknowledged_and_hung_up_once_at_the_invites_pee
     assert [r.method for r in late_requests].count("BYE") == 1
     assert 1 <= [r.method for r in late_requests].count("ACK") <= 5
     assert pbx.requests == []
+
+
+async def test_an_answer_on_our_branch_but_of_another_call_is_not_taken(
+    ua: UserAgent, peers: list[Peer]
+) -> None:
+    phone, forger = Peer(phone=True, answer=False), Peer(OTHER_HOST)
+    peers += [phone, forger]
+    call = Call(ua, f"sip:member@{HOST}:{phone.address[1]}", {})
+    call.begin()
+    await asyncio.sleep(0.2)  # ringing
+    invite, tx = phone.invite, call._transaction
+    assert invite is not None and tx is not None
+    forger.agent = phone.agent
+    forger.send(forged(invite, forger.address, call_id="other@x", branch=invite.branch))
+    forger.send(forged(invite, forger.address, from_tag="not-ours", branch=invite.branch))
+    await asyncio.sleep(0.3)
+    assert not tx.final.done(), "a forged answer was taken for the member's"
+    assert forger.requests == [] and phone.count("ACK") == 0
+    assert ua.stray_answers == {"branch of another call": 2}
+    await call.hang_up()
+    await asyncio.wait_for(tx.final, 5)
+    assert tx.final.result().status == 487
 
 
 def info(phone: Peer, cseq: int, digit: str) -> bytes:

@@ -8,6 +8,7 @@ says what to send, or raises SdpError when nothing fits.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -41,6 +42,9 @@ _MEDIA = re.compile(r"(\w+) ([0-9]{1,5})(?:/[0-9]+)? (\S+)((?: +\S+)*) *")
 _PAYLOAD_TYPE = re.compile(r"[0-9]{1,3}")
 _NUMBER = re.compile(r"[0-9]{1,19}")
 _CONNECTION = re.compile(r"IN (IP4|IP6) ([^/\s]+)(?:/[0-9]+){0,2} *")
+# RFC 1123 2.1 labels, at most 253 characters: what a resolver may be asked.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 @dataclass
@@ -89,11 +93,24 @@ class Negotiated:
     event_pt: int | None
 
 
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
 def _connection(value: str) -> str:
+    """The address of a c= line: an IP literal or a host name (RFC 4566 5.7), which the
+    call looks up once (`media_host.py`); anything else is no address at all."""
     match = _CONNECTION.fullmatch(value)
     if match is None:
         raise SdpError(f"bad c= line {value[:60]!r}")
-    return match.group(2)
+    address = match.group(2)
+    if not _HOST_NAME.fullmatch(address) and not _is_ip(address):
+        raise SdpError(f"bad address in c= line {value[:60]!r}")
+    return address
 
 
 def _media(value: str) -> tuple[str, int, str, list[int]]:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import pytest
 
 from edge_agent.sip import sdp
-from edge_agent.sip.call import Call
+from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.media_host import MediaHostResolver, UnresolvableHost
-from edge_agent.sip.message import Response, parse
+from edge_agent.sip.message import Request, Response, parse, response_to
 from edge_agent.sip.rtp import RtpPacket
 from edge_agent.sip.transport import UdpTransport
 from edge_agent.sip.ua import Account, UserAgent
@@ -172,3 +172,51 @@ async def test_lookups_beyond_the_bound_are_refused_at_once(dns: SilentDnsServer
     with pytest.raises(UnresolvableHost, match="too many lookups pending"):
         await resolver.resolve("other.example", 4000, socket.AF_INET)
     assert await resolver.resolve("::1", 4000, socket.AF_INET6) == "::1"  # no lookup
+
+
+async def test_an_answer_naming_a_host_nobody_resolves_is_hung_up_as_no_usable_media(
+    dns: SilentDnsServer,
+):
+    pbx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    pbx.bind((HOST, 0))
+    pbx.settimeout(5)
+    holder: list[UserAgent] = []
+    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
+    ua = UserAgent(Account("Rundruf", "pw", HOST, pbx.getsockname(), register=False), transport)
+    holder.append(ua)
+    call = Call(ua, f"sip:member@{HOST}:{pbx.getsockname()[1]}", {})
+    call._resolver = MediaHostResolver(functools.partial(_ask, dns.address), timeout_s=0.5)
+    call.begin()
+    invite = parse(pbx.recvfrom(65536)[0])
+    assert isinstance(invite, Request)
+    ok = response_to(invite, 200, "OK", "phone")
+    ok.headers.add("Contact", f"<sip:member@{HOST}:{pbx.getsockname()[1]}>")
+    ok.headers.add("Content-Type", "application/sdp")
+    ok.body = sdp.offer(HOST, 40000, 5).replace(
+        f"c=IN IP4 {HOST}".encode(), f"c=IN IP4 {NAME}".encode()
+    )
+
+    async def phone() -> list[str]:
+        pbx.sendto(bytes(ok), transport.local)
+        seen: list[str] = []
+        while "BYE" not in seen:
+            message = parse((await asyncio.to_thread(pbx.recvfrom, 65536))[0])
+            if isinstance(message, Request):
+                seen.append(message.method)
+                if message.method == "BYE":
+                    pbx.sendto(bytes(response_to(message, 200, "OK")), transport.local)
+        return seen
+
+    async def ringing() -> None:
+        pass
+
+    try:
+        result, seen = await asyncio.gather(call.start(5, ringing), phone())
+    finally:
+        call.close()
+        transport.close()
+        pbx.close()
+    assert isinstance(result, Ended) and result.status == 488
+    assert f"no address for {NAME}" in result.reason
+    assert seen[-2:] == ["ACK", "BYE"]
+    assert dns.names == [NAME]

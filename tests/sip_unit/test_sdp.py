@@ -180,6 +180,14 @@ def test_it_is_liberal_about_line_ends() -> None:
         (lines("v=0", "c=IN IP4 192.0.2.1"), "no audio stream"),
         (lines("v=0", "m=audio 5004 RTP/AVP 0"), "no connection address for the audio stream"),
         (lines("v=0", "c=IN IP4", "m=audio 5004 RTP/AVP 0"), "bad c= line 'IN IP4'"),
+        (  # a name that no resolver may be asked for (issue 15, point 2)
+            lines("v=0", "c=IN IP4 pbx_1.example", "m=audio 5004 RTP/AVP 0"),
+            "bad address in c= line 'IN IP4 pbx_1.example'",
+        ),
+        (
+            lines("v=0", f"c=IN IP4 {'a.' * 127}b", "m=audio 5004 RTP/AVP 0"),
+            f"bad address in c= line 'IN IP4 {'a.' * 26}a'",
+        ),
         (lines("v=0", "c=IN IP4 a", "m=audio 5004 RTP/AVP"), "bad m= line 'audio 5004 RTP/AVP'"),
         (
             lines("v=0", "c=IN IP4 a", "m=audio 70000 RTP/AVP 0"),

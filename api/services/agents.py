@@ -123,11 +123,6 @@ async def register(rt: Runtime, license_key: str, hostname: str, agent_version: 
     return Enrolled(installation=inst, token=token, tenant_name=tenant.name)
 
 
-async def agent_for_token(rt: Runtime, token: str) -> Agent:
-    """The installation behind an agent token; revoked ones are refused.
-
-    An expired license does not lock the agent out: alarms are life safety, so
-    it keeps running them; configuration changes are refused elsewhere.
 async def is_agent_token(rt: Runtime, token: str) -> bool:
     """Whether `token` is a valid agent token (for the larger bodies agents may send)."""
     try:
@@ -137,6 +132,11 @@ async def is_agent_token(rt: Runtime, token: str) -> bool:
     return True
 
 
+async def agent_for_token(rt: Runtime, token: str) -> Agent:
+    """The installation behind an agent token; revoked ones are refused.
+
+    An expired license does not lock the agent out: alarms are life safety, so
+    it keeps running them; configuration changes are refused elsewhere.
     """
     async with rt.db.reading() as session:
         row = (

@@ -9,8 +9,11 @@ A call's RTP port hears every datagram sent to it. Before issue 15 a telephone-e
   shared or link-local one: the peer is behind NAT), the first packet from
   elsewhere that is RTP version 2 with a payload type of the SDP latches its
   source instead (RFC 4961 symmetric RTP; Asterisk and FreeSWITCH learn alike);
-- once latched, only that source is heard; everything else is dropped and counted;
-- our RTP goes to the latched source, before that to the SDP's address;
+- once latched, only that source is heard; everything else is dropped and counted,
+  except the SDP's own address:port, which takes the latch over when it shows up
+  (the peer was reachable after all, and what latched first was somebody else);
+- our RTP goes to the latched source, before that to the SDP's address (nowhere
+  while that is 0.0.0.0 or ::, the old way of putting a call on hold, RFC 3264 8.4);
 - a new SDP naming another address or port starts over; the same one keeps the latch.
 
 Pure: addresses in, decisions out; the call feeds it.
@@ -28,16 +31,16 @@ Address = tuple[str, int]
 
 def behind_nat(host: str) -> bool:
     """Whether an SDP address is one the peer's packets cannot come from on their way to
-    us: private (RFC 1918, RFC 4193), shared (RFC 6598) or link-local, unspecified.
-    Loopback and global addresses are taken as they are."""
+    us: private (RFC 1918, RFC 4193), shared (RFC 6598) or link-local. Loopback and
+    global addresses are taken as they are; on hold (unspecified) nothing is learned."""
     ip = ipaddress.ip_address(host)
-    return not ip.is_global and not ip.is_loopback and not ip.is_multicast
+    return not (ip.is_global or ip.is_loopback or ip.is_multicast or ip.is_unspecified)
 
 
 class RtpSource:
     """The expected and the latched source of one call's RTP, and the count dropped."""
 
-    __slots__ = ("_learn", "_payload_types", "dropped", "expected", "latched")
+    __slots__ = ("_hold", "_learn", "_payload_types", "dropped", "expected", "latched")
 
     def __init__(self) -> None:
         self.expected: Address | None = None  # what the SDP names
@@ -45,6 +48,7 @@ class RtpSource:
         self.dropped = 0
         self._payload_types: frozenset[int] = frozenset()
         self._learn = False
+        self._hold = False
 
     def expect(self, address: Address, payload_types: Iterable[int]) -> None:
         """An SDP names `address` (an IP literal) with these payload types."""
@@ -55,18 +59,23 @@ class RtpSource:
         self.expected = address
         self.latched = None
         self._learn = behind_nat(address[0])
+        self._hold = ipaddress.ip_address(address[0]).is_unspecified
 
     @property
     def destination(self) -> Address | None:
         """Where our RTP goes: the latched source, else the SDP's address."""
-        return self.latched or self.expected
+        if self.latched is not None:
+            return self.latched
+        return None if self._hold else self.expected
 
     def admit(self, source: Address, data: bytes) -> bool:
         """Whether the datagram `data` from `source` is the peer's; counts it if not."""
-        if self.latched is not None:
-            if source == self.latched:
-                return True
-        elif source == self.expected or (self._learn and self._fits(data)):
+        if source == self.latched:
+            return True
+        if source == self.expected:
+            self.latched = source
+            return True
+        if self.latched is None and self._learn and self._fits(data):
             self.latched = source
             return True
         self.dropped += 1

@@ -176,7 +176,7 @@ async def test_a_reinvite_to_another_address_starts_over_and_a_refresh_keeps_the
 
 def test_private_shared_and_link_local_addresses_are_behind_nat_loopback_and_global_not():
     assert all(map(behind_nat, ["10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1"]))
-    assert all(map(behind_nat, ["169.254.1.1", "fd00::1", "fe80::1", "0.0.0.0"]))
+    assert all(map(behind_nat, ["169.254.1.1", "fd00::1", "fe80::1"]))
     assert not any(map(behind_nat, ["127.0.0.1", "::1", "8.8.8.8", "2001:4860::1"]))
 
 
@@ -187,3 +187,21 @@ def test_a_public_sdp_address_is_never_learned_from_elsewhere():
     assert not source.admit(("8.8.4.4", 4000), voice())
     assert source.admit(("93.184.216.34", 4000), voice())
     assert (source.latched, source.dropped) == (("93.184.216.34", 4000), 2)
+
+
+def test_the_sdp_address_takes_the_latch_over_from_a_source_learned_first():
+    source = RtpSource()
+    source.expect(("10.0.0.5", 4000), [0, 101])
+    assert source.admit(("192.0.2.9", 5000), voice())  # learned: the peer may be behind NAT
+    assert source.admit(("10.0.0.5", 4000), voice())  # but the peer is reachable after all
+    assert source.destination == ("10.0.0.5", 4000)
+    assert not source.admit(("192.0.2.9", 5000), press(1, 1000))
+    assert source.dropped == 1
+
+
+def test_on_hold_nothing_is_learned_and_nothing_is_sent():
+    source = RtpSource()
+    source.expect(("0.0.0.0", 4000), [0, 101])  # RFC 2543 hold
+    assert source.destination is None
+    assert not source.admit(("192.0.2.9", 5000), voice())
+    assert not behind_nat("0.0.0.0") and not behind_nat("::")

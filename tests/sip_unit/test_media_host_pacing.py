@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = Path(__file__).with_name("media_host_freeze.py")
 # Longer than the agent's 2 s: the lookup is still running when the agent gives up.
-RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:3 attempts:1\n"
+RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:5 attempts:1\n"
 
 
 def _namespaces_work() -> bool:
@@ -52,14 +52,15 @@ def test_other_calls_stay_paced_while_a_reinvite_waits_for_a_resolver_that_never
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    # 20 ms pacing: no gap near a lookup's length (old code: 3 s per packet to that call).
-    assert result["max_gap_s"] < 0.2, result
+    # 20 ms pacing, with room for a busy machine: nowhere near a lookup's 5 s, which the
+    # old code spent on the loop for every packet to that call.
+    assert result["max_gap_s"] < 0.5, result
     assert result["min_packets"] >= 0.8 * result["watched_s"] / 0.020, result
     statuses = [status for _, status in result["reinvite"]]
     assert statuses == [100, 488], result
     trying_at, refused_at = (at for at, _ in result["reinvite"])
-    assert trying_at < 0.2 and 1.9 < refused_at < 2.6, result
-    assert result["options"] and result["options"][0] < 0.2, result  # SIP still answered
+    assert trying_at < 0.5 and 1.9 < refused_at < 3.5, result  # our 2 s, not glibc's 5 s
+    assert result["options"] and result["options"][0] < 0.5, result  # SIP still answered
     # One lookup for the offer (glibc asks for the name, as A and maybe AAAA, once).
     assert set(result["dns_names"]) == {"media.pbx.example"}, result
     assert len(result["dns_names"]) <= 2, result

@@ -54,6 +54,12 @@ class BadInput(RundrufError):
     code = "BAD_USER_INPUT"
 
 
+class BadRequest(RundrufError):
+    """Raised when a request as a whole is refused (too much in it), not one field."""
+
+    code = "BAD_REQUEST"
+
+
 class Conflict(RundrufError):
     """Raised when the request clashes with the current state (duplicate, revoked…)."""
 

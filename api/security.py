@@ -39,8 +39,11 @@ def new_token(prefix: str) -> str:
 
 
 def hash_token(token: str) -> str:
-    """Tokens carry 256 random bits, so a plain SHA-256 is enough to store them."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    """Tokens carry 256 random bits, so a plain SHA-256 is enough to store them.
+
+    Any text hashes, a lone surrogate too (from JSON's "\\ud800"): its hash matches no
+    stored one, where encoding it strictly would fail as an unexpected error."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def same_hash(a: str, b: str) -> bool:

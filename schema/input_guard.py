@@ -2,13 +2,15 @@
 
 Every text the API takes passes here first: String and ID arguments, the fields of input
 objects and their lists, and the texts inside JSON arguments; every DateTime must carry
-its zone. A refusal is a BAD_USER_INPUT naming the argument's path, and nothing of the
-operation runs, so nothing is written. The checks that mean something for one field (a
-name, a PIN, a reported time) stay in the services; this guard only makes sure no text
-reaches them, the database or the agent that would fail only there (NUL, which
-PostgreSQL refuses; lone surrogates, which are no UTF-8; a 100,000-character "name").
-The only texts let through are the few an agent reports from the PBX, which the service
-stores cleaned (`CLEANED`). See docs/decisions/input-guard.md.
+its zone. A refusal is a BAD_USER_INPUT naming the argument's path with a `reason` code,
+and nothing of the operation runs, so nothing is written. The checks that mean something
+for one field (a name, a PIN, a reported time) stay in the services; this guard only
+makes sure no text reaches them, the database or the agent that would fail only there
+(NUL, which PostgreSQL refuses; lone surrogates, which are no UTF-8; a 100,000-character
+"name"), or read otherwise than written (bidi controls). Its rules per field (limits, text
+areas, the PBX's texts that services clean) are in schema/input_limits.py. Its work is
+linear and bounded: each variable checked once per place it is used, MAX_ITEMS per list,
+MAX_VALUES per operation. See docs/decisions/input-guard.md.
 """
 
 from __future__ import annotations
@@ -34,111 +36,210 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
+    ListValueNode,
+    NullValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
-    get_argument_values,
+    Undefined,
+    ValueNode,
+    VariableNode,
+    VariableValues,
     get_named_type,
     get_operation_ast,
     get_variable_values,
 )
+from graphql.utilities import coerce_input_literal
 from strawberry.extensions import SchemaExtension
 
 from api.domain import validation
-from api.errors import BadInput
+from api.errors import BadInput, BadRequest
+from schema.input_limits import CLEANED, DEFAULT_MAX_LENGTH, MAX_LENGTH, MULTI_LINE, PBX_TEXT
 
-# Generous: no name, number or message of this API comes near it; a page of text does.
-DEFAULT_MAX_LENGTH = 4000
-
-# Where a text may be longer, by schema coordinate: `Type.field(argument:)` for an
-# argument, `InputType.field` for a field of an input object.
-MAX_LENGTH: dict[str, int] = {
-    # The settings allow up to 20,000 characters (tts_max_chars); the service applies
-    # the configured limit.
-    "Mutation.synthesizeAnnouncement(text:)": 20_000,
-}
-
-# Where tab and line breaks are allowed: texts written in a text area.
-MULTI_LINE: frozenset[str] = frozenset({"Mutation.synthesizeAnnouncement(text:)"})
-
-# Texts the service cleans instead of the guard refusing them: what an agent reports from
-# the PBX (a directory snapshot, PowerShell's words about a failure) is stored cleaned and
-# cut, never refused as a whole, so that an agent older than its own cleaning still gets
-# its commands done (docs/decisions/poison-results.md).
-CLEANED: frozenset[str] = frozenset(
-    {"Mutation.completeCommand(result:)", "Mutation.completeCommand(error:)"}
-)
+# Work bounds for one operation. Each variable's value is checked once per place it is
+# used, each literal once; these cap what one request can make the guard (and execution
+# after it) go through: 100,000 values is far beyond any real operation and a few tens
+# of milliseconds of checking.
+MAX_VALUES = 100_000
+# Items in one list: the largest real one is a group's members (a PBX has a few thousand
+# users); a report carries at most 2000 events.
+MAX_ITEMS = 10_000
 
 # Arguments of this name wrap a mutation's input; the services name its fields without
 # it ("name", not "input.name"), and so does the guard.
 WRAPPER = "input"
 
-
-def field_name(path: list[str | int]) -> str:
-    """`["input", "events", 0, "detail"]` → "events.0.detail"."""
-    if len(path) > 1 and path[0] == WRAPPER:
-        path = path[1:]
-    return ".".join(str(p) for p in path)
+# A path as a linked list, (parent, key), made per input object or list, never per
+# checked text: it becomes a field name only when something is refused.
+Path = tuple[Any, str | int] | None
 
 
-def _texts(value: Any) -> Iterator[str | datetime]:
-    """The strings (keys included) and times inside a scalar's value, without recursion:
-    a JSON argument may be nested as deep as the body limit allows."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str | datetime):
-            yield item
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
+def field_name(path: Path) -> str:
+    """`(((((None, "input"), "events"), 0), "detail")` → "events.0.detail"."""
+    keys: list[str | int] = []
+    while path is not None:
+        path, key = path
+        keys.append(key)
+    keys.reverse()
+    if len(keys) > 1 and keys[0] == WRAPPER:
+        keys = keys[1:]
+    return ".".join(str(k) for k in keys)
 
 
-def _check_scalar(value: Any, path: list[str | int], coordinate: str) -> None:
-    field = field_name(path)
-    max_length = MAX_LENGTH.get(coordinate, DEFAULT_MAX_LENGTH)
-    lines = coordinate in MULTI_LINE
-    for item in _texts(value):
-        if isinstance(item, datetime):
-            validation.aware(item, field)
-        else:
-            validation.input_text(item, field, max_length, lines)
+class _Check:
+    """Checks values against the guard's rules, counting the work (MAX_VALUES)."""
 
+    def __init__(self) -> None:
+        self.spent = 0
+        # (variable, where it is used, its type there): each checked once, however often
+        # the document repeats the field that uses it.
+        self.done: set[tuple[str, str, str]] = set()
 
-def check_value(
-    type_: GraphQLInputType, value: Any, path: list[str | int], coordinate: str
-) -> None:
-    """Raises BadInput for the first text or time in `value` (coerced to `type_`) that the
-    guard refuses."""
-    stack: list[tuple[GraphQLInputType, Any, list[str | int], str]] = [
-        (type_, value, path, coordinate)
-    ]
-    while stack:
-        type_, value, path, coordinate = stack.pop()
-        if value is None:
-            continue
-        if isinstance(type_, GraphQLNonNull):
-            stack.append((type_.of_type, value, path, coordinate))
-        elif isinstance(type_, GraphQLList):
-            items = value if isinstance(value, list) else [value]
-            # Reversed onto the stack, so the first bad item is the one named.
-            stack.extend(
-                reversed([(type_.of_type, v, [*path, i], coordinate) for i, v in enumerate(items)])
+    def spend(self, values: int) -> None:
+        self.spent += values
+        if self.spent > MAX_VALUES:
+            raise BadRequest(
+                f"the operation holds more than {MAX_VALUES} values",
+                reason="tooManyValues",
+                max=MAX_VALUES,
             )
-        elif isinstance(type_, GraphQLInputObjectType):
-            stack.extend(
-                reversed(
-                    [
-                        (field.type, value[name], [*path, name], f"{type_.name}.{name}")
-                        for name, field in type_.fields.items()
-                        if isinstance(value, dict) and name in value
-                    ]
+
+    def text(self, value: Any, path: Path, coordinate: str) -> None:
+        """A scalar: a String or ID, or what a custom scalar (DateTime, JSON) holds."""
+        if coordinate in CLEANED:
+            return
+        max_length = MAX_LENGTH.get(coordinate, DEFAULT_MAX_LENGTH)
+        lines = coordinate in MULTI_LINE
+        try:
+            for item in self._texts(value):
+                if isinstance(item, datetime):
+                    validation.aware(item, "")
+                elif coordinate in PBX_TEXT:
+                    if len(item) > max_length:
+                        raise validation.too_long("", max_length)
+                else:
+                    validation.input_text(item, "", max_length, lines)
+        except BadInput as bad:
+            bad.details["field"] = field_name(path)  # named only now that it is refused
+            raise
+
+    def _texts(self, value: Any) -> Iterator[str | datetime]:
+        """The strings (keys included) and times inside a scalar's value, without
+        recursion: a JSON argument may be nested as deep as the body limit allows."""
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            self.spend(1)
+            if isinstance(item, str | datetime):
+                yield item
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list | tuple):
+                stack.extend(item)
+
+    def value(self, type_: GraphQLInputType, value: Any, path: Path, coordinate: str) -> None:
+        """Raises BadInput for the first text or time in `value` (coerced to `type_`)
+        that the guard refuses, BadRequest when the work runs over MAX_VALUES."""
+        stack: list[tuple[GraphQLInputType, Any, Path, str]] = [(type_, value, path, coordinate)]
+        while stack:
+            type_, value, path, coordinate = stack.pop()
+            if value is None:
+                continue
+            if isinstance(type_, GraphQLNonNull):
+                type_ = type_.of_type
+            if isinstance(type_, GraphQLList):
+                items = value if isinstance(value, list) else [value]
+                self.items(items, path)
+                item_type = type_.of_type
+                leaf = get_named_type(item_type)
+                if isinstance(leaf, GraphQLEnumType):
+                    continue
+                if isinstance(leaf, GraphQLInputObjectType) or isinstance(
+                    _nullable(item_type), GraphQLList
+                ):
+                    # Reversed onto the stack, so the first bad item is the one named.
+                    stack.extend(
+                        (item_type, v, (path, i), coordinate)
+                        for i, v in reversed(list(enumerate(items)))
+                    )
+                    continue
+                for i, v in enumerate(items):  # the common case, a list of texts or ids
+                    if v is not None:
+                        self.text(v, (path, i), coordinate)
+            elif isinstance(type_, GraphQLInputObjectType):
+                if not isinstance(value, dict):
+                    continue
+                self.spend(len(value))
+                stack.extend(
+                    (field.type, value[name], (path, name), f"{type_.name}.{name}")
+                    for name, field in reversed(type_.fields.items())
+                    if name in value
                 )
+            elif not isinstance(type_, GraphQLEnumType):
+                # Any scalar, the built-in and custom ones alike: what matters is what it holds.
+                self.text(value, path, coordinate)
+
+    def items(self, items: list[Any], path: Path) -> None:
+        if len(items) > MAX_ITEMS:
+            raise BadInput(
+                f"at most {MAX_ITEMS} items",
+                field=field_name(path),
+                reason="tooManyItems",
+                max=MAX_ITEMS,
             )
-        elif not isinstance(type_, GraphQLEnumType) and coordinate not in CLEANED:
-            # Any scalar, the built-in and custom ones alike: what matters is what it holds.
-            _check_scalar(value, path, coordinate)
+        self.spend(len(items))
+
+    def literal(
+        self,
+        type_: GraphQLInputType,
+        node: ValueNode,
+        path: Path,
+        coordinate: str,
+        variables: VariableValues,
+    ) -> None:
+        """An argument as the document writes it: literals checked here, each variable it
+        uses checked once (at its first place) with the rules of where it is used."""
+        stack: list[tuple[GraphQLInputType, ValueNode, Path, str]] = [
+            (type_, node, path, coordinate)
+        ]
+        while stack:
+            type_, node, path, coordinate = stack.pop()
+            if isinstance(node, VariableNode):
+                name = node.name.value
+                key = (name, coordinate, str(type_))
+                if name in variables.coerced and key not in self.done:
+                    self.done.add(key)
+                    self.value(type_, variables.coerced[name], path, coordinate)
+                continue
+            if isinstance(node, NullValueNode):
+                continue
+            nullable = _nullable(type_)
+            if isinstance(nullable, GraphQLList):
+                nodes = list(node.values) if isinstance(node, ListValueNode) else [node]
+                self.items(nodes, path)
+                stack.extend(
+                    (nullable.of_type, n, (path, i), coordinate)
+                    for i, n in reversed(list(enumerate(nodes)))
+                )
+            elif isinstance(nullable, GraphQLInputObjectType):
+                if not isinstance(node, ObjectValueNode):
+                    continue
+                self.spend(len(node.fields))
+                for f in reversed(node.fields):
+                    field = nullable.fields.get(f.name.value)
+                    if field is not None:
+                        name = f.name.value
+                        stack.append((field.type, f.value, (path, name), f"{nullable.name}.{name}"))
+            elif not isinstance(nullable, GraphQLEnumType):
+                # A scalar literal (a JSON literal may hold variables, filled in here).
+                value = coerce_input_literal(node, nullable, variables)
+                if value is not Undefined:
+                    self.text(value, path, coordinate)
+
+
+def _nullable(type_: GraphQLInputType) -> GraphQLInputType:
+    return type_.of_type if isinstance(type_, GraphQLNonNull) else type_
 
 
 Parent = GraphQLObjectType | GraphQLInterfaceType
@@ -200,20 +301,17 @@ def refusal(
     )
     if isinstance(variables, list):
         return None
+    check = _Check()
     walk = _Walk(schema, document, variables)
     for node, field, parent in walk.selections(root, operation.selection_set):
-        if not field.args:
-            continue
         try:
-            values = get_argument_values(field, node, variables)
-        except GraphQLError:
-            continue
-        try:
-            for name, arg in field.args.items():
-                if name in values:
+            for argument in node.arguments or ():
+                name = argument.name.value
+                arg = field.args.get(name)
+                if arg is not None:  # an unknown one: validation has refused it already
                     coordinate = f"{parent.name}.{node.name.value}({name}:)"
-                    check_value(arg.type, values[name], [name], coordinate)
-        except BadInput as bad:
+                    check.literal(arg.type, argument.value, (None, name), coordinate, variables)
+        except (BadInput, BadRequest) as bad:
             return GraphQLError(
                 bad.message, nodes=[node], original_error=bad, extensions=bad.extensions
             )
@@ -221,7 +319,10 @@ def refusal(
 
 
 class InputGuard(SchemaExtension):
-    """Refuses the whole operation, before it executes, when an argument is refused."""
+    """Refuses the whole operation, before it executes, when an argument is refused.
+
+    It runs on the event loop, as execution does: its work is bounded (MAX_VALUES) and
+    linear in the request, so a thread would cost more than it saves."""
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context

@@ -120,6 +120,50 @@ async def test_bad_reports_are_refused_and_write_nothing(gql, rt, world, bad):
     assert await _rows(rt) == before
 
 
+YEAR_1 = "0001-01-01T00:00:00+00:00"
+YEAR_9999 = "9999-12-31T23:59:59+00:00"
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "at", "field"),
+    [
+        ("report", "startedAt", YEAR_1, "startedAt"),
+        ("report", "startedAt", YEAR_9999, "startedAt"),
+        ("report", "finishedAt", YEAR_9999, "finishedAt"),
+        ("report", "quorumReachedAt", YEAR_9999, "quorumReachedAt"),
+        ("report", "finishedAt", "1999-12-31T23:59:59+00:00", "finishedAt"),
+        ("event", "at", YEAR_9999, "events.0.at"),
+        ("event", "at", YEAR_1, "events.0.at"),
+        ("late", "lateUntil", YEAR_9999, "events.0.lateUntil"),
+    ],
+)
+async def test_a_reported_time_outside_2000_to_a_day_ahead_is_refused_naming_it(
+    gql, rt, world, where, key, at, field
+):
+    """Year 1 and 9999 used to be stored: a history sorted by them (issue 14, point 4)."""
+    event = _events(rt, 0, 1)[0]
+    extra = {}
+    if where == "report":
+        extra[key] = at
+    elif where == "late":
+        event = {**event, "lateReason": "AGENT_DOWN", key: at}
+    else:
+        event = {**event, key: at}
+    before = await _rows(rt)
+    body = await gql.as_(world.tokens["agent_a"])(REPORT, **_report(rt, [event], **extra))
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    extensions = body["errors"][0]["extensions"]
+    assert (extensions["field"], extensions["reason"]) == (field, "outOfRange")
+    assert await _rows(rt) == before
+
+
+async def test_a_time_a_day_ahead_of_the_servers_clock_still_counts(gql, rt, world):
+    """A badly set agent clock: its report is kept, as its health reports are."""
+    event = {**_events(rt, 0, 1)[0], "at": _at(rt, 23 * 3600)}
+    body = await gql.as_(world.tokens["agent_a"])(REPORT, **_report(rt, [event]))
+    assert not body.get("errors"), body
+
+
 async def test_events_out_of_order_are_refused(gql, rt, world):
     events = _events(rt, 0, 1)
     body = await gql.as_(world.tokens["agent_a"])(REPORT, **_report(rt, events[::-1]))

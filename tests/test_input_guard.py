@@ -14,16 +14,19 @@ from typing import Any
 
 import httpx
 import pytest
+import strawberry
 from graphql import (
     GraphQLArgument,
     GraphQLEnumType,
     GraphQLInputField,
     GraphQLInputObjectType,
     GraphQLInputType,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLScalarType,
+    GraphQLSchema,
     OperationType,
     Undefined,
     get_named_type,
@@ -36,6 +39,8 @@ from api.migrate import upgrade
 from api.models import Base, PbxUser
 from api.runtime import Runtime
 from api.settings import load_settings
+from schema.errors import ErrorPolicy
+from schema.input_guard import InputGuard
 from schema.schema import build_schema
 from tests.conftest import SECRET_KEY, Clock, error_codes
 from tests.test_agent_service import world_directory
@@ -46,7 +51,15 @@ AWARE = "2026-12-07T09:00:00Z"
 BAD_TEXTS = [
     pytest.param("Tech\x00nik", id="nul"),
     pytest.param("Tech\x1bnik", id="escape"),
+    pytest.param("Tech\x7fnik", id="del"),
+    pytest.param("Tech\x85nik", id="c1-next-line"),
     pytest.param("Tech\ud800nik", id="lone-surrogate"),
+    pytest.param("Detail\u202etxt.exe", id="bidi-override"),
+    pytest.param("Tech\u2066nik", id="bidi-isolate"),
+    pytest.param("Tech\u2028nik", id="line-separator"),
+    pytest.param("\ufeffTechnik", id="bom"),
+    pytest.param("Tech\uffffnik", id="noncharacter"),
+    pytest.param("Tech\U000e0041nik", id="tag"),
     pytest.param("x" * 100_000, id="100k"),
 ]
 
@@ -145,6 +158,11 @@ def _report(world: World, detail: Any) -> dict[str, Any]:
     }
 
 
+def _with_event(body: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    body["input"]["events"][0].update(fields)
+    return body
+
+
 def _notice(world: World, agent_number: Any = "231", at: Any = AWARE) -> dict[str, Any]:
     return {
         "input": {
@@ -182,11 +200,18 @@ TEXT_CASES = {
         lambda w, v: {"e": v},
         "email",
     ),
-    "reportBroadcast-event-detail": Case(
+    "reportBroadcast-event-memberPbxId": Case(
         "agent_a",
         "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }",
-        _report,
-        "events.0.detail",
+        lambda w, v: _with_event(_report(w, None), memberPbxId=v),
+        "events.0.memberPbxId",
+    ),
+    "registerInstallation-hostname": Case(
+        None,
+        'mutation($h: String!) { registerInstallation(licenseKey: "key-Owner AG", '
+        'hostname: $h, agentVersion: "2.0") { __typename } }',
+        lambda w, v: {"h": v},
+        "hostname",
     ),
     "reportNotice-agentNumber": Case(
         "agent_a",
@@ -388,13 +413,18 @@ class Target:
     """One place in the schema where an operation takes a text or a time."""
 
     operation: str  # query, mutation or subscription
-    field: str
+    fields: tuple[str, ...]  # from the root to the field with the argument
     path: tuple[str | int, ...]  # argument name, then input fields and list positions
     named: str  # the scalar's name
+    coordinate: str  # where the guard looks up its rules: Type.field(arg:) or Input.field
+
+    @property
+    def field(self) -> str:
+        return self.fields[-1]
 
     @property
     def id(self) -> str:
-        return f"{self.field}({'.'.join(map(str, self.path))})"
+        return f"{'.'.join(self.fields)}({'.'.join(map(str, self.path))})"
 
 
 def _placeholder(type_: GraphQLInputType, path: tuple[str | int, ...], bad: Any) -> Any:
@@ -439,29 +469,48 @@ def _valid(type_: GraphQLInputType) -> Any:
     }[type_.name]
 
 
-def _targets(type_: GraphQLInputType, path: tuple[str | int, ...]) -> Iterator[tuple[Any, ...]]:
+def _targets(
+    type_: GraphQLInputType, path: tuple[str | int, ...], coordinate: str
+) -> Iterator[tuple[Any, ...]]:
     named = get_named_type(type_)
     if isinstance(type_, GraphQLNonNull):
-        yield from _targets(type_.of_type, path)
+        yield from _targets(type_.of_type, path, coordinate)
     elif isinstance(type_, GraphQLList):
-        yield from _targets(type_.of_type, (*path, 0))
+        yield from _targets(type_.of_type, (*path, 0), coordinate)
     elif isinstance(named, GraphQLInputObjectType):
         for name, field in named.fields.items():
-            yield from _targets(field.type, (*path, name))
+            yield from _targets(field.type, (*path, name), f"{named.name}.{name}")
     elif isinstance(named, GraphQLScalarType) and named.name not in {"Int", "Float", "Boolean"}:
-        yield path, named.name
+        yield path, named.name, coordinate
 
 
-def every_target() -> list[Target]:
-    schema = build_schema()._schema
+def every_target(schema: GraphQLSchema | None = None) -> list[Target]:
+    """Every argument of every field an operation can select, at any depth (arguments of
+    nested object fields too), down to each text, ID, time and custom scalar in it."""
+    schema = schema or build_schema()._schema
     found = []
     for operation in ("query", "mutation", "subscription"):
         root = schema.get_root_type(OperationType(operation))
-        assert isinstance(root, GraphQLObjectType)
-        for field_name_, field in root.fields.items():
-            for arg_name, arg in field.args.items():
-                for path, named in _targets(arg.type, (arg_name,)):
-                    found.append(Target(operation, field_name_, path, named))
+        if root is None:
+            continue
+        # Breadth first, each object type once: its fields' arguments are the same
+        # wherever it is reached.
+        queue: list[tuple[GraphQLObjectType | GraphQLInterfaceType, tuple[str, ...]]] = [(root, ())]
+        seen = {root.name}
+        while queue:
+            parent, chain = queue.pop(0)
+            for field_name_, field in parent.fields.items():
+                fields = (*chain, field_name_)
+                for arg_name, arg in field.args.items():
+                    coordinate = f"{parent.name}.{field_name_}({arg_name}:)"
+                    for path, named, where in _targets(arg.type, (arg_name,), coordinate):
+                        found.append(Target(operation, fields, path, named, where))
+                inner = get_named_type(field.type)
+                if isinstance(inner, GraphQLObjectType | GraphQLInterfaceType) and (
+                    inner.name not in seen
+                ):
+                    seen.add(inner.name)
+                    queue.append((inner, fields))
     return found
 
 
@@ -469,32 +518,39 @@ TARGETS = every_target()
 
 
 def _bad_value(target: Target) -> Any:
-    return {"DateTime": NAIVE, "JSON": {"k": "a\x00b"}}.get(target.named, "a\x00b")
+    from schema.input_limits import DEFAULT_MAX_LENGTH, MAX_LENGTH, PBX_TEXT
+
+    if target.coordinate in PBX_TEXT:  # cleaned by the service, but measured by the guard
+        return "x" * (MAX_LENGTH.get(target.coordinate, DEFAULT_MAX_LENGTH) + 1)
+    return {"DateTime": NAIVE, "JSON": {"k": "a\u202eb"}}.get(target.named, "a\x85b")
 
 
-def _document(target: Target) -> tuple[str, dict[str, Any]]:
-    schema = build_schema()._schema
-    root = schema.get_root_type(OperationType(target.operation))
-    assert root is not None
-    field = root.fields[target.field]
-    definitions, arguments, variables = [], [], {}
-    for name, arg in field.args.items():
-        if name == target.path[0]:
-            value = _placeholder(arg.type, target.path[1:], _bad_value(target))
-        elif _required(arg):
-            value = _valid(arg.type)
-        else:
-            continue
-        definitions.append(f"${name}: {arg.type}")
-        arguments.append(f"{name}: ${name}")
-        variables[name] = value
-    selection = (
-        "" if isinstance(get_named_type(field.type), GraphQLScalarType) else "{ __typename }"
-    )
-    query = (
-        f"{target.operation}({', '.join(definitions)}) "
-        f"{{ {target.field}({', '.join(arguments)}) {selection} }}"
-    )
+def _document(target: Target, schema: GraphQLSchema | None = None) -> tuple[str, dict[str, Any]]:
+    schema = schema or build_schema()._schema
+    parent: Any = schema.get_root_type(OperationType(target.operation))
+    definitions, variables, selection = [], {}, ""
+    levels = []
+    for depth, name in enumerate(target.fields):
+        field = parent.fields[name]
+        arguments = []
+        for arg_name, arg in field.args.items():
+            last = depth == len(target.fields) - 1
+            if last and arg_name == target.path[0]:
+                value = _placeholder(arg.type, target.path[1:], _bad_value(target))
+            elif _required(arg):
+                value = _valid(arg.type)
+            else:
+                continue
+            variable = f"v{depth}_{arg_name}"
+            definitions.append(f"${variable}: {arg.type}")
+            arguments.append(f"{arg_name}: ${variable}")
+            variables[variable] = value
+        levels.append(f"{name}({', '.join(arguments)})" if arguments else name)
+        parent = get_named_type(field.type)
+    selection = "" if isinstance(parent, GraphQLScalarType | GraphQLEnumType) else "{ __typename }"
+    body = " ".join(f"{level} {{" for level in levels[:-1])
+    body = f"{body} {levels[-1]} {selection} " + "}" * (len(levels) - 1)
+    query = f"{target.operation}({', '.join(definitions)}) {{ {body} }}"
     return query, variables
 
 
@@ -509,10 +565,10 @@ def test_the_schema_has_texts_and_times_in_every_kind_of_place() -> None:
 
 def test_every_special_field_of_the_guard_exists_in_the_schema() -> None:
     """An allow-list entry that names nothing would hide a renamed field's new default."""
-    from schema.input_guard import CLEANED, MAX_LENGTH, MULTI_LINE
+    from schema.input_limits import CLEANED, MAX_LENGTH, MULTI_LINE, PBX_TEXT
 
     schema = build_schema()._schema
-    for coordinate in {*MAX_LENGTH, *MULTI_LINE, *CLEANED}:
+    for coordinate in {*MAX_LENGTH, *MULTI_LINE, *CLEANED, *PBX_TEXT}:
         type_name, _, rest = coordinate.partition(".")
         field, _, argument = rest.partition("(")
         owner = schema.get_type(type_name)
@@ -526,10 +582,9 @@ def test_every_special_field_of_the_guard_exists_in_the_schema() -> None:
 async def test_every_text_and_time_argument_is_guarded(target: Target) -> None:
     """Each one, found by walking the schema, refused before any resolver runs: there is
     no request context here, so a resolver that ran would fail as an unexpected error."""
-    from schema.input_guard import CLEANED
+    from schema.input_limits import CLEANED
 
-    coordinate = f"{target.operation.title()}.{target.field}({target.path[0]}:)"
-    if coordinate in CLEANED:
+    if target.coordinate in CLEANED:
         pytest.skip("stored cleaned by its service, on purpose (see CLEANED)")
     query, variables = _document(target)
     schema = build_schema()
@@ -544,3 +599,199 @@ async def test_every_text_and_time_argument_is_guarded(target: Target) -> None:
         "BAD_USER_INPUT",
         ".".join(map(str, target.path[1:] if target.path[0] == "input" else target.path)),
     ), (query, variables, result.errors)
+
+
+# --------------------------------------------------------------------------- work bounds
+
+
+def _members_document(copies: int) -> str:
+    fields = " ".join(["addGroupMembers(groupId: $g, userIds: $u) { id }"] * copies)
+    return f"mutation($g: ID!, $u: [ID!]!) {{ {fields} }}"
+
+
+def test_a_variable_repeated_by_many_fields_is_checked_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The review's denial of service: 60 copies of one field sharing a 60,000-id list were
+    60 times 60,000 checks (28 s on the event loop). Each variable is checked once per place."""
+    from graphql import parse
+
+    from api.domain import validation
+    from schema.input_guard import refusal
+
+    calls = 0
+    checked = validation.input_text
+
+    def counting(*args: Any, **kwargs: Any) -> str:
+        nonlocal calls
+        calls += 1
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(validation, "input_text", counting)
+    schema = build_schema()._schema
+    variables = {"g": str(uuid.uuid4()), "u": [f"u{i}" for i in range(1000)]}
+    assert refusal(schema, parse(_members_document(60)), variables, None) is None
+    assert calls == 1 + 1000  # the group's id and each member's, once
+
+
+async def test_an_id_list_over_the_item_limit_is_refused_naming_it(env: Env) -> None:
+    from schema.input_guard import MAX_ITEMS
+
+    body = await env.post(
+        "owner", _members_document(1), g=str(env.world.a.group_id), u=["a"] * (MAX_ITEMS + 1)
+    )
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    extensions = body["errors"][0]["extensions"]
+    assert (extensions["field"], extensions["reason"], extensions["max"]) == (
+        "userIds",
+        "tooManyItems",
+        MAX_ITEMS,
+    )
+
+
+async def test_an_operation_over_the_work_limit_is_refused_as_a_bad_request(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lists under the item limit, but together more values than the guard checks."""
+    import schema.input_guard
+
+    monkeypatch.setattr(schema.input_guard, "MAX_VALUES", 250)
+    query = (
+        "mutation($g: ID!, $a: [ID!]!, $b: [ID!]!, $c: [ID!]!) { "
+        "a: addGroupMembers(groupId: $g, userIds: $a) { id } "
+        "b: addGroupMembers(groupId: $g, userIds: $b) { id } "
+        "c: removeGroupMembers(groupId: $g, userIds: $c) { id } }"
+    )
+    ids = [str(uuid.uuid4()) for _ in range(100)]
+    before = await env.rows()
+    body = await env.post(None, query, g=str(env.world.a.group_id), a=ids, b=ids[:99], c=ids)
+    assert error_codes(body) == ["BAD_REQUEST"], body
+    assert body["errors"][0]["extensions"] == {
+        "code": "BAD_REQUEST",
+        "reason": "tooManyValues",
+        "max": 250,
+    }
+    assert await env.rows() == before
+
+
+# --------------------------------------------------------------------------- reasons
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "more"),
+    [
+        ("x" * 501, "tooLong", {"max": 500}),
+        ("Tech\x00nik", "controlCharacter", {"character": "U+0000"}),
+        ("Tech\x85nik", "controlCharacter", {"character": "U+0085"}),
+        ("Erste\nzweite", "lineBreak", {"character": "U+000A"}),
+        ("Erste\u2028zweite", "lineBreak", {"character": "U+2028"}),
+        ("Tech\ud800nik", "loneSurrogate", {"character": "U+D800"}),
+        ("Detail\u202etxt.exe", "invisibleCharacter", {"character": "U+202E"}),
+        ("\ufeffTechnik", "invisibleCharacter", {"character": "U+FEFF"}),
+        ("Tech\U000e0041nik", "invisibleCharacter", {"character": "U+E0041"}),
+    ],
+)
+async def test_a_refusal_says_why_by_a_reason_code_the_website_words(
+    env: Env, value: str, reason: str, more: dict[str, Any]
+) -> None:
+    """The group's description: 500 characters, as the service keeps (it used to cut)."""
+    body = await assert_refused(env, TEXT_CASES["createGroup-description"], value)
+    extensions = body["errors"][0]["extensions"]
+    assert extensions == {
+        "code": "BAD_USER_INPUT",
+        "field": "description",
+        "reason": reason,
+        **more,
+    }
+
+
+async def test_a_time_without_its_zone_says_so_by_its_reason(env: Env) -> None:
+    body = await assert_refused(env, TIME_CASES["broadcasts-filter-startedFrom"], NAIVE)
+    assert body["errors"][0]["extensions"]["reason"] == "noTimeZone"
+
+
+async def test_clean_texts_with_joiners_and_soft_hyphens_pass(env: Env) -> None:
+    """Emoji sequences need the zero-width joiner; documents carry soft hyphens."""
+    case = TEXT_CASES["createGroup-description"]
+    body = await env.post("owner", case.query, d="Feuer\u00adwehr 👩\u200d🚒")
+    assert not body.get("errors"), body
+
+
+async def test_an_agent_version_over_its_column_is_refused_not_cut(env: Env) -> None:
+    """reportHealth cut it to 64 characters before checking it."""
+    case = TIME_CASES["reportHealth-reportedAt"]
+    variables = case.variables(env.world, AWARE)
+    variables["input"]["agentVersion"] = "2." + "9" * 63
+    before = await env.rows()
+    body = await env.post(case.token, case.query, **variables)
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    extensions = body["errors"][0]["extensions"]
+    assert (extensions["field"], extensions["reason"], extensions["max"]) == (
+        "agentVersion",
+        "tooLong",
+        64,
+    )
+    assert await env.rows() == before
+
+
+async def test_the_pbx_texts_of_a_report_are_stored_cleaned_and_the_detail_cut(env: Env) -> None:
+    """What the PBX says is cleaned, never refused: an agent older than its own cleaning
+    still gets its calls into the history (docs/decisions/input-guard.md)."""
+    from api.models import Broadcast, CallAttempt
+
+    body = _report(env.world, "Fehler\x00 " + "\u202e" + "x" * 5000)
+    body["input"]["triggerCallerName"] = "Anrufer\u2066\uffff"
+    body["input"]["note"] = "journalNotWritable\U000e0041"
+    _with_event(body, memberName="An\u202ena\ud800")
+    answer = await env.post(
+        "agent_a",
+        "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }",
+        **body,
+    )
+    assert not answer.get("errors"), answer
+    async with env.rt.db.reading() as s:
+        broadcast = (
+            await s.scalars(select(Broadcast).where(Broadcast.agent_broadcast_id == "guard-1"))
+        ).one()
+        attempt = (
+            await s.scalars(select(CallAttempt).where(CallAttempt.broadcast_id == broadcast.id))
+        ).one()
+    assert attempt.member_name == "An\ufffdna\ufffd"
+    assert attempt.detail is not None
+    assert attempt.detail.startswith("Fehler\ufffd \ufffdxxx") and len(attempt.detail) == 2000
+    assert broadcast.trigger_caller_name == "Anrufer\ufffd\ufffd"
+    assert broadcast.note == "journalNotWritable\ufffd"
+
+
+# --------------------------------------------------------------------------- nested fields
+
+
+@strawberry.type
+class NestedInner:
+    @strawberry.field
+    def echo(self, text: str, at: list[str] | None = None) -> str:
+        return text
+
+
+@strawberry.type
+class NestedQuery:
+    @strawberry.field
+    def inner(self) -> NestedInner:
+        return NestedInner()
+
+
+def test_arguments_of_nested_fields_are_found_and_guarded() -> None:
+    """No field of today's schema below the root takes arguments; the walk and the guard
+    must still find one when it comes."""
+    schema = strawberry.Schema(NestedQuery, extensions=[ErrorPolicy, InputGuard])
+    targets = every_target(schema._schema)
+    assert {t.id for t in targets} == {"inner.echo(text)", "inner.echo(at.0)"}
+    for target in targets:
+        query, variables = _document(target, schema._schema)
+        result = schema.execute_sync(query, variable_values=variables)
+        assert result.errors, query
+        extensions = result.errors[0].extensions or {}
+        assert (extensions["code"], extensions["field"]) == (
+            "BAD_USER_INPUT",
+            ".".join(map(str, target.path)),
+        )

@@ -1,4 +1,5 @@
-"""Checks of user input, in plain Python. Each raises BadInput naming the field."""
+"""Checks of user input, in plain Python. Each raises BadInput naming the field, with a
+`reason` code (and its parameters) that the website words in German or English."""
 
 from __future__ import annotations
 
@@ -24,8 +25,14 @@ SEATS_MAX = 100_000
 def email(value: str, field: str = "email") -> str:
     value = value.strip().lower()
     if len(value) > 320 or not _EMAIL.match(value):
-        raise BadInput("not a valid e-mail address", field=field)
+        raise BadInput("not a valid e-mail address", field=field, reason="notAnEmail")
     return value
+
+
+def too_long(field: str, max_length: int) -> BadInput:
+    return BadInput(
+        f"at most {max_length} characters", field=field, reason="tooLong", max=max_length
+    )
 
 
 def name(value: str, field: str, max_length: int = 200, lines: bool = False) -> str:
@@ -33,65 +40,103 @@ def name(value: str, field: str, max_length: int = 200, lines: bool = False) -> 
     several with `lines`)."""
     value = value.strip()
     if not value:
-        raise BadInput("must not be empty", field=field)
+        raise BadInput("must not be empty", field=field, reason="empty")
     if len(value) > max_length:
-        raise BadInput(f"at most {max_length} characters", field=field)
+        raise too_long(field, max_length)
     return safe_line(value, field, lines)
 
 
-# Unsafe anywhere a text goes (a mail, a page, the database): controls (C0, DEL, C1 such
-# as U+0085), lone surrogates (not UTF-8: the database refuses them), line and paragraph
-# separators (U+2028/9 break a mail's lines), and the bidirectional controls that make a
-# text read otherwise than it is written (U+202A-E, U+2066-9). Other spaces, the soft
-# hyphen and emoji stay: people paste them from documents.
-_UNSAFE_CATEGORIES = {"Cc", "Cs", "Zl", "Zp"}
+# Unsafe anywhere a text goes (a mail, a page, the database, the PBX), refused in every
+# text from outside (`input_text`, which schema/input_guard.py applies to every argument)
+# and in names (`safe_line`), one set for both:
+# - controls (C0, DEL, C1 such as U+0085): PostgreSQL refuses NUL, a mail breaks on CR;
+# - lone surrogates: no UTF-8 at all, the database refuses them;
+# - the line and paragraph separators U+2028/9: line breaks to a mail or a script;
+# - the bidirectional controls (U+202A-E, U+2066-9, U+200E/F, U+061C) and the BOM U+FEFF,
+#   which make a text read otherwise than it is written ("Detail\u202etxt.exe");
+# - noncharacters (U+FDD0-FDEF and the last two of every plane) and tag characters
+#   (U+E0000-E007F): never text, only ways to hide something in it.
+# Other spaces, the soft hyphen, zero-width joiners and emoji stay: people paste them
+# from documents, and emoji sequences need the joiner.
 LINE_BREAKS = frozenset("\t\n\r")  # allowed where a field takes several lines
-_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+_SEPARATORS = "\u2028\u2029"
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff"
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    chr(plane * 0x10000 + 0xFFFE) + chr(plane * 0x10000 + 0xFFFF) for plane in range(17)
+)
+_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+_REFUSED = f"{_CONTROLS}{_SEPARATORS}{_BIDI}{_NONCHARACTERS}\U000e0000-\U000e007f\ud800-\udfff"
+_UNSAFE = re.compile(f"[\t\n\r{_REFUSED}]")
+_UNSAFE_BUT_LINE_BREAKS = re.compile(f"[{_REFUSED}]")
+
+_MESSAGES = {
+    "lineBreak": "must not contain line breaks",
+    "loneSurrogate": "not valid Unicode (a lone surrogate)",
+    "controlCharacter": "must not contain control characters",
+    "invisibleCharacter": "must not contain invisible or direction-changing characters",
+}
+
+
+def _reason(c: str, lines: bool) -> str:
+    """Why the character `c` is refused: the code the website words."""
+    if c in LINE_BREAKS or (c in _SEPARATORS and not lines):
+        return "lineBreak"
+    if "\ud800" <= c <= "\udfff":
+        return "loneSurrogate"
+    if unicodedata.category(c) == "Cc":
+        return "controlCharacter"
+    return "invisibleCharacter"  # bidi controls, the BOM, noncharacters, tags
+
+
+def safe_text(value: str, field: str, lines: bool = False) -> str:
+    """Refuses the first unsafe character (see above; tab and line breaks pass with
+    `lines`), naming it: `reason` and `character` ("U+202E") in the error."""
+    found = (_UNSAFE_BUT_LINE_BREAKS if lines else _UNSAFE).search(value)
+    if found is None:
+        return value
+    c = found.group()
+    reason = _reason(c, lines)
+    character = f"U+{ord(c):04X}"
+    raise BadInput(
+        f"{_MESSAGES[reason]} ({character})", field=field, reason=reason, character=character
+    )
+
+
+def replace_unsafe(value: str, by: str = "\ufffd") -> str:
+    """`value` with every unsafe character (tab and line breaks too) replaced: for a text
+    from the PBX, which is cleaned, never refused (see broadcast_reports)."""
+    return _UNSAFE.sub(by, value)
 
 
 def safe_line(value: str, field: str, lines: bool = False) -> str:
     """`lines`: tabs and line breaks are allowed (a text typed into a text area)."""
-    if any(
-        (unicodedata.category(c) in _UNSAFE_CATEGORIES or c in _BIDI_CONTROLS)
-        and not (lines and c in LINE_BREAKS)
-        for c in value
-    ):
-        raise BadInput("must not contain control characters or line breaks", field=field)
-    return value
-
-
-# What every text from outside must be before anything looks at it (schema/input_guard.py
-# applies it to every GraphQL argument): PostgreSQL refuses NUL in text and lone surrogates
-# are no UTF-8 at all, so either would fail only when stored, as "Unexpected error" — or
-# later, in the agent. Tab and line breaks only where a field allows them.
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
-_CONTROLS_BUT_LINE_BREAKS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_SURROGATES = re.compile("[\ud800-\udfff]")
+    return safe_text(value, field, lines)
 
 
 def input_text(value: str, field: str, max_length: int, lines: bool = False) -> str:
-    """Any text from outside: at most `max_length` characters, no control characters (C0,
-    DEL, C1; tab and line breaks only with `lines`), no lone surrogates."""
+    """Any text from outside: at most `max_length` characters, none of the unsafe ones
+    (tab and line breaks only with `lines`). A text that would fail only when stored
+    (NUL on PostgreSQL), or later in the agent, is refused before anything runs."""
     if len(value) > max_length:
-        raise BadInput(f"at most {max_length} characters", field=field)
-    if (_CONTROLS_BUT_LINE_BREAKS if lines else _CONTROLS).search(value):
-        if lines:
-            raise BadInput("must not contain control characters", field=field)
-        raise BadInput("must not contain control characters or line breaks", field=field)
-    if _SURROGATES.search(value):
-        raise BadInput("not valid Unicode (a lone surrogate)", field=field)
-    return value
+        raise too_long(field, max_length)
+    return safe_text(value, field, lines)
 
 
 def aware(value: datetime, field: str) -> datetime:
     """A time from outside carries its zone (a naive one cannot be compared or stored)
     and exists in UTC, as every time is stored (not year 1 at +14:00)."""
     if value.tzinfo is None or value.utcoffset() is None:
-        raise BadInput("give the time with its zone (e.g. 2027-12-31T23:59:59Z)", field=field)
+        raise BadInput(
+            "give the time with its zone (e.g. 2027-12-31T23:59:59Z)",
+            field=field,
+            reason="noTimeZone",
+        )
     try:
         value.astimezone(UTC)
     except (OverflowError, ValueError):
-        raise BadInput("a time between the years 1 and 9999 in UTC", field=field) from None
+        raise BadInput(
+            "a time between the years 1 and 9999 in UTC", field=field, reason="outOfRange"
+        ) from None
     return value
 
 
@@ -101,9 +146,11 @@ def printable(value: str, field: str, max_length: int) -> str:
     characters or surrogates). The agent sends its texts made so (`printable` in
     edge_agent/sip/registration.py); anything else is refused, never stored."""
     if len(value) > max_length:
-        raise BadInput(f"at most {max_length} characters", field=field)
+        raise too_long(field, max_length)
     if not value.isprintable():
-        raise BadInput("only printable characters on one line", field=field)
+        raise BadInput(
+            "only printable characters on one line", field=field, reason="invisibleCharacter"
+        )
     return value
 
 
@@ -116,44 +163,64 @@ CLOCK_AHEAD_MAX = timedelta(days=1)
 def moment(value: datetime, field: str, now: datetime) -> datetime:
     """A reported time with its zone, in UTC, between EARLIEST and now + CLOCK_AHEAD_MAX."""
     if value.tzinfo is None:
-        raise BadInput("give the time with its zone", field=field)
+        raise BadInput("give the time with its zone", field=field, reason="noTimeZone")
     try:
         utc = value.astimezone(UTC)
     except (OverflowError, ValueError):  # year 1 at +14:00, year 9999 at -05:00
         utc = None
     if utc is None or not EARLIEST <= utc <= now + CLOCK_AHEAD_MAX:
-        raise BadInput("a time from the year 2000 up to a day from now", field=field)
+        raise BadInput(
+            "a time from the year 2000 up to a day from now", field=field, reason="outOfRange"
+        )
     return utc
 
 
 def password(value: str, min_length: int, field: str = "password") -> str:
     if len(value) < min_length:
-        raise BadInput(f"at least {min_length} characters", field=field)
+        raise BadInput(
+            f"at least {min_length} characters", field=field, reason="tooShort", min=min_length
+        )
     if len(value) > 1024:
-        raise BadInput("at most 1024 characters", field=field)
+        raise too_long(field, 1024)
     return value
 
 
 def pin(value: str, field: str = "pin") -> str:
     if not _DIGITS.match(value) or not PIN_MIN <= len(value) <= PIN_MAX:
-        raise BadInput(f"the PIN must be {PIN_MIN} to {PIN_MAX} digits", field=field)
+        raise BadInput(
+            f"the PIN must be {PIN_MIN} to {PIN_MAX} digits",
+            field=field,
+            reason="digits",
+            min=PIN_MIN,
+            max=PIN_MAX,
+        )
     return value
 
 
 def extension(value: str, field: str = "extension") -> str:
     if not _DIGITS.match(value) or not 2 <= len(value) <= 15:
-        raise BadInput("an internal number is 2 to 15 digits", field=field)
+        raise BadInput(
+            "an internal number is 2 to 15 digits", field=field, reason="digits", min=2, max=15
+        )
     return value
 
 
 def host(value: str, field: str = "host") -> str:
     value = value.strip()
     if not _HOST.match(value):
-        raise BadInput("a host name or IP address, without scheme or path", field=field)
+        raise BadInput(
+            "a host name or IP address, without scheme or path", field=field, reason="notAHost"
+        )
     return value
 
 
 def in_range(value: int, low: int, high: int, field: str) -> int:
     if not low <= value <= high:
-        raise BadInput(f"must be between {low} and {high}", field=field)
+        raise BadInput(
+            f"must be between {low} and {high}",
+            field=field,
+            reason="outOfRange",
+            min=low,
+            max=high,
+        )
     return value

@@ -72,10 +72,15 @@ class Enrolled:
     tenant_name: str
 
 
+# The installation's columns (api/models/tenancy.py); the input guard refuses longer texts.
+HOSTNAME_MAX = 255
+AGENT_VERSION_MAX = 64
+
+
 async def register(rt: Runtime, license_key: str, hostname: str, agent_version: str) -> Enrolled:
     """Enrols an agent with a license key; the token is returned here once."""
-    hostname = validation.name(hostname, "hostname", max_length=255)
-    agent_version = validation.name(agent_version, "agentVersion", max_length=64)
+    hostname = validation.name(hostname, "hostname", max_length=HOSTNAME_MAX)
+    agent_version = validation.name(agent_version, "agentVersion", max_length=AGENT_VERSION_MAX)
     now = rt.clock()
     async with rt.db.transaction() as session:
         lic = await session.scalar(
@@ -382,7 +387,7 @@ async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
     """Stores the report unless it is older than the last one; returns the poll interval."""
     now = rt.clock()
     reported_at = validation.moment(report.reported_at, "reportedAt", now)
-    agent_version = validation.printable(report.agent_version[:64], "agentVersion", 64)
+    agent_version = validation.printable(report.agent_version, "agentVersion", AGENT_VERSION_MAX)
     runs_on = _runs_on(report, now)
     async with rt.db.transaction() as session:
         settings = await session.get(PbxSettings, agent.tenant_id)

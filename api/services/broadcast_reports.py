@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import after_commit
+from api.domain import validation
 from api.errors import BadInput
 from api.models import (
     Broadcast,
@@ -30,6 +31,7 @@ from api.pubsub import tenant_events
 from api.runtime import Runtime
 from api.services import known_secrets, mirror, notify
 from api.services.agents import Agent
+from edge_agent.pbx import text as pbx_text
 
 MAX_EVENTS = 2000
 EVENT_KINDS = {"started", "ringing", "answered", "confirmed", "ended"}
@@ -70,13 +72,15 @@ class ReportIn:
 
 
 # The columns' sizes (api/models/history.py): a longer text fails on PostgreSQL only, and
-# as "Unexpected error". The agent cuts its texts to these (edge_agent/broadcast/reporter.py).
-_REPORT_TEXTS = (
+# as "Unexpected error". The agent cuts its texts to these (edge_agent/broadcast/reporter.py);
+# the input guard refuses longer ones naming the field (schema/input_limits.py).
+BROADCAST_ID_MAX = 64
+REPORT_TEXTS = (
     ("group_pbx_id", "groupPbxId", 64),  # the group's name when the mirror lacks it
     ("trigger_caller_number", "triggerCallerNumber", 64),
     ("trigger_caller_name", "triggerCallerName", 200),
 )
-_EVENT_TEXTS = (
+EVENT_TEXTS = (
     ("member_pbx_id", "memberPbxId", 64),
     ("member_name", "memberName", 200),
     ("member_extension", "memberExtension", 32),
@@ -84,19 +88,19 @@ _EVENT_TEXTS = (
 
 
 def _check_lengths(report: ReportIn) -> None:
-    for attribute, name, limit in _REPORT_TEXTS:
+    for attribute, name, limit in REPORT_TEXTS:
         value = getattr(report, attribute)
         if value is not None and len(value) > limit:
             raise BadInput(f"at most {limit} characters", field=name)
     for i, event in enumerate(report.events):
-        for attribute, name, limit in _EVENT_TEXTS:
+        for attribute, name, limit in EVENT_TEXTS:
             value = getattr(event, attribute)
             if value is not None and len(value) > limit:
                 raise BadInput(f"at most {limit} characters", field=f"events.{i}.{name}")
 
 
 def _check(report: ReportIn) -> None:
-    if not 1 <= len(report.broadcast_id) <= 64:
+    if not 1 <= len(report.broadcast_id) <= BROADCAST_ID_MAX:
         raise BadInput("1 to 64 characters", field="broadcastId")
     _check_lengths(report)
     if len(report.events) > MAX_EVENTS:
@@ -121,6 +125,7 @@ def _check(report: ReportIn) -> None:
 async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
     """Stores what is new in the report; returns the last event number now stored."""
     _check(report)
+    report = _cleaned(report, rt.clock())
     async with rt.db.transaction() as session:
         broadcast = await session.scalar(
             select(Broadcast)
@@ -181,6 +186,48 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
             ),
         )
     return last_seq
+
+
+# What is kept of a failure's words from the PBX (PowerShell, SIP) and of a note; the
+# agent sends at most 500 and 4000 (edge_agent/broadcast/reporter.py).
+DETAIL_MAX = 2000
+NOTE_MAX = 4000
+
+
+def _cleaned(report: ReportIn, now: datetime) -> ReportIn:
+    """Every reported time between 2000 and a day ahead (validation.moment), in UTC; the
+    texts from the PBX cleaned as the mirror cleans them (edge_agent/pbx/text.py), never
+    refused: an agent older than its own cleaning must still get its calls into the
+    history. The failure's words are cut, the names the guard has measured already."""
+
+    def at(value: datetime | None, field: str) -> datetime | None:
+        return None if value is None else validation.moment(value, field, now)
+
+    def clean(value: str | None, limit: int) -> str | None:
+        # The agent's rule first (line breaks become spaces), then whatever else the
+        # guard refuses elsewhere (noncharacters, tags): stored text is safe text.
+        return None if value is None else validation.replace_unsafe(pbx_text.clean(value, limit))
+
+    events = [
+        replace(
+            e,
+            at=validation.moment(e.at, f"events.{i}.at", now),
+            late_from=at(e.late_from, f"events.{i}.lateFrom"),
+            late_until=at(e.late_until, f"events.{i}.lateUntil"),
+            member_name=clean(e.member_name, pbx_text.NAME_MAX) or "",
+            detail=clean(e.detail, DETAIL_MAX),
+        )
+        for i, e in enumerate(report.events)
+    ]
+    return replace(
+        report,
+        started_at=validation.moment(report.started_at, "startedAt", now),
+        finished_at=at(report.finished_at, "finishedAt"),
+        quorum_reached_at=at(report.quorum_reached_at, "quorumReachedAt"),
+        trigger_caller_name=clean(report.trigger_caller_name, pbx_text.NAME_MAX),
+        note=clean(report.note, NOTE_MAX),
+        events=events,
+    )
 
 
 async def _scrubbed(
@@ -273,5 +320,5 @@ async def _apply_all(
             attempt.late_until = event.late_until
         if event.kind == "ended":
             attempt.outcome = event.outcome
-            attempt.detail = (event.detail or "")[:2000] or None
+            attempt.detail = (event.detail or "")[:DETAIL_MAX] or None
     await session.flush()

@@ -96,10 +96,18 @@ async def sync(rt: Runtime, actor: Actor) -> Command:
     return command
 
 
+# What a new group's name and description may hold (the input guard refuses longer ones
+# before this, schema/input_limits.py).
+GROUP_NAME_MAX = 64
+GROUP_DESCRIPTION_MAX = 500
+
+
 async def create_group(rt: Runtime, actor: Actor, name: str, description: str | None) -> Command:
     scope = actor.write_scope()
-    name = validation.name(name, "name", max_length=64)
-    description = description.strip()[:500] if description else None
+    name = validation.name(name, "name", max_length=GROUP_NAME_MAX)
+    description = description.strip() if description else None
+    if description and len(description) > GROUP_DESCRIPTION_MAX:
+        raise validation.too_long("description", GROUP_DESCRIPTION_MAX)
     async with rt.db.transaction() as session:
         clash = await session.scalar(
             select(PbxGroup.id).where(scope.where(PbxGroup), PbxGroup.name == name)

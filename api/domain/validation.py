@@ -69,7 +69,7 @@ _REFUSED = f"{_CONTROLS}{_SEPARATORS}{_BIDI}{_NONCHARACTERS}\U000e0000-\U000e007
 _UNSAFE = re.compile(f"[\t\n\r{_REFUSED}]")
 _UNSAFE_BUT_LINE_BREAKS = re.compile(f"[{_REFUSED}]")
 
-_MESSAGES = {
+CHARACTER_REASONS = {
     "lineBreak": "must not contain line breaks",
     "loneSurrogate": "not valid Unicode (a lone surrogate)",
     "controlCharacter": "must not contain control characters",
@@ -98,7 +98,10 @@ def safe_text(value: str, field: str, lines: bool = False) -> str:
     reason = _reason(c, lines)
     character = f"U+{ord(c):04X}"
     raise BadInput(
-        f"{_MESSAGES[reason]} ({character})", field=field, reason=reason, character=character
+        f"{CHARACTER_REASONS[reason]} ({character})",
+        field=field,
+        reason=reason,
+        character=character,
     )
 
 

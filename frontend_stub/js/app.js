@@ -68,6 +68,11 @@ function connectLive() {
     banner.hidden = state === "open";
     banner.textContent = state === "open" ? "" : t(`live.${state}`);
   });
+  // The server ended the session (signed out elsewhere, password changed): the
+  // sign-in page, as for a refused request, instead of reconnecting in vain.
+  live.on("signedOut", () => {
+    if (me) signOutLocally();
+  });
   // Customers see on every page when their Rundruf Manager Service is away.
   if (me && me.role !== "PLATFORM_ADMIN") unwatchAgent = watchAgent(live);
 }

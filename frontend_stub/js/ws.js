@@ -2,6 +2,8 @@
 // One socket for the page; subscriptions survive reconnects and are sent again.
 
 const PROTOCOL = "graphql-transport-ws";
+// Close codes of graphql-transport-ws that end the session's socket for good.
+const SIGNED_OUT = new Set([4401, 4403]);
 
 export class LiveClient {
   constructor(url = defaultUrl()) {
@@ -10,7 +12,7 @@ export class LiveClient {
     this.ready = false;
     this.nextId = 1;
     this.subscriptions = new Map(); // id -> { query, variables, onNext }
-    this.listeners = { state: new Set(), reconnect: new Set() };
+    this.listeners = { state: new Set(), reconnect: new Set(), signedOut: new Set() };
     this.retries = 0;
     this.closedOnPurpose = false;
     this.everConnected = false;
@@ -28,7 +30,9 @@ export class LiveClient {
     };
   }
 
-  /** state: "connecting" | "open" | "closed"; reconnect: after a new socket stands. */
+  /** state: "connecting" | "open" | "closed"; reconnect: after a new socket stands;
+   * signedOut: the server closed the socket because the session ended (4401) or
+   * was never valid (4403): trying again would only be refused again. */
   on(event, callback) {
     this.listeners[event].add(callback);
     return () => this.listeners[event].delete(callback);
@@ -50,10 +54,16 @@ export class LiveClient {
     this.socket = socket;
     socket.onopen = () => socket.send(JSON.stringify({ type: "connection_init", payload: {} }));
     socket.onmessage = (event) => this.receive(JSON.parse(event.data));
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
       this.ready = false;
+      if (SIGNED_OUT.has(event.code)) {
+        this.closedOnPurpose = true;
+        this.subscriptions.clear();
+        this.emit("signedOut");
+        return;
+      }
       this.emit("state", "closed");
       if (!this.closedOnPurpose && this.subscriptions.size) this.retryLater();
     };
@@ -61,7 +71,9 @@ export class LiveClient {
 
   retryLater() {
     const delay = Math.min(10000, 500 * 2 ** this.retries++);
-    setTimeout(() => this.ensureOpen(), delay);
+    setTimeout(() => {
+      if (!this.closedOnPurpose) this.ensureOpen();
+    }, delay);
   }
 
   receive(message) {

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, WebSocketRoute, expect
 
 from tests.processes import RUNDRUF, Client
 from tests.web.browsing import (
@@ -327,3 +327,39 @@ def test_a_refused_sip_registration_shows_on_monitoring_and_einstellungen_with_i
     )
     expect(customer.locator("#agent")).not_to_contain_text("noch keine Installation")
     shot(customer, artifacts, "customer-agent-revoked")
+
+
+def test_a_socket_closed_for_an_ended_session_shows_the_sign_in_page(
+    browser: Browser, stack: WebStack
+) -> None:
+    """The server closes a signed-out session's socket with 4401 (4403 when its
+    session was never valid): the website shows the sign-in page and does not
+    open the socket again, which would only be refused again (review point 17)."""
+    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
+    tenant = ops('mutation { createTenant(input: {name: "Abgemeldet GmbH"}) { id } }')
+    ops(
+        "mutation($t: ID!, $e: String!, $p: String!) { createUser(input: {tenantId: $t, "
+        'email: $e, name: "IT", role: TENANT_ADMIN, password: $p}) { id } }',
+        t=tenant["createTenant"]["id"],
+        e="it@abgemeldet.example",
+        p="abgemeldet passwort 1",
+    )
+    page = open_page(browser, stack.url)
+    sockets: list[WebSocketRoute] = []
+
+    def through(ws: WebSocketRoute) -> None:
+        sockets.append(ws)
+        ws.connect_to_server()
+
+    page.route_web_socket(re.compile(r"/graphql$"), through)
+    sign_in(page, "it@abgemeldet.example", "abgemeldet passwort 1")
+    nav(page, "Verlauf")  # subscribes to broadcastUpdated
+    expect(page.get_by_text("Noch keine Rundrufe.")).to_be_visible()
+    assert len(sockets) == 1
+    sockets[0].close(code=4401, reason="signed out")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Anmelden")
+    expect(page.locator("#connection")).to_be_hidden()
+    # A reconnect would follow within half a second; none comes.
+    page.wait_for_timeout(2000)
+    assert len(sockets) == 1
+    page.context.close()

@@ -8,6 +8,11 @@ every other attempt passes three counters: the account from this client address
 and the address over all accounts (spraying). Each counter lets a few failures
 through, then makes the next checked attempt wait 1 s, doubling with each
 further failure, never more than the cap: slowed, never locked.
+
+The account's counter rations only networks that failed on the account: the
+first attempt of a window from a network without failures on it (`fresh`) is
+checked at once, so a polling attacker cannot keep a new browser at a clean
+address out (issue 14, point 2); a botnet pays one address per guess and window.
 """
 
 from __future__ import annotations
@@ -106,6 +111,14 @@ def live_failures(counter: Counter | None, policy: Policy, now: datetime) -> int
 
 def expired(counter: Counter, policy: Policy, now: datetime) -> bool:
     return counter.updated_at <= now - timedelta(seconds=policy.window_seconds)
+
+
+def fresh(pair: Counter | None, policy: Policy, now: datetime) -> bool:
+    """Whether the attempt's network has no failures on the account in the window
+    (its pair counter holds none, in flight or checked): then the account's
+    rationing does not hold it back. Claimed once per window: the attempt that
+    makes the pair's first failure."""
+    return live_failures(pair, policy, now) == 0
 
 
 def wait_seconds(counters: list[Counter | None], policy: Policy, now: datetime) -> float:

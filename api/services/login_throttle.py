@@ -7,8 +7,12 @@ incremented with an atomic upsert that only matches while the counter lets an
 attempt through (`next_allowed_at <= now`), and sets the wait that follows if
 this attempt fails; the address's counter, which counts only checked failures,
 is claimed by compare-and-set on its failures and `next_allowed_at` once its
-next failure would make it wait. An attempt that loses a race reads again and is
-refused read-only. `failed` records a checked failure on the address; `succeeded`
+next failure would make it wait. An attempt from a network without failures on
+the account (`rules.fresh`) is not held back by the account's counter: its
+pair's upsert must make the pair's first failure of the window (so one attempt
+per network and window is let past the rationing), and it counts on the account
+unconditionally, only ever extending its wait. An attempt that loses a race
+reads again and is refused read-only. `failed` records a checked failure on the address; `succeeded`
 gives back what the attempt claimed and forgets the pair's (or the device's)
 earlier failures, never the ones of attempts that came after it.
 
@@ -28,7 +32,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain import login_throttle as rules
-from api.domain.login_throttle import COUNTED_AT_ADMISSION, FORGOTTEN_ON_SUCCESS, Key, Policy
+from api.domain.login_throttle import (
+    COUNTED_AT_ADMISSION,
+    FORGOTTEN_ON_SUCCESS,
+    Key,
+    Kind,
+    Policy,
+)
 from api.errors import TooManyAttempts
 from api.models import LoginCounter
 from api.runtime import Runtime
@@ -44,6 +54,15 @@ FULL_WARNING_EVERY = timedelta(minutes=5)
 _last_full_warning: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A wait an attempt set on a counter, and the one it replaced (given back on
+    success, unless a later attempt moved it since)."""
+
+    mine: datetime
+    before: datetime
+
+
 @dataclass
 class Claim:
     """What an admitted attempt took: its counters, the failures each counted
@@ -51,7 +70,7 @@ class Claim:
 
     keys: list[Key]
     counted: dict[str, int] = field(default_factory=dict)
-    slots: dict[str, datetime] = field(default_factory=dict)
+    slots: dict[str, Slot] = field(default_factory=dict)
     # Counters that did not exist when the attempt was admitted (a failure makes them).
     new: set[str] = field(default_factory=set)
 
@@ -75,11 +94,17 @@ async def admit(rt: Runtime, keys: list[Key], now: datetime) -> Claim:
     for _ in range(CLAIM_ROUNDS):
         async with rt.db.reading() as session:
             counters = await _read(session, keys)
-        wait = rules.wait_seconds(list(counters.values()), policy, now)
+        pair = next((k for k in keys if k.kind is Kind.PAIR), None)
+        first = pair is not None and rules.fresh(counters.get(pair.digest), policy, now)
+        # A network's first attempt of the window is not rationed by the account.
+        held: list[rules.Counter | None] = [
+            c for d, c in counters.items() if not (first and _kind(keys, d) is Kind.ACCOUNT)
+        ]
+        wait = rules.wait_seconds(held, policy, now)
         if wait > 0:
             raise _refusal(wait)
         try:
-            claim = await _claim(rt, keys, counters, policy, now)
+            claim = await _claim(rt, keys, counters, policy, now, first=first)
         except _Lost:
             continue
         claim.new = {k.digest for k in keys if k.digest not in counters}
@@ -98,9 +123,9 @@ async def failed(rt: Runtime, claim: Claim, now: datetime) -> None:
         return
     async with rt.db.transaction() as session:
         for key in later:
-            failures = await _count(session, key, policy, now, only_if_allowed=False)
-            assert failures is not None
-            delay = policy.delay(key.kind, failures)
+            counted = await _count(session, key, policy, now, only_if_allowed=False)
+            assert counted is not None
+            delay = policy.delay(key.kind, counted[0])
             if delay:
                 await session.execute(
                     update(LoginCounter)
@@ -131,12 +156,12 @@ async def succeeded(session: AsyncSession, claim: Claim, now: datetime) -> None:
                     )
                 )
             )
-        mine = claim.slots.get(key.digest)
-        if mine is not None:
+        slot = claim.slots.get(key.digest)
+        if slot is not None:
             await session.execute(
                 update(LoginCounter)
-                .where(LoginCounter.key == key.digest, LoginCounter.next_allowed_at == mine)
-                .values(next_allowed_at=now)
+                .where(LoginCounter.key == key.digest, LoginCounter.next_allowed_at == slot.mine)
+                .values(next_allowed_at=slot.before)
             )
     forgotten = [k.digest for k in claim.keys if k.kind in FORGOTTEN_ON_SUCCESS]
     if forgotten:
@@ -147,6 +172,10 @@ async def succeeded(session: AsyncSession, claim: Claim, now: datetime) -> None:
                 LoginCounter.next_allowed_at <= now,
             )
         )
+
+
+def _kind(keys: list[Key], digest: str) -> Kind:
+    return next(k.kind for k in keys if k.digest == digest)
 
 
 def _refusal(wait: float) -> TooManyAttempts:
@@ -177,19 +206,30 @@ async def _claim(
     counters: dict[str, rules.Counter],
     policy: Policy,
     now: datetime,
+    *,
+    first: bool,
 ) -> Claim:
+    """`first`: the attempt's network had no failures on the account when read;
+    it then passes the account's counter if it makes the pair's first failure."""
     claim = Claim(keys=keys)
     async with rt.db.transaction() as session:
         # One order for every attempt, so two on PostgreSQL never wait for each other in a ring.
         for key in sorted(keys, key=lambda k: k.digest):
+            if first and key.kind is Kind.ACCOUNT:
+                await _count_past_rationing(session, claim, key, policy, now)
+                continue
             if key.kind in COUNTED_AT_ADMISSION:
-                failures = await _count(session, key, policy, now, only_if_allowed=True)
-                if failures is None:
+                counted = await _count(session, key, policy, now, only_if_allowed=True)
+                if counted is None:
+                    raise _Lost
+                failures = counted[0]
+                if first and key.kind is Kind.PAIR and failures != 1:
+                    # Another attempt from this network came first in this window.
                     raise _Lost
                 claim.counted[key.digest] = failures
                 delay = policy.delay(key.kind, failures)
                 if delay:
-                    claim.slots[key.digest] = now + delay
+                    claim.slots[key.digest] = Slot(mine=now + delay, before=now)
                     await session.execute(
                         update(LoginCounter)
                         .where(LoginCounter.key == key.digest)
@@ -213,16 +253,38 @@ async def _claim(
             )
             if taken.rowcount != 1:  # type: ignore[attr-defined]
                 raise _Lost
-            claim.slots[key.digest] = now + delay
+            claim.slots[key.digest] = Slot(mine=now + delay, before=now)
     return claim
+
+
+async def _count_past_rationing(
+    session: AsyncSession, claim: Claim, key: Key, policy: Policy, now: datetime
+) -> None:
+    """Counts a fresh network's attempt on the account whatever its wait, and
+    extends the wait as its failure would, never shortening it: the polling
+    attackers' next opening does not come sooner for it."""
+    counted = await _count(session, key, policy, now, only_if_allowed=False)
+    assert counted is not None
+    failures, before = counted
+    claim.counted[key.digest] = failures
+    delay = policy.delay(key.kind, failures)
+    if delay and before < now + delay:
+        # The upsert holds the row, so `before` is still the stored wait.
+        await session.execute(
+            update(LoginCounter)
+            .where(LoginCounter.key == key.digest)
+            .values(next_allowed_at=now + delay)
+        )
+        claim.slots[key.digest] = Slot(mine=now + delay, before=max(before, now))
 
 
 async def _count(
     session: AsyncSession, key: Key, policy: Policy, now: datetime, *, only_if_allowed: bool
-) -> int | None:
+) -> tuple[int, datetime] | None:
     """Adds one failure to the counter (made if missing, restarted if a window
-    passed since its last one) and returns its failures; None when
-    `only_if_allowed` and the counter makes attempts wait."""
+    passed since its last one) and returns its failures and its wait as stored
+    before this call changes it; None when `only_if_allowed` and the counter
+    makes attempts wait."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(LoginCounter).values(
@@ -237,9 +299,11 @@ async def _count(
         },
         where=(LoginCounter.next_allowed_at <= now) if only_if_allowed else None,
     )
-    result = await session.execute(stmt.returning(LoginCounter.failures))
-    failures = result.scalar_one_or_none()
-    return int(failures) if failures is not None else None
+    result = await session.execute(
+        stmt.returning(LoginCounter.failures, LoginCounter.next_allowed_at)
+    )
+    row = result.first()
+    return (int(row[0]), row[1]) if row is not None else None
 
 
 async def _bound(rt: Runtime, now: datetime, keep: list[Key]) -> None:

@@ -528,6 +528,21 @@ def test_the_wait_doubles_from_one_second_after_the_free_failures_up_to_the_cap(
     assert backoff(10_000, 3, 60) == 60
 
 
+def test_a_network_is_fresh_on_an_account_until_it_fails_and_again_a_window_later() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from api.domain.login_throttle import Counter, Policy, fresh
+
+    policy = Policy(pair_free_failures=3, max_delay_seconds=60, window_seconds=900)
+    now = datetime(2026, 12, 7, 7, 0, tzinfo=UTC)
+    assert fresh(None, policy, now)
+    failed = Counter(failures=1, next_allowed_at=now, updated_at=now)
+    assert not fresh(failed, policy, now + timedelta(seconds=899))
+    assert fresh(failed, policy, now + timedelta(seconds=900))
+    # A success gave back the network's failures: it is clean again.
+    assert fresh(Counter(failures=0, next_allowed_at=now, updated_at=now), policy, now)
+
+
 def test_client_and_account_keys() -> None:
     from api.domain.login_throttle import account_key, client_key, keys
 

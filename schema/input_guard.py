@@ -48,8 +48,10 @@ from graphql import (
     get_named_type,
     get_operation_ast,
     get_variable_values,
+    is_input_type,
 )
-from graphql.utilities import coerce_input_literal
+from graphql.utilities import coerce_input_literal, type_from_ast
+from graphql.utilities.validate_input_value import validate_input_value
 from strawberry.extensions import SchemaExtension
 
 from api.domain import validation
@@ -248,9 +250,8 @@ Parent = GraphQLObjectType | GraphQLInterfaceType
 class _Walk:
     """The fields an operation selects, with their arguments as execution will see them."""
 
-    def __init__(self, schema: GraphQLSchema, document: DocumentNode, variables: Any) -> None:
+    def __init__(self, schema: GraphQLSchema, document: DocumentNode) -> None:
         self.schema = schema
-        self.variables = variables
         self.fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
@@ -300,9 +301,9 @@ def refusal(
         schema, operation.variable_definitions or (), raw_variables or {}
     )
     if isinstance(variables, list):
-        return None
+        return _malformed_time(schema, document, operation, raw_variables or {})
     check = _Check()
-    walk = _Walk(schema, document, variables)
+    walk = _Walk(schema, document)
     for node, field, parent in walk.selections(root, operation.selection_set):
         try:
             for argument in node.arguments or ():
@@ -316,6 +317,77 @@ def refusal(
                 bad.message, nodes=[node], original_error=bad, extensions=bad.extensions
             )
     return None
+
+
+# The custom scalars whose text a person types: a value that does not parse is the
+# person's mistake, named like any other refusal (`notATime`), not a page that no longer
+# fits the server (GRAPHQL_VALIDATION_FAILED, graphql-core's answer to any variable that
+# does not coerce).
+_TIMES = frozenset({"DateTime"})
+
+
+def _malformed_time(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    raw_variables: dict[str, Any],
+) -> GraphQLError | None:
+    """BAD_USER_INPUT naming the field for a variable's time that does not parse
+    ("2026-13-01"); None for any other coercion error, left to execution's own words."""
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        type_ = type_from_ast(schema, definition.type)
+        raw = raw_variables.get(name)
+        if raw is None or not is_input_type(type_):
+            continue
+        problems: list[tuple[GraphQLError, list[str | int]]] = []
+
+        def note(error: GraphQLError, path: list[str | int], found: list[Any] = problems) -> None:
+            found.append((error, path))
+
+        validate_input_value(raw, type_, note)
+        for error, inner in problems:
+            if get_named_type(_type_at(type_, inner)).name in _TIMES:
+                place: Path = _places(schema, document, operation).get(name, (None, name))
+                for key in inner:
+                    place = (place, key)
+                bad = BadInput(error.message, field=field_name(place), reason="notATime")
+                return GraphQLError(
+                    bad.message, nodes=[definition], original_error=bad, extensions=bad.extensions
+                )
+    return None
+
+
+def _type_at(type_: Any, path: list[str | int]) -> Any:
+    """The input type at `path` inside `type_` (list positions and input fields)."""
+    for key in path:
+        type_ = _nullable(type_)
+        if isinstance(type_, GraphQLList):
+            type_ = type_.of_type
+        elif isinstance(type_, GraphQLInputObjectType) and key in type_.fields:
+            type_ = type_.fields[str(key)].type
+    return type_
+
+
+def _places(
+    schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode
+) -> dict[str, Path]:
+    """Where each variable is first used: the argument's path to it."""
+    places: dict[str, Path] = {}
+    walk = _Walk(schema, document)
+    root = schema.get_root_type(operation.operation)
+    for node, _field, _parent in walk.selections(root, operation.selection_set):
+        for argument in node.arguments or ():
+            stack: list[tuple[ValueNode, Path]] = [(argument.value, (None, argument.name.value))]
+            while stack:
+                value, path = stack.pop()
+                if isinstance(value, VariableNode):
+                    places.setdefault(value.name.value, path)
+                elif isinstance(value, ObjectValueNode):
+                    stack.extend((f.value, (path, f.name.value)) for f in value.fields)
+                elif isinstance(value, ListValueNode):
+                    stack.extend((v, (path, i)) for i, v in enumerate(value.values))
+    return places
 
 
 class InputGuard(SchemaExtension):

@@ -795,3 +795,29 @@ def test_arguments_of_nested_fields_are_found_and_guarded() -> None:
             "BAD_USER_INPUT",
             ".".join(map(str, target.path)),
         )
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "field"),
+    [
+        (
+            TIME_CASES["broadcasts-filter-startedFrom"].query,
+            {"f": "2026-13-01T00:00:00Z"},
+            "filter.startedFrom",
+        ),
+        (
+            "query($f: BroadcastFilter) { broadcasts(filter: $f) { nodes { id } } }",
+            {"f": {"startedTo": "gestern"}},
+            "filter.startedTo",
+        ),
+    ],
+    ids=["variable", "inside-an-input-variable"],
+)
+async def test_a_time_that_does_not_parse_is_refused_naming_its_field(
+    env: Env, query: str, variables: dict[str, Any], field: str
+) -> None:
+    """It answered GRAPHQL_VALIDATION_FAILED ("this page no longer fits the server")."""
+    body = await env.post("owner", query, **variables)
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    extensions = body["errors"][0]["extensions"]
+    assert (extensions["field"], extensions["reason"]) == (field, "notATime")

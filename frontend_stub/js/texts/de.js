@@ -339,6 +339,7 @@ export default {
   "reason.lineBreak": "nur eine Zeile, ohne Zeilenumbruch oder Tabulator",
   "reason.loneSurrogate": "enthält ein ungültiges Zeichen ({character})",
   "reason.invisibleCharacter": "enthält ein unsichtbares oder die Schreibrichtung änderndes Zeichen ({character})",
+  "reason.notATime": "keine gültige Zeitangabe",
   "reason.noTimeZone": "die Zeitangabe braucht ihre Zeitzone",
   "reason.outOfRange": "liegt außerhalb des erlaubten Bereichs",
   "reason.outOfRange.between": "ein Wert von {min} bis {max}",

@@ -339,6 +339,7 @@ export default {
   "reason.lineBreak": "one line only, without line breaks or tabs",
   "reason.loneSurrogate": "contains an invalid character ({character})",
   "reason.invisibleCharacter": "contains an invisible or direction-changing character ({character})",
+  "reason.notATime": "not a valid time",
   "reason.noTimeZone": "the time needs its time zone",
   "reason.outOfRange": "is outside the allowed range",
   "reason.outOfRange.between": "a value from {min} to {max}",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cross_web import HTTPException
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
@@ -46,7 +47,7 @@ from api.http.refusals import GRAPHQL_PATH, code_for, refusal
 from api.http.socket_cap import CLOSE_PUSHED_OUT, SocketCap, Ticket, client_key
 from api.runtime import Runtime
 from api.services import agents, auth
-from schema.context import Context
+from schema.context import Context, bearer_from, plausible_token
 from schema.schema import build_schema
 
 # Over HTTP by POST; GET runs nothing (allow_queries_via_get is off).
@@ -113,19 +114,44 @@ class GraphQLApp(GraphQL[Context, None]):
                 key,
                 self.sockets.limit,
             )
-            if "websocket.http.response" in scope.get("extensions", {}):
-                await ws.send_denial_response(_refusal(429, "too many open WebSockets"))
-            else:
-                await ws.close(CLOSE_FORBIDDEN)
+            await _refuse_handshake(ws)
             return
-        ticket, pushed_out = self.sockets.open(key, lambda: _push_out(ws))
-        if pushed_out is not None:
-            await pushed_out.evict()
+        if await self._vouched_for(ws):
+            vouched = self.sockets.open_signed_in(key, lambda: _push_out(ws))
+            if vouched is None:  # the others signed in meanwhile
+                await _refuse_handshake(ws)
+                return
+            ticket = vouched
+        else:
+            ticket, pushed_out = self.sockets.open(key, lambda: _push_out(ws))
+            if pushed_out is not None:
+                await pushed_out.evict()
         ws.state.socket_ticket = ticket
         try:
             await self.run(ws)
         finally:
             ticket.close()
+
+    async def _vouched_for(self, ws: WebSocket) -> bool:
+        """Whether the handshake bears a valid session cookie or token (the agent
+        sends its token as Authorization header as well as in connection_init).
+        Such a socket still signs in with connection_init as any other."""
+        token = bearer_from(ws.headers.get("authorization")) or ws.cookies.get(
+            self.rt.settings.session_cookie_name
+        )
+        if not token or not plausible_token(token):
+            return False
+        try:
+            if token.startswith(agents.AGENT_TOKEN_PREFIX):
+                await agents.agent_for_token(self.rt, token)
+            else:
+                await auth.actor_for_token(self.rt, token)
+        except RundrufError:
+            return False
+        except SQLAlchemyError:  # connection_init will tell the client
+            log.warning("checking a WebSocket handshake's token failed", exc_info=True)
+            return False
+        return True
 
     def decode_json(self, data: str | bytes) -> object:
         """Bodies and frames through json_guard; Strawberry answers its
@@ -283,6 +309,14 @@ def create_app(rt: Runtime) -> Any:
     )
     ide = ("/graphql",) if rt.settings.graphql_ide else ()
     return SecurityHeaders(compressed, without_csp=ide)
+
+
+async def _refuse_handshake(ws: WebSocket) -> None:
+    """429 where the server can answer a handshake with HTTP, else a plain refusal."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(_refusal(429, "too many open WebSockets"))
+    else:
+        await ws.close(CLOSE_FORBIDDEN)
 
 
 async def _push_out(ws: WebSocket) -> None:

@@ -112,6 +112,10 @@ class CommandChannel:
             close_timeout=2,
             max_size=1024 * 1024,
             ssl=ssl_context,
+            # Also on the handshake: the server then counts this socket as signed in
+            # at once, so sockets from the same address that never sign in cannot
+            # push it out before its connection_init is read.
+            additional_headers={"Authorization": f"Bearer {self.enrolment.token}"},
         ) as ws:
             await self._init(ws)
             await self._subscribe(ws)

@@ -74,3 +74,18 @@ def test_a_refused_signed_in_socket_is_a_rate_limited_warning(caplog):
     assert "RUNDRUF_WS_MAX_PER_CLIENT" in lines[0].getMessage()
     first.close()
     assert cap.signed_in_for("a") == 0
+
+
+def test_a_socket_vouched_for_at_the_handshake_is_signed_in_at_once():
+    cap = SocketCap(limit=1, pre_sign_in=1)
+    vouched = cap.open_signed_in("a", _nothing)
+    assert vouched is not None and vouched.signed_in
+    # Sockets that never sign in neither push it out nor take its place...
+    for _ in range(5):
+        cap.open("a", _nothing)
+    assert not vouched.closed and cap.signed_in_for("a") == 1
+    # ...and its connection_init changes nothing; the address is full.
+    assert vouched.sign_in()
+    assert cap.open_signed_in("a", _nothing) is None
+    vouched.close()
+    assert cap.signed_in_for("a") == 0

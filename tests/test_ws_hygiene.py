@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api.runtime import Runtime
 from tests.test_graphql_protections import (
@@ -145,6 +145,63 @@ async def test_sockets_that_never_sign_in_do_not_lock_out_the_agent(serve, world
         # A fourth signed-in socket from there is one too many, refused at sign-in.
         await init(late, {"authorization": f"Bearer {world.tokens['owner']}"})
         assert await close_frame(late) == (4429, "too many open WebSockets from this address")
+
+
+async def test_an_agent_gets_in_while_squatters_reconnect_as_fast_as_they_can(serve, world):
+    """Thirty sockets from the agent's address that never sign in and reconnect the
+    moment they are closed could push out an agent's socket before its
+    connection_init is read; the agent's token on the handshake makes its socket
+    signed in at once (edge_agent/channel.py sends it there too)."""
+    host = serve(ws_max_per_client=3)
+    source = "127.0.0.24"
+    url = f"ws://{host}/graphql"
+    stop = asyncio.Event()
+
+    async def squat() -> None:
+        while not stop.is_set():
+            try:
+                async with connect(url, subprotocols=[GTWS], sock=from_address(host, source)) as ws:
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.recv()
+            except (InvalidStatus, OSError, ConnectionClosed):
+                await asyncio.sleep(0.01)
+
+    squatters = [asyncio.create_task(squat()) for _ in range(30)]
+    token = world.tokens["agent_a"]
+    handshake = {"Authorization": f"Bearer {token}"}
+    try:
+        await asyncio.sleep(0.5)
+        for _ in range(5):
+            async with graphql_ws(
+                host, token, sock=from_address(host, source), additional_headers=handshake
+            ) as ws:
+                received = await operation(ws, "{ __typename }")
+            assert received[0]["payload"]["data"] == {"__typename": "Query"}
+    finally:
+        stop.set()
+        for task in squatters:
+            task.cancel()
+        await asyncio.gather(*squatters, return_exceptions=True)
+
+
+async def test_a_handshake_token_counts_against_the_limit_at_once(serve, world):
+    host = serve(ws_max_per_client=2)
+    token = world.tokens["owner"]
+    handshake = {"Authorization": f"Bearer {token}"}
+    url = f"ws://{host}/graphql"
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(2):  # open, not yet signed in with connection_init
+            await stack.enter_async_context(
+                connect(url, subprotocols=[GTWS], additional_headers=handshake)
+            )
+        with pytest.raises(InvalidStatus) as refused:
+            await stack.enter_async_context(connect(url, subprotocols=[GTWS]))
+        assert refused.value.response.status_code == 429
+    # A forged token on the handshake is no more than no token.
+    forged = {"Authorization": "Bearer rda_forged"}
+    async with connect(url, subprotocols=[GTWS], additional_headers=forged) as ws:
+        await init(ws, {"authorization": f"Bearer {token}"})
+        assert (await recv_json(ws))["type"] == "connection_ack"
 
 
 @contextlib.asynccontextmanager

@@ -6,8 +6,12 @@ address instead; when that is full, the newest socket takes the place of the
 oldest waiting one, which closes with 4408. So sockets that never sign in,
 reopened again and again from an agent's address (behind one NAT, or from a
 neighbour on the same /64), neither lock the agent out nor take the places of
-signed-in sockets: they only push each other out. An IPv6 client is counted by
-its /64, which one host usually owns whole.
+signed-in sockets: they only push each other out. Squatters that reconnect
+faster than a client can send connection_init could still push that client out,
+so a handshake that already bears a valid token (the agent's Authorization
+header) or session cookie (the website) is counted as signed in at once and
+never pushed out. An IPv6 client is counted by its /64, which one host usually
+owns whole.
 """
 
 from __future__ import annotations
@@ -100,6 +104,17 @@ class SocketCap:
     def full(self, key: str) -> bool:
         """Whether no further socket of this address could sign in now."""
         return self._signed_in[key] >= self.limit
+
+    def open_signed_in(self, key: str, evict: Evict) -> Ticket | None:
+        """A place for a socket whose handshake already bore a valid token or
+        session cookie: counted as signed in at once, never pushed out; None when
+        the address has no place left."""
+        if self.full(key):
+            return None
+        ticket = Ticket(self, key, next(self._numbers), evict)
+        ticket.signed_in = True
+        self._signed_in[key] += 1
+        return ticket
 
     def open(self, key: str, evict: Evict) -> tuple[Ticket, Ticket | None]:
         """A place for a new socket, and the waiting socket it pushed out (its

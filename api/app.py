@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -321,9 +321,11 @@ async def _refuse_handshake(ws: WebSocket) -> None:
 
 async def _push_out(ws: WebSocket) -> None:
     # Only an accepted socket can be closed from here; one still in its
-    # handshake is no longer counted and meets the sign-in timeout.
+    # handshake is no longer counted and meets the sign-in timeout. Its client
+    # may be gone already: that is its own socket's end, not the newcomer's.
     if ws.application_state is WebSocketState.CONNECTED:
-        await ws.close(CLOSE_PUSHED_OUT, "too many sockets waiting to sign in")
+        with contextlib.suppress(WebSocketDisconnect):
+            await ws.close(CLOSE_PUSHED_OUT, "too many sockets waiting to sign in")
 
 
 def _decoded(data: str | bytes, what: str) -> object:

@@ -89,3 +89,22 @@ def test_a_socket_vouched_for_at_the_handshake_is_signed_in_at_once():
     assert cap.open_signed_in("a", _nothing) is None
     vouched.close()
     assert cap.signed_in_for("a") == 0
+
+
+async def test_pushing_out_a_socket_whose_client_is_gone_raises_nothing():
+    """The newcomer's handshake closes the pushed-out socket; when that client had
+    vanished already, the close failed and the newcomer got a 500 and a traceback."""
+    from starlette.websockets import WebSocket, WebSocketState
+
+    from api.app import _push_out
+
+    async def receive() -> dict[str, object]:
+        return {"type": "websocket.receive", "text": "{}"}
+
+    async def gone(message: dict[str, object]) -> None:
+        raise OSError("connection reset")
+
+    ws = WebSocket({"type": "websocket", "path": "/graphql", "headers": []}, receive, gone)
+    ws.application_state = WebSocketState.CONNECTED
+    await _push_out(ws)
+    assert ws.application_state is WebSocketState.DISCONNECTED

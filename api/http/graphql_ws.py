@@ -18,7 +18,7 @@ from json import JSONDecodeError
 from typing import Any, cast
 
 from graphql import GraphQLError
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import (
     NonJsonMessageReceived,
@@ -101,7 +101,9 @@ class GuardedWebSocketAdapter(ASGIWebSocketAdapter):
 
     async def close(self, code: int, reason: str) -> None:
         if self.ws.application_state is WebSocketState.CONNECTED:
-            await self.ws.close(code=code, reason=close_reason(reason))
+            # The client may have gone meanwhile: then there is nothing to close.
+            with contextlib.suppress(WebSocketDisconnect):
+                await self.ws.close(code=code, reason=close_reason(reason))
 
 
 class PingBudget:

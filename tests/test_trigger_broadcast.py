@@ -8,11 +8,20 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from api.models import AuditLog, BroadcastGroup, Command, Email, Installation, License
+from api.models import (
+    AuditLog,
+    BroadcastGroup,
+    Command,
+    CommandStatus,
+    Email,
+    Installation,
+    License,
+)
 from api.services import agents
 from api.services.agents import Agent
 from tests.conftest import error_codes
 from tests.test_authorization import snapshot
+from tests.test_broadcast_reports import _report
 
 TRIGGER = """mutation($g: ID!, $mode: BroadcastMode!) {
   triggerBroadcast(groupId: $g, mode: $mode) { id type status payload result }
@@ -371,3 +380,79 @@ async def test_other_expired_commands_leave_no_history(gql, rt, world, clock):
     assert await agents.expire_overdue(rt) == 1
     assert await _lost(gql, world) == []
     assert await _mails(rt) == []
+
+
+# --- a trigger the agent received: its outcome may come late, it is not lost ------------
+
+HISTORY = "{ broadcasts(first: 20) { nodes { groupName status failureCode } } }"
+# The broadcast the agent ran, as the history shows it (newest first).
+ran = {"groupName": "Brandschutz", "status": "COMPLETED", "failureCode": None}
+REPORT = "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }"
+
+
+async def _history(gql, world) -> list[dict]:
+    return (await gql.as_(world.tokens["owner"]).ok(HISTORY))["broadcasts"]["nodes"]
+
+
+async def _deliver(rt, world) -> None:
+    agent = Agent(world.a.installation_id, world.a.tenant_id)
+    assert len(await agents.take_open_commands(rt, agent, set())) == 1
+
+
+async def test_a_delivered_trigger_whose_outcome_is_slow_is_not_reported_lost(
+    gql, rt, world, clock
+):
+    before = await _history(gql, world)
+    command = (
+        await gql.as_(world.tokens["owner"]).ok(TRIGGER, g=str(world.a.group_id), mode="TEST")
+    )["triggerBroadcast"]
+    await _deliver(rt, world)
+    clock.advance(minutes=16)
+    assert await agents.expire_overdue(rt) == 1
+    assert await _lost(gql, world) == []
+    assert await _mails(rt) == []
+    # The broadcast ran; its report and the late outcome arrive after the expiry.
+    agent = gql.as_(world.tokens["agent_a"])
+    await agent.ok(REPORT, **_report(rt, [], status="COMPLETED", finishedAt=rt.clock().isoformat()))
+    late = await agent.ok(COMPLETE, id=command["id"], result={"broadcastId": "b-1"})
+    assert late["completeCommand"]["status"] == "EXPIRED"
+    assert await _history(gql, world) == [ran, *before]
+    assert await _mails(rt) == []
+
+
+async def test_a_delivered_trigger_the_agent_refuses_after_the_sweep_is_lost_once(
+    gql, rt, world, clock
+):
+    command = (
+        await gql.as_(world.tokens["owner"]).ok(TRIGGER, g=str(world.a.group_id), mode="TEST")
+    )["triggerBroadcast"]
+    await _deliver(rt, world)
+    clock.advance(minutes=16)
+    assert await agents.expire_overdue(rt) == 1
+    assert await _lost(gql, world) == []  # received: its outcome may still come
+    refusal = {"result": {"errorCode": "commandExpired"}, "error": "expired before ..."}
+    for _ in range(2):  # the agent resends an outcome it is not sure of
+        await gql.as_(world.tokens["agent_a"]).ok(REFUSE, id=command["id"], **refusal)
+    lost = await _lost(gql, world)
+    assert [(n["status"], n["failureCode"]) for n in lost] == [("FAILED", "AGENT_UNREACHABLE")]
+    assert len(await _mails(rt)) == 2
+
+
+@pytest.mark.parametrize("race", [False, True])
+async def test_a_lost_trigger_the_agent_ran_after_all_gives_way_to_its_broadcast(
+    gql, rt, world, clock, race
+):
+    before = await _history(gql, world)
+    command = (
+        await gql.as_(world.tokens["owner"]).ok(TRIGGER, g=str(world.a.group_id), mode="TEST")
+    )["triggerBroadcast"]
+    clock.advance(minutes=16)
+    assert await agents.expire_overdue(rt) == 1
+    assert len(await _lost(gql, world)) == 1
+    if race:  # the agent took it in the moment the sweep expired it
+        async with rt.db.transaction() as s:
+            await s.execute(update(Command).values(status=CommandStatus.DELIVERED))
+    agent = gql.as_(world.tokens["agent_a"])
+    await agent.ok(REPORT, **_report(rt, [], status="COMPLETED", finishedAt=rt.clock().isoformat()))
+    await agent.ok(COMPLETE, id=command["id"], result={"broadcastId": "b-1"})
+    assert await _history(gql, world) == [ran, *before]

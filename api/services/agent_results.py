@@ -76,9 +76,8 @@ async def apply(
             )
             settings.verified_at = rt.clock() if ok else settings.verified_at
             settings.verification_error = None if ok else (error or "the PBX refused the login")
-    elif not ok and command.type == lost_triggers.TYPE and _expired_on_agent(result, error):
-        # Received only after its expiry (the sweep had not come yet): lost, not silently.
-        await lost_triggers.record(rt, session, command, rt.clock())
+    elif command.type == lost_triggers.TYPE:
+        await late_trigger(rt, session, command, ok, result, error)
     elif ok and command.type == "enableBroadcast":
         changed = await _enabled(rt, session, command, result, secrets) or changed
     elif ok and command.type == "disableBroadcast":
@@ -95,6 +94,25 @@ async def apply(
                 bg.pin_sealed = rt.box.seal(str(secrets["pin"]))
             changed = True
     return Applied(directory_changed=changed)
+
+
+async def late_trigger(
+    rt: Runtime,
+    session: AsyncSession,
+    command: Command,
+    ok: bool,
+    result: dict[str, Any],
+    error: str | None,
+) -> None:
+    """A `triggerBroadcast`'s outcome, in time or after its expiry: refused as expired, it
+    is lost (not silently, once); run after all, a failed row recorded for it gives way
+    to the broadcast's own (the agent took it up in the moment the sweep expired it)."""
+    if command.type != lost_triggers.TYPE:
+        return
+    if ok:
+        await lost_triggers.withdraw(rt, session, command)
+    elif _expired_on_agent(result, error):
+        await lost_triggers.record(rt, session, command, rt.clock())
 
 
 async def _superseded(session: AsyncSession, command: Command) -> bool:

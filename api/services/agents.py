@@ -304,6 +304,9 @@ async def _record(
                 changed = await mirror.replace(
                     rt, session, agent.tenant_id, result["directory"], command.created_at
                 )
+            if command.status is CommandStatus.EXPIRED:
+                # A trigger's late outcome still says whether a broadcast ran.
+                await agent_results.late_trigger(rt, session, command, ok, result, error)
         else:
             applied = await agent_results.apply(
                 rt, session, command, ok, result, error, _secrets(rt, command)
@@ -446,32 +449,34 @@ async def _scrubbed(
 async def expire_overdue(rt: Runtime) -> int:
     """Open commands past their time become expired, with the reason; returns how many.
 
-    A broadcast trigger among them is never lost silently: it leaves a failed trigger in
-    the history and a mail to the tenant (api/services/lost_triggers.py).
+    A broadcast trigger no agent ever received is never lost silently: it leaves a failed
+    trigger in the history and a mail to the tenant (api/services/lost_triggers.py). One
+    the agent received is not lost: its outcome may come late (kept and resent), and the
+    broadcast's own report makes its row (docs/decisions/late-broadcasts.md).
     """
     now = rt.clock()
+    rows: list[tuple[uuid.UUID, uuid.UUID, str, CommandStatus]] = []
     async with rt.db.transaction() as session:
-        rows = list(
-            (
-                await session.execute(
-                    update(Command)
-                    .where(Command.status.in_(OPEN), Command.expires_at <= now)
-                    .values(
-                        status=CommandStatus.EXPIRED,
-                        completed_at=now,
-                        error="no agent completed this command in time: is the "
-                        "Rundruf Manager Service running and connected?",
-                    )
-                    .returning(Command.id, Command.tenant_id, Command.type)
+        # One conditional UPDATE per status, so each row says what it was when it expired.
+        for status in OPEN:
+            claimed = await session.execute(
+                update(Command)
+                .where(Command.status == status, Command.expires_at <= now)
+                .values(
+                    status=CommandStatus.EXPIRED,
+                    completed_at=now,
+                    error="no agent completed this command in time: is the "
+                    "Rundruf Manager Service running and connected?",
                 )
-            ).all()
-        )
+                .returning(Command.id, Command.tenant_id, Command.type)
+            )
+            rows += [(i, t, type_, status) for i, t, type_ in claimed.all()]
         # The conditional UPDATE claimed each once: one history row per lost trigger.
-        for command_id, _, type_ in rows:
-            if type_ == lost_triggers.TYPE:
+        for command_id, _, type_, was in rows:
+            if type_ == lost_triggers.TYPE and was is CommandStatus.PENDING:
                 command = await session.get(Command, command_id)
                 assert command is not None  # claimed in this transaction
                 await lost_triggers.record(rt, session, command, now)
-    for command_id, tenant_id, _ in rows:
+    for command_id, tenant_id, _, _ in rows:
         await rt.hub.publish(tenant_events(tenant_id), notify.event("command", command_id))
     return len(rows)

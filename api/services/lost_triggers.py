@@ -1,8 +1,12 @@
 """A `triggerBroadcast` that never reached an agent before it expired: never lost silently.
 
-The expiry sweep (and an agent that received the command only after its expiry)
-leaves a failed trigger in the history, worded by the website from its code with
-the agent's last heartbeat, and mails the tenant's contact and administrators.
+The expiry sweep (for a trigger still pending, never delivered) and an agent that
+refuses a trigger as expired leave a failed trigger in the history, worded by the
+website from its code with the agent's last heartbeat, and mail the tenant's contact
+and administrators. A trigger the agent did receive is not lost: its broadcast's own
+report makes its row (docs/decisions/late-broadcasts.md). Should the agent report
+success for a trigger recorded lost all the same (it took it up in the moment the
+sweep expired it), the failed row gives way to the broadcast that ran.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import uuid
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import after_commit
@@ -33,8 +37,23 @@ from api.services import audit, notify, tenant_mail
 TYPE = "triggerBroadcast"
 
 
-async def record(rt: Runtime, session: AsyncSession, command: Command, now: datetime) -> uuid.UUID:
-    """The failed trigger in the history and the mails, in the caller's transaction."""
+def _key(command: Command) -> str:
+    # The command's id: unique like the agent's ids, and one row per command.
+    return f"command:{command.id}"
+
+
+async def record(
+    rt: Runtime, session: AsyncSession, command: Command, now: datetime
+) -> uuid.UUID | None:
+    """The failed trigger in the history and the mails, in the caller's transaction;
+    None if it is recorded already (an agent resends a refusal it is not sure of)."""
+    known = await session.scalar(
+        select(Broadcast.id).where(
+            Broadcast.tenant_id == command.tenant_id, Broadcast.agent_broadcast_id == _key(command)
+        )
+    )
+    if known is not None:
+        return None
     payload = command.payload or {}
     group_id, group_name = await _group(session, command.tenant_id, payload.get("groupPbxId"))
     last_seen = await _last_heartbeat(session, command.tenant_id)
@@ -45,8 +64,7 @@ async def record(rt: Runtime, session: AsyncSession, command: Command, now: date
         tenant_id=command.tenant_id,
         installation_id=command.installation_id,
         broadcast_group_id=group_id,
-        # The command's id: unique like the agent's ids, and one row per command.
-        agent_broadcast_id=f"command:{command.id}",
+        agent_broadcast_id=_key(command),
         group_name=group_name,
         mode=int(mode),
         trigger_caller_name=requested_by,
@@ -88,6 +106,36 @@ async def record(rt: Runtime, session: AsyncSession, command: Command, now: date
         mails=len(addresses),
     )
     return row.id
+
+
+async def withdraw(rt: Runtime, session: AsyncSession, command: Command) -> bool:
+    """The agent ran the trigger after all: its failed row goes, the broadcast's own row
+    (from the agent's report) is the history. The mail sent cannot be taken back."""
+    gone = (
+        await session.execute(
+            delete(Broadcast)
+            .where(
+                Broadcast.tenant_id == command.tenant_id,
+                Broadcast.agent_broadcast_id == _key(command),
+                Broadcast.failure_code == lost_triggers.FAILURE_AGENT_UNREACHABLE,
+            )
+            .returning(Broadcast.id)
+        )
+    ).scalar_one_or_none()
+    if gone is None:
+        return False
+    after_commit(
+        session,
+        lambda: rt.hub.publish(tenant_events(command.tenant_id), notify.event("broadcast", gone)),
+    )
+    audit.record(
+        session,
+        None,
+        "broadcast.trigger_lost_withdrawn",
+        tenant_id=command.tenant_id,
+        target=command.id,
+    )
+    return True
 
 
 async def _group(

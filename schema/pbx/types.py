@@ -78,8 +78,9 @@ class Command:
 
     @strawberry.field(
         description="The tenant's agent now: unless CONNECTED the command waits for it "
-        "until expiresAt. A broadcast trigger that expires leaves a FAILED broadcast "
-        "(failureCode AGENT_UNREACHABLE) and a mail to the tenant."
+        "until expiresAt. A broadcast trigger that expires before any agent received it "
+        "leaves a FAILED broadcast (failureCode AGENT_UNREACHABLE) and a mail to the "
+        "tenant; one the agent received shows in the history by its broadcast's report."
     )
     async def agent_connection(self, info: Info) -> AgentConnection:
         actor = await info.context.actor()

@@ -25,6 +25,7 @@ SERVER_LIBRARIES = frozenset(
         "aiosqlite",
         "alembic",
         "argon2",
+        "cross_web",  # Strawberry's HTTP layer (api/app.py takes its HTTPException)
         "cryptography",
         "dramatiq",
         "graphql",

@@ -16,6 +16,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -210,7 +211,7 @@ def test_without_windows_the_libraries_are_an_error_not_a_guess() -> None:
 async def test_each_use_reads_datagrams_as_large_as_it_needs(windows: AsOnWindows) -> None:
     """Windows' proactor keeps a receive buffer of max_size per socket: RTP needs 2 KiB,
     not the 64 KiB SIP may (500 calls: 1 MB instead of 32 MB)."""
-    rtp = call_module._Media(None, "127.0.0.1")  # type: ignore[arg-type]
+    rtp = call_module._Media(SimpleNamespace(on_rtp=lambda *_: None), "127.0.0.1")  # type: ignore[arg-type]
     sip = await transport.UdpTransport.listen("127.0.0.1", 0, lambda *_: None)
     try:
         await rtp._udp.ready()

@@ -34,8 +34,8 @@ from api.models import (
 )
 from api.pubsub import tenant_events
 from api.runtime import Runtime
-from api.services import audit, notify
 from api.services import notices as notice_mails
+from api.services import notify, tenant_mail
 from api.services.agents import Agent
 
 MAIL_WINDOW = timedelta(hours=1)
@@ -68,7 +68,7 @@ async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
         sent = await _mails_this_hour(session, agent, now - MAIL_WINDOW)
         addresses: dict[str, Language] = {}
         if sent <= MAILS_PER_HOUR:
-            addresses = await notice_mails.recipients(session, tenant)
+            addresses = await tenant_mail.recipients(session, tenant)
             if rt.settings.support_email:
                 support = Language(rt.settings.support_language)
                 addresses.setdefault(rt.settings.support_email.lower(), support)
@@ -77,26 +77,12 @@ async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
         )
         place = Place(tenant_name=tenant.name, hostname=hostname, group_name=group_name)
         text = damaged_jobs.mail if sent < MAILS_PER_HOUR else damaged_jobs.summary_mail
-        rows = notice_mails.queue(rt, agent, addresses, partial(text, notice=notice, place=place))
+        mail = partial(text, notice=notice, place=place)
+        rows = tenant_mail.queue(rt, agent.tenant_id, addresses, mail)
         session.add_all(rows)
         await session.flush()
-        after_commit(session, partial(notice_mails.wake_mailer, rt, [str(row.id) for row in rows]))
-        audit.record(
-            session,
-            None,
-            notice_mails.ACTION,
-            tenant_id=agent.tenant_id,
-            target=agent.installation_id,
-            notice_id=notice.notice_id,
-            kind=notice.kind,
-            agent_number=notice.agent_number,
-            caller_number=notice.caller_number,
-            count=notice.count,
-            at=notice.at.isoformat(),
-            at_known=notice.at_known,
-            file_name=notice.file_name,
-            mails=len(addresses),
-        )
+        after_commit(session, partial(tenant_mail.wake_mailer, rt, [str(row.id) for row in rows]))
+        notice_mails.record(session, agent, notice, mails=len(addresses), at_known=notice.at_known)
     return True
 
 

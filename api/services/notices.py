@@ -2,7 +2,8 @@
 
 Wrong PINs mail the tenant; a damaged job file (an accepted alarm that never ran)
 mails the tenant and support and leaves a failed trigger in the history
-(damaged_jobs.py, which shares the recipients and the outbox rows made here).
+(damaged_jobs.py, which shares the PBX group lookup and the audit entry made here;
+both mail through tenant_mail.py).
 
 The job service may forward a notice more than once (a retry after a lost
 answer); its id makes the repeat a no-op. A wrong-PIN notice's id is kept in its
@@ -13,30 +14,17 @@ wait and then find it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import tasks
 from api.db import after_commit
 from api.domain import notices
 from api.domain.notices import Notice
-from api.models import (
-    AuditLog,
-    BroadcastGroup,
-    Email,
-    EmailStatus,
-    Installation,
-    Language,
-    PbxGroup,
-    Role,
-    Tenant,
-    User,
-)
+from api.models import AuditLog, BroadcastGroup, Installation, PbxGroup, Tenant
 from api.runtime import Runtime
-from api.services import audit, damaged_jobs
+from api.services import audit, damaged_jobs, tenant_mail
 from api.services.agents import Agent
 
 ACTION = "notice.report"
@@ -71,28 +59,37 @@ async def report(rt: Runtime, agent: Agent, notice: Notice) -> bool:
         tenant = await session.get(Tenant, agent.tenant_id)
         assert tenant is not None  # the agent's token was checked against an active tenant
         _, group_name = await group_of(session, agent, notice.agent_number)
-        addresses = await recipients(session, tenant)
+        addresses = await tenant_mail.recipients(session, tenant)
         mail = partial(notices.wrong_pins_mail, notice=notice, group_name=group_name)
-        rows = queue(rt, agent, addresses, mail)
+        rows = tenant_mail.queue(rt, agent.tenant_id, addresses, mail)
         session.add_all(rows)
         await session.flush()
-        after_commit(session, partial(wake_mailer, rt, [str(row.id) for row in rows]))
-        audit.record(
-            session,
-            None,
-            ACTION,
-            tenant_id=agent.tenant_id,
-            target=agent.installation_id,
-            notice_id=notice.notice_id,
-            kind=notice.kind,
-            agent_number=notice.agent_number,
-            caller_number=notice.caller_number,
-            count=notice.count,
-            at=notice.at.isoformat(),
-            file_name=notice.file_name,
-            mails=len(addresses),
-        )
+        after_commit(session, partial(tenant_mail.wake_mailer, rt, [str(row.id) for row in rows]))
+        record(session, agent, notice, mails=len(addresses))
     return True
+
+
+def record(
+    session: AsyncSession, agent: Agent, notice: Notice, *, mails: int, **extra: object
+) -> None:
+    """The audit entry that keeps the notice's id (the repeat check reads it) and what
+    was mailed; ``extra`` details stand before the file name."""
+    audit.record(
+        session,
+        None,
+        ACTION,
+        tenant_id=agent.tenant_id,
+        target=agent.installation_id,
+        notice_id=notice.notice_id,
+        kind=notice.kind,
+        agent_number=notice.agent_number,
+        caller_number=notice.caller_number,
+        count=notice.count,
+        at=notice.at.isoformat(),
+        **extra,
+        file_name=notice.file_name,
+        mails=mails,
+    )
 
 
 async def group_of(
@@ -113,49 +110,3 @@ async def group_of(
         )
     ).first()
     return (row.id, row.name) if row else (None, None)
-
-
-def queue(
-    rt: Runtime,
-    agent: Agent,
-    addresses: dict[str, Language],
-    mail: Callable[[Language], notices.Mail],
-) -> list[Email]:
-    """One outbox row per address, its text in the address's language."""
-    now = rt.clock()
-    texts = {language: mail(language) for language in set(addresses.values())}
-    return [
-        Email(
-            tenant_id=agent.tenant_id,
-            to_address=address,
-            subject=texts[language].subject,
-            body=texts[language].body,
-            language=language,
-            status=EmailStatus.QUEUED,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        for address, language in addresses.items()
-    ]
-
-
-async def recipients(session: AsyncSession, tenant: Tenant) -> dict[str, Language]:
-    """The tenant's contact and active administrators, in the tenant's language; the
-    contact address is often an admin's too: one mail per address."""
-    admins = await session.scalars(
-        select(User.email).where(
-            User.tenant_id == tenant.id,
-            User.role == Role.TENANT_ADMIN,
-            User.active.is_(True),
-        )
-    )
-    addresses: dict[str, Language] = {}
-    for address in [*([tenant.contact_email] if tenant.contact_email else []), *admins]:
-        addresses.setdefault(address.lower(), tenant.language)
-    return addresses
-
-
-async def wake_mailer(rt: Runtime, mail_ids: list[str]) -> None:
-    # Sooner than the next mail sweep, which would find them anyway.
-    for mail_id in mail_ids:
-        await rt.tasks.wake(tasks.SEND_MAIL, mail_id)

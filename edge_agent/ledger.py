@@ -40,32 +40,28 @@ class Ledger:
         open at all leaves an in-memory ledger: replays are answered for this process.
         """
         try:
-            db = sqlite3.connect(self.path, isolation_level=None)
-            try:
-                # FULL: the row is on disk before we tell the server the command is done.
-                db.execute("PRAGMA synchronous=FULL")
-                db.execute("PRAGMA journal_mode=WAL")
-                self._create(db)
-            except BaseException:
-                db.close()
-                raise
-            return db
+            # FULL: the row is on disk before we tell the server the command is done.
+            return self._connect("PRAGMA synchronous=FULL", "PRAGMA journal_mode=WAL")
         except (sqlite3.Error, OSError) as exc:
             log.error("the command ledger %s does not open normally: %s", self.path, exc)
         try:
-            db = sqlite3.connect(self.path, isolation_level=None)
-            try:
-                db.execute("PRAGMA locking_mode=EXCLUSIVE")
-                db.execute("PRAGMA synchronous=FULL")
-                self._create(db)
-            except BaseException:
-                db.close()
-                raise
-            return db
+            return self._connect("PRAGMA locking_mode=EXCLUSIVE", "PRAGMA synchronous=FULL")
         except (sqlite3.Error, OSError) as exc:
             log.error("the command ledger cannot be opened (%s); it is kept in memory", exc)
         db = sqlite3.connect(":memory:", isolation_level=None)
         self._create(db)
+        return db
+
+    def _connect(self, *pragmas: str) -> sqlite3.Connection:
+        """The ledger file with these pragmas and its table; closed again when any fails."""
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            for pragma in pragmas:
+                db.execute(pragma)
+            self._create(db)
+        except BaseException:
+            db.close()
+            raise
         return db
 
     @staticmethod

@@ -25,6 +25,7 @@ from tests.web.browsing import (
     shot,
     sign_in,
 )
+from tests.web.customers import new_customer
 
 HEALTH = "mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }"
 
@@ -246,25 +247,10 @@ def test_a_refused_sip_registration_shows_on_monitoring_and_einstellungen_with_i
     """An agent on SwyxWare with the SIP dialer whose registration is refused: no
     simulator label, the refusal in words, and the watchdog's incident (the "agent" here
     is a GraphQL client with an enrolled installation's token)."""
-    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
-    tenant = ops('mutation { createTenant(input: {name: "SIP Echt AG"}) { id } }')["createTenant"]
-    key = ops(
-        "mutation($t: ID!, $v: DateTime!) { issueLicense(tenantId: $t, seats: 5, validUntil: $v) "
-        "{ key } }",
-        t=tenant["id"],
-        v="2099-01-01T00:00:00+00:00",
-    )["issueLicense"]["key"]
-    ops(
-        'mutation($t: ID!) { createUser(input: {tenantId: $t, email: "it@sipecht.example", '
-        'name: "IT", role: TENANT_VIEWER, password: "sipecht passwort 1"}) { id } }',
-        t=tenant["id"],
-    )
-    enrolled = Client(stack.url)(
-        "mutation($k: String!) { registerInstallation(licenseKey: $k, hostname: "
-        '"swyx.sipecht.local", agentVersion: "0.2.0") { token } }',
-        k=key,
-    )["registerInstallation"]
-    agent = Client(stack.url, enrolled["token"])
+    sipecht = new_customer(stack, "SIP Echt AG", "sipecht")
+    ops = sipecht.ops
+    assert sipecht.agent is not None
+    agent = sipecht.agent
     failed_since = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     report: dict[str, Any] = {
         "agentVersion": "0.2.0",
@@ -299,8 +285,7 @@ def test_a_refused_sip_registration_shows_on_monitoring_and_einstellungen_with_i
     expect(row.get_by_role("cell").last).to_have_text("SIP-Anmeldung fehlgeschlagen")
     shot(page, artifacts, "platform-monitoring-sip-refused")
 
-    customer = open_page(browser, stack.url)
-    sign_in(customer, "it@sipecht.example", "sipecht passwort 1")
+    customer = sipecht.signed_in(browser, stack)
     expect(customer.get_by_role("heading", level=1)).to_have_text("Einstellungen")
     facts = customer.locator(".facts")
     expect(facts.get_by_test_id("runs-on")).to_have_text("SwyxWare · SIP")
@@ -323,7 +308,7 @@ def test_a_refused_sip_registration_shows_on_monitoring_and_einstellungen_with_i
     expect(registration).to_contain_text(refused)
 
     # Revoked: not "no installation yet", but since when it may no longer connect.
-    installation = ops("query($t: ID) { installations(tenantId: $t) { id } }", t=tenant["id"])[
+    installation = ops("query($t: ID) { installations(tenantId: $t) { id } }", t=sipecht.tenant_id)[
         "installations"
     ][0]["id"]
     ops("mutation($id: ID!) { revokeInstallation(id: $id) { id } }", id=installation)

@@ -12,16 +12,12 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from api.models import Broadcast, BroadcastStatus
-from tests.processes import Client
 from tests.web.browsing import (
-    PLATFORM_EMAIL,
-    PLATFORM_PASSWORD,
     WebStack,
     nav,
-    open_page,
     shot,
-    sign_in,
 )
+from tests.web.customers import new_customer
 
 NOTICE = "mutation($input: NoticeInput!) { reportNotice(input: $input) { stored } }"
 FILE = "20261207T060102Z-6f1c2e0a-3b7d-4c9e-8a21-5d0f4e6b7c88.json"
@@ -30,25 +26,9 @@ FILE = "20261207T060102Z-6f1c2e0a-3b7d-4c9e-8a21-5d0f4e6b7c88.json"
 def test_a_damaged_job_file_shows_in_the_history_as_a_failed_trigger(
     browser: Browser, stack: WebStack, artifacts: Path
 ) -> None:
-    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
-    tenant = ops('mutation { createTenant(input: {name: "Defekt GmbH"}) { id } }')["createTenant"]
-    key = ops(
-        "mutation($t: ID!, $v: DateTime!) { issueLicense(tenantId: $t, seats: 5, validUntil: $v) "
-        "{ key } }",
-        t=tenant["id"],
-        v="2099-01-01T00:00:00+00:00",
-    )["issueLicense"]["key"]
-    ops(
-        'mutation($t: ID!) { createUser(input: {tenantId: $t, email: "it@defekt.example", '
-        'name: "IT", role: TENANT_VIEWER, password: "defekt passwort 1"}) { id } }',
-        t=tenant["id"],
-    )
-    enrolled = Client(stack.url)(
-        "mutation($k: String!) { registerInstallation(licenseKey: $k, hostname: "
-        '"swyx.defekt.local", agentVersion: "0.2.0") { token } }',
-        k=key,
-    )["registerInstallation"]
-    Client(stack.url, enrolled["token"])(
+    defekt = new_customer(stack, "Defekt GmbH", "defekt")
+    assert defekt.agent is not None
+    defekt.agent(
         NOTICE,
         input={
             "noticeId": FILE,
@@ -61,8 +41,7 @@ def test_a_damaged_job_file_shows_in_the_history_as_a_failed_trigger(
             "mode": 2,
         },
     )
-    page = open_page(browser, stack.url)
-    sign_in(page, "it@defekt.example", "defekt passwort 1")
+    page = defekt.signed_in(browser, stack)
     nav(page, "Verlauf")
     row = page.locator("tbody tr").first
     expect(row).to_contain_text("fehlgeschlagen")
@@ -84,19 +63,13 @@ def test_a_trigger_that_expired_for_an_unreachable_agent_shows_as_a_failed_trigg
 ) -> None:
     """An alarm asked for while the agent was offline until it expired (issue 14,
     point 11): worded from its code, with the agent's last report (in note)."""
-    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
-    tenant = ops('mutation { createTenant(input: {name: "Fern GmbH"}) { id } }')["createTenant"]
-    ops(
-        'mutation($t: ID!) { createUser(input: {tenantId: $t, email: "it@fern.example", '
-        'name: "IT", role: TENANT_VIEWER, password: "fern passwort 1"}) { id } }',
-        t=tenant["id"],
-    )
+    fern = new_customer(stack, "Fern GmbH", "fern", agent_version=None)
     # The row as the expiry sweep writes it (tests/test_trigger_broadcast.py drives that).
     engine = create_engine(stack.env["RUNDRUF_DATABASE_URL"])
     with Session(engine) as session, session.begin():
         session.add(
             Broadcast(
-                tenant_id=uuid.UUID(tenant["id"]),
+                tenant_id=uuid.UUID(fern.tenant_id),
                 agent_broadcast_id=f"command:{uuid.uuid4()}",
                 group_name="Brandschutz",
                 mode=2,
@@ -110,8 +83,7 @@ def test_a_trigger_that_expired_for_an_unreachable_agent_shows_as_a_failed_trigg
             )
         )
     engine.dispose()
-    page = open_page(browser, stack.url)
-    sign_in(page, "it@fern.example", "fern passwort 1")
+    page = fern.signed_in(browser, stack)
     nav(page, "Verlauf")
     row = page.locator("tbody tr").first
     expect(row).to_contain_text("Dienst nicht erreichbar, nicht ausgeführt")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 
-from tests.processes import Client
 from tests.web.browsing import (
     PLATFORM_EMAIL,
     PLATFORM_PASSWORD,
@@ -20,6 +19,7 @@ from tests.web.browsing import (
     shot,
     sign_in,
 )
+from tests.web.customers import new_customer
 
 HEALTH = "mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }"
 REPORT = "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }"
@@ -28,25 +28,9 @@ REPORT = "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $inpu
 def test_a_journal_that_cannot_be_written_shows_on_monitoring_and_einstellungen(
     browser: Browser, stack: WebStack, artifacts: Path
 ) -> None:
-    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
-    tenant = ops('mutation { createTenant(input: {name: "Voll GmbH"}) { id } }')["createTenant"]
-    key = ops(
-        "mutation($t: ID!, $v: DateTime!) { issueLicense(tenantId: $t, seats: 5, validUntil: $v) "
-        "{ key } }",
-        t=tenant["id"],
-        v="2099-01-01T00:00:00+00:00",
-    )["issueLicense"]["key"]
-    ops(
-        'mutation($t: ID!) { createUser(input: {tenantId: $t, email: "it@voll.example", '
-        'name: "IT", role: TENANT_VIEWER, password: "voll passwort 1"}) { id } }',
-        t=tenant["id"],
-    )
-    enrolled = Client(stack.url)(
-        "mutation($k: String!) { registerInstallation(licenseKey: $k, hostname: "
-        '"swyx.voll.local", agentVersion: "0.3.0") { token } }',
-        k=key,
-    )["registerInstallation"]
-    agent = Client(stack.url, enrolled["token"])
+    voll = new_customer(stack, "Voll GmbH", "voll", agent_version="0.3.0")
+    assert voll.agent is not None
+    agent = voll.agent
     report = {
         "agentVersion": "0.3.0",
         "pbxReachable": True,
@@ -67,8 +51,7 @@ def test_a_journal_that_cannot_be_written_shows_on_monitoring_and_einstellungen(
     expect(row.get_by_role("cell").last).to_have_text("Journal nicht beschreibbar")
     shot(page, artifacts, "platform-monitoring-journal-not-writable")
 
-    customer = open_page(browser, stack.url)
-    sign_in(customer, "it@voll.example", "voll passwort 1")
+    customer = voll.signed_in(browser, stack)
     expect(customer.get_by_role("heading", level=1)).to_have_text("Einstellungen")
     facts = customer.locator(".facts")
     expect(facts.get_by_test_id("journal")).to_have_text("nein")
@@ -86,26 +69,10 @@ def test_the_journals_note_is_worded_by_the_website_from_its_code(
     browser: Browser, stack: WebStack, artifacts: Path
 ) -> None:
     # The agent sends the code journalNotWritable (review point 9): the Verlauf words it.
-    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
-    tenant = ops('mutation { createTenant(input: {name: "Notiz GmbH"}) { id } }')["createTenant"]
-    key = ops(
-        "mutation($t: ID!, $v: DateTime!) { issueLicense(tenantId: $t, seats: 5, validUntil: $v) "
-        "{ key } }",
-        t=tenant["id"],
-        v="2099-01-01T00:00:00+00:00",
-    )["issueLicense"]["key"]
-    ops(
-        'mutation($t: ID!) { createUser(input: {tenantId: $t, email: "it@notiz.example", '
-        'name: "IT", role: TENANT_VIEWER, password: "notiz passwort 1"}) { id } }',
-        t=tenant["id"],
-    )
-    enrolled = Client(stack.url)(
-        "mutation($k: String!) { registerInstallation(licenseKey: $k, hostname: "
-        '"swyx.notiz.local", agentVersion: "0.3.0") { token } }',
-        k=key,
-    )["registerInstallation"]
+    notiz = new_customer(stack, "Notiz GmbH", "notiz", agent_version="0.3.0")
+    assert notiz.agent is not None
     at = "2026-12-07T09:00:00+00:00"
-    Client(stack.url, enrolled["token"])(
+    notiz.agent(
         REPORT,
         input={
             "broadcastId": "full-1",
@@ -137,8 +104,7 @@ def test_the_journals_note_is_worded_by_the_website_from_its_code(
             ],
         },
     )
-    page = open_page(browser, stack.url)
-    sign_in(page, "it@notiz.example", "notiz passwort 1")
+    page = notiz.signed_in(browser, stack)
     nav(page, "Verlauf")
     page.locator("tbody tr").first.get_by_role("link").click()
     expect(

@@ -7,16 +7,12 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 
-from tests.processes import Client
 from tests.web.browsing import (
-    PLATFORM_EMAIL,
-    PLATFORM_PASSWORD,
     WebStack,
     nav,
-    open_page,
     shot,
-    sign_in,
 )
+from tests.web.customers import new_customer
 
 REPORT = "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }"
 DOWN, BACK = "2026-12-07T09:00:00+00:00", "2026-12-07T09:40:00+00:00"
@@ -39,24 +35,8 @@ def _event(seq: int, member: str, kind: str, at: str, **fields: object) -> dict[
 def test_the_history_shows_late_attempts_and_members_not_called_with_the_outage(
     browser: Browser, stack: WebStack, artifacts: Path
 ) -> None:
-    ops = Client(stack.url).login(PLATFORM_EMAIL, PLATFORM_PASSWORD)
-    tenant = ops('mutation { createTenant(input: {name: "Spät GmbH"}) { id } }')["createTenant"]
-    key = ops(
-        "mutation($t: ID!, $v: DateTime!) { issueLicense(tenantId: $t, seats: 5, validUntil: $v) "
-        "{ key } }",
-        t=tenant["id"],
-        v="2099-01-01T00:00:00+00:00",
-    )["issueLicense"]["key"]
-    ops(
-        'mutation($t: ID!) { createUser(input: {tenantId: $t, email: "it@spaet.example", '
-        'name: "IT", role: TENANT_VIEWER, password: "spaet passwort 1"}) { id } }',
-        t=tenant["id"],
-    )
-    enrolled = Client(stack.url)(
-        "mutation($k: String!) { registerInstallation(licenseKey: $k, hostname: "
-        '"swyx.spaet.local", agentVersion: "0.2.0") { token } }',
-        k=key,
-    )["registerInstallation"]
+    spaet = new_customer(stack, "Spät GmbH", "spaet")
+    assert spaet.agent is not None
     deadline = {"lateReason": "DEADLINE_PASSED", "lateFrom": "2026-12-07T09:02:00+00:00"}
     events = [
         _event(1, "Anna", "started", "2026-12-07T08:58:00+00:00"),
@@ -68,7 +48,7 @@ def test_the_history_shows_late_attempts_and_members_not_called_with_the_outage(
         # The quorum made Dora's call unnecessary: a row, worded from its code.
         _event(7, "Dora", "ended", BACK, outcome="NOT_CALLED", detail="quorumReached"),
     ]
-    Client(stack.url, enrolled["token"])(
+    spaet.agent(
         REPORT,
         input={
             "broadcastId": "late-1",
@@ -85,7 +65,7 @@ def test_the_history_shows_late_attempts_and_members_not_called_with_the_outage(
             "events": events,
         },
     )
-    Client(stack.url, enrolled["token"])(
+    spaet.agent(
         REPORT,
         input={
             "broadcastId": "late-test-1",
@@ -102,8 +82,7 @@ def test_the_history_shows_late_attempts_and_members_not_called_with_the_outage(
             ],
         },
     )
-    page = open_page(browser, stack.url)
-    sign_in(page, "it@spaet.example", "spaet passwort 1")
+    page = spaet.signed_in(browser, stack)
     nav(page, "Verlauf")
     page.locator("tbody tr").first.get_by_role("link").click()
     late = page.locator("[data-member=Bernd] [data-late=AGENT_DOWN]")

@@ -161,17 +161,25 @@ async def test_memory_holds_only_open_broadcasts_and_a_repeat_still_finds_a_sett
     assert _file(path, "SELECT seq, kind FROM event WHERE broadcast_id = 'b-9'") == [(1, "started")]
 
 
+async def _thirty_attempts_while_failing(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> Fault:
+    """Broadcast b-1 created, then thirty attempts recorded while every write fails."""
+    await journal.create(_b(1), MEMBER)
+    fault = Fault(monkeypatch, journal)
+    fault.on = True
+    for attempt in range(1, 31):
+        await journal.record("b-1", "m-1", attempt, "started", NOW)
+    return fault
+
+
 async def test_a_long_backlog_is_replayed_in_chunks_and_the_wal_is_cut_back(
     path: Path, monkeypatch: pytest.MonkeyPatch, fast: None
 ) -> None:
     monkeypatch.setattr(store, "CATCH_UP_CHUNK", 5)
     journal = Journal(path)
     try:
-        await journal.create(_b(1), MEMBER)
-        fault = Fault(monkeypatch, journal)
-        fault.on = True
-        for attempt in range(1, 31):
-            await journal.record("b-1", "m-1", attempt, "started", NOW)
+        fault = await _thirty_attempts_while_failing(journal, monkeypatch)
         fault.on = False
         before = fault.transactions
         await _writable(journal)
@@ -189,11 +197,7 @@ async def test_a_backlog_over_its_limit_is_dropped_and_the_file_caught_up_from_m
     monkeypatch.setattr(store, "MAX_BACKLOG", 10)
     journal = Journal(path)
     try:
-        await journal.create(_b(1), MEMBER)
-        fault = Fault(monkeypatch, journal)
-        fault.on = True
-        for attempt in range(1, 31):
-            await journal.record("b-1", "m-1", attempt, "started", NOW)
+        fault = await _thirty_attempts_while_failing(journal, monkeypatch)
         await journal.finish("b-1", "completed", NOW, "done")
         assert journal._store.backlog_size <= 10
         fault.on = False

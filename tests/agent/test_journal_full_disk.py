@@ -230,10 +230,11 @@ async def run_through_a_full_disk(
     assert sorted(history.events[broadcast_id]) == [e.seq for e in events]
 
 
-async def test_a_journal_write_failing_mid_call_cuts_off_no_call_and_catches_up(
-    tmp_path: Path, service: Service, beds: list[Bed], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    bed = await ten_member_bed(tmp_path, beds)
+async def run_through_a_failing_write(
+    tmp_path: Path, bed: Bed, service: Service, monkeypatch: pytest.MonkeyPatch
+) -> DiskFault:
+    """One job through the bed while the journal's writes fail from the first answered
+    call's on until the disk is cleared: run_through_a_full_disk's checks."""
     fault = DiskFault(monkeypatch, bed.broadcasts.journal)
     fault.arm_on = answered  # the first answered call's write finds the disk full
     history = History()
@@ -256,6 +257,14 @@ async def test_a_journal_write_failing_mid_call_cuts_off_no_call_and_catches_up(
         )
     finally:
         await agent.close()
+    return fault
+
+
+async def test_a_journal_write_failing_mid_call_cuts_off_no_call_and_catches_up(
+    tmp_path: Path, service: Service, beds: list[Bed], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bed = await ten_member_bed(tmp_path, beds)
+    fault = await run_through_a_failing_write(tmp_path, bed, service, monkeypatch)
     assert fault.failed >= 1
 
 
@@ -386,28 +395,7 @@ async def test_with_the_sip_dialer_ten_sipp_members_all_confirm_through_a_failin
         account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", pbx.port), register=False)
         bed.dialer = SipDialer(account, proxy=True)  # type: ignore[assignment]
         bed.broadcasts.dialer = bed.dialer
-        fault = DiskFault(monkeypatch, bed.broadcasts.journal)
-        fault.arm_on = answered
-        history = History()
-        job_id = await service.accepted(job_body())
-        agent = Agent(bed, service, history)
-
-        def clear() -> None:
-            fault.on = False
-            fault.arm_on = lambda _: False
-
-        try:
-            await run_through_a_full_disk(
-                agent,
-                service,
-                history,
-                job_id,
-                lambda: fault.on,
-                clear,
-                tmp_path / "agent" / "broadcasts.db",
-            )
-        finally:
-            await agent.close()
+        await run_through_a_failing_write(tmp_path, bed, service, monkeypatch)
         assert await asyncio.to_thread(pbx.wait, 10) == 0, pbx.log()
         assert pbx.flow().count("< INVITE") == MEMBERS
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from edge_agent.broadcast.intake import JobIntake
-from edge_agent.broadcast.manager import trigger_from_job
+from edge_agent.broadcast.manager import Broadcasts, trigger_from_job
 from edge_agent.broadcast.model import Event, Mode
 from edge_agent.broadcast.runner import INTERRUPTED
 from edge_agent.config import Enrolment
@@ -166,11 +166,25 @@ async def test_a_job_that_waited_less_than_the_timeout_runs_on_time(
     assert all(e.late is None for e in events)
 
 
+async def _killed_before_it_ran(bed: Bed, job_id: str, mode: Mode) -> str:
+    """Journaled, and its task dropped before it ran, as a kill would."""
+    broadcast_id = await bed.broadcasts.accept(alarm(job_id, mode=mode))
+    bed.broadcasts.running.pop(broadcast_id).cancel()
+    return broadcast_id
+
+
+async def _restarted_to_end(
+    bed: Bed, tmp_path: Path, broadcast_id: str
+) -> tuple[Broadcasts, list[Event]]:
+    """The agent started again on the same journal, the broadcast run to its end there."""
+    again = await _restart(bed, tmp_path)
+    await asyncio.wait_for(again.running[broadcast_id], 30)
+    return again, await again.journal.events(broadcast_id)
+
+
 async def _stopped_after_annas_call(bed: Bed, tmp_path: Path, mode: Mode) -> tuple[str, datetime]:
     """A broadcast killed after Anna's first call, restarted once its timeout has passed."""
-    # Journaled, and its task dropped before it ran, as a kill would.
-    broadcast_id = await bed.broadcasts.accept(alarm(f"job-kill-{mode}", mode=mode))
-    bed.broadcasts.running.pop(broadcast_id).cancel()
+    broadcast_id = await _killed_before_it_ran(bed, f"job-kill-{mode}", mode)
     anna = _ids(bed)[0]
     last = datetime.now(UTC)
     await bed.broadcasts.journal.record_many(
@@ -189,9 +203,7 @@ async def test_an_alarm_killed_mid_broadcast_and_back_after_the_timeout_calls_th
     beds.append(bed)
     broadcast_id, last = await _stopped_after_annas_call(bed, tmp_path, Mode.ALARM)
     restarted = datetime.now(UTC)
-    again = await _restart(bed, tmp_path)
-    await asyncio.wait_for(again.running[broadcast_id], 30)
-    events = await again.journal.events(broadcast_id)
+    again, events = await _restarted_to_end(bed, tmp_path, broadcast_id)
     assert_each_attempt_ends_once(events)
     anna, bernd, carla = _ids(bed)
     # Anna had her attempt before the stop: the timeout holds for her.
@@ -214,9 +226,7 @@ async def test_a_test_broadcast_killed_and_back_after_the_timeout_marks_the_rest
     bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
     beds.append(bed)
     broadcast_id, last = await _stopped_after_annas_call(bed, tmp_path, Mode.TEST)
-    again = await _restart(bed, tmp_path)
-    await asyncio.wait_for(again.running[broadcast_id], 30)
-    events = await again.journal.events(broadcast_id)
+    _, events = await _restarted_to_end(bed, tmp_path, broadcast_id)
     anna, bernd, carla = _ids(bed)
     assert _rows(events) == Counter({anna: 1, bernd: 1, carla: 1})
     assert set(_started(events)) == {anna}
@@ -342,17 +352,14 @@ async def test_a_call_under_way_at_a_kill_is_made_again_late_once(
     """Point 4: an interrupted attempt (the phone may never have rung) reached nobody."""
     bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
     beds.append(bed)
-    broadcast_id = await bed.broadcasts.accept(alarm("job-cut", mode=Mode.ALARM))
-    bed.broadcasts.running.pop(broadcast_id).cancel()
+    broadcast_id = await _killed_before_it_ran(bed, "job-cut", Mode.ALARM)
     anna, bernd, carla = _ids(bed)
     last = datetime.now(UTC)  # journaled before dialling, then the kill
     await bed.broadcasts.journal.record_many(
         broadcast_id, [(anna, 1, "started", last, None, "200")]
     )
     await asyncio.sleep(1.3)
-    again = await _restart(bed, tmp_path)
-    await asyncio.wait_for(again.running[broadcast_id], 30)
-    events = await again.journal.events(broadcast_id)
+    _, events = await _restarted_to_end(bed, tmp_path, broadcast_id)
     assert_each_attempt_ends_once(events)
     assert _rows(events) == Counter({anna: 2, bernd: 1, carla: 1})
     ends = {(e.pbx_id, e.attempt_no): e for e in events if e.kind == "ended"}
@@ -369,8 +376,7 @@ async def test_an_outage_that_began_after_the_deadline_is_not_given_as_the_reaso
     """Point 5: the agent still ran when the timeout passed: the deadline is the reason."""
     bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
     beds.append(bed)
-    broadcast_id = await bed.broadcasts.accept(alarm("job-after", mode=Mode.ALARM))
-    bed.broadcasts.running.pop(broadcast_id).cancel()
+    broadcast_id = await _killed_before_it_ran(bed, "job-after", Mode.ALARM)
     anna, bernd, carla = _ids(bed)
     deadline = (await bed.broadcasts.journal.get(broadcast_id)).deadline_at
     await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.3)
@@ -379,9 +385,7 @@ async def test_an_outage_that_began_after_the_deadline_is_not_given_as_the_reaso
         broadcast_id,
         [(anna, 1, "started", last, None, "200"), (anna, 1, "ended", last, "busy", None)],
     )
-    again = await _restart(bed, tmp_path)
-    await asyncio.wait_for(again.running[broadcast_id], 30)
-    events = await again.journal.events(broadcast_id)
+    _, events = await _restarted_to_end(bed, tmp_path, broadcast_id)
     started = _started(events)
     for member in (bernd, carla):
         late = started[member][0].late

@@ -57,16 +57,23 @@ async def dialer() -> AsyncIterator[SipDialer]:
     await dialer.close()
 
 
-async def dial(dialer: SipDialer, target: str, announcement: Path, **fields: Any) -> Recorder:
-    fields.setdefault("ring_timeout_s", 10.0)
-    fields.setdefault("dtmf_timeout_s", 3.0)
-    request = CallRequest(
-        call_id=fields.pop("call_id", "c1"),
+def call_request(
+    target: str, announcement: Path, call_id: str = "c1", **fields: Any
+) -> CallRequest:
+    """A call from "Rundruf" to a SIPp member (its URI, sip: or not)."""
+    return CallRequest(
+        call_id=call_id,
         target=target.removeprefix("sip:"),
         display_name="Rundruf",
         announcement=announcement,
         **fields,
     )
+
+
+async def dial(dialer: SipDialer, target: str, announcement: Path, **fields: Any) -> Recorder:
+    fields.setdefault("ring_timeout_s", 10.0)
+    fields.setdefault("dtmf_timeout_s", 3.0)
+    request = call_request(target, announcement, **fields)
     recorder = Recorder()
     outcome = await asyncio.wait_for(dialer.call(request, recorder), 60)
     assert_well_formed(recorder.events, outcome, request)
@@ -358,13 +365,7 @@ async def test_a_call_stopped_while_ringing_cancels_the_invite(
     dialer: SipDialer, announcement: Path, tmp_path: Path
 ) -> None:
     with SippUas("uas_no_answer.xml", tmp_path) as member:
-        request = CallRequest(
-            call_id="stop-me",
-            target=member.uri.removeprefix("sip:"),
-            display_name="Rundruf",
-            announcement=announcement,
-            ring_timeout_s=60,
-        )
+        request = call_request(member.uri, announcement, "stop-me", ring_timeout_s=60)
         recorder = Recorder()
         task = asyncio.create_task(dialer.call(request, recorder))
         await asyncio.wait_for(recorder.wait_for(K.RINGING), 10)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.dialer.port import CallEventKind, CallOutcome, CallRequest
+from edge_agent.dialer.port import CallEventKind, CallOutcome
 from edge_agent.dialer.sip import SipDialer
 from edge_agent.sip.call import Call
 from edge_agent.sip.ua import Account
 from tests.agent.dialer_contract import Recorder, assert_well_formed
-from tests.agent.test_dialer_sip import tone_wav
+from tests.agent.test_dialer_sip import call_request, tone_wav
 from tests.sip.bed import SippUas, need_sipp
 
 K = CallEventKind
@@ -71,14 +71,7 @@ async def test_three_thousand_forged_answers_leave_the_call_alone(
 ) -> None:
     near, far = forgers
     with SippUas("uas_dtmf_info.xml", tmp_path) as member:
-        request = CallRequest(
-            call_id="c1",
-            target=member.uri.removeprefix("sip:"),
-            display_name="Rundruf",
-            announcement=announcement,
-            ring_timeout_s=10.0,
-            dtmf_timeout_s=3.0,
-        )
+        request = call_request(member.uri, announcement, ring_timeout_s=10.0, dtmf_timeout_s=3.0)
         recorder = Recorder()
         task = asyncio.create_task(dialer.call(request, recorder))
         await recorder.wait_for(K.ANSWERED)
@@ -112,14 +105,7 @@ async def test_an_rfc_2543_phones_second_info_is_heard(
     dialer: SipDialer, announcement: Path, tmp_path: Path
 ) -> None:
     with SippUas("uas_dtmf_info_2543.xml", tmp_path) as member:
-        request = CallRequest(
-            call_id="c1",
-            target=member.uri.removeprefix("sip:"),
-            display_name="Rundruf",
-            announcement=announcement,
-            ring_timeout_s=10.0,
-            dtmf_timeout_s=3.0,
-        )
+        request = call_request(member.uri, announcement, ring_timeout_s=10.0, dtmf_timeout_s=3.0)
         recorder = Recorder()
         outcome = await asyncio.wait_for(dialer.call(request, recorder), 30)
         assert member.wait(10) == 0, member.log()

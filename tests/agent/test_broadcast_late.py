@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from edge_agent.broadcast.intake import JobIntake
-from edge_agent.broadcast.manager import Broadcasts, trigger_from_job
+from edge_agent.broadcast.manager import Broadcasts, Trigger, trigger_from_job
 from edge_agent.broadcast.model import Event, Mode
 from edge_agent.broadcast.runner import INTERRUPTED
 from edge_agent.config import Enrolment
@@ -92,11 +92,23 @@ async def _no_recording(job_id: str) -> bytes:
     raise AssertionError("modes 1 and 2 have no recording")
 
 
+async def _bed(tmp_path: Path, beds: list[Bed], timeout_s: int) -> Bed:
+    """Anna, Bernd and Carla with this broadcast timeout, closed after the test."""
+    bed = await make_bed(tmp_path, MEMBERS, timeout_s=timeout_s)
+    beds.append(bed)
+    return bed
+
+
+def _waited(job_id: str, mode: Mode, waited: timedelta) -> tuple[Trigger, datetime]:
+    """The trigger of a job the job service received `waited` ago, and that time."""
+    received = datetime.now(UTC) - waited
+    return trigger_from_job(_job(job_id, mode, received), _no_recording), received
+
+
 async def test_an_alarm_job_that_waited_longer_than_the_timeout_calls_everyone_once_late(
     tmp_path: Path, beds: list[Bed]
 ) -> None:
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=1)
     # The real job service takes the job while the agent is down ...
     (tmp_path / "jobservice").mkdir()
     jobs = Service.start(make_settings(tmp_path / "jobservice"))
@@ -140,10 +152,8 @@ async def test_an_alarm_job_that_waited_longer_than_the_timeout_calls_everyone_o
 async def test_a_test_job_that_waited_longer_than_the_timeout_calls_nobody_and_says_so(
     tmp_path: Path, beds: list[Bed]
 ) -> None:
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=3)
-    beds.append(bed)
-    received = datetime.now(UTC) - timedelta(seconds=10)
-    trigger = trigger_from_job(_job("job-test", Mode.TEST, received), _no_recording)
+    bed = await _bed(tmp_path, beds, timeout_s=3)
+    trigger, received = _waited("job-test", Mode.TEST, timedelta(seconds=10))
     broadcast_id, events = await run_to_end(bed, trigger)
     assert not any(e.kind == "started" for e in events)
     assert _rows(events) == Counter({m: 1 for m in _ids(bed)})
@@ -157,10 +167,8 @@ async def test_a_test_job_that_waited_longer_than_the_timeout_calls_nobody_and_s
 async def test_a_job_that_waited_less_than_the_timeout_runs_on_time(
     tmp_path: Path, beds: list[Bed]
 ) -> None:
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=30)
-    beds.append(bed)
-    received = datetime.now(UTC) - timedelta(seconds=2)
-    trigger = trigger_from_job(_job("job-soon", Mode.ALARM, received), _no_recording)
+    bed = await _bed(tmp_path, beds, timeout_s=30)
+    trigger, _ = _waited("job-soon", Mode.ALARM, timedelta(seconds=2))
     _, events = await run_to_end(bed, trigger)
     assert {e.outcome for e in events if e.kind == "ended"} == {"confirmed"}
     assert all(e.late is None for e in events)
@@ -199,8 +207,7 @@ async def _stopped_after_annas_call(bed: Bed, tmp_path: Path, mode: Mode) -> tup
 async def test_an_alarm_killed_mid_broadcast_and_back_after_the_timeout_calls_the_rest_late(
     tmp_path: Path, beds: list[Bed]
 ) -> None:
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=1)
     broadcast_id, last = await _stopped_after_annas_call(bed, tmp_path, Mode.ALARM)
     restarted = datetime.now(UTC)
     again, events = await _restarted_to_end(bed, tmp_path, broadcast_id)
@@ -223,8 +230,7 @@ async def test_an_alarm_killed_mid_broadcast_and_back_after_the_timeout_calls_th
 async def test_a_test_broadcast_killed_and_back_after_the_timeout_marks_the_rest_not_called(
     tmp_path: Path, beds: list[Bed]
 ) -> None:
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=1)
     broadcast_id, last = await _stopped_after_annas_call(bed, tmp_path, Mode.TEST)
     _, events = await _restarted_to_end(bed, tmp_path, broadcast_id)
     anna, bernd, carla = _ids(bed)
@@ -254,8 +260,7 @@ def _service(bed: Bed, tmp_path: Path) -> AgentService:
 async def test_an_alarm_command_delivered_after_the_timeout_calls_everyone_once_late(
     tmp_path: Path, beds: list[Bed]
 ) -> None:
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=3)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=3)
     await bed.broadcasts.journal.close()  # the service below owns the journal
     service = _service(bed, tmp_path)
     await service.pbx.login(*_login(bed.control))
@@ -311,11 +316,9 @@ async def test_a_late_alarm_tries_a_member_again_until_a_call_reaches_them(
     tmp_path: Path, beds: list[Bed]
 ) -> None:
     """Point 1: an agent-side failure does not use up the member's late attempt."""
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=3)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=3)
     refused = _flaky(bed, failures=6)  # two failed tries for each member
-    received = datetime.now(UTC) - timedelta(seconds=10)
-    trigger = trigger_from_job(_job("job-flaky", Mode.ALARM, received), _no_recording)
+    trigger, _ = _waited("job-flaky", Mode.ALARM, timedelta(seconds=10))
     _, events = await run_to_end(bed, trigger)
     assert_each_attempt_ends_once(events)
     assert len(refused) == 6
@@ -332,11 +335,9 @@ async def test_a_late_alarm_whose_dialer_never_works_ends_after_the_timeout_once
     tmp_path: Path, beds: list[Bed]
 ) -> None:
     """Point 1: the late retries are bounded: the timeout again, from the late start."""
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=1)
     _flaky(bed, failures=10_000)
-    received = datetime.now(UTC) - timedelta(seconds=10)
-    trigger = trigger_from_job(_job("job-dead", Mode.ALARM, received), _no_recording)
+    trigger, _ = _waited("job-dead", Mode.ALARM, timedelta(seconds=10))
     taken_up = datetime.now(UTC)
     broadcast_id, events = await run_to_end(bed, trigger)
     assert datetime.now(UTC) - taken_up < timedelta(seconds=5)
@@ -350,8 +351,7 @@ async def test_a_call_under_way_at_a_kill_is_made_again_late_once(
     tmp_path: Path, beds: list[Bed]
 ) -> None:
     """Point 4: an interrupted attempt (the phone may never have rung) reached nobody."""
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=1)
     broadcast_id = await _killed_before_it_ran(bed, "job-cut", Mode.ALARM)
     anna, bernd, carla = _ids(bed)
     last = datetime.now(UTC)  # journaled before dialling, then the kill
@@ -374,8 +374,7 @@ async def test_an_outage_that_began_after_the_deadline_is_not_given_as_the_reaso
     tmp_path: Path, beds: list[Bed]
 ) -> None:
     """Point 5: the agent still ran when the timeout passed: the deadline is the reason."""
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=1)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=1)
     broadcast_id = await _killed_before_it_ran(bed, "job-after", Mode.ALARM)
     anna, bernd, carla = _ids(bed)
     deadline = (await bed.broadcasts.journal.get(broadcast_id)).deadline_at
@@ -433,8 +432,7 @@ async def test_a_command_taken_up_at_once_runs_on_time_whatever_the_server_clock
     tmp_path: Path, beds: list[Bed], mode: Mode, skew_s: int
 ) -> None:
     """Point 2: the command's age is measured in one clock, the server's."""
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=30)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=30)
     service = await _service_without_server(bed, tmp_path)
     command = _skewed_command(
         f"cmd-now{skew_s}", bed, mode, timedelta(0), timedelta(seconds=skew_s)
@@ -456,8 +454,7 @@ async def test_a_command_that_waited_past_the_timeout_is_late_whatever_the_serve
     tmp_path: Path, beds: list[Bed], skew_s: int
 ) -> None:
     """Point 2: ten seconds in the server's clock are ten seconds here, too."""
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=3)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=3)
     service = await _service_without_server(bed, tmp_path)
     age = timedelta(seconds=10)
     command = _skewed_command(f"cmd-old{skew_s}", bed, Mode.ALARM, age, timedelta(seconds=skew_s))
@@ -478,8 +475,7 @@ async def test_a_command_is_expired_by_its_age_in_the_servers_clock(
     tmp_path: Path, beds: list[Bed]
 ) -> None:
     """Point 2: a server clock 20 minutes behind does not expire a fresh command."""
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=30)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=30)
     service = await _service_without_server(bed, tmp_path)
     command = _skewed_command("cmd-fresh", bed, Mode.ALARM, timedelta(0), timedelta(minutes=-20))
     await service.handle(command)
@@ -492,8 +488,7 @@ async def test_a_command_received_after_its_expiry_is_refused_with_a_code(
     tmp_path: Path, beds: list[Bed]
 ) -> None:
     """Point 3: the server words the refusal (a failed trigger in the history, a mail)."""
-    bed = await make_bed(tmp_path, MEMBERS, timeout_s=30)
-    beds.append(bed)
+    bed = await _bed(tmp_path, beds, timeout_s=30)
     service = await _service_without_server(bed, tmp_path)
     reported: list[object] = []
 

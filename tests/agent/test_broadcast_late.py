@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -37,22 +36,16 @@ from tests.agent.test_broadcast_executor import (
     _restart,
     alarm,
     assert_each_attempt_ends_once,
+    beds,
     final_outcomes,
     make_bed,
     run_to_end,
 )
 from tests.jobservice.support import AGENT, Service, job_body, make_settings
 
+__all__ = ["beds"]  # the fixture, shared with test_broadcast_executor
+
 MEMBERS = {"Anna": UserState.LOGGED_ON, "Bernd": UserState.LOGGED_ON, "Carla": UserState.LOGGED_ON}
-
-
-@pytest.fixture
-async def beds() -> AsyncIterator[list[Bed]]:
-    made: list[Bed] = []
-    yield made
-    for bed in made:
-        await bed.broadcasts.close()
-        await bed.dialer.close()
 
 
 def _ids(bed: Bed) -> list[str]:

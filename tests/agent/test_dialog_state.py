@@ -20,9 +20,18 @@ from edge_agent.pbx.port import Directory, UserState
 from edge_agent.pbx.sim import DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, DEFAULT_HOST, SimPbx
 from edge_agent.sip.subscription import dialog_states, fetch_dialog_state
 from edge_agent.sip.ua import Account
-from tests.agent.test_broadcast_executor import SCALE, Bed, alarm, final_outcomes, make_bed
+from tests.agent.test_broadcast_executor import (
+    SCALE,
+    Bed,
+    alarm,
+    beds,
+    final_outcomes,
+    make_bed,
+)
 from tests.agent.test_broadcast_executor import run_to_end as run_broadcast
 from tests.sip.bed import SippUas, free_udp_port, need_sipp
+
+__all__ = ["beds"]  # the fixture, shared with test_broadcast_executor
 
 
 @contextlib.asynccontextmanager
@@ -181,15 +190,6 @@ class _DialerWithDialogStates(SimDialer):
         if self.sip is not None:
             return await self.sip.busy_members(extensions)
         return {key: self.states.get(extension) for key, extension in extensions.items()}
-
-
-@pytest.fixture
-async def beds() -> AsyncIterator[list[Bed]]:
-    made: list[Bed] = []
-    yield made
-    for bed in made:
-        await bed.broadcasts.close()
-        await bed.dialer.close()
 
 
 async def _bed(

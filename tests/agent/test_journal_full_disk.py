@@ -38,9 +38,17 @@ from edge_agent.server import Server
 from edge_agent.service import AgentService
 from edge_agent.settings import AgentSettings
 from edge_agent.sip.ua import Account
-from tests.agent.test_broadcast_executor import Bed, alarm, assert_each_attempt_ends_once, make_bed
+from tests.agent.test_broadcast_executor import (
+    Bed,
+    alarm,
+    assert_each_attempt_ends_once,
+    beds,
+    make_bed,
+)
 from tests.jobservice.support import AGENT, Service, job_body, make_settings
 from tests.sip.bed import SippUas, need_sipp
+
+__all__ = ["beds"]  # the fixture, shared with test_broadcast_executor
 
 NOTE = JOURNAL_NOT_WRITABLE  # a code: the website words it
 MEMBERS = 10
@@ -102,15 +110,6 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     service = Service.start(make_settings(tmp_path / "jobs"))
     yield service
     await service.close()
-
-
-@pytest.fixture
-async def beds() -> AsyncIterator[list[Bed]]:
-    made: list[Bed] = []
-    yield made
-    for bed in made:
-        await bed.broadcasts.close()
-        await bed.dialer.close()
 
 
 async def ten_member_bed(state_dir: Path, beds: list[Bed]) -> Bed:

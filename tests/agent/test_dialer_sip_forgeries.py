@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,27 +14,14 @@ import pytest
 from edge_agent.dialer.port import CallEventKind, CallOutcome
 from edge_agent.dialer.sip import SipDialer
 from edge_agent.sip.call import Call
-from edge_agent.sip.ua import Account
 from tests.agent.dialer_contract import Recorder, assert_well_formed
-from tests.agent.test_dialer_sip import call_request, tone_wav
-from tests.sip.bed import SippUas, need_sipp
+from tests.agent.test_dialer_sip import announcement, call_request, dialer
+from tests.sip.bed import SippUas
+
+__all__ = ["announcement", "dialer"]  # the fixtures, shared with test_dialer_sip
 
 K = CallEventKind
 HOST = "127.0.0.1"
-
-
-@pytest.fixture
-def announcement(tmp_path: Path) -> Path:
-    return tone_wav(tmp_path / "announcement.wav")
-
-
-@pytest.fixture
-async def dialer() -> AsyncIterator[SipDialer]:
-    need_sipp()
-    account = Account("Rundruf", "secret", HOST, (HOST, 9), register=False)
-    dialer = SipDialer(account, proxy=False)
-    yield dialer
-    await dialer.close()
 
 
 @pytest.fixture

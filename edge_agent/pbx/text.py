@@ -7,7 +7,8 @@ carries it, from the central service. So each text is cleaned where it becomes
 a `User` or `Group` (port.py), for every adapter: unsafe characters are
 replaced, over-long texts cut to what the central mirror stores. Numbers and
 ids are different: a changed number calls someone else and a changed id names
-another entry, so those are kept as they are or not at all.
+another entry, so those are kept as they are or not at all (a number only loses
+the spaces and separators people write in it to read it).
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ _INVISIBLE = frozenset(
     "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200c\u200d\u200e\u200f\ufeff"
 )
 # What a dialled number is made of; anything else (a letter) would call someone else.
-_DIALABLE = frozenset("0123456789*#+")
+_DIALABLE = frozenset("0123456789*#")
+# How people write a number to read it ("+49 89 123-456", "(089) 12/34.5"): no part of
+# what is dialled, so dropped, as are spaces of every kind (NBSP too).
+_SEPARATORS = frozenset("-/.()")
 
 
 def _character(c: str) -> str:
@@ -55,10 +59,16 @@ def usable_id(value: str) -> bool:
 
 
 def extension(value: str | None) -> str | None:
-    """The internal number as the PBX has it, or None when it cannot be one."""
+    """The number to dial, without the separators people write in it ("12 34" is 1234),
+    or None when it cannot be one (a letter: dialled, it would call someone else)."""
     if value is None:
         return None
-    value = value.strip()  # " 505 " is 505: spaces around a number are no part of it
-    if not value or len(value) > EXTENSION_MAX or not _DIALABLE.issuperset(value):
+    # Spaces around it go as ever; inside it only spaces proper (category Zs, NBSP too):
+    # a control or line break in the middle still makes it no number.
+    value = value.strip()
+    value = "".join(c for c in value if c not in _SEPARATORS and unicodedata.category(c) != "Zs")
+    # A '+' only leads a number; it never stands alone.
+    digits = value[1:] if value.startswith("+") else value
+    if not digits or len(value) > EXTENSION_MAX or not _DIALABLE.issuperset(digits):
         return None
     return value

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from edge_agent.cache import directory_json
+from edge_agent.pbx import text
 from edge_agent.pbx.port import Directory, Group, User
 from edge_agent.pbx.sim import SimControl, SimPbx
 from edge_agent.pbx.swyx import SwyxPbx
@@ -101,9 +102,23 @@ def test_bidi_controls_and_invisible_characters_are_replaced() -> None:
 def test_a_number_with_a_letter_is_no_number() -> None:
     # "12a4" dialled would be someone else's number (or none): left out, never patched.
     assert User("7", "A", "12a4").extension is None
-    assert User("7", "A", "2 01").extension is None
-    assert User("7", "A", "+49 711").extension is None
+    assert User("7", "A", "+49 89 123-45 x2").extension is None
     assert User("7", "A", "*31#").extension == "*31#"
+
+
+def test_visual_separators_in_a_number_are_dropped_so_the_member_is_still_called() -> None:
+    # People type numbers as they read them; the PBX dials the digits (review B).
+    assert User("7", "A", "12 34").extension == "1234"
+    assert User("7", "A", "+49 89 123-456").extension == "+4989123456"
+    assert User("7", "A", "(089)\u00a0123/45.6").extension == "089123456"
+    assert User("7", "A", "0711\u202f12").extension == "071112"
+    # A '+' only leads the number; separators alone are no number.
+    assert User("7", "A", "12+34").extension is None
+    assert User("7", "A", "+").extension is None
+    assert User("7", "A", " - ").extension is None
+    assert User("7", "A", "12\x1c34").extension is None  # a control is no separator
+    # The server's mirror applies the same rule again to what the agent sent: unchanged.
+    assert text.extension(text.extension("+49 89 123-456")) == "+4989123456"
 
 
 def test_of_two_entries_with_one_id_the_first_is_kept_and_the_directory_is_partial() -> None:

@@ -74,8 +74,40 @@ class CommandChannel:
         self.own_lane = own_lane
         self.connected = asyncio.Event()
         self.query = AGENT_COMMANDS
+        # The lanes (the others, then own_lane) outlive a connection: a command in
+        # progress when it drops (a PBX command, up to minutes) finishes meanwhile and
+        # reports its outcome its own way (outcomes.py), while the next connection is
+        # made at once, so a new alarm is not held up by it (review A).
+        self._lanes: tuple[asyncio.Queue[dict[str, Any]], ...] = (asyncio.Queue(), asyncio.Queue())
+        # Ids of the commands in progress: their replay on the next connection is dropped,
+        # so a command never runs twice (the ledger only knows it once it has finished).
+        self._running: set[str] = set()
 
     async def run_forever(self) -> None:
+        # Commands run one by one, in order, on each lane while the channel keeps reading.
+        workers = [asyncio.create_task(self._work(lane)) for lane in self._lanes]
+        try:
+            await self._connect_forever()
+        finally:
+            self._drop_waiting()
+            # On shutdown those in progress finish, as before (a command cut off in the
+            # middle would run again after the restart); a second cancel stops them.
+            try:
+                for lane in self._lanes:
+                    await lane.join()
+            finally:
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+
+    def _drop_waiting(self) -> None:
+        """Commands not yet started wait for the next connection's replay."""
+        for lane in self._lanes:
+            while not lane.empty():
+                lane.get_nowait()
+                lane.task_done()
+
+    async def _connect_forever(self) -> None:
         attempt = 0
         while True:
             started = time.monotonic()
@@ -145,11 +177,8 @@ class CommandChannel:
             raise ConnectionClosed(None, None)
 
     async def _receive(self, ws: ClientConnection) -> None:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        fast: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        queue, fast = self._lanes
         pong = asyncio.Event()
-        # Commands run one by one, in order, on each lane while this loop keeps reading.
-        workers = [asyncio.create_task(self._work(q)) for q in (queue, fast)]
         pinger = asyncio.create_task(self._ping(ws, pong))
         try:
             async for raw in ws:
@@ -161,9 +190,12 @@ class CommandChannel:
                 kind = message.get("type")
                 if kind == "next":
                     data = (message.get("payload") or {}).get("data") or {}
-                    if data.get("agentCommands"):
+                    command = data.get("agentCommands")
+                    if command and str(command.get("id")) in self._running:
+                        log.info("command %s still runs: its outcome follows", command.get("id"))
+                    elif command:
                         # Stamped at once: a command queued behind others ages meanwhile.
-                        command = {**data["agentCommands"], RECEIVED_AT: datetime.now(UTC)}
+                        command = {**command, RECEIVED_AT: datetime.now(UTC)}
                         lane = fast if command.get("type") in self.own_lane else queue
                         lane.put_nowait(command)
                 elif kind == "ping":
@@ -187,30 +219,23 @@ class CommandChannel:
             raise
         finally:
             pinger.cancel()
-            # Commands not yet started wait for the next connection's replay...
-            for lane in (queue, fast):
-                while not lane.empty():
-                    lane.get_nowait()
-                    lane.task_done()
-            # ...but those in progress finish: cutting them off helps nobody.
-            try:
-                await queue.join()
-                await fast.join()
-            finally:
-                for worker in workers:
-                    worker.cancel()
-                for task in (pinger, *workers):
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            # Those in progress go on in the background: the next connection is not
+            # made to wait for them.
+            self._drop_waiting()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
 
     async def _work(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
             command = await queue.get()
+            command_id = str(command.get("id"))
+            self._running.add(command_id)
             try:
                 await self.sink(command)
             except Exception:  # one bad command must not stop the stream
-                log.exception("command %s failed", command.get("id"))
+                log.exception("command %s failed", command_id)
             finally:
+                self._running.discard(command_id)
                 queue.task_done()
 
     async def _ping(self, ws: ClientConnection, pong: asyncio.Event) -> None:

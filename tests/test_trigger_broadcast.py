@@ -382,7 +382,7 @@ async def test_other_expired_commands_leave_no_history(gql, rt, world, clock):
     assert await _mails(rt) == []
 
 
-# --- a trigger the agent received: its outcome may come late, it is not lost ------------
+# --- a trigger the agent received: its outcome may come late, unknown until it does ------
 
 HISTORY = "{ broadcasts(first: 20) { nodes { groupName status failureCode } } }"
 # The broadcast the agent ran, as the history shows it (newest first).
@@ -407,17 +407,50 @@ async def test_a_delivered_trigger_whose_outcome_is_slow_is_not_reported_lost(
         await gql.as_(world.tokens["owner"]).ok(TRIGGER, g=str(world.a.group_id), mode="TEST")
     )["triggerBroadcast"]
     await _deliver(rt, world)
-    clock.advance(minutes=16)
-    assert await agents.expire_overdue(rt) == 1
-    assert await _lost(gql, world) == []
+    # The broadcast ran; its report and its outcome come slowly, but before the expiry.
+    clock.advance(minutes=14)
+    agent = gql.as_(world.tokens["agent_a"])
+    await agent.ok(REPORT, **_report(rt, [], status="COMPLETED", finishedAt=rt.clock().isoformat()))
+    done = await agent.ok(COMPLETE, id=command["id"], result={"broadcastId": "b-1"})
+    assert done["completeCommand"]["status"] == "SUCCEEDED"
+    clock.advance(minutes=2)
+    assert await agents.expire_overdue(rt) == 0
+    assert await _history(gql, world) == [ran, *before]
     assert await _mails(rt) == []
-    # The broadcast ran; its report and the late outcome arrive after the expiry.
+
+
+async def test_a_delivered_alarm_without_an_outcome_by_its_expiry_is_reported_unknown(
+    gql, rt, world, clock
+):
+    """Handed to the socket, then the agent's machine died (a power cut) and stayed down
+    past the day: not silence, and not "not run" either (issue 14, point 11, review)."""
+    before = await _history(gql, world)
+    command = (
+        await gql.as_(world.tokens["owner"]).ok(TRIGGER, g=str(world.a.group_id), mode="ALARM")
+    )["triggerBroadcast"]
+    await _deliver(rt, world)
+    clock.advance(minutes=16)
+    async with rt.db.transaction() as s:  # an alarm's day passed (sessions would not last)
+        await s.execute(update(Command).values(expires_at=clock.now - timedelta(seconds=1)))
+    assert await agents.expire_overdue(rt) == 1
+    assert await agents.expire_overdue(rt) == 0  # once
+    lost = await _lost(gql, world)
+    assert [(n["status"], n["mode"], n["failureCode"]) for n in lost] == [
+        ("FAILED", "ALARM", "OUTCOME_UNKNOWN")
+    ]
+    mails = await _mails(rt)
+    assert [m.to_address for m in mails] == ["admin@owner.example", "it@owner.example"]
+    german = mails[0]
+    assert "ohne Rückmeldung" in german.subject and "Brandschutz" in german.subject
+    assert "übergeben" in german.body and "Ob angerufen wurde, ist unbekannt" in german.body
+    assert "NICHT durchgeführt" not in german.body
+    # The agent was back after all and had run it: its broadcast replaces the failed row.
     agent = gql.as_(world.tokens["agent_a"])
     await agent.ok(REPORT, **_report(rt, [], status="COMPLETED", finishedAt=rt.clock().isoformat()))
     late = await agent.ok(COMPLETE, id=command["id"], result={"broadcastId": "b-1"})
     assert late["completeCommand"]["status"] == "EXPIRED"
     assert await _history(gql, world) == [ran, *before]
-    assert await _mails(rt) == []
+    assert len(await _mails(rt)) == 2  # sent, not taken back
 
 
 async def test_a_delivered_trigger_the_agent_refuses_after_the_sweep_is_lost_once(
@@ -429,11 +462,12 @@ async def test_a_delivered_trigger_the_agent_refuses_after_the_sweep_is_lost_onc
     await _deliver(rt, world)
     clock.advance(minutes=16)
     assert await agents.expire_overdue(rt) == 1
-    assert await _lost(gql, world) == []  # received: its outcome may still come
+    lost = await _lost(gql, world)  # received, no outcome yet: whether it ran is unknown
+    assert [(n["status"], n["failureCode"]) for n in lost] == [("FAILED", "OUTCOME_UNKNOWN")]
     refusal = {"result": {"errorCode": "commandExpired"}, "error": "expired before ..."}
     for _ in range(2):  # the agent resends an outcome it is not sure of
         await gql.as_(world.tokens["agent_a"]).ok(REFUSE, id=command["id"], **refusal)
-    lost = await _lost(gql, world)
+    lost = await _lost(gql, world)  # now known: not run
     assert [(n["status"], n["failureCode"]) for n in lost] == [("FAILED", "AGENT_UNREACHABLE")]
     assert len(await _mails(rt)) == 2
 

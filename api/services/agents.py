@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.db import after_commit
 from api.domain import health, validation
 from api.domain.connection import OFFLINE_AFTER_POLLS
+from api.domain.lost_triggers import FAILURE_AGENT_UNREACHABLE, FAILURE_OUTCOME_UNKNOWN
 from api.domain.scrub import secret_name
 from api.errors import BadInput, NotFound, Unauthenticated
 from api.models import Command, CommandStatus, Installation, License, PbxSettings, Tenant
@@ -449,10 +450,11 @@ async def _scrubbed(
 async def expire_overdue(rt: Runtime) -> int:
     """Open commands past their time become expired, with the reason; returns how many.
 
-    A broadcast trigger no agent ever received is never lost silently: it leaves a failed
-    trigger in the history and a mail to the tenant (api/services/lost_triggers.py). One
-    the agent received is not lost: its outcome may come late (kept and resent), and the
-    broadcast's own report makes its row (docs/decisions/late-broadcasts.md).
+    A broadcast trigger without an outcome is never lost silently: it leaves a failed
+    trigger in the history and a mail to the tenant (api/services/lost_triggers.py),
+    AGENT_UNREACHABLE if no agent received it, OUTCOME_UNKNOWN if one did (its machine
+    may have died with it; a late success withdraws the row,
+    docs/decisions/late-broadcasts.md).
     """
     now = rt.clock()
     rows: list[tuple[uuid.UUID, uuid.UUID, str, CommandStatus]] = []
@@ -473,10 +475,16 @@ async def expire_overdue(rt: Runtime) -> int:
             rows += [(i, t, type_, status) for i, t, type_ in claimed.all()]
         # The conditional UPDATE claimed each once: one history row per lost trigger.
         for command_id, _, type_, was in rows:
-            if type_ == lost_triggers.TYPE and was is CommandStatus.PENDING:
+            if type_ == lost_triggers.TYPE:
                 command = await session.get(Command, command_id)
                 assert command is not None  # claimed in this transaction
-                await lost_triggers.record(rt, session, command, now)
+                # Handed to the socket is not received: the agent may have died with it.
+                code = (
+                    FAILURE_AGENT_UNREACHABLE
+                    if was is CommandStatus.PENDING
+                    else FAILURE_OUTCOME_UNKNOWN
+                )
+                await lost_triggers.record(rt, session, command, now, code)
     for command_id, tenant_id, _, _ in rows:
         await rt.hub.publish(tenant_events(tenant_id), notify.event("command", command_id))
     return len(rows)

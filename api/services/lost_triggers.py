@@ -1,12 +1,13 @@
-"""A `triggerBroadcast` that never reached an agent before it expired: never lost silently.
+"""A `triggerBroadcast` with no outcome by its expiry: never lost silently.
 
-The expiry sweep (for a trigger still pending, never delivered) and an agent that
-refuses a trigger as expired leave a failed trigger in the history, worded by the
-website from its code with the agent's last heartbeat, and mail the tenant's contact
-and administrators. A trigger the agent did receive is not lost: its broadcast's own
-report makes its row (docs/decisions/late-broadcasts.md). Should the agent report
-success for a trigger recorded lost all the same (it took it up in the moment the
-sweep expired it), the failed row gives way to the broadcast that ran.
+The expiry sweep (a trigger still pending, never delivered: AGENT_UNREACHABLE) and an
+agent that refuses a trigger as expired (AGENT_UNREACHABLE) leave a failed trigger in
+the history, worded by the website from its code with the agent's last heartbeat, and
+mail the tenant's contact and administrators. A trigger handed to the agent (DELIVERED)
+with no outcome by its expiry gets OUTCOME_UNKNOWN: the agent's machine may have died
+with it (a power cut), or it ran and its outcome is late (docs/decisions/late-broadcasts.md).
+Should the agent report success for a trigger recorded lost all the same, the failed
+row gives way to the broadcast that ran.
 """
 
 from __future__ import annotations
@@ -43,17 +44,33 @@ def _key(command: Command) -> str:
 
 
 async def record(
-    rt: Runtime, session: AsyncSession, command: Command, now: datetime
+    rt: Runtime,
+    session: AsyncSession,
+    command: Command,
+    now: datetime,
+    failure_code: str = lost_triggers.FAILURE_AGENT_UNREACHABLE,
 ) -> uuid.UUID | None:
     """The failed trigger in the history and the mails, in the caller's transaction;
-    None if it is recorded already (an agent resends a refusal it is not sure of)."""
+    None if it is recorded already (an agent resends a refusal it is not sure of).
+    OUTCOME_UNKNOWN: delivered, no outcome by the expiry (whether anyone was called is
+    unknown); the agent's later refusal as expired makes that row AGENT_UNREACHABLE."""
     known = await session.scalar(
-        select(Broadcast.id).where(
+        select(Broadcast).where(
             Broadcast.tenant_id == command.tenant_id, Broadcast.agent_broadcast_id == _key(command)
         )
     )
     if known is not None:
+        if known.failure_code == lost_triggers.FAILURE_OUTCOME_UNKNOWN != failure_code:
+            # Now known: not run. The history says so; the mail sent stays (no second one).
+            known.failure_code = failure_code
+            after_commit(
+                session,
+                lambda: rt.hub.publish(
+                    tenant_events(command.tenant_id), notify.event("broadcast", known.id)
+                ),
+            )
         return None
+    unknown = failure_code == lost_triggers.FAILURE_OUTCOME_UNKNOWN
     payload = command.payload or {}
     group_id, group_name = await _group(session, command.tenant_id, payload.get("groupPbxId"))
     last_seen = await _last_heartbeat(session, command.tenant_id)
@@ -75,13 +92,13 @@ async def record(
         member_count=0,
         # The website says "not reachable since" this (ISO time); empty: never reported.
         note=last_seen.isoformat() if last_seen is not None else None,
-        failure_code=lost_triggers.FAILURE_AGENT_UNREACHABLE,
+        failure_code=failure_code,
     )
     session.add(row)
     tenant = await session.get(Tenant, command.tenant_id)
     addresses = await tenant_mail.recipients(session, tenant) if tenant is not None else {}
     mail = partial(
-        lost_triggers.lost_trigger_mail,
+        lost_triggers.unknown_outcome_mail if unknown else lost_triggers.lost_trigger_mail,
         group_name=group_name,
         alarm=mode is not BroadcastMode.TEST,
         requested_at=command.created_at,
@@ -103,6 +120,7 @@ async def record(
         tenant_id=command.tenant_id,
         target=command.id,
         mode=int(mode),
+        failure_code=failure_code,
         mails=len(addresses),
     )
     return row.id
@@ -117,7 +135,9 @@ async def withdraw(rt: Runtime, session: AsyncSession, command: Command) -> bool
             .where(
                 Broadcast.tenant_id == command.tenant_id,
                 Broadcast.agent_broadcast_id == _key(command),
-                Broadcast.failure_code == lost_triggers.FAILURE_AGENT_UNREACHABLE,
+                Broadcast.failure_code.in_(
+                    [lost_triggers.FAILURE_AGENT_UNREACHABLE, lost_triggers.FAILURE_OUTCOME_UNKNOWN]
+                ),
             )
             .returning(Broadcast.id)
         )

@@ -85,10 +85,14 @@ class Broadcast:
     quorum_reached_at: datetime | None
     note: str | None
     failure_code: str | None = strawberry.field(
-        description="Set when the trigger never became a broadcast: JOB_FILE_DAMAGED (the "
-        "job service could not read the accepted alarm's file, named in note) or "
+        description="Set when the trigger never became a broadcast (or none was reported): "
+        "JOB_FILE_DAMAGED (the job service could not read the accepted alarm's file, named "
+        "in note) or "
         "AGENT_UNREACHABLE (the agent did not take the triggerBroadcast up before it "
-        "expired; note: the agent's last heartbeat as an ISO time, null if none)."
+        "expired; note: the agent's last heartbeat as an ISO time, null if none) or "
+        "OUTCOME_UNKNOWN (the triggerBroadcast was handed to the agent but no outcome came "
+        "before it expired: whether anyone was called is unknown; note as for "
+        "AGENT_UNREACHABLE; a later success replaces the row by the broadcast's own)."
     )
     _id: strawberry.Private[object]
     _bg_id: strawberry.Private[object]

@@ -80,7 +80,9 @@ class Command:
         description="The tenant's agent now: unless CONNECTED the command waits for it "
         "until expiresAt. A broadcast trigger that expires before any agent received it "
         "leaves a FAILED broadcast (failureCode AGENT_UNREACHABLE) and a mail to the "
-        "tenant; one the agent received shows in the history by its broadcast's report."
+        "tenant; one the agent received but gave no outcome for by then, a FAILED "
+        "broadcast (failureCode OUTCOME_UNKNOWN) and a mail; a later success replaces "
+        "it by the broadcast's report."
     )
     async def agent_connection(self, info: Info) -> AgentConnection:
         actor = await info.context.actor()

@@ -58,18 +58,13 @@ def test_a_damaged_job_file_shows_in_the_history_as_a_failed_trigger(
     shot(page, artifacts, "history-failed-trigger-detail")
 
 
-def test_a_trigger_that_expired_for_an_unreachable_agent_shows_as_a_failed_trigger(
-    browser: Browser, stack: WebStack, artifacts: Path
-) -> None:
-    """An alarm asked for while the agent was offline until it expired (issue 14,
-    point 11): worded from its code, with the agent's last report (in note)."""
-    fern = new_customer(stack, "Fern GmbH", "fern", agent_version=None)
-    # The row as the expiry sweep writes it (tests/test_trigger_broadcast.py drives that).
+def _lost_trigger(stack: WebStack, tenant_id: str, failure_code: str) -> None:
+    """The row as the expiry sweep writes it (tests/test_trigger_broadcast.py drives that)."""
     engine = create_engine(stack.env["RUNDRUF_DATABASE_URL"])
     with Session(engine) as session, session.begin():
         session.add(
             Broadcast(
-                tenant_id=uuid.UUID(fern.tenant_id),
+                tenant_id=uuid.UUID(tenant_id),
                 agent_broadcast_id=f"command:{uuid.uuid4()}",
                 group_name="Brandschutz",
                 mode=2,
@@ -79,10 +74,19 @@ def test_a_trigger_that_expired_for_an_unreachable_agent_shows_as_a_failed_trigg
                 finished_at=datetime(2026, 12, 7, 7, 0, tzinfo=UTC),
                 member_count=0,
                 note="2026-12-06T06:45:30+00:00",
-                failure_code="AGENT_UNREACHABLE",
+                failure_code=failure_code,
             )
         )
     engine.dispose()
+
+
+def test_a_trigger_that_expired_for_an_unreachable_agent_shows_as_a_failed_trigger(
+    browser: Browser, stack: WebStack, artifacts: Path
+) -> None:
+    """An alarm asked for while the agent was offline until it expired (issue 14,
+    point 11): worded from its code, with the agent's last report (in note)."""
+    fern = new_customer(stack, "Fern GmbH", "fern", agent_version=None)
+    _lost_trigger(stack, fern.tenant_id, "AGENT_UNREACHABLE")
     page = fern.signed_in(browser, stack)
     nav(page, "Verlauf")
     row = page.locator("tbody tr").first
@@ -93,3 +97,23 @@ def test_a_trigger_that_expired_for_an_unreachable_agent_shows_as_a_failed_trigg
     expect(failure).to_contain_text("zuletzt gemeldet: 06.12.26, 06:45:30")
     expect(failure).to_contain_text("Niemand wurde angerufen")
     shot(page, artifacts, "history-agent-unreachable")
+
+
+def test_a_delivered_trigger_without_an_outcome_shows_that_the_outcome_is_unknown(
+    browser: Browser, stack: WebStack, artifacts: Path
+) -> None:
+    """An alarm handed to the agent whose machine then died past the expiry: the page
+    says it was handed over and that whether anyone was called is unknown, not "not run"."""
+    still = new_customer(stack, "Still GmbH", "still", agent_version=None)
+    _lost_trigger(stack, still.tenant_id, "OUTCOME_UNKNOWN")
+    page = still.signed_in(browser, stack)
+    nav(page, "Verlauf")
+    row = page.locator("tbody tr").first
+    expect(row).to_contain_text("übergeben, keine Rückmeldung")
+    row.get_by_role("link").click()
+    failure = page.locator("[data-failure=OUTCOME_UNKNOWN]")
+    expect(failure).to_contain_text("an den Rundruf Manager Service beim Kunden übergeben")
+    expect(failure).to_contain_text("zuletzt gemeldet: 06.12.26, 06:45:30")
+    expect(failure).to_contain_text("Ob angerufen wurde, ist unbekannt")
+    expect(failure).not_to_contain_text("NICHT durchgeführt")
+    shot(page, artifacts, "history-outcome-unknown")

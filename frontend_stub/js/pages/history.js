@@ -22,12 +22,14 @@ export function render({ main, live, params }) {
 }
 
 // A trigger that never became a broadcast, worded from its code with what note holds:
-// JOB_FILE_DAMAGED the file the job service kept, AGENT_UNREACHABLE the agent's last
-// heartbeat (none: it never reported).
+// JOB_FILE_DAMAGED the file the job service kept, AGENT_UNREACHABLE and OUTCOME_UNKNOWN
+// the agent's last heartbeat (none: it never reported).
+const SINCE_CODES = new Set(["AGENT_UNREACHABLE", "OUTCOME_UNKNOWN"]);
+
 function failure(b) {
   if (!b.failureCode) return null;
   const since = b.note ? dateTime(b.note) : t("failure.never");
-  const params = b.failureCode === "AGENT_UNREACHABLE" ? { since } : { file: b.note };
+  const params = SINCE_CODES.has(b.failureCode) ? { since } : { file: b.note };
   return h("p", { class: "failure", "data-failure": b.failureCode }, t(`failure.${b.failureCode}`, params));
 }
 

@@ -147,6 +147,8 @@ export default {
   "failureShort.JOB_FILE_DAMAGED": "Auftrag beschädigt, nicht ausgeführt",
   "failureShort.AGENT_UNREACHABLE": "Dienst nicht erreichbar, nicht ausgeführt",
   "failure.AGENT_UNREACHABLE": "Dieser Rundruf wurde NICHT durchgeführt: Der Rundruf-Dienst beim Kunden war bis zum Ablauf des Auftrags nicht erreichbar (zuletzt gemeldet: {since}). Niemand wurde angerufen. Prüfen Sie, ob der Dienst läuft und verbunden ist, und lösen Sie den Rundruf erneut aus, falls er noch nötig ist.",
+  "failureShort.OUTCOME_UNKNOWN": "übergeben, keine Rückmeldung",
+  "failure.OUTCOME_UNKNOWN": "Dieser Rundruf wurde an den Rundruf Manager Service beim Kunden übergeben, aber bis zum Ablauf des Auftrags kam keine Rückmeldung (zuletzt gemeldet: {since}). Ob angerufen wurde, ist unbekannt. Prüfen Sie, ob der Dienst läuft und verbunden ist, fragen Sie bei den Empfängern nach und lösen Sie den Rundruf erneut aus, falls er noch nötig ist.",
   "failure.never": "nie",
   "failure.JOB_FILE_DAMAGED": "Dieser Rundruf wurde angenommen, aber NICHT durchgeführt: Seine Auftragsdatei beim Rundruf-Dienst auf der Telefonanlage war beim Start des Dienstes beschädigt. Niemand wurde angerufen. Die Datei ist dort aufbewahrt (quarantine/reported/{file}). Lösen Sie den Rundruf erneut aus, falls er noch nötig ist.",
   "mode.TEST": "Test",

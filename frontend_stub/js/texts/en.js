@@ -147,6 +147,8 @@ export default {
   "failureShort.JOB_FILE_DAMAGED": "job damaged, not run",
   "failureShort.AGENT_UNREACHABLE": "service unreachable, not run",
   "failure.AGENT_UNREACHABLE": "This broadcast was NOT run: the Rundruf service at the site could not be reached until the request expired (last report: {since}). Nobody was called. Check that the service runs and is connected, and trigger the broadcast again if it is still needed.",
+  "failureShort.OUTCOME_UNKNOWN": "handed over, no outcome",
+  "failure.OUTCOME_UNKNOWN": "This broadcast was handed to the Rundruf Manager Service at the site, but no outcome came back before the request expired (last report: {since}). Whether anybody was called is unknown. Check that the service runs and is connected, ask the recipients, and trigger the broadcast again if it is still needed.",
   "failure.never": "never",
   "failure.JOB_FILE_DAMAGED": "This broadcast was accepted but NOT run: its job file at the Rundruf job service on the phone system was damaged when the service started. Nobody was called. The file is kept there (quarantine/reported/{file}). Trigger the broadcast again if it is still needed.",
   "mode.TEST": "Test",

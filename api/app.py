@@ -7,11 +7,11 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cross_web import HTTPException
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,7 +31,7 @@ from strawberry.types.graphql import OperationType
 
 from api.errors import RundrufError, Unauthenticated
 from api.http import json_guard, metrics, rest
-from api.http.agent_bodies import AgentBodies
+from api.http.agent_bodies import AgentBodies, from_verified_agent
 from api.http.graphql_ws import (
     CLOSE_FORBIDDEN,
     CLOSE_TOO_MANY,
@@ -86,8 +86,16 @@ class GraphQLApp(GraphQL[Context, None]):
         if scope["type"] == "websocket":
             await self._socket(scope, receive, send)
             return
+        request = Request(scope, receive)
         try:
-            response = await self.run(Request(scope, receive))
+            if not from_verified_agent(scope):
+                # Counted here, where the sender is known; parse_json then decodes.
+                json_guard.check_values(await request.body())
+            response = await self.run(request)
+        except json_guard.TooManyValues as err:
+            extensions = {"reason": err.reason, "max": err.max_values}
+            response = _refusal(400, str(err), extensions)
+            log.info("refused a GraphQL request: 400 BAD_REQUEST %s", err.reason)
         except HTTPException as err:
             response = _refusal(err.status_code, err.reason)
             # The reason may quote the client (an operation name): bounded and
@@ -101,12 +109,14 @@ class GraphQLApp(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """At most ``ws_max_per_client`` signed-in sockets per client address in this
-        process (see api/http/socket_cap.py); with all of them taken, one more is
-        refused at the handshake (429 where the server can say so)."""
+        """At most ``ws_max_per_client`` signed-in users' sockets per client address
+        in this process, and apart from them a few per agent's installation (see
+        api/http/socket_cap.py); with all of them taken, one more is refused at the
+        handshake (429 where the server can say so)."""
         ws = WebSocket(scope, receive, send)
         key = client_key(ws.client.host if ws.client else None)
-        if self.sockets.full(key):
+        vouched_for = await self._vouched_for(ws, users_too=not self.sockets.full(key))
+        if vouched_for is None and self.sockets.full(key):
             self.sockets.note(
                 "handshake-" + key,
                 logging.INFO,
@@ -116,8 +126,9 @@ class GraphQLApp(GraphQL[Context, None]):
             )
             await _refuse_handshake(ws)
             return
-        if await self._vouched_for(ws):
-            vouched = self.sockets.open_signed_in(key, lambda: _push_out(ws))
+        if vouched_for is not None:
+            installation = vouched_for.installation_id if vouched_for is not True else None
+            vouched = self.sockets.open_signed_in(key, lambda: _push_out(ws), installation)
             if vouched is None:  # the others signed in meanwhile
                 await _refuse_handshake(ws)
                 return
@@ -132,26 +143,30 @@ class GraphQLApp(GraphQL[Context, None]):
         finally:
             ticket.close()
 
-    async def _vouched_for(self, ws: WebSocket) -> bool:
-        """Whether the handshake bears a valid session cookie or token (the agent
-        sends its token as Authorization header as well as in connection_init).
-        Such a socket still signs in with connection_init as any other."""
+    async def _vouched_for(
+        self, ws: WebSocket, users_too: bool
+    ) -> agents.Agent | Literal[True] | None:
+        """Who the handshake's session cookie or token vouches for: the agent (it
+        sends its token as Authorization header as well as in connection_init),
+        True for a user, None for no one. Users' tokens are looked up only when
+        ``users_too`` (their address has places left). Such a socket still signs
+        in with connection_init as any other."""
         token = bearer_from(ws.headers.get("authorization")) or ws.cookies.get(
             self.rt.settings.session_cookie_name
         )
         if not token or not plausible_token(token):
-            return False
+            return None
         try:
             if token.startswith(agents.AGENT_TOKEN_PREFIX):
-                await agents.agent_for_token(self.rt, token)
-            else:
+                return await agents.agent_for_token(self.rt, token)
+            if users_too:
                 await auth.actor_for_token(self.rt, token)
+                return True
         except RundrufError:
-            return False
+            return None
         except SQLAlchemyError:  # connection_init will tell the client
             log.warning("checking a WebSocket handshake's token failed", exc_info=True)
-            return False
-        return True
+        return None
 
     def decode_json(self, data: str | bytes) -> object:
         """Bodies and frames through json_guard; Strawberry answers its
@@ -164,7 +179,7 @@ class GraphQLApp(GraphQL[Context, None]):
     def parse_json(self, data: str | bytes) -> Any:
         """A GraphQL body is one JSON object (lists only with batching, which is off:
         Strawberry refuses them); a bare string, number or null used to give 500."""
-        value = _decoded(data, "the payload")
+        value = _decoded(data, "the payload", max_values=None)  # counted in __call__
         if not isinstance(value, dict | list):
             raise HTTPException(400, "the request body must be a JSON object")
         return value
@@ -217,18 +232,21 @@ class GraphQLApp(GraphQL[Context, None]):
         token = context.token()
         if token is None:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": "sign in first"})
+        installation = None
         try:
             if token.startswith(agents.AGENT_TOKEN_PREFIX):
-                await context.agent()
+                installation = (await context.agent()).installation_id
             else:
                 await context.actor()
         except RundrufError as err:
             raise ConnectionRejectionError({"code": err.code, "message": err.message}) from None
         ticket: Ticket = context.request.state.socket_ticket
-        if not ticket.sign_in():
+        # An agent's socket counts against its installation, a user's against its address.
+        if not ticket.sign_in(installation):
             if ticket.closed:  # pushed out by a newer socket meanwhile
                 raise SocketRefused(CLOSE_PUSHED_OUT, "too many sockets waiting to sign in")
-            raise SocketRefused(CLOSE_TOO_MANY, "too many open WebSockets from this address")
+            whose = "of this installation" if installation else "from this address"
+            raise SocketRefused(CLOSE_TOO_MANY, f"too many open WebSockets {whose}")
         return None
 
     async def watch_session(self, context: Context) -> None:
@@ -328,9 +346,11 @@ async def _push_out(ws: WebSocket) -> None:
             await ws.close(CLOSE_PUSHED_OUT, "too many sockets waiting to sign in")
 
 
-def _decoded(data: str | bytes, what: str) -> object:
+def _decoded(
+    data: str | bytes, what: str, max_values: int | None = json_guard.MAX_VALUES
+) -> object:
     try:
-        return json_guard.loads(data)
+        return json_guard.loads(data, max_values=max_values)
     except json_guard.MalformedJSON as err:
         raise HTTPException(400, str(err).replace("the payload", what, 1)) from None
 
@@ -347,10 +367,10 @@ def loggable(text: str, limit: int = 200) -> str:
     return ascii(text[:limit]) + ("..." if len(text) > limit else "")
 
 
-def _refusal(status: int, reason: str) -> Response:
+def _refusal(status: int, reason: str, extensions: Mapping[str, object] | None = None) -> Response:
     """A GraphQL request refused before execution, in the shape of a GraphQL error."""
     allow = {"Allow": "GET, POST"} if status == 405 else None
-    return refusal(GRAPHQL_PATH, status, reason, headers=allow)
+    return refusal(GRAPHQL_PATH, status, reason, headers=allow, extensions=extensions)
 
 
 async def _expire_commands(rt: Runtime) -> None:

@@ -8,10 +8,16 @@ they can neither starve signed-in sockets nor lock out an agent that signs in.
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 
-from api.http.socket_cap import PRE_SIGN_IN_PER_CLIENT, SocketCap, client_key
+from api.http.socket_cap import (
+    AGENT_SOCKETS_PER_INSTALLATION,
+    PRE_SIGN_IN_PER_CLIENT,
+    SocketCap,
+    client_key,
+)
 
 
 async def _nothing() -> None:
@@ -108,3 +114,44 @@ async def test_pushing_out_a_socket_whose_client_is_gone_raises_nothing():
     ws.application_state = WebSocketState.CONNECTED
     await _push_out(ws)
     assert ws.application_state is WebSocketState.DISCONNECTED
+
+
+def test_users_filling_the_address_never_take_the_agents_place():
+    """Review: fifty website tabs behind the agent's NAT took every place of the
+    address, and the agent (and with it every alarm) was refused for good."""
+    cap = SocketCap(limit=50)
+    address = client_key("203.0.113.9")
+    for _ in range(50):
+        assert cap.open_signed_in(address, _nothing) is not None
+    assert cap.full(address)
+    installation = uuid.uuid4()
+    agent = cap.open_signed_in(address, _nothing, installation)
+    assert agent is not None and agent.sign_in(installation)
+    # One that signs in only with connection_init gets in as well.
+    waiting, _ = cap.open(address, _nothing)
+    assert waiting.sign_in(installation)
+    assert cap.signed_in_for(address) == 50
+    assert cap.agent_sockets_for(installation) == 2
+    # A user cannot sign in on a place vouched for an agent, nor past the limit.
+    assert not agent.sign_in()
+    user, _ = cap.open(address, _nothing)
+    assert not user.sign_in()
+
+
+def test_an_installation_has_a_few_places_of_its_own():
+    cap = SocketCap(limit=1, per_installation=AGENT_SOCKETS_PER_INSTALLATION)
+    installation, other = uuid.uuid4(), uuid.uuid4()
+    agents = [cap.open_signed_in("a", _nothing, installation) for _ in range(4)]
+    assert all(agents) and cap.agent_full(installation)
+    assert cap.open_signed_in("a", _nothing, installation) is None
+    late, _ = cap.open("a", _nothing)
+    assert not late.sign_in(installation)
+    # Another installation and the address's users are not affected...
+    assert cap.open_signed_in("a", _nothing, other) is not None
+    assert cap.open_signed_in("a", _nothing) is not None
+    # ...and a closed socket gives its installation's place back.
+    for ticket in agents:
+        assert ticket is not None
+        ticket.close()
+    assert cap.agent_sockets_for(installation) == 0
+    assert cap.open_signed_in("a", _nothing, installation) is not None

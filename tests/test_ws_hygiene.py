@@ -135,14 +135,23 @@ async def test_sockets_that_never_sign_in_do_not_lock_out_the_agent(serve, world
             connect(url, subprotocols=[GTWS], sock=from_address(host, source))
         )
         for _ in range(3):
-            ws = await stack.enter_async_context(
-                graphql_ws(host, world.tokens["agent_a"], sock=from_address(host, source))
+            await stack.enter_async_context(
+                graphql_ws(host, world.tokens["owner"], sock=from_address(host, source))
             )
+        agent = {"Authorization": f"Bearer {world.tokens['agent_a']}"}  # as channel.py
+        ws = await stack.enter_async_context(
+            graphql_ws(
+                host,
+                world.tokens["agent_a"],
+                sock=from_address(host, source),
+                additional_headers=agent,
+            )
+        )
         received = await operation(ws, "{ __typename }")
         assert received[0]["payload"]["data"] == {"__typename": "Query"}
         # The oldest squatters were pushed out to make room (4408), not the agent.
         assert await closed_with(squatters[0]) == 4408
-        # A fourth signed-in socket from there is one too many, refused at sign-in.
+        # A fourth user's socket from there is one too many, refused at sign-in.
         await init(late, {"authorization": f"Bearer {world.tokens['owner']}"})
         assert await close_frame(late) == (4429, "too many open WebSockets from this address")
 
@@ -202,6 +211,41 @@ async def test_a_handshake_token_counts_against_the_limit_at_once(serve, world):
     async with connect(url, subprotocols=[GTWS], additional_headers=forged) as ws:
         await init(ws, {"authorization": f"Bearer {token}"})
         assert (await recv_json(ws))["type"] == "connection_ack"
+
+
+async def test_users_filling_the_agents_address_do_not_lock_the_agent_out(serve, world):
+    """Review: fifty signed-in website sockets behind the agent's NAT took every
+    place of the address; the agent was refused with 429 and no command reached
+    it. An agent's sockets count against its installation instead."""
+    host = serve(ws_max_per_client=50)
+    source = "127.0.0.25"
+    url = f"ws://{host}/graphql"
+    token = world.tokens["agent_a"]
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(50):
+            await stack.enter_async_context(
+                graphql_ws(host, world.tokens["owner"], sock=from_address(host, source))
+            )
+        with pytest.raises(InvalidStatus) as refused:  # the address is full for users
+            await stack.enter_async_context(
+                connect(url, subprotocols=[GTWS], sock=from_address(host, source))
+            )
+        assert refused.value.response.status_code == 429
+        agent = await stack.enter_async_context(
+            graphql_ws(
+                host,
+                token,
+                sock=from_address(host, source),
+                additional_headers={"Authorization": f"Bearer {token}"},
+            )
+        )
+        await agent.send(
+            json.dumps({"id": "c", "type": "subscribe", "payload": {"query": AGENT_COMMANDS}})
+        )
+        async with httpx.AsyncClient(base_url=f"http://{host}") as c:
+            await post(c, world.tokens["owner"], "mutation { syncDirectory { id } }")
+        message = await recv_json(agent)
+        assert (message["id"], message["type"]) == ("c", "next")
 
 
 @contextlib.asynccontextmanager

@@ -26,17 +26,11 @@ def code_for(status: int) -> str:
 
 
 def refusal(
-    path: str,
-    status: int,
-    message: str,
-    headers: Mapping[str, str] | None = None,
-    extensions: Mapping[str, object] | None = None,
+    path: str, status: int, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    """``extensions`` (a reason code and its bound) go with the code at /graphql."""
     code = code_for(status)
     if path == GRAPHQL_PATH:
-        details = {"code": code, **(extensions or {})}
-        body: object = {"errors": [{"message": message, "extensions": details}]}
+        body: object = {"errors": [{"message": message, "extensions": {"code": code}}]}
     else:
         body = {"error": message, "code": code}
     return JSONResponse(body, status_code=status, headers=headers)

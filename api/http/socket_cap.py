@@ -12,6 +12,12 @@ so a handshake that already bears a valid token (the agent's Authorization
 header) or session cookie (the website) is counted as signed in at once and
 never pushed out. An IPv6 client is counted by its /64, which one host usually
 owns whole.
+
+An agent's signed-in sockets do not count against its address at all but
+against its installation (``AGENT_SOCKETS_PER_INSTALLATION``): fifty browser
+tabs behind the agent's NAT, or any account holder on that address, filled the
+address's places and locked the agent out, and with it every alarm. A user's
+socket never takes an agent's place, and an agent's never a user's.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from itertools import count
+from typing import TypeVar
+from uuid import UUID
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +38,12 @@ log = logging.getLogger(__name__)
 # and a few browsers connect at the same moment.
 PRE_SIGN_IN_PER_CLIENT = 8
 CLOSE_PUSHED_OUT = 4408
+# Signed-in sockets of one installation: the agent holds one; a reconnect may
+# overlap the old socket until the server notices it is gone.
+AGENT_SOCKETS_PER_INSTALLATION = 4
 
 Evict = Callable[[], Awaitable[None]]
+K = TypeVar("K")
 
 
 def client_key(host: str | None) -> str:
@@ -81,10 +93,14 @@ class Ticket:
         self.evict = evict
         self.signed_in = False
         self.closed = False
+        # Whose places it holds once signed in: its installation's, else its address's.
+        self.installation: UUID | None = None
 
-    def sign_in(self) -> bool:
-        """Moves the socket to the signed-in count; False when that is full."""
-        return self.cap._sign_in(self)
+    def sign_in(self, installation: UUID | None = None) -> bool:
+        """Moves the socket to the signed-in count of its address, or of its
+        installation for an agent; False when that is full (or when it was
+        vouched for at the handshake as someone else)."""
+        return self.cap._sign_in(self, installation)
 
     def close(self) -> None:
         self.cap._close(self)
@@ -93,27 +109,39 @@ class Ticket:
 class SocketCap:
     """Open sockets per client address, for one process."""
 
-    def __init__(self, limit: int, pre_sign_in: int = PRE_SIGN_IN_PER_CLIENT) -> None:
+    def __init__(
+        self,
+        limit: int,
+        pre_sign_in: int = PRE_SIGN_IN_PER_CLIENT,
+        per_installation: int = AGENT_SOCKETS_PER_INSTALLATION,
+    ) -> None:
         self.limit = limit
         self.pre_sign_in = pre_sign_in
+        self.per_installation = per_installation
         self._signed_in: Counter[str] = Counter()
+        self._agents: Counter[UUID] = Counter()
         self._waiting: dict[str, OrderedDict[int, Ticket]] = {}
         self._numbers = count()
         self.note = RateLimitedLog(log)
 
     def full(self, key: str) -> bool:
-        """Whether no further socket of this address could sign in now."""
+        """Whether no further user's socket of this address could sign in now
+        (an agent's still could: it counts against its installation)."""
         return self._signed_in[key] >= self.limit
 
-    def open_signed_in(self, key: str, evict: Evict) -> Ticket | None:
+    def agent_full(self, installation: UUID) -> bool:
+        return self._agents[installation] >= self.per_installation
+
+    def open_signed_in(
+        self, key: str, evict: Evict, installation: UUID | None = None
+    ) -> Ticket | None:
         """A place for a socket whose handshake already bore a valid token or
         session cookie: counted as signed in at once, never pushed out; None when
-        the address has no place left."""
-        if self.full(key):
+        the address (for an agent: its installation) has no place left."""
+        if self.agent_full(installation) if installation else self.full(key):
             return None
         ticket = Ticket(self, key, next(self._numbers), evict)
-        ticket.signed_in = True
-        self._signed_in[key] += 1
+        self._count_in(ticket, installation)
         return ticket
 
     def open(self, key: str, evict: Evict) -> tuple[Ticket, Ticket | None]:
@@ -128,10 +156,30 @@ class SocketCap:
         waiting[ticket.number] = ticket
         return ticket, pushed_out
 
-    def _sign_in(self, ticket: Ticket) -> bool:
+    def _count_in(self, ticket: Ticket, installation: UUID | None) -> None:
+        ticket.signed_in = True
+        ticket.installation = installation
+        if installation:
+            self._agents[installation] += 1
+        else:
+            self._signed_in[ticket.key] += 1
+
+    def _sign_in(self, ticket: Ticket, installation: UUID | None) -> bool:
         if ticket.signed_in or ticket.closed:
-            return ticket.signed_in
-        if self.full(ticket.key):
+            # Vouched for at the handshake: connection_init must name the same
+            # one, or a user could sign in on an agent's place.
+            return ticket.signed_in and ticket.installation == installation
+        if installation:
+            if self.agent_full(installation):
+                self.note(
+                    "agent-" + str(installation),
+                    logging.WARNING,
+                    "refused a WebSocket of installation %s: %d of its sockets open",
+                    installation,
+                    self.per_installation,
+                )
+                return False
+        elif self.full(ticket.key):
             self.note(
                 "signed-in-" + ticket.key,
                 logging.WARNING,
@@ -142,16 +190,16 @@ class SocketCap:
             )
             return False
         self._forget_waiting(ticket)
-        ticket.signed_in = True
-        self._signed_in[ticket.key] += 1
+        self._count_in(ticket, installation)
         return True
 
     def _close(self, ticket: Ticket) -> None:
         if ticket.signed_in:
             ticket.signed_in = False
-            self._signed_in[ticket.key] -= 1
-            if self._signed_in[ticket.key] <= 0:
-                del self._signed_in[ticket.key]
+            if ticket.installation:
+                _give_back(self._agents, ticket.installation)
+            else:
+                _give_back(self._signed_in, ticket.key)
         else:
             self._forget_waiting(ticket)
         ticket.closed = True
@@ -168,3 +216,12 @@ class SocketCap:
 
     def waiting_for(self, key: str) -> int:
         return len(self._waiting.get(key, ()))
+
+    def agent_sockets_for(self, installation: UUID) -> int:
+        return self._agents[installation]
+
+
+def _give_back(counts: Counter[K], key: K) -> None:
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -31,7 +31,7 @@ from strawberry.types.graphql import OperationType
 
 from api.errors import RundrufError, Unauthenticated
 from api.http import json_guard, metrics, rest
-from api.http.agent_bodies import AgentBodies
+from api.http.agent_bodies import AgentBodies, from_verified_agent
 from api.http.graphql_ws import (
     CLOSE_FORBIDDEN,
     CLOSE_TOO_MANY,
@@ -86,8 +86,16 @@ class GraphQLApp(GraphQL[Context, None]):
         if scope["type"] == "websocket":
             await self._socket(scope, receive, send)
             return
+        request = Request(scope, receive)
         try:
-            response = await self.run(Request(scope, receive))
+            if not from_verified_agent(scope):
+                # Counted here, where the sender is known; parse_json then decodes.
+                json_guard.check_values(await request.body())
+            response = await self.run(request)
+        except json_guard.TooManyValues as err:
+            extensions = {"reason": err.reason, "max": err.max_values}
+            response = _refusal(400, str(err), extensions)
+            log.info("refused a GraphQL request: 400 BAD_REQUEST %s", err.reason)
         except HTTPException as err:
             response = _refusal(err.status_code, err.reason)
             # The reason may quote the client (an operation name): bounded and
@@ -171,7 +179,7 @@ class GraphQLApp(GraphQL[Context, None]):
     def parse_json(self, data: str | bytes) -> Any:
         """A GraphQL body is one JSON object (lists only with batching, which is off:
         Strawberry refuses them); a bare string, number or null used to give 500."""
-        value = _decoded(data, "the payload")
+        value = _decoded(data, "the payload", max_values=None)  # counted in __call__
         if not isinstance(value, dict | list):
             raise HTTPException(400, "the request body must be a JSON object")
         return value
@@ -338,9 +346,11 @@ async def _push_out(ws: WebSocket) -> None:
             await ws.close(CLOSE_PUSHED_OUT, "too many sockets waiting to sign in")
 
 
-def _decoded(data: str | bytes, what: str) -> object:
+def _decoded(
+    data: str | bytes, what: str, max_values: int | None = json_guard.MAX_VALUES
+) -> object:
     try:
-        return json_guard.loads(data)
+        return json_guard.loads(data, max_values=max_values)
     except json_guard.MalformedJSON as err:
         raise HTTPException(400, str(err).replace("the payload", what, 1)) from None
 
@@ -357,10 +367,10 @@ def loggable(text: str, limit: int = 200) -> str:
     return ascii(text[:limit]) + ("..." if len(text) > limit else "")
 
 
-def _refusal(status: int, reason: str) -> Response:
+def _refusal(status: int, reason: str, extensions: Mapping[str, object] | None = None) -> Response:
     """A GraphQL request refused before execution, in the shape of a GraphQL error."""
     allow = {"Allow": "GET, POST"} if status == 405 else None
-    return refusal(GRAPHQL_PATH, status, reason, headers=allow)
+    return refusal(GRAPHQL_PATH, status, reason, headers=allow, extensions=extensions)
 
 
 async def _expire_commands(rt: Runtime) -> None:

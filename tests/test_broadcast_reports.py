@@ -267,3 +267,19 @@ async def test_an_agent_that_lost_its_memory_neither_undoes_a_confirmation_nor_t
     assert attempt is not None
     assert (attempt.outcome, attempt.detail) == (CallOutcome.CONFIRMED, None)
     assert broadcast.note == "a fallback message; journalNotWritable"
+
+
+async def test_reports_of_up_to_the_most_events_pass_the_bound_on_values(gql, rt, world):
+    """json_guard refuses bodies of more than 25,000 values unless a verified agent
+    sent them large (gzip, agent_bodies.py): a plain report of 1,000 events and the
+    agent's own gzip-encoded report of 2,000 (the most a report carries) both count."""
+    from api.services.broadcast_reports import MAX_EVENTS
+    from tests.test_large_directory import _server
+
+    events = [e for member in range(MAX_EVENTS // 5) for e in _events(rt, member, 5 * member + 1)]
+    assert len(events) == MAX_EVENTS
+    agent = gql.as_(world.tokens["agent_a"])  # plain JSON, under 256 KiB: not verified
+    ack = await agent.ok(REPORT, **_report(rt, events[:1000]))
+    assert ack["reportBroadcast"]["lastSeq"] == 1000
+    server = _server(rt, world.tokens["agent_a"])  # gzip-encoded past 64 KiB
+    assert await server.report_broadcast(_report(rt, events)["input"]) == MAX_EVENTS

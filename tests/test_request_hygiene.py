@@ -249,7 +249,7 @@ def test_decoding_a_body_of_many_lists_runs_no_cycle_collection():
 
     gc.callbacks.append(count)
     try:
-        decoded = json_guard.loads(body)
+        decoded = json_guard.loads(body, max_values=None)  # as for a verified agent
     finally:
         gc.callbacks.remove(count)
     assert isinstance(decoded, dict) and len(decoded["variables"]["a"]) == 87_001
@@ -257,6 +257,78 @@ def test_decoding_a_body_of_many_lists_runs_no_cycle_collection():
     # about 130 collections, a full one among them).
     assert len(collections) <= 1 and 2 not in collections, collections
     assert gc.isenabled()
+
+
+MANY_LISTS = b'{"query": "{ __typename }", "variables": {"a": [' + b"[]," * 87_000 + b"[]]}}"
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of what json_guard hands to json.loads."""
+    from types import SimpleNamespace
+
+    from api.http import json_guard
+
+    sizes: list[int] = []
+
+    def loads(text: str, **kwargs: Any) -> Any:
+        sizes.append(len(text))
+        return json.loads(text, **kwargs)
+
+    stand_in = SimpleNamespace(loads=loads, JSONDecodeError=json.JSONDecodeError)
+    monkeypatch.setattr(json_guard, "json", stand_in)
+    return sizes
+
+
+async def test_a_body_of_87000_small_lists_is_refused_undecoded(client, world, caplog, decodes):
+    """Decoding it held the event loop for milliseconds; twenty such bodies from
+    anyone held other requests for seconds. Counted in bytes, refused unread."""
+    caplog.set_level(logging.DEBUG)
+    json_headers = {"Content-Type": "application/json"}
+    for headers in (
+        json_headers,
+        {**json_headers, "Authorization": f"Bearer {world.tokens['owner']}"},
+        # An agent's small body is not looked at by agent_bodies: bound like any.
+        {**json_headers, "Authorization": f"Bearer {world.tokens['agent_a']}"},
+    ):
+        response = await client.post("/graphql", content=MANY_LISTS, headers=headers)
+        assert response.status_code == 400, response.text
+        (error,) = response.json()["errors"]
+        assert error["extensions"] == {
+            "code": "BAD_REQUEST",
+            "reason": "tooManyValues",
+            "max": 25_000,
+        }
+        assert "more than 25000 values" in error["message"]
+    assert decodes == []
+    no_traceback(caplog)
+
+
+async def test_a_verified_agents_large_body_is_decoded_whatever_it_holds(client, world, decodes):
+    import gzip
+
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    forged = {**headers, "Authorization": "Bearer rda_not-a-real-token"}
+    response = await client.post("/graphql", content=gzip.compress(MANY_LISTS), headers=forged)
+    assert response.status_code in (400, 413), response.text
+    assert decodes == []
+    agent = {**headers, "Authorization": f"Bearer {world.tokens['agent_a']}"}
+    response = await client.post("/graphql", content=gzip.compress(MANY_LISTS), headers=agent)
+    assert response.json() == {"data": {"__typename": "Query"}}
+    assert decodes == [len(MANY_LISTS)]
+
+
+async def test_a_body_just_under_the_value_bound_is_read(client, world):
+    """Lists of ids past the input guard's MAX_ITEMS still reach the guard and its
+    precise tooManyItems (test_input_guard, test_an_id_list_over_the_item_limit...)."""
+    from api.http import json_guard
+
+    near = b'{"query": "{ __typename }", "variables": {"a": [' + b"1," * 24_990 + b"1]}}"
+    assert near.count(b",") + near.count(b"[") + near.count(b"{") > json_guard.MAX_VALUES - 20
+    response = await client.post(
+        "/graphql", content=near, headers={"Content-Type": "application/json"}
+    )
+    assert response.json() == {"data": {"__typename": "Query"}}
 
 
 def test_the_depth_check_agrees_with_counting_bracket_by_bracket():
@@ -376,6 +448,7 @@ FRAME_REASONS = {
     "NaN": ('{"type": "ping", "x": NaN}', "NaN is no JSON number"),
     "5000 digits": ('{"type": "ping", "x": ' + "9" * 5000 + "}", "number too long"),
     "broken JSON": ('{"type": ', "not valid JSON"),
+    "20,000 lists": ('{"type": "ping", "x": [' + "[]," * 20_000 + "[]]}", "more than 25000 values"),
 }
 
 

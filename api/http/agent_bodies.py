@@ -6,8 +6,9 @@ A command's result carries the PBX directory: about 160 bytes of JSON per user, 
 and needs it (over the common bound, or gzip-encoded), this reads the body up to
 its own bound, inflates it (bounded as well: no zip bomb gets further) and hands it
 on as a plain body with the larger bound in the scope, which BodyLimit (limits.py)
-honours. Every other request passes untouched, and the token is looked up only for
-the few that need it.
+honours, and a mark that json_guard's bound on values does not apply (a directory
+holds 50,000 users, several values each). Every other request passes untouched,
+and the token is looked up only for the few that need it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http.limits import SCOPE_LIMIT, drain
 from api.http.refusals import refusal
+
+# Set in the scope of a body read here, after its token was verified.
+SCOPE_VERIFIED = "rundruf.verified_agent_body"
 
 # Far above a directory of 50,000 users; compressed it is a tenth of that.
 AGENT_BODY_LIMIT = 16 * 1024 * 1024
@@ -66,7 +70,7 @@ class AgentBodies:
             (k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")
         ]
         plain.append((b"content-length", str(len(body)).encode()))
-        inner = {**scope, "headers": plain, SCOPE_LIMIT: self.limit}
+        inner = {**scope, "headers": plain, SCOPE_LIMIT: self.limit, SCOPE_VERIFIED: True}
         sent = False
 
         async def replay() -> Message:
@@ -106,6 +110,11 @@ class AgentBodies:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def from_verified_agent(scope: Scope) -> bool:
+    """Whether this request's body came through AgentBodies with a verified token."""
+    return scope.get(SCOPE_VERIFIED) is True
 
 
 def _inflate(data: bytes, limit: int) -> bytes | None:

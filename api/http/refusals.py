@@ -26,11 +26,17 @@ def code_for(status: int) -> str:
 
 
 def refusal(
-    path: str, status: int, message: str, headers: Mapping[str, str] | None = None
+    path: str,
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, object] | None = None,
 ) -> JSONResponse:
+    """``extensions`` (a reason code and its bound) go with the code at /graphql."""
     code = code_for(status)
     if path == GRAPHQL_PATH:
-        body: object = {"errors": [{"message": message, "extensions": {"code": code}}]}
+        details = {"code": code, **(extensions or {})}
+        body: object = {"errors": [{"message": message, "extensions": details}]}
     else:
         body = {"error": message, "code": code}
     return JSONResponse(body, status_code=status, headers=headers)

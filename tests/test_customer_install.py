@@ -322,4 +322,5 @@ def test_the_server_extra_is_what_the_central_command_names() -> None:
         if {canonicalize_name(d) for d in dists} & server_dists()
     }
     assert {m for m in provided if not m.startswith("_")} <= SERVER_LIBRARIES | {"psycopg_binary"}
-    assert SERVER_LIBRARIES - {"graphql"} <= provided  # graphql comes with strawberry
+    # graphql and cross_web come with strawberry
+    assert SERVER_LIBRARIES - {"graphql", "cross_web"} <= provided

@@ -23,6 +23,30 @@ FAILURE_OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
 AGENT_EXPIRED_CODE = "commandExpired"
 
 
+def _shared_words(
+    language: Language, *, alarm: bool, requested_by: str | None, last_seen: datetime | None
+) -> tuple[str, str, str]:
+    """What both mails say alike: the kind of broadcast, who asked, when the service last
+    reported."""
+    if language is Language.DE:
+        kind = "Alarm" if alarm else "Probealarm"
+        by = f" von {requested_by}" if requested_by else ""
+        seen = (
+            f"Der Rundruf-Dienst hat sich zuletzt am {when_text(language, last_seen)} gemeldet."
+            if last_seen
+            else "Der Rundruf-Dienst hat sich noch nie gemeldet."
+        )
+        return kind, by, seen
+    kind = "alarm" if alarm else "test broadcast"
+    by = f" by {requested_by}" if requested_by else ""
+    seen = (
+        f"The Rundruf service last reported on {when_text(language, last_seen)}."
+        if last_seen
+        else "The Rundruf service has never reported."
+    )
+    return kind, by, seen
+
+
 def lost_trigger_mail(
     language: Language,
     *,
@@ -33,14 +57,10 @@ def lost_trigger_mail(
     last_seen: datetime | None,
 ) -> Mail:
     asked = when_text(language, requested_at)
+    kind, by, seen = _shared_words(
+        language, alarm=alarm, requested_by=requested_by, last_seen=last_seen
+    )
     if language is Language.DE:
-        kind = "Alarm" if alarm else "Probealarm"
-        by = f" von {requested_by}" if requested_by else ""
-        seen = (
-            f"Der Rundruf-Dienst hat sich zuletzt am {when_text(language, last_seen)} gemeldet."
-            if last_seen
-            else "Der Rundruf-Dienst hat sich noch nie gemeldet."
-        )
         body = (
             "Guten Tag,\n\n"
             f"der {kind} für die Gruppe „{group_name}“, ausgelöst am {asked}{by}, wurde "
@@ -52,13 +72,6 @@ def lost_trigger_mail(
             "Ihr Rundruf\n"
         )
         return Mail(subject=f"Rundruf: {kind} „{group_name}“ nicht ausgeführt", body=body)
-    kind = "alarm" if alarm else "test broadcast"
-    by = f" by {requested_by}" if requested_by else ""
-    seen = (
-        f"The Rundruf service last reported on {when_text(language, last_seen)}."
-        if last_seen
-        else "The Rundruf service has never reported."
-    )
     body = (
         "Hello,\n\n"
         f'the {kind} for the group "{group_name}", triggered on {asked}{by}, was NOT run: '
@@ -83,14 +96,10 @@ def unknown_outcome_mail(
     """A trigger handed to the service without an outcome by its expiry: whether anyone
     was called is unknown, and the mail says exactly that (FAILURE_OUTCOME_UNKNOWN)."""
     asked = when_text(language, requested_at)
+    kind, by, seen = _shared_words(
+        language, alarm=alarm, requested_by=requested_by, last_seen=last_seen
+    )
     if language is Language.DE:
-        kind = "Alarm" if alarm else "Probealarm"
-        by = f" von {requested_by}" if requested_by else ""
-        seen = (
-            f"Der Rundruf-Dienst hat sich zuletzt am {when_text(language, last_seen)} gemeldet."
-            if last_seen
-            else "Der Rundruf-Dienst hat sich noch nie gemeldet."
-        )
         body = (
             "Guten Tag,\n\n"
             f"der {kind} für die Gruppe „{group_name}“, ausgelöst am {asked}{by}, wurde an "
@@ -104,13 +113,6 @@ def unknown_outcome_mail(
             "Ihr Rundruf\n"
         )
         return Mail(subject=f"Rundruf: {kind} „{group_name}“ ohne Rückmeldung", body=body)
-    kind = "alarm" if alarm else "test broadcast"
-    by = f" by {requested_by}" if requested_by else ""
-    seen = (
-        f"The Rundruf service last reported on {when_text(language, last_seen)}."
-        if last_seen
-        else "The Rundruf service has never reported."
-    )
     body = (
         "Hello,\n\n"
         f'the {kind} for the group "{group_name}", triggered on {asked}{by}, was handed to '

@@ -85,6 +85,11 @@ class AgentBaseSettings(BaseSettings):
     sip_local_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port
     # Auto-answer / intrusion headers for alarms (edge_agent/dialer/sip_profiles.py).
     sip_profile: Literal["generic", "swyx", "asterisk", "rfc5373", "none"] = "generic"
+    # SRTP with SDES keys for the calls' audio (edge_agent/sip/srtp.py): "required" offers
+    # only RTP/SAVP and fails a call whose answer brings no key (never plain RTP);
+    # "optional" offers the key in RTP/AVP and takes plain RTP from a PBX that ignores
+    # it; "off" is plain RTP. Keys go in the SDP: use it with SIP over TLS.
+    sip_srtp: Literal["off", "optional", "required"] = "off"
     # The simulated dialer's delays are multiplied by this (tests and the demo run faster).
     sim_time_scale: float = Field(default=1.0, gt=0, le=10)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

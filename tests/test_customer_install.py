@@ -149,6 +149,8 @@ def test_it_installs_none_of_the_central_service_libraries(venv: Path) -> None:
 
     installed = {canonicalize_name(name) for name in report["dists"]}
     assert "rundruf" in installed
+    # The agent's own libraries come with it: SRTP needs libsrtp (issue 15, point 9).
+    assert {"pylibsrtp", "cffi"} <= installed
     assert not installed & server_dists()
     assert not installed & {"sqlalchemy", "strawberry-graphql", "dramatiq", "psycopg"}
 

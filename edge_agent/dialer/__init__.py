@@ -39,6 +39,7 @@ def make_dialer(settings: AgentSettings) -> Dialer:
             profile=settings.sip_profile,
             max_parallel=settings.channels,
             check_s=settings.sip_check_seconds,
+            srtp=settings.sip_srtp,
         )
     from edge_agent.dialer.sim import SimDialer
 

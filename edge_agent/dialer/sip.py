@@ -41,6 +41,7 @@ from edge_agent.sip.registration import (
     RegistrationError,
     RegistrationStatus,
 )
+from edge_agent.sip.srtp import Mode as SrtpMode
 from edge_agent.sip.subscription import dialog_states
 from edge_agent.sip.transport import Address, TcpTransport, Transport, UdpTransport
 from edge_agent.sip.ua import Account, UserAgent
@@ -88,8 +89,11 @@ class SipDialer(Dialer):
         profile: str = "generic",
         max_parallel: int = 100,
         check_s: float = 60.0,
+        srtp: SrtpMode = "off",
     ) -> None:
         self.account = account
+        # SRTP for every call: off, optional or required (sip/srtp.py; the PBX's setting).
+        self.srtp: SrtpMode = srtp
         self.local = local
         self.transport_name = transport.upper()
         self.use_proxy = proxy
@@ -248,7 +252,7 @@ class SipDialer(Dialer):
         assert self.ua is not None
         headers = alarm_headers(self.profile) if request.priority else {}
         proxy = self.account.server if self.use_proxy else None
-        call = Call(self.ua, self._uri(request.target), headers, proxy)
+        call = Call(self.ua, self._uri(request.target), headers, proxy, srtp=self.srtp)
         try:
             # The INVITE leaves before the first event is awaited: a fan-out of hundreds
             # of calls sends every INVITE in one pass of the loop, whatever the sink does.
@@ -270,6 +274,8 @@ class SipDialer(Dialer):
             await emit.emit(CallEventKind.RINGING)
 
         result = await call.start(request.ring_timeout_s, ringing)
+        if isinstance(result, Ended) and result.code is not None:
+            return await emit.end(CallOutcome.FAILED, result.code)  # e.g. srtpRequired
         if isinstance(result, Ended):
             outcome, text = OUTCOMES.get(result.status, (CallOutcome.FAILED, ""))
             return await emit.end(outcome, text or f"{result.status} {result.reason}")

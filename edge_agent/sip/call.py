@@ -31,6 +31,7 @@ from edge_agent.sip.message import (
     response_to,
 )
 from edge_agent.sip.rtp import DtmfDetector, RtpPacket
+from edge_agent.sip.srtp import CallCrypto, Mode
 from edge_agent.sip.transport import Address
 from edge_agent.sip.ua import TIMER_C, ClientTransaction, UserAgent
 from edge_agent.sip.udp import UdpSocket
@@ -44,6 +45,8 @@ class Ended:
 
     status: int
     reason: str
+    # A code for the attempt's detail (the website words it), e.g. "srtpRequired".
+    code: str | None = None
 
 
 # An RTP packet's largest size here: G.711's 20 ms are 172 bytes with the header, an
@@ -122,6 +125,7 @@ class Call:
         proxy: Address | None = None,
         *,
         resolver: MediaHostResolver | None = None,
+        srtp: Mode = "off",
     ) -> None:
         self.ua = ua
         self.target = target  # request URI
@@ -137,6 +141,8 @@ class Call:
         self._negotiated: sdp.Negotiated | None = None
         # Whose RTP is heard and where ours goes (issue 15, point 1).
         self.rtp_source = RtpSource()
+        # SDES-SRTP (issue 15, point 9): the key we offer, the peer's, both directions.
+        self.crypto = CallCrypto(srtp)
         self._resolver = resolver or default_resolver
         self._offer_pending = False  # a re-INVITE waits for its c= host's lookup
         self._sdp_session = random.getrandbits(31)  # o= id; the version counts up (RFC 3264 8)
@@ -175,7 +181,13 @@ class Call:
         for name, value in self.extra_headers.items():
             request.headers.add(name, value)
         request.headers.add("Content-Type", "application/sdp")
-        request.body = sdp.offer(host, self.media.port, self._sdp_session)
+        request.body = sdp.offer(
+            host,
+            self.media.port,
+            self._sdp_session,
+            proto=self.crypto.offer_proto,
+            crypto=self.crypto.offer_lines(),
+        )
         self.invite = request
         self.ua.dialogs[request.call_id] = self
         self._transaction = self._send_invite(request)
@@ -332,11 +344,14 @@ class Call:
         self.route = list(reversed(response.headers.get_all("Record-Route")))
         self._ack(response)
         try:
-            self.negotiated = await self._resolved(sdp.negotiate(sdp.parse(response.body)))
+            answer = sdp.parse(response.body)
+            secure = self.crypto.mode != "off"
+            self.negotiated = await self._resolved(sdp.negotiate(answer, secure=secure))
+            self.crypto.answered(answer.proto, answer.crypto)  # SrtpRequired: no key
         except SdpError as exc:
             log.warning("the answer of %s has no usable media: %s", self.target, exc)
             await self.hang_up()
-            return Ended(488, f"no usable media: {exc}")
+            return Ended(488, f"no usable media: {exc}", getattr(exc, "code", None))
         return response
 
     def _ack(self, response: Response) -> None:
@@ -402,6 +417,12 @@ class Call:
         return self.rtp_source.dropped
 
     def close(self) -> None:
+        if self.media is not None and not self.media.closed and self.crypto.rejected:
+            log.warning(
+                "call %s: %d SRTP packets failed authentication or the replay check",
+                self.invite.call_id if self.invite is not None else self.target,
+                self.crypto.rejected,
+            )
         if self.media is not None and not self.media.closed and self.rtp_source.dropped:
             log.warning(
                 "call %s: %d RTP packets from sources other than %s dropped",
@@ -419,6 +440,9 @@ class Call:
     def send_rtp(self, packet: bytes) -> None:
         """Sends one RTP packet to the member (where its packets come from, once they do:
         symmetric RTP, RFC 4961); OSError (a full buffer) is the caller's."""
+        packet = self.crypto.outgoing(packet)  # SRTP once keyed; b"" where plain may not go
+        if not packet:
+            return
         to = self.rtp_source.destination
         if to is not None and self.media is not None and not self.media.closed:
             self.media.sendto(packet, to)
@@ -441,6 +465,12 @@ class Call:
         negotiated = self.negotiated
         if negotiated is None:
             return
+        if self.crypto.mode != "off":
+            # Authenticated (and decrypted) before anything reads it or latches its source;
+            # a forged or replayed packet is dropped here and counted (`crypto.rejected`).
+            data = self.crypto.incoming(data)
+            if not data:
+                return
         if not self.rtp_source.admit(source, data):
             if self.rtp_source.dropped == 1:  # once per call here; the count at the end
                 log.warning(
@@ -500,7 +530,7 @@ class Call:
             return self._accept(request, None, None)
         try:
             offer = sdp.parse(request.body)
-            negotiated = sdp.negotiate(offer, self._running())
+            negotiated = sdp.negotiate(offer, self._running(), secure=self.crypto.secure)
         except SdpError as exc:
             return _not_acceptable(request, exc)
         if is_ip_literal(negotiated.address):
@@ -552,8 +582,15 @@ class Call:
         version = self._sdp_version + 1
         if offer is not None and negotiated is not None:
             try:
+                crypto = self.crypto.reoffered(offer.proto, offer.crypto)  # never plain after SRTP
                 body = sdp.answer(
-                    offer, host, port, self._sdp_session, session_version=version, running=running
+                    offer,
+                    host,
+                    port,
+                    self._sdp_session,
+                    session_version=version,
+                    running=running,
+                    crypto=crypto,
                 )
             except SdpError as exc:
                 return _not_acceptable(request, exc)
@@ -562,7 +599,13 @@ class Call:
         else:
             payloads = (8, 0, 101) if running is None else (running[0], 101)
             response.body = sdp.offer(
-                host, port, self._sdp_session, payloads=payloads, session_version=version
+                host,
+                port,
+                self._sdp_session,
+                payloads=payloads,
+                session_version=version,
+                proto=self.crypto.session_proto,
+                crypto=self.crypto.session_lines(),
             )
         self._sdp_version = version
         response.headers.add("Content-Type", "application/sdp")

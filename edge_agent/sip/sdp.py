@@ -36,7 +36,8 @@ STATIC = {
 }
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly"}
-_PROTOCOLS = ("RTP/AVP", "RTP/AVPF")  # plain RTP; SRTP profiles we cannot speak
+_PROTOCOLS = ("RTP/AVP", "RTP/AVPF")  # plain RTP
+_SECURE_PROTOCOLS = ("RTP/SAVP", "RTP/SAVPF")  # SRTP: only with SDES keys (srtp.py)
 TELEPHONE_EVENT = "telephone-event/8000"
 _MEDIA = re.compile(r"(\w+) ([0-9]{1,5})(?:/[0-9]+)? (\S+)((?: +\S+)*) *")
 _PAYLOAD_TYPE = re.compile(r"[0-9]{1,3}")
@@ -45,6 +46,7 @@ _CONNECTION = re.compile(r"IN (IP4|IP6) ([^/\s]+)(?:/[0-9]+){0,2} *")
 # RFC 1123 2.1 labels, at most 253 characters: what a resolver may be asked.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+MAX_CRYPTO_LINES = 16  # a=crypto lines kept per stream: one per suite is a handful
 
 
 @dataclass
@@ -60,6 +62,8 @@ class SessionDescription:
     proto: str = "RTP/AVP"
     session_id: int = 0
     session_version: int = 0
+    # The stream's a=crypto values (SDES keys, RFC 4568: sdp_crypto.py); never in a repr.
+    crypto: tuple[str, ...] = field(default=(), repr=False)
 
     def __bytes__(self) -> bytes:
         if not self.payloads:
@@ -76,6 +80,7 @@ class SessionDescription:
         ]
         lines += [f"a=rtpmap:{pt} {name}" for pt, name in self.payloads.items() if name]
         lines += [f"a=fmtp:{pt} {value}" for pt, value in self.fmtp.items()]
+        lines += [f"a=crypto:{value}" for value in self.crypto]
         if self.ptime is not None:
             lines.append(f"a=ptime:{self.ptime}")
         lines.append(f"a={self.direction}")
@@ -184,6 +189,7 @@ def parse(body: bytes) -> SessionDescription:
     m_line: tuple[str, int, str, list[int]] | None = None
     rtpmap: dict[int, str] = {}
     fmtp: dict[int, str] = {}
+    crypto: list[str] = []  # the audio stream's a=crypto values (media level only)
     session_id = session_version = 0
     section = "session"  # then "audio", or "other" inside another stream
     for kind, value in lines:
@@ -199,6 +205,8 @@ def parse(body: bytes) -> SessionDescription:
             # Numbers we count on (RFC 4566 5.2: at most 64 bits); anything else is 0.
             if len(origin) == 6 and _NUMBER.fullmatch(origin[1]) and _NUMBER.fullmatch(origin[2]):
                 session_id, session_version = int(origin[1]), int(origin[2])
+        elif kind == "a" and section == "audio" and value.startswith("crypto:"):
+            crypto.append(value[len("crypto:") :])
         elif section != "other":
             _attribute(kind, value, session if section == "session" else media, rtpmap, fmtp)
     if m_line is None:
@@ -218,6 +226,7 @@ def parse(body: bytes) -> SessionDescription:
         proto=proto,
         session_id=session_id,
         session_version=session_version,
+        crypto=tuple(crypto[:MAX_CRYPTO_LINES]),
     )
 
 
@@ -254,10 +263,13 @@ def _choose(
     return codec, event
 
 
-def negotiate(answer: SessionDescription, running: tuple[int, str] | None = None) -> Negotiated:
+def negotiate(
+    answer: SessionDescription, running: tuple[int, str] | None = None, *, secure: bool = False
+) -> Negotiated:
     """The codec (the first PCMA or PCMU the answer lists, or the `running` one) and
-    event type to use."""
-    if answer.proto not in _PROTOCOLS:
+    event type to use. RTP/SAVP only when `secure` (the call speaks SRTP: its
+    `srtp.CallCrypto` then checks the key)."""
+    if answer.proto not in _PROTOCOLS and not (secure and answer.proto in _SECURE_PROTOCOLS):
         raise SdpError(f"unsupported media protocol {answer.proto}")
     if answer.port == 0:
         raise SdpError("audio stream rejected (port 0)")
@@ -274,9 +286,12 @@ def offer(
     *,
     payloads: tuple[int, ...] = (8, 0, 101),
     session_version: int | None = None,
+    proto: str = "RTP/AVP",
+    crypto: tuple[str, ...] = (),
 ) -> bytes:
     """An offer of G.711 audio (PCMA, PCMU) and telephone-events 0-16 (a dynamic type);
-    `session_version` defaults to `session_id` (a first offer)."""
+    `session_version` defaults to `session_id` (a first offer). With SRTP `proto` is
+    RTP/SAVP (or RTP/AVP for a best-effort offer) and `crypto` our a=crypto value."""
     names: dict[int, str] = {}
     fmtp: dict[int, str] = {}
     for pt in payloads:
@@ -296,6 +311,8 @@ def offer(
         fmtp,
         session_id=session_id,
         session_version=session_id if session_version is None else session_version,
+        proto=proto,
+        crypto=crypto,
     )
     return bytes(description)
 
@@ -308,17 +325,19 @@ def answer(
     *,
     session_version: int | None = None,
     running: tuple[int, str] | None = None,
+    crypto: tuple[str, ...] = (),
 ) -> bytes:
     """The answer to `offer`: its first G.711 codec (or the `running` one) and its
     telephone-event type. `session_version` defaults to `session_id`; a later answer in
     the same session passes the previous version + 1 (RFC 3264 8).
 
-    A stream we cannot take (no G.711, SRTP, or port 0 in the offer) is answered
-    with port 0, which rejects it (RFC 3264 6).
+    A stream we cannot take (no G.711, SRTP without our `crypto` answer, or port 0
+    in the offer) is answered with port 0, which rejects it (RFC 3264 6).
     """
     version = session_id if session_version is None else session_version
     codec, event = _choose(offer, running)
-    if codec is None or offer.port == 0 or offer.proto not in _PROTOCOLS:
+    protocols = _PROTOCOLS + _SECURE_PROTOCOLS if crypto else _PROTOCOLS
+    if codec is None or offer.port == 0 or offer.proto not in protocols:
         first = next(iter(offer.payloads), 0)
         rejected = SessionDescription(
             address,
@@ -345,5 +364,6 @@ def answer(
         proto=offer.proto,
         session_id=session_id,
         session_version=version,
+        crypto=crypto,
     )
     return bytes(description)

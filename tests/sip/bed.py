@@ -12,6 +12,7 @@ fail when RUNDRUF_REQUIRE_SERVICES=1 (as `make test` and CI set it), like need_p
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -706,10 +707,14 @@ class Baresip(_Process):
         user: str = "member",
         answermode: str = "auto",
         max_seconds: int = 300,
+        mediaenc: str | None = None,
     ) -> None:
         self.port = port or _free_baresip_port()
         self.user = user
         self.answermode = answermode
+        # SRTP (its srtp module, SDES): "srtp" best effort, "srtp-mand" RTP/SAVP only.
+        self.mediaenc = mediaenc
+        self.control_port = free_sip_port()  # ctrl_tcp: commands such as a DTMF key
         self.max_seconds = max_seconds  # baresip -t: it quits by itself if a test leaks it
         self.dir = tmp_path / f"baresip-{self.port}"
 
@@ -738,10 +743,13 @@ class Baresip(_Process):
                 f"rtp_ports\t{rtp}-{rtp + 9}",
                 f"module_path\t{BARESIP_MODULES}",
                 "module\tg711.so",
+                *(["module\tsrtp.so"] if self.mediaenc else []),
                 "module\tsndfile.so",
                 "module\taubridge.so",
                 "module_tmp\taccount.so",
                 "module_app\tmenu.so",
+                "module_app\tctrl_tcp.so",
+                f"ctrl_tcp_listen\t{HOST}:{self.control_port}",
                 "statmode_default\toff",
                 f"snd_path\t{self.dir / 'recordings'}",
                 "",
@@ -752,6 +760,8 @@ class Baresip(_Process):
         (self.dir / "recordings").mkdir(parents=True, exist_ok=True)
         (self.dir / "config").write_text(self._config())
         account = f"<sip:{self.user}@{HOST}>;regint=0;answermode={self.answermode}"
+        if self.mediaenc:
+            account += f";mediaenc={self.mediaenc}"
         (self.dir / "accounts").write_text(f"{account};audio_codecs=PCMU,PCMA\n")
         command = ["baresip", "-f", str(self.dir), "-t", str(self.max_seconds)]
         self._spawn(command, self.dir, self.log_file)
@@ -766,6 +776,21 @@ class Baresip(_Process):
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def command(self, command: str, params: str = "") -> str:
+        """Runs a baresip command through its ctrl_tcp module (JSON in a netstring),
+        e.g. ``command("sndcode", "1")``: the key 1 on the current call (RFC 4733 when
+        the call has telephone-events). Returns baresip's answer."""
+        body = json.dumps({"command": command, "params": params, "token": "rundruf"}).encode()
+        with socket.create_connection((HOST, self.control_port), timeout=5) as control:
+            control.sendall(str(len(body)).encode() + b":" + body + b",")
+            answer = b""
+            while not answer.endswith(b","):
+                chunk = control.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        return answer.decode(errors="replace")
 
     def recordings(self) -> list[Path]:
         """WAVs of the audio baresip received, one per call (names have the second the

@@ -22,10 +22,15 @@ _PASSWORD = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*")
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?")
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
 _PORT = re.compile(r":[0-9]{1,5}")
+# URI parameters (RFC 3261 paramchar); header and Via parameters also take "`", a token
+# character (RFC 4475 3.1.1.2 has a branch and a tag with it).
 _PARAM = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+")
+_GENERIC_PARAM = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%`]+")
 _HEADER = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]*")
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
+# The rest of an absoluteURI of another scheme (RFC 3261 25.1: uric, at least one).
+_OPAQUE = re.compile(r"[A-Za-z0-9;/?:@&=+$,\-_.!~*'()%]+")
 _QUOTED = re.compile(r'"(?:[^"\\\r\n]|\\[^\r\n])*"')
 _VIA = re.compile(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(.+)", re.IGNORECASE)
 
@@ -62,21 +67,26 @@ def split_quoted(text: str, separator: str, *, angles: bool = False) -> list[str
 
 
 def parse_params(text: str, *, allow_quoted: bool = True) -> Params:
-    """`;name=value;flag` (the leading ";" included) into a dict; names lower-case."""
+    """`;name=value;flag` (the leading ";" included) into a dict; names lower-case.
+
+    Header parameters (generic-param): LWS around ";" and "=" is allowed (RFC 3261
+    25.1 SEMI, EQUAL). `allow_quoted=False` reads a URI's parameters instead.
+    """
     params: Params = {}
     if not text.strip():
         return params
+    chars = _GENERIC_PARAM if allow_quoted else _PARAM
     pieces = split_quoted(text, ";")
     if pieces[0].strip():
         raise SipParseError(f"junk before parameters: {pieces[0].strip()!r}")
     for piece in pieces[1:]:
         name, sep, value = piece.partition("=")
         name, value = name.strip(), value.strip()
-        if not _PARAM.fullmatch(name):
+        if not chars.fullmatch(name):
             raise SipParseError(f"bad parameter {piece.strip()!r}")
         if not sep:
             params[name.lower()] = None
-        elif _PARAM.fullmatch(value) or (allow_quoted and _QUOTED.fullmatch(value)):
+        elif chars.fullmatch(value) or (allow_quoted and _QUOTED.fullmatch(value)):
             params[name.lower()] = value
         else:
             raise SipParseError(f"bad parameter value {piece.strip()!r}")
@@ -116,7 +126,12 @@ def _parse_hostport(text: str, whole: str) -> tuple[str, int | None]:
 
 @dataclass
 class SipUri:
-    """A sip:, sips: or tel: URI. For tel: the number is `user` and `host` is empty."""
+    """A sip:, sips: or tel: URI. For tel: the number is `user` and `host` is empty.
+
+    An address header may name a URI of another scheme (RFC 4475 3.3.4: `isbn:...`,
+    `http://...`): then everything after the colon is `opaque`, kept as written, and
+    `host` is empty. Nothing routes to such a URI; `parse_uri` refuses them.
+    """
 
     scheme: str
     user: str | None
@@ -125,8 +140,11 @@ class SipUri:
     params: Params = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     password: str | None = None
+    opaque: str | None = None
 
     def __str__(self) -> str:
+        if self.opaque is not None:
+            return f"{self.scheme}:{self.opaque}"
         if self.scheme == "tel":
             return f"tel:{self.user}{format_params(self.params)}"
         userinfo = ""
@@ -194,34 +212,56 @@ class NameAddr:
         return self.params.get("tag")
 
     def __str__(self) -> str:
-        display = ""
-        if self.display is not None:
-            escaped = self.display.replace("\\", "\\\\").replace('"', '\\"')
-            display = f'"{escaped}" '
+        display = "" if self.display is None else _quote(self.display) + " "
         return f"{display}<{self.uri}>{format_params(self.params)}"
 
 
 def _unquote(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text[1:-1])
+    return re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.DOTALL)
 
 
-def parse_name_addr(text: str) -> NameAddr:
+def _quote(text: str) -> str:
+    """`text` as a quoted-string: quotes, backslashes and the controls a quoted-pair may
+    carry (RFC 3261 25.1, all but CR and LF) get a backslash."""
+    return '"' + re.sub(r'(["\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f])', r"\\\1", text) + '"'
+
+
+def _address_uri(text: str, whole: str, *, any_scheme: bool) -> SipUri:
+    """The URI of a name-addr or addr-spec; with `any_scheme` an absoluteURI of any
+    scheme (RFC 3261 20.10, 25.1) is taken, opaque."""
+    match = _SCHEME.match(text)
+    scheme = match.group(1).lower() if match is not None else ""
+    if not any_scheme or scheme in ("sip", "sips", "tel") or match is None:
+        return parse_uri(text)
+    if not _OPAQUE.fullmatch(text, match.end()):
+        raise SipParseError(f"bad address {whole!r}: bad URI {text!r}")
+    return SipUri(scheme, None, "", opaque=text[match.end() :])
+
+
+def parse_name_addr(text: str, *, any_scheme: bool = True) -> NameAddr:
     """`"Name" <sip:a@b>;tag=x`, `Name <sip:a@b>`, `<sip:a@b>` or a bare `sip:a@b;tag=x`.
 
     After a bare URI the parameters belong to the header (RFC 3261 20.10), not the URI.
+    LWS may stand before the ";" of a parameter, never inside the angle brackets (RFC
+    4475 3.1.1.1 and 3.1.2.14). `any_scheme=False` takes only SIP, SIPS and tel URIs
+    (Route and Record-Route, which requests are sent along).
     """
     text = text.strip()
     parts = split_quoted(text, "<")
     if len(parts) == 1:  # addr-spec without angle brackets
         uri_text, semicolon, params = text.partition(";")
+        uri_text = uri_text.rstrip(" \t")
         if "," in uri_text or "?" in uri_text or any(c.isspace() for c in uri_text):
             raise SipParseError(f"bad address {text!r}: needs <> around the URI")
-        return NameAddr(None, parse_uri(uri_text), _params_of(semicolon + params, text))
+        uri = _address_uri(uri_text, text, any_scheme=any_scheme)
+        return NameAddr(None, uri, _params_of(semicolon + params, text))
     display_text = parts[0].strip()
     remainder = text[len(parts[0]) + 1 :]
     uri_text, closing, params = remainder.partition(">")
     if not closing:
         raise SipParseError(f"bad address {text!r}: no closing '>'")
+    if uri_text != uri_text.strip():
+        raise SipParseError(f"bad address {text!r}: space inside '<>'")
     display: str | None
     if not display_text:
         display = None
@@ -231,7 +271,8 @@ def parse_name_addr(text: str) -> NameAddr:
         display = " ".join(display_text.split())
     else:
         raise SipParseError(f"bad display name {display_text!r}")
-    return NameAddr(display, parse_uri(uri_text.strip()), _params_of(params, text))
+    uri = _address_uri(uri_text, text, any_scheme=any_scheme)
+    return NameAddr(display, uri, _params_of(params, text))
 
 
 def _params_of(text: str, whole: str) -> Params:

@@ -11,6 +11,10 @@ class SipParseError(SipError, ValueError):
     """Raised when bytes are not a well-formed SIP message; the text says what is wrong."""
 
 
+class SipVersionError(SipParseError):
+    """Raised for a request line of another SIP version: answered 505, not 400."""
+
+
 class SdpError(SipError, ValueError):
     """Raised when a session description cannot be parsed or offers nothing we can use."""
 

@@ -20,8 +20,10 @@ from edge_agent.sip.addresses import (
     parse_uri,
     parse_via,
 )
-from edge_agent.sip.errors import SipError, SipParseError
+from edge_agent.sip.errors import SipError, SipParseError, SipVersionError
 from edge_agent.sip.headers import COMPACT, LIST_HEADERS, Headers, canonical_name
+from edge_agent.sip.quoted_pairs import CONTROL as _CONTROL
+from edge_agent.sip.quoted_pairs import check_quoted_pairs, control_error
 
 __all__ = [
     "COMPACT",
@@ -54,9 +56,20 @@ _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _REQUEST_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) (\S+) SIP/2\.0")
 _STATUS_LINE = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) (.*)")
 _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:\S+")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # everything below SP but HT, and DEL
 _CSEQ = re.compile(r"([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
 _DIGITS = re.compile(r"[0-9]+")
+_MAX_FORWARDS = re.compile(r"[0-9]{1,10}")  # leading zeros are allowed (RFC 4475 3.1.1.1)
+# A request line of another SIP version: answered 505, not 400 (RFC 4475 3.1.2.16).
+_OTHER_VERSION = re.compile(
+    r"[A-Za-z0-9\-.!%*_+`'~]+ [\x21-\x7e]+ SIP/(?!2\.0$)[0-9]{1,3}\.[0-9]{1,3}"
+)
+# SIP-date (RFC 3261 25.1): rfc1123-date, and GMT the only zone (RFC 4475 3.1.2.12).
+_DATE = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+    re.IGNORECASE,
+)
 
 
 class _Message:
@@ -190,46 +203,62 @@ def _parse_start(line: str) -> Request | Response:
         return Response(int(match.group(1)), match.group(2), Headers())
     match = _REQUEST_LINE.fullmatch(line)
     if match is None or _CONTROL.search(line):
+        if _OTHER_VERSION.fullmatch(line):
+            raise SipVersionError(f"bad request line {_cut(line)}")
         raise SipParseError(f"bad request line {_cut(line)}")
     method, uri = match.groups()
     if not uri.isascii() or not _ABSOLUTE_URI.fullmatch(uri):
         raise SipParseError(f"bad Request-URI {_cut(uri)}")
     if uri.partition(":")[0].lower() in ("sip", "sips", "tel"):
         try:
-            parse_uri(uri)
+            parsed = parse_uri(uri)
         except SipParseError as exc:
             raise SipParseError(f"bad Request-URI: {exc}") from None
+        if parsed.headers:  # RFC 3261 19.1.1: not in a Request-URI (RFC 4475 3.1.2.11)
+            raise SipParseError(f"bad Request-URI {_cut(uri)}: it has headers")
     return Request(method, uri, Headers())
 
 
 def _parse_head(head: bytes) -> Request | Response:
     """Start line and header fields (everything before the empty line)."""
-    if b"\x00" in head:
-        raise SipParseError("NUL byte in the header")
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if b"\x00" in head:
+            raise SipParseError("NUL byte in the header") from None
         raise SipParseError(f"header is not UTF-8 (at byte {exc.start})") from None
     lines = text.split("\r\n")
     message = _parse_start(lines[0])
     fields: list[tuple[str, str]] = []
+    # The lines of the field being read, kept while one holds a control character:
+    # allowed only as a quoted-pair ("\" and the character) inside a quoted string.
+    suspect: list[tuple[int, str]] = []
     for number, line in enumerate(lines[1:], 2):
         bad = _CONTROL.search(line)
-        if bad is not None:
-            raise SipParseError(f"control character {bad.group()!r} in line {number}")
         if line[:1] in (" ", "\t"):  # obsolete line folding: continues the field above
             if not fields:
+                if bad is not None:
+                    raise control_error(bad.group(), number)
                 raise SipParseError(f"line {number} continues no header")
+            if suspect or bad is not None:
+                suspect.append((number, line))
             name, value = fields[-1]
             fields[-1] = (name, (value + " " + line.strip(" \t")).strip(" "))
             continue
+        check_quoted_pairs(suspect)
+        suspect = []
         name, colon, value = line.partition(":")
+        if bad is not None and (not colon or bad.start() < len(name)):
+            raise control_error(bad.group(), number)
         if not colon:
             raise SipParseError(f"no colon in header line {number}: {_cut(line)}")
         name = name.rstrip(" \t")
         if not _TOKEN.fullmatch(name):
             raise SipParseError(f"bad header name {_cut(name)} in line {number}")
+        if bad is not None:
+            suspect.append((number, value))
         fields.append((name, value.strip(" \t")))
+    check_quoted_pairs(suspect)
     message.headers = Headers(fields)
     return message
 
@@ -262,20 +291,24 @@ def _validate(message: Request | Response) -> None:
                 if name == "Via":
                     parse_via(value)
                 elif not (name == "Contact" and value == "*"):
-                    parse_name_addr(value)
+                    parse_name_addr(value, any_scheme=name in ("From", "To", "Contact"))
         except SipParseError as exc:
             # parse_via names the header itself
             text = str(exc) if str(exc).startswith("bad Via") else f"bad {name}: {exc}"
             raise SipParseError(text) from None
     call_id = headers.get("Call-ID") or ""
-    if not call_id or any(c.isspace() for c in call_id):
+    if not call_id or any(c.isspace() for c in call_id) or _CONTROL.search(call_id):
         raise SipParseError(f"bad Call-ID {_cut(call_id)}")
     _, method = _parse_cseq(headers.get("CSeq") or "")
     if isinstance(message, Request) and method != message.method:
         raise SipParseError(f"CSeq method {method} does not match {message.method}")
     max_forwards = headers.get("Max-Forwards")
-    if max_forwards is not None and not re.fullmatch(r"[0-9]{1,3}", max_forwards):
+    if max_forwards is not None and not _MAX_FORWARDS.fullmatch(max_forwards):
         raise SipParseError(f"bad Max-Forwards {_cut(max_forwards)}")
+    date = headers.get("Date")
+    # A response's Date is not looked at: dropping an answer for it would stall a call.
+    if isinstance(message, Request) and date is not None and not _DATE.fullmatch(date):
+        raise SipParseError(f"bad Date {_cut(date)}")
 
 
 def parse(data: bytes) -> Request | Response:

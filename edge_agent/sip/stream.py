@@ -264,7 +264,8 @@ class SipStream(asyncio.Protocol):
     def _keep_alives(self) -> bool:
         """Takes the CRLFs off the buffer's start; a double one (RFC 5626 keep-alive)
         is answered with one CRLF, once per read. False when nothing else is left."""
-        run = _CRLFS.match(self.buffer).end()  # type: ignore[union-attr]
+        crlf_run = _CRLFS.match(self.buffer)  # always matches, perhaps nothing
+        run = crlf_run.end() if crlf_run else 0
         if not run:
             self._lone_crlf = False
             return True

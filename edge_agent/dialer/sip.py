@@ -31,7 +31,7 @@ from edge_agent.dialer.port import (
 )
 from edge_agent.dialer.sip_profiles import alarm_headers
 from edge_agent.error_text import describe
-from edge_agent.sip import g711
+from edge_agent.sip import g711, nat
 from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.errors import SipError
 from edge_agent.sip.message import Request, Response
@@ -148,6 +148,9 @@ class SipDialer(Dialer):
             self._tasks.append(asyncio.create_task(self.pacer.run(), name="rtp-pacer"))
             self.registration.ready()
             self._registering = asyncio.create_task(self.registration.run(), name="sip-register")
+            if self.account.register or self.use_proxy:  # the PBX's way back to us stays open
+                alive = nat.keep_alive(transport, self.account.server, nat.KEEPALIVE_S)
+                self._tasks.append(asyncio.create_task(alive, name="sip-keepalive"))
 
     async def _open(self) -> Transport:
         """Resolves the PBX once (no DNS lookup on the loop per message) and binds."""

@@ -68,6 +68,9 @@ class Transport:
     def local(self) -> Address:
         raise NotImplementedError
 
+    def keep_alive(self, address: Address) -> None:
+        """Keeps the NAT mapping towards `address` open (`nat.py`); nothing by default."""
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -128,6 +131,9 @@ class UdpTransport(Transport):
 
     def send(self, message: Request | Response, address: Address) -> None:
         self._sendto(bytes(message), address)
+
+    def keep_alive(self, address: Address) -> None:
+        self._sendto(b"\r\n\r\n", address)  # RFC 5626's ping; SIP peers skip it
 
     def _sendto(self, data: bytes, address: Address) -> None:
         if self._closed:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edge_agent.sip import digest, grant
+from edge_agent.sip import digest, grant, nat
 from edge_agent.sip.errors import DigestError, SipError
 from edge_agent.sip.invite_answers import HangUp, InviteAnswers, Resend, SentInvite
 from edge_agent.sip.message import (
@@ -136,12 +136,16 @@ class UserAgent:
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
     _register_call_id: str | None = None
     _register_cseq: int = 1
+    # Our address as the registrar sees it, where that is not ours (NAT, RFC 3581): the
+    # Contact names it (`nat.py`). Learned from its answers to REGISTER on UDP only.
+    public: Address | None = None
+    _register_contact: str = ""  # the Contact of the REGISTER on its way
 
     # ---------------------------------------------------------------- addresses
 
     @property
     def contact(self) -> str:
-        host, port = self.transport.local
+        host, port = self.public or self.transport.local
         return f"<sip:{self.account.user}@{host}:{port};transport={self.transport.name.lower()}>"
 
     def via(self, branch: str) -> str:
@@ -250,6 +254,11 @@ class UserAgent:
         ):  # our branch, but not our call: a forgery (RFC 3261 13.2.2.4 matches all three)
             self.invites.drop("branch of another call", response, source)
             return
+        # Where the registrar saw us (NAT): our Contact from now on. Over TCP the
+        # connection is the way back, and its port is not the one we listen on.
+        registrar = pending.request.method == "REGISTER" and source == pending.destination
+        if registrar and self.transport.name == "UDP":
+            self.public = nat.learned(response, self.transport.local, self.public)
         if response.status < 200:
             pending.provisional = True
             if pending.on_provisional is not None:
@@ -339,12 +348,18 @@ class UserAgent:
         key = _server_key(message)
         remembered = self._answers.get(key)
         if remembered is not None:  # a retransmission: the same answer again
-            self.transport.send(remembered[1], source)
+            self._reply(remembered[1], source)
             return
         answer = self._answer(message, source)
         if answer is not None:
             self._answers[key] = (time.monotonic(), answer)
-            self.transport.send(answer, source)
+            self._reply(answer, source)
+
+    def _reply(self, answer: Response, source: Address) -> None:
+        """To where the request came from (RFC 3581 4: behind a NAT the Via's address
+        is not reachable), which its top Via is told (`received`, `rport`)."""
+        nat.stamp_via(answer, source)
+        self.transport.send(answer, source)
 
     def answer_later(self, request: Request, answer: Response, source: Address) -> None:
         """Sends the final `answer` a dialog could not give at once (a re-INVITE whose
@@ -352,7 +367,7 @@ class UserAgent:
         key = _server_key(request)
         self._answers.pop(key, None)  # re-inserted: the memory stays in time order
         self._answers[key] = (time.monotonic(), answer)
-        self.transport.send(answer, source)
+        self._reply(answer, source)
 
     def _answer(self, request: Request, source: Address) -> Response | None:
         if request.method == "ACK":
@@ -453,6 +468,10 @@ class UserAgent:
             # Interval Too Brief: ask again for the registrar's minimum (RFC 3261 10.2.8).
             expires = minimum
             response, challenged = await self._register(expires)
+        if response.status // 100 == 2 and expires > 0 and self._register_contact != self.contact:
+            # The registrar sees us elsewhere (NAT): register the address it can reach, at
+            # once; the binding of the old one lapses at its expiry.
+            response, challenged = await self._register(expires)
         if response.status // 100 != 2:
             raise RegistrationRefused(response.status, response.reason, challenged=challenged)
         granted = grant.granted_expiry(response, self.contact, expires)
@@ -465,6 +484,7 @@ class UserAgent:
         a = self.account
         if self._register_call_id is None:
             self._register_call_id = new_call_id(self.transport.local[0])
+        self._register_contact = self.contact
         request = self.new_request(
             "REGISTER",
             f"sip:{a.domain}",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_agent import platforms
-from edge_agent.sip.errors import SipParseError
+from edge_agent.sip.errors import SipError, SipParseError
 from edge_agent.sip.message import Headers, Request, Response, parse, parse_stream
 from edge_agent.sip.udp import UdpSocket
 
@@ -253,17 +253,24 @@ class TcpTransport(Transport):
             await asyncio.gather(before, return_exceptions=True)  # keep the order of sends
         stream = self.streams.get(address)
         if stream is None or stream.writer is None or stream.writer.is_closing():
-            loop = asyncio.get_running_loop()
             try:
-                # Bounded: a PBX that drops SYNs must not hold every later send for minutes.
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    await loop.create_connection(lambda: _Stream(self), *address)
-            except (OSError, TimeoutError) as exc:
-                log.warning("TCP connection to %s:%d failed: %r", *address, exc)
+                await self._open_connection(address)
+            except (OSError, TimeoutError, SipError) as exc:
+                self._connection_failed(address, exc)
                 return
             stream = self.streams.get(address)
         if stream is not None and stream.writer is not None:
             stream.writer.write(bytes(message))
+
+    # The two hooks `tls.TlsTransport` replaces (TLS under the same streams).
+    async def _open_connection(self, address: Address) -> None:
+        loop = asyncio.get_running_loop()
+        # Bounded: a PBX that drops SYNs must not hold every later send for minutes.
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await loop.create_connection(lambda: _Stream(self), *address)
+
+    def _connection_failed(self, address: Address, exc: BaseException) -> None:
+        log.warning("TCP connection to %s:%d failed: %r", *address, exc)
 
     def close(self) -> None:
         for task in self._connecting.values():

@@ -283,3 +283,31 @@ async def test_reports_of_up_to_the_most_events_pass_the_bound_on_values(gql, rt
     assert ack["reportBroadcast"]["lastSeq"] == 1000
     server = _server(rt, world.tokens["agent_a"])  # gzip-encoded past 64 KiB
     assert await server.report_broadcast(_report(rt, events)["input"]) == MAX_EVENTS
+
+
+async def test_a_member_holding_the_call_leaves_held_and_resumed_steps(gql, rt, world):
+    """Issue 15, point 7: the agent reports "held" and "resumed"; the latest of each is
+    kept, so a hold after the last return shows that the call ended on hold."""
+    agent = gql.as_(world.tokens["agent_a"])
+    kinds = ["started", "ringing", "answered", "held", "resumed", "held", "ended"]
+    events = [
+        {
+            "seq": i + 1,
+            "memberPbxId": "u0",
+            "memberName": "Member 0",
+            "attemptNo": 1,
+            "kind": kind,
+            "at": _at(rt, i),
+            **({"outcome": "ANSWERED", "detail": "endedOnHold"} if kind == "ended" else {}),
+        }
+        for i, kind in enumerate(kinds)
+    ]
+    await agent.ok(REPORT, **_report(rt, events))
+    query = """query { broadcasts(first: 1) { nodes { attempts { answeredAt heldAt resumedAt
+      endedAt outcome detail } } } }"""
+    history = await gql.as_(world.tokens["viewer"]).ok(query)
+    [attempt] = history["broadcasts"]["nodes"][0]["attempts"]
+    at = {name: attempt[name] for name in ("answeredAt", "heldAt", "resumedAt", "endedAt")}
+    assert at["answeredAt"] < at["resumedAt"] < at["heldAt"] < at["endedAt"]
+    assert at["heldAt"] == _at(rt, 5) and at["resumedAt"] == _at(rt, 4)
+    assert (attempt["outcome"], attempt["detail"]) == ("ANSWERED", "endedOnHold")

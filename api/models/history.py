@@ -63,6 +63,10 @@ class CallAttempt(IdMixin, Base):
     started_at: Mapped[datetime | None]
     ringing_at: Mapped[datetime | None]
     answered_at: Mapped[datetime | None]
+    # The member's latest hold and return of the call (issue 15, point 7); a hold after the
+    # latest return means the call ended on hold.
+    held_at: Mapped[datetime | None]
+    resumed_at: Mapped[datetime | None]
     confirmed_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     outcome: Mapped[CallOutcome | None] = mapped_column(str_enum(CallOutcome, "call_outcome"))

@@ -34,7 +34,7 @@ from api.services.agents import Agent
 from edge_agent.pbx import text as pbx_text
 
 MAX_EVENTS = 2000
-EVENT_KINDS = {"started", "ringing", "answered", "confirmed", "ended"}
+EVENT_KINDS = {"started", "ringing", "answered", "held", "resumed", "confirmed", "ended"}
 
 
 @dataclass(frozen=True)
@@ -254,6 +254,9 @@ COLUMNS = {
     "started": "started_at",
     "ringing": "ringing_at",
     "answered": "answered_at",
+    # A member may hold and resume several times: the latest of each is kept.
+    "held": "held_at",
+    "resumed": "resumed_at",
     "confirmed": "confirmed_at",
     "ended": "ended_at",
 }

@@ -123,7 +123,9 @@ class CallEventInput:
     member_name: str
     member_extension: str | None = None
     attempt_no: int
-    kind: str = strawberry.field(description="started, ringing, answered, confirmed or ended.")
+    kind: str = strawberry.field(
+        description="started, ringing, answered, held, resumed, confirmed or ended."
+    )
     at: datetime
     outcome: CallOutcome | None = strawberry.field(default=None, description="With ended only.")
     detail: str | None = None

@@ -20,6 +20,14 @@ class CallAttempt:
     started_at: datetime | None
     ringing_at: datetime | None
     answered_at: datetime | None
+    held_at: datetime | None = strawberry.field(
+        description="When the member last put the call on hold (later than resumedAt: the "
+        "call ended on hold)."
+    )
+    resumed_at: datetime | None = strawberry.field(
+        description="When the member last took the call back from hold; the message then "
+        "played again from its start."
+    )
     confirmed_at: datetime | None
     ended_at: datetime | None
     outcome: CallOutcome | None
@@ -46,6 +54,8 @@ class CallAttempt:
             started_at=a.started_at,
             ringing_at=a.ringing_at,
             answered_at=a.answered_at,
+            held_at=a.held_at,
+            resumed_at=a.resumed_at,
             confirmed_at=a.confirmed_at,
             ended_at=a.ended_at,
             outcome=a.outcome,

@@ -7,13 +7,27 @@ import { dateTime, h, labelRows, messages, replace, showError, table, time } fro
 const FIELDS = `id groupName mode status triggerCallerNumber triggerCallerName startedAt finishedAt
   memberCount quorum quorumReachedAt note failureCode`;
 const ATTEMPTS = `attempts { id memberName memberExtension attemptNo startedAt ringingAt answeredAt
-  confirmedAt endedAt outcome detail lateReason lateFrom lateUntil }`;
+  heldAt resumedAt confirmedAt endedAt outcome detail lateReason lateFrom lateUntil }`;
 const LIST = `query($after: String) { broadcasts(first: 20, after: $after) {
   nodes { ${FIELDS} } pageInfo { endCursor hasNextPage } } }`;
 const ONE = `query($id: ID!) { broadcast(id: $id) { ${FIELDS} ${ATTEMPTS} } }`;
 const LIVE_LIST = `subscription { broadcastUpdated { ${FIELDS} } }`;
 const LIVE_ONE = `subscription($id: ID!) { broadcastUpdated(broadcastId: $id) { ${FIELDS} ${ATTEMPTS} } }`;
-const STEPS = ["startedAt", "ringingAt", "answeredAt", "confirmedAt", "endedAt"];
+const STEPS = ["startedAt", "ringingAt", "answeredAt", "heldAt", "resumedAt", "confirmedAt", "endedAt"];
+
+// An attempt's steps in the order they happened: a member may hold the call after taking
+// it back (the latest of each is kept), so "on hold" can come after "resumed".
+function steps(a) {
+  return STEPS.filter((s) => a[s]).sort((x, y) => Date.parse(a[x]) - Date.parse(a[y]));
+}
+
+// Details the agent sends as a code (a call ended on hold): worded here; other details
+// are the PBX's or the agent's own words and shown as they are.
+const DETAIL_CODES = new Set(["endedOnHold"]);
+
+function attemptDetail(detail) {
+  return DETAIL_CODES.has(detail) ? t(`detail.${detail}`) : detail;
+}
 
 export function render({ main, live, params }) {
   const container = h("div", {}, h("p", {}, t("loading")));
@@ -182,10 +196,10 @@ function detail(live, container, id) {
         h("li", {},
           h("span", { class: "attempt-no" }, t("history.attempt", { n: a.attemptNo })),
           a.lateReason ? h("p", { class: "late", "data-late": a.lateReason }, late(a)) : null,
-          h("ul", { class: "steps" }, STEPS.filter((s) => a[s]).map((s) =>
+          h("ul", { class: "steps" }, steps(a).map((s) =>
             h("li", {}, h("time", { datetime: a[s] }, time(a[s])), " ",
               s === "endedAt" && a.outcome ? `${t("step.endedAt")}: ${t(`outcome.${a.outcome}`)}` : t(`step.${s}`)))),
-          a.detail ? h("p", { class: "detail" }, a.detail) : null))));
+          a.detail ? h("p", { class: "detail", "data-detail": a.detail }, attemptDetail(a.detail)) : null))));
   }
 
   // Why an attempt began after the broadcast timeout: worded here from the code, with

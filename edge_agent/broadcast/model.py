@@ -33,8 +33,11 @@ BUSY_STATES = frozenset(
 )
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
-# Event kinds the central service stores (the dialer's PLAYING and DTMF stay local).
-REPORTED_KINDS = frozenset({"started", "ringing", "answered", "confirmed", "ended"})
+# Event kinds the central service stores (the dialer's PLAYING and DTMF stay local);
+# "held" and "resumed" need a central service that knows them (docs/decisions/sip-hold.md).
+REPORTED_KINDS = frozenset(
+    {"started", "ringing", "answered", "held", "resumed", "confirmed", "ended"}
+)
 
 # Codes the agent adds to a broadcast's note; the website words them (German, English).
 JOURNAL_NOT_WRITABLE = "journalNotWritable"

@@ -226,6 +226,12 @@ class BroadcastRun:
             return outage
         return Late(DEADLINE_PASSED, deadline, None)
 
+    def _hold_until(self) -> datetime:
+        """The latest a member may keep a call on hold: the broadcast's timeout, or, for a
+        late attempt of an alarm, the end of its late window (docs/decisions/sip-hold.md)."""
+        deadline = self.broadcast.deadline_at
+        return deadline if _now() < deadline else self.late_until
+
     async def _member(self, member: Member, attempt: int) -> None:
         b = self.broadcast
         if member.extension is None:
@@ -327,6 +333,7 @@ class BroadcastRun:
             announcement=Path(b.announcement or ""),
             priority=self.urgent,
             ring_timeout_s=self.settings.ring_timeout_s,
+            hold_until=self._hold_until(),
         )
         call = asyncio.create_task(self.dialer.call(request, on_event), name=call_id)
         self._unanswered[call_id] = call

@@ -10,8 +10,10 @@ A call reports what happens as `CallEvent`s, in order:
     STARTED → RINGING → ANSWERED → PLAYING → (DTMF → PLAYING)* → DTMF → CONFIRMED → ENDED
 
 Any prefix of that may be cut short by ENDED, which always comes last and
-exactly once. Telephony outcomes (busy, no answer, a dead trunk, an unplayable
-announcement) are never raised: they end the call with an outcome and a reason.
+exactly once. After ANSWERED the member may put the call on hold: HELD, then
+RESUMED and PLAYING again (the round starts over), or ENDED while on hold.
+Telephony outcomes (busy, no answer, a dead trunk, an unplayable announcement)
+are never raised: they end the call with an outcome and a reason.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class CallEventKind(enum.StrEnum):
     PLAYING = "playing"  # once per round: the announcement `repetitions` times
     DTMF = "dtmf"
     CONFIRMED = "confirmed"
+    HELD = "held"  # the member put the call on hold: nothing is sent, no timer runs
+    RESUMED = "resumed"  # back from hold: the message starts again
     ENDED = "ended"
 
 
@@ -78,6 +82,9 @@ class CallRequest:
     max_repeats: int = 2  # extra rounds the member may ask for with `repeat_digit`
     # How long the dialer waits for a digit after a round before it hangs up.
     dtmf_timeout_s: float = 8.0
+    # The latest a call on hold is kept (the broadcast's timeout), aware; None: a dialer's
+    # own bound from when the hold began. The call then ends ANSWERED "endedOnHold".
+    hold_until: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.call_id:
@@ -95,6 +102,8 @@ class CallRequest:
                 raise ValueError(f"{digit!r} is no DTMF digit")
         if self.confirm_digit == self.repeat_digit:
             raise ValueError("confirm_digit and repeat_digit must differ")
+        if self.hold_until is not None and self.hold_until.tzinfo is None:
+            raise ValueError("hold_until must be timezone-aware")
 
 
 @dataclass(frozen=True)

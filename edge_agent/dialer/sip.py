@@ -29,13 +29,14 @@ from edge_agent.dialer.port import (
     DuplicateCall,
     EventSink,
 )
+from edge_agent.dialer.sip_play import Announcement
 from edge_agent.dialer.sip_profiles import alarm_headers
 from edge_agent.error_text import describe
 from edge_agent.sip import g711, nat
 from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.errors import SipError
 from edge_agent.sip.message import Request, Response
-from edge_agent.sip.pacer import Pacer, RtpStream
+from edge_agent.sip.pacer import Pacer
 from edge_agent.sip.registration import (
     Registration,
     RegistrationError,
@@ -286,7 +287,8 @@ class SipDialer(Dialer):
         negotiated = call.negotiated
         assert negotiated is not None
         payload = self._encode(master, negotiated.codec)
-        return await self._play(call, request, payload, negotiated.codec_pt, emit)
+        announcement = Announcement(self.pacer, call, request, payload, negotiated.codec_pt, emit)
+        return await announcement.run()
 
     async def _master(self, path: Path) -> _Master:
         """The announcement's PCM, read once per file version: 500 calls share one copy."""
@@ -314,71 +316,6 @@ class SipDialer(Dialer):
             encode = g711.alaw_encode if codec == "PCMA" else g711.ulaw_encode
             encoded = self._encoded[(master.key, codec)] = encode(master.frames)
         return encoded
-
-    async def _play(
-        self, call: Call, request: CallRequest, payload: bytes, pt: int, emit: Emitter
-    ) -> CallOutcome:
-        finished = asyncio.Event()
-        stream = RtpStream(
-            payload * request.repetitions, pt, call.ssrc, call.send_rtp, finished.set
-        )
-        rounds = 0
-        try:
-            while True:
-                rounds += 1
-                finished.clear()
-                if rounds == 1:
-                    self.pacer.add(stream)
-                else:
-                    stream.restart()
-                await emit.emit(CallEventKind.PLAYING, f"round {rounds}, {request.repetitions}x")
-                # A digit may come while the message plays; the member need not wait.
-                digit = await self._next_digit(call, finished, None)
-                if digit is None and not call.remote_bye.is_set():
-                    digit = await self._next_digit(call, None, request.dtmf_timeout_s)
-                if call.remote_bye.is_set() and digit is None:
-                    return await emit.end(CallOutcome.ANSWERED, "hung up without confirming")
-                if digit is None:
-                    timeout = request.dtmf_timeout_s
-                    return await emit.end(
-                        CallOutcome.ANSWERED, f"no confirmation within {timeout:g} s"
-                    )
-                await emit.emit(CallEventKind.DTMF, digit=digit)
-                if digit == request.confirm_digit:
-                    await emit.emit(CallEventKind.CONFIRMED)
-                    return await emit.end(CallOutcome.CONFIRMED, None)
-                if digit != request.repeat_digit or rounds > request.max_repeats:
-                    # Another key, or repeats used up: wait for the confirm digit once more.
-                    digit = await self._next_digit(call, None, request.dtmf_timeout_s)
-                    if digit == request.confirm_digit:
-                        await emit.emit(CallEventKind.DTMF, digit=digit)
-                        await emit.emit(CallEventKind.CONFIRMED)
-                        return await emit.end(CallOutcome.CONFIRMED, None)
-                    return await emit.end(CallOutcome.ANSWERED, "did not confirm")
-        finally:
-            self.pacer.remove(stream)
-
-    @staticmethod
-    async def _next_digit(
-        call: Call, until: asyncio.Event | None, limit_s: float | None
-    ) -> str | None:
-        """The next digit, or None when `until` is set, the member hangs up, or time is up."""
-        waits: list[asyncio.Task[object]] = [
-            asyncio.create_task(call.digits.get()),
-            asyncio.create_task(call.remote_bye.wait()),
-        ]
-        if until is not None:
-            waits.append(asyncio.create_task(until.wait()))
-        try:
-            done, _ = await asyncio.wait(
-                waits, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for task in waits:
-                task.cancel()
-        if waits[0] in done:
-            return str(waits[0].result())
-        return None
 
     async def close(self) -> None:
         self._closed = True

@@ -149,6 +149,10 @@ class Call:
         self._sdp_version = self._sdp_session
         self.digits: asyncio.Queue[str] = asyncio.Queue()
         self.remote_bye = asyncio.Event()
+        # The peer's SDP wants none of our audio (issue 15, point 7): nothing is sent
+        # meanwhile; each change is queued for the dialer, which pauses the message.
+        self.on_hold = False
+        self.holds: asyncio.Queue[bool] = asyncio.Queue()
         self.ssrc = random.getrandbits(32)
         self._detector = DtmfDetector()
         self.route: list[str] = []
@@ -352,6 +356,7 @@ class Call:
             log.warning("the answer of %s has no usable media: %s", self.target, exc)
             await self.hang_up()
             return Ended(488, f"no usable media: {exc}", getattr(exc, "code", None))
+        self._hold(answer)  # a phone may answer on hold
         return response
 
     def _ack(self, response: Response) -> None:
@@ -439,12 +444,12 @@ class Call:
 
     def send_rtp(self, packet: bytes) -> None:
         """Sends one RTP packet to the member (where its packets come from, once they do:
-        symmetric RTP, RFC 4961); OSError (a full buffer) is the caller's."""
+        symmetric RTP, RFC 4961), nothing while on hold; OSError (a full buffer) is the caller's."""
         packet = self.crypto.outgoing(packet)  # SRTP once keyed; b"" where plain may not go
         if not packet:
             return
         to = self.rtp_source.destination
-        if to is not None and self.media is not None and not self.media.closed:
+        if to is not None and not self.on_hold and self.media is not None and not self.media.closed:
             self.media.sendto(packet, to)
 
     @property
@@ -595,6 +600,7 @@ class Call:
             except SdpError as exc:
                 return _not_acceptable(request, exc)
             self.negotiated = negotiated
+            self._hold(offer)
             response.body = body
         else:
             payloads = (8, 0, 101) if running is None else (running[0], 101)
@@ -610,6 +616,14 @@ class Call:
         self._sdp_version = version
         response.headers.add("Content-Type", "application/sdp")
         return response
+
+    def _hold(self, description: sdp.SessionDescription) -> None:
+        """Follows the peer's latest SDP: on hold (`sdp.on_hold`) or not."""
+        held = sdp.on_hold(description)
+        if held != self.on_hold:
+            self.on_hold = held
+            self.holds.put_nowait(held)
+            log.info("call %s %s", self.call_id, "on hold" if held else "back from hold")
 
 
 def _not_acceptable(request: Request, reason: Exception) -> Response:

@@ -122,6 +122,11 @@ class RtpStream:
         self._marker = True
         self._playing = True
 
+    def pause(self) -> None:
+        """Send nothing from the next tick on (the call is on hold), with no `on_done`; the
+        RTP clock runs on while the stream stays in the pacer, and `restart` plays again."""
+        self._playing = False
+
     def tick(self) -> None:
         """One interval, for a stream sent without a pacer: send the next frame (if
         playing), advance the RTP clock, and call `on_done` after the last frame."""

@@ -106,6 +106,28 @@ def _is_ip(address: str) -> bool:
     return True
 
 
+def _unspecified(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_unspecified
+    except ValueError:
+        return False
+
+
+def on_hold(description: SessionDescription) -> bool:
+    """Whether the peer that wrote `description` wants none of our audio: `sendonly` or
+    `inactive` (RFC 3264 8.4), or the address 0.0.0.0 or :: (RFC 2543's hold)."""
+    return description.direction in ("sendonly", "inactive") or _unspecified(description.address)
+
+
+def _answer_direction(offer: SessionDescription) -> str:
+    """The offer's direction mirrored; an offer on hold by its address (0.0.0.0) gets
+    nothing from us, so we say we only receive (RFC 3264 6.1 allows it)."""
+    direction = _MIRROR.get(offer.direction, "inactive")
+    if _unspecified(offer.address):
+        return {"sendrecv": "recvonly", "sendonly": "inactive"}.get(direction, direction)
+    return direction
+
+
 def _connection(value: str) -> str:
     """The address of a c= line: an IP literal or a host name (RFC 4566 5.7), which the
     call looks up once (`media_host.py`); anything else is no address at all."""
@@ -358,7 +380,7 @@ def answer(
         address,
         port,
         names,
-        _MIRROR.get(offer.direction, "inactive"),
+        _answer_direction(offer),
         offer.ptime or 20,
         fmtp,
         proto=offer.proto,

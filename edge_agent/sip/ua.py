@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edge_agent.sip import digest, grant, nat
+from edge_agent.sip import digest, grant, nat, uas_checks
 from edge_agent.sip.errors import DigestError, SipError
 from edge_agent.sip.invite_answers import HangUp, InviteAnswers, Resend, SentInvite
 from edge_agent.sip.message import (
@@ -244,6 +244,13 @@ class UserAgent:
         if tx.request.method == "INVITE":
             self.invites.ended(tx.request, final)
 
+    def connection_failed(self, destination: Address, failure: Exception) -> None:
+        """The transport cannot reach `destination` (a TLS certificate refused, say): the
+        transactions waiting on it fail with `failure` now, not after 64 x T1."""
+        for tx in list(self._pending.values()):
+            if tx.destination == destination and not tx.final.done():
+                tx.final.set_exception(failure)
+
     def _on_response(self, response: Response, source: Address) -> None:
         pending = self._pending.get((response.branch, response.cseq[1]))
         if pending is None:
@@ -376,6 +383,9 @@ class UserAgent:
                 dialog.handle(request, source)
             return None
         dialog = self.dialogs.get(request.call_id)
+        refused = uas_checks.check(request, allow=ALLOW, in_dialog=dialog is not None)
+        if refused is not None:  # unknown method, URI scheme, extension or body type
+            return refused
         if dialog is not None:
             return dialog.handle(request, source)
         if request.method == "OPTIONS":
@@ -388,7 +398,7 @@ class UserAgent:
             return response_to(request, 603, "Decline", new_tag())
         if request.method in {"BYE", "CANCEL", "INFO", "NOTIFY"}:
             return response_to(request, 481, "Call/Transaction Does Not Exist")
-        response = response_to(request, 405, "Method Not Allowed")
+        response = response_to(request, 405, "Method Not Allowed", new_tag())  # 8.2.6.2
         response.headers.add("Allow", ALLOW)
         return response
 
@@ -522,8 +532,10 @@ def _server_key(request: Request) -> tuple[str, ...]:
     as its first, so Request-URI, tags, Call-ID, CSeq and top Via decide.
     """
     branch = request.branch
-    if branch.startswith(MAGIC_COOKIE):
-        return (branch, request.method)
+    if branch.startswith(MAGIC_COOKIE) and branch != MAGIC_COOKIE:  # a bare cookie names
+        # no transaction (RFC 4475 3.2.1 `badbranch`). Branch, sent-by and method match
+        # (17.2.3): two peers may well pick the same branch; the top Via holds sent-by.
+        return (branch, request.method, request.headers.get("Via") or "")
     return (
         request.method,
         request.uri,

@@ -178,9 +178,13 @@ class SipDialer(Dialer):
         self.account = replace(self.account, server=(address, server_port))
         kind = TcpTransport if self.transport_name == "TCP" else UdpTransport
         try:
-            return await kind.listen(host, port, receive)
+            transport = await kind.listen(host, port, receive)
         except OSError as exc:
             raise self._cannot_start("network", f"cannot listen on {host}:{port}: {exc}") from exc
+        if isinstance(transport, UdpTransport):
+            # The PBX is a known peer from the start: never limited by rate (sip/intake.py).
+            transport.intake.trust(self.account.server)
+        return transport
 
     async def _resolve(self, host: str, port: int) -> str:
         """The PBX's address, within RESOLVE_TIMEOUT_S (raises TimeoutError after it).

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from edge_agent import platforms
 from edge_agent.sip.errors import SipError, SipParseError
+from edge_agent.sip.intake import Intake
 from edge_agent.sip.message import Headers, Request, Response, parse, parse_stream
 from edge_agent.sip.udp import UdpSocket
 
@@ -32,6 +33,8 @@ MAX_TCP_BUFFER = 256 * 1024
 # together run in one pass of the loop, which the RTP pacer has to wait for (64 held
 # it up to 70 ms when 500 members answered at once; 16, about 4 ms).
 DRAIN_BATCH = 16
+# ... and at most this long (plus one datagram's work): the pacer's next slot comes first.
+DRAIN_BUDGET_S = 0.002
 BUFFER_BYTES = 4 * 1024 * 1024
 # Linux's values (asm-generic/socket.h), where Python lacks the names. Used on Linux only:
 # elsewhere the numbers mean other options (on Windows 32 is SO_BROADCAST).
@@ -90,7 +93,11 @@ class UdpTransport(Transport):
     def __init__(self, receiver: Receiver, sock: socket.socket) -> None:
         self._receiver = receiver
         self._sock = sock
-        self._udp = UdpSocket(sock, self.datagram_received, batch=DRAIN_BATCH)
+        # Rate per source and bounds on the head before parsing (issue 15, point 4).
+        self.intake = Intake()
+        self._udp = UdpSocket(
+            sock, self.datagram_received, batch=DRAIN_BATCH, budget_s=DRAIN_BUDGET_S
+        )
         self._closed = False
         self._local: Address | None = None
 
@@ -119,10 +126,12 @@ class UdpTransport(Transport):
     def datagram_received(self, data: bytes, address: Address) -> None:
         if not data.strip(b"\r\n"):
             return  # a keep-alive
+        if not self.intake.admit(data, address):
+            return
         try:
             message = parse(data)
         except SipParseError as exc:
-            log.warning("dropped a malformed SIP datagram from %s:%d: %s", *address, exc)
+            self.intake.malformed(address, str(exc))  # logged with the others, not each
             answer = bad_request(data, str(exc))
             if answer is not None:
                 self._sendto(answer, address)
@@ -130,6 +139,8 @@ class UdpTransport(Transport):
         _deliver(self._receiver, message, address, self)
 
     def send(self, message: Request | Response, address: Address) -> None:
+        if isinstance(message, Request):
+            self.intake.sent_request(address)  # its answers are a known peer's
         self._sendto(bytes(message), address)
 
     def keep_alive(self, address: Address) -> None:

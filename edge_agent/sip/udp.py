@@ -6,6 +6,8 @@ patches it to run the Windows way here):
 - a selector loop (Linux): a reader callback drains up to `batch` datagrams per
   wake-up. asyncio's own datagram transport reads one per loop pass, which lost
   answers when hundreds of members picked up at once (see transport.DRAIN_BATCH);
+  with `budget_s` it also stops once that much time went on them, and the rest waits
+  for the next pass, after the RTP pacer's turn (a flood must not hold it up);
 - Windows' proactor loop, which the agent keeps for its PowerShell subprocesses
   and which has no ``add_reader``: asyncio's datagram endpoint on the same socket.
 
@@ -21,6 +23,7 @@ import ctypes
 import functools
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -49,11 +52,13 @@ class UdpSocket:
         *,
         batch: int,
         max_size: int = MAX_DATAGRAM,
+        budget_s: float | None = None,
     ) -> None:
         self.sock = sock
         # The largest datagram read; the proactor keeps a buffer this big per socket.
         self.max_size = max_size
         self._on_datagram = on_datagram
+        self._budget_s = budget_s
         self._loop = asyncio.get_running_loop()
         self._closed = False
         self._transport: asyncio.DatagramTransport | None = None
@@ -102,6 +107,8 @@ class UdpSocket:
             self._opening.cancel()  # `_opened` closes the socket
 
     def _drain(self, batch: int) -> None:
+        budget = self._budget_s
+        until = None if budget is None else time.perf_counter() + budget
         for _ in range(batch):
             try:
                 data, address = self.sock.recvfrom(self.max_size)
@@ -111,6 +118,8 @@ class UdpSocket:
                 log.debug("UDP receive error: %r", exc)
                 return
             self._on_datagram(data, (str(address[0]), int(address[1])))
+            if until is not None and time.perf_counter() > until:
+                return  # the socket stays readable: the loop calls again after the others
 
     def _opened(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled() or task.exception() is not None:

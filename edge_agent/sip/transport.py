@@ -12,12 +12,14 @@ import logging
 import re
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from edge_agent import platforms
 from edge_agent.sip.errors import SipError, SipParseError
 from edge_agent.sip.intake import Intake
-from edge_agent.sip.message import Headers, Request, Response, parse, parse_stream
+from edge_agent.sip.message import Headers, Request, Response, parse
+from edge_agent.sip.stream import SipStream as _Stream
+from edge_agent.sip.stream import StreamTable
+from edge_agent.sip.stream_limits import StreamLimits
 from edge_agent.sip.udp import UdpSocket
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,6 @@ Receiver = Callable[["Request | Response", "Address", "Transport"], None]
 # Enough of a request's head to answer 400 even when the whole does not parse.
 _HEAD = re.compile(rb"^([A-Z]+) \S+ SIP/2\.0\r?\n")
 _ECHOED = ("Via", "From", "To", "Call-ID", "CSeq")
-MAX_TCP_BUFFER = 256 * 1024
 # Datagrams read per wake-up at most: each answer wakes a call, and the calls woken
 # together run in one pass of the loop, which the RTP pacer has to wait for (64 held
 # it up to 70 ms when 500 members answered at once; 16, about 4 ms).
@@ -183,65 +184,34 @@ def _enlarge_buffers(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, plain, BUFFER_BYTES)
 
 
-@dataclass
-class _Stream(asyncio.Protocol):
-    owner: TcpTransport
-    writer: asyncio.Transport | None = None
-    peer: Address = ("", 0)
-    buffer: bytes = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.writer = transport
-        host, port = transport.get_extra_info("peername")[:2]
-        self.peer = (str(host), int(port))
-        self.owner.streams[self.peer] = self
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while self.buffer:
-            try:
-                message, self.buffer = parse_stream(self.buffer)
-            except SipParseError as exc:
-                # A stream out of step cannot be resynchronised: answer if we can, then close.
-                log.warning("malformed SIP on TCP from %s:%d: %s", *self.peer, exc)
-                answer = bad_request(self.buffer, str(exc))
-                if answer is not None and self.writer is not None:
-                    self.writer.write(answer)
-                self.close()
-                return
-            if message is None:
-                if len(self.buffer) > MAX_TCP_BUFFER:
-                    log.warning("TCP peer %s:%d sent an endless header; closing", *self.peer)
-                    self.close()
-                return
-            _deliver(self.owner.receiver, message, self.peer, self.owner)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.owner.streams.pop(self.peer, None)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 class TcpTransport(Transport):
-    """Listens for TCP and connects out on demand; one connection per peer, reused."""
+    """Listens for TCP and connects out on demand; one connection per peer, reused.
+
+    Its `table` (stream.StreamTable) holds the connections and the limits on the ones
+    others open to us (stream_limits.py); a TLS transport shares both.
+    """
 
     name = "TCP"
 
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(self, receiver: Receiver, limits: StreamLimits | None = None) -> None:
         self.receiver = receiver
-        self.streams: dict[Address, _Stream] = {}
+        self.table = StreamTable(self.name, self._hand_up, bad_request, limits)
+        self.streams: dict[Address, _Stream] = self.table.streams
         self._server: asyncio.Server | None = None
         self._connecting: dict[Address, asyncio.Task[None]] = {}
 
     @classmethod
-    async def listen(cls, host: str, port: int, receiver: Receiver) -> TcpTransport:
-        transport = cls(receiver)
+    async def listen(
+        cls, host: str, port: int, receiver: Receiver, limits: StreamLimits | None = None
+    ) -> TcpTransport:
+        transport = cls(receiver, limits)
         loop = asyncio.get_running_loop()
-        transport._server = await loop.create_server(lambda: _Stream(transport), host, port)
+        transport.table.fit(loop)
+        transport._server = await loop.create_server(transport.table.accepting, host, port)
         return transport
+
+    def _hand_up(self, message: Request | Response, peer: Address) -> None:
+        _deliver(self.receiver, message, peer, self)
 
     @property
     def local(self) -> Address:
@@ -252,7 +222,7 @@ class TcpTransport(Transport):
     def send(self, message: Request | Response, address: Address) -> None:
         stream = self.streams.get(address)
         if stream is not None and stream.writer is not None and not stream.writer.is_closing():
-            stream.writer.write(bytes(message))
+            stream.write(bytes(message))
             return
         pending = self._connecting.get(address)
         self._connecting[address] = asyncio.create_task(self._connect(address, message, pending))
@@ -271,7 +241,7 @@ class TcpTransport(Transport):
                 return
             stream = self.streams.get(address)
         if stream is not None and stream.writer is not None:
-            stream.writer.write(bytes(message))
+            stream.write(bytes(message))
 
     # The two hooks `tls.TlsTransport` replaces (TLS under the same streams).
     async def _open_connection(self, address: Address) -> None:
@@ -286,8 +256,7 @@ class TcpTransport(Transport):
     def close(self) -> None:
         for task in self._connecting.values():
             task.cancel()
-        for stream in list(self.streams.values()):
-            stream.close()
+        self.table.close()
         if self._server is not None:
             self._server.close()
 

@@ -75,12 +75,20 @@ class AgentBaseSettings(BaseSettings):
     sip_password: SecretStr = SecretStr("")
     sip_domain: str = "127.0.0.1"
     sip_server_host: str = "127.0.0.1"
-    sip_server_port: int = Field(default=5060, ge=1, le=65535)
+    # Unset: 5060, or 5061 with TLS (which also takes 5060 for 5061; sip/tls.py server_port).
+    sip_server_port: int | None = Field(default=None, ge=1, le=65535)
     sip_register: bool = True
     # Registered again this often (at the latest): the keep-alive that finds a PBX gone
     # or a login refused long before an alarm (docs/decisions/sip-registration.md).
     sip_check_seconds: float = Field(default=60.0, ge=5, le=3600)
-    sip_transport: Literal["UDP", "TCP"] = "UDP"
+    sip_transport: Literal["UDP", "TCP", "TLS"] = "UDP"
+    # SIP over TLS (docs/decisions/sip-tls.md): the PBX's certificate is checked against
+    # this CA file (PEM) alone, or, unset, the system's trust store, and must name
+    # sip_server_host; a client certificate (PEM, its key inside or in the key file, no
+    # passphrase) only when the PBX asks for one. Never a fall-back to TCP or UDP.
+    sip_tls_ca_file: Path | None = None
+    sip_tls_cert_file: Path | None = None
+    sip_tls_key_file: Path | None = None
     sip_local_host: str = "127.0.0.1"
     sip_local_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port
     # Auto-answer / intrusion headers for alarms (edge_agent/dialer/sip_profiles.py).

@@ -30,6 +30,11 @@ CODES = (
     "network",
     "unresolvable",
     "localAddress",
+    "connectFailed",
+    "tlsCertificate",
+    "tlsClientCertificate",
+    "tlsHandshake",
+    "tlsConfig",
     "internal",
 )
 PARAMS_MAX = 8
@@ -156,6 +161,18 @@ _ERRORS = {
         "localAddress": "Die eigene SIP-Adresse des Rundruf Manager Service ist falsch "
         "eingestellt („{address}“ ist keine Adresse, unter der die Telefonanlage ihn "
         "erreicht; RUNDRUF_AGENT_SIP_LOCAL_HOST).",
+        "connectFailed": "Die Telefonanlage nimmt unter {host}:{port} keine Verbindung an "
+        "({reason}).",
+        "tlsCertificate": "Das TLS-Zertifikat der Telefonanlage „{host}“ wird nicht "
+        "anerkannt ({reason}); unverschlüsselt wird nichts gesendet. Es muss auf diesen Namen "
+        "lauten und von einer vertrauten Stelle stammen (RUNDRUF_AGENT_SIP_TLS_CA_FILE).",
+        "tlsClientCertificate": "Die Telefonanlage „{host}“ verlangt ein Client-Zertifikat "
+        "des Rundruf Manager Service oder lehnt seines ab ({reason}; "
+        "RUNDRUF_AGENT_SIP_TLS_CERT_FILE).",
+        "tlsHandshake": "Die TLS-Verbindung zur Telefonanlage „{host}“ kommt nicht zustande "
+        "({reason}).",
+        "tlsConfig": "Eine TLS-Datei des Rundruf Manager Service ist nicht verwendbar "
+        "({setting}: „{file}“).",
         "internal": "Ein interner Fehler des Rundruf Manager Service (Einzelheiten in "
         "seinem Protokoll).",
         "other": "Fehler „{code}“.",
@@ -175,6 +192,17 @@ _ERRORS = {
         "localAddress": "The Rundruf Manager Service's own SIP address is set wrong "
         '("{address}" is no address the phone system can reach it at; '
         "RUNDRUF_AGENT_SIP_LOCAL_HOST).",
+        "connectFailed": "The phone system accepts no connection at {host}:{port} ({reason}).",
+        "tlsCertificate": 'The TLS certificate of the phone system "{host}" is not accepted '
+        "({reason}); nothing is sent unencrypted. It must be issued for this name by a "
+        "trusted authority (RUNDRUF_AGENT_SIP_TLS_CA_FILE).",
+        "tlsClientCertificate": 'The phone system "{host}" asks for a client certificate from '
+        "the Rundruf Manager Service or refuses the one it sends ({reason}; "
+        "RUNDRUF_AGENT_SIP_TLS_CERT_FILE).",
+        "tlsHandshake": 'The TLS connection to the phone system "{host}" cannot be made '
+        "({reason}).",
+        "tlsConfig": "A TLS file of the Rundruf Manager Service cannot be used "
+        '({setting}: "{file}").',
         "internal": "An internal error of the Rundruf Manager Service (details in its log).",
         "other": 'Error "{code}".',
         "detail": "Technical detail: {detail}",

@@ -23,13 +23,17 @@ if TYPE_CHECKING:
 def make_dialer(settings: AgentSettings) -> Dialer:
     if settings.dialer == "sip":
         from edge_agent.dialer.sip import SipDialer
+        from edge_agent.sip.tls import TlsConfig, server_port
         from edge_agent.sip.ua import Account
 
         account = Account(
             user=settings.sip_user,
             password=settings.sip_password.get_secret_value(),
             domain=settings.sip_domain,
-            server=(settings.sip_server_host, settings.sip_server_port),
+            server=(
+                settings.sip_server_host,
+                server_port(settings.sip_transport, settings.sip_server_port),
+            ),
             register=settings.sip_register,
         )
         return SipDialer(
@@ -39,6 +43,12 @@ def make_dialer(settings: AgentSettings) -> Dialer:
             profile=settings.sip_profile,
             max_parallel=settings.channels,
             check_s=settings.sip_check_seconds,
+            tls=TlsConfig(
+                server_name=settings.sip_server_host,
+                ca_file=settings.sip_tls_ca_file,
+                cert_file=settings.sip_tls_cert_file,
+                key_file=settings.sip_tls_key_file,
+            ),
             srtp=settings.sip_srtp,
         )
     from edge_agent.dialer.sim import SimDialer

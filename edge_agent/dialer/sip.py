@@ -44,6 +44,7 @@ from edge_agent.sip.registration import (
 )
 from edge_agent.sip.srtp import Mode as SrtpMode
 from edge_agent.sip.subscription import dialog_states
+from edge_agent.sip.tls import TlsConfig, TlsTransport, TransportFailure
 from edge_agent.sip.transport import Address, TcpTransport, Transport, UdpTransport
 from edge_agent.sip.ua import Account, UserAgent
 
@@ -90,6 +91,7 @@ class SipDialer(Dialer):
         profile: str = "generic",
         max_parallel: int = 100,
         check_s: float = 60.0,
+        tls: TlsConfig | None = None,
         srtp: SrtpMode = "off",
     ) -> None:
         self.account = account
@@ -97,6 +99,8 @@ class SipDialer(Dialer):
         self.srtp: SrtpMode = srtp
         self.local = local
         self.transport_name = transport.upper()
+        # SIP over TLS: whom to trust, the name the PBX's certificate must carry (sip/tls.py).
+        self.tls = tls or TlsConfig(server_name=account.server[0])
         self.use_proxy = proxy
         self.profile = profile
         self._max_parallel = max_parallel
@@ -132,8 +136,9 @@ class SipDialer(Dialer):
     async def start(self) -> None:
         """Binds the transport, starts the pacer and (if configured) the registration.
 
-        Raises DialerError when the PBX's name does not resolve or the local address
-        cannot be bound; the registration status says so until a later start (the
+        Raises DialerError when the PBX's name does not resolve, the local address
+        cannot be bound or (TLS) the PBX cannot be reached or trusted; the registration
+        status says so with its code until a later start (the
         next call, or the service's next heartbeat) succeeds.
         """
         async with self._started:
@@ -146,6 +151,8 @@ class SipDialer(Dialer):
                 transport.close()
                 raise DialerClosed("The dialer is closed")
             self.ua = UserAgent(self.account, transport)
+            if isinstance(transport, TlsTransport):  # its failures end the waiting requests
+                transport.on_failure.append(self.ua.connection_failed)
             self._tasks.append(asyncio.create_task(self.pacer.run(), name="rtp-pacer"))
             self.registration.ready()
             self._registering = asyncio.create_task(self.registration.run(), name="sip-register")
@@ -176,6 +183,8 @@ class SipDialer(Dialer):
             text = f"the PBX {server_host!r} cannot be resolved: {why}"
             raise self._cannot_start("unresolvable", text, host=server_host[:100]) from exc
         self.account = replace(self.account, server=(address, server_port))
+        if self.transport_name == "TLS":
+            return await self._open_tls(host, receive)
         kind = TcpTransport if self.transport_name == "TCP" else UdpTransport
         try:
             transport = await kind.listen(host, port, receive)
@@ -185,6 +194,16 @@ class SipDialer(Dialer):
             # The PBX is a known peer from the start: never limited by rate (sip/intake.py).
             transport.intake.trust(self.account.server)
         return transport
+
+    async def _open_tls(
+        self, host: str, receive: Callable[[Request | Response, Address, Transport], None]
+    ) -> Transport:
+        """The TLS connection to the PBX, made now: a certificate it cannot trust stops
+        the start with its code, and nothing is ever sent over TCP or UDP instead."""
+        try:
+            return await TlsTransport.open(host, self.account.server, receive, self.tls)
+        except TransportFailure as exc:
+            raise self._cannot_start(exc.code, str(exc), **exc.params) from exc
 
     async def _resolve(self, host: str, port: int) -> str:
         """The PBX's address, within RESOLVE_TIMEOUT_S (raises TimeoutError after it).

@@ -33,7 +33,7 @@ from edge_agent.sip.message import (
 from edge_agent.sip.rtp import DtmfDetector, RtpPacket
 from edge_agent.sip.srtp import CallCrypto, Mode
 from edge_agent.sip.transport import Address
-from edge_agent.sip.ua import TIMER_C, ClientTransaction, UserAgent
+from edge_agent.sip.ua import TIMER_C, ClientTransaction, SipTimeout, UserAgent
 from edge_agent.sip.udp import UdpSocket
 
 log = logging.getLogger(__name__)
@@ -240,11 +240,14 @@ class Call:
                     ringing = asyncio.create_task(on_ringing())
                 if not tx.final.done():
                     continue
-                if tx.final.exception() is not None:  # no final answer at all (Timer B)
+                failure = tx.final.exception()
+                if failure is not None:  # no final answer: Timer B, or the transport's failure
                     self.close()
                     if ringing is not None:
                         await ringing
-                    return Ended(408, f"no answer from the PBX: {tx.final.exception()}")
+                    if isinstance(failure, SipTimeout):
+                        return Ended(408, f"no answer from the PBX: {failure}")
+                    return Ended(503, str(failure))  # a transport error (RFC 3261 8.1.3.1)
                 response = tx.final.result()
                 if response.status in (401, 407) and response.status not in answered:
                     answered.add(response.status)

@@ -17,6 +17,13 @@ Error codes (the central service turns them into words, `params` fill them in):
 - `network`: the request could not be sent (no route, no socket);
 - `unresolvable` {host}: the PBX's host name does not resolve (or not in time);
 - `localAddress` {address}: RUNDRUF_AGENT_SIP_LOCAL_HOST is no address a PBX can reach;
+- `connectFailed` {host, port, reason}: no connection to the PBX (TLS: nothing at its port);
+- `tlsCertificate` {host, reason}: the PBX's TLS certificate is not trusted or does not
+  name the configured host (docs/decisions/sip-tls.md; never a fall-back to TCP or UDP);
+- `tlsClientCertificate` {host, reason}: the PBX refuses our client certificate, or
+  wants one and none is configured;
+- `tlsHandshake` {host, reason}: the TLS handshake failed otherwise (or not in time);
+- `tlsConfig` {setting, file}: a CA, certificate or key file cannot be used;
 - `internal`: a fault of ours. The agent's log has the traceback; the report carries
   the code only (it reaches the customer's mail, where a Python name helps nobody).
 """
@@ -34,6 +41,7 @@ from typing import Any
 from edge_agent.error_text import redact
 from edge_agent.sip import ua
 from edge_agent.sip.errors import DigestError, SipError
+from edge_agent.sip.tls import TransportFailure
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +119,8 @@ def error_of(exc: BaseException, at: datetime, hide: Iterable[object] = ()) -> R
         return RegistrationError("timeout", at, {"seconds": round(64 * ua.T1)}, detail)
     if isinstance(exc, DigestError):
         return RegistrationError("challengeUnsupported", at, {}, detail)
+    if isinstance(exc, TransportFailure):
+        return RegistrationError(exc.code, at, exc.params, detail)
     if isinstance(exc, OSError):
         return RegistrationError("network", at, {}, detail)
     return RegistrationError("internal", at)  # what it was is in the agent's log

@@ -276,6 +276,11 @@ export default {
   "sip.error.network": "Die Anmeldung kann nicht gesendet werden (Netzwerkfehler).",
   "sip.error.unresolvable": "Der Name der Telefonanlage „{host}“ lässt sich nicht auflösen.",
   "sip.error.localAddress": "Die eigene SIP-Adresse des Rundruf Manager Service ist falsch eingestellt („{address}“ ist keine Adresse, unter der die Telefonanlage ihn erreicht; RUNDRUF_AGENT_SIP_LOCAL_HOST).",
+  "sip.error.connectFailed": "Die Telefonanlage nimmt unter {host}:{port} keine Verbindung an ({reason}).",
+  "sip.error.tlsCertificate": "Das TLS-Zertifikat der Telefonanlage „{host}“ wird nicht anerkannt ({reason}); unverschlüsselt wird nichts gesendet. Es muss auf diesen Namen lauten und von einer vertrauten Stelle stammen (RUNDRUF_AGENT_SIP_TLS_CA_FILE).",
+  "sip.error.tlsClientCertificate": "Die Telefonanlage „{host}“ verlangt ein Client-Zertifikat des Rundruf Manager Service oder lehnt seines ab ({reason}; RUNDRUF_AGENT_SIP_TLS_CERT_FILE).",
+  "sip.error.tlsHandshake": "Die TLS-Verbindung zur Telefonanlage „{host}“ kommt nicht zustande ({reason}).",
+  "sip.error.tlsConfig": "Eine TLS-Datei des Rundruf Manager Service ist nicht verwendbar ({setting}: „{file}“).",
   "sip.error.internal": "Ein interner Fehler des Rundruf Manager Service (Einzelheiten in seinem Protokoll).",
   "sip.error.other": "Fehler „{code}“.",
 

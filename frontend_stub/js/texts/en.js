@@ -276,6 +276,11 @@ export default {
   "sip.error.network": "The registration cannot be sent (network error).",
   "sip.error.unresolvable": "The phone system's name \"{host}\" does not resolve.",
   "sip.error.localAddress": "The Rundruf Manager Service's own SIP address is set wrong (\"{address}\" is no address the phone system can reach it at; RUNDRUF_AGENT_SIP_LOCAL_HOST).",
+  "sip.error.connectFailed": "The phone system accepts no connection at {host}:{port} ({reason}).",
+  "sip.error.tlsCertificate": "The TLS certificate of the phone system \"{host}\" is not accepted ({reason}); nothing is sent unencrypted. It must be issued for this name by a trusted authority (RUNDRUF_AGENT_SIP_TLS_CA_FILE).",
+  "sip.error.tlsClientCertificate": "The phone system \"{host}\" asks for a client certificate from the Rundruf Manager Service or refuses the one it sends ({reason}; RUNDRUF_AGENT_SIP_TLS_CERT_FILE).",
+  "sip.error.tlsHandshake": "The TLS connection to the phone system \"{host}\" cannot be made ({reason}).",
+  "sip.error.tlsConfig": "A TLS file of the Rundruf Manager Service cannot be used ({setting}: \"{file}\").",
   "sip.error.internal": "An internal error of the Rundruf Manager Service (details in its log).",
   "sip.error.other": "Error \"{code}\".",
 

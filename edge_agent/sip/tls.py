@@ -1,0 +1,283 @@
+"""SIP over TLS to the PBX: the TCP stream code (`transport.TcpTransport`) with TLS under it.
+
+docs/decisions/sip-tls.md says why each choice below:
+
+- the PBX's certificate is checked against the configured CA file alone, or, with none,
+  the system's trust store (`ssl.create_default_context`: Windows' certificate store,
+  OpenSSL's on Linux), and must name the configured PBX host (also sent as SNI when it
+  is a name);
+- a client certificate (and its key) when configured; an encrypted key is refused,
+  never asked for on a console the service does not have;
+- one connection to the PBX, made when the dialer starts and reused for every request
+  and answer either way; the agent does not listen for TLS, so its Contact names that
+  connection's own address and port (`;transport=tls`) for the PBX to reuse it;
+- connecting and the handshake are bounded in time, each on its own;
+- a failure is a `TransportFailure` with a code (`registration.py` lists them), never a
+  fall-back to TCP or UDP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent.sip.errors import SipError
+from edge_agent.sip.stream import SipStream
+from edge_agent.sip.transport import CONNECT_TIMEOUT_S, Address, Receiver, TcpTransport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5061  # RFC 3261 19.1.2: sips: and SIP over TLS
+PLAIN_PORT = 5060
+HANDSHAKE_TIMEOUT_S = 10.0
+# After a failed connection the next send within this time fails the same way at once:
+# an alarm's hundreds of INVITEs must not become hundreds of handshakes with a bad PBX.
+RETRY_AFTER_S = 1.0
+REASON_MAX = 100  # what a code's parameter may hold (the server refuses more)
+# Alerts that say the PBX refused our client certificate, or wanted one we did not send.
+_CLIENT_CERTIFICATE_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA")
+
+Params = dict[str, str | int]
+OnFailure = Callable[[Address, "TransportFailure"], None]
+
+
+def server_port(transport: str, configured: int | None) -> int:
+    """The PBX's port: as configured, but 5061 for TLS when unset or left at 5060 (the
+    plain port of an installation switched to TLS); 5060 for UDP and TCP when unset."""
+    if transport.upper() == "TLS":
+        return DEFAULT_PORT if configured in (None, PLAIN_PORT) else configured
+    return PLAIN_PORT if configured is None else configured
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """How the agent trusts the PBX and shows itself (RUNDRUF_AGENT_SIP_TLS_*)."""
+
+    server_name: str  # the configured PBX host: its certificate must name it
+    ca_file: Path | None = None  # None: the system's trust store
+    cert_file: Path | None = None  # the agent's client certificate (PEM), optional
+    key_file: Path | None = None  # its key, when not in cert_file
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
+
+
+class TransportFailure(SipError):
+    """The PBX cannot be reached as configured: a code with its parameters (words on the
+    website and in mails) and a text for the log and the call's detail."""
+
+    def __init__(self, code: str, text: str, **params: str | int) -> None:
+        super().__init__(text)
+        self.code = code
+        self.params: Params = {
+            k: _bounded(v) if isinstance(v, str) else v for k, v in params.items()
+        }
+
+
+def _bounded(text: str) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())[:REASON_MAX]
+
+
+def _no_passphrase() -> bytes:
+    # Called by OpenSSL only for an encrypted key; without it OpenSSL would ask on a console.
+    raise ValueError("the key is encrypted; configure a key without a passphrase")
+
+
+def client_context(config: TlsConfig) -> ssl.SSLContext:
+    """The client side's TLS context; TransportFailure `tlsConfig` when a file cannot be
+    used (missing, unreadable, not PEM, an encrypted key)."""
+    try:
+        cafile = str(config.ca_file) if config.ca_file else None
+        # CERT_REQUIRED and check_hostname; a CA file replaces the system's store.
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    except (OSError, ValueError) as exc:
+        raise _config_failure("RUNDRUF_AGENT_SIP_TLS_CA_FILE", config.ca_file, exc) from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if config.cert_file is not None:
+        key = str(config.key_file) if config.key_file else None
+        try:
+            context.load_cert_chain(str(config.cert_file), key, password=_no_passphrase)
+        except (OSError, ValueError) as exc:
+            setting = "RUNDRUF_AGENT_SIP_TLS_" + ("KEY_FILE" if key else "CERT_FILE")
+            path = config.key_file if key else config.cert_file
+            raise _config_failure(setting, path, exc) from exc
+    elif config.key_file is not None:
+        raise TransportFailure(
+            "tlsConfig",
+            "RUNDRUF_AGENT_SIP_TLS_KEY_FILE is set without RUNDRUF_AGENT_SIP_TLS_CERT_FILE",
+            setting="RUNDRUF_AGENT_SIP_TLS_CERT_FILE",
+            file="",
+        )
+    return context
+
+
+def _config_failure(setting: str, path: Path | None, exc: BaseException) -> TransportFailure:
+    reason = _reason(exc)
+    return TransportFailure(
+        "tlsConfig", f"{setting} ({path}) cannot be used: {reason}", setting=setting, file=str(path)
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return str(exc.verify_message)
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    if isinstance(exc, OSError) and exc.strerror:
+        return str(exc.strerror)
+    return str(exc) or type(exc).__name__
+
+
+def handshake_failure(exc: BaseException, host: str, port: int) -> TransportFailure:
+    """The code for what the TLS handshake (or the first read after it) raised."""
+    reason = _reason(exc)
+    where = f"{host}:{port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        text = f"the PBX's TLS certificate ({where}) is not accepted: {reason}"
+        return TransportFailure("tlsCertificate", text, host=host, reason=reason)
+    if isinstance(exc, ssl.SSLError) and any(a in reason for a in _CLIENT_CERTIFICATE_ALERTS):
+        text = f"the PBX ({where}) refuses the agent's TLS client certificate: {reason}"
+        return TransportFailure("tlsClientCertificate", text, host=host, reason=reason)
+    if isinstance(exc, TimeoutError):  # our backstop; asyncio's own bound aborts with text
+        reason = "no TLS handshake in time"
+    text = f"the TLS handshake with the PBX ({where}) failed: {reason}"
+    return TransportFailure("tlsHandshake", text, host=host, reason=reason)
+
+
+def connect_failure(exc: BaseException, host: str, port: int) -> TransportFailure:
+    """The code for a TCP connection to the PBX that could not be made."""
+    reason = "no answer in time" if isinstance(exc, TimeoutError) else _reason(exc)
+    text = f"no connection to the PBX ({host}:{port}): {reason}"
+    return TransportFailure("connectFailed", text, host=host, port=port, reason=reason)
+
+
+class _TlsStream(SipStream):
+    """A stream whose bytes come through TLS: the same framing and limits as TCP's."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        owner = self.owner
+        assert isinstance(owner, TlsTransport)
+        owner.connected(self, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # TLS 1.3 tells of a refused client certificate only after the handshake, on
+        # the first read: the connection is lost with the PBX's alert.
+        if isinstance(exc, ssl.SSLError):
+            owner = self.owner
+            assert isinstance(owner, TlsTransport)
+            owner.failed(self.peer, handshake_failure(exc, owner.config.server_name, self.peer[1]))
+
+
+class TlsTransport(TcpTransport):
+    """SIP over TLS to the PBX at `server`; connects out only (see the module's text)."""
+
+    name = "TLS"
+
+    def __init__(
+        self,
+        receiver: Receiver,
+        config: TlsConfig,
+        context: ssl.SSLContext,
+        *,
+        host: str,
+        server: Address,
+    ) -> None:
+        super().__init__(receiver)
+        self.config = config
+        self.context = context
+        self.host = host  # the local address connections are made from
+        self.server = server
+        self._local: Address = (host, 0)
+        self._failure: tuple[float, TransportFailure] | None = None  # the last, and when
+        # Told of every failure: the user agent fails the transactions waiting on it.
+        self.on_failure: list[OnFailure] = []
+
+    @classmethod
+    async def open(
+        cls, host: str, server: Address, receiver: Receiver, config: TlsConfig
+    ) -> TlsTransport:
+        """Connects to the PBX at `server` from `host`; raises TransportFailure (nothing
+        stays open) when the files, the connection or the handshake fail."""
+        # A thread: the files may sit on a slow share, and the loop must not wait for it.
+        context = await asyncio.to_thread(client_context, config)
+        transport = cls(receiver, config, context, host=host, server=server)
+        try:
+            await transport._open_connection(server)
+        except TransportFailure:
+            transport.close()
+            raise
+        return transport
+
+    @property
+    def local(self) -> Address:
+        """The address of the connection to the PBX (Via, Contact and SDP name it)."""
+        return self._local
+
+    def connected(self, stream: SipStream, transport: asyncio.BaseTransport) -> None:
+        if stream.peer == self.server:
+            host, port = transport.get_extra_info("sockname")[:2]
+            self._local = (str(host), int(port))
+
+    def keep_alive(self, address: Address) -> None:
+        """RFC 5626 3.5.1's CRLF CRLF on the open connection (the PBX answers CRLF): keeps
+        it, and a firewall's state for it, alive between REGISTERs; never a new one."""
+        stream = self.streams.get(address)
+        if stream is not None:
+            stream.write(b"\r\n\r\n")
+
+    def failed(self, address: Address, failure: TransportFailure) -> None:
+        self._failure = (asyncio.get_running_loop().time(), failure)
+        self.table.log.log(
+            logging.WARNING, "tls-failed", "SIP over TLS to %s:%d: %s", *address, failure
+        )
+        for listener in list(self.on_failure):
+            listener(address, failure)
+
+    async def _open_connection(self, address: Address) -> None:
+        """A TCP connection, then the handshake, each bounded; TransportFailure if either
+        fails (`TcpTransport._connect` reports it through `_connection_failed`)."""
+        loop = asyncio.get_running_loop()
+        if self._failure is not None and loop.time() - self._failure[0] < RETRY_AFTER_S:
+            raise self._failure[1]
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((self.host, 0))
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await loop.sock_connect(sock, address)
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            raise connect_failure(exc, *address) from exc
+        except BaseException:  # cancelled: the socket must not stay open
+            sock.close()
+            raise
+        timeout = self.config.handshake_timeout_s
+        try:
+            # asyncio's own bound aborts a handshake that stalls; ours is the backstop.
+            async with asyncio.timeout(timeout + 1.0):
+                await loop.create_connection(
+                    lambda: _TlsStream(self),
+                    sock=sock,
+                    ssl=self.context,
+                    server_hostname=self.config.server_name,
+                    ssl_handshake_timeout=timeout,
+                )
+        except (OSError, TimeoutError, ValueError) as exc:
+            with contextlib.suppress(OSError):
+                sock.close()
+            raise handshake_failure(exc, self.config.server_name, address[1]) from exc
+        except BaseException:
+            with contextlib.suppress(OSError):
+                sock.close()
+            raise
+
+    def _connection_failed(self, address: Address, exc: BaseException) -> None:
+        failure = exc if isinstance(exc, TransportFailure) else connect_failure(exc, *address)
+        self.failed(address, failure)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import socket
 from collections.abc import Callable
 
 from edge_agent import platforms
 from edge_agent.sip.errors import SipError, SipParseError
 from edge_agent.sip.intake import Intake
-from edge_agent.sip.message import Headers, Request, Response, parse
+from edge_agent.sip.message import Request, Response, parse
+from edge_agent.sip.refusal import refusal
 from edge_agent.sip.stream import SipStream as _Stream
 from edge_agent.sip.stream import StreamTable
 from edge_agent.sip.stream_limits import StreamLimits
@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 # What a transport hands up: the message, where it came from, and how to answer there.
 Receiver = Callable[["Request | Response", "Address", "Transport"], None]
-# Enough of a request's head to answer 400 even when the whole does not parse.
-_HEAD = re.compile(rb"^([A-Z]+) \S+ SIP/2\.0\r?\n")
-_ECHOED = ("Via", "From", "To", "Call-ID", "CSeq")
 # Datagrams read per wake-up at most: each answer wakes a call, and the calls woken
 # together run in one pass of the loop, which the RTP pacer has to wait for (64 held
 # it up to 70 ms when 500 members answered at once; 16, about 4 ms).
@@ -45,19 +42,9 @@ CONNECT_TIMEOUT_S = 5.0
 
 
 def bad_request(data: bytes, reason: str) -> bytes | None:
-    """A 400 for bytes that start like a request; None when nothing can be answered."""
-    if not _HEAD.match(data) or data.startswith(b"ACK "):
-        return None  # responses and ACKs are never answered
-    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    headers = Headers()
-    for line in head.splitlines()[1:]:
-        name, sep, value = line.partition(":")
-        if sep and name.strip().lower() in {h.lower() for h in _ECHOED}:
-            headers.add(name.strip(), value.strip())
-    if not all(headers.get(h) for h in _ECHOED):
-        return None
-    phrase = "Bad Request (" + re.sub(r"[^\x20-\x7e]", "?", reason)[:80] + ")"
-    return bytes(Response(400, phrase, headers))
+    """A 400 (505 for another SIP version) for bytes that start like a request; None
+    when nothing can be answered (`refusal.py`)."""
+    return refusal(data, reason)
 
 
 class Transport:

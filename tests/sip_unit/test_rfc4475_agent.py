@@ -15,7 +15,7 @@ import pytest
 from edge_agent.sip.message import Response, parse
 from edge_agent.sip.transport import UdpTransport
 from edge_agent.sip.ua import Account, UserAgent
-from tests.sip_unit.test_rfc4475 import VALID, valid
+from tests.sip_unit.test_rfc4475 import INVALID, VALID, invalid, valid
 
 HOST = "127.0.0.1"
 
@@ -82,6 +82,13 @@ async def test_the_agent_answers_a_valid_message_as_the_rfc_says(
         vias = zip(answer.headers.get_all("Via"), sent.headers.get_all("Via"), strict=True)
         assert all(back.startswith(there) for back, there in vias)
         assert answer.call_id == sent.call_id and answer.to_tag
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+async def test_the_agent_refuses_an_invalid_message(agent: UdpTransport, name: str) -> None:
+    status = INVALID[name][2]
+    replies = await answers_to(agent, invalid(name))
+    assert [r.split(b" ", 2)[1] for r in replies] == ([] if status is None else [b"%d" % status])
 
 
 async def test_a_bare_magic_cookie_names_no_transaction(agent: UdpTransport) -> None:

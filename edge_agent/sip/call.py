@@ -194,6 +194,8 @@ class Call:
         )
         self.invite = request
         self.ua.dialogs[request.call_id] = self
+        # Whose IP alone may latch our RTP where the SDP names a NATed address.
+        self.rtp_source.peer = self.destination(self.target)[0]
         self._transaction = self._send_invite(request)
 
     def _send_invite(self, request: Request) -> ClientTransaction:

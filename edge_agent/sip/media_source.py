@@ -4,17 +4,20 @@ A call's RTP port hears every datagram sent to it. Before issue 15 a telephone-e
 "1" from any address confirmed the call. Now (docs/decisions/rtp-source-latching.md):
 
 - the SDP (answer or re-offer) names the peer's address and port: packets from
-  exactly there are accepted, and the first one latches it;
-- when that address cannot be where the peer's packets come from (a private,
-  shared or link-local one: the peer is behind NAT), the first packet from
-  elsewhere that is RTP version 2 with a payload type of the SDP latches its
-  source instead (RFC 4961 symmetric RTP; Asterisk and FreeSWITCH learn alike);
+  exactly there are accepted, and the first one latches it. That is all, wherever
+  the SDP's address can be where the peer's packets come from;
+- only where it evidently cannot, a packet from elsewhere may latch: the SDP names a
+  private address (RFC 1918, RFC 4193, RFC 6598, link-local) while our SIP goes to a
+  global (or loopback) one, so a NAT lies between us and the network the SDP names.
+  Even then only a packet from the IP our SIP goes to (the PBX, its media gateway,
+  the NAT the phone's SIP comes through) may latch, never one from any other IP, and
+  it must be RTP version 2 with a payload type of the SDP (RFC 4961 symmetric RTP);
 - once latched, only that source is heard; everything else is dropped and counted,
-  except the SDP's own address:port, which takes the latch over when it shows up
-  (the peer was reachable after all, and what latched first was somebody else);
+  except the SDP's own address:port, which takes the latch over when it shows up;
 - our RTP goes to the latched source, before that to the SDP's address (nowhere
   while that is 0.0.0.0 or ::, the old way of putting a call on hold, RFC 3264 8.4);
-- a new SDP naming another address or port starts over; the same one keeps the latch.
+- a new SDP naming another address or port starts over under the same rule; the same
+  one keeps the latch.
 
 Pure: addresses in, decisions out; the call feeds it.
 """
@@ -23,31 +26,94 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Literal
 
-__all__ = ["RtpSource", "behind_nat"]
+__all__ = ["RtpSource", "learnable_from", "scope"]
 
 Address = tuple[str, int]
+Scope = Literal["unspecified", "loopback", "private", "global", "other"]
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Addresses a NAT hides: RFC 1918, RFC 6598 (carrier-grade NAT), RFC 3927 and RFC 4291
+# link-local, RFC 4193. Not `is_private`, which also holds documentation, benchmarking
+# and broadcast addresses: those are nobody's LAN.
+_PRIVATE = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
 
 
-def behind_nat(host: str) -> bool:
-    """Whether an SDP address is one the peer's packets cannot come from on their way to
-    us: private (RFC 1918, RFC 4193), shared (RFC 6598) or link-local. Loopback and
-    global addresses are taken as they are; on hold (unspecified) nothing is learned."""
+def _plain(host: str) -> IpAddress:
+    """`host` as an address; an IPv4-mapped IPv6 one (::ffff:a.b.c.d) as its IPv4."""
     ip = ipaddress.ip_address(host)
-    return not (ip.is_global or ip.is_loopback or ip.is_multicast or ip.is_unspecified)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def scope(host: str) -> Scope:
+    """Where an address can be reached from: only this host (loopback), one private
+    network behind its NAT (private), anywhere (global); `other` for the rest
+    (documentation, broadcast, multicast, reserved), on hold `unspecified`."""
+    ip = _plain(host)
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_loopback:
+        return "loopback"
+    if any(ip in net for net in _PRIVATE):
+        return "private"
+    if ip.is_global and not ip.is_multicast:
+        return "global"
+    return "other"
+
+
+def learnable_from(sdp_host: str, peer: str | None) -> str | None:
+    """The one IP besides the SDP's address:port whose packets may latch, or None.
+
+    Only when the SDP names a private address while our SIP goes to `peer`, a global
+    or loopback address: then the peer's media cannot come from the address it names
+    (a NAT rewrites the source), and the IP its signalling has is the best guess
+    where it does come from. Anywhere else the SDP's address is taken at its word."""
+    if peer is None or scope(sdp_host) != "private":
+        return None
+    try:
+        peer_ip = _plain(peer)
+    except ValueError:  # a host name: no address to hold a packet's source to
+        return None
+    if scope(str(peer_ip)) not in ("global", "loopback"):
+        return None
+    return str(peer_ip)
 
 
 class RtpSource:
     """The expected and the latched source of one call's RTP, and the count dropped."""
 
-    __slots__ = ("_hold", "_learn", "_payload_types", "dropped", "expected", "latched")
+    __slots__ = (
+        "_hold",
+        "_learn_from",
+        "_payload_types",
+        "dropped",
+        "expected",
+        "latched",
+        "peer",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, peer: str | None = None) -> None:
+        # The IP our SIP goes to (the PBX, or the phone without one): set before an SDP.
+        self.peer = peer
         self.expected: Address | None = None  # what the SDP names
         self.latched: Address | None = None  # where the peer's packets really come from
         self.dropped = 0
         self._payload_types: frozenset[int] = frozenset()
-        self._learn = False
+        self._learn_from: str | None = None
         self._hold = False
 
     def expect(self, address: Address, payload_types: Iterable[int]) -> None:
@@ -58,8 +124,13 @@ class RtpSource:
             return
         self.expected = address
         self.latched = None
-        self._learn = behind_nat(address[0])
+        self._learn_from = learnable_from(address[0], self.peer)
         self._hold = ipaddress.ip_address(address[0]).is_unspecified
+
+    @property
+    def learning(self) -> str | None:
+        """The IP a packet may latch from besides the SDP's address (None: strict)."""
+        return self._learn_from if self.latched is None else None
 
     @property
     def destination(self) -> Address | None:
@@ -75,7 +146,12 @@ class RtpSource:
         if source == self.expected:
             self.latched = source
             return True
-        if self.latched is None and self._learn and self._fits(data):
+        if (
+            self.latched is None
+            and source[0] == self._learn_from
+            and self._learn_from is not None
+            and self._fits(data)
+        ):
             self.latched = source
             return True
         self.dropped += 1

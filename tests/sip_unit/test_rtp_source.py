@@ -1,6 +1,8 @@
 """Whose RTP a call hears (issue 15, points 1 and 10): a forged telephone-event "1" from
-another address or port never confirms; behind NAT the source is latched from the first
-packet, and our RTP goes back there (symmetric RTP, RFC 4961)."""
+another address or port never confirms. Only where the SDP names a private address
+while our SIP goes to a global or loopback one (a NAT between) may a packet from
+elsewhere latch, and then only one from the IP our SIP goes to; our RTP goes back
+there (symmetric RTP, RFC 4961)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ import pytest
 
 from edge_agent.sip import sdp
 from edge_agent.sip.call import Call
-from edge_agent.sip.media_source import RtpSource, behind_nat
+from edge_agent.sip.media_source import RtpSource, learnable_from, scope
 from edge_agent.sip.message import parse
 from edge_agent.sip.rtp import RtpPacket, TelephoneEvent
 from edge_agent.sip.transport import UdpTransport
 from edge_agent.sip.ua import Account, UserAgent
 
 HOST = "127.0.0.1"
+STRANGER = "127.0.0.2"  # another IP than the one our SIP goes to
 EVENT_PT = 101
 
 
@@ -54,6 +57,13 @@ def peers() -> Iterator[tuple[Peer, Peer]]:
     phone, forger = Peer(), Peer()
     yield phone, forger
     phone.close()
+    forger.close()
+
+
+@pytest.fixture
+def stranger() -> Iterator[Peer]:
+    forger = Peer(STRANGER)
+    yield forger
     forger.close()
 
 
@@ -104,29 +114,34 @@ async def test_a_forged_one_from_another_port_does_not_confirm_and_the_real_one_
     assert call.rtp_dropped == 2
 
 
-async def test_behind_nat_the_first_packet_latches_its_source_and_our_rtp_goes_there(
-    call: Call, peers: tuple[Peer, Peer]
+async def test_behind_nat_only_the_ip_our_sip_goes_to_latches_and_our_rtp_goes_there(
+    call: Call, peers: tuple[Peer, Peer], stranger: Peer
 ):
-    phone, forger = peers
-    answered(call, "10.99.0.7", 40000)  # the phone's private address: unreachable from here
-    phone.send(call, voice())
+    phone, _ = peers
+    assert call.rtp_source.peer == HOST  # where the INVITE went
+    answered(call, "10.99.0.7", 40000)  # a private address our SIP's peer is not in: NAT
+    stranger.send(call, press(1, 500))  # first, and fitting: but from a stranger's IP
+    await settle()
+    assert call.digits.empty()
+    assert call.rtp_source.latched is None
+    phone.send(call, voice())  # from the IP our SIP goes to (the PBX's, the NAT's)
     await settle()
     call.send_rtp(voice(0x1))
     data, _ = phone.sock.recvfrom(2048)  # symmetric RTP: to where the phone's came from
     assert RtpPacket.parse(data).ssrc == 0x1
-    forger.send(call, press(1, 1000))
+    stranger.send(call, press(1, 1000))
     await settle()
     assert call.digits.empty()
     phone.send(call, press(1, 2000))
     await settle()
     assert call.digits.get_nowait() == "1"
-    assert call.rtp_dropped == 1
+    assert call.rtp_dropped == 2
 
 
 async def test_behind_nat_only_rtp_of_the_offered_payload_types_latches(
     call: Call, peers: tuple[Peer, Peer]
 ):
-    phone, forger = peers
+    phone, forger = peers  # both on the IP our SIP goes to, other ports
     answered(call, "192.168.7.7", 40000)
     forger.send(call, b"\x00\x01" + b"\x00" * 18)  # STUN-like, not RTP
     forger.send(call, bytes(RtpPacket(9, 1, 160, 1, b"\x00" * 160)))  # G.722: not offered
@@ -174,14 +189,69 @@ async def test_a_reinvite_to_another_address_starts_over_and_a_refresh_keeps_the
     assert call.digits.get_nowait() == "1"
 
 
-def test_private_shared_and_link_local_addresses_are_behind_nat_loopback_and_global_not():
-    assert all(map(behind_nat, ["10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1"]))
-    assert all(map(behind_nat, ["169.254.1.1", "fd00::1", "fe80::1"]))
-    assert not any(map(behind_nat, ["127.0.0.1", "::1", "8.8.8.8", "2001:4860::1"]))
+def test_the_scope_of_an_address_private_is_only_what_a_nat_hides():
+    private = ["10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "169.254.1.1"]
+    assert {scope(a) for a in [*private, "fd00::1", "fe80::1", "::ffff:10.0.0.1"]} == {"private"}
+    assert {scope(a) for a in ["127.0.0.1", "::1", "::ffff:127.0.0.1"]} == {"loopback"}
+    assert {scope(a) for a in ["8.8.8.8", "2001:4860::1", "93.184.216.34"]} == {"global"}
+    # Documentation, broadcast, multicast: nobody's LAN (Python's is_private has them).
+    odd = ["192.0.2.7", "255.255.255.255", "224.0.0.1", "198.18.0.1", "ff02::1", "2001:db8::1"]
+    assert {scope(a) for a in odd} == {"other"}
+    assert scope("0.0.0.0") == scope("::") == "unspecified"
+
+
+def test_only_a_private_sdp_address_behind_a_global_or_loopback_peer_may_be_learned():
+    assert learnable_from("10.0.0.5", "93.184.216.34") == "93.184.216.34"  # NAT to the cloud
+    assert learnable_from("fd00::5", "2001:4860::1") == "2001:4860::1"
+    assert learnable_from("10.0.0.5", "127.0.0.1") == "127.0.0.1"  # a PBX on this host
+    assert learnable_from("::ffff:10.0.0.5", "::ffff:8.8.8.8") == "8.8.8.8"
+    # The SDP's address can be where the packets come from: taken at its word.
+    assert learnable_from("192.168.1.20", "192.168.1.20") is None  # a LAN, the phone itself
+    assert learnable_from("192.168.1.20", "192.168.1.5") is None  # a LAN, a PBX on it
+    assert learnable_from("93.184.216.34", "192.168.1.5") is None
+    assert learnable_from("93.184.216.34", "93.184.216.35") is None
+    assert learnable_from("127.0.0.1", "127.0.0.1") is None
+    for odd in ("255.255.255.255", "192.0.2.7", "0.0.0.0"):
+        assert learnable_from(odd, "127.0.0.1") is None
+    assert learnable_from("10.0.0.5", "192.0.2.1") is None  # nobody's address
+    assert learnable_from("10.0.0.5", "pbx.example") is None
+    assert learnable_from("10.0.0.5", None) is None
+
+
+def test_on_a_lan_a_forged_one_never_latches_where_the_sdp_names_the_phone():
+    # a1_latch_race.py lan / lan-port: agent, phone and forger on one private network.
+    source = RtpSource(peer="192.168.1.20")
+    source.expect(("192.168.1.20", 4000), [0, 101])
+    assert not source.admit(("192.168.1.66", 4000), press(1, 1000))  # another host
+    assert not source.admit(("192.168.1.20", 4001), press(1, 1000))  # the phone's IP
+    assert source.latched is None
+    assert source.destination == ("192.168.1.20", 4000)
+    assert source.admit(("192.168.1.20", 4000), voice())
+    assert (source.latched, source.dropped) == (("192.168.1.20", 4000), 2)
+
+
+def test_a_reinvite_to_a_new_port_opens_no_window_for_a_stranger():
+    # a3_reinvite_reopens.py lan: the phone moves its RTP; the forger keeps sending.
+    source = RtpSource(peer="192.168.1.20")
+    source.expect(("192.168.1.20", 4000), [0, 101])
+    assert source.admit(("192.168.1.20", 4000), voice())
+    source.expect(("192.168.1.20", 4002), [0, 101])
+    assert not source.admit(("192.168.1.66", 5000), press(1, 1000))
+    assert not source.admit(("192.168.1.20", 4000), press(1, 1000))  # the old port: gone
+    assert source.admit(("192.168.1.20", 4002), voice())
+    # Behind NAT a re-INVITE learns again, by the same rule: only from the peer's IP.
+    nat = RtpSource(peer="93.184.216.34")
+    nat.expect(("10.0.0.5", 4000), [0, 101])
+    assert nat.admit(("93.184.216.34", 30000), voice())
+    nat.expect(("10.0.0.5", 4002), [0, 101])
+    assert nat.learning == "93.184.216.34"
+    assert not nat.admit(("198.51.100.9", 30002), press(1, 1000))
+    assert nat.admit(("93.184.216.34", 30002), voice())
+    assert nat.destination == ("93.184.216.34", 30002)
 
 
 def test_a_public_sdp_address_is_never_learned_from_elsewhere():
-    source = RtpSource()
+    source = RtpSource(peer="93.184.216.34")
     source.expect(("93.184.216.34", 4000), [0, 101])
     assert not source.admit(("93.184.216.34", 4001), voice())  # same host, other port
     assert not source.admit(("8.8.4.4", 4000), voice())
@@ -190,18 +260,18 @@ def test_a_public_sdp_address_is_never_learned_from_elsewhere():
 
 
 def test_the_sdp_address_takes_the_latch_over_from_a_source_learned_first():
-    source = RtpSource()
+    source = RtpSource(peer="93.184.216.34")
     source.expect(("10.0.0.5", 4000), [0, 101])
-    assert source.admit(("192.0.2.9", 5000), voice())  # learned: the peer may be behind NAT
+    assert source.admit(("93.184.216.34", 5000), voice())  # learned: the peer is behind NAT
     assert source.admit(("10.0.0.5", 4000), voice())  # but the peer is reachable after all
     assert source.destination == ("10.0.0.5", 4000)
-    assert not source.admit(("192.0.2.9", 5000), press(1, 1000))
+    assert not source.admit(("93.184.216.34", 5000), press(1, 1000))
     assert source.dropped == 1
 
 
 def test_on_hold_nothing_is_learned_and_nothing_is_sent():
-    source = RtpSource()
+    source = RtpSource(peer="93.184.216.34")
     source.expect(("0.0.0.0", 4000), [0, 101])  # RFC 2543 hold
     assert source.destination is None
-    assert not source.admit(("192.0.2.9", 5000), voice())
-    assert not behind_nat("0.0.0.0") and not behind_nat("::")
+    assert source.learning is None
+    assert not source.admit(("93.184.216.34", 5000), voice())

@@ -261,8 +261,8 @@ async def test_a_forged_packet_from_elsewhere_never_latches_an_srtp_call(ua) -> 
     phone_key = new_key()
     call = keyed_call(*ua, phone_key)
     try:
-        # Behind NAT the first packet from elsewhere may latch (media_source.py); with
-        # SRTP only one that authenticates may.
+        # Behind NAT a packet from another port of the IP our SIP goes to may latch
+        # (media_source.py); with SRTP only one that authenticates may.
         call.rtp_source.expect(("10.0.0.5", 40000), [8, 101])
         call.on_rtp(event(1, 1), (HOST, 50000))
         assert call.rtp_source.latched is None

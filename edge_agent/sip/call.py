@@ -19,7 +19,7 @@ from typing import Any
 
 from edge_agent.sip import sdp
 from edge_agent.sip.errors import DigestError, RtpParseError, SdpError, SipError
-from edge_agent.sip.media_host import MediaHostResolver, default_resolver, is_ip_literal
+from edge_agent.sip.media_host import MediaHostResolver, default_resolver, media_literal
 from edge_agent.sip.media_source import RtpSource
 from edge_agent.sip.message import (
     NameAddr,
@@ -417,9 +417,13 @@ class Call:
         """`negotiated` with its address as an IP literal: a host name is looked up once
         here, off the loop and bounded in time (never by ``sendto`` for each packet);
         raises UnresolvableHost (an SdpError) when it gives no address in time."""
-        family = self.media.family if self.media is not None else socket.AF_INET
-        address = await self._resolver.resolve(negotiated.address, negotiated.port, family)
+        address = await self._resolver.resolve(negotiated.address, negotiated.port, self._family)
         return replace(negotiated, address=address)
+
+    @property
+    def _family(self) -> int:
+        """The address family of the call's RTP socket: the SDP's must be the same."""
+        return self.media.family if self.media is not None else socket.AF_INET
 
     @property
     def rtp_dropped(self) -> int:
@@ -541,10 +545,11 @@ class Call:
         try:
             offer = sdp.parse(request.body)
             negotiated = sdp.negotiate(offer, self._running(), secure=self.crypto.secure)
+            literal = media_literal(negotiated.address, self._family)
         except SdpError as exc:
             return _not_acceptable(request, exc)
-        if is_ip_literal(negotiated.address):
-            return self._accept(request, offer, negotiated)
+        if literal is not None:
+            return self._accept(request, offer, replace(negotiated, address=literal))
         self._offer_pending = True
         self.ua.background(self._answer_later(request, source, offer, negotiated))
         return response_to(request, 100, "Trying")

@@ -134,8 +134,13 @@ def _connection(value: str) -> str:
     match = _CONNECTION.fullmatch(value)
     if match is None:
         raise SdpError(f"bad c= line {value[:60]!r}")
-    address = match.group(2)
-    if not _HOST_NAME.fullmatch(address) and not _is_ip(address):
+    kind, address = match.groups()
+    if _is_ip(address):
+        # An address of the other family is no address of this line (RFC 4566 5.7):
+        # taken, the call would be answered and no RTP could flow.
+        if f"IP{ipaddress.ip_address(address).version}" != kind:
+            raise SdpError(f"an address that is not {kind} in c= line {value[:60]!r}")
+    elif not _HOST_NAME.fullmatch(address):
         raise SdpError(f"bad address in c= line {value[:60]!r}")
     return address
 

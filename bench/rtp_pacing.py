@@ -1,6 +1,6 @@
 """RTP pacing on loopback: arrival jitter and sender CPU, one pacer against a naive loop.
 
-    .venv/bin/python bench/rtp_pacing.py [--streams 100 500] [--seconds 10]
+    .venv/bin/python bench/rtp_pacing.py [--streams 100 500] [--seconds 10] [--no-flood]
 
 For each number of streams N, this process sends N announcements of --seconds
 of PCMU (one unconnected UDP socket per stream, sent with sendto, as the SIP
@@ -26,6 +26,14 @@ a share of one core. The receiver is pinned to the last core when there are
 two or more. On loopback each sendto also runs the receiving side of the
 kernel's UDP path, so the floor is higher than with a network card.
 
+Flood column (issue 15, point 4): each paced sender runs a second time with the agent's
+SIP transport (`edge_agent.sip.transport.UdpTransport` and a `UserAgent`, as the dialer
+has them) listening in this process while a stranger's process (tests/sip/flood.py)
+sends it 65 KB messages of short header lines, 200 a second (--flood-size,
+--flood-rate), for the whole run; the table gives |interval - 20 ms| p99 and max and
+the tick lateness p99 of that run, and how many of the stranger's datagrams the
+transport refused before parsing, of those sent.
+
 On a machine shared with other work, run it with a real-time priority
 (``chrt -f 20 .venv/bin/python bench/rtp_pacing.py``; the receiver inherits it)
 so that the figures are the pacer's and not the neighbours'.
@@ -37,6 +45,7 @@ import argparse
 import asyncio
 import functools
 import json
+import logging
 import math
 import os
 import resource
@@ -47,13 +56,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_agent.sip.g711 import ulaw_encode  # noqa: E402
+from edge_agent.sip.message import Request, Response  # noqa: E402
 from edge_agent.sip.pacer import FRAME, Pacer, RtpStream  # noqa: E402
+from edge_agent.sip.transport import Transport, UdpTransport  # noqa: E402
+from edge_agent.sip.ua import Account, UserAgent  # noqa: E402
+from tests.sip.flood import SipFlood  # noqa: E402
 
 INTERVAL = 0.020
 WARM_UP = 25  # intervals per stream left out (the first half second)
@@ -130,7 +144,17 @@ def tone(seconds: float) -> bytes:
     return ulaw_encode(struct.pack(f"<{count}h", *samples))
 
 
-async def send(streams: int, seconds: float, sender: str, port: int) -> dict[str, object]:
+@dataclass(frozen=True)
+class Flood:
+    """A stranger's flood at the agent's SIP port during a run."""
+
+    size: int
+    rate: float
+
+
+async def send(
+    streams: int, seconds: float, sender: str, port: int, flood: Flood | None = None
+) -> dict[str, object]:
     # As the SIP dialer's calls: a non-blocking socket per stream, unconnected, sendto.
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(streams)]
     for sock in sockets:
@@ -139,13 +163,40 @@ async def send(streams: int, seconds: float, sender: str, port: int) -> dict[str
     to = (HOST, port)
     senders = [functools.partial(_send, sock.sendto, to) for sock in sockets]
     audio = tone(seconds)
-    if sender == "floor":
-        result = await floor(senders, audio)
-    else:
-        result = await paced(senders, audio, sender)
+    sip: UdpTransport | None = None
+    stranger: SipFlood | None = None
+    if flood is not None:
+        sip, stranger = await _flooded_sip(flood)
+    try:
+        if sender == "floor":
+            result = await floor(senders, audio)
+        else:
+            result = await paced(senders, audio, sender)
+    finally:
+        flood_sent = stranger.stop() if stranger is not None else 0
+        if sip is not None:
+            sip.close()
+    if sip is not None:
+        # The code before issue 15's point 4 had no intake: nothing refused, all parsed.
+        intake = getattr(sip, "intake", None)
+        refused = sum(intake.dropped.values()) if intake is not None else 0
+        result["flood"] = {"sent": flood_sent, "refused": refused}
     for sock in sockets:
         sock.close()
     return result
+
+
+async def _flooded_sip(flood: Flood) -> tuple[UdpTransport, SipFlood]:
+    """The agent's SIP transport and user agent on loopback, and the stranger at it."""
+    holder: list[UserAgent] = []
+
+    def receive(message: Request | Response, source: tuple[str, int], via: Transport) -> None:
+        holder[0].receive(message, source, via)
+
+    sip = await UdpTransport.listen(HOST, 0, receive)
+    holder.append(UserAgent(Account("Rundruf", "pw", HOST, (HOST, 9), register=False), sip))
+    stranger = SipFlood(sip.local, size=flood.size, rate=flood.rate, shape="headers")
+    return sip, stranger.start()
 
 
 def _send(
@@ -215,13 +266,13 @@ async def floor(senders: list[Callable[[bytes], None]], audio: bytes) -> dict[st
     return {"sent": ticks * len(rtp), "cpu": cpu / (ticks * INTERVAL), "lateness": None}
 
 
-def run(streams: int, seconds: float, sender: str) -> dict[str, object]:
+def run(streams: int, seconds: float, sender: str, flood: Flood | None = None) -> dict[str, object]:
     command = [sys.executable, __file__, "--receive"]
     receiver = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own argv
     assert receiver.stdout is not None
     try:
         port = int(receiver.stdout.readline())
-        result = asyncio.run(send(streams, seconds, sender, port))
+        result = asyncio.run(send(streams, seconds, sender, port, flood))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             time.sleep(0.2)  # the last packets arrive first
             sock.sendto(END, ("127.0.0.1", port))
@@ -250,35 +301,66 @@ def ms(values: object) -> str:
     return "".join(f"{1000 * v:7.2f}" for v in values)
 
 
+def flood_columns(r: dict[str, object] | None) -> str:
+    """|interval - 20 ms| p99 and max, tick lateness p99, refused/sent of the flood run."""
+    if r is None:
+        return f"{'-':>7}{'-':>7}{'-':>7}  {'-':>11}"
+    deviation = r["deviation"]
+    lateness = r["lateness"]
+    assert isinstance(deviation, list)
+    late = f"{1000 * lateness[1]:7.2f}" if isinstance(lateness, list) else f"{'-':>7}"
+    flood = r["flood"]
+    assert isinstance(flood, dict)
+    refused = f"{flood['refused']}/{flood['sent']}"
+    return f"{1000 * deviation[1]:7.2f}{1000 * deviation[2]:7.2f}{late}  {refused:>11}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--no-flood", action="store_true", help="leave out the flood column")
+    parser.add_argument("--flood-size", type=int, default=65_000, help="bytes per datagram")
+    parser.add_argument("--flood-rate", type=float, default=200.0, help="datagrams a second")
     parser.add_argument("--receive", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.receive:
         receive()
         return 0
     cores = len(os.sched_getaffinity(0))
+    flood = None if args.no_flood else Flood(args.flood_size, args.flood_rate)
+    # The intake's own summary of what it refused: the table has the counts.
+    logging.getLogger("edge_agent.sip.intake").setLevel(logging.ERROR)
     print(
         f"{args.seconds:g} s of PCMU per stream, one packet per 20 ms, "
-        f"python {sys.version.split()[0]}, {cores} cores, receiver pinned to the last\n"
+        f"python {sys.version.split()[0]}, {cores} cores, receiver pinned to the last"
+    )
+    if flood is not None:
+        print(
+            f"flood: a stranger sends the SIP transport {flood.size:,}-byte messages, "
+            f"{flood.rate:g} a second, during a second run of each paced sender"
+        )
+    print(
+        f"\n{'streams':>7}  {'sender':<28}{'|interval - 20 ms| ms':>21}"
+        f"{'tick lateness ms':>21}{'mean':>8}{'CPU':>6}  {'received':<15}"
+        f"{'under a SIP flood, ms':>21}  {'refused/':>11}"
     )
     print(
-        f"{'streams':>7}  {'sender':<28}{'|interval - 20 ms| ms':>21}"
-        f"{'tick lateness ms':>21}{'mean':>8}{'CPU':>6}  received"
+        f"{'':>7}  {'':<28}{'p50    p99    max':>21}{'p50    p99    max':>21}{'ms':>8}"
+        f"{'%':>6}  {'':<15}{'p99    max   late':>21}  {'sent':>11}"
     )
-    print(f"{'':>7}  {'':<28}{'p50    p99    max':>21}{'p50    p99    max':>21}{'ms':>8}{'%':>6}")
     for streams in args.streams:
         for sender, label in SENDERS.items():
             r = run(streams, args.seconds, sender)
             stamps = "" if r["kernel_stamps"] else " (user-space stamps)"
             paced = sender != "floor"  # the floor's timing says nothing: not shown
             mean = f"{1000 * float(r['mean_interval']):8.3f}" if paced else f"{'-':>8}"
+            flooded = run(streams, args.seconds, sender, flood) if paced and flood else None
+            received = f"{r['packets']}/{r['sent']}"
             print(
                 f"{streams:>7}  {label:<28}{ms(r['deviation'] if paced else None)}"
                 f"{ms(r['lateness'])}{mean}{100 * float(r['cpu']):6.1f}"
-                f"  {r['packets']}/{r['sent']}{stamps}",
+                f"  {received:<15}{flood_columns(flooded)}{stamps}",
                 flush=True,
             )
     return 0

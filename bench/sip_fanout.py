@@ -1,6 +1,7 @@
 """SIP fan-out on loopback: N calls at once from our SipDialer, against SIPp as the caller.
 
     .venv/bin/python bench/sip_fanout.py [--sizes 100 500] [--runs 3] [--seconds 3] [--keep]
+                                         [--no-flood] [--flood-size 65000] [--flood-rate 200]
 
 On a machine shared with other work, run it as ``chrt -f 20 .venv/bin/python ...`` (SIPp
 and the observer inherit the real-time priority), so that other processes do not
@@ -42,10 +43,17 @@ core; also the CPU from t0 to the window.
 SIPp and the observer run in their own processes and are not counted; the kernel's
 receive path of each loopback sendto is counted in ours (as for any loopback sender).
 
+Flood (issue 15, point 4): each run has a third half, ours again with a stranger (its
+own process, tests/sip/flood.py) sending our SIP port 65 KB messages of short header
+lines, 200 a second (--flood-size, --flood-rate), from before the first INVITE until
+the last call ended. Its rows are marked in the tables' "flood" column with the
+stranger's datagrams our transport refused before parsing, of those sent.
+
 A warm-up of 20 calls comes first and is not counted. Prints the tables to stdout
 (progress to stderr), then the issue's targets with a verdict on every run: all 500
 INVITEs sent within 0.5 s and within 2x SIPp's time, pacing p99 error under 1 ms with
-500 streams, using under 25 % of one core.
+500 streams, using under 25 % of one core; under the flood the same, and its pacing p99
+under 5 ms (issue 15).
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ import contextlib
 import ctypes
 import gc
 import json
+import logging
 import math
 import os
 import re
@@ -85,6 +94,7 @@ from edge_agent.dialer.sip import SipDialer  # noqa: E402
 from edge_agent.sip.pacer import Pacer, RtpStream  # noqa: E402
 from edge_agent.sip.ua import Account  # noqa: E402
 from tests.sip.bed import SippUac, SippUas, free_sip_port  # noqa: E402
+from tests.sip.flood import SipFlood  # noqa: E402
 
 HOST = "127.0.0.1"
 INTERVAL_NS = 20_000_000
@@ -97,6 +107,7 @@ INVITES_TARGET_MS = 500.0
 RATIO_TARGET = 2.0
 PACING_TARGET_MS = 1.0
 CPU_TARGET = 25.0  # % of one core
+FLOOD_PACING_TARGET_MS = 5.0  # issue 15, point 4
 SO_ATTACH_FILTER = 26
 SO_TIMESTAMPNS = 35  # Linux; neither is exported by the socket module
 PACKET_STATISTICS = 6
@@ -500,6 +511,7 @@ class Ours:
     packets: tuple[int, int] = (0, 0)  # stamped in the window, sent in it
     cpu_setup: float = math.nan  # % of one core, t0 to the window
     cpu_playing: float = math.nan
+    flood: tuple[int, int] | None = None  # a stranger's datagrams refused, sent
 
     def add_window(self, window: list[Tick], seen: dict[str, Any], t0: float, cpu0: float) -> None:
         first, last = window[0], window[-1]
@@ -528,8 +540,29 @@ def tone_wav(path: Path, seconds: float) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Flood:
+    """A stranger's flood at our SIP port during the calls."""
+
+    size: int
+    rate: float
+
+
+def refused(dialer: SipDialer) -> int:
+    """The datagrams our SIP transport refused before parsing (0 for code without it)."""
+    assert dialer.ua is not None
+    intake = getattr(dialer.ua.transport, "intake", None)
+    return sum(intake.dropped.values()) if intake is not None else 0
+
+
 async def run_ours(
-    dialer: SipDialer, probe: PacerProbe, n: int, folder: Path, announcement: Path, label: str
+    dialer: SipDialer,
+    probe: PacerProbe,
+    n: int,
+    folder: Path,
+    announcement: Path,
+    label: str,
+    flood: Flood | None = None,
 ) -> Ours:
     assert dialer.ua is not None
     sip_port = dialer.ua.transport.local[1]
@@ -563,8 +596,12 @@ async def run_ours(
         calls=n,
         keys={"rx_port": str(observer.rtp_port)},
     )
+    stranger = None
     try:
         uas.start()
+        refused_before = refused(dialer)
+        if flood is not None:
+            stranger = SipFlood((HOST, sip_port), size=flood.size, rate=flood.rate).start()
         dropped = udp_drops(sip_port)
         probe.reset()
         cpu0, t0, t0_ns = cpu_seconds(), time.monotonic(), time.time_ns()
@@ -573,6 +610,7 @@ async def run_ours(
         ended = time.monotonic() - t0
         drops = {"ours": udp_drops(sip_port) - dropped, "uas": udp_drops(uas_port)}
     finally:
+        flood_sent = stranger.stop() if stranger is not None else 0
         window = probe.window()
         ends = [round(t.now * 1e9) + offset_ns for t in (window[0], window[-1])] if window else []
         seen = observer.finish(*ends)
@@ -580,6 +618,8 @@ async def run_ours(
         uas.stop()
     drops["observer"] = seen["rtp_drops"] + seen["sniff_drops"]
     result = Ours(setup(seen["sip"], t0_ns), outcomes, ended, drops, uas_exit)
+    if flood is not None:
+        result.flood = (refused(dialer) - refused_before, flood_sent)
     if len(window) >= 2:
         result.add_window(window, seen, t0, cpu0)
     return result
@@ -620,7 +660,14 @@ def _f(value: float, width: int = 9, digits: int = 1) -> str:
     return f"{value:{width}.{digits}f}" if not math.isnan(value) else f"{'-':>{width}}"
 
 
-def setup_table(results: dict[int, list[tuple[Ours, Reference]]]) -> str:
+Run = tuple[Ours, Ours | None, Reference]  # ours, ours under a flood, SIPp
+
+
+def flood_label(o: Ours) -> str:
+    return "-" if o.flood is None else f"{o.flood[0]}/{o.flood[1]}"
+
+
+def setup_table(results: dict[int, list[Run]]) -> str:
     head = (
         f"{'N':>5} {'run':>3}  {'caller':<10}{'1st INVITE':>11}{'INVITEs':>9}{'answered':>9}"
         f"{'ACKed':>9}{'calls':>7}  retransmitted INVITE/200/BYE"
@@ -628,17 +675,24 @@ def setup_table(results: dict[int, list[tuple[Ours, Reference]]]) -> str:
     lines = [
         "Call set-up, ms: ours from the start of the calls, SIPp from its first INVITE;",
         "'INVITEs': the last INVITE sent, 'answered': the last 200 OK from the UAS,",
-        "'ACKed': the last ACK from the caller (stamped by the kernel on lo).",
-        head,
+        "'ACKed': the last ACK from the caller (stamped by the kernel on lo); 'ours+flood':",
+        "ours while a stranger floods our SIP port (flood: its datagrams refused/sent).",
+        head + f"{'flood':>16}",
     ]
     for n, runs in results.items():
-        for i, (ours, ref) in enumerate(runs, 1):
-            for caller, s in (("ours", ours.setup), ("SIPp", ref.setup)):
+        for i, (ours, flooded, ref) in enumerate(runs, 1):
+            callers = [("ours", ours), ("ours+flood", flooded), ("SIPp", ref)]
+            for caller, run in callers:
+                if run is None:
+                    continue
+                s = run.setup
                 lead = f"{n:>5} {i:>3}" if caller == "ours" else " " * 9
+                flood = flood_label(run) if isinstance(run, Ours) else "-"
                 lines.append(
                     f"{lead}  {caller:<10}{_f(s.first_invite, 11)}{_f(s.invites)}"
                     f"{_f(s.answered)}{_f(s.acked)}{s.calls:>7}  "
-                    f"{s.invite_retransmits:>13}/{s.ok_retransmits}/{s.bye_retransmits}"
+                    f"{f'{s.invite_retransmits}/{s.ok_retransmits}/{s.bye_retransmits}':>28}"
+                    f"{flood:>16}"
                 )
             o, r = ours.setup, ref.setup
             pairs = ((o.invites, r.invites), (o.answered, r.answered), (o.acked, r.acked))
@@ -649,42 +703,63 @@ def setup_table(results: dict[int, list[tuple[Ours, Reference]]]) -> str:
     return "\n".join(lines)
 
 
-def pacing_table(results: dict[int, list[tuple[Ours, Reference]]]) -> str:
+def pacing_table(results: dict[int, list[Run]]) -> str:
     lines = [
         "While the most announcements play at once (ours; 'peak' of N, all N when they",
         "overlapped), ms: |RTP arrival interval - 20 ms| at the receiver; the pacer's tick",
         "lateness; its send burst (one slot, a lane's streams); packets stamped / sent in the",
         "window; CPU of this process, % of one core, from the start of the calls to the",
-        "window and in it; the last call's end (its BYE answered), s.",
+        "window and in it; the last call's end (its BYE answered), s; flood: '-' without,",
+        "else a stranger's datagrams to our SIP port refused before parsing / sent.",
         f"{'N':>5} {'run':>3}{'peak':>6}{'window':>8} {'|interval-20| p50/p99/max':>26}"
         f" {'lateness p99/max':>16} {'burst p50/p99':>14}{'packets':>14}"
-        f"{'CPU set-up':>11}{'playing':>8}{'ended':>7}",
+        f"{'CPU set-up':>11}{'playing':>8}{'ended':>7}{'flood':>13}",
     ]
     for n, runs in results.items():
-        for i, (o, _) in enumerate(runs, 1):
-            lines.append(
-                f"{n:>5} {i:>3}{o.peak:>6}{_f(o.window_s, 7, 2)}s "
-                + "".join(_f(x, 8, 3) for x in o.deviation)
-                + "   "
-                + "".join(_f(x, 7, 3) for x in o.lateness)
-                + "  "
-                + "".join(_f(x, 7, 2) for x in o.burst)
-                + f"{f'{o.packets[0]}/{o.packets[1]}':>14}{_f(o.cpu_setup, 11)}"
-                + _f(o.cpu_playing, 8)
-                + _f(o.ended_s, 7)
-            )
+        for i, (ours, flooded, _) in enumerate(runs, 1):
+            for o in (ours, flooded):
+                if o is None:
+                    continue
+                lines.append(
+                    f"{n:>5} {i:>3}{o.peak:>6}{_f(o.window_s, 7, 2)}s "
+                    + "".join(_f(x, 8, 3) for x in o.deviation)
+                    + "  "
+                    + "".join(_f(x, 8, 3) for x in o.lateness)
+                    + "  "
+                    + "".join(_f(x, 7, 2) for x in o.burst)
+                    + f"{f'{o.packets[0]}/{o.packets[1]}':>14}{_f(o.cpu_setup, 11)}"
+                    + _f(o.cpu_playing, 8)
+                    + _f(o.ended_s, 7)
+                    + f"{flood_label(o):>13}"
+                )
     return "\n".join(lines)
 
 
-def verdicts(results: dict[int, list[tuple[Ours, Reference]]]) -> list[str]:
+def verdicts(results: dict[int, list[Run]]) -> list[str]:
     lines = ["Targets (issue), every run must meet them:"]
     runs = results.get(TARGET_N)
     if not runs:
         return [*lines, f"  not measured (no N={TARGET_N})"]
+    lines += _verdicts([(o, r) for o, _, r in runs], "")
+    flooded = [(f, r) for _, f, r in runs if f is not None]
+    if flooded:
+        lines += _verdicts(flooded, ", under a flood")
+        p99 = [f.deviation[1] for f, _ in flooded]
+        shown = ", ".join(_f(v, 0, 2) + " ms" for v in p99)
+        ok = "yes" if max(p99) < FLOOD_PACING_TARGET_MS else "NO"
+        lines.append(
+            f"  N={TARGET_N}, under a flood: pacing p99 error under "
+            f"{FLOOD_PACING_TARGET_MS:g} ms (issue 15): {ok} ({shown})"
+        )
+    return lines
+
+
+def _verdicts(runs: list[tuple[Ours, Reference]], under: str) -> list[str]:
+    lines: list[str] = []
 
     def verdict(text: str, values: list[float], ok: bool, unit: str) -> None:
         shown = ", ".join(_f(v, 0, 2) + unit for v in values)
-        lines.append(f"  N={TARGET_N}: {text}: {'yes' if ok else 'NO'} ({shown})")
+        lines.append(f"  N={TARGET_N}{under}: {text}: {'yes' if ok else 'NO'} ({shown})")
 
     sent = [o.setup.invites for o, _ in runs]
     verdict(
@@ -698,9 +773,9 @@ def verdicts(results: dict[int, list[tuple[Ours, Reference]]]) -> list[str]:
     peaks = [o.peak for o, _ in runs]
     if min(peaks) < TARGET_N:
         lines.append(
-            f"  N={TARGET_N}: pacing and CPU with {TARGET_N} streams: NOT MEASURED, never "
-            f"{TARGET_N} playing at once (peaks {', '.join(map(str, peaks))}); the figures "
-            "in the table are for the peak"
+            f"  N={TARGET_N}{under}: pacing and CPU with {TARGET_N} streams: NOT MEASURED, "
+            f"never {TARGET_N} playing at once (peaks {', '.join(map(str, peaks))}); the "
+            "figures in the table are for the peak"
         )
         return lines
     p99 = [o.deviation[1] for o, _ in runs]
@@ -715,19 +790,29 @@ def verdicts(results: dict[int, list[tuple[Ours, Reference]]]) -> list[str]:
     return lines
 
 
-def checks(results: dict[int, list[tuple[Ours, Reference]]]) -> list[str]:
+def checks(results: dict[int, list[Run]]) -> list[str]:
     lines = ["Calls, exits and datagrams dropped by full receive buffers (/proc/net/udp):"]
     for n, runs in results.items():
-        for i, (o, r) in enumerate(runs, 1):
-            outcomes = "; ".join(f"{count}x {what}" for what, count in sorted(o.outcomes.items()))
+        for i, (o, f, r) in enumerate(runs, 1):
             lines.append(
-                f"  N={n} run {i}: ours {outcomes}; UAS exit {o.uas_exit}; drops {o.drops}. "
+                f"  N={n} run {i}: ours {_outcomes(o)}; UAS exit {o.uas_exit}; drops {o.drops}. "
                 f"SIPp: UAC exit {r.uac_exit}, UAS exit {r.uas_exit}, drops {r.drops}"
             )
+            if f is not None:
+                lines.append(
+                    f"  N={n} run {i}, under a flood: ours {_outcomes(f)}; UAS exit "
+                    f"{f.uas_exit}; drops {f.drops}"
+                )
     return lines
 
 
-async def bench(sizes: Sequence[int], runs: int, seconds: float, folder: Path) -> None:
+def _outcomes(o: Ours) -> str:
+    return "; ".join(f"{count}x {what}" for what, count in sorted(o.outcomes.items()))
+
+
+async def bench(
+    sizes: Sequence[int], runs: int, seconds: float, folder: Path, flood: Flood | None
+) -> None:
     (folder / SCENARIO_FILE).write_text(SCENARIO)
     announcement = tone_wav(folder / "announcement.wav", seconds)
     account = Account("Rundruf", "secret", HOST, (HOST, 9), register=False)
@@ -735,21 +820,31 @@ async def bench(sizes: Sequence[int], runs: int, seconds: float, folder: Path) -
     await dialer.start()
     gc.freeze()  # as the agent does once started (edge_agent/cli.py)
     probe = PacerProbe(dialer.pacer)
-    results: dict[int, list[tuple[Ours, Reference]]] = {}
+    results: dict[int, list[Run]] = {}
     try:
         warm = await run_ours(dialer, probe, WARM_UP_CALLS, folder, announcement, "warm-up")
         log(f"warm-up: {warm.setup.calls} calls, {warm.outcomes}")
         for n in sizes:
             for i in range(1, runs + 1):
                 ours = await run_ours(dialer, probe, n, folder, announcement, f"n{n}-r{i}")
+                flooded = None
+                if flood is not None:
+                    label = f"n{n}-r{i}-flood"
+                    flooded = await run_ours(dialer, probe, n, folder, announcement, label, flood)
                 ref = await asyncio.to_thread(run_sipp, n, folder)
                 log(
                     f"N={n} run {i}: INVITEs sent ours {ours.setup.invites:.1f} ms, SIPp "
                     f"{ref.setup.invites:.1f} ms; answered ours {ours.setup.answered:.1f}, SIPp "
                     f"{ref.setup.answered:.1f} ms; pacing p99 {ours.deviation[1]:.3f} ms, CPU "
                     f"{ours.cpu_playing:.1f} %"
+                    + (
+                        f"; under a flood p99 {flooded.deviation[1]:.3f} ms, refused/sent "
+                        f"{flood_label(flooded)}"
+                        if flooded is not None
+                        else ""
+                    )
                 )
-                results.setdefault(n, []).append((ours, ref))
+                results.setdefault(n, []).append((ours, flooded, ref))
     finally:
         await dialer.close()
     cores = len(os.sched_getaffinity(0))
@@ -770,6 +865,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per size (default 3)")
     parser.add_argument("--seconds", type=float, default=3.0, help="announcement length")
     parser.add_argument("--keep", action="store_true", help="keep the folder with SIPp's files")
+    parser.add_argument("--no-flood", action="store_true", help="leave out the flood half")
+    parser.add_argument("--flood-size", type=int, default=65_000, help="bytes per datagram")
+    parser.add_argument("--flood-rate", type=float, default=200.0, help="datagrams a second")
     parser.add_argument("--observe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.observe is not None:
@@ -781,7 +879,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"SIPp's files in {folder}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     failed = True
     try:
-        asyncio.run(bench(args.sizes, args.runs, args.seconds, folder))
+        flood = None if args.no_flood else Flood(args.flood_size, args.flood_rate)
+        # The intake's own summary of what it refused would interleave with the progress.
+        logging.getLogger("edge_agent.sip.intake").setLevel(logging.ERROR)
+        asyncio.run(bench(args.sizes, args.runs, args.seconds, folder, flood))
         failed = False
     except Exception:
         traceback.print_exc()

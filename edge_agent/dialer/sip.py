@@ -33,6 +33,7 @@ from edge_agent.dialer.sip_play import Announcement
 from edge_agent.dialer.sip_profiles import alarm_headers
 from edge_agent.error_text import describe
 from edge_agent.sip import g711, nat
+from edge_agent.sip.addresses import format_host
 from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.errors import SipError
 from edge_agent.sip.message import Request, Response
@@ -267,7 +268,7 @@ class SipDialer(Dialer):
             return target
         if "@" in target:
             return f"sip:{target}"
-        return f"sip:{target}@{self.account.domain}"
+        return f"sip:{target}@{format_host(self.account.domain)}"
 
     async def _call(self, request: CallRequest, emit: Emitter) -> CallOutcome:
         started = f"{request.target} ({request.display_name})"

@@ -97,8 +97,14 @@ def format_params(params: Params) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
 
 
-def _format_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+def format_host(host: str) -> str:
+    """A host as a URI or a Via writes it: an IPv6 address in brackets (RFC 3261 25.1)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def hostport(host: str, port: int | None) -> str:
+    """`host:port` (the host alone without a port) with an IPv6 address in brackets."""
+    return format_host(host) if port is None else f"{format_host(host)}:{port}"
 
 
 def _parse_hostport(text: str, whole: str) -> tuple[str, int | None]:
@@ -153,7 +159,7 @@ class SipUri:
         port = f":{self.port}" if self.port is not None else ""
         headers = "&".join(f"{k}={v}" for k, v in self.headers.items())
         return (
-            f"{self.scheme}:{userinfo}{_format_host(self.host)}{port}"
+            f"{self.scheme}:{userinfo}{format_host(self.host)}{port}"
             f"{format_params(self.params)}{'?' + headers if headers else ''}"
         )
 
@@ -298,7 +304,7 @@ class Via:
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
         params = format_params(self.params)
-        return f"SIP/2.0/{self.transport} {_format_host(self.host)}{port}{params}"
+        return f"SIP/2.0/{self.transport} {format_host(self.host)}{port}{params}"
 
 
 def parse_via(text: str) -> Via:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edge_agent.sip import digest, grant, nat, uas_checks
+from edge_agent.sip.addresses import format_host, hostport
 from edge_agent.sip.errors import DigestError, SipError
 from edge_agent.sip.invite_answers import HangUp, InviteAnswers, Resend, SentInvite
 from edge_agent.sip.message import (
@@ -145,16 +146,16 @@ class UserAgent:
 
     @property
     def contact(self) -> str:
-        host, port = self.public or self.transport.local
-        return f"<sip:{self.account.user}@{host}:{port};transport={self.transport.name.lower()}>"
+        where = hostport(*(self.public or self.transport.local))
+        return f"<sip:{self.account.user}@{where};transport={self.transport.name.lower()}>"
 
     def via(self, branch: str) -> str:
-        host, port = self.transport.local
-        return f"SIP/2.0/{self.transport.name} {host}:{port};branch={branch};rport"
+        where = hostport(*self.transport.local)
+        return f"SIP/2.0/{self.transport.name} {where};branch={branch};rport"
 
     def from_header(self, tag: str) -> str:
         a = self.account
-        return f'"{a.display_name}" <sip:{a.user}@{a.domain}>;tag={tag}'
+        return f'"{a.display_name}" <sip:{a.user}@{format_host(a.domain)}>;tag={tag}'
 
     def new_request(
         self,
@@ -497,8 +498,8 @@ class UserAgent:
         self._register_contact = self.contact
         request = self.new_request(
             "REGISTER",
-            f"sip:{a.domain}",
-            f"<sip:{a.user}@{a.domain}>",
+            f"sip:{format_host(a.domain)}",
+            f"<sip:{a.user}@{format_host(a.domain)}>",
             call_id=self._register_call_id,
             cseq=self._register_cseq,
         )

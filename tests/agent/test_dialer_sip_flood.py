@@ -143,7 +143,7 @@ async def test_a_strangers_flood_of_large_messages_leaves_a_running_calls_audio_
     assert span < (expected - 1) * 0.020 + 0.050, f"the announcement took {span:.2f} s"
     deviation = [abs(b - a - 0.020) for a, b in pairwise(stamps)]
     assert p99(deviation) < PACING_P99_S, f"p99 {1000 * p99(deviation):.1f} ms"
-    assert max(deviation) < 0.050, f"max {1000 * max(deviation):.1f} ms"
+    assert max(deviation) < 0.100, f"max {1000 * max(deviation):.1f} ms"  # was 300 ms and more
     assert p99(lateness) < PACING_P99_S, f"lateness p99 {1000 * p99(lateness):.1f} ms"
     assert dialer.pacer.skipped == 0
     # The intake refused the flood before parsing it, and counted it.

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edge_agent.sip import sdp
+from edge_agent.sip.dialog_match import DialogPeer
 from edge_agent.sip.errors import DigestError, RtpParseError, SdpError, SipError
 from edge_agent.sip.media_host import MediaHostResolver, default_resolver, media_literal
 from edge_agent.sip.media_source import RtpSource
@@ -133,6 +134,8 @@ class Call:
         self.proxy = proxy
         self.extra_headers = extra_headers
         self.local_tag = new_tag()
+        # Who may speak in the dialog: the INVITE's peer, the 2xx's (`dialog_match.py`).
+        self.peer = DialogPeer(self.local_tag)
         self.remote: NameAddr | None = None  # To of the answer, with the remote tag
         self.remote_target: str | None = None  # the answer's Contact
         self.invite: Request | None = None
@@ -193,6 +196,7 @@ class Call:
             crypto=self.crypto.offer_lines(),
         )
         self.invite = request
+        self.peer.expect_from(self.destination(self.target)[0])
         self.ua.dialogs[request.call_id] = self
         # Whose IP alone may latch our RTP where the SDP names a NATed address.
         self.rtp_source.peer = self.destination(self.target)[0]
@@ -568,7 +572,8 @@ class Call:
                 log.warning("call %s: re-INVITE refused: %s", self.call_id, exc)
                 response = _not_acceptable(request, exc)
             else:
-                if self.media is None or self.media.closed:
+                # Closed, or CANCELled meanwhile (the user agent answered 487): no change.
+                if self.media is None or self.media.closed or self.ua.answered_finally(request):
                     response = response_to(request, 487, "Request Terminated")
                 else:
                     response = self._accept(request, offer, resolved)

@@ -8,7 +8,8 @@ side has stopped retransmitting (13.3.1.4, RFC 6026 Timer M):
 - a 2xx of the dialog the call acknowledged: the same ACK again (its ACK was lost),
   at most `MAX_ACK_RESENDS` times per dialog; a phone retransmits about ten times;
 - a 2xx of another dialog (a fork, or an INVITE we gave up or cancelled): one ACK and
-  one BYE, at most `MAX_DIALOGS` dialogs per INVITE; its retransmissions get the ACK;
+  one BYE, at most `MAX_DIALOGS` dialogs per INVITE; its retransmissions get the ACK.
+  Both carry the INVITE's Request-URI and Route, not what the 2xx names;
 - while the call is still taking its answer: nothing (its ACK is on the way);
 - anything else is dropped and counted (`dropped`), logged at most every `LOG_EVERY_S`.
 
@@ -50,6 +51,7 @@ class SentInvite:
     from_header: str
     uri: str
     destination: Address
+    routes: tuple[str, ...] = ()  # the INVITE's Route headers
     cseqs: set[int] = field(default_factory=set)
     answered_tag: str | None = None  # To tag of the 2xx its transaction took
     # ACKs sent per dialog (To tag): the ACK, where it went, how often it was resent.
@@ -107,6 +109,7 @@ class InviteAnswers:
                 invite.headers.get("From") or "",
                 invite.uri,
                 destination,
+                tuple(invite.headers.get_all("Route")),
             )
             self._invites[call_id] = record
         record.cseqs.add(invite.cseq[0])
@@ -190,11 +193,13 @@ class InviteAnswers:
         now = time.monotonic()
         tokens, then = self._budgets.get(host, (SEND_BURST, now))
         tokens = min(SEND_BURST, tokens + (now - then) * SEND_RATE)
+        # Re-inserted: the table stays in the order sources were last heard.
+        self._budgets.pop(host, None)
+        while len(self._budgets) >= MAX_SOURCES:  # a spray of sources: the longest quiet go
+            del self._budgets[next(iter(self._budgets))]
         if tokens < 1.0:
             self._budgets[host] = (tokens, now)
             return False
-        if len(self._budgets) >= MAX_SOURCES and host not in self._budgets:
-            self._budgets.clear()  # a spray of sources: start afresh rather than grow
         self._budgets[host] = (tokens - 1.0, now)
         return True
 

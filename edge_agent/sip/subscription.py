@@ -19,6 +19,7 @@ from collections.abc import Hashable, Mapping
 from typing import TypeVar
 
 from edge_agent.sip.dialog_info import CONTENT_TYPE, DialogInfo, busy
+from edge_agent.sip.dialog_match import DialogPeer
 from edge_agent.sip.errors import DialogInfoError, SipError
 from edge_agent.sip.message import Request, Response, parse_uri, response_to
 from edge_agent.sip.transport import Address
@@ -41,6 +42,9 @@ class DialogFetch:
     def __init__(self, local_tag: str, result: asyncio.Future[bool | None]) -> None:
         self.local_tag = local_tag  # the SUBSCRIBE's From tag: the NOTIFY's To tag
         self.result = result
+        # The NOTIFY comes from where the SUBSCRIBE went (or its 2xx came from), with
+        # the notifier's tag, which nothing told us before (RFC 6665 4.4.1).
+        self.peer = DialogPeer(local_tag, any_remote_tag=True)
 
     def handle(self, request: Request, source: Address) -> Response | None:
         if request.method == "ACK":
@@ -106,6 +110,7 @@ async def fetch_dialog_state(
             if destination is None:
                 parsed = parse_uri(uri)
                 destination = (parsed.host, parsed.port or 5060)
+            fetch.peer.expect_from(destination[0])
             _, response, _ = await ua.send_authorized(request, destination)
             if response.status // 100 != 2:
                 log.debug("%s: SUBSCRIBE refused: %d %s", uri, response.status, response.reason)

@@ -2,7 +2,10 @@
 
 Calls (`call.py`) build on it. Timers follow RFC 3261 17.1: on UDP a request is
 retransmitted from T1 = 0.5 s, doubling (non-INVITE: capped at T2 = 4 s), until
-a response comes or 64 x T1 passes. Requests that arrive twice get the same answer.
+a response comes or 64 x T1 passes. Requests that arrive twice get the same answer
+(`answer_cache.py`); a request of a dialog is taken only from the dialog's peer
+(`dialog_match.py`); a final answer to a re-INVITE is repeated until its ACK
+(`invite_server.py`).
 """
 
 from __future__ import annotations
@@ -13,21 +16,22 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from edge_agent.sip import digest, grant, nat, uas_checks
+from edge_agent.sip import dialog_match, digest, grant, nat, uas_checks
 from edge_agent.sip.addresses import format_host, hostport
+from edge_agent.sip.answer_cache import AnswerCache, server_key
+from edge_agent.sip.dialog_match import Dialog
 from edge_agent.sip.errors import DigestError, SipError
 from edge_agent.sip.invite_answers import HangUp, InviteAnswers, Resend, SentInvite
+from edge_agent.sip.invite_server import InviteServer
 from edge_agent.sip.message import (
-    MAGIC_COOKIE,
     Headers,
     Request,
     Response,
     new_branch,
     new_call_id,
     new_tag,
-    parse_name_addr,
     response_to,
 )
 from edge_agent.sip.transport import Address, Transport
@@ -38,6 +42,14 @@ T1, T2 = 0.5, 4.0
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY"
 USER_AGENT = "Rundruf-Agent"
 ANSWER_MEMORY_S = 32.0  # how long an answer is kept for a retransmitted request
+# Answers kept for retransmissions (`answer_cache.py`): in our dialogs (only a dialog's
+# peer adds to these: 500 calls' INFOs, BYEs and re-INVITEs fit many times over) ...
+DIALOG_ANSWERS = 8192
+DIALOG_ANSWER_BYTES = 16 * 1024 * 1024
+# ... and to anything else (OPTIONS, stray BYEs, INVITEs refused), which anyone can send.
+OTHER_ANSWERS = 512
+OTHER_ANSWERS_PER_SOURCE = 32
+OTHER_ANSWER_BYTES = 1024 * 1024
 TIMER_C = 180.0  # RFC 3261 16.6: the longest an INVITE may ring
 
 
@@ -79,12 +91,6 @@ class Account:
     expires: int = 300
 
 
-class Dialog(Protocol):
-    """What the user agent needs of a call to route in-dialog requests to it."""
-
-    def handle(self, request: Request, source: Address) -> Response | None: ...
-
-
 class ClientTransaction:
     """One request's client transaction (RFC 3261 17.1): timers, not a task.
 
@@ -98,6 +104,7 @@ class ClientTransaction:
         "_timer",
         "deadline",
         "destination",
+        "ended",
         "final",
         "on_provisional",
         "provisional",
@@ -120,6 +127,7 @@ class ClientTransaction:
         self.provisional = False
         self.started = started
         self.deadline = started + 64 * T1
+        self.ended = False
         self._timer: asyncio.TimerHandle | None = None
 
 
@@ -130,7 +138,23 @@ class UserAgent:
     dialogs: dict[str, Dialog] = field(default_factory=dict)  # by Call-ID
     # By branch and method: a CANCEL shares its INVITE's branch (RFC 3261 9.1).
     _pending: dict[tuple[str, str], ClientTransaction] = field(default_factory=dict)
-    _answers: dict[tuple[str, ...], tuple[float, Response]] = field(default_factory=dict)
+    # Answers for retransmitted requests: of our dialogs, and of anything else.
+    _answers: AnswerCache = field(
+        default_factory=lambda: AnswerCache(
+            max_entries=DIALOG_ANSWERS,
+            max_per_source=DIALOG_ANSWERS,
+            max_bytes=DIALOG_ANSWER_BYTES,
+            memory_s=ANSWER_MEMORY_S,
+        )
+    )
+    _other_answers: AnswerCache = field(
+        default_factory=lambda: AnswerCache(
+            max_entries=OTHER_ANSWERS,
+            max_per_source=OTHER_ANSWERS_PER_SOURCE,
+            max_bytes=OTHER_ANSWER_BYTES,
+            memory_s=ANSWER_MEMORY_S,
+        )
+    )
     # The INVITEs sent lately: what a 2xx outside their transaction gets (issue 15).
     invites: InviteAnswers = field(default_factory=InviteAnswers)
     _failure_acks: dict[str, tuple[float, Request, Address]] = field(default_factory=dict)
@@ -141,6 +165,11 @@ class UserAgent:
     # Contact names it (`nat.py`). Learned from its answers to REGISTER on UDP only.
     public: Address | None = None
     _register_contact: str = ""  # the Contact of the REGISTER on its way
+    # The re-INVITEs of our dialogs: final answers repeated until their ACK, CANCELs.
+    server_invites: InviteServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.server_invites = InviteServer(self._reply, lambda: self.transport.name != "UDP")
 
     # ---------------------------------------------------------------- addresses
 
@@ -235,6 +264,11 @@ class UserAgent:
         tx._timer = loop.call_at(min(now + interval, tx.deadline), self._retransmit, tx, interval)
 
     def _end_transaction(self, key: tuple[str, str], tx: ClientTransaction) -> None:
+        """Once, when `final` resolves: at once for a final answer (a fork's second 2xx
+        may come in the same batch, before the future's callbacks run), else by callback."""
+        if tx.ended:
+            return
+        tx.ended = True
         if tx._timer is not None:
             tx._timer.cancel()
         if self._pending.get(key) is tx:
@@ -253,8 +287,9 @@ class UserAgent:
                 tx.final.set_exception(failure)
 
     def _on_response(self, response: Response, source: Address) -> None:
-        pending = self._pending.get((response.branch, response.cseq[1]))
-        if pending is None:
+        key = (response.branch, response.cseq[1])
+        pending = self._pending.get(key)
+        if pending is None or pending.ended:
             self._on_stray_response(response, source)
             return
         if response.call_id != pending.request.call_id or (
@@ -280,6 +315,12 @@ class UserAgent:
             self._failure_acks[response.branch] = (time.monotonic(), ack, pending.destination)
         if not pending.final.done():
             pending.final.set_result(response)
+            made = pending.request.method in ("INVITE", "SUBSCRIBE")
+            if made and response.status // 100 == 2:  # the dialog's peer: its tag, its hosts
+                dialog = self.dialogs.get(response.call_id)
+                if dialog is not None:
+                    dialog.peer.answered(response, source)
+        self._end_transaction(key, pending)
 
     @property
     def stray_answers(self) -> dict[str, int]:
@@ -302,21 +343,17 @@ class UserAgent:
 
     def _hang_up_other_dialog(self, invite: SentInvite, to_tag: str, response: Response) -> None:
         """ACK and BYE for a dialog of our INVITE that no call holds (RFC 3261 13.2.2.4),
-        both to where the INVITE went: never to the answer's source or its Contact's
-        host, which a forger chooses. The ACK is kept for the answer's retransmissions."""
-        try:
-            contact = response.headers.get_all("Contact")
-            target = str(parse_name_addr(contact[0]).uri) if contact else invite.uri
-        except SipError:
-            target = invite.uri
+        both to where the INVITE went, with the INVITE's Request-URI and Route: never to
+        the answer's source, and nothing of what the answer names (Contact, Record-Route,
+        which a forger chooses) steers them (docs/decisions/sip-stray-answers.md). The
+        ACK is kept for the answer's retransmissions."""
         to = response.headers.get("To") or ""
-        routes = list(reversed(response.headers.get_all("Record-Route")))
         requests = []
         for method, cseq in (("ACK", response.cseq[0]), ("BYE", response.cseq[0] + 1)):
-            request = self.new_request(method, target, to, call_id=invite.call_id, cseq=cseq)
+            request = self.new_request(method, invite.uri, to, call_id=invite.call_id, cseq=cseq)
             request.headers.set("From", invite.from_header)
             request.headers.remove("Contact")
-            for route in routes:
+            for route in invite.routes:
                 request.headers.add("Route", route)
             requests.append(request)
         ack, bye = requests
@@ -353,15 +390,24 @@ class UserAgent:
             self._on_response(message, source)
             return
         self._forget_old()
-        key = _server_key(message)
+        key = server_key(message)
         remembered = self._answers.get(key)
+        if remembered is None:
+            remembered = self._other_answers.get(key)
         if remembered is not None:  # a retransmission: the same answer again
-            self._reply(remembered[1], source)
+            self._reply(remembered, source)
             return
-        answer = self._answer(message, source)
-        if answer is not None:
-            self._answers[key] = (time.monotonic(), answer)
-            self._reply(answer, source)
+        found = dialog_match.match(self.dialogs.get(message.call_id), message, source)
+        answer = self._answer(message, source, found)
+        if answer is None:
+            return
+        if found.dialog is None:  # anyone's: a small memory of its own
+            self._other_answers.put(key, answer, source[0])
+        else:
+            self._answers.put(key, answer, source[0])
+            if message.method == "INVITE":  # final answers until the ACK, CANCEL
+                self.server_invites.answered(message, answer, source)
+        self._reply(answer, source)
 
     def _reply(self, answer: Response, source: Address) -> None:
         """To where the request came from (RFC 3581 4: behind a NAT the Via's address
@@ -371,23 +417,36 @@ class UserAgent:
 
     def answer_later(self, request: Request, answer: Response, source: Address) -> None:
         """Sends the final `answer` a dialog could not give at once (a re-INVITE whose
-        SDP names a host, after the lookup); a retransmission of `request` gets it too."""
-        key = _server_key(request)
-        self._answers.pop(key, None)  # re-inserted: the memory stays in time order
-        self._answers[key] = (time.monotonic(), answer)
+        SDP names a host, after the lookup); a retransmission of `request` gets it too,
+        and it is sent again until its ACK. Not sent when the INVITE has had its final
+        answer already (a CANCEL's 487)."""
+        if self.server_invites.finished(request):
+            return
+        self._answers.put(server_key(request), answer, source[0])
+        self.server_invites.answered(request, answer, source)
         self._reply(answer, source)
 
-    def _answer(self, request: Request, source: Address) -> Response | None:
+    def answered_finally(self, request: Request) -> bool:
+        """Whether the re-INVITE `request` has had its final answer (a CANCEL's 487)."""
+        return self.server_invites.finished(request)
+
+    def _answer(
+        self, request: Request, source: Address, found: dialog_match.Match
+    ) -> Response | None:
+        dialog = found.dialog
         if request.method == "ACK":
-            dialog = self.dialogs.get(request.call_id)
             if dialog is not None:
+                self.server_invites.acknowledged(request)
                 dialog.handle(request, source)
             return None
-        dialog = self.dialogs.get(request.call_id)
+        if found.refusal is not None:  # our Call-ID, not its sender's dialog (12.2.2)
+            return found.refusal
         refused = uas_checks.check(request, allow=ALLOW, in_dialog=dialog is not None)
         if refused is not None:  # unknown method, URI scheme, extension or body type
             return refused
         if dialog is not None:
+            if request.method == "CANCEL":  # of a re-INVITE (RFC 3261 9.2)
+                return self._cancel(request)
             return dialog.handle(request, source)
         if request.method == "OPTIONS":
             response = response_to(request, 200, "OK", new_tag())
@@ -403,16 +462,23 @@ class UserAgent:
         response.headers.add("Allow", ALLOW)
         return response
 
+    def _cancel(self, cancel: Request) -> Response:
+        """200 to a CANCEL of a re-INVITE of ours, which gets 487 if still unanswered."""
+        ok, ended = self.server_invites.cancel(cancel)
+        if ended is not None:
+            self.answer_later(*ended)
+        return ok
+
     def _forget_old(self) -> None:
-        # The maps are in time order: drop from the front while entries are old.
+        self._answers.forget_old()
+        self._other_answers.forget_old()
+        # In time order: drop from the front while entries are old.
         cutoff = time.monotonic() - ANSWER_MEMORY_S
-        memories: tuple[dict[Any, Any], ...] = (self._answers, self._failure_acks)
-        for memory in memories:
-            while memory:
-                key = next(iter(memory))
-                if memory[key][0] >= cutoff:
-                    break
-                del memory[key]
+        while self._failure_acks:
+            branch = next(iter(self._failure_acks))
+            if self._failure_acks[branch][0] >= cutoff:
+                break
+            del self._failure_acks[branch]
 
     def background(self, work: Coroutine[Any, Any, Any]) -> None:
         """Runs `work` as a task the user agent keeps until done (and `close` waits for)."""
@@ -426,6 +492,7 @@ class UserAgent:
             await asyncio.wait(set(self._background), timeout=grace_s)
         for task in list(self._background):
             task.cancel()
+        self.server_invites.close()
         self.transport.close()
 
     # ---------------------------------------------------------------- authentication
@@ -523,26 +590,3 @@ class UserAgent:
             request = self.authorize(request, response)
             response = await self.send_request(request, destination)
         return request, response, bool(answered)
-
-
-def _server_key(request: Request) -> tuple[str, ...]:
-    """What tells a request's retransmission from a new request (RFC 3261 17.2.3).
-
-    A branch with the magic cookie is unique to its transaction. Without it (an RFC
-    2543 peer) the branch says nothing: such a peer's second INFO carries the same Via
-    as its first, so Request-URI, tags, Call-ID, CSeq and top Via decide.
-    """
-    branch = request.branch
-    if branch.startswith(MAGIC_COOKIE) and branch != MAGIC_COOKIE:  # a bare cookie names
-        # no transaction (RFC 4475 3.2.1 `badbranch`). Branch, sent-by and method match
-        # (17.2.3): two peers may well pick the same branch; the top Via holds sent-by.
-        return (branch, request.method, request.headers.get("Via") or "")
-    return (
-        request.method,
-        request.uri,
-        request.to_tag or "",
-        request.from_tag or "",
-        request.call_id,
-        request.headers.get("CSeq") or "",
-        request.headers.get("Via") or "",
-    )

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from edge_agent.sip import sdp
 from edge_agent.sip.call import Call
+from edge_agent.sip.dialog_match import DialogPeer
 from edge_agent.sip.message import Response, parse
 from edge_agent.sip.pacer import Pacer, RtpStream
 from edge_agent.sip.transport import UdpTransport
@@ -89,6 +90,16 @@ OPTIONS = (
 ).encode()
 
 
+def ack_for(final: Response) -> bytes:
+    """The ACK of a final answer to the re-INVITE (a non-2xx's: the same branch)."""
+    via = final.headers.get_all("Via")[0]
+    return (
+        f"ACK sip:Rundruf@{HOST} SIP/2.0\r\nVia: {via}\r\n"
+        f"From: {final.headers.get('From')}\r\nTo: {final.headers.get('To')}\r\n"
+        f"Call-ID: {final.call_id}\r\nCSeq: {final.cseq[0]} ACK\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
 async def main() -> dict[str, object]:
     loop = asyncio.get_running_loop()
     pbx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -105,6 +116,9 @@ async def main() -> dict[str, object]:
             message = parse(data)
             if isinstance(message, Response):
                 answers.append((time.monotonic(), message.cseq[1], message.status))
+                if message.cseq[1] == "INVITE" and message.status >= 200:
+                    # As a PBX does: else the final answer is repeated (RFC 3261 17.2.1).
+                    pbx.sendto(ack_for(message), (HOST, transport.local[1]))
 
     loop.add_reader(pbx.fileno(), read_pbx)
     holder: list[UserAgent] = []
@@ -118,6 +132,8 @@ async def main() -> dict[str, object]:
         phone = Phone()
         call = Call(ua, f"sip:member@{HOST}:{pbx.getsockname()[1]}", {})
         call.begin()
+        # The dialog the re-INVITE names (tags "us", "them"), the PBX its peer.
+        call.peer = DialogPeer("us", remote_tag="them", hosts={HOST})
         call.negotiated = sdp.negotiate(
             sdp.parse(sdp.offer(HOST, phone.port, 7, payloads=(0, 101)))
         )

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from edge_agent.sip import sdp
+from edge_agent.sip import invite_answers, sdp
 from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.invite_answers import MAX_ACK_RESENDS, MAX_DIALOGS
 from edge_agent.sip.message import Headers, Request, Response, parse, response_to
@@ -244,7 +244,8 @@ async def test_a_forked_answer_gets_one_bye_per_dialog_sent_where_the_invite_wen
     assert 1 <= len(byes) <= MAX_DIALOGS
     assert len(set(tags)) == len(tags), "a dialog got more than one BYE"
     assert all(tag is not None and tag.startswith("fork") for tag in tags)
-    assert all(r.uri.startswith(f"sip:member@{OTHER_HOST}") for r in byes)  # its Contact
+    # The INVITE's Request-URI and Route, never the forged answer's Contact or Record-Route.
+    assert all(r.uri == invite.uri and r.headers.get_all("Route") == [] for r in byes)
     assert phone.count("ACK") - acks_before <= MAX_DIALOGS * 3
     assert pbx.requests == [] and forger.requests == []
     await call.hang_up()
@@ -343,3 +344,73 @@ async def test_rfc_2543_infos_without_a_branch_are_each_processed(
         (200, 3),
     ]
     await call.hang_up()
+
+
+async def test_a_forged_late_answer_steers_neither_the_uri_nor_the_route_of_ack_and_bye(
+    ua: UserAgent, pbx: Peer, peers: list[Peer]
+) -> None:
+    phone, forger = Peer(phone=True), Peer(OTHER_HOST)
+    peers += [phone, forger]
+    let_through(ua, forger)
+    call = await answered_call(ua, phone)
+    await call.hang_up()
+    invite = phone.invite
+    assert invite is not None
+    # After the call: a 200 with our Call-ID, From tag and CSeq, a dialog of its own, a
+    # Contact and a Record-Route of the forger's choosing (the review's c2_forged_route).
+    ok = answer_to(invite, "forged", ("198.51.100.7", 5060))
+    ok.headers.add("Record-Route", "<sip:victim-proxy.example;lr>")
+    ok.headers.set("Via", f"SIP/2.0/UDP {HOST}:5060;branch=z9hG4bKforged")
+    forger.agent = phone.agent
+    forger.send(bytes(ok))
+    await asyncio.sleep(0.3)
+
+    sent = [r for r in phone.requests if r.to_tag == "forged"]
+    assert [r.method for r in sent] == ["ACK", "BYE"]  # to where the INVITE went, once
+    for request in sent:
+        assert request.uri == invite.uri, request.uri
+        assert request.headers.get_all("Route") == invite.headers.get_all("Route") == []
+    assert pbx.requests == [] and forger.requests == []
+
+
+async def test_two_answers_back_to_back_each_get_their_dialog(
+    ua: UserAgent, pbx: Peer, peers: list[Peer]
+) -> None:
+    phone = Peer(phone=True, answer=False)
+    peers.append(phone)
+    call = Call(ua, f"sip:member@{HOST}:{phone.address[1]}", {})
+    call.begin()
+    async with asyncio.timeout(2):
+        while phone.invite is None:  # noqa: ASYNC110 - the peer's reader is a loop callback
+            await asyncio.sleep(0.01)
+    invite = phone.invite
+    # A forking proxy's two answers in one burst: both read in the same pass of the loop,
+    # before the transaction's end (a callback of its future) has run.
+    phone.send(bytes(answer_to(invite, "A", phone.address)))
+    phone.send(bytes(answer_to(invite, "B", phone.address)))
+
+    async def nothing() -> None:
+        return None
+
+    result = await asyncio.wait_for(call.start(10, nothing), 5)
+    assert isinstance(result, Response) and result.to_tag == "A"
+    await asyncio.sleep(0.3)
+    by_dialog = sorted((r.to_tag or "", r.method) for r in phone.requests if r.method != "INVITE")
+    assert by_dialog == [("A", "ACK"), ("B", "ACK"), ("B", "BYE")]
+    await call.hang_up()
+    await asyncio.sleep(0.2)
+    assert [r.to_tag for r in phone.requests if r.method == "BYE"] == ["B", "A"]
+
+
+def test_a_spray_of_sources_does_not_refill_a_spent_sources_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("edge_agent.sip.invite_answers.time.monotonic", lambda: 1000.0)
+    answers = invite_answers.InviteAnswers()
+    spender = "192.0.2.1"
+    assert all(answers._may_send(spender) for _ in range(int(invite_answers.SEND_BURST)))
+    assert not answers._may_send(spender)
+    for n in range(3 * invite_answers.MAX_SOURCES):  # new sources in between
+        assert answers._may_send(f"10.0.{n // 256}.{n % 256}")
+        assert not answers._may_send(spender), f"budget refilled after {n + 1} other sources"
+    assert len(answers._budgets) <= invite_answers.MAX_SOURCES

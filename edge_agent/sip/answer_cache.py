@@ -21,9 +21,17 @@ from dataclasses import dataclass
 
 from edge_agent.sip.message import MAGIC_COOKIE, Request, Response
 
-MEMORY_S = 32.0
+MEMORY_S = 32.0  # 64 x T1
 # What an entry costs beyond its text: the key, the Response and its header lists.
 ENTRY_OVERHEAD = 512
+# Answers in our dialogs (only a dialog's peer adds to these: 500 calls' INFOs, BYEs
+# and re-INVITEs fit many times over) ...
+DIALOG_ANSWERS = 8192
+DIALOG_ANSWER_BYTES = 16 * 1024 * 1024
+# ... and to anything else (OPTIONS, stray BYEs, INVITEs refused), which anyone can send.
+OTHER_ANSWERS = 512
+OTHER_ANSWERS_PER_SOURCE = 32
+OTHER_ANSWER_BYTES = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -104,6 +112,22 @@ class AnswerCache:
         del mine[key]
         if not mine:
             del self._by_source[entry.host]
+
+
+def for_dialogs() -> AnswerCache:
+    """The memory of answers in our dialogs."""
+    return AnswerCache(
+        max_entries=DIALOG_ANSWERS, max_per_source=DIALOG_ANSWERS, max_bytes=DIALOG_ANSWER_BYTES
+    )
+
+
+def for_others() -> AnswerCache:
+    """The memory of answers to anything else."""
+    return AnswerCache(
+        max_entries=OTHER_ANSWERS,
+        max_per_source=OTHER_ANSWERS_PER_SOURCE,
+        max_bytes=OTHER_ANSWER_BYTES,
+    )
 
 
 def server_key(request: Request) -> tuple[str, ...]:

@@ -24,10 +24,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge_agent.sip.errors import SipError
-from edge_agent.sip.message import Request, Response
+from edge_agent.sip.message import Headers, Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -221,3 +222,35 @@ class InviteAnswers:
             *source,
         )
         self._logged_at, self._logged_total = now, total
+
+
+def ack_and_bye(
+    invite: SentInvite, response: Response, new_request: Callable[..., Request]
+) -> tuple[Request, Request]:
+    """The ACK and the BYE for the dialog `response` makes of `invite`: the INVITE's
+    Request-URI, From and Route, the answer's To and CSeq; nothing else of the answer
+    (its Contact, its Record-Route) is taken (docs/decisions/sip-stray-answers.md)."""
+    to = response.headers.get("To") or ""
+    made = []
+    for method, cseq in (("ACK", response.cseq[0]), ("BYE", response.cseq[0] + 1)):
+        request: Request = new_request(method, invite.uri, to, call_id=invite.call_id, cseq=cseq)
+        request.headers.set("From", invite.from_header)
+        request.headers.remove("Contact")
+        for route in invite.routes:
+            request.headers.add("Route", route)
+        made.append(request)
+    return made[0], made[1]
+
+
+def ack_for_failure(invite: Request, response: Response) -> Request:
+    """The INVITE transaction's ACK of a non-2xx final answer (RFC 3261 17.1.1.3)."""
+    headers = Headers()
+    headers.add("Via", invite.headers.get_all("Via")[0])
+    headers.add("Max-Forwards", "70")
+    for name in ("From", "Call-ID"):
+        headers.add(name, invite.headers.get(name) or "")
+    headers.add("To", response.headers.get("To") or "")
+    headers.add("CSeq", f"{invite.cseq[0]} ACK")
+    for route in invite.headers.get_all("Route"):
+        headers.add("Route", route)
+    return Request("ACK", invite.uri, headers)

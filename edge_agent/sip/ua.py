@@ -18,12 +18,19 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.sip import dialog_match, digest, grant, nat, uas_checks
+from edge_agent.sip import answer_cache, dialog_match, digest, grant, nat, uas_checks
 from edge_agent.sip.addresses import format_host, hostport
 from edge_agent.sip.answer_cache import AnswerCache, server_key
 from edge_agent.sip.dialog_match import Dialog
 from edge_agent.sip.errors import DigestError, SipError
-from edge_agent.sip.invite_answers import HangUp, InviteAnswers, Resend, SentInvite
+from edge_agent.sip.invite_answers import (
+    HangUp,
+    InviteAnswers,
+    Resend,
+    SentInvite,
+    ack_and_bye,
+    ack_for_failure,
+)
 from edge_agent.sip.invite_server import InviteServer
 from edge_agent.sip.message import (
     Headers,
@@ -42,14 +49,6 @@ T1, T2 = 0.5, 4.0
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY"
 USER_AGENT = "Rundruf-Agent"
 ANSWER_MEMORY_S = 32.0  # how long an answer is kept for a retransmitted request
-# Answers kept for retransmissions (`answer_cache.py`): in our dialogs (only a dialog's
-# peer adds to these: 500 calls' INFOs, BYEs and re-INVITEs fit many times over) ...
-DIALOG_ANSWERS = 8192
-DIALOG_ANSWER_BYTES = 16 * 1024 * 1024
-# ... and to anything else (OPTIONS, stray BYEs, INVITEs refused), which anyone can send.
-OTHER_ANSWERS = 512
-OTHER_ANSWERS_PER_SOURCE = 32
-OTHER_ANSWER_BYTES = 1024 * 1024
 TIMER_C = 180.0  # RFC 3261 16.6: the longest an INVITE may ring
 
 
@@ -139,22 +138,8 @@ class UserAgent:
     # By branch and method: a CANCEL shares its INVITE's branch (RFC 3261 9.1).
     _pending: dict[tuple[str, str], ClientTransaction] = field(default_factory=dict)
     # Answers for retransmitted requests: of our dialogs, and of anything else.
-    _answers: AnswerCache = field(
-        default_factory=lambda: AnswerCache(
-            max_entries=DIALOG_ANSWERS,
-            max_per_source=DIALOG_ANSWERS,
-            max_bytes=DIALOG_ANSWER_BYTES,
-            memory_s=ANSWER_MEMORY_S,
-        )
-    )
-    _other_answers: AnswerCache = field(
-        default_factory=lambda: AnswerCache(
-            max_entries=OTHER_ANSWERS,
-            max_per_source=OTHER_ANSWERS_PER_SOURCE,
-            max_bytes=OTHER_ANSWER_BYTES,
-            memory_s=ANSWER_MEMORY_S,
-        )
-    )
+    _answers: AnswerCache = field(default_factory=answer_cache.for_dialogs)
+    _other_answers: AnswerCache = field(default_factory=answer_cache.for_others)
     # The INVITEs sent lately: what a 2xx outside their transaction gets (issue 15).
     invites: InviteAnswers = field(default_factory=InviteAnswers)
     _failure_acks: dict[str, tuple[float, Request, Address]] = field(default_factory=dict)
@@ -310,7 +295,7 @@ class UserAgent:
         if pending.request.method == "INVITE" and response.status >= 300:
             # Non-2xx to INVITE: the transaction acknowledges it (RFC 3261 17.1.1.3), and
             # again for each retransmission of it (Timer D).
-            ack = self._ack_for_failure(pending.request, response)
+            ack = ack_for_failure(pending.request, response)
             self.transport.send(ack, pending.destination)
             self._failure_acks[response.branch] = (time.monotonic(), ack, pending.destination)
         if not pending.final.done():
@@ -347,16 +332,7 @@ class UserAgent:
         the answer's source, and nothing of what the answer names (Contact, Record-Route,
         which a forger chooses) steers them (docs/decisions/sip-stray-answers.md). The
         ACK is kept for the answer's retransmissions."""
-        to = response.headers.get("To") or ""
-        requests = []
-        for method, cseq in (("ACK", response.cseq[0]), ("BYE", response.cseq[0] + 1)):
-            request = self.new_request(method, invite.uri, to, call_id=invite.call_id, cseq=cseq)
-            request.headers.set("From", invite.from_header)
-            request.headers.remove("Contact")
-            for route in invite.routes:
-                request.headers.add("Route", route)
-            requests.append(request)
-        ack, bye = requests
+        ack, bye = ack_and_bye(invite, response, self.new_request)
         self.invites.hung_up(invite, to_tag, ack)  # before sending: one BYE per dialog
         self.transport.send(ack, invite.destination)
         self.background(self._send_quietly(bye, invite.destination))
@@ -368,19 +344,6 @@ class UserAgent:
     def remember_ack(self, call_id: str, ack: Request, destination: Address) -> None:
         """The call's ACK for its answer: sent again when that answer comes again."""
         self.invites.acknowledged(call_id, ack, destination)
-
-    @staticmethod
-    def _ack_for_failure(invite: Request, response: Response) -> Request:
-        headers = Headers()
-        headers.add("Via", invite.headers.get_all("Via")[0])
-        headers.add("Max-Forwards", "70")
-        for name in ("From", "Call-ID"):
-            headers.add(name, invite.headers.get(name) or "")
-        headers.add("To", response.headers.get("To") or "")
-        headers.add("CSeq", f"{invite.cseq[0]} ACK")
-        for route in invite.headers.get_all("Route"):
-            headers.add("Route", route)
-        return Request("ACK", invite.uri, headers)
 
     # ---------------------------------------------------------------- server side
 

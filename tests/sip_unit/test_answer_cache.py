@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from edge_agent.sip.answer_cache import AnswerCache, server_key
+from edge_agent.sip.answer_cache import OTHER_ANSWERS_PER_SOURCE, AnswerCache, server_key
 from edge_agent.sip.message import Headers, Request, Response, parse, response_to
 from edge_agent.sip.transport import UdpTransport
-from edge_agent.sip.ua import OTHER_ANSWERS_PER_SOURCE, Account, UserAgent
+from edge_agent.sip.ua import Account, UserAgent
 from tests.sip_unit.test_forged_answers import Peer, answered_call
 
 HOST = "127.0.0.1"

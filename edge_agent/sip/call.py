@@ -19,8 +19,10 @@ from typing import Any
 
 from edge_agent.sip import sdp
 from edge_agent.sip.dialog_match import DialogPeer
+from edge_agent.sip.dtmf_info import dtmf_from_info
 from edge_agent.sip.errors import DigestError, RtpParseError, SdpError, SipError
-from edge_agent.sip.media_host import MediaHostResolver, default_resolver, media_literal
+from edge_agent.sip.hold import PeerHold
+from edge_agent.sip.media_host import MediaHostResolver, default_resolver
 from edge_agent.sip.media_source import RtpSource
 from edge_agent.sip.message import (
     NameAddr,
@@ -31,6 +33,7 @@ from edge_agent.sip.message import (
     parse_uri,
     response_to,
 )
+from edge_agent.sip.reoffer import Reoffers
 from edge_agent.sip.rtp import DtmfDetector, RtpPacket
 from edge_agent.sip.srtp import CallCrypto, Mode
 from edge_agent.sip.transport import Address
@@ -94,29 +97,6 @@ def _address_of(uri: str) -> Address:
     return parsed.host, parsed.port or 5060
 
 
-_INFO_DIGITS = {str(n): str(n) for n in range(10)} | {"10": "*", "11": "#", "*": "*", "#": "#"}
-_INFO_DIGITS |= {letter: letter for letter in "ABCD"} | {"12": "A", "13": "B", "14": "C", "15": "D"}
-
-
-def dtmf_from_info(request: Request) -> str | None:
-    """The key of a SIP INFO: application/dtmf-relay ("Signal=1") or application/dtmf ("1").
-
-    The whole value counts: "10" and "11" are * and # (RFC 4733 event numbers), never "1".
-    """
-    kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    text = request.body.decode("utf-8", "replace").strip()
-    value = None
-    if kind == "application/dtmf-relay":
-        for line in text.splitlines():
-            name, _, found = line.partition("=")
-            if name.strip().lower() == "signal":
-                value = found.strip()
-                break
-    elif kind == "application/dtmf":
-        value = text
-    return None if value is None else _INFO_DIGITS.get(value.upper())
-
-
 class Call:
     def __init__(
         self,
@@ -147,15 +127,12 @@ class Call:
         # SDES-SRTP (issue 15, point 9): the key we offer, the peer's, both directions.
         self.crypto = CallCrypto(srtp)
         self._resolver = resolver or default_resolver
-        self._offer_pending = False  # a re-INVITE waits for its c= host's lookup
-        self._sdp_session = random.getrandbits(31)  # o= id; the version counts up (RFC 3264 8)
-        self._sdp_version = self._sdp_session
+        self.reoffers = Reoffers(self)  # the SDP session, the member's re-INVITEs
         self.digits: asyncio.Queue[str] = asyncio.Queue()
         self.remote_bye = asyncio.Event()
         # The peer's SDP wants none of our audio (issue 15, point 7): nothing is sent
         # meanwhile; each change is queued for the dialer, which pauses the message.
-        self.on_hold = False
-        self.holds: asyncio.Queue[bool] = asyncio.Queue()
+        self.hold = PeerHold()
         self.ssrc = random.getrandbits(32)
         self._detector = DtmfDetector()
         self.route: list[str] = []
@@ -191,7 +168,7 @@ class Call:
         request.body = sdp.offer(
             host,
             self.media.port,
-            self._sdp_session,
+            self.reoffers.session,
             proto=self.crypto.offer_proto,
             crypto=self.crypto.offer_lines(),
         )
@@ -359,13 +336,13 @@ class Call:
         try:
             answer = sdp.parse(response.body)
             secure = self.crypto.mode != "off"
-            self.negotiated = await self._resolved(sdp.negotiate(answer, secure=secure))
+            self.negotiated = await self.resolved(sdp.negotiate(answer, secure=secure))
             self.crypto.answered(answer.proto, answer.crypto)  # SrtpRequired: no key
         except SdpError as exc:
             log.warning("the answer of %s has no usable media: %s", self.target, exc)
             await self.hang_up()
             return Ended(488, f"no usable media: {exc}", getattr(exc, "code", None))
-        self._hold(answer)  # a phone may answer on hold
+        self.hold.follow(answer, self.call_id)  # a phone may answer on hold
         return response
 
     def _ack(self, response: Response) -> None:
@@ -417,17 +394,27 @@ class Call:
             except SipError as exc:
                 log.info("BYE to %s: %s", self.target, exc)
 
-    async def _resolved(self, negotiated: sdp.Negotiated) -> sdp.Negotiated:
+    async def resolved(self, negotiated: sdp.Negotiated) -> sdp.Negotiated:
         """`negotiated` with its address as an IP literal: a host name is looked up once
         here, off the loop and bounded in time (never by ``sendto`` for each packet);
         raises UnresolvableHost (an SdpError) when it gives no address in time."""
-        address = await self._resolver.resolve(negotiated.address, negotiated.port, self._family)
+        address = await self._resolver.resolve(negotiated.address, negotiated.port, self.family)
         return replace(negotiated, address=address)
 
     @property
-    def _family(self) -> int:
+    def family(self) -> int:
         """The address family of the call's RTP socket: the SDP's must be the same."""
         return self.media.family if self.media is not None else socket.AF_INET
+
+    @property
+    def on_hold(self) -> bool:
+        """Whether the member has the call on hold now (`hold.py`)."""
+        return self.hold.on_hold
+
+    @property
+    def holds(self) -> asyncio.Queue[bool]:
+        """Each change of `on_hold`, for the dialer."""
+        return self.hold.changes
 
     @property
     def rtp_dropped(self) -> int:
@@ -471,7 +458,7 @@ class Call:
 
     @negotiated.setter
     def negotiated(self, value: sdp.Negotiated | None) -> None:
-        """Set from an SDP whose address is an IP literal already (`_resolved`)."""
+        """Set from an SDP whose address is an IP literal already (`resolved`)."""
         self._negotiated = value
         if value is not None:
             types = [value.codec_pt]
@@ -526,120 +513,9 @@ class Call:
                 self.digits.put_nowait(digit)
             return response_to(request, 200, "OK")
         if method == "INVITE" and self.media is not None and not self.media.closed:
-            return self._reinvite(request, source)
+            return self.reoffers.reinvite(request, source)
         if method in ("OPTIONS", "NOTIFY", "UPDATE"):
             return response_to(request, 200, "OK")
         if method == "CANCEL":
             return response_to(request, 481, "Call/Transaction Does Not Exist")
         return response_to(request, 405, "Method Not Allowed")
-
-    def _reinvite(self, request: Request, source: Address) -> Response:
-        """A re-INVITE (hold, address change, session refresh): answered with our media
-        again. The audio is encoded in the codec agreed first, so an offer without that
-        codec is refused with 488 and the call goes on as it was (RFC 3261 14.2).
-
-        An offer naming a host is answered 100 at once and 200 or 488 once its one
-        lookup has ended (`media_host.py`): the loop never waits for a resolver."""
-        if self._offer_pending:  # RFC 3261 14.2: one offer at a time
-            busy = response_to(request, 500, "Server Internal Error")
-            busy.headers.add("Retry-After", str(random.randint(1, 10)))  # noqa: S311 - a wait
-            return busy
-        if not request.body:  # an offer in the 200, the answer in the ACK (we keep our media)
-            return self._accept(request, None, None)
-        try:
-            offer = sdp.parse(request.body)
-            negotiated = sdp.negotiate(offer, self._running(), secure=self.crypto.secure)
-            literal = media_literal(negotiated.address, self._family)
-        except SdpError as exc:
-            return _not_acceptable(request, exc)
-        if literal is not None:
-            return self._accept(request, offer, replace(negotiated, address=literal))
-        self._offer_pending = True
-        self.ua.background(self._answer_later(request, source, offer, negotiated))
-        return response_to(request, 100, "Trying")
-
-    async def _answer_later(
-        self,
-        request: Request,
-        source: Address,
-        offer: sdp.SessionDescription,
-        negotiated: sdp.Negotiated,
-    ) -> None:
-        try:
-            try:
-                resolved = await self._resolved(negotiated)
-            except SdpError as exc:
-                log.warning("call %s: re-INVITE refused: %s", self.call_id, exc)
-                response = _not_acceptable(request, exc)
-            else:
-                # Closed, or CANCELled meanwhile (the user agent answered 487): no change.
-                if self.media is None or self.media.closed or self.ua.answered_finally(request):
-                    response = response_to(request, 487, "Request Terminated")
-                else:
-                    response = self._accept(request, offer, resolved)
-        finally:
-            self._offer_pending = False
-        self.ua.answer_later(request, response, source)
-
-    def _running(self) -> tuple[int, str] | None:
-        if self.negotiated is None:
-            return None
-        return self.negotiated.codec_pt, self.negotiated.codec
-
-    def _accept(
-        self,
-        request: Request,
-        offer: sdp.SessionDescription | None,
-        negotiated: sdp.Negotiated | None,
-    ) -> Response:
-        """The 200 with our SDP: the answer to `offer` (its address resolved), or without
-        an offer one of our own."""
-        assert self.media is not None
-        host, port = self.ua.transport.local[0], self.media.port
-        running = self._running()
-        response = response_to(request, 200, "OK")
-        response.headers.add("Contact", self.ua.contact)
-        version = self._sdp_version + 1
-        if offer is not None and negotiated is not None:
-            try:
-                crypto = self.crypto.reoffered(offer.proto, offer.crypto)  # never plain after SRTP
-                body = sdp.answer(
-                    offer,
-                    host,
-                    port,
-                    self._sdp_session,
-                    session_version=version,
-                    running=running,
-                    crypto=crypto,
-                )
-            except SdpError as exc:
-                return _not_acceptable(request, exc)
-            self.negotiated = negotiated
-            self._hold(offer)
-            response.body = body
-        else:
-            payloads = (8, 0, 101) if running is None else (running[0], 101)
-            response.body = sdp.offer(
-                host,
-                port,
-                self._sdp_session,
-                payloads=payloads,
-                session_version=version,
-                proto=self.crypto.session_proto,
-                crypto=self.crypto.session_lines(),
-            )
-        self._sdp_version = version
-        response.headers.add("Content-Type", "application/sdp")
-        return response
-
-    def _hold(self, description: sdp.SessionDescription) -> None:
-        """Follows the peer's latest SDP: on hold (`sdp.on_hold`) or not."""
-        held = sdp.on_hold(description)
-        if held != self.on_hold:
-            self.on_hold = held
-            self.holds.put_nowait(held)
-            log.info("call %s %s", self.call_id, "on hold" if held else "back from hold")
-
-
-def _not_acceptable(request: Request, reason: Exception) -> Response:
-    return response_to(request, 488, f"Not Acceptable Here ({reason})"[:80])

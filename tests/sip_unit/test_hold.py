@@ -10,7 +10,7 @@ import pytest
 
 from edge_agent.sip import sdp
 from edge_agent.sip.call import Call
-from edge_agent.sip.message import parse
+from edge_agent.sip.message import Request, parse
 from edge_agent.sip.pacer import RtpStream
 from tests.sip_unit.test_reinvite import call, reinvite
 
@@ -38,7 +38,9 @@ def offer(port: int, direction: str = "sendrecv", address: str = HOST, version: 
 def answered(call: Call, body: bytes, cseq: int) -> sdp.SessionDescription:
     request = reinvite(body).replace(b"CSeq: 2 INVITE", f"CSeq: {cseq} INVITE".encode())
     request = request.replace(b"z9hG4bK-re-1", f"z9hG4bK-re-{cseq}".encode())
-    response = call.handle(parse(request), (HOST, 5090))
+    message = parse(request)
+    assert isinstance(message, Request)
+    response = call.handle(message, (HOST, 5090))
     assert response is not None and response.status == 200, response
     return sdp.parse(response.body)
 
@@ -103,7 +105,9 @@ def test_which_descriptions_are_on_hold() -> None:
     assert not sdp.on_hold(described("sendrecv", "pbx.example"))
 
 
-def test_a_paused_stream_sends_nothing_its_clock_runs_on_and_a_restart_plays_from_the_start():
+def test_a_paused_stream_sends_nothing_its_clock_runs_on_and_a_restart_plays_from_the_start() -> (
+    None
+):
     sent: list[bytes] = []
     audio = bytes(range(160)) + bytes(range(1, 161)) + bytes(range(2, 162))
     stream = RtpStream(audio, 0, 1, sent.append, sequence=10, timestamp=1000)

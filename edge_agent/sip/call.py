@@ -502,7 +502,8 @@ class Call:
     def handle(self, request: Request, source: Address) -> Response | None:
         """In-dialog requests from the member (the user agent routes them here)."""
         method = request.method
-        if method == "ACK":
+        if method == "ACK":  # of a re-INVITE's 200: the answer to our offer, if it had one
+            self.reoffers.acknowledged(request)
             return None
         if method == "BYE":
             self.remote_bye.set()

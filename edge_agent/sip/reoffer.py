@@ -1,10 +1,19 @@
 """The member's offers inside a call: re-INVITEs (hold, address change, session refresh).
 
 The audio is encoded in the codec agreed first, so an offer without that codec is
-refused with 488 and the call goes on as it was (RFC 3261 14.2). A re-INVITE without
-SDP gets an offer of ours in the 200. An offer naming a host is answered 100 at once
-and 200 or 488 once its one lookup has ended (`media_host.py`): the loop never waits
-for a resolver. Every SDP version we send counts up from the INVITE's (RFC 3264 8).
+refused with 488 and the call goes on as it was (RFC 3261 14.2). An offer naming a
+host is answered 100 at once and 200 or 488 once its one lookup has ended
+(`media_host.py`): the loop never waits for a resolver. Every SDP version we send
+counts up from the INVITE's (RFC 3264 8).
+
+A re-INVITE without SDP gets an offer of ours in the 200, and the member's answer
+comes in the ACK (RFC 3261 13.2.1; music on hold and third party call control,
+RFC 3725, RFC 5359): the ACK's answer moves the media and puts the call on hold or
+takes it back, as an offer would. Our offer says `sendrecv`, what we want, also
+while the member has the call on hold: an answer to a `recvonly` offer could only be
+`sendonly` or `inactive` (RFC 3264 6.1), so mirroring the hold in our offer would
+keep the member from ever taking the call back this way. Until the answer comes the
+call stays as it was (docs/decisions/sip-hold.md).
 """
 
 from __future__ import annotations
@@ -36,6 +45,9 @@ class Reoffers:
         self.pending = False  # a re-INVITE waits for its c= host's lookup
         self.session = random.getrandbits(31)  # o= id; the version counts up (RFC 3264 8)
         self.version = self.session
+        # The CSeq of the re-INVITE whose 200 carries our offer: its ACK brings the answer.
+        self._offered: int | None = None
+        self._offers = 0  # counts the member's offers and answers: a later one wins
 
     def reinvite(self, request: Request, source: Address) -> Response:
         """The answer to a re-INVITE: 200 with our SDP, 488, or 100 while a host is
@@ -45,8 +57,12 @@ class Reoffers:
             busy = response_to(request, 500, "Server Internal Error")
             busy.headers.add("Retry-After", str(random.randint(1, 10)))  # noqa: S311 - a wait
             return busy
-        if not request.body:  # an offer in the 200, the answer in the ACK (we keep our media)
-            return self._accept(request, None, None)
+        self._offers += 1
+        self._offered = None  # a newer re-INVITE: an ACK's answer to the older offer lapses
+        if not request.body:  # an offer in the 200, the answer in the ACK
+            response = self._accept(request, None, None)
+            self._offered = request.cseq[0]
+            return response
         try:
             offer = sdp.parse(request.body)
             negotiated = sdp.negotiate(offer, self._running(), secure=call.crypto.secure)
@@ -82,6 +98,47 @@ class Reoffers:
         finally:
             self.pending = False
         call.ua.answer_later(request, response, source)
+
+    def acknowledged(self, ack: Request) -> None:
+        """An ACK of the member's: for the 200 with our offer it brings the answer."""
+        call = self.call
+        if self._offered is None or ack.cseq[0] != self._offered:
+            return  # an ACK of an answer of ours, or sent again: nothing to read
+        self._offered = None
+        if call.media is None or call.media.closed:
+            return
+        if not ack.body:  # RFC 3261 13.2.1: it must; without one nothing changes
+            log.warning("call %s: the ACK brings no answer to our offer", call.call_id)
+            return
+        try:
+            answer = sdp.parse(ack.body)
+            negotiated = sdp.negotiate(answer, self._running(), secure=call.crypto.secure)
+            literal = media_literal(negotiated.address, call.family)
+            call.crypto.reanswered(answer.proto, answer.crypto)
+        except SdpError as exc:
+            # The member should have hung up (RFC 3261 14.2); the call goes on as it was.
+            log.warning("call %s: the answer in the ACK cannot be used: %s", call.call_id, exc)
+            return
+        if literal is not None:
+            self._answered(answer, replace(negotiated, address=literal))
+        else:
+            call.ua.background(self._answered_later(answer, negotiated, self._offers))
+
+    async def _answered_later(
+        self, answer: sdp.SessionDescription, negotiated: sdp.Negotiated, offers: int
+    ) -> None:
+        call = self.call
+        try:
+            resolved = await call.resolved(negotiated)
+        except SdpError as exc:
+            log.warning("call %s: the answer in the ACK cannot be used: %s", call.call_id, exc)
+            return
+        if offers == self._offers and call.media is not None and not call.media.closed:
+            self._answered(answer, resolved)  # unless a newer offer came meanwhile
+
+    def _answered(self, answer: sdp.SessionDescription, negotiated: sdp.Negotiated) -> None:
+        self.call.negotiated = negotiated
+        self.call.hold.follow(answer, self.call.call_id)
 
     def _running(self) -> tuple[int, str] | None:
         negotiated = self.call.negotiated

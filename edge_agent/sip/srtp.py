@@ -169,6 +169,22 @@ class CallCrypto:
             self.streams.rekey_peer(found.key)
         return (sdp_crypto.format_line(found.tag, self._key),)
 
+    def reanswered(self, proto: str, crypto: tuple[str, ...]) -> None:
+        """The answer to our own offer inside the call (in the ACK of a re-INVITE without
+        SDP): the peer's key, perhaps a new one. Raises SdpError when an SRTP call's
+        answer brings no usable key or a plain call's is RTP/SAVP (the call goes on as
+        it was)."""
+        if self.streams is None:
+            if proto in SECURE_PROTOCOLS:
+                raise SdpError("the call runs plain RTP; RTP/SAVP is not taken mid-call")
+            return
+        found = sdp_crypto.answer_key(crypto, OFFER_TAG)
+        if found is None:
+            raise SrtpRequired("the call runs SRTP and the answer brings no usable key")
+        if found.key != self._remote:
+            self._remote = found.key
+            self.streams.rekey_peer(found.key)
+
     def session_lines(self) -> tuple[str, ...]:
         """Our crypto value for an offer of our own inside the call (a re-INVITE without
         SDP): our key again, while the call is SRTP."""

@@ -16,7 +16,7 @@ import pytest
 
 from edge_agent.dialer.port import CallEventKind, CallOutcome, CallRequest
 from edge_agent.dialer.sip import SipDialer
-from edge_agent.sip.call import dtmf_from_info
+from edge_agent.sip.dtmf_info import dtmf_from_info
 from edge_agent.sip.message import Headers, Request
 from edge_agent.sip.transport import bad_request
 from edge_agent.sip.ua import Account

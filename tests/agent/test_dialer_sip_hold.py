@@ -127,6 +127,35 @@ async def test_a_member_on_hold_hears_nothing_and_the_message_again_on_resuming(
     assert gap > resumed - held - 0.1, gap
 
 
+async def test_a_member_back_by_a_reinvite_without_sdp_hears_the_message_again(
+    dialer: SipDialer, tmp_path: Path
+) -> None:
+    """Back the way music on hold does it: a re-INVITE without SDP, the answer a=sendrecv
+    in the ACK. Before, the ACK's answer was never read: the member stayed silent (here
+    until the 1 pressed on hold ended the call; in a broadcast until its timeout)."""
+    message = noise_wav(tmp_path / "message.wav", MESSAGE_S)
+    with (
+        TimedSink() as sink,
+        SippUas("uas_hold_offerless.xml", tmp_path, keys=ears(sink)) as member,
+    ):
+        request = call_request(member.uri, message, ring_timeout_s=10.0, dtmf_timeout_s=1.5)
+        recorder = Recorder()
+        outcome = await asyncio.wait_for(dialer.call(request, recorder), 30)
+        assert await asyncio.to_thread(member.wait, 10) == 0, member.log()
+    assert_well_formed(recorder.events, outcome, request)
+    assert outcome is CallOutcome.CONFIRMED, recorder.events[-1]
+    kinds = recorder.kinds
+    assert kinds.count(K.HELD) == 1 and kinds.count(K.RESUMED) == 1, kinds
+    assert kinds.index(K.HELD) < kinds.index(K.RESUMED) < kinds.index(K.CONFIRMED)
+    held, resumed = seconds(recorder.first(K.HELD).at), seconds(recorder.first(K.RESUMED).at)
+    confirmed = seconds(recorder.first(K.CONFIRMED).at)
+    assert 1.5 < resumed - held < 3.0  # SIPp holds for two seconds
+    assert sink.between(held + 0.02, resumed) == []
+    again = sink.between(resumed, confirmed)
+    assert len(again) > 50, len(again)  # a second and a half of the message
+    assert again[0].marker and again[0].payload == sink.packets[0].payload  # from its start
+
+
 async def test_a_broadcast_records_held_and_resumed_in_the_attempts_steps(
     tmp_path: Path, beds: list[Bed]
 ) -> None:

@@ -37,7 +37,7 @@ from edge_agent.sip.reoffer import Reoffers
 from edge_agent.sip.rtp import DtmfDetector, RtpPacket
 from edge_agent.sip.srtp import CallCrypto, Mode
 from edge_agent.sip.transport import Address
-from edge_agent.sip.ua import TIMER_C, ClientTransaction, SipTimeout, UserAgent
+from edge_agent.sip.ua import ALLOW, TIMER_C, ClientTransaction, SipTimeout, UserAgent
 from edge_agent.sip.udp import UdpSocket
 
 log = logging.getLogger(__name__)
@@ -515,8 +515,12 @@ class Call:
             return response_to(request, 200, "OK")
         if method == "INVITE" and self.media is not None and not self.media.closed:
             return self.reoffers.reinvite(request, source)
-        if method in ("OPTIONS", "NOTIFY", "UPDATE"):
+        if method in ("OPTIONS", "NOTIFY"):
             return response_to(request, 200, "OK")
         if method == "CANCEL":
             return response_to(request, 481, "Call/Transaction Does Not Exist")
-        return response_to(request, 405, "Method Not Allowed")
+        # UPDATE (RFC 3311) among them: a 200 without an answer to its offer would leave
+        # the member believing the call is on hold while we send (RFC 3261 8.2.1: Allow).
+        refused = response_to(request, 405, "Method Not Allowed")
+        refused.headers.add("Allow", ALLOW)
+        return refused

@@ -123,3 +123,19 @@ def test_a_paused_stream_sends_nothing_its_clock_runs_on_and_a_restart_plays_fro
     again = sent[-1]
     assert again[1] & 0x80 and again[12:] == sent[0][12:]  # marker, the first frame
     assert int.from_bytes(again[2:4]) == 12  # the sequence goes on: nothing was lost
+
+
+async def test_an_update_with_an_offer_is_refused_with_405_and_our_allow(
+    call: Call, phone: socket.socket
+) -> None:
+    """UPDATE (RFC 3311) is not in our Allow. Before, it got a 200 without SDP: the
+    member's phone believed the call on hold (no answer refused it) while we sent on."""
+    port = phone.getsockname()[1]
+    update = reinvite(offer(port, "sendonly", HOST, 3)).replace(b"INVITE", b"UPDATE")
+    message = parse(update)
+    assert isinstance(message, Request)
+    response = call.handle(message, (HOST, 5090))
+    assert response is not None and response.status == 405, response
+    allow = [m.strip() for m in (response.headers.get("Allow") or "").split(",")]
+    assert "INVITE" in allow and "UPDATE" not in allow
+    assert not call.on_hold and holds(call) == []

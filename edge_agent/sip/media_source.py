@@ -14,8 +14,11 @@ A call's RTP port hears every datagram sent to it. Before issue 15 a telephone-e
   it must be RTP version 2 with a payload type of the SDP (RFC 4961 symmetric RTP);
 - once latched, only that source is heard; everything else is dropped and counted,
   except the SDP's own address:port, which takes the latch over when it shows up;
-- our RTP goes to the latched source, before that to the SDP's address (nowhere
-  while that is 0.0.0.0 or ::, the old way of putting a call on hold, RFC 3264 8.4);
+- our RTP goes to the latched source, before that to the SDP's address;
+- an SDP naming 0.0.0.0 or :: (the old way of putting a call on hold, RFC 3264 8.4)
+  says where nothing goes, not where the phone's packets come from: while it holds,
+  nothing is sent and nothing new is learned, but the source accepted before stays
+  accepted (a digit pressed on hold comes from the phone's own socket as before);
 - a new SDP naming another address or port starts over under the same rule; the same
   one keeps the latch.
 
@@ -119,25 +122,28 @@ class RtpSource:
     def expect(self, address: Address, payload_types: Iterable[int]) -> None:
         """An SDP names `address` (an IP literal) with these payload types."""
         self._payload_types = frozenset(payload_types)
-        address = (str(ipaddress.ip_address(address[0])), address[1])
-        if address == self.expected:  # a session refresh: the latch stands
+        ip = ipaddress.ip_address(address[0])
+        self._hold = ip.is_unspecified
+        if self._hold:  # on hold: the sources accepted before stay, nothing else
+            return
+        address = (str(ip), address[1])
+        if address == self.expected:  # a session refresh, or back from hold: the latch stands
             return
         self.expected = address
         self.latched = None
         self._learn_from = learnable_from(address[0], self.peer)
-        self._hold = ipaddress.ip_address(address[0]).is_unspecified
 
     @property
     def learning(self) -> str | None:
         """The IP a packet may latch from besides the SDP's address (None: strict)."""
-        return self._learn_from if self.latched is None else None
+        return self._learn_from if self.latched is None and not self._hold else None
 
     @property
     def destination(self) -> Address | None:
-        """Where our RTP goes: the latched source, else the SDP's address."""
-        if self.latched is not None:
-            return self.latched
-        return None if self._hold else self.expected
+        """Where our RTP goes: the latched source, else the SDP's address; on hold nowhere."""
+        if self._hold:
+            return None
+        return self.latched or self.expected
 
     def admit(self, source: Address, data: bytes) -> bool:
         """Whether the datagram `data` from `source` is the peer's; counts it if not."""
@@ -146,12 +152,8 @@ class RtpSource:
         if source == self.expected:
             self.latched = source
             return True
-        if (
-            self.latched is None
-            and source[0] == self._learn_from
-            and self._learn_from is not None
-            and self._fits(data)
-        ):
+        learning = self.learning
+        if learning is not None and source[0] == learning and self._fits(data):
             self.latched = source
             return True
         self.dropped += 1

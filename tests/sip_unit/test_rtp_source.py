@@ -15,7 +15,7 @@ import pytest
 from edge_agent.sip import sdp
 from edge_agent.sip.call import Call
 from edge_agent.sip.media_source import RtpSource, learnable_from, scope
-from edge_agent.sip.message import parse
+from edge_agent.sip.message import Request, parse
 from edge_agent.sip.rtp import RtpPacket, TelephoneEvent
 from edge_agent.sip.transport import UdpTransport
 from edge_agent.sip.ua import Account, UserAgent
@@ -275,3 +275,46 @@ def test_on_hold_nothing_is_learned_and_nothing_is_sent():
     assert source.destination is None
     assert source.learning is None
     assert not source.admit(("93.184.216.34", 5000), voice())
+
+
+def test_on_a_hold_by_address_the_phone_is_still_heard_and_nobody_new() -> None:
+    # a3_variants.py case B: hold with c=0.0.0.0, then a digit pressed on hold from the
+    # phone's own RTP socket. Before, it was dropped as coming from a forged source.
+    source = RtpSource(peer="192.168.1.20")
+    source.expect(("192.168.1.20", 4000), [0, 101])
+    source.expect(("0.0.0.0", 4000), [0, 101])
+    assert source.destination is None
+    assert source.admit(("192.168.1.20", 4000), press(1, 1000))
+    assert not source.admit(("192.168.1.66", 4000), press(1, 2000))
+    assert not source.admit(("192.168.1.20", 4001), press(1, 3000))
+    source.expect(("192.168.1.20", 4000), [0, 101])  # back: the latch stands
+    assert source.latched == source.destination == ("192.168.1.20", 4000)
+    # Behind NAT: a source latched before the hold is still heard on hold ...
+    nat = RtpSource(peer="93.184.216.34")
+    nat.expect(("10.0.0.5", 4000), [0, 101])
+    assert nat.admit(("93.184.216.34", 30000), voice())
+    nat.expect(("::", 4000), [0, 101])
+    assert nat.admit(("93.184.216.34", 30000), press(1, 1000))
+    assert not nat.admit(("93.184.216.34", 30002), press(1, 2000))
+    # ... but nothing is learned on hold, not even from the peer's IP.
+    fresh = RtpSource(peer="93.184.216.34")
+    fresh.expect(("10.0.0.5", 4000), [0, 101])
+    fresh.expect(("0.0.0.0", 4000), [0, 101])
+    assert fresh.learning is None
+    assert not fresh.admit(("93.184.216.34", 30000), voice())
+
+
+async def test_a_digit_pressed_on_a_hold_by_address_counts(
+    call: Call, peers: tuple[Peer, Peer]
+) -> None:
+    phone, forger = peers
+    answered(call, *phone.address)
+    request = parse(reinvite("0.0.0.0", phone.address[1], "z9hG4bK-h1"))
+    assert isinstance(request, Request)
+    held = call.handle(request, (HOST, 5090))
+    assert held is not None and held.status == 200 and call.on_hold
+    forger.send(call, press(1, 1000))
+    phone.send(call, press(1, 2000))
+    await settle()
+    assert call.digits.get_nowait() == "1"
+    assert call.digits.empty() and call.rtp_dropped == 1

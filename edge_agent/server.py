@@ -88,13 +88,19 @@ async def graphql(
         # A proxy's maintenance page, say: not the service's answer.
         raise ServerUnreachable(f"{safe_url(url)}: the answer is not JSON") from None
     if body.get("errors"):
-        error = body["errors"][0]
-        code = error.get("extensions", {}).get("code", "")
-        message = f"{code}: {error.get('message')}"
+        error = body["errors"][0] if isinstance(body["errors"], list) else {}
+        error = error if isinstance(error, dict) else {}
+        extensions = error.get("extensions")
+        extensions = extensions if isinstance(extensions, dict) else {}
+        code = extensions.get("code")
+        code = code if isinstance(code, str) else ""
+        answer = str(error.get("message"))[:500]  # for the log and report_compat.py
+        message = f"{code}: {answer}"
         # The server's own trouble (a database hiccup) passes; try again later.
         if code == "INTERNAL_SERVER_ERROR":
             raise ServerUnreachable(message)
-        raise ServerRefused(message)  # the service's own words, no address
+        # The service's own words, no address; its code and extensions for the caller.
+        raise ServerRefused(message, code=code, extensions=extensions, answer=answer)
     data = body.get("data")
     if not isinstance(data, dict):
         raise ServerUnreachable(f"{safe_url(url)}: an answer without data")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from api.models import Broadcast, CallAttempt, CallOutcome
+from api.services import report_kinds
 from tests.conftest import error_codes
 from tests.test_agent_service import Stream
 
@@ -104,7 +106,10 @@ async def test_a_browser_watches_the_broadcast_move_on(gql, rt, world):
     "bad",
     [
         {"seq": 0},
-        {"kind": "exploded"},
+        {"kind": ""},  # a kind that is no name is refused; an unknown name is not
+        {"kind": "Held"},
+        {"kind": "held over"},
+        {"kind": "x" * 33},
         {"outcome": "BUSY"},  # on a "started" event
         {"attemptNo": 0},
         {"at": "2030-01-01T00:00:00"},  # no zone
@@ -311,3 +316,42 @@ async def test_a_member_holding_the_call_leaves_held_and_resumed_steps(gql, rt, 
     assert at["answeredAt"] < at["resumedAt"] < at["heldAt"] < at["endedAt"]
     assert at["heldAt"] == _at(rt, 5) and at["resumedAt"] == _at(rt, 4)
     assert (attempt["outcome"], attempt["detail"]) == ("ANSWERED", "endedOnHold")
+
+
+async def test_a_kind_this_service_does_not_know_is_ignored_and_the_rest_stored(
+    gql, rt, world, caplog
+):
+    """A newer agent's kind (docs/decisions/report-compatibility.md): before, the whole
+    report was refused ("unknown event kind") and the broadcast's history lost."""
+    agent = gql.as_(world.tokens["agent_a"])
+    events = _events(rt, 0, 1)  # started, ringing, answered, confirmed, ended
+    future = {**events[2], "seq": 4, "kind": "transferred", "at": _at(rt, 2.5)}
+    renumbered = [events[0], events[1], events[2], future] + [
+        {**e, "seq": e["seq"] + 1} for e in events[3:]
+    ]
+    late = {**future, "seq": 7, "kind": "transferred", "outcome": "BUSY"}  # with an outcome
+    before = report_kinds.ignored_counts().get("transferred", 0)
+    with caplog.at_level(logging.WARNING, logger="api.services.report_kinds"):
+        ack = await agent.ok(REPORT, **_report(rt, [*renumbered, late]))
+        # The last number counts the ignored event: the agent does not send it again.
+        assert ack["reportBroadcast"]["lastSeq"] == 7
+        again = await agent.ok(REPORT, **_report(rt, [late], status="COMPLETED"))
+        assert again["reportBroadcast"]["lastSeq"] == 7
+    assert report_kinds.ignored_counts()["transferred"] == before + 2  # not the repeat
+    logged = [r for r in caplog.records if "'transferred'" in r.getMessage()]
+    assert len(logged) == (1 if before == 0 else 0)  # once, not per report
+    history = await gql.as_(world.tokens["owner"]).ok(HISTORY, first=1)
+    [attempt] = history["broadcasts"]["nodes"][0]["attempts"]
+    assert attempt["outcome"] == "CONFIRMED"
+    assert attempt["answeredAt"] == _at(rt, 2) and attempt["confirmedAt"] == _at(rt, 3)
+    assert history["broadcasts"]["nodes"][0]["status"] == "COMPLETED"
+
+
+async def test_an_unknown_kind_is_still_checked_like_every_event(gql, rt, world):
+    """Only the kind is let pass: a bad time on an unknown kind refuses the report."""
+    events = _events(rt, 0, 1)
+    bad = {**events[0], "seq": 6, "kind": "transferred", "at": "2030-01-01T00:00:00"}
+    before = await _rows(rt)
+    body = await gql.as_(world.tokens["agent_a"])(REPORT, **_report(rt, [*events, bad]))
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert await _rows(rt) == before

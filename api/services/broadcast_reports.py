@@ -2,7 +2,9 @@
 
 The agent sends each call event once it happened, numbered from 1 per
 broadcast; reports can repeat or overlap after a reconnect, so only events with a
-number above the last stored one are applied, in order.
+number above the last stored one are applied, in order. An event of a kind this
+service does not know (a newer agent's) is counted as stored and otherwise ignored
+(`report_kinds.py`, docs/decisions/report-compatibility.md).
 """
 
 from __future__ import annotations
@@ -29,12 +31,11 @@ from api.models import (
 )
 from api.pubsub import tenant_events
 from api.runtime import Runtime
-from api.services import known_secrets, mirror, notify
+from api.services import known_secrets, mirror, notify, report_kinds
 from api.services.agents import Agent
 from edge_agent.pbx import text as pbx_text
 
 MAX_EVENTS = 2000
-EVENT_KINDS = {"started", "ringing", "answered", "held", "resumed", "confirmed", "ended"}
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,14 @@ def _check(report: ReportIn) -> None:
     seqs = [e.seq for e in report.events]
     if seqs != sorted(set(seqs)) or (seqs and seqs[0] < 1):
         raise BadInput("events must be numbered from 1 upwards, each once", field="events")
-    for event in report.events:
-        if event.kind not in EVENT_KINDS:
-            raise BadInput(f"unknown event kind {event.kind!r}", field="events")
-        if (event.kind == "ended") != (event.outcome is not None):
+    for i, event in enumerate(report.events):
+        # A kind this service does not know is ignored (report_kinds.py); one that is no
+        # name is refused. Whether an outcome belongs to it is known for known kinds only.
+        if not report_kinds.well_formed(event.kind):
+            words = "an event kind is a name of up to 32 letters and digits"
+            raise BadInput(words, field=f"events.{i}.kind")
+        ended = event.kind == "ended"
+        if report_kinds.known(event.kind) and ended != (event.outcome is not None):
             raise BadInput("an outcome comes with the ended event only", field="events")
         if event.at.tzinfo is None or not 1 <= event.attempt_no <= 100:
             raise BadInput("event times need a zone; attempts run 1 to 100", field="events")
@@ -171,13 +176,16 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
         broadcast.quorum_reached_at = broadcast.quorum_reached_at or report.quorum_reached_at
         broadcast.trigger_caller_number = report.trigger_caller_number
         broadcast.trigger_caller_name = report.trigger_caller_name
-        new = [e for e in report.events if e.seq > broadcast.last_event_seq]
+        unseen = [e for e in report.events if e.seq > broadcast.last_event_seq]
+        # Events of kinds unknown here count as stored: the agent must not send them again.
+        new = [e for e in unseen if report_kinds.known(e.kind)]
         note, new = await _scrubbed(rt, session, agent, report.note, new)
         broadcast.note = sticky_note(broadcast.note, note)
         if new:
             await _apply_all(session, agent, broadcast, new)
-        if new:
-            broadcast.last_event_seq = new[-1].seq
+        if unseen:
+            broadcast.last_event_seq = unseen[-1].seq
+        ignored = [e.kind for e in unseen if not report_kinds.known(e.kind)]
         last_seq, broadcast_id = broadcast.last_event_seq, broadcast.id
         after_commit(
             session,
@@ -185,6 +193,7 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
                 tenant_events(agent.tenant_id), notify.event("broadcast", broadcast_id)
             ),
         )
+    report_kinds.ignored(ignored)  # counted once stored, not per attempt
     return last_seq
 
 

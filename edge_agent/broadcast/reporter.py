@@ -3,7 +3,8 @@
 The journal is the queue: events above a broadcast's `acked_seq` are unsent.
 While the server is unreachable they wait on disk and go out on reconnect;
 `reportBroadcast` is idempotent by broadcast id and event number, so a repeat
-after a lost answer stores nothing twice. A job leaves the job service only
+after a lost answer stores nothing twice. An older central service that refuses a
+newer event kind gets the reports without it (`report_compat.py`). A job leaves the job service only
 after the server acknowledged the finished broadcast, which then holds it for good,
 also while memory stands in for a journal file that cannot be written.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from edge_agent.broadcast.journal import Journal
 from edge_agent.broadcast.model import RUNNING, Broadcast, Event, Member, Mode
+from edge_agent.broadcast.report_compat import WithheldKinds
 from edge_agent.channel import full_jitter
 from edge_agent.error_text import redact
 from edge_agent.errors import ServerRefused, ServerUnreachable
@@ -152,6 +154,8 @@ class Reporter:
         self.deletion_backoff = DeletionBackoff()
         self._deletion_failed = False  # in the current pass of `settle`
         self.settled = asyncio.Event()  # set whenever nothing is left to send (tests wait on it)
+        # Kinds an older central service refused: left out of its reports for a while.
+        self.withheld = WithheldKinds()
 
     async def run_forever(self) -> None:
         attempt = 0
@@ -220,23 +224,45 @@ class Reporter:
             self._members[b.id] = members
         acked = b.acked_seq
         while True:
-            events = fitting(await self.journal.events(b.id, acked, BATCH), members, self.hide)
-            last = events[-1].seq if events else acked
+            batch = fitting(await self.journal.events(b.id, acked, BATCH), members, self.hide)
+            last = batch[-1].seq if batch else acked
             # Final only when this report carries the last event of a finished broadcast.
             final = b.status != RUNNING and last == await self.journal.last_seq(b.id)
-            if not events and (not final or b.final_acked):
+            if not batch and (not final or b.final_acked):
                 return True
-            stored = await self.server.report_broadcast(
-                report_json(b, members, events, final, self.hide)
-            )
-            await self.journal.acked(b.id, stored, final and stored >= last)
-            if stored < last:
+            stored, sent_last = await self._send(b, members, batch, final)
+            # Events left out for this server (report_compat.py) count as delivered.
+            whole = stored >= sent_last
+            await self.journal.acked(b.id, last if whole else stored, final and whole)
+            if not whole:
                 log.error("the server stored broadcast %s up to %d of %d", b.id, stored, last)
                 return False
             acked = last
             if final:
                 self._members.pop(b.id, None)
                 return True
+
+    async def _send(
+        self, b: Broadcast, members: dict[str, Member], batch: list[Event], final: bool
+    ) -> tuple[int, int]:
+        """Reports `batch` without the kinds the server refused as unknown, and sends it
+        again without a kind it refuses now; (the last number the server stored, the last
+        one sent; 0, 0 when nothing had to go). Raises ServerRefused for other refusals."""
+        while True:
+            withheld = self.withheld.current()
+            events = [e for e in batch if e.kind not in withheld]
+            if not events and not final:
+                return 0, 0
+            try:
+                stored = await self.server.report_broadcast(
+                    report_json(b, members, events, final, self.hide)
+                )
+            except ServerRefused as exc:
+                # At most once per optional kind: each is learnt once, then left out.
+                if self.withheld.learn(exc, {e.kind for e in events}) is None:
+                    raise
+                continue
+            return stored, events[-1].seq if events else 0
 
     async def last_stored(self, b: Broadcast) -> int:
         """The last event number the server stored of the broadcast (0: none), asked with a

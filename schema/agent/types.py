@@ -124,7 +124,8 @@ class CallEventInput:
     member_extension: str | None = None
     attempt_no: int
     kind: str = strawberry.field(
-        description="started, ringing, answered, held, resumed, confirmed or ended."
+        description="started, ringing, answered, held, resumed, confirmed or ended. A kind "
+        "this service does not know (a newer agent's) counts as stored and is ignored."
     )
     at: datetime
     outcome: CallOutcome | None = strawberry.field(default=None, description="With ended only.")

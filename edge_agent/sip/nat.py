@@ -16,7 +16,7 @@ Three parts, docs/decisions/sip-nat.md says why:
 
 Pure except `keep_alive`. Every value read here comes from the network and is
 checked: a `received` that is no IP address of our family, or an `rport` that is no
-port, teaches nothing.
+port, teaches nothing, nor does an address no NAT could have given us (`implausible`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from edge_agent.sip.errors import SipError
 from edge_agent.sip.message import Headers, Response
 from edge_agent.sip.transport import Address, Transport
 
-__all__ = ["KEEPALIVE_S", "keep_alive", "learned", "seen_at", "stamp_via"]
+__all__ = ["KEEPALIVE_S", "implausible", "keep_alive", "learned", "seen_at", "stamp_via"]
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +115,90 @@ def seen_at(response: Response, local: Address) -> Address | None:
     return host, port
 
 
-def learned(response: Response, local: Address, public: Address | None) -> Address | None:
-    """Our public address after the registrar's `response`: where it saw us when that is
-    not `local`, None when it saw `local` (no NAT), `public` as it was when its Via
-    cannot be read."""
+def learned(
+    response: Response,
+    local: Address,
+    public: Address | None,
+    registrar: Address | None = None,
+) -> Address | None:
+    """Our public address after the answer `response` from `registrar` to our REGISTER:
+    where it saw us when that is not `local`, None when it saw `local` (no NAT),
+    `public` as it was when its Via cannot be read or names no address a NAT could
+    have given us (`implausible`)."""
     seen = seen_at(response, local)
     if seen is None:
+        return public
+    why = implausible(seen[0], local[0], registrar[0] if registrar else None)
+    if why is not None:
+        if _refused.pop(seen, None) is None:  # once per address, not per REGISTER
+            log.warning("the registrar says it sees this agent at %s:%d; ignored: %s", *seen, why)
+        _refused[seen] = why
+        while len(_refused) > _REFUSED_KEPT:
+            del _refused[next(iter(_refused))]
         return public
     now = None if seen == local else seen
     if now != public:
         log.info("the registrar sees this agent at %s:%d (behind NAT: %s)", *seen, now is not None)
     return now
+
+
+# The implausible addresses logged lately (the same one is logged once).
+_refused: dict[Address, str] = {}
+_REFUSED_KEPT = 16
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+# The subnet an address is taken to be in, its netmask unknown: what most LANs are.
+_SUBNET_BITS = {4: 24, 6: 64}
+
+
+def implausible(seen: str, local: str, registrar: str | None) -> str | None:
+    """Why the registrar's view `seen` of our address `local` cannot be a NAT's mapping
+    (None: it can be); docs/decisions/sip-nat.md, "Plausible". Never: an address that
+    is not one host's (broadcast, reserved, multicast, link-local, 0/8), the
+    registrar's own, loopback while we are bound to another address. Bound to a LAN
+    or global address: no NAT between us and a registrar in our own subnet (/24, IPv6
+    /64); a global address is taken, a private one only while ours is private too and
+    in another subnet. Bound to loopback (tests, development; a wildcard is refused)
+    the registrar on this host stands in for one elsewhere: there are no subnets."""
+    seen_ip, local_ip = _ip(seen), _ip(local)
+    if seen_ip is None or local_ip is None or seen_ip == local_ip:
+        return None  # the port alone, or nothing, changed (or seen_at refused it)
+    registrar_ip = _ip(registrar) if registrar is not None else None
+    if seen_ip.is_loopback and not local_ip.is_loopback:
+        return "a loopback address while we are bound to another"
+    if not seen_ip.is_loopback and not _unicast(seen_ip):
+        return "not the address of one host"
+    if seen_ip == registrar_ip:
+        return "the registrar's own address"
+    if local_ip.is_loopback:
+        return None
+    if registrar_ip is not None and _same_subnet(registrar_ip, local_ip):
+        return "the registrar is in our subnet: no NAT between us"
+    if seen_ip.is_global:
+        return None
+    if local_ip.is_global:
+        return "a private address while ours is global"
+    if _same_subnet(seen_ip, local_ip):
+        return "an address in our own subnet"
+    return None
+
+
+def _unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `ip` can be one host's address on the way to the registrar."""
+    if ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip.is_reserved:
+        return False  # 255.255.255.255 and 240/4 are reserved
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip not in _THIS_NETWORK
+    return ip.ipv4_mapped is None
+
+
+def _same_subnet(
+    a: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    b: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> bool:
+    if a.version != b.version:
+        return False
+    network = ipaddress.ip_network(f"{a}/{_SUBNET_BITS[a.version]}", strict=False)
+    return b in network
 
 
 async def keep_alive(transport: Transport, destination: Address, every: float) -> None:

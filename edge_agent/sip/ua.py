@@ -286,7 +286,7 @@ class UserAgent:
         # connection is the way back, and its port is not the one we listen on.
         registrar = pending.request.method == "REGISTER" and source == pending.destination
         if registrar and self.transport.name == "UDP":
-            self.public = nat.learned(response, self.transport.local, self.public)
+            self.public = nat.learned(response, self.transport.local, self.public, source)
         if response.status < 200:
             pending.provisional = True
             if pending.on_provisional is not None:

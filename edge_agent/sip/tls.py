@@ -13,7 +13,11 @@ docs/decisions/sip-tls.md says why each choice below:
   connection's own address and port (`;transport=tls`) for the PBX to reuse it;
 - connecting and the handshake are bounded in time, each on its own;
 - a failure is a `TransportFailure` with a code (`registration.py` lists them), never a
-  fall-back to TCP or UDP.
+  fall-back to TCP or UDP;
+- TLS 1.3 refuses a client certificate only after the agent's handshake has ended, by
+  an alert the agent may never read (a write meets the PBX's reset first): a connection
+  that ends before the PBX said a word after a handshake in which it asked for a client
+  certificate is `tlsClientCertificate` too (`HandshakeWatch`).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import contextlib
 import logging
 import socket
 import ssl
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edge_agent.sip.errors import SipError
 from edge_agent.sip.stream import SipStream
@@ -42,6 +48,11 @@ RETRY_AFTER_S = 1.0
 REASON_MAX = 100  # what a code's parameter may hold (the server refuses more)
 # Alerts that say the PBX refused our client certificate, or wanted one we did not send.
 _CLIENT_CERTIFICATE_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA")
+# RFC 8446 4 (TLS 1.3): the handshake's record type; the PBX asking for our certificate,
+# and the session ticket it sends only after it has checked our part of the handshake.
+_HANDSHAKE = 22
+_CERTIFICATE_REQUEST = 13
+_NEW_SESSION_TICKET = 4
 
 Params = dict[str, str | int]
 OnFailure = Callable[[Address, "TransportFailure"], None]
@@ -148,6 +159,64 @@ def handshake_failure(exc: BaseException, host: str, port: int) -> TransportFail
     return TransportFailure("tlsHandshake", text, host=host, reason=reason)
 
 
+def lost_failure(
+    exc: BaseException | None, host: str, port: int, *, refused_unheard: bool
+) -> TransportFailure | None:
+    """The code for a connection to the PBX that ended with `exc` (None: closed), or
+    None when there is nothing to say (the next send connects again).
+
+    `refused_unheard`: TLS 1.3, the PBX asked for a client certificate, and the
+    connection ended before the PBX said anything after the handshake. The PBX checks
+    our certificate only then, and its alert (116, "certificate required") may never
+    be read: when our first write comes after the reset of its close (our last
+    handshake message still unread there), the write fails with "connection reset"
+    and the alert is lost with the connection (on Windows a reset discards it anyway).
+    Nothing else ends a TLS 1.3 connection at that point of the handshake."""
+    if isinstance(exc, ssl.SSLError):
+        failure = handshake_failure(exc, host, port)
+        if failure.code == "tlsClientCertificate" or not refused_unheard:
+            return failure
+    elif not refused_unheard:
+        return None  # the PBX spoke before: a dropped connection, as over TCP
+    ended = _reason(exc) if exc is not None else "closed"
+    reason = f"{ended} after the TLS 1.3 handshake that asked for a client certificate"
+    text = f"the PBX ({host}:{port}) refuses the agent's TLS client certificate: {reason}"
+    return TransportFailure("tlsClientCertificate", text, host=host, reason=reason)
+
+
+class HandshakeWatch:
+    """What the PBX said in each TLS connection's handshake that `ssl` has no call for:
+    whether it asked for a client certificate, and whether it sent a session ticket
+    after our part of the handshake (it accepted that part, our certificate included).
+
+    Read through the context's message callback (`SSLContext._msg_callback`, CPython's
+    hook since 3.8; it sees the handshake's messages, not the data). Without it nothing
+    is known, and a refusal whose alert is lost ends the connection unexplained."""
+
+    def __init__(self) -> None:
+        self._asked: weakref.WeakSet[object] = weakref.WeakSet()
+        self._accepted: weakref.WeakSet[object] = weakref.WeakSet()
+
+    def watch(self, context: ssl.SSLContext) -> None:
+        if hasattr(context, "_msg_callback"):
+            context._msg_callback = self._message
+
+    def _message(
+        self, conn: object, direction: str, version: Any, kind: int, message: int, data: Any
+    ) -> None:
+        # Called by OpenSSL for every record and handshake message, on the loop: short.
+        if direction != "read" or kind != _HANDSHAKE:
+            return
+        if message == _CERTIFICATE_REQUEST:
+            self._asked.add(conn)
+        elif message == _NEW_SESSION_TICKET:
+            self._accepted.add(conn)
+
+    def asked_unanswered(self, ssl_object: object) -> bool:
+        """The PBX asked this connection for a client certificate and sent no ticket."""
+        return ssl_object in self._asked and ssl_object not in self._accepted
+
+
 def connect_failure(exc: BaseException, host: str, port: int) -> TransportFailure:
     """The code for a TCP connection to the PBX that could not be made."""
     reason = "no answer in time" if isinstance(exc, TimeoutError) else _reason(exc)
@@ -158,20 +227,37 @@ def connect_failure(exc: BaseException, host: str, port: int) -> TransportFailur
 class _TlsStream(SipStream):
     """A stream whose bytes come through TLS: the same framing and limits as TCP's."""
 
+    ssl_object: object = None
+    tls13 = False
+    heard = False  # the PBX sent data on it (a message, a keep-alive's answer)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        self.ssl_object = transport.get_extra_info("ssl_object")
+        version = getattr(self.ssl_object, "version", None)
+        self.tls13 = version is not None and version() == "TLSv1.3"
         owner = self.owner
         assert isinstance(owner, TlsTransport)
         owner.connected(self, transport)
 
+    def data_received(self, data: bytes) -> None:
+        self.heard = True
+        super().data_received(data)
+
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        # TLS 1.3 tells of a refused client certificate only after the handshake, on
-        # the first read: the connection is lost with the PBX's alert.
-        if isinstance(exc, ssl.SSLError):
-            owner = self.owner
-            assert isinstance(owner, TlsTransport)
-            owner.failed(self.peer, handshake_failure(exc, owner.config.server_name, self.peer[1]))
+        # TLS 1.3 tells of a refused client certificate only after the handshake: the
+        # connection is lost with the PBX's alert, or (its reset first) without it.
+        owner = self.owner
+        assert isinstance(owner, TlsTransport)
+        refused_unheard = (
+            self.tls13 and not self.heard and owner.handshakes.asked_unanswered(self.ssl_object)
+        )
+        failure = lost_failure(
+            exc, owner.config.server_name, self.peer[1], refused_unheard=refused_unheard
+        )
+        if failure is not None:
+            owner.failed(self.peer, failure)
 
 
 class TlsTransport(TcpTransport):
@@ -191,6 +277,8 @@ class TlsTransport(TcpTransport):
         super().__init__(receiver)
         self.config = config
         self.context = context
+        self.handshakes = HandshakeWatch()
+        self.handshakes.watch(context)
         self.host = host  # the local address connections are made from
         self.server = server
         self._local: Address = (host, 0)

@@ -9,8 +9,9 @@ of the test's own on loopback.
 - `PlainWatch(port)`: UDP and TCP listeners on one port that keep whatever arrives
   (nothing may, when TLS fails: no fall-back to plain SIP).
 - `TlsPeer(certificate, ...)`: a thread serving TLS on a loopback port, optionally
-  requiring a client certificate, answering each SIP request with `answer(request)`;
-  it keeps the handshakes' errors, the client certificates and the requests it saw.
+  requiring a client certificate (and looking at it only when the test says so),
+  answering each SIP request with `answer(request)`; it keeps the handshakes' errors,
+  the client certificates and the requests it saw.
 """
 
 from __future__ import annotations
@@ -217,6 +218,9 @@ class PlainWatch:
 
 
 Answer = Callable[[Request], Response | None]
+# RFC 8446 4: the handshake's record type and the client's Certificate message.
+_HANDSHAKE = 22
+_CERTIFICATE = 11
 
 
 @dataclass
@@ -229,6 +233,10 @@ class TlsPeer:
     certificate: Pem
     answer: Answer
     client_ca: Path | None = None  # set: a client certificate signed by it is required
+    # Set: the client's certificate is looked at only once this event is set (TLS 1.3:
+    # after the client's handshake has ended), so the test decides when the PBX's
+    # alert and its close reach the agent.
+    check_client_when: threading.Event | None = None
     port: int = 0
     first_bytes: list[bytes] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -242,11 +250,21 @@ class TlsPeer:
         if self.client_ca is not None:
             self._context.load_verify_locations(str(self.client_ca))
             self._context.verify_mode = ssl.CERT_REQUIRED
+        if self.check_client_when is not None:
+            # OpenSSL calls it with each message read, before acting on it.
+            self._context._msg_callback = self._hold_client_certificate  # type: ignore[attr-defined]
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         # A test may serve another certificate on the same port after this one.
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def _hold_client_certificate(
+        self, conn: object, direction: str, version: Any, kind: int, message: int, data: Any
+    ) -> None:
+        if direction == "read" and kind == _HANDSHAKE and message == _CERTIFICATE:
+            assert self.check_client_when is not None
+            self.check_client_when.wait(10)
 
     def __enter__(self) -> Self:
         self._listener.bind((HOST, self.port))

@@ -12,7 +12,7 @@ import pytest
 from edge_agent.sip import sdp, sdp_crypto
 from edge_agent.sip.call import Call
 from edge_agent.sip.errors import SdpError
-from edge_agent.sip.message import parse
+from edge_agent.sip.message import Request, parse
 from edge_agent.sip.rtp import RtpPacket, TelephoneEvent
 from edge_agent.sip.srtp import CallCrypto, SrtpRequired, SrtpStreams, new_key
 from edge_agent.sip.transport import UdpTransport
@@ -175,8 +175,11 @@ def test_optional_offers_the_key_in_rtp_avp_and_takes_either_answer() -> None:
 # ---------------------------------------------------------------------- the call
 
 
+Bed = tuple[UserAgent, socket.socket]  # the user agent and the PBX's socket
+
+
 @pytest.fixture
-async def ua() -> AsyncIterator[tuple[UserAgent, socket.socket]]:
+async def ua() -> AsyncIterator[Bed]:
     pbx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes the INVITE
     pbx.bind((HOST, 0))
     transport = await UdpTransport.listen(HOST, 0, lambda *_: None)
@@ -217,7 +220,7 @@ def close(call: Call) -> None:
     call.close()
 
 
-async def test_a_required_call_offers_only_rtp_savp_with_a_fresh_key(ua) -> None:
+async def test_a_required_call_offers_only_rtp_savp_with_a_fresh_key(ua: Bed) -> None:
     first = Call(ua[0], f"sip:a@{HOST}", {}, srtp="required")
     second = Call(ua[0], f"sip:b@{HOST}", {}, srtp="required")
     first.begin()
@@ -234,7 +237,7 @@ async def test_a_required_call_offers_only_rtp_savp_with_a_fresh_key(ua) -> None
         close(second)
 
 
-async def test_only_an_authenticated_digit_counts_on_an_srtp_call(ua) -> None:
+async def test_only_an_authenticated_digit_counts_on_an_srtp_call(ua: Bed) -> None:
     phone_key = new_key()
     call = keyed_call(*ua, phone_key)
     phone = SrtpStreams(phone_key, offered_key(call))
@@ -257,7 +260,7 @@ async def test_only_an_authenticated_digit_counts_on_an_srtp_call(ua) -> None:
         close(call)
 
 
-async def test_a_forged_packet_from_elsewhere_never_latches_an_srtp_call(ua) -> None:
+async def test_a_forged_packet_from_elsewhere_never_latches_an_srtp_call(ua: Bed) -> None:
     phone_key = new_key()
     call = keyed_call(*ua, phone_key)
     try:
@@ -273,7 +276,7 @@ async def test_a_forged_packet_from_elsewhere_never_latches_an_srtp_call(ua) -> 
         close(call)
 
 
-async def test_what_an_srtp_call_sends_is_srtp_under_its_offered_key(ua) -> None:
+async def test_what_an_srtp_call_sends_is_srtp_under_its_offered_key(ua: Bed) -> None:
     phone_key = new_key()
     call = keyed_call(*ua, phone_key)
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -301,25 +304,31 @@ def reinvite(body: bytes) -> bytes:
     return head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
-async def test_a_reoffer_without_a_key_is_refused_and_the_call_stays_srtp(ua) -> None:
+def request(data: bytes) -> Request:
+    message = parse(data)
+    assert isinstance(message, Request)
+    return message
+
+
+async def test_a_reoffer_without_a_key_is_refused_and_the_call_stays_srtp(ua: Bed) -> None:
     call = keyed_call(*ua, new_key())
     try:
         plain = sdp.offer(HOST, PEER[1], 9, payloads=(8, 101))
-        response = call.handle(parse(reinvite(plain)), (HOST, 5090))
+        response = call.handle(request(reinvite(plain)), (HOST, 5090))
         assert response is not None and response.status == 488
         assert call.crypto.secure and call.crypto.outgoing(rtp(1)) != rtp(1)
     finally:
         close(call)
 
 
-async def test_a_reoffer_with_a_new_key_is_answered_with_ours_and_its_key_is_used(ua) -> None:
+async def test_a_reoffer_with_a_new_key_is_answered_with_ours_and_its_key_is_used(ua: Bed) -> None:
     call = keyed_call(*ua, new_key())
     ours = offered_key(call)
     try:
         new = new_key()
         line = sdp_crypto.format_line(5, new)
         offer = sdp.offer(HOST, PEER[1], 9, payloads=(8, 101), proto="RTP/SAVP", crypto=(line,))
-        response = call.handle(parse(reinvite(offer)), (HOST, 5090))
+        response = call.handle(request(reinvite(offer)), (HOST, 5090))
         assert response is not None and response.status == 200
         answer = sdp.parse(response.body)
         assert answer.proto == "RTP/SAVP"
@@ -330,7 +339,7 @@ async def test_a_reoffer_with_a_new_key_is_answered_with_ours_and_its_key_is_use
         close(call)
 
 
-async def test_a_plain_call_refuses_an_rtp_savp_reoffer(ua) -> None:
+async def test_a_plain_call_refuses_an_rtp_savp_reoffer(ua: Bed) -> None:
     call = Call(ua[0], f"sip:a@{HOST}", {}, srtp="optional")
     call.begin()
     try:
@@ -338,7 +347,7 @@ async def test_a_plain_call_refuses_an_rtp_savp_reoffer(ua) -> None:
         call.crypto.answered("RTP/AVP", ())  # the PBX ignored our key: plain RTP
         line = sdp_crypto.format_line(1, KEY)
         offer = sdp.offer(HOST, PEER[1], 9, payloads=(8, 101), proto="RTP/SAVP", crypto=(line,))
-        response = call.handle(parse(reinvite(offer)), (HOST, 5090))
+        response = call.handle(request(reinvite(offer)), (HOST, 5090))
         assert response is not None and response.status == 488
     finally:
         close(call)

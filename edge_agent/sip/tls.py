@@ -108,6 +108,10 @@ def client_context(config: TlsConfig) -> ssl.SSLContext:
     except (OSError, ValueError) as exc:
         raise _config_failure("RUNDRUF_AGENT_SIP_TLS_CA_FILE", config.ca_file, exc) from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_flags = verify_flags(context.verify_flags, ca_file=config.ca_file is not None)
+    # A PBX that asks to renegotiate (TLS 1.2) is refused: nothing of ours needs it, and
+    # it is where TLS 1.2's renegotiation attacks live.
+    context.options |= ssl.OP_NO_RENEGOTIATION
     if config.cert_file is not None:
         key = str(config.key_file) if config.key_file else None
         try:
@@ -124,6 +128,23 @@ def client_context(config: TlsConfig) -> ssl.SSLContext:
             file="",
         )
     return context
+
+
+def verify_flags(flags: ssl.VerifyFlags, *, ca_file: bool) -> ssl.VerifyFlags:
+    """The certificate checks, the same on every Python (3.13's create_default_context
+    adds VERIFY_X509_STRICT and VERIFY_X509_PARTIAL_CHAIN, 3.11's neither):
+
+    - never X509_STRICT: it refuses a CA whose basicConstraints is not critical and a
+      certificate without an authority key identifier, as Asterisk's ast_tls_cert and
+      many a PBX's self-made certificates are; the trust decision (a chain to what is
+      trusted, the host name) is the same without it;
+    - X509_PARTIAL_CHAIN with a CA file only: what it holds is trusted as it is, an
+      intermediate or the PBX's own certificate too; the system's store stays
+      anchored at its roots (docs/decisions/sip-tls.md)."""
+    flags &= ~ssl.VERIFY_X509_STRICT
+    if ca_file:
+        return flags | ssl.VERIFY_X509_PARTIAL_CHAIN
+    return flags & ~ssl.VERIFY_X509_PARTIAL_CHAIN
 
 
 def _config_failure(setting: str, path: Path | None, exc: BaseException) -> TransportFailure:

@@ -25,13 +25,24 @@ import asyncio
 import ipaddress
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from edge_agent.sip.addresses import parse_via, split_quoted
 from edge_agent.sip.errors import SipError
 from edge_agent.sip.message import Headers, Response
-from edge_agent.sip.transport import Address, Transport
 
-__all__ = ["KEEPALIVE_S", "implausible", "keep_alive", "learned", "seen_at", "stamp_via"]
+if TYPE_CHECKING:  # transport.py stamps its refusals here: no import at run time
+    from edge_agent.sip.transport import Address, Transport
+
+__all__ = [
+    "KEEPALIVE_S",
+    "implausible",
+    "keep_alive",
+    "learned",
+    "seen_at",
+    "stamp_via",
+    "stamped",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +97,15 @@ def stamp_via(response: Response, source: Address) -> None:
     first = next(i for i, (name, _) in enumerate(fields) if name == "Via")
     fields[first] = ("Via", ",".join(values))
     response.headers = Headers(fields)
+
+
+def stamped(response: Response, source: Address) -> Response:
+    """A copy of `response` with `stamp_via` done for `source`; `response` stays as it
+    was. A remembered answer is stamped afresh each time it goes out: a retransmission
+    from another port (a NAT's new mapping) gets that port, not the first one's."""
+    copy = Response(response.status, response.reason, response.headers.copy(), response.body)
+    stamp_via(copy, source)
+    return copy
 
 
 def seen_at(response: Response, local: Address) -> Address | None:

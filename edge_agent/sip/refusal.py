@@ -27,9 +27,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _HAS_TAG = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
 
 
-def refusal(data: bytes, reason: str) -> bytes | None:
+def refusal(data: bytes, reason: str) -> Response | None:
     """The 400 (or 505) for `data`, a request that did not parse; None when nothing can
-    be answered. Never raises."""
+    be answered. Never raises. The transport stamps its Via for the request's source
+    (`transport.bad_request`)."""
     head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
     lines = head.split("\r\n")
     start = _REQUEST_LIKE.fullmatch(lines[0])
@@ -39,9 +40,9 @@ def refusal(data: bytes, reason: str) -> bytes | None:
     if headers is None:
         return None
     if start.group(2) != "2.0":
-        return bytes(Response(505, "Version Not Supported", headers))
+        return Response(505, "Version Not Supported", headers)
     phrase = "Bad Request (" + re.sub(r"[^\x20-\x7e]", "?", reason)[:80] + ")"
-    return bytes(Response(400, phrase, headers))
+    return Response(400, phrase, headers)
 
 
 def _echoed(lines: list[str]) -> Headers | None:

@@ -35,15 +35,15 @@ _CRLFS = re.compile(rb"(?:\r\n)*")
 PONG = b"\r\n"  # RFC 5626 3.5.1: a double CRLF is answered with one
 
 Deliver = Callable[[Request | Response, "Address"], None]
-Answer = Callable[[bytes, str], bytes | None]
+Answer = Callable[[bytes, str, "Address"], bytes | None]
 
 
 class StreamTable:
     """One transport's connections by peer address, and the rules for accepting them.
 
-    `deliver(message, peer)` hands a message up; `answer(data, reason)` makes the 400
-    for bytes that do not parse (None: nothing to answer). `protocol` names the
-    transport in the log ("TCP", "TLS").
+    `deliver(message, peer)` hands a message up; `answer(data, reason, peer)` makes
+    the 400 for bytes from `peer` that do not parse (None: nothing to answer).
+    `protocol` names the transport in the log ("TCP", "TLS").
     """
 
     def __init__(
@@ -290,7 +290,7 @@ class SipStream(asyncio.Protocol):
             *self.peer,
             reason,
         )
-        answer = self.table.answer(self.buffer, reason)
+        answer = self.table.answer(self.buffer, reason, self.peer)
         if answer is not None:
             self.write(answer)
         self.close()

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 
 from edge_agent import platforms
+from edge_agent.sip import nat
 from edge_agent.sip.errors import SipError, SipParseError
 from edge_agent.sip.intake import Intake
 from edge_agent.sip.message import Request, Response, parse
@@ -41,10 +42,17 @@ LINUX_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 CONNECT_TIMEOUT_S = 5.0
 
 
-def bad_request(data: bytes, reason: str) -> bytes | None:
+def bad_request(data: bytes, reason: str, source: Address | None = None) -> bytes | None:
     """A 400 (505 for another SIP version) for bytes that start like a request; None
-    when nothing can be answered (`refusal.py`)."""
-    return refusal(data, reason)
+    when nothing can be answered (`refusal.py`). With `source`, where the request came
+    from, its top Via says so (`received`, `rport`: `nat.stamp_via`), as every other
+    answer's does: behind a NAT the client finds its mapping there."""
+    answer = refusal(data, reason)
+    if answer is None:
+        return None
+    if source is not None:
+        nat.stamp_via(answer, source)
+    return bytes(answer)
 
 
 class Transport:
@@ -120,7 +128,7 @@ class UdpTransport(Transport):
             message = parse(data)
         except SipParseError as exc:
             self.intake.malformed(address, str(exc))  # logged with the others, not each
-            answer = bad_request(data, str(exc))
+            answer = bad_request(data, str(exc), address)
             if answer is not None:
                 self._sendto(answer, address)
             return

@@ -374,9 +374,9 @@ class UserAgent:
 
     def _reply(self, answer: Response, source: Address) -> None:
         """To where the request came from (RFC 3581 4: behind a NAT the Via's address
-        is not reachable), which its top Via is told (`received`, `rport`)."""
-        nat.stamp_via(answer, source)
-        self.transport.send(answer, source)
+        is not reachable), which its top Via is told (`received`, `rport`): a copy
+        stamped for this `source`, the remembered answer stays unstamped."""
+        self.transport.send(nat.stamped(answer, source), source)
 
     def answer_later(self, request: Request, answer: Response, source: Address) -> None:
         """Sends the final `answer` a dialog could not give at once (a re-INVITE whose

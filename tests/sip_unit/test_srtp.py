@@ -351,3 +351,43 @@ async def test_a_plain_call_refuses_an_rtp_savp_reoffer(ua: Bed) -> None:
         assert response is not None and response.status == 488
     finally:
         close(call)
+
+
+def offerless(cseq: int) -> Request:
+    """A re-INVITE without SDP: our 200 offers, the ACK answers (issue 15, point 7 review)."""
+    data = reinvite(b"").replace(b"CSeq: 2 INVITE", f"CSeq: {cseq} INVITE".encode())
+    return request(data.replace(b"z9hG4bK-srtp-re", f"z9hG4bK-srtp-{cseq}".encode()))
+
+
+def ack(cseq: int, body: bytes) -> Request:
+    head = (
+        f"ACK sip:Rundruf@{HOST} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {HOST}:5090;branch=z9hG4bK-srtp-ack-{cseq}\r\n"
+        "From: <sip:member@pbx>;tag=them\r\nTo: <sip:Rundruf@pbx>;tag=us\r\n"
+        f"Call-ID: srtp-re\r\nCSeq: {cseq} ACK\r\nContent-Type: application/sdp\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return request(head.encode() + body)
+
+
+async def test_the_answer_in_the_ack_to_our_offer_brings_the_phones_key(ua: Bed) -> None:
+    call = keyed_call(*ua, new_key())
+    ours = offered_key(call)
+    try:
+        offered = call.handle(offerless(2), (HOST, 5090))
+        assert offered is not None and offered.status == 200
+        offer = sdp.parse(offered.body)
+        found = sdp_crypto.offer_key(offer.crypto)
+        assert offer.proto == "RTP/SAVP" and found is not None and found.key == ours
+        # An answer without a key is not taken: the call stays SRTP under the old key.
+        call.handle(ack(2, sdp.offer(HOST, PEER[1], 9, payloads=(8, 101))), (HOST, 5090))
+        assert call.crypto.secure and call.crypto.outgoing(rtp(1)) != rtp(1)
+        new = new_key()
+        line = sdp_crypto.format_line(found.tag, new)
+        answer = sdp.offer(HOST, PEER[1], 9, payloads=(8, 101), proto="RTP/SAVP", crypto=(line,))
+        assert call.handle(offerless(3), (HOST, 5090)) is not None
+        call.handle(ack(3, answer), (HOST, 5090))
+        call.on_rtp(SrtpStreams(new, ours).protect(event(1, 9)), PEER)
+        assert call.digits.get_nowait() == "1"
+    finally:
+        close(call)

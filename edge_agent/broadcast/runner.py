@@ -289,7 +289,8 @@ class BroadcastRun:
         quorum = self.broadcast.quorum
         if quorum is not None and self.confirmed >= quorum and not self._stop.is_set():
             self._stop.set()
-            # Phones still ringing stop; calls someone answered play to their end.
+            # Phones still ringing stop; calls someone answered play to their end, and
+            # calls on hold end (the dialer sees `_stop` as the request's quorum_reached).
             for call_id, call in list(self._unanswered.items()):
                 self._hung_up.add(call_id)
                 call.cancel()
@@ -334,6 +335,8 @@ class BroadcastRun:
             priority=self.urgent,
             ring_timeout_s=self.settings.ring_timeout_s,
             hold_until=self._hold_until(),
+            # Once the quorum is reached a call on hold is not waited for any more.
+            quorum_reached=self._stop,
         )
         call = asyncio.create_task(self.dialer.call(request, on_event), name=call_id)
         self._unanswered[call_id] = call

@@ -11,13 +11,15 @@ A call reports what happens as `CallEvent`s, in order:
 
 Any prefix of that may be cut short by ENDED, which always comes last and
 exactly once. After ANSWERED the member may put the call on hold: HELD, then
-RESUMED and PLAYING again (the round starts over), or ENDED while on hold.
+RESUMED and PLAYING again (the round starts over), or ENDED while on hold; a key
+pressed on hold is a DTMF event too (only the confirm digit does anything then).
 Telephony outcomes (busy, no answer, a dead trunk, an unplayable announcement)
 are never raised: they end the call with an outcome and a reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
@@ -82,9 +84,13 @@ class CallRequest:
     max_repeats: int = 2  # extra rounds the member may ask for with `repeat_digit`
     # How long the dialer waits for a digit after a round before it hangs up.
     dtmf_timeout_s: float = 8.0
-    # The latest a call on hold is kept (the broadcast's timeout), aware; None: a dialer's
-    # own bound from when the hold began. The call then ends ANSWERED "endedOnHold".
+    # The latest a call on hold is kept (the broadcast's timeout), aware, though a hold
+    # begun later still gets a short grace; None: a dialer's own bound from when the hold
+    # began. The call then ends ANSWERED "endedOnHold" (docs/decisions/sip-hold.md).
     hold_until: datetime | None = None
+    # Set when the broadcast's quorum is reached: a call on hold then (or later) is not
+    # waited for any longer and ends ANSWERED "endedOnHoldQuorum".
+    quorum_reached: asyncio.Event | None = None
 
     def __post_init__(self) -> None:
         if not self.call_id:

@@ -9,10 +9,17 @@ names the address 0.0.0.0: `Call.on_hold`) hears nothing from us: the stream goe
 quiet at once (its RTP clock runs on), HELD is emitted, and no timer of the round runs
 while the member is away. When the phone comes back (`sendrecv` or `recvonly`),
 RESUMED is emitted and the round starts over from the beginning of the message: a
-member who was away hears it whole. A call still on hold at the request's
-`hold_until` (the broadcast's timeout), or HOLD_LIMIT_S after the hold began when
-there is none, is hung up: ANSWERED with the detail ENDED_ON_HOLD, a code the website
-words (docs/decisions/sip-hold.md).
+member who was away hears it whole. A key pressed on hold starts no round nobody
+would hear (the return starts one anyway); only the confirm digit counts.
+
+A call still on hold at the request's `hold_until` (the broadcast's timeout) is hung
+up: ANSWERED with the detail ENDED_ON_HOLD, a code the website words. A hold begun
+shortly before that, or after it (a member who answered late), still lasts
+HOLD_GRACE_S; that grace past `hold_until` is the call's once, shared by all its
+holds, so holding again and again never keeps a call for long after the broadcast's
+timeout. Without `hold_until` a hold lasts HOLD_LIMIT_S. Once the broadcast's quorum
+is reached (`quorum_reached`), a call on hold is not waited for any more: it ends
+ANSWERED with the detail ENDED_ON_HOLD_QUORUM (docs/decisions/sip-hold.md).
 """
 
 from __future__ import annotations
@@ -27,12 +34,23 @@ from edge_agent.dialer.port import CallEventKind, CallOutcome, CallRequest
 from edge_agent.sip.call import Call
 from edge_agent.sip.pacer import Pacer, RtpStream
 
-__all__ = ["ENDED_ON_HOLD", "HOLD_LIMIT_S", "Announcement"]
+__all__ = [
+    "ENDED_ON_HOLD",
+    "ENDED_ON_HOLD_QUORUM",
+    "HOLD_GRACE_S",
+    "HOLD_LIMIT_S",
+    "Announcement",
+]
 
 # The detail of a call hung up because it was still on hold at its limit.
 ENDED_ON_HOLD = "endedOnHold"
+# ... or on hold when the broadcast's quorum was reached.
+ENDED_ON_HOLD_QUORUM = "endedOnHoldQuorum"
 # How long a call may stay on hold when the request sets no `hold_until`.
 HOLD_LIMIT_S = 600.0
+# The least a hold lasts, also one begun after `hold_until`: a member who answered
+# late and holds to fetch a headset comes back to the message. A budget per call.
+HOLD_GRACE_S = 30.0
 
 
 class Wake(enum.Enum):
@@ -43,6 +61,7 @@ class Wake(enum.Enum):
     TIMEOUT = "timeout"
     RESUMED = "resumed"  # back from hold: the round starts over
     HOLD_OVER = "hold over"  # still on hold at the limit
+    QUORUM = "quorum"  # on hold when the broadcast's quorum is reached
 
 
 class Announcement:
@@ -74,6 +93,9 @@ class Announcement:
         self._hold: asyncio.Future[bool] | None = None
         self.on_hold = False
         self._hold_ends = 0.0  # loop time
+        self._held_at = 0.0  # loop time: when the hold began
+        self._hold_bound = 0.0  # loop time: `hold_until`, as it was when the hold began
+        self._grace = HOLD_GRACE_S  # left of the grace past `hold_until`
 
     async def run(self) -> CallOutcome:
         request, emit = self.request, self.emit
@@ -108,7 +130,7 @@ class Announcement:
                     if got == confirm:
                         await emit.emit(CallEventKind.DTMF, digit=got)
                         return await self._confirmed()
-                    if got is Wake.HOLD_OVER:
+                    if got in (Wake.HOLD_OVER, Wake.QUORUM):
                         return await self._unconfirmed(got)
                     return await emit.end(CallOutcome.ANSWERED, "did not confirm")
         finally:
@@ -124,6 +146,8 @@ class Announcement:
     async def _unconfirmed(self, why: Wake) -> CallOutcome:
         if why is Wake.HOLD_OVER:
             detail = ENDED_ON_HOLD
+        elif why is Wake.QUORUM:
+            detail = ENDED_ON_HOLD_QUORUM
         elif why is Wake.HUNG_UP:
             detail = "hung up without confirming"
         else:
@@ -143,8 +167,11 @@ class Announcement:
         counts against the hold's limit only)."""
         loop = asyncio.get_running_loop()
         call = self.call
+        quorum = self.request.quorum_reached
         deadline = None if limit_s is None else loop.time() + limit_s
         while True:
+            if self.on_hold and quorum is not None and quorum.is_set():
+                return Wake.QUORUM
             if self._digit is None:
                 self._digit = asyncio.ensure_future(call.digits.get())
             if self._hold is None:
@@ -155,23 +182,31 @@ class Announcement:
             if play and not self.on_hold:
                 played = asyncio.ensure_future(self._finished.wait())
                 waits.add(played)
+            reached = None
+            if self.on_hold and quorum is not None:
+                reached = asyncio.ensure_future(quorum.wait())
+                waits.add(reached)
             until = self._hold_ends if self.on_hold else deadline
             timeout = None if until is None else max(0.0, until - loop.time())
             try:
                 await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                bye.cancel()
-                if played is not None:
-                    played.cancel()
+                for waiting in (bye, played, reached):
+                    if waiting is not None:
+                        waiting.cancel()
             if self._digit.done():
                 digit, self._digit = self._digit.result(), None
+                if self.on_hold and digit != self.request.confirm_digit:
+                    # A round started now nobody would hear, a repeat used up for nothing.
+                    await self.emit.emit(CallEventKind.DTMF, "on hold: ignored", digit=digit)
+                    continue
                 return digit
             if self._hold.done():
                 held, self._hold = self._hold.result(), None
                 if held and not self.on_hold:
                     await self._held()
                 elif not held and self.on_hold:
-                    self.on_hold = False
+                    self._resumed()
                     await self.emit.emit(CallEventKind.RESUMED)
                     return Wake.RESUMED
                 continue
@@ -186,10 +221,19 @@ class Announcement:
         """The member put the call on hold: silence at once, and the hold's limit."""
         self.on_hold = True
         self.stream.pause()
-        loop = asyncio.get_running_loop()
+        now = self._held_at = asyncio.get_running_loop().time()
         until = self.request.hold_until
         if until is None:
-            self._hold_ends = loop.time() + HOLD_LIMIT_S
+            self._hold_ends = now + HOLD_LIMIT_S
         else:
-            self._hold_ends = loop.time() + (until - datetime.now(UTC)).total_seconds()
+            # `hold_until`, but at least what is left of the grace from now on.
+            self._hold_bound = now + (until - datetime.now(UTC)).total_seconds()
+            self._hold_ends = max(self._hold_bound, now + self._grace)
         await self.emit.emit(CallEventKind.HELD)
+
+    def _resumed(self) -> None:
+        """Back from hold: the time this hold lasted past `hold_until` is grace used up."""
+        self.on_hold = False
+        if self.request.hold_until is not None:
+            now = asyncio.get_running_loop().time()
+            self._grace -= max(0.0, now - max(self._held_at, self._hold_bound))

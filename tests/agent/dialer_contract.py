@@ -49,9 +49,10 @@ LETTERS = {
 # replays (digits, then PLAYING again); CONFIRMED follows a digit; ENDED may cut in anywhere.
 WELL_FORMED = re.compile(r"SR?(A(P(D+P)*(D+C|D*))?)?E")
 # A hold (after PLAYING or a digit) ends with RESUMED and the round played again, or
-# the call ends on hold: without them the sequence is one of the above.
-HOLDS = re.compile(r"(HU)+P")
-ON_HOLD_AT_THE_END = re.compile(r"(HU)*HE$")
+# the call ends on hold: without them the sequence is one of the above. A key pressed
+# on hold is a digit there; only the confirm digit counts (D then C).
+HOLDS = re.compile(r"(HD*U)+P")
+ON_HOLD_AT_THE_END = re.compile(r"(HD*U)*H(D*C)?D*E$")
 
 
 def write_wav(path: Path, seconds: float, rate: int = 8000, channels: int = 1) -> Path:
@@ -98,7 +99,7 @@ def assert_well_formed(
 ) -> None:
     """The ordering rules of the port, whatever the outcome."""
     code = "".join(LETTERS[e.kind] for e in events)
-    unheld = ON_HOLD_AT_THE_END.sub("E", HOLDS.sub("", code))
+    unheld = ON_HOLD_AT_THE_END.sub(lambda m: (m[2] or "") + "E", HOLDS.sub("", code))
     assert WELL_FORMED.fullmatch(unheld), code
     assert "H" not in code or -1 < code.find("P") < code.find("H"), "a hold comes after PLAYING"
     ended = events[-1]

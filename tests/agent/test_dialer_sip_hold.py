@@ -14,11 +14,14 @@ import wave
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from edge_agent.broadcast.model import REPORTED_KINDS, Event
 from edge_agent.broadcast.reporter import event_json
+from edge_agent.dialer import sip_play
 from edge_agent.dialer.port import CallEventKind, CallOutcome
 from edge_agent.dialer.sip import SipDialer
-from edge_agent.dialer.sip_play import ENDED_ON_HOLD
+from edge_agent.dialer.sip_play import ENDED_ON_HOLD, ENDED_ON_HOLD_QUORUM
 from edge_agent.pbx.port import UserState
 from edge_agent.sip.ua import Account
 from tests.agent.dialer_contract import Recorder, assert_well_formed
@@ -183,11 +186,13 @@ async def test_a_broadcast_records_held_and_resumed_in_the_attempts_steps(
 
 
 async def test_a_member_still_on_hold_at_the_broadcast_timeout_is_hung_up_and_it_says_so(
-    tmp_path: Path, beds: list[Bed]
+    tmp_path: Path, beds: list[Bed], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """a=inactive and never back: the call ends at the broadcast's timeout (3 s), not
-    after the wait for a digit, and not later; the member is not called again."""
+    """a=inactive and never back: the call ends at the broadcast's timeout (4 s), not
+    after the wait for a digit, and not later; the member is not called again. (The
+    hold begins a second in; its least length, the grace, is made shorter than that.)"""
     need_sipp()
+    monkeypatch.setattr(sip_play, "HOLD_GRACE_S", 1.0)
     bed = await make_bed(tmp_path, {"Anna": UserState.LOGGED_ON}, timeout_s=4)
     beds.append(bed)
     with (
@@ -210,3 +215,40 @@ async def test_a_member_still_on_hold_at_the_broadcast_timeout_is_hung_up_and_it
     assert abs(seconds(end.at) - seconds(broadcast.deadline_at)) < 1.0
     held = next(seconds(e.at) for e in events if e.kind == "held")
     assert sink.between(held + 0.02, seconds(end.at)) == []
+
+
+async def test_a_member_on_hold_when_the_quorum_is_reached_is_hung_up_at_once(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    """Quorum 1: Anna confirms after 0.6 s while Bernd holds (a=inactive) from 0.3 s and
+    never comes back. Before, Bernd's call kept the broadcast running until its timeout
+    (20 s here); now it ends as the quorum is reached, answered, with its own code."""
+    need_sipp()
+    bed = await make_bed(
+        tmp_path,
+        {"Anna": UserState.LOGGED_ON, "Bernd": UserState.LOGGED_ON},
+        timeout_s=20,
+        quorum=1,
+    )
+    beds.append(bed)
+    with SippUas("uas_quorum_hold.xml", tmp_path, calls=2) as pbx:
+        await bed.dialer.close()
+        account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", pbx.port), register=False)
+        bed.dialer = SipDialer(account, proxy=True)  # type: ignore[assignment]
+        bed.broadcasts.dialer = bed.dialer
+        started = time.time()
+        broadcast_id, events = await run_to_end(bed, alarm())
+        took = time.time() - started
+        assert await asyncio.to_thread(pbx.wait, 10) == 0, pbx.log()
+        flow = pbx.flow()
+    assert flow.count("< BYE") == 2, flow
+    names = {u["id"]: u["name"] for u in bed.cache.data["directory"]["users"]}
+    steps = {name: [e for e in events if names.get(e.pbx_id) == name] for name in ("Anna", "Bernd")}
+    assert [e.kind for e in steps["Bernd"]] == ["started", "ringing", "answered", "held", "ended"]
+    bernd_end = steps["Bernd"][-1]
+    assert (bernd_end.outcome, bernd_end.detail) == (CallOutcome.ANSWERED, ENDED_ON_HOLD_QUORUM)
+    assert steps["Anna"][-1].outcome == CallOutcome.CONFIRMED
+    broadcast = await bed.broadcasts.journal.get(broadcast_id)
+    assert broadcast.quorum_reached_at is not None
+    assert abs(seconds(bernd_end.at) - seconds(broadcast.quorum_reached_at)) < 1.0
+    assert took < 6.0, took

@@ -1,5 +1,6 @@
 """The Verlauf shows when a member put the call on hold and took it back, in the order it
-happened, and words a call that ended on hold from its code (issue 15, point 7)."""
+happened, and words a call that ended on hold (at the timeout, or as the quorum was
+reached) from its code (issue 15, point 7)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ def test_the_history_shows_hold_and_resume_and_a_call_ended_on_hold(
         _event(10, "Bernd", "resumed", "00:30"),
         _event(11, "Bernd", "held", "01:00"),
         _event(12, "Bernd", "ended", "05:00", outcome="ANSWERED", detail="endedOnHold"),
+        # Carla holds and is still away when Anna's confirmation reaches the quorum.
+        _event(13, "Carla", "started", "00:00"),
+        _event(14, "Carla", "answered", "00:04"),
+        _event(15, "Carla", "held", "00:30"),
+        _event(16, "Carla", "ended", "00:50", outcome="ANSWERED", detail="endedOnHoldQuorum"),
     ]
     halten.agent(
         REPORT,
@@ -54,7 +60,7 @@ def test_the_history_shows_hold_and_resume_and_a_call_ended_on_hold(
             "groupPbxId": "g-hold",
             "mode": "ALARM",
             "startedAt": "2026-12-08T08:00:00+00:00",
-            "memberCount": 2,
+            "memberCount": 3,
             "status": "COMPLETED",
             "finishedAt": "2026-12-08T08:05:00+00:00",
             "events": events,
@@ -89,6 +95,10 @@ def test_the_history_shows_hold_and_resume_and_a_call_ended_on_hold(
         "Der Teilnehmer hielt den Anruf noch, als die Zeitgrenze des Rundrufs ablief; "
         "der Dienst hat aufgelegt."
     )
+    expect(page.locator("[data-member=Carla] [data-detail=endedOnHoldQuorum]")).to_have_text(
+        "Der Teilnehmer hielt den Anruf noch, als das Quorum erreicht war; "
+        "der Dienst hat aufgelegt."
+    )
     shot(page, artifacts, "history-hold")
     page.get_by_role("button", name="English").click()
     expect(page.locator("[data-member=Anna] .steps li").nth(2)).to_have_text("08:00:10 on hold")
@@ -96,5 +106,8 @@ def test_the_history_shows_hold_and_resume_and_a_call_ended_on_hold(
     expect(page.locator("[data-member=Bernd] [data-detail=endedOnHold]")).to_have_text(
         "The member still had the call on hold when the broadcast timeout passed; "
         "the service hung up."
+    )
+    expect(page.locator("[data-member=Carla] [data-detail=endedOnHoldQuorum]")).to_have_text(
+        "The member still had the call on hold when the quorum was reached; the service hung up."
     )
     page.get_by_role("button", name="Deutsch").click()

@@ -21,10 +21,10 @@ function steps(a) {
   return STEPS.filter((s) => a[s]).sort((x, y) => Date.parse(a[x]) - Date.parse(a[y]));
 }
 
-// Details the agent sends as a code (a call ended on hold, a call ended for want of the
-// SRTP the installation requires): worded here; other details are the PBX's or the
-// agent's own words and shown as they are.
-const DETAIL_CODES = new Set(["endedOnHold", "srtpRequired"]);
+// Details the agent sends as a code (a call ended on hold at the timeout or at the
+// quorum, a call ended for want of the SRTP the installation requires): worded here;
+// other details are the PBX's or the agent's own words and shown as they are.
+const DETAIL_CODES = new Set(["endedOnHold", "endedOnHoldQuorum", "srtpRequired"]);
 
 function attemptDetail(detail) {
   return DETAIL_CODES.has(detail) ? t(`detail.${detail}`) : detail;

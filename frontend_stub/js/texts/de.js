@@ -182,6 +182,7 @@ export default {
   "notCalled.quorumReached": "Nicht mehr nötig: das Quorum war erreicht.",
   "notCalled.unknown": "Ohne Angabe des Grundes.",
   "detail.endedOnHold": "Der Teilnehmer hielt den Anruf noch, als die Zeitgrenze des Rundrufs ablief; der Dienst hat aufgelegt.",
+  "detail.endedOnHoldQuorum": "Der Teilnehmer hielt den Anruf noch, als das Quorum erreicht war; der Dienst hat aufgelegt.",
   "detail.srtpRequired": "Die Gegenstelle hat die verlangte Verschlüsselung (SRTP) nicht angenommen; der Dienst hat aufgelegt, ohne unverschlüsselt zu senden.",
 
   "tenants.title": "Mandanten",

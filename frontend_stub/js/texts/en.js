@@ -182,6 +182,7 @@ export default {
   "notCalled.quorumReached": "No longer needed: the quorum was reached.",
   "notCalled.unknown": "No reason given.",
   "detail.endedOnHold": "The member still had the call on hold when the broadcast timeout passed; the service hung up.",
+  "detail.endedOnHoldQuorum": "The member still had the call on hold when the quorum was reached; the service hung up.",
   "detail.srtpRequired": "The other end did not accept the required encryption (SRTP); the service hung up without sending anything unencrypted.",
 
   "tenants.title": "Tenants",

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge_agent.broadcast.channels import Channels
+from edge_agent.broadcast.hold_steps import HoldSteps
 from edge_agent.broadcast.journal import Journal
 from edge_agent.broadcast.model import (
     COMPLETED,
@@ -313,6 +314,8 @@ class BroadcastRun:
             self.outcomes[member.pbx_id] = CallOutcome.FAILED
             return CallOutcome.FAILED
 
+        holds = HoldSteps()  # a phone holding in a loop journals a few steps, not thousands
+
         async def on_event(event: CallEvent) -> None:
             nonlocal ended
             kind = event.kind.value
@@ -320,6 +323,11 @@ class BroadcastRun:
                 self._unanswered.pop(call_id, None)  # someone listens: let them hear it out
             if event.kind is CallEventKind.STARTED or kind not in REPORTED_KINDS:
                 return  # STARTED is journaled above; PLAYING and DTMF stay local
+            steps = holds.steps(event)
+            if not steps:
+                return
+            for owed in steps[:-1]:  # the hold state, after steps left out
+                await self.journal.record(b.id, member.pbx_id, attempt, owed.kind.value, owed.at)
             ended = ended or event.kind is CallEventKind.ENDED
             outcome = event.outcome.value if event.outcome is not None else None
             detail = event.detail

@@ -14,12 +14,19 @@ while the member has the call on hold: an answer to a `recvonly` offer could onl
 `sendonly` or `inactive` (RFC 3264 6.1), so mirroring the hold in our offer would
 keep the member from ever taking the call back this way. Until the answer comes the
 call stays as it was (docs/decisions/sip-hold.md).
+
+A member's re-INVITEs are bounded: REINVITE_BURST at once, then one per
+REINVITE_EVERY_S; one beyond gets 500 with Retry-After (RFC 3261 14.2) and changes
+nothing. A phone holding and resuming in a loop made a journal entry, a log line and
+a restart of the message each time (the outside review: 2,000 in 4 s).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -32,9 +39,32 @@ from edge_agent.sip.transport import Address
 if TYPE_CHECKING:
     from edge_agent.sip.call import Call
 
-__all__ = ["Reoffers"]
+__all__ = ["REINVITE_BURST", "REINVITE_EVERY_S", "Reoffers"]
 
 log = logging.getLogger(__name__)
+
+REINVITE_BURST = 10  # re-INVITEs a call takes at once ...
+REINVITE_EVERY_S = 1.0  # ... and then one a second
+
+
+class _Budget:
+    """A token bucket: `take()` says whether one more fits, else how long until one does."""
+
+    __slots__ = ("_at", "_tokens")
+
+    def __init__(self) -> None:
+        self._tokens = float(REINVITE_BURST)
+        self._at = time.monotonic()
+
+    def take(self) -> float:
+        """0 when a token was taken, else the seconds until the next one."""
+        now = time.monotonic()
+        self._tokens = min(REINVITE_BURST, self._tokens + (now - self._at) / REINVITE_EVERY_S)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) * REINVITE_EVERY_S
 
 
 class Reoffers:
@@ -48,15 +78,21 @@ class Reoffers:
         # The CSeq of the re-INVITE whose 200 carries our offer: its ACK brings the answer.
         self._offered: int | None = None
         self._offers = 0  # counts the member's offers and answers: a later one wins
+        self._budget = _Budget()
+        self._warned = False
 
     def reinvite(self, request: Request, source: Address) -> Response:
         """The answer to a re-INVITE: 200 with our SDP, 488, or 100 while a host is
         looked up (the final answer follows, `_answer_later`)."""
         call = self.call
         if self.pending:  # RFC 3261 14.2: one offer at a time
-            busy = response_to(request, 500, "Server Internal Error")
-            busy.headers.add("Retry-After", str(random.randint(1, 10)))  # noqa: S311 - a wait
-            return busy
+            return _busy(request, random.randint(1, 10))  # noqa: S311 - a wait
+        wait = self._budget.take()
+        if wait:
+            if not self._warned:  # once per call
+                self._warned = True
+                log.warning("call %s: re-INVITEs come too fast; refused for now", call.call_id)
+            return _busy(request, math.ceil(wait))
         self._offers += 1
         self._offered = None  # a newer re-INVITE: an ACK's answer to the older offer lapses
         if not request.body:  # an offer in the 200, the answer in the ACK
@@ -192,6 +228,12 @@ class Reoffers:
         self.version = version
         response.headers.add("Content-Type", "application/sdp")
         return response
+
+
+def _busy(request: Request, retry_after: int) -> Response:
+    busy = response_to(request, 500, "Server Internal Error")
+    busy.headers.add("Retry-After", str(retry_after))
+    return busy
 
 
 def not_acceptable(request: Request, reason: Exception) -> Response:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ from edge_agent.sip import sdp
 from edge_agent.sip.call import Call
 from edge_agent.sip.message import Request, parse
 from edge_agent.sip.pacer import RtpStream
+from edge_agent.sip.reoffer import REINVITE_BURST, REINVITE_EVERY_S
 from tests.sip_unit.test_reinvite import call, reinvite
 
 __all__ = ["call"]  # the fixture, shared with test_reinvite
@@ -139,3 +141,30 @@ async def test_an_update_with_an_offer_is_refused_with_405_and_our_allow(
     allow = [m.strip() for m in (response.headers.get("Allow") or "").split(",")]
     assert "INVITE" in allow and "UPDATE" not in allow
     assert not call.on_hold and holds(call) == []
+
+
+async def test_a_reinvite_loop_is_refused_beyond_its_budget_and_changes_nothing(
+    call: Call, phone: socket.socket
+) -> None:
+    """A phone holding and resuming in a loop (a6_toggle_runner.py: 2,000 in 4 s) made a
+    log line, a journal entry and a restart of the message each time. REINVITE_BURST
+    re-INVITEs are taken at once, then one each REINVITE_EVERY_S; the rest get 500 with
+    Retry-After (RFC 3261 14.2) and leave the call as it was."""
+    port = phone.getsockname()[1]
+    for cseq in range(2, 2 + REINVITE_BURST):
+        direction = "sendonly" if cseq % 2 else "sendrecv"
+        answered(call, offer(port, direction, HOST, cseq), cseq)
+    assert call.on_hold and len(holds(call)) == REINVITE_BURST - 1  # from CSeq 3 on
+    late = REINVITE_BURST + 2
+    request = reinvite(offer(port, "sendrecv", HOST, late)).replace(
+        b"CSeq: 2 INVITE", f"CSeq: {late} INVITE".encode()
+    )
+    message = parse(request.replace(b"z9hG4bK-re-1", b"z9hG4bK-re-late"))
+    assert isinstance(message, Request)
+    refused = call.handle(message, (HOST, 5090))
+    assert refused is not None and refused.status == 500, refused
+    assert refused.headers.get("Retry-After") == "1"
+    assert call.on_hold and holds(call) == []
+    await asyncio.sleep(REINVITE_EVERY_S * 1.05)
+    answered(call, offer(port, "sendrecv", HOST, late + 1), late + 1)  # a second later: taken
+    assert not call.on_hold and holds(call) == [False]

@@ -273,16 +273,18 @@ def test_other_valid_shapes() -> None:
 
 
 def test_another_version_is_answered_505() -> None:
-    answer = refusal(invalid("badvers"), "x")
-    assert answer is not None and answer.startswith(b"SIP/2.0 505 Version Not Supported\r\n")
+    refused = refusal(invalid("badvers"), "x")
+    assert refused is not None
+    answer = bytes(refused)
+    assert answer.startswith(b"SIP/2.0 505 Version Not Supported\r\n")
     assert b"\r\nCall-ID: badvers.31417@c.example.com\r\n" in answer
 
 
 def test_a_refusal_copies_folded_and_compact_headers() -> None:
     broken = valid("wsinv").replace(b"0068", b"sixty-eight")
-    answer = refusal(broken, "bad Max-Forwards")
-    assert answer is not None
-    response = parse(answer)
+    refused = refusal(broken, "bad Max-Forwards")
+    assert refused is not None
+    response = parse(bytes(refused))
     assert isinstance(response, Response) and response.status == 400
     assert len(response.headers.get_all("Via")) == 3
     assert response.cseq == (9, "INVITE") and response.to_tag == "1918181833n"

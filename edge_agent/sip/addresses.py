@@ -8,6 +8,7 @@ kept lower-case; values are kept as written, quotes included.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -32,31 +33,39 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
 # The rest of an absoluteURI of another scheme (RFC 3261 25.1: uric, at least one).
 _OPAQUE = re.compile(r"[A-Za-z0-9;/?:@&=+$,\-_.!~*'()%]+")
 _QUOTED = re.compile(r'"(?:[^"\\\r\n]|\\[^\r\n])*"')
-_VIA = re.compile(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(.+)", re.IGNORECASE)
+_QUOTED_RUN = re.compile(r'(?:"(?:[^"\\\r\n]|\\[^\r\n])*+")++')  # possessive: no backtracking
+# The sent-by starts at a non-space: `\s+(.+)` overlapped, quadratic on a line feed.
+_VIA = re.compile(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(\S.*)", re.IGNORECASE)
 
 
 def split_quoted(text: str, separator: str, *, angles: bool = False) -> list[str]:
     """`text` cut at `separator` outside quoted strings (and <...> when `angles`).
 
     Raises SipParseError for an unterminated quoted string or an unbalanced "<".
+    Ordinary characters, and runs of quoted strings, are skipped by patterns that
+    cannot backtrack: Python looks only at the separators and brackets.
     """
     if '"' not in text and not (angles and "<" in text):
         return text.split(separator)  # nothing to skip: the common case, at C speed
+    if _plain(separator, angles).fullmatch(text):
+        return text.split(separator)  # no separator inside quotes or <>: the same cut
+    stops = _stops(separator, angles)
     parts: list[str] = []
     start, i, depth = 0, 0, 0
-    while i < len(text):
+    while (found := stops.search(text, i)) is not None:
+        i = found.start()
         char = text[i]
         if char == '"':
-            match = _QUOTED.match(text, i)
+            match = _QUOTED_RUN.match(text, i)
             if match is None:
                 raise SipParseError(f"unterminated quoted string in {text!r}")
             i = match.end()
             continue
         if angles and char == "<":
             depth += 1
-        elif angles and char == ">" and depth:
-            depth -= 1
-        elif char == separator and depth == 0:
+        elif angles and char == ">":
+            depth -= depth > 0
+        elif depth == 0:  # the separator
             parts.append(text[start:i])
             start = i + 1
         i += 1
@@ -64,6 +73,26 @@ def split_quoted(text: str, separator: str, *, angles: bool = False) -> list[str
         raise SipParseError(f"unclosed '<' in {text!r}")
     parts.append(text[start:])
     return parts
+
+
+@functools.lru_cache(maxsize=8)
+def _stops(separator: str, angles: bool) -> re.Pattern[str]:
+    """What `split_quoted` looks at: a quote, the separator, and the brackets."""
+    return re.compile('["' + re.escape(separator) + ("<>" if angles else "") + "]")
+
+
+@functools.lru_cache(maxsize=8)
+def _plain(separator: str, angles: bool) -> re.Pattern[str]:
+    """Text whose quoted strings (and <...>, unnested, when `angles`) are closed and
+    hold no `separator`: `str.split` cuts it as `split_quoted` would. Each branch
+    starts with a character of its own, each loop is possessive: no backtracking."""
+    sep = re.escape(separator)
+    brackets = "<>" if angles else ""
+    quoted = rf'"(?:[^"\\\r\n{sep}{brackets}]|\\[^\r\n{sep}{brackets}])*+"'
+    parts = [rf'[^"{brackets}]++', quoted]
+    if angles:
+        parts += [rf'<[^"<>{sep}]*+>', ">"]
+    return re.compile("(?:" + "|".join(parts) + ")*+")
 
 
 def parse_params(text: str, *, allow_quoted: bool = True) -> Params:

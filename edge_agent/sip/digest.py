@@ -30,7 +30,8 @@ def _parse_params(text: str, what: str) -> dict[str, str]:
     """The auth-params of a challenge or credentials, names lower-case, values unquoted."""
     params: dict[str, str] = {}
     position = 0
-    while position < len(text) and text[position:].strip():
+    end = len(text.rstrip())  # not text[position:].strip() per parameter: quadratic
+    while position < end:
         match = _PARAM.match(text, position)
         if match is None:
             raise DigestError(f"bad {what} at {text[position:].strip()[:40]!r}")

@@ -1,13 +1,17 @@
 """SIP over UDP and TCP: bytes in and out, messages up. Nothing received crashes it.
 
 A datagram or stream that does not parse is logged; if it was a request with
-enough of its headers to answer, it gets 400 Bad Request (RFC 3261 21.4.1).
+enough of its headers to answer, it gets 400 Bad Request (RFC 3261 21.4.1). So does
+a request that parses but that the user agent finds malformed when it reads it
+(`_deliver`); what handling a message raises is logged through a `LogLimiter`, so
+that a peer cannot fill the log with a traceback per message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 from collections.abc import Callable
@@ -16,8 +20,9 @@ from edge_agent import platforms
 from edge_agent.sip import nat
 from edge_agent.sip.errors import SipError, SipParseError
 from edge_agent.sip.intake import Intake
-from edge_agent.sip.message import Request, Response, parse
-from edge_agent.sip.refusal import refusal
+from edge_agent.sip.log_limit import LogLimiter
+from edge_agent.sip.message import Request, Response, new_tag, parse, response_to
+from edge_agent.sip.refusal import bad_request_phrase, refusal
 from edge_agent.sip.stream import SipStream as _Stream
 from edge_agent.sip.stream import StreamTable
 from edge_agent.sip.stream_limits import StreamLimits
@@ -72,6 +77,11 @@ class Transport:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    @functools.cached_property
+    def log_limit(self) -> LogLimiter:
+        """This transport's lines about what its peers sent, limited (`log_limit.py`)."""
+        return LogLimiter(log)
 
 
 class UdpTransport(Transport):
@@ -261,5 +271,29 @@ def _deliver(
 ) -> None:
     try:
         receiver(message, address, via)
+    except SipParseError as exc:  # parsed, but malformed where the user agent looked
+        via.log_limit.log(
+            logging.WARNING,
+            "sip-malformed-handled",
+            "malformed SIP message from %s:%d: %s",
+            *address,
+            str(exc)[:200],
+        )
+        answer = _bad_request_to(message, str(exc))
+        if answer is not None:
+            nat.stamp_via(answer, address)  # as every answer of ours (UserAgent._reply)
+            via.send(answer, address)
     except Exception:  # a bug in handling one message must not stop the transport
-        log.exception("handling a SIP message from %s:%d failed", *address)
+        if via.log_limit.allow("sip-handling-failed", logging.ERROR):
+            log.exception("handling a SIP message from %s:%d failed", *address)
+
+
+def _bad_request_to(message: Request | Response, reason: str) -> Response | None:
+    """The 400 to a request (never an ACK) that the user agent could not read; None
+    for responses and ACKs, or when even the fields an answer copies are missing."""
+    if not isinstance(message, Request) or message.method == "ACK":
+        return None
+    try:
+        return response_to(message, 400, bad_request_phrase(reason), new_tag())
+    except SipParseError:
+        return None

@@ -179,6 +179,19 @@ async def test_a_member_hanging_up_early_is_answered_not_confirmed(
     assert ended(recorder) == (CallOutcome.ANSWERED, "hung up without confirming")
 
 
+async def test_a_bye_that_requires_an_extension_still_ends_the_call(
+    dialer: SipDialer, tmp_path: Path
+) -> None:
+    """A BYE with `Require: x-foo` is answered 200 and ends the call (RFC 3261 15.1.1:
+    its sender has ended the session already). Before, it got 420 and the agent
+    played on into the dead call until the confirmation timed out."""
+    long = tone_wav(tmp_path / "long.wav", seconds=4)
+    with SippUas("uas_bye_require.xml", tmp_path) as member:
+        recorder = await dial(dialer, member.uri, long)
+        assert member.wait(10) == 0, member.log()
+    assert ended(recorder) == (CallOutcome.ANSWERED, "hung up without confirming")
+
+
 async def test_an_alarm_asks_the_phone_to_answer_by_itself(
     dialer: SipDialer, announcement: Path, tmp_path: Path
 ) -> None:

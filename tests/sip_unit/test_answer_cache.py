@@ -13,17 +13,13 @@ import asyncio
 import gc
 import socket
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
 
 from edge_agent.sip.answer_cache import OTHER_ANSWERS_PER_SOURCE, AnswerCache, server_key
 from edge_agent.sip.message import Headers, Request, Response, parse, response_to
-from edge_agent.sip.transport import UdpTransport
-from edge_agent.sip.ua import Account, UserAgent
-from tests.sip_unit.test_forged_answers import Peer, answered_call
+from edge_agent.sip.ua import UserAgent
+from tests.sip_unit.udp_peers import HOST, Peer, answered_call, dtmf_info, pbx, peers, ua
 
-HOST = "127.0.0.1"
+__all__ = ["pbx", "peers", "ua"]  # the fixtures
 
 
 class Clock:
@@ -90,49 +86,13 @@ def test_answers_are_forgotten_after_64_t1_and_one_put_again_is_the_newest() -> 
     assert len(cache) == 0 and cache.bytes == 0
 
 
-@pytest.fixture
-def peers() -> Iterator[list[Peer]]:
-    made: list[Peer] = []
-    yield made
-    for peer in made:
-        peer.close()
-
-
-@pytest.fixture
-async def ua(peers: list[Peer]) -> AsyncIterator[UserAgent]:
-    pbx = Peer()
-    peers.append(pbx)
-    holder: list[UserAgent] = []
-    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
-    agent = UserAgent(Account("Rundruf", "pw", HOST, pbx.address, register=False), transport)
-    holder.append(agent)
-    yield agent
-    await agent.close(grace_s=2.0)
-
-
 async def test_a_strangers_requests_grow_no_memory_and_the_members_answers_stay(
     ua: UserAgent, peers: list[Peer]
 ) -> None:
     phone = Peer(phone=True)
     peers.append(phone)
     call = await answered_call(ua, phone)
-    invite, ok = phone.invite, phone.ok
-    assert invite is not None and ok is not None
-    info = Request(
-        "INFO",
-        f"sip:Rundruf@{HOST}",
-        Headers(
-            [
-                ("Via", f"SIP/2.0/UDP {HOST}:{phone.address[1]};branch=z9hG4bKinfo2"),
-                ("From", ok.headers.get("To") or ""),
-                ("To", invite.headers.get("From") or ""),
-                ("Call-ID", invite.call_id),
-                ("CSeq", "2 INFO"),
-                ("Content-Type", "application/dtmf-relay"),
-            ]
-        ),
-        b"Signal=1\r\nDuration=160\r\n",
-    )
+    info = dtmf_info(phone, 2, "1", branch="z9hG4bKinfo2")
     phone.send(bytes(info))
     await asyncio.sleep(0.1)
 

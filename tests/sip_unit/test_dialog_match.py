@@ -9,42 +9,19 @@ BYE the same way: the user agent routed requests by Call-ID alone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import TypedDict
-
-import pytest
 
 from edge_agent.sip.call import Call
 from edge_agent.sip.dialog_match import DialogPeer, host_key
 from edge_agent.sip.message import Headers, Request, Response, parse, response_to
 from edge_agent.sip.subscription import fetch_dialog_state
-from edge_agent.sip.transport import UdpTransport
-from edge_agent.sip.ua import Account, UserAgent
+from edge_agent.sip.ua import UserAgent
 from tests.sip_unit.test_dialog_info import ASTERISK_IDLE, ASTERISK_IN_USE
-from tests.sip_unit.test_forged_answers import Peer, answered_call, let_through
+from tests.sip_unit.udp_peers import HOST, Peer, answered_call, let_through, pbx, peers, ua
 
-HOST = "127.0.0.1"
+__all__ = ["pbx", "peers", "ua"]  # the fixtures
+
 STRANGER = "127.0.0.2"
-
-
-@pytest.fixture
-def peers() -> Iterator[list[Peer]]:
-    made: list[Peer] = []
-    yield made
-    for peer in made:
-        peer.close()
-
-
-@pytest.fixture
-async def ua(peers: list[Peer]) -> AsyncIterator[UserAgent]:
-    pbx = Peer()
-    peers.append(pbx)
-    holder: list[UserAgent] = []
-    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
-    agent = UserAgent(Account("Rundruf", "pw", HOST, pbx.address, register=False), transport)
-    holder.append(agent)
-    yield agent
-    await agent.close(grace_s=2.0)
 
 
 def request(

@@ -10,57 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
 
 from edge_agent.sip import sdp
 from edge_agent.sip.media_host import MediaHostResolver
-from edge_agent.sip.message import Headers, Request, Response
-from edge_agent.sip.transport import UdpTransport
-from edge_agent.sip.ua import Account, UserAgent
-from tests.sip_unit.test_forged_answers import Peer, answered_call
+from edge_agent.sip.message import Request, Response
+from edge_agent.sip.ua import UserAgent
+from tests.sip_unit.udp_peers import HOST, Peer, answered_call, dialog_headers, pbx, peers, ua
 
-HOST = "127.0.0.1"
+__all__ = ["pbx", "peers", "ua"]  # the fixtures
+
 NAME = "media.pbx.example"
 
 
-@pytest.fixture
-def peers() -> Iterator[list[Peer]]:
-    made: list[Peer] = []
-    yield made
-    for peer in made:
-        peer.close()
-
-
-@pytest.fixture
-async def ua(peers: list[Peer]) -> AsyncIterator[UserAgent]:
-    pbx = Peer()
-    peers.append(pbx)
-    holder: list[UserAgent] = []
-    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
-    agent = UserAgent(Account("Rundruf", "pw", HOST, pbx.address, register=False), transport)
-    holder.append(agent)
-    yield agent
-    await agent.close(grace_s=2.0)
-
-
-def in_dialog(
-    phone: Peer, method: str, *, cseq: int, branch: str, body: bytes = b"", ack_of: int = 0
-) -> bytes:
+def in_dialog(phone: Peer, method: str, *, cseq: int, branch: str, body: bytes = b"") -> bytes:
     """A request of the member in the call's dialog (tags as the 2xx made them)."""
-    invite, ok = phone.invite, phone.ok
-    assert invite is not None and ok is not None
-    headers = Headers(
-        [
-            ("Via", f"SIP/2.0/UDP {HOST}:{phone.address[1]};branch={branch}"),
-            ("From", ok.headers.get("To") or ""),
-            ("To", invite.headers.get("From") or ""),
-            ("Call-ID", invite.call_id),
-            ("CSeq", f"{cseq} {method}"),
-            ("Contact", f"<sip:member@{HOST}:{phone.address[1]}>"),
-        ]
-    )
+    headers = dialog_headers(phone, method, cseq, branch)
+    headers.add("Contact", f"<sip:member@{HOST}:{phone.address[1]}>")
     if body:
         headers.add("Content-Type", "application/sdp")
     return bytes(Request(method, f"sip:Rundruf@{HOST}", headers, body))

@@ -35,6 +35,7 @@ CODES = (
     "tlsClientCertificate",
     "tlsHandshake",
     "tlsConfig",
+    "connectionLost",
     "internal",
 )
 PARAMS_MAX = 8
@@ -173,6 +174,8 @@ _ERRORS = {
         "({reason}).",
         "tlsConfig": "Eine TLS-Datei des Rundruf Manager Service ist nicht verwendbar "
         "({setting}: „{file}“).",
+        "connectionLost": "Die TLS-Verbindung zur Telefonanlage {host}:{port} brach ab "
+        "({reason}); der Rundruf Manager Service verbindet sich neu.",
         "internal": "Ein interner Fehler des Rundruf Manager Service (Einzelheiten in "
         "seinem Protokoll).",
         "other": "Fehler „{code}“.",
@@ -203,6 +206,8 @@ _ERRORS = {
         "({reason}).",
         "tlsConfig": "A TLS file of the Rundruf Manager Service cannot be used "
         '({setting}: "{file}").',
+        "connectionLost": "The TLS connection to the phone system at {host}:{port} broke "
+        "({reason}); the Rundruf Manager Service connects again.",
         "internal": "An internal error of the Rundruf Manager Service (details in its log).",
         "other": 'Error "{code}".',
         "detail": "Technical detail: {detail}",

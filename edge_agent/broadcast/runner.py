@@ -353,8 +353,9 @@ class BroadcastRun:
         except DialerError as exc:
             outcome = CallOutcome.FAILED
             if not ended:
+                detail = exc.code or str(exc)  # a code the website words, else the text
                 await self.journal.record(
-                    b.id, member.pbx_id, attempt, "ended", _now(), outcome, str(exc)
+                    b.id, member.pbx_id, attempt, "ended", _now(), outcome, detail
                 )
         except asyncio.CancelledError:
             task = asyncio.current_task()

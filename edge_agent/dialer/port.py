@@ -140,7 +140,14 @@ EventSink = Callable[[CallEvent], Awaitable[None]]
 
 
 class DialerError(Exception):
-    """Raised when a dialer is misused or set up wrongly; telephony outcomes are never raised."""
+    """Raised when a dialer is misused or set up wrongly; telephony outcomes are never raised.
+
+    `code`, when set, says why for the attempt's detail (the website words it: a TLS
+    certificate the PBX's connection was refused for, say); the text is for the log."""
+
+    def __init__(self, *args: object, code: str | None = None) -> None:
+        super().__init__(*args)
+        self.code = code
 
 
 class DialerClosed(DialerError):

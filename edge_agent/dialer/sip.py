@@ -227,7 +227,7 @@ class SipDialer(Dialer):
     def _cannot_start(self, code: str, text: str, **params: str | int) -> DialerError:
         """Records why the dialer cannot start (the health report shows it) and says it."""
         self.registration.failed(RegistrationError(code, datetime.now(UTC), params, text))
-        return DialerError(text)
+        return DialerError(text, code=code)
 
     async def call(self, request: CallRequest, on_event: EventSink) -> CallOutcome:
         if self._closed:

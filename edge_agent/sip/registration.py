@@ -24,6 +24,8 @@ Error codes (the central service turns them into words, `params` fill them in):
   wants one and none is configured;
 - `tlsHandshake` {host, reason}: the TLS handshake failed otherwise (or not in time);
 - `tlsConfig` {setting, file}: a CA, certificate or key file cannot be used;
+- `connectionLost` {host, port, reason}: the TLS connection to the PBX broke as the
+  REGISTER waited for it (it is made again at once, and the REGISTER sent again);
 - `internal`: a fault of ours. The agent's log has the traceback; the report carries
   the code only (it reaches the customer's mail, where a Python name helps nobody).
 """

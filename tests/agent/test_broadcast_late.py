@@ -496,3 +496,23 @@ async def test_a_command_received_after_its_expiry_is_refused_with_a_code(
     assert getattr(outcome, "ok", True) is False
     assert getattr(outcome, "result", None) == {"errorCode": "commandExpired"}
     assert await service.broadcasts.journal.by_source("cmd-expired") is None
+
+
+async def test_a_dialer_that_cannot_reach_its_pbx_leaves_its_code_as_the_attempts_detail(
+    tmp_path: Path, beds: list[Bed]
+) -> None:
+    """The history words a code (issue 15 point 9, the outside review's point 8): the
+    attempt's detail is "tlsCertificate", not the English sentence the log gets."""
+    bed = await _bed(tmp_path, beds, timeout_s=1)
+
+    async def call(request: CallRequest, on_event: EventSink) -> CallOutcome:
+        raise DialerError(
+            "the PBX's TLS certificate (pbx:5061) is not accepted: certificate has expired",
+            code="tlsCertificate",
+        )
+
+    bed.dialer.call = call  # type: ignore[method-assign]
+    trigger, _ = _waited("job-certificate", Mode.ALARM, timedelta(0))
+    _, events = await run_to_end(bed, trigger)
+    details = {e.detail for e in events if e.kind == "ended"}
+    assert details == {"tlsCertificate"}, details

@@ -22,9 +22,14 @@ function steps(a) {
 }
 
 // Details the agent sends as a code (a call ended on hold at the timeout or at the
-// quorum, a call ended for want of the SRTP the installation requires): worded here;
-// other details are the PBX's or the agent's own words and shown as they are.
-const DETAIL_CODES = new Set(["endedOnHold", "endedOnHoldQuorum", "srtpRequired"]);
+// quorum, a call ended for want of the SRTP the installation requires, the connection
+// to the PBX that could not be made or broke): worded here; other details are the
+// PBX's or the agent's own words and shown as they are.
+const DETAIL_CODES = new Set([
+  "endedOnHold", "endedOnHoldQuorum", "srtpRequired", "connectionLost", "connectFailed",
+  "tlsCertificate", "tlsClientCertificate", "tlsHandshake", "tlsConfig", "unresolvable",
+  "localAddress", "network",
+]);
 
 function attemptDetail(detail) {
   return DETAIL_CODES.has(detail) ? t(`detail.${detail}`) : detail;

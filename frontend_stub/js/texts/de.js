@@ -184,6 +184,15 @@ export default {
   "detail.endedOnHold": "Der Teilnehmer hielt den Anruf noch, als die Zeitgrenze des Rundrufs ablief; der Dienst hat aufgelegt.",
   "detail.endedOnHoldQuorum": "Der Teilnehmer hielt den Anruf noch, als das Quorum erreicht war; der Dienst hat aufgelegt.",
   "detail.srtpRequired": "Die Gegenstelle hat die verlangte Verschlüsselung (SRTP) nicht angenommen; der Dienst hat aufgelegt, ohne unverschlüsselt zu senden.",
+  "detail.connectionLost": "Die Verbindung zur Telefonanlage brach ab, während der Anruf klingelte; der Dienst hat ihn über eine neue Verbindung abgebrochen.",
+  "detail.connectFailed": "Die Telefonanlage nahm keine Verbindung an; der Anruf ging nicht hinaus (Näheres im Zustand des Rundruf Manager Service).",
+  "detail.tlsCertificate": "Das TLS-Zertifikat der Telefonanlage wurde nicht anerkannt; der Anruf ging nicht hinaus, unverschlüsselt wurde nichts gesendet (Näheres im Zustand des Rundruf Manager Service).",
+  "detail.tlsClientCertificate": "Die Telefonanlage verlangte ein Client-Zertifikat des Rundruf Manager Service oder lehnte seines ab; der Anruf ging nicht hinaus.",
+  "detail.tlsHandshake": "Die TLS-Verbindung zur Telefonanlage kam nicht zustande; der Anruf ging nicht hinaus.",
+  "detail.tlsConfig": "Eine TLS-Datei des Rundruf Manager Service ist nicht verwendbar; der Anruf ging nicht hinaus.",
+  "detail.unresolvable": "Der Name der Telefonanlage ließ sich nicht auflösen; der Anruf ging nicht hinaus.",
+  "detail.localAddress": "Die eigene SIP-Adresse des Rundruf Manager Service ist falsch eingestellt; der Anruf ging nicht hinaus.",
+  "detail.network": "Der Rundruf Manager Service konnte seine SIP-Adresse nicht öffnen; der Anruf ging nicht hinaus.",
 
   "tenants.title": "Mandanten",
   "tenants.name": "Name",
@@ -282,6 +291,7 @@ export default {
   "sip.error.tlsClientCertificate": "Die Telefonanlage „{host}“ verlangt ein Client-Zertifikat des Rundruf Manager Service oder lehnt seines ab ({reason}; RUNDRUF_AGENT_SIP_TLS_CERT_FILE).",
   "sip.error.tlsHandshake": "Die TLS-Verbindung zur Telefonanlage „{host}“ kommt nicht zustande ({reason}).",
   "sip.error.tlsConfig": "Eine TLS-Datei des Rundruf Manager Service ist nicht verwendbar ({setting}: „{file}“).",
+  "sip.error.connectionLost": "Die TLS-Verbindung zur Telefonanlage {host}:{port} brach ab ({reason}); der Rundruf Manager Service verbindet sich neu.",
   "sip.error.internal": "Ein interner Fehler des Rundruf Manager Service (Einzelheiten in seinem Protokoll).",
   "sip.error.other": "Fehler „{code}“.",
 

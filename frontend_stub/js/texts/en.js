@@ -184,6 +184,15 @@ export default {
   "detail.endedOnHold": "The member still had the call on hold when the broadcast timeout passed; the service hung up.",
   "detail.endedOnHoldQuorum": "The member still had the call on hold when the quorum was reached; the service hung up.",
   "detail.srtpRequired": "The other end did not accept the required encryption (SRTP); the service hung up without sending anything unencrypted.",
+  "detail.connectionLost": "The connection to the phone system broke while the call was ringing; the service cancelled it over a new connection.",
+  "detail.connectFailed": "The phone system accepted no connection; the call was not placed (details in the Rundruf Manager Service's status).",
+  "detail.tlsCertificate": "The phone system's TLS certificate was not accepted; the call was not placed and nothing was sent unencrypted (details in the Rundruf Manager Service's status).",
+  "detail.tlsClientCertificate": "The phone system asked for a client certificate of the Rundruf Manager Service or refused its one; the call was not placed.",
+  "detail.tlsHandshake": "The TLS connection to the phone system could not be made; the call was not placed.",
+  "detail.tlsConfig": "A TLS file of the Rundruf Manager Service cannot be used; the call was not placed.",
+  "detail.unresolvable": "The phone system's name did not resolve; the call was not placed.",
+  "detail.localAddress": "The Rundruf Manager Service's own SIP address is set wrong; the call was not placed.",
+  "detail.network": "The Rundruf Manager Service could not open its SIP address; the call was not placed.",
 
   "tenants.title": "Tenants",
   "tenants.name": "Name",
@@ -282,6 +291,7 @@ export default {
   "sip.error.tlsClientCertificate": "The phone system \"{host}\" asks for a client certificate from the Rundruf Manager Service or refuses the one it sends ({reason}; RUNDRUF_AGENT_SIP_TLS_CERT_FILE).",
   "sip.error.tlsHandshake": "The TLS connection to the phone system \"{host}\" cannot be made ({reason}).",
   "sip.error.tlsConfig": "A TLS file of the Rundruf Manager Service cannot be used ({setting}: \"{file}\").",
+  "sip.error.connectionLost": "The TLS connection to the phone system at {host}:{port} broke ({reason}); the Rundruf Manager Service connects again.",
   "sip.error.internal": "An internal error of the Rundruf Manager Service (details in its log).",
   "sip.error.other": "Error \"{code}\".",
 

@@ -23,8 +23,8 @@ from edge_agent.dialer.port import CallEventKind, CallOutcome
 from edge_agent.dialer.sip import SipDialer
 from edge_agent.dialer.sip_play import ENDED_ON_HOLD, ENDED_ON_HOLD_QUORUM
 from edge_agent.pbx.port import UserState
-from edge_agent.sip.ua import Account
 from tests.agent.dialer_contract import Recorder, assert_well_formed
+from tests.agent.sipp_bed import dial_through_sipp
 from tests.agent.test_broadcast_executor import Bed, alarm, beds, make_bed, run_to_end
 from tests.agent.test_dialer_sip import call_request, dialer
 from tests.sip.bed import RtpPacket, RtpSink, SippUas, need_sipp
@@ -169,10 +169,7 @@ async def test_a_broadcast_records_held_and_resumed_in_the_attempts_steps(
         TimedSink() as sink,
         SippUas("uas_hold.xml", tmp_path, keys=ears(sink)) as pbx,
     ):
-        await bed.dialer.close()
-        account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", pbx.port), register=False)
-        bed.dialer = SipDialer(account, proxy=True)  # type: ignore[assignment]
-        bed.broadcasts.dialer = bed.dialer
+        await dial_through_sipp(bed, pbx.port)
         _, events = await run_to_end(bed, alarm())
         assert await asyncio.to_thread(pbx.wait, 10) == 0, pbx.log()
     steps = [e.kind for e in events]
@@ -199,10 +196,7 @@ async def test_a_member_still_on_hold_at_the_broadcast_timeout_is_hung_up_and_it
         TimedSink() as sink,
         SippUas("uas_hold_until_bye.xml", tmp_path, keys=ears(sink)) as pbx,
     ):
-        await bed.dialer.close()
-        account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", pbx.port), register=False)
-        bed.dialer = SipDialer(account, proxy=True)  # type: ignore[assignment]
-        bed.broadcasts.dialer = bed.dialer
+        await dial_through_sipp(bed, pbx.port)
         broadcast_id, events = await run_to_end(bed, alarm())
         assert await asyncio.to_thread(pbx.wait, 10) == 0, pbx.log()
         flow = pbx.flow()
@@ -232,10 +226,7 @@ async def test_a_member_on_hold_when_the_quorum_is_reached_is_hung_up_at_once(
     )
     beds.append(bed)
     with SippUas("uas_quorum_hold.xml", tmp_path, calls=2) as pbx:
-        await bed.dialer.close()
-        account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", pbx.port), register=False)
-        bed.dialer = SipDialer(account, proxy=True)  # type: ignore[assignment]
-        bed.broadcasts.dialer = bed.dialer
+        await dial_through_sipp(bed, pbx.port)
         started = time.time()
         broadcast_id, events = await run_to_end(bed, alarm())
         took = time.time() - started

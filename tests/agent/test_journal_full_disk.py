@@ -29,7 +29,6 @@ from edge_agent.broadcast.model import JOURNAL_NOT_WRITABLE, Broadcast
 from edge_agent.broadcast.reporter import Reporter
 from edge_agent.config import Enrolment
 from edge_agent.dialer.sim import SimDialer
-from edge_agent.dialer.sip import SipDialer
 from edge_agent.jobservice import JobServiceClient
 from edge_agent.ledger import Ledger, Outcome
 from edge_agent.pbx.port import UserState
@@ -37,7 +36,7 @@ from edge_agent.pbx.sim import SimPbx
 from edge_agent.server import Server
 from edge_agent.service import AgentService
 from edge_agent.settings import AgentSettings
-from edge_agent.sip.ua import Account
+from tests.agent.sipp_bed import dial_through_sipp
 from tests.agent.test_broadcast_executor import (
     Bed,
     alarm,
@@ -390,10 +389,7 @@ async def test_with_the_sip_dialer_ten_sipp_members_all_confirm_through_a_failin
     bed = await ten_member_bed(tmp_path, beds)
     # SIPp stands for the PBX and its ten members: each answers and presses 1 by INFO.
     with SippUas("uas_dtmf_info.xml", tmp_path, calls=MEMBERS) as pbx:
-        await bed.dialer.close()
-        account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", pbx.port), register=False)
-        bed.dialer = SipDialer(account, proxy=True)  # type: ignore[assignment]
-        bed.broadcasts.dialer = bed.dialer
+        await dial_through_sipp(bed, pbx.port)
         await run_through_a_failing_write(tmp_path, bed, service, monkeypatch)
         assert await asyncio.to_thread(pbx.wait, 10) == 0, pbx.log()
         assert pbx.flow().count("< INVITE") == MEMBERS

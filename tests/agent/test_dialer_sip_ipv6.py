@@ -22,7 +22,7 @@ from edge_agent.sip.ua import Account
 from tests.agent.dialer_contract import Recorder, assert_well_formed
 from tests.agent.test_dialer_sip import call_request, tone_wav
 from tests.processes import wait_until
-from tests.sip.bed import SippUas, need_sipp
+from tests.sip.bed import SippUas, free_udp_port, need_sipp
 
 LOOPBACK6 = "::1"
 
@@ -39,26 +39,6 @@ def _ipv6_loopback() -> bool:
 pytestmark = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) here")
 
 
-def free_udp6_port(span: int = 1) -> int:
-    """A UDP port p on ::1 with p .. p+span-1 free (SIPp's media takes p and p + 2)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind((LOOPBACK6, 0))
-            port = int(s.getsockname()[1])
-        if port + span < 65536 and all(_udp6_free(port + i) for i in range(1, span)):
-            return port
-    raise RuntimeError(f"no {span} free UDP ports in a row on {LOOPBACK6}")
-
-
-def _udp6_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((LOOPBACK6, port))
-        except OSError:
-            return False
-    return True
-
-
 def _udp6_bound(port: int) -> bool:
     needle = f"{'0' * 24}01000000:{port:04X}"  # ::1 as /proc/net/udp6 writes it
     with open("/proc/net/udp6") as table:
@@ -73,8 +53,8 @@ class SippUas6(SippUas):
         super().__init__(
             scenario,
             tmp_path,
-            port=free_udp6_port(),
-            media_port=free_udp6_port(span=4),
+            port=free_udp_port(host=LOOPBACK6),
+            media_port=free_udp_port(span=4, host=LOOPBACK6),
             timeout=30,
         )
 

@@ -87,10 +87,14 @@ def need_pcap_play() -> None:
 # ------------------------------------------------------------------------ ports
 
 
-def _udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _udp_free(port: int, host: str = HOST) -> bool:
+    with socket.socket(_family(host), socket.SOCK_DGRAM) as s:
         try:
-            s.bind((HOST, port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
@@ -105,15 +109,16 @@ def _tcp_free(port: int) -> bool:
     return True
 
 
-def free_udp_port(span: int = 1) -> int:
-    """A loopback UDP port p with p .. p+span-1 free (SIPp's media takes p and p + 2)."""
+def free_udp_port(span: int = 1, host: str = HOST) -> int:
+    """A UDP port p on `host` (loopback, IPv4 or IPv6) with p .. p+span-1 free (SIPp's
+    media takes p and p + 2)."""
     for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((HOST, 0))
+        with socket.socket(_family(host), socket.SOCK_DGRAM) as s:
+            s.bind((host, 0))
             port = int(s.getsockname()[1])
-        if port + span < 65536 and all(_udp_free(port + i) for i in range(1, span)):
+        if port + span < 65536 and all(_udp_free(port + i, host) for i in range(1, span)):
             return port
-    raise RuntimeError(f"no {span} free UDP ports in a row on {HOST}")
+    raise RuntimeError(f"no {span} free UDP ports in a row on {host}")
 
 
 def free_sip_port() -> int:

@@ -5,19 +5,16 @@ offer gets 488 and an answer ends the call "no usable media"."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
 from edge_agent.sip import sdp
-from edge_agent.sip.call import Call, Ended
+from edge_agent.sip.call import Ended
 from edge_agent.sip.errors import SdpError
-from edge_agent.sip.message import Request, parse, response_to
-from edge_agent.sip.transport import UdpTransport
-from edge_agent.sip.ua import Account, UserAgent
+from edge_agent.sip.message import Request, parse
+from tests.sip_unit.raw_pbx_call import RawPbxCall, answer_with, begin_and_answer, raw_pbx_call
 
 HOST = "127.0.0.1"
 
@@ -31,69 +28,21 @@ def body(kind: str, address: str, port: int = 40000) -> bytes:
 @pytest.mark.parametrize(
     ("kind", "address"), [("IP4", "::1"), ("IP6", "127.0.0.1"), ("IP4", "fe80::1%lo")]
 )
-def test_a_c_line_naming_an_address_of_the_other_family_is_refused(kind: str, address: str):
+def test_a_c_line_naming_an_address_of_the_other_family_is_refused(kind: str, address: str) -> None:
     with pytest.raises(SdpError, match=f"not {kind}"):
         sdp.parse(body(kind, address))
 
 
-def test_a_c_line_of_its_own_family_is_taken():
+def test_a_c_line_of_its_own_family_is_taken() -> None:
     assert sdp.parse(body("IP6", "::ffff:127.0.0.1")).address == "::ffff:127.0.0.1"
     assert sdp.parse(body("IP6", "::1")).address == "::1"
     assert sdp.parse(body("IP4", "media.pbx.example")).address == "media.pbx.example"
 
 
-@dataclass
-class Bed:
-    call: Call
-    pbx: socket.socket
-    transport: UdpTransport
-
-
 @pytest.fixture
-async def bed() -> AsyncIterator[Bed]:
-    pbx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    pbx.bind((HOST, 0))
-    pbx.settimeout(5)
-    holder: list[UserAgent] = []
-    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
-    ua = UserAgent(Account("Rundruf", "pw", HOST, pbx.getsockname(), register=False), transport)
-    holder.append(ua)
-    call = Call(ua, f"sip:member@{HOST}:{pbx.getsockname()[1]}", {})
-    try:
-        yield Bed(call, pbx, transport)
-    finally:
-        call.close()
-        transport.close()
-        pbx.close()
-
-
-async def answer_with(bed: Bed, answer: bytes) -> tuple[Ended | object, list[str]]:
-    """The phone answers the call's INVITE with `answer`; the call's result and the
-    requests the phone got after that (ACK, BYE)."""
-    bed.call.begin()
-    invite = parse(bed.pbx.recvfrom(65536)[0])
-    assert isinstance(invite, Request)
-    ok = response_to(invite, 200, "OK", "phone")
-    ok.headers.add("Contact", f"<sip:member@{HOST}:{bed.pbx.getsockname()[1]}>")
-    ok.headers.add("Content-Type", "application/sdp")
-    ok.body = answer
-
-    async def phone() -> list[str]:
-        bed.pbx.sendto(bytes(ok), bed.transport.local)
-        seen: list[str] = []
-        while "BYE" not in seen:
-            message = parse((await asyncio.to_thread(bed.pbx.recvfrom, 65536))[0])
-            if isinstance(message, Request):
-                seen.append(message.method)
-                if message.method == "BYE":
-                    bed.pbx.sendto(bytes(response_to(message, 200, "OK")), bed.transport.local)
-        return seen
-
-    async def ringing() -> None:
-        pass
-
-    result, seen = await asyncio.gather(bed.call.start(5, ringing), phone())
-    return result, seen
+async def bed() -> AsyncIterator[RawPbxCall]:
+    async with raw_pbx_call() as made:
+        yield made
 
 
 @pytest.mark.parametrize(
@@ -101,26 +50,22 @@ async def answer_with(bed: Bed, answer: bytes) -> tuple[Ended | object, list[str
     [("IP4", "::1"), ("IP6", "::1"), ("IP4", "255.255.255.255"), ("IP4", "224.0.0.1")],
 )
 async def test_an_answer_no_rtp_can_reach_ends_the_call_as_no_usable_media(
-    bed: Bed, kind: str, address: str
-):
+    bed: RawPbxCall, kind: str, address: str
+) -> None:
     result, seen = await answer_with(bed, body(kind, address))
     assert isinstance(result, Ended), result
     assert result.status == 488 and result.reason.startswith("no usable media")
     assert seen[-2:] == ["ACK", "BYE"]
 
 
-async def test_an_answer_naming_an_ipv4_mapped_address_is_taken_as_its_ipv4(bed: Bed):
+async def test_an_answer_naming_an_ipv4_mapped_address_is_taken_as_its_ipv4(
+    bed: RawPbxCall,
+) -> None:
     phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     phone.bind((HOST, 0))
     try:
         port = phone.getsockname()[1]
-        bed.call.begin()
-        invite = parse(bed.pbx.recvfrom(65536)[0])
-        assert isinstance(invite, Request)
-        ok = response_to(invite, 200, "OK", "phone")
-        ok.headers.add("Contact", f"<sip:member@{HOST}:{bed.pbx.getsockname()[1]}>")
-        ok.headers.add("Content-Type", "application/sdp")
-        ok.body = body("IP6", "::ffff:127.0.0.1", port)
+        ok = begin_and_answer(bed, body("IP6", "::ffff:127.0.0.1", port))
         bed.pbx.sendto(bytes(ok), bed.transport.local)
 
         async def ringing() -> None:
@@ -135,8 +80,8 @@ async def test_an_answer_naming_an_ipv4_mapped_address_is_taken_as_its_ipv4(bed:
 
 @pytest.mark.parametrize(("kind", "address"), [("IP4", "::1"), ("IP6", "::1")])
 async def test_a_reoffer_no_rtp_can_reach_gets_488_and_the_call_goes_on(
-    bed: Bed, kind: str, address: str
-):
+    bed: RawPbxCall, kind: str, address: str
+) -> None:
     bed.call.begin()
     bed.pbx.recvfrom(65536)  # the INVITE
     bed.call.negotiated = sdp.negotiate(sdp.parse(body("IP4", HOST)))

@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -19,11 +20,10 @@ from edge_agent.sip import sdp
 from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.dialog_match import DialogPeer
 from edge_agent.sip.media_host import MediaHostResolver
-from edge_agent.sip.message import Request, Response, parse, response_to
+from edge_agent.sip.message import Response, parse
 from edge_agent.sip.rtp import RtpPacket
-from edge_agent.sip.transport import UdpTransport
-from edge_agent.sip.ua import Account, UserAgent
 from tests.sip_unit.dns_server import SilentDnsServer, query
+from tests.sip_unit.raw_pbx_call import answer_with, raw_pbx_call
 
 HOST = "127.0.0.1"
 NAME = "media.pbx.example"
@@ -46,29 +46,20 @@ def dns() -> Iterator[SilentDnsServer]:
 
 @pytest.fixture
 async def bed(dns: SilentDnsServer) -> AsyncIterator[Bed]:
-    pbx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    pbx.bind((HOST, 0))
-    pbx.settimeout(5)
-    holder: list[UserAgent] = []
-    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
-    ua = UserAgent(Account("Rundruf", "pw", HOST, pbx.getsockname(), register=False), transport)
-    holder.append(ua)
-    resolver = MediaHostResolver(functools.partial(_ask, dns.address), timeout_s=0.5)
-    call = Call(ua, f"sip:member@{HOST}:{pbx.getsockname()[1]}", {})
-    call._resolver = resolver  # as Call(..., resolver=) would; also where there was none
-    call.begin()
-    pbx.recvfrom(65536)  # the INVITE
-    # The dialog the re-INVITEs below name (tags "us", "them"), the PBX its peer.
-    call.peer = DialogPeer("us", remote_tag="them", hosts={HOST})
-    call.negotiated = sdp.negotiate(sdp.parse(sdp.offer(HOST, 40000, 7, payloads=(0, 101))))
-    try:
-        yield Bed(call, pbx, transport.local[1], dns)
-    finally:
-        assert call._transaction is not None
-        call._transaction.final.cancel()
-        call.close()
-        transport.close()
-        pbx.close()
+    async with raw_pbx_call() as made:
+        call, pbx = made.call, made.pbx
+        resolver = MediaHostResolver(functools.partial(_ask, dns.address), timeout_s=0.5)
+        call._resolver = resolver  # as Call(..., resolver=) would; also where there was none
+        call.begin()
+        pbx.recvfrom(65536)  # the INVITE
+        # The dialog the re-INVITEs below name (tags "us", "them"), the PBX its peer.
+        call.peer = DialogPeer("us", remote_tag="them", hosts={HOST})
+        call.negotiated = sdp.negotiate(sdp.parse(sdp.offer(HOST, 40000, 7, payloads=(0, 101))))
+        try:
+            yield Bed(call, pbx, made.transport.local[1], dns)
+        finally:
+            assert call._transaction is not None
+            call._transaction.final.cancel()
 
 
 def _ask(server: tuple[str, int], host: str, port: int, family: int) -> str:
@@ -100,7 +91,7 @@ async def answers(pbx: socket.socket, count: int) -> list[tuple[float, Response]
     return got
 
 
-async def lag_while(work: asyncio.Future[object]) -> float:
+async def lag_while(work: asyncio.Future[Any]) -> float:
     """The longest the loop was late for a 5 ms sleep until `work` is done."""
     worst = 0.0
     while not work.done():
@@ -110,7 +101,9 @@ async def lag_while(work: asyncio.Future[object]) -> float:
     return worst
 
 
-async def test_a_reinvite_naming_a_host_nobody_resolves_gets_488_and_the_loop_goes_on(bed: Bed):
+async def test_a_reinvite_naming_a_host_nobody_resolves_gets_488_and_the_loop_goes_on(
+    bed: Bed,
+) -> None:
     before = bed.call.negotiated
     request = reinvite(NAME).replace(b"{call_id}", bed.call.call_id.encode())
     sent = time.monotonic()
@@ -131,7 +124,7 @@ async def test_a_reinvite_naming_a_host_nobody_resolves_gets_488_and_the_loop_go
 
 async def test_a_reinvite_naming_a_host_that_resolves_sends_rtp_to_its_address(
     bed: Bed, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     phone.bind(("127.0.0.3", 0))
     phone.settimeout(2)
@@ -156,7 +149,7 @@ async def test_a_reinvite_naming_a_host_that_resolves_sends_rtp_to_its_address(
     phone.close()
 
 
-async def test_a_second_offer_while_one_is_looked_up_gets_500_with_retry_after(bed: Bed):
+async def test_a_second_offer_while_one_is_looked_up_gets_500_with_retry_after(bed: Bed) -> None:
     first = reinvite(NAME).replace(b"{call_id}", bed.call.call_id.encode())
     second = reinvite("127.0.0.1", "z9hG4bK-dns-2").replace(b"CSeq: 2", b"CSeq: 3")
     bed.pbx.sendto(first, (HOST, bed.sip_port))
@@ -173,46 +166,13 @@ async def test_a_second_offer_while_one_is_looked_up_gets_500_with_retry_after(b
 
 async def test_an_answer_naming_a_host_nobody_resolves_is_hung_up_as_no_usable_media(
     dns: SilentDnsServer,
-):
-    pbx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    pbx.bind((HOST, 0))
-    pbx.settimeout(5)
-    holder: list[UserAgent] = []
-    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
-    ua = UserAgent(Account("Rundruf", "pw", HOST, pbx.getsockname(), register=False), transport)
-    holder.append(ua)
-    call = Call(ua, f"sip:member@{HOST}:{pbx.getsockname()[1]}", {})
-    call._resolver = MediaHostResolver(functools.partial(_ask, dns.address), timeout_s=0.5)
-    call.begin()
-    invite = parse(pbx.recvfrom(65536)[0])
-    assert isinstance(invite, Request)
-    ok = response_to(invite, 200, "OK", "phone")
-    ok.headers.add("Contact", f"<sip:member@{HOST}:{pbx.getsockname()[1]}>")
-    ok.headers.add("Content-Type", "application/sdp")
-    ok.body = sdp.offer(HOST, 40000, 5).replace(
-        f"c=IN IP4 {HOST}".encode(), f"c=IN IP4 {NAME}".encode()
-    )
-
-    async def phone() -> list[str]:
-        pbx.sendto(bytes(ok), transport.local)
-        seen: list[str] = []
-        while "BYE" not in seen:
-            message = parse((await asyncio.to_thread(pbx.recvfrom, 65536))[0])
-            if isinstance(message, Request):
-                seen.append(message.method)
-                if message.method == "BYE":
-                    pbx.sendto(bytes(response_to(message, 200, "OK")), transport.local)
-        return seen
-
-    async def ringing() -> None:
-        pass
-
-    try:
-        result, seen = await asyncio.gather(call.start(5, ringing), phone())
-    finally:
-        call.close()
-        transport.close()
-        pbx.close()
+) -> None:
+    async with raw_pbx_call() as made:
+        made.call._resolver = MediaHostResolver(functools.partial(_ask, dns.address), timeout_s=0.5)
+        answer = sdp.offer(HOST, 40000, 5).replace(
+            f"c=IN IP4 {HOST}".encode(), f"c=IN IP4 {NAME}".encode()
+        )
+        result, seen = await answer_with(made, answer)
     assert isinstance(result, Ended) and result.status == 488
     assert f"no address for {NAME}" in result.reason
     assert seen[-2:] == ["ACK", "BYE"]

@@ -9,11 +9,8 @@ takes `-i ::1` and writes `[::1]` itself.
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Self
-
-import pytest
 
 from edge_agent.dialer.port import CallOutcome
 from edge_agent.dialer.sip import SipDialer
@@ -23,20 +20,9 @@ from tests.agent.dialer_contract import Recorder, assert_well_formed
 from tests.agent.test_dialer_sip import call_request, tone_wav
 from tests.processes import wait_until
 from tests.sip.bed import SippUas, free_udp_port, need_sipp
+from tests.sip.ipv6_loopback import LOOPBACK6, needs_ipv6
 
-LOOPBACK6 = "::1"
-
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind((LOOPBACK6, 0))
-    except OSError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) here")
+pytestmark = needs_ipv6
 
 
 def _udp6_bound(port: int) -> bool:

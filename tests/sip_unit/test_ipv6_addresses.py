@@ -5,7 +5,6 @@ parser refuses; the whole call over ::1 is tests/agent/test_dialer_sip_ipv6.py."
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,20 +14,7 @@ from edge_agent.sip.addresses import hostport, parse_name_addr, parse_via
 from edge_agent.sip.message import Headers, Request, Response, parse
 from edge_agent.sip.transport import UdpTransport
 from edge_agent.sip.ua import Account, UserAgent
-
-LOOPBACK6 = "::1"
-
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind((LOOPBACK6, 0))
-    except OSError:
-        return False
-    return True
-
-
-needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) here")
+from tests.sip.ipv6_loopback import LOOPBACK6, needs_ipv6
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.message import Request, Response, parse, response_to
 from edge_agent.sip.transport import UdpTransport
-from edge_agent.sip.ua import Account, UserAgent
+from tests.sip_unit.loopback_ua import loopback_ua
 
 HOST = "127.0.0.1"
 
@@ -29,10 +29,7 @@ async def raw_pbx_call() -> AsyncIterator[RawPbxCall]:
     pbx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     pbx.bind((HOST, 0))
     pbx.settimeout(5)
-    holder: list[UserAgent] = []
-    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
-    ua = UserAgent(Account("Rundruf", "pw", HOST, pbx.getsockname(), register=False), transport)
-    holder.append(ua)
+    ua, transport = await loopback_ua(pbx.getsockname())
     call = Call(ua, f"sip:member@{HOST}:{pbx.getsockname()[1]}", {})
     try:
         yield RawPbxCall(call, pbx, transport)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 
 import pytest
 
@@ -13,8 +13,8 @@ from edge_agent.sip import sdp
 from edge_agent.sip.call import Call
 from edge_agent.sip.errors import SipError
 from edge_agent.sip.message import Request, parse, response_to
-from edge_agent.sip.transport import UdpTransport
-from edge_agent.sip.ua import Account, UserAgent
+from edge_agent.sip.ua import UserAgent
+from tests.sip_unit.loopback_ua import loopback_ua
 
 HOST = "127.0.0.1"
 
@@ -56,8 +56,8 @@ class Phone:
                 self.cancelled.set()
                 self.sock.sendto(bytes(response_to(message, 200, "OK")), source)
 
-    def _spawn(self, work: object) -> None:
-        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -90,10 +90,7 @@ class Phone:
 
 @pytest.fixture
 async def ua() -> AsyncIterator[UserAgent]:
-    holder: list[UserAgent] = []
-    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
-    agent = UserAgent(Account("Rundruf", "pw", HOST, (HOST, 9), register=False), transport)
-    holder.append(agent)
+    agent, _ = await loopback_ua((HOST, 9))
     yield agent
     await agent.close(grace_s=2.0)
 

@@ -26,7 +26,7 @@ from edge_agent.sip.errors import SipParseError
 from edge_agent.sip.headers import Headers
 from edge_agent.sip.message import Request, Response, parse, parse_stream
 from edge_agent.sip.transport import Transport, UdpTransport
-from edge_agent.sip.ua import Account, UserAgent
+from tests.sip_unit.loopback_ua import loopback_ua
 
 HOST = "127.0.0.1"
 
@@ -204,10 +204,7 @@ def test_a_bug_in_handling_logs_a_few_tracebacks_not_one_per_message(
 
 @pytest.fixture
 async def agent() -> AsyncIterator[UdpTransport]:
-    holder: list[UserAgent] = []
-    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
-    ua = UserAgent(Account("Rundruf", "pw", HOST, (HOST, 9), register=False), transport)
-    holder.append(ua)
+    ua, transport = await loopback_ua((HOST, 9))
     yield transport
     await ua.close(grace_s=1.0)
 

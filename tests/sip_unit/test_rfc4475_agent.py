@@ -14,7 +14,7 @@ import pytest
 
 from edge_agent.sip.message import Response, parse
 from edge_agent.sip.transport import UdpTransport
-from edge_agent.sip.ua import Account, UserAgent
+from tests.sip_unit.loopback_ua import loopback_ua
 from tests.sip_unit.test_rfc4475 import INVALID, VALID, invalid, valid
 
 HOST = "127.0.0.1"
@@ -22,10 +22,7 @@ HOST = "127.0.0.1"
 
 @pytest.fixture
 async def agent() -> AsyncIterator[UdpTransport]:
-    holder: list[UserAgent] = []
-    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
-    ua = UserAgent(Account("Rundruf", "pw", HOST, (HOST, 9), register=False), transport)
-    holder.append(ua)
+    ua, transport = await loopback_ua((HOST, 9))
     yield transport
     await ua.close(grace_s=1.0)
 

@@ -17,7 +17,8 @@ from edge_agent.sip import sdp
 from edge_agent.sip.call import Call
 from edge_agent.sip.message import Headers, Request, Response, parse, response_to
 from edge_agent.sip.transport import UdpTransport
-from edge_agent.sip.ua import Account, UserAgent
+from edge_agent.sip.ua import UserAgent
+from tests.sip_unit.loopback_ua import loopback_ua
 
 HOST = "127.0.0.1"
 
@@ -109,10 +110,7 @@ async def pbx(peers: list[Peer]) -> Peer:
 
 @pytest.fixture
 async def ua(pbx: Peer) -> AsyncIterator[UserAgent]:
-    holder: list[UserAgent] = []
-    transport = await UdpTransport.listen(HOST, 0, lambda m, s, t: holder[0].receive(m, s, t))
-    agent = UserAgent(Account("Rundruf", "pw", HOST, pbx.address, register=False), transport)
-    holder.append(agent)
+    agent, _ = await loopback_ua(pbx.address)
     yield agent
     await agent.close(grace_s=2.0)
 

@@ -27,39 +27,12 @@ from tests.agent.dialer_contract import Recorder, assert_well_formed
 from tests.agent.sipp_bed import dial_through_sipp
 from tests.agent.test_broadcast_executor import Bed, alarm, beds, make_bed, run_to_end
 from tests.agent.test_dialer_sip import call_request, dialer
-from tests.sip.bed import RtpPacket, RtpSink, SippUas, need_sipp
+from tests.sip.bed import RtpSink, SippUas, need_sipp
 
 __all__ = ["beds", "dialer"]  # the fixtures, shared with their modules
 
 K = CallEventKind
 MESSAGE_S = 2.0
-
-
-class TimedSink(RtpSink):
-    """An RtpSink that also notes when each packet arrived (time.time())."""
-
-    def __init__(self) -> None:
-        self.arrived: list[float] = []
-        super().__init__()
-
-    def _receive(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(2048)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            at = time.time()
-            try:
-                packet = RtpPacket.parse(data)
-            except ValueError:
-                continue
-            self.packets.append(packet)
-            self.arrived.append(at)
-
-    def between(self, start: float, end: float) -> list[RtpPacket]:
-        return [p for p, at in zip(self.packets, self.arrived, strict=True) if start <= at < end]
 
 
 def noise_wav(path: Path, seconds: float) -> Path:
@@ -94,7 +67,7 @@ async def test_a_member_on_hold_hears_nothing_and_the_message_again_on_resuming(
     digit the call ended "answered, not confirmed" while the member was on hold."""
     message = noise_wav(tmp_path / "message.wav", MESSAGE_S)
     with (
-        TimedSink() as sink,
+        RtpSink() as sink,
         SippUas("uas_hold.xml", tmp_path, keys=ears(sink)) as member,
     ):
         request = call_request(member.uri, message, ring_timeout_s=10.0, dtmf_timeout_s=1.5)
@@ -138,7 +111,7 @@ async def test_a_member_back_by_a_reinvite_without_sdp_hears_the_message_again(
     until the 1 pressed on hold ended the call; in a broadcast until its timeout)."""
     message = noise_wav(tmp_path / "message.wav", MESSAGE_S)
     with (
-        TimedSink() as sink,
+        RtpSink() as sink,
         SippUas("uas_hold_offerless.xml", tmp_path, keys=ears(sink)) as member,
     ):
         request = call_request(member.uri, message, ring_timeout_s=10.0, dtmf_timeout_s=1.5)
@@ -166,7 +139,7 @@ async def test_a_broadcast_records_held_and_resumed_in_the_attempts_steps(
     bed = await make_bed(tmp_path, {"Anna": UserState.LOGGED_ON}, timeout_s=60)
     beds.append(bed)
     with (
-        TimedSink() as sink,
+        RtpSink() as sink,
         SippUas("uas_hold.xml", tmp_path, keys=ears(sink)) as pbx,
     ):
         await dial_through_sipp(bed, pbx.port)
@@ -193,7 +166,7 @@ async def test_a_member_still_on_hold_at_the_broadcast_timeout_is_hung_up_and_it
     bed = await make_bed(tmp_path, {"Anna": UserState.LOGGED_ON}, timeout_s=4)
     beds.append(bed)
     with (
-        TimedSink() as sink,
+        RtpSink() as sink,
         SippUas("uas_hold_until_bye.xml", tmp_path, keys=ears(sink)) as pbx,
     ):
         await dial_through_sipp(bed, pbx.port)

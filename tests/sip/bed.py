@@ -22,6 +22,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,8 +340,9 @@ def _provide_pcap(name: str, target: Path) -> None:
 
 
 class RtpSink:
-    """A UDP socket on loopback that keeps the RTP packets it receives (the test's ears);
-    put its `port` in an SDP offer (SippUac's keys={"rtp_port": ...})."""
+    """A UDP socket on loopback that keeps the RTP packets it receives (the test's ears)
+    and when each arrived (time.time()); put its `port` in an SDP offer (SippUac's
+    keys={"rtp_port": ...})."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -348,6 +350,7 @@ class RtpSink:
         self.sock.settimeout(0.1)
         self.port = int(self.sock.getsockname()[1])
         self.packets: list[RtpPacket] = []
+        self.arrived: list[float] = []  # of each of `packets`
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._receive, daemon=True)
         self._thread.start()
@@ -360,8 +363,14 @@ class RtpSink:
                 continue
             except OSError:
                 return
+            at = time.time()
             with contextlib.suppress(ValueError):
                 self.packets.append(RtpPacket.parse(data))
+                self.arrived.append(at)
+
+    def between(self, start: float, end: float) -> list[RtpPacket]:
+        """The packets that arrived from `start` until before `end` (time.time())."""
+        return [p for p, at in zip(self.packets, self.arrived, strict=True) if start <= at < end]
 
     def send(self, packet: RtpPacket, port: int) -> None:
         """Sends from this socket, so that an echo comes back here."""

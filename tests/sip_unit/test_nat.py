@@ -199,6 +199,25 @@ async def user_agent(server: tuple[str, int], kind: type[Transport] = UdpTranspo
     return agent
 
 
+async def answer_over_tcp(data: bytes) -> tuple[Response, int]:
+    """`data` sent over TCP to a user agent of its own: its answer, and the port our
+    end of the connection had."""
+    ua = await user_agent((HOST, 9), TcpTransport)
+    try:
+        reader, writer = await asyncio.open_connection(*ua.transport.local)
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+        port = writer.get_extra_info("sockname")[1]
+        writer.close()
+    finally:
+        await ua.close()
+    answer = parse(head)
+    assert isinstance(answer, Response)
+    return answer, port
+
+
 @pytest.fixture
 async def peers() -> AsyncIterator[list[Peer]]:
     made: list[Peer] = []
@@ -294,19 +313,9 @@ async def test_a_request_is_answered_at_its_source_with_received_and_rport(
 
 
 async def test_over_tcp_the_answer_takes_the_connection_back_stamped(peers: list[Peer]) -> None:
-    ua = await user_agent((HOST, 9), TcpTransport)
-    try:
-        reader, writer = await asyncio.open_connection(*ua.transport.local)
-        writer.write(bytes(request("SIP/2.0/TCP 10.0.0.7:5062;branch=z9hG4bKtcp1;rport")))
-        await writer.drain()
-        async with asyncio.timeout(5):
-            head = await reader.readuntil(b"\r\n\r\n")
-        port = writer.get_extra_info("sockname")[1]
-        writer.close()
-    finally:
-        await ua.close()
-    answer = parse(head)
-    assert isinstance(answer, Response) and answer.status == 200
+    via = "SIP/2.0/TCP 10.0.0.7:5062;branch=z9hG4bKtcp1;rport"
+    answer, port = await answer_over_tcp(bytes(request(via)))
+    assert answer.status == 200
     assert answer.headers.get("Via") == (
         f"SIP/2.0/TCP 10.0.0.7:5062;branch=z9hG4bKtcp1;rport={port};received=127.0.0.1"
     )

@@ -17,9 +17,8 @@ import pytest
 
 from edge_agent.sip import nat
 from edge_agent.sip.message import Response, parse, parse_via
-from edge_agent.sip.transport import TcpTransport
 from edge_agent.sip.ua import UserAgent
-from tests.sip_unit.test_nat import HOST, request, user_agent
+from tests.sip_unit.test_nat import HOST, answer_over_tcp, request, user_agent
 
 
 @pytest.fixture
@@ -77,23 +76,12 @@ async def test_a_refusal_of_what_does_not_parse_carries_received_and_rport(
 
 
 async def test_over_tcp_the_refusal_is_stamped_too() -> None:
-    ua = await user_agent((HOST, 9), TcpTransport)
-    try:
-        reader, writer = await asyncio.open_connection(*ua.transport.local)
-        writer.write(
-            MALFORMED["400"] + b"Via: SIP/2.0/TCP 10.0.0.7:5062;branch=z9hG4bKbadtcp;rport\r\n"
-            b"From: <sip:pbx@example.net>;tag=p1\r\nTo: <sip:Rundruf@example.net>\r\n"
-            b"Call-ID: badtcp@example.net\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        )
-        await writer.drain()
-        async with asyncio.timeout(5):
-            head = await reader.readuntil(b"\r\n\r\n")
-        port = writer.get_extra_info("sockname")[1]
-        writer.close()
-    finally:
-        await ua.close()
-    answer = parse(head)
-    assert isinstance(answer, Response) and answer.status == 400
+    answer, port = await answer_over_tcp(
+        MALFORMED["400"] + b"Via: SIP/2.0/TCP 10.0.0.7:5062;branch=z9hG4bKbadtcp;rport\r\n"
+        b"From: <sip:pbx@example.net>;tag=p1\r\nTo: <sip:Rundruf@example.net>\r\n"
+        b"Call-ID: badtcp@example.net\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert answer.status == 400
     assert top_via(answer)["rport"] == str(port)
     assert top_via(answer)["received"] == HOST
 

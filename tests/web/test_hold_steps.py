@@ -8,23 +8,13 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 
+from tests.web.broadcast_reports import REPORT, report_event
 from tests.web.browsing import WebStack, nav, shot
 from tests.web.customers import new_customer
 
-REPORT = "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }"
-
 
 def _event(seq: int, member: str, kind: str, at: str, **fields: object) -> dict[str, object]:
-    return {
-        "seq": seq,
-        "memberPbxId": member,
-        "memberName": member,
-        "memberExtension": None,
-        "attemptNo": 1,
-        "kind": kind,
-        "at": f"2026-12-08T08:{at}+00:00",
-        **fields,
-    }
+    return report_event(seq, member, kind, f"2026-12-08T08:{at}+00:00", **fields)
 
 
 def test_the_history_shows_hold_and_resume_and_a_call_ended_on_hold(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 
+from tests.web.broadcast_reports import REPORT
 from tests.web.browsing import (
     PLATFORM_EMAIL,
     PLATFORM_PASSWORD,
@@ -22,7 +23,6 @@ from tests.web.browsing import (
 from tests.web.customers import new_customer
 
 HEALTH = "mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }"
-REPORT = "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }"
 
 
 def test_a_journal_that_cannot_be_written_shows_on_monitoring_and_einstellungen(

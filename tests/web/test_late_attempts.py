@@ -7,6 +7,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 
+from tests.web.broadcast_reports import REPORT, report_event
 from tests.web.browsing import (
     WebStack,
     nav,
@@ -14,22 +15,8 @@ from tests.web.browsing import (
 )
 from tests.web.customers import new_customer
 
-REPORT = "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }"
 DOWN, BACK = "2026-12-07T09:00:00+00:00", "2026-12-07T09:40:00+00:00"
 LATE = {"lateReason": "AGENT_DOWN", "lateFrom": DOWN, "lateUntil": BACK}
-
-
-def _event(seq: int, member: str, kind: str, at: str, **fields: object) -> dict[str, object]:
-    return {
-        "seq": seq,
-        "memberPbxId": member,
-        "memberName": member,
-        "memberExtension": None,
-        "attemptNo": 1,
-        "kind": kind,
-        "at": at,
-        **fields,
-    }
 
 
 def test_the_history_shows_late_attempts_and_members_not_called_with_the_outage(
@@ -39,14 +26,14 @@ def test_the_history_shows_late_attempts_and_members_not_called_with_the_outage(
     assert spaet.agent is not None
     deadline = {"lateReason": "DEADLINE_PASSED", "lateFrom": "2026-12-07T09:02:00+00:00"}
     events = [
-        _event(1, "Anna", "started", "2026-12-07T08:58:00+00:00"),
-        _event(2, "Anna", "ended", "2026-12-07T08:59:00+00:00", outcome="BUSY"),
-        _event(3, "Bernd", "started", BACK, **LATE),
-        _event(4, "Bernd", "ended", BACK, outcome="CONFIRMED"),
-        _event(5, "Emil", "started", "2026-12-07T09:03:00+00:00", **deadline),
-        _event(6, "Emil", "ended", "2026-12-07T09:04:00+00:00", outcome="CONFIRMED"),
+        report_event(1, "Anna", "started", "2026-12-07T08:58:00+00:00"),
+        report_event(2, "Anna", "ended", "2026-12-07T08:59:00+00:00", outcome="BUSY"),
+        report_event(3, "Bernd", "started", BACK, **LATE),
+        report_event(4, "Bernd", "ended", BACK, outcome="CONFIRMED"),
+        report_event(5, "Emil", "started", "2026-12-07T09:03:00+00:00", **deadline),
+        report_event(6, "Emil", "ended", "2026-12-07T09:04:00+00:00", outcome="CONFIRMED"),
         # The quorum made Dora's call unnecessary: a row, worded from its code.
-        _event(7, "Dora", "ended", BACK, outcome="NOT_CALLED", detail="quorumReached"),
+        report_event(7, "Dora", "ended", BACK, outcome="NOT_CALLED", detail="quorumReached"),
     ]
     spaet.agent(
         REPORT,
@@ -78,7 +65,9 @@ def test_the_history_shows_late_attempts_and_members_not_called_with_the_outage(
             "note": "0 of 0 called members confirmed; 1 not called (the timeout had passed)",
             "events": [
                 # An older agent's English detail: not shown, the late reason says why.
-                _event(1, "Carla", "ended", BACK, outcome="NOT_CALLED", detail="not called", **LATE)
+                report_event(
+                    1, "Carla", "ended", BACK, outcome="NOT_CALLED", detail="not called", **LATE
+                )
             ],
         },
     )

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 
+from tests.web.broadcast_reports import REPORT
 from tests.web.browsing import WebStack, nav, shot
 from tests.web.customers import new_customer
-
-REPORT = "mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }"
 
 
 def test_the_history_words_a_call_refused_for_want_of_srtp(

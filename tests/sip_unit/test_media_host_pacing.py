@@ -10,48 +10,26 @@ machine's is changed. Linux only; skipped where namespaces are not allowed.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.sip_unit.namespaces import needs_namespaces, scenario_result
 
-ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = Path(__file__).with_name("media_host_freeze.py")
 # Longer than the agent's 2 s: the lookup is still running when the agent gives up.
 RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:5 attempts:1\n"
 
 
-def _namespaces_work() -> bool:
-    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(
-        ["unshare", "-rmn", "true"], capture_output=True, timeout=10, check=False
-    )
-    return probe.returncode == 0
-
-
-pytestmark = pytest.mark.skipif(not _namespaces_work(), reason="needs unshare -rmn (Linux)")
+pytestmark = needs_namespaces
 
 
 def test_other_calls_stay_paced_while_a_reinvite_waits_for_a_resolver_that_never_answers(
     tmp_path: Path,
-):
+) -> None:
     resolv = tmp_path / "resolv.conf"
     resolv.write_text(RESOLV_CONF)
     script = f'mount --bind "{resolv}" /etc/resolv.conf && exec "{sys.executable}" "{SCENARIO}"'
-    done = subprocess.run(
-        ["unshare", "-rmn", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = scenario_result(["unshare", "-rmn", "sh", "-c", script], timeout_s=120)
     # 20 ms pacing, with room for a busy machine: nowhere near a lookup's 5 s, which the
     # old code spent on the loop for every packet to that call.
     assert result["max_gap_s"] < 0.5, result

@@ -7,32 +7,18 @@ a re-INVITE moves the phone's RTP; behind NAT only the PBX's IP latches. The sce
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.sip_unit.namespaces import needs_namespaces, scenario_result
 
-from tests.sip_unit.test_media_host_pacing import _namespaces_work
-
-ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = Path(__file__).with_name("rtp_source_lan.py")
 
-pytestmark = pytest.mark.skipif(not _namespaces_work(), reason="needs unshare -rmn (Linux)")
+pytestmark = needs_namespaces
 
 
-def test_a_forged_one_on_a_lan_or_behind_nat_never_confirms_and_the_peer_is_heard():
-    done = subprocess.run(
-        ["unshare", "-rn", sys.executable, str(SCENARIO)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+def test_a_forged_one_on_a_lan_or_behind_nat_never_confirms_and_the_peer_is_heard() -> None:
+    result = scenario_result(["unshare", "-rn", sys.executable, str(SCENARIO)], timeout_s=60)
     lan, nat = result["lan"], result["nat"]
     # The phone at 192.168.1.20 never pressed a key: no forged "1" got through.
     assert lan["digits"] == [], result

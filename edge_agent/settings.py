@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_agent.errors import ConfigurationError
+from edge_agent.sip.peers import Networks, parse_networks
 
 VERSION = "0.1.0"
 ENV_PREFIX = "RUNDRUF_AGENT_"
@@ -89,6 +90,11 @@ class AgentBaseSettings(BaseSettings):
     sip_tls_ca_file: Path | None = None
     sip_tls_cert_file: Path | None = None
     sip_tls_key_file: Path | None = None
+    # The PBX's other addresses, comma-separated IPs or networks (CIDR, /16 or /48 at
+    # the widest): where its own connections and datagrams may come from besides the
+    # address its name resolves to (a cluster's nodes, a second interface, the other
+    # address family). They count as the PBX, not as strangers (sip/peers.py).
+    sip_pbx_addresses: str = ""
     sip_local_host: str = "127.0.0.1"
     sip_local_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port
     # Auto-answer / intrusion headers for alarms (edge_agent/dialer/sip_profiles.py).
@@ -101,6 +107,17 @@ class AgentBaseSettings(BaseSettings):
     # The simulated dialer's delays are multiplied by this (tests and the demo run faster).
     sim_time_scale: float = Field(default=1.0, gt=0, le=10)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("sip_pbx_addresses")
+    @classmethod
+    def _pbx_addresses(cls, value: str) -> str:
+        parse_networks(value)  # raises ValueError saying which entry is wrong
+        return value
+
+    @property
+    def pbx_networks(self) -> Networks:
+        """`sip_pbx_addresses`, parsed (validated when the settings were read)."""
+        return parse_networks(self.sip_pbx_addresses)
 
 
 class AgentSettings(AgentBaseSettings):

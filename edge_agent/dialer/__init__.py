@@ -50,6 +50,7 @@ def make_dialer(settings: AgentSettings) -> Dialer:
                 key_file=settings.sip_tls_key_file,
             ),
             srtp=settings.sip_srtp,
+            pbx_addresses=settings.pbx_networks,
         )
     from edge_agent.dialer.sim import SimDialer
 

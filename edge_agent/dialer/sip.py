@@ -38,6 +38,7 @@ from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.errors import SipError
 from edge_agent.sip.message import Request, Response
 from edge_agent.sip.pacer import Pacer
+from edge_agent.sip.peers import Networks
 from edge_agent.sip.registration import (
     Registration,
     RegistrationError,
@@ -94,8 +95,12 @@ class SipDialer(Dialer):
         check_s: float = 60.0,
         tls: TlsConfig | None = None,
         srtp: SrtpMode = "off",
+        pbx_addresses: Networks = (),
     ) -> None:
         self.account = account
+        # The PBX's other addresses (its nodes, interfaces; RUNDRUF_AGENT_SIP_PBX_ADDRESSES):
+        # its connections and datagrams from there are a peer's, not a stranger's.
+        self.pbx_addresses = pbx_addresses
         # SRTP for every call: off, optional or required (sip/srtp.py; the PBX's setting).
         self.srtp: SrtpMode = srtp
         self.local = local
@@ -151,9 +156,7 @@ class SipDialer(Dialer):
             if self._closed:  # closed while the name was looked up
                 transport.close()
                 raise DialerClosed("The dialer is closed")
-            self.ua = UserAgent(self.account, transport)
-            if isinstance(transport, TlsTransport):  # its failures end the waiting requests
-                transport.on_failure.append(self.ua.connection_failed)
+            self.ua = UserAgent(self.account, transport)  # told of its connections' failures
             self._tasks.append(asyncio.create_task(self.pacer.run(), name="rtp-pacer"))
             self.registration.ready()
             self._registering = asyncio.create_task(self.registration.run(), name="sip-register")
@@ -178,23 +181,36 @@ class SipDialer(Dialer):
             )
         server_host, server_port = self.account.server
         try:
-            address = await self._resolve(server_host, server_port)
+            addresses = await self._resolve(server_host, server_port)
         except (OSError, TimeoutError) as exc:
             why = str(exc) or f"no answer within {RESOLVE_TIMEOUT_S:g} s"
             text = f"the PBX {server_host!r} cannot be resolved: {why}"
             raise self._cannot_start("unresolvable", text, host=server_host[:100]) from exc
-        self.account = replace(self.account, server=(address, server_port))
+        self.account = replace(self.account, server=(addresses[0], server_port))
         if self.transport_name == "TLS":
-            return await self._open_tls(host, receive)
-        kind = TcpTransport if self.transport_name == "TCP" else UdpTransport
-        try:
-            transport = await kind.listen(host, port, receive)
-        except OSError as exc:
-            raise self._cannot_start("network", f"cannot listen on {host}:{port}: {exc}") from exc
-        if isinstance(transport, UdpTransport):
-            # The PBX is a known peer from the start: never limited by rate (sip/intake.py).
-            transport.intake.trust(self.account.server)
+            transport = await self._open_tls(host, receive)
+        else:
+            kind = TcpTransport if self.transport_name == "TCP" else UdpTransport
+            try:
+                transport = await kind.listen(host, port, receive)
+            except OSError as exc:
+                text = f"cannot listen on {host}:{port}: {exc}"
+                raise self._cannot_start("network", text) from exc
+        self._know_the_pbx(transport, addresses, server_port)
         return transport
+
+    def _know_the_pbx(self, transport: Transport, addresses: list[str], port: int) -> None:
+        """Every address the PBX's name resolves to, and the ones configured, are a known
+        peer's from the start: its connections get the peers' places
+        (sip/stream_table.py), its datagrams are never limited by rate (sip/intake.py)."""
+        if isinstance(transport, TcpTransport):  # TLS too
+            for address in addresses:
+                transport.learn(address)
+            transport.trust(self.pbx_addresses)
+        elif isinstance(transport, UdpTransport):
+            for address in addresses:
+                transport.intake.trust((address, port))
+            transport.intake.trust_hosts(self.pbx_addresses)
 
     async def _open_tls(
         self, host: str, receive: Callable[[Request | Response, Address, Transport], None]
@@ -206,8 +222,9 @@ class SipDialer(Dialer):
         except TransportFailure as exc:
             raise self._cannot_start(exc.code, str(exc), **exc.params) from exc
 
-    async def _resolve(self, host: str, port: int) -> str:
-        """The PBX's address, within RESOLVE_TIMEOUT_S (raises TimeoutError after it).
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        """The PBX's addresses, the one to send to first, within RESOLVE_TIMEOUT_S
+        (raises TimeoutError after it).
 
         The lookup runs in the loop's thread pool and cannot be stopped there; one that
         hangs is waited for again by the next start instead of a new one, so a resolver
@@ -222,7 +239,8 @@ class SipDialer(Dialer):
         resolving = self._resolving
         async with asyncio.timeout(RESOLVE_TIMEOUT_S):
             infos = await asyncio.shield(resolving)
-        return str(infos[0][4][0])
+        # A name may stand for a cluster, or for both address families: each is the PBX's.
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
     def _cannot_start(self, code: str, text: str, **params: str | int) -> DialerError:
         """Records why the dialer cannot start (the health report shows it) and says it."""

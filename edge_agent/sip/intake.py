@@ -36,6 +36,8 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 
+from edge_agent.sip.peers import Networks, within
+
 __all__ = ["Intake", "cost", "precheck"]
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,11 @@ class _Bucket:
         self.tokens = tokens - amount
         return True
 
+    def short_s(self, amount: float, now: float, rate: float, burst: float) -> float:
+        """Seconds until `amount` tokens are there (0: now); takes nothing."""
+        tokens = min(burst, self.tokens + (now - self.at) * rate)
+        return max(0.0, (min(amount, burst) - tokens) / rate)
+
 
 class Intake:
     """The checks of one SIP socket (see the module text); `admit` says yes or no."""
@@ -124,6 +131,7 @@ class Intake:
         self.admitted = 0
         self.dropped: Counter[str] = Counter()  # by reason, since the start
         self._trusted: set[Address] = set()
+        self._trusted_hosts: Networks = ()  # the PBX's other addresses, any port
         self._known: OrderedDict[Address, float] = OrderedDict()  # -> known until
         self._sources: OrderedDict[str, _Bucket] = OrderedDict()  # stranger host -> bucket
         self._strangers = _Bucket(strangers_burst, clock())
@@ -145,6 +153,11 @@ class Intake:
         """`address` (the configured PBX) is never limited by rate."""
         self._trusted.add(address)
 
+    def trust_hosts(self, networks: Networks) -> None:
+        """Every port of these addresses (RUNDRUF_AGENT_SIP_PBX_ADDRESSES: the PBX's
+        other nodes and interfaces) is never limited by rate."""
+        self._trusted_hosts = tuple(networks)
+
     def sent_request(self, address: Address) -> None:
         """We sent a request to `address`: what comes from there is a known peer's."""
         known = self._known
@@ -155,6 +168,8 @@ class Intake:
 
     def is_known(self, address: Address) -> bool:
         if address in self._trusted:
+            return True
+        if self._trusted_hosts and within(address[0], self._trusted_hosts):
             return True
         until = self._known.get(address)
         if until is None:
@@ -176,12 +191,27 @@ class Intake:
         self.admitted += 1
         return True
 
+    def stream_wait(self, host: str, amount: int) -> tuple[float, str]:
+        """For a stranger's message on a stream (TCP, TLS): (0, "") when `amount` tokens
+        were taken from `host`'s bucket and the strangers' one, else the seconds until
+        both hold them and which one is short; nothing is taken then. A stream waits (it
+        stops reading) where a datagram is dropped: TCP pushes back on the sender."""
+        now = self._clock()
+        bucket = self._bucket(host, now)
+        own = bucket.short_s(amount, now, self.stranger_rate, self.stranger_burst)
+        shared = self._strangers.short_s(amount, now, self.strangers_rate, self.strangers_burst)
+        if own > 0.0 or shared > 0.0:
+            return max(own, shared), "rate-source" if own >= shared else "rate-strangers"
+        bucket.take(amount, now, self.stranger_rate, self.stranger_burst)
+        self._strangers.take(amount, now, self.strangers_rate, self.strangers_burst)
+        self.admitted += 1
+        return 0.0, ""
+
     def malformed(self, source: Address, reason: str) -> None:
         """A datagram that passed but did not parse: counted, logged with the others."""
         self._drop("malformed", source, reason)
 
-    def _limit(self, host: str, amount: int) -> str | None:
-        now = self._clock()
+    def _bucket(self, host: str, now: float) -> _Bucket:
         sources = self._sources
         bucket = sources.get(host)
         if bucket is None:
@@ -190,6 +220,11 @@ class Intake:
                 sources.popitem(last=False)  # the least recently heard
         else:
             sources.move_to_end(host)
+        return bucket
+
+    def _limit(self, host: str, amount: int) -> str | None:
+        now = self._clock()
+        bucket = self._bucket(host, now)
         if not bucket.take(amount, now, self.stranger_rate, self.stranger_burst):
             return "rate-source"
         if not self._strangers.take(amount, now, self.strangers_rate, self.strangers_burst):

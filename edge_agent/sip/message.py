@@ -41,6 +41,7 @@ __all__ = [
     "parse",
     "parse_name_addr",
     "parse_stream",
+    "parse_stream_head",
     "parse_uri",
     "parse_via",
     "response_to",
@@ -333,18 +334,30 @@ def parse_stream(buffer: bytes) -> tuple[Request | Response | None, bytes]:
         if len(data) > MAX_MESSAGE:
             raise SipParseError("no end of the header within 64 KiB")
         return None, data
-    message = _parse_head(data[:end])
-    length = _content_length(message.headers)
-    if length is None:
-        raise SipParseError("missing Content-Length (required on a stream)")
+    message, length = parse_stream_head(data[:end])
     total = end + 4 + length
-    if total > MAX_MESSAGE:
-        raise SipParseError(f"message of {total} bytes is larger than 64 KiB")
     if len(data) < total:
         return None, data
     message.body = data[end + 4 : total]
-    _validate(message)
     return message, data[total:]
+
+
+def parse_stream_head(head: bytes) -> tuple[Request | Response, int]:
+    """A stream message's head (start line and header fields, without the empty line
+    after them): the message without its body, and the body's length.
+
+    A stream parses each head once with it and waits for the body by that length
+    (`stream.SipStream`); raises SipParseError as `parse_stream` does.
+    """
+    message = _parse_head(head)
+    length = _content_length(message.headers)
+    if length is None:
+        raise SipParseError("missing Content-Length (required on a stream)")
+    total = len(head) + 4 + length
+    if total > MAX_MESSAGE:
+        raise SipParseError(f"message of {total} bytes is larger than 64 KiB")
+    _validate(message)
+    return message, length
 
 
 def response_to(request: Request, status: int, reason: str, to_tag: str | None = None) -> Response:

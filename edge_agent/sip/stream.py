@@ -1,12 +1,15 @@
-"""SIP over a byte stream (TCP, TLS under it): framing, keep-alives, and the limits on
-connections others open to us.
+"""SIP over a byte stream (TCP, TLS under it): framing, keep-alives, and the bounds on
+what a connection may make the agent do.
 
-`StreamTable` is a transport's set of connections: it admits accepted ones (a total
-cap for strangers, a cap per stranger's address, own places per peer we connected to),
-counts what it refuses or closes, and logs through a `LogLimiter`. `SipStream` is one
-connection's protocol. Connections we open (to the PBX, the registrar, a member) are
-never refused, timed out or closed to make room; accepted ones must deliver complete
-messages in time (see stream_limits.py). docs/decisions/sip-tcp-limits.md says why.
+`SipStream` is one connection's protocol; `StreamTable` (stream_table.py) the set of a
+transport's connections and the rules for accepting them. Connections we open (to the
+PBX, the registrar, a member) are never refused, timed out or closed to make room;
+accepted ones must deliver complete messages in time (stream_limits.py). Every
+message's head first passes the UDP intake's bounds on its shape (`intake.precheck`),
+a stranger's message its rate (`Intake.stream_wait`: the stream stops reading until
+its tokens are there), and all streams of a transport share a budget of time per loop
+pass (stream_turns.py). A head is parsed once; its body is waited for by its length.
+docs/decisions/sip-tcp-limits.md says why.
 """
 
 from __future__ import annotations
@@ -14,158 +17,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections import Counter
 from typing import TYPE_CHECKING, Protocol
 
 from edge_agent.sip.errors import SipParseError
-from edge_agent.sip.log_limit import LogLimiter, limit_repeats
-from edge_agent.sip.message import Request, Response, parse_stream
-from edge_agent.sip.stream_limits import StreamLimits, descriptor_limit, source_key
+from edge_agent.sip.intake import MAX_HEAD, MAX_LINE, cost, precheck
+from edge_agent.sip.message import Request, Response, parse_stream_head
+from edge_agent.sip.peers import source_key
+from edge_agent.sip.stream_table import ACCEPT_ERRORS, MAX_KNOWN_PEERS, StreamTable
 
 if TYPE_CHECKING:
     from edge_agent.sip.transport import Address
 
+__all__ = ["ACCEPT_ERRORS", "MAX_KNOWN_PEERS", "PING", "PONG", "SipStream", "StreamTable"]
+
 log = logging.getLogger(__name__)
 
-# asyncio's own lines when accept() fails (no descriptors left): logged on every retry.
-ACCEPT_ERRORS = ("socket.accept() out of system resource", "Accept failed on a socket")
-MAX_KNOWN_PEERS = 1024  # peers we connected to, remembered (oldest forgotten first)
 _CRLFS = re.compile(rb"(?:\r\n)*")
-PONG = b"\r\n"  # RFC 5626 3.5.1: a double CRLF is answered with one
-
-Deliver = Callable[[Request | Response, "Address"], None]
-Answer = Callable[[bytes, str, "Address"], bytes | None]
-
-
-class StreamTable:
-    """One transport's connections by peer address, and the rules for accepting them.
-
-    `deliver(message, peer)` hands a message up; `answer(data, reason, peer)` makes
-    the 400 for bytes from `peer` that do not parse (None: nothing to answer).
-    `protocol` names the transport in the log ("TCP", "TLS").
-    """
-
-    def __init__(
-        self,
-        protocol: str,
-        deliver: Deliver,
-        answer: Answer,
-        limits: StreamLimits | None = None,
-    ) -> None:
-        self.protocol = protocol
-        self.deliver = deliver
-        self.answer = answer
-        self.limits = limits or StreamLimits()
-        self.streams: dict[Address, SipStream] = {}
-        self.log = LogLimiter(log)
-        self._strangers: Counter[str] = Counter()  # accepted, by source_key
-        self._peers: Counter[str] = Counter()  # accepted from known peers, by source_key
-        self._stranger_total = 0
-        self._known: OrderedDict[str, None] = OrderedDict()
-        # What was refused or closed, and why: for the health report, tests and figures.
-        self.dropped: Counter[str] = Counter()
-
-    @property
-    def inbound(self) -> int:
-        """Accepted connections open now (strangers and peers)."""
-        return self._stranger_total + self._peers.total()
-
-    def fit(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Sizes the caps to the sockets this process may hold on `loop`, and limits
-        asyncio's own accept-failure lines. Called by whoever listens."""
-        self.limits = self.limits.fitted(descriptor_limit(loop))
-        limit_repeats(logging.getLogger("asyncio"), ACCEPT_ERRORS)
-
-    def accepting(self) -> SipStream:
-        """The protocol factory for a server: each connection is admitted or refused."""
-        return SipStream(self, inbound=True)
-
-    def opening(self) -> SipStream:
-        """The protocol factory for a connection we open."""
-        return SipStream(self)
-
-    def known(self, host: str) -> bool:
-        return source_key(host) in self._known
-
-    def learn(self, host: str) -> None:
-        """A peer we connected to: its connections to us get the peers' places."""
-        key = source_key(host)
-        self._known[key] = None
-        self._known.move_to_end(key)
-        while len(self._known) > MAX_KNOWN_PEERS:
-            self._known.popitem(last=False)
-
-    def admit(self, stream: SipStream) -> bool:
-        """Counts an accepted connection in, or says why not (the newest is refused:
-        connections that already work are never closed to make room)."""
-        host, port = stream.peer
-        key = source_key(host)
-        limits = self.limits
-        counts, why = self._strangers, ""
-        if key in self._known:
-            counts = self._peers
-            why = "peer-full" if counts[key] >= limits.max_per_peer else ""
-        elif counts[key] >= limits.max_per_source:
-            why = "source-full"
-        elif self._stranger_total >= limits.max_inbound:
-            why = "all-full"
-        if why:
-            self.dropped[why] += 1
-            self.log.log(
-                logging.WARNING,
-                f"{self.protocol.lower()}-refused-{why}",
-                "refused a %s connection from %s:%d (%s: %d open from there, %d from strangers)",
-                self.protocol,
-                host,
-                port,
-                why,
-                counts[key],
-                self._stranger_total,
-            )
-            return False
-        counts[key] += 1
-        if counts is self._strangers:
-            self._stranger_total += 1
-        stream.counted = (counts, key)
-        self.log.log(
-            logging.DEBUG,
-            f"{self.protocol.lower()}-accepted",
-            "accepted a %s connection from %s:%d",
-            self.protocol,
-            host,
-            port,
-        )
-        return True
-
-    def release(self, stream: SipStream) -> None:
-        if stream.counted is not None:
-            counts, key = stream.counted
-            counts[key] -= 1
-            if counts is self._strangers:
-                self._stranger_total -= 1
-            if counts[key] <= 0:
-                del counts[key]
-            stream.counted = None
-        if self.streams.get(stream.peer) is stream:
-            del self.streams[stream.peer]
-
-    def closing(self, stream: SipStream, why: str, text: str) -> None:
-        """Counts and logs (limited) a connection we close for breaking a rule."""
-        self.dropped[why] += 1
-        self.log.log(
-            logging.WARNING,
-            f"{self.protocol.lower()}-{why}",
-            "closing the %s connection from %s:%d: %s",
-            self.protocol,
-            *stream.peer,
-            text,
-        )
-
-    def close(self) -> None:
-        for stream in list(self.streams.values()):
-            stream.close()
-        self.log.flush()
+PING = b"\r\n\r\n"  # RFC 5626 3.5.1: a double CRLF ...
+PONG = b"\r\n"  # ... is answered with one
+# RFC 5626 4.4.1: a flow whose pong does not come within 10 s has failed.
+PONG_TIMEOUT_S = 10.0
 
 
 class StreamOwner(Protocol):
@@ -187,40 +59,54 @@ class SipStream(asyncio.Protocol):
         self.inbound = inbound
         self.writer: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
+        self.source = ""  # the peer's host as the table keys it (a link-local one scoped)
         self.buffer = b""
         self.counted: tuple[Counter[str], str] | None = None
         self.refused = False
         self.peer_known = not inbound  # connections we open are ours
+        # The head of the message being read: (message, where its body starts, length).
+        self._head: tuple[Request | Response, int, int] | None = None
+        self._paused = False  # reading stopped by us: for the next turn, or the rate
+        self._resume: asyncio.TimerHandle | None = None  # the rate's wait
         self._last = 0.0  # when it opened or delivered its last message
         self._partial_since: float | None = None
         self._lone_crlf = False  # a CRLF at the end: maybe half of a keep-alive
         self._timer: asyncio.TimerHandle | None = None
+        self._pong: asyncio.TimerHandle | None = None  # waiting for the answer to a ping
+        self.pongs = False  # the peer has answered a ping of ours on this connection
 
     # ---------------------------------------------------------------- connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.writer = transport
-        host, port = transport.get_extra_info("peername")[:2]
-        self.peer = (str(host), int(port))
+        peername = transport.get_extra_info("peername")
+        host, port = str(peername[0]), int(peername[1])
+        self.peer = (host, port)
+        # fe80::/64 is on every interface: its scope tells the hosts apart.
+        scope = peername[3] if len(peername) > 3 else 0
+        self.source = f"{host}%{scope}" if scope and "%" not in host else host
         table = self.table
         if self.inbound:
             if not table.admit(self):
                 self.refused = True
                 transport.abort()  # its descriptor is free at once; nothing to flush
                 return
-            self.peer_known = table.known(host)
+            self.peer_known = table.known(self.source)
             self._last = asyncio.get_running_loop().time()
             self._arm(self._deadline())
         else:
-            table.learn(self.peer[0])
+            table.learn(self.source)
         table.streams[self.peer] = self
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for handle in (self._timer, self._resume, self._pong):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._resume = self._pong = None
         self.table.release(self)
+        if not self.inbound and not self.refused:
+            self.table.lost(self, exc)
 
     def write(self, data: bytes) -> None:
         """Sends on this connection; an accepted one that leaves too much unread is
@@ -237,49 +123,139 @@ class SipStream(asyncio.Protocol):
         if self.writer is not None:
             self.writer.close()
 
+    def ping(self) -> None:
+        """RFC 5626 4.4.1's keep-alive on this connection: a peer that has answered one
+        before and leaves this one unanswered for PONG_TIMEOUT_S is gone (rebooted, cut
+        off): the connection is closed, and whoever waits on it told."""
+        self.write(PING)
+        if self._pong is None and self.writer is not None and not self.writer.is_closing():
+            self._pong = asyncio.get_running_loop().call_later(PONG_TIMEOUT_S, self._no_pong)
+
+    def _no_pong(self) -> None:
+        self._pong = None
+        if not self.pongs:  # it never answers pings: TCP's own keep-alive watches it
+            return
+        if self.writer is not None and not self.writer.is_closing():
+            self.table.closing(self, "no-pong", "no answer to a keep-alive")
+            self.writer.abort()
+
     # ---------------------------------------------------------------- bytes in
 
     def data_received(self, data: bytes) -> None:
         if self.refused or self.writer is None or self.writer.is_closing():
             return
-        self.buffer += data
-        while self.buffer:
-            if not self._keep_alives():
-                break
-            try:
-                message, self.buffer = parse_stream(self.buffer)
-            except SipParseError as exc:
-                self._malformed(str(exc))
+        if self._pong is not None:  # anything from the peer: the connection is alive
+            self._pong.cancel()
+            self._pong = None
+            self.pongs = self.pongs or data.startswith(PONG)
+            if data == PONG and not self.buffer:  # our ping's answer, not half of theirs
                 return
-            if message is None:
-                break
-            self._partial_since = None
-            if self.inbound:
-                self._last = asyncio.get_running_loop().time()
-            self.table.deliver(message, self.peer)
-            if self.writer.is_closing():
-                return  # closed while the message was handled
+        self.buffer += data
+        if not self._paused:
+            self._work()
+
+    def go_on(self) -> None:
+        """Its turn (stream_turns.py) or its rate's wait is over: the buffer's messages."""
+        self._resume = None
+        if self.writer is not None and not self.writer.is_closing():
+            self._work()
+
+    def _work(self) -> None:
+        """Hands up the buffer's complete messages, as far as the budget and (a
+        stranger's) rate allow; stops reading while some are left."""
+        writer = self.writer
+        assert writer is not None
+        table = self.table
+        buffer, at = self.buffer, 0
+        try:
+            while True:
+                at = self._keep_alives(buffer, at)
+                if at >= len(buffer):
+                    break
+                if self._head is None:
+                    end = buffer.find(b"\r\n\r\n", at, at + MAX_HEAD + 4)
+                    why = _shape(buffer, at, end)
+                    if why is not None:
+                        self._refuse(why)
+                        return
+                    if end < 0:
+                        break  # the head is still coming
+                    if table.turns.spent():
+                        self._hold()
+                        table.turns.wait(self)
+                        return
+                    head = buffer[at:end]
+                    if not self.peer_known and not self._paid(head):
+                        return
+                    try:
+                        message, length = parse_stream_head(head)
+                    except SipParseError as exc:
+                        self._malformed(str(exc), buffer[at:])
+                        return
+                    self._head = (message, end + 4 - at, length)
+                message, body, length = self._head
+                if len(buffer) - at < body + length:
+                    break  # the body is still coming: the head is not parsed again
+                message.body = buffer[at + body : at + body + length]
+                at += body + length
+                self._head = None
+                self._partial_since = None
+                if self.inbound:
+                    self._last = asyncio.get_running_loop().time()
+                table.deliver(message, self.peer)
+                if writer.is_closing():
+                    return  # closed while the message was handled
+        finally:
+            self.buffer = buffer[at:]
+        if self._paused:
+            self._paused = False
+            writer.resume_reading()
         self._check_partial()
 
-    def _keep_alives(self) -> bool:
-        """Takes the CRLFs off the buffer's start; a double one (RFC 5626 keep-alive)
-        is answered with one CRLF, once per read. False when nothing else is left."""
-        crlf_run = _CRLFS.match(self.buffer)  # always matches, perhaps nothing
-        run = crlf_run.end() if crlf_run else 0
+    def _paid(self, head: bytes) -> bool:
+        """A stranger's message pays its tokens (one, and one per KiB of its head); when
+        they are short the stream stops reading until they are there (TCP pushes back
+        on the sender)."""
+        wait, why = self.table.intake.stream_wait(source_key(self.source), cost(head))
+        if not wait:
+            return True
+        self.table.holding(self, why, wait)
+        self._hold()
+        self._resume = asyncio.get_running_loop().call_later(wait, self.go_on)
+        return False
+
+    def _hold(self) -> None:
+        if not self._paused:
+            self._paused = True
+            assert self.writer is not None
+            self.writer.pause_reading()
+
+    def _keep_alives(self, buffer: bytes, at: int) -> int:
+        """Skips the CRLFs at `at`; a double one (RFC 5626 keep-alive) is answered with
+        one CRLF, once per run. Returns where the rest starts."""
+        crlf_run = _CRLFS.match(buffer, at)  # always matches, perhaps nothing
+        run = crlf_run.end() - at if crlf_run else 0
         if not run:
             self._lone_crlf = False
-            return True
+            return at
         crlfs = run // 2 + self._lone_crlf
-        self.buffer = self.buffer[run:]
+        at += run
         if crlfs >= 2:
             self.write(PONG)
             if self.peer_known and self.inbound:
                 self._last = asyncio.get_running_loop().time()
         # A CRLF alone at the end may be the first half of a keep-alive split in two.
-        self._lone_crlf = not self.buffer and crlfs % 2 == 1
-        return bool(self.buffer)
+        self._lone_crlf = at == len(buffer) and crlfs % 2 == 1
+        return at
 
-    def _malformed(self, reason: str) -> None:
+    def _refuse(self, why: str) -> None:
+        # A head out of bounds is not parsed, nor answered (a 400 would make a flood
+        # ours); the stream cannot be resynchronised past it.
+        assert self.writer is not None
+        self.table.closing(self, why, f"a message head out of bounds ({why})")
+        self.writer.abort()
+
+    def _malformed(self, reason: str, data: bytes) -> None:
         # A stream out of step cannot be resynchronised: answer if we can, then close.
         self.table.dropped["malformed"] += 1
         self.table.log.log(
@@ -290,7 +266,7 @@ class SipStream(asyncio.Protocol):
             *self.peer,
             reason,
         )
-        answer = self.table.answer(self.buffer, reason, self.peer)
+        answer = self.table.answer(data, reason, self.peer)
         if answer is not None:
             self.write(answer)
         self.close()
@@ -344,3 +320,14 @@ class SipStream(asyncio.Protocol):
             why, text = "idle", f"no message within {idle:g} s"
         self.table.closing(self, why, text)
         self.writer.abort()
+
+
+def _shape(buffer: bytes, at: int, end: int) -> str | None:
+    """The intake's bounds on the head at `at` (ending at `end`, -1 while it is still
+    coming): None when it is within them so far."""
+    if end >= 0:
+        return precheck(buffer[at : end + 4])
+    chunk = buffer[at : at + MAX_HEAD + 1]  # never more: a read's work stays bounded
+    if b"\n" not in chunk and len(chunk) <= MAX_LINE:
+        return None  # the start line is still coming
+    return precheck(chunk)

@@ -8,11 +8,13 @@ is refused rather than an older one closed.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from dataclasses import dataclass, replace
 
 from edge_agent import platforms
 from edge_agent.sip.message import MAX_MESSAGE
+from edge_agent.sip.peers import source_key
+
+__all__ = ["StreamLimits", "descriptor_limit", "source_key"]
 
 # Accepted connections from strangers (not a peer we connected to), all addresses.
 MAX_INBOUND = 256
@@ -80,17 +82,3 @@ def descriptor_limit(loop: asyncio.AbstractEventLoop) -> int | None:
 
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return None if soft == resource.RLIM_INFINITY else int(soft)
-
-
-def source_key(host: str) -> str:
-    """Whose connection it is, for the per-source count: the IPv4 address (also when
-    mapped into IPv6), an IPv6 address's /64, or the text itself if it is no address."""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)

@@ -10,7 +10,8 @@ docs/decisions/sip-tls.md says why each choice below:
   never asked for on a console the service does not have;
 - one connection to the PBX, made when the dialer starts and reused for every request
   and answer either way; the agent does not listen for TLS, so its Contact names that
-  connection's own address and port (`;transport=tls`) for the PBX to reuse it;
+  connection's own address and port (`;transport=tls`) for the PBX to reuse it; kept
+  alive as TCP's (RFC 5626 pings and TCP keep-alive, `TcpTransport.keep_alive`);
 - connecting and the handshake are bounded in time, each on its own;
 - a failure is a `TransportFailure` with a code (`registration.py` lists them), never a
   fall-back to TCP or UDP;
@@ -28,11 +29,11 @@ import logging
 import socket
 import ssl
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.sip import tcp_options
 from edge_agent.sip.errors import SipError
 from edge_agent.sip.stream import SipStream
 from edge_agent.sip.transport import CONNECT_TIMEOUT_S, Address, Receiver, TcpTransport
@@ -55,7 +56,6 @@ _CERTIFICATE_REQUEST = 13
 _NEW_SESSION_TICKET = 4
 
 Params = dict[str, str | int]
-OnFailure = Callable[[Address, "TransportFailure"], None]
 
 
 def server_port(transport: str, configured: int | None) -> int:
@@ -304,8 +304,6 @@ class TlsTransport(TcpTransport):
         self.server = server
         self._local: Address = (host, 0)
         self._failure: tuple[float, TransportFailure] | None = None  # the last, and when
-        # Told of every failure: the user agent fails the transactions waiting on it.
-        self.on_failure: list[OnFailure] = []
 
     @classmethod
     async def open(
@@ -333,13 +331,6 @@ class TlsTransport(TcpTransport):
             host, port = transport.get_extra_info("sockname")[:2]
             self._local = (str(host), int(port))
 
-    def keep_alive(self, address: Address) -> None:
-        """RFC 5626 3.5.1's CRLF CRLF on the open connection (the PBX answers CRLF): keeps
-        it, and a firewall's state for it, alive between REGISTERs; never a new one."""
-        stream = self.streams.get(address)
-        if stream is not None:
-            stream.write(b"\r\n\r\n")
-
     def failed(self, address: Address, failure: TransportFailure) -> None:
         self._failure = (asyncio.get_running_loop().time(), failure)
         self.table.log.log(
@@ -358,6 +349,7 @@ class TlsTransport(TcpTransport):
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
+            tcp_options.keep_alive(sock)
             sock.bind((self.host, 0))
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 await loop.sock_connect(sock, address)

@@ -17,15 +17,18 @@ import socket
 from collections.abc import Callable
 
 from edge_agent import platforms
-from edge_agent.sip import nat
+from edge_agent.sip import nat, tcp_options
 from edge_agent.sip.errors import SipError, SipParseError
 from edge_agent.sip.intake import Intake
+from edge_agent.sip.listener import Listener
 from edge_agent.sip.log_limit import LogLimiter
 from edge_agent.sip.message import Request, Response, new_tag, parse, response_to
+from edge_agent.sip.peers import Networks
 from edge_agent.sip.refusal import bad_request_phrase, refusal
 from edge_agent.sip.stream import SipStream as _Stream
 from edge_agent.sip.stream import StreamTable
 from edge_agent.sip.stream_limits import StreamLimits
+from edge_agent.sip.stream_table import OnLost
 from edge_agent.sip.udp import UdpSocket
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 # What a transport hands up: the message, where it came from, and how to answer there.
 Receiver = Callable[["Request | Response", "Address", "Transport"], None]
+# Told when a connection to the address cannot be made (the exception says why).
+OnFailure = Callable[["Address", Exception], None]
 # Datagrams read per wake-up at most: each answer wakes a call, and the calls woken
 # together run in one pass of the loop, which the RTP pacer has to wait for (64 held
 # it up to 70 ms when 500 members answered at once; 16, about 4 ms).
@@ -74,6 +79,10 @@ class Transport:
 
     def keep_alive(self, address: Address) -> None:
         """Keeps the NAT mapping towards `address` open (`nat.py`); nothing by default."""
+
+    def watch(self, lost: OnLost, failed: OnFailure) -> None:
+        """`lost(address, exc)` is told when a connection we opened closes, `failed(address,
+        exc)` when one cannot be made; connectionless transports have neither."""
 
     def close(self) -> None:
         raise NotImplementedError
@@ -192,8 +201,12 @@ def _enlarge_buffers(sock: socket.socket) -> None:
 class TcpTransport(Transport):
     """Listens for TCP and connects out on demand; one connection per peer, reused.
 
-    Its `table` (stream.StreamTable) holds the connections and the limits on the ones
-    others open to us (stream_limits.py); a TLS transport shares both.
+    Its `table` (stream_table.StreamTable) holds the connections, the limits on the
+    ones others open to us (stream_limits.py), the strangers' rate and the budget per
+    loop pass; a TLS transport shares all of it. Connections we open keep TCP's own
+    keep-alive (tcp_options.py) and answer to `keep_alive` with an RFC 5626 ping;
+    `on_lost` is told when one closes, `on_failure` when one cannot be made. The
+    listener listens again if its socket closes under it (listener.py).
     """
 
     name = "TCP"
@@ -202,17 +215,21 @@ class TcpTransport(Transport):
         self.receiver = receiver
         self.table = StreamTable(self.name, self._hand_up, bad_request, limits)
         self.streams: dict[Address, _Stream] = self.table.streams
-        self._server: asyncio.Server | None = None
+        self.on_lost: list[OnLost] = self.table.on_lost
+        self.on_failure: list[OnFailure] = []
+        self._listener: Listener | None = None
         self._connecting: dict[Address, asyncio.Task[None]] = {}
+        self._closed = False
 
     @classmethod
     async def listen(
         cls, host: str, port: int, receiver: Receiver, limits: StreamLimits | None = None
     ) -> TcpTransport:
         transport = cls(receiver, limits)
-        loop = asyncio.get_running_loop()
-        transport.table.fit(loop)
-        transport._server = await loop.create_server(transport.table.accepting, host, port)
+        transport.table.fit(asyncio.get_running_loop())
+        # Each connection others open is admitted by the table, or refused.
+        transport._listener = Listener(lambda: _Stream(transport.table, inbound=True), host)
+        await transport._listener.open(port)
         return transport
 
     def _hand_up(self, message: Request | Response, peer: Address) -> None:
@@ -220,17 +237,38 @@ class TcpTransport(Transport):
 
     @property
     def local(self) -> Address:
-        assert self._server is not None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        assert self._listener is not None
+        return self._listener.address
+
+    def watch(self, lost: OnLost, failed: OnFailure) -> None:
+        self.on_lost.append(lost)
+        self.on_failure.append(failed)
+
+    def learn(self, host: str) -> None:
+        """`host` is the PBX's (another address its name resolves to): a peer."""
+        self.table.learn(host)
+
+    def trust(self, networks: Networks) -> None:
+        """These networks are the PBX's (RUNDRUF_AGENT_SIP_PBX_ADDRESSES): peers."""
+        self.table.trust(networks)
 
     def send(self, message: Request | Response, address: Address) -> None:
+        if self._closed:
+            return
         stream = self.streams.get(address)
         if stream is not None and stream.writer is not None and not stream.writer.is_closing():
             stream.write(bytes(message))
             return
         pending = self._connecting.get(address)
         self._connecting[address] = asyncio.create_task(self._connect(address, message, pending))
+
+    def keep_alive(self, address: Address) -> None:
+        """RFC 5626's ping on the open connection to `address` (never a new one); a
+        peer that answered pings before and leaves this one unanswered is gone: the
+        connection closes and `on_lost` is told (SipStream.ping)."""
+        stream = self.streams.get(address)
+        if stream is not None and not stream.inbound:
+            stream.ping()
 
     async def _connect(
         self, address: Address, message: Request | Response, before: asyncio.Task[None] | None
@@ -242,7 +280,8 @@ class TcpTransport(Transport):
             try:
                 await self._open_connection(address)
             except (OSError, TimeoutError, SipError) as exc:
-                self._connection_failed(address, exc)
+                if not self._closed:
+                    self._connection_failed(address, exc)
                 return
             stream = self.streams.get(address)
         if stream is not None and stream.writer is not None:
@@ -251,19 +290,33 @@ class TcpTransport(Transport):
     # The two hooks `tls.TlsTransport` replaces (TLS under the same streams).
     async def _open_connection(self, address: Address) -> None:
         loop = asyncio.get_running_loop()
-        # Bounded: a PBX that drops SYNs must not hold every later send for minutes.
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            await loop.create_connection(lambda: _Stream(self), *address)
+        sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+        try:
+            sock.setblocking(False)
+            tcp_options.keep_alive(sock)
+            # Bounded: a PBX that drops SYNs must not hold every later send for minutes.
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await loop.sock_connect(sock, address)
+            await loop.create_connection(lambda: _Stream(self), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
     def _connection_failed(self, address: Address, exc: BaseException) -> None:
-        log.warning("TCP connection to %s:%d failed: %r", *address, exc)
+        self.table.log.log(
+            logging.WARNING, "tcp-connect", "TCP connection to %s:%d failed: %r", *address, exc
+        )
+        failure = exc if isinstance(exc, Exception) else ConnectionError(str(exc))
+        for listener in list(self.on_failure):  # the requests waiting for it fail now
+            listener(address, failure)
 
     def close(self) -> None:
+        self._closed = True
         for task in self._connecting.values():
             task.cancel()
         self.table.close()
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
 
 
 def _deliver(

@@ -108,6 +108,7 @@ class ClientTransaction:
         "on_provisional",
         "provisional",
         "request",
+        "resent",
         "started",
     )
 
@@ -127,6 +128,7 @@ class ClientTransaction:
         self.started = started
         self.deadline = started + 64 * T1
         self.ended = False
+        self.resent = False  # sent again on a new connection after its own closed
         self._timer: asyncio.TimerHandle | None = None
 
 
@@ -155,6 +157,8 @@ class UserAgent:
 
     def __post_init__(self) -> None:
         self.server_invites = InviteServer(self._reply, lambda: self.transport.name != "UDP")
+        # A connection that cannot be made, or closes, ends the wait for its answers.
+        self.transport.watch(self.connection_lost, self.connection_failed)
 
     # ---------------------------------------------------------------- addresses
 
@@ -270,6 +274,25 @@ class UserAgent:
         for tx in list(self._pending.values()):
             if tx.destination == destination and not tx.final.done():
                 tx.final.set_exception(failure)
+
+    def connection_lost(self, destination: Address, exc: Exception | None) -> None:
+        """Our connection to `destination` closed (the PBX rebooted, say, and reset it):
+        a request on it without any answer yet is sent once more, on a new connection,
+        at once (the PBX takes a second copy as a retransmission); one whose second
+        connection closes too fails now. One with a provisional answer waits: its
+        final answer may come over a connection the PBX opens (RFC 3261 18.2.2)."""
+        for tx in list(self._pending.values()):
+            if tx.destination != destination or tx.final.done() or tx.provisional:
+                continue
+            if tx.resent:
+                why = f"the connection to {destination[0]}:{destination[1]} closed"
+                tx.final.set_exception(ConnectionError(f"{why}: {exc!r}" if exc else why))
+                continue
+            tx.resent = True
+            try:
+                self.transport.send(tx.request, destination)
+            except OSError as error:
+                tx.final.set_exception(error)
 
     def _on_response(self, response: Response, source: Address) -> None:
         key = (response.branch, response.cseq[1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 from collections.abc import Callable, Mapping
@@ -32,7 +33,7 @@ from edge_agent.dialer.port import (
 from edge_agent.dialer.sip_play import Announcement
 from edge_agent.dialer.sip_profiles import alarm_headers
 from edge_agent.error_text import describe
-from edge_agent.sip import g711, nat
+from edge_agent.sip import g711, nat, reconnect
 from edge_agent.sip.addresses import format_host
 from edge_agent.sip.call import Call, Ended
 from edge_agent.sip.errors import SipError
@@ -123,6 +124,7 @@ class SipDialer(Dialer):
             self._register, enabled=account.register, check_s=check_s, hide=[account.password]
         )
         self._registering: asyncio.Task[None] | None = None
+        self._tls_transport: TlsTransport | None = None  # kept from a start that failed
         self._resolving: asyncio.Future[list[Any]] | None = None
 
     @property
@@ -157,6 +159,18 @@ class SipDialer(Dialer):
                 transport.close()
                 raise DialerClosed("The dialer is closed")
             self.ua = UserAgent(self.account, transport)  # told of its connections' failures
+            if isinstance(transport, TlsTransport):
+                # A connection made again after a loss has another address: the PBX and
+                # the running calls' members learn it (sip/reconnect.py).
+                transport.restamp = functools.partial(reconnect.restamp, self.ua)
+                transport.on_remade.append(self._reconnected)
+            elif self.srtp != "off":
+                log.warning(
+                    "SRTP is %s, but SIP goes over %s: the SRTP keys in each SDP can be read "
+                    "on the way (RUNDRUF_AGENT_SIP_TRANSPORT=TLS protects them)",
+                    self.srtp,
+                    self.transport_name,
+                )
             self._tasks.append(asyncio.create_task(self.pacer.run(), name="rtp-pacer"))
             self.registration.ready()
             self._registering = asyncio.create_task(self.registration.run(), name="sip-register")
@@ -168,8 +182,8 @@ class SipDialer(Dialer):
         """Resolves the PBX once (no DNS lookup on the loop per message) and binds."""
 
         def receive(message: Request | Response, source: Address, via: Transport) -> None:
-            assert self.ua is not None
-            self.ua.receive(message, source, via)
+            if self.ua is not None:  # (TLS: the connection comes first, the UA right after)
+                self.ua.receive(message, source, via)
 
         host, port = self.local
         if host in ("", "0.0.0.0", "::"):  # noqa: S104 - refused, not bound
@@ -216,11 +230,31 @@ class SipDialer(Dialer):
         self, host: str, receive: Callable[[Request | Response, Address, Transport], None]
     ) -> Transport:
         """The TLS connection to the PBX, made now: a certificate it cannot trust stops
-        the start with its code, and nothing is ever sent over TCP or UDP instead."""
+        the start with its code, and nothing is ever sent over TCP or UDP instead.
+
+        The transport outlives a start that fails: the starts of calls that wait
+        together share its one attempt, and within its hold-off after a failure fail
+        at once the same way (one handshake, not one per call: `tls_link.py`)."""
+        transport = self._tls_transport
         try:
-            return await TlsTransport.open(host, self.account.server, receive, self.tls)
+            if transport is None or transport.server != self.account.server:
+                if transport is not None:
+                    transport.close()
+                    self._tls_transport = None
+                transport = await TlsTransport.create(host, self.account.server, receive, self.tls)
+                self._tls_transport = transport
+            await transport.connect()
         except TransportFailure as exc:
             raise self._cannot_start(exc.code, str(exc), **exc.params) from exc
+        return transport
+
+    def _reconnected(self) -> None:
+        """The connection to the PBX is there again, from another port: registered again
+        at once, and each running call tells its member (a target refresh)."""
+        assert self.ua is not None
+        if self.account.register:
+            self.registration.refresh_now()
+        reconnect.refresh_targets(self.ua)
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         """The PBX's addresses, the one to send to first, within RESOLVE_TIMEOUT_S
@@ -380,6 +414,8 @@ class SipDialer(Dialer):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.ua is not None:
             await self.ua.close()
+        elif self._tls_transport is not None:  # no start succeeded
+            self._tls_transport.close()
 
     async def busy_members(self, extensions: Mapping[str, str]) -> dict[str, bool | None]:
         """Whether each member (key -> extension) is on the phone, by the PBX's dialog event

@@ -36,6 +36,7 @@ from edge_agent.sip.message import (
 from edge_agent.sip.reoffer import Reoffers
 from edge_agent.sip.rtp import DtmfDetector, RtpPacket
 from edge_agent.sip.srtp import CallCrypto, Mode
+from edge_agent.sip.tls import TransportFailure
 from edge_agent.sip.transport import Address
 from edge_agent.sip.ua import ALLOW, TIMER_C, ClientTransaction, SipTimeout, UserAgent
 from edge_agent.sip.udp import UdpSocket
@@ -230,7 +231,7 @@ class Call:
                         await ringing
                     if isinstance(failure, SipTimeout):
                         return Ended(408, f"no answer from the PBX: {failure}")
-                    return Ended(503, str(failure))  # a transport error (RFC 3261 8.1.3.1)
+                    return self._transport_failed(failure)
                 response = tx.final.result()
                 if response.status in (401, 407) and response.status not in answered:
                     answered.add(response.status)
@@ -277,10 +278,28 @@ class Call:
         if response.status in (180, 183) and self._rang is not None and not self._rang.done():
             self._rang.set_result(None)
 
-    async def _cancel(self) -> Ended:
-        """CANCEL the ringing INVITE (RFC 3261 9.1); a 200 that crosses it is hung up."""
-        invite, tx = self.invite, self._transaction
-        assert invite is not None and tx is not None
+    def _transport_failed(self, failure: BaseException) -> Ended:
+        """503 for an INVITE the transport failed (RFC 3261 8.1.3.1), with the failure's
+        code for the attempt's detail. An INVITE that left on a connection lost since
+        may be ringing the member at the PBX, which cannot answer it any more: it gets
+        its CANCEL over the next connection (issue 15 point 9 review, point 3)."""
+        if not isinstance(failure, TransportFailure):
+            return Ended(503, str(failure))
+        if failure.sent:
+            self.ua.background(self._cancel_unanswerable())
+        return Ended(503, str(failure), failure.code)
+
+    async def _cancel_unanswerable(self) -> None:
+        try:
+            await self.ua.send_request(self._cancel_request(), self.destination(self.target))
+        except SipError as exc:
+            log.info("CANCEL to %s after the connection was lost: %s", self.target, exc)
+
+    def _cancel_request(self) -> Request:
+        """The CANCEL of our INVITE: its Request-URI, Via (same branch), From, To and
+        Call-ID, without what belonged to the INVITE alone (RFC 3261 9.1)."""
+        invite = self.invite
+        assert invite is not None
         cancel = Request("CANCEL", invite.uri, invite.headers.copy())
         # The digest of an authorised INVITE was for INVITE: the CANCEL goes without it.
         for name in (
@@ -293,6 +312,12 @@ class Call:
         ):
             cancel.headers.remove(name)
         cancel.headers.set("CSeq", f"{invite.cseq[0]} CANCEL")
+        return cancel
+
+    async def _cancel(self) -> Ended:
+        """CANCEL the ringing INVITE (RFC 3261 9.1); a 200 that crosses it is hung up."""
+        tx = self._transaction
+        assert tx is not None
         try:
             # RFC 3261 9.1: a CANCEL only once the INVITE drew a provisional answer, so
             # wait for one; without any the INVITE transaction runs out by itself (Timer B).
@@ -304,6 +329,9 @@ class Call:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             if self._proceeding.done() and not tx.final.done():
+                # Made now: its Via is the INVITE's as it left (`TlsTransport` may have
+                # written the connection's address into it on the way).
+                cancel = self._cancel_request()
                 try:
                     await self.ua.send_request(cancel, self.destination(self.target))
                 except SipError as exc:

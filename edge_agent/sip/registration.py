@@ -33,6 +33,7 @@ Error codes (the central service turns them into words, `params` fill them in):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -165,6 +166,7 @@ class Registration:
         self._listeners: list[Callable[[], None]] = []
         # The REGISTER on its way: a cancelled loop leaves it to finish (see `settle`).
         self._in_flight: asyncio.Future[int] | None = None
+        self._now = asyncio.Event()  # `refresh_now`: the pause ends at once
 
     @property
     def status(self) -> RegistrationStatus:
@@ -179,6 +181,16 @@ class Registration:
 
     def failed(self, error: RegistrationError) -> None:
         self._enter(RegistrationState.FAILED, error)
+
+    def refresh_now(self) -> None:
+        """Registers at once, not at the next refresh or retry: the contact changed (a
+        TLS connection made again has another port, and the PBX must learn it)."""
+        self._now.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._now.wait()
 
     def _enter(self, state: RegistrationState, error: RegistrationError | None = None) -> None:
         old = self._status
@@ -209,9 +221,14 @@ class Registration:
             else:
                 self._enter(RegistrationState.REGISTERED)
                 delay = RETRY_FIRST_S
-                await asyncio.sleep(refresh_in(granted, self.check_s))
+                # What was asked for before this REGISTER succeeded is done: it went out
+                # with the contact as it is now (`ua.register_once`).
+                self._now.clear()
+                await self._pause(refresh_in(granted, self.check_s))
+                self._now.clear()
                 continue
-            await asyncio.sleep(delay)
+            await self._pause(delay)
+            self._now.clear()
             delay = min(delay * 2, self.retry_cap_s)
 
     async def settle(self, seconds: float) -> None:

@@ -3,59 +3,69 @@
 docs/decisions/sip-tls.md says why each choice below:
 
 - the PBX's certificate is checked against the configured CA file alone, or, with none,
-  the system's trust store (`ssl.create_default_context`: Windows' certificate store,
-  OpenSSL's on Linux), and must name the configured PBX host (also sent as SNI when it
-  is a name);
-- a client certificate (and its key) when configured; an encrypted key is refused,
-  never asked for on a console the service does not have;
+  the system's trust store, and must name the configured PBX host (also sent as SNI
+  when it is a name); a client certificate when configured (`tls_context.py`);
 - one connection to the PBX, made when the dialer starts and reused for every request
   and answer either way; the agent does not listen for TLS, so its Contact names that
   connection's own address and port (`;transport=tls`) for the PBX to reuse it; kept
   alive as TCP's (RFC 5626 pings and TCP keep-alive, `TcpTransport.keep_alive`);
-- connecting and the handshake are bounded in time, each on its own;
-- a failure is a `TransportFailure` with a code (`registration.py` lists them), never a
-  fall-back to TCP or UDP;
-- TLS 1.3 refuses a client certificate only after the agent's handshake has ended, by
-  an alert the agent may never read (a write meets the PBX's reset first): a connection
-  that ends before the PBX said a word after a handshake in which it asked for a client
-  certificate is `tlsClientCertificate` too (`HandshakeWatch`).
+- connecting and the handshake are bounded in time, each on its own; whoever waits for
+  the connection waits for one attempt, and within a second after a failed one fails
+  the same way without another (`tls_link.py`);
+- a lost connection (a reset, a close, a TLS record that does not decrypt) is made again
+  at once, then with a growing pause; requests that waited for it name its address
+  (`restamp`), and `on_remade` lets the user agent tell the PBX (`reconnect.py`);
+- a failure is a `TransportFailure` with a code (`tls_failures.py`; `registration.py`
+  lists them), never a fall-back to TCP or UDP; TLS 1.3's refusal of a client
+  certificate whose alert is lost is `tlsClientCertificate` too (`HandshakeWatch`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
-import weakref
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 from edge_agent.sip import tcp_options
 from edge_agent.sip.errors import SipError
+from edge_agent.sip.message import Request, Response
 from edge_agent.sip.stream import SipStream
+from edge_agent.sip.tls_context import HANDSHAKE_TIMEOUT_S, TlsConfig, client_context, verify_flags
+from edge_agent.sip.tls_failures import (
+    HandshakeWatch,
+    TransportFailure,
+    connect_failure,
+    handshake_failure,
+    lost_connection,
+    lost_failure,
+    reason_of,
+)
+from edge_agent.sip.tls_link import Link
 from edge_agent.sip.transport import CONNECT_TIMEOUT_S, Address, Receiver, TcpTransport
+
+__all__ = [
+    "DEFAULT_PORT",
+    "HANDSHAKE_TIMEOUT_S",
+    "TlsConfig",
+    "TlsTransport",
+    "TransportFailure",
+    "client_context",
+    "server_port",
+    "verify_flags",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5061  # RFC 3261 19.1.2: sips: and SIP over TLS
 PLAIN_PORT = 5060
-HANDSHAKE_TIMEOUT_S = 10.0
-# After a failed connection the next send within this time fails the same way at once:
-# an alarm's hundreds of INVITEs must not become hundreds of handshakes with a bad PBX.
-RETRY_AFTER_S = 1.0
-REASON_MAX = 100  # what a code's parameter may hold (the server refuses more)
-# Alerts that say the PBX refused our client certificate, or wanted one we did not send.
-_CLIENT_CERTIFICATE_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA")
-# RFC 8446 4 (TLS 1.3): the handshake's record type; the PBX asking for our certificate,
-# and the session ticket it sends only after it has checked our part of the handshake.
-_HANDSHAKE = 22
-_CERTIFICATE_REQUEST = 13
-_NEW_SESSION_TICKET = 4
-
-Params = dict[str, str | int]
+# Messages waiting for the connection at most (an alarm's INVITEs fit many times over),
+# and connections to others than the PBX kept (a call without the outbound proxy).
+MAX_WAITING = 4096
+MAX_LINKS = 16
 
 
 def server_port(transport: str, configured: int | None) -> int:
@@ -64,185 +74,6 @@ def server_port(transport: str, configured: int | None) -> int:
     if transport.upper() == "TLS":
         return DEFAULT_PORT if configured in (None, PLAIN_PORT) else configured
     return PLAIN_PORT if configured is None else configured
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """How the agent trusts the PBX and shows itself (RUNDRUF_AGENT_SIP_TLS_*)."""
-
-    server_name: str  # the configured PBX host: its certificate must name it
-    ca_file: Path | None = None  # None: the system's trust store
-    cert_file: Path | None = None  # the agent's client certificate (PEM), optional
-    key_file: Path | None = None  # its key, when not in cert_file
-    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
-
-
-class TransportFailure(SipError):
-    """The PBX cannot be reached as configured: a code with its parameters (words on the
-    website and in mails) and a text for the log and the call's detail."""
-
-    def __init__(self, code: str, text: str, **params: str | int) -> None:
-        super().__init__(text)
-        self.code = code
-        self.params: Params = {
-            k: _bounded(v) if isinstance(v, str) else v for k, v in params.items()
-        }
-
-
-def _bounded(text: str) -> str:
-    return " ".join("".join(c if c.isprintable() else " " for c in text).split())[:REASON_MAX]
-
-
-def _no_passphrase() -> bytes:
-    # Called by OpenSSL only for an encrypted key; without it OpenSSL would ask on a console.
-    raise ValueError("the key is encrypted; configure a key without a passphrase")
-
-
-def client_context(config: TlsConfig) -> ssl.SSLContext:
-    """The client side's TLS context; TransportFailure `tlsConfig` when a file cannot be
-    used (missing, unreadable, not PEM, an encrypted key)."""
-    try:
-        cafile = str(config.ca_file) if config.ca_file else None
-        # CERT_REQUIRED and check_hostname; a CA file replaces the system's store.
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
-    except (OSError, ValueError) as exc:
-        raise _config_failure("RUNDRUF_AGENT_SIP_TLS_CA_FILE", config.ca_file, exc) from exc
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_flags = verify_flags(context.verify_flags, ca_file=config.ca_file is not None)
-    # A PBX that asks to renegotiate (TLS 1.2) is refused: nothing of ours needs it, and
-    # it is where TLS 1.2's renegotiation attacks live.
-    context.options |= ssl.OP_NO_RENEGOTIATION
-    if config.cert_file is not None:
-        key = str(config.key_file) if config.key_file else None
-        try:
-            context.load_cert_chain(str(config.cert_file), key, password=_no_passphrase)
-        except (OSError, ValueError) as exc:
-            setting = "RUNDRUF_AGENT_SIP_TLS_" + ("KEY_FILE" if key else "CERT_FILE")
-            path = config.key_file if key else config.cert_file
-            raise _config_failure(setting, path, exc) from exc
-    elif config.key_file is not None:
-        raise TransportFailure(
-            "tlsConfig",
-            "RUNDRUF_AGENT_SIP_TLS_KEY_FILE is set without RUNDRUF_AGENT_SIP_TLS_CERT_FILE",
-            setting="RUNDRUF_AGENT_SIP_TLS_CERT_FILE",
-            file="",
-        )
-    return context
-
-
-def verify_flags(flags: ssl.VerifyFlags, *, ca_file: bool) -> ssl.VerifyFlags:
-    """The certificate checks, the same on every Python (3.13's create_default_context
-    adds VERIFY_X509_STRICT and VERIFY_X509_PARTIAL_CHAIN, 3.11's neither):
-
-    - never X509_STRICT: it refuses a CA whose basicConstraints is not critical and a
-      certificate without an authority key identifier, as Asterisk's ast_tls_cert and
-      many a PBX's self-made certificates are; the trust decision (a chain to what is
-      trusted, the host name) is the same without it;
-    - X509_PARTIAL_CHAIN with a CA file only: what it holds is trusted as it is, an
-      intermediate or the PBX's own certificate too; the system's store stays
-      anchored at its roots (docs/decisions/sip-tls.md)."""
-    flags &= ~ssl.VERIFY_X509_STRICT
-    if ca_file:
-        return flags | ssl.VERIFY_X509_PARTIAL_CHAIN
-    return flags & ~ssl.VERIFY_X509_PARTIAL_CHAIN
-
-
-def _config_failure(setting: str, path: Path | None, exc: BaseException) -> TransportFailure:
-    reason = _reason(exc)
-    return TransportFailure(
-        "tlsConfig", f"{setting} ({path}) cannot be used: {reason}", setting=setting, file=str(path)
-    )
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
-        return str(exc.verify_message)
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason)
-    if isinstance(exc, OSError) and exc.strerror:
-        return str(exc.strerror)
-    return str(exc) or type(exc).__name__
-
-
-def handshake_failure(exc: BaseException, host: str, port: int) -> TransportFailure:
-    """The code for what the TLS handshake (or the first read after it) raised."""
-    reason = _reason(exc)
-    where = f"{host}:{port}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        text = f"the PBX's TLS certificate ({where}) is not accepted: {reason}"
-        return TransportFailure("tlsCertificate", text, host=host, reason=reason)
-    if isinstance(exc, ssl.SSLError) and any(a in reason for a in _CLIENT_CERTIFICATE_ALERTS):
-        text = f"the PBX ({where}) refuses the agent's TLS client certificate: {reason}"
-        return TransportFailure("tlsClientCertificate", text, host=host, reason=reason)
-    if isinstance(exc, TimeoutError):  # our backstop; asyncio's own bound aborts with text
-        reason = "no TLS handshake in time"
-    text = f"the TLS handshake with the PBX ({where}) failed: {reason}"
-    return TransportFailure("tlsHandshake", text, host=host, reason=reason)
-
-
-def lost_failure(
-    exc: BaseException | None, host: str, port: int, *, refused_unheard: bool
-) -> TransportFailure | None:
-    """The code for a connection to the PBX that ended with `exc` (None: closed), or
-    None when there is nothing to say (the next send connects again).
-
-    `refused_unheard`: TLS 1.3, the PBX asked for a client certificate, and the
-    connection ended before the PBX said anything after the handshake. The PBX checks
-    our certificate only then, and its alert (116, "certificate required") may never
-    be read: when our first write comes after the reset of its close (our last
-    handshake message still unread there), the write fails with "connection reset"
-    and the alert is lost with the connection (on Windows a reset discards it anyway).
-    Nothing else ends a TLS 1.3 connection at that point of the handshake."""
-    if isinstance(exc, ssl.SSLError):
-        failure = handshake_failure(exc, host, port)
-        if failure.code == "tlsClientCertificate" or not refused_unheard:
-            return failure
-    elif not refused_unheard:
-        return None  # the PBX spoke before: a dropped connection, as over TCP
-    ended = _reason(exc) if exc is not None else "closed"
-    reason = f"{ended} after the TLS 1.3 handshake that asked for a client certificate"
-    text = f"the PBX ({host}:{port}) refuses the agent's TLS client certificate: {reason}"
-    return TransportFailure("tlsClientCertificate", text, host=host, reason=reason)
-
-
-class HandshakeWatch:
-    """What the PBX said in each TLS connection's handshake that `ssl` has no call for:
-    whether it asked for a client certificate, and whether it sent a session ticket
-    after our part of the handshake (it accepted that part, our certificate included).
-
-    Read through the context's message callback (`SSLContext._msg_callback`, CPython's
-    hook since 3.8; it sees the handshake's messages, not the data). Without it nothing
-    is known, and a refusal whose alert is lost ends the connection unexplained."""
-
-    def __init__(self) -> None:
-        self._asked: weakref.WeakSet[object] = weakref.WeakSet()
-        self._accepted: weakref.WeakSet[object] = weakref.WeakSet()
-
-    def watch(self, context: ssl.SSLContext) -> None:
-        if hasattr(context, "_msg_callback"):
-            context._msg_callback = self._message
-
-    def _message(
-        self, conn: object, direction: str, version: Any, kind: int, message: int, data: Any
-    ) -> None:
-        # Called by OpenSSL for every record and handshake message, on the loop: short.
-        if direction != "read" or kind != _HANDSHAKE:
-            return
-        if message == _CERTIFICATE_REQUEST:
-            self._asked.add(conn)
-        elif message == _NEW_SESSION_TICKET:
-            self._accepted.add(conn)
-
-    def asked_unanswered(self, ssl_object: object) -> bool:
-        """The PBX asked this connection for a client certificate and sent no ticket."""
-        return ssl_object in self._asked and ssl_object not in self._accepted
-
-
-def connect_failure(exc: BaseException, host: str, port: int) -> TransportFailure:
-    """The code for a TCP connection to the PBX that could not be made."""
-    reason = "no answer in time" if isinstance(exc, TimeoutError) else _reason(exc)
-    text = f"no connection to the PBX ({host}:{port}): {reason}"
-    return TransportFailure("connectFailed", text, host=host, port=port, reason=reason)
 
 
 class _TlsStream(SipStream):
@@ -266,9 +97,9 @@ class _TlsStream(SipStream):
         super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
         # TLS 1.3 tells of a refused client certificate only after the handshake: the
-        # connection is lost with the PBX's alert, or (its reset first) without it.
+        # connection is lost with the PBX's alert, or (its reset first) without it. Said
+        # first, so that every request waiting on the connection fails with that code.
         owner = self.owner
         assert isinstance(owner, TlsTransport)
         refused_unheard = (
@@ -277,12 +108,21 @@ class _TlsStream(SipStream):
         failure = lost_failure(
             exc, owner.config.server_name, self.peer[1], refused_unheard=refused_unheard
         )
-        if failure is not None:
+        if failure is not None and not owner.closed:  # (closing it was ours)
             owner.failed(self.peer, failure)
+        super().connection_lost(exc)
+        owner.dropped(self, exc)
 
 
 class TlsTransport(TcpTransport):
-    """SIP over TLS to the PBX at `server`; connects out only (see the module's text)."""
+    """SIP over TLS to the PBX at `server`; connects out only (see the module's text).
+
+    Sends wait for the connection (`tls_link.Link`: one attempt for all of them, none
+    within its hold-off after a failure) and go in their order once it is there; a
+    request that waited gets the connection's address in its Via and Contact
+    (`restamp`, the user agent's). A lost connection to the PBX is made again at once
+    (then with a growing pause), and `on_remade` is told when it is there again.
+    """
 
     name = "TLS"
 
@@ -303,7 +143,25 @@ class TlsTransport(TcpTransport):
         self.host = host  # the local address connections are made from
         self.server = server
         self._local: Address = (host, 0)
-        self._failure: tuple[float, TransportFailure] | None = None  # the last, and when
+        self._links: dict[Address, Link] = {}
+        self._waiting: dict[Address, list[Request | Response]] = {}
+        self._flushing: dict[Address, asyncio.Task[None]] = {}
+        # Writes the connection's address into a request built while there was none
+        # (the user agent's Via and Contact); None: sent as built.
+        self.restamp: Callable[[Request], None] | None = None
+        # Told when the connection to the PBX is made again after it was lost: the PBX
+        # must learn its address (a REGISTER, the calls' target refresh).
+        self.on_remade: list[Callable[[], None]] = []
+
+    @classmethod
+    async def create(
+        cls, host: str, server: Address, receiver: Receiver, config: TlsConfig
+    ) -> TlsTransport:
+        """The transport to the PBX at `server` from `host`, not connected yet; raises
+        TransportFailure `tlsConfig` when a file cannot be used."""
+        # A thread: the files may sit on a slow share, and the loop must not wait for it.
+        context = await asyncio.to_thread(client_context, config)
+        return cls(receiver, config, context, host=host, server=server)
 
     @classmethod
     async def open(
@@ -311,11 +169,9 @@ class TlsTransport(TcpTransport):
     ) -> TlsTransport:
         """Connects to the PBX at `server` from `host`; raises TransportFailure (nothing
         stays open) when the files, the connection or the handshake fail."""
-        # A thread: the files may sit on a slow share, and the loop must not wait for it.
-        context = await asyncio.to_thread(client_context, config)
-        transport = cls(receiver, config, context, host=host, server=server)
+        transport = await cls.create(host, server, receiver, config)
         try:
-            await transport._open_connection(server)
+            await transport.connect()
         except TransportFailure:
             transport.close()
             raise
@@ -326,25 +182,130 @@ class TlsTransport(TcpTransport):
         """The address of the connection to the PBX (Via, Contact and SDP name it)."""
         return self._local
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def link(self, address: Address | None = None) -> Link:
+        """The connection to `address` (the PBX's by default) as it is kept."""
+        address = address or self.server
+        link = self._links.get(address)
+        if link is None:
+            while len(self._links) >= MAX_LINKS:  # others than the PBX: rare, and bounded
+                oldest = next(a for a in self._links if a != self.server)
+                self._links.pop(oldest).close()
+            link = Link(
+                functools.partial(self._open_connection, address),
+                functools.partial(self._is_open, address),
+                on_failed=functools.partial(self._attempt_failed, address),
+                on_made=functools.partial(self._made, address),
+            )
+            self._links[address] = link
+        return link
+
+    async def connect(self, address: Address | None = None) -> None:
+        """Returns once connected to `address` (the PBX by default); raises
+        TransportFailure when the attempt (shared with whoever waits) fails, or at once
+        while the last failure's hold-off lasts."""
+        await self.link(address).connect()
+
+    def _is_open(self, address: Address) -> bool:
+        stream = self.streams.get(address)
+        return stream is not None and stream.writer is not None and not stream.writer.is_closing()
+
     def connected(self, stream: SipStream, transport: asyncio.BaseTransport) -> None:
         if stream.peer == self.server:
             host, port = transport.get_extra_info("sockname")[:2]
             self._local = (str(host), int(port))
 
+    def send(self, message: Request | Response, address: Address) -> None:
+        if self._closed:
+            return
+        stream = self.streams.get(address)
+        if stream is not None and self._is_open(address):
+            stream.write(bytes(message))
+            return
+        waiting = self._waiting.setdefault(address, [])
+        if len(waiting) >= MAX_WAITING:  # its transaction times out as for a lost datagram
+            self.table.log.log(
+                logging.WARNING,
+                "tls-waiting-full",
+                "%d messages wait for the TLS connection to %s:%d already; one is dropped",
+                len(waiting),
+                *address,
+            )
+            return
+        waiting.append(message)
+        if address not in self._flushing:
+            self._flushing[address] = asyncio.create_task(self._flush(address))
+
+    async def _flush(self, address: Address) -> None:
+        """Connects, then writes what waited, in its order; when the connection cannot
+        be made the requests that waited fail with the failure (`on_failure`)."""
+        try:
+            try:
+                await self.connect(address)
+            except TransportFailure as failure:
+                self._waiting.pop(address, None)
+                self._tell_failed(address, failure)
+                return
+            waiting = self._waiting.pop(address, [])
+            stream = self.streams.get(address)
+            if stream is None or not self._is_open(address):  # lost again at once
+                self._tell_failed(address, lost_connection(None, *address, sent=False))
+                return
+            for message in waiting:
+                if isinstance(message, Request) and self.restamp is not None:
+                    self.restamp(message)
+                stream.write(bytes(message))
+        finally:
+            self._flushing.pop(address, None)
+
+    def unanswerable(self, address: Address, exc: Exception | None) -> Exception | None:
+        """The connection to `address` was lost: nobody can answer what went out on it
+        any more (the agent does not listen for TLS: the PBX cannot connect back)."""
+        return lost_connection(exc, *address)
+
     def failed(self, address: Address, failure: TransportFailure) -> None:
-        self._failure = (asyncio.get_running_loop().time(), failure)
+        """A failure found on a connection (the PBX refused our certificate just after
+        the handshake): remembered for the hold-off, the waiting requests fail."""
+        self.link(address).remember(failure)
+        self._attempt_failed(address, failure)
+
+    def _attempt_failed(self, address: Address, failure: SipError) -> None:
         self.table.log.log(
             logging.WARNING, "tls-failed", "SIP over TLS to %s:%d: %s", *address, failure
         )
+        self._tell_failed(address, failure)
+
+    def _tell_failed(self, address: Address, failure: SipError) -> None:
         for listener in list(self.on_failure):
             listener(address, failure)
 
+    def _made(self, address: Address, again: bool) -> None:
+        if address != self.server or not again:
+            return
+        log.info("SIP over TLS to %s:%d: connected again from %s:%d", *address, *self._local)
+        for listener in list(self.on_remade):
+            listener()
+
+    def dropped(self, stream: SipStream, exc: Exception | None) -> None:
+        """A connection we made ended; the PBX's is made again (`Link.keep_up`)."""
+        if self._closed or stream.refused or stream.peer != self.server:
+            return
+        self.table.log.log(
+            logging.WARNING,
+            "tls-lost",
+            "the TLS connection to the PBX %s:%d was lost (%s); connecting again",
+            *stream.peer,
+            reason_of(exc) if exc is not None else "closed",
+        )
+        self.link().keep_up()
+
     async def _open_connection(self, address: Address) -> None:
         """A TCP connection, then the handshake, each bounded; TransportFailure if either
-        fails (`TcpTransport._connect` reports it through `_connection_failed`)."""
+        fails (`Link` remembers it for the hold-off)."""
         loop = asyncio.get_running_loop()
-        if self._failure is not None and loop.time() - self._failure[0] < RETRY_AFTER_S:
-            raise self._failure[1]
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -379,6 +340,10 @@ class TlsTransport(TcpTransport):
                 sock.close()
             raise
 
-    def _connection_failed(self, address: Address, exc: BaseException) -> None:
-        failure = exc if isinstance(exc, TransportFailure) else connect_failure(exc, *address)
-        self.failed(address, failure)
+    def close(self) -> None:
+        for link in self._links.values():
+            link.close()
+        for task in self._flushing.values():
+            task.cancel()
+        self._waiting.clear()
+        super().close()

@@ -84,6 +84,12 @@ class Transport:
         """`lost(address, exc)` is told when a connection we opened closes, `failed(address,
         exc)` when one cannot be made; connectionless transports have neither."""
 
+    def unanswerable(self, address: Address, exc: Exception | None) -> Exception | None:
+        """The failure for requests that went out on a connection to `address` that was
+        lost (`exc`), when their answers cannot come any other way; None when they may
+        (the peer opens a connection to our listener: RFC 3261 18.2.2)."""
+        return None
+
     def close(self) -> None:
         raise NotImplementedError
 

@@ -280,9 +280,17 @@ class UserAgent:
         a request on it without any answer yet is sent once more, on a new connection,
         at once (the PBX takes a second copy as a retransmission); one whose second
         connection closes too fails now. One with a provisional answer waits: its
-        final answer may come over a connection the PBX opens (RFC 3261 18.2.2)."""
+        final answer may come over a connection the PBX opens (RFC 3261 18.2.2). Over
+        TLS none can (`Transport.unanswerable`): an INVITE on it ends with the failure,
+        and its call CANCELs it over the next connection."""
+        unanswerable = self.transport.unanswerable(destination, exc)
         for tx in list(self._pending.values()):
-            if tx.destination != destination or tx.final.done() or tx.provisional:
+            if tx.destination != destination or tx.final.done():
+                continue
+            if unanswerable is not None and tx.request.method == "INVITE":
+                tx.final.set_exception(unanswerable)
+                continue
+            if tx.provisional:
                 continue
             if tx.resent:
                 why = f"the connection to {destination[0]}:{destination[1]} closed"
@@ -559,6 +567,8 @@ class UserAgent:
         request.headers.add("Expires", str(expires))
         self._register_cseq += 1
         request, response, challenged = await self.send_authorized(request)
+        # The Contact as it left: a REGISTER that waited for a new TLS connection names it.
+        self._register_contact = request.headers.get("Contact") or self._register_contact
         self._register_cseq = max(self._register_cseq, request.cseq[0] + 1)
         return response, challenged
 

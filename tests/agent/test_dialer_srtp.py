@@ -147,3 +147,25 @@ async def test_srtp_required_and_a_plain_answer_end_the_call_without_a_plain_pac
     assert "srtpRequired" in caplog.text or "no usable key" in caplog.text
     assert (outcome, recorder.events[-1].detail) == (CallOutcome.FAILED, "srtpRequired")
     assert K.ANSWERED not in recorder.kinds and K.PLAYING not in recorder.kinds
+
+
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+@pytest.mark.parametrize("srtp", ["off", "optional", "required"])
+async def test_srtp_over_plain_sip_is_warned_of_once_at_the_start(
+    caplog: pytest.LogCaptureFixture, transport: str, srtp: Mode
+) -> None:
+    """SDES puts the SRTP keys into the SDP (RFC 4568): over UDP or TCP anyone on the path
+    reads them, which the customer should hear of once, not per call (issue 15 point 9,
+    the outside review's point 9). Over TLS no warning: tests/agent/test_dialer_sip_tls.py."""
+    account = Account("Rundruf", "secret", "127.0.0.1", ("127.0.0.1", 9), register=False)
+    dialer = SipDialer(account, transport=transport, proxy=False, srtp=srtp)
+    caplog.set_level(logging.WARNING, logger="edge_agent.dialer.sip")
+    try:
+        await dialer.start()
+        await dialer.start()  # started already: said once
+    finally:
+        await dialer.close()
+    said = [r for r in caplog.records if "SRTP keys" in r.getMessage()]
+    assert len(said) == (0 if srtp == "off" else 1), said
+    if said:
+        assert transport in said[0].getMessage() and "TLS" in said[0].getMessage()

@@ -27,6 +27,13 @@ The bounds are far above what real peers send (PJSIP takes packets of 4,000 byte
 unless built otherwise; RFC 4475's longest valid message, longreq, is 3.5 KB). The
 UDP transport also bounds the work per loop pass (`udp.UdpSocket`'s budget), so that
 the RTP pacer never waits behind a burst.
+
+SIP over TCP and TLS (stream.py) runs the same checks on each message's head: `precheck`
+for everyone, and for strangers the same buckets, by the host's `source_key` (an IPv6
+/64): a message waits (`stream_wait`: the stream stops reading) where a datagram would
+be dropped, a new connection costs a token (`pay`), and one closed for breaking a rule
+costs what was looked at (`penalize`), so that reconnecting to break it again is cheap
+for no one but us.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from collections.abc import Callable
 
 from edge_agent.sip.peers import Networks, within
 
-__all__ = ["Intake", "cost", "precheck"]
+__all__ = ["Intake", "cost", "precheck", "size_cost"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +66,12 @@ LOG_EVERY_S = 10.0
 
 def cost(data: bytes) -> int:
     """Tokens a datagram takes from a stranger's budget: one, and one per whole KiB."""
-    return 1 + len(data) // 1024
+    return size_cost(len(data))
+
+
+def size_cost(size: int) -> int:
+    """`cost` of `size` bytes."""
+    return 1 + size // 1024
 
 
 def precheck(data: bytes) -> str | None:
@@ -206,6 +218,20 @@ class Intake:
         self._strangers.take(amount, now, self.strangers_rate, self.strangers_burst)
         self.admitted += 1
         return 0.0, ""
+
+    def pay(self, host: str, amount: int) -> str | None:
+        """A stranger's `amount` tokens (a new stream connection: one), taken now: None,
+        or the bucket that is short ("rate-source", "rate-strangers")."""
+        return self._limit(host, amount)
+
+    def penalize(self, host: str, amount: int) -> None:
+        """A stranger broke a rule (a head out of bounds, bytes that do not parse): its
+        bucket pays `amount` for the work, into debt down to minus its burst, so that a
+        stranger reconnecting to break it again is refused at the door for a while."""
+        now = self._clock()
+        bucket = self._bucket(host, now)
+        bucket.take(0, now, self.stranger_rate, self.stranger_burst)  # brought up to now
+        bucket.tokens = max(-self.stranger_burst, bucket.tokens - amount)
 
     def malformed(self, source: Address, reason: str) -> None:
         """A datagram that passed but did not parse: counted, logged with the others."""

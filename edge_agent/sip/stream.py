@@ -21,7 +21,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Protocol
 
 from edge_agent.sip.errors import SipParseError
-from edge_agent.sip.intake import MAX_HEAD, MAX_LINE, cost, precheck
+from edge_agent.sip.intake import MAX_HEAD, MAX_LINE, cost, precheck, size_cost
 from edge_agent.sip.message import Request, Response, parse_stream_head
 from edge_agent.sip.peers import source_key
 from edge_agent.sip.stream_table import ACCEPT_ERRORS, MAX_KNOWN_PEERS, StreamTable
@@ -176,7 +176,7 @@ class SipStream(asyncio.Protocol):
                     end = buffer.find(b"\r\n\r\n", at, at + MAX_HEAD + 4)
                     why = _shape(buffer, at, end)
                     if why is not None:
-                        self._refuse(why)
+                        self._refuse(why, min(len(buffer) - at, MAX_HEAD))
                         return
                     if end < 0:
                         break  # the head is still coming
@@ -248,15 +248,22 @@ class SipStream(asyncio.Protocol):
         self._lone_crlf = at == len(buffer) and crlfs % 2 == 1
         return at
 
-    def _refuse(self, why: str) -> None:
+    def _refuse(self, why: str, looked_at: int) -> None:
         # A head out of bounds is not parsed, nor answered (a 400 would make a flood
         # ours); the stream cannot be resynchronised past it.
         assert self.writer is not None
+        self._penalize(looked_at)
         self.table.closing(self, why, f"a message head out of bounds ({why})")
         self.writer.abort()
 
+    def _penalize(self, looked_at: int) -> None:
+        """A stranger that broke a rule pays for the bytes we looked at (intake.py)."""
+        if not self.peer_known:
+            self.table.intake.penalize(source_key(self.source), size_cost(looked_at))
+
     def _malformed(self, reason: str, data: bytes) -> None:
         # A stream out of step cannot be resynchronised: answer if we can, then close.
+        self._penalize(min(len(data), MAX_HEAD))
         self.table.dropped["malformed"] += 1
         self.table.log.log(
             logging.WARNING,

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # asyncio's own lines when accept() fails (no descriptors left): logged on every retry.
 ACCEPT_ERRORS = ("socket.accept() out of system resource", "Accept failed on a socket")
 MAX_KNOWN_PEERS = 1024  # peers we connected to, remembered (oldest forgotten first)
+CONNECTION_COST = 1  # a stranger's tokens (intake.py) for each connection it opens
 
 Deliver = Callable[[Request | Response, "Address"], None]
 Answer = Callable[[bytes, str, "Address"], bytes | None]
@@ -122,6 +123,8 @@ class StreamTable:
                 why = "source-full"
             elif self._stranger_total >= limits.max_inbound:
                 why = "all-full"
+            else:  # a token per connection: reconnecting fast is held to the rate too
+                why = self.intake.pay(key, CONNECTION_COST) or ""
         if why:
             self.dropped[why] += 1
             self.log.log(

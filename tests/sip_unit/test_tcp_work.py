@@ -87,6 +87,28 @@ async def test_a_head_out_of_bounds_is_refused_unparsed() -> None:
         transport.close()
 
 
+async def test_a_stranger_reconnecting_to_break_the_rules_is_refused_at_the_door() -> None:
+    # Closed for a head out of bounds, a stranger reconnects at once to send the next
+    # (3,000 connections a second from one process): each connection costs it a token,
+    # each refused head what was looked at (8 KiB: 9), so the door closes after a dozen.
+    receiver = Answering()
+    transport = await TcpTransport.listen(HOST, 0, receiver)
+    line = b"X-Long: " + b"y" * 30 + b"\r\n"
+    head = options(7).replace(b"Content-Length: 0\r\n", line * 200)
+    try:
+        for _ in range(40):
+            reader, writer = await connect(transport.local[1], "127.0.0.63")
+            writer.write(head + b"l: 0\r\n\r\n")
+            assert await closed_within(reader, 2.0)
+            writer.close()
+        dropped = transport.table.dropped
+        assert dropped["header-lines"] <= 15, dropped  # read and refused
+        assert dropped["rate-source"] >= 25, dropped  # refused before anything was read
+        assert receiver.requests == []
+    finally:
+        transport.close()
+
+
 async def test_a_head_is_parsed_once_while_its_body_trickles_in(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -1,0 +1,57 @@
+"""What the IVR needs of a caller's line; the SIP user agent's incoming call provides it
+(edge_agent/sip/incoming.py), tests provide scripted lines.
+
+Audio is 8 kHz 16-bit mono PCM (little-endian), the telephony master's format: the
+line encodes and decodes G.711 itself. Keys are "0"-"9", "*", "#" from RFC 4733
+events or SIP INFO, whichever the caller's phone sends.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class CallerGone(Exception):
+    """The caller hung up (BYE, CANCEL) or the line broke; the IVR stops at once."""
+
+
+class CallerLine(Protocol):
+    @property
+    def call_id(self) -> str:
+        """The SIP Call-ID: unique per call, part of the trigger's idempotency key."""
+        ...
+
+    @property
+    def caller_number(self) -> str:
+        """Who calls: the user part of P-Asserted-Identity or From; "" when anonymous."""
+        ...
+
+    @property
+    def caller_name(self) -> str | None:
+        """The display name the caller's PBX sent, if any."""
+        ...
+
+    async def play(self, pcm: bytes, *, barge_in: bool = True) -> None:
+        """Plays `pcm` to the caller, in real time. With `barge_in` the first key the
+        caller presses stops the playback; every key stays queued for `read_digits`.
+        Raises CallerGone."""
+        ...
+
+    async def read_digits(self, max_digits: int, wait_s: float, end: str | None) -> str:
+        """Keys already queued and then pressed, until `end` (not included), `max_digits`
+        keys, or `wait_s` seconds after the last key (or the call to this); "" when
+        none. Raises CallerGone."""
+        ...
+
+    def clear_digits(self) -> None:
+        """Forgets queued keys (a new question must not take an old answer)."""
+        ...
+
+    async def record(self, max_seconds: float, silence_seconds: float, end_key: str) -> bytes:
+        """What the caller says from now: until `end_key`, `silence_seconds` without
+        speech after speech began, or `max_seconds`. PCM as above. Raises CallerGone."""
+        ...
+
+    async def hang_up(self) -> None:
+        """Ends the call (BYE); a line that is gone already is left alone."""
+        ...

@@ -5,8 +5,9 @@
 #                     (PYTEST_ARGS='-k auth -x' to pass arguments)
 #   make lint         ruff check + ruff format --check + mypy (strict)
 #   make coqui        only install the coqui-tts venv (cached outside the tree)
-#   make services     only make sure PostgreSQL, Redis, lua5.4, espeak-ng, SIPp and
-#                     baresip are there
+#   make services     only make sure PostgreSQL, Redis, lua5.4, espeak-ng, SIPp,
+#                     baresip, Kamailio (with its presence modules) and chromium
+#                     are there
 #   make clean        remove the venv and local state
 #
 # Everything runs from .venv, which is created and (re)installed on demand.

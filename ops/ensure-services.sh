@@ -4,6 +4,8 @@
 #   - Redis on 127.0.0.1:6379
 #   - the Lua interpreter (lua5.4) that runs the SwyxWare call-routing script's tests
 #   - SIPp (Debian package sip-tester) and baresip, the SIP peers of tests/sip
+#   - Kamailio with its presence modules, the PBX of tests/sip/kamailio.py
+#     (started by the tests themselves; the package's own service is not used)
 #   - chromium, the headless browser of the website's tests (tests/web)
 # Fast when all are already there; otherwise starts them, and installs them with
 # apt-get (Debian) when they are missing. Idempotent. Meant for dev boxes and CI,
@@ -310,5 +312,25 @@ ensure_command espeak-ng espeak-ng espeak-ng
 # SIP test peers (tests/sip/bed.py): SIPp as UAS/UAC, baresip as a real softphone.
 ensure_command sipp sipp sip-tester
 ensure_command baresip baresip baresip
+
+# Kamailio as the PBX of the end-to-end tests (tests/sip/kamailio.py): the server
+# (registrar, usrloc, dialog, diversion, db_text) and its presence modules
+# (presence, presence_dialoginfo, pua, pua_dialoginfo: RFC 4235 dialog state).
+ensure_kamailio() {
+    local action
+    if command -v kamailio >/dev/null 2>&1 \
+        && dpkg-query -W -f='${Status}' kamailio-presence-modules 2>/dev/null | grep -q 'ok installed'; then
+        action="already installed"
+    else
+        apt_install kamailio kamailio-presence-modules
+        command -v kamailio >/dev/null 2>&1 || die "kamailio installed but not on PATH"
+        action="installed kamailio kamailio-presence-modules"
+    fi
+    # The package's own service (port 5060) is not used: the tests start their
+    # own kamailio on free loopback ports.
+    echo "kamailio: $action ($(command -v kamailio))"
+}
+ensure_kamailio
+
 # The website's tests drive Debian's chromium through Playwright (never `playwright install`).
 ensure_command chromium chromium chromium

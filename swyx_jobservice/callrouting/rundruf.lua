@@ -39,6 +39,9 @@ local CONFIG = {
 local M = {}
 
 -- Tunables; any of them can be overridden by a field of the same name in CONFIG.
+-- M.DEFAULTS, M.KEYS and M.PROMPTS are the dialogue's one definition, edge_agent/ivr/definition.py,
+-- which the agent's own SIP IVR uses too: change both together
+-- (tests/callrouting/test_ivr_definition.py runs this file and compares).
 M.DEFAULTS = {
     pin_tries = 3,              -- PIN attempts per call
     pin_max_digits = 16,
@@ -51,6 +54,9 @@ M.DEFAULTS = {
     notice_window = 600,        -- ... make one POST /notices (at most one per window)
     menu_rounds = 5,            -- menu prompts per call before giving up
     record_max_seconds = 60,
+    -- A recording ends after this long without speech (passed to SwyxWare's RecordMessage,
+    -- see M.swyx_pbx; 0 = only # and the limit end it).
+    record_silence_seconds = 2,
     record_takes = 3,
     -- POST /jobs is retried (one idempotency key) until post_window seconds of waits have
     -- passed: longer than the service wrapper's 5 s restart of a crashed job service.
@@ -59,7 +65,22 @@ M.DEFAULTS = {
     post_backoff_max = 4,       -- ... up to this
 }
 
--- Prompt files, German, 8 kHz 16-bit mono PCM; made by make_prompts.py (texts there).
+-- The keys the caller presses.
+M.KEYS = {
+    pin_end = "#",              -- ends the PIN entry
+    test = "1",                 -- menu: test (mode 1)
+    alarm = "2",                -- menu: alarm with the stored message (mode 2)
+    alarm_recorded = "3",       -- menu: alarm with a message recorded now (mode 3)
+    cancel = "*",               -- menu: cancel, nothing is triggered
+    confirm = "1",              -- confirms mode 1 or 2; any other key goes back to the menu
+    record_end = "#",           -- ends the recording
+    record_send = "1",          -- after the playback: send (this is mode 3's confirmation)
+    record_again = "2",         -- after the playback: record again
+}
+local K = M.KEYS
+
+-- Prompt files, 8 kHz 16-bit mono PCM, German by default; made by make_prompts.py (the texts
+-- are in edge_agent/ivr/definition.py; English ones with --lang en).
 M.PROMPTS = {
     pin = "rundruf_pin.wav",
     pin_wrong = "rundruf_pin_falsch.wav",
@@ -271,7 +292,7 @@ local function ask_pin(ctx)
         guarded(ctx, "throttle", wait_for_turn)
         pbx.play(P.pin)
         local digits = pbx.read_digits(
-            setting(ctx, "pin_max_digits"), setting(ctx, "digit_timeout"), "#")
+            setting(ctx, "pin_max_digits"), setting(ctx, "digit_timeout"), K.pin_end)
         if digits == nil then return false, "hangup" end
         if digits == ctx.cfg.pin then
             guarded(ctx, "throttle reset", function(c) c.store.set(caller_key(c), "") end)
@@ -303,21 +324,31 @@ local function recording_path(ctx, take)
         safe_name(ctx.call_id), math.floor(ctx.pbx.now()), take)
 end
 
--- Mode 3: record until # or the time limit; "1 to send, 2 to record again" is the confirmation.
+-- The caller hears what was recorded before deciding to send it. A playback that fails
+-- costs nothing but the playback: the caller can still send or record again.
+local function play_back(ctx, path)
+    local ok, err = pcall(ctx.pbx.playback, path)
+    if not ok then trace(ctx, "playback failed: " .. tostring(err)) end
+end
+
+-- Mode 3: record until # (record_end), silence or the time limit, play the recording back;
+-- "1 to send, 2 to record again" is the confirmation.
 -- Returns the path, or nil and "hangup" / "back" (to the menu).
 local function record_message(ctx)
     local pbx = ctx.pbx
     for take = 1, setting(ctx, "record_takes") do
         local path = recording_path(ctx, take)
         pbx.play(P.record)
-        local ok = pbx.record(path, setting(ctx, "record_max_seconds"), "#")
+        local ok = pbx.record(path, setting(ctx, "record_max_seconds"), K.record_end,
+            setting(ctx, "record_silence_seconds"))
         if ok == nil then return nil, "hangup" end
         if ok then
+            play_back(ctx, path)
             pbx.play(P.record_check)
             local k = read_key(ctx)
             if k == nil then return nil, "hangup" end
-            if k == "1" then return path end
-            if k ~= "2" then return nil, "back" end
+            if k == K.record_send then return path end
+            if k ~= K.record_again then return nil, "back" end
         else
             pbx.play(P.record_failed)
         end
@@ -330,7 +361,7 @@ local function confirm(ctx, mode)
     ctx.pbx.play(mode == 1 and P.confirm_test or P.confirm_alarm)
     local k = read_key(ctx)
     if k == nil then return nil end
-    return k == "1"
+    return k == K.confirm
 end
 
 -- Returns mode and recording path (mode 3), or nil and why.
@@ -340,17 +371,18 @@ local function choose_mode(ctx)
         pbx.play(P.menu)
         local k = read_key(ctx)
         if k == nil then return nil, "hangup" end
-        if k == "*" then
+        if k == K.cancel then
             pbx.play(P.cancelled)
             return nil, "cancelled"
-        elseif k == "3" then
+        elseif k == K.alarm_recorded then
             local path, why = record_message(ctx)
             if path then return 3, path end
             if why == "hangup" then return nil, why end
-        elseif k == "1" or k == "2" then
-            local yes = confirm(ctx, tonumber(k))
+        elseif k == K.test or k == K.alarm then
+            local mode = (k == K.test) and 1 or 2
+            local yes = confirm(ctx, mode)
             if yes == nil then return nil, "hangup" end
-            if yes then return tonumber(k), nil end
+            if yes then return mode, nil end
         else
             pbx.play(P.invalid)
         end
@@ -652,6 +684,9 @@ function M.swyx_pbx(cfg)
     -- message (the CDR's ScriptConnectTime is "the time the call was picked up via script").
     function pbx.answer() end
     function pbx.play(file) fn("PBXCall", "PlayMessage")(prompt_path(file)) end -- Lua form ASSUMED
+    -- The caller's recording, by its full path (VBScript's PlayMessage plays a local file the
+    -- SwyxServer account can read; the Lua form is ASSUMED as above).
+    function pbx.playback(path) fn("PBXCall", "PlayMessage")(path) end
     function pbx.hangup() if has("PBXCall", "Disconnect") then PBXCall.Disconnect() end end
     -- Who is calling only feeds the throttle and the job's caller fields: if one of these
     -- (ASSUMED) names is wrong, trace it and go on rather than make alarms impossible.
@@ -694,9 +729,19 @@ function M.swyx_pbx(cfg)
             end
         end
     end
-    -- ASSUMED: PBXCall.RecordMessage(path, seconds) ends on # or the limit, returns a PBXResult.
-    function pbx.record(path, max_seconds)
-        local result = fn("PBXCall", "RecordMessage")(path, max_seconds)
+    -- ASSUMED: PBXCall.RecordMessage(path, seconds[, silence_seconds]) plays SwyxWare's beep,
+    -- ends on # (the terminator is not passed), the limit, or that many seconds of silence, and
+    -- returns a PBXResult. The GSE block "Record Message" documents all of these (beep, time-out,
+    -- cancel key, "after a defined pause"); their Lua spelling is not documented. With
+    -- record_silence_seconds = 0 only path and limit are passed.
+    function pbx.record(path, max_seconds, _terminator, silence_seconds)
+        local record = fn("PBXCall", "RecordMessage")
+        local result
+        if silence_seconds and silence_seconds > 0 then
+            result = record(path, max_seconds, silence_seconds)
+        else
+            result = record(path, max_seconds)
+        end
         local hung_up = PBXCallTermOriginatorDisconnected
         if gone() or (hung_up ~= nil and result == hung_up) then return nil end
         return result == (PBXSuccess or 0)

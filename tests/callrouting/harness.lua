@@ -14,12 +14,14 @@ Scenario (JSON on stdin):
                 digits       answers to read_digits in order; null = timeout (""), and when the
                              list runs out the caller hangs up (read_digits returns nil)
                 recordings   answers to record in order (true / false); default true
+                playbackFails  optional: playing a recording back raises an error
                 http         answers to http_post in order: {"status": 201, "body": "..."};
                              status null = transport error; default 201
                 downFor      seconds from the call's start during which every http_post
                              fails as a job service that is down does (connection refused)
                 agentFile    optional: the text read_file returns (any path is logged)
                 memberStates optional: what member_states returns ({"17": 2}); absent = nil
+  keys        optional: {name = key} replacing entries of M.KEYS before the calls
   encodeHex   optional: list of hex strings; instead of calls, print their JSON encodings
   swyx        optional: instead of calls, one call through the SwyxWare adapter with fake
               PBXCall / PBXScript / PBXWebRequest: {dtmf = "4711#21", callerNumber, callerName,
@@ -29,7 +31,8 @@ Scenario (JSON on stdin):
               entryPoint = true to run the script's own entry point with its shipped CONFIG}
 
 Outcome (JSON on stdout): {"calls": [{"result", "events": [...]}], "store": {...}} where each
-event is {"type": "answer" | "play" | "read" | "record" | "sleep" | "post" | "hangup", ...}.
+event is {"type": "answer" | "play" | "read" | "record" | "playback" | "sleep" | "post" |
+"hangup", ...}.
 ]]
 
 local script = assert(arg[1], "usage: lua harness.lua rundruf.lua < scenario.json")
@@ -180,8 +183,9 @@ local function run_swyx(spec, M)
         IsOriginatorDisconnected = function()
             return spec.hangupWhenEmpty == true and dtmf == ""
         end,
-        RecordMessage = function(path, seconds)
-            log({ type = "RecordMessage", path = path, seconds = seconds })
+        RecordMessage = function(path, seconds, silence)
+            log({ type = "RecordMessage", path = path, seconds = seconds,
+                  silence = silence == nil and M.null or silence })
             return 0
         end,
         Disconnect = function() log({ type = "Disconnect" }); return 0 end,
@@ -247,6 +251,8 @@ local function run_swyx(spec, M)
 end
 
 local M = dofile(script) -- no PBXCall global yet, so the entry point does not run
+-- Other keys, to prove the flow reads M.KEYS rather than literal digits.
+for name, value in pairs(scenario.keys or {}) do M.KEYS[name] = value end
 
 if scenario.swyx then
     io.write(M.json_encode(run_swyx(scenario.swyx, M)))
@@ -307,13 +313,17 @@ local function fake_pbx(call, events)
         e.result = d
         return d
     end
-    function pbx.record(path, max_seconds, terminator)
+    function pbx.record(path, max_seconds, terminator, silence_seconds)
         n_recordings = n_recordings + 1
         local ok = recordings[n_recordings]
         if ok == nil then ok = true end
         log({ type = "record", path = path, maxSeconds = max_seconds, terminator = terminator,
-              ok = ok })
+              silenceSeconds = silence_seconds, ok = ok })
         return ok
+    end
+    function pbx.playback(path)
+        log({ type = "playback", path = path })
+        if call.playbackFails then error("cannot play " .. path, 0) end
     end
     local down_until = clock + (call.downFor or 0)
     function pbx.http_post(url, headers, body)

@@ -180,6 +180,7 @@ def test_it_sends_a_message_recorded_now(lua: str) -> None:
     (record,) = [e for e in c.events if e["type"] == "record"]
     assert record["maxSeconds"] == 60
     assert record["terminator"] == "#"
+    assert record["silenceSeconds"] == 2
     assert record["path"].startswith(CONFIG["recording_dir"] + "/")
     assert record["path"].endswith(".wav")
     (post,) = c.posts
@@ -194,6 +195,78 @@ def test_it_sends_a_message_recorded_now(lua: str) -> None:
         "rundruf_aufnahme_pruefen.wav",
         "rundruf_ausgeloest.wav",
     ]
+
+
+def test_the_caller_hears_the_recording_before_sending_it(lua: str) -> None:
+    (c,) = run(lua, call([PIN, "3", "1"]))
+
+    steps = [
+        (e["type"], e.get("prompt") or e.get("path"))
+        for e in c.events
+        if e["type"] in ("record", "playback", "play")
+    ]
+    record = next(e for e in c.events if e["type"] == "record")
+    assert steps[2:6] == [
+        ("play", "rundruf_aufnahme.wav"),
+        ("record", record["path"]),
+        ("playback", record["path"]),
+        ("play", "rundruf_aufnahme_pruefen.wav"),
+    ]
+
+
+def test_each_take_is_played_back(lua: str) -> None:
+    (c,) = run(lua, call([PIN, "3", "2", "1"]))
+
+    records = [e["path"] for e in c.events if e["type"] == "record"]
+    assert [e["path"] for e in c.events if e["type"] == "playback"] == records
+
+
+def test_a_failed_recording_is_not_played_back(lua: str) -> None:
+    (c,) = run(lua, call([PIN, "3", "1"], recordings=[False, True]))
+
+    records = [e["path"] for e in c.events if e["type"] == "record"]
+    assert [e["path"] for e in c.events if e["type"] == "playback"] == records[1:]
+
+
+def test_a_playback_that_fails_does_not_cost_the_alarm(lua: str) -> None:
+    (c,) = run(lua, call([PIN, "3", "1"], playbackFails=True))
+
+    assert c.result == "triggered"
+    assert c.posts[0]["json"]["mode"] == 3
+    assert any("playback failed" in e["message"] for e in c.events if e["type"] == "trace")
+
+
+def test_the_flow_reads_its_keys_from_m_keys(lua: str) -> None:
+    keys = {
+        "pin_end": "*",
+        "test": "4",
+        "alarm": "5",
+        "alarm_recorded": "6",
+        "cancel": "0",
+        "confirm": "7",
+        "record_end": "*",
+        "record_send": "8",
+        "record_again": "9",
+    }
+    test, alarm, recorded, cancelled = run(
+        lua,
+        call([PIN, "4", "1", "4", "7"]),  # "1" no longer confirms: back to the menu
+        call([PIN, "5", "7"]),
+        call([PIN, "6", "9", "8"]),
+        call([PIN, "0"]),
+        keys=keys,
+    )
+
+    assert [p["json"]["mode"] for p in test.posts] == [1]
+    assert test.prompts.count("rundruf_bestaetigen_test.wav") == 2
+    assert [p["json"]["mode"] for p in alarm.posts] == [2]
+    assert [p["json"]["mode"] for p in recorded.posts] == [3]
+    records = [e for e in recorded.events if e["type"] == "record"]
+    assert len(records) == 2
+    assert {r["terminator"] for r in records} == {"*"}
+    pin_read = next(e for e in test.events if e["type"] == "read")
+    assert pin_read["terminator"] == "*"
+    assert cancelled.result == "cancelled"
 
 
 def test_key_2_after_a_recording_records_again(lua: str) -> None:
@@ -628,6 +701,23 @@ def test_the_adapter_records_a_message(lua: str) -> None:
     assert rec["path"].startswith("C:\\Rundruf\\recordings\\rundruf_7701_c-5_")
     (http,) = [e for e in c.events if e["type"] == "http"]
     assert json.loads(http["body"])["recordingPath"] == rec["path"]
+    # Played back by its own path (not looked up in prompt_dir), before the question.
+    plays = [e["path"] for e in c.events if e["type"] == "PlayMessage"]
+    at = plays.index(rec["path"])
+    assert plays[at - 1].endswith("\\rundruf_aufnahme.wav")
+    assert plays[at + 1].endswith("\\rundruf_aufnahme_pruefen.wav")
+
+
+def test_the_adapter_passes_the_silence_that_ends_a_recording(lua: str) -> None:
+    default = swyx(lua, dtmf=f"{PIN}#31", hangupWhenEmpty=True)
+    off = swyx(
+        lua, WIN_CONFIG | {"record_silence_seconds": 0}, dtmf=f"{PIN}#31", hangupWhenEmpty=True
+    )
+
+    (rec,) = [e for e in default.events if e["type"] == "RecordMessage"]
+    assert rec["silence"] == 2
+    (rec,) = [e for e in off.events if e["type"] == "RecordMessage"]
+    assert rec["silence"] is None  # only path and limit: a two-argument RecordMessage works
 
 
 def test_the_adapter_ends_pin_entry_after_ten_quiet_seconds(lua: str) -> None:

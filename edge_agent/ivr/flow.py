@@ -1,0 +1,252 @@
+"""The trigger call's dialogue at the agent's own IVR, as rundruf.lua's M.run runs it.
+
+PIN (3 tries, digits until #), the per-caller wait after wrong PINs, the mode menu
+(1 test, 2 alarm, 3 alarm with a message recorded now, * cancel; 5 rounds), the
+confirmation (1 starts, any other key back to the menu; mode 3: the recording played
+back, 1 sends, 2 records again, 3 takes), then the trigger. "Rundruf wird ausgelöst"
+is said only after `start` returned, that is after the broadcast was journaled
+durably: the same promise the job service's 201 gives the script.
+
+Values come from definition.py; the line is any CallerLine (port.py). A caller who
+hangs up ends the dialogue at once, and nothing is triggered unless the last key
+(the confirmation) came before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hmac
+import logging
+import sys
+from array import array
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Protocol
+
+from edge_agent.broadcast.model import Mode
+from edge_agent.ivr import definition
+from edge_agent.ivr.port import CallerGone, CallerLine
+from edge_agent.ivr.prompts import record_tone
+
+log = logging.getLogger(__name__)
+
+KEYS = definition.KEYS
+PIN_TRIES = int(definition.setting("pin_tries"))
+PIN_MAX_DIGITS = int(definition.setting("pin_max_digits"))
+DIGIT_TIMEOUT_S = float(definition.setting("digit_timeout"))
+MENU_ROUNDS = int(definition.setting("menu_rounds"))
+RECORD_MAX_S = float(definition.setting("record_max_seconds"))
+RECORD_SILENCE_S = float(definition.setting("record_silence_seconds"))
+RECORD_TAKES = int(definition.setting("record_takes"))
+# A recording shorter than this, or without a sample this loud (of 32767), has no
+# message in it: "Die Aufnahme ist fehlgeschlagen", and the caller records again.
+MIN_RECORDING_S = 0.5
+SPEECH_PEAK = 500
+BYTES_PER_SECOND = definition.SAMPLE_RATE * definition.SAMPLE_WIDTH
+
+# Starts that outlive their call (the caller hung up, the call's task was cancelled):
+# an alarm the caller confirmed is journaled all the same.
+_starting: set[asyncio.Task[object]] = set()
+
+
+class Outcome(enum.StrEnum):
+    TRIGGERED = "triggered"  # the broadcast is journaled and runs
+    TRIGGER_FAILED = "trigger_failed"  # confirmed, but it could not be journaled
+    WRONG_PIN = "wrong_pin"  # 3 tries without the right PIN
+    CANCELLED = "cancelled"  # * in the menu
+    MENU_EXHAUSTED = "menu_exhausted"  # 5 menu rounds without a choice
+    HANGUP = "hangup"  # the caller hung up before confirming
+
+
+@dataclass(frozen=True)
+class Choice:
+    mode: Mode
+    recording: bytes | None = None  # mode 3: the caller's message, PCM as the line gives it
+
+
+class Throttle(Protocol):
+    """guard.PinGuard: the per-caller wait and the group's wrong-PIN count."""
+
+    async def wait(self, agent_number: str, caller: str) -> float: ...
+
+    async def right(self, agent_number: str, caller: str) -> None: ...
+
+    async def wrong(self, agent_number: str, caller: str) -> bool: ...
+
+
+Start = Callable[[Choice], Awaitable[object]]  # journals and starts; raises if it cannot
+Prompt = Callable[[str], bytes]  # prompt name (definition.PROMPTS) -> PCM
+
+
+def has_message(pcm: bytes) -> bool:
+    """Whether a recording is long enough and has sound in it."""
+    if len(pcm) < MIN_RECORDING_S * BYTES_PER_SECOND:
+        return False
+    samples = array("h", pcm[: len(pcm) // 2 * 2])
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return max(samples) >= SPEECH_PEAK or min(samples) <= -SPEECH_PEAK
+
+
+class TriggerCall:
+    """One answered trigger call to `agent_number`, whose PIN is `pin`."""
+
+    def __init__(
+        self,
+        line: CallerLine,
+        *,
+        agent_number: str,
+        pin: str,
+        prompt: Prompt,
+        throttle: Throttle,
+        start: Start,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.line = line
+        self.agent_number = agent_number
+        self.pin = pin
+        self.prompt = prompt
+        self.throttle = throttle
+        self.start = start
+        self.sleep = sleep
+        self.caller = line.caller_number or ""
+
+    async def run(self) -> Outcome:
+        """The whole call, hung up at the end; how it ended."""
+        outcome = Outcome.HANGUP
+        try:
+            outcome = await self._dialogue()
+        except CallerGone:
+            log.info("trigger call %s: the caller hung up", self.line.call_id)
+        except Exception:  # a bug must not leave the caller in silence
+            log.exception("trigger call %s failed unexpectedly", self.line.call_id)
+            outcome = Outcome.TRIGGER_FAILED
+            with suppress(Exception):
+                await self.say("failed")
+        finally:
+            try:
+                await self.line.hang_up()
+            except Exception:
+                log.exception("trigger call %s: hanging up failed", self.line.call_id)
+        log.info(
+            "trigger call %s to %s from %r: %s",
+            self.line.call_id,
+            self.agent_number,
+            self.caller,
+            outcome.value,
+        )
+        return outcome
+
+    async def _dialogue(self) -> Outcome:
+        if not await self._pin():
+            return Outcome.WRONG_PIN
+        choice = await self._choose()
+        if isinstance(choice, Outcome):
+            return choice
+        return await self._trigger(choice)
+
+    # -- what the caller hears and presses -----------------------------------------
+
+    async def say(self, name: str) -> None:
+        """A prompt that asks nothing: keys pressed meanwhile are not an answer."""
+        await self.line.play(self.prompt(name), barge_in=False)
+
+    async def ask(self, name: str, max_digits: int, end: str | None) -> str:
+        """A question: old keys forgotten, the prompt (a key stops it), the answer."""
+        self.line.clear_digits()
+        await self.line.play(self.prompt(name), barge_in=True)
+        return await self.line.read_digits(max_digits, DIGIT_TIMEOUT_S, end)
+
+    # -- PIN -------------------------------------------------------------------------
+
+    async def _pin(self) -> bool:
+        for _ in range(PIN_TRIES):
+            await self._wait_for_turn()
+            entry = await self.ask("pin", PIN_MAX_DIGITS, KEYS["pin_end"])
+            if entry and hmac.compare_digest(entry.encode(), self.pin.encode()):
+                await self.throttle.right(self.agent_number, self.caller)
+                return True
+            if entry == "":
+                await self.say("invalid")  # uses a try, is no wrong PIN
+            else:
+                await self.throttle.wrong(self.agent_number, self.caller)
+                await self.say("pin_wrong")
+        await self.say("goodbye")
+        return False
+
+    async def _wait_for_turn(self) -> None:
+        wait = await self.throttle.wait(self.agent_number, self.caller)
+        if wait <= 0:
+            return
+        await self.say("wait")
+        # The prompt took some of the wait already.
+        rest = await self.throttle.wait(self.agent_number, self.caller)
+        if rest > 0:
+            await self.sleep(rest)
+
+    # -- menu ------------------------------------------------------------------------
+
+    async def _choose(self) -> Choice | Outcome:
+        for _ in range(MENU_ROUNDS):
+            key = await self.ask("menu", 1, None)
+            if key == KEYS["cancel"]:
+                await self.say("cancelled")
+                return Outcome.CANCELLED
+            if key == KEYS["alarm_recorded"]:
+                recording = await self._record()
+                if recording is not None:
+                    return Choice(Mode.ALARM_RECORDED, recording)
+            elif key in (KEYS["test"], KEYS["alarm"]):
+                mode = Mode.TEST if key == KEYS["test"] else Mode.ALARM
+                confirm = "confirm_test" if mode is Mode.TEST else "confirm_alarm"
+                if await self.ask(confirm, 1, None) == KEYS["confirm"]:
+                    return Choice(mode)
+            else:
+                await self.say("invalid")
+        await self.say("goodbye")
+        return Outcome.MENU_EXHAUSTED
+
+    async def _record(self) -> bytes | None:
+        """Mode 3: the message to send, or None for back to the menu."""
+        for _ in range(RECORD_TAKES):
+            await self.say("record")
+            await self.line.play(record_tone(), barge_in=False)
+            self.line.clear_digits()  # a # pressed during the prompt must not end it
+            pcm = await self.line.record(RECORD_MAX_S, RECORD_SILENCE_S, KEYS["record_end"])
+            if not await asyncio.to_thread(has_message, pcm):
+                await self.say("record_failed")
+                continue
+            self.line.clear_digits()
+            await self.line.play(pcm, barge_in=True)  # the playback: 1 may come right away
+            await self.line.play(self.prompt("record_check"), barge_in=True)
+            key = await self.line.read_digits(1, DIGIT_TIMEOUT_S, None)
+            if key == KEYS["record_send"]:
+                return pcm
+            if key != KEYS["record_again"]:
+                return None
+        return None
+
+    # -- the trigger -----------------------------------------------------------------
+
+    async def _trigger(self, choice: Choice) -> Outcome:
+        task: asyncio.Task[object] = asyncio.create_task(
+            _started(self.start(choice)), name=f"ivr-start-{self.line.call_id}"
+        )
+        _starting.add(task)
+        task.add_done_callback(_starting.discard)
+        try:
+            await asyncio.shield(task)  # a cancelled call does not cancel the start
+        except Exception:
+            log.exception("trigger call %s: the broadcast could not start", self.line.call_id)
+            with suppress(CallerGone):
+                await self.say("failed")
+            return Outcome.TRIGGER_FAILED
+        with suppress(CallerGone):  # the broadcast runs all the same
+            await self.say("triggered")
+        return Outcome.TRIGGERED
+
+
+async def _started(start: Awaitable[object]) -> object:
+    return await start

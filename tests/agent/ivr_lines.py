@@ -1,0 +1,120 @@
+"""A scripted caller for the agent's IVR (edge_agent/ivr/port.py's CallerLine).
+
+The caller's answers come in order: a str answers a `read_digits` (what the caller
+typed, "" for silence until the time-out), bytes answer a `record`, GONE hangs up at
+that question; when the answers run out the caller hangs up. What the caller heard is
+in `heard`, by prompt name ("tone" for the record tone, "playback" for their own
+message). Prompts are their names as bytes (`prompt`), so the line can tell them apart.
+"""
+
+from __future__ import annotations
+
+import array
+from collections import deque
+from collections.abc import Sequence
+
+from edge_agent.ivr import definition
+from edge_agent.ivr.port import CallerGone
+from edge_agent.ivr.prompts import record_tone
+
+GONE = object()
+
+
+def prompt(name: str) -> bytes:
+    return f"prompt:{name}".encode()
+
+
+def speech(seconds: float = 1.0, level: int = 8000) -> bytes:
+    """PCM that counts as a message: a loud square wave."""
+    frames = int(definition.SAMPLE_RATE * seconds)
+    return array.array("h", [level if n % 20 < 10 else -level for n in range(frames)]).tobytes()
+
+
+class ScriptedLine:
+    def __init__(
+        self,
+        answers: Sequence[str | bytes | object],
+        *,
+        caller: str = "+4930111",
+        caller_name: str | None = "Erika Muster",
+        call_id: str = "call-1@pbx",
+        gone_at_prompt: str | None = None,
+    ) -> None:
+        self.answers: deque[str | bytes | object] = deque(answers)
+        self._caller = caller
+        self._caller_name = caller_name
+        self._call_id = call_id
+        self.gone_at_prompt = gone_at_prompt
+        self.heard: list[str] = []
+        self.barge_in: list[bool] = []
+        self.reads: list[tuple[int, float, str | None]] = []
+        self.records: list[tuple[float, float, str]] = []
+        self.cleared = 0
+        self.hung_up = False
+        self.gone = False
+        self.recorded: list[bytes] = []
+
+    @property
+    def call_id(self) -> str:
+        return self._call_id
+
+    @property
+    def caller_number(self) -> str:
+        return self._caller
+
+    @property
+    def caller_name(self) -> str | None:
+        return self._caller_name
+
+    def _check(self) -> None:
+        if self.gone:
+            raise CallerGone
+
+    def _name(self, pcm: bytes) -> str:
+        if pcm.startswith(b"prompt:"):
+            return pcm.removeprefix(b"prompt:").decode()
+        if pcm == record_tone():
+            return "tone"
+        if pcm in self.recorded:
+            return "playback"
+        return f"<{len(pcm)} bytes>"
+
+    async def play(self, pcm: bytes, *, barge_in: bool = True) -> None:
+        self._check()
+        name = self._name(pcm)
+        if name == self.gone_at_prompt:
+            self.gone = True
+            raise CallerGone
+        self.heard.append(name)
+        self.barge_in.append(barge_in)
+
+    def _next(self) -> str | bytes | object:
+        self._check()
+        if not self.answers:
+            self.gone = True
+            raise CallerGone
+        answer = self.answers.popleft()
+        if answer is GONE:
+            self.gone = True
+            raise CallerGone
+        return answer
+
+    async def read_digits(self, max_digits: int, wait_s: float, end: str | None) -> str:
+        self.reads.append((max_digits, wait_s, end))
+        answer = self._next()
+        assert isinstance(answer, str), f"the script has {answer!r} where keys are read"
+        return answer
+
+    def clear_digits(self) -> None:
+        self.cleared += 1
+
+    async def record(self, max_seconds: float, silence_seconds: float, end_key: str) -> bytes:
+        self.records.append((max_seconds, silence_seconds, end_key))
+        answer = self._next()
+        assert isinstance(answer, bytes), f"the script has {answer!r} where a recording is"
+        self.recorded.append(answer)
+        return answer
+
+    async def hang_up(self) -> None:
+        self.hung_up = True
+        self.gone = True

@@ -2,7 +2,9 @@
 
 The call owns an RTP socket; the announcement goes out through the shared
 pacer. DTMF comes as SIP INFO (application/dtmf-relay or application/dtmf,
-what SwyxWare sends) or as RFC 4733 events on RTP; both land in `digits`.
+what SwyxWare sends) or as RFC 4733 events on RTP; both land in `digits`. The
+media and the member's in-dialog requests are `media_leg.MediaLeg`'s, which the
+agent's incoming calls share (`incoming_call.py`).
 """
 
 from __future__ import annotations
@@ -11,19 +13,15 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
-import socket
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.sip import sdp
 from edge_agent.sip.dialog_match import DialogPeer
-from edge_agent.sip.dtmf_info import dtmf_from_info
-from edge_agent.sip.errors import DigestError, RtpParseError, SdpError, SipError
-from edge_agent.sip.hold import PeerHold
-from edge_agent.sip.media_host import MediaHostResolver, default_resolver
-from edge_agent.sip.media_source import RtpSource
+from edge_agent.sip.errors import DigestError, SdpError, SipError
+from edge_agent.sip.media_host import MediaHostResolver
+from edge_agent.sip.media_leg import RTP_MAX_BYTES, MediaLeg, MediaSocket
 from edge_agent.sip.message import (
     NameAddr,
     Request,
@@ -31,15 +29,15 @@ from edge_agent.sip.message import (
     new_tag,
     parse_name_addr,
     parse_uri,
-    response_to,
 )
-from edge_agent.sip.reoffer import Reoffers
-from edge_agent.sip.rtp import DtmfDetector, RtpPacket
-from edge_agent.sip.srtp import CallCrypto, Mode
+from edge_agent.sip.srtp import Mode
 from edge_agent.sip.tls import TransportFailure
 from edge_agent.sip.transport import Address
-from edge_agent.sip.ua import ALLOW, TIMER_C, ClientTransaction, SipTimeout, UserAgent
-from edge_agent.sip.udp import UdpSocket
+from edge_agent.sip.ua import TIMER_C, ClientTransaction, SipTimeout, UserAgent
+
+# Kept under their old names: the media socket moved to `media_leg.py`.
+_Media = MediaSocket
+__all__ = ["RTP_MAX_BYTES", "Call", "Ended"]
 
 log = logging.getLogger(__name__)
 
@@ -54,40 +52,6 @@ class Ended:
     code: str | None = None
 
 
-# An RTP packet's largest size here: G.711's 20 ms are 172 bytes with the header, an
-# RFC 4733 event fewer. Windows' proactor keeps one receive buffer this big per call.
-RTP_MAX_BYTES = 2048
-
-
-class _Media:
-    """The call's RTP socket, opened without a loop pass: bound, non-blocking, read by
-    the loop (`udp.UdpSocket`). Sending is a plain ``sendto`` (the pacer counts a
-    failure as a lost packet); the socket stays unconnected, so that the call can
-    latch the source the peer's packets really come from (`media_source.py`)."""
-
-    def __init__(self, call: Call, host: str) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.bind((host, 0))
-            self.port: int = sock.getsockname()[1]
-            self.family = family
-            # A burst at most per wake-up, then the rest of the loop gets its turn.
-            self._udp = UdpSocket(sock, call.on_rtp, batch=32, max_size=RTP_MAX_BYTES)
-        except BaseException:
-            sock.close()
-            raise
-        self.sendto = self._udp.sendto
-        self.closed = False
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._udp.close()
-
-
 MAX_RING_S = TIMER_C - 10.0  # a longer ring timeout would never send its CANCEL
 
 
@@ -98,7 +62,7 @@ def _address_of(uri: str) -> Address:
     return parsed.host, parsed.port or 5060
 
 
-class Call:
+class Call(MediaLeg):
     def __init__(
         self,
         ua: UserAgent,
@@ -109,7 +73,7 @@ class Call:
         resolver: MediaHostResolver | None = None,
         srtp: Mode = "off",
     ) -> None:
-        self.ua = ua
+        super().__init__(ua, resolver=resolver, srtp=srtp)
         self.target = target  # request URI
         # Every request goes to the PBX when it is the proxy; else to the URI's host.
         self.proxy = proxy
@@ -121,21 +85,6 @@ class Call:
         self.remote_target: str | None = None  # the answer's Contact
         self.invite: Request | None = None
         self.cseq = 1
-        self.media: _Media | None = None
-        self._negotiated: sdp.Negotiated | None = None
-        # Whose RTP is heard and where ours goes (issue 15, point 1).
-        self.rtp_source = RtpSource()
-        # SDES-SRTP (issue 15, point 9): the key we offer, the peer's, both directions.
-        self.crypto = CallCrypto(srtp)
-        self._resolver = resolver or default_resolver
-        self.reoffers = Reoffers(self)  # the SDP session, the member's re-INVITEs
-        self.digits: asyncio.Queue[str] = asyncio.Queue()
-        self.remote_bye = asyncio.Event()
-        # The peer's SDP wants none of our audio (issue 15, point 7): nothing is sent
-        # meanwhile; each change is queued for the dialer, which pauses the message.
-        self.hold = PeerHold()
-        self.ssrc = random.getrandbits(32)
-        self._detector = DtmfDetector()
         self.route: list[str] = []
         self._bye_sent = False
         self._transaction: ClientTransaction | None = None
@@ -159,7 +108,7 @@ class Call:
         """Opens the media socket and sends the INVITE, all before returning: placing
         hundreds of calls at once is one pass of the loop, not several per call."""
         host = self.ua.transport.local[0]
-        self.media = _Media(self, host)
+        self.media = MediaSocket(self, host)
         uri = self.target
         request = self.ua.new_request("INVITE", uri, f"<{uri}>", from_tag=self.local_tag)
         request.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO")
@@ -422,133 +371,7 @@ class Call:
             except SipError as exc:
                 log.info("BYE to %s: %s", self.target, exc)
 
-    async def resolved(self, negotiated: sdp.Negotiated) -> sdp.Negotiated:
-        """`negotiated` with its address as an IP literal: a host name is looked up once
-        here, off the loop and bounded in time (never by ``sendto`` for each packet);
-        raises UnresolvableHost (an SdpError) when it gives no address in time."""
-        address = await self._resolver.resolve(negotiated.address, negotiated.port, self.family)
-        return replace(negotiated, address=address)
-
-    @property
-    def family(self) -> int:
-        """The address family of the call's RTP socket: the SDP's must be the same."""
-        return self.media.family if self.media is not None else socket.AF_INET
-
-    @property
-    def on_hold(self) -> bool:
-        """Whether the member has the call on hold now (`hold.py`)."""
-        return self.hold.on_hold
-
-    @property
-    def holds(self) -> asyncio.Queue[bool]:
-        """Each change of `on_hold`, for the dialer."""
-        return self.hold.changes
-
-    @property
-    def rtp_dropped(self) -> int:
-        """RTP datagrams dropped for coming from a source other than the peer's."""
-        return self.rtp_source.dropped
-
     def close(self) -> None:
-        if self.media is not None and not self.media.closed and self.crypto.rejected:
-            log.warning(
-                "call %s: %d SRTP packets failed authentication or the replay check",
-                self.invite.call_id if self.invite is not None else self.target,
-                self.crypto.rejected,
-            )
-        if self.media is not None and not self.media.closed and self.rtp_source.dropped:
-            log.warning(
-                "call %s: %d RTP packets from sources other than %s dropped",
-                self.invite.call_id if self.invite is not None else self.target,
-                self.rtp_source.dropped,
-                self.rtp_source.latched or self.rtp_source.expected,
-            )
-        if self.media is not None:
-            self.media.close()
+        self.close_media(self.invite.call_id if self.invite is not None else self.target)
         if self.invite is not None:
             self.ua.dialogs.pop(self.invite.call_id, None)
-
-    # ---------------------------------------------------------------- in the dialog
-
-    def send_rtp(self, packet: bytes) -> None:
-        """Sends one RTP packet to the member (where its packets come from, once they do:
-        symmetric RTP, RFC 4961), nothing while on hold; OSError (a full buffer) is the caller's."""
-        packet = self.crypto.outgoing(packet)  # SRTP once keyed; b"" where plain may not go
-        if not packet:
-            return
-        to = self.rtp_source.destination
-        if to is not None and not self.on_hold and self.media is not None and not self.media.closed:
-            self.media.sendto(packet, to)
-
-    @property
-    def negotiated(self) -> sdp.Negotiated | None:
-        return self._negotiated
-
-    @negotiated.setter
-    def negotiated(self, value: sdp.Negotiated | None) -> None:
-        """Set from an SDP whose address is an IP literal already (`resolved`)."""
-        self._negotiated = value
-        if value is not None:
-            types = [value.codec_pt]
-            if value.event_pt is not None:
-                types.append(value.event_pt)
-            self.rtp_source.expect((value.address, value.port), types)
-
-    def on_rtp(self, data: bytes, source: Address) -> None:
-        negotiated = self.negotiated
-        if negotiated is None:
-            return
-        if self.crypto.mode != "off":
-            # Authenticated (and decrypted) before anything reads it or latches its source;
-            # a forged or replayed packet is dropped here and counted (`crypto.rejected`).
-            data = self.crypto.incoming(data)
-            if not data:
-                return
-        if not self.rtp_source.admit(source, data):
-            if self.rtp_source.dropped == 1:  # once per call here; the count at the end
-                log.warning(
-                    "call %s: RTP from %s dropped: the peer's comes from %s",
-                    self.call_id,
-                    source,
-                    self.rtp_source.latched or self.rtp_source.expected,
-                )
-            return
-        if negotiated.event_pt is None:
-            return
-        # Only telephone-events matter; the member's voice is not parsed at all.
-        if len(data) < 12 or data[1] & 0x7F != negotiated.event_pt:
-            return
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpParseError:
-            return  # not ours to judge: media from a phone is best effort
-        if packet.payload_type == negotiated.event_pt:
-            digit = self._detector.feed(packet)
-            if digit is not None:
-                self.digits.put_nowait(digit)
-
-    def handle(self, request: Request, source: Address) -> Response | None:
-        """In-dialog requests from the member (the user agent routes them here)."""
-        method = request.method
-        if method == "ACK":  # of a re-INVITE's 200: the answer to our offer, if it had one
-            self.reoffers.acknowledged(request)
-            return None
-        if method == "BYE":
-            self.remote_bye.set()
-            return response_to(request, 200, "OK")
-        if method == "INFO":
-            digit = dtmf_from_info(request)
-            if digit is not None:
-                self.digits.put_nowait(digit)
-            return response_to(request, 200, "OK")
-        if method == "INVITE" and self.media is not None and not self.media.closed:
-            return self.reoffers.reinvite(request, source)
-        if method in ("OPTIONS", "NOTIFY"):
-            return response_to(request, 200, "OK")
-        if method == "CANCEL":
-            return response_to(request, 481, "Call/Transaction Does Not Exist")
-        # UPDATE (RFC 3311) among them: a 200 without an answer to its offer would leave
-        # the member believing the call is on hold while we send (RFC 3261 8.2.1: Allow).
-        refused = response_to(request, 405, "Method Not Allowed")
-        refused.headers.add("Allow", ALLOW)
-        return refused

@@ -37,7 +37,7 @@ from edge_agent.sip.message import Request, Response, response_to
 from edge_agent.sip.transport import Address
 
 if TYPE_CHECKING:
-    from edge_agent.sip.call import Call
+    from edge_agent.sip.media_leg import MediaLeg
 
 __all__ = ["REINVITE_BURST", "REINVITE_EVERY_S", "Reoffers"]
 
@@ -70,7 +70,7 @@ class _Budget:
 class Reoffers:
     """One call's SDP session (o= id and version) and the member's offers inside it."""
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: MediaLeg) -> None:
         self.call = call
         self.pending = False  # a re-INVITE waits for its c= host's lookup
         self.session = random.getrandbits(31)  # o= id; the version counts up (RFC 3264 8)

@@ -3,7 +3,9 @@
 `Dialogue` is the caller at the keypad and what they hear: one entry of keys
 per question, in order; when the entries run out the caller hangs up. The menu
 is decided here; the PIN (which needs the throttle file) and the post are in
-`sim_trigger`. Constants are the script's defaults (M.DEFAULTS, M.PROMPTS).
+`sim_trigger`. Tries, timings, keys and prompt files come from the dialogue's one
+definition, edge_agent/ivr/definition.py, which rundruf.lua's M.DEFAULTS, M.KEYS and
+M.PROMPTS equal (tests/callrouting/test_ivr_definition.py).
 """
 
 from __future__ import annotations
@@ -15,18 +17,21 @@ import wave
 from collections import deque
 from collections.abc import Sequence
 
+from edge_agent.ivr.definition import KEYS as IVR_KEYS
+from edge_agent.ivr.definition import PROMPTS, setting
 from edge_agent.pbx.sim_state import SimState, SimUser
 
-PIN_TRIES = 3
-PIN_MAX_DIGITS = 16
-MENU_ROUNDS = 5
-RECORD_MAX_SECONDS = 60
-RECORD_TAKES = 3
+PIN_TRIES = int(setting("pin_tries"))
+PIN_MAX_DIGITS = int(setting("pin_max_digits"))
+MENU_ROUNDS = int(setting("menu_rounds"))
+RECORD_MAX_SECONDS = setting("record_max_seconds")
+RECORD_TAKES = int(setting("record_takes"))
 # POST /jobs: waits of 0.5 s doubling to at most 4 s, until they add up to 15 s (M.post_waits).
-POST_WINDOW = 15.0
-POST_BACKOFF_FIRST = 0.5
-POST_BACKOFF_MAX = 4.0
-KEYS = frozenset("0123456789*#")
+POST_WINDOW = float(setting("post_window"))
+POST_BACKOFF_FIRST = float(setting("post_backoff_first"))
+POST_BACKOFF_MAX = float(setting("post_backoff_max"))
+PIN_END = IVR_KEYS["pin_end"]
+KEYS = frozenset("0123456789*#")  # what a keypad can send
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 # The central service names a group's agent user "Rundruf <group name>"
 # (api/services/directory.py); the simulator links them by that name alone.
@@ -34,22 +39,22 @@ AGENT_PREFIX = "Rundruf "
 
 
 class Prompt(enum.StrEnum):
-    """The script's prompt files (M.PROMPTS in rundruf.lua)."""
+    """The script's prompt files: definition.PROMPTS, a member per name (upper case)."""
 
-    PIN = "rundruf_pin.wav"
-    PIN_WRONG = "rundruf_pin_falsch.wav"
-    WAIT = "rundruf_bitte_warten.wav"
-    MENU = "rundruf_menue.wav"
-    INVALID = "rundruf_ungueltig.wav"
-    CONFIRM_TEST = "rundruf_bestaetigen_test.wav"
-    CONFIRM_ALARM = "rundruf_bestaetigen_alarm.wav"
-    RECORD = "rundruf_aufnahme.wav"
-    RECORD_CHECK = "rundruf_aufnahme_pruefen.wav"
-    RECORD_FAILED = "rundruf_aufnahme_fehler.wav"
-    TRIGGERED = "rundruf_ausgeloest.wav"
-    FAILED = "rundruf_fehler.wav"
-    CANCELLED = "rundruf_abgebrochen.wav"
-    GOODBYE = "rundruf_auf_wiederhoeren.wav"
+    PIN = PROMPTS["pin"]
+    PIN_WRONG = PROMPTS["pin_wrong"]
+    WAIT = PROMPTS["wait"]
+    MENU = PROMPTS["menu"]
+    INVALID = PROMPTS["invalid"]
+    CONFIRM_TEST = PROMPTS["confirm_test"]
+    CONFIRM_ALARM = PROMPTS["confirm_alarm"]
+    RECORD = PROMPTS["record"]
+    RECORD_CHECK = PROMPTS["record_check"]
+    RECORD_FAILED = PROMPTS["record_failed"]
+    TRIGGERED = PROMPTS["triggered"]
+    FAILED = PROMPTS["failed"]
+    CANCELLED = PROMPTS["cancelled"]
+    GOODBYE = PROMPTS["goodbye"]
 
 
 class Outcome(enum.StrEnum):
@@ -152,19 +157,20 @@ class Dialogue:
             key = self.read(1)
             if key is None:
                 return Outcome.HANGUP
-            if key == "*":
+            if key == IVR_KEYS["cancel"]:
                 self.play(Prompt.CANCELLED)
                 return Outcome.CANCELLED
-            if key == "3":
+            if key == IVR_KEYS["alarm_recorded"]:
                 audio = self.record_message()
                 if audio is not None:
                     return audio if isinstance(audio, Outcome) else (3, audio)
-            elif key in ("1", "2"):
-                yes = self.confirm(int(key))
+            elif key in (IVR_KEYS["test"], IVR_KEYS["alarm"]):
+                mode = 1 if key == IVR_KEYS["test"] else 2
+                yes = self.confirm(mode)
                 if yes is None:
                     return Outcome.HANGUP
                 if yes:
-                    return int(key), None
+                    return mode, None
             else:
                 self.play(Prompt.INVALID)
         self.play(Prompt.GOODBYE)
@@ -174,7 +180,7 @@ class Dialogue:
         """Modes 1 and 2: 1 starts, any other key goes back to the menu; None: hung up."""
         self.play(Prompt.CONFIRM_TEST if mode == 1 else Prompt.CONFIRM_ALARM)
         key = self.read(1)
-        return None if key is None else key == "1"
+        return None if key is None else key == IVR_KEYS["confirm"]
 
     def record_message(self) -> bytes | Outcome | None:
         """Mode 3: the recording to send ("1" after it is the confirmation), HANGUP,
@@ -188,8 +194,8 @@ class Dialogue:
             key = self.read(1)
             if key is None:
                 return Outcome.HANGUP
-            if key == "1":
+            if key == IVR_KEYS["record_send"]:
                 return cut_recording(self.recording, RECORD_MAX_SECONDS)
-            if key != "2":
+            if key != IVR_KEYS["record_again"]:
                 return None
         return None

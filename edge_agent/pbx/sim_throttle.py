@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from edge_agent import filelock
 from edge_agent.files import write_atomic
+from edge_agent.ivr.definition import DEFAULTS, setting
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,22 @@ KEEP_TIMES = 100  # the script keeps the last 100 wrong-PIN times per group
 T = TypeVar("T")
 
 
+def _delays() -> tuple[float, ...]:
+    delays = DEFAULTS["throttle_delays"]
+    if not isinstance(delays, tuple):
+        raise TypeError("throttle_delays must be a tuple")
+    return tuple(float(d) for d in delays)
+
+
 @dataclass(frozen=True)
 class ThrottleRules:
-    """The script's defaults; times in seconds of whatever clock is used with them."""
+    """The dialogue's defaults (edge_agent/ivr/definition.py, as rundruf.lua's M.DEFAULTS);
+    times in seconds of whatever clock is used with them."""
 
-    delays: tuple[float, ...] = (0, 2, 5, 10, 20, 30, 60)
-    forget_s: float = 3600
-    notice_threshold: int = 10
-    notice_window_s: float = 600
+    delays: tuple[float, ...] = _delays()
+    forget_s: float = setting("throttle_forget")
+    notice_threshold: int = int(setting("notice_threshold"))
+    notice_window_s: float = setting("notice_window")
 
     def scaled(self, factor: float) -> ThrottleRules:
         """The same rules with every duration times `factor` (the simulator's time scale)."""

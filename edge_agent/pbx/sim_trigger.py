@@ -29,6 +29,7 @@ import httpx
 
 from edge_agent.pbx.errors import PbxError
 from edge_agent.pbx.sim_callflow import (
+    PIN_END,
     PIN_MAX_DIGITS,
     PIN_TRIES,
     Dialogue,
@@ -197,7 +198,7 @@ class _Call:
         for _ in range(PIN_TRIES):
             await self.wait_for_turn()
             say(Prompt.PIN)
-            entry = self.dialogue.read(PIN_MAX_DIGITS, "#")
+            entry = self.dialogue.read(PIN_MAX_DIGITS, PIN_END)
             if entry is None:
                 return Outcome.HANGUP
             if hmac.compare_digest(entry.encode(), pin.encode()):

@@ -1,14 +1,23 @@
-"""Generate the German prompt WAVs for rundruf.lua with espeak-ng (8 kHz, 16-bit, mono PCM).
+"""Generate the trigger call's prompt WAVs with espeak-ng (8 kHz, 16-bit, mono PCM).
 
-    python3 swyx_jobservice/callrouting/make_prompts.py [--out DIR] [--voice de]
+    python3 swyx_jobservice/callrouting/make_prompts.py [--lang de|en] [--out DIR] [--voice V]
+
+The file names and texts are the dialogue's one definition, edge_agent/ivr/definition.py
+(PROMPTS, TEXTS), which rundruf.lua and the agent's own SIP IVR both use. The agent ships
+the result in edge_agent/ivr/prompts/<lang>/; regenerate those with
+
+    python3 swyx_jobservice/callrouting/make_prompts.py --lang de --out edge_agent/ivr/prompts/de
+    python3 swyx_jobservice/callrouting/make_prompts.py --lang en --out edge_agent/ivr/prompts/en
 
 espeak-ng writes 22050 Hz; the samples are resampled here with a windowed-sinc low-pass
 (cut-off 85 % of the lower Nyquist frequency, i.e. 3.4 kHz for 8 kHz), because plain linear
-interpolation would fold espeak's sibilants above 4 kHz back into the band as hiss. Only the
-standard library is used (no audioop, which Python 3.13 removed).
+interpolation would fold espeak's sibilants above 4 kHz back into the band as hiss. Silence
+before and after the speech is trimmed (to TRIM_MARGIN_MS): every file ships with the agent.
+Only the standard library is used (no audioop, which Python 3.13 removed).
 
 The robot voice is a stand-in: replace the files with recorded or TTS-service prompts of the same
-names whenever you like; rundruf.lua only knows the file names.
+names whenever you like (8 kHz 16-bit mono PCM WAV); rundruf.lua and the agent only know the
+file names.
 """
 
 from __future__ import annotations
@@ -24,40 +33,27 @@ from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
-# File name -> text. rundruf.lua's M.PROMPTS names the same files (a test keeps them in sync).
-PROMPTS: dict[str, str] = {
-    "rundruf_pin.wav": (
-        "Rundruf. Bitte geben Sie die PIN ein und bestätigen Sie mit der Raute-Taste."
-    ),
-    "rundruf_pin_falsch.wav": "Die PIN ist falsch.",
-    "rundruf_bitte_warten.wav": "Bitte warten Sie einen Moment.",
-    "rundruf_menue.wav": (
-        "Test: Taste 1. Alarm mit hinterlegter Ansage: Taste 2. "
-        "Alarm mit neuer Ansage: Taste 3. Abbrechen: Stern-Taste."
-    ),
-    "rundruf_ungueltig.wav": "Diese Eingabe ist ungültig.",
-    "rundruf_bestaetigen_test.wav": (
-        "Test gewählt. Zum Starten drücken Sie die 1, zurück zum Menü mit jeder anderen Taste."
-    ),
-    "rundruf_bestaetigen_alarm.wav": (
-        "Alarm mit hinterlegter Ansage. Alle Teilnehmer werden angerufen, auch in laufenden "
-        "Gesprächen. Zum Auslösen drücken Sie die 1, zurück zum Menü mit jeder anderen Taste."
-    ),
-    "rundruf_aufnahme.wav": (
-        "Bitte sprechen Sie jetzt Ihre Ansage, höchstens 60 Sekunden. "
-        "Beenden Sie mit der Raute-Taste."
-    ),
-    "rundruf_aufnahme_pruefen.wav": (
-        "Zum Auslösen des Alarms mit dieser Ansage drücken Sie die 1, zum neu Aufnehmen die 2."
-    ),
-    "rundruf_aufnahme_fehler.wav": "Die Aufnahme ist fehlgeschlagen.",
-    "rundruf_ausgeloest.wav": "Rundruf ausgelöst.",
-    "rundruf_fehler.wav": (
-        "Der Rundruf konnte nicht ausgelöst werden. Bitte alarmieren Sie auf anderem Weg."
-    ),
-    "rundruf_abgebrochen.wav": "Abgebrochen. Es wurde kein Rundruf ausgelöst.",
-    "rundruf_auf_wiederhoeren.wav": "Auf Wiederhören.",
-}
+try:
+    from edge_agent.ivr import definition
+except ModuleNotFoundError:  # run as a script from a work tree: the repository is two up
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from edge_agent.ivr import definition
+
+# espeak-ng voice per language of definition.LANGUAGES.
+VOICES: dict[str, str] = {"de": "de", "en": "en"}
+SPEED_WPM = 150  # slower than espeak's 175: callers are under stress
+# Samples quieter than this (of 32767) before the first and after the last speech are cut,
+# leaving this much on either side.
+TRIM_LEVEL = 100
+TRIM_MARGIN_MS = 40
+
+
+def texts(lang: str) -> dict[str, str]:
+    """File name -> what it says in `lang`, for every prompt of definition.PROMPTS."""
+    if lang not in definition.LANGUAGES:
+        raise ValueError(f"no prompts in {lang!r}; languages: {', '.join(definition.LANGUAGES)}")
+    return {name: definition.TEXTS[name][lang] for name in definition.PROMPTS.values()}
+
 
 TARGET_RATE = 8000
 
@@ -134,33 +130,49 @@ def write_wav(path: Path, rate: int, samples: Sequence[int]) -> None:
         w.writeframes(data.tobytes())
 
 
-def synthesize(espeak: str, voice: str, text: str, out: Path) -> None:
-    """Speak `text` into `out` at TARGET_RATE."""
+def trim(samples: Sequence[int], rate: int) -> list[int]:
+    """`samples` without the silence before the first and after the last sound louder than
+    TRIM_LEVEL, keeping TRIM_MARGIN_MS on either side; all silence stays as it is."""
+    loud = [i for i, s in enumerate(samples) if abs(s) > TRIM_LEVEL]
+    if not loud:
+        return list(samples)
+    margin = rate * TRIM_MARGIN_MS // 1000
+    return list(samples[max(0, loud[0] - margin) : loud[-1] + 1 + margin])
+
+
+def synthesize(espeak: str, voice: str, text: str, out: Path, speed: int = SPEED_WPM) -> None:
+    """Speak `text` into `out` at TARGET_RATE (`speed` in words per minute), trimmed."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "espeak.wav"
         # Fixed argument list, no shell; the text is ours.
         subprocess.run(  # noqa: S603
-            [espeak, "-v", voice, "-s", "150", "-w", str(raw), text],
+            [espeak, "-v", voice, "-s", str(speed), "-w", str(raw), text],
             check=True,
             capture_output=True,
         )
         rate, samples = read_wav(raw)
-    write_wav(out, TARGET_RATE, resample(samples, rate, TARGET_RATE))
+    write_wav(out, TARGET_RATE, trim(resample(samples, rate, TARGET_RATE), TARGET_RATE))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("prompts"))
-    parser.add_argument("--voice", default="de")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--lang", choices=definition.LANGUAGES, default="de")
+    parser.add_argument(
+        "--out", type=Path, help="folder for the WAVs (default: prompts/<lang> next to this file)"
+    )
+    parser.add_argument("--voice", help="espeak-ng voice (default: the language's)")
+    parser.add_argument("--speed", type=int, default=SPEED_WPM, help="words per minute")
     parser.add_argument("--espeak", default=shutil.which("espeak-ng"), help="espeak-ng binary")
     args = parser.parse_args(argv)
     if not args.espeak:
         print("espeak-ng not found (Debian: apt-get install -y espeak-ng)", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in PROMPTS.items():
-        target = args.out / name
-        synthesize(args.espeak, args.voice, text, target)
+    out: Path = args.out or Path(__file__).with_name("prompts") / args.lang
+    voice: str = args.voice or VOICES[args.lang]
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in texts(args.lang).items():
+        target = out / name
+        synthesize(args.espeak, voice, text, target, args.speed)
         print(f"{target} ({target.stat().st_size // 1024} KB)")
     return 0
 

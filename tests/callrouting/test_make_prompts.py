@@ -1,4 +1,5 @@
-"""swyx_jobservice/callrouting/make_prompts.py: prompt names, resampling, WAV format."""
+"""swyx_jobservice/callrouting/make_prompts.py: prompt names and texts, resampling, trimming,
+WAV format."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from edge_agent.ivr import definition
 
 HERE = Path(__file__).resolve()
 CALLROUTING = HERE.parents[2] / "swyx_jobservice" / "callrouting"
@@ -39,12 +42,35 @@ def rms(samples: list[int]) -> float:
     return math.sqrt(sum(s * s for s in middle) / len(middle))
 
 
-def test_every_prompt_the_script_plays_has_a_text() -> None:
+def test_every_prompt_the_script_plays_has_a_text_in_each_language() -> None:
     lua = (CALLROUTING / "rundruf.lua").read_text(encoding="utf-8")
     block = lua[lua.index("M.PROMPTS = {") :]
     block = block[: block.index("}")]
 
-    assert set(re.findall(r'"(rundruf_\w+\.wav)"', block)) == set(make_prompts.PROMPTS)
+    for lang in ("de", "en"):
+        texts = make_prompts.texts(lang)
+        assert set(re.findall(r'"(rundruf_\w+\.wav)"', block)) == set(texts)
+        assert all(text.strip() for text in texts.values())
+
+
+def test_it_speaks_the_texts_of_the_one_definition() -> None:
+    assert make_prompts.texts("de") == {f: t["de"] for f, t in definition.TEXTS.items()}
+    assert make_prompts.texts("en") == {f: t["en"] for f, t in definition.TEXTS.items()}
+    with pytest.raises(ValueError, match="no prompts in 'fr'"):
+        make_prompts.texts("fr")
+
+
+def test_silence_before_and_after_the_speech_is_trimmed_to_a_margin() -> None:
+    margin = 8000 * make_prompts.TRIM_MARGIN_MS // 1000
+    speech = tone(1000, 8000, seconds=0.25)
+    samples = [0] * 4000 + [3] * 100 + speech + [-5] * 100 + [0] * 8000
+
+    out = make_prompts.trim(samples, 8000)
+
+    first = next(i for i, s in enumerate(speech) if abs(s) > make_prompts.TRIM_LEVEL)
+    last = max(i for i, s in enumerate(speech) if abs(s) > make_prompts.TRIM_LEVEL)
+    assert out == samples[4100 + first - margin : 4100 + last + 1 + margin]
+    assert make_prompts.trim([0] * 10, 8000) == [0] * 10  # nothing to hear: left alone
 
 
 def test_a_speech_band_tone_keeps_its_level() -> None:
@@ -79,9 +105,22 @@ def test_espeak_ng_speaks_a_prompt(tmp_path: Path) -> None:
     if espeak is None:
         pytest.skip("espeak-ng is not installed (only needed to generate the prompts)")
     path = tmp_path / "rundruf_ausgeloest.wav"
-    make_prompts.synthesize(espeak, "de", make_prompts.PROMPTS[path.name], path)
+    make_prompts.synthesize(espeak, "de", make_prompts.texts("de")[path.name], path)
 
     rate, samples = make_prompts.read_wav(path)
     assert rate == 8000
     assert 0.5 < len(samples) / rate < 5
     assert rms(samples) > 100
+
+
+def test_it_writes_every_prompt_of_a_language(tmp_path: Path) -> None:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (only needed to generate the prompts)")
+
+    assert make_prompts.main(["--lang", "en", "--out", str(tmp_path)]) == 0
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(definition.PROMPTS.values())
+    rate, samples = make_prompts.read_wav(tmp_path / "rundruf_auf_wiederhoeren.wav")
+    # "Goodbye." with no more than the margins of silence around it.
+    assert rate == 8000
+    assert 0.2 < len(samples) / rate < 1.5

@@ -52,7 +52,7 @@ RESUME_ASK_S = 3.0  # how long a resumed broadcast waits for the server's last e
 
 @dataclass(frozen=True)
 class Trigger:
-    source: str  # "job" or "command"
+    source: str  # "job", "command" or "sip" (the agent answered the trigger call itself)
     source_id: str
     mode: Mode
     agent_number: str | None = None
@@ -67,6 +67,8 @@ class Trigger:
 
     def outage(self, taken_up: datetime) -> Late | None:
         """Why the trigger reached the agent only now, if it waited at all."""
+        if self.source == "sip":  # the agent took the call itself: nothing waited
+            return None
         if self.raised_at is None or self.raised_at >= taken_up:
             return None
         reason = AGENT_DOWN if self.source == "job" else COMMAND_LATE

@@ -88,7 +88,8 @@ class Event:
 @dataclass(frozen=True)
 class Broadcast:
     id: str
-    source: str  # "job" (the job service) or "command" (triggerBroadcast)
+    # "job" (the job service), "command" (triggerBroadcast) or "sip" (the agent's own IVR)
+    source: str
     source_id: str
     group_pbx_id: str
     mode: int

@@ -25,6 +25,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from api.cli import SERVER_LIBRARIES
+from edge_agent.ivr import definition
 from tests.conftest import REQUIRE
 from tests.jobservice.support import AGENT, ROUTING, bearer
 from tests.processes import free_port, wait_until
@@ -46,16 +47,19 @@ NETWORK_TROUBLE = re.compile(
 # Imports every module named on the command line, then reports what got loaded and what is
 # installed: run with the venv's Python, outside the work tree.
 IMPORT_ALL = """
-import importlib, importlib.metadata, json, sys
+import importlib, importlib.metadata, json, pathlib, sys
 for name in ["edge_agent", "swyx_jobservice", *sys.argv[1:]]:
     importlib.import_module(name)
 from edge_agent.broadcast import audio
+from edge_agent.ivr import definition
+ivr = pathlib.Path(definition.__file__).with_name("prompts")
 print(json.dumps({
     "modules": sorted({name.partition(".")[0] for name in sys.modules}),
     "files": {name: sys.modules[name].__file__ for name in ("edge_agent", "swyx_jobservice")},
     "dists": sorted(d.metadata["Name"] for d in importlib.metadata.distributions()),
     "prompts": sorted(p.name for p in [audio.CONFIRM_PROMPT, *audio.DEFAULTS.values()]
                       if p.is_file()),
+    "ivrPrompts": sorted(p.relative_to(ivr).as_posix() for p in ivr.glob("*/*.wav")),
 }))
 """
 
@@ -200,6 +204,10 @@ def test_every_customer_module_imports_without_central_code(venv: Path) -> None:
     assert not set(report["modules"]) & (NEVER_IMPORTED | SERVER_LIBRARIES)
     # The agent's bundled prompts are installed with it, not only in the work tree.
     assert report["prompts"] == ["alarm.wav", "bestaetigen.wav", "test.wav"]
+    # So are the trigger call's prompts, every one in each language (issue 16 point 2).
+    assert report["ivrPrompts"] == sorted(
+        f"{lang}/{file}" for lang in definition.LANGUAGES for file in definition.PROMPTS.values()
+    )
 
 
 @slow

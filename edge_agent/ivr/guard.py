@@ -19,25 +19,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from edge_agent.files import private_dir
-from edge_agent.ivr import definition
 from edge_agent.ivr.notices import NoticeOutbox, wrong_pins
 from edge_agent.pbx.sim_throttle import AgentThrottle, ThrottleFile, ThrottleRules
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def rules() -> ThrottleRules:
-    """The throttle rules of definition.DEFAULTS (the same as rundruf.lua's)."""
-    delays = definition.DEFAULTS["throttle_delays"]
-    assert isinstance(delays, tuple)
-    return ThrottleRules(
-        delays=tuple(float(d) for d in delays),
-        forget_s=float(definition.setting("throttle_forget")),
-        notice_threshold=int(definition.setting("notice_threshold")),
-        notice_window_s=float(definition.setting("notice_window")),
-    )
 
 
 class PinGuard:
@@ -53,7 +40,7 @@ class PinGuard:
         self.folder = state_dir / "ivr"
         self.file = ThrottleFile(self.folder / "pins")
         self.outbox = outbox
-        self.rules = rules()
+        self.rules = ThrottleRules()  # definition.py's values, as rundruf.lua's
         self.clock = clock
 
     async def wait(self, agent_number: str, caller: str) -> float:

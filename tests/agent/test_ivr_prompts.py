@@ -68,3 +68,13 @@ def test_the_record_tone_is_1_khz_for_300_ms() -> None:
     # 1 kHz at 8 kHz: 8 samples a period, a sign change every 4 samples.
     changes = sum(1 for a, b in itertools.pairwise(samples) if (a < 0) != (b < 0))
     assert 7 <= changes <= 8
+
+
+def test_the_shipped_prompts_are_read_in_both_languages() -> None:
+    book = PromptBook()
+    for language in definition.LANGUAGES:
+        for name in definition.PROMPTS:
+            pcm = book.pcm(name, language)
+            assert pcm != book.stand_in, (language, name)
+            assert len(pcm) > 8000  # half a second at least
+    assert book.pcm("pin", "de") != book.pcm("pin", "en")

@@ -17,6 +17,7 @@ from api.models import (
     PbxUserState,
     Role,
     SipRegistrationState,
+    TriggerSource,
     VerificationState,
 )
 
@@ -37,5 +38,6 @@ __all__ = [
     "PbxUserState",
     "Role",
     "SipRegistrationState",
+    "TriggerSource",
     "VerificationState",
 ]

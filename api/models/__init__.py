@@ -19,6 +19,7 @@ from api.models.enums import (
     PbxUserState,
     Role,
     SipRegistrationState,
+    TriggerSource,
     VerificationState,
 )
 from api.models.history import Broadcast, CallAttempt
@@ -70,6 +71,7 @@ __all__ = [
     "Session",
     "SipRegistrationState",
     "Tenant",
+    "TriggerSource",
     "User",
     "VerificationState",
     "WatchdogIncident",

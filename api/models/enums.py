@@ -80,6 +80,14 @@ class LateReason(enum.StrEnum):
     DEADLINE_PASSED = "deadline_passed"  # no attempt had reached the member by the timeout
 
 
+class TriggerSource(enum.StrEnum):
+    """How an alarm was raised: the history says so next to the caller."""
+
+    PHONE = "phone"  # a trigger call through the PBX's call routing and the job service
+    SIP = "sip"  # a trigger call the agent answered itself over SIP (issue 16)
+    WEBSITE = "website"  # triggerBroadcast from the website
+
+
 class PbxUserState(enum.IntEnum):
     """SwyxWare's user states, as its PBXConfig object reports them."""
 

@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueCons
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.models.base import Base, IdMixin, str_enum
-from api.models.enums import BroadcastStatus, CallOutcome, LateReason
+from api.models.enums import BroadcastStatus, CallOutcome, LateReason, TriggerSource
 
 
 class Broadcast(IdMixin, Base):
@@ -32,6 +32,11 @@ class Broadcast(IdMixin, Base):
     trigger_caller_number: Mapped[str | None] = mapped_column(String(64))
     trigger_caller_name: Mapped[str | None] = mapped_column(String(200))
     triggered_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
+    # How the alarm was raised (the agent says; an older agent's: derived, see
+    # api/services/trigger_source.py).
+    trigger_source: Mapped[TriggerSource] = mapped_column(
+        str_enum(TriggerSource, "trigger_source"), default=TriggerSource.PHONE
+    )
     status: Mapped[BroadcastStatus] = mapped_column(str_enum(BroadcastStatus, "broadcast_status"))
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]

@@ -29,7 +29,7 @@ from api.models import (
     VerificationState,
 )
 from api.runtime import Runtime
-from api.services import lost_triggers, mirror
+from api.services import lost_triggers, mirror, trigger_source
 
 # The commands that change one group's broadcast settings: a later one that succeeded
 # makes an earlier one's result too old to apply.
@@ -111,6 +111,8 @@ async def late_trigger(
         return
     if ok:
         await lost_triggers.withdraw(rt, session, command)
+        # An older agent's report does not say how the alarm was raised: this does.
+        await trigger_source.from_command(session, command, result.get("broadcastId"))
     elif _expired_on_agent(result, error):
         await lost_triggers.record(rt, session, command, rt.clock())
 

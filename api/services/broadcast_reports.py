@@ -31,7 +31,7 @@ from api.models import (
 )
 from api.pubsub import tenant_events
 from api.runtime import Runtime
-from api.services import known_secrets, mirror, notify, report_kinds
+from api.services import known_secrets, mirror, notify, report_kinds, trigger_source
 from api.services.agents import Agent
 from edge_agent.pbx import text as pbx_text
 
@@ -70,6 +70,8 @@ class ReportIn:
     finished_at: datetime | None = None
     note: str | None = None
     events: list[CallEventIn] = field(default_factory=list)
+    # PHONE, SIP or WEBSITE; None from an agent older than the field (trigger_source.py).
+    trigger_source: str | None = None
 
 
 # The columns' sizes (api/models/history.py): a longer text fails on PostgreSQL only, and
@@ -80,6 +82,7 @@ REPORT_TEXTS = (
     ("group_pbx_id", "groupPbxId", 64),  # the group's name when the mirror lacks it
     ("trigger_caller_number", "triggerCallerNumber", 64),
     ("trigger_caller_name", "triggerCallerName", 200),
+    ("trigger_source", "triggerSource", trigger_source.NAME_MAX),
 )
 EVENT_TEXTS = (
     ("member_pbx_id", "memberPbxId", 64),
@@ -104,6 +107,7 @@ def _check(report: ReportIn) -> None:
     if not 1 <= len(report.broadcast_id) <= BROADCAST_ID_MAX:
         raise BadInput("1 to 64 characters", field="broadcastId")
     _check_lengths(report)
+    trigger_source.parse(report.trigger_source)  # refuses a value that is no name
     if len(report.events) > MAX_EVENTS:
         raise BadInput(f"at most {MAX_EVENTS} events per report", field="events")
     seqs = [e.seq for e in report.events]
@@ -131,6 +135,7 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
     """Stores what is new in the report; returns the last event number now stored."""
     _check(report)
     report = _cleaned(report, rt.clock())
+    source = trigger_source.parse(report.trigger_source)
     async with rt.db.transaction() as session:
         broadcast = await session.scalar(
             select(Broadcast)
@@ -164,9 +169,13 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
                 started_at=report.started_at,
                 status=report.status,
                 last_event_seq=0,
+                trigger_source=source
+                or await trigger_source.derived(session, agent.tenant_id, report.broadcast_id),
             )
             session.add(broadcast)
             await session.flush()
+        elif source is not None:
+            broadcast.trigger_source = source
         # A finished broadcast stays finished, whatever a late report says.
         if broadcast.finished_at is None:
             broadcast.status = report.status

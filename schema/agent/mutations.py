@@ -66,6 +66,7 @@ class AgentMutation:
                 quorum_reached_at=input.quorum_reached_at,
                 finished_at=input.finished_at,
                 note=input.note,
+                trigger_source=input.trigger_source,
                 events=[
                     broadcast_reports.CallEventIn(
                         seq=e.seq,

@@ -158,6 +158,14 @@ class BroadcastReportInput:
     finished_at: datetime | None = None
     note: str | None = None
     events: list[CallEventInput] = strawberry.field(default_factory=list)
+    trigger_source: str | None = strawberry.field(
+        default=None,
+        description="How the alarm was raised: PHONE (a trigger call through the call "
+        "routing and the job service), SIP (a call the agent answered itself) or WEBSITE "
+        "(triggerBroadcast). A name this service does not know is ignored and, like a "
+        "report without it, leaves the source derived: WEBSITE when a triggerBroadcast's "
+        "result names the broadcast, else PHONE.",
+    )
 
 
 @strawberry.type

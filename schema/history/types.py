@@ -5,7 +5,7 @@ from datetime import datetime
 import strawberry
 
 from api import models
-from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome, LateReason
+from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome, LateReason, TriggerSource
 from schema.info import Info
 from schema.pbx.types import PbxUser
 from schema.platform.types import gid
@@ -88,6 +88,12 @@ class Broadcast:
     status: BroadcastStatus
     trigger_caller_number: str | None
     trigger_caller_name: str | None
+    trigger_source: TriggerSource = strawberry.field(
+        description="How the alarm was raised: PHONE (a trigger call through the PBX's "
+        "call routing), SIP (a call the agent answered itself), WEBSITE (triggerBroadcast). "
+        "Broadcasts reported before agents said so: WEBSITE for the website's triggers "
+        "known by their command, PHONE for the rest."
+    )
     started_at: datetime
     finished_at: datetime | None
     member_count: int
@@ -116,6 +122,7 @@ class Broadcast:
             status=b.status,
             trigger_caller_number=b.trigger_caller_number,
             trigger_caller_name=b.trigger_caller_name,
+            trigger_source=b.trigger_source,
             started_at=b.started_at,
             finished_at=b.finished_at,
             member_count=b.member_count,

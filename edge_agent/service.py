@@ -20,6 +20,8 @@ from edge_agent.commands import Commands
 from edge_agent.config import Enrolment
 from edge_agent.dialer import Dialer, DialerError, make_dialer
 from edge_agent.errors import ServerRefused, ServerUnreachable
+from edge_agent.ivr.answering import IvrAnswering
+from edge_agent.ivr.notices import NoticeOutbox
 from edge_agent.jobservice import JobServiceClient
 from edge_agent.ledger import Ledger, Outcome
 from edge_agent.outcomes import OutcomeSender, storable
@@ -120,6 +122,14 @@ class AgentService:
         # A broadcast resumed after a crash numbers its events above the server's.
         self.broadcasts.last_stored = self.reporter.last_stored
         self.commands.handlers["triggerBroadcast"] = self.trigger_from_command
+        # Wrong-PIN notices of the agent's own IVR wait on disk until the server has them.
+        self.notices = NoticeOutbox(settings.state_dir)
+        # The trigger call answered by the agent itself over SIP (edge_agent/ivr/).
+        self.ivr = (
+            IvrAnswering(settings.state_dir, self.cache, self.broadcasts, outbox=self.notices)
+            if settings.answers_calls
+            else None
+        )
         self._background: list[asyncio.Task[None]] = []
         self._dialer_start: asyncio.Task[None] | None = None
         self.intake = (
@@ -275,6 +285,11 @@ class AgentService:
         ]
         if self.intake is not None:
             background.append(asyncio.create_task(self.intake.run_forever(), name="intake"))
+        background.append(
+            asyncio.create_task(self.notices.send_forever(self.server), name="ivr-notices")
+        )
+        if self.ivr is not None:
+            await self.ivr.prepare()  # prompts in memory before the first trigger call
         try:
             await self.channel.run_forever()
         finally:
@@ -282,6 +297,8 @@ class AgentService:
             for task in [*background, *starting]:
                 task.cancel()
             await asyncio.gather(*background, *starting, return_exceptions=True)
+            if self.ivr is not None:
+                await self.ivr.close()  # calls under way hang up; their broadcasts run on
             await self.broadcasts.close()
             await self.dialer.close()
             await self.server.aclose()

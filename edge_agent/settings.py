@@ -104,6 +104,9 @@ class AgentBaseSettings(BaseSettings):
     # "optional" offers the key in RTP/AVP and takes plain RTP from a PBX that ignores
     # it; "off" is plain RTP. Keys go in the SDP: use it with SIP over TLS.
     sip_srtp: Literal["off", "optional", "required"] = "off"
+    # The agent answers trigger calls to its groups' agent numbers itself over SIP
+    # (edge_agent/ivr/, docs/decisions/agent-ivr.md). Unset: yes with the SIP dialer.
+    sip_answer_calls: bool | None = None
     # The simulated dialer's delays are multiplied by this (tests and the demo run faster).
     sim_time_scale: float = Field(default=1.0, gt=0, le=10)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -125,6 +128,12 @@ class AgentSettings(AgentBaseSettings):
 
     pbx: Literal["sim", "swyx"]
     dialer: Literal["sim", "sip"]
+
+    @property
+    def answers_calls(self) -> bool:
+        """Whether the agent takes trigger calls itself (only the SIP dialer can)."""
+        wanted = self.sip_answer_calls
+        return self.dialer == "sip" and (wanted is None or wanted)
 
 
 def load_run_settings() -> AgentSettings:

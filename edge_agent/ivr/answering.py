@@ -19,7 +19,7 @@ import io
 import logging
 import time
 import wave
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,13 +91,14 @@ class IvrAnswering:
         broadcasts: Broadcasts,
         *,
         prompts: PromptBook | None = None,
+        outbox: NoticeOutbox | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.cache = cache
         self.broadcasts = broadcasts
         self.prompts = prompts or PromptBook()
-        self.outbox = NoticeOutbox(state_dir)
+        self.outbox = outbox or NoticeOutbox(state_dir)
         self.guard = PinGuard(state_dir, self.outbox, clock=clock)
         self.recordings = state_dir / "ivr" / "recordings"
         self.sleep = sleep
@@ -105,16 +106,20 @@ class IvrAnswering:
 
     # -- the router --------------------------------------------------------------------
 
-    def route(self, called: str) -> Refusal | Handler:
-        """What the call to `called` gets: a refusal, or the handler to answer it with."""
+    def route(self, called: str | Sequence[str]) -> Refusal | Handler:
+        """What the call to `called` gets: a refusal, or the handler to answer it with.
+
+        Several numbers (the SIP side's candidates from History-Info, Diversion,
+        Request-URI, To, most original first): the first a group has decides."""
         groups = self.cache.broadcast_groups
         if not groups:
             return NOT_CONFIGURED
-        number = called.strip()
-        for group_id, group in groups.items():
-            pin = usable_pin(group.get("pin"))
-            if number and group.get("extension") == number and pin is not None:
-                return functools.partial(self.answer, group_id=group_id, number=number, pin=pin)
+        for number in [called] if isinstance(called, str) else called:
+            number = number.strip()
+            for group_id, group in groups.items():
+                pin = usable_pin(group.get("pin"))
+                if number and group.get("extension") == number and pin is not None:
+                    return functools.partial(self.answer, group_id=group_id, number=number, pin=pin)
         return UNKNOWN_NUMBER
 
     async def answer(self, line: CallerLine, *, group_id: str, number: str, pin: str) -> Outcome:

@@ -29,6 +29,7 @@ from edge_agent.ivr.answering import (
 from edge_agent.ivr.flow import Outcome
 from edge_agent.ivr.prompts import PromptBook
 from edge_agent.pbx.port import UserState
+from edge_agent.settings import AgentSettings
 from tests.agent.ivr_lines import ScriptedLine, speech
 from tests.agent.test_broadcast_executor import AGENT_NUMBER, Bed, make_bed
 
@@ -74,6 +75,10 @@ async def test_routes(bed: Bed, tmp_path: Path) -> None:
     assert not isinstance(ivr.route(AGENT_NUMBER), Refusal)
     assert ivr.route("4711") == UNKNOWN_NUMBER
     assert ivr.route("") == UNKNOWN_NUMBER
+    # The SIP side's candidates (History-Info, Diversion, Request-URI, To): the first known.
+    assert not isinstance(ivr.route(["", "4711", AGENT_NUMBER]), Refusal)
+    assert ivr.route(["4711", "4712"]) == UNKNOWN_NUMBER
+    assert ivr.route([]) == UNKNOWN_NUMBER
     group = bed.cache.broadcast_groups[bed.group_id]
     group["pin"] = "123"  # too short: never a PIN anyone could match
     assert ivr.route(AGENT_NUMBER) == UNKNOWN_NUMBER
@@ -180,3 +185,14 @@ def test_a_sip_trigger_never_waited() -> None:
     raised = datetime(2026, 1, 1, tzinfo=UTC)
     trigger = Trigger(source="sip", source_id="sip-x", mode=Mode.ALARM, raised_at=raised)
     assert trigger.outage(raised + timedelta(seconds=1)) is None
+
+
+def test_the_agent_answers_calls_with_the_sip_dialer_unless_told_not_to(tmp_path: Path) -> None:
+    def settings(**values: object) -> AgentSettings:
+        return AgentSettings(pbx="sim", state_dir=tmp_path, **values)  # type: ignore[arg-type]
+
+    assert settings(dialer="sip").answers_calls
+    assert settings(dialer="sip", sip_answer_calls=True).answers_calls
+    assert not settings(dialer="sip", sip_answer_calls=False).answers_calls
+    assert not settings(dialer="sim").answers_calls
+    assert not settings(dialer="sim", sip_answer_calls=True).answers_calls  # only SIP can

@@ -1,0 +1,161 @@
+"""The Kamailio PBX of the SIP test bed (issue 16 point 4), proved with real peers: SIPp
+members register with digest auth, a SIPp caller's calls go to the registered member
+or, for an agent number, to the "Rundruf" registration with `Diversion`, and the
+agent's own SIP dialer, registered as "Rundruf", reads members' dialog state (RFC 4235)
+from Kamailio's presence modules while two of them are in a call through it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_agent.dialer.sip import SipDialer
+from edge_agent.sip.ua import Account
+from tests.agent.registrar import registered
+from tests.processes import wait_until
+from tests.sip.bed import Baresip, SippUac, SippUas, free_sip_port, need_baresip, need_sipp
+from tests.sip.kamailio import AGENT_USER, CALLER, Kamailio, need_kamailio
+
+
+@pytest.fixture
+def pbx(tmp_path: Path) -> Iterator[Kamailio]:
+    need_kamailio()
+    need_sipp()
+    with Kamailio(tmp_path) as kamailio:
+        yield kamailio
+
+
+def _call(pbx: Kamailio, tmp_path: Path, to: str, scenario: str = "kam_uac_call.xml") -> SippUac:
+    """A SIPp caller, the extension CALLER with its password, calling `to` via Kamailio."""
+    return SippUac(
+        f"sip:{to}@{pbx.host}:{pbx.port}",
+        tmp_path,
+        scenario,
+        auth=(CALLER, pbx.password(CALLER)),
+        keys={"user": CALLER},
+        timeout=30,
+    )
+
+
+def _register_sipp(pbx: Kamailio, tmp_path: Path, user: str, password: str, port: int) -> SippUac:
+    """SIPp registering `user` from 127.0.0.1:`port` with `password`; ended."""
+    with SippUac(
+        f"{pbx.host}:{pbx.port}",
+        tmp_path,
+        "kam_uac_register.xml",
+        port=port,
+        auth=(user, password),
+        keys={"user": user},
+        timeout=10,
+    ) as sipp:
+        sipp.wait(20)
+    return sipp
+
+
+def test_a_member_registers_with_its_password_and_a_wrong_one_is_refused(
+    pbx: Kamailio, tmp_path: Path
+) -> None:
+    right, wrong = free_sip_port(), free_sip_port()
+    member = _register_sipp(pbx, tmp_path, "2001", pbx.password("2001"), right)
+    intruder = _register_sipp(pbx, tmp_path, "2002", pbx.password("2002") + "x", wrong)
+
+    assert member.process is not None and member.process.returncode == 0, member.log()
+    assert member.flow() == ["> REGISTER", "< 401", "> REGISTER", "< 200"]
+    assert 'Digest realm="127.0.0.1"' in member.find("SIP/2.0 401")[0]
+    assert pbx.bindings("2001") == [f"sip:2001@127.0.0.1:{right};transport=UDP"]
+
+    assert intruder.process is not None and intruder.process.returncode == 1
+    # (SIPp then ends the failed "call" with a BYE of its own.)
+    assert intruder.flow()[:4] == ["> REGISTER", "< 401", "> REGISTER", "< 403"]
+    assert pbx.bindings("2002") == []
+    # The fixture's own client, as the end-to-end tests register members with it.
+    assert pbx.register("2003", "sip:2003@127.0.0.1:5", password="wrong").status == 403
+    assert pbx.register("nobody", "sip:x@127.0.0.1:5", password="x").status == 403
+    assert pbx.bindings("2003") == []
+
+
+def test_a_call_to_an_extension_rings_the_member_registered_for_it(
+    pbx: Kamailio, tmp_path: Path
+) -> None:
+    port = free_sip_port()
+    assert _register_sipp(pbx, tmp_path, "2005", pbx.password("2005"), port).wait() == 0
+    with SippUas("kam_uas_answer.xml", tmp_path, port=port, timeout=30) as member:
+        with _call(pbx, tmp_path, "2005") as caller:
+            assert caller.wait(30) == 0, caller.log() + pbx.log()
+        assert member.wait(10) == 0, member.log()
+    assert caller.flow() == [
+        *("> INVITE", "< 407", "> ACK", "> INVITE"),
+        *("< 100", "< 180", "< 200", "> ACK", "> BYE", "< 200"),
+    ]
+    assert member.flow() == ["< INVITE", "> 180", "> 200", "< ACK", "< BYE", "> 200"]
+    invite = member.find("INVITE ")[0]
+    # Kamailio sent it to the registered contact, stays in the call, and adds nothing
+    # of an agent number's.
+    assert invite.startswith(f"INVITE sip:2005@127.0.0.1:{port};transport=UDP SIP/2.0\r\n")
+    assert f"\r\nRecord-Route: <sip:127.0.0.1:{pbx.port};lr" in invite
+    assert re.search(r"\r\nFrom: <sip:1000@127\.0\.0\.1>;tag=", invite)
+    assert "Diversion" not in invite and "Proxy-Authorization" not in invite
+
+
+@pytest.mark.parametrize(("number", "status"), [("2006", 480), ("2999", 404)])
+def test_a_call_nobody_is_registered_for_fails(
+    pbx: Kamailio, tmp_path: Path, number: str, status: int
+) -> None:
+    """2006 is a user without a registration (480), 2999 no user at all (404)."""
+    with _call(pbx, tmp_path, number) as caller:
+        assert caller.wait(30) == 1
+    assert caller.find(f"SIP/2.0 {status} "), caller.messages()
+
+
+def test_a_call_to_the_agent_number_reaches_rundruf_with_the_number_in_diversion(
+    pbx: Kamailio, tmp_path: Path
+) -> None:
+    with SippUas("kam_uas_answer.xml", tmp_path, timeout=30) as agent:
+        pbx.register(AGENT_USER, f"sip:{AGENT_USER}@127.0.0.1:{agent.port}")
+        with _call(pbx, tmp_path, "7000") as caller:
+            assert caller.wait(30) == 0, caller.log() + pbx.log()
+        assert agent.wait(10) == 0, agent.log()
+    invite = agent.find("INVITE ")[0]
+    assert invite.startswith(f"INVITE sip:{AGENT_USER}@127.0.0.1:{agent.port} SIP/2.0\r\n")
+    assert "\r\nDiversion: <sip:7000@127.0.0.1>;reason=unconditional\r\n" in invite
+    assert re.search(r"\r\nTo: <sip:7000@127\.0\.0\.1>\r\n", invite)
+
+
+async def test_the_agent_sees_two_members_in_a_call_busy_and_the_others_idle(
+    pbx: Kamailio, tmp_path: Path
+) -> None:
+    """The agent's SIP dialer, registered to Kamailio as "Rundruf", asks the members'
+    dialog state the way test mode does ("only idle members")."""
+    need_baresip()
+    members = {"anna": CALLER, "ben": "2002", "carl": "2003", "dora": "2004"}
+    account = Account(AGENT_USER, pbx.password(AGENT_USER), pbx.domain, pbx.address)
+    dialer = SipDialer(account)
+    with Baresip(tmp_path, user="2002") as phone:
+        pbx.register("2002", phone.uri)
+        try:
+            await dialer.start()
+            await registered(dialer)
+            assert len(await asyncio.to_thread(pbx.bindings, AGENT_USER)) == 1
+            before = await dialer.busy_members(members)
+
+            # 1000 calls 2002 (baresip answers by itself) and stays until 2002 hangs up.
+            with _call(pbx, tmp_path, "2002", scenario="kam_uac_call_until_bye.xml") as caller:
+                for user in (CALLER, "2002"):
+                    await asyncio.to_thread(pbx.wait_published, user, "confirmed")
+                during = await dialer.busy_members(members)
+                await asyncio.to_thread(phone.command, "hangup")
+                assert await asyncio.to_thread(caller.wait, 30) == 0, caller.log()
+            for user in (CALLER, "2002"):
+                await asyncio.to_thread(pbx.wait_published, user, "terminated")
+            after = await dialer.busy_members(members)
+        finally:
+            await dialer.close()
+    assert before == {"anna": False, "ben": False, "carl": False, "dora": False}, pbx.log()
+    assert during == {"anna": True, "ben": True, "carl": False, "dora": False}, pbx.log()
+    assert after == {"anna": False, "ben": False, "carl": False, "dora": False}, pbx.log()
+    # The closed dialer took its registration back.
+    wait_until(lambda: pbx.bindings(AGENT_USER) == [], 10, "Rundruf de-registered")

@@ -11,6 +11,11 @@ passed (the service may have been updated meanwhile; then it gets the kind again
 Only kinds added after the first central service can be left out (OPTIONAL_KINDS): the
 history is whole without them. A refusal naming any other kind is a refusal like any
 other and is retried as before.
+
+Report fields added later (OPTIONAL_FIELDS: `triggerSource`, issue 16) go the same way:
+a service from before a field refuses the whole report, as GraphQL refuses an input
+field its schema lacks; the field is left out of its reports for a while, and the
+service keeps what it derives without it (docs/decisions/trigger-source.md).
 """
 
 from __future__ import annotations
@@ -33,6 +38,24 @@ EXTENSION = "unknownEventKind"
 # broadcast_reports.py before report_kinds.py): code, field and message, exactly.
 _LEGACY_CODE = "BAD_USER_INPUT"
 _LEGACY_ANSWER = re.compile(r"unknown event kind '([a-z][A-Za-z0-9]{0,31})'")
+# Report fields the first central service did not know: the history is whole without them.
+OPTIONAL_FIELDS = frozenset({"triggerSource"})
+# How a service refuses an input field its schema lacks: graphql-core's words (3.3, the
+# version every Rundruf service has run), with the code schema/errors.py gives them. The
+# start is matched: what follows quotes the report, callers' names among it.
+_VALIDATION_CODE = "GRAPHQL_VALIDATION_FAILED"
+_UNKNOWN_FIELD = re.compile(
+    r"Variable '\$input' has invalid value: Expected value of type 'BroadcastReportInput' "
+    r"not to include unknown field '([a-z][A-Za-z0-9]{0,63})'"
+)
+
+
+def refused_field(exc: ServerRefused) -> str | None:
+    """The report field `exc` refused a report for as unknown; None for any other refusal."""
+    if exc.code != _VALIDATION_CODE:
+        return None
+    match = _UNKNOWN_FIELD.match(exc.answer)
+    return match.group(1) if match else None
 
 
 def refused_kind(exc: ServerRefused) -> str | None:
@@ -46,9 +69,11 @@ def refused_kind(exc: ServerRefused) -> str | None:
     return match.group(1) if match else None
 
 
-class WithheldKinds:
-    """The optional kinds the central service refused as unknown, left out of reports to
-    it until `recheck_s` has passed (or the agent restarts: this is memory only)."""
+class _Withheld:
+    """Names the central service refused as unknown, left out of reports to it until
+    `recheck_s` has passed (or the agent restarts: this is memory only)."""
+
+    what = "name"
 
     def __init__(
         self, recheck_s: float = RECHECK_S, clock: Callable[[], float] = time.monotonic
@@ -58,13 +83,42 @@ class WithheldKinds:
         self._until: dict[str, float] = {}
 
     def current(self) -> frozenset[str]:
-        """The kinds to leave out now."""
+        """The names to leave out now."""
         now = self._clock()
-        for kind, until in list(self._until.items()):
+        for name, until in list(self._until.items()):
             if now >= until:
-                del self._until[kind]
-                log.info("event kind %r is offered to the central service again", kind)
+                del self._until[name]
+                log.info("%s %r is offered to the central service again", self.what, name)
         return frozenset(self._until)
+
+
+class WithheldFields(_Withheld):
+    """The optional report fields an older central service refused."""
+
+    what = "report field"
+
+    def learn(self, exc: ServerRefused, sent: Collection[str]) -> str | None:
+        """The field to leave out from now on when `exc` refused a report (with the
+        fields `sent`) for an optional field it does not know; None: another refusal."""
+        name = refused_field(exc)
+        if name is None or name not in OPTIONAL_FIELDS or name not in sent:
+            return None
+        if name in self._until:
+            return None
+        self._until[name] = self._clock() + self.recheck_s
+        log.warning(
+            "the central service does not know the report field %r (an older version): "
+            "reports leave it out for %.0f minutes; the service derives it meanwhile",
+            name,
+            self.recheck_s / 60,
+        )
+        return name
+
+
+class WithheldKinds(_Withheld):
+    """The optional kinds the central service refused as unknown."""
+
+    what = "event kind"
 
     def learn(self, exc: ServerRefused, sent: Collection[str]) -> str | None:
         """The kind to leave out from now on when `exc` refused a report (whose events had

@@ -4,9 +4,10 @@ The journal is the queue: events above a broadcast's `acked_seq` are unsent.
 While the server is unreachable they wait on disk and go out on reconnect;
 `reportBroadcast` is idempotent by broadcast id and event number, so a repeat
 after a lost answer stores nothing twice. An older central service that refuses a
-newer event kind gets the reports without it (`report_compat.py`). A job leaves the job service only
-after the server acknowledged the finished broadcast, which then holds it for good,
-also while memory stands in for a journal file that cannot be written.
+newer event kind or report field gets the reports without it (`report_compat.py`).
+A job leaves the job service only after the server acknowledged the finished
+broadcast, which then holds it for good, also while memory stands in for a journal
+file that cannot be written.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import suppress
 from typing import Any
 
 from edge_agent.broadcast.journal import Journal
 from edge_agent.broadcast.model import RUNNING, Broadcast, Event, Member, Mode
-from edge_agent.broadcast.report_compat import WithheldKinds
+from edge_agent.broadcast.report_compat import WithheldFields, WithheldKinds
 from edge_agent.channel import full_jitter
 from edge_agent.error_text import redact
 from edge_agent.errors import ServerRefused, ServerUnreachable
@@ -42,6 +43,10 @@ RETRY_IDLE_S = 30.0  # a running broadcast's reports are looked at again at leas
 # Windows service wrapper restarts (after 5 s) finishes its job seconds later, not 30 s later.
 DELETE_RETRY_FIRST_S = 1.0
 DELETE_RETRY_MAX_S = 30.0
+# How the alarm was raised, by the broadcast's source: the central service's
+# `TriggerSource` (a trigger call through the job service, the agent's own SIP line, the
+# website's triggerBroadcast).
+TRIGGER_SOURCES = {"job": "PHONE", "sip": "SIP", "command": "WEBSITE"}
 
 
 class DeletionBackoff:
@@ -117,8 +122,10 @@ def report_json(
     events: list[Event],
     final: bool,
     hide: Sequence[object] = (),
+    leave_out: Collection[str] = (),
 ) -> dict[str, Any]:
-    return {
+    """The report; without the fields in `leave_out` (an older service refused them)."""
+    report = {
         "broadcastId": b.id,
         "groupPbxId": b.group_pbx_id,
         "mode": Mode(b.mode).wire,
@@ -133,6 +140,12 @@ def report_json(
         "note": _clean(b.note, NOTE_MAX, hide),
         "events": [event_json(e, members, hide) for e in events],
     }
+    source = TRIGGER_SOURCES.get(b.source)
+    if source is not None:
+        report["triggerSource"] = source
+    for name in leave_out:
+        report.pop(name, None)
+    return report
 
 
 class Reporter:
@@ -154,8 +167,10 @@ class Reporter:
         self.deletion_backoff = DeletionBackoff()
         self._deletion_failed = False  # in the current pass of `settle`
         self.settled = asyncio.Event()  # set whenever nothing is left to send (tests wait on it)
-        # Kinds an older central service refused: left out of its reports for a while.
+        # Kinds and fields an older central service refused: left out of its reports for
+        # a while.
         self.withheld = WithheldKinds()
+        self.withheld_fields = WithheldFields()
 
     async def run_forever(self) -> None:
         attempt = 0
@@ -253,22 +268,36 @@ class Reporter:
             events = [e for e in batch if e.kind not in withheld]
             if not events and not final:
                 return 0, 0
-            try:
-                stored = await self.server.report_broadcast(
-                    report_json(b, members, events, final, self.hide)
-                )
-            except ServerRefused as exc:
-                # At most once per optional kind: each is learnt once, then left out.
-                if self.withheld.learn(exc, {e.kind for e in events}) is None:
-                    raise
+            stored = await self._post(b, members, events, final)
+            if stored is None:
                 continue
             return stored, events[-1].seq if events else 0
+
+    async def _post(
+        self, b: Broadcast, members: dict[str, Member], events: list[Event], final: bool
+    ) -> int | None:
+        """Sends one report without the fields withheld; the last number the server stored,
+        or None when it refused an optional kind or field it does not know (learnt now:
+        send again). Raises ServerRefused for other refusals."""
+        report = report_json(b, members, events, final, self.hide, self.withheld_fields.current())
+        try:
+            return await self.server.report_broadcast(report)
+        except ServerRefused as exc:
+            # At most once per optional kind or field: each is learnt once, then left out.
+            if self.withheld.learn(exc, {e.kind for e in events}) is not None:
+                return None
+            if self.withheld_fields.learn(exc, report) is not None:
+                return None
+            raise
 
     async def last_stored(self, b: Broadcast) -> int:
         """The last event number the server stored of the broadcast (0: none), asked with a
         report without events; raises ServerUnreachable or ServerRefused."""
         members = {m.pbx_id: m for m in await self.journal.members(b.id)}
-        return await self.server.report_broadcast(report_json(b, members, [], False, self.hide))
+        while True:
+            stored = await self._post(b, members, [], False)
+            if stored is not None:
+                return stored
 
     async def _finish_source(self, b: Broadcast) -> bool:
         # Called only once the server acknowledged the finished broadcast's last event: it

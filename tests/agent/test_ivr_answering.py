@@ -114,6 +114,7 @@ async def test_a_sip_trigger_journals_and_runs_with_the_callers_number(
     report = report_json(b, members, events, final=True)
     assert report["triggerCallerNumber"] == "+4930111"
     assert report["triggerCallerName"] == "Erika Muster"
+    assert report["triggerSource"] == "SIP"  # the history's "per Telefon (SIP)"
     assert {e["kind"] for e in report["events"]} >= {"started", "answered", "ended"}
 
 

@@ -4,9 +4,13 @@ older agent's report leaves open is derived (issue 16, point 3)."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
+from api.models import Command
+from api.services import agents
 from tests.conftest import error_codes
 from tests.test_broadcast_reports import REPORT, _events, _report
 from tests.test_trigger_broadcast import COMPLETE, TRIGGER
@@ -84,3 +88,14 @@ async def test_a_source_that_is_no_name_is_refused_and_writes_nothing(gql, rt, w
     assert error_codes(answer) == ["BAD_USER_INPUT"]
     assert answer["errors"][0]["extensions"]["field"] == "triggerSource"
     assert await _shown(gql, world) == []
+
+
+async def test_a_lost_trigger_from_the_website_says_so(gql, rt, world, clock):
+    await gql.as_(world.tokens["owner"]).ok(TRIGGER, g=str(world.a.group_id), mode="ALARM")
+    async with rt.db.transaction() as s:  # the alarm's day passed (sessions would not last)
+        await s.execute(update(Command).values(expires_at=clock.now - timedelta(seconds=1)))
+    assert await agents.expire_overdue(rt) == 1
+    shown = await _shown(gql, world)
+    assert [(b["triggerSource"], b["triggerCallerName"]) for b in shown] == [
+        ("WEBSITE", "Admin <admin@owner.example>")
+    ]

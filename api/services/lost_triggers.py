@@ -30,6 +30,7 @@ from api.models import (
     Installation,
     PbxGroup,
     Tenant,
+    TriggerSource,
 )
 from api.pubsub import tenant_events
 from api.runtime import Runtime
@@ -86,6 +87,7 @@ async def record(
         mode=int(mode),
         trigger_caller_name=requested_by,
         triggered_by_user_id=command.created_by,
+        trigger_source=TriggerSource.WEBSITE,
         status=BroadcastStatus.FAILED,
         started_at=command.created_at,
         finished_at=now,

@@ -4,7 +4,7 @@ import { gql } from "../api.js";
 import { t } from "../i18n.js";
 import { dateTime, h, labelRows, messages, replace, showError, table, time } from "../ui.js";
 
-const FIELDS = `id groupName mode status triggerCallerNumber triggerCallerName startedAt finishedAt
+const FIELDS = `id groupName mode status triggerSource triggerCallerNumber triggerCallerName startedAt finishedAt
   memberCount quorum quorumReachedAt note failureCode`;
 const ATTEMPTS = `attempts { id memberName memberExtension attemptNo startedAt ringingAt answeredAt
   heldAt resumedAt confirmedAt endedAt outcome detail lateReason lateFrom lateUntil }`;
@@ -99,8 +99,12 @@ function result(b, members) {
   return parts.join("; ");
 }
 
+// How the alarm was raised (worded from its code), then who: the caller's name and
+// number, or the website's user.
 function caller(b) {
-  return [b.triggerCallerName, b.triggerCallerNumber].filter(Boolean).join(" · ") || "–";
+  const who = [b.triggerCallerName, b.triggerCallerNumber].filter(Boolean).join(" · ");
+  return [h("span", { class: "trigger-source", "data-trigger-source": b.triggerSource }, t(`triggerSource.${b.triggerSource}`)),
+    who ? ` · ${who}` : ""];
 }
 
 function list(live, container) {

@@ -104,6 +104,10 @@ class AgentBaseSettings(BaseSettings):
     # "optional" offers the key in RTP/AVP and takes plain RTP from a PBX that ignores
     # it; "off" is plain RTP. Keys go in the SDP: use it with SIP over TLS.
     sip_srtp: Literal["off", "optional", "required"] = "off"
+    # Where an incoming call's INVITE names the agent number that was called (issue 16,
+    # edge_agent/sip/called_number.py): "auto" takes History-Info's original target,
+    # else Diversion's, else the Request-URI's user, else To's; the others only theirs.
+    sip_called_number: Literal["auto", "request-uri", "to", "diversion", "history-info"] = "auto"
     # The agent answers trigger calls to its groups' agent numbers itself over SIP
     # (edge_agent/ivr/, docs/decisions/agent-ivr.md). Unset: yes with the SIP dialer.
     sip_answer_calls: bool | None = None

@@ -51,6 +51,7 @@ def make_dialer(settings: AgentSettings) -> Dialer:
             ),
             srtp=settings.sip_srtp,
             pbx_addresses=settings.pbx_networks,
+            called_number=settings.sip_called_number,
         )
     from edge_agent.dialer.sim import SimDialer
 

@@ -36,7 +36,9 @@ from edge_agent.error_text import describe
 from edge_agent.sip import g711, nat, reconnect
 from edge_agent.sip.addresses import format_host
 from edge_agent.sip.call import Call, Ended
+from edge_agent.sip.called_number import CalledNumber
 from edge_agent.sip.errors import SipError
+from edge_agent.sip.incoming import IncomingCalls, Router
 from edge_agent.sip.message import Request, Response
 from edge_agent.sip.pacer import Pacer
 from edge_agent.sip.peers import Networks
@@ -97,8 +99,13 @@ class SipDialer(Dialer):
         tls: TlsConfig | None = None,
         srtp: SrtpMode = "off",
         pbx_addresses: Networks = (),
+        called_number: CalledNumber = "auto",
     ) -> None:
         self.account = account
+        # Incoming calls (issue 16): who takes them (`answer_calls`), and where the called
+        # number stands in their INVITEs (RUNDRUF_AGENT_SIP_CALLED_NUMBER).
+        self.called_number: CalledNumber = called_number
+        self._router: Router | None = None
         # The PBX's other addresses (its nodes, interfaces; RUNDRUF_AGENT_SIP_PBX_ADDRESSES):
         # its connections and datagrams from there are a peer's, not a stranger's.
         self.pbx_addresses = pbx_addresses
@@ -159,6 +166,7 @@ class SipDialer(Dialer):
                 transport.close()
                 raise DialerClosed("The dialer is closed")
             self.ua = UserAgent(self.account, transport)  # told of its connections' failures
+            self._install_router()
             if isinstance(transport, TlsTransport):
                 # A connection made again after a loss has another address: the PBX and
                 # the running calls' members learn it (sip/reconnect.py).
@@ -177,6 +185,27 @@ class SipDialer(Dialer):
             if self.account.register or self.use_proxy:  # the PBX's way back to us stays open
                 alive = nat.keep_alive(transport, self.account.server, nat.KEEPALIVE_S)
                 self._tasks.append(asyncio.create_task(alive, name="sip-keepalive"))
+
+    def answer_calls(self, router: Router | None) -> None:
+        """Incoming calls go to `router` from now on (at the start, if not started yet);
+        None declines them again (603). See sip/incoming.py."""
+        self._router = router
+        if self.ua is not None:
+            self._install_router()
+
+    def _install_router(self) -> None:
+        assert self.ua is not None
+        if self._router is None:
+            self.ua.incoming = None
+            return
+        self.ua.incoming = IncomingCalls(
+            self.ua,
+            self._router,
+            called_number=self.called_number,
+            srtp=self.srtp,
+            pacer=self.pacer,
+            proxy=self.account.server if self.use_proxy else None,
+        )
 
     async def _open(self) -> Transport:
         """Resolves the PBX once (no DNS lookup on the loop per message) and binds."""

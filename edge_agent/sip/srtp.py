@@ -135,6 +135,28 @@ class CallCrypto:
         self.streams = SrtpStreams(self._key, found.key)
         self.session_proto = proto
 
+    def answer_offer(self, proto: str, crypto: tuple[str, ...]) -> tuple[str, ...]:
+        """The peer's offer, when we answer (an incoming call's INVITE, issue 16): the
+        crypto value of our answer (our key under the tag of the offer's first usable
+        line, RFC 4568 5.1.2), which sets up SRTP; () for plain RTP. Raises SrtpRequired
+        (an SdpError) when required and the offer brings no usable key, or when it is
+        RTP/SAVP without one (or while SRTP is off)."""
+        if self.mode == "off":
+            if proto in SECURE_PROTOCOLS:
+                raise SrtpRequired("SRTP is off here and the offer is RTP/SAVP")
+            return ()
+        found = sdp_crypto.offer_key(crypto)
+        if found is None:
+            if self.mode == "required":
+                raise SrtpRequired("SRTP is required and the offer brings no usable key")
+            if proto in SECURE_PROTOCOLS:
+                raise SrtpRequired("the offer is RTP/SAVP without a usable key")
+            return ()  # optional: plain RTP
+        self._remote = found.key
+        self.streams = SrtpStreams(self._key, found.key)
+        self.session_proto = proto
+        return (sdp_crypto.format_line(found.tag, self._key),)
+
     def outgoing(self, packet: bytes) -> bytes:
         """What goes on the wire for our RTP `packet`: SRTP once keyed, the packet itself
         while plain RTP is allowed, else b"" (required and not keyed: nothing is sent)."""

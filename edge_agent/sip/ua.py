@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from edge_agent.sip import answer_cache, dialog_match, digest, grant, nat, uas_checks
 from edge_agent.sip.addresses import format_host, hostport
@@ -75,6 +75,21 @@ class RegistrationNotGranted(SipError):
     def __init__(self, requested: int) -> None:
         super().__init__(f"REGISTER accepted for 0 s (asked for {requested} s)")
         self.requested = requested
+
+
+class IncomingHook(Protocol):
+    """Who takes INVITEs outside any dialog (`incoming.IncomingCalls`); without one the
+    user agent declines them (603)."""
+
+    def invite(self, request: Request, source: Address) -> Response:
+        """The answer to a new INVITE now: 100 Trying (the call goes on) or a refusal."""
+        ...
+
+    def cancel(self, request: Request, source: Address) -> Response | None:
+        """The answer to a CANCEL of one of its INVITEs; None when it is none of its."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -154,6 +169,8 @@ class UserAgent:
     _register_contact: str = ""  # the Contact of the REGISTER on its way
     # The re-INVITEs of our dialogs: final answers repeated until their ACK, CANCELs.
     server_invites: InviteServer = field(init=False)
+    # Who takes incoming calls (issue 16); None: they are declined.
+    incoming: IncomingHook | None = None
 
     def __post_init__(self) -> None:
         self.server_invites = InviteServer(self._reply, lambda: self.transport.name != "UDP")
@@ -403,6 +420,10 @@ class UserAgent:
                 self.server_invites.answered(message, answer, source)
         self._reply(answer, source)
 
+    def reply(self, answer: Response, source: Address) -> None:
+        """Sends `answer` to `source` as `_reply` does (a provisional answer of a call)."""
+        self._reply(answer, source)
+
     def _reply(self, answer: Response, source: Address) -> None:
         """To where the request came from (RFC 3581 4: behind a NAT the Via's address
         is not reachable), which its top Via is told (`received`, `rport`): a copy
@@ -433,6 +454,11 @@ class UserAgent:
                 self.server_invites.acknowledged(request)
                 dialog.handle(request, source)
             return None
+        if request.method == "CANCEL" and self.incoming is not None:
+            # Of an incoming call's INVITE: its To has no tag yet, so no dialog names it.
+            cancelled = self.incoming.cancel(request, source)
+            if cancelled is not None:
+                return cancelled
         if found.refusal is not None:  # our Call-ID, not its sender's dialog (12.2.2)
             return found.refusal
         refused = uas_checks.check(request, allow=ALLOW, in_dialog=dialog is not None)
@@ -448,7 +474,9 @@ class UserAgent:
             response.headers.add("Accept", "application/sdp")
             return response
         if request.method == "INVITE":
-            # We only call out; an incoming call is refused plainly.
+            if self.incoming is not None:  # the agent takes calls (issue 16)
+                return self.incoming.invite(request, source)
+            # Nobody takes calls: an incoming call is refused plainly.
             return response_to(request, 603, "Decline", new_tag())
         if request.method in {"BYE", "CANCEL", "INFO", "NOTIFY"}:
             return response_to(request, 481, "Call/Transaction Does Not Exist")
@@ -481,7 +509,10 @@ class UserAgent:
         task.add_done_callback(self._background.discard)
 
     async def close(self, grace_s: float = 5.0) -> None:
-        """Waits for the CANCELs and BYEs still under way, then closes the transport."""
+        """Ends the incoming calls, waits for the CANCELs and BYEs still under way, then
+        closes the transport."""
+        if self.incoming is not None:
+            await self.incoming.close()
         if self._background:
             await asyncio.wait(set(self._background), timeout=grace_s)
         for task in list(self._background):

@@ -1,0 +1,249 @@
+"""The agent takes calls (issue 16): INVITEs outside any dialog, over UDP, TCP and TLS.
+
+Install it on a user agent (`ua.incoming = IncomingCalls(ua, router, ...)`, or
+`SipDialer.answer_calls(router)`). For each new INVITE the `router` decides at once,
+from what the INVITE says (`IncomingInvite`: the called-number candidates,
+`called_number.py`, and the caller): `Refuse` with a status (404 for a number it
+does not know, 480 while the agent has no group configuration), or `Accept` with
+an async handler that gets the caller's line (`ivr.port.CallerLine`). Without a
+router the user agent declines every call (603), as before.
+
+An accepted INVITE gets 100 Trying at once; the call (`incoming_call.py`) then
+answers (200 with SDP, repeated until the ACK), and once the ACK is in the handler
+runs with the line (`incoming_media.py`). The call ends when the handler returns
+(BYE, unless the caller hung up), at MAX_CALL_S, or with the caller's BYE, which
+the handler sees as CallerGone at its next step. A CANCEL before the 200 gets the
+INVITE 487 and the handler never runs.
+
+Bounds: at most `limit` incoming calls at once (MAX_INCOMING, counting those still
+ringing and those whose refusal waits for its ACK); the next gets 486 Busy Here with
+Retry-After. A router that raises answers 500. Nothing of a hostile INVITE raises
+here: what cannot be read is an unknown number (`called_number.py`), an INVITE
+without a usable Contact gets 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from edge_agent.ivr.port import CallerGone, CallerLine
+from edge_agent.sip.called_number import CalledNumber, called_candidates, caller_identity
+from edge_agent.sip.errors import SipError
+from edge_agent.sip.incoming_call import IncomingCall, State
+from edge_agent.sip.incoming_media import SipCallerLine
+from edge_agent.sip.media_host import MediaHostResolver
+from edge_agent.sip.message import Request, Response, new_tag, response_to
+from edge_agent.sip.pacer import Pacer
+from edge_agent.sip.srtp import Mode
+from edge_agent.sip.transport import Address
+from edge_agent.sip.ua import UserAgent
+
+__all__ = [
+    "MAX_CALL_S",
+    "MAX_INCOMING",
+    "Accept",
+    "Handler",
+    "IncomingCalls",
+    "IncomingInvite",
+    "Refuse",
+    "Router",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_INCOMING = 20  # incoming calls at once; a trigger line needs a few
+MAX_CALL_S = 900.0  # the longest an incoming call lasts, whatever its handler does
+BUSY_RETRY_S = 30
+
+Handler = Callable[[CallerLine], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class IncomingInvite:
+    """What the router decides by: whom the INVITE calls and who calls."""
+
+    call_id: str
+    # The called numbers found (RUNDRUF_AGENT_SIP_CALLED_NUMBER), most original first;
+    # () when there is none that can be read.
+    called: tuple[str, ...]
+    caller_number: str  # "" when anonymous
+    caller_name: str | None
+    source: Address
+    transport: str  # "UDP", "TCP", "TLS"
+
+    @property
+    def number(self) -> str:
+        """The first candidate, "" when none."""
+        return self.called[0] if self.called else ""
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """The INVITE is answered `status` (4xx-6xx) and nothing else happens."""
+
+    status: int
+    reason: str
+    retry_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 400 <= self.status <= 699:
+            raise ValueError(f"a refusal is 4xx, 5xx or 6xx, not {self.status}")
+
+    @classmethod
+    def unknown_number(cls) -> Refuse:
+        return cls(404, "Not Found")
+
+    @classmethod
+    def not_configured(cls, retry_after: int = 60) -> Refuse:
+        return cls(480, "Temporarily Unavailable", retry_after)
+
+
+@dataclass(frozen=True)
+class Accept:
+    """The call is answered and `handler` runs with its line once it is up. `ring_s`:
+    180 Ringing for that long before the 200 (0: answered at once)."""
+
+    handler: Handler
+    ring_s: float = 0.0
+
+
+class Router(Protocol):
+    def route(self, invite: IncomingInvite) -> Refuse | Accept:
+        """Decides at once (no waiting: the INVITE's 100 goes out after it)."""
+        ...
+
+
+@dataclass
+class IncomingCalls:
+    """The user agent's hook for INVITEs outside any dialog (`UserAgent.incoming`)."""
+
+    ua: UserAgent
+    router: Router
+    called_number: CalledNumber = "auto"
+    srtp: Mode = "off"
+    pacer: Pacer | None = None  # the dialer's; None: one of our own
+    proxy: Address | None = None  # the outbound proxy our BYEs go to (the PBX)
+    limit: int = MAX_INCOMING
+    max_call_s: float = MAX_CALL_S
+    resolver: MediaHostResolver | None = None
+    calls: dict[str, IncomingCall] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _own_pacer: bool = False
+
+    def invite(self, request: Request, source: Address) -> Response:
+        if request.to_tag is not None:  # names a dialog we do not have (RFC 3261 12.2.2)
+            return response_to(request, 481, "Call/Transaction Does Not Exist")
+        if len(self.calls) >= self.limit:
+            log.warning("incoming call from %s refused: %d calls run", source[0], len(self.calls))
+            busy = response_to(request, 486, "Busy Here", new_tag())
+            busy.headers.add("Retry-After", str(BUSY_RETRY_S))
+            return busy
+        offer = self._describe(request, source)
+        try:
+            decision = self.router.route(offer)
+        except Exception:
+            log.exception("the router failed on the incoming call %s", request.call_id)
+            return response_to(request, 500, "Server Internal Error", new_tag())
+        if isinstance(decision, Refuse):
+            refused = response_to(request, decision.status, decision.reason, new_tag())
+            if decision.retry_after is not None:
+                refused.headers.add("Retry-After", str(decision.retry_after))
+            return refused
+        try:
+            call = IncomingCall(
+                self.ua, request, source, srtp=self.srtp, proxy=self.proxy, resolver=self.resolver
+            )
+        except SipError as exc:
+            log.info("incoming call %s refused: %s", request.call_id, exc)
+            return response_to(request, 400, f"Bad Request ({exc})"[:80], new_tag())
+        try:
+            call.open_media()
+        except OSError as exc:
+            log.warning("incoming call %s: no RTP socket: %s", request.call_id, exc)
+            return response_to(request, 503, "Service Unavailable", new_tag())
+        self.calls[call.call_id] = call
+        self.ua.dialogs[call.call_id] = call
+        trying = response_to(request, 100, "Trying")
+        self.ua.server_invites.answered(request, trying, source)  # for its CANCEL
+        task = asyncio.create_task(self._run(call, decision, offer), name=f"in-{call.call_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return trying
+
+    def _describe(self, request: Request, source: Address) -> IncomingInvite:
+        try:
+            called = called_candidates(request, self.called_number)
+            number, name = caller_identity(request)
+        except Exception:  # never a traceback for what a stranger sent
+            log.exception("incoming call %s: the numbers cannot be read", request.call_id)
+            called, number, name = (), "", None
+        return IncomingInvite(request.call_id, called, number, name, source, self.ua.transport.name)
+
+    def cancel(self, request: Request, source: Address) -> Response | None:
+        call = self.calls.get(request.call_id)
+        if call is None or request.to_tag is not None:
+            return None
+        return call.cancel(request, source)
+
+    async def _run(self, call: IncomingCall, accept: Accept, offer: IncomingInvite) -> None:
+        try:
+            if not await call.answer(accept.ring_s):
+                return
+            await _first(call.acked.wait(), call.gone.wait())
+            if call.state is not State.CONFIRMED:
+                return
+            line = SipCallerLine(call, self._pacer(), offer.caller_number, offer.caller_name)
+            try:
+                async with asyncio.timeout(self.max_call_s):
+                    await accept.handler(line)
+            except CallerGone:
+                pass
+            except TimeoutError:
+                log.warning("incoming call %s ended after %g s", call.call_id, self.max_call_s)
+            except Exception:
+                log.exception("the handler of incoming call %s failed", call.call_id)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(call.hang_up())
+            await call.finished.wait()
+            self.calls.pop(call.call_id, None)
+
+    def _pacer(self) -> Pacer:
+        if self.pacer is None:
+            self.pacer = Pacer()
+            self._own_pacer = True
+        if self._own_pacer:
+            self.pacer.start()
+        return self.pacer
+
+    async def close(self) -> None:
+        """Ends every incoming call (BYE) and stops taking new ones."""
+        if self.ua.incoming is self:
+            self.ua.incoming = None
+        for task in list(self._tasks):
+            task.cancel()
+        for call in list(self.calls.values()):
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await call.hang_up()
+        for call in list(self.calls.values()):
+            call.close()
+            call.finished.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._own_pacer and self.pacer is not None:
+            self.pacer.close()
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    """Returns when the first of `waits` is done; the others are cancelled."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -1,0 +1,292 @@
+"""One incoming call, the user agent server's side of its dialog (RFC 3261 12.1.1, 13.3).
+
+`incoming.IncomingCalls` makes it for an INVITE its router accepted and answers
+100 at once; `answer()` then answers the offer: 180 while it rings (if at all),
+200 with our SDP (PCMA/PCMU and telephone-event, the same as our own offers, SRTP
+as RUNDRUF_AGENT_SIP_SRTP says), or 488 when nothing fits. The final answer is
+repeated until its ACK (`invite_server.py`, through `UserAgent.answer_later`); a
+CANCEL before it gets the INVITE 487 instead, and the call never starts.
+
+The dialog: our tag in To, the caller's From tag, the route set from the INVITE's
+Record-Route in its order, the remote target from its Contact. Only the caller's
+hosts may speak in it (`dialog_match.py`: the INVITE's source, its Contact, the
+proxy nearest us). Our requests (BYE) go to the outbound proxy when there is one,
+else along the route set, else to the remote target. A 2xx whose ACK does not
+come within 64 x T1 ends the call with a BYE (13.3.1.4).
+
+Media and in-dialog requests are `media_leg.MediaLeg`'s, the same as an outgoing
+call's: RFC 4733 and INFO keys, hold and re-INVITEs, source latching, SRTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+
+from edge_agent.sip import sdp
+from edge_agent.sip.dialog_match import DialogPeer
+from edge_agent.sip.errors import SdpError, SipError
+from edge_agent.sip.media_host import MediaHostResolver
+from edge_agent.sip.media_leg import MediaLeg, MediaSocket
+from edge_agent.sip.message import Request, Response, new_tag, parse_name_addr, response_to
+from edge_agent.sip.srtp import Mode
+from edge_agent.sip.transport import Address
+from edge_agent.sip.ua import ALLOW, T1, SipTimeout, UserAgent
+
+__all__ = ["IncomingCall", "State"]
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED_KEYS = 64  # keys waiting to be read; more are dropped
+ACK_WAIT_S = 64 * T1  # a 2xx's ACK, and a refusal's (RFC 3261 13.3.1.4, 17.2.1)
+
+
+class State(enum.Enum):
+    RINGING = "ringing"  # 100 (or 180) sent, no final answer yet
+    ANSWERED = "answered"  # 200 sent, no ACK yet
+    CONFIRMED = "confirmed"  # the ACK came: the call is up
+    ENDED = "ended"  # refused, cancelled, hung up, or no ACK
+
+
+class IncomingCall(MediaLeg):
+    """The dialog and media of one incoming call (see the module text)."""
+
+    def __init__(
+        self,
+        ua: UserAgent,
+        invite: Request,
+        source: Address,
+        *,
+        srtp: Mode = "off",
+        proxy: Address | None = None,
+        resolver: MediaHostResolver | None = None,
+    ) -> None:
+        """Raises SipError for an INVITE without a usable Contact or From (400)."""
+        super().__init__(ua, resolver=resolver, srtp=srtp)
+        self.invite = invite
+        self.source = source
+        self.proxy = proxy
+        contacts = invite.headers.get_all("Contact")
+        if not contacts or contacts[0].strip() == "*":
+            raise SipError("an INVITE without Contact")
+        self.remote_target = str(parse_name_addr(contacts[0], any_scheme=False).uri)
+        self.remote = invite.headers.get("From") or ""  # the caller, with its tag
+        parse_name_addr(self.remote)  # raises SipError
+        self.local_tag = new_tag()
+        self.local = f"{invite.headers.get('To') or ''};tag={self.local_tag}"
+        # The route set (RFC 3261 12.1.1): the INVITE's Record-Route as it stands.
+        self.route = invite.headers.get_all("Record-Route")
+        self.peer = DialogPeer(self.local_tag, remote_tag=invite.from_tag or "")
+        self.peer.expect_from(source[0])
+        self.peer.expect_from(parse_name_addr(contacts[0]).uri.host)
+        if self.route:
+            with contextlib.suppress(SipError):
+                self.peer.expect_from(parse_name_addr(self.route[0]).uri.host)
+        self.rtp_source.peer = source[0]
+        self.cseq = 0  # ours, for the BYE
+        self.state = State.RINGING
+        self.acked = asyncio.Event()
+        # The caller is gone or the call is over: BYE either way, CANCEL, no ACK.
+        self.gone = asyncio.Event()
+        self.ended_by = ""  # "bye", "cancel", "no ack", "refused", "hung up"
+        self._bye_sent = False
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._refused = False  # a final non-2xx of ours waits for its ACK
+        self.digits = asyncio.Queue(maxsize=MAX_QUEUED_KEYS)  # bounded: a flood drops
+        self.presses = 0  # keys in all: a prompt with barge-in stops at the next one
+        self._pressed = asyncio.Event()
+        self.finished = asyncio.Event()  # the dialog is forgotten
+
+    @property
+    def call_id(self) -> str:
+        return self.invite.call_id
+
+    def open_media(self) -> None:
+        """The RTP socket on our SIP address; raises OSError when none can be had."""
+        self.media = MediaSocket(self, self.ua.transport.local[0])
+
+    # ---------------------------------------------------------------- answering
+
+    def _response(self, status: int, reason: str) -> Response:
+        return response_to(self.invite, status, reason, self.local_tag)
+
+    async def answer(self, ring_s: float = 0.0) -> bool:
+        """Rings `ring_s` (180) and answers: True once the 200 is out; False when the call
+        ended before (a CANCEL, an offer we cannot take: 488)."""
+        if ring_s > 0 and self.state is State.RINGING:
+            self.ua.reply(self._response(180, "Ringing"), self.source)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.gone.wait(), ring_s)
+        if self.state is not State.RINGING:
+            return False
+        try:
+            body = await self._answer_offer()
+        except SdpError as exc:
+            log.info("incoming call %s: the offer cannot be taken: %s", self.call_id, exc)
+            self.refuse(488, f"Not Acceptable Here ({exc})"[:80])
+            return False
+        if self.state is not State.RINGING:  # cancelled while a host was looked up
+            return False
+        ok = self._response(200, "OK")
+        ok.headers.add("Contact", self.ua.contact)
+        for route in self.route:  # RFC 3261 12.1.1: copied into the 2xx
+            ok.headers.add("Record-Route", route)
+        ok.headers.add("Allow", ALLOW)
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = body
+        self.state = State.ANSWERED
+        self.ua.answer_later(self.invite, ok, self.source)
+        self._ack_timer = asyncio.get_running_loop().call_later(ACK_WAIT_S, self._no_ack)
+        return True
+
+    async def _answer_offer(self) -> bytes:
+        """Our SDP: the answer to the INVITE's offer; raises SdpError when none fits."""
+        assert self.media is not None
+        if not self.invite.body:
+            raise SdpError("an INVITE without an offer")  # (RFC 3261 allows it; rare)
+        offer = sdp.parse(self.invite.body)
+        negotiated = sdp.negotiate(offer, secure=self.crypto.mode != "off")
+        crypto = self.crypto.answer_offer(offer.proto, offer.crypto)
+        negotiated = await self.resolved(negotiated)
+        session = self.reoffers.session
+        body = sdp.answer(
+            offer, self.ua.transport.local[0], self.media.port, session, crypto=crypto
+        )
+        self.negotiated = negotiated
+        self.hold.follow(offer, self.call_id)
+        return body
+
+    def refuse(self, status: int, reason: str) -> None:
+        """A final non-2xx answer to the INVITE (still ringing), repeated until its ACK."""
+        if self.state is not State.RINGING:
+            return
+        self._end("refused")
+        self.ua.answer_later(self.invite, self._response(status, reason), self.source)
+        self._forget_later()
+
+    def cancel(self, cancel: Request, source: Address) -> Response:
+        """A CANCEL of the INVITE (RFC 3261 9.2): 487 for it while it rings, and 200."""
+        if not self.peer.admits(source):
+            return response_to(cancel, 403, "Forbidden (not the caller)")
+        ok, ended = self.ua.server_invites.cancel(cancel)
+        if ok.status != 200:
+            return ok  # another branch: no CANCEL of this INVITE
+        if ended is not None and self.state is State.RINGING:
+            self._end("cancel")
+            # After the CANCEL's own 200, which the user agent sends on our return.
+            terminated = self._response(487, "Request Terminated")
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self.ua.answer_later, self.invite, terminated, self.source)
+            self._forget_later()
+        return response_to(cancel, 200, "OK", self.local_tag)
+
+    def _no_ack(self) -> None:
+        if self.state is State.ANSWERED:
+            log.warning(
+                "incoming call %s: no ACK for our 200 within %g s", self.call_id, ACK_WAIT_S
+            )
+            self.ua.background(self.hang_up("no ack"))
+
+    # ---------------------------------------------------------------- in the dialog
+
+    def key(self, digit: str) -> None:
+        for one in digit:  # a packet may carry several presses (RFC 4733 2.5.1.5)
+            self.presses += 1
+            super().key(one)
+        self._pressed.set()
+
+    async def pressed_after(self, count: int) -> None:
+        """Returns once more than `count` keys have been pressed in all."""
+        while self.presses <= count:
+            self._pressed.clear()
+            await self._pressed.wait()
+
+    def handle(self, request: Request, source: Address) -> Response | None:
+        if request.method == "ACK" and request.cseq[0] == self.invite.cseq[0]:
+            if self.state is State.ANSWERED:
+                self.state = State.CONFIRMED
+                if self._ack_timer is not None:
+                    self._ack_timer.cancel()
+                self.acked.set()
+            elif self._refused:
+                self._forget()  # the ACK of our refusal or 487
+            return None
+        response = super().handle(request, source)
+        if request.method == "BYE":
+            self._end("bye")
+        return response
+
+    # ---------------------------------------------------------------- the end
+
+    def _end(self, why: str) -> None:
+        if self.state is State.ENDED:
+            return
+        self.state = State.ENDED
+        self.ended_by = why
+        self.gone.set()
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+
+    async def hang_up(self, why: str = "hung up") -> None:
+        """Ends the call: BYE when it was answered and the caller has not hung up, 480
+        while it still rings; the media closes. Safe to call more than once."""
+        if self.state is State.RINGING:
+            self.refuse(480, "Temporarily Unavailable")
+            self.close()
+            return
+        answered = self.state in (State.ANSWERED, State.CONFIRMED)
+        self._end(why)
+        try:
+            if answered and not self.remote_bye.is_set() and not self._bye_sent:
+                self._bye_sent = True
+                await self._bye()
+        finally:
+            self.close()
+
+    async def _bye(self) -> None:
+        self.cseq += 1
+        bye = self.ua.new_request(
+            "BYE",
+            self.remote_target,
+            self.remote,
+            call_id=self.call_id,
+            from_tag=self.local_tag,
+            cseq=self.cseq,
+        )
+        bye.headers.set("From", self.local)  # our URI in this dialog: the INVITE's To
+        bye.headers.remove("Contact")
+        for route in self.route:
+            bye.headers.add("Route", route)
+        try:
+            await self.ua.send_request(bye, self.destination())
+        except (SipError, SipTimeout, OSError) as exc:
+            log.info("BYE of incoming call %s: %s", self.call_id, exc)
+
+    def destination(self) -> Address:
+        """Where our requests in the dialog go: the outbound proxy, the first hop of the
+        route set, or the remote target (RFC 3261 12.2.1.1, 8.1.2)."""
+        if self.proxy is not None:
+            return self.proxy
+        first = self.route[0] if self.route else f"<{self.remote_target}>"
+        uri = parse_name_addr(first, any_scheme=False).uri
+        return uri.host, uri.port or (5061 if uri.scheme == "sips" else 5060)
+
+    def close(self) -> None:
+        """Closes the media; the dialog is forgotten now, or, while a refusal of ours
+        waits for its ACK, when that comes (or after ACK_WAIT_S)."""
+        self.close_media(self.call_id)
+        if not self._refused:
+            self._forget()
+
+    def _forget_later(self) -> None:
+        self._refused = True
+        self.close_media(self.call_id)
+        asyncio.get_running_loop().call_later(ACK_WAIT_S, self._forget)
+
+    def _forget(self) -> None:
+        """The dialog is over: requests naming it get 481 from now on."""
+        if self.ua.dialogs.get(self.call_id) is self:
+            del self.ua.dialogs[self.call_id]
+        self.finished.set()

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from edge_agent.sip.ua import Account
 from tests.processes import wait_until
 from tests.sip.bed import HOST, _need, free_sip_port
 from tests.sip.sip_register import RegisterClient, Reply, md5_hex, parse_reply
@@ -107,6 +108,23 @@ class Kamailio:
 
     def password(self, user: str) -> str:
         return self.users[user]
+
+    def agent_account(self) -> Account:
+        """The agent's SIP account here: the user "Rundruf", Kamailio as outbound proxy."""
+        return Account(AGENT_USER, self.users[AGENT_USER], self.domain, self.address)
+
+    def agent_env(self, transport: str = "UDP") -> dict[str, str]:
+        """The same for an agent process (`rundruf agent run`): its RUNDRUF_AGENT_SIP_*."""
+        return {
+            "RUNDRUF_AGENT_DIALER": "sip",
+            "RUNDRUF_AGENT_SIP_USER": AGENT_USER,
+            "RUNDRUF_AGENT_SIP_PASSWORD": self.users[AGENT_USER],
+            "RUNDRUF_AGENT_SIP_DOMAIN": self.domain,
+            "RUNDRUF_AGENT_SIP_SERVER_HOST": self.host,
+            "RUNDRUF_AGENT_SIP_SERVER_PORT": str(self.port),
+            "RUNDRUF_AGENT_SIP_TRANSPORT": transport,
+            "RUNDRUF_AGENT_SIP_LOCAL_HOST": self.host,
+        }
 
     @property
     def log_file(self) -> Path:

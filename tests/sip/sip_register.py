@@ -82,9 +82,18 @@ class RegisterClient:
         self.domain = domain
         self.timeout = timeout
 
-    def register(self, user: str, password: str, contact: str | None, expires: int = 3600) -> Reply:
+    def register(
+        self,
+        user: str,
+        password: str,
+        contact: str | None,
+        expires: int = 3600,
+        *,
+        auth_user: str | None = None,
+    ) -> Reply:
         """The final answer to REGISTER (after one challenge); `contact` None asks for
-        the bindings, "*" with expires 0 removes all."""
+        the bindings, "*" with expires 0 removes all. `auth_user`: answer the challenge
+        as another user than the one registered (From, To)."""
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(("127.0.0.1", 0))
             sock.settimeout(0.5)
@@ -93,7 +102,7 @@ class RegisterClient:
             if reply.status == 401:
                 challenge = reply.header("WWW-Authenticate") or ""
                 uri = f"sip:{self.domain}"
-                authorization = digest(challenge, user, password, "REGISTER", uri)
+                authorization = digest(challenge, auth_user or user, password, "REGISTER", uri)
                 reply = self._exchange(sock, user, contact, expires, call_id, tag, 2, authorization)
             return reply
 

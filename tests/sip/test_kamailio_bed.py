@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.dialer.port import CallOutcome
 from edge_agent.dialer.sip import SipDialer
-from edge_agent.sip.ua import Account
+from edge_agent.settings import AgentSettings
 from tests.agent.registrar import registered
+from tests.agent.test_dialer_sip import dial, ended, tone_wav
 from tests.processes import wait_until
 from tests.sip.bed import Baresip, SippUac, SippUas, free_sip_port, need_baresip, need_sipp
 from tests.sip.kamailio import AGENT_USER, CALLER, Kamailio, need_kamailio
+from tests.sip.sip_register import RegisterClient
 
 
 @pytest.fixture
@@ -76,6 +79,11 @@ def test_a_member_registers_with_its_password_and_a_wrong_one_is_refused(
     assert pbx.register("2003", "sip:2003@127.0.0.1:5", password="wrong").status == 403
     assert pbx.register("nobody", "sip:x@127.0.0.1:5", password="x").status == 403
     assert pbx.bindings("2003") == []
+    # A member's own password does not register another's number.
+    client = RegisterClient(pbx.address, pbx.domain)
+    spoof = client.register("2004", pbx.password("2001"), "sip:2004@127.0.0.1:5", auth_user="2001")
+    assert spoof.status == 403
+    assert pbx.bindings("2004") == []
 
 
 def test_a_call_to_an_extension_rings_the_member_registered_for_it(
@@ -125,15 +133,15 @@ def test_a_call_to_the_agent_number_reaches_rundruf_with_the_number_in_diversion
     assert re.search(r"\r\nTo: <sip:7000@127\.0\.0\.1>\r\n", invite)
 
 
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
 async def test_the_agent_sees_two_members_in_a_call_busy_and_the_others_idle(
-    pbx: Kamailio, tmp_path: Path
+    pbx: Kamailio, tmp_path: Path, transport: str
 ) -> None:
     """The agent's SIP dialer, registered to Kamailio as "Rundruf", asks the members'
     dialog state the way test mode does ("only idle members")."""
     need_baresip()
     members = {"anna": CALLER, "ben": "2002", "carl": "2003", "dora": "2004"}
-    account = Account(AGENT_USER, pbx.password(AGENT_USER), pbx.domain, pbx.address)
-    dialer = SipDialer(account)
+    dialer = SipDialer(pbx.agent_account(), transport=transport)
     with Baresip(tmp_path, user="2002") as phone:
         pbx.register("2002", phone.uri)
         try:
@@ -159,3 +167,46 @@ async def test_the_agent_sees_two_members_in_a_call_busy_and_the_others_idle(
     assert after == {"anna": False, "ben": False, "carl": False, "dora": False}, pbx.log()
     # The closed dialer took its registration back.
     wait_until(lambda: pbx.bindings(AGENT_USER) == [], 10, "Rundruf de-registered")
+
+
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+async def test_the_agent_registered_as_rundruf_calls_a_member_through_kamailio(
+    pbx: Kamailio, tmp_path: Path, transport: str
+) -> None:
+    """The agent's INVITE is challenged (407) like any user's, goes to the member's
+    registration, and its BYE follows Kamailio's Record-Route."""
+    account = pbx.agent_account()
+    announcement = tone_wav(tmp_path / "announcement.wav")
+    with SippUas("kam_uas_answer.xml", tmp_path, timeout=30) as member:
+        pbx.register("2004", f"sip:2004@127.0.0.1:{member.port}")
+        dialer = SipDialer(account, transport=transport)
+        try:
+            await dialer.start()
+            await registered(dialer)
+            agent = await asyncio.to_thread(pbx.bindings, AGENT_USER)
+            recorder = await dial(dialer, "2004", announcement, dtmf_timeout_s=0.5)
+        finally:
+            await dialer.close()
+        assert member.wait(10) == 0, member.log() + pbx.log()
+    assert ended(recorder) == (CallOutcome.ANSWERED, "no confirmation within 0.5 s")
+    assert member.flow() == ["< INVITE", "> 180", "> 200", "< ACK", "< BYE", "> 200"]
+    invite = member.find("INVITE ")[0]
+    assert re.search(r"\r\nFrom: \"Rundruf\" <sip:Rundruf@127\.0\.0\.1>;tag=", invite), invite
+    assert len(agent) == 1 and agent[0].lower().endswith(f";transport={transport.lower()}")
+    # Challenged first (407), then let through with the agent's credentials.
+    assert pbx.log().count(f"<- INVITE sip:2004@127.0.0.1 from {transport.lower()}:") >= 2
+    assert "refused" not in pbx.log()
+
+
+def test_the_agent_settings_from_agent_env_name_this_kamailio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """agent_env() is what an agent process reads: its SIP settings point here."""
+    pbx = Kamailio(tmp_path)  # not started: only its names and passwords
+    for name, value in pbx.agent_env("TCP").items():
+        monkeypatch.setenv(name, value)
+    settings = AgentSettings(pbx="sim")  # type: ignore[call-arg]  # dialer: from the env
+    assert settings.dialer == "sip" and settings.sip_transport == "TCP"
+    assert (settings.sip_user, settings.sip_domain) == (AGENT_USER, pbx.domain)
+    assert settings.sip_password.get_secret_value() == pbx.password(AGENT_USER)
+    assert (settings.sip_server_host, settings.sip_server_port) == pbx.address

@@ -83,18 +83,20 @@ def number_of(uri: str) -> str:
 
 
 def _entries(request: Request, name: str) -> list[str]:
-    """The entries of every `name` header, in order (a line may hold several, by commas)."""
+    """The entries of every `name` header, in order (a line may hold several, by commas);
+    none at all when a line is too long or there are more than MAX_ENTRIES: a list cut
+    short would name a later target as the original one."""
     entries: list[str] = []
     for line in request.headers.get_all(name):
         if len(line) > MAX_HEADER:
-            continue
+            return []
         try:
             parts = split_quoted(line, ",", angles=True)
-        except SipError:  # an odd quote or "<": that line is nobody's
-            continue
+        except SipError:  # an odd quote or "<": the list cannot be read
+            return []
         entries += [part.strip() for part in parts if part.strip()]
-        if len(entries) >= MAX_ENTRIES:
-            return entries[:MAX_ENTRIES]
+        if len(entries) > MAX_ENTRIES:
+            return []
     return entries
 
 

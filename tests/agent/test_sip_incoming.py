@@ -4,12 +4,16 @@ user agent on loopback, over UDP and TCP. Before, every INVITE got 603."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from pathlib import Path
 
 import pytest
 
 from edge_agent.ivr.port import CallerGone, CallerLine
-from tests.agent.sip_incoming_bed import HOST, Numbers, answering_ua, tone
+from edge_agent.sip.g711 import ulaw_decode, ulaw_encode
+from edge_agent.sip.rtp import RtpPacket
+from tests.agent.sip_incoming_bed import HOST, Numbers, answering_ua, correlation, tone
 from tests.sip.bed import SippUac, need_pcap_play, need_sipp
 from tests.sip.caller_rtp import Keys, Wait
 from tests.sip.trigger_caller import Dtmf, TriggerCaller
@@ -151,3 +155,92 @@ async def test_cancel_before_the_answer(tmp_path: Path, transport: str) -> None:
         assert not ua.incoming.calls  # type: ignore[attr-defined]
         assert not ua.dialogs
     assert sipp.flow() == ["> INVITE", "< 100", "< 180", "> CANCEL", "< 200", "< 487", "> ACK"]
+
+
+class RtpPeer:
+    """The caller's phone for the audio (SIPp does the signalling with its SDP naming
+    this socket): keeps what the agent sends, and sends speech from the same port."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.settimeout(0.3)
+        self.port: int = self.sock.getsockname()[1]
+        self.heard: list[RtpPacket] = []
+        self.agent: tuple[str, int] | None = None
+
+    def listen(self, until_quiet_s: float = 0.3, at_most_s: float = 10.0) -> None:
+        """Keeps the agent's packets until none came for `until_quiet_s` after the first."""
+        end = time.monotonic() + at_most_s
+        while time.monotonic() < end:
+            try:
+                data, self.agent = self.sock.recvfrom(2048)
+            except TimeoutError:
+                if self.heard:
+                    return
+                continue
+            self.heard.append(RtpPacket.parse(data))
+
+    def speak(self, codes: bytes, lose: set[int]) -> None:
+        """`codes` (μ-law) in real time as 20 ms packets; those numbered in `lose` are
+        not sent (lost on the way)."""
+        assert self.agent is not None
+        for n, at in enumerate(range(0, len(codes), 160)):
+            if n not in lose:
+                packet = RtpPacket(0, 100 + n, 5000 + at, 0x1234, codes[at : at + 160])
+                self.sock.sendto(bytes(packet), self.agent)
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_prompt_heard_and_message_recorded(tmp_path: Path, transport: str) -> None:
+    """What the agent plays reaches the caller as the prompt in G.711; what the caller
+    says is recorded sample for sample by timestamp (a lost packet is silence of its
+    length), and the recording ends after the silence that follows the speech."""
+    need_sipp()
+    prompt = tone(1.0, 440.0)
+    speech = tone(1.5, 300.0, amplitude=6000)
+    codes = ulaw_encode(speech)
+    recorded: list[bytes] = []
+
+    async def handler(line: CallerLine) -> None:
+        await line.play(prompt, barge_in=False)
+        recorded.append(await line.record(10.0, 1.0, "#"))
+        await line.hang_up()
+
+    peer = RtpPeer()
+    try:
+        async with answering_ua(Numbers(handler), transport) as ua:
+            with SippUac(
+                f"sip:299@{HOST}:{ua.transport.local[1]}",
+                tmp_path,
+                scenario="uac_until_bye.xml",
+                keys={"rtp_port": str(peer.port)},
+                transport=transport,
+                timeout=30,
+            ) as sipp:
+
+                def phone() -> None:
+                    peer.listen()
+                    peer.speak(codes, lose={10, 11})
+
+                await asyncio.to_thread(phone)
+                code = await asyncio.to_thread(sipp.wait, 30)
+    finally:
+        peer.close()
+    assert code == 0, sipp.log()
+    heard = ulaw_decode(b"".join(p.payload for p in sorted(peer.heard, key=lambda p: p.sequence)))
+    assert len(heard) == len(prompt)
+    assert correlation(heard, prompt) > 0.99
+    assert {p.ssrc for p in peer.heard} == {peer.heard[0].ssrc}
+    assert [p.marker for p in peer.heard[:2]] == [True, False]
+    expected = bytearray(ulaw_decode(codes))
+    expected[10 * 320 : 12 * 320] = bytes(640)  # the two lost packets: silence
+    (message,) = recorded
+    assert message[: len(expected)] == bytes(expected)
+    assert correlation(message, speech) > 0.95
+    # Ended by the silence after the speech: about 1 s of nothing follows it, not 10 s.
+    assert len(message) <= len(expected) + 2 * 8000 * 2

@@ -19,9 +19,11 @@ from edge_agent.command_clock import aware_time, local_times
 from edge_agent.commands import Commands
 from edge_agent.config import Enrolment
 from edge_agent.dialer import Dialer, DialerError, make_dialer
+from edge_agent.dialer.sip import SipDialer
 from edge_agent.errors import ServerRefused, ServerUnreachable
 from edge_agent.ivr.answering import IvrAnswering
 from edge_agent.ivr.notices import NoticeOutbox
+from edge_agent.ivr.sip_router import SipRouter
 from edge_agent.jobservice import JobServiceClient
 from edge_agent.ledger import Ledger, Outcome
 from edge_agent.outcomes import OutcomeSender, storable
@@ -130,6 +132,9 @@ class AgentService:
             if settings.answers_calls
             else None
         )
+        if self.ivr is not None and isinstance(self.dialer, SipDialer):
+            # Taken by the user agent when the dialer starts (at once if it runs already).
+            self.dialer.answer_calls(SipRouter(self.ivr))
         self._background: list[asyncio.Task[None]] = []
         self._dialer_start: asyncio.Task[None] | None = None
         self.intake = (

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.files import read_json, write_json
+from edge_agent.health_answer import LANGUAGES
 from edge_agent.pbx.port import Directory, UserState
 
 
@@ -41,10 +42,28 @@ class LocalCache:
     def poll_interval(self) -> float:
         return float(self.data["settings"].get("pollIntervalSeconds", 60))
 
+    @property
+    def language(self) -> str:
+        """The tenant's language ("de" or "en"): the agent's own trigger-call line speaks it."""
+        return str(self.data["settings"].get("language", "de"))
+
     def update_settings(self, values: dict[str, Any]) -> None:
+        """Takes the settings the agent knows; a value of the wrong kind is left out."""
         for key in ("pollIntervalSeconds", "broadcastTimeoutSeconds"):
             if isinstance(values.get(key), int):
                 self.data["settings"][key] = values[key]
+        if values.get("language") in LANGUAGES:
+            self.data["settings"]["language"] = values["language"]
+
+    def follow(self, poll_interval_seconds: int, language: str | None) -> bool:
+        """Takes what the heartbeat's answer says; True when something changed (to save)."""
+        changes: dict[str, Any] = {}
+        if poll_interval_seconds != int(self.poll_interval):
+            changes["pollIntervalSeconds"] = poll_interval_seconds
+        if language is not None and language != self.language:
+            changes["language"] = language
+        self.update_settings(changes)
+        return bool(changes)
 
     @property
     def broadcast_groups(self) -> dict[str, dict[str, Any]]:

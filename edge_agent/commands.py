@@ -18,6 +18,7 @@ from edge_agent.cache import LocalCache, directory_json
 from edge_agent.error_text import describe
 from edge_agent.errors import AgentError
 from edge_agent.files import write_atomic
+from edge_agent.health_answer import LANGUAGES
 from edge_agent.ledger import Outcome
 from edge_agent.pbx import text
 from edge_agent.pbx.errors import PbxError, PbxNotLoggedIn
@@ -246,6 +247,9 @@ class Commands:
         return {"quorum": quorum, "repetitions": repetitions}
 
     async def update_settings(self, payload: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
+        language = payload.get("language")
+        if language is not None and language not in LANGUAGES:
+            raise ValueError(f"language must be de or en, not {str(language)[:8]!r}")
         self.cache.update_settings(payload)
         self.cache.save()
         self.health_changed.set()

@@ -16,6 +16,7 @@ import httpx
 from edge_agent.config import Enrolment
 from edge_agent.error_text import describe, redact, safe_url
 from edge_agent.errors import ServerRefused, ServerUnreachable
+from edge_agent.health_answer import HealthAnswer, HealthQuestion
 
 # Answers that say "not now" rather than "no".
 TRY_AGAIN = {408, 425, 429}
@@ -30,9 +31,6 @@ LARGE_TIMEOUT = httpx.Timeout(10.0, read=120.0, write=120.0)
 COMPLETE = """mutation($id: ID!, $ok: Boolean!, $result: JSON, $error: String) {
   completeCommand(id: $id, ok: $ok, result: $result, error: $error) { id status }
 }"""
-HEALTH = (
-    """mutation($input: HealthInput!) { reportHealth(input: $input) { pollIntervalSeconds } }"""
-)
 REPORT = (
     """mutation($input: BroadcastReportInput!) { reportBroadcast(input: $input) { lastSeq } }"""
 )
@@ -119,6 +117,7 @@ class Server:
         self.enrolment = enrolment
         # Short: a request stuck on a dead server is retried (on another one) sooner.
         self._client = httpx.AsyncClient(timeout=10, verify=verify_tls)
+        self.health_question = HealthQuestion()
 
     async def _call(self, query: str, **variables: Any) -> dict[str, Any]:
         return await graphql(
@@ -130,9 +129,16 @@ class Server:
     ) -> None:
         await self._call(COMPLETE, id=command_id, ok=ok, result=result, error=error)
 
-    async def report_health(self, report: dict[str, Any]) -> int:
-        data = await self._call(HEALTH, input=report)
-        return int(data["reportHealth"]["pollIntervalSeconds"])
+    async def report_health(self, report: dict[str, Any]) -> HealthAnswer:
+        """Sends the heartbeat; the poll interval and the tenant's language (an older
+        central service's answer has none: asked again without it)."""
+        try:
+            data = await self._call(self.health_question.query(), input=report)
+        except ServerRefused as exc:
+            if not self.health_question.refused(exc):
+                raise
+            data = await self._call(self.health_question.query(), input=report)
+        return self.health_question.answer(data)
 
     async def report_broadcast(self, report: dict[str, Any]) -> int:
         """Sends a broadcast report; returns the last event number the server stored."""

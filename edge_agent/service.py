@@ -232,9 +232,8 @@ class AgentService:
         while True:
             try:
                 self.kick_dialer()  # again, if starting failed before
-                poll = await self.server.report_health(await self.health())
-                if poll != int(self.cache.poll_interval):
-                    self.cache.update_settings({"pollIntervalSeconds": poll})
+                answer = await self.server.report_health(await self.health())
+                if self.cache.follow(answer.poll_interval_seconds, answer.language):
                     self.cache.save()
             except (ServerUnreachable, ServerRefused) as exc:
                 log.warning("health report failed: %s", exc)

@@ -26,7 +26,15 @@ from api.domain.connection import OFFLINE_AFTER_POLLS
 from api.domain.lost_triggers import FAILURE_AGENT_UNREACHABLE, FAILURE_OUTCOME_UNKNOWN
 from api.domain.scrub import secret_name
 from api.errors import BadInput, NotFound, Unauthenticated
-from api.models import Command, CommandStatus, Installation, License, PbxSettings, Tenant
+from api.models import (
+    Command,
+    CommandStatus,
+    Installation,
+    Language,
+    License,
+    PbxSettings,
+    Tenant,
+)
 from api.pubsub import tenant_events
 from api.runtime import Runtime
 from api.security import SecretUnreadable, hash_token, new_token
@@ -370,6 +378,16 @@ class HealthReport:
     journal_writable: bool | None = None  # an agent older than issue 14 does not say
 
 
+@dataclass(frozen=True)
+class HealthAnswer:
+    """The heartbeat's answer: when to report next, and the tenant's language (the
+    agent's own trigger-call line speaks it; a change is also pushed by updateSettings,
+    this brings it to an agent that missed that command)."""
+
+    poll_interval_seconds: int
+    language: Language
+
+
 def _runs_on(report: HealthReport, now: datetime) -> dict[str, Any]:
     """The columns of what the installation runs on, checked (BadInput names the field)."""
     dialer = health.dialer(report.dialer)
@@ -387,14 +405,17 @@ def _runs_on(report: HealthReport, now: datetime) -> dict[str, Any]:
     }
 
 
-async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
-    """Stores the report unless it is older than the last one; returns the poll interval."""
+async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> HealthAnswer:
+    """Stores the report unless it is older than the last one; returns the poll interval
+    and the tenant's language."""
     now = rt.clock()
     reported_at = validation.moment(report.reported_at, "reportedAt", now)
     agent_version = validation.printable(report.agent_version, "agentVersion", AGENT_VERSION_MAX)
     runs_on = _runs_on(report, now)
     async with rt.db.transaction() as session:
         settings = await session.get(PbxSettings, agent.tenant_id)
+        tenant = await session.get(Tenant, agent.tenant_id)
+        language = tenant.language if tenant is not None else Language.DE
         runs_on = await _scrubbed(rt, session, agent, runs_on)
         poll = settings.poll_interval_seconds if settings else 60
         # A report delayed beyond the offline bound (or from a clock far ahead) proves
@@ -428,7 +449,7 @@ async def report_health(rt: Runtime, agent: Agent, report: HealthReport) -> int:
         # same needs no read of the database (schema/platform/subscriptions.py).
         message = notify.health(agent.installation_id, changed[0], poll)
         await rt.hub.publish(tenant_events(agent.tenant_id), message)
-    return poll
+    return HealthAnswer(poll, language)
 
 
 async def _scrubbed(

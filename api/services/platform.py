@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import after_commit
 from api.domain import validation
@@ -17,7 +19,7 @@ from api.models import Installation, Language, License, Role, Tenant, User
 from api.pubsub import tenant_events
 from api.runtime import Runtime
 from api.security import MIN_PASSWORD_LENGTH, hash_password, hash_token, new_token
-from api.services import audit, notify
+from api.services import audit, commands, notify
 from api.services.actor import Actor
 from api.services.auth import revoke_sessions_of
 from api.services.connection import Watched, poll_seconds, watched
@@ -78,8 +80,9 @@ async def update_tenant(
                 raise NotFound("tenant not found")
             if changes.name is not None:
                 tenant.name = validation.name(changes.name, "name")
-            if changes.language is not None:
+            if changes.language is not None and changes.language != tenant.language:
                 tenant.language = changes.language
+                await _push_language(rt, session, actor, tenant)
             if changes.contact_email is not None:
                 tenant.contact_email = (
                     validation.email(changes.contact_email, "contactEmail")
@@ -101,6 +104,15 @@ async def update_tenant(
     except IntegrityError:
         raise Conflict("a tenant with this name exists already", field="name") from None
     return tenant
+
+
+async def _push_language(rt: Runtime, session: AsyncSession, actor: Actor, tenant: Tenant) -> None:
+    """Tells the tenant's agent the new language at once: its own trigger-call line speaks
+    it. Without a valid license no command goes out (configuration is blocked then); the
+    heartbeat's answer brings the language all the same (agents.HealthAnswer)."""
+    payload = {"language": tenant.language.value}
+    with contextlib.suppress(Conflict):
+        await commands.enqueue_for(session, rt, tenant.id, actor.user_id, "updateSettings", payload)
 
 
 # --- licenses ------------------------------------------------------------------

@@ -112,7 +112,7 @@ class AgentMutation:
     @strawberry.mutation(description="The agent's heartbeat with its health flags.")
     async def report_health(self, info: Info, input: HealthInput) -> HealthAck:
         agent = await info.context.agent()
-        poll = await agents.report_health(
+        answer = await agents.report_health(
             info.context.rt,
             agent,
             agents.HealthReport(
@@ -128,4 +128,6 @@ class AgentMutation:
                 journal_writable=input.journal_writable,
             ),
         )
-        return HealthAck(poll_interval_seconds=poll)
+        return HealthAck(
+            poll_interval_seconds=answer.poll_interval_seconds, language=answer.language
+        )

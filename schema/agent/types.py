@@ -8,7 +8,7 @@ from strawberry.scalars import JSON
 
 from api.domain.health import SipErrorIn, SipRegistrationIn
 from api.services.agents import Delivery
-from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome, LateReason
+from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome, Language, LateReason
 from schema.platform.types import gid
 
 
@@ -109,6 +109,10 @@ class HealthInput:
 @strawberry.type
 class HealthAck:
     poll_interval_seconds: int = strawberry.field(description="When to report next.")
+    language: Language = strawberry.field(
+        description="The tenant's language: the agent's own trigger-call line speaks it "
+        "(a change is pushed at once by updateSettings as well)."
+    )
 
 
 @strawberry.type(description="The PBX directory mirror changed; refetch what you show.")

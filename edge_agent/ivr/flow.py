@@ -40,10 +40,11 @@ MENU_ROUNDS = int(definition.setting("menu_rounds"))
 RECORD_MAX_S = float(definition.setting("record_max_seconds"))
 RECORD_SILENCE_S = float(definition.setting("record_silence_seconds"))
 RECORD_TAKES = int(definition.setting("record_takes"))
-# A recording shorter than this, or without a sample this loud (of 32767), has no
-# message in it: "Die Aufnahme ist fehlgeschlagen", and the caller records again.
+# A recording shorter than this, or without a sample this loud (-40 dBFS: no 20 ms
+# frame of it was speech to the SIP line's recorder, sip/recording.py), has no message
+# in it: "Die Aufnahme ist fehlgeschlagen", and the caller records again.
 MIN_RECORDING_S = 0.5
-SPEECH_PEAK = 500
+SPEECH_PEAK = 328
 BYTES_PER_SECOND = definition.SAMPLE_RATE * definition.SAMPLE_WIDTH
 
 # Starts that outlive their call (the caller hung up, the call's task was cancelled):

@@ -17,7 +17,7 @@ import pytest
 from edge_agent.broadcast.model import Mode
 from edge_agent.errors import ServerUnreachable
 from edge_agent.ivr import definition
-from edge_agent.ivr.flow import Choice, Outcome, TriggerCall
+from edge_agent.ivr.flow import Choice, Outcome, TriggerCall, has_message
 from edge_agent.ivr.guard import PinGuard
 from edge_agent.ivr.notices import NoticeOutbox
 from tests.agent.ivr_lines import GONE, ScriptedLine, prompt, speech
@@ -428,3 +428,10 @@ async def test_notices_wait_on_disk_while_the_server_is_away(bed: Bed, tmp_path:
     assert await outbox.send(sink) == 0
     assert [n["count"] for n in sink.got] == [10]
     assert json.dumps(sink.got[0])  # plain JSON, as reportNotice takes it
+
+
+def test_what_counts_as_a_message() -> None:
+    assert has_message(speech(0.5, level=328))  # -40 dBFS: speech to the SIP recorder
+    assert not has_message(speech(0.5, level=327))
+    assert not has_message(speech(0.49))  # too short
+    assert not has_message(b"")

@@ -93,7 +93,7 @@ class IvrAnswering:
         prompts: PromptBook | None = None,
         outbox: NoticeOutbox | None = None,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,  # None: on the line
     ) -> None:
         self.cache = cache
         self.broadcasts = broadcasts

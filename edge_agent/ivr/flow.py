@@ -103,7 +103,7 @@ class TriggerCall:
         prompt: Prompt,
         throttle: Throttle,
         start: Start,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.line = line
         self.agent_number = agent_number
@@ -111,7 +111,8 @@ class TriggerCall:
         self.prompt = prompt
         self.throttle = throttle
         self.start = start
-        self.sleep = sleep
+        # The throttle's wait; by default on the line, so that a hang-up ends it at once.
+        self.sleep = sleep or self.listen
         self.caller = line.caller_number or ""
 
     async def run(self) -> Outcome:
@@ -159,6 +160,14 @@ class TriggerCall:
         self.line.clear_digits()
         await self.line.play(self.prompt(name), barge_in=True)
         return await self.line.read_digits(max_digits, DIGIT_TIMEOUT_S, end)
+
+    async def listen(self, seconds: float) -> None:
+        """Waits `seconds` on the line: keys pressed meanwhile are no answer (and do not
+        shorten it), a hang-up raises CallerGone at once, not after the wait."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            await self.line.read_digits(PIN_MAX_DIGITS, left, None)
 
     # -- PIN -------------------------------------------------------------------------
 

@@ -435,3 +435,18 @@ def test_what_counts_as_a_message() -> None:
     assert not has_message(speech(0.5, level=327))
     assert not has_message(speech(0.49))  # too short
     assert not has_message(b"")
+
+
+async def test_a_hang_up_during_the_wait_ends_the_call_at_once(tmp_path: Path) -> None:
+    bed = Bed(tmp_path)
+    await bed.run(["1"], gone_at_prompt="wait")
+    line = ScriptedLine([GONE, PIN, "2", "1"], call_id="c2")
+    # The wait on the line itself (no sleep given): the caller's hang-up ends it.
+    call = TriggerCall(
+        line, agent_number=AGENT, pin=PIN, prompt=prompt, throttle=bed.guard, start=bed.starts
+    )
+    assert await call.run() is Outcome.HANGUP
+    assert line.heard == ["wait"]
+    [(max_digits, wait_s, end)] = line.reads  # the wait was one listen on the line
+    assert (max_digits, end) == (16, None) and 0 < wait_s <= DELAYS[1]
+    assert bed.starts.choices == []

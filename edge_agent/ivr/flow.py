@@ -245,11 +245,10 @@ class TriggerCall:
             _started(self.start(choice)), name=f"ivr-start-{self.line.call_id}"
         )
         _starting.add(task)
-        task.add_done_callback(_starting.discard)
+        task.add_done_callback(_finished)
         try:
             await asyncio.shield(task)  # a cancelled call does not cancel the start
-        except Exception:
-            log.exception("trigger call %s: the broadcast could not start", self.line.call_id)
+        except Exception:  # logged by _finished, also when nobody waits any more
             with suppress(CallerGone):
                 await self.say("failed")
             return Outcome.TRIGGER_FAILED
@@ -260,3 +259,10 @@ class TriggerCall:
 
 async def _started(start: Awaitable[object]) -> object:
     return await start
+
+
+def _finished(task: asyncio.Task[object]) -> None:
+    """A start's end: a failure is logged here, whether its call still waits or not."""
+    _starting.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("%s: the broadcast could not start", task.get_name(), exc_info=exc)

@@ -12,13 +12,14 @@ import wave
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from edge_agent.broadcast.journal import Journal
 from edge_agent.broadcast.manager import Trigger
 from edge_agent.broadcast.model import Mode
-from edge_agent.broadcast.reporter import report_json
+from edge_agent.broadcast.reporter import Reporter, report_json
 from edge_agent.ivr.answering import (
     NOT_CONFIGURED,
     UNKNOWN_NUMBER,
@@ -29,6 +30,7 @@ from edge_agent.ivr.answering import (
 from edge_agent.ivr.flow import Outcome
 from edge_agent.ivr.prompts import PromptBook
 from edge_agent.pbx.port import UserState
+from edge_agent.server import Server
 from edge_agent.settings import AgentSettings
 from tests.agent.ivr_lines import ScriptedLine, speech
 from tests.agent.test_broadcast_executor import AGENT_NUMBER, Bed, make_bed
@@ -197,3 +199,32 @@ def test_the_agent_answers_calls_with_the_sip_dialer_unless_told_not_to(tmp_path
     assert not settings(dialer="sip", sip_answer_calls=False).answers_calls
     assert not settings(dialer="sim").answers_calls
     assert not settings(dialer="sim", sip_answer_calls=True).answers_calls  # only SIP can
+
+
+class History:
+    """The central service's reportBroadcast: stores every event it gets."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, Any]] = []
+
+    async def report_broadcast(self, report: dict[str, Any]) -> int:
+        self.reports.append(report)
+        return max((e["seq"] for e in report["events"]), default=0)
+
+
+async def test_a_finished_sip_broadcast_settles_without_a_job_service(
+    bed: Bed, tmp_path: Path
+) -> None:
+    ivr = answering(bed, tmp_path)
+    line = ScriptedLine([PIN, "2", "1"])
+    assert await call(ivr, line) is Outcome.TRIGGERED
+    broadcast_id = await finished(bed, line.call_id)
+    history = History()
+    # No job service on this agent: nothing to delete, the broadcast is settled all the same.
+    reporter = Reporter(bed.broadcasts.journal, cast(Server, history), None, 60)
+    assert await reporter.settle() is False
+    b = await bed.broadcasts.journal.get(broadcast_id)
+    assert b.final_acked and b.source_done
+    assert await bed.broadcasts.journal.unsettled() == []
+    assert history.reports[-1]["status"] == "COMPLETED"
+    assert history.reports[-1]["triggerSource"] == "SIP"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-from edge_agent.sip.message import Request, new_tag, parse_stream, response_to
+from edge_agent.sip.message import Request, Response, new_tag, parse_stream, response_to
 from tests.sip.bed import HOST
 from tests.sip.tls_bed import Pem
 
@@ -57,6 +57,7 @@ class RingingPbx:
         self.port = int(self._listener.getsockname()[1])
         self.connections: list[Connection] = []
         self.arrivals: list[Arrival] = []
+        self.responses: list[Response] = []  # to requests the test sent (`send`)
         self._ringing: dict[str, tuple[Request, str]] = {}  # INVITEs by branch, their tag
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
@@ -79,6 +80,11 @@ class RingingPbx:
         return [a for a in self.arrivals if a.request.method == method]
 
     # ------------------------------------------------------------ breaking things
+
+    def send(self, data: bytes, index: int = -1) -> None:
+        """Writes `data` under TLS on a connection (a request of the PBX's own: an INVITE
+        to the agent; its answers land in `responses`)."""
+        self.connections[index].send(data)
 
     def send_raw(self, data: bytes, index: int = -1) -> None:
         """Writes `data` on the TCP connection under TLS (a record TLS never made)."""
@@ -146,6 +152,8 @@ class RingingPbx:
                     self.arrivals.append(Arrival(time.monotonic(), index, message))
                     for answer in self._answers(message):
                         connection.send(answer)
+                else:
+                    self.responses.append(message)
 
     def _answers(self, request: Request) -> list[bytes]:
         method = request.method

@@ -6,7 +6,7 @@
 #   make lint         ruff check + ruff format --check + mypy (strict)
 #   make coqui        only install the coqui-tts venv (cached outside the tree)
 #   make services     only make sure PostgreSQL, Redis, lua5.4, espeak-ng, SIPp,
-#                     baresip, Kamailio (with its presence modules) and chromium
+#                     baresip, Kamailio (with its presence and TLS modules) and chromium
 #                     are there
 #   make clean        remove the venv and local state
 #

@@ -4,7 +4,7 @@
 #   - Redis on 127.0.0.1:6379
 #   - the Lua interpreter (lua5.4) that runs the SwyxWare call-routing script's tests
 #   - SIPp (Debian package sip-tester) and baresip, the SIP peers of tests/sip
-#   - Kamailio with its presence modules, the PBX of tests/sip/kamailio.py
+#   - Kamailio with its presence and TLS modules, the PBX of tests/sip/kamailio.py
 #     (started by the tests themselves; the package's own service is not used)
 #   - chromium, the headless browser of the website's tests (tests/web)
 # Fast when all are already there; otherwise starts them, and installs them with
@@ -315,16 +315,20 @@ ensure_command baresip baresip baresip
 
 # Kamailio as the PBX of the end-to-end tests (tests/sip/kamailio.py): the server
 # (registrar, usrloc, dialog, diversion, db_text) and its presence modules
-# (presence, presence_dialoginfo, pua, pua_dialoginfo: RFC 4235 dialog state).
+# (presence, presence_dialoginfo, pua, pua_dialoginfo: RFC 4235 dialog state) and
+# its TLS module (SIP over TLS to the agent).
 ensure_kamailio() {
     local action
-    if command -v kamailio >/dev/null 2>&1 \
-        && dpkg-query -W -f='${Status}' kamailio-presence-modules 2>/dev/null | grep -q 'ok installed'; then
+    local pkg missing=()
+    for pkg in kamailio kamailio-presence-modules kamailio-tls-modules; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -eq 0 ] && command -v kamailio >/dev/null 2>&1; then
         action="already installed"
     else
-        apt_install kamailio kamailio-presence-modules
+        apt_install kamailio "${missing[@]}"
         command -v kamailio >/dev/null 2>&1 || die "kamailio installed but not on PATH"
-        action="installed kamailio kamailio-presence-modules"
+        action="installed ${missing[*]}"
     fi
     # The package's own service (port 5060) is not used: the tests start their
     # own kamailio on free loopback ports.

@@ -35,7 +35,7 @@ from edge_agent.ivr.port import CallerGone, CallerLine
 from edge_agent.sip.called_number import CalledNumber, called_candidates, caller_identity
 from edge_agent.sip.errors import SipError
 from edge_agent.sip.incoming_call import IncomingCall, State
-from edge_agent.sip.incoming_media import SipCallerLine
+from edge_agent.sip.incoming_media import SipCallerLine, first
 from edge_agent.sip.media_host import MediaHostResolver
 from edge_agent.sip.message import Request, Response, new_tag, response_to
 from edge_agent.sip.pacer import Pacer
@@ -192,9 +192,14 @@ class IncomingCalls:
 
     async def _run(self, call: IncomingCall, accept: Accept, offer: IncomingInvite) -> None:
         try:
-            if not await call.answer(accept.ring_s):
+            try:
+                answered = await call.answer(accept.ring_s)
+            except Exception:  # a bug must end this call, not leave it ringing
+                log.exception("incoming call %s could not be answered", call.call_id)
+                answered = False
+            if not answered:
                 return
-            await _first(call.acked.wait(), call.gone.wait())
+            await first(call.acked.wait(), call.gone.wait())
             if call.state is not State.CONFIRMED:
                 return
             line = SipCallerLine(call, self._pacer(), offer.caller_number, offer.caller_name)
@@ -237,13 +242,3 @@ class IncomingCalls:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._own_pacer and self.pacer is not None:
             self.pacer.close()
-
-
-async def _first(*waits: Awaitable[object]) -> None:
-    """Returns when the first of `waits` is done; the others are cancelled."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

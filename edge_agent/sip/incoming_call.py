@@ -71,7 +71,10 @@ class IncomingCall(MediaLeg):
         contacts = invite.headers.get_all("Contact")
         if not contacts or contacts[0].strip() == "*":
             raise SipError("an INVITE without Contact")
-        self.remote_target = str(parse_name_addr(contacts[0], any_scheme=False).uri)
+        target = parse_name_addr(contacts[0], any_scheme=False).uri
+        if target.scheme not in ("sip", "sips") or not target.host:
+            raise SipError("an INVITE whose Contact is no SIP URI")  # nowhere to send a BYE
+        self.remote_target = str(target)
         self.remote = invite.headers.get("From") or ""  # the caller, with its tag
         parse_name_addr(self.remote)  # raises SipError
         self.local_tag = new_tag()

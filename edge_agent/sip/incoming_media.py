@@ -96,7 +96,7 @@ class SipCallerLine:
             waits: list[Awaitable[object]] = [done.wait(), call.gone.wait()]
             if barge_in:
                 waits.append(call.pressed_after(pressed))
-            await _first(*waits)
+            await first(*waits)
         finally:
             self._pacer.remove(stream)
             self._sequence, self._timestamp = stream.sequence, stream.timestamp
@@ -187,7 +187,7 @@ class SipCallerLine:
         await self._call.hang_up()
 
 
-async def _first(*waits: Awaitable[object]) -> None:
+async def first(*waits: Awaitable[object]) -> None:
     """Returns when the first of `waits` is done; the others are cancelled."""
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:

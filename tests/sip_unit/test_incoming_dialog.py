@@ -72,7 +72,7 @@ def invite(
     to_tag: str | None = None,
     body: bytes | None = None,
     headers: tuple[str, ...] = (),
-    contact: bool = True,
+    contact: str | None = "sip",
     branch: str = "z9hG4bKin1",
 ) -> bytes:
     host, port = peer.address
@@ -86,7 +86,7 @@ def invite(
         f"To: {to}",
         f"Call-ID: {call_id}",
         f"CSeq: {cseq} INVITE",
-        *([f"Contact: <sip:100@{host}:{port}>"] if contact else []),
+        *([f"Contact: <{contact}:100@{host}:{port}>"] if contact else []),
         *headers,
         "Content-Type: application/sdp",
         f"Content-Length: {len(body)}",
@@ -214,15 +214,14 @@ async def test_an_offer_without_g711_gets_488(caller: Peer) -> None:
 
 @pytest.mark.parametrize(
     ("how", "status"),
-    [("no contact", 400), ("to tag", 481), ("router fails", 500)],
+    [("no contact", 400), ("tel contact", 400), ("to tag", 481), ("router fails", 500)],
 )
 async def test_refused_invites(caller: Peer, how: str, status: int) -> None:
     router = Router()
     router.fail = how == "router fails"
     ua = await agent(caller, router)
-    caller.send(
-        invite(caller, contact=how != "no contact", to_tag="x" if how == "to tag" else None)
-    )
+    contact = {"no contact": None, "tel contact": "tel"}.get(how, "sip")
+    caller.send(invite(caller, contact=contact, to_tag="x" if how == "to tag" else None))
     assert (await final(caller)).status == status
     assert not ua.dialogs
     await ua.close()

@@ -247,3 +247,44 @@ async def test_srtp_required_and_a_plain_offer_gets_488(caller: Peer) -> None:
     caller.send(invite(caller))
     assert (await final(caller)).status == 488
     await ua.close()
+
+
+async def test_only_the_caller_may_end_the_call(caller: Peer) -> None:
+    """A BYE with the dialog's tags from another host gets 403 and ends nothing; the
+    caller's own ends it."""
+    stranger = Peer("127.0.0.2")
+    try:
+        router = Router()
+        ua = await agent(caller, router)
+        stranger.agent = caller.agent
+        caller.send(invite(caller))
+        tag = (await final(caller)).to_tag or ""
+        caller.send(in_dialog(caller, "ACK", tag, 1))
+        call = ua.incoming.calls["in-1"]  # type: ignore[union-attr]
+        await asyncio.wait_for(call.acked.wait(), 3)
+        stranger.send(in_dialog(caller, "BYE", tag, 2))
+        for _ in range(100):
+            if stranger.responses:
+                break
+            await asyncio.sleep(0.02)
+        assert [r.status for r in stranger.responses] == [403]
+        assert not router.gone.is_set()
+        caller.send(in_dialog(caller, "BYE", tag, 3))
+        await asyncio.wait_for(router.gone.wait(), 3)
+        await ua.close()
+    finally:
+        stranger.close()
+
+
+async def test_calls_beyond_the_limit_are_busy(caller: Peer) -> None:
+    router = Router()
+    ua, transport = await loopback_ua(caller.address)
+    ua.incoming = IncomingCalls(ua, router, limit=1)
+    caller.agent = transport.local
+    caller.send(invite(caller))
+    assert (await final(caller)).status == 200
+    caller.send(invite(caller, call_id="in-2", branch="z9hG4bKin2"))
+    busy = await final(caller, count=2)
+    assert (busy.status, busy.call_id) == (486, "in-2")
+    assert busy.headers.get("Retry-After") == "30"
+    await ua.close()

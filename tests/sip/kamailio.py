@@ -35,6 +35,7 @@ from edge_agent.sip.ua import Account
 from tests.processes import wait_until
 from tests.sip.bed import HOST, _need, free_sip_port
 from tests.sip.sip_register import RegisterClient, Reply, md5_hex, parse_reply
+from tests.sip.tls_bed import Pem
 
 CONFIG = Path(__file__).resolve().parent / "kamailio" / "kamailio.cfg"
 DBTEXT_SCHEMAS = Path("/usr/share/kamailio/dbtext/kamailio")
@@ -64,7 +65,8 @@ class Kamailio:
     password; default: MEMBERS, AGENT_USER and CALLER with random passwords) and agent
     numbers `agent_numbers` (number -> user). `challenge_calls` False lets calls and
     other requests through without credentials (a trunk); REGISTER and SUBSCRIBE are
-    always challenged. `children`: worker processes per transport; one keeps the order
+    always challenged. `tls`: a server certificate (`tls_bed.Authority.issue`): SIP
+    over TLS on `tls_port` too. `children`: worker processes per transport; one keeps the order
     of what a peer sends over UDP (with two, a 180 and the 200 right behind it can be
     forwarded the other way round, which a SIPp scenario takes as unexpected).
     The context manager returns once Kamailio answers OPTIONS.
@@ -79,6 +81,7 @@ class Kamailio:
         port: int | None = None,
         challenge_calls: bool = True,
         children: int = 1,
+        tls: Pem | None = None,
     ) -> None:
         self.port = port or free_sip_port()
         self.host = HOST
@@ -90,6 +93,9 @@ class Kamailio:
         self.agent_numbers = dict(AGENT_NUMBERS if agent_numbers is None else agent_numbers)
         self.challenge_calls = challenge_calls
         self.children = children
+        # SIP over TLS on its own port with this certificate (tls_bed.Authority.issue).
+        self.tls = tls
+        self.tls_port = free_sip_port() if tls is not None else None
         self.dir = tmp_path / f"kamailio-{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -111,19 +117,28 @@ class Kamailio:
     def password(self, user: str) -> str:
         return self.users[user]
 
-    def agent_account(self) -> Account:
-        """The agent's SIP account here: the user "Rundruf", Kamailio as outbound proxy."""
-        return Account(AGENT_USER, self.users[AGENT_USER], self.domain, self.address)
+    def agent_account(self, transport: str = "UDP") -> Account:
+        """The agent's SIP account here: the user "Rundruf", Kamailio as outbound proxy
+        (its TLS port for "TLS")."""
+        return Account(AGENT_USER, self.users[AGENT_USER], self.domain, self.server(transport))
+
+    def server(self, transport: str = "UDP") -> tuple[str, int]:
+        """Where a client of `transport` sends: `address`, or (host, tls_port) for TLS."""
+        if transport.upper() != "TLS":
+            return self.address
+        assert self.tls_port is not None, "Kamailio(tls=...) for TLS"
+        return (self.host, self.tls_port)
 
     def agent_env(self, transport: str = "UDP") -> dict[str, str]:
-        """The same for an agent process (`rundruf agent run`): its RUNDRUF_AGENT_SIP_*."""
+        """The same for an agent process (`rundruf agent run`): its RUNDRUF_AGENT_SIP_*
+        (for TLS without the CA file: RUNDRUF_AGENT_SIP_TLS_CA_FILE is the test's)."""
         return {
             "RUNDRUF_AGENT_DIALER": "sip",
             "RUNDRUF_AGENT_SIP_USER": AGENT_USER,
             "RUNDRUF_AGENT_SIP_PASSWORD": self.users[AGENT_USER],
             "RUNDRUF_AGENT_SIP_DOMAIN": self.domain,
             "RUNDRUF_AGENT_SIP_SERVER_HOST": self.host,
-            "RUNDRUF_AGENT_SIP_SERVER_PORT": str(self.port),
+            "RUNDRUF_AGENT_SIP_SERVER_PORT": str(self.server(transport)[1]),
             "RUNDRUF_AGENT_SIP_TRANSPORT": transport,
             "RUNDRUF_AGENT_SIP_LOCAL_HOST": self.host,
         }
@@ -198,8 +213,16 @@ class Kamailio:
             f"tcp_children={self.children}",
             f"listen=udp:{self.host}:{self.port}",
             f"listen=tcp:{self.host}:{self.port}",
-            "",
         ]
+        if self.tls is not None:
+            lines += [
+                "#!define WITH_TLS",
+                f'#!define TLS_CERT "{self.tls.cert}"',
+                f'#!define TLS_KEY "{self.tls.key}"',
+                "enable_tls=yes",
+                f"listen=tls:{self.host}:{self.tls_port}",
+            ]
+        lines.append("")
         return "\n".join(lines)
 
     def _write_db(self) -> None:
@@ -233,6 +256,9 @@ class Kamailio:
                     rows.write(":".join(_dbtext(f) for f in fields) + "\n")
 
     def start(self) -> Self:
+        if self.tls is not None:
+            tls = any(Path("/usr/lib").glob("*/kamailio/modules/tls.so"))
+            _need(tls, "kamailio-tls-modules")
         (self.dir / "run").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(CONFIG, self.dir / "kamailio.cfg")
         (self.dir / "bed.cfg").write_text(self._bed_cfg())

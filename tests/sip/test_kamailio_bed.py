@@ -15,13 +15,25 @@ import pytest
 
 from edge_agent.dialer.port import CallOutcome
 from edge_agent.dialer.sip import SipDialer
+from edge_agent.ivr.port import CallerGone, CallerLine
 from edge_agent.settings import AgentSettings
+from edge_agent.sip.incoming import Accept, IncomingInvite
+from edge_agent.sip.tls_context import TlsConfig
 from tests.agent.registrar import registered
 from tests.agent.test_dialer_sip import dial, ended, tone_wav
 from tests.processes import wait_until
-from tests.sip.bed import Baresip, SippUac, SippUas, free_sip_port, need_baresip, need_sipp
+from tests.sip.bed import (
+    HOST,
+    Baresip,
+    SippUac,
+    SippUas,
+    free_sip_port,
+    need_baresip,
+    need_sipp,
+)
 from tests.sip.kamailio import AGENT_USER, CALLER, Kamailio, need_kamailio
 from tests.sip.sip_register import RegisterClient
+from tests.sip.tls_bed import Authority
 
 
 @pytest.fixture
@@ -210,3 +222,84 @@ def test_the_agent_settings_from_agent_env_name_this_kamailio(
     assert (settings.sip_user, settings.sip_domain) == (AGENT_USER, pbx.domain)
     assert settings.sip_password.get_secret_value() == pbx.password(AGENT_USER)
     assert (settings.sip_server_host, settings.sip_server_port) == pbx.address
+
+
+class _TriggerLine:
+    """The agent's router for incoming calls: takes every call, keeps what it saw, and
+    waits on the line until the caller hangs up."""
+
+    def __init__(self) -> None:
+        self.invites: list[IncomingInvite] = []
+        self.caller_gone = asyncio.Event()
+
+    def route(self, invite: IncomingInvite) -> Accept:
+        self.invites.append(invite)
+        return Accept(self._handle)
+
+    async def _handle(self, line: CallerLine) -> None:
+        try:
+            await line.read_digits(1, 30, None)
+        except CallerGone:
+            self.caller_gone.set()
+
+
+@pytest.mark.parametrize("transport", ["UDP", "TCP", "TLS"])
+async def test_a_call_to_the_agent_number_reaches_the_agent_registered_as_rundruf(
+    tmp_path: Path, transport: str
+) -> None:
+    """A caller dials 7000; Kamailio sends it to the agent's registration (over TLS
+    along the connection the agent made), the agent sees 7000 from Diversion, and the
+    caller's ACK and BYE find it through Kamailio's Record-Route."""
+    need_kamailio()
+    need_sipp()
+    ca = Authority(tmp_path / "ca")
+    with Kamailio(tmp_path, tls=ca.issue("kamailio", (HOST,))) as pbx:
+        tls = TlsConfig(server_name=HOST, ca_file=ca.cert)
+        dialer = SipDialer(pbx.agent_account(transport), transport=transport, tls=tls)
+        trigger = _TriggerLine()
+        dialer.answer_calls(trigger)
+        try:
+            await dialer.start()
+            await registered(dialer)
+            with _call(pbx, tmp_path, "7000") as caller:
+                assert await asyncio.to_thread(caller.wait, 30) == 0, caller.log() + pbx.log()
+            await asyncio.wait_for(trigger.caller_gone.wait(), 10)
+        finally:
+            await dialer.close()
+        log = pbx.log()
+    assert [(i.number, i.caller_number, i.transport) for i in trigger.invites] == [
+        ("7000", CALLER, transport)
+    ]
+    assert caller.flow()[-4:] == ["< 200", "> ACK", "> BYE", "< 200"]
+    proto = transport.lower()
+    assert f"<- REGISTER sip:127.0.0.1 from {proto}:" in log
+
+
+async def test_over_tls_the_agent_asks_dialog_state_and_calls_a_member(tmp_path: Path) -> None:
+    """SIP over TLS from the agent: the NOTIFY and the member's answers come back over
+    the agent's own connection (it listens for no TLS)."""
+    need_kamailio()
+    need_sipp()
+    ca = Authority(tmp_path / "ca")
+    announcement = tone_wav(tmp_path / "announcement.wav")
+    with (
+        Kamailio(tmp_path, tls=ca.issue("kamailio", (HOST,))) as pbx,
+        SippUas("kam_uas_answer.xml", tmp_path, timeout=30) as member,
+    ):
+        pbx.register("2004", f"sip:2004@127.0.0.1:{member.port}")
+        tls = TlsConfig(server_name=HOST, ca_file=ca.cert)
+        dialer = SipDialer(pbx.agent_account("TLS"), transport="TLS", tls=tls)
+        try:
+            await dialer.start()
+            await registered(dialer)
+            states = await dialer.busy_members({"carl": "2003", "dora": "2004"})
+            recorder = await dial(dialer, "2004", announcement, dtmf_timeout_s=0.5)
+        finally:
+            await dialer.close()
+        assert member.wait(10) == 0, member.log() + pbx.log()
+        log = pbx.log()
+    assert states == {"carl": False, "dora": False}, log
+    assert ended(recorder) == (CallOutcome.ANSWERED, "no confirmation within 0.5 s")
+    assert member.flow() == ["< INVITE", "> 180", "> 200", "< ACK", "< BYE", "> 200"]
+    for method in ("REGISTER", "SUBSCRIBE", "INVITE", "BYE"):
+        assert re.search(rf"<- {method} \S+ from tls:", log), method

@@ -3,7 +3,8 @@
 `incoming.IncomingCalls` makes it for an INVITE its router accepted and answers
 100 at once; `answer()` then answers the offer: 180 while it rings (if at all),
 200 with our SDP (PCMA/PCMU and telephone-event, the same as our own offers, SRTP
-as RUNDRUF_AGENT_SIP_SRTP says), or 488 when nothing fits. The final answer is
+as RUNDRUF_AGENT_SIP_SRTP says), or 488 when nothing fits. An INVITE without SDP
+(a late offer) gets our offer in the 200 and brings its answer in the ACK. The final answer is
 repeated until its ACK (`invite_server.py`, through `UserAgent.answer_later`); a
 CANCEL before it gets the INVITE 487 instead, and the call never starts.
 
@@ -97,6 +98,7 @@ class IncomingCall(MediaLeg):
         self._bye_sent = False
         self._ack_timer: asyncio.TimerHandle | None = None
         self._refused = False  # a final non-2xx of ours waits for its ACK
+        self._offered = False  # the INVITE had no offer: ours is in the 200
         self.digits = asyncio.Queue(maxsize=MAX_QUEUED_KEYS)  # bounded: a flood drops
         self.presses = 0  # keys in all: a prompt with barge-in stops at the next one
         self._pressed = asyncio.Event()
@@ -147,8 +149,15 @@ class IncomingCall(MediaLeg):
     async def _answer_offer(self) -> bytes:
         """Our SDP: the answer to the INVITE's offer; raises SdpError when none fits."""
         assert self.media is not None
-        if not self.invite.body:
-            raise SdpError("an INVITE without an offer")  # (RFC 3261 allows it; rare)
+        if not self.invite.body:  # a late offer: ours goes in the 200, the answer in the ACK
+            self._offered = True
+            return sdp.offer(
+                self.ua.transport.local[0],
+                self.media.port,
+                self.reoffers.session,
+                proto=self.crypto.offer_proto,
+                crypto=self.crypto.offer_lines(),
+            )
         offer = sdp.parse(self.invite.body)
         negotiated = sdp.negotiate(offer, secure=self.crypto.mode != "off")
         crypto = self.crypto.answer_offer(offer.proto, offer.crypto)
@@ -212,7 +221,10 @@ class IncomingCall(MediaLeg):
                 self.state = State.CONFIRMED
                 if self._ack_timer is not None:
                     self._ack_timer.cancel()
-                self.acked.set()
+                if self._offered:
+                    self._answer_in(request)
+                else:
+                    self.acked.set()
             elif self._refused:
                 self._forget()  # the ACK of our refusal or 487
             return None
@@ -220,6 +232,31 @@ class IncomingCall(MediaLeg):
         if request.method == "BYE":
             self._end("bye")
         return response
+
+    def _answer_in(self, ack: Request) -> None:
+        """The ACK's answer to the offer in our 200 (RFC 3261 13.2.1): the call's media
+        once its address is known; without a usable one the call ends (14.2: BYE)."""
+        try:
+            answer = sdp.parse(ack.body)
+            negotiated = sdp.negotiate(answer, secure=self.crypto.mode != "off")
+            self.crypto.answered(answer.proto, answer.crypto)
+        except SdpError as exc:
+            log.warning("incoming call %s: no usable answer in the ACK: %s", self.call_id, exc)
+            self.ua.background(self.hang_up("no media"))
+            return
+        self.ua.background(self._media_from(answer, negotiated))
+
+    async def _media_from(self, answer: sdp.SessionDescription, offer: sdp.Negotiated) -> None:
+        try:
+            negotiated = await self.resolved(offer)
+        except SdpError as exc:
+            log.warning("incoming call %s: the ACK's media: %s", self.call_id, exc)
+            await self.hang_up("no media")
+            return
+        if self.state is State.CONFIRMED:
+            self.negotiated = negotiated
+            self.hold.follow(answer, self.call_id)
+            self.acked.set()  # the handler starts with the media known
 
     # ---------------------------------------------------------------- the end
 

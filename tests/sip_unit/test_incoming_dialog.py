@@ -288,3 +288,42 @@ async def test_calls_beyond_the_limit_are_busy(caller: Peer) -> None:
     assert (busy.status, busy.call_id) == (486, "in-2")
     assert busy.headers.get("Retry-After") == "30"
     await ua.close()
+
+
+def ack_with(peer: Peer, tag: str, body: bytes) -> bytes:
+    head = in_dialog(peer, "ACK", tag, 1).removesuffix(b"Content-Length: 0\r\n\r\n")
+    kind = b"Content-Type: application/sdp\r\n" if body else b""
+    return head + kind + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+async def test_a_late_offer_is_answered_in_the_ack(caller: Peer) -> None:
+    """An INVITE without SDP gets our offer (PCMA, PCMU, telephone-event) in the 200;
+    the ACK's answer sets the media, and only then the handler runs."""
+    router = Router()
+    ua = await agent(caller, router)
+    caller.send(invite(caller, body=b""))
+    ok = await final(caller)
+    offer = sdp.parse(ok.body)
+    assert list(offer.payloads.values()) == ["PCMA/8000", "PCMU/8000", "telephone-event/8000"]
+    call = ua.incoming.calls["in-1"]  # type: ignore[union-attr]
+    answer = sdp.answer(offer, HOST, 40030, 5)
+    caller.send(ack_with(caller, ok.to_tag or "", answer))
+    await asyncio.wait_for(call.acked.wait(), 3)
+    assert call.negotiated is not None and call.negotiated.port == 40030
+    for _ in range(50):
+        if router.ran:
+            break
+        await asyncio.sleep(0.02)
+    assert router.ran == ["in-1"]
+    await ua.close()
+
+
+async def test_a_late_offer_without_answer_ends_the_call(caller: Peer) -> None:
+    router = Router()
+    ua = await agent(caller, router)
+    caller.send(invite(caller, body=b""))
+    ok = await final(caller)
+    caller.send(ack_with(caller, ok.to_tag or "", b""))
+    bye = await request(caller, "BYE")
+    assert bye.call_id == "in-1" and router.ran == []
+    await ua.close()

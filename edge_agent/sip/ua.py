@@ -5,7 +5,8 @@ retransmitted from T1 = 0.5 s, doubling (non-INVITE: capped at T2 = 4 s), until
 a response comes or 64 x T1 passes. Requests that arrive twice get the same answer
 (`answer_cache.py`); a request of a dialog is taken only from the dialog's peer
 (`dialog_match.py`); a final answer to a re-INVITE is repeated until its ACK
-(`invite_server.py`).
+(`invite_server.py`). INVITEs outside any dialog go to `incoming` (`incoming.py`: the
+agent takes calls, issue 16), or are declined (603) without it.
 """
 
 from __future__ import annotations

@@ -66,9 +66,10 @@ class Kamailio:
     numbers `agent_numbers` (number -> user). `challenge_calls` False lets calls and
     other requests through without credentials (a trunk); REGISTER and SUBSCRIBE are
     always challenged. `tls`: a server certificate (`tls_bed.Authority.issue`): SIP
-    over TLS on `tls_port` too. `children`: worker processes per transport; one keeps the order
-    of what a peer sends over UDP (with two, a 180 and the 200 right behind it can be
-    forwarded the other way round, which a SIPp scenario takes as unexpected).
+    over TLS on `tls_port` too. `children`: worker processes per transport; one keeps
+    the order of what a peer sends over UDP (with two, a 180 and the 200 right behind
+    it can be forwarded the other way round, which a SIPp scenario takes as
+    unexpected). `max_seconds`: it ends by itself after that long.
     The context manager returns once Kamailio answers OPTIONS.
     """
 
@@ -82,6 +83,7 @@ class Kamailio:
         challenge_calls: bool = True,
         children: int = 1,
         tls: Pem | None = None,
+        max_seconds: int = 1800,
     ) -> None:
         self.port = port or free_sip_port()
         self.host = HOST
@@ -96,6 +98,8 @@ class Kamailio:
         # SIP over TLS on its own port with this certificate (tls_bed.Authority.issue).
         self.tls = tls
         self.tls_port = free_sip_port() if tls is not None else None
+        # It ends by itself after this long if a test leaks it (killed test run, say).
+        self.max_seconds = max_seconds
         self.dir = tmp_path / f"kamailio-{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -264,6 +268,8 @@ class Kamailio:
         (self.dir / "bed.cfg").write_text(self._bed_cfg())
         self._write_db()
         command = [
+            # `timeout` passes our SIGTERM on to Kamailio, and ends a leaked one.
+            *("timeout", "--kill-after=10", str(self.max_seconds)),
             "kamailio",
             *("-DD", "-E"),  # foreground (its children still fork), log to stderr
             *("-f", str(self.dir / "kamailio.cfg")),

@@ -7,6 +7,7 @@ from Kamailio's presence modules while two of them are in a call through it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -303,3 +304,28 @@ async def test_over_tls_the_agent_asks_dialog_state_and_calls_a_member(tmp_path:
     assert member.flow() == ["< INVITE", "> 180", "> 200", "< ACK", "< BYE", "> 200"]
     for method in ("REGISTER", "SUBSCRIBE", "INVITE", "BYE"):
         assert re.search(rf"<- {method} \S+ from tls:", log), method
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("how", ["stop", "max_seconds"])
+def test_kamailio_ends_with_all_its_processes(tmp_path: Path, how: str) -> None:
+    """Leaving the `with` ends it, and one a test leaks ends by itself (`max_seconds`);
+    either way none of its worker processes stays behind on the port."""
+    need_kamailio()
+    pbx = Kamailio(tmp_path, max_seconds=3 if how == "max_seconds" else 1800)
+    with pbx:
+        assert pbx.process is not None
+        pgid = pbx.process.pid  # its own session: the group is Kamailio and its workers
+        assert pbx.options() == 200
+        if how == "max_seconds":
+            pbx.process.wait(30)
+    assert pbx.process.returncode is not None
+    wait_until(lambda: _group_gone(pgid), 10, "Kamailio's processes gone")
+    assert pbx.options() is None

@@ -4,7 +4,14 @@ which makes an unknown number and never an exception."""
 
 from __future__ import annotations
 
+import re
+import tempfile
+from pathlib import Path
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from edge_agent.sip.called_number import (
     MAX_NAME,
@@ -14,7 +21,10 @@ from edge_agent.sip.called_number import (
     history_original,
     number_of,
 )
-from edge_agent.sip.message import Request, parse
+from edge_agent.sip.message import Headers, Request, parse
+
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "rundruf-hypothesis")
+PLAUSIBLE = re.compile(r"\+?[0-9A-Za-z*#_]{1,32}")
 
 
 def invite(uri: str = "sip:Rundruf@10.0.0.5", *extra: str, to: str | None = None) -> Request:
@@ -187,3 +197,43 @@ def test_a_display_name_is_bounded_and_without_controls() -> None:
     assert name is not None and len(name) <= MAX_NAME
     assert name.startswith('Pf"orte x')
     assert all(ord(c) >= 32 for c in name)
+
+
+_TEXT = st.text(
+    alphabet=st.sampled_from(list('<>";=,.:@+-()%?&\\ \t\x00\x7fsiptel0123456789abcAZ*#')),
+    max_size=200,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    uri=_TEXT,
+    to=_TEXT,
+    diversion=_TEXT,
+    history=_TEXT,
+    asserted=_TEXT,
+    sender=_TEXT,
+    privacy=_TEXT,
+)
+def test_anything_gives_plausible_numbers_or_none(
+    uri: str, to: str, diversion: str, history: str, asserted: str, sender: str, privacy: str
+) -> None:
+    """Whatever the headers hold (built without the parser, which would refuse most):
+    no exception, and every number found is a plausible one."""
+    headers = Headers()
+    for name, value in (
+        ("To", to),
+        ("From", sender),
+        ("Diversion", diversion),
+        ("History-Info", history),
+        ("P-Asserted-Identity", asserted),
+        ("Privacy", privacy),
+    ):
+        headers.add(name, value)
+    request = Request("INVITE", uri, headers)
+    for mode in ("auto", "request-uri", "to", "diversion", "history-info"):
+        for number in called_candidates(request, mode):  # type: ignore[arg-type]
+            assert PLAUSIBLE.fullmatch(number), number
+    number, name = caller_identity(request)
+    assert number == "" or PLAUSIBLE.fullmatch(number)
+    assert name is None or (len(name) <= MAX_NAME and name.isprintable())

@@ -15,6 +15,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from edge_agent.sip.called_number import (
     MAX_NAME,
+    MODES,
     called_candidates,
     caller_identity,
     diversion_original,
@@ -231,9 +232,9 @@ def test_anything_gives_plausible_numbers_or_none(
     ):
         headers.add(name, value)
     request = Request("INVITE", uri, headers)
-    for mode in ("auto", "request-uri", "to", "diversion", "history-info"):
-        for number in called_candidates(request, mode):  # type: ignore[arg-type]
-            assert PLAUSIBLE.fullmatch(number), number
+    for mode in MODES:
+        for called in called_candidates(request, mode):
+            assert PLAUSIBLE.fullmatch(called), called
     number, name = caller_identity(request)
     assert number == "" or PLAUSIBLE.fullmatch(number)
     assert name is None or (len(name) <= MAX_NAME and name.isprintable())

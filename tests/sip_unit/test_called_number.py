@@ -222,7 +222,7 @@ def test_anything_gives_plausible_numbers_or_none(
     """Whatever the headers hold (built without the parser, which would refuse most):
     no exception, and every number found is a plausible one."""
     headers = Headers()
-    for name, value in (
+    for header, value in (
         ("To", to),
         ("From", sender),
         ("Diversion", diversion),
@@ -230,7 +230,7 @@ def test_anything_gives_plausible_numbers_or_none(
         ("P-Asserted-Identity", asserted),
         ("Privacy", privacy),
     ):
-        headers.add(name, value)
+        headers.add(header, value)
     request = Request("INVITE", uri, headers)
     for mode in MODES:
         for called in called_candidates(request, mode):

@@ -329,3 +329,27 @@ def test_kamailio_ends_with_all_its_processes(tmp_path: Path, how: str) -> None:
     assert pbx.process.returncode is not None
     wait_until(lambda: _group_gone(pgid), 10, "Kamailio's processes gone")
     assert pbx.options() is None
+
+
+async def test_members_behind_kamailio_confirm_the_agents_calls_by_sip_info(
+    pbx: Kamailio, tmp_path: Path
+) -> None:
+    """One SIPp is two members (both registered with its address); each answers the
+    agent's call and presses 1 by INFO, which reaches the agent through Kamailio."""
+    announcement = tone_wav(tmp_path / "announcement.wav")
+    with SippUas("kam_uas_dtmf_info.xml", tmp_path, calls=2, timeout=30) as members:
+        for user in ("2006", "2007"):
+            pbx.register(user, f"sip:{user}@127.0.0.1:{members.port}")
+        dialer = SipDialer(pbx.agent_account())
+        try:
+            recorders = await asyncio.gather(
+                *(dial(dialer, user, announcement, call_id=user) for user in ("2006", "2007"))
+            )
+        finally:
+            await dialer.close()
+        assert members.wait(10) == 0, members.log() + pbx.log()
+    assert [ended(r)[0] for r in recorders] == [CallOutcome.CONFIRMED] * 2
+    assert sorted(m.split(" ", 2)[1] for m in members.find("INVITE ")) == [
+        f"sip:{user}@127.0.0.1:{members.port}" for user in ("2006", "2007")
+    ]
+    assert pbx.log().count("<- INFO ") >= 2

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 MAX_INCOMING = 20  # incoming calls at once; a trigger line needs a few
 MAX_CALL_S = 900.0  # the longest an incoming call lasts, whatever its handler does
 BUSY_RETRY_S = 30
+CLOSE_GRACE_S = 2.0  # for the BYEs of the calls under way when the agent stops
 
 Handler = Callable[[CallerLine], Awaitable[None]]
 
@@ -232,10 +233,11 @@ class IncomingCalls:
             self.ua.incoming = None
         for task in list(self._tasks):
             task.cancel()
-        for call in list(self.calls.values()):
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2.0):
-                    await call.hang_up()
+        byes = [asyncio.ensure_future(call.hang_up()) for call in self.calls.values()]
+        if byes:  # all at once, within CLOSE_GRACE_S together
+            _, late = await asyncio.wait(byes, timeout=CLOSE_GRACE_S)
+            for bye in late:
+                bye.cancel()
         for call in list(self.calls.values()):
             call.close()
             call.finished.set()

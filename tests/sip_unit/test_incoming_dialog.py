@@ -327,3 +327,31 @@ async def test_a_late_offer_without_answer_ends_the_call(caller: Peer) -> None:
     bye = await request(caller, "BYE")
     assert bye.call_id == "in-1" and router.ran == []
     await ua.close()
+
+
+async def test_closing_ends_every_call_with_a_bye(caller: Peer) -> None:
+    """The agent stops: each call under way gets its BYE at once, together, and the
+    close waits at most CLOSE_GRACE_S for their answers (callers that never answer
+    here: one after the other, that took 2 s per call)."""
+    silent = [Peer(), Peer(), Peer()]  # they do not answer our BYE
+    try:
+        router = Router()
+        ua = await agent(caller, router)
+        for n, peer in enumerate(silent):
+            peer.agent = caller.agent
+            call_id = f"in-{n}"
+            peer.send(invite(peer, call_id=call_id, branch=f"z9hG4bK{call_id}"))
+            ok = await final(peer)
+            peer.send(in_dialog(peer, "ACK", ok.to_tag or "", 1, call_id=call_id))
+        for _ in range(100):
+            if len(router.ran) == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(router.ran) == ["in-0", "in-1", "in-2"]
+        await asyncio.wait_for(ua.close(), 4)
+        for n, peer in enumerate(silent):
+            assert (await request(peer, "BYE")).call_id == f"in-{n}"
+        assert not ua.dialogs
+    finally:
+        for peer in silent:
+            peer.close()

@@ -49,6 +49,7 @@ KEYS: Final[dict[str, str]] = {
     "record_end": "#",  # ends the recording
     "record_send": "1",  # after the playback: send (this is mode 3's confirmation)
     "record_again": "2",  # after the playback: record again
+    "stop": "0",  # menu: stop the group's running broadcast (issue 17)
 }
 
 # Prompt name -> file name, as rundruf.lua's M.PROMPTS.
@@ -67,6 +68,10 @@ PROMPTS: Final[dict[str, str]] = {
     "failed": "rundruf_fehler.wav",
     "cancelled": "rundruf_abgebrochen.wav",
     "goodbye": "rundruf_auf_wiederhoeren.wav",
+    # A stop (issue 17): the caller hears it after the menu's 0, and every member still
+    # on a call of the stopped broadcast hears it before the hang-up.
+    "stopped": "rundruf_beendet.wav",
+    "stop_none": "rundruf_kein_laufender.wav",  # the 0 with no broadcast running
 }
 
 LANGUAGES: Final[tuple[str, ...]] = ("de", "en")
@@ -88,11 +93,13 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
     "rundruf_menue.wav": {
         "de": (
             "Test: Taste 1. Alarm mit hinterlegter Ansage: Taste 2. "
-            "Alarm mit neuer Ansage: Taste 3. Abbrechen: Stern-Taste."
+            "Alarm mit neuer Ansage: Taste 3. Laufenden Rundruf beenden: Taste 0. "
+            "Abbrechen: Stern-Taste."
         ),
         "en": (
             "Test: press 1. Alarm with the stored message: press 2. "
-            "Alarm with a new message: press 3. Cancel: press star."
+            "Alarm with a new message: press 3. Stop the running broadcast: press 0. "
+            "Cancel: press star."
         ),
     },
     "rundruf_ungueltig.wav": {
@@ -144,6 +151,14 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
     "rundruf_abgebrochen.wav": {
         "de": "Abgebrochen. Es wurde kein Rundruf ausgelöst.",
         "en": "Cancelled. No broadcast was raised.",
+    },
+    "rundruf_beendet.wav": {
+        "de": "Der Rundruf wurde beendet.",
+        "en": "The broadcast has been stopped.",
+    },
+    "rundruf_kein_laufender.wav": {
+        "de": "Es läuft kein Rundruf dieser Gruppe.",
+        "en": "No broadcast of this group is running.",
     },
     "rundruf_auf_wiederhoeren.wav": {
         "de": "Auf Wiederhören.",

@@ -55,6 +55,8 @@ class Prompt(enum.StrEnum):
     FAILED = PROMPTS["failed"]
     CANCELLED = PROMPTS["cancelled"]
     GOODBYE = PROMPTS["goodbye"]
+    STOPPED = PROMPTS["stopped"]
+    STOP_NONE = PROMPTS["stop_none"]
 
 
 class Outcome(enum.StrEnum):

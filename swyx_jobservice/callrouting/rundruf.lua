@@ -76,6 +76,7 @@ M.KEYS = {
     record_end = "#",           -- ends the recording
     record_send = "1",          -- after the playback: send (this is mode 3's confirmation)
     record_again = "2",         -- after the playback: record again
+    stop = "0",                 -- menu: stop the group's running broadcast (issue 17)
 }
 local K = M.KEYS
 
@@ -96,6 +97,8 @@ M.PROMPTS = {
     failed = "rundruf_fehler.wav",
     cancelled = "rundruf_abgebrochen.wav",
     goodbye = "rundruf_auf_wiederhoeren.wav",
+    stopped = "rundruf_beendet.wav",            -- after the menu's 0: the stop is on its way
+    stop_none = "rundruf_kein_laufender.wav",   -- the menu's 0 with no broadcast running
 }
 local P = M.PROMPTS
 

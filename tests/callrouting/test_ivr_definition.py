@@ -168,4 +168,5 @@ def test_the_agent_ships_every_prompt_as_a_telephony_master(lang: str) -> None:
 def test_the_shipped_prompts_stay_small() -> None:
     total = sum(p.stat().st_size for p in AGENT_PROMPTS.glob("*/*.wav"))
 
-    assert total < 2_000_000  # both languages; make_prompts.py trims the silence
+    # Both languages; make_prompts.py trims the silence. 2.2 MB since the stop prompts (issue 17).
+    assert total < 2_200_000

@@ -79,9 +79,10 @@ coqui:
 	fi
 	@rm -f $(COQUI_VENV).wanted
 
-# The demo needs no external services; PBX=sip needs SIPp (installed here if missing).
+# The demo needs no external services; PBX=sip needs SIPp, PBX=kamailio Kamailio, SIPp
+# and baresip (installed here if missing).
 demo: venv
-	$(if $(filter sip,$(PBX)),bash ops/ensure-services.sh,)
+	$(if $(filter sip kamailio,$(PBX)),bash ops/ensure-services.sh,)
 	$(VENV)/bin/rundruf demo $(if $(ONCE),--once,) $(if $(PBX),--pbx $(PBX),)
 
 services:

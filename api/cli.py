@@ -183,9 +183,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument(
         "--pbx",
-        choices=("sim", "sip"),
+        choices=("sim", "sip", "kamailio"),
         default="sim",
-        help="sim: simulated calls; sip: real SIP calls to local SIPp members",
+        help=(
+            "sim: simulated calls; sip: real SIP calls to local SIPp members; kamailio: "
+            "the trigger call and the members' calls through Kamailio (source tree only)"
+        ),
     )
     demo.set_defaults(func=_demo)
 

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import uvicorn
@@ -39,6 +40,9 @@ from api.models import Installation, Language, License, Role, Tenant, User
 from api.runtime import Runtime
 from api.security import hash_password, hash_token, new_token
 from api.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from api.demo_kamailio import KamailioBed
 
 STATE_DIR = Path(".rundruf")
 TENANT = "Demo GmbH"
@@ -188,7 +192,9 @@ def _start_sip_members() -> tuple[subprocess.Popen[bytes], int] | None:
     return process, port
 
 
-def _agent_env(jobservice: JobService, sip_port: int | None = None) -> dict[str, str]:
+def _agent_env(
+    jobservice: JobService, sip_port: int | None = None, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = _clean_env()
     state = STATE_DIR.resolve()
     env.update(
@@ -209,14 +215,19 @@ def _agent_env(jobservice: JobService, sip_port: int | None = None) -> dict[str,
             RUNDRUF_AGENT_SIP_SERVER_PORT=str(sip_port),
             RUNDRUF_AGENT_SIP_REGISTER="false",
         )
+    env.update(extra or {})  # --pbx kamailio: the agent registered there (demo_kamailio.py)
     return env
 
 
 def _start_agent(
-    url: str, license_key: str, jobservice: JobService, sip_port: int | None
+    url: str,
+    license_key: str,
+    jobservice: JobService,
+    sip_port: int | None,
+    extra: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Enrols and starts the real agent process, as a customer would on the Swyx server."""
-    env = _agent_env(jobservice, sip_port)
+    env = _agent_env(jobservice, sip_port, extra)
     command = [sys.executable, "-m", "api.cli", "agent"]
     subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
         [*command, "enroll", "--server", url, "--license", license_key, "--hostname", "demo-swyx"],
@@ -255,6 +266,23 @@ def _serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread] | None
 
 
 def run_demo(once: bool, port: int, pbx: str = "sim") -> int:
+    if pbx != "kamailio":
+        return _run_demo(once, port, pbx, None)
+    from api.demo_kamailio import missing_tools
+
+    missing = missing_tools()
+    if missing:
+        print(f"rundruf demo: --pbx kamailio needs {missing}")
+        return 1
+    bed: list[KamailioBed] = []  # filled once Kamailio runs; stopped whatever happens
+    try:
+        return _run_demo(once, port, pbx, bed)
+    finally:
+        for started in bed:
+            started.stop()
+
+
+def _run_demo(once: bool, port: int, pbx: str, kamailio: list[KamailioBed] | None) -> int:
     from api.bootstrap import bootstrap
 
     settings: Settings = load_settings(
@@ -289,7 +317,17 @@ def run_demo(once: bool, port: int, pbx: str = "sim") -> int:
         children.append(members[0])
         sip_port = members[1]
         print(f"  SIP: the agent calls through SIPp as the PBX at 127.0.0.1:{sip_port}")
-    agent = _start_agent(url, seeded.license_key, jobservice, sip_port)
+    extra = None
+    if kamailio is not None:
+        from api.demo_kamailio import start_bed
+
+        try:
+            kamailio.append(start_bed(STATE_DIR, STATE_DIR / "swyx-sim.json", print))
+        except DemoError as exc:
+            print(f"rundruf demo: {exc}")
+            return _stop(server, thread, children, 1, sink)
+        extra = kamailio[0].agent_env()
+    agent = _start_agent(url, seeded.license_key, jobservice, sip_port, extra)
     children.insert(0, agent)
     try:
         group = run_story(
@@ -301,9 +339,21 @@ def run_demo(once: bool, port: int, pbx: str = "sim") -> int:
         customer = Api(url).login(admin.email, admin.password)
         sim_state = STATE_DIR / "swyx-sim.json"
         routing = (jobservice.url, jobservice.routing_token)
-        reached = run_alarm(
-            url, customer, group, sim_state, routing, TIME_SCALE, print, sip=sip_port is not None
-        )
+        if kamailio:
+            from api.demo_kamailio import run_alarm as run_sip_alarm
+
+            reached = run_sip_alarm(kamailio[0], url, customer, group, print)
+        else:
+            reached = run_alarm(
+                url,
+                customer,
+                group,
+                sim_state,
+                routing,
+                TIME_SCALE,
+                print,
+                sip=sip_port is not None,
+            )
     except DemoError as exc:
         print(f"rundruf demo: {exc} (agent log: {STATE_DIR / 'agent.log'})")
         return _stop(server, thread, children, 1, sink)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import shutil
 import sqlite3
@@ -30,10 +31,12 @@ from typing import Any, TypeVar
 
 from edge_agent.broadcast.model import (
     JOURNAL_NOT_WRITABLE,
+    RUNNING,
     Broadcast,
     Event,
     Late,
     Member,
+    Stop,
 )
 from edge_agent.broadcast.store import Statement, Store
 from edge_agent.files import private_dir
@@ -63,7 +66,8 @@ CREATE TABLE IF NOT EXISTS broadcast (
     note TEXT,
     acked_seq INTEGER NOT NULL DEFAULT 0,
     final_acked INTEGER NOT NULL DEFAULT 0,
-    source_done INTEGER NOT NULL DEFAULT 0
+    source_done INTEGER NOT NULL DEFAULT 0,
+    stop TEXT
 );
 CREATE TABLE IF NOT EXISTS member (
     broadcast_id TEXT NOT NULL,
@@ -93,6 +97,7 @@ CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
 """
 # Columns added after the first release: a journal written by an older agent gets them.
 ADDED_EVENT_COLUMNS = ("late_reason", "late_since", "late_until")
+ADDED_BROADCAST_COLUMNS = ("stop",)  # JSON {"by", "via", "at"} (issue 17: a stop)
 
 # A broadcast still needed in memory while the file is behind: running, unreported, or
 # its job not yet deleted. Settled ones are read from the file when asked for.
@@ -117,7 +122,7 @@ RESUME_GAP = 100_000
 BROADCAST_COLUMNS = (
     "id, source, source_id, group_pbx_id, mode, caller_number, caller_name, announcement, "
     "quorum, started_at, deadline_at, status, quorum_reached_at, finished_at, note, "
-    "acked_seq, final_acked, source_done"
+    "acked_seq, final_acked, source_done, stop"
 )
 
 
@@ -134,6 +139,17 @@ def _add_columns(db: sqlite3.Connection) -> None:
     for column in ADDED_EVENT_COLUMNS:
         if column not in present:
             db.execute(f"ALTER TABLE event ADD COLUMN {column} TEXT")
+    present = {row[1] for row in db.execute("PRAGMA table_info(broadcast)")}
+    for column in ADDED_BROADCAST_COLUMNS:
+        if column not in present:
+            db.execute(f"ALTER TABLE broadcast ADD COLUMN {column} TEXT")
+
+
+def _stop(raw: str | None) -> Stop | None:
+    if not raw:
+        return None
+    data = json.loads(raw)
+    return Stop(data.get("by"), str(data["via"]), datetime.fromisoformat(data["at"]))
 
 
 def _broadcast(row: Sequence[Any]) -> Broadcast:
@@ -156,6 +172,7 @@ def _broadcast(row: Sequence[Any]) -> Broadcast:
         acked_seq=row[15],
         final_acked=bool(row[16]),
         source_done=bool(row[17]),
+        stop=_stop(row[18]),
     )
 
 
@@ -327,7 +344,7 @@ class Journal:
         statements: list[Statement] = [
             (
                 f"INSERT INTO broadcast ({BROADCAST_COLUMNS}) "  # noqa: S608 - constant columns
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, NULL)",
                 (
                     b.id,
                     b.source,
@@ -496,6 +513,21 @@ class Journal:
             broadcast_id,
             progress=True,
         )
+
+    async def stopped(self, broadcast_id: str, stop: Stop) -> bool:
+        """Marks a running broadcast as stopped (the first stop counts); False when it was
+        not running or was stopped before. On disk before the calls end: a restart
+        meanwhile ends the broadcast instead of calling on."""
+        b = await self.get(broadcast_id)
+        if b.status != RUNNING or b.stop is not None:
+            return False
+        value = json.dumps({"by": stop.by, "via": stop.via, "at": stop.at.isoformat()})
+        await self._write(
+            [("UPDATE broadcast SET stop = ? WHERE id = ? AND stop IS NULL", (value, b.id))],
+            broadcast_id,
+            progress=True,
+        )
+        return True
 
     async def finish(self, broadcast_id: str, status: str, at: datetime, note: str) -> None:
         statements: list[Statement] = [

@@ -31,6 +31,7 @@ from edge_agent.broadcast.model import (
     Late,
     Member,
     Mode,
+    Stop,
     find_group,
     plan_group,
     states_from_job,
@@ -40,6 +41,8 @@ from edge_agent.cache import LocalCache
 from edge_agent.command_clock import aware_time
 from edge_agent.dialer.port import Dialer
 from edge_agent.errors import AgentError
+from edge_agent.ivr import definition as ivr_definition
+from edge_agent.ivr.prompts import PROMPT_DIR, language_of
 from edge_agent.pbx.errors import PbxError
 from edge_agent.pbx.port import Pbx, UserState
 
@@ -93,6 +96,8 @@ class Broadcasts:
         self.journal = Journal(state_dir / "broadcasts.db")
         self.channels = Channels(channels)
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.runs: dict[str, BroadcastRun] = {}  # the executor of each running broadcast
+        self._stops: set[str] = set()  # stopped broadcasts (a run made later stops at once)
         self._accepting = asyncio.Lock()  # the same trigger twice at once starts once
         self.last_failure: datetime | None = None  # a run that broke (health report)
         # The last event number the server stored of a broadcast (the reporter asks it);
@@ -257,12 +262,50 @@ class Broadcasts:
             return self.cache.audio_dir / stored, note
         return audio.DEFAULTS[kind], note
 
+    def _stop_notice(self) -> Path:
+        """ "Der Rundruf wurde beendet" in the tenant's language (the IVR's prompt file)."""
+        language = language_of(self.cache.data.get("settings"))
+        return PROMPT_DIR / language / ivr_definition.PROMPTS["stopped"]
+
+    async def stop(
+        self, stop: Stop, *, broadcast_id: str | None = None, group_pbx_id: str | None = None
+    ) -> list[str]:
+        """Stops the running broadcast `broadcast_id` (the website), or every running one of
+        the group (by phone); returns the ids it stopped (none: nothing was running).
+
+        The stop is journaled first, so a restart meanwhile does not call on; it needs
+        nothing from the central service (the history learns it with the report).
+        """
+        stopped: list[str] = []
+        for b in await self.journal.unsettled():
+            if b.status != RUNNING:
+                continue
+            if broadcast_id is not None and b.id != broadcast_id:
+                continue
+            if group_pbx_id is not None and b.group_pbx_id != group_pbx_id:
+                continue
+            if not await self.journal.stopped(b.id, stop):
+                continue
+            self._stops.add(b.id)
+            run = self.runs.get(b.id)
+            if run is not None:
+                run.stop()
+            stopped.append(b.id)
+            log.warning("broadcast %s stopped (%s, %s)", b.id, stop.via, stop.by)
+        return stopped
+
     def _start(
         self, b: Broadcast, members: list[Member] | None = None, outage: Late | None = None
     ) -> None:
         task = asyncio.create_task(self._run(b, members, outage), name=f"broadcast-{b.id}")
         self.running[b.id] = task
-        task.add_done_callback(lambda _: self.running.pop(b.id, None))
+
+        def done(_: object) -> None:
+            self.running.pop(b.id, None)
+            self.runs.pop(b.id, None)
+            self._stops.discard(b.id)
+
+        task.add_done_callback(done)
 
     async def _run(self, b: Broadcast, members: list[Member] | None, outage: Late | None) -> None:
         """Runs the broadcast to its end; after an unexpected error, again from the journal."""
@@ -271,8 +314,18 @@ class Broadcasts:
                 members = await self.journal.members(b.id)
             b = await self._playable(b)
             run = BroadcastRun(
-                b, members, self.journal, self.dialer, self.channels, self.calls, outage
+                b,
+                members,
+                self.journal,
+                self.dialer,
+                self.channels,
+                self.calls,
+                outage,
+                stop_notice=self._stop_notice(),
             )
+            self.runs[b.id] = run
+            if b.id in self._stops:  # stopped while it was being set up
+                run.stop()
             try:
                 await run.run()
                 return

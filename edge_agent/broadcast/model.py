@@ -33,6 +33,12 @@ BUSY_STATES = frozenset(
 )
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+# Stopped before its end: from the website (cancelBroadcast) or by phone (PIN, then 0).
+CANCELLED = "cancelled"
+# The detail of calls a stop ended and of members it left out (a code the website words).
+STOPPED = "broadcastStopped"
+# How a stop reached the agent: the central service's `TriggerSource` names.
+STOP_VIAS = ("website", "phone", "sip")
 # Event kinds the central service stores (the dialer's PLAYING and DTMF stay local);
 # "held" and "resumed" need a central service that knows them (docs/decisions/sip-hold.md).
 REPORTED_KINDS = frozenset(
@@ -86,6 +92,15 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Stop:
+    """Who stopped a broadcast (a user's name, or the caller's number), how, and when."""
+
+    by: str | None
+    via: str  # one of STOP_VIAS
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Broadcast:
     id: str
     # "job" (the job service), "command" (triggerBroadcast) or "sip" (the agent's own IVR)
@@ -106,6 +121,7 @@ class Broadcast:
     acked_seq: int = 0
     final_acked: bool = False
     source_done: bool = False
+    stop: Stop | None = None  # set once a stop was asked for (status CANCELLED at the end)
 
 
 @dataclass(frozen=True)

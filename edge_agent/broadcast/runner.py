@@ -27,6 +27,7 @@ from edge_agent.broadcast.channels import Channels
 from edge_agent.broadcast.hold_steps import HoldSteps
 from edge_agent.broadcast.journal import Journal
 from edge_agent.broadcast.model import (
+    CANCELLED,
     COMPLETED,
     DEADLINE_PASSED,
     NOT_CALLED,
@@ -38,6 +39,7 @@ from edge_agent.broadcast.model import (
     summary,
 )
 from edge_agent.dialer.port import (
+    STOPPED,
     CallEvent,
     CallEventKind,
     CallOutcome,
@@ -94,8 +96,10 @@ class BroadcastRun:
         channels: Channels,
         settings: CallSettings,
         outage: Late | None = None,
+        stop_notice: Path | None = None,
     ) -> None:
         self.broadcast = broadcast
+        self.stop_notice = stop_notice  # what an answered call plays when it is stopped
         self.outage = outage  # why the agent took this broadcast up late, if it did
         self.members = members
         self.journal = journal
@@ -115,9 +119,30 @@ class BroadcastRun:
         self._unanswered: dict[str, asyncio.Task[CallOutcome]] = {}  # calls not yet answered
         self._hung_up: set[str] = set()  # calls cancelled for the quorum
         self._quorum_note = ""
+        # Set by `stop` (issue 17): no new calls, ringing ones cancelled, answered ones told.
+        self._stopped = asyncio.Event()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop(self) -> None:
+        """Stops the broadcast now: no new calls or retries, ringing calls are cancelled
+        (SIP: CANCEL), answered ones hear the stop notice and are hung up (the dialer).
+        The caller has journaled the stop already."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._stop.set()  # wakes every retry pause; `_over` is true from now on
+        for call_id, call in list(self._unanswered.items()):
+            self._hung_up.add(call_id)
+            call.cancel()
+        log.info("broadcast %s: stopped", self.broadcast.id)
 
     async def run(self) -> None:
         b = self.broadcast
+        if b.stop is not None:  # stopped, then the agent restarted: nobody is called again
+            self.stop()
         attempts = await self._resume()
         self.confirmed = sum(1 for o in self.outcomes.values() if o == CallOutcome.CONFIRMED)
         self._check_quorum_from_resume()
@@ -138,8 +163,10 @@ class BroadcastRun:
             self._quorum_note += f", {never} members not called"
         # A note from the start (a fallback message, say) stays in front.
         done = summary(self.members, self.outcomes, self._quorum_note, self.spared)
+        if self.stopped:
+            done = f"{done}; stopped"
         note = "; ".join(filter(None, [b.note, done]))
-        await self.journal.finish(b.id, COMPLETED, _now(), note)
+        await self.journal.finish(b.id, CANCELLED if self.stopped else COMPLETED, _now(), note)
         log.info("broadcast %s finished: %s", b.id, note)
 
     async def _resume(self) -> dict[str, int]:
@@ -278,7 +305,9 @@ class BroadcastRun:
         quorum spared them, or the deadline passed before their turn (a test broadcast,
         or an alarm whose late window did), with the reason."""
         b = self.broadcast
-        if self._stop.is_set():
+        if self.stopped:
+            detail, late = STOPPED, None
+        elif self._stop.is_set():
             detail, late = SPARED_BY_QUORUM, None
             self.spared.add(member.pbx_id)
         else:
@@ -307,9 +336,10 @@ class BroadcastRun:
         )
         ended = False
         call_id = f"{b.id}:{member.pbx_id}:{attempt}"
-        if self._stop.is_set():  # the quorum came while the start was being written
+        if self._stop.is_set():  # the quorum (or a stop) came while the start was written
+            hangup = STOPPED if self.stopped else QUORUM_HANGUP
             await self.journal.record(
-                b.id, member.pbx_id, attempt, "ended", _now(), "failed", QUORUM_HANGUP
+                b.id, member.pbx_id, attempt, "ended", _now(), "failed", hangup
             )
             self.outcomes[member.pbx_id] = CallOutcome.FAILED
             return CallOutcome.FAILED
@@ -332,7 +362,9 @@ class BroadcastRun:
             outcome = event.outcome.value if event.outcome is not None else None
             detail = event.detail
             if ended and self._stop.is_set() and call_id in self._hung_up:
-                detail = QUORUM_HANGUP
+                detail = STOPPED if self.stopped else QUORUM_HANGUP
+                if self.stopped:  # it was being called or rang; nobody answered before the stop
+                    outcome = CallOutcome.NO_ANSWER.value
             await self.journal.record(b.id, member.pbx_id, attempt, kind, event.at, outcome, detail)
 
         request = CallRequest(
@@ -345,6 +377,8 @@ class BroadcastRun:
             hold_until=self._hold_until(),
             # Once the quorum is reached a call on hold is not waited for any more.
             quorum_reached=self._stop,
+            stopped=self._stopped,
+            stop_notice=self.stop_notice,
         )
         call = asyncio.create_task(self.dialer.call(request, on_event), name=call_id)
         self._unanswered[call_id] = call
@@ -361,10 +395,11 @@ class BroadcastRun:
             task = asyncio.current_task()
             if call_id not in self._hung_up or (task is not None and task.cancelling()):
                 raise  # the agent stops: the journal's open attempt says so on restart
-            outcome = CallOutcome.FAILED
+            outcome = CallOutcome.NO_ANSWER if self.stopped else CallOutcome.FAILED
             if not ended:  # cancelled before the dialer began: it reported nothing
+                hangup = STOPPED if self.stopped else QUORUM_HANGUP
                 await self.journal.record(
-                    b.id, member.pbx_id, attempt, "ended", _now(), outcome, QUORUM_HANGUP
+                    b.id, member.pbx_id, attempt, "ended", _now(), outcome, hangup
                 )
         finally:
             self._unanswered.pop(call_id, None)

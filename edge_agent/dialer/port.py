@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 # Keys a phone can send as DTMF (RFC 4733 events 0-15).
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+# The detail of a call the broadcast's stop ended (issue 17): a code the website words.
+STOPPED = "broadcastStopped"
 
 
 class CallOutcome(enum.StrEnum):
@@ -91,6 +93,11 @@ class CallRequest:
     # Set when the broadcast's quorum is reached: a call on hold then (or later) is not
     # waited for any longer and ends ANSWERED "endedOnHoldQuorum".
     quorum_reached: asyncio.Event | None = None
+    # Set when the broadcast is stopped (issue 17). Ringing calls the executor cancels; an
+    # answered call stops what it plays, plays `stop_notice` ("Der Rundruf wurde beendet")
+    # and hangs up: ENDED ANSWERED with the detail STOPPED.
+    stopped: asyncio.Event | None = None
+    stop_notice: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.call_id:

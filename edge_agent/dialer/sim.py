@@ -9,6 +9,7 @@ run side by side on one loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -23,6 +24,7 @@ from typing import Any
 from edge_agent import filelock
 from edge_agent.dialer.common import Emitter, UnplayableAnnouncement, open_master
 from edge_agent.dialer.port import (
+    STOPPED,
     CallEventKind,
     CallOutcome,
     CallRequest,
@@ -211,6 +213,13 @@ class _CallFails(Exception):
     """Raised when a simulated call cannot go on; the message is the ENDED reason."""
 
 
+class _Stopped(Exception):
+    """Raised in an answered call when its broadcast is stopped."""
+
+
+STOP_NOTICE_S = 1.5  # "Der Rundruf wurde beendet" when the request names no file
+
+
 class _Call(Emitter):
     def __init__(self, request: CallRequest, sink: EventSink) -> None:
         super().__init__(request.call_id, sink)
@@ -344,19 +353,35 @@ class SimDialer(Dialer):
         return await self._converse(call, plan, round_s)
 
     async def _converse(self, call: _Call, plan: CallPlan, round_s: float) -> CallOutcome:
+        try:
+            return await self._talk(call, plan, round_s)
+        except _Stopped:
+            # The broadcast was stopped: the member hears so, then the call ends.
+            notice = call.request.stop_notice
+            await call.emit(CallEventKind.PLAYING, "stop notice")
+            seconds = STOP_NOTICE_S
+            if notice is not None:
+                with contextlib.suppress(_CallFails):  # unreadable: the usual length
+                    seconds = self._seconds_of(notice)
+            await self._pause(seconds)
+            return await call.end(CallOutcome.ANSWERED, STOPPED)
+
+    async def _talk(self, call: _Call, plan: CallPlan, round_s: float) -> CallOutcome:
+        """The answered call; any pause raises _Stopped once the broadcast is stopped."""
         request = call.request
+        stop = request.stopped
         keys = list(plan.keys)
         rounds = 0
         replay = True
         while replay:
             rounds += 1
             await call.emit(CallEventKind.PLAYING, f"round {rounds}, {request.repetitions}x")
-            await self._pause(round_s)
+            await self._pause(round_s, stop)
             replay = False
             # A member too slow for the DTMF timeout is hung up on before the digit.
             while keys and not replay and plan.key_delay_s < request.dtmf_timeout_s:
                 digit = keys.pop(0)
-                await self._pause(plan.key_delay_s)
+                await self._pause(plan.key_delay_s, stop)
                 await call.emit(CallEventKind.DTMF, digit=digit)
                 if digit == request.confirm_digit:
                     await call.emit(CallEventKind.CONFIRMED)
@@ -366,15 +391,30 @@ class SimDialer(Dialer):
         if plan.hangs_up:
             return await call.end(CallOutcome.ANSWERED, "hung up without confirming")
         timeout = request.dtmf_timeout_s
-        await self._pause(timeout)
+        await self._pause(timeout, stop)
         return await call.end(CallOutcome.ANSWERED, f"no confirmation within {timeout:g} s")
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleeps `seconds` of simulated time; raises _CallFails when the dialer closes."""
-        if not self._closed.is_set():
+    async def _pause(self, seconds: float, stop: asyncio.Event | None = None) -> None:
+        """Sleeps `seconds` of simulated time; raises _CallFails when the dialer closes,
+        _Stopped when `stop` is (or becomes) set first."""
+        if stop is not None and not self._closed.is_set():
+            if stop.is_set():
+                raise _Stopped
+            closed = asyncio.ensure_future(self._closed.wait())
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({closed, stopped}, timeout=seconds * self.time_scale)
+            finally:
+                closed.cancel()
+                stopped.cancel()
+            if stop.is_set() and not self._closed.is_set():
+                raise _Stopped
+        elif not self._closed.is_set():
             try:
                 async with asyncio.timeout(seconds * self.time_scale):
                     await self._closed.wait()
             except TimeoutError:
                 return
+        if not self._closed.is_set():
+            return
         raise _CallFails("dialer closed")

@@ -14,7 +14,15 @@ from strawberry.dataloader import DataLoader
 from api.errors import Forbidden, NotFound, Unauthenticated
 from api.models import Announcement, BroadcastGroup, CallAttempt, PbxUser, WatchdogIncident
 from api.runtime import Runtime
-from api.services import agents, announcements, auth, directory, history, watchdog
+from api.services import (
+    agents,
+    announcements,
+    auth,
+    broadcast_results,
+    directory,
+    history,
+    watchdog,
+)
 from api.services.actor import Actor
 from api.services.agents import Agent
 
@@ -57,6 +65,11 @@ class Loaders:
     @cached_property
     def attempts(self) -> DataLoader[uuid.UUID, list[CallAttempt]]:
         return DataLoader(lambda ids: history.attempts_of(self.rt, ids))
+
+    @cached_property
+    def confirmed_counts(self) -> DataLoader[uuid.UUID, int]:
+        # Issue 17, point 4: the list's "15/20 bestätigt", one query per page.
+        return DataLoader(lambda ids: broadcast_results.confirmed_counts(self.rt, ids))
 
     @cached_property
     def pbx_user(self) -> DataLoader[uuid.UUID, PbxUser | None]:

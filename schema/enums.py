@@ -1,5 +1,6 @@
 """GraphQL enums: the very enums the models and the domain use (Strawberry maps plain Enums)."""
 
+from api.domain.broadcast_outcome import BroadcastOutcome
 from api.domain.connection import AgentState
 from api.models import (
     AnnouncementKind,
@@ -27,6 +28,7 @@ __all__ = [
     "AnnouncementSource",
     "AnnouncementStatus",
     "BroadcastMode",
+    "BroadcastOutcome",
     "BroadcastStatus",
     "CallOutcome",
     "CommandStatus",

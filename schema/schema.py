@@ -23,6 +23,7 @@ from strawberry.types import ExecutionContext
 from api.settings import Settings
 from schema.agent.mutations import AgentMutation
 from schema.agent.subscriptions import AgentSubscription
+from schema.audit.queries import AuditQuery
 from schema.auth.mutations import AuthMutation
 from schema.auth.queries import AuthQuery
 from schema.errors import ErrorPolicy
@@ -36,7 +37,9 @@ from schema.platform.mutations import PlatformMutation
 from schema.platform.queries import PlatformQuery
 from schema.platform.subscriptions import PlatformSubscription
 
-Query = merge_types("Query", (AuthQuery, PlatformQuery, PbxQuery, HistoryQuery, OpsQuery))
+Query = merge_types(
+    "Query", (AuthQuery, PlatformQuery, PbxQuery, HistoryQuery, OpsQuery, AuditQuery)
+)
 Mutation = merge_types("Mutation", (AuthMutation, PlatformMutation, PbxMutation, AgentMutation))
 Subscription = merge_types(
     "Subscription", (AgentSubscription, PbxSubscription, PlatformSubscription)

@@ -71,6 +71,8 @@ class Kind(enum.Enum):
 # The self-service operations are exempt from the viewer and outsider refusals;
 # the exemption is listed here so that a new operation cannot slip into it.
 SELF_SERVICE = {"Query.me", "Mutation.login", "Mutation.logout", "Mutation.changePassword"}
+# Tenant data only its administrators read (and platform admins): viewers are refused.
+ADMINS_READ = {"Query.auditLog"}
 # Likewise for the operations that need no session at all.
 PUBLIC_OPERATIONS = {"Mutation.registerInstallation"}
 
@@ -185,8 +187,43 @@ async def _broadcast_reported(gql: GraphQL, rt: Runtime, world: World, t: Tenant
     await rt.hub.publish(tenant_events(t.tenant_id), notify.event("broadcast", t.broadcast_id))
 
 
+async def _audited(gql: GraphQL, rt: Runtime, world: World, t: TenantData) -> dict[str, Any]:
+    # An audit entry of tenant `t`, as its administrator's change writes it (issue 17).
+    async with rt.db.transaction() as s:
+        s.add(
+            AuditLog(
+                tenant_id=t.tenant_id,
+                actor_user_id=t.admin_user_id,
+                action="group.create",
+                target=str(t.group_id),
+            )
+        )
+    return {}
+
+
+async def _under_way(gql: GraphQL, rt: Runtime, world: World, t: TenantData) -> dict[str, Any]:
+    # Only a running broadcast can be stopped (cancelBroadcast, issue 17).
+    from api.models import Broadcast, BroadcastStatus
+
+    async with rt.db.transaction() as s:
+        await s.execute(
+            update(Broadcast)
+            .where(Broadcast.id == t.broadcast_id)
+            .values(status=BroadcastStatus.RUNNING, finished_at=None)
+        )
+    return {}
+
+
 CASES: dict[str, Case] = {
     # --- queries ------------------------------------------------------------------
+    "Query.auditLog": Case(
+        Kind.TENANT_READ,
+        "query($tenantId: ID) { auditLog(tenantId: $tenantId) "
+        "{ nodes { id action target tenantId actorEmail } } }",
+        tenant_arg=True,
+        prepare=_audited,
+        shows=lambda w, t: _id(t.group_id),
+    ),
     "Query.me": Case(
         Kind.SELF,
         "query { me { id email tenantId role } }",
@@ -425,6 +462,12 @@ CASES: dict[str, Case] = {
         "mutation($groupId: ID!, $mode: BroadcastMode!) "
         "{ triggerBroadcast(groupId: $groupId, mode: $mode) { id type payload } }",
         lambda w, t: {"groupId": _id(t.group_id), "mode": "TEST"},
+    ),
+    "Mutation.cancelBroadcast": Case(
+        Kind.TENANT_WRITE,
+        "mutation($id: ID!) { cancelBroadcast(id: $id) { id type payload } }",
+        lambda w, t: {"id": _id(t.broadcast_id)},
+        prepare=_under_way,
     ),
     "Mutation.updateBroadcastOptions": Case(
         Kind.TENANT_WRITE,
@@ -975,7 +1018,7 @@ async def test_a_viewer_cannot_mutate(key, gql, rt, world):
 
 async def test_a_viewer_reads_its_own_tenant_but_not_the_pin(gql, rt, world):
     viewer = world.tokens["viewer"]
-    for key in _keys(Kind.TENANT_READ):
+    for key in set(_keys(Kind.TENANT_READ)) - ADMINS_READ:
         case = CASES[key]
         variables = await _variables(gql, rt, key, world, world.a)
         body = await _run(gql, rt, viewer, key, world, world.a, variables)
@@ -985,6 +1028,14 @@ async def test_a_viewer_reads_its_own_tenant_but_not_the_pin(gql, rt, world):
             assert case.shows(world, world.a) in json.dumps(body), (key, body)
     data = await gql.as_(viewer).ok(CASES["Query.group"].document, id=_id(world.a.group_id))
     assert data["group"]["broadcast"]["pin"] is None
+
+
+@pytest.mark.parametrize("key", sorted(ADMINS_READ))
+async def test_a_viewer_cannot_read_what_admins_read(key, gql, rt, world):
+    variables = await _variables(gql, rt, key, world, world.a)
+    body = await _run(gql, rt, world.tokens["viewer"], key, world, world.a, variables)
+    assert error_codes(body) == ["FORBIDDEN"], body
+    assert body.get("data") is None, body
 
 
 async def test_a_viewer_may_change_its_password_and_sign_out(gql, world):

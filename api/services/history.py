@@ -11,10 +11,12 @@ from datetime import datetime
 
 from sqlalchemy import and_, or_, select
 
+from api.domain.broadcast_outcome import BroadcastOutcome
 from api.errors import BadInput
 from api.models import Broadcast, BroadcastGroup, BroadcastMode, CallAttempt, PbxUser
 from api.runtime import Runtime
 from api.services.actor import Actor
+from api.services.broadcast_results import outcome_clause
 
 MAX_PAGE = 100
 
@@ -26,6 +28,7 @@ class BroadcastFilter:
     mode: BroadcastMode | None = None
     started_from: datetime | None = None
     started_to: datetime | None = None
+    outcome: BroadcastOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ async def list_broadcasts(
 ) -> Page:
     if not 1 <= first <= MAX_PAGE:
         raise BadInput(f"between 1 and {MAX_PAGE}", field="first")
+    if flt.started_from and flt.started_to and flt.started_from >= flt.started_to:
+        raise BadInput("startedFrom must lie before startedTo", field="filter.startedTo")
     scope = actor.read_scope(flt.tenant_id)
     query = select(Broadcast).where(scope.where(Broadcast))
     if flt.group_id is not None:
@@ -64,6 +69,8 @@ async def list_broadcasts(
         query = query.where(Broadcast.started_at >= flt.started_from)
     if flt.started_to is not None:
         query = query.where(Broadcast.started_at < flt.started_to)
+    if flt.outcome is not None:
+        query = query.where(outcome_clause(flt.outcome))
     if after is not None:
         started, ident = _parse_cursor(after)
         query = query.where(

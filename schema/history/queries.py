@@ -31,6 +31,7 @@ class HistoryQuery:
                 mode=models.BroadcastMode(f.mode) if f.mode else None,
                 started_from=f.started_from,
                 started_to=f.started_to,
+                outcome=f.outcome,
             ),
             first,
             after,

@@ -5,7 +5,15 @@ from datetime import datetime
 import strawberry
 
 from api import models
-from schema.enums import BroadcastMode, BroadcastStatus, CallOutcome, LateReason, TriggerSource
+from api.domain.broadcast_outcome import outcome_of
+from schema.enums import (
+    BroadcastMode,
+    BroadcastOutcome,
+    BroadcastStatus,
+    CallOutcome,
+    LateReason,
+    TriggerSource,
+)
 from schema.info import Info
 from schema.pbx.types import PbxUser
 from schema.platform.types import gid
@@ -143,6 +151,25 @@ class Broadcast:
             return None
         return BroadcastGroupRef(id=gid(bg.group_id), agent_extension=bg.agent_extension)
 
+    @strawberry.field(
+        description="Members with a confirmed attempt: with memberCount the list's "
+        '"15/20 confirmed".'
+    )
+    async def confirmed_count(self, info: Info) -> int:
+        count: int = await info.context.loaders.confirmed_counts.load(self._id)  # type: ignore[arg-type]
+        return count
+
+    @strawberry.field(
+        description="How it went: RUNNING; ALL_CONFIRMED; QUORUM_REACHED; UNCONFIRMED "
+        "(finished with members who never confirmed, no quorum); FAILED (also a trigger that "
+        "never became a broadcast); CANCELLED."
+    )
+    async def outcome(self, info: Info) -> BroadcastOutcome:
+        confirmed = await self.confirmed_count(info)
+        return outcome_of(
+            self.status, self.failure_code, self.quorum_reached_at, confirmed, self.member_count
+        )
+
     @strawberry.field(description="Every call attempt, by member and attempt number.")
     async def attempts(self, info: Info) -> list[CallAttempt]:
         rows = await info.context.loaders.attempts.load(self._id)  # type: ignore[arg-type]
@@ -166,4 +193,7 @@ class BroadcastFilter:
     group_id: strawberry.ID | None = None
     mode: BroadcastMode | None = None
     started_from: datetime | None = None
-    started_to: datetime | None = None
+    started_to: datetime | None = strawberry.field(
+        default=None, description="Exclusive; must lie after startedFrom."
+    )
+    outcome: BroadcastOutcome | None = None

@@ -5,6 +5,7 @@ import { command } from "../commands.js";
 import { t } from "../i18n.js";
 import { field, h, messages, replace, run, section, select, showError, showOk, table } from "../ui.js";
 import { renderAnnouncements } from "./announcements.js";
+import { optionsSection, triggerSection } from "./broadcast_actions.js";
 
 const GROUPS = "{ groups { id name description members { id } broadcast { extension } } }";
 const GROUP = `query($id: ID!) { group(id: $id) { id name description
@@ -102,6 +103,8 @@ async function detail(ctx, container, id) {
     h("h1", {}, group.name),
     group.description ? h("p", {}, group.description) : null,
     broadcastSection(group, admin, live, reload),
+    group.broadcast && admin ? triggerSection(group, live) : null,
+    group.broadcast ? optionsSection(group, admin, live) : null,
     membersSection(group, users, admin, live, reload),
     group.broadcast ? renderAnnouncements(group, admin, live, reload) : null,
   );

@@ -3,6 +3,7 @@
 import { gql } from "../api.js";
 import { t } from "../i18n.js";
 import { dateTime, h, labelRows, messages, replace, showError, table, time } from "../ui.js";
+import { createOverview } from "./broadcast_overview.js";
 
 const FIELDS = `id groupName mode status triggerSource triggerCallerNumber triggerCallerName startedAt finishedAt
   memberCount quorum quorumReachedAt note failureCode`;
@@ -168,6 +169,8 @@ function detail(live, container, id) {
   const box = messages();
   const view = h("div");
   replace(container, h("p", {}, h("a", { href: "#/history" }, `← ${t("history.back")}`)), view, box);
+  // Counters, progress and the members' table; keeps its filter over live re-renders.
+  const overview = createOverview((name, attempts) => member(name, attempts));
 
   function show(b) {
     const members = new Map();
@@ -192,7 +195,7 @@ function detail(live, container, id) {
         notes && !b.failureCode ? [h("dt", {}, t("history.note")), h("dd", {}, notes)] : null),
       failure(b),
       members.size
-        ? h("ol", { class: "timeline" }, [...members].map(([name, attempts]) => member(name, attempts)))
+        ? overview.render(b, members)
         : b.failureCode ? null : h("p", {}, t("history.noAttempts")),
     );
   }

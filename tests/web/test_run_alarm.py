@@ -156,7 +156,8 @@ def test_a_test_call_is_started_from_the_website_and_watched_live(
     # Mode 3 needs the caller's voice: not offered, and the page says how instead.
     expect(trigger.get_by_role("button")).to_have_text(["Testruf auslösen", "Alarm auslösen"])
     expect(trigger.get_by_test_id("recorded-by-phone")).to_contain_text(
-        "nur per Telefon ausgelöst: die Rundruf-Rufnummer anrufen, die PIN eingeben und 3 wählen"
+        "nur per Telefon ausgelöst: die Rundruf-Rufnummer 299 anrufen, "
+        "die PIN eingeben und 3 wählen"
     )
 
     # An alarm starts only once the group's name is typed; a wrong name keeps it shut.

@@ -24,7 +24,7 @@ export function triggerSection(group, live) {
     t("trigger.title"),
     h("div", { class: "actions" }, button("TEST"), button("ALARM")),
     n ? null : h("p", { class: "hint" }, t("trigger.noMembers")),
-    h("p", { class: "hint", "data-testid": "recorded-by-phone" }, t("trigger.recordedByPhone")),
+    h("p", { class: "hint", "data-testid": "recorded-by-phone" }, t("trigger.recordedByPhone", { number: group.broadcast.extension })),
     box,
   );
 }

@@ -353,6 +353,19 @@ def test_quorum_and_repetitions_are_edited_with_their_effect_explained(
     expect(options.get_by_label("Wiederholungen der Ansage")).to_have_value("4")
     expect(options.get_by_test_id("options-effect")).to_contain_text("Sobald 3 Teilnehmer")
 
+    # On a phone the page and the confirmation fit the screen.
+    phone = open_page(browser, stack.url, PHONE_WIDTH)
+    sign_in(phone, _admin_email("quorum"), ADMIN_PASSWORD)
+    nav(phone, "Gruppen")
+    phone.get_by_role("link", name=GROUP).click()
+    phone.get_by_role("button", name="Alarm auslösen").click()
+    expect(phone.get_by_role("dialog", name="Alarm auslösen?")).to_be_visible()
+    assert_fits(phone)
+    shot(phone, artifacts, "trigger-alarm-confirmation-phone")
+    phone.keyboard.press("Escape")  # the dialog's own way out
+    expect(phone.get_by_role("dialog")).to_have_count(0)
+    assert _pending(einsatz, "triggerBroadcast") == []
+
     # A viewer reads them with the sentence, but neither edits nor starts anything.
     viewer = einsatz.signed_in(browser, stack)
     nav(viewer, "Gruppen")

@@ -45,6 +45,7 @@ import json
 import math
 import secrets
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -77,6 +78,7 @@ from edge_agent.sip.ua import Account
 from tests.e2e_kamailio.members import SippMembers
 from tests.e2e_kamailio.timelines import alarm
 from tests.sip.caller_rtp import PT_EVENT
+from tests.sip.caller_rtp import SSRC as CALLER_SSRC
 from tests.sip.kamailio import Kamailio
 from tests.sip.trigger_caller import TriggerCaller
 
@@ -102,23 +104,21 @@ def percentile(values: Sequence[float], q: float) -> float:
 # --- the observer (its own process) ------------------------------------------------------
 
 
-def _filter(sip_port: int) -> bytes:
-    """Classic BPF: IPv4 UDP, not a later fragment, to `sip_port`, or an RTP packet of
-    payload type 101 (telephone-event; only the caller sends them here). SIPp plays its
-    pcap through a raw socket, from source port 0: its media port names nothing."""
+def _filter(sip_port: int, media_port: int) -> bytes:
+    """Classic BPF: IPv4 UDP, not a later fragment, to `sip_port` (Kamailio) or from
+    `media_port` (the caller's SIPp, which plays its pcap from there)."""
     program = [
         (0x28, 0, 0, 12),  # ldh [12]: the ethertype
-        (0x15, 0, 11, 0x0800),  # IPv4, else drop
+        (0x15, 0, 10, 0x0800),  # IPv4, else drop
         (0x30, 0, 0, 23),  # ldb [23]: the IP protocol
-        (0x15, 0, 9, 17),  # UDP, else drop
+        (0x15, 0, 8, 17),  # UDP, else drop
         (0x28, 0, 0, 20),  # ldh [20]: flags and fragment offset
-        (0x45, 7, 0, 0x1FFF),  # a later fragment: drop
+        (0x45, 6, 0, 0x1FFF),  # a later fragment: drop
         (0xB1, 0, 0, 14),  # x = IP header length
         (0x48, 0, 0, 16),  # ldh [x + 16]: destination port
-        (0x15, 3, 0, sip_port),  # to Kamailio: accept
-        (0x50, 0, 0, 23),  # ldb [x + 23]: RTP marker and payload type
-        (0x54, 0, 0, 0x7F),  # the payload type
-        (0x15, 0, 1, PT_EVENT),  # telephone-event: accept, else drop
+        (0x15, 2, 0, sip_port),  # to Kamailio: accept
+        (0x48, 0, 0, 14),  # ldh [x + 14]: source port
+        (0x15, 0, 1, media_port),  # the caller's RTP: accept, else drop
         (0x06, 0, 0, 0x40000),
         (0x06, 0, 0, 0),
     ]
@@ -142,12 +142,12 @@ def _call_id(message: bytes) -> str:
     return ""
 
 
-def observe(sip_port: int) -> None:
+def observe(sip_port: int, media_port: int) -> None:
     """Prints its control port, collects until END arrives there, prints JSON:
-    `keys` [[rtp timestamp, first stamp, end stamp]], `invites` [[source port, Call-ID,
+    `keys` [[ssrc, rtp timestamp, first stamp, end stamp]], `invites` [[source port, Call-ID,
     stamp]] (the first INVITE of each Call-ID)."""
     sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-    code = ctypes.create_string_buffer(_filter(sip_port))
+    code = ctypes.create_string_buffer(_filter(sip_port, media_port))
     program = struct.pack("HL", len(code) // 8, ctypes.addressof(code))
     sniff.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, program)
     sniff.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024 * 1024)
@@ -158,7 +158,7 @@ def observe(sip_port: int) -> None:
     control.setblocking(False)
     print(control.getsockname()[1], flush=True)
     space = socket.CMSG_SPACE(16)
-    keys: dict[int, list[int]] = {}
+    keys: dict[tuple[int, int], list[int]] = {}
     invites: dict[str, tuple[int, int]] = {}
     while True:
         busy = False
@@ -175,9 +175,12 @@ def observe(sip_port: int) -> None:
                 if destination == sip_port:
                     if payload.startswith(b"INVITE "):
                         invites.setdefault(_call_id(payload), (source, stamp))
-                elif len(payload) >= 16 and payload[1] & 0x7F == PT_EVENT:
-                    timestamp = int.from_bytes(payload[4:8], "big")
-                    seen = keys.setdefault(timestamp, [stamp, 0])
+                elif source == media_port and len(payload) >= 16 and payload[1] & 0x7F == PT_EVENT:
+                    event = (
+                        int.from_bytes(payload[8:12], "big"),
+                        int.from_bytes(payload[4:8], "big"),
+                    )
+                    seen = keys.setdefault(event, [stamp, 0])
                     if payload[13] & 0x80 and not seen[1]:
                         seen[1] = stamp
         with contextlib.suppress(BlockingIOError):
@@ -186,15 +189,15 @@ def observe(sip_port: int) -> None:
         if not busy:
             time.sleep(0.001)
     result = {
-        "keys": [[ts, *v] for ts, v in sorted(keys.items())],
+        "keys": [[*event, *stamps] for event, stamps in sorted(keys.items())],
         "invites": [[port, call_id, stamp] for call_id, (port, stamp) in invites.items()],
     }
     print(json.dumps(result), flush=True)
 
 
 class Observer:
-    def __init__(self, sip_port: int) -> None:
-        command = [sys.executable, __file__, "--observe", str(sip_port)]
+    def __init__(self, sip_port: int, media_port: int) -> None:
+        command = [sys.executable, __file__, "--observe", str(sip_port), str(media_port)]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -308,10 +311,11 @@ class Size:
 
 
 def measure(seen: dict[str, Any], agent_port: int, n: int) -> Run:
-    keys = seen["keys"]
+    # Only the caller's stream (its port and SSRC): other tests on this host send keys too.
+    keys = sorted((first, end) for ssrc, _, first, end in seen["keys"] if ssrc == CALLER_SSRC)
     if not keys:
         raise RuntimeError("the observer saw no RFC 4733 key from the caller")
-    _, pressed, ended = keys[-1]  # the last key: the confirmation
+    pressed, ended = keys[-1]  # the last key: the confirmation
     ours = sorted(stamp for port, _, stamp in seen["invites"] if port == agent_port)
     if len(ours) < n:
         ports = sorted({port for port, _, _ in seen["invites"]})
@@ -347,7 +351,7 @@ async def run_size(n: int, runs: int, folder: Path) -> Size:
 async def one_run(agent: Agent, pbx: Kamailio, folder: Path, n: int) -> Run:
     caller = TriggerCaller(alarm(PIN, "2"), caller=CALLER)
     sipp = caller.dial(folder, pbx.address, AGENT_NUMBER, auth=(CALLER, pbx.password(CALLER)))
-    observer = Observer(pbx.port)
+    observer = Observer(pbx.port, sipp.media_port)
     running_before = set(agent.broadcasts.running)
     try:
         await asyncio.to_thread(sipp.start)
@@ -413,11 +417,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200, 500])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the run's files")
-    parser.add_argument("--observe", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--observe", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.observe:
-        observe(args.observe)
+        observe(*args.observe)
         return 0
+    # SIGTERM as Ctrl-C: the run's finally blocks stop Kamailio and SIPp.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     for tool in ("kamailio", "sipp"):
         if shutil.which(tool) is None:
             print(f"{tool} is missing (bash ops/ensure-services.sh)", file=sys.stderr)

@@ -86,6 +86,15 @@ async def test_a_tenant_admin_sees_their_tenant_only_newest_first(gql, rt, world
     assert not {t for t in _targets(outsider) if t and t.startswith("a-")}
 
 
+async def test_the_user_filter_offers_everyone_with_an_entry_in_scope(gql, rt, world):
+    await _entries(rt, world)
+    query = "{ auditLog(first: 1) { actors { id email } } }"
+    mine = (await gql.as_(world.tokens["owner"]).ok(query))["auditLog"]["actors"]
+    assert {a["email"] for a in mine} == {world.a.admin_email, world.a.viewer_email}
+    everyone = (await gql.as_(world.tokens["platform"]).ok(query))["auditLog"]["actors"]
+    assert {world.a.admin_email, world.b.admin_email} <= {a["email"] for a in everyone}
+
+
 async def test_a_tenant_admin_cannot_name_another_tenant(gql, rt, world):
     await _entries(rt, world)
     body = await gql.as_(world.tokens["outsider"])(LOG, tenantId=str(world.a.tenant_id))

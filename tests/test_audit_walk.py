@@ -7,6 +7,8 @@ mutation either writes an entry naming its tenant, or is on EXEMPT with the reas
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -24,6 +26,15 @@ EXEMPT = {
     "reportHealth": "the agent's heartbeat, every poll interval; the installation row holds it",
     "reportNotice": "the agent's notices; the notice table and the watchdog record them",
 }
+
+
+TEXTS = Path(__file__).resolve().parent.parent / "frontend_stub" / "js" / "texts"
+
+
+def _worded(action: str) -> bool:
+    """The audit page words the action in German and English (else it shows the code)."""
+    key = f'"audit.action.{action}":'
+    return all(key in (TEXTS / f"{lang}.js").read_text() for lang in ("de", "en"))
 
 
 def _mutations() -> list[str]:
@@ -49,6 +60,7 @@ async def test_each_mutation_writes_an_audit_entry(name, gql, rt, world):
     assert new, f"{name} changed something but wrote no audit entry"
     for row in new:
         assert row.action and len(row.action) <= 64
+        assert _worded(row.action), f"audit.action.{row.action} missing in the website's texts"
         # An entry in a tenant names it, so its administrators see it.
         if name not in ("createTenant", "registerInstallation"):
             assert row.tenant_id is not None, (name, row.action)

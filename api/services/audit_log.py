@@ -23,7 +23,7 @@ from api.services.actor import Actor
 MAX_PAGE = 100
 # A kind is the part of an action before its dot ("group" of "group.create"), or a
 # whole action; both are short lowercase codes.
-_KIND = re.compile(r"^[a-z_]{1,32}(\.[a-z_]{1,32})?$")
+_KIND = re.compile(r"^[a-z_]{1,32}(\.[A-Za-z_]{1,40})?$")
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,19 @@ async def list_entries(
     more = len(rows) > first
     items = rows[:first]
     return AuditPage(items=items, next_cursor=_cursor(items[-1].row) if more and items else None)
+
+
+async def actors(
+    rt: Runtime, actor: Actor, tenant_id: uuid.UUID | None
+) -> list[tuple[uuid.UUID, str]]:
+    """Everyone with an entry in the caller's scope, by mail: the page's user filter."""
+    if actor.role is Role.TENANT_VIEWER:
+        raise Forbidden("only administrators read the audit log")
+    scope = actor.read_scope(tenant_id)
+    query = (
+        select(User.id, User.email)
+        .where(User.id.in_(select(AuditLog.actor_user_id).where(scope.where(AuditLog))))
+        .order_by(User.email)
+    )
+    async with rt.db.reading() as session:
+        return [(i, e) for i, e in await session.execute(query)]

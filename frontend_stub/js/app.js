@@ -5,6 +5,7 @@ import { gql, whenSignedOut } from "./api.js";
 import { language, setLanguage, t } from "./i18n.js";
 import { h, replace } from "./ui.js";
 import { LiveClient } from "./ws.js";
+import * as audit from "./pages/audit.js";
 import * as groups from "./pages/groups.js";
 import * as history from "./pages/history.js";
 import * as licenses from "./pages/licenses.js";
@@ -14,10 +15,10 @@ import * as settings from "./pages/settings.js";
 import * as tenants from "./pages/tenants.js";
 import * as users from "./pages/users.js";
 
-const PLATFORM_PAGES = { monitoring, tenants, licenses, users };
-const TENANT_PAGES = { groups, history, settings };
-const PLATFORM_NAV = ["monitoring", "tenants", "licenses", "users"];
-const TENANT_NAV = ["groups", "history", "settings"];
+const PLATFORM_PAGES = { monitoring, tenants, licenses, users, audit };
+const TENANT_PAGES = { groups, history, settings, audit };
+const PLATFORM_NAV = ["monitoring", "tenants", "licenses", "users", "audit"];
+const TENANT_NAV = ["groups", "history", "settings", "audit"];
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -119,7 +120,9 @@ async function render() {
   }
   connectLive();
   const pages = me.role === "PLATFORM_ADMIN" ? PLATFORM_PAGES : TENANT_PAGES;
-  const order = me.role === "PLATFORM_ADMIN" ? PLATFORM_NAV : TENANT_NAV;
+  // The audit log (Protokoll) is for administrators; viewers are refused it.
+  const order = (me.role === "PLATFORM_ADMIN" ? PLATFORM_NAV : TENANT_NAV)
+    .filter((key) => key !== "audit" || me.role !== "TENANT_VIEWER");
   const { name, params } = route();
   if (!pages[name]) {
     location.hash = await home();

@@ -26,11 +26,12 @@ class AuditQuery:
     ) -> AuditConnection:
         actor = await info.context.actor()
         f = filter or AuditFilter()
+        tenant = optional_id(tenant_id, "tenant")
         page = await audit_log.list_entries(
             info.context.rt,
             actor,
             audit_log.AuditFilter(
-                tenant_id=optional_id(tenant_id, "tenant"),
+                tenant_id=tenant,
                 user_id=optional_id(f.user_id, "user"),
                 kind=f.kind,
                 since=f.since,
@@ -44,4 +45,5 @@ class AuditQuery:
             page_info=PageInfo(
                 end_cursor=page.next_cursor, has_next_page=page.next_cursor is not None
             ),
+            _tenant_id=tenant,
         )

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import cast
 
 import strawberry
 from strawberry.scalars import JSON
 
+from api.services import audit_log
 from api.services.audit_log import Entry
 from schema.history.types import PageInfo
+from schema.info import Info
 from schema.platform.types import gid
 
 
@@ -44,9 +47,21 @@ class AuditEntry:
 
 
 @strawberry.type
+class AuditActor:
+    id: strawberry.ID
+    email: str
+
+
+@strawberry.type
 class AuditConnection:
     nodes: list[AuditEntry]
     page_info: PageInfo
+    _tenant_id: strawberry.Private[uuid.UUID | None]
+
+    @strawberry.field(description="Everyone with an entry here, whatever the filter.")
+    async def actors(self, info: Info) -> list[AuditActor]:
+        rows = await audit_log.actors(info.context.rt, await info.context.actor(), self._tenant_id)
+        return [AuditActor(id=gid(i), email=e) for i, e in rows]
 
 
 @strawberry.input

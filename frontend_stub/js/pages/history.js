@@ -2,10 +2,12 @@
 
 import { gql } from "../api.js";
 import { t } from "../i18n.js";
-import { dateTime, h, labelRows, messages, replace, showError, table, time } from "../ui.js";
+import { dateTime, h, messages, replace, showError, time } from "../ui.js";
 import { createOverview } from "./broadcast_overview.js";
+import { createReport } from "./broadcast_report.js";
+import { list } from "./history_list.js";
 
-const FIELDS = `id groupName mode status triggerSource triggerCallerNumber triggerCallerName startedAt finishedAt
+const FIELDS = `id groupName mode status outcome confirmedCount triggerSource triggerCallerNumber triggerCallerName startedAt finishedAt
   memberCount quorum quorumReachedAt note failureCode`;
 const ATTEMPTS = `attempts { id memberName memberExtension attemptNo startedAt ringingAt answeredAt
   heldAt resumedAt confirmedAt endedAt outcome detail lateReason lateFrom lateUntil }`;
@@ -39,7 +41,7 @@ function attemptDetail(detail) {
 export function render({ main, live, params }) {
   const container = h("div", {}, h("p", {}, t("loading")));
   main.append(container);
-  return params[0] ? detail(live, container, params[0]) : list(live, container);
+  return params[0] ? detail(live, container, params[0]) : list(live, container, { caller });
 }
 
 // A trigger that never became a broadcast, worded from its code with what note holds:
@@ -108,71 +110,19 @@ function caller(b) {
     who ? ` · ${who}` : ""];
 }
 
-function list(live, container) {
-  const box = messages();
-  const byId = new Map();
-  const headers = ["history.started", "history.group", "history.mode", "history.status", "history.caller", "history.members"];
-  let cursor = null;
-  const more = h("button", { type: "button", class: "secondary", hidden: true, onclick: () => load(cursor) }, t("history.more"));
-
-  function row(b) {
-    return h("tr", { "data-id": b.id },
-      h("td", {}, h("a", { href: `#/history/${b.id}` }, dateTime(b.startedAt))),
-      h("td", {}, b.groupName),
-      h("td", {}, t(`mode.${b.mode}`)),
-      h("td", {}, h("span", { class: `status ${b.status.toLowerCase()}` }, t(`status.${b.status}`)),
-        b.failureCode ? h("small", { class: "failure" }, ` – ${t(`failureShort.${b.failureCode}`)}`) : null),
-      h("td", {}, caller(b)),
-      h("td", { class: "num" }, b.memberCount));
-  }
-
-  function show() {
-    const nodes = [...byId.values()].sort((a, b) => b.startedAt.localeCompare(a.startedAt));
-    labelRows(body, headers.map((k) => t(k)), nodes.map(row));
-    empty.hidden = nodes.length > 0;
-  }
-
-  // Broadcasts a live event brought while a page was being read: the event is newer.
-  const touched = new Set();
-
-  async function load(after = null) {
-    touched.clear();
-    try {
-      const { broadcasts } = await gql(LIST, { after });
-      for (const b of broadcasts.nodes) if (!touched.has(b.id)) byId.set(b.id, b);
-      cursor = broadcasts.pageInfo.endCursor;
-      more.hidden = !broadcasts.pageInfo.hasNextPage;
-      show();
-    } catch (error) {
-      showError(box, error);
-    }
-  }
-
-  const empty = h("p", { hidden: true }, t("history.empty"));
-  const wrap = table(headers.map((k) => t(k)), []);
-  const body = wrap.querySelector("tbody");
-  replace(container, h("h1", {}, t("history.title")), empty, wrap, more, box);
-  load();
-  const stop = live.subscribe(LIVE_LIST, {}, ({ broadcastUpdated: b }) => {
-    touched.add(b.id);
-    byId.set(b.id, b);
-    show();
-  });
-  const stopReconnect = live.on("reconnect", () => load());
-  return () => {
-    stop();
-    stopReconnect();
-  };
-}
-
 function detail(live, container, id) {
   const box = messages();
   const view = h("div");
   replace(container, h("p", {}, h("a", { href: "#/history" }, `← ${t("history.back")}`)), view, box);
   // Counters, progress and the members' table; keeps its filter over live re-renders.
   const overview = createOverview((name, attempts) => member(name, attempts));
+  // Issue 17, point 5: CSV of every attempt, and the report shown only in print.
+  const report = createReport({ attemptDetail });
+  view.before(report.bar);
+  box.after(report.section);
 
   function show(b) {
+    report.update(b);
     const members = new Map();
     const sorted = [...b.attempts].sort((x, y) => x.memberName.localeCompare(y.memberName) || x.attemptNo - y.attemptNo);
     for (const a of sorted) {

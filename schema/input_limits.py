@@ -9,7 +9,7 @@ every coordinate exists. See docs/decisions/input-guard.md.
 
 from __future__ import annotations
 
-from api.services import agents, broadcast_reports, directory
+from api.services import agents, broadcast_reports, broadcast_stop, directory, trigger_source
 
 # Generous: no name, number or message of this API comes near it; a page of text does.
 DEFAULT_MAX_LENGTH = 4000
@@ -26,6 +26,10 @@ MAX_LENGTH: dict[str, int] = {
     "BroadcastReportInput.broadcastId": broadcast_reports.BROADCAST_ID_MAX,
     **{f"BroadcastReportInput.{n}": m for _, n, m in broadcast_reports.REPORT_TEXTS},
     **{f"CallEventInput.{n}": m for _, n, m in broadcast_reports.EVENT_TEXTS},
+    "BroadcastStopInput.via": trigger_source.NAME_MAX,
+    "BroadcastStopInput.by": broadcast_stop.BY_MAX,
+    "BroadcastStopInput.reason": broadcast_stop.REASON_MAX,
+    "Mutation.cancelBroadcast(reason:)": broadcast_stop.REASON_MAX,
 }
 
 # Where tab and line breaks are allowed: texts written in a text area.
@@ -52,5 +56,6 @@ PBX_TEXT: frozenset[str] = frozenset(
         "CallEventInput.memberName",
         "BroadcastReportInput.triggerCallerName",
         "BroadcastReportInput.note",
+        "BroadcastStopInput.by",  # a caller's number as the PBX gave it, or a user's name
     }
 )

@@ -48,6 +48,15 @@ class Broadcast(IdMixin, Base):
     # Set when the trigger never became a broadcast (JOB_FILE_DAMAGED): the website
     # words it; None for every broadcast that ran.
     failure_code: Mapped[str | None] = mapped_column(String(32))
+    # A stop (issue 17): when, by whom (a user's "name <mail>", or the caller's number),
+    # how (the website, a trigger call through the call routing, the agent's SIP line),
+    # and the reason the website gave. Reported by the agent, which acted on it.
+    stopped_at: Mapped[datetime | None]
+    stopped_by: Mapped[str | None] = mapped_column(String(200))
+    stopped_via: Mapped[TriggerSource | None] = mapped_column(
+        str_enum(TriggerSource, "stopped_via")
+    )
+    stop_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class CallAttempt(IdMixin, Base):

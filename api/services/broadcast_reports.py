@@ -31,7 +31,14 @@ from api.models import (
 )
 from api.pubsub import tenant_events
 from api.runtime import Runtime
-from api.services import known_secrets, mirror, notify, report_kinds, trigger_source
+from api.services import (
+    broadcast_stop,
+    known_secrets,
+    mirror,
+    notify,
+    report_kinds,
+    trigger_source,
+)
 from api.services.agents import Agent
 from edge_agent.pbx import text as pbx_text
 
@@ -72,6 +79,8 @@ class ReportIn:
     events: list[CallEventIn] = field(default_factory=list)
     # PHONE, SIP or WEBSITE; None from an agent older than the field (trigger_source.py).
     trigger_source: str | None = None
+    # Who stopped the broadcast, how and when (issue 17); None: not stopped.
+    stop: broadcast_stop.StopIn | None = None
 
 
 # The columns' sizes (api/models/history.py): a longer text fails on PostgreSQL only, and
@@ -180,6 +189,7 @@ async def report(rt: Runtime, agent: Agent, report: ReportIn) -> int:
         if broadcast.finished_at is None:
             broadcast.status = report.status
             broadcast.finished_at = report.finished_at
+        broadcast_stop.apply(broadcast, report.stop, rt.clock())
         broadcast.member_count = report.member_count
         broadcast.quorum = report.quorum
         broadcast.quorum_reached_at = broadcast.quorum_reached_at or report.quorum_reached_at

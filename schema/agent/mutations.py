@@ -4,7 +4,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.domain.notices import Notice
-from api.services import agents, broadcast_reports, notices
+from api.services import agents, broadcast_reports, broadcast_stop, notices
 from schema.agent.types import (
     BroadcastAck,
     BroadcastReportInput,
@@ -67,6 +67,14 @@ class AgentMutation:
                 finished_at=input.finished_at,
                 note=input.note,
                 trigger_source=input.trigger_source,
+                stop=broadcast_stop.StopIn(
+                    via=input.stop.via,
+                    at=input.stop.at,
+                    by=input.stop.by,
+                    reason=input.stop.reason,
+                )
+                if input.stop is not None
+                else None,
                 events=[
                     broadcast_reports.CallEventIn(
                         seq=e.seq,

@@ -147,6 +147,20 @@ class CallEventInput:
     )
 
 
+@strawberry.input(description="Who stopped a running broadcast, how and when (issue 17).")
+class BroadcastStopInput:
+    via: str = strawberry.field(
+        description="PHONE (the menu's 0 through the call routing), SIP (the menu's 0 on the "
+        "agent's own line) or WEBSITE (cancelBroadcast)."
+    )
+    at: datetime
+    by: str | None = strawberry.field(
+        default=None,
+        description="The user's name and mail (WEBSITE) or the caller's number (by phone).",
+    )
+    reason: str | None = strawberry.field(default=None, description="What the website gave.")
+
+
 @strawberry.input
 class BroadcastReportInput:
     broadcast_id: str = strawberry.field(description="The agent's own id for the broadcast.")
@@ -169,6 +183,9 @@ class BroadcastReportInput:
         "(triggerBroadcast). A name this service does not know is ignored and, like a "
         "report without it, leaves the source derived: WEBSITE when a triggerBroadcast's "
         "result names the broadcast, else PHONE.",
+    )
+    stop: BroadcastStopInput | None = strawberry.field(
+        default=None, description="Set once the broadcast was stopped (status CANCELLED)."
     )
 
 

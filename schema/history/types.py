@@ -118,6 +118,18 @@ class Broadcast:
         "before it expired: whether anyone was called is unknown; note as for "
         "AGENT_UNREACHABLE; a later success replaces the row by the broadcast's own)."
     )
+    stopped_at: datetime | None = strawberry.field(
+        description="When the broadcast was stopped before its end (status CANCELLED)."
+    )
+    stopped_by: str | None = strawberry.field(
+        description="Who stopped it: the user's name and mail (WEBSITE) or the caller's "
+        "number (PHONE, SIP); null when not known."
+    )
+    stopped_via: TriggerSource | None = strawberry.field(
+        description="How: WEBSITE (cancelBroadcast), PHONE (the menu's 0 through the call "
+        "routing), SIP (the menu's 0 on the agent's own line)."
+    )
+    stop_reason: str | None = strawberry.field(description="The reason the website gave.")
     _id: strawberry.Private[object]
     _bg_id: strawberry.Private[object]
 
@@ -138,6 +150,10 @@ class Broadcast:
             quorum_reached_at=b.quorum_reached_at,
             note=b.note,
             failure_code=b.failure_code,
+            stopped_at=b.stopped_at,
+            stopped_by=b.stopped_by,
+            stopped_via=b.stopped_via,
+            stop_reason=b.stop_reason,
             _id=b.id,
             _bg_id=b.broadcast_group_id,
         )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import strawberry
 
 from api import models
-from api.services import announcements, broadcast_control, directory, pbx
+from api.services import announcements, broadcast_control, broadcast_stop, directory, pbx
 from schema.context import parse_id, parse_ids
 from schema.enums import AnnouncementKind, BroadcastMode, Language
 from schema.info import Info
@@ -123,6 +123,21 @@ class PbxMutation:
         actor = await info.context.actor()
         command = await broadcast_control.trigger(
             info.context.rt, actor, parse_id(group_id, "group"), models.BroadcastMode(mode)
+        )
+        return Command.of(command)
+
+    @strawberry.mutation(
+        description="Stops a RUNNING broadcast through the agent (tenant admins): no new "
+        "calls or retries, ringing calls end, answered ones hear that the broadcast was "
+        "stopped. The history shows it CANCELLED with who, how and when once the agent "
+        "reports it. Not running: BAD_USER_INPUT with reason BROADCAST_NOT_RUNNING."
+    )
+    async def cancel_broadcast(
+        self, info: Info, id: strawberry.ID, reason: str | None = None
+    ) -> Command:
+        actor = await info.context.actor()
+        command = await broadcast_stop.cancel(
+            info.context.rt, actor, parse_id(id, "broadcast"), reason
         )
         return Command.of(command)
 

@@ -1,0 +1,108 @@
+"""Stopping a running broadcast from the website (issue 17, point 2): cancelBroadcast, and
+the stop as the agent reports it ("beendet von ...")."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from api.models import AuditLog, Broadcast
+from api.services import agents
+from api.services.agents import Agent
+from schema.platform.types import gid
+from tests.conftest import error_codes
+from tests.test_authorization import snapshot
+from tests.test_broadcast_reports import REPORT, _at, _report
+
+CANCEL = """mutation($id: ID!, $reason: String) {
+  cancelBroadcast(id: $id, reason: $reason) { id type status payload }
+}"""
+SHOWN = """query($id: ID!) { broadcast(id: $id) {
+  status stoppedAt stoppedBy stoppedVia stopReason
+} }"""
+
+
+async def _running(gql, rt, world) -> str:
+    await gql.as_(world.tokens["agent_a"]).ok(REPORT, **_report(rt, []))
+    async with rt.db.reading() as s:
+        b = await s.scalar(select(Broadcast).where(Broadcast.agent_broadcast_id == "b-1"))
+    assert b is not None
+    return str(gid(b.id))
+
+
+async def test_a_tenant_admin_stops_a_running_broadcast_through_the_agent(gql, rt, world):
+    broadcast = await _running(gql, rt, world)
+    data = await gql.as_(world.tokens["owner"]).ok(CANCEL, id=broadcast, reason="Fehlalarm")
+    command = data["cancelBroadcast"]
+    assert command["type"] == "cancelBroadcast" and command["status"] == "PENDING"
+    assert command["payload"] == {
+        "broadcastId": "b-1",
+        "requestedBy": "Admin <admin@owner.example>",
+        "reason": "Fehlalarm",
+    }
+    owners = await agents.take_open_commands(
+        rt, Agent(world.a.installation_id, world.a.tenant_id), set()
+    )
+    assert [d.command.id for d in owners] == [uuid.UUID(command["id"])]
+    async with rt.db.reading() as s:
+        entry = await s.scalar(select(AuditLog).where(AuditLog.action == "broadcast.cancel"))
+    assert entry is not None and entry.tenant_id == world.a.tenant_id
+    assert entry.details == {"reason": "Fehlalarm"}
+
+
+async def test_the_agents_report_says_who_stopped_it_how_and_when(gql, rt, world):
+    broadcast = await _running(gql, rt, world)
+    stop = {"via": "WEBSITE", "at": _at(rt, 5), "by": "Admin <admin@owner.example>"}
+    await gql.as_(world.tokens["agent_a"]).ok(
+        REPORT, **_report(rt, [], status="CANCELLED", finishedAt=_at(rt, 6), stop=stop)
+    )
+    shown = (await gql.as_(world.tokens["viewer"]).ok(SHOWN, id=broadcast))["broadcast"]
+    assert shown["status"] == "CANCELLED"
+    assert shown["stoppedBy"] == "Admin <admin@owner.example>"
+    assert shown["stoppedVia"] == "WEBSITE" and shown["stoppedAt"]
+    # A later report of another stop does not change who stopped it.
+    later = {"via": "PHONE", "at": _at(rt, 7), "by": "+4930123"}
+    await gql.as_(world.tokens["agent_a"]).ok(
+        REPORT, **_report(rt, [], status="CANCELLED", finishedAt=_at(rt, 6), stop=later)
+    )
+    again = (await gql.as_(world.tokens["viewer"]).ok(SHOWN, id=broadcast))["broadcast"]
+    assert again == shown
+
+
+async def test_a_stop_by_phone_names_the_caller(gql, rt, world):
+    broadcast = await _running(gql, rt, world)
+    stop = {"via": "PHONE", "at": _at(rt, 5), "by": "+4930123"}
+    await gql.as_(world.tokens["agent_a"]).ok(
+        REPORT, **_report(rt, [], status="CANCELLED", finishedAt=_at(rt, 6), stop=stop)
+    )
+    shown = (await gql.as_(world.tokens["owner"]).ok(SHOWN, id=broadcast))["broadcast"]
+    assert (shown["stoppedVia"], shown["stoppedBy"]) == ("PHONE", "+4930123")
+
+
+async def test_a_viewer_cannot_stop_a_broadcast(gql, rt, world):
+    broadcast = await _running(gql, rt, world)
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["viewer"])(CANCEL, id=broadcast)
+    assert error_codes(body) == ["FORBIDDEN"]
+    assert await snapshot(rt) == before
+
+
+async def test_another_tenants_admin_cannot_stop_it(gql, rt, world):
+    broadcast = await _running(gql, rt, world)
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["outsider"])(CANCEL, id=broadcast)
+    assert error_codes(body) == ["NOT_FOUND"]
+    assert await snapshot(rt) == before
+
+
+async def test_a_broadcast_that_is_not_running_is_refused_with_a_reason(gql, rt, world):
+    broadcast = await _running(gql, rt, world)
+    await gql.as_(world.tokens["agent_a"]).ok(
+        REPORT, **_report(rt, [], status="COMPLETED", finishedAt=_at(rt, 30))
+    )
+    before = await snapshot(rt)
+    body = await gql.as_(world.tokens["owner"])(CANCEL, id=broadcast)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["reason"] == "BROADCAST_NOT_RUNNING"
+    assert await snapshot(rt) == before

@@ -10,7 +10,7 @@ from typing import Any
 
 from edge_agent.broadcast.intake import JobIntake
 from edge_agent.broadcast.manager import Broadcasts, Trigger
-from edge_agent.broadcast.model import Mode
+from edge_agent.broadcast.model import Mode, Stop
 from edge_agent.broadcast.reporter import Reporter
 from edge_agent.broadcast.runner import CallSettings
 from edge_agent.cache import LocalCache
@@ -42,7 +42,7 @@ SCRIPTS_PER_COMMAND = 8
 SCRIPTS_PER_DIRECTORY = 2
 MARGIN_S = 60.0
 # Commands that run on a lane of their own: an alarm never waits for a slow PBX command.
-OWN_LANE = frozenset({"triggerBroadcast"})
+OWN_LANE = frozenset({"triggerBroadcast", "cancelBroadcast"})
 # A command received after its expiry: refused with this code (the server words it).
 EXPIRED_CODE = "commandExpired"
 EXPIRED = "expired before the agent could run it"
@@ -124,6 +124,7 @@ class AgentService:
         # A broadcast resumed after a crash numbers its events above the server's.
         self.broadcasts.last_stored = self.reporter.last_stored
         self.commands.handlers["triggerBroadcast"] = self.trigger_from_command
+        self.commands.handlers["cancelBroadcast"] = self.cancel_from_command
         # Wrong-PIN notices of the agent's own IVR wait on disk until the server has them.
         self.notices = NoticeOutbox(settings.state_dir)
         # The trigger call answered by the agent itself over SIP (edge_agent/ivr/).
@@ -159,6 +160,24 @@ class AgentService:
         if trigger.mode is Mode.ALARM_RECORDED:
             raise ValueError("mode 3 needs a recorded message; only a trigger call has one")
         return {"broadcastId": await self.broadcasts.accept(trigger)}
+
+    async def cancel_from_command(
+        self, payload: dict[str, Any], _: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`cancelBroadcast` from the website: stops the broadcast, if it still runs.
+
+        Succeeds either way: `stopped` lists it when this stop ended it (empty: it had
+        ended or was stopped before; the history says how).
+        """
+        reason = payload.get("reason")
+        stop = Stop(
+            by=str(payload.get("requestedBy") or "") or None,
+            via="website",
+            at=datetime.now(UTC),
+            reason=str(reason) if reason else None,
+        )
+        stopped = await self.broadcasts.stop(stop, broadcast_id=str(payload["broadcastId"]))
+        return {"stopped": stopped}
 
     async def handle(self, command: dict[str, Any]) -> None:
         """Executes a command at most once; a repeat gets the stored outcome."""

@@ -149,7 +149,8 @@ def _stop(raw: str | None) -> Stop | None:
     if not raw:
         return None
     data = json.loads(raw)
-    return Stop(data.get("by"), str(data["via"]), datetime.fromisoformat(data["at"]))
+    at = datetime.fromisoformat(data["at"])
+    return Stop(data.get("by"), str(data["via"]), at, data.get("reason"))
 
 
 def _broadcast(row: Sequence[Any]) -> Broadcast:
@@ -521,7 +522,9 @@ class Journal:
         b = await self.get(broadcast_id)
         if b.status != RUNNING or b.stop is not None:
             return False
-        value = json.dumps({"by": stop.by, "via": stop.via, "at": stop.at.isoformat()})
+        value = json.dumps(
+            {"by": stop.by, "via": stop.via, "at": stop.at.isoformat(), "reason": stop.reason}
+        )
         await self._write(
             [("UPDATE broadcast SET stop = ? WHERE id = ? AND stop IS NULL", (value, b.id))],
             broadcast_id,

@@ -98,6 +98,7 @@ class Stop:
     by: str | None
     via: str  # one of STOP_VIAS
     at: datetime
+    reason: str | None = None  # what the website gave
 
 
 @dataclass(frozen=True)

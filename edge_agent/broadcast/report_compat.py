@@ -39,7 +39,8 @@ EXTENSION = "unknownEventKind"
 _LEGACY_CODE = "BAD_USER_INPUT"
 _LEGACY_ANSWER = re.compile(r"unknown event kind '([a-z][A-Za-z0-9]{0,31})'")
 # Report fields the first central service did not know: the history is whole without them.
-OPTIONAL_FIELDS = frozenset({"triggerSource"})
+# `stop` (issue 17): a service before it still gets the status CANCELLED, without who.
+OPTIONAL_FIELDS = frozenset({"triggerSource", "stop"})
 # How a service refuses an input field its schema lacks: graphql-core's words (3.3, the
 # version every Rundruf service has run), with the code schema/errors.py gives them. The
 # start is matched: what follows quotes the report, callers' names among it.

@@ -38,6 +38,9 @@ MAX_DETAIL = 500
 # What the server stores of a caller's number and of a note.
 CALLER_NUMBER_MAX = 64
 NOTE_MAX = 4000
+# What the server stores of who stopped a broadcast and why.
+STOP_BY_MAX = 200
+STOP_REASON_MAX = 500
 RETRY_IDLE_S = 30.0  # a running broadcast's reports are looked at again at least this often
 # A job deletion that failed is tried again after 1 s, doubling up to 30 s: a job service the
 # Windows service wrapper restarts (after 5 s) finishes its job seconds later, not 30 s later.
@@ -143,6 +146,13 @@ def report_json(
     source = TRIGGER_SOURCES.get(b.source)
     if source is not None:
         report["triggerSource"] = source
+    if b.stop is not None:  # who stopped it, how and when (issue 17)
+        report["stop"] = {
+            "via": b.stop.via.upper(),
+            "at": b.stop.at.isoformat(),
+            "by": _clean(b.stop.by, STOP_BY_MAX),
+            "reason": _clean(b.stop.reason, STOP_REASON_MAX, hide),
+        }
     for name in leave_out:
         report.pop(name, None)
     return report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.models.base import Base, IdMixin, str_enum
@@ -61,7 +61,17 @@ class Broadcast(IdMixin, Base):
 
 class CallAttempt(IdMixin, Base):
     __tablename__ = "call_attempt"
-    __table_args__ = (UniqueConstraint("broadcast_id", "member_pbx_id", "attempt_no"),)
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "member_pbx_id", "attempt_no"),
+        # The list's confirmedCount and its outcome filter count these (issue 17, point 4).
+        Index(
+            "ix_call_attempt_confirmed",
+            "broadcast_id",
+            "member_pbx_id",
+            postgresql_where=text("outcome = 'confirmed'"),
+            sqlite_where=text("outcome = 'confirmed'"),
+        ),
+    )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id"), index=True)
     broadcast_id: Mapped[uuid.UUID] = mapped_column(

@@ -122,7 +122,12 @@ class Installation(IdMixin, CreatedMixin, Base):
 
 class AuditLog(IdMixin, Base):
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_tenant_at", "tenant_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_log_tenant_at", "tenant_id", "at"),
+        # The platform admin's log of every tenant, and the filter by user (issue 17).
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_actor_at", "actor_user_id", "at"),
+    )
 
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tenant.id"))
     actor_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))

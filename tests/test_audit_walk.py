@@ -31,10 +31,9 @@ EXEMPT = {
 TEXTS = Path(__file__).resolve().parent.parent / "frontend_stub" / "js" / "texts"
 
 
-def _worded(action: str) -> bool:
-    """The audit page words the action in German and English (else it shows the code)."""
-    key = f'"audit.action.{action}":'
-    return all(key in (TEXTS / f"{lang}.js").read_text() for lang in ("de", "en"))
+def _worded(key: str) -> bool:
+    """The audit page words the code in German and English (else it shows the code)."""
+    return all(f'"{key}":' in (TEXTS / f"{lang}.js").read_text() for lang in ("de", "en"))
 
 
 def _mutations() -> list[str]:
@@ -60,7 +59,9 @@ async def test_each_mutation_writes_an_audit_entry(name, gql, rt, world):
     assert new, f"{name} changed something but wrote no audit entry"
     for row in new:
         assert row.action and len(row.action) <= 64
-        assert _worded(row.action), f"audit.action.{row.action} missing in the website's texts"
+        assert _worded(f"audit.action.{row.action}"), f"{row.action}: no words on the website"
+        for detail in row.details or {}:
+            assert _worded(f"audit.detail.{detail}"), f"{row.action}.{detail}: no words"
         # An entry in a tenant names it, so its administrators see it.
         if name not in ("createTenant", "registerInstallation"):
             assert row.tenant_id is not None, (name, row.action)

@@ -251,6 +251,9 @@ def test_the_audit_page_shows_the_changes_made_here(
     rows = page.locator("tbody tr")
     expect(page.locator("tbody tr[data-action='group.create']")).to_contain_text("Gruppe angelegt")
     expect(page.locator("tbody tr[data-action='group.create']")).to_contain_text(email)
+    expect(page.locator("tbody tr[data-action='group.create']")).to_contain_text(
+        "Name: Werkfeuerwehr"
+    )
     expect(page.locator("tbody tr[data-action='password.change']")).to_contain_text(
         "Passwort geändert"
     )

@@ -28,8 +28,15 @@ function actionText(action) {
 }
 
 // Details are short values (names, counts, ids); never secrets (the service writes none).
+// Their names are codes, worded where known; yes/no for flags.
 function detailsText(details) {
-  return Object.entries(details || {}).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
+  const word = (k) => {
+    const key = `audit.detail.${k}`;
+    const text = t(key);
+    return text === key ? k : text;
+  };
+  const value = (v) => (typeof v === "boolean" ? t(v ? "yes" : "no") : typeof v === "object" ? JSON.stringify(v) : v);
+  return Object.entries(details || {}).map(([k, v]) => `${word(k)}: ${value(v)}`).join(", ");
 }
 
 export function render({ main, me }) {

@@ -6,9 +6,10 @@ import { dateTime, h, messages, replace, showError, time } from "../ui.js";
 import { createOverview } from "./broadcast_overview.js";
 import { createReport } from "./broadcast_report.js";
 import { list } from "./history_list.js";
+import { STOP_FIELDS, stopButton, stoppedFacts } from "./broadcast_stop.js";
 
 const FIELDS = `id groupName mode status outcome confirmedCount triggerSource triggerCallerNumber triggerCallerName startedAt finishedAt
-  memberCount quorum quorumReachedAt note failureCode`;
+  memberCount quorum quorumReachedAt note failureCode ${STOP_FIELDS}`;
 const ATTEMPTS = `attempts { id memberName memberExtension attemptNo startedAt ringingAt answeredAt
   heldAt resumedAt confirmedAt endedAt outcome detail lateReason lateFrom lateUntil }`;
 const LIST = `query($after: String) { broadcasts(first: 20, after: $after) {
@@ -31,17 +32,20 @@ function steps(a) {
 const DETAIL_CODES = new Set([
   "endedOnHold", "endedOnHoldQuorum", "srtpRequired", "connectionLost", "connectFailed",
   "tlsCertificate", "tlsClientCertificate", "tlsHandshake", "tlsConfig", "unresolvable",
-  "localAddress", "network",
+  "localAddress", "network", "broadcastStopped",
 ]);
+
+// Why a member was not called, as the agent's code: the quorum, or a stop (issue 17).
+const NOT_CALLED_CODES = new Set(["quorumReached", "broadcastStopped"]);
 
 function attemptDetail(detail) {
   return DETAIL_CODES.has(detail) ? t(`detail.${detail}`) : detail;
 }
 
-export function render({ main, live, params }) {
+export function render({ main, live, params, me }) {
   const container = h("div", {}, h("p", {}, t("loading")));
   main.append(container);
-  return params[0] ? detail(live, container, params[0]) : list(live, container, { caller });
+  return params[0] ? detail(live, container, params[0], me) : list(live, container, { caller });
 }
 
 // A trigger that never became a broadcast, worded from its code with what note holds:
@@ -64,6 +68,7 @@ const AGENT_SUMMARY = [
   /^\d+ not called \(the timeout had passed\)$/,
   /^not confirmed: /,
   /^quorum of \d+ reached(, \d+ members not called)?$/,
+  /^stopped$/, // a stop: the page says who stopped it (issue 17)
 ];
 
 // Parts of the note the agent sends as a code (a full disk, say): worded here.
@@ -110,7 +115,7 @@ function caller(b) {
     who ? ` · ${who}` : ""];
 }
 
-function detail(live, container, id) {
+function detail(live, container, id, me) {
   const box = messages();
   const view = h("div");
   replace(container, h("p", {}, h("a", { href: "#/history" }, `← ${t("history.back")}`)), view, box);
@@ -138,12 +143,14 @@ function detail(live, container, id) {
         h("dt", {}, t("history.status")), h("dd", {},
           h("span", { class: `status ${b.status.toLowerCase()}`, "data-testid": "broadcast-status" }, t(`status.${b.status}`)),
           b.status === "RUNNING" ? h("span", { class: "live" }, ` – ${t("history.live")}`) : null),
+        stoppedFacts(b),
         h("dt", {}, t("history.caller")), h("dd", {}, caller(b)),
         h("dt", {}, t("history.members")), h("dd", {}, b.memberCount),
         b.quorum ? [h("dt", {}, t("history.quorum")), h("dd", {}, b.quorum)] : null,
         members.size ? [h("dt", {}, t("history.result")), h("dd", { "data-testid": "broadcast-result" }, result(b, members))] : null,
         notes && !b.failureCode ? [h("dt", {}, t("history.note")), h("dd", {}, notes)] : null),
       failure(b),
+      stopButton(b, { me, live, box }),
       members.size
         ? overview.render(b, members)
         : b.failureCode ? null : h("p", {}, t("history.noAttempts")),
@@ -177,7 +184,7 @@ function detail(live, container, id) {
   function notCalled(a) {
     const why = a.lateReason
       ? t(`notCalled.${a.lateReason}`, { from: dateTime(a.lateFrom), until: dateTime(a.lateUntil) })
-      : t(a.detail === "quorumReached" ? "notCalled.quorumReached" : "notCalled.unknown");
+      : t(NOT_CALLED_CODES.has(a.detail) ? `notCalled.${a.detail}` : "notCalled.unknown");
     return h("li", { class: "not-called" },
       h("p", { class: "late", "data-late": a.lateReason || a.detail || "unknown" }, why));
   }

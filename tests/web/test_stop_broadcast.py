@@ -1,0 +1,90 @@
+"""Stopping a running broadcast from the website (issue 17, point 2): a tenant admin
+presses "Rundruf beenden" on the broadcast's page, confirms, and the history says who
+stopped it, how and when ("beendet von …"), live. Viewers get no button.
+
+The agent is a GraphQL client with the installation's token, as in test_run_alarm.py;
+tests/test_stop_e2e.py stops a broadcast of the real agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Browser, expect
+
+from tests.web.broadcast_reports import REPORT
+from tests.web.browsing import WebStack, nav, open_page, shot, sign_in
+from tests.web.test_run_alarm import (
+    ADMIN_PASSWORD,
+    _admin_email,
+    _at,
+    _complete_next,
+    _customer_with_admin,
+    _event,
+    _report,
+)
+
+
+def test_an_admin_stops_a_running_broadcast_and_the_history_says_by_whom(
+    browser: Browser, stack: WebStack, artifacts: Path
+) -> None:
+    halt = _customer_with_admin(stack, "halt")
+    assert halt.agent is not None
+    running = [
+        _event(1, "Anna", "started", 1),
+        _event(2, "Anna", "ringing", 2),
+        _event(3, "Bernd", "started", 1),
+    ]
+    halt.agent(REPORT, input=_report("RUNNING", running))
+
+    page = open_page(browser, stack.url)
+    sign_in(page, _admin_email("halt"), ADMIN_PASSWORD)
+    nav(page, "Verlauf")
+    page.locator("tbody tr").first.get_by_role("link").click()
+    expect(page.get_by_test_id("broadcast-status")).to_have_text("läuft")
+    page.evaluate("window.__sameDocument = true")
+
+    # The confirmation says what a stop does; letting it run is the safe choice.
+    page.get_by_role("button", name="Rundruf beenden").click()
+    dialog = page.get_by_role("dialog", name="Rundruf beenden?")
+    expect(dialog.get_by_test_id("stop-what")).to_contain_text(
+        "Der laufende Rundruf der Gruppe Brandschutz wird beendet"
+    )
+    expect(dialog.get_by_role("button", name="Weiterlaufen lassen")).to_be_focused()
+    dialog.get_by_label("Grund (freiwillig)").fill("Fehlalarm")
+    shot(page, artifacts, "stop-broadcast-confirmation")
+    dialog.get_by_role("button", name="Rundruf beenden").click()
+
+    command = _complete_next(halt, "cancelBroadcast", {"stopped": ["web-test-1"]})
+    assert command["payload"] == {
+        "broadcastId": "web-test-1",
+        "requestedBy": "Chef <chef@halt.example>",
+        "reason": "Fehlalarm",
+    }
+    done = page.locator("main [role=status]").filter(has_text="Der Rundruf wurde beendet.")
+    expect(done).to_have_count(1)
+
+    # The agent's report: the stop, the calls it ended, the member it left out.
+    stop = {"via": "WEBSITE", "at": _at(5), "by": "Chef <chef@halt.example>", "reason": "Fehlalarm"}
+    stopped = [
+        _event(4, "Anna", "ended", 5, outcome="NO_ANSWER", detail="broadcastStopped"),
+        _event(5, "Bernd", "ended", 5, outcome="NOT_CALLED", detail="broadcastStopped"),
+    ]
+    halt.agent(REPORT, input=_report("CANCELLED", running + stopped, finishedAt=_at(6), stop=stop))
+    stopped_by = page.get_by_test_id("stopped-by")
+    expect(stopped_by).to_contain_text("beendet von Chef <chef@halt.example> (über die Website)")
+    expect(stopped_by).to_contain_text("Grund: Fehlalarm")
+    expect(page.get_by_test_id("broadcast-status")).to_have_text("abgebrochen")
+    expect(page.get_by_role("button", name="Rundruf beenden")).to_have_count(0)
+    assert page.evaluate("window.__sameDocument") is True  # live, no reload
+    shot(page, artifacts, "stopped-broadcast")
+
+
+def test_a_viewer_sees_no_stop_button(browser: Browser, stack: WebStack) -> None:
+    ansicht = _customer_with_admin(stack, "ansicht")
+    assert ansicht.agent is not None
+    ansicht.agent(REPORT, input=_report("RUNNING", [_event(1, "Anna", "started", 1)]))
+    page = ansicht.signed_in(browser, stack)  # the viewer
+    nav(page, "Verlauf")
+    page.locator("tbody tr").first.get_by_role("link").click()
+    expect(page.get_by_test_id("broadcast-status")).to_have_text("läuft")
+    expect(page.get_by_role("button", name="Rundruf beenden")).to_have_count(0)

@@ -67,7 +67,11 @@ function printable(b) {
       h("dt", {}, t("report.durationLabel")), h("dd", {}, duration(b)),
       h("dt", {}, t("history.state")), h("dd", {}, t(`outcomeState.${b.outcome}`)),
       h("dt", {}, t("history.result")), h("dd", { "data-testid": "report-result" }, resultText(b)),
-      b.quorum ? [h("dt", {}, t("history.quorum")), h("dd", {}, b.quorum)] : null),
+      b.quorum ? [h("dt", {}, t("history.quorum")), h("dd", {}, b.quorum)] : null,
+      // Who stopped it (issue 17, point 2), worded as on the screen (broadcast_stop.js).
+      b.stoppedAt ? [h("dt", {}, t("stop.stopped")), h("dd", {}, t("stop.by", {
+        by: b.stoppedBy || t("stop.unknown"), via: t(`stop.via.${b.stoppedVia}`), at: dateTime(b.stoppedAt) }),
+      b.stopReason ? ` – ${t("stop.reasonShown", { reason: b.stopReason })}` : "")] : null),
     h("h2", {}, t("report.members")),
     h("table", { class: "report-members" }, head("report.member", "report.extension", "report.attempts", "report.outcome", "report.col.confirmedAt"),
       h("tbody", {}, [...members].map(([name, attempts]) => {

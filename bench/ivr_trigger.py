@@ -8,7 +8,7 @@ run it as ``chrt -r 20 .venv/bin/python ...`` so the figures are ours.
 
 The set-up, once per size N: Kamailio (tests/sip/kamailio.py, digest auth on calls as
 well, 407 first) with N member users 2001.., a caller 1000 and "Rundruf"; one SIPp
-answering every member's call (tests/sip/scenarios/kam_uas_confirm.xml: 180, 200, 1
+answering every member's call (tests/sip/scenarios/kam_uas_dtmf_info.xml: 180, 200, 1
 as SIP INFO a second later), its contact registered at Kamailio for the N extensions;
 the agent in this process, as `rundruf agent run` builds it: the SIP dialer registered
 at Kamailio as "Rundruf" with N channels (RUNDRUF_AGENT_CHANNELS, a trunk that large),

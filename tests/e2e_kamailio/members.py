@@ -49,7 +49,7 @@ class Registered:
 
 class SippMembers:
     """One SIPp answering the calls to `extensions` (`calls` in all, default one each):
-    kam_uas_confirm.xml rings, answers, presses 1 after a second as SIP INFO (as SwyxWare
+    kam_uas_dtmf_info.xml rings, answers, presses 1 after a second as SIP INFO (as SwyxWare
     relays it) and waits for the agent's BYE; all calls at once if need be."""
 
     def __init__(
@@ -58,7 +58,7 @@ class SippMembers:
         pbx: Kamailio,
         extensions: Iterable[str],
         *,
-        scenario: str = "kam_uas_confirm.xml",
+        scenario: str = "kam_uas_dtmf_info.xml",
         calls: int | None = None,
         timeout: float = 90,
     ) -> None:

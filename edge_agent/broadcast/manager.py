@@ -78,6 +78,20 @@ class Trigger:
         return Late(reason, self.raised_at, taken_up)
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """What `Broadcasts.admit` did with a trigger."""
+
+    id: str
+    created: bool  # journaled by this call (False: the trigger id was known already)
+    status: str  # the broadcast's status then: RUNNING, FAILED (no group), or a known one's
+
+    @property
+    def started(self) -> bool:
+        """Whether this call started a broadcast that runs."""
+        return self.created and self.status == RUNNING
+
+
 class Broadcasts:
     def __init__(
         self,
@@ -144,27 +158,34 @@ class Broadcasts:
 
         A trigger seen before returns the broadcast it made, running or not.
         """
+        return (await self.admit(trigger)).id
+
+    async def admit(self, trigger: Trigger) -> Accepted:
+        """As `accept`, and whether this call journaled the broadcast and it runs: the
+        IVR says "ausgelöst" only then (a trigger id known already is someone else's)."""
         taken_up = _now()
         known = await self.journal.by_source(trigger.source_id)
         if known is not None:
-            return known.id
+            return Accepted(known.id, created=False, status=known.status)
         # Prepared outside the lock: a slow recording download or PBX must not hold
         # up another alarm that arrives meanwhile.
         broadcast, plan = await self._prepare(trigger)
         async with self._accepting:
             known = await self.journal.by_source(trigger.source_id)
             if known is not None:
-                return known.id
+                return Accepted(known.id, created=False, status=known.status)
             try:
                 await self.journal.create(broadcast, plan.members if plan else ())
             except sqlite3.IntegrityError:  # a second agent process on the same folder
                 raise AgentError(f"trigger {trigger.source_id} is journaled already") from None
         if plan is None:
             await self.journal.finish(broadcast.id, FAILED, _now(), broadcast.note or "")
+            status = FAILED
         else:
             self._start(broadcast, list(plan.members), trigger.outage(taken_up))
+            status = RUNNING
         log.info("broadcast %s accepted (%s %s)", broadcast.id, trigger.source, trigger.source_id)
-        return broadcast.id
+        return Accepted(broadcast.id, created=True, status=status)
 
     async def _prepare(self, trigger: Trigger) -> tuple[Broadcast, GroupPlan | None]:
         now = _now()

@@ -6,8 +6,12 @@ dialogue of flow.py with that PIN; a number no group has is refused with 404, an
 any call while the agent has no broadcast groups cached at all with 480 (the agent
 cannot tell yet which numbers are its own). A confirmed call starts its broadcast
 in this agent directly (Broadcasts.accept, which journals it durably first), with
-the source "sip" and an id made from the SIP Call-ID: the same call never triggers
-twice, also if its INVITE comes again after a restart.
+the source "sip" and an id made from the SIP Call-ID, the From tag and the agent
+number: the same call never triggers twice, also if its INVITE comes again after a
+restart, and a new call that reuses a Call-ID (a PBX restarted, a tool's default
+ids) gets its own broadcast. The caller hears "ausgelöst" only when this call
+journaled the broadcast and it runs: a trigger id known already, or a broadcast
+that failed at once (its group left the cache during the call), is "fehlgeschlagen".
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from edge_agent.broadcast.manager import Broadcasts, Trigger
 from edge_agent.broadcast.model import Mode
 from edge_agent.cache import LocalCache
+from edge_agent.errors import AgentError
 from edge_agent.files import write_atomic
 from edge_agent.ivr import definition
 from edge_agent.ivr.flow import Choice, Outcome, TriggerCall
@@ -59,9 +64,16 @@ NOT_CONFIGURED = Refusal(480, "Temporarily Unavailable")  # no broadcast groups 
 UNKNOWN_NUMBER = Refusal(404, "Not Found")
 
 
-def source_id(call_id: str) -> str:
-    """The trigger's id for a SIP call: stable per Call-ID, safe as a file name."""
-    return f"{SOURCE}-{hashlib.sha256(call_id.encode('utf-8', 'replace')).hexdigest()[:40]}"
+def source_id(call_id: str, from_tag: str, agent_number: str) -> str:
+    """The trigger's id for a SIP call: stable per dialog from the caller's side (Call-ID
+    and From tag, which a repeated INVITE keeps) and agent number; safe as a file name."""
+    # NUL cannot be in a SIP header: the parts cannot run into each other.
+    key = "\0".join((call_id, from_tag, agent_number)).encode("utf-8", "replace")
+    return f"{SOURCE}-{hashlib.sha256(key).hexdigest()[:40]}"
+
+
+class NotStarted(AgentError):
+    """The confirmed trigger started no broadcast of this call's: the caller hears "failed"."""
 
 
 def usable_pin(pin: object) -> str | None:
@@ -148,7 +160,7 @@ class IvrAnswering:
     async def start(self, line: CallerLine, group_id: str, number: str, choice: Choice) -> str:
         """Journals and starts the broadcast the caller confirmed; its id. Raises when it
         cannot be journaled (the caller then hears that it failed)."""
-        trigger_id = source_id(line.call_id)
+        trigger_id = source_id(line.call_id, line.from_tag, number)
         kept: Path | None = None
         fetch = None
         if choice.mode is Mode.ALARM_RECORDED and choice.recording is not None:
@@ -166,12 +178,16 @@ class IvrAnswering:
             raised_at=datetime.now(UTC),
             recording=fetch,
         )
-        broadcast_id = await self.broadcasts.accept(trigger)
-        log.info("trigger call %s started broadcast %s", line.call_id, broadcast_id)
+        accepted = await self.broadcasts.admit(trigger)
         if kept is not None:  # the broadcast keeps its own copy (audio.keep)
             with suppress(OSError):
                 await asyncio.to_thread(kept.unlink, missing_ok=True)
-        return broadcast_id
+        if not accepted.created:
+            raise NotStarted(f"trigger {trigger_id} is broadcast {accepted.id} already")
+        if not accepted.started:
+            raise NotStarted(f"broadcast {accepted.id} did not start ({accepted.status})")
+        log.info("trigger call %s started broadcast %s", line.call_id, accepted.id)
+        return accepted.id
 
     async def _keep(self, trigger_id: str, data: bytes) -> Path | None:
         """The recording on disk before the trigger (a crash meanwhile leaves it there);

@@ -18,7 +18,13 @@ class CallerGone(Exception):
 class CallerLine(Protocol):
     @property
     def call_id(self) -> str:
-        """The SIP Call-ID: unique per call, part of the trigger's idempotency key."""
+        """The SIP Call-ID: part of the trigger's idempotency key (with the From tag)."""
+        ...
+
+    @property
+    def from_tag(self) -> str:
+        """The tag of the INVITE's From: a repeated INVITE keeps it, a new call that
+        reuses a Call-ID (a PBX restarted, a tool's default ids) has another; "" if none."""
         ...
 
     @property

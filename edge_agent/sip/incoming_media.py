@@ -54,6 +54,10 @@ class SipCallerLine:
         return self._call.call_id
 
     @property
+    def from_tag(self) -> str:
+        return self._call.invite.from_tag or ""
+
+    @property
     def caller_number(self) -> str:
         return self._number
 

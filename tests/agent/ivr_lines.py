@@ -38,12 +38,14 @@ class ScriptedLine:
         caller: str = "+4930111",
         caller_name: str | None = "Erika Muster",
         call_id: str = "call-1@pbx",
+        from_tag: str = "tag-1",
         gone_at_prompt: str | None = None,
     ) -> None:
         self.answers: deque[str | bytes | object] = deque(answers)
         self._caller = caller
         self._caller_name = caller_name
         self._call_id = call_id
+        self._from_tag = from_tag
         self.gone_at_prompt = gone_at_prompt
         self.heard: list[str] = []
         self.barge_in: list[bool] = []
@@ -57,6 +59,10 @@ class ScriptedLine:
     @property
     def call_id(self) -> str:
         return self._call_id
+
+    @property
+    def from_tag(self) -> str:
+        return self._from_tag
 
     @property
     def caller_number(self) -> str:

@@ -63,8 +63,12 @@ async def call(ivr: IvrAnswering, line: ScriptedLine, number: str = AGENT_NUMBER
     return await handler(line)
 
 
-async def finished(bed: Bed, call_id: str) -> str:
-    b = await bed.broadcasts.journal.by_source(source_id(call_id))
+def trigger_id(line: ScriptedLine) -> str:
+    return source_id(line.call_id, line.from_tag, AGENT_NUMBER)
+
+
+async def finished(bed: Bed, line: ScriptedLine) -> str:
+    b = await bed.broadcasts.journal.by_source(trigger_id(line))
     assert b is not None
     task = bed.broadcasts.running.get(b.id)
     if task is not None:
@@ -101,14 +105,14 @@ async def test_a_sip_trigger_journals_and_runs_with_the_callers_number(
     # Journaled before "triggered" was said: another reader of the file finds it.
     other = Journal(tmp_path / "agent" / "broadcasts.db")
     try:
-        journaled = await other.by_source(source_id(line.call_id))
+        journaled = await other.by_source(trigger_id(line))
     finally:
         await other.close()
     assert journaled is not None
     assert journaled.source == "sip"
     assert journaled.mode == Mode.ALARM
     assert journaled.group_pbx_id == bed.group_id
-    broadcast_id = await finished(bed, line.call_id)
+    broadcast_id = await finished(bed, line)
     b = await bed.broadcasts.journal.get(broadcast_id)
     assert b.status == "completed"
     members = {m.pbx_id: m for m in await bed.broadcasts.journal.members(b.id)}
@@ -120,20 +124,51 @@ async def test_a_sip_trigger_journals_and_runs_with_the_callers_number(
     assert {e["kind"] for e in report["events"]} >= {"started", "answered", "ended"}
 
 
-async def test_the_same_call_id_never_triggers_twice(bed: Bed, tmp_path: Path) -> None:
+async def test_the_same_call_never_triggers_twice(bed: Bed, tmp_path: Path) -> None:
     ivr = answering(bed, tmp_path)
-    first = ScriptedLine([PIN, "2", "1"], call_id="same@pbx")
+    first = ScriptedLine([PIN, "2", "1"], call_id="same@pbx", from_tag="a1")
     assert await call(ivr, first) is Outcome.TRIGGERED
-    broadcast_id = await finished(bed, "same@pbx")
-    # The INVITE again (a restart, a PBX repeating it): the caller hears it went out ...
-    again = ScriptedLine([PIN, "1", "1"], call_id="same@pbx")
-    assert await call(answering(bed, tmp_path), again) is Outcome.TRIGGERED
-    assert again.heard[-1] == "de/triggered"
-    # ... and there is still the one broadcast.
+    broadcast_id = await finished(bed, first)
+    # The INVITE again (a restart, a PBX repeating it; same Call-ID and From tag): still
+    # the one broadcast, and this dialog started nothing, so it must not say "ausgelöst".
+    again = ScriptedLine([PIN, "1", "1"], call_id="same@pbx", from_tag="a1")
+    assert await call(answering(bed, tmp_path), again) is Outcome.TRIGGER_FAILED
+    assert again.heard[-1] == "de/failed"
+    assert "de/triggered" not in again.heard
     assert [b.id for b in await bed.broadcasts.journal.unsettled()] == [broadcast_id]
-    other = ScriptedLine([PIN, "1", "1"], call_id="other@pbx")
-    assert await call(ivr, other) is Outcome.TRIGGERED
-    assert await finished(bed, "other@pbx") != broadcast_id
+
+
+async def test_a_new_call_reusing_a_call_id_gets_its_own_broadcast(
+    bed: Bed, tmp_path: Path
+) -> None:
+    # A PBX restarted (or SIPp's default ids): the same Call-ID, another From tag.
+    ivr = answering(bed, tmp_path)
+    first = ScriptedLine([PIN, "2", "1"], call_id="1-42@127.0.0.1", from_tag="a1")
+    assert await call(ivr, first) is Outcome.TRIGGERED
+    first_id = await finished(bed, first)
+    second = ScriptedLine([PIN, "1", "1"], call_id="1-42@127.0.0.1", from_tag="b2")
+    assert await call(ivr, second) is Outcome.TRIGGERED
+    assert second.heard[-1] == "de/triggered"
+    second_id = await finished(bed, second)
+    assert second_id != first_id
+    assert (await bed.broadcasts.journal.get(second_id)).mode == Mode.TEST
+
+
+async def test_a_group_gone_during_the_call_is_not_triggered(bed: Bed, tmp_path: Path) -> None:
+    # The server removes the group (a config push) while the caller confirms.
+    class Gone(NamedPrompts):
+        def pcm(self, name: str, language: str) -> bytes:
+            if name == "confirm_alarm":
+                bed.cache.broadcast_groups.clear()
+            return super().pcm(name, language)
+
+    ivr = IvrAnswering(tmp_path / "agent", bed.cache, bed.broadcasts, prompts=Gone())
+    line = ScriptedLine([PIN, "2", "1"])
+    assert await call(ivr, line) is Outcome.TRIGGER_FAILED
+    assert line.heard[-1] == "de/failed"
+    assert "de/triggered" not in line.heard
+    b = await bed.broadcasts.journal.by_source(trigger_id(line))
+    assert b is not None and b.status == "failed"  # journaled as failed, for the history
 
 
 async def test_mode_3_sends_the_callers_recording(bed: Bed, tmp_path: Path) -> None:
@@ -141,7 +176,7 @@ async def test_mode_3_sends_the_callers_recording(bed: Bed, tmp_path: Path) -> N
     message = speech(1.2)
     line = ScriptedLine([PIN, "3", message, "1"])
     assert await call(ivr, line) is Outcome.TRIGGERED
-    b = await bed.broadcasts.journal.get(await finished(bed, line.call_id))
+    b = await bed.broadcasts.journal.get(await finished(bed, line))
     assert b.mode == Mode.ALARM_RECORDED
     assert "unusable" not in (b.note or "")  # the recording was used, not the stored one
     assert b.announcement is not None
@@ -218,7 +253,7 @@ async def test_a_finished_sip_broadcast_settles_without_a_job_service(
     ivr = answering(bed, tmp_path)
     line = ScriptedLine([PIN, "2", "1"])
     assert await call(ivr, line) is Outcome.TRIGGERED
-    broadcast_id = await finished(bed, line.call_id)
+    broadcast_id = await finished(bed, line)
     history = History()
     # No job service on this agent: nothing to delete, the broadcast is settled all the same.
     reporter = Reporter(bed.broadcasts.journal, cast(Server, history), None, 60)

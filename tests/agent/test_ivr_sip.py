@@ -60,7 +60,7 @@ async def test_a_sip_caller_triggers_a_broadcast(bed: Bed, tmp_path: Path, dtmf:
         need_pcap_play()
     ivr = IvrAnswering(tmp_path / "agent", bed.cache, bed.broadcasts)
     await ivr.prepare()
-    ended: list[str] = []
+    ended: list[tuple[str, str]] = []
 
     class Recorded(SipRouter):
         def route(self, invite: IncomingInvite) -> Refuse | Accept:
@@ -69,7 +69,7 @@ async def test_a_sip_caller_triggers_a_broadcast(bed: Bed, tmp_path: Path, dtmf:
                 inner = decided.handler
 
                 async def handler(line: CallerLine) -> None:
-                    ended.append(line.call_id)
+                    ended.append((line.call_id, line.from_tag))
                     await inner(line)
 
                 return Accept(handler, decided.ring_s)
@@ -104,7 +104,7 @@ async def test_a_sip_caller_triggers_a_broadcast(bed: Bed, tmp_path: Path, dtmf:
             code = await asyncio.to_thread(sipp.wait, 60)
     assert code == 0, sipp.log()
     assert len(ended) == 1
-    b = await bed.broadcasts.journal.by_source(source_id(ended[0]))
+    b = await bed.broadcasts.journal.by_source(source_id(*ended[0], AGENT_NUMBER))
     assert b is not None, sipp.flow()
     assert (b.source, b.mode, b.caller_number) == ("sip", 2, caller.caller)
 

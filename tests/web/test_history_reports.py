@@ -181,6 +181,11 @@ def test_the_list_reports_results_filters_and_exports(
     outcome = header.index("Ergebnis")
     assert sum(line[outcome] == "bestätigt" for line in lines) == 15
 
+    # The detail's status says "abgeschlossen", but not in green.
+    status = page.get_by_test_id("broadcast-status")
+    expect(status).to_have_text("abgeschlossen")
+    assert status.evaluate("e => getComputedStyle(e).color") != GREEN
+
     # The print view: the report alone, with the summary, timeline and every member.
     page.emulate_media(media="print")
     report = page.get_by_test_id("print-report")

@@ -141,7 +141,7 @@ function detail(live, container, id, me) {
       h("dl", { class: "facts" },
         h("dt", {}, t("history.mode")), h("dd", {}, t(`mode.${b.mode}`)),
         h("dt", {}, t("history.status")), h("dd", {},
-          h("span", { class: `status ${b.status.toLowerCase()}`, "data-testid": "broadcast-status" }, t(`status.${b.status}`)),
+          h("span", { class: `status ${b.status.toLowerCase()}`, "data-outcome": b.outcome, "data-testid": "broadcast-status" }, t(`status.${b.status}`)),
           b.status === "RUNNING" ? h("span", { class: "live" }, ` – ${t("history.live")}`) : null),
         stoppedFacts(b),
         h("dt", {}, t("history.caller")), h("dd", {}, caller(b)),

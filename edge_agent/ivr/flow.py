@@ -230,8 +230,10 @@ class TriggerCall:
                 continue
             self.line.clear_digits()
             await self.line.play(pcm, barge_in=True)  # the playback: 1 may come right away
-            await self.line.play(self.prompt("record_check"), barge_in=True)
-            key = await self.line.read_digits(1, DIGIT_TIMEOUT_S, None)
+            key = await self.line.read_digits(1, 0.0, None)  # a key pressed during it
+            if not key:  # none: the caller is asked
+                await self.line.play(self.prompt("record_check"), barge_in=True)
+                key = await self.line.read_digits(1, DIGIT_TIMEOUT_S, None)
             if key == KEYS["record_send"]:
                 return pcm
             if key != KEYS["record_again"]:

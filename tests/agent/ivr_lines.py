@@ -2,7 +2,9 @@
 
 The caller's answers come in order: a str answers a `read_digits` (what the caller
 typed, "" for silence until the time-out), bytes answer a `record`, GONE hangs up at
-that question; when the answers run out the caller hangs up. What the caller heard is
+that question; when the answers run out the caller hangs up. A `During` answers the
+look for a key pressed while the prompt before it played (a read that waits 0 s);
+without one that look finds none. What the caller heard is
 in `heard`, by prompt name ("tone" for the record tone, "playback" for their own
 message). Prompts are their names as bytes (`prompt`), so the line can tell them apart.
 """
@@ -18,6 +20,10 @@ from edge_agent.ivr.port import CallerGone
 from edge_agent.ivr.prompts import record_tone
 
 GONE = object()
+
+
+class During(str):
+    """Keys the caller pressed while the prompt before played."""
 
 
 def prompt(name: str) -> bytes:
@@ -107,6 +113,11 @@ class ScriptedLine:
 
     async def read_digits(self, max_digits: int, wait_s: float, end: str | None) -> str:
         self.reads.append((max_digits, wait_s, end))
+        if wait_s <= 0:  # only what is queued already
+            self._check()
+            if self.answers and isinstance(self.answers[0], During):
+                return str(self.answers.popleft())
+            return ""
         answer = self._next()
         assert isinstance(answer, str), f"the script has {answer!r} where keys are read"
         return answer

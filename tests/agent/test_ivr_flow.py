@@ -20,7 +20,7 @@ from edge_agent.ivr import definition
 from edge_agent.ivr.flow import Choice, Outcome, TriggerCall, has_message
 from edge_agent.ivr.guard import PinGuard
 from edge_agent.ivr.notices import NoticeOutbox
-from tests.agent.ivr_lines import GONE, ScriptedLine, prompt, speech
+from tests.agent.ivr_lines import GONE, During, ScriptedLine, prompt, speech
 
 PIN = "4711"
 AGENT = "7701"
@@ -314,6 +314,22 @@ async def test_another_key_after_the_playback_goes_back_to_the_menu(bed: Bed) ->
     assert bed.starts.choices == [Choice(Mode.ALARM)]
 
 
+async def test_a_key_during_the_playback_is_taken_without_the_check_prompt(bed: Bed) -> None:
+    # The caller knows the choice: 1 pressed while their message plays back sends it.
+    message = speech(1.5)
+    outcome, line = await bed.run([PIN, "3", message, During("1")])
+    assert outcome is Outcome.TRIGGERED
+    assert line.heard[-3:] == ["tone", "playback", "triggered"]
+    assert "record_check" not in line.heard
+    assert bed.starts.choices == [Choice(Mode.ALARM_RECORDED, message)]
+    # 2 during the playback records again at once.
+    second = speech(2.0)
+    outcome, line = await bed.run([PIN, "3", message, During("2"), second, "1"], call_id="c2")
+    assert outcome is Outcome.TRIGGERED
+    assert line.heard.count("record_check") == 1  # only after the second take's playback
+    assert bed.starts.choices[-1] == Choice(Mode.ALARM_RECORDED, second)
+
+
 # -- hanging up ----------------------------------------------------------------------
 
 
@@ -450,3 +466,4 @@ async def test_a_hang_up_during_the_wait_ends_the_call_at_once(tmp_path: Path) -
     [(max_digits, wait_s, end)] = line.reads  # the wait was one listen on the line
     assert (max_digits, end) == (16, None) and 0 < wait_s <= DELAYS[1]
     assert bed.starts.choices == []
+

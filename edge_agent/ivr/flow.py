@@ -162,12 +162,14 @@ class TriggerCall:
         return await self.line.read_digits(max_digits, DIGIT_TIMEOUT_S, end)
 
     async def listen(self, seconds: float) -> None:
-        """Waits `seconds` on the line: keys pressed meanwhile are no answer (and do not
-        shorten it), a hang-up raises CallerGone at once, not after the wait."""
+        """Waits `seconds` on the line: keys pressed meanwhile are no answer and neither
+        shorten nor lengthen it, a hang-up raises CallerGone at once, not after the wait."""
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
         while (left := end - loop.time()) > 0:
-            await self.line.read_digits(PIN_MAX_DIGITS, left, None)
+            # One key at a time, each read bounded by what is left: read_digits counts its
+            # time from the last key, so a read of many keys would go on past the end.
+            await self.line.read_digits(1, left, None)
 
     # -- PIN -------------------------------------------------------------------------
 

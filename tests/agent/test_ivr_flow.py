@@ -464,6 +464,62 @@ async def test_a_hang_up_during_the_wait_ends_the_call_at_once(tmp_path: Path) -
     assert await call.run() is Outcome.HANGUP
     assert line.heard == ["wait"]
     [(max_digits, wait_s, end)] = line.reads  # the wait was one listen on the line
-    assert (max_digits, end) == (16, None) and 0 < wait_s <= DELAYS[1]
+    assert (max_digits, end) == (1, None) and 0 < wait_s <= DELAYS[1]
     assert bed.starts.choices == []
 
+
+class KeysDuringTheWait(ScriptedLine):
+    """Presses a key every `every` seconds while "bitte warten" and the wait run, reading
+    keys as the SIP line does: a read ends after its keys, or `wait_s` after the last key."""
+
+    def __init__(self, answers: Sequence[str | bytes | object], every: float) -> None:
+        super().__init__(answers)
+        self.every = every
+        self.pressing = True
+        self.pressed = 0
+
+    async def play(self, pcm: bytes, *, barge_in: bool = True) -> None:
+        await super().play(pcm, barge_in=barge_in)
+        self.pressing = self.heard[-1] == "wait"
+
+    async def read_digits(self, max_digits: int, wait_s: float, end: str | None) -> str:
+        if not self.pressing:
+            return await super().read_digits(max_digits, wait_s, end)
+        got = ""
+        while len(got) < max_digits:
+            if self.every > wait_s:  # no key within the read's time: it ends
+                await asyncio.sleep(wait_s)
+                break
+            await asyncio.sleep(self.every)
+            got += "5"
+            self.pressed += 1
+        return got
+
+
+class FixedWait:
+    """A throttle that makes every try wait `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def wait(self, agent_number: str, caller: str) -> float:
+        return self.seconds
+
+    async def right(self, agent_number: str, caller: str) -> None:
+        pass
+
+    async def wrong(self, agent_number: str, caller: str) -> bool:
+        return False
+
+
+async def test_keys_during_the_wait_do_not_make_it_longer(bed: Bed) -> None:
+    # A key every 0.2 s during a 0.3 s wait: the wait ends after the one key that fits
+    # in it (each key used to start the read's time over: 16 keys, 3.2 s).
+    wait, every = 0.3, 0.2
+    line = KeysDuringTheWait([GONE], every)
+    call = TriggerCall(
+        line, agent_number=AGENT, pin=PIN, prompt=prompt, throttle=FixedWait(wait), start=bed.starts
+    )
+    assert await call.run() is Outcome.HANGUP
+    assert line.heard == ["wait", "pin"]  # the wait, then the PIN was asked
+    assert line.pressed * every <= wait

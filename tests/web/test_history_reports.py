@@ -282,3 +282,35 @@ def test_the_audit_page_shows_the_changes_made_here(
     expect(ops.locator("tbody tr[data-action='group.create']").first).to_contain_text(
         "Protokoll KG"
     )
+
+
+def test_the_printed_report_says_who_stopped_the_broadcast(
+    browser: Browser, stack: WebStack, artifacts: Path
+) -> None:
+    customer = new_customer(stack, "Halt GmbH", "halt")
+    assert customer.agent is not None
+    start = _day(1)
+    stopped = start + timedelta(seconds=40)
+    customer.agent(
+        REPORT,
+        input={
+            "broadcastId": "stopped-1",
+            "groupPbxId": "g-halt",
+            "mode": "ALARM",
+            "startedAt": start.isoformat(),
+            "memberCount": 2,
+            "status": "CANCELLED",
+            "finishedAt": stopped.isoformat(),
+            "events": _events(start, ["CONFIRMED", "NO_ANSWER"], ["Anna", "Bernd"]),
+            "stop": {"via": "PHONE", "at": stopped.isoformat(), "by": "+49 170 1234567"},
+        },
+    )
+    page = customer.signed_in(browser, stack)
+    nav(page, "Verlauf")
+    row = page.locator("tbody tr[data-outcome=CANCELLED]")
+    expect(row.get_by_test_id("result")).to_have_text("1/2 bestätigt")
+    row.get_by_role("link").click()
+    page.emulate_media(media="print")
+    report = page.get_by_test_id("print-report")
+    expect(report).to_contain_text("beendet von +49 170 1234567 (per Telefon)")
+    shot(page, artifacts, "history-print-stopped")

@@ -264,6 +264,9 @@ def test_the_audit_page_shows_the_changes_made_here(
     )
     # The platform's own changes in this tenant (the users it created) are there too.
     expect(page.locator("tbody tr[data-action='user.create']")).to_have_count(2)
+    expect(page.locator("tbody tr[data-action='user.create']").first).to_contain_text(
+        "Rolle: Administrator"
+    )
     page.get_by_label("Art").select_option("group")
     expect(rows).to_have_count(1)
     page.get_by_role("button", name="Filter zurücksetzen").click()
@@ -271,6 +274,12 @@ def test_the_audit_page_shows_the_changes_made_here(
     expect(page.locator("tbody tr[data-action='user.create']")).to_have_count(0)
     expect(page.locator("tbody tr[data-action='group.create']")).to_have_count(1)
     shot(page, artifacts, "audit-log")
+    phone = open_page(browser, stack.url, PHONE_WIDTH)
+    sign_in(phone, email, password + " neu")
+    nav(phone, "Protokoll")
+    expect(phone.locator("tbody tr[data-action='group.create']")).to_have_count(1)
+    assert_fits(phone)
+    shot(phone, artifacts, "audit-log-phone")
 
     # A viewer has no Protokoll; the platform admin sees every tenant's, with its name.
     viewer = customer.signed_in(browser, stack)

@@ -35,8 +35,12 @@ function detailsText(details) {
     const text = t(key);
     return text === key ? k : text;
   };
-  const value = (v) => (typeof v === "boolean" ? t(v ? "yes" : "no") : typeof v === "object" ? JSON.stringify(v) : v);
-  return Object.entries(details || {}).map(([k, v]) => `${word(k)}: ${value(v)}`).join(", ");
+  const value = (k, v) => {
+    if (typeof v === "boolean") return t(v ? "yes" : "no");
+    if (k === "role") return t(`role.${String(v).toUpperCase()}`); // stored as its value
+    return typeof v === "object" ? JSON.stringify(v) : v;
+  };
+  return Object.entries(details || {}).map(([k, v]) => `${word(k)}: ${value(k, v)}`).join(", ");
 }
 
 export function render({ main, me }) {
@@ -70,10 +74,10 @@ export function render({ main, me }) {
   function row(e) {
     return h("tr", { "data-action": e.action },
       h("td", {}, h("time", { datetime: e.at }, dateTime(e.at))),
-      h("td", {}, e.actorEmail || t("audit.system")),
+      h("td", { class: "audit-who" }, e.actorEmail || t("audit.system")),
       platform ? h("td", {}, e.tenantName || "–") : null,
       h("td", {}, actionText(e.action)),
-      h("td", { class: "audit-target" }, e.target || ""),
+      h("td", {}, e.target ? h("code", { class: "audit-target" }, e.target) : ""),
       h("td", { class: "detail" }, detailsText(e.details)));
   }
 

@@ -5,6 +5,9 @@ all, files.py), deleted once `reportNotice` returned: a notice made while the ce
 service is away (or the agent restarts) goes out later. The server keys notices by
 `noticeId`, so sending one again after a lost answer stores nothing twice. The same
 notice as the job service's (intake.py forwards those), so the tenant gets the same mail.
+A notice the server refuses (an older server, say) is tried again later and later (5 s
+doubling up to an hour; the count is kept in memory, a restart tries once more at once),
+and dropped, logged, once it is two days old: a mail that late tells nobody anything.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +30,8 @@ log = logging.getLogger(__name__)
 
 WRONG_PINS = "wrongPins"
 RETRY_S = 5.0  # notices are mails to people: a few seconds late is fine
+REFUSED_MAX_S = 3600.0  # the longest pause between tries of a refused notice
+DROP_AFTER_S = 2 * 24 * 3600.0  # a refused notice this old is dropped
 SUFFIX = ".json"
 
 
@@ -45,9 +52,12 @@ def wrong_pins(agent_number: str, caller_number: str, count: int, at: datetime) 
 
 
 class NoticeOutbox:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.folder = state_dir / "ivr" / "notices"
         self.added = asyncio.Event()  # a new notice: send now, not at the next round
+        self.clock = clock
+        # Refused notices: how often, and when the next try is due (clock time).
+        self.refused: dict[Path, tuple[int, float]] = {}
 
     def add(self, notice: dict[str, Any]) -> None:
         """Keeps `notice` durably (raises OSError when it cannot); blocking file I/O."""
@@ -74,6 +84,10 @@ class NoticeOutbox:
         """Sends what is pending; the number sent. Stops at an unreachable server."""
         sent = 0
         for path, notice in await asyncio.to_thread(self.pending):
+            now = self.clock()
+            refusals, due = self.refused.get(path, (0, now))
+            if due > now:
+                continue
             try:
                 await sink.report_notice(notice)
             except ServerUnreachable as exc:
@@ -81,12 +95,39 @@ class NoticeOutbox:
                 return sent
             except (ServerRefused, AgentError) as exc:
                 # Kept: a server that refuses today (an older one, say) may take it later.
-                log.warning("the server refused notice %s: %s", notice.get("noticeId"), exc)
+                await self._refused(path, notice, refusals + 1, now, exc)
                 continue
+            self.refused.pop(path, None)
             with suppress(FileNotFoundError):
                 await asyncio.to_thread(path.unlink)
             sent += 1
         return sent
+
+    async def _refused(
+        self, path: Path, notice: dict[str, Any], refusals: int, now: float, exc: Exception
+    ) -> None:
+        made = await asyncio.to_thread(_mtime, path)
+        if now - made >= DROP_AFTER_S:
+            log.error(
+                "notice %s dropped: refused %d times over %.0f h (%s)",
+                notice.get("noticeId"),
+                refusals,
+                (now - made) / 3600,
+                exc,
+            )
+            self.refused.pop(path, None)
+            with suppress(FileNotFoundError):
+                await asyncio.to_thread(path.unlink)
+            return
+        pause = min(REFUSED_MAX_S, RETRY_S * 2.0 ** (refusals - 1))
+        self.refused[path] = (refusals, now + pause)
+        log.warning(
+            "the server refused notice %s (%d times, next try in %.0f s): %s",
+            notice.get("noticeId"),
+            refusals,
+            pause,
+            exc,
+        )
 
     async def send_forever(self, sink: NoticeSink) -> None:
         while True:

@@ -79,15 +79,7 @@ class KamailioBed:
 
     def agent_env(self) -> dict[str, str]:
         """The agent's SIP: registered at Kamailio as "Rundruf", answering calls."""
-        return {
-            "RUNDRUF_AGENT_DIALER": "sip",
-            "RUNDRUF_AGENT_SIP_USER": AGENT_USER,
-            "RUNDRUF_AGENT_SIP_PASSWORD": self.pbx.password(AGENT_USER),
-            "RUNDRUF_AGENT_SIP_DOMAIN": self.pbx.domain,
-            "RUNDRUF_AGENT_SIP_SERVER_HOST": self.pbx.host,
-            "RUNDRUF_AGENT_SIP_SERVER_PORT": str(self.pbx.port),
-            "RUNDRUF_AGENT_SIP_ANSWER_CALLS": "true",
-        }
+        return {**self.pbx.agent_env(), "RUNDRUF_AGENT_SIP_ANSWER_CALLS": "true"}
 
     def stop(self) -> None:
         for phone in reversed(self.phones):

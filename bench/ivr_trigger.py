@@ -74,7 +74,6 @@ from edge_agent.pbx.sim import (
 )
 from edge_agent.pbx.sim_state import SimState, StateFile
 from edge_agent.sip.incoming import Accept, IncomingInvite, Refuse
-from edge_agent.sip.ua import Account
 from tests.e2e_kamailio.members import SippMembers
 from tests.e2e_kamailio.timelines import alarm
 from tests.sip.caller_rtp import PT_EVENT
@@ -276,8 +275,7 @@ async def start_agent(folder: Path, pbx: Kamailio, extensions: list[str]) -> Age
     }
     cache.save()
     channels = len(extensions)
-    account = Account("Rundruf", pbx.password("Rundruf"), pbx.domain, pbx.address)
-    dialer = SipDialer(account, proxy=True, max_parallel=channels)
+    dialer = SipDialer(pbx.agent_account(), proxy=True, max_parallel=channels)
     calls = CallSettings(ring_timeout_s=30, retry_pause_s=1, max_attempts=2)
     broadcasts = Broadcasts(state_dir, cache, directory_pbx, dialer, channels, calls)
     ivr = IvrAnswering(state_dir, cache, broadcasts)

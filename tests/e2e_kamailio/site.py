@@ -54,12 +54,7 @@ def kamailio(folder: Path) -> Kamailio:
 def sip_settings(pbx: Kamailio) -> dict[str, str]:
     """The agent's SIP: registered at Kamailio as "Rundruf", answering trigger calls."""
     return {
-        "RUNDRUF_AGENT_DIALER": "sip",
-        "RUNDRUF_AGENT_SIP_USER": AGENT_USER,
-        "RUNDRUF_AGENT_SIP_PASSWORD": pbx.password(AGENT_USER),
-        "RUNDRUF_AGENT_SIP_DOMAIN": pbx.domain,
-        "RUNDRUF_AGENT_SIP_SERVER_HOST": pbx.host,
-        "RUNDRUF_AGENT_SIP_SERVER_PORT": str(pbx.port),
+        **pbx.agent_env(),
         "RUNDRUF_AGENT_SIP_ANSWER_CALLS": "true",
         "RUNDRUF_AGENT_RETRY_PAUSE_SECONDS": "0.5",
         "RUNDRUF_AGENT_RING_TIMEOUT_SECONDS": "20",

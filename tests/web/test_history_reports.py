@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
 from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
+from api.models import BroadcastGroup, PbxGroup, PbxUser
 from tests.processes import Client
 from tests.web.broadcast_reports import REPORT
 from tests.web.browsing import (
@@ -37,6 +42,36 @@ def _day(days_ago: int, hour: int = 9) -> datetime:
     return today - timedelta(days=days_ago)
 
 
+def _seed_groups(stack: WebStack, tenant_id: str, groups: dict[str, str]) -> None:
+    """Broadcast groups as the agent's directory sync leaves them: PBX id -> name."""
+    tenant = uuid.UUID(tenant_id)
+    box = Fernet(stack.env["RUNDRUF_SECRET_KEY"].encode())
+    engine = create_engine(stack.env["RUNDRUF_DATABASE_URL"])
+    with Session(engine) as session, session.begin():
+        for i, (pbx_id, name) in enumerate(groups.items()):
+            agent = PbxUser(
+                tenant_id=tenant,
+                pbx_id=f"agent-{pbx_id}",
+                name=f"Rundruf {name}",
+                extension=f"29{i}",
+                callrouting_only=True,
+            )
+            group = PbxGroup(tenant_id=tenant, pbx_id=pbx_id, name=name)
+            session.add_all([agent, group])
+            session.flush()
+            session.add(
+                BroadcastGroup(
+                    tenant_id=tenant,
+                    group_id=group.id,
+                    agent_user_id=agent.id,
+                    agent_name=agent.name,
+                    agent_extension=f"29{i}",
+                    pin_sealed=box.encrypt(b"4711").decode(),
+                )
+            )
+    engine.dispose()
+
+
 def _events(start: datetime, outcomes: list[str], names: list[str]) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for i, (name, outcome) in enumerate(zip(names, outcomes, strict=True)):
@@ -60,13 +95,19 @@ def _events(start: datetime, outcomes: list[str], names: list[str]) -> list[dict
 
 
 def _report(
-    agent: Client, ident: str, mode: str, start: datetime, outcomes: list[str], names: list[str]
+    agent: Client,
+    ident: str,
+    mode: str,
+    start: datetime,
+    outcomes: list[str],
+    names: list[str],
+    group: str = "g-report",
 ) -> None:
     agent(
         REPORT,
         input={
             "broadcastId": ident,
-            "groupPbxId": "g-report",
+            "groupPbxId": group,
             "mode": mode,
             "startedAt": start.isoformat(),
             "memberCount": len(outcomes),
@@ -112,8 +153,9 @@ def test_the_list_reports_results_filters_and_exports(
     assert customer.agent is not None
     fifteen = ["CONFIRMED"] * 15 + ["NO_ANSWER"] * 5
     names = HOSTILE + [f"Mitglied {i:02d}" for i in range(len(HOSTILE), 20)]
+    _seed_groups(stack, customer.tenant_id, {"g-report": "Brandschutz", "g-san": "Sanitäter"})
     _report(customer.agent, "alarm-15", "ALARM", _day(2), fifteen, names)
-    _report(customer.agent, "test-3", "TEST", _day(4), ["CONFIRMED"] * 3, ["A", "B", "C"])
+    _report(customer.agent, "test-3", "TEST", _day(4), ["CONFIRMED"] * 3, ["A", "B", "C"], "g-san")
     email, password, admin = _admin(stack, customer, "bericht")
     page = open_page(browser, stack.url)
     sign_in(page, email, password)
@@ -131,7 +173,13 @@ def test_the_list_reports_results_filters_and_exports(
     assert good.evaluate("e => getComputedStyle(e).color") == GREEN
     shot(page, artifacts, "history-list-results")
 
-    # Filters: outcome, mode, date range (the browser keeps UTC, as the reports).
+    # Filters: group, outcome, mode, date range (the browser keeps UTC, as the reports).
+    page.get_by_label("Gruppe").select_option(label="Sanitäter")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Sanitäter")
+    page.get_by_role("button", name="Filter zurücksetzen").click()
+    expect(rows).to_have_count(2)
+
     page.get_by_label("Ergebnis").select_option("ALL_CONFIRMED")
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-outcome", "ALL_CONFIRMED")

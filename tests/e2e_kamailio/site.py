@@ -38,7 +38,7 @@ HISTORY = """query($id: ID!) { broadcast(id: $id) { id mode status note memberCo
   triggerCallerNumber triggerCallerName triggerSource
   attempts { memberName memberExtension attemptNo startedAt ringingAt answeredAt confirmedAt
              endedAt outcome detail } } }"""
-LATEST = """{ broadcasts(first: 10) { nodes { id startedAt finishedAt } } }"""
+LATEST = """{ broadcasts(first: 50) { nodes { id startedAt finishedAt } } }"""
 
 
 def users() -> dict[str, str]:

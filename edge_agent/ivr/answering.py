@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_agent.broadcast.manager import Broadcasts, Trigger
-from edge_agent.broadcast.model import Mode
+from edge_agent.broadcast.model import Mode, Stop
 from edge_agent.cache import LocalCache
 from edge_agent.errors import AgentError
 from edge_agent.files import write_atomic
@@ -144,6 +144,7 @@ class IvrAnswering:
             prompt=functools.partial(self.prompts.pcm, language=language),
             throttle=self.guard,
             start=functools.partial(self.start, line, group_id, number),
+            stop=functools.partial(self.stop, line, group_id),
             sleep=self.sleep,
         )
         task = asyncio.current_task()
@@ -156,6 +157,15 @@ class IvrAnswering:
                 self.calls.discard(task)
 
     # -- from the call to the broadcast ------------------------------------------------
+
+    async def stop(self, line: CallerLine, group_id: str) -> int:
+        """The menu's 0 (issue 17): stops the group's running broadcasts, here in the agent
+        (the central service need not answer); how many it stopped."""
+        caller = line.caller_number or None
+        stop = Stop(by=caller, via="sip", at=datetime.now(UTC))
+        stopped = await self.broadcasts.stop(stop, group_pbx_id=group_id)
+        log.info("trigger call %s stopped %s", line.call_id, stopped or "nothing")
+        return len(stopped)
 
     async def start(self, line: CallerLine, group_id: str, number: str, choice: Choice) -> str:
         """Journals and starts the broadcast the caller confirmed; its id. Raises when it

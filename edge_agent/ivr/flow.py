@@ -1,7 +1,8 @@
 """The trigger call's dialogue at the agent's own IVR, as rundruf.lua's M.run runs it.
 
 PIN (3 tries, digits until #), the per-caller wait after wrong PINs, the mode menu
-(1 test, 2 alarm, 3 alarm with a message recorded now, * cancel; 5 rounds), the
+(1 test, 2 alarm, 3 alarm with a message recorded now, 0 stop the group's running
+broadcast, * cancel; 5 rounds), the
 confirmation (1 starts, any other key back to the menu; mode 3: the recording played
 back, 1 sends, 2 records again, 3 takes), then the trigger. "Rundruf wird ausgelöst"
 is said only after `start` returned, that is after the broadcast was journaled
@@ -59,6 +60,8 @@ class Outcome(enum.StrEnum):
     CANCELLED = "cancelled"  # * in the menu
     MENU_EXHAUSTED = "menu_exhausted"  # 5 menu rounds without a choice
     HANGUP = "hangup"  # the caller hung up before confirming
+    STOPPED = "stopped"  # 0 in the menu stopped the group's running broadcast (issue 17)
+    NOTHING_TO_STOP = "nothing_to_stop"  # 0 in the menu, but none was running
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class Throttle(Protocol):
 
 
 Start = Callable[[Choice], Awaitable[object]]  # journals and starts; raises if it cannot
+# Stops the group's running broadcast (journaled first); how many it stopped.
+Stop = Callable[[], Awaitable[int]]
 Prompt = Callable[[str], bytes]  # prompt name (definition.PROMPTS) -> PCM
 
 
@@ -104,6 +109,7 @@ class TriggerCall:
         throttle: Throttle,
         start: Start,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        stop: Stop | None = None,
     ) -> None:
         self.line = line
         self.agent_number = agent_number
@@ -111,6 +117,7 @@ class TriggerCall:
         self.prompt = prompt
         self.throttle = throttle
         self.start = start
+        self.stop = stop  # None: the menu's 0 is no choice here
         # The throttle's wait; by default on the line, so that a hang-up ends it at once.
         self.sleep = sleep or self.listen
         self.caller = line.caller_number or ""
@@ -206,6 +213,8 @@ class TriggerCall:
             if key == KEYS["cancel"]:
                 await self.say("cancelled")
                 return Outcome.CANCELLED
+            if key == KEYS["stop"] and self.stop is not None:
+                return await self._stop(self.stop)
             if key == KEYS["alarm_recorded"]:
                 recording = await self._record()
                 if recording is not None:
@@ -241,6 +250,26 @@ class TriggerCall:
             if key != KEYS["record_again"]:
                 return None
         return None
+
+    # -- the stop (issue 17) -----------------------------------------------------------
+
+    async def _stop(self, stop: Stop) -> Outcome:
+        """The menu's 0: the group's running broadcast stops, whether the caller stays on
+        the line or not; "Der Rundruf wurde beendet" once it is journaled."""
+        task: asyncio.Task[object] = asyncio.create_task(
+            _started(stop()), name=f"ivr-stop-{self.line.call_id}"
+        )
+        _starting.add(task)
+        task.add_done_callback(_finished)
+        try:
+            stopped = await asyncio.shield(task)
+        except Exception:
+            with suppress(CallerGone):
+                await self.say("failed")
+            return Outcome.TRIGGER_FAILED
+        with suppress(CallerGone):
+            await self.say("stopped" if stopped else "stop_none")
+        return Outcome.STOPPED if stopped else Outcome.NOTHING_TO_STOP
 
     # -- the trigger -----------------------------------------------------------------
 

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 KEEP_TIMES = 100  # the script keeps the last 100 wrong-PIN times per group
+# Callers remembered per agent number, the most recent: numbers rotated within the hour
+# must not grow the file (and each look at it) without end; one forgotten here has had
+# one wrong PIN or a few, and the group's count goes on.
+KEEP_CALLERS = 1000
 
 T = TypeVar("T")
 
@@ -91,6 +95,11 @@ class AgentThrottle:
         """Counts a wrong PIN; a claim when it makes a notice due (claimed here,
         so that two calls at once do not both send it)."""
         count, _ = self._count(caller, now, rules)
+        # Callers whose count is forgotten go: numbers that change with every call must
+        # not grow the file without end.
+        kept = [(k, v) for k, v in self.callers.items() if now - v[1] <= rules.forget_s]
+        kept.sort(key=lambda item: item[1][1])
+        self.callers = dict(kept[-(KEEP_CALLERS - 1) :])
         self.callers[caller_key(caller)] = (count + 1, now)
         recent = [t for t in self.wrong_pins if now - t < rules.notice_window_s]
         self.wrong_pins = [*recent, now][-KEEP_TIMES:]
@@ -115,6 +124,10 @@ class AgentThrottle:
         if count and now - last > rules.forget_s:
             return 0, 0.0
         return count, last
+
+    @property
+    def empty(self) -> bool:
+        return not self.callers and not self.wrong_pins and self.notice_at is None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,8 +156,9 @@ class ThrottleFile:
     """The throttle of every agent number in one JSON file; safe across processes.
 
     Each change is a locked read-modify-write that replaces the file whole, as
-    `SimDialerControl` does. A damaged file is logged and started afresh: the
-    throttle is best effort in the script too, and must never stop an alarm.
+    `SimDialerControl` does; a look that changes nothing (a wait) writes nothing. A
+    damaged file is logged and started afresh: the throttle is best effort in the
+    script too, and must never stop an alarm.
     """
 
     def __init__(self, state_path: Path) -> None:
@@ -152,24 +166,32 @@ class ThrottleFile:
 
     def update(self, agent_number: str, change: Callable[[AgentThrottle], T]) -> T:
         with filelock.exclusive(self.path.with_name(self.path.name + ".lock")):
-            agents = self._read()
+            raw, agents = self._read()
             throttle = agents.setdefault(agent_number, AgentThrottle())
             result = change(throttle)
-            self._write(agents)
+            encoded = _encode(agents)
+            if encoded != raw:
+                write_atomic(self.path, encoded)
             return result
 
-    def _read(self) -> dict[str, AgentThrottle]:
+    def _read(self) -> tuple[bytes, dict[str, AgentThrottle]]:
+        """The file as it is, and what it says."""
+        raw = b""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = self.path.read_bytes()
+            data = json.loads(raw.decode("utf-8"))
             if data["format"] != FORMAT:
                 raise ValueError(f"unknown format {data['format']!r}")
-            return {str(k): AgentThrottle.from_json(v) for k, v in data["agents"].items()}
+            return raw, {str(k): AgentThrottle.from_json(v) for k, v in data["agents"].items()}
         except FileNotFoundError:
-            return {}
+            return raw, {}
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             log.warning("the throttle file %s is damaged, starting afresh: %r", self.path, exc)
-            return {}
+            return raw, {}
 
-    def _write(self, agents: dict[str, AgentThrottle]) -> None:
-        data = {"format": FORMAT, "agents": {k: v.to_json() for k, v in agents.items()}}
-        write_atomic(self.path, json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))
+
+def _encode(agents: dict[str, AgentThrottle]) -> bytes:
+    """The file's bytes; agent numbers with nothing to remember are left out."""
+    kept = {k: v.to_json() for k, v in agents.items() if not v.empty}
+    data = {"format": FORMAT, "agents": kept}
+    return json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")

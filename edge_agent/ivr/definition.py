@@ -31,6 +31,9 @@ DEFAULTS: Final[dict[str, int | float | tuple[int, ...]]] = {
     "menu_rounds": 5,  # menu prompts per call before giving up
     "record_max_seconds": 60,
     "record_silence_seconds": 2,  # a recording ends after this long without speech
+    # ... and after this long without any speech since the tone (the agent's IVR only:
+    # SwyxWare's RecordMessage takes no such time; rundruf.lua keeps it for agreement).
+    "record_no_speech_seconds": 5,
     "record_takes": 3,
     # POST /jobs (Lua only) is retried with one idempotency key for this long.
     "post_window": 15,

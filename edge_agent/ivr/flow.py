@@ -40,6 +40,7 @@ DIGIT_TIMEOUT_S = float(definition.setting("digit_timeout"))
 MENU_ROUNDS = int(definition.setting("menu_rounds"))
 RECORD_MAX_S = float(definition.setting("record_max_seconds"))
 RECORD_SILENCE_S = float(definition.setting("record_silence_seconds"))
+RECORD_NO_SPEECH_S = float(definition.setting("record_no_speech_seconds"))
 RECORD_TAKES = int(definition.setting("record_takes"))
 # A recording shorter than this, or without a sample this loud (-40 dBFS: no 20 ms
 # frame of it was speech to the SIP line's recorder, sip/recording.py), has no message
@@ -235,7 +236,9 @@ class TriggerCall:
             await self.say("record")
             await self.line.play(record_tone(), barge_in=False)
             self.line.clear_digits()  # a # pressed during the prompt must not end it
-            pcm = await self.line.record(RECORD_MAX_S, RECORD_SILENCE_S, KEYS["record_end"])
+            pcm = await self.line.record(
+                RECORD_MAX_S, RECORD_SILENCE_S, KEYS["record_end"], RECORD_NO_SPEECH_S
+            )
             if not await asyncio.to_thread(has_message, pcm):
                 await self.say("record_failed")
                 continue

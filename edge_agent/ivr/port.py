@@ -53,9 +53,12 @@ class CallerLine(Protocol):
         """Forgets queued keys (a new question must not take an old answer)."""
         ...
 
-    async def record(self, max_seconds: float, silence_seconds: float, end_key: str) -> bytes:
+    async def record(
+        self, max_seconds: float, silence_seconds: float, end_key: str, no_speech_s: float = 0.0
+    ) -> bytes:
         """What the caller says from now: until `end_key`, `silence_seconds` without
-        speech after speech began, or `max_seconds`. PCM as above. Raises CallerGone."""
+        speech after speech began, `no_speech_s` (when > 0) without any speech from the
+        start, or `max_seconds`. PCM as above. Raises CallerGone."""
         ...
 
     async def hang_up(self) -> None:

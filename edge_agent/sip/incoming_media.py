@@ -8,8 +8,8 @@
 - keys: RFC 4733 events (each press once, `rtp.DtmfDetector`) and SIP INFO, in the
   order they came, at most MAX_QUEUED_KEYS (more are dropped).
 - record: the caller's audio from now (`recording.py`) until the end key, until
-  `silence_seconds` without speech once speech began, or `max_seconds` (a caller
-  who never speaks ends there). Keys pressed while it records are taken by it (the
+  `silence_seconds` without speech once speech began, `no_speech_s` without any
+  speech from the start (0: off), or `max_seconds`. Keys pressed while it records are taken by it (the
   end key too), and keys queued before it starts are forgotten (a "#" pressed early
   must not end it at once): none is left for the next question.
 - every step raises CallerGone once the caller hung up (BYE, CANCEL, no ACK).
@@ -156,7 +156,9 @@ class SipCallerLine:
 
     # ---------------------------------------------------------------- record
 
-    async def record(self, max_seconds: float, silence_seconds: float, end_key: str) -> bytes:
+    async def record(
+        self, max_seconds: float, silence_seconds: float, end_key: str, no_speech_s: float = 0.0
+    ) -> bytes:
         self._check()
         call = self._call
         negotiated = call.negotiated
@@ -178,6 +180,8 @@ class SipCallerLine:
                     break
                 last = recording.last_speech
                 if last is not None and now - last >= silence_seconds:
+                    break
+                if last is None and 0 < no_speech_s <= now - started:  # nobody speaks
                     break
                 key = await self._next_key(min(remaining, RECORD_CHECK_S))
                 if key == end_key:

@@ -57,6 +57,9 @@ M.DEFAULTS = {
     -- A recording ends after this long without speech (passed to SwyxWare's RecordMessage,
     -- see M.swyx_pbx; 0 = only # and the limit end it).
     record_silence_seconds = 2,
+    -- The agent's own SIP IVR ends a recording with no speech since the tone after this long;
+    -- not used here (SwyxWare's RecordMessage takes one silence time, the one above).
+    record_no_speech_seconds = 5,
     record_takes = 3,
     -- POST /jobs is retried (one idempotency key) until post_window seconds of waits have
     -- passed: longer than the service wrapper's 5 s restart of a crashed job service.

@@ -56,7 +56,7 @@ class ScriptedLine:
         self.heard: list[str] = []
         self.barge_in: list[bool] = []
         self.reads: list[tuple[int, float, str | None]] = []
-        self.records: list[tuple[float, float, str]] = []
+        self.records: list[tuple[float, float, str, float]] = []
         self.cleared = 0
         self.hung_up = False
         self.gone = False
@@ -125,8 +125,10 @@ class ScriptedLine:
     def clear_digits(self) -> None:
         self.cleared += 1
 
-    async def record(self, max_seconds: float, silence_seconds: float, end_key: str) -> bytes:
-        self.records.append((max_seconds, silence_seconds, end_key))
+    async def record(
+        self, max_seconds: float, silence_seconds: float, end_key: str, no_speech_s: float = 0.0
+    ) -> bytes:
+        self.records.append((max_seconds, silence_seconds, end_key, no_speech_s))
         answer = self._next()
         assert isinstance(answer, bytes), f"the script has {answer!r} where a recording is"
         self.recorded.append(answer)

@@ -269,7 +269,8 @@ async def test_record_play_back_and_send(bed: Bed) -> None:
         "record_check",
         "triggered",
     ]
-    assert line.records == [(60.0, 2.0, "#")]
+    # Up to 60 s, 2 s of silence after speech, 5 s without any speech since the tone.
+    assert line.records == [(60.0, 2.0, "#", 5.0)]
     assert bed.starts.choices == [Choice(Mode.ALARM_RECORDED, message)]
 
 

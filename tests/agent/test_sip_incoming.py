@@ -244,3 +244,41 @@ async def test_prompt_heard_and_message_recorded(tmp_path: Path, transport: str)
     assert correlation(message, speech) > 0.95
     # Ended by the silence after the speech: about 1 s of nothing follows it, not 10 s.
     assert len(message) <= len(expected) + 2 * 8000 * 2
+
+
+async def test_a_recording_without_speech_ends_early(tmp_path: Path) -> None:
+    """A caller who says nothing after the tone: the recording ends `no_speech_s` after its
+    start (the IVR then says it failed), not at its limit (review of issue 16, finding 7)."""
+    need_sipp()
+    silence = ulaw_encode(bytes(4 * 8000 * 2))  # 4 s of a silent line, sent as RTP
+    recorded: list[bytes] = []
+
+    async def handler(line: CallerLine) -> None:
+        await line.play(tone(0.2), barge_in=False)
+        recorded.append(await line.record(10.0, 1.0, "#", no_speech_s=1.0))
+        await line.hang_up()
+
+    peer = RtpPeer()
+    try:
+        async with answering_ua(Numbers(handler), "udp") as ua:
+            with SippUac(
+                f"sip:299@{HOST}:{ua.transport.local[1]}",
+                tmp_path,
+                scenario="uac_until_bye.xml",
+                keys={"rtp_port": str(peer.port)},
+                transport="udp",
+                timeout=30,
+            ) as sipp:
+
+                def phone() -> None:
+                    peer.listen()
+                    peer.speak(silence, lose=set())
+
+                await asyncio.to_thread(phone)
+                code = await asyncio.to_thread(sipp.wait, 30)
+    finally:
+        peer.close()
+    assert code == 0, sipp.log()
+    (message,) = recorded
+    # About 1 s of the 4 s of silence, not all of it (and not 10 s).
+    assert 0 < len(message) <= 2 * 8000 * 2

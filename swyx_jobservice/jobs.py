@@ -30,6 +30,9 @@ _WHITESPACE = re.compile(rb"\s+")
 
 
 class Mode(IntEnum):
+    # Not a broadcast: stop the group's running broadcast (issue 17; the menu's 0). Kept
+    # and served like any job, so a stop by phone is as durable as an alarm.
+    STOP = 0
     TEST = 1  # idle members only
     ALARM_STORED = 2  # everyone, the group's stored alarm message
     ALARM_RECORDED = 3  # everyone, the message the caller just recorded
@@ -100,7 +103,8 @@ def _mode(body: dict[str, Any]) -> Mode:
     # bool is an int in Python, but `true` is no mode.
     if type(value) is not int or value not in {m.value for m in Mode}:
         raise BadRequest(
-            "mode must be 1 (test), 2 (alarm, stored message) or 3 (alarm, recorded message)",
+            "mode must be 1 (test), 2 (alarm, stored message) or 3 (alarm, recorded message), "
+            "or 0 (stop the group's running broadcast)",
             "mode",
         )
     return Mode(value)

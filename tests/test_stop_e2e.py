@@ -7,8 +7,9 @@ from collections import Counter
 from typing import Any
 
 from edge_agent.dialer.sim import Behaviour
+from edge_agent.pbx.sim_callflow import Outcome, Prompt
 from tests.processes import wait_until
-from tests.test_agent_e2e import group_named
+from tests.test_agent_e2e import Stack, group_named
 from tests.test_alarm_e2e import GROUP, AlarmSite, alarm_site, extensions, stack
 
 __all__ = ["alarm_site", "stack"]  # the fixtures, used by name
@@ -30,7 +31,8 @@ def _ringing(site: AlarmSite) -> dict[str, Any]:
                 return b
         return None
 
-    return wait_until(ringing, 30, "a running broadcast with a ringing phone")
+    found: dict[str, Any] = wait_until(ringing, 30, "a running broadcast with a ringing phone")
+    return found
 
 
 def _finished(site: AlarmSite) -> dict[str, Any]:
@@ -38,7 +40,8 @@ def _finished(site: AlarmSite) -> dict[str, Any]:
         nodes = [b for b in _nodes(site) if b["finishedAt"] is not None]
         return nodes[0] if nodes else None
 
-    return wait_until(done, 30, "the stopped broadcast in the history")
+    found: dict[str, Any] = wait_until(done, 30, "the stopped broadcast in the history")
+    return found
 
 
 def test_an_admin_stops_a_running_alarm_from_the_website(alarm_site: AlarmSite) -> None:
@@ -67,3 +70,35 @@ def test_an_admin_stops_a_running_alarm_from_the_website(alarm_site: AlarmSite) 
     assert {a["detail"] for a in broadcast["attempts"]} == {"broadcastStopped"}
     assert Counter(a["attemptNo"] for a in broadcast["attempts"]).keys() == {1}
     assert {a["outcome"] for a in broadcast["attempts"]} <= {"NO_ANSWER", "NOT_CALLED"}
+
+
+def test_pin_then_0_on_the_simulated_pbx_stops_the_alarm_while_the_server_is_down(
+    alarm_site: AlarmSite, stack: Stack
+) -> None:
+    """The simulator's twin of rundruf.lua posts a stop job (mode 0) to the job service;
+    the agent stops the group's broadcast itself, with the central service stopped, and
+    the history learns it once the service is back."""
+    for extension in extensions(alarm_site):
+        alarm_site.script.script(extension, Behaviour.NO_ANSWER)
+    alarm_site.post("call-to-stop")
+    _ringing(alarm_site)
+    stack.server.stop()
+    try:
+        result = alarm_site.call([alarm_site.pin, "0"], caller="0301234")
+        assert result.outcome is Outcome.POSTED, result
+        assert result.prompts[-1] is Prompt.STOPPED
+        # The stop job leaves the job service once the agent has carried it out (the
+        # alarm's job stays until the central service has the whole report).
+        wait_until(
+            lambda: result.job_id not in {j["id"] for j in alarm_site.pending_jobs()},
+            30,
+            "the stop job to be done",
+        )
+    finally:
+        stack.server.start(stack.logs)
+    broadcast = _finished(alarm_site)
+    assert broadcast["status"] == "CANCELLED"
+    assert (broadcast["stoppedVia"], broadcast["stoppedBy"]) == ("PHONE", "0301234")
+    assert {a["detail"] for a in broadcast["attempts"] if a["outcome"] == "NOT_CALLED"} <= {
+        "broadcastStopped"
+    }

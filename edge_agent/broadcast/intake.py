@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 
 from edge_agent.broadcast.damaged_jobs import DamagedJobReporter
 from edge_agent.broadcast.manager import Broadcasts, trigger_from_job
+from edge_agent.broadcast.model import Stop, find_group
 from edge_agent.channel import full_jitter
+from edge_agent.command_clock import aware_time
 from edge_agent.errors import AgentError, ServerRefused, ServerUnreachable
 from edge_agent.jobservice import JobServiceClient, JobServiceRefused, JobServiceUnavailable
 from edge_agent.server import Server
@@ -29,6 +32,8 @@ BACKOFF_CAP_S = 5.0
 MAX_KNOWN = 100
 # Wrong-PIN notices are mails to people: a few seconds late is fine.
 NOTICE_INTERVAL_S = 5.0
+# A job of this mode stops the group's running broadcast (the menu's 0, issue 17).
+STOP_MODE = 0
 
 
 class JobIntake:
@@ -84,6 +89,8 @@ class JobIntake:
 
     async def _accept(self, job: dict[str, object]) -> bool:
         """Starts the job's broadcast; False when it must be tried again on the next poll."""
+        if job.get("mode") == STOP_MODE:
+            return await self._stop(job)
         try:
             trigger = trigger_from_job(dict(job), self.jobservice.recording)
             await self.broadcasts.accept(trigger)
@@ -97,6 +104,39 @@ class JobIntake:
             log.exception("job %s could not be accepted", job.get("id"))
             return False
         self.seen.add(str(job["id"]))
+        return True
+
+    async def _stop(self, job: dict[str, object]) -> bool:
+        """A stop by phone through the call routing: the group's broadcasts that were
+        running when the job service took the job stop here in the agent (journaled
+        first; the central service learns it with the report), then the job is deleted.
+
+        Taken up again after a restart (the deletion failed), it stops nothing new.
+        """
+        job_id = str(job.get("id"))
+        try:
+            received = aware_time(job.get("receivedAt"))
+            group = find_group(
+                self.broadcasts.cache.broadcast_groups,
+                _text(job.get("agentNumber")),
+                _text(job.get("groupId")),
+            )
+            caller = _text(job.get("callerNumber"))
+            stop = Stop(by=caller, via="phone", at=received or _now())
+            stopped = (
+                await self.broadcasts.stop(stop, group_pbx_id=group, started_before=received)
+                if group is not None
+                else []
+            )
+        except Exception:  # a disk error, say: the job stays and is tried again
+            log.exception("stop job %s could not be carried out", job_id)
+            return False
+        log.info("stop job %s from %r stopped %s", job_id, caller, stopped or "nothing")
+        self.seen.add(job_id)
+        try:
+            await self.jobservice.delete_job(job_id)
+        except (JobServiceUnavailable, JobServiceRefused) as exc:  # asked again later
+            log.warning("stop job %s not deleted yet: %s", job_id, exc)
         return True
 
     async def notices_forever(self) -> None:
@@ -144,3 +184,11 @@ class JobIntake:
 
     async def _ran(self, job_id: str) -> bool:
         return await self.broadcasts.journal.by_source(job_id) is not None
+
+
+def _text(value: object) -> str | None:
+    return str(value) if isinstance(value, str | int) and str(value) else None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -289,7 +289,12 @@ class Broadcasts:
         return PROMPT_DIR / language / ivr_definition.PROMPTS["stopped"]
 
     async def stop(
-        self, stop: Stop, *, broadcast_id: str | None = None, group_pbx_id: str | None = None
+        self,
+        stop: Stop,
+        *,
+        broadcast_id: str | None = None,
+        group_pbx_id: str | None = None,
+        started_before: datetime | None = None,
     ) -> list[str]:
         """Stops the running broadcast `broadcast_id` (the website), or every running one of
         the group (by phone); returns the ids it stopped (none: nothing was running).
@@ -304,6 +309,9 @@ class Broadcasts:
             if broadcast_id is not None and b.id != broadcast_id:
                 continue
             if group_pbx_id is not None and b.group_pbx_id != group_pbx_id:
+                continue
+            # A stop job taken up again after a restart must not stop a later broadcast.
+            if started_before is not None and b.started_at > started_before:
                 continue
             if not await self.journal.stopped(b.id, stop):
                 continue

@@ -59,6 +59,10 @@ class Prompt(enum.StrEnum):
     STOP_NONE = PROMPTS["stop_none"]
 
 
+# The job mode that stops the group's running broadcast (issue 17; rundruf.lua's 0).
+STOP_MODE = 0
+
+
 class Outcome(enum.StrEnum):
     POSTED = "posted"  # the job service took the job (201, or 200 for a repeat)
     WRONG_PIN_HANGUP = "wrong_pin_hangup"  # 3 tries without the right PIN
@@ -162,6 +166,8 @@ class Dialogue:
             if key == IVR_KEYS["cancel"]:
                 self.play(Prompt.CANCELLED)
                 return Outcome.CANCELLED
+            if key == IVR_KEYS["stop"]:  # a stop job for the group's running broadcast
+                return STOP_MODE, None
             if key == IVR_KEYS["alarm_recorded"]:
                 audio = self.record_message()
                 if audio is not None:

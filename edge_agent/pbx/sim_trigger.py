@@ -32,6 +32,7 @@ from edge_agent.pbx.sim_callflow import (
     PIN_END,
     PIN_MAX_DIGITS,
     PIN_TRIES,
+    STOP_MODE,
     Dialogue,
     Outcome,
     Prompt,
@@ -264,7 +265,7 @@ class _Call:
             "idempotencyKey": key,
             "recording": None if audio is None else base64.b64encode(audio).decode("ascii"),
             "recordingPath": None,
-            "memberStates": member_states(state, agent),
+            "memberStates": None if mode == STOP_MODE else member_states(state, agent),
         }
         job_id, attempt = None, 0
         for wait in (*post_waits(), None):
@@ -280,7 +281,8 @@ class _Call:
             if attempt == 1:  # a restarting job service: tell the caller, once
                 self.dialogue.play(Prompt.WAIT)
             await asyncio.sleep(wait * self.phone.time_scale)
-        self.dialogue.play(Prompt.TRIGGERED if job_id else Prompt.FAILED)
+        done = Prompt.STOPPED if mode == STOP_MODE else Prompt.TRIGGERED
+        self.dialogue.play(done if job_id else Prompt.FAILED)
         outcome = Outcome.POSTED if job_id else Outcome.POST_FAILED
         return self.result(outcome, job_id, attempt, key)
 

@@ -370,7 +370,8 @@ local function confirm(ctx, mode)
     return k == K.confirm
 end
 
--- Returns mode and recording path (mode 3), or nil and why.
+-- Returns mode and recording path (mode 3), or nil and why. Mode 0 (the key K.stop) is no
+-- broadcast: a job that stops the group's running broadcast (issue 17).
 local function choose_mode(ctx)
     local pbx = ctx.pbx
     for _ = 1, setting(ctx, "menu_rounds") do
@@ -380,6 +381,8 @@ local function choose_mode(ctx)
         if k == K.cancel then
             pbx.play(P.cancelled)
             return nil, "cancelled"
+        elseif k == K.stop then
+            return 0, nil
         elseif k == K.alarm_recorded then
             local path, why = record_message(ctx)
             if path then return 3, path end
@@ -495,6 +498,12 @@ function M.run(pbx, store, cfg)
     -- Test mode calls only free members: tell the agent who is free now.
     if mode == 1 then ctx.states = member_states(ctx) end
     local posted = post_job(ctx, mode, recording)
+    if mode == 0 then
+        -- The job service keeps the stop like any job; the agent carries it out at once.
+        pbx.play(posted and P.stopped or P.failed)
+        pbx.hangup()
+        return posted and "stopped" or "post_failed"
+    end
     pbx.play(posted and P.triggered or P.failed)
     pbx.hangup()
     return posted and "triggered" or "post_failed"

@@ -72,13 +72,16 @@ class Choice:
 
 
 class Throttle(Protocol):
-    """guard.PinGuard: the per-caller wait and the group's wrong-PIN count."""
+    """guard.PinGuard: the per-caller wait and the group's wrong-PIN count. `wait` claims
+    the next try; `right`, `wrong` or `unused` settles it."""
 
     async def wait(self, agent_number: str, caller: str) -> float: ...
 
     async def right(self, agent_number: str, caller: str) -> None: ...
 
     async def wrong(self, agent_number: str, caller: str) -> bool: ...
+
+    async def unused(self, agent_number: str, caller: str) -> None: ...
 
 
 Start = Callable[[Choice], Awaitable[object]]  # journals and starts; raises if it cannot
@@ -183,26 +186,38 @@ class TriggerCall:
 
     async def _pin(self) -> bool:
         for _ in range(PIN_TRIES):
-            await self._wait_for_turn()
-            entry = await self.ask("pin", PIN_MAX_DIGITS, KEYS["pin_end"])
-            if entry and hmac.compare_digest(entry.encode(), self.pin.encode()):
-                await self.throttle.right(self.agent_number, self.caller)
-                return True
-            if entry == "":
-                await self.say("invalid")  # uses a try, is no wrong PIN
-            else:
-                await self.throttle.wrong(self.agent_number, self.caller)
-                await self.say("pin_wrong")
+            settled = False
+            try:
+                await self._wait_for_turn()
+                entry = await self.ask("pin", PIN_MAX_DIGITS, KEYS["pin_end"])
+                if entry and hmac.compare_digest(entry.encode(), self.pin.encode()):
+                    await self.throttle.right(self.agent_number, self.caller)
+                    settled = True
+                    return True
+                if entry == "":  # uses a try, is no wrong PIN
+                    await self.throttle.unused(self.agent_number, self.caller)
+                    settled = True
+                    await self.say("invalid")
+                else:
+                    await self.throttle.wrong(self.agent_number, self.caller)
+                    settled = True
+                    await self.say("pin_wrong")
+            finally:
+                if not settled:  # the call ended before its try: the claim is freed
+                    with suppress(Exception):
+                        await self.throttle.unused(self.agent_number, self.caller)
         await self.say("goodbye")
         return False
 
     async def _wait_for_turn(self) -> None:
+        """Claims the next try (the throttle counts it until it is settled) and waits."""
         wait = await self.throttle.wait(self.agent_number, self.caller)
         if wait <= 0:
             return
+        loop = asyncio.get_running_loop()
+        end = loop.time() + wait
         await self.say("wait")
-        # The prompt took some of the wait already.
-        rest = await self.throttle.wait(self.agent_number, self.caller)
+        rest = end - loop.time()  # the prompt took some of the wait already
         if rest > 0:
             await self.sleep(rest)
 

@@ -6,6 +6,21 @@ number one notice after 10 wrong PINs within 10 minutes. Nobody is ever locked o
 The state lives in `<state_dir>/ivr/pins.trigger.json` (a locked read-modify-write
 that replaces the file whole), so it survives restarts. Best effort, as in the
 script: when the file cannot be used the call goes on unthrottled.
+
+Two more rules here, the agent's own (review of issue 16, finding 6; not in rundruf.lua,
+whose store has no lock across calls):
+
+- A try is claimed when its wait is asked for (`wait`, under a lock) and counts as a
+  wrong PIN until the call says how it went (`right`, `wrong`, or `unused`: nothing
+  entered, or the call ended). Parallel calls from one number so queue behind each
+  other with the growing delay, instead of all guessing at once.
+- Once the group's notice threshold is reached within the window (an attack, and the
+  notice has gone out), tries from anyone at that agent number are at least
+  AGENT_GAP_S apart: rotating numbers no longer multiplies the guesses. A slow-down,
+  never a lock: the right PIN still gets through, after the tries claimed before it
+  (at most one per call under way, so at most MAX_INCOMING gaps).
+
+Claims live in memory: they belong to calls under way, which a restart ends anyway.
 """
 
 from __future__ import annotations
@@ -14,17 +29,34 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from edge_agent.files import private_dir
 from edge_agent.ivr.notices import NoticeOutbox, wrong_pins
-from edge_agent.pbx.sim_throttle import AgentThrottle, ThrottleFile, ThrottleRules
+from edge_agent.pbx.sim_throttle import AgentThrottle, ThrottleFile, ThrottleRules, caller_key
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Under attack, PIN tries at one agent number from anyone are at least this far apart:
+# 720 tries an hour (a 4-digit PIN takes hours on average, a 6-digit one weeks), while a
+# caller with the right PIN waits this long per try claimed before theirs.
+AGENT_GAP_S = 5.0
+# A claim its call never settled (it cannot happen short of a bug) is forgotten after this.
+CLAIM_TTL_S = 300.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    caller: str  # caller_key
+    at: float  # when the try may be taken (the clock's time)
+    # Its place in the agent number's queue under attack (AGENT_GAP_S apart); kept apart
+    # from `at`, so that one caller's own long delay does not push anyone else back.
+    turn: float
 
 
 class PinGuard:
@@ -36,27 +68,84 @@ class PinGuard:
         outbox: NoticeOutbox,
         *,
         clock: Callable[[], float] = time.time,
+        agent_gap_s: float = AGENT_GAP_S,
     ) -> None:
         self.folder = state_dir / "ivr"
         self.file = ThrottleFile(self.folder / "pins")
         self.outbox = outbox
         self.rules = ThrottleRules()  # definition.py's values, as rundruf.lua's
         self.clock = clock
+        self.agent_gap_s = agent_gap_s
+        self._claims: dict[str, list[Claim]] = {}  # per agent number, oldest first
+        self._used: dict[str, float] = {}  # per agent number: the last used try's turn
+        self._claiming = asyncio.Lock()
 
     async def wait(self, agent_number: str, caller: str) -> float:
-        """Seconds `caller` must still wait before the next PIN try counts."""
-        now = self.clock()
-        found = await self._update(agent_number, lambda t: t.wait(caller, now, self.rules))
-        return found or 0.0
+        """Claims `caller`'s next PIN try: the seconds to wait before it is taken. The call
+        then settles the claim with `right`, `wrong` or `unused`."""
+        async with self._claiming:  # two claims at once must see each other
+            now = self.clock()
+            throttle = await self._look(agent_number)
+            claims = [c for c in self._claims.get(agent_number, []) if now - c.at < CLAIM_TTL_S]
+            claim = Claim(caller_key(caller), now, now)
+            if throttle is not None:
+                claim = self._claim(agent_number, throttle, claims, caller, now)
+            self._claims[agent_number] = [*claims, claim]
+            return claim.at - now
+
+    def _claim(
+        self,
+        agent_number: str,
+        throttle: AgentThrottle,
+        claims: list[Claim],
+        caller: str,
+        now: float,
+    ) -> Claim:
+        """`caller`'s next try, the claims of the calls under way counted."""
+        rules = self.rules
+        key = caller_key(caller)
+        at = now + throttle.wait(caller, now, rules)
+        own = [c.at for c in claims if c.caller == key]
+        if own:  # each try claimed before counts as a wrong PIN until settled
+            count = throttle.count(caller, now, rules) + len(own)
+            at = max(at, own[-1] + rules.delays[min(count, len(rules.delays) - 1)])
+        turn = now
+        recent = sum(1 for t in throttle.wrong_pins if now - t < rules.notice_window_s)
+        if recent >= rules.notice_threshold:  # under attack: one try per gap, from anyone
+            taken = [c.turn for c in claims]
+            if agent_number in self._used:
+                taken.append(self._used[agent_number])
+            if taken:
+                turn = max(now, max(taken) + self.agent_gap_s)
+        return Claim(key, max(at, turn), turn)
+
+    def _settle(self, agent_number: str, caller: str, *, used: bool) -> None:
+        """The caller's oldest claim at `agent_number` is settled; a used try keeps its turn
+        (the next comes a gap after it), an unused one frees it."""
+        claims = self._claims.get(agent_number, [])
+        key = caller_key(caller)
+        for n, claim in enumerate(claims):
+            if claim.caller == key:
+                del claims[n]
+                if used:
+                    self._used[agent_number] = max(claim.turn, self._used.get(agent_number, 0.0))
+                return
+
+    async def unused(self, agent_number: str, caller: str) -> None:
+        """The claimed try was not used (nothing entered, or the call ended)."""
+        self._settle(agent_number, caller, used=False)
 
     async def right(self, agent_number: str, caller: str) -> None:
         """The right PIN: the caller's count starts over."""
         await self._update(agent_number, lambda t: t.clear(caller))
+        self._settle(agent_number, caller, used=True)
 
     async def wrong(self, agent_number: str, caller: str) -> bool:
         """Counts a wrong PIN; True when it made the group's notice due (then queued)."""
         now = self.clock()
+        # Counted first, then settled: a claim meanwhile sees the try at least once.
         claim = await self._update(agent_number, lambda t: t.record_wrong(caller, now, self.rules))
+        self._settle(agent_number, caller, used=True)
         if claim is None:
             return False
         at = datetime.fromtimestamp(claim.claimed_at, UTC)
@@ -77,6 +166,10 @@ class PinGuard:
             notice["noticeId"],
         )
         return True
+
+    async def _look(self, agent_number: str) -> AgentThrottle | None:
+        """The agent number's state as it is (the file is not written)."""
+        return await self._update(agent_number, lambda t: t)
 
     async def _update(self, agent_number: str, change: Callable[[AgentThrottle], T]) -> T | None:
         try:

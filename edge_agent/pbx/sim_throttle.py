@@ -91,6 +91,10 @@ class AgentThrottle:
         delay = rules.delays[min(count, len(rules.delays) - 1)]
         return max(0.0, last + delay - now)
 
+    def count(self, caller: str, now: float, rules: ThrottleRules) -> int:
+        """`caller`'s wrong PINs that still count."""
+        return self._count(caller, now, rules)[0]
+
     def record_wrong(self, caller: str, now: float, rules: ThrottleRules) -> NoticeClaim | None:
         """Counts a wrong PIN; a claim when it makes a notice due (claimed here,
         so that two calls at once do not both send it)."""

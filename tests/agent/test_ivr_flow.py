@@ -7,6 +7,7 @@ test moves: a wait is a call of the fake sleep, never real time.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from edge_agent.broadcast.model import Mode
 from edge_agent.errors import ServerUnreachable
 from edge_agent.ivr import definition
 from edge_agent.ivr.flow import Choice, Outcome, TriggerCall, has_message
-from edge_agent.ivr.guard import PinGuard
+from edge_agent.ivr.guard import AGENT_GAP_S, PinGuard
 from edge_agent.ivr.notices import NoticeOutbox
 from tests.agent.ivr_lines import GONE, During, ScriptedLine, prompt, speech
 
@@ -38,6 +39,9 @@ class Clock:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
+        # The flow takes what "bitte warten" took off the wait, on the loop's (real) clock:
+        # microseconds here.
+        seconds = round(seconds, 2)
         self.sleeps.append(seconds)
         self.now += seconds
 
@@ -177,6 +181,45 @@ async def test_ten_wrong_pins_in_ten_minutes_make_one_notice_and_never_a_lock(be
     outcome, line = await bed.run([PIN, "2", "1"], caller="+4930999", call_id="c11")
     assert outcome is Outcome.TRIGGERED
     assert line.heard[0] == "pin"
+
+
+async def claims_at_once(guard: PinGuard, callers: Sequence[str]) -> list[float]:
+    """The waits of calls that ask for their first try all at the same moment, in order."""
+    return sorted(await asyncio.gather(*(guard.wait(AGENT, c) for c in callers)))
+
+
+async def test_parallel_calls_from_one_number_queue_behind_each_other(bed: Bed) -> None:
+    # 20 calls at once from one number got 20 tries at once; each claimed try now counts
+    # as a wrong PIN until its call says how it went, so they wait 0, 2, 7, 17, ... s.
+    waits = await claims_at_once(bed.guard, ["+4930111"] * 20)
+    assert waits[0] == 0
+    for n in range(1, 20):
+        assert waits[n] - waits[n - 1] >= DELAYS[min(n, len(DELAYS) - 1)]
+    # Settled without a PIN (hung up, or nothing entered): the claims are freed.
+    for _ in range(20):
+        await bed.guard.unused(AGENT, "+4930111")
+    assert await bed.guard.wait(AGENT, "+4930111") == 0
+
+
+async def test_under_attack_tries_from_anyone_are_a_gap_apart_never_locked(bed: Bed) -> None:
+    for n in range(10):  # the notice threshold, from ten numbers
+        await bed.run(["0000"], caller=f"+49301{n:02d}", call_id=f"c{n}")
+    bed.clock.now += 60
+    # Rotating numbers at once: before, every one got its try at once (wait 0).
+    waits = await claims_at_once(bed.guard, [f"+49302{n:02d}" for n in range(20)])
+    assert all(b - a >= AGENT_GAP_S for a, b in itertools.pairwise(waits))
+    # Never a lock: the right PIN's turn comes after the tries claimed before it.
+    assert await bed.guard.wait(AGENT, "+4930999") <= 21 * AGENT_GAP_S
+    await bed.guard.unused(AGENT, "+4930999")
+    # The callers hang up: their turns are freed, the right PIN waits at most one gap.
+    for n in range(20):
+        await bed.guard.unused(AGENT, f"+49302{n:02d}")
+    outcome, line = await bed.run([PIN, "2", "1"], caller="+4930999", call_id="ok")
+    assert outcome is Outcome.TRIGGERED
+    assert "wait" not in line.heard or bed.clock.sleeps[-1] <= AGENT_GAP_S
+    # Out of the window (ten minutes on) the gap is gone.
+    bed.clock.now += 600
+    assert await claims_at_once(bed.guard, ["+4930301", "+4930302"]) == [0, 0]
 
 
 async def test_throttle_survives_a_restart(tmp_path: Path) -> None:
@@ -511,6 +554,9 @@ class FixedWait:
 
     async def wrong(self, agent_number: str, caller: str) -> bool:
         return False
+
+    async def unused(self, agent_number: str, caller: str) -> None:
+        pass
 
 
 async def test_keys_during_the_wait_do_not_make_it_longer(bed: Bed) -> None:

@@ -358,6 +358,16 @@ async def test_another_key_after_the_playback_goes_back_to_the_menu(bed: Bed) ->
     assert bed.starts.choices == [Choice(Mode.ALARM)]
 
 
+async def test_the_silence_before_the_message_is_cut_to_a_fifth_of_a_second(bed: Bed) -> None:
+    # The caller starts speaking 2 s after the tone: members used to hear those 2 s first.
+    message = speech(1.0)
+    lead_in = int(0.2 * definition.SAMPLE_RATE) * definition.SAMPLE_WIDTH
+    quiet = bytes(2 * definition.SAMPLE_RATE * definition.SAMPLE_WIDTH)
+    outcome, _ = await bed.run([PIN, "3", quiet + message, "1"])
+    assert outcome is Outcome.TRIGGERED
+    assert bed.starts.choices == [Choice(Mode.ALARM_RECORDED, bytes(lead_in) + message)]
+
+
 async def test_a_key_during_the_playback_is_taken_without_the_check_prompt(bed: Bed) -> None:
     # The caller knows the choice: 1 pressed while their message plays back sends it.
     message = speech(1.5)

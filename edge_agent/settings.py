@@ -95,6 +95,11 @@ class AgentBaseSettings(BaseSettings):
     # address its name resolves to (a cluster's nodes, a second interface, the other
     # address family). They count as the PBX, not as strangers (sip/peers.py).
     sip_pbx_addresses: str = ""
+    # Who besides the PBX may call the agent (issue 16, review finding 1): IP addresses or
+    # networks (CIDR, at most /16 or /48), comma-separated, for a PBX whose calls come from
+    # elsewhere (a media gateway, another node). Unset: only the PBX (its name's addresses,
+    # sip_pbx_addresses). Everyone else gets 403.
+    sip_trigger_sources: str = ""
     sip_local_host: str = "127.0.0.1"
     sip_local_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port
     # Auto-answer / intrusion headers for alarms (edge_agent/dialer/sip_profiles.py).
@@ -115,7 +120,7 @@ class AgentBaseSettings(BaseSettings):
     sim_time_scale: float = Field(default=1.0, gt=0, le=10)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("sip_pbx_addresses")
+    @field_validator("sip_pbx_addresses", "sip_trigger_sources")
     @classmethod
     def _pbx_addresses(cls, value: str) -> str:
         parse_networks(value)  # raises ValueError saying which entry is wrong
@@ -125,6 +130,11 @@ class AgentBaseSettings(BaseSettings):
     def pbx_networks(self) -> Networks:
         """`sip_pbx_addresses`, parsed (validated when the settings were read)."""
         return parse_networks(self.sip_pbx_addresses)
+
+    @property
+    def trigger_networks(self) -> Networks:
+        """`sip_trigger_sources`, parsed (validated when the settings were read)."""
+        return parse_networks(self.sip_trigger_sources)
 
 
 class AgentSettings(AgentBaseSettings):

@@ -52,6 +52,7 @@ def make_dialer(settings: AgentSettings) -> Dialer:
             srtp=settings.sip_srtp,
             pbx_addresses=settings.pbx_networks,
             called_number=settings.sip_called_number,
+            trigger_sources=settings.trigger_networks,
         )
     from edge_agent.dialer.sim import SimDialer
 

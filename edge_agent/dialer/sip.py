@@ -41,7 +41,7 @@ from edge_agent.sip.errors import SipError
 from edge_agent.sip.incoming import IncomingCalls, Router
 from edge_agent.sip.message import Request, Response
 from edge_agent.sip.pacer import Pacer
-from edge_agent.sip.peers import Networks
+from edge_agent.sip.peers import Networks, peer_key
 from edge_agent.sip.registration import (
     Registration,
     RegistrationError,
@@ -100,6 +100,7 @@ class SipDialer(Dialer):
         srtp: SrtpMode = "off",
         pbx_addresses: Networks = (),
         called_number: CalledNumber = "auto",
+        trigger_sources: Networks = (),
     ) -> None:
         self.account = account
         # Incoming calls (issue 16): who takes them (`answer_calls`), and where the called
@@ -109,6 +110,10 @@ class SipDialer(Dialer):
         # The PBX's other addresses (its nodes, interfaces; RUNDRUF_AGENT_SIP_PBX_ADDRESSES):
         # its connections and datagrams from there are a peer's, not a stranger's.
         self.pbx_addresses = pbx_addresses
+        # Who may call in besides the PBX (RUNDRUF_AGENT_SIP_TRIGGER_SOURCES), and the
+        # addresses the PBX's name resolved to (known at the start).
+        self.trigger_sources = trigger_sources
+        self._pbx_hosts: frozenset[str] = frozenset()
         # SRTP for every call: off, optional or required (sip/srtp.py; the PBX's setting).
         self.srtp: SrtpMode = srtp
         self.local = local
@@ -205,6 +210,8 @@ class SipDialer(Dialer):
             srtp=self.srtp,
             pacer=self.pacer,
             proxy=self.account.server if self.use_proxy else None,
+            trusted_hosts=self._pbx_hosts,
+            trusted=self.pbx_addresses + self.trigger_sources,
         )
 
     async def _open(self) -> Transport:
@@ -240,6 +247,7 @@ class SipDialer(Dialer):
                 text = f"cannot listen on {host}:{port}: {exc}"
                 raise self._cannot_start("network", text) from exc
         self._know_the_pbx(transport, addresses, server_port)
+        self._pbx_hosts = frozenset(peer_key(address) for address in addresses)
         return transport
 
     def _know_the_pbx(self, transport: Transport, addresses: list[str], port: int) -> None:

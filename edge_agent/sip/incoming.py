@@ -15,6 +15,14 @@ runs with the line (`incoming_media.py`). The call ends when the handler returns
 the handler sees as CallerGone at its next step. A CANCEL before the 200 gets the
 INVITE 487 and the handler never runs.
 
+Who may call: only a trusted source (finding 1 of the review of issue 16): the PBX the
+user agent's account names (its host), the hosts in `trusted_hosts` (every address the
+PBX's name resolved to; the TLS connection to it comes from there) and the networks in
+`trusted` (RUNDRUF_AGENT_SIP_PBX_ADDRESSES, RUNDRUF_AGENT_SIP_TRIGGER_SOURCES). Anyone
+else gets 403, logged at most once per REFUSAL_LOG_S; the intake's rate limit drops a
+stranger's flood before it gets here. So the headers that name the caller and the called
+number (P-Asserted-Identity, Diversion, History-Info) are only ever read from the PBX.
+
 Bounds: at most `limit` incoming calls at once (MAX_INCOMING, counting those still
 ringing and those whose refusal waits for its ACK); the next gets 486 Busy Here with
 Retry-After. A router that raises answers 500. Nothing of a hostile INVITE raises
@@ -39,6 +47,7 @@ from edge_agent.sip.incoming_media import SipCallerLine, first
 from edge_agent.sip.media_host import MediaHostResolver
 from edge_agent.sip.message import Request, Response, new_tag, response_to
 from edge_agent.sip.pacer import Pacer
+from edge_agent.sip.peers import Networks, peer_key, within
 from edge_agent.sip.srtp import Mode
 from edge_agent.sip.transport import Address
 from edge_agent.sip.ua import UserAgent
@@ -60,6 +69,7 @@ MAX_INCOMING = 20  # incoming calls at once; a trigger line needs a few
 MAX_CALL_S = 900.0  # the longest an incoming call lasts, whatever its handler does
 BUSY_RETRY_S = 30
 CLOSE_GRACE_S = 2.0  # for the BYEs of the calls under way when the agent stops
+REFUSAL_LOG_S = 60.0  # a stranger's refused calls: one warning per minute, with the count
 
 Handler = Callable[[CallerLine], Awaitable[None]]
 
@@ -132,13 +142,22 @@ class IncomingCalls:
     limit: int = MAX_INCOMING
     max_call_s: float = MAX_CALL_S
     resolver: MediaHostResolver | None = None
+    # Who may call besides the account's server host (see the module text).
+    trusted_hosts: frozenset[str] = frozenset()
+    trusted: Networks = ()
     calls: dict[str, IncomingCall] = field(default_factory=dict)
+    refused_strangers: int = 0  # INVITEs from untrusted sources, in all
+    _unlogged: int = 0
+    _logged_at: float = float("-inf")
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _own_pacer: bool = False
 
     def invite(self, request: Request, source: Address) -> Response:
         if request.to_tag is not None:  # names a dialog we do not have (RFC 3261 12.2.2)
             return response_to(request, 481, "Call/Transaction Does Not Exist")
+        if not self.trusts(source[0]):
+            self._refused_stranger(source)
+            return response_to(request, 403, "Forbidden", new_tag())
         if len(self.calls) >= self.limit:
             log.warning("incoming call from %s refused: %d calls run", source[0], len(self.calls))
             busy = response_to(request, 486, "Busy Here", new_tag())
@@ -175,6 +194,28 @@ class IncomingCalls:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return trying
+
+    def trusts(self, host: str) -> bool:
+        """Whether a call from `host` is the PBX's (or a source configured as trusted)."""
+        key = peer_key(host)
+        if key == peer_key(self.ua.account.server[0]) or key in self.trusted_hosts:
+            return True
+        return bool(self.trusted) and within(host, self.trusted)
+
+    def _refused_stranger(self, source: Address) -> None:
+        self.refused_strangers += 1
+        self._unlogged += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._logged_at >= REFUSAL_LOG_S:
+            log.warning(
+                "incoming call from %s refused (403): not the PBX; %d such in the last %g s "
+                "(RUNDRUF_AGENT_SIP_TRIGGER_SOURCES names other trusted sources)",
+                source[0],
+                self._unlogged,
+                REFUSAL_LOG_S,
+            )
+            self._logged_at = now
+            self._unlogged = 0
 
     def _describe(self, request: Request, source: Address) -> IncomingInvite:
         try:

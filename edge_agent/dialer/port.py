@@ -9,6 +9,9 @@ A call reports what happens as `CallEvent`s, in order:
 
     STARTED → RINGING → ANSWERED → PLAYING → (DTMF → PLAYING)* → DTMF → CONFIRMED → ENDED
 
+A stopped broadcast's answered call (`CallRequest.stopped`, issue 17) plays one more
+PLAYING, the stop notice, right before ENDED ANSWERED with the detail STOPPED.
+
 Any prefix of that may be cut short by ENDED, which always comes last and
 exactly once. After ANSWERED the member may put the call on hold: HELD, then
 RESUMED and PLAYING again (the round starts over), or ENDED while on hold; a key

@@ -400,8 +400,21 @@ class SipDialer(Dialer):
         negotiated = call.negotiated
         assert negotiated is not None
         payload = self._encode(master, negotiated.codec)
-        announcement = Announcement(self.pacer, call, request, payload, negotiated.codec_pt, emit)
+        stop = await self._stop_payload(request, negotiated.codec)
+        announcement = Announcement(
+            self.pacer, call, request, payload, negotiated.codec_pt, emit, stop_payload=stop
+        )
         return await announcement.run()
+
+    async def _stop_payload(self, request: CallRequest, codec: str) -> bytes | None:
+        """The stop notice in the call's codec (issue 17); None: the call just ends."""
+        if request.stopped is None or request.stop_notice is None:
+            return None
+        try:
+            return self._encode(await self._master(request.stop_notice), codec)
+        except UnplayableAnnouncement as exc:
+            log.warning("the stop notice cannot be played: %s", exc)
+            return None
 
     async def _master(self, path: Path) -> _Master:
         """The announcement's PCM, read once per file version: 500 calls share one copy."""

@@ -20,6 +20,11 @@ holds, so holding again and again never keeps a call for long after the broadcas
 timeout. Without `hold_until` a hold lasts HOLD_LIMIT_S. Once the broadcast's quorum
 is reached (`quorum_reached`), a call on hold is not waited for any more: it ends
 ANSWERED with the detail ENDED_ON_HOLD_QUORUM (docs/decisions/sip-hold.md).
+
+Stop (issue 17). When the request's `stopped` is set, the message stops at once, the
+member hears the stop notice ("Der Rundruf wurde beendet") to its end and the call ends
+ANSWERED with the detail STOPPED (the dialer then sends BYE). A call on hold hears
+nothing, so it ends at once.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent.dialer.common import Emitter
-from edge_agent.dialer.port import CallEventKind, CallOutcome, CallRequest
+from edge_agent.dialer.port import STOPPED, CallEventKind, CallOutcome, CallRequest
 from edge_agent.sip.call import Call
 from edge_agent.sip.pacer import Pacer, RtpStream
 
@@ -62,6 +67,7 @@ class Wake(enum.Enum):
     RESUMED = "resumed"  # back from hold: the round starts over
     HOLD_OVER = "hold over"  # still on hold at the limit
     QUORUM = "quorum"  # on hold when the broadcast's quorum is reached
+    STOPPED = "stopped"  # the broadcast was stopped (issue 17)
 
 
 class Announcement:
@@ -75,12 +81,15 @@ class Announcement:
         payload: bytes,
         payload_type: int,
         emit: Emitter,
+        stop_payload: bytes | None = None,
     ) -> None:
         self.pacer = pacer
+        self.stop_payload = stop_payload  # the stop notice in the call's codec
         self.call = call
         self.request = request
         self.emit = emit
         self._finished = asyncio.Event()
+        self.payload_type = payload_type
         self.stream = RtpStream(
             payload * request.repetitions,
             payload_type,
@@ -116,6 +125,8 @@ class Announcement:
                 again = got is Wake.RESUMED
                 if again:
                     continue
+                if got is Wake.STOPPED:
+                    return await self._stopped()
                 if not isinstance(got, str):
                     return await self._unconfirmed(got)
                 await emit.emit(CallEventKind.DTMF, digit=got)
@@ -130,6 +141,8 @@ class Announcement:
                     if got == confirm:
                         await emit.emit(CallEventKind.DTMF, digit=got)
                         return await self._confirmed()
+                    if got is Wake.STOPPED:
+                        return await self._stopped()
                     if got in (Wake.HOLD_OVER, Wake.QUORUM):
                         return await self._unconfirmed(got)
                     return await emit.end(CallOutcome.ANSWERED, "did not confirm")
@@ -138,6 +151,33 @@ class Announcement:
             for task in (self._digit, self._hold):
                 if task is not None:
                     task.cancel()
+
+    async def _stopped(self) -> CallOutcome:
+        """The broadcast was stopped: the notice instead of the message, then the end."""
+        self.pacer.remove(self.stream)
+        if self.stop_payload is not None and not self.on_hold:
+            await self.emit.emit(CallEventKind.PLAYING, "stop notice")
+            done = asyncio.Event()
+            # The same SSRC, sequence and RTP clock: the phone hears one stream.
+            old = self.stream
+            self.stream = RtpStream(
+                self.stop_payload,
+                self.payload_type,
+                self.call.ssrc,
+                self.call.send_rtp,
+                done.set,
+                sequence=old.sequence,
+                timestamp=old.timestamp,
+            )
+            self.pacer.add(self.stream)
+            bye = asyncio.ensure_future(self.call.remote_bye.wait())
+            played = asyncio.ensure_future(done.wait())
+            try:
+                await asyncio.wait({bye, played}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                bye.cancel()
+                played.cancel()
+        return await self.emit.end(CallOutcome.ANSWERED, STOPPED)
 
     async def _confirmed(self) -> CallOutcome:
         await self.emit.emit(CallEventKind.CONFIRMED)
@@ -168,8 +208,11 @@ class Announcement:
         loop = asyncio.get_running_loop()
         call = self.call
         quorum = self.request.quorum_reached
+        stop = self.request.stopped
         deadline = None if limit_s is None else loop.time() + limit_s
         while True:
+            if stop is not None and stop.is_set():
+                return Wake.STOPPED
             if self.on_hold and quorum is not None and quorum.is_set():
                 return Wake.QUORUM
             if self._digit is None:
@@ -186,12 +229,16 @@ class Announcement:
             if self.on_hold and quorum is not None:
                 reached = asyncio.ensure_future(quorum.wait())
                 waits.add(reached)
+            stopping = None
+            if stop is not None:
+                stopping = asyncio.ensure_future(stop.wait())
+                waits.add(stopping)
             until = self._hold_ends if self.on_hold else deadline
             timeout = None if until is None else max(0.0, until - loop.time())
             try:
                 await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for waiting in (bye, played, reached):
+                for waiting in (bye, played, reached, stopping):
                     if waiting is not None:
                         waiting.cancel()
             if self._digit.done():

@@ -47,7 +47,9 @@ LETTERS = {
 }
 # RINGING may be missing (an auto-answering phone sends no 180); a member may ask for
 # replays (digits, then PLAYING again); CONFIRMED follows a digit; ENDED may cut in anywhere.
-WELL_FORMED = re.compile(r"SR?(A(P(D+P)*(D+C|D*))?)?E")
+# A stopped broadcast's answered call (issue 17) plays the stop notice before it ends:
+# one more PLAYING right before ENDED.
+WELL_FORMED = re.compile(r"SR?(A(P(D+P)*(D+C|D*P?))?)?E")
 # A hold (after PLAYING or a digit) ends with RESUMED and the round played again, or
 # the call ends on hold: without them the sequence is one of the above. A key pressed
 # on hold is a digit there; only the confirm digit counts (D then C).

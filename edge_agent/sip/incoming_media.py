@@ -9,9 +9,9 @@
   order they came, at most MAX_QUEUED_KEYS (more are dropped).
 - record: the caller's audio from now (`recording.py`) until the end key, until
   `silence_seconds` without speech once speech began, `no_speech_s` without any
-  speech from the start (0: off), or `max_seconds`. Keys pressed while it records are taken by it (the
-  end key too), and keys queued before it starts are forgotten (a "#" pressed early
-  must not end it at once): none is left for the next question.
+  speech from the start (0: off), or `max_seconds`. Keys pressed while it records
+  are taken by it (the end key too), and keys queued before it starts are forgotten
+  (a "#" pressed early must not end it at once): none is left for the next question.
 - every step raises CallerGone once the caller hung up (BYE, CANCEL, no ACK).
 """
 

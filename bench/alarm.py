@@ -68,6 +68,7 @@ from websockets.typing import Subprotocol
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import log, percentile  # noqa: E402
 from edge_agent.pbx.port import UserState  # noqa: E402
 from edge_agent.pbx.sim import SimControl  # noqa: E402
 from edge_agent.pbx.sim_state import SimState, StateFile  # noqa: E402
@@ -103,18 +104,6 @@ BROADCAST = """query($id: ID!) { broadcast(id: $id) { id status memberCount star
   note attempts { memberExtension attemptNo startedAt outcome } } }"""
 GROUPS = "{ groups { id name members { name } broadcast { extension } } }"
 COMMAND = "query($id: ID!) { command(id: $id) { status error } }"
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN without values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def default_runs(n: int) -> int:

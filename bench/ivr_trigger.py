@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 import ctypes
 import json
-import math
 import secrets
 import shutil
 import signal
@@ -59,6 +58,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.figures import log, percentile
 from edge_agent.broadcast.manager import Broadcasts
 from edge_agent.broadcast.runner import CallSettings
 from edge_agent.cache import LocalCache
@@ -87,17 +87,6 @@ AGENT_NUMBER = "7001"
 CALLER = "1000"
 PIN = "271828"
 END = b"END"
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 # --- the observer (its own process) ------------------------------------------------------

@@ -89,6 +89,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import log, percentile  # noqa: E402
 from edge_agent.dialer.port import CallEvent, CallEventKind, CallRequest  # noqa: E402
 from edge_agent.dialer.sip import SipDialer  # noqa: E402
 from edge_agent.sip.pacer import Pacer, RtpStream  # noqa: E402
@@ -172,18 +173,6 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   <pause milliseconds="2000"/>
 </scenario>
 """
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN without values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def udp_drops(port: int) -> int:

@@ -24,8 +24,12 @@ stranger's flood before it gets here. So the headers that name the caller and th
 number (P-Asserted-Identity, Diversion, History-Info) are only ever read from the PBX.
 
 Bounds: at most `limit` incoming calls at once (MAX_INCOMING, counting those still
-ringing and those whose refusal waits for its ACK); the next gets 486 Busy Here with
-Retry-After. A router that raises answers 500. Nothing of a hostile INVITE raises
+ringing or waiting for their ACK); the next gets 486 Busy Here with Retry-After. A call
+gives its place back as soon as it has ended: our BYE's transaction, and a refusal's
+wait for its ACK, go on without it (review of issue 16, finding 2). At most
+`per_caller` of them from one caller number that has not passed its check (the handler
+calls `authenticated()` on its line after the PIN), and that stage lasts at most
+`Accept.pin_stage_s`. A router that raises answers 500. Nothing of a hostile INVITE raises
 here: what cannot be read is an unknown number (`called_number.py`), an INVITE
 without a usable Contact gets 400.
 """
@@ -66,6 +70,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_INCOMING = 20  # incoming calls at once; a trigger line needs a few
+MAX_PER_CALLER = 3  # of them from one caller number before its PIN
 MAX_CALL_S = 900.0  # the longest an incoming call lasts, whatever its handler does
 BUSY_RETRY_S = 30
 CLOSE_GRACE_S = 2.0  # for the BYEs of the calls under way when the agent stops
@@ -121,6 +126,9 @@ class Accept:
 
     handler: Handler
     ring_s: float = 0.0
+    # The longest the call may last before the handler calls `line.authenticated()`
+    # (the PIN stage: 3 tries of prompt + digit timeout); None: no such limit.
+    pin_stage_s: float | None = None
 
 
 class Router(Protocol):
@@ -140,6 +148,7 @@ class IncomingCalls:
     pacer: Pacer | None = None  # the dialer's; None: one of our own
     proxy: Address | None = None  # the outbound proxy our BYEs go to (the PBX)
     limit: int = MAX_INCOMING
+    per_caller: int = MAX_PER_CALLER
     max_call_s: float = MAX_CALL_S
     resolver: MediaHostResolver | None = None
     # Who may call besides the account's server host (see the module text).
@@ -164,6 +173,18 @@ class IncomingCalls:
             busy.headers.add("Retry-After", str(BUSY_RETRY_S))
             return busy
         offer = self._describe(request, source)
+        waiting = sum(
+            1
+            for call in self.calls.values()
+            if call.caller_number == offer.caller_number and not call.authenticated.is_set()
+        )
+        if waiting >= self.per_caller:
+            log.warning(
+                "incoming call from %s refused: %d calls of one caller run", source[0], waiting
+            )
+            busy = response_to(request, 486, "Busy Here", new_tag())
+            busy.headers.add("Retry-After", str(BUSY_RETRY_S))
+            return busy
         try:
             decision = self.router.route(offer)
         except Exception:
@@ -186,6 +207,7 @@ class IncomingCalls:
         except OSError as exc:
             log.warning("incoming call %s: no RTP socket: %s", request.call_id, exc)
             return response_to(request, 503, "Service Unavailable", new_tag())
+        call.caller_number = offer.caller_number
         self.calls[call.call_id] = call
         self.ua.dialogs[call.call_id] = call
         trying = response_to(request, 100, "Trying")
@@ -247,7 +269,7 @@ class IncomingCalls:
             line = SipCallerLine(call, self._pacer(), offer.caller_number, offer.caller_name)
             try:
                 async with asyncio.timeout(self.max_call_s):
-                    await accept.handler(line)
+                    await self._handle(call, accept, line)
             except CallerGone:
                 pass
             except TimeoutError:
@@ -255,10 +277,44 @@ class IncomingCalls:
             except Exception:
                 log.exception("the handler of incoming call %s failed", call.call_id)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(call.hang_up())
-            await call.finished.wait()
+            # The place is free now; the BYE's transaction (up to 64 x T1 when nobody
+            # answers it) goes on in the background.
             self.calls.pop(call.call_id, None)
+            self.ua.background(self._hang_up(call))
+
+    @staticmethod
+    async def _hang_up(call: IncomingCall) -> None:
+        with contextlib.suppress(Exception):
+            await call.hang_up()
+
+    async def _handle(self, call: IncomingCall, accept: Accept, line: SipCallerLine) -> None:
+        """The handler, ended (as if the caller had gone) when it has not called
+        `authenticated()` within `accept.pin_stage_s`."""
+        if accept.pin_stage_s is None:
+            await accept.handler(line)
+            return
+        handler = asyncio.ensure_future(accept.handler(line))
+        timed_out = False
+
+        def stage_over() -> None:
+            nonlocal timed_out
+            if not call.authenticated.is_set() and not handler.done():
+                timed_out = True
+                handler.cancel()
+
+        timer = asyncio.get_running_loop().call_later(accept.pin_stage_s, stage_over)
+        try:
+            await handler
+        except asyncio.CancelledError:
+            if not timed_out:
+                raise
+            log.warning(
+                "incoming call %s ended: no PIN within %g s", call.call_id, accept.pin_stage_s
+            )
+        finally:
+            timer.cancel()
+            if not handler.done():
+                handler.cancel()
 
     def _pacer(self) -> Pacer:
         if self.pacer is None:

@@ -13,7 +13,10 @@ Record-Route in its order, the remote target from its Contact. Only the caller's
 hosts may speak in it (`dialog_match.py`: the INVITE's source, its Contact, the
 proxy nearest us). Our requests (BYE) go to the outbound proxy when there is one,
 else along the route set, else to the remote target. A 2xx whose ACK does not
-come within 64 x T1 ends the call with a BYE (13.3.1.4).
+come within CALL_ACK_WAIT_S ends the call with a BYE (13.3.1.4 allows 64 x T1, but a
+caller that has not acknowledged in 8 s has given up; the slot must not wait 32 s,
+review of issue 16, finding 2). Over TCP, a call whose connection closed before its
+ACK ends at once: the caller is gone (an IVR over TCP sends its ACK on it).
 
 Media and in-dialog requests are `media_leg.MediaLeg`'s, the same as an outgoing
 call's: RFC 4733 and INFO keys, hold and re-INVITEs, source latching, SRTP.
@@ -41,7 +44,9 @@ __all__ = ["IncomingCall", "State"]
 log = logging.getLogger(__name__)
 
 MAX_QUEUED_KEYS = 64  # keys waiting to be read; more are dropped
-ACK_WAIT_S = 64 * T1  # a 2xx's ACK, and a refusal's (RFC 3261 13.3.1.4, 17.2.1)
+ACK_WAIT_S = 64 * T1  # a refusal's ACK (RFC 3261 17.2.1): the dialog is kept as long
+CALL_ACK_WAIT_S = 8.0  # our 2xx's ACK: a caller still there sends it within a second
+CONNECTION_CHECK_S = 0.5  # TCP: how often a call waiting for its ACK looks at its connection
 
 
 class State(enum.Enum):
@@ -103,6 +108,10 @@ class IncomingCall(MediaLeg):
         self.presses = 0  # keys in all: a prompt with barge-in stops at the next one
         self._pressed = asyncio.Event()
         self.finished = asyncio.Event()  # the dialog is forgotten
+        self.caller_number = ""  # as the router was told (incoming.py's cap per caller)
+        # The handler says the caller passed its check (the PIN): the limits of the
+        # stage before end here (incoming.py, Accept.pin_stage_s).
+        self.authenticated = asyncio.Event()
 
     @property
     def call_id(self) -> str:
@@ -126,6 +135,10 @@ class IncomingCall(MediaLeg):
                 await asyncio.wait_for(self.gone.wait(), ring_s)
         if self.state is not State.RINGING:
             return False
+        if self._connection_gone():  # the caller hung up (TCP) before we answered
+            self._end("connection closed")
+            self.close()
+            return False
         try:
             body = await self._answer_offer()
         except SdpError as exc:
@@ -143,8 +156,32 @@ class IncomingCall(MediaLeg):
         ok.body = body
         self.state = State.ANSWERED
         self.ua.answer_later(self.invite, ok, self.source)
-        self._ack_timer = asyncio.get_running_loop().call_later(ACK_WAIT_S, self._no_ack)
+        loop = asyncio.get_running_loop()
+        self._ack_timer = loop.call_later(CALL_ACK_WAIT_S, self._no_ack)
+        if self.ua.transport.name == "TCP":
+            loop.call_later(CONNECTION_CHECK_S, self._watch_connection)
         return True
+
+    def _connection_gone(self) -> bool:
+        """Over TCP (not TLS: that is our own connection to the PBX, made again when lost),
+        whether the connection the INVITE came on has closed."""
+        if self.ua.transport.name != "TCP":
+            return False
+        streams = getattr(self.ua.transport, "streams", None)
+        if not isinstance(streams, dict):
+            return False
+        stream = streams.get(self.source)
+        writer = getattr(stream, "writer", None)
+        return stream is None or writer is None or writer.is_closing()
+
+    def _watch_connection(self) -> None:
+        if self.state is not State.ANSWERED:
+            return
+        if self._connection_gone():
+            log.info("incoming call %s: its connection closed before the ACK", self.call_id)
+            self.ua.background(self.hang_up("connection closed"))
+            return
+        asyncio.get_running_loop().call_later(CONNECTION_CHECK_S, self._watch_connection)
 
     async def _answer_offer(self) -> bytes:
         """Our SDP: the answer to the INVITE's offer; raises SdpError when none fits."""
@@ -197,7 +234,7 @@ class IncomingCall(MediaLeg):
     def _no_ack(self) -> None:
         if self.state is State.ANSWERED:
             log.warning(
-                "incoming call %s: no ACK for our 200 within %g s", self.call_id, ACK_WAIT_S
+                "incoming call %s: no ACK for our 200 within %g s", self.call_id, CALL_ACK_WAIT_S
             )
             self.ua.background(self.hang_up("no ack"))
 

@@ -65,6 +65,11 @@ class SipCallerLine:
     def caller_name(self) -> str | None:
         return self._name
 
+    def authenticated(self) -> None:
+        """The caller passed the check (the PIN): the call no longer counts against its
+        caller number's cap, and `Accept.pin_stage_s` no longer applies (incoming.py)."""
+        self._call.authenticated.set()
+
     def _check(self) -> None:
         if self._call.gone.is_set():
             raise CallerGone(self._call.ended_by or "gone")

@@ -160,9 +160,9 @@ async def test_route_set_and_remote_target(caller: Peer) -> None:
 
 
 async def test_no_ack_ends_the_call(caller: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 200 without its ACK is sent again (UDP) and after 64 x T1 the call ends with a
-    BYE; the handler never ran."""
-    monkeypatch.setattr(incoming_call, "ACK_WAIT_S", 1.2)
+    """A 200 without its ACK is sent again (UDP) and after CALL_ACK_WAIT_S the call ends
+    with a BYE; the handler never ran."""
+    monkeypatch.setattr(incoming_call, "CALL_ACK_WAIT_S", 1.2)
     router = Router()
     ua = await agent(caller, router)
     caller.send(invite(caller))

@@ -1,0 +1,181 @@
+"""What an incoming call holds, and for how long (review of issue 16, finding 2): a
+place among the MAX_INCOMING ends with the call, not with our BYE's transaction; an
+unacknowledged 200 waits CALL_ACK_WAIT_S, not 64 x T1; the stage before the PIN has its
+own limit; one caller number has at most `per_caller` calls before its PIN; a TCP
+INVITE whose connection closed is not kept."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from edge_agent.ivr.port import CallerGone, CallerLine
+from edge_agent.sip import incoming_call
+from edge_agent.sip.incoming import Accept, IncomingCalls, IncomingInvite, Refuse
+from edge_agent.sip.incoming_media import SipCallerLine
+from tests.agent.sip_incoming_bed import Numbers, answering_ua
+from tests.sip_unit.loopback_ua import loopback_ua
+from tests.sip_unit.test_incoming_dialog import final, in_dialog, invite, request
+from tests.sip_unit.udp_peers import HOST, Peer
+
+
+class Quick:
+    """Accepts every call; its handler returns at once, or waits for keys (`wait`)."""
+
+    def __init__(self, *, wait: bool = False, pin_stage_s: float | None = None) -> None:
+        self.wait = wait
+        self.pin_stage_s = pin_stage_s
+        self.ended = asyncio.Event()
+        self.passed = False
+
+    def route(self, invite: IncomingInvite) -> Refuse | Accept:
+        if self.pin_stage_s is None:
+            return Accept(self.handler)
+        return Accept(self.handler, pin_stage_s=self.pin_stage_s)
+
+    async def handler(self, line: CallerLine) -> None:
+        try:
+            if self.wait:
+                await line.read_digits(1, 60.0, None)
+        except CallerGone:
+            pass
+        finally:
+            self.ended.set()
+
+
+async def gone_within(incoming: IncomingCalls, call_id: str, seconds: float) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        if call_id not in incoming.calls:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_the_place_is_free_once_the_call_ended_not_after_the_bye() -> None:
+    """A caller that never answers our BYE: before, the call kept its place for the
+    BYE's 64 x T1 (32 s); now it is free at once."""
+    caller = Peer()  # acknowledges nothing, answers no BYE
+    try:
+        ua, transport = await loopback_ua(caller.address)
+        ua.incoming = incoming = IncomingCalls(ua, Quick())
+        caller.agent = transport.local
+        caller.send(invite(caller))
+        ok = await final(caller)
+        assert ok.status == 200
+        caller.send(in_dialog(caller, "ACK", ok.to_tag or "", 1))
+        await request(caller, "BYE")  # the handler returned: our BYE, unanswered
+        assert await gone_within(incoming, "in-1", 2.0)
+        await ua.close(grace_s=0.1)
+    finally:
+        caller.close()
+
+
+async def test_an_unacknowledged_200_ends_after_the_short_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No ACK: the call ends after CALL_ACK_WAIT_S (8 s; shortened here), with a BYE."""
+    assert incoming_call.CALL_ACK_WAIT_S <= 10.0  # not 64 x T1 = 32 s
+    monkeypatch.setattr(incoming_call, "CALL_ACK_WAIT_S", 0.3)
+    caller = Peer()
+    try:
+        ua, transport = await loopback_ua(caller.address)
+        ua.incoming = incoming = IncomingCalls(ua, Quick())
+        caller.agent = transport.local
+        caller.send(invite(caller))
+        assert (await final(caller)).status == 200
+        await request(caller, "BYE")
+        assert await gone_within(incoming, "in-1", 2.0)
+        await ua.close(grace_s=0.1)
+    finally:
+        caller.close()
+
+
+async def test_the_stage_before_the_pin_is_limited() -> None:
+    """A caller who presses nothing is ended after `pin_stage_s`, with a BYE."""
+    caller = Peer(phone=True)
+    try:
+        router = Quick(wait=True, pin_stage_s=0.5)
+        ua, transport = await loopback_ua(caller.address)
+        ua.incoming = incoming = IncomingCalls(ua, router)
+        caller.agent = transport.local
+        caller.send(invite(caller))
+        ok = await final(caller)
+        caller.send(in_dialog(caller, "ACK", ok.to_tag or "", 1))
+        await asyncio.wait_for(router.ended.wait(), 5)
+        await request(caller, "BYE")
+        assert await gone_within(incoming, "in-1", 2.0)
+        await ua.close()
+    finally:
+        caller.close()
+
+
+async def test_after_the_pin_the_stage_limit_no_longer_applies() -> None:
+    caller = Peer(phone=True)
+    passed = asyncio.Event()
+
+    class Passing(Quick):
+        async def handler(self, line: CallerLine) -> None:
+            assert isinstance(line, SipCallerLine)
+            line.authenticated()
+            await asyncio.sleep(0.8)  # beyond pin_stage_s
+            passed.set()
+
+    try:
+        ua, transport = await loopback_ua(caller.address)
+        ua.incoming = IncomingCalls(ua, Passing(pin_stage_s=0.3))
+        caller.agent = transport.local
+        caller.send(invite(caller))
+        ok = await final(caller)
+        caller.send(in_dialog(caller, "ACK", ok.to_tag or "", 1))
+        await asyncio.wait_for(passed.wait(), 5)
+        await ua.close()
+    finally:
+        caller.close()
+
+
+async def test_one_caller_number_has_at_most_three_calls_before_the_pin() -> None:
+    caller = Peer(phone=True)
+    try:
+        ua, transport = await loopback_ua(caller.address)
+        ua.incoming = IncomingCalls(ua, Quick(wait=True))
+        caller.agent = transport.local
+        for n in range(1, 5):
+            caller.send(invite(caller, call_id=f"in-{n}", branch=f"z9hG4bKin{n}"))
+            await final(caller, count=n)
+        finals = [r for r in caller.responses if r.status >= 200]
+        assert [r.status for r in finals] == [200, 200, 200, 486]
+        await ua.close()
+    finally:
+        caller.close()
+
+
+async def test_a_tcp_invite_whose_connection_closed_is_not_kept() -> None:
+    """INVITE over TCP, then the connection closes: before, the call kept its place for
+    64 x T1 waiting for an ACK that cannot come; now it ends within a second."""
+    async with answering_ua(Numbers(Quick().handler), "tcp") as ua:
+        port = ua.transport.local[1]
+        incoming = ua.incoming
+        assert isinstance(incoming, IncomingCalls)
+        sock = socket.create_connection((HOST, port))
+        local = sock.getsockname()
+        body = (
+            f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+            "m=audio 40010 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+        ).encode()
+        head = (
+            f"INVITE sip:299@{HOST}:{port};transport=tcp SIP/2.0\r\n"
+            f"Via: SIP/2.0/TCP {HOST}:{local[1]};branch=z9hG4bKtcp1\r\n"
+            f"From: <sip:100@{HOST}>;tag=c\r\nTo: <sip:299@{HOST}>\r\n"
+            "Call-ID: tcp-1\r\nCSeq: 1 INVITE\r\n"
+            f"Contact: <sip:100@{HOST}:{local[1]};transport=tcp>\r\n"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body)
+        for _ in range(100):
+            if "tcp-1" in incoming.calls:
+                break
+            await asyncio.sleep(0.02)
+        sock.close()
+        assert await gone_within(incoming, "tcp-1", 3.0)

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_agent.errors import ConfigurationError
+from edge_agent.sip.called_number import parse_prefixes
 from edge_agent.sip.peers import Networks, parse_networks
 
 VERSION = "0.1.0"
@@ -113,6 +114,9 @@ class AgentBaseSettings(BaseSettings):
     # edge_agent/sip/called_number.py): "auto" takes History-Info's original target,
     # else Diversion's, else the Request-URI's user, else To's; the others only theirs.
     sip_called_number: Literal["auto", "request-uri", "to", "diversion", "history-info"] = "auto"
+    # Prefixes the PBX puts before the agent number ("+4930123,0"), comma-separated: a
+    # called number with one of them also counts without it. Unset: exact match only.
+    sip_number_prefixes: str = ""
     # The agent answers trigger calls to its groups' agent numbers itself over SIP
     # (edge_agent/ivr/, docs/decisions/agent-ivr.md). Unset: yes with the SIP dialer.
     sip_answer_calls: bool | None = None
@@ -130,6 +134,17 @@ class AgentBaseSettings(BaseSettings):
     def pbx_networks(self) -> Networks:
         """`sip_pbx_addresses`, parsed (validated when the settings were read)."""
         return parse_networks(self.sip_pbx_addresses)
+
+    @field_validator("sip_number_prefixes")
+    @classmethod
+    def _number_prefixes(cls, value: str) -> str:
+        parse_prefixes(value)  # raises ValueError saying which entry is wrong
+        return value
+
+    @property
+    def number_prefixes(self) -> tuple[str, ...]:
+        """`sip_number_prefixes`, parsed, longest first."""
+        return parse_prefixes(self.sip_number_prefixes)
 
     @property
     def trigger_networks(self) -> Networks:

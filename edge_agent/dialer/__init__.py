@@ -53,6 +53,7 @@ def make_dialer(settings: AgentSettings) -> Dialer:
             pbx_addresses=settings.pbx_networks,
             called_number=settings.sip_called_number,
             trigger_sources=settings.trigger_networks,
+            number_prefixes=settings.number_prefixes,
         )
     from edge_agent.dialer.sim import SimDialer
 

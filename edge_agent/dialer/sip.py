@@ -101,11 +101,13 @@ class SipDialer(Dialer):
         pbx_addresses: Networks = (),
         called_number: CalledNumber = "auto",
         trigger_sources: Networks = (),
+        number_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.account = account
         # Incoming calls (issue 16): who takes them (`answer_calls`), and where the called
         # number stands in their INVITEs (RUNDRUF_AGENT_SIP_CALLED_NUMBER).
         self.called_number: CalledNumber = called_number
+        self.number_prefixes = number_prefixes  # RUNDRUF_AGENT_SIP_NUMBER_PREFIXES
         self._router: Router | None = None
         # The PBX's other addresses (its nodes, interfaces; RUNDRUF_AGENT_SIP_PBX_ADDRESSES):
         # its connections and datagrams from there are a peer's, not a stranger's.
@@ -207,6 +209,7 @@ class SipDialer(Dialer):
             self.ua,
             self._router,
             called_number=self.called_number,
+            number_prefixes=self.number_prefixes,
             srtp=self.srtp,
             pacer=self.pacer,
             proxy=self.account.server if self.use_proxy else None,

@@ -15,6 +15,11 @@ docs/decisions/sip-incoming-calls.md):
 - ``auto``: every one of them, in the order History-Info, Diversion, Request-URI,
   To; the router takes the first it knows.
 
+The number must equal the agent number exactly. A PBX that sends it with a prefix
+("+4930123 990", "0990") needs RUNDRUF_AGENT_SIP_NUMBER_PREFIXES: each number found is
+followed by itself without the longest of those prefixes it starts with (review of
+issue 16, finding 8); what the prefix would leave empty stays as it is.
+
 A number is the user part of a sip:/sips:/tel: URI without parameters, %-escapes
 decoded, visual separators (RFC 3966: ``-``, ``.``, ``(``, ``)``, space) removed:
 "+49 (30) 1234-56" is "+4930123456". What is not a plausible number or name
@@ -41,6 +46,7 @@ __all__ = [
     "called_candidates",
     "caller_identity",
     "number_of",
+    "parse_prefixes",
 ]
 
 CalledNumber = Literal["auto", "request-uri", "to", "diversion", "history-info"]
@@ -55,6 +61,25 @@ _NUMBER = re.compile(r"\+?[0-9A-Za-z*#_]{1,32}")
 _SCHEME = re.compile(r"(sips?|tel):", re.IGNORECASE)
 _INDEX = re.compile(r"[0-9]{1,5}(?:\.[0-9]{1,5}){0,15}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PREFIX = re.compile(r"\+?[0-9]{1,16}")
+MAX_PREFIXES = 8
+
+
+def parse_prefixes(text: str) -> tuple[str, ...]:
+    """RUNDRUF_AGENT_SIP_NUMBER_PREFIXES: comma-separated prefixes ("+4930123,0"), each
+    `+` and digits (visual separators removed), longest first; raises ValueError."""
+    found: list[str] = []
+    for entry in text.split(","):
+        prefix = entry.strip().translate(_SEPARATORS)
+        if not prefix:
+            continue
+        if not _PREFIX.fullmatch(prefix):
+            raise ValueError(f"{entry.strip()[:40]!r} is no number prefix (+ and digits)")
+        if prefix not in found:
+            found.append(prefix)
+    if len(found) > MAX_PREFIXES:
+        raise ValueError(f"{len(found)} prefixes; at most {MAX_PREFIXES}")
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 def number_of(uri: str) -> str:
@@ -162,9 +187,12 @@ def _user_of(request: Request, header: str) -> str:
     return number_of(_uri_and_params(value)[0]) if value else ""
 
 
-def called_candidates(request: Request, mode: CalledNumber = "auto") -> tuple[str, ...]:
-    """The called numbers `mode` finds in `request`, most original first, without
-    duplicates or empties; () when there is none (an unknown number)."""
+def called_candidates(
+    request: Request, mode: CalledNumber = "auto", prefixes: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The called numbers `mode` finds in `request`, most original first, each followed
+    by itself without the longest of `prefixes` it starts with, without duplicates or
+    empties; () when there is none (an unknown number)."""
     readers = {
         "history-info": lambda: history_original(request),
         "diversion": lambda: diversion_original(request),
@@ -176,9 +204,17 @@ def called_candidates(request: Request, mode: CalledNumber = "auto") -> tuple[st
     for name in order:
         reader = readers.get(name)
         number = reader() if reader is not None else ""
-        if number and number not in found:
-            found.append(number)
+        for one in (number, _without_prefix(number, prefixes)):
+            if one and one not in found:
+                found.append(one)
     return tuple(found)
+
+
+def _without_prefix(number: str, prefixes: tuple[str, ...]) -> str:
+    for prefix in prefixes:  # longest first
+        if number.startswith(prefix) and len(number) > len(prefix):
+            return number[len(prefix) :]
+    return ""
 
 
 def _display(entry: str) -> str | None:

@@ -144,6 +144,7 @@ class IncomingCalls:
     ua: UserAgent
     router: Router
     called_number: CalledNumber = "auto"
+    number_prefixes: tuple[str, ...] = ()  # RUNDRUF_AGENT_SIP_NUMBER_PREFIXES
     srtp: Mode = "off"
     pacer: Pacer | None = None  # the dialer's; None: one of our own
     proxy: Address | None = None  # the outbound proxy our BYEs go to (the PBX)
@@ -241,7 +242,7 @@ class IncomingCalls:
 
     def _describe(self, request: Request, source: Address) -> IncomingInvite:
         try:
-            called = called_candidates(request, self.called_number)
+            called = called_candidates(request, self.called_number, self.number_prefixes)
             number, name = caller_identity(request)
         except Exception:  # never a traceback for what a stranger sent
             log.exception("incoming call %s: the numbers cannot be read", request.call_id)

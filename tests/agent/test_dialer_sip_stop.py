@@ -5,6 +5,7 @@ call of a stopped broadcast is cancelled with CANCEL (the executor cancels it)."
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +19,8 @@ from edge_agent.pbx.port import UserState
 from edge_agent.sip.ua import Account
 from tests.agent.dialer_contract import Recorder, assert_well_formed
 from tests.agent.test_broadcast_executor import Bed, alarm, make_bed
-from tests.agent.test_dialer_sip import K, call_request, tone_wav
-from tests.sip.bed import SippUas, need_sipp
+from tests.agent.test_dialer_sip import K, _samples, call_request, tone_wav
+from tests.sip.bed import Baresip, SippUas, need_baresip, need_sipp
 
 WAIT_S = 20.0  # a bound on waiting for a state, never a measured time
 
@@ -100,3 +101,43 @@ async def test_a_ringing_call_of_a_stopped_broadcast_gets_a_cancel(
     ended = [e for e in events if e.kind == "ended"]
     assert [(e.outcome, e.detail) for e in ended] == [("no_answer", STOPPED)]
     assert (await bed.broadcasts.journal.get(broadcast_id)).status == "cancelled"
+
+
+def _frequency(samples: list[int], rate: int = 8000) -> float:
+    """The tone's frequency from its zero crossings (a pure tone: good to a few Hz)."""
+    crossings = sum(1 for a, b in itertools.pairwise(samples) if (a < 0) != (b < 0))
+    return crossings * rate / (2 * len(samples))
+
+
+async def test_a_phone_hears_the_message_then_the_stop_notice(
+    dialer: SipDialer, tmp_path: Path
+) -> None:
+    need_baresip()
+    message = tone_wav(tmp_path / "message.wav", seconds=20, frequency=440)
+    notice = tone_wav(tmp_path / "notice.wav", seconds=1.0, frequency=1000)
+    stopped = asyncio.Event()
+    with Baresip(tmp_path) as phone:
+        request = call_request(
+            phone.uri,
+            message,
+            "stop-heard",
+            stopped=stopped,
+            stop_notice=notice,
+            dtmf_timeout_s=30,
+        )
+        recorder = Recorder()
+        call = asyncio.create_task(dialer.call(request, recorder))
+        await asyncio.wait_for(recorder.wait_for(K.PLAYING), WAIT_S)
+        await asyncio.sleep(1.0)  # a second of the message
+        stopped.set()
+        assert await asyncio.wait_for(call, WAIT_S) is CallOutcome.ANSWERED
+        await asyncio.sleep(0.5)
+        recordings = phone.recordings()
+    assert recordings, "baresip recorded nothing"
+    heard = _samples(recordings[0])
+    loud = [i for i, s in enumerate(heard) if abs(s) > 1000]
+    assert loud, "the phone heard nothing"
+    sound = heard[loud[0] : loud[-1] + 1]
+    # The message first (440 Hz), the notice last (1000 Hz), then the hang-up.
+    assert abs(_frequency(sound[800:4800]) - 440) < 20
+    assert abs(_frequency(sound[-4800:-800]) - 1000) < 40

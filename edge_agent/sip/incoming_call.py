@@ -300,6 +300,8 @@ class IncomingCall(MediaLeg):
     def _end(self, why: str) -> None:
         if self.state is State.ENDED:
             return
+        if self.state is State.ANSWERED:  # a BYE before the ACK: our 200 is not repeated
+            self.ua.server_invites.acknowledged(self.invite)  # (review of issue 16, finding 9)
         self.state = State.ENDED
         self.ended_by = why
         self.gone.set()

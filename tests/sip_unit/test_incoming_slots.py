@@ -179,3 +179,27 @@ async def test_a_tcp_invite_whose_connection_closed_is_not_kept() -> None:
             await asyncio.sleep(0.02)
         sock.close()
         assert await gone_within(incoming, "tcp-1", 3.0)
+
+
+async def test_a_bye_before_the_ack_stops_the_200() -> None:
+    """Finding 9: the caller's BYE came before its ACK; our 200 is not sent again (before,
+    it was repeated until 64 x T1)."""
+    caller = Peer()
+    try:
+        ua, transport = await loopback_ua(caller.address)
+        ua.incoming = IncomingCalls(ua, Quick(wait=True))
+        caller.agent = transport.local
+        caller.send(invite(caller))
+        ok = await final(caller)
+        caller.send(in_dialog(caller, "BYE", ok.to_tag or "", 2))
+        for _ in range(100):
+            if any(r.cseq[1] == "BYE" for r in caller.responses):
+                break
+            await asyncio.sleep(0.02)
+        sent = sum(1 for r in caller.responses if r.status == 200 and r.cseq[1] == "INVITE")
+        await asyncio.sleep(2.0)  # T1 = 0.5 s: it would have been repeated twice
+        again = sum(1 for r in caller.responses if r.status == 200 and r.cseq[1] == "INVITE")
+        assert again == sent
+        await ua.close(grace_s=0.1)
+    finally:
+        caller.close()

@@ -22,8 +22,9 @@ from edge_agent.dialer.sim import Behaviour, SimDialer
 from edge_agent.ivr import definition
 from edge_agent.pbx.port import UserState
 from tests.agent.test_broadcast_executor import Bed, alarm, beds, final_outcomes, make_bed
+from tests.agent.test_journal_full_disk import small_disk
 
-__all__ = ["beds"]  # the fixture, used by name
+__all__ = ["beds", "small_disk"]  # the fixtures, used by name
 
 WAIT_S = 20.0  # a bound on waiting for a state, never a measured time
 
@@ -150,3 +151,60 @@ async def test_a_stop_by_phone_stops_the_groups_broadcast_and_a_restart_calls_no
     # After the restart nobody was called: only the first attempts are there.
     assert {e.attempt_no for e in events} == {1}
     assert final_outcomes(events)[who["Carla"]] == "not_called"
+
+
+async def test_a_journal_an_older_agent_wrote_gets_the_stop_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from edge_agent.broadcast.journal import Journal
+    from tests.agent.test_journal_restart_full_disk import _broadcast
+
+    path = tmp_path / "broadcasts.db"
+    journal = Journal(path)
+    await journal.create(_broadcast(1), [])
+    await journal.close()
+    db = sqlite3.connect(path)  # as an agent before the stop (issue 17) wrote it
+    db.execute("ALTER TABLE broadcast DROP COLUMN stop")
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    try:
+        assert (await journal.get("b-1")).stop is None
+        stop = Stop("+4930", "phone", datetime.now(UTC))
+        assert await journal.stopped("b-1", stop) is True
+        assert (await journal.get("b-1")).stop == stop
+    finally:
+        await journal.close()
+
+
+async def test_an_older_journal_on_a_full_disk_still_takes_a_stop(small_disk: Path) -> None:
+    import sqlite3
+
+    from edge_agent.broadcast.journal import Journal
+    from tests.agent.test_journal_full_disk import fill
+    from tests.agent.test_journal_restart_full_disk import _broadcast, _until_writable
+
+    path = small_disk / "broadcasts.db"
+    journal = Journal(path)
+    await journal.create(_broadcast(1), [])
+    await journal.close()
+    db = sqlite3.connect(path)  # as an agent before the stop (issue 17) wrote it
+    db.execute("ALTER TABLE broadcast DROP COLUMN stop")
+    db.commit()
+    db.close()
+    ballast = fill(small_disk)
+    journal = Journal(path)
+    try:
+        assert not journal.writable
+        stop = Stop("+4930", "phone", datetime.now(UTC))
+        assert await journal.stopped("b-1", stop) is True
+        assert (await journal.get("b-1")).stop == stop
+        ballast.unlink()
+        await _until_writable(journal)
+    finally:
+        await journal.close()
+    journal = Journal(path)
+    try:
+        assert (await journal.get("b-1")).stop == stop
+    finally:
+        await journal.close()

@@ -336,6 +336,7 @@ class IncomingCall(MediaLeg):
         )
         bye.headers.set("From", self.local)  # our URI in this dialog: the INVITE's To
         bye.headers.remove("Contact")
+        bye.learn_peer = False  # the caller is no peer of ours for it (finding 10)
         for route in self.route:
             bye.headers.add("Route", route)
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edge_agent.sip import header_lines
 from edge_agent.sip.addresses import (
@@ -146,6 +146,10 @@ class Request(_Message):
     uri: str
     headers: Headers
     body: bytes = b""
+    # Whether sending it makes its destination a known peer (the intake's rate limit
+    # spares what comes back from there). Not for requests in an incoming call's dialog:
+    # their destination is whoever called (review of issue 16, finding 10).
+    learn_peer: bool = field(default=True, compare=False, repr=False)
 
     def _start(self) -> tuple[object, ...]:
         return (self.method, self.uri)

@@ -160,7 +160,7 @@ class UdpTransport(Transport):
         _deliver(self._receiver, message, address, self)
 
     def send(self, message: Request | Response, address: Address) -> None:
-        if isinstance(message, Request):
+        if isinstance(message, Request) and message.learn_peer:
             self.intake.sent_request(address)  # its answers are a known peer's
         self._sendto(bytes(message), address)
 

@@ -203,3 +203,22 @@ async def test_a_bye_before_the_ack_stops_the_200() -> None:
         await ua.close(grace_s=0.1)
     finally:
         caller.close()
+
+
+async def test_our_bye_does_not_make_the_caller_a_known_peer() -> None:
+    """Finding 10: before, the BYE of an incoming call made its destination a known peer
+    for an hour (spared by the intake's rate limit)."""
+    caller = Peer(phone=True)  # answers the BYE
+    try:
+        ua, transport = await loopback_ua(caller.address)
+        ua.incoming = IncomingCalls(ua, Quick())
+        caller.agent = transport.local
+        caller.send(invite(caller))
+        ok = await final(caller)
+        caller.send(in_dialog(caller, "ACK", ok.to_tag or "", 1))
+        await request(caller, "BYE")
+        assert transport.intake.known == 0
+        assert not transport.intake.is_known(caller.address)
+        await ua.close()
+    finally:
+        caller.close()

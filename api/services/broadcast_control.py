@@ -10,11 +10,9 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select
-
 from api.domain import validation
 from api.errors import BadInput
-from api.models import BroadcastMode, Command, User
+from api.models import BroadcastMode, Command
 from api.runtime import Runtime
 from api.services import audit, commands
 from api.services.actor import Actor
@@ -33,15 +31,16 @@ async def trigger(rt: Runtime, actor: Actor, group_id: uuid.UUID, mode: Broadcas
         raise BadInput("the website starts test or alarm broadcasts only", field="mode")
     async with rt.db.transaction() as session:
         group, _ = await require_broadcast_group(session, scope, group_id)
-        name, email = (
-            await session.execute(select(User.name, User.email).where(User.id == actor.user_id))
-        ).one()
         command = await commands.enqueue(
             session,
             rt,
             actor,
             "triggerBroadcast",
-            {"groupPbxId": group.pbx_id, "mode": int(mode), "requestedBy": f"{name} <{email}>"},
+            {
+                "groupPbxId": group.pbx_id,
+                "mode": int(mode),
+                "requestedBy": await commands.requested_by(session, actor),
+            },
             # An alarm waits for an agent that is offline a long time (it runs late, marked
             # so); a test that late would only surprise people: it keeps the usual expiry.
             expires_in=(

@@ -13,11 +13,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-
 from api.domain import validation
 from api.errors import BadInput
-from api.models import Broadcast, BroadcastStatus, Command, TriggerSource, User
+from api.models import Broadcast, BroadcastStatus, Command, TriggerSource
 from api.runtime import Runtime
 from api.services import audit, commands
 from api.services.actor import Actor
@@ -76,9 +74,6 @@ async def cancel(rt: Runtime, actor: Actor, broadcast_id: uuid.UUID, reason: str
         broadcast = await scope.get(session, Broadcast, broadcast_id)
         if broadcast.status is not BroadcastStatus.RUNNING:
             raise BadInput("the broadcast is not running", field="id", reason=NOT_RUNNING)
-        name, email = (
-            await session.execute(select(User.name, User.email).where(User.id == actor.user_id))
-        ).one()
         command = await commands.enqueue(
             session,
             rt,
@@ -86,7 +81,7 @@ async def cancel(rt: Runtime, actor: Actor, broadcast_id: uuid.UUID, reason: str
             "cancelBroadcast",
             {
                 "broadcastId": broadcast.agent_broadcast_id,
-                "requestedBy": f"{name} <{email}>",
+                "requestedBy": await commands.requested_by(session, actor),
                 "reason": reason,
             },
         )

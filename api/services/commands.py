@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import after_commit
-from api.models import Command, CommandStatus
+from api.models import Command, CommandStatus, User
 from api.runtime import Runtime
 from api.services import licensing, notify
 from api.services.actor import Actor
@@ -34,6 +34,14 @@ async def enqueue(
     return await enqueue_for(
         session, rt, actor.own_tenant_id, actor.user_id, type_, payload, secrets, expires_in
     )
+
+
+async def requested_by(session: AsyncSession, actor: Actor) -> str:
+    """Who asked, as a command's `requestedBy` names them: "Name <email>"."""
+    name, email = (
+        await session.execute(select(User.name, User.email).where(User.id == actor.user_id))
+    ).one()
+    return f"{name} <{email}>"
 
 
 async def enqueue_for(

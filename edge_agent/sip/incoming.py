@@ -198,7 +198,13 @@ class IncomingCalls:
             return refused
         try:
             call = IncomingCall(
-                self.ua, request, source, srtp=self.srtp, proxy=self.proxy, resolver=self.resolver
+                self.ua,
+                request,
+                source,
+                srtp=self.srtp,
+                proxy=self.proxy,
+                resolver=self.resolver,
+                media_trusted=self.trusts,
             )
         except SipError as exc:
             log.info("incoming call %s refused: %s", request.call_id, exc)

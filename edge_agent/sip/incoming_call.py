@@ -19,7 +19,11 @@ review of issue 16, finding 2). Over TCP, a call whose connection closed before 
 ACK ends at once: the caller is gone (an IVR over TCP sends its ACK on it).
 
 Media and in-dialog requests are `media_leg.MediaLeg`'s, the same as an outgoing
-call's: RFC 4733 and INFO keys, hold and re-INVITEs, source latching, SRTP.
+call's: RFC 4733 and INFO keys, hold and re-INVITEs, source latching, SRTP. Our RTP
+goes only where it cannot be aimed at a third party (review of issue 16, finding 5):
+the SDP's address when it is the INVITE's source host or one the router trusts (the
+PBX's), else only once the caller's RTP came from there (symmetric RTP); until then
+nothing is sent (`media_safe`), and a prompt waits up to MEDIA_WAIT_S for it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+from collections.abc import Callable
 
 from edge_agent.sip import sdp
 from edge_agent.sip.dialog_match import DialogPeer
@@ -35,6 +40,7 @@ from edge_agent.sip.errors import SdpError, SipError
 from edge_agent.sip.media_host import MediaHostResolver
 from edge_agent.sip.media_leg import MediaLeg, MediaSocket
 from edge_agent.sip.message import Request, Response, new_tag, parse_name_addr, response_to
+from edge_agent.sip.peers import peer_key
 from edge_agent.sip.srtp import Mode
 from edge_agent.sip.transport import Address
 from edge_agent.sip.ua import ALLOW, T1, SipTimeout, UserAgent
@@ -46,6 +52,7 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_KEYS = 64  # keys waiting to be read; more are dropped
 ACK_WAIT_S = 64 * T1  # a refusal's ACK (RFC 3261 17.2.1): the dialog is kept as long
 CALL_ACK_WAIT_S = 8.0  # our 2xx's ACK: a caller still there sends it within a second
+MEDIA_WAIT_S = 1.0  # a prompt waits this long for the caller's first RTP (finding 5)
 CONNECTION_CHECK_S = 0.5  # TCP: how often a call waiting for its ACK looks at its connection
 
 
@@ -68,12 +75,15 @@ class IncomingCall(MediaLeg):
         srtp: Mode = "off",
         proxy: Address | None = None,
         resolver: MediaHostResolver | None = None,
+        media_trusted: Callable[[str], bool] | None = None,
     ) -> None:
         """Raises SipError for an INVITE without a usable Contact or From (400)."""
         super().__init__(ua, resolver=resolver, srtp=srtp)
         self.invite = invite
         self.source = source
         self.proxy = proxy
+        self._media_trusted = media_trusted  # hosts our RTP may go to unasked (the PBX's)
+        self.unsafe_dropped = 0  # our RTP packets not sent: no safe address yet
         contacts = invite.headers.get_all("Contact")
         if not contacts or contacts[0].strip() == "*":
             raise SipError("an INVITE without Contact")
@@ -237,6 +247,36 @@ class IncomingCall(MediaLeg):
                 "incoming call %s: no ACK for our 200 within %g s", self.call_id, CALL_ACK_WAIT_S
             )
             self.ua.background(self.hang_up("no ack"))
+
+    # ---------------------------------------------------------------- media
+
+    def media_safe(self) -> bool:
+        """Whether our RTP may go where it would go now: to where the caller's RTP came
+        from, to the INVITE's source host, or to a host the router trusts."""
+        to = self.rtp_source.destination
+        if to is None:
+            return False
+        if self.rtp_source.latched is not None:
+            return True
+        if peer_key(to[0]) == peer_key(self.source[0]):
+            return True
+        return self._media_trusted is not None and self._media_trusted(to[0])
+
+    def send_rtp(self, packet: bytes) -> None:
+        if not self.media_safe():  # never to a third party the SDP named
+            self.unsafe_dropped += 1
+            return
+        super().send_rtp(packet)
+
+    async def media_ready(self, within_s: float = MEDIA_WAIT_S) -> bool:
+        """Waits up to `within_s` for `media_safe` (the caller's first RTP packet)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while not self.media_safe():
+            if loop.time() >= deadline or self.gone.is_set():
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     # ---------------------------------------------------------------- in the dialog
 

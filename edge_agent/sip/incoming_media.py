@@ -83,6 +83,9 @@ class SipCallerLine:
         if negotiated is None or len(pcm) < 2:
             return
         pcm = pcm[: len(pcm) - len(pcm) % 2]
+        if not call.media_safe():  # the SDP names a third host: its RTP first (finding 5)
+            await call.media_ready()
+            self._check()
         encode = g711.alaw_encode if negotiated.codec == "PCMA" else g711.ulaw_encode
         done = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -1,0 +1,86 @@
+"""Where an incoming call's prompts go (review of issue 16, finding 5): never to a third
+host the SDP names, unless the caller's RTP came from there (symmetric RTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+from edge_agent.ivr.port import CallerGone, CallerLine
+from edge_agent.sip import sdp
+from edge_agent.sip.incoming import Accept, IncomingCalls, IncomingInvite, Refuse
+from edge_agent.sip.incoming_call import IncomingCall
+from tests.sip_unit.loopback_ua import loopback_ua
+from tests.sip_unit.test_incoming_dialog import final, in_dialog, invite
+from tests.sip_unit.udp_peers import Peer
+
+THIRD = "127.0.0.2"  # the host the SDP names: not the caller's SIP source
+
+
+class Prompt:
+    def __init__(self) -> None:
+        self.played = asyncio.Event()
+
+    def route(self, invite: IncomingInvite) -> Refuse | Accept:
+        return Accept(self.handler)
+
+    async def handler(self, line: CallerLine) -> None:
+        try:
+            await line.play(bytes(8000), barge_in=False)  # 0.5 s
+            self.played.set()
+            await line.read_digits(1, 30.0, None)
+        except CallerGone:
+            pass
+
+
+async def call_with_media_at(victim: socket.socket, speak: bool) -> int:
+    """A call whose SDP names `victim`'s address; the packets it got while the prompt
+    played (the victim sends one RTP packet first when `speak`)."""
+    caller = Peer(phone=True)
+    try:
+        ua, transport = await loopback_ua(caller.address)
+        router = Prompt()
+        ua.incoming = incoming = IncomingCalls(ua, router)
+        caller.agent = transport.local
+        port = victim.getsockname()[1]
+        caller.send(invite(caller, body=sdp.offer(THIRD, port, 77, payloads=(0, 101))))
+        ok = await final(caller)
+        call = incoming.calls["in-1"]
+        assert isinstance(call, IncomingCall) and call.media is not None
+        if speak:
+            rtp = struct.pack("!BBHII", 0x80, 0, 1, 160, 1234) + bytes(160)
+            victim.sendto(rtp, ("127.0.0.1", call.media.port))
+        caller.send(in_dialog(caller, "ACK", ok.to_tag or "", 1))
+        await asyncio.wait_for(router.played.wait(), 5)
+        got = 0
+        while True:
+            try:
+                victim.recv(2048)
+            except BlockingIOError:
+                break
+            got += 1
+        await ua.close()
+        return got
+    finally:
+        caller.close()
+
+
+async def test_no_prompt_to_a_third_host_named_in_the_sdp() -> None:
+    victim = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    victim.bind((THIRD, 0))
+    victim.setblocking(False)
+    try:
+        assert await call_with_media_at(victim, speak=False) == 0
+    finally:
+        victim.close()
+
+
+async def test_the_prompt_goes_where_the_callers_rtp_comes_from() -> None:
+    victim = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    victim.bind((THIRD, 0))
+    victim.setblocking(False)
+    try:
+        assert await call_with_media_at(victim, speak=True) >= 20  # 0.5 s of 20 ms packets
+    finally:
+        victim.close()

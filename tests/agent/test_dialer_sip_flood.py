@@ -24,8 +24,6 @@ import threading
 import time
 from itertools import pairwise
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import pytest
 
@@ -38,6 +36,7 @@ from tests.agent.test_dialer_sip import dial, ended, tone_wav
 from tests.agent.windows_fakes import as_on_windows
 from tests.sip.bed import RtpPacket, SippUas, need_sipp
 from tests.sip.flood import SipFlood
+from tests.sip.lifetime import Closed
 
 HOST = "127.0.0.1"
 SO_TIMESTAMPNS = 35  # Linux; not exported by the socket module
@@ -46,7 +45,7 @@ FLOOD_RATE = 200.0
 PACING_P99_S = 0.005  # the issue's bound on |arrival interval - 20 ms| and on lateness
 
 
-class StampedSink:
+class StampedSink(Closed):
     """The member's ears: keeps each RTP packet with its arrival time (the kernel's stamp
     on Linux, so that this process being busy does not blur it)."""
 
@@ -84,17 +83,6 @@ class StampedSink:
         self._stop.set()
         self._thread.join(2)
         self.sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def p99(values: list[float]) -> float:

@@ -26,12 +26,12 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import pytest
 
 from tests.processes import wait_until
+from tests.sip.lifetime import Closed, Started
 
 HOST = "127.0.0.1"
 REALM = "rundruf.test"
@@ -339,7 +339,7 @@ def _provide_pcap(name: str, target: Path) -> None:
         raise ValueError(f"no pcap named {name}: pass it in media={{...}}")
 
 
-class RtpSink:
+class RtpSink(Closed):
     """A UDP socket on loopback that keeps the RTP packets it receives (the test's ears)
     and when each arrived (time.time()); put its `port` in an SDP offer (SippUac's
     keys={"rtp_port": ...})."""
@@ -386,23 +386,14 @@ class RtpSink:
         self._thread.join(2)
         self.sock.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 # ---------------------------------------------------------------------- processes
 
 
-class _Process:
+class _Process(Started):
     """A peer process of the bed: a context manager that starts it and stops it."""
 
     process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Self:
-        raise NotImplementedError
 
     def _spawn(self, command: list[str], cwd: Path, log: Path) -> None:
         (cwd / "command").write_text(" ".join(command) + "\n")
@@ -423,17 +414,6 @@ class _Process:
                 self.process.kill()
                 self.process.wait(5)
         return self.process.returncode
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # ------------------------------------------------------------------------- SIPp

@@ -28,12 +28,12 @@ import socket
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from edge_agent.sip.ua import Account
 from tests.processes import wait_until
 from tests.sip.bed import HOST, _need, free_sip_port
+from tests.sip.lifetime import Started
 from tests.sip.sip_register import RegisterClient, Reply, md5_hex, parse_reply
 from tests.sip.tls_bed import Pem
 
@@ -60,7 +60,7 @@ def _dbtext(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:").replace("\n", "\\n")
 
 
-class Kamailio:
+class Kamailio(Started):
     """One Kamailio on 127.0.0.1:`port` (UDP and TCP), its users `users` (user ->
     password; default: MEMBERS, AGENT_USER and CALLER with random passwords) and agent
     numbers `agent_numbers` (number -> user). `challenge_calls` False lets calls and
@@ -330,14 +330,3 @@ class Kamailio:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         return self.process.returncode
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

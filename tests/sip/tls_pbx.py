@@ -19,11 +19,10 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 from edge_agent.sip.message import Request, Response, new_tag, parse_stream, response_to
 from tests.sip.bed import HOST
+from tests.sip.lifetime import Closed
 from tests.sip.tls_bed import Pem
 
 
@@ -45,7 +44,7 @@ class Arrival:
     request: Request
 
 
-class RingingPbx:
+class RingingPbx(Closed):
     def __init__(self, certificate: Pem, *, port: int = 0) -> None:
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(str(certificate.cert), str(certificate.key))
@@ -62,17 +61,6 @@ class RingingPbx:
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------ what came
 

@@ -94,7 +94,7 @@ from edge_agent.dialer.port import CallEvent, CallEventKind, CallRequest  # noqa
 from edge_agent.dialer.sip import SipDialer  # noqa: E402
 from edge_agent.sip.pacer import Pacer, RtpStream  # noqa: E402
 from edge_agent.sip.ua import Account  # noqa: E402
-from tests.sip.bed import SippUac, SippUas, free_sip_port  # noqa: E402
+from tests.sip.bed import OK_TO_LAST, SippUac, SippUas, free_sip_port  # noqa: E402
 from tests.sip.flood import SipFlood  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -122,7 +122,8 @@ END = b"END"
 # (SIPp would fail a call whose message came during one); the pause at the end keeps
 # the call for 2 s, so that a retransmitted BYE is answered again, by SIPp itself.
 SCENARIO_FILE = "fanout_uas.xml"
-SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+SCENARIO = (
+    """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="fanout_uas">
   <recv request="INVITE" crlf="true"/>
@@ -157,22 +158,12 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   </send>
   <recv request="ACK" crlf="true"/>
   <recv request="BYE"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <pause milliseconds="2000"/>
+"""
+    + OK_TO_LAST
+    + """  <pause milliseconds="2000"/>
 </scenario>
 """
+)
 
 
 def udp_drops(port: int) -> int:

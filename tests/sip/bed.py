@@ -36,6 +36,21 @@ from tests.sip.lifetime import Closed, Started
 HOST = "127.0.0.1"
 REALM = "rundruf.test"
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+# A SIPp step: 200 OK, no body, to the request just received (a BYE, an INFO).
+OK_TO_LAST = """  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
 # Debian's sip-tester ships SIPp's own pcaps (dtmf_2833_*.pcap, g711a.pcap) here.
 SIPP_SHARE = Path("/usr/share/sip-tester")
 BARESIP_MODULES = Path("/usr/lib/baresip/modules")

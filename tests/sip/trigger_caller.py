@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from tests.sip.bed import SCENARIOS, SippUac
+from tests.sip.bed import OK_TO_LAST, SCENARIOS, SippUac
 from tests.sip.caller_rtp import Step, build, caller_pcap, duration
 
 Dtmf = Literal["rfc4733", "info"]
@@ -61,22 +61,12 @@ _INFO = """  <pause milliseconds="{pause}"/>
   <recv response="200"/>
 """
 
-_THEIR_BYE = """  <recv request="BYE"/>
+_THEIR_BYE = (
+    """  <recv request="BYE"/>
 
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
 """
+    + OK_TO_LAST
+)
 
 _OUR_BYE = """  <pause milliseconds="{pause}"/>
 

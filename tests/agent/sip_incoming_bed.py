@@ -8,11 +8,14 @@ from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edge_agent.ivr.port import CallerLine
 from edge_agent.sip.incoming import Accept, IncomingCalls, IncomingInvite, Refuse
 from edge_agent.sip.transport import TcpTransport, Transport, UdpTransport
 from edge_agent.sip.ua import Account, UserAgent
+from tests.sip.bed import SippUac
+from tests.sip.trigger_caller import TriggerCaller
 
 HOST = "127.0.0.1"
 
@@ -58,6 +61,33 @@ async def answering_ua(
         yield ua
     finally:
         await ua.close()
+
+
+def dial_agent(
+    caller: TriggerCaller,
+    tmp_path: Path,
+    port: int,
+    *,
+    number: str = "299",
+    transport: str = "udp",
+    timeout: float = 30,
+) -> SippUac:
+    """The trigger caller dialling `number` at the agent's user agent itself (on `port`;
+    not started: use `with`)."""
+    scenario, media = caller.write(tmp_path / f"caller-{caller.dtmf}-{transport}")
+    # SIPp sends a pcap's RTP from the port its [media_port] keyword gave out, and from
+    # port 0 when the SDP names [rtp_port] instead: the agent hears only the SDP's port.
+    scenario.write_text(scenario.read_text().replace("m=audio [rtp_port]", "m=audio [media_port]"))
+    keys = {"domain": HOST, "caller": caller.caller, "caller_name": caller.caller_name}
+    return SippUac(
+        f"sip:{number}@{HOST}:{port}",
+        tmp_path,
+        scenario=str(scenario),
+        keys=keys,
+        media=media,
+        transport=transport,
+        timeout=timeout,
+    )
 
 
 def tone(seconds: float, frequency: float = 440.0, amplitude: int = 8000) -> bytes:

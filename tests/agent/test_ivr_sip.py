@@ -20,9 +20,9 @@ from edge_agent.pbx.sim import SimPbx
 from edge_agent.service import AgentService
 from edge_agent.settings import AgentSettings
 from edge_agent.sip.incoming import Accept, IncomingCalls, IncomingInvite, Refuse
-from tests.agent.sip_incoming_bed import HOST, answering_ua
+from tests.agent.sip_incoming_bed import HOST, answering_ua, dial_agent
 from tests.agent.test_broadcast_executor import AGENT_NUMBER, Bed, make_bed
-from tests.sip.bed import SippUac, need_pcap_play, need_sipp
+from tests.sip.bed import need_pcap_play, need_sipp
 from tests.sip.caller_rtp import Keys, Step, Wait
 from tests.sip.trigger_caller import Dtmf, TriggerCaller
 
@@ -88,19 +88,7 @@ async def test_a_sip_caller_triggers_a_broadcast(bed: Bed, tmp_path: Path, dtmf:
     caller = TriggerCaller(steps, dtmf=dtmf)
     async with answering_ua(Recorded(ivr)) as ua:  # type: ignore[arg-type] # any Router
         port = ua.transport.local[1]
-        scenario, media = caller.write(tmp_path / f"caller-{dtmf}")
-        text = scenario.read_text().replace("m=audio [rtp_port]", "m=audio [media_port]")
-        scenario.write_text(text)
-        keys = {"domain": HOST, "caller": caller.caller, "caller_name": caller.caller_name}
-        with SippUac(
-            f"sip:{AGENT_NUMBER}@{HOST}:{port}",
-            tmp_path,
-            scenario=str(scenario),
-            keys=keys,
-            media=media,
-            transport="udp",
-            timeout=40,
-        ) as sipp:
+        with dial_agent(caller, tmp_path, port, number=AGENT_NUMBER, timeout=40) as sipp:
             code = await asyncio.to_thread(sipp.wait, 60)
     assert code == 0, sipp.log()
     assert len(ended) == 1

@@ -17,9 +17,9 @@ from edge_agent.ivr.flow import Outcome
 from edge_agent.ivr.port import CallerLine
 from edge_agent.ivr.sip_router import SipRouter
 from edge_agent.pbx.port import UserState
-from tests.agent.sip_incoming_bed import HOST, answering_ua
+from tests.agent.sip_incoming_bed import answering_ua, dial_agent
 from tests.agent.test_broadcast_executor import AGENT_NUMBER, Bed, alarm, make_bed
-from tests.sip.bed import SippUac, need_sipp
+from tests.sip.bed import need_sipp
 from tests.sip.caller_rtp import Keys, Step, Wait
 from tests.sip.trigger_caller import TriggerCaller
 
@@ -55,19 +55,7 @@ async def _call_and_press_0(bed: Bed, tmp_path: Path) -> tuple[list[Outcome], st
     caller = TriggerCaller(steps, dtmf="info")  # SIP INFO: no pcap player needed
     async with answering_ua(SipRouter(ivr)) as ua:  # type: ignore[arg-type] # any Router
         port = ua.transport.local[1]
-        scenario, media = caller.write(tmp_path / "caller")
-        text = scenario.read_text().replace("m=audio [rtp_port]", "m=audio [media_port]")
-        scenario.write_text(text)
-        keys = {"domain": HOST, "caller": caller.caller, "caller_name": caller.caller_name}
-        with SippUac(
-            f"sip:{AGENT_NUMBER}@{HOST}:{port}",
-            tmp_path,
-            scenario=str(scenario),
-            keys=keys,
-            media=media,
-            transport="udp",
-            timeout=40,
-        ) as sipp:
+        with dial_agent(caller, tmp_path, port, number=AGENT_NUMBER, timeout=40) as sipp:
             code = await asyncio.to_thread(sipp.wait, 60)
     assert code == 0, sipp.log()
     return outcomes, caller.caller

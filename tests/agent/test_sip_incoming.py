@@ -13,7 +13,14 @@ import pytest
 from edge_agent.ivr.port import CallerGone, CallerLine
 from edge_agent.sip.g711 import ulaw_decode, ulaw_encode
 from edge_agent.sip.rtp import RtpPacket
-from tests.agent.sip_incoming_bed import HOST, Numbers, answering_ua, correlation, tone
+from tests.agent.sip_incoming_bed import (
+    HOST,
+    Numbers,
+    answering_ua,
+    correlation,
+    dial_agent,
+    tone,
+)
 from tests.sip.bed import SippUac, need_pcap_play, need_sipp
 from tests.sip.caller_rtp import Keys, Wait
 from tests.sip.trigger_caller import Dtmf, TriggerCaller
@@ -21,24 +28,6 @@ from tests.sip.trigger_caller import Dtmf, TriggerCaller
 
 async def _nothing(line: CallerLine) -> None:
     raise AssertionError("the handler must not run")
-
-
-def _caller(caller: TriggerCaller, tmp_path: Path, port: int, transport: str) -> SippUac:
-    """The trigger caller dialling 299 at the agent's user agent itself."""
-    scenario, media = caller.write(tmp_path / f"caller-{caller.dtmf}-{transport}")
-    # SIPp sends a pcap's RTP from the port its [media_port] keyword gave out, and from
-    # port 0 when the SDP names [rtp_port] instead: the agent hears only the SDP's port.
-    scenario.write_text(scenario.read_text().replace("m=audio [rtp_port]", "m=audio [media_port]"))
-    keys = {"domain": HOST, "caller": caller.caller, "caller_name": caller.caller_name}
-    return SippUac(
-        f"sip:299@{HOST}:{port}",
-        tmp_path,
-        scenario=str(scenario),
-        keys=keys,
-        media=media,
-        transport=transport,
-        timeout=30,
-    )
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
@@ -94,7 +83,7 @@ async def test_keys_reach_the_handler(tmp_path: Path, transport: str, dtmf: Dtmf
     router = Numbers(handler)
     caller = TriggerCaller([Wait(1.0), Keys("4711#"), Wait(0.5), Keys("2"), Wait(3)], dtmf=dtmf)
     async with answering_ua(router, transport) as ua:
-        with _caller(caller, tmp_path, ua.transport.local[1], transport) as sipp:
+        with dial_agent(caller, tmp_path, ua.transport.local[1], transport=transport) as sipp:
             code = await asyncio.to_thread(sipp.wait, 30)
     assert code == 0, sipp.log()
     assert got == ["4711", "2"]
@@ -120,7 +109,7 @@ async def test_caller_hangs_up(tmp_path: Path, transport: str) -> None:
     router = Numbers(handler)
     caller = TriggerCaller([Wait(1.0)], hang_up=True)
     async with answering_ua(router, transport) as ua:
-        with _caller(caller, tmp_path, ua.transport.local[1], transport) as sipp:
+        with dial_agent(caller, tmp_path, ua.transport.local[1], transport=transport) as sipp:
             code = await asyncio.to_thread(sipp.wait, 30)
         for _ in range(50):
             if outcome:

@@ -24,6 +24,8 @@ goes only where it cannot be aimed at a third party (review of issue 16, finding
 the SDP's address when it is the INVITE's source host or one the router trusts (the
 PBX's), else only once the caller's RTP came from there (symmetric RTP); until then
 nothing is sent (`media_safe`), and a prompt waits up to MEDIA_WAIT_S for it.
+At most RTP_MAX_PER_S packets a second are looked at (SRTP, the source check, parsing);
+the rest are dropped and counted (finding 6: a flood on an answered call).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from collections.abc import Callable
 
 from edge_agent.sip import sdp
@@ -52,6 +55,9 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_KEYS = 64  # keys waiting to be read; more are dropped
 ACK_WAIT_S = 64 * T1  # a refusal's ACK (RFC 3261 17.2.1): the dialog is kept as long
 CALL_ACK_WAIT_S = 8.0  # our 2xx's ACK: a caller still there sends it within a second
+# Packets a second looked at: G.711 is 50, RFC 4733 events 50 more while a key is held
+# and 3 copies of its end; twice that leaves room for jitter bursts.
+RTP_MAX_PER_S = 200
 MEDIA_WAIT_S = 1.0  # a prompt waits this long for the caller's first RTP (finding 5)
 CONNECTION_CHECK_S = 0.5  # TCP: how often a call waiting for its ACK looks at its connection
 
@@ -84,6 +90,9 @@ class IncomingCall(MediaLeg):
         self.proxy = proxy
         self._media_trusted = media_trusted  # hosts our RTP may go to unasked (the PBX's)
         self.unsafe_dropped = 0  # our RTP packets not sent: no safe address yet
+        self.rtp_flooded = 0  # the caller's packets beyond RTP_MAX_PER_S, not looked at
+        self._rtp_second = 0.0
+        self._rtp_count = 0
         contacts = invite.headers.get_all("Contact")
         if not contacts or contacts[0].strip() == "*":
             raise SipError("an INVITE without Contact")
@@ -261,6 +270,22 @@ class IncomingCall(MediaLeg):
         if peer_key(to[0]) == peer_key(self.source[0]):
             return True
         return self._media_trusted is not None and self._media_trusted(to[0])
+
+    def on_rtp(self, data: bytes, source: Address) -> None:
+        now = time.monotonic()
+        if now - self._rtp_second >= 1.0:
+            self._rtp_second, self._rtp_count = now, 0
+        self._rtp_count += 1
+        if self._rtp_count > RTP_MAX_PER_S:  # before SRTP, the source check, parsing
+            self.rtp_flooded += 1
+            if self.rtp_flooded == 1:  # once per call
+                log.warning(
+                    "incoming call %s: more than %d RTP packets a second; the rest dropped",
+                    self.call_id,
+                    RTP_MAX_PER_S,
+                )
+            return
+        super().on_rtp(data, source)
 
     def send_rtp(self, packet: bytes) -> None:
         if not self.media_safe():  # never to a third party the SDP named

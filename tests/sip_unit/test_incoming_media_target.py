@@ -7,8 +7,10 @@ import asyncio
 import socket
 import struct
 
+import pytest
+
 from edge_agent.ivr.port import CallerGone, CallerLine
-from edge_agent.sip import sdp
+from edge_agent.sip import incoming_call, sdp
 from edge_agent.sip.incoming import Accept, IncomingCalls, IncomingInvite, Refuse
 from edge_agent.sip.incoming_call import IncomingCall
 from tests.sip_unit.loopback_ua import loopback_ua
@@ -84,3 +86,38 @@ async def test_the_prompt_goes_where_the_callers_rtp_comes_from() -> None:
         assert await call_with_media_at(victim, speak=True) >= 20  # 0.5 s of 20 ms packets
     finally:
         victim.close()
+
+
+async def test_an_rtp_flood_is_cut_before_it_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 6: 2,000 packets in well under 2 s from the caller's own RTP address: at most
+    RTP_MAX_PER_S a second (50 here) are looked at, the rest dropped and counted."""
+    monkeypatch.setattr(incoming_call, "RTP_MAX_PER_S", 50)
+    caller = Peer(phone=True)
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", 0))
+    try:
+        ua, transport = await loopback_ua(caller.address)
+        ua.incoming = incoming = IncomingCalls(ua, Prompt())
+        caller.agent = transport.local
+        body = sdp.offer("127.0.0.1", rtp.getsockname()[1], 77, payloads=(0, 101))
+        caller.send(invite(caller, body=body))
+        ok = await final(caller)
+        caller.send(in_dialog(caller, "ACK", ok.to_tag or "", 1))
+        call = incoming.calls["in-1"]
+        assert isinstance(call, IncomingCall) and call.media is not None
+        for n in range(2000):
+            event = struct.pack("!BBH", n % 10, 0x80 | 10, 400)
+            packet = struct.pack("!BBHII", 0x80, 101, n, n * 400, 99) + event
+            rtp.sendto(packet, ("127.0.0.1", call.media.port))
+            if n % 50 == 49:  # within the receive buffer: the agent reads each one
+                await asyncio.sleep(0.002)
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if call.rtp_flooded + call.rtp_source.dropped >= 1000:
+                break
+        # Even if sending took 10 s on a loaded machine: 10 windows of 50 looked at.
+        assert call.rtp_flooded >= 2000 - 10 * 50
+        await ua.close()
+    finally:
+        rtp.close()
+        caller.close()

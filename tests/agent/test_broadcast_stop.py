@@ -153,20 +153,28 @@ async def test_a_stop_by_phone_stops_the_groups_broadcast_and_a_restart_calls_no
     assert final_outcomes(events)[who["Carla"]] == "not_called"
 
 
-async def test_a_journal_an_older_agent_wrote_gets_the_stop_column(tmp_path: Path) -> None:
+async def _older_journal(path: Path) -> None:
+    """A journal at `path` with broadcast b-1, as an agent before the stop (issue 17)
+    wrote it: no stop column."""
     import sqlite3
 
     from edge_agent.broadcast.journal import Journal
     from tests.agent.test_journal_restart_full_disk import _broadcast
 
-    path = tmp_path / "broadcasts.db"
     journal = Journal(path)
     await journal.create(_broadcast(1), [])
     await journal.close()
-    db = sqlite3.connect(path)  # as an agent before the stop (issue 17) wrote it
+    db = sqlite3.connect(path)
     db.execute("ALTER TABLE broadcast DROP COLUMN stop")
     db.commit()
     db.close()
+
+
+async def test_a_journal_an_older_agent_wrote_gets_the_stop_column(tmp_path: Path) -> None:
+    from edge_agent.broadcast.journal import Journal
+
+    path = tmp_path / "broadcasts.db"
+    await _older_journal(path)
     journal = Journal(path)
     try:
         assert (await journal.get("b-1")).stop is None
@@ -178,20 +186,12 @@ async def test_a_journal_an_older_agent_wrote_gets_the_stop_column(tmp_path: Pat
 
 
 async def test_an_older_journal_on_a_full_disk_still_takes_a_stop(small_disk: Path) -> None:
-    import sqlite3
-
     from edge_agent.broadcast.journal import Journal
     from tests.agent.test_journal_full_disk import fill
-    from tests.agent.test_journal_restart_full_disk import _broadcast, _until_writable
+    from tests.agent.test_journal_restart_full_disk import _until_writable
 
     path = small_disk / "broadcasts.db"
-    journal = Journal(path)
-    await journal.create(_broadcast(1), [])
-    await journal.close()
-    db = sqlite3.connect(path)  # as an agent before the stop (issue 17) wrote it
-    db.execute("ALTER TABLE broadcast DROP COLUMN stop")
-    db.commit()
-    db.close()
+    await _older_journal(path)
     ballast = fill(small_disk)
     journal = Journal(path)
     try:

@@ -32,6 +32,13 @@ async def _running(gql, rt, world) -> str:
     return str(gid(b.id))
 
 
+async def _reported_stopped(gql, rt, world, stop: dict[str, str]) -> None:
+    """The agent reports b-1 cancelled (finished at 6 s) with `stop`."""
+    await gql.as_(world.tokens["agent_a"]).ok(
+        REPORT, **_report(rt, [], status="CANCELLED", finishedAt=_at(rt, 6), stop=stop)
+    )
+
+
 async def test_a_tenant_admin_stops_a_running_broadcast_through_the_agent(gql, rt, world):
     broadcast = await _running(gql, rt, world)
     data = await gql.as_(world.tokens["owner"]).ok(CANCEL, id=broadcast, reason="Fehlalarm")
@@ -55,18 +62,14 @@ async def test_a_tenant_admin_stops_a_running_broadcast_through_the_agent(gql, r
 async def test_the_agents_report_says_who_stopped_it_how_and_when(gql, rt, world):
     broadcast = await _running(gql, rt, world)
     stop = {"via": "WEBSITE", "at": _at(rt, 5), "by": "Admin <admin@owner.example>"}
-    await gql.as_(world.tokens["agent_a"]).ok(
-        REPORT, **_report(rt, [], status="CANCELLED", finishedAt=_at(rt, 6), stop=stop)
-    )
+    await _reported_stopped(gql, rt, world, stop)
     shown = (await gql.as_(world.tokens["viewer"]).ok(SHOWN, id=broadcast))["broadcast"]
     assert shown["status"] == "CANCELLED"
     assert shown["stoppedBy"] == "Admin <admin@owner.example>"
     assert shown["stoppedVia"] == "WEBSITE" and shown["stoppedAt"]
     # A later report of another stop does not change who stopped it.
     later = {"via": "PHONE", "at": _at(rt, 7), "by": "+4930123"}
-    await gql.as_(world.tokens["agent_a"]).ok(
-        REPORT, **_report(rt, [], status="CANCELLED", finishedAt=_at(rt, 6), stop=later)
-    )
+    await _reported_stopped(gql, rt, world, later)
     again = (await gql.as_(world.tokens["viewer"]).ok(SHOWN, id=broadcast))["broadcast"]
     assert again == shown
 
@@ -74,9 +77,7 @@ async def test_the_agents_report_says_who_stopped_it_how_and_when(gql, rt, world
 async def test_a_stop_by_phone_names_the_caller(gql, rt, world):
     broadcast = await _running(gql, rt, world)
     stop = {"via": "PHONE", "at": _at(rt, 5), "by": "+4930123"}
-    await gql.as_(world.tokens["agent_a"]).ok(
-        REPORT, **_report(rt, [], status="CANCELLED", finishedAt=_at(rt, 6), stop=stop)
-    )
+    await _reported_stopped(gql, rt, world, stop)
     shown = (await gql.as_(world.tokens["owner"]).ok(SHOWN, id=broadcast))["broadcast"]
     assert (shown["stoppedVia"], shown["stoppedBy"]) == ("PHONE", "+4930123")
 

@@ -222,3 +222,30 @@ async def test_our_bye_does_not_make_the_caller_a_known_peer() -> None:
         await ua.close()
     finally:
         caller.close()
+
+
+async def test_hanging_up_does_not_wait_for_the_byes_answer() -> None:
+    """The handler hangs up (the IVR's goodbye) and the caller never answers the BYE:
+    before, `hang_up()` waited 64 x T1 for that answer, holding the place (the
+    reviewer's silent callers: 84 s); now it returns at once."""
+    caller = Peer()  # answers no BYE
+    hung_up = asyncio.Event()
+
+    class HangingUp(Quick):
+        async def handler(self, line: CallerLine) -> None:
+            await line.hang_up()
+            hung_up.set()
+
+    try:
+        ua, transport = await loopback_ua(caller.address)
+        ua.incoming = incoming = IncomingCalls(ua, HangingUp())
+        caller.agent = transport.local
+        caller.send(invite(caller))
+        ok = await final(caller)
+        caller.send(in_dialog(caller, "ACK", ok.to_tag or "", 1))
+        await request(caller, "BYE")
+        await asyncio.wait_for(hung_up.wait(), 2)
+        assert await gone_within(incoming, "in-1", 2.0)
+        await ua.close(grace_s=0.1)
+    finally:
+        caller.close()

@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from tests.processes import wait_until
 from tests.sip.bed import HOST, Baresip, SippUas, need_baresip, need_sipp
 from tests.sip.kamailio import Kamailio
+from tests.sip.lifetime import Started
 
 
 class Registered:
@@ -47,7 +47,7 @@ class Registered:
                 self.pbx.register(extension, self.contact(extension), expires=0)
 
 
-class SippMembers:
+class SippMembers(Started):
     """One SIPp answering the calls to `extensions` (`calls` in all, default one each):
     kam_uas_dtmf_info.xml rings, answers, presses 1 after a second as SIP INFO (as SwyxWare
     relays it) and waits for the agent's BYE; all calls at once if need be."""
@@ -69,7 +69,7 @@ class SippMembers:
         )
         self.registered = Registered(pbx, self.extensions, self.sipp.port)
 
-    def __enter__(self) -> Self:
+    def start(self) -> Self:
         self.sipp.start()
         try:
             self.registered.register()
@@ -78,12 +78,7 @@ class SippMembers:
             raise
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self.registered.unregister()
         self.sipp.stop()
 

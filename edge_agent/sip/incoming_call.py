@@ -23,9 +23,8 @@ call's: RFC 4733 and INFO keys, hold and re-INVITEs, source latching, SRTP. Our 
 goes only where it cannot be aimed at a third party (review of issue 16, finding 5):
 the SDP's address when it is the INVITE's source host or one the router trusts (the
 PBX's), else only once the caller's RTP came from there (symmetric RTP); until then
-nothing is sent (`media_safe`), and a prompt waits up to MEDIA_WAIT_S for it.
-At most RTP_MAX_PER_S packets a second are looked at (SRTP, the source check, parsing);
-the rest are dropped and counted (finding 6: a flood on an answered call).
+nothing is sent, and a prompt waits up to 1 s for it; at most 200 RTP packets a second
+are looked at (finding 6). Both are `incoming_rtp.GuardedLeg`'s.
 """
 
 from __future__ import annotations
@@ -34,16 +33,15 @@ import asyncio
 import contextlib
 import enum
 import logging
-import time
 from collections.abc import Callable
 
 from edge_agent.sip import sdp
 from edge_agent.sip.dialog_match import DialogPeer
 from edge_agent.sip.errors import SdpError, SipError
+from edge_agent.sip.incoming_rtp import GuardedLeg
 from edge_agent.sip.media_host import MediaHostResolver
-from edge_agent.sip.media_leg import MediaLeg, MediaSocket
+from edge_agent.sip.media_leg import MediaSocket
 from edge_agent.sip.message import Request, Response, new_tag, parse_name_addr, response_to
-from edge_agent.sip.peers import peer_key
 from edge_agent.sip.srtp import Mode
 from edge_agent.sip.transport import Address
 from edge_agent.sip.ua import ALLOW, T1, SipTimeout, UserAgent
@@ -55,10 +53,6 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_KEYS = 64  # keys waiting to be read; more are dropped
 ACK_WAIT_S = 64 * T1  # a refusal's ACK (RFC 3261 17.2.1): the dialog is kept as long
 CALL_ACK_WAIT_S = 8.0  # our 2xx's ACK: a caller still there sends it within a second
-# Packets a second looked at: G.711 is 50, RFC 4733 events 50 more while a key is held
-# and 3 copies of its end; twice that leaves room for jitter bursts.
-RTP_MAX_PER_S = 200
-MEDIA_WAIT_S = 1.0  # a prompt waits this long for the caller's first RTP (finding 5)
 CONNECTION_CHECK_S = 0.5  # TCP: how often a call waiting for its ACK looks at its connection
 
 
@@ -69,7 +63,7 @@ class State(enum.Enum):
     ENDED = "ended"  # refused, cancelled, hung up, or no ACK
 
 
-class IncomingCall(MediaLeg):
+class IncomingCall(GuardedLeg):
     """The dialog and media of one incoming call (see the module text)."""
 
     def __init__(
@@ -88,11 +82,7 @@ class IncomingCall(MediaLeg):
         self.invite = invite
         self.source = source
         self.proxy = proxy
-        self._media_trusted = media_trusted  # hosts our RTP may go to unasked (the PBX's)
-        self.unsafe_dropped = 0  # our RTP packets not sent: no safe address yet
-        self.rtp_flooded = 0  # the caller's packets beyond RTP_MAX_PER_S, not looked at
-        self._rtp_second = 0.0
-        self._rtp_count = 0
+        self.guard_media(media_trusted)
         contacts = invite.headers.get_all("Contact")
         if not contacts or contacts[0].strip() == "*":
             raise SipError("an INVITE without Contact")
@@ -256,52 +246,6 @@ class IncomingCall(MediaLeg):
                 "incoming call %s: no ACK for our 200 within %g s", self.call_id, CALL_ACK_WAIT_S
             )
             self.ua.background(self.hang_up("no ack"))
-
-    # ---------------------------------------------------------------- media
-
-    def media_safe(self) -> bool:
-        """Whether our RTP may go where it would go now: to where the caller's RTP came
-        from, to the INVITE's source host, or to a host the router trusts."""
-        to = self.rtp_source.destination
-        if to is None:
-            return False
-        if self.rtp_source.latched is not None:
-            return True
-        if peer_key(to[0]) == peer_key(self.source[0]):
-            return True
-        return self._media_trusted is not None and self._media_trusted(to[0])
-
-    def on_rtp(self, data: bytes, source: Address) -> None:
-        now = time.monotonic()
-        if now - self._rtp_second >= 1.0:
-            self._rtp_second, self._rtp_count = now, 0
-        self._rtp_count += 1
-        if self._rtp_count > RTP_MAX_PER_S:  # before SRTP, the source check, parsing
-            self.rtp_flooded += 1
-            if self.rtp_flooded == 1:  # once per call
-                log.warning(
-                    "incoming call %s: more than %d RTP packets a second; the rest dropped",
-                    self.call_id,
-                    RTP_MAX_PER_S,
-                )
-            return
-        super().on_rtp(data, source)
-
-    def send_rtp(self, packet: bytes) -> None:
-        if not self.media_safe():  # never to a third party the SDP named
-            self.unsafe_dropped += 1
-            return
-        super().send_rtp(packet)
-
-    async def media_ready(self, within_s: float = MEDIA_WAIT_S) -> bool:
-        """Waits up to `within_s` for `media_safe` (the caller's first RTP packet)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within_s
-        while not self.media_safe():
-            if loop.time() >= deadline or self.gone.is_set():
-                return False
-            await asyncio.sleep(0.02)
-        return True
 
     # ---------------------------------------------------------------- in the dialog
 

@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from edge_agent.ivr.port import CallerGone, CallerLine
-from edge_agent.sip import incoming_call, sdp
+from edge_agent.sip import incoming_rtp, sdp
 from edge_agent.sip.incoming import Accept, IncomingCalls, IncomingInvite, Refuse
 from edge_agent.sip.incoming_call import IncomingCall
 from tests.sip_unit.loopback_ua import loopback_ua
@@ -91,7 +91,7 @@ async def test_the_prompt_goes_where_the_callers_rtp_comes_from() -> None:
 async def test_an_rtp_flood_is_cut_before_it_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Finding 6: 2,000 packets in well under 2 s from the caller's own RTP address: at most
     RTP_MAX_PER_S a second (50 here) are looked at, the rest dropped and counted."""
-    monkeypatch.setattr(incoming_call, "RTP_MAX_PER_S", 50)
+    monkeypatch.setattr(incoming_rtp, "RTP_MAX_PER_S", 50)
     caller = Peer(phone=True)
     rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rtp.bind(("127.0.0.1", 0))

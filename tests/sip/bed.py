@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -409,26 +410,45 @@ class _Process(Started):
     """A peer process of the bed: a context manager that starts it and stops it."""
 
     process: subprocess.Popen[bytes] | None = None
+    stop_wait_s = 5.0  # from SIGTERM to SIGKILL
+    # A process with children of its own (Kamailio) runs in a session of its own; stop()
+    # then kills the whole group, since a child left behind would keep the port.
+    own_group = False
 
     def _spawn(self, command: list[str], cwd: Path, log: Path) -> None:
         (cwd / "command").write_text(" ".join(command) + "\n")
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+                command,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=self.own_group,
             )
 
     def stop(self) -> int | None:
-        """Ends the process (SIGTERM, then SIGKILL after 5 s); its exit code."""
+        """Ends the process (SIGTERM, then SIGKILL after `stop_wait_s`); its exit code."""
         if self.process is None:
             return None
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(5)
+                self.process.wait(self.stop_wait_s)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._kill()
                 self.process.wait(5)
+        if self.own_group:
+            self._kill()
         return self.process.returncode
+
+    def _kill(self) -> None:
+        assert self.process is not None
+        if not self.own_group:
+            self.process.kill()
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 # ------------------------------------------------------------------------- SIPp

@@ -19,11 +19,8 @@ SUBSCRIBE `Event: dialog` from the presence modules.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 from collections.abc import Mapping
@@ -32,8 +29,7 @@ from typing import Self
 
 from edge_agent.sip.ua import Account
 from tests.processes import wait_until
-from tests.sip.bed import HOST, _need, free_sip_port
-from tests.sip.lifetime import Started
+from tests.sip.bed import HOST, _need, _Process, free_sip_port
 from tests.sip.sip_register import RegisterClient, Reply, md5_hex, parse_reply
 from tests.sip.tls_bed import Pem
 
@@ -60,7 +56,7 @@ def _dbtext(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:").replace("\n", "\\n")
 
 
-class Kamailio(Started):
+class Kamailio(_Process):
     """One Kamailio on 127.0.0.1:`port` (UDP and TCP), its users `users` (user ->
     password; default: MEMBERS, AGENT_USER and CALLER with random passwords) and agent
     numbers `agent_numbers` (number -> user). `challenge_calls` False lets calls and
@@ -72,6 +68,10 @@ class Kamailio(Started):
     unexpected). `max_seconds`: it ends by itself after that long.
     The context manager returns once Kamailio answers OPTIONS.
     """
+
+    # SIGTERM: Kamailio ends its children itself; after 10 s SIGKILL to its group.
+    own_group = True
+    stop_wait_s = 10.0
 
     def __init__(
         self,
@@ -277,16 +277,7 @@ class Kamailio(Started):
             *("-w", str(self.dir)),
             *("-m", "64", "-M", "8"),  # shared and per-process memory, MB
         ]
-        (self.dir / "command").write_text(" ".join(command) + "\n")
-        with self.log_file.open("wb") as out:
-            self.process = subprocess.Popen(
-                command,
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stop() ends the children
-            )
+        self._spawn(command, self.dir, self.log_file)
         wait_until(self._answers, 20, f"Kamailio on {self.host}:{self.port}")
         return self
 
@@ -314,19 +305,3 @@ class Kamailio(Started):
                 return parse_reply(sock.recv(65535)).status
             except (TimeoutError, ConnectionRefusedError):
                 return None
-
-    def stop(self) -> int | None:
-        """SIGTERM (Kamailio ends its children itself), SIGKILL to the group after 10 s."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-        # A child left behind by a main process that died would keep the port.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        return self.process.returncode

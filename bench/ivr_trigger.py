@@ -59,6 +59,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.figures import log, percentile
+from bench.packet_filter import udp_ports
 from edge_agent.broadcast.manager import Broadcasts
 from edge_agent.broadcast.runner import CallSettings
 from edge_agent.cache import LocalCache
@@ -92,27 +93,6 @@ END = b"END"
 # --- the observer (its own process) ------------------------------------------------------
 
 
-def _filter(sip_port: int, media_port: int) -> bytes:
-    """Classic BPF: IPv4 UDP, not a later fragment, to `sip_port` (Kamailio) or from
-    `media_port` (the caller's SIPp, which plays its pcap from there)."""
-    program = [
-        (0x28, 0, 0, 12),  # ldh [12]: the ethertype
-        (0x15, 0, 10, 0x0800),  # IPv4, else drop
-        (0x30, 0, 0, 23),  # ldb [23]: the IP protocol
-        (0x15, 0, 8, 17),  # UDP, else drop
-        (0x28, 0, 0, 20),  # ldh [20]: flags and fragment offset
-        (0x45, 6, 0, 0x1FFF),  # a later fragment: drop
-        (0xB1, 0, 0, 14),  # x = IP header length
-        (0x48, 0, 0, 16),  # ldh [x + 16]: destination port
-        (0x15, 2, 0, sip_port),  # to Kamailio: accept
-        (0x48, 0, 0, 14),  # ldh [x + 14]: source port
-        (0x15, 0, 1, media_port),  # the caller's RTP: accept, else drop
-        (0x06, 0, 0, 0x40000),
-        (0x06, 0, 0, 0),
-    ]
-    return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
-
-
 def _stamp(ancillary: list[tuple[int, int, bytes]]) -> int:
     for level, kind, value in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
@@ -135,7 +115,8 @@ def observe(sip_port: int, media_port: int) -> None:
     `keys` [[ssrc, rtp timestamp, first stamp, end stamp]], `invites` [[source port, Call-ID,
     stamp]] (the first INVITE of each Call-ID)."""
     sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-    code = ctypes.create_string_buffer(_filter(sip_port, media_port))
+    # To Kamailio, or from the caller's SIPp (it plays its pcap from `media_port`).
+    code = ctypes.create_string_buffer(udp_ports(("destination", sip_port), ("source", media_port)))
     program = struct.pack("HL", len(code) // 8, ctypes.addressof(code))
     sniff.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, program)
     sniff.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024 * 1024)

@@ -90,6 +90,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.figures import log, percentile  # noqa: E402
+from bench.packet_filter import udp_ports  # noqa: E402
 from edge_agent.dialer.port import CallEvent, CallEventKind, CallRequest  # noqa: E402
 from edge_agent.dialer.sip import SipDialer  # noqa: E402
 from edge_agent.sip.pacer import Pacer, RtpStream  # noqa: E402
@@ -188,29 +189,9 @@ _CALL_ID = re.compile(rb"(?im)^(?:call-id|i)[ \t]*:[ \t]*(\S+)")
 _CSEQ_INVITE = re.compile(rb"(?im)^cseq[ \t]*:[ \t]*\d+[ \t]+INVITE\b")
 
 
-def _udp_port_filter(port: int) -> bytes:
-    """A classic BPF program (as `tcpdump -dd 'ip and udp port P'` on an Ethernet link)."""
-    program = [
-        (0x28, 0, 0, 12),  # ldh [12]: the ethertype
-        (0x15, 0, 10, 0x0800),  # IPv4, else drop
-        (0x30, 0, 0, 23),  # ldb [23]: the IP protocol
-        (0x15, 0, 8, 17),  # UDP, else drop
-        (0x28, 0, 0, 20),  # ldh [20]: flags and fragment offset
-        (0x45, 6, 0, 0x1FFF),  # a later fragment: drop
-        (0xB1, 0, 0, 14),  # x = IP header length
-        (0x48, 0, 0, 14),  # ldh [x + 14]: source port
-        (0x15, 2, 0, port),
-        (0x48, 0, 0, 16),  # ldh [x + 16]: destination port
-        (0x15, 0, 1, port),
-        (0x06, 0, 0, 0x40000),  # accept
-        (0x06, 0, 0, 0),  # drop
-    ]
-    return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
-
-
 def _sniffer(port: int) -> socket.socket:
     sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL
-    code = ctypes.create_string_buffer(_udp_port_filter(port))
+    code = ctypes.create_string_buffer(udp_ports(("source", port), ("destination", port)))
     program = struct.pack("HL", len(code) // 8, ctypes.addressof(code))
     sniff.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, program)
     sniff.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024 * 1024)

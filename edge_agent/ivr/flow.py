@@ -206,6 +206,7 @@ class TriggerCall:
                 if entry and hmac.compare_digest(entry.encode(), self.pin.encode()):
                     await self.throttle.right(self.agent_number, self.caller)
                     settled = True
+                    self.line.authenticated()
                     return True
                 if entry == "":  # uses a try, is no wrong PIN
                     await self.throttle.unused(self.agent_number, self.caller)

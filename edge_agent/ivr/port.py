@@ -61,6 +61,12 @@ class CallerLine(Protocol):
         start, or `max_seconds`. PCM as above. Raises CallerGone."""
         ...
 
+    def authenticated(self) -> None:
+        """The caller entered the right PIN: the line's limits for callers before the PIN
+        (how long that stage may last, how many such calls one number may have) no
+        longer apply to this call."""
+        ...
+
     async def hang_up(self) -> None:
         """Ends the call (BYE); a line that is gone already is left alone."""
         ...

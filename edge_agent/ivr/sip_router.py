@@ -14,6 +14,11 @@ from edge_agent.sip.incoming import Accept, IncomingInvite, Refuse
 from edge_agent.sip.incoming import Handler as SipHandler
 
 RING_S = 0.0  # answered at once: an alarm must not wait for a ring tone
+# The longest a call may last before its right PIN (the line ends it then, freeing its
+# place for the next caller): three tries with the longest throttle waits before two of
+# them (2 x 60 s) and slow typing still fit; a stranger keying one digit every 9 s no
+# longer holds a place for minutes (review of issue 16, finding 2).
+PIN_STAGE_S = 180.0
 
 
 class SipRouter:
@@ -26,7 +31,7 @@ class SipRouter:
             if decided == NOT_CONFIGURED:
                 return Refuse.not_configured()
             return Refuse(decided.status, decided.reason)
-        return Accept(_discarding(decided), ring_s=RING_S)
+        return Accept(_discarding(decided), ring_s=RING_S, pin_stage_s=PIN_STAGE_S)
 
 
 def _discarding(handler: Handler) -> SipHandler:

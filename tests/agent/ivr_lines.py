@@ -58,6 +58,7 @@ class ScriptedLine:
         self.reads: list[tuple[int, float, str | None]] = []
         self.records: list[tuple[float, float, str, float]] = []
         self.cleared = 0
+        self.authenticated_calls = 0
         self.hung_up = False
         self.gone = False
         self.recorded: list[bytes] = []
@@ -133,6 +134,9 @@ class ScriptedLine:
         assert isinstance(answer, bytes), f"the script has {answer!r} where a recording is"
         self.recorded.append(answer)
         return answer
+
+    def authenticated(self) -> None:
+        self.authenticated_calls += 1
 
     async def hang_up(self) -> None:
         self.hung_up = True

@@ -129,6 +129,15 @@ async def test_right_pin_third_try_after_a_wrong_and_an_empty_one(bed: Bed) -> N
     assert bed.starts.choices == [Choice(Mode.TEST)]
 
 
+async def test_the_line_learns_of_the_right_pin_and_only_of_it(bed: Bed) -> None:
+    # The SIP line's limits for callers before the PIN (how long, how many calls per
+    # number) end with the right PIN: a caller who never enters it stays limited.
+    _, wrong = await bed.run(["1", "2", "3"])
+    assert wrong.authenticated_calls == 0
+    _, right = await bed.run(["1111", PIN, "*"], call_id="call-2")
+    assert right.authenticated_calls == 1
+
+
 async def test_three_wrong_pins_end_the_call_and_are_counted(bed: Bed) -> None:
     outcome, line = await bed.run(["1", "2", "3"])
     assert outcome is Outcome.WRONG_PIN

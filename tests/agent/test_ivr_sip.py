@@ -14,7 +14,7 @@ from edge_agent.config import Enrolment
 from edge_agent.dialer.sip import SipDialer
 from edge_agent.ivr.answering import IvrAnswering, source_id
 from edge_agent.ivr.port import CallerLine
-from edge_agent.ivr.sip_router import SipRouter
+from edge_agent.ivr.sip_router import PIN_STAGE_S, SipRouter
 from edge_agent.pbx.port import UserState
 from edge_agent.pbx.sim import SimPbx
 from edge_agent.service import AgentService
@@ -47,6 +47,8 @@ async def test_refusals_and_acceptance(bed: Bed, tmp_path: Path) -> None:
     accepted = router.route(invite(AGENT_NUMBER, "Rundruf"))
     assert isinstance(accepted, Accept)
     assert accepted.ring_s == 0
+    # A caller who never enters the right PIN is ended by the line after this long.
+    assert accepted.pin_stage_s == PIN_STAGE_S
     bed.cache.broadcast_groups.clear()
     refused = router.route(invite(AGENT_NUMBER))
     assert isinstance(refused, Refuse)

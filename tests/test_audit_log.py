@@ -3,6 +3,8 @@ and the bounds of its arguments."""
 
 from __future__ import annotations
 
+import base64
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -137,10 +139,13 @@ async def test_filters_by_user_kind_and_time(gql, rt, world):
 async def test_hostile_arguments_are_bad_input(gql, rt, world):
     owner = gql.as_(world.tokens["owner"])
     now = rt.clock().isoformat()
+    naive = base64.urlsafe_b64encode(f"2026-01-01T00:00:00|{uuid.uuid4()}".encode()).decode()
     for variables in [
         {"first": 0},
         {"first": 101},
         {"after": "bm9wZQ=="},
+        # A naive time in the cursor (review of issue 17, L1: was a 500).
+        {"after": naive},
         {"filter": {"kind": "group'; drop table audit_log; --"}},
         {"filter": {"kind": "x" * 5000}},
         {"filter": {"kind": ""}},

@@ -1,3 +1,4 @@
+import base64
 import uuid
 from datetime import timedelta
 
@@ -172,6 +173,14 @@ async def test_broadcasts_filter_by_mode_group_and_time(gql, rt, world):
 async def test_a_forged_cursor_is_bad_input(gql, world):
     body = await gql.as_(world.tokens["owner"])(LIST, first=5, after="bm9wZQ==")
     assert error_codes(body) == ["BAD_USER_INPUT"]
+
+
+async def test_a_cursor_with_a_time_without_zone_is_bad_input(gql, world):
+    # Review of issue 17, L1: a naive time reached Postgres and came back as a 500.
+    naive = base64.urlsafe_b64encode(f"2026-01-01T00:00:00|{uuid.uuid4()}".encode()).decode()
+    body = await gql.as_(world.tokens["owner"])(LIST, first=5, after=naive)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["field"] == "after"
 
 
 async def test_page_size_is_bounded(gql, world):

@@ -55,9 +55,14 @@ def _cursor(row: AuditLog) -> str:
 def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         at, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(at), uuid.UUID(ident)
+        moment = datetime.fromisoformat(at)
+        ident_ = uuid.UUID(ident)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadInput("not a cursor of this list", field="after") from None
+    # A time without a zone cannot be compared with the stored ones (Postgres refuses).
+    if moment.tzinfo is None:
+        raise BadInput("not a cursor of this list", field="after")
+    return moment, ident_
 
 
 def _check(flt: AuditFilter, first: int) -> None:

@@ -1,7 +1,7 @@
 // CSV files made in the browser from what the API answered (issue 17, point 5; why in
 // the browser: docs/decisions/reports-export.md). German Excel opens UTF-8 with a BOM
 // and semicolons; a comma is selectable. Cells that a spreadsheet would take for a
-// formula (= + - @, tab, carriage return first) get a leading apostrophe (OWASP).
+// formula (= + - @, tab, carriage return first, also after spaces) get a leading apostrophe (OWASP).
 
 export const BOM = "\uFEFF";
 export const SEPARATORS = [";", ","];
@@ -21,7 +21,7 @@ export function cell(value, sep = ";") {
   if (value === null || value === undefined) return "";
   if (typeof value === "number") return String(value);
   let text = String(value);
-  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  if (/^\s*[=+\-@\t\r]/.test(text)) text = `'${text}`;
   if (text.includes(sep) || /["\r\n]/.test(text)) text = `"${text.replaceAll('"', '""')}"`;
   return text;
 }

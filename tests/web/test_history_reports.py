@@ -264,7 +264,7 @@ def test_csv_cells_are_quoted_and_neutralised(browser: Browser, stack: WebStack)
         """async () => {
           const csv = await import("/js/csv.js");
           const cells = ["a;b", 'x"y', "one\\ntwo", "=1+2", "+1", "-1", "@A1", "\\tx",
-                         "plain", 5, null];
+                         "plain", 5, null, " =1+2", "\\n-1"];
           return { cells: cells.map((c) => csv.cell(c, ";")), comma: csv.cell("a,b", ","),
                    file: csv.toCsv(["h1", "h2"], [["a;b", "=x"]], ";") };
         }"""
@@ -281,6 +281,9 @@ def test_csv_cells_are_quoted_and_neutralised(browser: Browser, stack: WebStack)
         "plain",
         "5",
         "",
+        # A leading space or line break does not hide a formula (review of issue 17, L4).
+        "' =1+2",
+        '"\'\n-1"',
     ]
     assert result["comma"] == '"a,b"'
     assert result["file"] == '\ufeffh1;h2\r\n"a;b";\'=x\r\n'

@@ -8,11 +8,12 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from api.models import AuditLog, Broadcast
+from api.models import AuditLog, Broadcast, Command
 from api.services import agents
 from api.services.agents import Agent
 from schema.platform.types import gid
 from tests.conftest import error_codes
+from tests.test_audit_walk import TEXTS
 from tests.test_authorization import snapshot
 from tests.test_broadcast_reports import REPORT, _at, _report
 
@@ -102,3 +103,25 @@ async def test_a_broadcast_that_is_not_running_is_refused_with_a_reason(gql, rt,
     assert error_codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["extensions"]["reason"] == "BROADCAST_NOT_RUNNING"
     assert await snapshot(rt) == before
+
+
+async def test_a_second_stop_while_the_first_waits_returns_the_first(gql, rt, world):
+    # Review of issue 17, M2: a second click made a second command and a second entry
+    # "beendet" although it did nothing.
+    broadcast = await _running(gql, rt, world)
+    owner = gql.as_(world.tokens["owner"])
+    first = (await owner.ok(CANCEL, id=broadcast, reason="Fehlalarm"))["cancelBroadcast"]
+    second = (await owner.ok(CANCEL, id=broadcast))["cancelBroadcast"]
+    assert second["id"] == first["id"]
+    async with rt.db.reading() as s:
+        stops = list(await s.scalars(select(Command).where(Command.type == "cancelBroadcast")))
+        entries = list(
+            await s.scalars(select(AuditLog).where(AuditLog.action == "broadcast.cancel"))
+        )
+    assert [c.id for c in stops] == [uuid.UUID(first["id"])]
+    assert len(entries) == 1
+    # The entry says what happened: a stop was asked for, not that the broadcast ended.
+    de = (TEXTS / "de.js").read_text()
+    en = (TEXTS / "en.js").read_text()
+    assert '"audit.action.broadcast.cancel": "Beenden angefordert"' in de
+    assert '"audit.action.broadcast.cancel": "Stop requested"' in en

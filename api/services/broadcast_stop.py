@@ -13,9 +13,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from api.domain import validation
 from api.errors import BadInput
-from api.models import Broadcast, BroadcastStatus, Command, TriggerSource
+from api.models import Broadcast, BroadcastStatus, Command, CommandStatus, TriggerSource
 from api.runtime import Runtime
 from api.services import audit, commands
 from api.services.actor import Actor
@@ -59,11 +62,31 @@ def apply(broadcast: Broadcast, stop: StopIn | None, now: datetime) -> None:
     broadcast.stop_reason = clean(stop.reason, REASON_MAX)
 
 
+async def _open_stop(session: AsyncSession, broadcast: Broadcast, now: datetime) -> Command | None:
+    """The stop of this broadcast that still waits for the agent or is being carried out."""
+    rows = await session.scalars(
+        select(Command)
+        .where(
+            Command.tenant_id == broadcast.tenant_id,
+            Command.type == "cancelBroadcast",
+            Command.status.in_((CommandStatus.PENDING, CommandStatus.DELIVERED)),
+            Command.expires_at > now,
+        )
+        .order_by(Command.created_at)
+    )
+    # The payload is JSON; the few open stops of a tenant are compared here.
+    return next(
+        (c for c in rows if c.payload.get("broadcastId") == broadcast.agent_broadcast_id), None
+    )
+
+
 async def cancel(rt: Runtime, actor: Actor, broadcast_id: uuid.UUID, reason: str | None) -> Command:
     """Asks the agent to stop a running broadcast now (tenant admins).
 
     Refused with BAD_USER_INPUT (reason BROADCAST_NOT_RUNNING) when the history says it
-    is not running; the agent checks again (it may have ended meanwhile).
+    is not running; the agent checks again (it may have ended meanwhile). A second stop
+    while the first still waits for the agent returns the first: no second command and no
+    second audit entry (a stop that did nothing is not logged as one).
     """
     scope = actor.write_scope()
     if reason is not None:
@@ -74,6 +97,9 @@ async def cancel(rt: Runtime, actor: Actor, broadcast_id: uuid.UUID, reason: str
         broadcast = await scope.get(session, Broadcast, broadcast_id)
         if broadcast.status is not BroadcastStatus.RUNNING:
             raise BadInput("the broadcast is not running", field="id", reason=NOT_RUNNING)
+        waiting = await _open_stop(session, broadcast, rt.clock())
+        if waiting is not None:
+            return waiting
         command = await commands.enqueue(
             session,
             rt,

@@ -571,7 +571,7 @@ export default {
   "audit.action.broadcast.update_agent": "Rundruf-Nummer oder PIN geändert",
   "audit.action.broadcast.update_options": "Quorum oder Wiederholungen geändert",
   "audit.action.broadcast.trigger": "Rundruf ausgelöst",
-  "audit.action.broadcast.cancel": "Rundruf beendet",
+  "audit.action.broadcast.cancel": "Beenden angefordert",
   "audit.action.broadcast.trigger_lost": "Auslösung nicht ausgeführt",
   "audit.action.broadcast.trigger_lost_withdrawn": "Meldung „nicht ausgeführt“ zurückgenommen",
   "audit.action.announcement.upload": "Ansage hochgeladen",

@@ -571,7 +571,7 @@ export default {
   "audit.action.broadcast.update_agent": "Broadcast number or PIN changed",
   "audit.action.broadcast.update_options": "Quorum or repetitions changed",
   "audit.action.broadcast.trigger": "Broadcast triggered",
-  "audit.action.broadcast.cancel": "Broadcast stopped",
+  "audit.action.broadcast.cancel": "Stop requested",
   "audit.action.broadcast.trigger_lost": "Trigger not carried out",
   "audit.action.broadcast.trigger_lost_withdrawn": "\"Not carried out\" withdrawn",
   "audit.action.announcement.upload": "Announcement uploaded",

@@ -125,3 +125,14 @@ async def test_a_second_stop_while_the_first_waits_returns_the_first(gql, rt, wo
     en = (TEXTS / "en.js").read_text()
     assert '"audit.action.broadcast.cancel": "Beenden angefordert"' in de
     assert '"audit.action.broadcast.cancel": "Stop requested"' in en
+
+
+async def test_a_stop_waits_for_the_agent_as_long_as_an_alarm(gql, rt, world):
+    # Review of issue 17, M1: a stop 15 minutes late is still wanted while the broadcast runs.
+    broadcast = await _running(gql, rt, world)
+    sent = (await gql.as_(world.tokens["owner"]).ok(CANCEL, id=broadcast))["cancelBroadcast"]
+    async with rt.db.reading() as s:
+        command = await s.get(Command, uuid.UUID(sent["id"]))
+    assert command is not None
+    waits = command.expires_at - command.created_at
+    assert waits.total_seconds() >= rt.settings.alarm_command_expiry_seconds - 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -110,6 +110,9 @@ async def cancel(rt: Runtime, actor: Actor, broadcast_id: uuid.UUID, reason: str
                 "requestedBy": await commands.requested_by(session, actor),
                 "reason": reason,
             },
+            # A stop is wanted for as long as the broadcast runs, also when the agent is
+            # back only late (as an alarm waits); the agent ignores one for a finished one.
+            expires_in=timedelta(seconds=rt.settings.alarm_command_expiry_seconds),
         )
         audit.record(
             session,

@@ -13,18 +13,19 @@ const COMMAND = "query($id: ID!) { command(id: $id) { id type status error resul
  *
  * `onProgress(command, waiting)`: `waiting` is the words for an open command while the
  * agent is away (it stays queued and runs once the agent reports), else null.
+ * `signal` (an AbortSignal): stop waiting; resolves to the command as last seen.
  */
-export function untilDone(command, live, onProgress = () => {}) {
+export function untilDone(command, live, onProgress = () => {}, signal = null) {
   return new Promise((resolve) => {
     let finished = false;
     let last = command;
     const tell = () => last.status && onProgress(last, TERMINAL.has(last.status) ? null : waitingText());
     const unwatch = onAgentChange(() => !finished && tell());
-    const finish = (c) => {
+    const finish = (c, force = false) => {
       if (finished) return;
       last = c;
-      tell();
-      if (!TERMINAL.has(c.status)) return;
+      if (!force) tell();
+      if (!force && !TERMINAL.has(c.status)) return;
       finished = true;
       stop();
       unwatch();
@@ -38,6 +39,7 @@ export function untilDone(command, live, onProgress = () => {}) {
     );
     const reread = () => gql(COMMAND, { id: command.id }).then((d) => finish(d.command), () => {});
     const timer = setInterval(reread, 2000);
+    signal?.addEventListener("abort", () => finish(last, true), { once: true });
     reread();
   });
 }

@@ -88,3 +88,34 @@ def test_a_viewer_sees_no_stop_button(browser: Browser, stack: WebStack) -> None
     page.locator("tbody tr").first.get_by_role("link").click()
     expect(page.get_by_test_id("broadcast-status")).to_have_text("läuft")
     expect(page.get_by_role("button", name="Rundruf beenden")).to_have_count(0)
+
+
+def test_a_stop_while_the_agent_is_away_names_the_phone_route_and_goes_when_it_ended(
+    browser: Browser, stack: WebStack
+) -> None:
+    # Review of issue 17, M1: the page said only "Gespeichert; wartet auf den Rundruf
+    # Manager Service …", and that stayed after the broadcast had ended.
+    fern = _customer_with_admin(stack, "fern")
+    assert fern.agent is not None  # a GraphQL client that never sends a heartbeat: away
+    running = [_event(1, "Anna", "started", 1), _event(2, "Anna", "ringing", 2)]
+    fern.agent(REPORT, input=_report("RUNNING", running))
+    page = open_page(browser, stack.url)
+    sign_in(page, _admin_email("fern"), ADMIN_PASSWORD)
+    nav(page, "Verlauf")
+    page.locator("tbody tr").first.get_by_role("link").click()
+    expect(page.get_by_test_id("broadcast-status")).to_have_text("läuft")
+    page.get_by_role("button", name="Rundruf beenden").click()
+    dialog = page.get_by_role("dialog", name="Rundruf beenden?")
+    dialog.get_by_role("button", name="Rundruf beenden").click()
+    waiting = page.locator("main [role=status]").filter(
+        has_text="Der Rundruf läuft weiter, bis der Agent erreichbar ist"
+    )
+    expect(waiting).to_contain_text("sofort beenden per Telefon: 299 anrufen, PIN eingeben, 0")
+    expect(page.get_by_text("Gespeichert; wartet")).to_have_count(0)
+    # The broadcast ends (by phone): the waiting message goes, live.
+    stop = {"via": "PHONE", "at": _at(5), "by": "+4930123"}
+    ended = [_event(3, "Anna", "ended", 5, outcome="NO_ANSWER", detail="broadcastStopped")]
+    fern.agent(REPORT, input=_report("CANCELLED", running + ended, finishedAt=_at(6), stop=stop))
+    expect(page.get_by_test_id("stopped-by")).to_contain_text("per Telefon")
+    expect(waiting).to_have_count(0)
+    expect(page.locator("main .error")).to_have_count(0)

@@ -6,7 +6,7 @@ import { dateTime, h, messages, replace, showError, time } from "../ui.js";
 import { createOverview } from "./broadcast_overview.js";
 import { createReport } from "./broadcast_report.js";
 import { list } from "./history_list.js";
-import { STOP_FIELDS, stopButton, stoppedFacts } from "./broadcast_stop.js";
+import { STOP_FIELDS, STOP_ROUTE, settleStop, stopButton, stoppedFacts } from "./broadcast_stop.js";
 
 const FIELDS = `id groupName mode status outcome confirmedCount triggerSource triggerCallerNumber triggerCallerName startedAt finishedAt
   memberCount quorum quorumReachedAt note failureCode ${STOP_FIELDS}`;
@@ -14,9 +14,9 @@ const ATTEMPTS = `attempts { id memberName memberExtension attemptNo startedAt r
   heldAt resumedAt confirmedAt endedAt outcome detail lateReason lateFrom lateUntil }`;
 const LIST = `query($after: String) { broadcasts(first: 20, after: $after) {
   nodes { ${FIELDS} } pageInfo { endCursor hasNextPage } } }`;
-const ONE = `query($id: ID!) { broadcast(id: $id) { ${FIELDS} ${ATTEMPTS} } }`;
+const ONE = `query($id: ID!) { broadcast(id: $id) { ${FIELDS} ${STOP_ROUTE} ${ATTEMPTS} } }`;
 const LIVE_LIST = `subscription { broadcastUpdated { ${FIELDS} } }`;
-const LIVE_ONE = `subscription($id: ID!) { broadcastUpdated(broadcastId: $id) { ${FIELDS} ${ATTEMPTS} } }`;
+const LIVE_ONE = `subscription($id: ID!) { broadcastUpdated(broadcastId: $id) { ${FIELDS} ${STOP_ROUTE} ${ATTEMPTS} } }`;
 const STEPS = ["startedAt", "ringingAt", "answeredAt", "heldAt", "resumedAt", "confirmedAt", "endedAt"];
 
 // An attempt's steps in the order they happened: a member may hold the call after taking
@@ -127,6 +127,7 @@ function detail(live, container, id, me) {
   box.after(report.section);
 
   function show(b) {
+    settleStop(b);
     report.update(b);
     const members = new Map();
     const sorted = [...b.attempts].sort((x, y) => x.memberName.localeCompare(y.memberName) || x.attemptNo - y.attemptNo);

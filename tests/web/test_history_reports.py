@@ -374,3 +374,26 @@ def test_the_printed_report_says_who_stopped_the_broadcast(
     report = page.get_by_test_id("print-report")
     expect(report).to_contain_text("beendet von +49 170 1234567 (per Telefon)")
     shot(page, artifacts, "history-print-stopped")
+
+
+def test_audit_details_are_worded_with_modes_and_local_times(
+    browser: Browser, stack: WebStack
+) -> None:
+    # Review of issue 17, L2: "Modus: 2", and notice.report's caller_number, count and
+    # at (as ISO text) stood on the German page as they are stored.
+    page = open_page(browser, stack.url)
+    result = page.evaluate(
+        """async () => {
+          const audit = await import("/js/pages/audit.js");
+          const ui = await import("/js/ui.js");
+          return {
+            trigger: audit.detailsText({ mode: 2 }),
+            notice: audit.detailsText({ caller_number: "+4930123", count: 3,
+                                        at: "2026-12-07T10:00:05+00:00" }),
+            local: ui.dateTime("2026-12-07T10:00:05+00:00"),
+          };
+        }"""
+    )
+    assert result["trigger"] == "Modus: Alarm (hinterlegte Nachricht)"
+    assert result["notice"] == f"Anrufer: +4930123, Anzahl: 3, Zeitpunkt: {result['local']}"
+    assert "T10:00:05" not in result["local"]

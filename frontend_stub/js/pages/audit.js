@@ -13,6 +13,8 @@ const QUERY = `query($first: Int!, $after: String, $filter: AuditFilter) {
 export const KINDS = ["tenant", "license", "user", "password", "installation", "pbx_settings", "pbx", "directory",
   "group", "broadcast", "announcement", "audio", "notice"];
 const PAGE = 50;
+// BroadcastMode's numbers (api/models/enums.py) as the schema names them.
+const MODES = { 1: "TEST", 2: "ALARM", 3: "ALARM_RECORDED" };
 
 function dayStart(value, plusDays = 0) {
   if (!value) return null;
@@ -29,7 +31,7 @@ function actionText(action) {
 
 // Details are short values (names, counts, ids); never secrets (the service writes none).
 // Their names are codes, worded where known; yes/no for flags.
-function detailsText(details) {
+export function detailsText(details) {
   const word = (k) => {
     const key = `audit.detail.${k}`;
     const text = t(key);
@@ -38,6 +40,8 @@ function detailsText(details) {
   const value = (k, v) => {
     if (typeof v === "boolean") return t(v ? "yes" : "no");
     if (k === "role") return t(`role.${String(v).toUpperCase()}`); // stored as its value
+    if (k === "mode" && MODES[v]) return t(`mode.${MODES[v]}`); // stored as its number
+    if (k === "at" && typeof v === "string") return dateTime(v); // stored as ISO text
     return typeof v === "object" ? JSON.stringify(v) : v;
   };
   return Object.entries(details || {}).map(([k, v]) => `${word(k)}: ${value(k, v)}`).join(", ");

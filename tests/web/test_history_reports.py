@@ -216,6 +216,7 @@ def test_the_list_reports_results_filters_and_exports(
     raw, table = _csv(page, "Alle Anrufe als CSV")
     assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw
     header, *lines = table
+    lines = lines[: lines.index([])]  # the summary follows after a blank line
     attempts = admin(
         "query($id: ID!) { broadcast(id: $id) { attempts { memberName outcome } } }",
         id=api[0]["id"],
@@ -369,11 +370,44 @@ def test_the_printed_report_says_who_stopped_the_broadcast(
     nav(page, "Verlauf")
     row = page.locator("tbody tr[data-outcome=CANCELLED]")
     expect(row.get_by_test_id("result")).to_have_text("1/2 bestätigt")
+    # One set of words (review of issue 17, L3): the list, its CSV with who stopped it,
+    # how, when and why, the detail, the printed report and the broadcast's CSV.
+    expect(row.locator(".state")).to_have_text("beendet")
+    _, table = _csv(page, "Als CSV herunterladen")
+    header, line = table
+    assert header[-5:] == [
+        "beendet von",
+        "beendet wie",
+        "beendet am",
+        "Grund des Beendens",
+        "Kennung",
+    ]
+    assert line[-5:-2] == ["'+49 170 1234567", "per Telefon", _csv_time(page, stopped.isoformat())]
+    assert line[header.index("Zustand")] == "beendet"
     row.get_by_role("link").click()
+    expect(page.get_by_test_id("broadcast-status")).to_have_text("beendet")
+    bernd = page.locator("[data-member='Bernd']")
+    expect(bernd.first).to_contain_text("nicht erreicht")
+    _, table = _csv(page, "Alle Anrufe als CSV")
+    header, *lines = table
+    blank = lines.index([])
+    attempts, summary = lines[:blank], {r[0]: r[1:] for r in lines[blank + 1 :]}
+    outcome = header.index("Ergebnis")
+    assert sorted(line[outcome] for line in attempts) == ["bestätigt", "nicht erreicht"]
+    assert summary["Zustand"] == ["beendet"] and summary["Ergebnis"] == ["1/2 bestätigt"]
+    assert summary["beendet von"] == ["'+49 170 1234567"]
+    assert summary["beendet wie"] == ["per Telefon"]
     page.emulate_media(media="print")
     report = page.get_by_test_id("print-report")
     expect(report).to_contain_text("beendet von +49 170 1234567 (per Telefon)")
+    members = report.locator(".report-members tbody tr[data-report-member='Bernd']")
+    expect(members).to_contain_text("nicht erreicht")
     shot(page, artifacts, "history-print-stopped")
+
+
+def _csv_time(page: Page, iso: str) -> str:
+    """The CSV's local time of `iso`, as the browser writes it."""
+    return str(page.evaluate("async (iso) => (await import('/js/csv.js')).csvTime(iso)", iso))
 
 
 def test_audit_details_are_worded_with_modes_and_local_times(

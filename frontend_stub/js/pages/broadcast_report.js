@@ -5,7 +5,8 @@
 import { csvTime, download, separator, stamp, toCsv } from "../csv.js";
 import { t } from "../i18n.js";
 import { dateTime, h, replace, time } from "../ui.js";
-import { resultText } from "./history_list.js";
+import { memberState } from "./broadcast_overview.js";
+import { resultText, STOP_COLUMNS, stopCells } from "./history_list.js";
 
 const STEPS = ["startedAt", "ringingAt", "answeredAt", "heldAt", "resumedAt", "confirmedAt", "endedAt"];
 
@@ -48,7 +49,18 @@ export function broadcastCsv(b, { attemptDetail }) {
   const rows = [...byMember(b).values()].flat().map((a) => [a.memberName, a.memberExtension || "", a.attemptNo,
     a.outcome ? t(`outcome.${a.outcome}`) : "", ...STEPS.map((s) => csvTime(a[s])),
     a.detail ? attemptDetail(a.detail) : "", a.lateReason ? t(`lateShort.${a.lateReason}`) : ""]);
-  return toCsv(header, rows, separator());
+  // The summary after a blank line: the attempts' header stays the file's first line.
+  const stop = stopCells(b);
+  const summary = [
+    [t("report.summary")],
+    [t("history.group"), b.groupName], [t("history.mode"), t(`mode.${b.mode}`)],
+    [t("history.caller"), callerText(b)],
+    [t("report.start"), csvTime(b.startedAt)], [t("report.end"), csvTime(b.finishedAt)],
+    [t("report.durationLabel"), duration(b)], [t("history.state"), t(`outcomeState.${b.outcome}`)],
+    [t("history.result"), resultText(b)], [t("history.quorum"), b.quorum ?? ""],
+    ...STOP_COLUMNS.map((k, i) => [t(k), stop[i]]),
+  ];
+  return toCsv(header, [...rows, [], ...summary], separator());
 }
 
 function printable(b) {
@@ -78,7 +90,9 @@ function printable(b) {
         const last = memberOutcome(attempts);
         return h("tr", { "data-report-member": name },
           h("td", {}, name), h("td", {}, last.memberExtension || ""), h("td", { class: "num" }, attempts.length),
-          h("td", {}, last.outcome ? t(`outcome.${last.outcome}`) : "–"), h("td", {}, last.confirmedAt ? time(last.confirmedAt) : ""));
+          // The member's state in the overview's words (broadcast_overview.js), so the
+          // printed report and the screen say the same.
+          h("td", {}, t(`overview.state.${memberState(attempts)}`)), h("td", {}, last.confirmedAt ? time(last.confirmedAt) : ""));
       }))),
     h("h2", {}, t("report.timeline")),
     h("table", { class: "report-timeline" }, head("report.time", "report.member", "report.attempt", "report.step"),

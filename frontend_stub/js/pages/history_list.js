@@ -8,7 +8,8 @@ import { t } from "../i18n.js";
 import { clearMessages, dateTime, field, h, labelRows, messages, replace, select, showError, showProgress, table } from "../ui.js";
 
 export const LIST_FIELDS = `id groupName mode status outcome confirmedCount triggerSource triggerCallerNumber
-  triggerCallerName startedAt finishedAt memberCount quorum quorumReachedAt note failureCode`;
+  triggerCallerName startedAt finishedAt memberCount quorum quorumReachedAt note failureCode
+  stoppedAt stoppedBy stoppedVia stopReason`;
 const PAGE = 20;
 const LIST = `query($first: Int!, $after: String, $filter: BroadcastFilter) {
   broadcasts(first: $first, after: $after, filter: $filter) {
@@ -50,13 +51,21 @@ function filterOf(form) {
   return filter;
 }
 
+// Who stopped a broadcast, how, when and why (issue 17, point 2), as CSV cells.
+export const STOP_COLUMNS = ["stop.col.by", "stop.col.via", "stop.col.at", "stop.col.reason"];
+export function stopCells(b) {
+  if (!b.stoppedAt) return ["", "", "", ""];
+  return [b.stoppedBy || t("stop.unknown"), t(`stop.via.${b.stoppedVia}`), csvTime(b.stoppedAt), b.stopReason || ""];
+}
+
 function csvRows(nodes) {
   const header = ["history.started", "history.finished", "history.group", "history.mode", "history.state",
     "history.confirmed", "history.members", "history.quorum", "history.source", "history.callerName",
-    "history.callerNumber", "history.id"].map((k) => t(k));
+    "history.callerNumber", ...STOP_COLUMNS, "history.id"].map((k) => t(k));
   const rows = nodes.map((b) => [csvTime(b.startedAt), csvTime(b.finishedAt), b.groupName,
     t(`mode.${b.mode}`), t(`outcomeState.${b.outcome}`), b.confirmedCount, b.memberCount, b.quorum ?? "",
-    t(`triggerSource.${b.triggerSource}`), b.triggerCallerName || "", b.triggerCallerNumber || "", b.id]);
+    t(`triggerSource.${b.triggerSource}`), b.triggerCallerName || "", b.triggerCallerNumber || "",
+    ...stopCells(b), b.id]);
   return [header, rows];
 }
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from api.models import AuditLog, Broadcast, Command
+from api.models import AuditLog, Broadcast, Command, CommandStatus
 from api.services import agents
 from api.services.agents import Agent
 from schema.platform.types import gid
@@ -136,3 +136,24 @@ async def test_a_stop_waits_for_the_agent_as_long_as_an_alarm(gql, rt, world):
     assert command is not None
     waits = command.expires_at - command.created_at
     assert waits.total_seconds() >= rt.settings.alarm_command_expiry_seconds - 1
+
+
+async def test_a_second_stop_after_the_agent_carried_out_the_first_returns_it(gql, rt, world):
+    # The reviewer's double click: the agent had already done the first stop, but its
+    # report that the broadcast ended had not come yet (review of issue 17, M2).
+    broadcast = await _running(gql, rt, world)
+    owner = gql.as_(world.tokens["owner"])
+    first = (await owner.ok(CANCEL, id=broadcast))["cancelBroadcast"]
+    async with rt.db.transaction() as s:
+        command = await s.get(Command, uuid.UUID(first["id"]))
+        assert command is not None
+        command.status = CommandStatus.SUCCEEDED
+    second = (await owner.ok(CANCEL, id=broadcast))["cancelBroadcast"]
+    assert second["id"] == first["id"]
+    # A stop that failed is no stop: the next one is a new command.
+    async with rt.db.transaction() as s:
+        command = await s.get(Command, uuid.UUID(first["id"]))
+        assert command is not None
+        command.status = CommandStatus.FAILED
+    third = (await owner.ok(CANCEL, id=broadcast))["cancelBroadcast"]
+    assert third["id"] != first["id"]

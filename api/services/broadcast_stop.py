@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain import validation
@@ -63,14 +63,20 @@ def apply(broadcast: Broadcast, stop: StopIn | None, now: datetime) -> None:
 
 
 async def _open_stop(session: AsyncSession, broadcast: Broadcast, now: datetime) -> Command | None:
-    """The stop of this broadcast that still waits for the agent or is being carried out."""
+    """The stop of this broadcast that still waits for the agent, is being carried out, or
+    was carried out while the agent's report that the broadcast ended is still on its way."""
     rows = await session.scalars(
         select(Command)
         .where(
             Command.tenant_id == broadcast.tenant_id,
             Command.type == "cancelBroadcast",
-            Command.status.in_((CommandStatus.PENDING, CommandStatus.DELIVERED)),
-            Command.expires_at > now,
+            or_(
+                Command.status == CommandStatus.SUCCEEDED,
+                and_(
+                    Command.status.in_((CommandStatus.PENDING, CommandStatus.DELIVERED)),
+                    Command.expires_at > now,
+                ),
+            ),
         )
         .order_by(Command.created_at)
     )

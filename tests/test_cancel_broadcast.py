@@ -3,6 +3,7 @@ the stop as the agent reports it ("beendet von ...")."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -157,3 +158,15 @@ async def test_a_second_stop_after_the_agent_carried_out_the_first_returns_it(gq
         command.status = CommandStatus.FAILED
     third = (await owner.ok(CANCEL, id=broadcast))["cancelBroadcast"]
     assert third["id"] != first["id"]
+
+
+async def test_two_stops_at_once_make_one_command(gql, rt, world):
+    broadcast = await _running(gql, rt, world)
+    owner = gql.as_(world.tokens["owner"])
+    both = await asyncio.gather(*(owner.ok(CANCEL, id=broadcast) for _ in range(2)))
+    assert len({b["cancelBroadcast"]["id"] for b in both}) == 1
+    async with rt.db.reading() as s:
+        entries = list(
+            await s.scalars(select(AuditLog).where(AuditLog.action == "broadcast.cancel"))
+        )
+    assert len(entries) == 1

@@ -103,6 +103,10 @@ async def cancel(rt: Runtime, actor: Actor, broadcast_id: uuid.UUID, reason: str
         broadcast = await scope.get(session, Broadcast, broadcast_id)
         if broadcast.status is not BroadcastStatus.RUNNING:
             raise BadInput("the broadcast is not running", field="id", reason=NOT_RUNNING)
+        # Two clicks at once: the row lock makes the second see the first's command.
+        await session.execute(
+            select(Broadcast.id).where(Broadcast.id == broadcast.id).with_for_update()
+        )
         waiting = await _open_stop(session, broadcast, rt.clock())
         if waiting is not None:
             return waiting

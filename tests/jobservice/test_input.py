@@ -48,7 +48,8 @@ BAD_BODIES = [
     pytest.param(job_body(key=17), "idempotencyKey", "1-128", id="key-number"),
     pytest.param(without("mode"), "mode", "required", id="no-mode"),
     pytest.param(job_body(mode=4), "mode", "1 (test)", id="mode-4"),
-    pytest.param(job_body(mode=0), "mode", "1 (test)", id="mode-0"),
+    # 0 is a stop job (issue 17); below it there is no mode.
+    pytest.param(job_body(mode=-1), "mode", "1 (test)", id="mode-negative"),
     pytest.param(job_body(mode="2"), "mode", "1 (test)", id="mode-string"),
     pytest.param(job_body(mode=2.0), "mode", "1 (test)", id="mode-float"),
     pytest.param(job_body(mode=True), "mode", "1 (test)", id="mode-bool"),

@@ -348,7 +348,8 @@ def test_the_audit_page_shows_the_changes_made_here(
 def test_the_printed_report_says_who_stopped_the_broadcast(
     browser: Browser, stack: WebStack, artifacts: Path
 ) -> None:
-    customer = new_customer(stack, "Halt GmbH", "halt")
+    # Not "Halt GmbH": test_stop_broadcast.py makes that tenant in the same web stack.
+    customer = new_customer(stack, "Stopp GmbH", "stopp")
     assert customer.agent is not None
     start = _day(1)
     stopped = start + timedelta(seconds=40)

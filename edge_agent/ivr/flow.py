@@ -46,6 +46,8 @@ RECORD_TAKES = int(definition.setting("record_takes"))
 # frame of it was speech to the SIP line's recorder, sip/recording.py), has no message
 # in it: "Die Aufnahme ist fehlgeschlagen", and the caller records again.
 MIN_RECORDING_S = 0.5
+# Under attack the turn is asked for again this often once the first estimate is over.
+TURN_POLL_S = 1.0
 SPEECH_PEAK = 328
 BYTES_PER_SECOND = definition.SAMPLE_RATE * definition.SAMPLE_WIDTH
 # Silence kept before the first sound of a message: members heard the 1-2 s the caller
@@ -79,6 +81,8 @@ class Throttle(Protocol):
     the next try; `right`, `wrong` or `unused` settles it."""
 
     async def wait(self, agent_number: str, caller: str) -> float: ...
+
+    async def left(self, agent_number: str, caller: str) -> float: ...
 
     async def right(self, agent_number: str, caller: str) -> None: ...
 
@@ -232,8 +236,12 @@ class TriggerCall:
         end = loop.time() + wait
         await self.say("wait")
         rest = end - loop.time()  # the prompt took some of the wait already
-        if rest > 0:
+        if rest > 0:  # at most a gap per call waiting ahead at the claim
             await self.sleep(rest)
+        # Under attack the queue hands tries out one by one, to the calls still waiting:
+        # asked again until the try is ours.
+        while (rest := await self.throttle.left(self.agent_number, self.caller)) > 0:
+            await self.sleep(min(rest, TURN_POLL_S))
 
     # -- menu ------------------------------------------------------------------------
 

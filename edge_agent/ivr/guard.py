@@ -17,8 +17,11 @@ whose store has no lock across calls):
 - Once the group's notice threshold is reached within the window (an attack, and the
   notice has gone out), tries from anyone at that agent number are at least
   AGENT_GAP_S apart: rotating numbers no longer multiplies the guesses. A slow-down,
-  never a lock: the right PIN still gets through, after the tries claimed before it
-  (at most one per call under way, so at most MAX_INCOMING gaps).
+  never a lock: tries go one per gap to the calls still waiting, oldest first; a call
+  that hangs up leaves the queue and those behind it move up (no turn is handed out
+  ahead of time, so calls that come and go cannot push the queue into the future:
+  review 2 of issue 16, finding 1). The right PIN waits at most a gap per call still
+  waiting ahead of it (at most MAX_INCOMING gaps).
 
 Claims live in memory: they belong to calls under way, which a restart ends anyway.
 """
@@ -50,13 +53,14 @@ AGENT_GAP_S = 5.0
 CLAIM_TTL_S = 300.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Claim:
     caller: str  # caller_key
-    at: float  # when the try may be taken (the clock's time)
-    # Its place in the agent number's queue under attack (AGENT_GAP_S apart); kept apart
-    # from `at`, so that one caller's own long delay does not push anyone else back.
-    turn: float
+    at: float  # the earliest the try may be taken by the caller's own delay (the clock's time)
+    # Under attack the claim waits in the agent number's queue of calls still connected
+    # (FIFO): one try per AGENT_GAP_S, to the oldest waiter whose own delay is over.
+    queued: bool = False
+    given: bool = False  # its try was handed out (not queued, or its turn came)
 
 
 class PinGuard:
@@ -77,25 +81,60 @@ class PinGuard:
         self.clock = clock
         self.agent_gap_s = agent_gap_s
         self._claims: dict[str, list[Claim]] = {}  # per agent number, oldest first
-        self._used: dict[str, float] = {}  # per agent number: the last used try's turn
+        self._given: dict[str, float] = {}  # per agent number: when the last try was handed out
         self._claiming = asyncio.Lock()
 
     async def wait(self, agent_number: str, caller: str) -> float:
-        """Claims `caller`'s next PIN try: the seconds to wait before it is taken. The call
-        then settles the claim with `right`, `wrong` or `unused`."""
+        """Claims `caller`'s next PIN try: about the seconds to wait before it is taken (under
+        attack an estimate: ask `left` until it says 0). The call then settles the claim with
+        `right`, `wrong` or `unused`."""
         async with self._claiming:  # two claims at once must see each other
             now = self.clock()
             throttle = await self._look(agent_number)
             claims = [c for c in self._claims.get(agent_number, []) if now - c.at < CLAIM_TTL_S]
-            claim = Claim(caller_key(caller), now, now)
+            claim = Claim(caller_key(caller), now)
             if throttle is not None:
-                claim = self._claim(agent_number, throttle, claims, caller, now)
+                claim = self._claim(throttle, claims, caller, now)
             self._claims[agent_number] = [*claims, claim]
-            return claim.at - now
+            return self._left(agent_number, claim, now)
+
+    async def left(self, agent_number: str, caller: str) -> float:
+        """The seconds until `caller`'s claimed try may be taken, 0 once it is handed out.
+        Asked again while waiting, so that a waiter ahead who hangs up moves everyone up."""
+        async with self._claiming:
+            key = caller_key(caller)
+            claims = self._claims.get(agent_number, [])
+            waiting = [c for c in claims if c.caller == key and not c.given]
+            if not waiting:
+                return 0.0
+            return self._left(agent_number, waiting[0], self.clock())
+
+    def _left(self, agent_number: str, claim: Claim, now: float) -> float:
+        """`claim`'s wait as of now; hands its try out when its turn has come."""
+        if claim.given:
+            return max(0.0, claim.at - now)
+        own = max(0.0, claim.at - now)
+        if not claim.queued:
+            claim.given = own <= 0
+            return own
+        # FIFO of the calls still connected: the try after the last one handed out goes to
+        # the oldest waiter whose own delay is over; every waiter ahead costs one gap.
+        ahead = 0
+        for other in self._claims.get(agent_number, []):
+            if other is claim:
+                break
+            if other.queued and not other.given and other.at <= now:
+                ahead += 1
+        last = self._given.get(agent_number)
+        first = now if last is None else max(now, last + self.agent_gap_s)
+        turn = max(own, first - now + ahead * self.agent_gap_s)
+        if turn <= 0:
+            claim.given = True
+            self._given[agent_number] = now
+        return turn
 
     def _claim(
         self,
-        agent_number: str,
         throttle: AgentThrottle,
         claims: list[Claim],
         caller: str,
@@ -109,26 +148,21 @@ class PinGuard:
         if own:  # each try claimed before counts as a wrong PIN until settled
             count = throttle.count(caller, now, rules) + len(own)
             at = max(at, own[-1] + rules.delays[min(count, len(rules.delays) - 1)])
-        turn = now
         recent = sum(1 for t in throttle.wrong_pins if now - t < rules.notice_window_s)
-        if recent >= rules.notice_threshold:  # under attack: one try per gap, from anyone
-            taken = [c.turn for c in claims]
-            if agent_number in self._used:
-                taken.append(self._used[agent_number])
-            if taken:
-                turn = max(now, max(taken) + self.agent_gap_s)
-        return Claim(key, max(at, turn), turn)
+        # Under attack: one try per gap, from anyone, in the order of the waiting calls.
+        return Claim(key, at, queued=recent >= rules.notice_threshold)
 
     def _settle(self, agent_number: str, caller: str, *, used: bool) -> None:
-        """The caller's oldest claim at `agent_number` is settled; a used try keeps its turn
-        (the next comes a gap after it), an unused one frees it."""
+        """The caller's oldest claim at `agent_number` is settled and removed: a waiter that
+        hangs up leaves the queue, everyone behind it moves up. A used try that was not
+        queued still counts as handed out (the next queued one comes a gap after it)."""
         claims = self._claims.get(agent_number, [])
         key = caller_key(caller)
         for n, claim in enumerate(claims):
             if claim.caller == key:
                 del claims[n]
-                if used:
-                    self._used[agent_number] = max(claim.turn, self._used.get(agent_number, 0.0))
+                if used and not claim.queued:
+                    self._given[agent_number] = max(claim.at, self._given.get(agent_number, 0.0))
                 return
 
     async def unused(self, agent_number: str, caller: str) -> None:

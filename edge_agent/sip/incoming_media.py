@@ -48,6 +48,9 @@ class SipCallerLine:
         self._sequence: int | None = None
         self._timestamp: int | None = None
         self._stopped_at = 0.0
+        # Seconds the IVR itself made the caller wait (the PIN throttle): they do not
+        # count against `Accept.pin_stage_s` (incoming.py pushes its timer back).
+        self.pin_stage_extended = 0.0
 
     @property
     def call_id(self) -> str:
@@ -69,6 +72,10 @@ class SipCallerLine:
         """The caller passed the check (the PIN): the call no longer counts against its
         caller number's cap, and `Accept.pin_stage_s` no longer applies (incoming.py)."""
         self._call.authenticated.set()
+
+    def pin_stage_extend(self, seconds: float) -> None:
+        """The IVR makes the caller wait `seconds`: the PIN stage's limit moves back as far."""
+        self.pin_stage_extended += max(0.0, seconds)
 
     def _check(self) -> None:
         if self._call.gone.is_set():

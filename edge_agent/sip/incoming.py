@@ -26,12 +26,13 @@ number (P-Asserted-Identity, Diversion, History-Info) are only ever read from th
 Bounds: at most `limit` incoming calls at once (MAX_INCOMING, counting those still
 ringing or waiting for their ACK); the next gets 486 Busy Here with Retry-After. A call
 gives its place back as soon as it has ended: our BYE's transaction, and a refusal's
-wait for its ACK, go on without it (review of issue 16, finding 2). At most
-`per_caller` of them from one caller number that has not passed its check (the handler
-calls `authenticated()` on its line after the PIN), and that stage lasts at most
-`Accept.pin_stage_s`. A router that raises answers 500. Nothing of a hostile INVITE raises
-here: what cannot be read is an unknown number (`called_number.py`), an INVITE
-without a usable Contact gets 400.
+wait for its ACK, go on without it (review of issue 16, finding 2). At most `unacked`
+of them wait for their ACK: the next INVITE drops the oldest silently (a blind spoofer
+cannot ACK; second review, finding 2). At most `per_caller` of them from one caller
+number that has not passed its check (the handler calls `authenticated()` on its line
+after the PIN), and that stage lasts at most `Accept.pin_stage_s`. A router that raises
+answers 500. Nothing of a hostile INVITE raises here: what cannot be read is an unknown
+number (`called_number.py`), an INVITE without a usable Contact gets 400.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ log = logging.getLogger(__name__)
 
 MAX_INCOMING = 20  # incoming calls at once; a trigger line needs a few
 MAX_PER_CALLER = 3  # of them from one caller number before its PIN
+# Of them not yet acknowledged (ringing, or our 200 waiting for its ACK): a blind spoofer
+# with the PBX's address makes only such calls (second review of issue 16, finding 2).
+MAX_UNACKED = 5
 MAX_CALL_S = 900.0  # the longest an incoming call lasts, whatever its handler does
 BUSY_RETRY_S = 30
 CLOSE_GRACE_S = 2.0  # for the BYEs of the calls under way when the agent stops
@@ -150,6 +154,7 @@ class IncomingCalls:
     proxy: Address | None = None  # the outbound proxy our BYEs go to (the PBX)
     limit: int = MAX_INCOMING
     per_caller: int = MAX_PER_CALLER
+    unacked: int = MAX_UNACKED
     max_call_s: float = MAX_CALL_S
     resolver: MediaHostResolver | None = None
     # Who may call besides the account's server host (see the module text).
@@ -168,12 +173,25 @@ class IncomingCalls:
         if not self.trusts(source[0]):
             self._refused_stranger(source)
             return response_to(request, 403, "Forbidden", new_tag())
+        offer = self._describe(request, source)
+        try:
+            decision = self.router.route(offer)
+        except Exception:
+            log.exception("the router failed on the incoming call %s", request.call_id)
+            return response_to(request, 500, "Server Internal Error", new_tag())
+        if isinstance(decision, Refuse):
+            refused = response_to(request, decision.status, decision.reason, new_tag())
+            if decision.retry_after is not None:
+                refused.headers.add("Retry-After", str(decision.retry_after))
+            return refused
+        # Only a call that will be taken makes room (an INVITE for an unknown number
+        # drops nobody's call).
+        self._drop_oldest_unacked()
         if len(self.calls) >= self.limit:
             log.warning("incoming call from %s refused: %d calls run", source[0], len(self.calls))
             busy = response_to(request, 486, "Busy Here", new_tag())
             busy.headers.add("Retry-After", str(BUSY_RETRY_S))
             return busy
-        offer = self._describe(request, source)
         waiting = sum(
             1
             for call in self.calls.values()
@@ -186,16 +204,6 @@ class IncomingCalls:
             busy = response_to(request, 486, "Busy Here", new_tag())
             busy.headers.add("Retry-After", str(BUSY_RETRY_S))
             return busy
-        try:
-            decision = self.router.route(offer)
-        except Exception:
-            log.exception("the router failed on the incoming call %s", request.call_id)
-            return response_to(request, 500, "Server Internal Error", new_tag())
-        if isinstance(decision, Refuse):
-            refused = response_to(request, decision.status, decision.reason, new_tag())
-            if decision.retry_after is not None:
-                refused.headers.add("Retry-After", str(decision.retry_after))
-            return refused
         try:
             call = IncomingCall(
                 self.ua,
@@ -223,6 +231,20 @@ class IncomingCalls:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return trying
+
+    def _drop_oldest_unacked(self) -> None:
+        """With `unacked` calls waiting for their ACK, the oldest is dropped silently (no
+        200 again, no BYE: `IncomingCall.drop`) so the new INVITE is not refused: forged
+        INVITEs that are never acknowledged cannot hold the places (finding 2)."""
+        waiting = [c for c in self.calls.values() if c.state in (State.RINGING, State.ANSWERED)]
+        if len(waiting) < self.unacked:
+            return
+        oldest = waiting[0]  # dicts keep their order of arrival
+        log.warning(
+            "incoming call %s dropped: %d calls wait for their ACK", oldest.call_id, len(waiting)
+        )
+        self.calls.pop(oldest.call_id, None)
+        oldest.drop()
 
     def trusts(self, host: str) -> bool:
         """Whether a call from `host` is the PBX's (or a source configured as trusted)."""
@@ -302,22 +324,14 @@ class IncomingCalls:
             return
         handler = asyncio.ensure_future(accept.handler(line))
         timed_out = False
-        loop = asyncio.get_running_loop()
-        counted = 0.0  # of line.pin_stage_extended, already added to the timer
-        timer: asyncio.TimerHandle
 
         def stage_over() -> None:
-            nonlocal timed_out, timer, counted
-            extra = line.pin_stage_extended - counted
-            if extra > 0:  # the IVR's own waits do not count (review 2 of issue 16, finding 1)
-                counted += extra
-                timer = loop.call_later(extra, stage_over)
-                return
+            nonlocal timed_out
             if not call.authenticated.is_set() and not handler.done():
                 timed_out = True
                 handler.cancel()
 
-        timer = loop.call_later(accept.pin_stage_s, stage_over)
+        timer = asyncio.get_running_loop().call_later(accept.pin_stage_s, stage_over)
         try:
             await handler
         except asyncio.CancelledError:

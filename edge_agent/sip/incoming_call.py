@@ -13,10 +13,11 @@ Record-Route in its order, the remote target from its Contact. Only the caller's
 hosts may speak in it (`dialog_match.py`: the INVITE's source, its Contact, the
 proxy nearest us). Our requests (BYE) go to the outbound proxy when there is one,
 else along the route set, else to the remote target. A 2xx whose ACK does not
-come within CALL_ACK_WAIT_S ends the call with a BYE (13.3.1.4 allows 64 x T1, but a
+come within CALL_ACK_WAIT_S ends the call, without a BYE (13.3.1.4 allows 64 x T1, but a
 caller that has not acknowledged in 8 s has given up; the slot must not wait 32 s,
-review of issue 16, finding 2). Over TCP, a call whose connection closed before its
-ACK ends at once: the caller is gone (an IVR over TCP sends its ACK on it).
+review of issue 16, finding 2; no BYE: second review, finding 2). Over TCP, a call whose
+connection closed before its ACK ends at once: the caller is gone (an IVR over TCP sends
+its ACK on it).
 
 Media and in-dialog requests are `media_leg.MediaLeg`'s, the same as an outgoing
 call's: RFC 4733 and INFO keys, hold and re-INVITEs, source latching, SRTP. Our RTP
@@ -324,13 +325,23 @@ class IncomingCall(GuardedLeg):
             self.refuse(480, "Temporarily Unavailable")
             self.close()
             return
-        answered = self.state in (State.ANSWERED, State.CONFIRMED)
+        # A call never acknowledged gets no BYE (RFC 3261 13.3.1.4 says it should): a
+        # forged INVITE would make us send it to whatever its Contact names (second
+        # review of issue 16, finding 2); the 2xx is no longer repeated either (_end).
+        answered = self.state is State.CONFIRMED
         self._end(why)
         try:
             if answered and not self.remote_bye.is_set() and not self._bye_sent:
                 self._bye_sent = True
                 await self._bye()
         finally:
+            self.close()
+
+    def drop(self) -> None:
+        """Ends a call not yet acknowledged without a word to the caller (incoming.py's
+        cap on such calls): its 200 is not repeated, no BYE, the media closes."""
+        if self.state in (State.RINGING, State.ANSWERED):
+            self._end("dropped")
             self.close()
 
     async def _bye(self) -> None:

@@ -1,7 +1,8 @@
 """What an incoming call holds, and for how long (review of issue 16, finding 2): a
 place among the MAX_INCOMING ends with the call, not with our BYE's transaction; an
 unacknowledged 200 waits CALL_ACK_WAIT_S, not 64 x T1; the stage before the PIN has its
-own limit; one caller number has at most `per_caller` calls before its PIN; a TCP
+own limit; one caller number has at most `per_caller` calls before its PIN; calls not
+yet acknowledged have a cap of their own; a TCP
 INVITE whose connection closed is not kept."""
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ async def test_the_place_is_free_once_the_call_ended_not_after_the_bye() -> None
 async def test_an_unacknowledged_200_ends_after_the_short_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """No ACK: the call ends after CALL_ACK_WAIT_S (8 s; shortened here), with a BYE."""
+    """No ACK: the call ends after CALL_ACK_WAIT_S (8 s; shortened here), without a BYE
+    (second review, finding 2: before, a forged INVITE's Contact got 11 BYEs)."""
     assert incoming_call.CALL_ACK_WAIT_S <= 10.0  # not 64 x T1 = 32 s
     monkeypatch.setattr(incoming_call, "CALL_ACK_WAIT_S", 0.3)
     caller = Peer()
@@ -85,8 +87,9 @@ async def test_an_unacknowledged_200_ends_after_the_short_wait(
         caller.agent = transport.local
         caller.send(invite(caller))
         assert (await final(caller)).status == 200
-        await request(caller, "BYE")
         assert await gone_within(incoming, "in-1", 2.0)
+        await asyncio.sleep(1.0)  # a BYE (and its first resend) would be here by now
+        assert not [r for r in caller.requests if r.method == "BYE"]
         await ua.close(grace_s=0.1)
     finally:
         caller.close()
@@ -246,6 +249,31 @@ async def test_hanging_up_does_not_wait_for_the_byes_answer() -> None:
         await request(caller, "BYE")
         await asyncio.wait_for(hung_up.wait(), 2)
         assert await gone_within(incoming, "in-1", 2.0)
+        await ua.close(grace_s=0.1)
+    finally:
+        caller.close()
+
+
+async def test_unacknowledged_calls_do_not_take_every_place() -> None:
+    """Second review, finding 2: INVITEs never acknowledged (a blind spoofer's) held all
+    MAX_INCOMING places, and the next call got 486; now the oldest of them is dropped
+    silently (its 200 is not repeated, no BYE) and every new call is answered."""
+    caller = Peer()  # acknowledges nothing
+    try:
+        ua, transport = await loopback_ua(caller.address)
+        ua.incoming = incoming = IncomingCalls(ua, Quick(), per_caller=99)
+        caller.agent = transport.local
+        for n in range(1, incoming.limit + 3):
+            caller.send(invite(caller, call_id=f"in-{n}", branch=f"z9hG4bKin{n}"))
+            await final(caller, count=n)
+        finals = [r for r in caller.responses if r.status >= 200 and r.cseq[1] == "INVITE"]
+        assert 486 not in [r.status for r in finals]
+        assert len(incoming.calls) <= 5
+        sent = {r.call_id for r in caller.responses if r.status == 200}
+        await asyncio.sleep(1.0)  # T1 = 0.5 s: a dropped call's 200 would come again
+        again = [r for r in caller.responses if r.status == 200 and r.call_id == "in-1"]
+        assert len(again) == 1 and "in-1" in sent
+        assert not [r for r in caller.requests if r.method == "BYE"]
         await ua.close(grace_s=0.1)
     finally:
         caller.close()

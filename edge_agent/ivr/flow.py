@@ -234,6 +234,8 @@ class TriggerCall:
             return
         loop = asyncio.get_running_loop()
         end = loop.time() + wait
+        # The IVR's own wait does not count against the line's PIN stage limit.
+        self.line.pin_stage_extend(wait)
         await self.say("wait")
         rest = end - loop.time()  # the prompt took some of the wait already
         if rest > 0:  # at most a gap per call waiting ahead at the claim
@@ -241,7 +243,9 @@ class TriggerCall:
         # Under attack the queue hands tries out one by one, to the calls still waiting:
         # asked again until the try is ours.
         while (rest := await self.throttle.left(self.agent_number, self.caller)) > 0:
-            await self.sleep(min(rest, TURN_POLL_S))
+            pause = min(rest, TURN_POLL_S)
+            self.line.pin_stage_extend(pause)
+            await self.sleep(pause)
 
     # -- menu ------------------------------------------------------------------------
 

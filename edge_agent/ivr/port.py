@@ -67,6 +67,12 @@ class CallerLine(Protocol):
         longer apply to this call."""
         ...
 
+    def pin_stage_extend(self, seconds: float) -> None:
+        """The IVR itself makes the caller wait `seconds` (the PIN throttle): the limit of
+        the stage before the PIN moves back as far, so that the throttle never cuts a
+        caller off before the PIN is asked for."""
+        ...
+
     async def hang_up(self) -> None:
         """Ends the call (BYE); a line that is gone already is left alone."""
         ...

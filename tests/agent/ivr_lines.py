@@ -59,6 +59,7 @@ class ScriptedLine:
         self.records: list[tuple[float, float, str, float]] = []
         self.cleared = 0
         self.authenticated_calls = 0
+        self.stage_extended = 0.0  # pin_stage_extend's seconds, summed
         self.hung_up = False
         self.gone = False
         self.recorded: list[bytes] = []
@@ -137,6 +138,9 @@ class ScriptedLine:
 
     def authenticated(self) -> None:
         self.authenticated_calls += 1
+
+    def pin_stage_extend(self, seconds: float) -> None:
+        self.stage_extended += seconds
 
     async def hang_up(self) -> None:
         self.hung_up = True

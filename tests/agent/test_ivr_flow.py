@@ -625,3 +625,12 @@ async def test_under_attack_calls_that_come_and_go_do_not_push_the_right_pin_awa
         assert bed.clock.now - start <= 3 * AGENT_GAP_S, left
     # Still one try per gap from anyone: the attacker's calls waiting now wait their turn.
     assert await bed.guard.wait(AGENT, "+4930555") >= AGENT_GAP_S
+
+
+async def test_the_ivrs_waits_do_not_count_against_the_pin_stage(bed: Bed) -> None:
+    # Review 2 of issue 16, finding 1: the throttle's waits ran down the line's 180 s PIN
+    # stage. The line is told each wait, and pushes its limit back as far (incoming.py).
+    outcome, line = await bed.run(["1", "2", PIN, "2", "1"])
+    assert outcome is Outcome.TRIGGERED
+    assert bed.clock.sleeps == [DELAYS[1], DELAYS[2]]
+    assert line.stage_extended == sum(bed.clock.sleeps)

@@ -30,9 +30,10 @@ wait for its ACK, go on without it (review of issue 16, finding 2). At most `una
 of them wait for their ACK: the next INVITE drops the oldest silently (a blind spoofer
 cannot ACK; second review, finding 2). At most `per_caller` of them from one caller
 number that has not passed its check (the handler calls `authenticated()` on its line
-after the PIN), and that stage lasts at most `Accept.pin_stage_s`. A router that raises
-answers 500. Nothing of a hostile INVITE raises here: what cannot be read is an unknown
-number (`called_number.py`), an INVITE without a usable Contact gets 400.
+after the PIN): the next ends the oldest (finding 3); a withheld number has no such cap.
+That stage lasts at most `Accept.pin_stage_s`. A router that raises answers 500.
+Nothing of a hostile INVITE raises here: what cannot be read is an unknown number
+(`called_number.py`), an INVITE without a usable Contact gets 400.
 """
 
 from __future__ import annotations
@@ -185,22 +186,11 @@ class IncomingCalls:
                 refused.headers.add("Retry-After", str(decision.retry_after))
             return refused
         # Only a call that will be taken makes room (an INVITE for an unknown number
-        # drops nobody's call).
+        # ends nobody's call).
+        self._end_oldest_of(offer.caller_number)
         self._drop_oldest_unacked()
         if len(self.calls) >= self.limit:
             log.warning("incoming call from %s refused: %d calls run", source[0], len(self.calls))
-            busy = response_to(request, 486, "Busy Here", new_tag())
-            busy.headers.add("Retry-After", str(BUSY_RETRY_S))
-            return busy
-        waiting = sum(
-            1
-            for call in self.calls.values()
-            if call.caller_number == offer.caller_number and not call.authenticated.is_set()
-        )
-        if waiting >= self.per_caller:
-            log.warning(
-                "incoming call from %s refused: %d calls of one caller run", source[0], waiting
-            )
             busy = response_to(request, 486, "Busy Here", new_tag())
             busy.headers.add("Retry-After", str(BUSY_RETRY_S))
             return busy
@@ -231,6 +221,29 @@ class IncomingCalls:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return trying
+
+    def _end_oldest_of(self, number: str) -> None:
+        """With `per_caller` calls of `number` before their PIN, the oldest of them ends
+        (BYE) and the new one is taken: refusing the newest let three calls with a forged
+        or withheld number lock the real caller out (second review, finding 3). A withheld
+        number ("") is nobody's: no cap; the places and the PIN stage's limit bound those."""
+        if not number:
+            return
+        waiting = [
+            c
+            for c in self.calls.values()
+            if c.caller_number == number and not c.authenticated.is_set()
+        ]
+        if len(waiting) < self.per_caller:
+            return
+        oldest = waiting[0]  # dicts keep their order of arrival
+        log.warning(
+            "incoming call %s ended: %d calls of one caller before the PIN",
+            oldest.call_id,
+            len(waiting),
+        )
+        self.calls.pop(oldest.call_id, None)
+        self.ua.background(self._hang_up(oldest))
 
     def _drop_oldest_unacked(self) -> None:
         """With `unacked` calls waiting for their ACK, the oldest is dropped silently (no

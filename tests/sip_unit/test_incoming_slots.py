@@ -1,8 +1,8 @@
 """What an incoming call holds, and for how long (review of issue 16, finding 2): a
 place among the MAX_INCOMING ends with the call, not with our BYE's transaction; an
 unacknowledged 200 waits CALL_ACK_WAIT_S, not 64 x T1; the stage before the PIN has its
-own limit; one caller number has at most `per_caller` calls before its PIN; calls not
-yet acknowledged have a cap of their own; a TCP
+own limit; one caller number has at most `per_caller` calls before its PIN (a new one
+ends the oldest); calls not yet acknowledged have a cap of their own; a TCP
 INVITE whose connection closed is not kept."""
 
 from __future__ import annotations
@@ -138,17 +138,54 @@ async def test_after_the_pin_the_stage_limit_no_longer_applies() -> None:
         caller.close()
 
 
-async def test_one_caller_number_has_at_most_three_calls_before_the_pin() -> None:
+def anonymous(data: bytes) -> bytes:
+    """The INVITE with the caller's number withheld."""
+    data = data.replace(b'"Pforte" <sip:100@', b'"Anonymous" <sip:anonymous@')
+    return data.replace(b"Content-Type:", b"Privacy: id\r\nContent-Type:", 1)
+
+
+async def call_in(caller: Peer, n: int, *, withheld: bool = False) -> int:
+    """Places call in-n (acknowledged when answered); its final status."""
+    data = invite(caller, call_id=f"in-{n}", branch=f"z9hG4bKin{n}")
+    caller.send(anonymous(data) if withheld else data)
+    answer = await final(caller, count=n)
+    if answer.status == 200:
+        caller.send(in_dialog(caller, "ACK", answer.to_tag or "", 1, call_id=f"in-{n}"))
+    return answer.status
+
+
+async def test_a_fourth_call_of_one_number_before_the_pin_ends_the_oldest() -> None:
+    """Second review, finding 3: the 4th call of one number before its PIN got 486, so
+    three calls forging a number locked its owner out; now the oldest ends (BYE) and the
+    newest is taken."""
     caller = Peer(phone=True)
     try:
         ua, transport = await loopback_ua(caller.address)
-        ua.incoming = IncomingCalls(ua, Quick(wait=True))
+        ua.incoming = incoming = IncomingCalls(ua, Quick(wait=True))
         caller.agent = transport.local
-        for n in range(1, 5):
-            caller.send(invite(caller, call_id=f"in-{n}", branch=f"z9hG4bKin{n}"))
-            await final(caller, count=n)
-        finals = [r for r in caller.responses if r.status >= 200]
-        assert [r.status for r in finals] == [200, 200, 200, 486]
+        assert [await call_in(caller, n) for n in range(1, 5)] == [200, 200, 200, 200]
+        bye = await request(caller, "BYE")
+        assert bye.call_id == "in-1"
+        assert await gone_within(incoming, "in-1", 2.0)
+        assert set(incoming.calls) == {"in-2", "in-3", "in-4"}
+        await ua.close()
+    finally:
+        caller.close()
+
+
+async def test_withheld_numbers_are_not_one_caller() -> None:
+    """Second review, finding 3: every caller with a withheld number shared one cap of 3,
+    so three of them made the next get 486; "" is no one's number now."""
+    caller = Peer(phone=True)
+    try:
+        ua, transport = await loopback_ua(caller.address)
+        ua.incoming = incoming = IncomingCalls(ua, Quick(wait=True))
+        caller.agent = transport.local
+        statuses = [await call_in(caller, n, withheld=True) for n in range(1, 6)]
+        assert statuses == [200] * 5
+        await asyncio.sleep(0.3)
+        assert not [r for r in caller.requests if r.method == "BYE"]
+        assert len(incoming.calls) == 5
         await ua.close()
     finally:
         caller.close()

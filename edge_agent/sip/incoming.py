@@ -84,6 +84,10 @@ REFUSAL_LOG_S = 60.0  # a stranger's refused calls: one warning per minute, with
 Handler = Callable[[CallerLine], Awaitable[None]]
 
 
+def _anywhere(host: str) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class IncomingInvite:
     """What the router decides by: whom the INVITE calls and who calls."""
@@ -202,7 +206,9 @@ class IncomingCalls:
                 srtp=self.srtp,
                 proxy=self.proxy,
                 resolver=self.resolver,
-                media_trusted=self.trusts,
+                # The PBX's own SDP may name a phone (direct media) that sends no RTP
+                # before it hears us: trusted as it is (second review, finding 4).
+                media_trusted=_anywhere if self.is_pbx(source[0]) else self.trusts,
             )
         except SipError as exc:
             log.info("incoming call %s refused: %s", request.call_id, exc)
@@ -261,10 +267,15 @@ class IncomingCalls:
 
     def trusts(self, host: str) -> bool:
         """Whether a call from `host` is the PBX's (or a source configured as trusted)."""
-        key = peer_key(host)
-        if key == peer_key(self.ua.account.server[0]) or key in self.trusted_hosts:
+        if self.is_pbx(host):
             return True
         return bool(self.trusted) and within(host, self.trusted)
+
+    def is_pbx(self, host: str) -> bool:
+        """Whether `host` is the account's server or one of its addresses (not merely in a
+        trusted network: the SDP of such a source is not taken at its word)."""
+        key = peer_key(host)
+        return key == peer_key(self.ua.account.server[0]) or key in self.trusted_hosts
 
     def _refused_stranger(self, source: Address) -> None:
         self.refused_strangers += 1

@@ -23,7 +23,8 @@ Media and in-dialog requests are `media_leg.MediaLeg`'s, the same as an outgoing
 call's: RFC 4733 and INFO keys, hold and re-INVITEs, source latching, SRTP. Our RTP
 goes only where it cannot be aimed at a third party (review of issue 16, finding 5):
 the SDP's address when it is the INVITE's source host or one the router trusts (the
-PBX's), else only once the caller's RTP came from there (symmetric RTP); until then
+PBX's; any, when the INVITE came from the PBX itself: second review, finding 4), else
+only once the caller's RTP came from there (symmetric RTP); until then
 nothing is sent, and a prompt waits up to 1 s for it; at most 200 RTP packets a second
 are looked at (finding 6). Both are `incoming_rtp.GuardedLeg`'s.
 """

@@ -1,5 +1,6 @@
 """Where an incoming call's prompts go (review of issue 16, finding 5): never to a third
-host the SDP names, unless the caller's RTP came from there (symmetric RTP)."""
+host the SDP names, unless the caller's RTP came from there (symmetric RTP), or the
+INVITE came from the PBX itself (second review, finding 4: direct media)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from edge_agent.ivr.port import CallerGone, CallerLine
 from edge_agent.sip import incoming_rtp, sdp
 from edge_agent.sip.incoming import Accept, IncomingCalls, IncomingInvite, Refuse
 from edge_agent.sip.incoming_call import IncomingCall
+from edge_agent.sip.peers import parse_networks
 from tests.sip_unit.loopback_ua import loopback_ua
 from tests.sip_unit.test_incoming_dialog import final, in_dialog, invite
 from tests.sip_unit.udp_peers import Peer
 
 THIRD = "127.0.0.2"  # the host the SDP names: not the caller's SIP source
+PBX_HOST = "127.0.0.9"  # the account's server when the caller is not the PBX
 
 
 class Prompt:
@@ -36,14 +39,16 @@ class Prompt:
             pass
 
 
-async def call_with_media_at(victim: socket.socket, speak: bool) -> int:
+async def call_with_media_at(victim: socket.socket, speak: bool, *, pbx: bool = False) -> int:
     """A call whose SDP names `victim`'s address; the packets it got while the prompt
-    played (the victim sends one RTP packet first when `speak`)."""
+    played (the victim sends one RTP packet first when `speak`). The caller is the PBX
+    when `pbx`, else a source trusted by RUNDRUF_AGENT_SIP_TRIGGER_SOURCES' network."""
     caller = Peer(phone=True)
     try:
-        ua, transport = await loopback_ua(caller.address)
+        ua, transport = await loopback_ua(caller.address if pbx else (PBX_HOST, 5060))
         router = Prompt()
-        ua.incoming = incoming = IncomingCalls(ua, router)
+        trusted = () if pbx else parse_networks("127.0.0.1")
+        ua.incoming = incoming = IncomingCalls(ua, router, trusted=trusted)
         caller.agent = transport.local
         port = victim.getsockname()[1]
         caller.send(invite(caller, body=sdp.offer(THIRD, port, 77, payloads=(0, 101))))
@@ -86,6 +91,19 @@ async def test_the_prompt_goes_where_the_callers_rtp_comes_from() -> None:
         assert await call_with_media_at(victim, speak=True) >= 20  # 0.5 s of 20 ms packets
     finally:
         victim.close()
+
+
+async def test_the_pbxs_sdp_is_taken_at_its_word() -> None:
+    """Second review, finding 4: a phone behind the PBX (direct media) that sends no RTP
+    before it hears us got no prompt at all; the PBX's own INVITE names it, so it gets
+    the prompt at once."""
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((THIRD, 0))
+    phone.setblocking(False)
+    try:
+        assert await call_with_media_at(phone, speak=False, pbx=True) >= 20
+    finally:
+        phone.close()
 
 
 async def test_an_rtp_flood_is_cut_before_it_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,8 +6,6 @@ entry (or one tenant's); viewers read none. `audit.record` writes the entries.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import uuid
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from api.errors import BadInput, Forbidden
 from api.models import AuditLog, Role, Tenant, User
 from api.runtime import Runtime
 from api.services.actor import Actor
+from api.services.paging import decode_cursor, encode_cursor
 
 MAX_PAGE = 100
 # A kind is the part of an action before its dot ("group" of "group.create"), or a
@@ -49,20 +48,7 @@ class AuditPage:
 
 
 def _cursor(row: AuditLog) -> str:
-    return base64.urlsafe_b64encode(f"{row.at.isoformat()}|{row.id}".encode()).decode()
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        at, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        moment = datetime.fromisoformat(at)
-        ident_ = uuid.UUID(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadInput("not a cursor of this list", field="after") from None
-    # A time without a zone cannot be compared with the stored ones (Postgres refuses).
-    if moment.tzinfo is None:
-        raise BadInput("not a cursor of this list", field="after")
-    return moment, ident_
+    return encode_cursor(row.at, row.id)
 
 
 def _check(flt: AuditFilter, first: int) -> None:
@@ -99,7 +85,7 @@ async def list_entries(
     if flt.until is not None:
         query = query.where(AuditLog.at < flt.until)
     if after is not None:
-        at, ident = _parse_cursor(after)
+        at, ident = decode_cursor(after)
         query = query.where(or_(AuditLog.at < at, and_(AuditLog.at == at, AuditLog.id < ident)))
     query = query.order_by(AuditLog.at.desc(), AuditLog.id.desc()).limit(first + 1)
     async with rt.db.reading() as session:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from api.models import Broadcast, BroadcastGroup, BroadcastMode, CallAttempt, Pb
 from api.runtime import Runtime
 from api.services.actor import Actor
 from api.services.broadcast_results import outcome_clause
+from api.services.paging import decode_cursor, encode_cursor
 
 MAX_PAGE = 100
 
@@ -38,21 +37,7 @@ class Page:
 
 
 def _cursor(b: Broadcast) -> str:
-    raw = f"{b.started_at.isoformat()}|{b.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        started, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        moment = datetime.fromisoformat(started)
-        ident_ = uuid.UUID(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadInput("not a cursor of this list", field="after") from None
-    # A time without a zone cannot be compared with the stored ones (Postgres refuses).
-    if moment.tzinfo is None:
-        raise BadInput("not a cursor of this list", field="after")
-    return moment, ident_
+    return encode_cursor(b.started_at, b.id)
 
 
 async def list_broadcasts(
@@ -77,7 +62,7 @@ async def list_broadcasts(
     if flt.outcome is not None:
         query = query.where(outcome_clause(flt.outcome))
     if after is not None:
-        started, ident = _parse_cursor(after)
+        started, ident = decode_cursor(after)
         query = query.where(
             or_(
                 Broadcast.started_at < started,
